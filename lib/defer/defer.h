@@ -1,0 +1,304 @@
+/*
+ * defer.h -- waituntil's deferred-task pool: the C analogue of
+ * Cloudflare's ctx.waitUntil().
+ *
+ * A request thread registers work on a per-request context, reserves
+ * queue slots for all of it *before* the response is finished (so a full
+ * queue can still become a 503), and hands the work to a bounded pool of
+ * worker threads *after* the response is finished.  SQL tasks are
+ * group-committed: a worker runs consecutive SQL tasks in one
+ * BEGIN IMMEDIATE transaction with a savepoint per task.
+ *
+ *     defer_ctx_create(pool, &ctx);                 once per request thread
+ *     defer_wait_until_query(ctx, q, "/route");     in the handler
+ *     rc = defer_admit(pool, ctx);                  before the response ends
+ *     ... DEFER_OK: answer; DEFER_EFULL: 503 ...
+ *     FCGX_Finish_r(&req);
+ *     defer_submit(pool, ctx);                      after it; cannot fail
+ *
+ * Conventions: int status codes (DEFER_OK = 0, named negatives,
+ * defer_strerror()); opaque handles with create/free pairs, every free
+ * accepts NULL; no global mutable state (two pools are independent).
+ *
+ * ORDERING GUARANTEES (exactly these, nothing more):
+ *   - The tasks of one request run in registration order, one after the
+ *     other, on one thread.  When a task starts, every earlier task of its
+ *     request has finished, and earlier SQL tasks have been committed
+ *     (or reported failed).
+ *   - Requests leave the queue in submit order (the order of
+ *     defer_submit() calls; for one request thread that is its admission
+ *     order).  A worker runs the requests it takes in that order, so with
+ *     workers = 1 all requests run in submit order.
+ *   - With N > 1 workers, different requests may run concurrently on
+ *     different workers and finish in any order; a later request may
+ *     finish before an earlier one.  SQL transactions of one pool never
+ *     overlap (the pool's workers take turns as the one writer), but that
+ *     gives no order between requests on different workers.
+ *   - Tasks of one request are independent: a failing task never stops
+ *     the others (like Promise.allSettled); there is no retry of a failed
+ *     task except the bounded SQLITE_BUSY retry described below.
+ *
+ * SQL TASKS run in a transaction shared with neighbouring SQL tasks of
+ * the same batch (group commit), each under its own savepoint: a failing
+ * task is rolled back alone and the others commit.  QB_EBUSY on BEGIN,
+ * inside the transaction or at COMMIT rolls the transaction back and
+ * retries it with exponential backoff up to busy_retries times (each
+ * counted in `retried`); past that, every task of the transaction is
+ * reported failed.  A task running longer than task_budget_ms is
+ * interrupted (sqlite3_progress_handler on the worker's connection) and
+ * reported failed.
+ *
+ * CALLBACK TASKS run on a worker *outside* any transaction, so they may
+ * open their own transactions on defer_env_db().  A callback that returns
+ * with a transaction still open has it rolled back and is reported
+ * failed.  A callback cannot be interrupted: past task_budget_ms it is
+ * only logged as over budget; long callbacks should poll
+ * defer_env_expired().  SQL the callback runs on defer_env_db() is
+ * interrupted once the shutdown deadline has passed.
+ *
+ * SHUTDOWN: defer_pool_shutdown() stops admission, runs what is queued or
+ * in flight until the deadline, then interrupts SQL, reports every task
+ * that did not run ("left": label and SQL, one log line each, arg_free
+ * called once), and joins the workers.  A worker stuck in a callback that
+ * does not return within 500 ms after the deadline is reported "hung",
+ * detached, and keeps the pool's memory alive until it returns (the pool
+ * is then freed by that thread); the call returns DEFER_ETIMEDOUT.
+ *
+ * ACCOUNTING: once shutdown has returned and every admitted ctx has been
+ * submitted, admitted == ok + failed + left exactly.  Tasks run inline
+ * (policy INLINE) are not admitted; they are counted in inline_run, of
+ * which inline_failed failed.
+ */
+#ifndef WAITUNTIL_DEFER_H
+#define WAITUNTIL_DEFER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "qb.h"
+#include "qb_sqlite.h"
+
+#if defined(__GNUC__) && defined(DEFER_BUILDING)
+#define DEFER_API __attribute__((visibility("default")))
+#else
+#define DEFER_API
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- status codes ------------------------------------------------------ */
+
+enum {
+    DEFER_OK = 0,
+    DEFER_INLINE = 1,      /* defer_admit: tasks already ran in the caller */
+    DEFER_ENOMEM = -1,     /* allocation failed */
+    DEFER_EINVAL = -2,     /* bad argument or configuration */
+    DEFER_EFULL = -3,      /* no queue slots within the admission bound */
+    DEFER_ETOOMANY = -4,   /* per-request task bound exceeded */
+    DEFER_ESHUTDOWN = -5,  /* pool is shutting down: not admitting */
+    DEFER_ETIMEDOUT = -6,  /* shutdown deadline passed: tasks left/hung */
+    DEFER_EDB = -7,        /* a worker database could not be opened */
+    DEFER_ETHREAD = -8,    /* creating a thread or sync object failed */
+    DEFER_EMISUSE = -9     /* called out of order (e.g. submit w/o admit) */
+};
+
+/* Static English text for a status code; never NULL.  Thread-safe. */
+DEFER_API const char *defer_strerror(int rc);
+
+/* ---- configuration ----------------------------------------------------- */
+
+typedef enum defer_policy {
+    DEFER_POLICY_WAIT = 0, /* wait up to admit_wait_ms for slots, then EFULL */
+    DEFER_POLICY_REJECT,   /* EFULL at once (WAIT with a zero bound) */
+    DEFER_POLICY_INLINE    /* no slots: run the tasks in the caller now */
+} defer_policy;
+
+enum {
+    DEFER_LOG_DEBUG = 0,
+    DEFER_LOG_INFO = 1,
+    DEFER_LOG_WARN = 2,
+    DEFER_LOG_ERROR = 3
+};
+
+/* A log sink: level plus one preformatted line of key=value pairs (no
+ * newline).  Called from workers and request threads concurrently, so it
+ * must be thread-safe; it must not call back into the pool. */
+typedef void (*defer_log_fn)(void *ud, int level, const char *line);
+
+typedef struct defer_config {
+    const char *name;            /* pool name in logs; default "defer" */
+    unsigned workers;            /* worker threads; default 2; 1..256 */
+    size_t queue_capacity;       /* task slots; default 65536 */
+    unsigned max_tasks_per_request; /* default 16 */
+    unsigned batch_max;          /* tasks a worker takes at once; def. 256 */
+    unsigned task_budget_ms;     /* per task; default 5000; 0 = unlimited */
+    defer_policy policy;         /* default DEFER_POLICY_WAIT */
+    unsigned admit_wait_ms;      /* WAIT bound; default 100 */
+    unsigned drain_ms;           /* deadline used by destroy; default 30000 */
+    unsigned busy_retries;       /* transaction retries on BUSY; default 5 */
+    unsigned busy_backoff_ms;    /* first backoff, doubles, x16 cap; def 10 */
+    const char *db_path;         /* NULL: no database, SQL tasks refused */
+    qb_db_config db;             /* pragmas for each worker connection;
+                                    db.busy_timeout_ms bounds one wait */
+    defer_log_fn log;            /* NULL: one line to stderr */
+    void *log_ud;
+    int log_level;               /* lowest level logged; default INFO */
+} defer_config;
+
+/* Fill cfg with the defaults above (db: WAL, synchronous NORMAL,
+ * busy_timeout 1000 ms).  Start from this and change fields. */
+DEFER_API void defer_config_init(defer_config *cfg);
+
+/* ---- the pool ---------------------------------------------------------- */
+
+typedef struct defer_pool defer_pool;
+
+/*
+ * Create a pool from cfg (NULL = defaults; strings are copied): opens one
+ * writer connection per worker (if db_path), then starts the workers
+ * ("defer-w0"...; all signals blocked in them).  Returns DEFER_OK or
+ * DEFER_EINVAL / DEFER_ENOMEM / DEFER_EDB / DEFER_ETHREAD; on failure
+ * *out is NULL, every started thread has been joined, and a message is
+ * written to errbuf (if non-NULL).
+ */
+DEFER_API int defer_pool_create(defer_pool **out, const defer_config *cfg,
+                                char *errbuf, size_t errbuf_len);
+
+/*
+ * Stop admission (defer_admit returns DEFER_ESHUTDOWN from now on), run
+ * everything queued, in flight or still to be submitted until deadline_ms
+ * from now, then interrupt, report and free what is left, and join the
+ * workers.  Returns DEFER_OK if everything ran, DEFER_ETIMEDOUT if tasks
+ * were left or a worker hung (returns within deadline_ms + ~0.5 s).
+ * Call once, from one thread; later calls return the first result.
+ * A ctx admitted but submitted only after this returned: its tasks are
+ * reported left at submit.
+ */
+DEFER_API int defer_pool_shutdown(defer_pool *pool, unsigned deadline_ms);
+
+/* Shut down with cfg.drain_ms if not done yet, then free the pool.  If a
+ * worker hung, the memory is freed by that worker if it ever returns.
+ * Every ctx of the pool must have been freed or be unused.  NULL: no-op. */
+DEFER_API void defer_pool_destroy(defer_pool *pool);
+
+#define DEFER_HIST_BUCKETS 16
+
+/* Counters (tasks unless said otherwise).  Snapshot taken under the
+ * queue lock, so the fields are consistent with each other. */
+typedef struct defer_stats {
+    uint64_t admitted;      /* tasks admitted to the queue */
+    uint64_t rejected;      /* tasks refused at admit (EFULL/ESHUTDOWN) */
+    uint64_t refused;       /* registrations refused (ETOOMANY, EINVAL..) */
+    uint64_t inline_run;    /* tasks run inline in the caller (not admitted) */
+    uint64_t inline_failed; /* ... of which failed */
+    uint64_t ok;            /* admitted tasks that ran and succeeded */
+    uint64_t failed;        /* admitted tasks that ran and failed */
+    uint64_t left;          /* admitted tasks not run (shutdown), hung incl. */
+    uint64_t hung;          /* tasks still running when shutdown gave up */
+    uint64_t timeouts;      /* SQL tasks interrupted by task_budget_ms */
+    uint64_t retried;       /* transaction retries after QB_EBUSY */
+    uint64_t commits;       /* transactions committed by workers */
+    uint64_t batches;       /* batches taken from the queue by workers */
+    uint64_t batch_hist[DEFER_HIST_BUCKETS]; /* [k]: sizes 2^k..2^(k+1)-1 */
+    uint64_t reserved;      /* slots held by admitted, unsubmitted ctxs */
+    uint64_t queued;        /* tasks waiting in the queue */
+    uint64_t in_flight;     /* tasks taken by a worker, not finished */
+    uint64_t depth;         /* reserved + queued + in_flight (slots used) */
+    uint64_t depth_hwm;     /* high-water mark of depth */
+} defer_stats;
+
+/* Copy the counters into *out.  Thread-safe. */
+DEFER_API void defer_pool_stats(defer_pool *pool, defer_stats *out);
+
+/* ---- tasks --------------------------------------------------------------- */
+
+typedef struct defer_ctx defer_ctx;
+typedef struct defer_env defer_env;
+
+/* A callback task.  Runs on a worker (or inline in the admitting thread);
+ * 0 = success, any other value = failure (logged with the label, counted).
+ * arg stays owned by the pool: arg_free runs after the callback. */
+typedef int (*defer_fn)(defer_env *env, void *arg);
+typedef void (*defer_free_fn)(void *arg);
+
+/* Create a per-request context bound to pool.  Use it from one thread at
+ * a time; reuse it for the next request after submit/discard (cheap).
+ * DEFER_OK, DEFER_EINVAL or DEFER_ENOMEM (*out NULL). */
+DEFER_API int defer_ctx_create(defer_pool *pool, defer_ctx **out);
+
+/* Discard unadmitted tasks (as defer_ctx_discard), submit admitted ones
+ * (an admitted task is never dropped), close the ctx's inline connection
+ * and free it.  NULL: no-op. */
+DEFER_API void defer_ctx_free(defer_ctx *ctx);
+
+/*
+ * Register fn(env, arg) on ctx.  label (the route; NULL = "-") is copied,
+ * truncated to 127 bytes.  From this call on the pool owns arg: arg_free
+ * (may be NULL) is called exactly once on every path -- after the task
+ * ran, when it is rejected or discarded or left at shutdown, and at once
+ * when this call fails.  Errors: DEFER_EINVAL (NULL ctx/fn), DEFER_ETOOMANY
+ * (max_tasks_per_request reached), DEFER_EMISUSE (ctx already admitted),
+ * DEFER_ENOMEM.
+ */
+DEFER_API int defer_wait_until(defer_ctx *ctx, defer_fn fn, void *arg,
+                               defer_free_fn arg_free, const char *label);
+
+/* Register the SQL task q (run with qb_exec, rows discarded).  Takes
+ * ownership of q on every path (qb_query_free).  Errors as above, plus
+ * DEFER_EINVAL when q is NULL or the pool has no database. */
+DEFER_API int defer_wait_until_query(defer_ctx *ctx, qb_query *q,
+                                     const char *label);
+
+/* Number of tasks registered on ctx and not yet handed over. */
+DEFER_API size_t defer_ctx_count(const defer_ctx *ctx);
+
+/*
+ * Reserve queue slots for all of ctx's tasks at once (all or nothing).
+ * Call before the response is final.  Returns:
+ *   DEFER_OK        reserved; answer normally, then call defer_submit().
+ *                   (Also for a ctx without tasks.)
+ *   DEFER_INLINE    policy INLINE and no room: the tasks already ran in
+ *                   this thread (counted inline_run / inline_failed);
+ *                   ctx is empty, nothing to submit.
+ *   DEFER_EFULL     no room within the policy's bound: answer 503 with
+ *                   Retry-After.  The tasks were freed (arg_free) without
+ *                   running and counted rejected; ctx is empty.
+ *   DEFER_ESHUTDOWN the pool is shutting down; tasks freed as for EFULL.
+ *   DEFER_EINVAL    ctx belongs to another pool (nothing changed).
+ *   DEFER_EMISUSE   ctx already admitted (nothing changed).
+ * WAIT blocks up to admit_wait_ms.  Thread-safe (different ctxs).
+ */
+DEFER_API int defer_admit(defer_pool *pool, defer_ctx *ctx);
+
+/* Move ctx's admitted tasks into the queue (after FCGX_Finish_r).  Cannot
+ * fail: the slots were reserved.  Without a prior DEFER_OK admit it does
+ * nothing.  Afterwards ctx is empty and reusable.  Thread-safe. */
+DEFER_API void defer_submit(defer_pool *pool, defer_ctx *ctx);
+
+/* Handler error path: free the registered, unadmitted tasks (arg_free
+ * once each, not run, not counted).  If ctx was already admitted its tasks
+ * are submitted instead, since admitted work is never dropped. */
+DEFER_API void defer_ctx_discard(defer_ctx *ctx);
+
+/* ---- inside a callback --------------------------------------------------- */
+
+/* The running thread's connection (worker's writer, or the ctx's inline
+ * connection); NULL if the pool has no database.  Only valid during the
+ * callback; do not close it; leave no transaction open. */
+DEFER_API qb_db *defer_env_db(defer_env *env);
+/* The task's label. */
+DEFER_API const char *defer_env_label(const defer_env *env);
+/* Worker index 0..workers-1, or -1 when running inline. */
+DEFER_API int defer_env_worker(const defer_env *env);
+/* Non-zero once the task's time budget is spent or the shutdown deadline
+ * has passed: a long callback should return soon. */
+DEFER_API int defer_env_expired(const defer_env *env);
+/* Attach a message (copied, truncated) to the failure log of this task. */
+DEFER_API void defer_env_set_error(defer_env *env, const char *msg);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* WAITUNTIL_DEFER_H */

@@ -1,0 +1,29 @@
+#!/bin/sh
+# run.sh SRCDIR BUILDDIR -- `make run`: nginx on 127.0.0.1:$PORT (8080) in
+# front of waituntil, database $DB (BUILDDIR/var/waituntil.db), both in the
+# foreground; Ctrl-C (or TERM) stops waituntil first (it drains its
+# deferred writes) and then nginx.
+set -u
+src=$1 build=$2
+PORT=${PORT:-8080}
+DB=${DB:-$build/var/waituntil.db}
+. "$src/tools/stack.sh"
+if [ ! -x "$build/app/waituntil" ]; then
+    echo "make run: the waituntil server is not built in this tree yet" >&2
+    exit 1
+fi
+trap 'echo; echo "stopping (waituntil drains first)"; stack_stop; exit 0' INT TERM
+STACK_ACCESS_LOG=${ACCESS_LOG:-off}
+stack_start "$src" "$build" "$build/var/run" "$PORT" "$DB" || { stack_stop; exit 1; }
+echo "waituntil: http://127.0.0.1:$PORT/  (db $DB, logs $build/var/run/logs)"
+echo "try: curl -s http://127.0.0.1:$PORT/log ; Ctrl-C to stop"
+# Follow the app's log in the foreground; stop when either process dies.
+tail -n +1 -f "$build/var/run/logs/waituntil.log" &
+tail_pid=$!
+while kill -0 "$STACK_APP_PID" 2>/dev/null && kill -0 "$STACK_NGINX_PID" 2>/dev/null; do
+    sleep 1
+done
+kill "$tail_pid" 2>/dev/null
+echo "make run: a process exited; stopping" >&2
+stack_stop
+exit 1

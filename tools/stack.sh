@@ -1,0 +1,83 @@
+# tools/stack.sh -- start/stop nginx + waituntil from a private prefix.
+# Sourced by tools/run.sh (make run), the end-to-end tests and the
+# benchmarks, so all three run the very same stack.
+#
+#   stack_start SRCDIR BUILDDIR PREFIX PORT DB [CONF]
+#     nginx listens on 127.0.0.1:PORT, waituntil on PREFIX/waituntil.sock,
+#     the database is DB; waits until both answer.  Sets STACK_APP_PID,
+#     STACK_NGINX_PID.  Extra waituntil arguments: $STACK_APP_ARGS;
+#     a wrapper (valgrind...) for the app: $STACK_APP_WRAPPER.
+#   stack_stop_app [SIGNAL]   signal the app (default TERM), wait, echo status
+#   stack_stop                stop both (app first: it drains)
+
+stack_start() {
+    st_src=$1 st_build=$2 STACK_PREFIX=$3 STACK_PORT=$4 st_db=$5
+    st_conf=${6:-$st_src/conf/waituntil.conf}
+    STACK_APP=$st_build/app/waituntil
+    if [ ! -x "$STACK_APP" ]; then
+        echo "stack: $STACK_APP is not built" >&2
+        return 1
+    fi
+    st_nginx=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
+    mkdir -p "$STACK_PREFIX/logs" "$STACK_PREFIX/tmp" "$STACK_PREFIX/conf" \
+        "$(dirname "$st_db")"
+    STACK_SOCKET=$STACK_PREFIX/waituntil.sock
+    cp "$st_src/nginx/fastcgi.conf" "$st_src/nginx/waituntil-locations.conf" \
+        "$STACK_PREFIX/conf/"
+    sed -e "s|@PREFIX@|$STACK_PREFIX|g" -e "s|@PORT@|$STACK_PORT|g" \
+        -e "s|@SOCKET@|$STACK_SOCKET|g" \
+        -e "s|@ACCESS_LOG@|${STACK_ACCESS_LOG:-$STACK_PREFIX/logs/access.log}|g" \
+        "$st_src/nginx/dev.conf.in" > "$STACK_PREFIX/conf/nginx.conf"
+
+    # The app first, so nginx never answers 502 while it starts.
+    ${STACK_APP_WRAPPER:-} "$STACK_APP" -c "$st_conf" -l "unix:$STACK_SOCKET" \
+        -d "$st_db" ${STACK_APP_ARGS:-} 2>>"$STACK_PREFIX/logs/waituntil.log" &
+    STACK_APP_PID=$!
+    i=0
+    while [ ! -S "$STACK_SOCKET" ]; do
+        i=$((i + 1))
+        if [ $i -gt 300 ] || ! kill -0 "$STACK_APP_PID" 2>/dev/null; then
+            echo "stack: waituntil did not start; its log:" >&2
+            tail -n 20 "$STACK_PREFIX/logs/waituntil.log" >&2
+            return 1
+        fi
+        sleep 0.1
+    done
+    "$st_nginx" -p "$STACK_PREFIX" -c "$STACK_PREFIX/conf/nginx.conf" \
+        -g 'daemon off;' 2>>"$STACK_PREFIX/logs/nginx.stderr" &
+    STACK_NGINX_PID=$!
+    i=0
+    while ! curl -s -o /dev/null "http://127.0.0.1:$STACK_PORT/hello"; do
+        i=$((i + 1))
+        if [ $i -gt 100 ] || ! kill -0 "$STACK_NGINX_PID" 2>/dev/null; then
+            echo "stack: nginx did not start:" >&2
+            cat "$STACK_PREFIX/logs/nginx.stderr" "$STACK_PREFIX/logs/error.log" >&2 2>/dev/null
+            return 1
+        fi
+        sleep 0.1
+    done
+}
+
+stack_stop_app() {
+    [ -n "${STACK_APP_PID:-}" ] || return 0
+    kill -"${1:-TERM}" "$STACK_APP_PID" 2>/dev/null
+    st_rc=0
+    wait "$STACK_APP_PID" || st_rc=$?
+    STACK_APP_PID=
+    echo "$st_rc"
+}
+
+stack_stop() {
+    [ -z "${STACK_APP_PID:-}" ] || stack_stop_app TERM >/dev/null
+    if [ -n "${STACK_NGINX_PID:-}" ]; then
+        kill -QUIT "$STACK_NGINX_PID" 2>/dev/null
+        wait "$STACK_NGINX_PID" 2>/dev/null
+        STACK_NGINX_PID=
+    fi
+}
+
+# A free TCP port on 127.0.0.1 (the kernel picks it).
+stack_free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null ||
+        echo $((20000 + $$ % 20000))
+}

@@ -1,0 +1,43 @@
+#!/bin/sh
+# summary.sh BUILDDIR... -- print each Check program's summary line and each
+# shell test's count from the automake logs, then one line
+# "N passed, N failed" over everything.  Exit 1 if any test failed or no
+# test ran.
+pass=0 fail=0
+for dir in "$@"; do
+    [ -d "$dir/tests" ] || continue
+    for log in $(find "$dir/tests" -name '*.log' ! -name test-suite.log | sort); do
+        name=${log#"$dir"/}
+        trs=${log%.log}.trs
+        line=$(grep -E '^[0-9]+%: Checks: [0-9]+, Failures: [0-9]+, Errors: [0-9]+' "$log" | tail -n 1)
+        if [ -n "$line" ]; then
+            n=$(echo "$line" | sed -E 's/.*Checks: ([0-9]+).*/\1/')
+            f=$(echo "$line" | sed -E 's/.*Failures: ([0-9]+).*/\1/')
+            e=$(echo "$line" | sed -E 's/.*Errors: ([0-9]+).*/\1/')
+            echo "$name: $line"
+            pass=$((pass + n - f - e)); fail=$((fail + f + e))
+            # A crash after the summary (sanitizer, valgrind) fails the program.
+            if [ -f "$trs" ] && grep -q ':test-result: FAIL\|:test-result: ERROR' "$trs" && [ $((f + e)) -eq 0 ]; then
+                echo "$name: program failed after its summary (see log)"; fail=$((fail + 1))
+            fi
+            continue
+        fi
+        line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
+        if [ -n "$line" ]; then
+            p=${line%% passed*}; f=${line#*passed, }; f=${f%% failed*}
+            echo "$name: $line"
+            pass=$((pass + p)); fail=$((fail + f))
+            if [ -f "$trs" ] && grep -q ':test-result: FAIL\|:test-result: ERROR' "$trs" && [ "$f" -eq 0 ]; then
+                echo "$name: script failed (see log)"; fail=$((fail + 1))
+            fi
+            continue
+        fi
+        if [ -f "$trs" ]; then
+            r=$(sed -n 's/^:test-result: //p' "$trs" | head -n 1)
+            echo "$name: $r"
+            case $r in PASS) pass=$((pass + 1)) ;; SKIP) ;; *) fail=$((fail + 1)) ;; esac
+        fi
+    done
+done
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ] && [ "$pass" -gt 0 ]
