@@ -7,7 +7,8 @@
 #     the database is DB; waits until both answer.  Sets STACK_APP_PID,
 #     STACK_NGINX_PID.  Extra waituntil arguments: $STACK_APP_ARGS;
 #     a wrapper (valgrind...) for the app: $STACK_APP_WRAPPER.
-#   stack_stop_app [SIGNAL]   signal the app (default TERM), wait, echo status
+#   stack_stop_app [SIGNAL]   signal the app (default TERM), wait for it;
+#                             its exit status goes to STACK_APP_RC
 #   stack_stop                stop both (app first: it drains)
 
 stack_start() {
@@ -18,13 +19,19 @@ stack_start() {
         echo "stack: $STACK_APP is not built" >&2
         return 1
     fi
-    st_nginx=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
+    st_nginx=${NGINX_BIN:-$(command -v nginx || echo /usr/sbin/nginx)}
     mkdir -p "$STACK_PREFIX/logs" "$STACK_PREFIX/tmp" "$STACK_PREFIX/conf" \
         "$(dirname "$st_db")"
     STACK_SOCKET=$STACK_PREFIX/waituntil.sock
     cp "$st_src/nginx/fastcgi.conf" "$st_src/nginx/waituntil-locations.conf" \
         "$STACK_PREFIX/conf/"
-    sed -e "s|@PREFIX@|$STACK_PREFIX|g" -e "s|@PORT@|$STACK_PORT|g" \
+    # Started as root, nginx would run its workers as nobody, who can reach
+    # neither the 0660 socket nor a prefix under a 0700 home.  This private
+    # loopback-only instance keeps the invoking user for its workers
+    # (production: workers as www-data, socket group www-data; README).
+    st_user=
+    [ "$(id -u)" -ne 0 ] || st_user="user root root;"
+    sed -e "s|@PREFIX@|$STACK_PREFIX|g" -e "s|@USER@|$st_user|g" -e "s|@PORT@|$STACK_PORT|g" \
         -e "s|@SOCKET@|$STACK_SOCKET|g" \
         -e "s|@ACCESS_LOG@|${STACK_ACCESS_LOG:-$STACK_PREFIX/logs/access.log}|g" \
         "$st_src/nginx/dev.conf.in" > "$STACK_PREFIX/conf/nginx.conf"
@@ -47,7 +54,7 @@ stack_start() {
         -g 'daemon off;' 2>>"$STACK_PREFIX/logs/nginx.stderr" &
     STACK_NGINX_PID=$!
     i=0
-    while ! curl -s -o /dev/null "http://127.0.0.1:$STACK_PORT/hello"; do
+    while [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$STACK_PORT/hello")" != 200 ]; do
         i=$((i + 1))
         if [ $i -gt 100 ] || ! kill -0 "$STACK_NGINX_PID" 2>/dev/null; then
             echo "stack: nginx did not start:" >&2
@@ -59,16 +66,16 @@ stack_start() {
 }
 
 stack_stop_app() {
+    STACK_APP_RC=
     [ -n "${STACK_APP_PID:-}" ] || return 0
     kill -"${1:-TERM}" "$STACK_APP_PID" 2>/dev/null
-    st_rc=0
-    wait "$STACK_APP_PID" || st_rc=$?
+    STACK_APP_RC=0
+    wait "$STACK_APP_PID" || STACK_APP_RC=$?
     STACK_APP_PID=
-    echo "$st_rc"
 }
 
 stack_stop() {
-    [ -z "${STACK_APP_PID:-}" ] || stack_stop_app TERM >/dev/null
+    [ -z "${STACK_APP_PID:-}" ] || stack_stop_app TERM
     if [ -n "${STACK_NGINX_PID:-}" ]; then
         kill -QUIT "$STACK_NGINX_PID" 2>/dev/null
         wait "$STACK_NGINX_PID" 2>/dev/null

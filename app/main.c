@@ -1,0 +1,364 @@
+/*
+ * main.c -- the waituntil program: wiring and signals.
+ *
+ *   waituntil [-c FILE] [-p PREFIX] [-l LISTEN] [-d DB] [-t] [-v]
+ *
+ * DESIGN: every signal we handle is blocked in main before any thread
+ * exists, so every thread inherits the mask and main alone receives them
+ * with sigwait(): TERM/INT stop the server (no new requests, in-flight
+ * ones finish), then the pool drains within the conf deadline; HUP reopens
+ * the log.  SIGPIPE is ignored: a write to a vanished peer returns EPIPE.
+ * Exit status: 0 after a clean drain, 1 if deferred work was left or the
+ * start failed (conf, database, socket).
+ */
+#define _GNU_SOURCE
+#include "app.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: waituntil [-c FILE] [-p PREFIX] [-l LISTEN] [-d DB] [-t] [-v]\n"
+            "  -c FILE    configuration (default conf/waituntil.conf)\n"
+            "  -p PREFIX  directory relative paths in the conf are resolved\n"
+            "             against (default: the current directory)\n"
+            "  -l LISTEN  override server.listen (unix:PATH, HOST:PORT, stdin)\n"
+            "  -d DB      override database.path\n"
+            "  -t         check the conf and the database schema, then exit\n"
+            "  -v         print the version and exit\n");
+}
+
+/* PREFIX/path for relative paths; returns a malloc'd string. */
+static char *resolve(const char *prefix, const char *path)
+{
+    char *out;
+    if (path == NULL)
+        return NULL;
+    if (path[0] == '/' || prefix == NULL || strcmp(path, ":memory:") == 0)
+        return strdup(path);
+    if (asprintf(&out, "%s/%s", prefix, path) < 0)
+        return NULL;
+    return out;
+}
+
+static int sql_file(const struct dirent *d)
+{
+    size_t n = strlen(d->d_name);
+    return d->d_name[0] != '.' && n > 4 && strcmp(d->d_name + n - 4, ".sql") == 0;
+}
+
+void app_migrations_free(qb_migration *list, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free((char *)list[i].name);
+        free((char *)list[i].sql);
+    }
+    free(list);
+}
+
+int app_migrations_load(const char *dir, qb_migration **out, size_t *n,
+                        char *eb, size_t el)
+{
+    struct dirent **ents = NULL;
+    qb_migration *list;
+    int count, rc = 0;
+
+    *out = NULL;
+    *n = 0;
+    count = scandir(dir, &ents, sql_file, alphasort);
+    if (count < 0) {
+        snprintf(eb, el, "migrations %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    list = calloc(count ? (size_t)count : 1, sizeof *list);
+    for (int i = 0; i < count; i++) {
+        char path[PATH_MAX];
+        FILE *f;
+        char *buf = NULL;
+        size_t len = 0;
+        if (list == NULL || rc != 0) {
+            free(ents[i]);
+            continue;
+        }
+        snprintf(path, sizeof path, "%s/%s", dir, ents[i]->d_name);
+        f = fopen(path, "r");
+        if (f != NULL) {
+            FILE *mem = open_memstream(&buf, &len);
+            char chunk[4096];
+            size_t r;
+            while (mem != NULL && (r = fread(chunk, 1, sizeof chunk, f)) > 0)
+                fwrite(chunk, 1, r, mem);
+            if (mem != NULL)
+                fclose(mem);
+            fclose(f);
+        }
+        if (buf == NULL) {
+            snprintf(eb, el, "migration %s: %s", path, strerror(errno));
+            rc = -1;
+        } else {
+            list[*n].name = strdup(ents[i]->d_name);
+            list[*n].sql = buf;
+            (*n)++;
+        }
+        free(ents[i]);
+    }
+    free(ents);
+    if (list == NULL) {
+        snprintf(eb, el, "out of memory");
+        return -1;
+    }
+    if (rc != 0) {
+        app_migrations_free(list, *n);
+        *n = 0;
+        return -1;
+    }
+    *out = list;
+    return 0;
+}
+
+static void db_config(const web_conf *conf, qb_db_config *db)
+{
+    memset(db, 0, sizeof *db);
+    db->journal_mode = conf->database.journal_mode;
+    db->synchronous = conf->database.synchronous;
+    db->busy_timeout_ms = (int)conf->database.busy_timeout_ms;
+}
+
+/* Open the database and apply the migrations in name order. */
+static int migrate(const web_conf *conf, const char *db_path,
+                   const char *mig_dir, web_log *log)
+{
+    qb_migration *list = NULL;
+    size_t n = 0, applied = 0, failed_at = 0;
+    qb_db *db = NULL;
+    qb_db_config cfg;
+    char eb[512];
+    int rc;
+
+    if (app_migrations_load(mig_dir, &list, &n, eb, sizeof eb) != 0) {
+        web_logf(log, WEB_LOG_ERROR, "migrations_failed", "error=\"%s\"", eb);
+        return -1;
+    }
+    db_config(conf, &cfg);
+    rc = qb_db_open(&db, db_path, &cfg, eb, sizeof eb);
+    if (rc != QB_OK) {
+        web_logf(log, WEB_LOG_ERROR, "db_open_failed", "path=%s error=\"%s\"",
+                 db_path, eb);
+        app_migrations_free(list, n);
+        return -1;
+    }
+    rc = qb_migrations_apply(db, NULL, list, n, &applied, &failed_at);
+    if (rc != QB_OK) {
+        char q[512];
+        web_logf(log, WEB_LOG_ERROR, "migrations_failed", "error=%s",
+                 web_log_q(q, sizeof q, qb_db_errmsg(db)));
+    } else {
+        web_logf(log, WEB_LOG_INFO, "migrations", "dir=%s found=%zu applied=%zu",
+                 mig_dir, n, applied);
+    }
+    qb_db_close(db);
+    app_migrations_free(list, n);
+    return rc == QB_OK ? 0 : -1;
+}
+
+static void pool_config(const web_conf *conf, const char *db_path,
+                        web_log *log, defer_config *pc)
+{
+    defer_config_init(pc);
+    pc->name = "waituntil";
+    pc->workers = conf->pool.workers;
+    pc->queue_capacity = conf->pool.queue;
+    pc->max_tasks_per_request = (unsigned)conf->pool.tasks_per_request;
+    pc->batch_max = (unsigned)conf->pool.batch;
+    pc->task_budget_ms = (unsigned)conf->pool.task_timeout_ms;
+    pc->policy = conf->pool.admission == WEB_ADMIT_REJECT ? DEFER_POLICY_REJECT
+                 : conf->pool.admission == WEB_ADMIT_INLINE
+                     ? DEFER_POLICY_INLINE
+                     : DEFER_POLICY_WAIT;
+    pc->admit_wait_ms = (unsigned)conf->pool.admission_wait_ms;
+    pc->drain_ms = (unsigned)conf->pool.drain_timeout_ms;
+    pc->busy_retries = conf->pool.busy_retries;
+    pc->db_path = db_path;
+    db_config(conf, &pc->db);
+    pc->log = web_log_defer_sink;
+    pc->log_ud = log;
+    pc->log_level = conf->server.log_level <= WEB_LOG_DEBUG  ? DEFER_LOG_DEBUG
+                    : conf->server.log_level <= WEB_LOG_INFO ? DEFER_LOG_INFO
+                    : conf->server.log_level <= WEB_LOG_WARN ? DEFER_LOG_WARN
+                                                             : DEFER_LOG_ERROR;
+}
+
+int main(int argc, char **argv)
+{
+    const char *conf_path = "conf/waituntil.conf", *prefix = NULL;
+    const char *listen = NULL, *db_opt = NULL;
+    int test_only = 0, opt, exit_code = 1, rc;
+    char eb[1024];
+    web_conf *conf = NULL;
+    web_log *log = NULL;
+    defer_pool *pool = NULL;
+    web_server *srv = NULL;
+    char *db_path = NULL, *mig_dir = NULL, *log_path = NULL;
+    char *listen_resolved = NULL;
+    sigset_t set;
+    defer_config pc;
+
+    while ((opt = getopt(argc, argv, "c:p:l:d:tvh")) != -1) {
+        switch (opt) {
+        case 'c': conf_path = optarg; break;
+        case 'p': prefix = optarg; break;
+        case 'l': listen = optarg; break;
+        case 'd': db_opt = optarg; break;
+        case 't': test_only = 1; break;
+        case 'v': printf("waituntil %s\n", PACKAGE_VERSION); return 0;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 1;
+        }
+    }
+    if (optind != argc) {
+        usage(stderr);
+        return 1;
+    }
+
+    rc = web_conf_load(conf_path, &conf, eb, sizeof eb);
+    if (rc != WEB_OK) {
+        fprintf(stderr, "waituntil: %s\n", eb);
+        if (test_only)
+            fprintf(stderr, "waituntil: configuration file %s test failed\n",
+                    conf_path);
+        return 1;
+    }
+    db_path = resolve(prefix, db_opt ? db_opt : conf->database.path);
+    mig_dir = resolve(prefix, conf->database.migrations);
+    if (db_path == NULL || mig_dir == NULL) {
+        fprintf(stderr, "waituntil: out of memory\n");
+        goto out;
+    }
+    if (test_only) {
+        exit_code = app_check(conf, conf_path, db_path, mig_dir) == 0 ? 0 : 1;
+        goto out;
+    }
+
+    if (conf->server.log != NULL && strcmp(conf->server.log, "stderr") != 0)
+        log_path = resolve(prefix, conf->server.log);
+    if (web_log_open(&log, log_path ? log_path : "stderr",
+                     conf->server.log_level, eb, sizeof eb) != WEB_OK) {
+        fprintf(stderr, "waituntil: %s\n", eb);
+        goto out;
+    }
+
+    /* Before any thread exists: the mask is inherited by all of them. */
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGQUIT);
+    if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0) {
+        fprintf(stderr, "waituntil: cannot block signals\n");
+        goto out;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    /* libfcgi waits up to 2 s in FCGX_Finish_r for the peer to close;
+     * nginx closes in ~0.1 ms, so bound a misbehaving peer at 200 ms. */
+    setenv("LIBFCGI_OS_CLOSE_POLL_TIMEOUT", "200", 0);
+
+    if (migrate(conf, db_path, mig_dir, log) != 0)
+        goto out;
+    pool_config(conf, db_path, log, &pc);
+    app_set_sync_db(db_path, &pc.db);
+    rc = defer_pool_create(&pool, &pc, eb, sizeof eb);
+    if (rc != DEFER_OK) {
+        web_logf(log, WEB_LOG_ERROR, "pool_failed", "error=\"%s\"", eb);
+        goto out;
+    }
+    {
+        char *l = NULL;
+        const char *spec = listen ? listen : conf->server.listen;
+        /* unix:relative/path is resolved against the prefix too. */
+        if (spec != NULL && strncmp(spec, "unix:", 5) == 0 && spec[5] != '/') {
+            char *p = resolve(prefix, spec + 5);
+            if (p != NULL && asprintf(&l, "unix:%s", p) < 0)
+                l = NULL;
+            free(p);
+            listen_resolved = l;
+            spec = l;
+        }
+        web_server_config sc = {
+            .conf = conf,
+            .pool = pool,
+            .handlers = app_handlers,
+            .nhandlers = app_nhandlers,
+            .log = log,
+            .listen = spec,
+        };
+        rc = web_server_create(&srv, &sc, eb, sizeof eb);
+    }
+    if (rc != WEB_OK) {
+        web_logf(log, WEB_LOG_ERROR, "listen_failed", "error=\"%s\"", eb);
+        goto out;
+    }
+    rc = web_server_start(srv);
+    if (rc != WEB_OK) {
+        web_logf(log, WEB_LOG_ERROR, "start_failed", "error=%s",
+                 web_strerror(rc));
+        goto out;
+    }
+    web_logf(log, WEB_LOG_INFO, "started",
+             "version=%s listen=%s db=%s threads=%u workers=%u queue=%zu",
+             PACKAGE_VERSION, web_server_listen_name(srv), db_path,
+             conf->server.threads, conf->pool.workers, conf->pool.queue);
+
+    for (;;) {
+        int sig = 0;
+        if (sigwait(&set, &sig) != 0)
+            continue;
+        if (sig == SIGHUP) {
+            web_logf(log, WEB_LOG_INFO, "reopen_log", "ok=%d",
+                     web_log_reopen(log) == WEB_OK);
+            continue;
+        }
+        web_logf(log, WEB_LOG_INFO, "stopping", "signal=%d", sig);
+        break;
+    }
+
+    web_server_stop(srv);
+    {
+        web_server_stats ss;
+        defer_stats ds;
+        rc = defer_pool_shutdown(pool, (unsigned)conf->pool.drain_timeout_ms);
+        web_server_stats_get(srv, &ss);
+        defer_pool_stats(pool, &ds);
+        web_logf(log, rc == DEFER_OK ? WEB_LOG_INFO : WEB_LOG_ERROR, "stopped",
+                 "drain=%s requests=%llu admitted=%llu ok=%llu failed=%llu "
+                 "left=%llu rejected=%llu inline=%llu",
+                 rc == DEFER_OK ? "complete" : "incomplete",
+                 (unsigned long long)ss.finished,
+                 (unsigned long long)ds.admitted, (unsigned long long)ds.ok,
+                 (unsigned long long)ds.failed, (unsigned long long)ds.left,
+                 (unsigned long long)ds.rejected,
+                 (unsigned long long)ds.inline_run);
+        exit_code = rc == DEFER_OK ? 0 : 1;
+    }
+
+out:
+    web_server_free(srv);
+    defer_pool_destroy(pool);
+    web_log_close(log);
+    web_conf_free(conf);
+    free(db_path);
+    free(mig_dir);
+    free(log_path);
+    free(listen_resolved);
+    return exit_code;
+}

@@ -1,0 +1,168 @@
+/*
+ * action.c -- declarative routes: turn a route's `defer` blocks into qb
+ * queries with values taken from the request, and register them.
+ *
+ * Values are always bound: every request value becomes a qb_value (copied
+ * by the builder, since the request's arena dies before the query runs);
+ * only `raw:` sources, which are conf text, are inlined.  Table and column
+ * names were validated as plain identifiers when the conf was loaded.
+ */
+#define _GNU_SOURCE
+#include "web_server.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define MAX_COLS 64
+
+static qb_value to_qb(const web_value *v)
+{
+    switch (v->type) {
+    case WEB_V_TEXT: return qb_textn(v->s, v->len);
+    case WEB_V_INT: return qb_int(v->i);
+    case WEB_V_REAL: return qb_real(v->d);
+    case WEB_V_BOOL: return qb_bool((int)v->i);
+    case WEB_V_RAW: return qb_raw(v->s);
+    case WEB_V_ABSENT:
+    case WEB_V_NULL:
+    default: return qb_null();
+    }
+}
+
+/* "col = ?" for a where column (identifiers are validated at load). */
+static int eq_cond(char *buf, size_t len, const char *col)
+{
+    int n = snprintf(buf, len, "%s = ?", col);
+    return n > 0 && (size_t)n < len ? 0 : -1;
+}
+
+int web_defer_build(const web_defer *d, const web_value *cols,
+                    const web_value *sets, const web_value *wheres,
+                    qb_query **out, char *eb, size_t el)
+{
+    char cond[160];
+    int rc = QB_EINVAL;
+    const char *msg = "unknown defer kind";
+    size_t i;
+
+    *out = NULL;
+    switch (d->kind) {
+    case WEB_DEFER_INSERT:
+    case WEB_DEFER_UPSERT: {
+        qb_insert *ins = qb_insert_new(d->table);
+        if (ins == NULL)
+            return QB_ENOMEM;
+        for (i = 0; i < d->ncols; i++)
+            qb_insert_set(ins, d->cols[i].column, to_qb(&cols[i]));
+        if (d->kind == WEB_DEFER_UPSERT) {
+            qb_insert_on_conflict(ins, d->nconflict, d->conflict);
+            for (i = 0; i < d->nsets; i++)
+                qb_insert_on_conflict_set(ins, d->sets[i].column,
+                                          to_qb(&sets[i]));
+        }
+        rc = qb_insert_build(ins, out);
+        msg = qb_insert_errmsg(ins);
+        if (rc != QB_OK && eb != NULL)
+            snprintf(eb, el, "%s", msg);
+        qb_insert_free(ins);
+        return rc;
+    }
+    case WEB_DEFER_UPDATE: {
+        qb_update *u = qb_update_new(d->table);
+        if (u == NULL)
+            return QB_ENOMEM;
+        for (i = 0; i < d->nsets; i++)
+            qb_update_set(u, d->sets[i].column, to_qb(&sets[i]));
+        for (i = 0; i < d->nwheres; i++) {
+            qb_value v = to_qb(&wheres[i]);
+            if (eq_cond(cond, sizeof cond, d->wheres[i].column) == 0)
+                qb_update_where(u, cond, 1, &v);
+        }
+        rc = qb_update_build(u, out);
+        if (rc != QB_OK && eb != NULL)
+            snprintf(eb, el, "%s", qb_update_errmsg(u));
+        qb_update_free(u);
+        return rc;
+    }
+    case WEB_DEFER_DELETE: {
+        qb_delete *del = qb_delete_new(d->table);
+        if (del == NULL)
+            return QB_ENOMEM;
+        for (i = 0; i < d->nwheres; i++) {
+            qb_value v = to_qb(&wheres[i]);
+            if (eq_cond(cond, sizeof cond, d->wheres[i].column) == 0)
+                qb_delete_where(del, cond, 1, &v);
+        }
+        rc = qb_delete_build(del, out);
+        if (rc != QB_OK && eb != NULL)
+            snprintf(eb, el, "%s", qb_delete_errmsg(del));
+        qb_delete_free(del);
+        return rc;
+    }
+    }
+    if (eb != NULL)
+        snprintf(eb, el, "%s", msg);
+    return rc;
+}
+
+static int eval_all(const web_column *c, size_t n, const web_request *r,
+                    const web_match *m, web_value *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        int rc = web_source_eval(&c[i].src, r, m, &out[i]);
+        if (rc != WEB_OK)
+            return rc;
+    }
+    return WEB_OK;
+}
+
+int web_call_register_defers(web_call *call, const web_route_conf *route)
+{
+    const web_request *r = web_call_request(call);
+    const web_match *m = web_call_match(call);
+
+    if (call == NULL || route == NULL)
+        return WEB_EINVAL;
+    for (size_t k = 0; k < route->ndefers; k++) {
+        const web_defer *d = &route->defers[k];
+        web_value cols[MAX_COLS], sets[MAX_COLS], wheres[MAX_COLS];
+        qb_query *q = NULL;
+        char eb[512];
+        int rc, skip = 0;
+
+        if (d->ncols > MAX_COLS || d->nsets > MAX_COLS || d->nwheres > MAX_COLS)
+            return WEB_EINVAL;
+        /* `if SOURCE;`: the query runs only when every one is present. */
+        for (size_t i = 0; i < d->nconds && !skip; i++) {
+            web_value v;
+            rc = web_source_eval(&d->conds[i], r, m, &v);
+            if (rc != WEB_OK)
+                return rc;
+            if (v.type == WEB_V_ABSENT)
+                skip = 1;
+        }
+        if (skip)
+            continue;
+        if ((rc = eval_all(d->cols, d->ncols, r, m, cols)) != WEB_OK ||
+            (rc = eval_all(d->sets, d->nsets, r, m, sets)) != WEB_OK ||
+            (rc = eval_all(d->wheres, d->nwheres, r, m, wheres)) != WEB_OK)
+            return rc;
+        rc = web_defer_build(d, cols, sets, wheres, &q, eb, sizeof eb);
+        if (rc != QB_OK) {
+            char qbuf[600];
+            web_logf(web_call_log(call), WEB_LOG_ERROR, "defer_build_failed",
+                     "route=%s line=%d error=%s", web_call_label(call), d->line,
+                     web_log_q(qbuf, sizeof qbuf, eb));
+            return rc == QB_ENOMEM ? WEB_ENOMEM : WEB_EINVAL;
+        }
+        rc = defer_wait_until_query(web_call_defer(call), q,
+                                    web_call_label(call));
+        if (rc == DEFER_ETOOMANY)
+            return WEB_ETOOMANY;
+        if (rc == DEFER_ENOMEM)
+            return WEB_ENOMEM;
+        if (rc != DEFER_OK)
+            return WEB_EINVAL;
+    }
+    return WEB_OK;
+}

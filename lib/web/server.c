@@ -1,0 +1,801 @@
+/*
+ * server.c -- the FastCGI accept loop, request threads and response writer.
+ *
+ * DESIGN
+ * N request threads each run FCGX_Accept_r on the shared listening socket
+ * without a mutex (libfcgi compiles its accept lock only on IRIX/SunOS/
+ * SVR4; on Linux the kernel serialises accept(), and a mutex would make a
+ * thread blocked on a kept connection stall the others).  Each thread owns
+ * one FCGX_Request, one arena, one body buffer and one defer_ctx, reused
+ * for every request it serves: nothing is shared between request threads
+ * but the immutable conf/router, the pool (thread-safe) and the atomic
+ * counters.
+ *
+ * Per request:
+ *   1. read the body to its end (not trusting CONTENT_LENGTH) up to
+ *      max_body; past it the answer is 413;
+ *   2. copy params and body into the arena (web_request_init): from here
+ *      on nothing points into libfcgi's memory;
+ *   3. route; run the C handler or the declarative action, which buffers
+ *      the response in the arena and registers deferred work;
+ *   4. defer_admit: a full queue turns the answer into 503 + Retry-After
+ *      while the client can still be told (DESIGN.md "admission before
+ *      the response is final");
+ *   5. write the response, FCGX_Finish_r, then defer_submit (cannot fail),
+ *      then reset the arena.  A failed write (client gone) is counted and
+ *      logged but does not cancel the deferred work (waitUntil semantics).
+ *
+ * Shutdown: web_server_stop sets `stopping`, calls FCGX_ShutdownPending and
+ * shutdown(listen_fd, SHUT_RDWR); on Linux that wakes every thread blocked
+ * in accept() (EINVAL).  A thread in the middle of a request finishes it.
+ * Then the threads are joined.  Lock order: none held across calls here;
+ * the pool and the log have their own leaf locks.
+ */
+#define _GNU_SOURCE
+#include "web_server.h"
+#include "web_srv_int.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcgiapp.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_THREADS 256
+#define LISTEN_BACKLOG 1024
+#define MAX_RESP_HEADERS 16
+
+struct web_server {
+    const web_conf *conf;
+    defer_pool *pool;
+    web_log *log;
+    web_router *router;
+    web_handler_def *handlers;
+    size_t nhandlers;
+    web_limits limits;
+
+    int listen_fd;
+    char listen_name[128];
+    char *unix_path;      /* set when we created a unix socket */
+    dev_t unix_dev;
+    ino_t unix_ino;
+
+    pthread_t threads[MAX_THREADS];
+    unsigned nthreads;
+    atomic_int stopping;
+    int started;
+    time_t started_at;
+
+    atomic_uint_fast64_t accepted, finished, s2xx, s3xx, s4xx, s5xx,
+        rejected_503, client_gone, accept_errors;
+};
+
+struct resp_header {
+    const char *name;
+    const char *value;
+};
+
+struct web_call {
+    web_server *srv;
+    web_arena *arena;
+    const web_request *req;
+    web_match match;
+    const web_route_conf *route;
+    defer_ctx *dctx;
+    const char *label;
+    int status;              /* 0 until web_respond */
+    const char *ctype;
+    const char *body;
+    size_t body_len;
+    struct resp_header hdrs[MAX_RESP_HEADERS];
+    size_t nhdrs;
+};
+
+/* ---- handler API ---------------------------------------------------------- */
+
+const web_request *web_call_request(const web_call *c) { return c ? c->req : NULL; }
+const web_match *web_call_match(const web_call *c) { return c ? &c->match : NULL; }
+const web_route_conf *web_call_route(const web_call *c) { return c ? c->route : NULL; }
+web_arena *web_call_arena(web_call *c) { return c ? c->arena : NULL; }
+defer_ctx *web_call_defer(web_call *c) { return c ? c->dctx : NULL; }
+const char *web_call_label(const web_call *c) { return c ? c->label : "-"; }
+web_server *web_call_server(web_call *c) { return c ? c->srv : NULL; }
+web_log *web_call_log(web_call *c) { return c ? c->srv->log : NULL; }
+
+int web_respond(web_call *c, int status, const char *ctype, const void *body,
+                size_t len)
+{
+    char *copy = NULL;
+    if (c == NULL || status < 100 || status > 599 || (body == NULL && len > 0))
+        return WEB_EINVAL;
+    if (len > 0) {
+        copy = web_arena_alloc(c->arena, len);
+        if (copy == NULL)
+            return WEB_ETOOBIG;
+        memcpy(copy, body, len);
+    }
+    if (ctype != NULL) {
+        ctype = web_arena_strdup(c->arena, ctype);
+        if (ctype == NULL)
+            return WEB_ETOOBIG;
+    }
+    c->status = status;
+    c->ctype = ctype;
+    c->body = copy;
+    c->body_len = len;
+    return WEB_OK;
+}
+
+static int is_token(const char *s)
+{
+    if (s == NULL || *s == '\0')
+        return 0;
+    for (; *s; s++)
+        if (!(*s > 32 && *s < 127) || strchr("()<>@,;:\\\"/[]?={}", *s))
+            return 0;
+    return 1;
+}
+
+int web_add_header(web_call *c, const char *name, const char *value)
+{
+    const char *p;
+    if (c == NULL || !is_token(name) || value == NULL)
+        return WEB_EINVAL;
+    for (p = value; *p; p++)
+        if ((unsigned char)*p < 32 && *p != '\t')
+            return WEB_EINVAL;
+    if (c->nhdrs == MAX_RESP_HEADERS)
+        return WEB_EFULL;
+    name = web_arena_strdup(c->arena, name);
+    value = web_arena_strdup(c->arena, value);
+    if (name == NULL || value == NULL)
+        return WEB_ETOOBIG;
+    c->hdrs[c->nhdrs].name = name;
+    c->hdrs[c->nhdrs].value = value;
+    c->nhdrs++;
+    return WEB_OK;
+}
+
+/* ---- response writing ----------------------------------------------------- */
+
+static const char *reason(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
+    default: return status < 400 ? "OK" : status < 500 ? "Client Error"
+                                                        : "Server Error";
+    }
+}
+
+static void count_status(web_server *s, int status)
+{
+    if (status < 300)
+        atomic_fetch_add(&s->s2xx, 1);
+    else if (status < 400)
+        atomic_fetch_add(&s->s3xx, 1);
+    else if (status < 500)
+        atomic_fetch_add(&s->s4xx, 1);
+    else
+        atomic_fetch_add(&s->s5xx, 1);
+}
+
+/* Write status line, headers and (unless HEAD) the body.  Returns 0 or the
+ * stream's error (EPIPE when nginx/the client went away). */
+static int write_response(FCGX_Request *rq, const web_call *c, int head)
+{
+    char hdr[2048];
+    size_t n = 0;
+    int k, status = c->status ? c->status : 204;
+    const char *ctype = c->ctype ? c->ctype : "text/plain; charset=utf-8";
+
+    k = snprintf(hdr, sizeof hdr, "Status: %d %s\r\n", status, reason(status));
+    n = (size_t)k;
+    if (status != 204 && status != 304) {
+        k = snprintf(hdr + n, sizeof hdr - n,
+                     "Content-Type: %s\r\nContent-Length: %zu\r\n", ctype,
+                     c->body_len);
+        n += (size_t)k < sizeof hdr - n ? (size_t)k : sizeof hdr - n - 1;
+    }
+    for (size_t i = 0; i < c->nhdrs && n < sizeof hdr; i++) {
+        k = snprintf(hdr + n, sizeof hdr - n, "%s: %s\r\n", c->hdrs[i].name,
+                     c->hdrs[i].value);
+        n += (size_t)k < sizeof hdr - n ? (size_t)k : sizeof hdr - n - 1;
+    }
+    if (sizeof hdr - n < 3)
+        n = sizeof hdr - 3; /* headers truncated: still end the block */
+    memcpy(hdr + n, "\r\n", 2);
+    n += 2;
+    FCGX_PutStr(hdr, (int)n, rq->out);
+    if (!head && c->body_len > 0 && status != 204 && status != 304) {
+        /* FCGX_PutStr takes an int length: write in bounded pieces. */
+        size_t off = 0;
+        while (off < c->body_len) {
+            size_t piece = c->body_len - off;
+            if (piece > (1u << 20))
+                piece = 1u << 20;
+            if (FCGX_PutStr(c->body + off, (int)piece, rq->out) < 0)
+                break;
+            off += piece;
+        }
+    }
+    FCGX_FFlush(rq->out);
+    return FCGX_GetError(rq->out);
+}
+
+/* An error answer built without the handler (404, 413, 503...). */
+static void set_error(web_call *c, int status, const char *text)
+{
+    char body[160];
+    int n = snprintf(body, sizeof body, "%d %s%s%s\n", status, reason(status),
+                     text ? ": " : "", text ? text : "");
+    c->nhdrs = 0;
+    if (web_respond(c, status, "text/plain; charset=utf-8", body,
+                    n > 0 ? (size_t)n : 0) != WEB_OK) {
+        /* Arena full: answer the status with an empty body. */
+        c->status = status;
+        c->ctype = NULL;
+        c->body = NULL;
+        c->body_len = 0;
+    }
+}
+
+/* ---- one request ------------------------------------------------------------ */
+
+struct thread_state {
+    web_server *srv;
+    unsigned index;
+    FCGX_Request rq;
+    web_arena *arena;
+    defer_ctx *dctx;
+    char *body;
+    size_t body_cap;
+};
+
+/* Read the whole body; returns its length, or (size_t)-1 past max. */
+static size_t read_body(struct thread_state *t, size_t max)
+{
+    size_t len = 0;
+    for (;;) {
+        int want, got;
+        if (t->body_cap - len < 4096) {
+            size_t ncap = t->body_cap ? t->body_cap * 2 : 16384;
+            char *nb;
+            if (ncap > max + 4096 + 1)
+                ncap = max + 4096 + 1;
+            if (ncap <= t->body_cap)
+                return (size_t)-1; /* at the bound and still more */
+            nb = realloc(t->body, ncap);
+            if (nb == NULL)
+                return (size_t)-1;
+            t->body = nb;
+            t->body_cap = ncap;
+        }
+        want = (int)((t->body_cap - len) > (1u << 20) ? (1u << 20)
+                                                       : t->body_cap - len);
+        got = FCGX_GetStr(t->body + len, want, t->rq.in);
+        if (got <= 0)
+            break;
+        len += (size_t)got;
+        if (len > max)
+            return (size_t)-1;
+    }
+    return len;
+}
+
+static const web_handler_def *find_handler(const web_server *s,
+                                           const char *name)
+{
+    for (size_t i = 0; i < s->nhandlers; i++)
+        if (strcmp(s->handlers[i].name, name) == 0)
+            return &s->handlers[i];
+    return NULL;
+}
+
+static void serve_one(struct thread_state *t)
+{
+    web_server *s = t->srv;
+    web_call call;
+    web_request *req = NULL;
+    size_t body_len;
+    int rc, head = 0, admitted = 0;
+    const char *path;
+    size_t path_len = 0;
+    char qbuf[256];
+
+    memset(&call, 0, sizeof call);
+    call.srv = s;
+    call.arena = t->arena;
+    call.dctx = t->dctx;
+    call.label = "-";
+
+    body_len = read_body(t, s->limits.max_body);
+    if (body_len == (size_t)-1) {
+        set_error(&call, 413, "body larger than max_body");
+        goto answer;
+    }
+    rc = web_request_init(&req, t->arena, t->rq.envp, t->body, body_len,
+                          &s->limits);
+    if (rc != WEB_OK) {
+        set_error(&call, web_http_status(rc), web_strerror(rc));
+        goto answer;
+    }
+    call.req = req;
+    head = web_request_method_bit(req) == WEB_M_HEAD;
+    path = web_request_path(req, &path_len);
+    rc = web_router_match(s->router, web_request_method(req), path, path_len,
+                          &call.match);
+    if (rc == WEB_EMETHOD) {
+        set_error(&call, 405, NULL);
+        web_add_header(&call, "Allow", call.match.allow_str);
+        goto answer;
+    }
+    if (rc != WEB_OK) {
+        set_error(&call, rc == WEB_ENOTFOUND ? 404 : 500, NULL);
+        goto answer;
+    }
+    call.route = call.match.data;
+    call.label = call.match.pattern;
+
+    if (call.route->handler != NULL) {
+        const web_handler_def *h = find_handler(s, call.route->handler);
+        rc = h ? h->fn(&call, h->ud) : WEB_EINVAL; /* checked at create */
+    } else {
+        rc = web_respond(&call, call.route->status, call.route->content_type,
+                         call.route->body, call.route->body_len);
+        if (rc == WEB_OK)
+            rc = web_call_register_defers(&call, call.route);
+    }
+    if (rc != WEB_OK) {
+        int st = web_http_status(rc);
+        defer_ctx_discard(t->dctx);
+        if (st >= 500)
+            web_logf(s->log, WEB_LOG_ERROR, "handler_failed",
+                     "route=%s rc=%s", web_log_q(qbuf, sizeof qbuf, call.label),
+                     web_strerror(rc));
+        set_error(&call, st, web_strerror(rc));
+        goto answer;
+    }
+
+    /* Admission before the response is final. */
+    rc = defer_admit(s->pool, t->dctx);
+    switch (rc) {
+    case DEFER_OK:
+        admitted = 1;
+        break;
+    case DEFER_INLINE:
+        break; /* the work already ran in this thread */
+    case DEFER_EFULL:
+    case DEFER_ESHUTDOWN:
+        atomic_fetch_add(&s->rejected_503, 1);
+        set_error(&call, 503, rc == DEFER_EFULL ? "deferred-work queue full"
+                                                : "shutting down");
+        web_add_header(&call, "Retry-After", "1");
+        break;
+    default:
+        defer_ctx_discard(t->dctx);
+        web_logf(s->log, WEB_LOG_ERROR, "admit_failed", "route=%s rc=%s",
+                 web_log_q(qbuf, sizeof qbuf, call.label), defer_strerror(rc));
+        set_error(&call, 500, NULL);
+        break;
+    }
+
+answer:
+    count_status(s, call.status ? call.status : 204);
+    rc = write_response(&t->rq, &call, head);
+    FCGX_Finish_r(&t->rq);
+    /* From here on nothing of libfcgi's (envp, streams) is touched. */
+    if (admitted)
+        defer_submit(s->pool, t->dctx);
+    atomic_fetch_add(&s->finished, 1);
+    if (rc != 0) {
+        atomic_fetch_add(&s->client_gone, 1);
+        web_logf(s->log, WEB_LOG_INFO, "client_gone",
+                 "route=%s errno=%d deferred_kept=%d",
+                 web_log_q(qbuf, sizeof qbuf, call.label), rc, admitted);
+    }
+    web_arena_reset(t->arena);
+}
+
+static void *request_thread(void *arg)
+{
+    struct thread_state *t = arg;
+    web_server *s = t->srv;
+    unsigned backoff_ms = 10;
+    char name[16];
+
+    snprintf(name, sizeof name, "web-r%u", t->index);
+    pthread_setname_np(pthread_self(), name);
+    for (;;) {
+        int rc = FCGX_Accept_r(&t->rq);
+        if (atomic_load(&s->stopping)) {
+            if (rc >= 0) {
+                /* Accepted just before the stop: still answer it. */
+                atomic_fetch_add(&s->accepted, 1);
+                serve_one(t);
+            }
+            break;
+        }
+        if (rc < 0) {
+            /* EMFILE/ENFILE/ENOMEM come back as -errno: a transient
+             * shortage must not kill the thread.  Back off and retry. */
+            struct timespec ts = {0, (long)backoff_ms * 1000000L};
+            atomic_fetch_add(&s->accept_errors, 1);
+            web_logf(s->log, WEB_LOG_WARN, "accept_failed", "rc=%d backoff_ms=%u",
+                     rc, backoff_ms);
+            nanosleep(&ts, NULL);
+            if (backoff_ms < 1000)
+                backoff_ms *= 2;
+            continue;
+        }
+        backoff_ms = 10;
+        atomic_fetch_add(&s->accepted, 1);
+        serve_one(t);
+    }
+    FCGX_Free(&t->rq, 1);
+    return NULL;
+}
+
+/* ---- listening socket ------------------------------------------------------- */
+
+static int err(char *buf, size_t len, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int err(char *buf, size_t len, int rc, const char *fmt, ...)
+{
+    va_list ap;
+    if (buf != NULL && len > 0) {
+        va_start(ap, fmt);
+        vsnprintf(buf, len, fmt, ap);
+        va_end(ap);
+    }
+    return rc;
+}
+
+static int open_unix(web_server *s, const char *path, unsigned mode,
+                     char *eb, size_t el)
+{
+    struct sockaddr_un sa;
+    struct stat st;
+    mode_t old_umask;
+    int fd;
+
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof sa.sun_path)
+        return err(eb, el, WEB_ECONF, "socket path too long (max %zu): %s",
+                   sizeof sa.sun_path - 1, path);
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    if (lstat(path, &st) == 0) {
+        int probe;
+        if (!S_ISSOCK(st.st_mode))
+            return err(eb, el, WEB_EIO, "%s exists and is not a socket", path);
+        /* A live socket belongs to a running instance: never steal it. */
+        probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (probe >= 0) {
+            int live = connect(probe, (struct sockaddr *)&sa, sizeof sa) == 0;
+            close(probe);
+            if (live)
+                return err(eb, el, WEB_EIO,
+                           "%s is in use by a running process", path);
+        }
+        unlink(path);
+    }
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return err(eb, el, WEB_EIO, "socket: %s", strerror(errno));
+    /* Create the file with the final mode: no window where it is wider.
+     * umask is process-wide, and this runs before any thread starts. */
+    old_umask = umask((mode_t)(~mode & 0777));
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        int e = errno;
+        umask(old_umask);
+        close(fd);
+        return err(eb, el, WEB_EIO, "bind %s: %s", path, strerror(e));
+    }
+    umask(old_umask);
+    if (chmod(path, mode) != 0 || listen(fd, LISTEN_BACKLOG) != 0 ||
+        stat(path, &st) != 0) {
+        int e = errno;
+        close(fd);
+        unlink(path);
+        return err(eb, el, WEB_EIO, "listen %s: %s", path, strerror(e));
+    }
+    s->unix_path = strdup(path);
+    if (s->unix_path == NULL) {
+        close(fd);
+        unlink(path);
+        return WEB_ENOMEM;
+    }
+    s->unix_dev = st.st_dev;
+    s->unix_ino = st.st_ino;
+    s->listen_fd = fd;
+    snprintf(s->listen_name, sizeof s->listen_name, "unix:%s", path);
+    return WEB_OK;
+}
+
+static int open_tcp(web_server *s, const char *spec, char *eb, size_t el)
+{
+    char host[64];
+    const char *colon, *port;
+    struct addrinfo hints, *ai = NULL;
+    int fd, one = 1, rc;
+    size_t hl;
+
+    if (spec[0] == '[') { /* [::1]:9000 */
+        const char *close_br = strchr(spec, ']');
+        if (close_br == NULL || close_br[1] != ':')
+            return err(eb, el, WEB_ECONF, "bad listen address %s", spec);
+        hl = (size_t)(close_br - spec - 1);
+        if (hl >= sizeof host)
+            return err(eb, el, WEB_ECONF, "bad listen address %s", spec);
+        memcpy(host, spec + 1, hl);
+        port = close_br + 2;
+    } else {
+        colon = strrchr(spec, ':');
+        if (colon == NULL || (size_t)(colon - spec) >= sizeof host)
+            return err(eb, el, WEB_ECONF, "bad listen address %s", spec);
+        hl = (size_t)(colon - spec);
+        memcpy(host, spec, hl);
+        port = colon + 1;
+    }
+    host[hl] = '\0';
+    memset(&hints, 0, sizeof hints);
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE;
+    rc = getaddrinfo(hl ? host : NULL, port, &hints, &ai);
+    if (rc != 0 || ai == NULL)
+        return err(eb, el, WEB_ECONF,
+                   "listen %s: need a numeric address and port (%s)", spec,
+                   gai_strerror(rc));
+    fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+        bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 ||
+        listen(fd, LISTEN_BACKLOG) != 0) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        freeaddrinfo(ai);
+        return err(eb, el, WEB_EIO, "listen %s: %s", spec, strerror(e));
+    }
+    freeaddrinfo(ai);
+    s->listen_fd = fd;
+    snprintf(s->listen_name, sizeof s->listen_name, "%s", spec);
+    return WEB_OK;
+}
+
+static int open_listener(web_server *s, const char *spec, char *eb, size_t el)
+{
+    if (spec == NULL || *spec == '\0')
+        return err(eb, el, WEB_ECONF, "no listen address");
+    if (strncmp(spec, "unix:", 5) == 0)
+        return open_unix(s, spec + 5, s->conf->server.socket_mode, eb, el);
+    if (strcmp(spec, "stdin") == 0) {
+        int acc = 0;
+        socklen_t len = sizeof acc;
+        if (getsockopt(0, SOL_SOCKET, SO_ACCEPTCONN, &acc, &len) != 0 || !acc)
+            return err(eb, el, WEB_ECONF,
+                       "listen stdin: fd 0 is not a listening socket");
+        s->listen_fd = 0;
+        snprintf(s->listen_name, sizeof s->listen_name, "stdin");
+        return WEB_OK;
+    }
+    return open_tcp(s, spec, eb, el);
+}
+
+/* ---- lifecycle ---------------------------------------------------------- */
+
+int web_server_create(web_server **out, const web_server_config *cfg,
+                      char *eb, size_t el)
+{
+    web_server *s;
+    int rc;
+
+    if (out == NULL)
+        return WEB_EINVAL;
+    *out = NULL;
+    if (cfg == NULL || cfg->conf == NULL || cfg->pool == NULL)
+        return err(eb, el, WEB_EINVAL, "server needs a conf and a pool");
+    for (size_t i = 0; i < cfg->conf->nroutes; i++) {
+        const web_route_conf *r = &cfg->conf->routes[i];
+        size_t j;
+        if (r->handler == NULL)
+            continue;
+        for (j = 0; j < cfg->nhandlers; j++)
+            if (strcmp(cfg->handlers[j].name, r->handler) == 0)
+                break;
+        if (j == cfg->nhandlers)
+            return err(eb, el, WEB_ECONF, "%s:%d: unknown handler \"%s\"",
+                       cfg->conf->file ? cfg->conf->file : "conf", r->line,
+                       r->handler);
+    }
+    if (cfg->conf->server.threads == 0 ||
+        cfg->conf->server.threads > MAX_THREADS)
+        return err(eb, el, WEB_ECONF, "threads must be 1..%d", MAX_THREADS);
+
+    s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return WEB_ENOMEM;
+    s->listen_fd = -1;
+    s->conf = cfg->conf;
+    s->pool = cfg->pool;
+    s->log = cfg->log;
+    web_limits_default(&s->limits);
+    s->limits.max_body = cfg->conf->server.max_body;
+    s->limits.max_params = cfg->conf->server.max_params;
+    s->limits.max_query_args = cfg->conf->server.max_query_args;
+    if (cfg->nhandlers > 0) {
+        s->handlers = calloc(cfg->nhandlers, sizeof *s->handlers);
+        if (s->handlers == NULL) {
+            web_server_free(s);
+            return WEB_ENOMEM;
+        }
+        memcpy(s->handlers, cfg->handlers, cfg->nhandlers * sizeof *s->handlers);
+        s->nhandlers = cfg->nhandlers;
+    }
+    rc = web_conf_router(cfg->conf, &s->router);
+    if (rc != WEB_OK) {
+        web_server_free(s);
+        return err(eb, el, rc, "cannot build the router: %s", web_strerror(rc));
+    }
+    if (FCGX_Init() != 0) {
+        web_server_free(s);
+        return err(eb, el, WEB_EIO, "FCGX_Init failed");
+    }
+    rc = open_listener(s, cfg->listen ? cfg->listen : cfg->conf->server.listen,
+                       eb, el);
+    if (rc != WEB_OK) {
+        web_server_free(s);
+        return rc;
+    }
+    s->started_at = time(NULL);
+    *out = s;
+    return WEB_OK;
+}
+
+static void free_thread_state(struct thread_state *t)
+{
+    if (t == NULL)
+        return;
+    defer_ctx_free(t->dctx);
+    web_arena_free(t->arena);
+    free(t->body);
+    free(t);
+}
+
+static void *thread_main(void *arg)
+{
+    request_thread(arg);
+    free_thread_state(arg);
+    return NULL;
+}
+
+int web_server_start(web_server *s)
+{
+    sigset_t all, old;
+    int rc = WEB_OK;
+
+    if (s == NULL || s->started)
+        return WEB_EINVAL;
+    /* Threads inherit the mask: block every signal so only main's sigwait
+     * sees them. */
+    sigfillset(&all);
+    if (pthread_sigmask(SIG_BLOCK, &all, &old) != 0)
+        return WEB_EIO;
+    for (unsigned i = 0; i < s->conf->server.threads; i++) {
+        struct thread_state *t = calloc(1, sizeof *t);
+        size_t arena_max = s->limits.max_body * 3 + (4u << 20);
+        if (t == NULL) {
+            rc = WEB_ENOMEM;
+            break;
+        }
+        t->srv = s;
+        t->index = i;
+        t->arena = web_arena_create(0, arena_max);
+        if (t->arena == NULL || defer_ctx_create(s->pool, &t->dctx) != DEFER_OK ||
+            FCGX_InitRequest(&t->rq, s->listen_fd, 0) != 0) {
+            free_thread_state(t);
+            rc = WEB_ENOMEM;
+            break;
+        }
+        if (pthread_create(&s->threads[i], NULL, thread_main, t) != 0) {
+            free_thread_state(t);
+            rc = WEB_EIO;
+            break;
+        }
+        s->nthreads++;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    s->started = 1;
+    if (rc != WEB_OK)
+        web_server_stop(s);
+    return rc;
+}
+
+void web_server_stop(web_server *s)
+{
+    if (s == NULL || !s->started || atomic_exchange(&s->stopping, 1))
+        return;
+    FCGX_ShutdownPending();
+    /* Wakes the threads blocked in accept() (EINVAL on Linux). */
+    if (s->listen_fd >= 0)
+        shutdown(s->listen_fd, SHUT_RDWR);
+    for (unsigned i = 0; i < s->nthreads; i++) {
+        int rc = pthread_join(s->threads[i], NULL);
+        if (rc != 0)
+            web_logf(s->log, WEB_LOG_ERROR, "join_failed", "thread=%u rc=%d",
+                     i, rc);
+    }
+    s->nthreads = 0;
+}
+
+void web_server_free(web_server *s)
+{
+    if (s == NULL)
+        return;
+    web_server_stop(s);
+    if (s->listen_fd > 0)
+        close(s->listen_fd);
+    if (s->unix_path != NULL) {
+        /* Unlink only our own socket, not a successor's at the same path. */
+        struct stat st;
+        if (stat(s->unix_path, &st) == 0 && st.st_dev == s->unix_dev &&
+            st.st_ino == s->unix_ino)
+            unlink(s->unix_path);
+        free(s->unix_path);
+    }
+    web_router_free(s->router);
+    free(s->handlers);
+    free(s);
+}
+
+void web_server_stats_get(web_server *s, web_server_stats *o)
+{
+    if (s == NULL || o == NULL)
+        return;
+    memset(o, 0, sizeof *o);
+    o->accepted = atomic_load(&s->accepted);
+    o->finished = atomic_load(&s->finished);
+    o->status_2xx = atomic_load(&s->s2xx);
+    o->status_3xx = atomic_load(&s->s3xx);
+    o->status_4xx = atomic_load(&s->s4xx);
+    o->status_5xx = atomic_load(&s->s5xx);
+    o->rejected_503 = atomic_load(&s->rejected_503);
+    o->client_gone = atomic_load(&s->client_gone);
+    o->accept_errors = atomic_load(&s->accept_errors);
+    o->threads = s->nthreads;
+    o->started_unix = (int64_t)s->started_at;
+}
+
+const char *web_server_listen_name(const web_server *s)
+{
+    return s ? s->listen_name : "";
+}
+
+/* Used by status.c. */
+defer_pool *web_srv_pool(const web_server *s) { return s->pool; }

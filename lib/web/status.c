@@ -1,0 +1,129 @@
+/*
+ * status.c -- the status route: server and pool counters as JSON, or in
+ * Prometheus text format (?format=prometheus).
+ */
+#define _GNU_SOURCE
+#include "web_server.h"
+#include "web_srv_int.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+struct out {
+    char buf[8192];
+    size_t len;
+    int overflow;
+};
+
+static void add(struct out *o, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void add(struct out *o, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+    if (o->overflow)
+        return;
+    va_start(ap, fmt);
+    n = vsnprintf(o->buf + o->len, sizeof o->buf - o->len, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof o->buf - o->len)
+        o->overflow = 1;
+    else
+        o->len += (size_t)n;
+}
+
+/* One table drives both formats, so they can never disagree. */
+struct metric {
+    const char *name;
+    const char *help;
+    uint64_t value;
+    int gauge;
+};
+
+int web_handler_status(web_call *call, void *ud)
+{
+    web_server_stats ss;
+    defer_stats ds;
+    struct out o;
+    const char *fmt;
+    int prom;
+    size_t i, n;
+    (void)ud;
+
+    web_server_stats_get(web_call_server(call), &ss);
+    defer_pool_stats(web_srv_pool(web_call_server(call)), &ds);
+    fmt = web_request_arg(web_call_request(call), "format", NULL);
+    prom = fmt != NULL && strcmp(fmt, "prometheus") == 0;
+
+    struct metric m[] = {
+        {"requests_accepted", "Requests accepted from nginx", ss.accepted, 0},
+        {"requests_finished", "Requests answered and finished", ss.finished, 0},
+        {"responses_2xx", "Responses with status 2xx", ss.status_2xx, 0},
+        {"responses_3xx", "Responses with status 3xx", ss.status_3xx, 0},
+        {"responses_4xx", "Responses with status 4xx", ss.status_4xx, 0},
+        {"responses_5xx", "Responses with status 5xx", ss.status_5xx, 0},
+        {"responses_503_queue_full", "503 answers: deferred queue full",
+         ss.rejected_503, 0},
+        {"client_gone", "Responses whose write failed", ss.client_gone, 0},
+        {"accept_errors", "FCGX_Accept_r failures", ss.accept_errors, 0},
+        {"request_threads", "Request threads", ss.threads, 1},
+        {"tasks_admitted", "Deferred tasks admitted", ds.admitted, 0},
+        {"tasks_rejected", "Deferred tasks rejected at admission", ds.rejected, 0},
+        {"tasks_refused", "Deferred task registrations refused", ds.refused, 0},
+        {"tasks_inline", "Deferred tasks run inline", ds.inline_run, 0},
+        {"tasks_inline_failed", "Inline tasks that failed", ds.inline_failed, 0},
+        {"tasks_ok", "Deferred tasks that succeeded", ds.ok, 0},
+        {"tasks_failed", "Deferred tasks that failed", ds.failed, 0},
+        {"tasks_left", "Deferred tasks left at shutdown", ds.left, 0},
+        {"tasks_timeouts", "SQL tasks interrupted by the time budget",
+         ds.timeouts, 0},
+        {"busy_retries", "Transaction retries after SQLITE_BUSY", ds.retried, 0},
+        {"commits", "Group-commit transactions", ds.commits, 0},
+        {"batches", "Batches taken by workers", ds.batches, 0},
+        {"queue_reserved", "Slots reserved by admitted requests", ds.reserved, 1},
+        {"queue_queued", "Tasks waiting in the queue", ds.queued, 1},
+        {"queue_in_flight", "Tasks running", ds.in_flight, 1},
+        {"queue_depth", "Slots in use", ds.depth, 1},
+        {"queue_depth_hwm", "High-water mark of slots in use", ds.depth_hwm, 1},
+    };
+    n = sizeof m / sizeof m[0];
+
+    memset(&o, 0, sizeof o);
+    if (prom) {
+        for (i = 0; i < n; i++)
+            add(&o, "# HELP waituntil_%s %s\n# TYPE waituntil_%s %s\n"
+                    "waituntil_%s %" PRIu64 "\n",
+                m[i].name, m[i].help, m[i].name,
+                m[i].gauge ? "gauge" : "counter", m[i].name, m[i].value);
+        add(&o, "# HELP waituntil_batch_size Tasks per batch (power-of-two buckets)\n"
+                "# TYPE waituntil_batch_size histogram\n");
+        {
+            uint64_t cum = 0;
+            for (i = 0; i < DEFER_HIST_BUCKETS; i++) {
+                cum += ds.batch_hist[i];
+                add(&o, "waituntil_batch_size_bucket{le=\"%llu\"} %" PRIu64 "\n",
+                    (unsigned long long)((2ull << i) - 1), cum);
+            }
+            add(&o, "waituntil_batch_size_bucket{le=\"+Inf\"} %" PRIu64 "\n"
+                    "waituntil_batch_size_count %" PRIu64 "\n",
+                cum, ds.batches);
+        }
+    } else {
+        add(&o, "{\"started_unix\":%" PRId64, ss.started_unix);
+        for (i = 0; i < n; i++)
+            add(&o, ",\"%s\":%" PRIu64, m[i].name, m[i].value);
+        add(&o, ",\"batch_size_hist\":[");
+        for (i = 0; i < DEFER_HIST_BUCKETS; i++)
+            add(&o, "%s%" PRIu64, i ? "," : "", ds.batch_hist[i]);
+        add(&o, "]}\n");
+    }
+    if (o.overflow)
+        return WEB_ENOMEM;
+    web_add_header(call, "Cache-Control", "no-store");
+    return web_respond(call, 200,
+                       prom ? "text/plain; version=0.0.4; charset=utf-8"
+                            : "application/json",
+                       o.buf, o.len);
+}

@@ -1,0 +1,192 @@
+/*
+ * web_server.h -- the FastCGI side of lib/web: the log, the accept loop
+ * with its request threads, the handler API, declarative routes and the
+ * status route.  Builds on web.h (request, router, conf) and lib/defer.
+ *
+ * A request's way through (DESIGN.md):
+ *   FCGX_Accept_r -> body read (bounded) -> web_request_init (copied into
+ *   the thread's arena) -> route -> handler or declarative action (the
+ *   response is buffered, deferred work registered) -> defer_admit (503 if
+ *   the queue is full) -> response written -> FCGX_Finish_r ->
+ *   defer_submit -> arena reset.  Nothing owned by libfcgi is touched
+ *   after FCGX_Finish_r.
+ *
+ * Conventions as in web.h: WEB_OK / WEB_E* codes, create/free pairs.
+ */
+#ifndef WAITUNTIL_WEB_SERVER_H
+#define WAITUNTIL_WEB_SERVER_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "defer.h"
+#include "web.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ==== the log ============================================================ */
+
+/*
+ * One line per event: "ts=2026-11-28T01:02:03.456Z level=info event=NAME
+ * key=value ...".  Values with spaces, quotes, '=' or control bytes are
+ * quoted by web_log_q.  Lines are written with a single write(2) (atomic
+ * for pipes and O_APPEND files up to PIPE_BUF), so any thread may log.
+ */
+typedef struct web_log web_log;
+
+/* Open a log on "stderr" or a file path (O_APPEND, created 0640).  Lines
+ * below level are dropped.  WEB_OK, WEB_EIO (errbuf says why), WEB_ENOMEM. */
+WEB_API int web_log_open(web_log **out, const char *target,
+                         web_log_level level, char *errbuf, size_t errlen);
+/* Close (never closes stderr).  NULL: no-op. */
+WEB_API void web_log_close(web_log *log);
+/* Reopen the file (after rotation; SIGHUP).  Thread-safe.  On failure the
+ * old descriptor stays in use and WEB_EIO is returned. */
+WEB_API int web_log_reopen(web_log *log);
+WEB_API int web_log_enabled(const web_log *log, web_log_level level);
+/* Log event with printf-style key=value text after it.  NULL log: stderr. */
+WEB_API void web_logf(web_log *log, web_log_level level, const char *event,
+                      const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Quote s for a key=value line into buf (truncated with "..." to fit);
+ * returns buf.  s NULL gives "-". */
+WEB_API const char *web_log_q(char *buf, size_t buflen, const char *s);
+/* A defer_log_fn that writes the pool's lines to the web_log in ud. */
+WEB_API void web_log_defer_sink(void *ud, int level, const char *line);
+
+/* ==== handlers =========================================================== */
+
+typedef struct web_server web_server;
+typedef struct web_call web_call;
+
+/*
+ * A C handler: called on a request thread with the request copied out.
+ * It sets the response with web_respond() (default: 204 with no body if it
+ * never does) and may register deferred work on web_call_defer().  Return
+ * WEB_OK, or an error code: the server then answers web_http_status(rc)
+ * and discards the registered work.  Must not block for long: it holds one
+ * of the server's request threads.
+ */
+typedef int (*web_handler_fn)(web_call *call, void *ud);
+
+typedef struct web_handler_def {
+    const char *name;   /* what `handler NAME;` in the conf refers to */
+    web_handler_fn fn;
+    void *ud;
+} web_handler_def;
+
+WEB_API const web_request *web_call_request(const web_call *call);
+WEB_API const web_match *web_call_match(const web_call *call);
+WEB_API const web_route_conf *web_call_route(const web_call *call);
+WEB_API web_arena *web_call_arena(web_call *call);
+/* The request's deferred-work context (register with defer_wait_until*).
+ * Label tasks with web_call_label(). */
+WEB_API defer_ctx *web_call_defer(web_call *call);
+WEB_API const char *web_call_label(const web_call *call);
+WEB_API web_server *web_call_server(web_call *call);
+/* The server's log (for handlers that want to log). */
+WEB_API web_log *web_call_log(web_call *call);
+
+/* Set the response.  content_type NULL = "text/plain; charset=utf-8".
+ * body is copied into the request's arena.  WEB_OK, WEB_EINVAL (status
+ * outside 100..599), WEB_ETOOBIG/WEB_ENOMEM. */
+WEB_API int web_respond(web_call *call, int status, const char *content_type,
+                        const void *body, size_t len);
+/* Add a response header (copied; name must be a token, value printable,
+ * no CR/LF).  At most 16.  WEB_OK, WEB_EINVAL, WEB_EFULL. */
+WEB_API int web_add_header(web_call *call, const char *name,
+                           const char *value);
+
+/*
+ * Register the declarative deferred queries of a route (its `defer`
+ * blocks) on the call's defer context: each query runs only when its
+ * `if` sources are present; values come from web_source_eval and are
+ * always bound.  Returns WEB_OK, WEB_EUTF8 (answer 400), WEB_ENOMEM,
+ * WEB_EINVAL (builder refused: a bug in conf validation), or
+ * WEB_ETOOMANY (the per-request task bound).
+ */
+WEB_API int web_call_register_defers(web_call *call,
+                                     const web_route_conf *route);
+
+/*
+ * Build the qb query of one `defer` block from evaluated values: cols[i]
+ * for d->cols[i], sets[i] for d->sets[i], wheres[i] for d->wheres[i]
+ * (ABSENT and NULL bind as NULL; RAW is inlined conf text).  Used by
+ * web_call_register_defers and by `waituntil -t` to prepare every deferred
+ * statement against the schema.  Returns a QB_* code; *out owned by the
+ * caller (qb_query_free); errbuf gets the builder's message on error.
+ */
+WEB_API int web_defer_build(const web_defer *d, const web_value *cols,
+                            const web_value *sets, const web_value *wheres,
+                            qb_query **out, char *errbuf, size_t errlen);
+
+/* ==== the server ========================================================= */
+
+typedef struct web_server_config {
+    const web_conf *conf;        /* borrowed; outlives the server */
+    defer_pool *pool;            /* borrowed; outlives the server */
+    const web_handler_def *handlers; /* copied */
+    size_t nhandlers;
+    web_log *log;                /* borrowed; NULL = stderr */
+    const char *listen;          /* overrides conf->server.listen if set */
+} web_server_config;
+
+typedef struct web_server_stats {
+    uint64_t accepted;       /* requests accepted from nginx */
+    uint64_t finished;       /* ... answered and finished */
+    uint64_t status_2xx, status_3xx, status_4xx, status_5xx;
+    uint64_t rejected_503;   /* answered 503 because the queue was full */
+    uint64_t client_gone;    /* the write to nginx failed (client left) */
+    uint64_t accept_errors;  /* FCGX_Accept_r failures (EMFILE...) */
+    unsigned threads;        /* request threads running */
+    int64_t started_unix;    /* when the server started */
+} web_server_stats;
+
+/*
+ * Validate the routes against the handlers (every `handler NAME` must be
+ * registered), build the router and open the listen socket:
+ *   unix:PATH   a unix socket with conf mode (default 0660); a stale
+ *               socket file is replaced, a live one (another instance
+ *               answering) is an error;
+ *   HOST:PORT   TCP on a numeric address (127.0.0.1:9000, [::1]:9000);
+ *   stdin       the listening socket inherited on fd 0 (spawn-fcgi).
+ * Calls FCGX_Init (process-wide, idempotent): create servers before
+ * starting any thread.  WEB_OK, WEB_ECONF / WEB_EIO (errbuf says why),
+ * WEB_ENOMEM.
+ */
+WEB_API int web_server_create(web_server **out, const web_server_config *cfg,
+                              char *errbuf, size_t errlen);
+
+/* Start conf->server.threads request threads (all signals blocked in
+ * them).  WEB_OK or WEB_EIO (pthread_create failed; started threads are
+ * stopped again). */
+WEB_API int web_server_start(web_server *srv);
+
+/* Stop accepting, let in-flight requests finish, join the threads.  Safe
+ * to call from any thread but a request thread; idempotent. */
+WEB_API void web_server_stop(web_server *srv);
+
+/* Stop if running, close the socket (unlinking a unix socket only if it is
+ * still the one we created), free.  NULL: no-op. */
+WEB_API void web_server_free(web_server *srv);
+
+/* Counters snapshot.  Thread-safe. */
+WEB_API void web_server_stats_get(web_server *srv, web_server_stats *out);
+
+/* Where the server listens ("unix:/path", "127.0.0.1:9000", "stdin"). */
+WEB_API const char *web_server_listen_name(const web_server *srv);
+
+/*
+ * The status handler (register it as "status"): the server's and the
+ * pool's counters as JSON, or in Prometheus text format with
+ * ?format=prometheus.
+ */
+WEB_API int web_handler_status(web_call *call, void *ud);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* WAITUNTIL_WEB_SERVER_H */

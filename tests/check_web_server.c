@@ -1,0 +1,426 @@
+/*
+ * check_web_server.c -- lib/web's server side: the log, declarative
+ * queries, the listening socket, and whole requests sent straight to the
+ * app over FastCGI (no nginx in between, so nothing is filtered).
+ */
+#define _GNU_SOURCE
+#include <check.h>
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "fcgi_client.h"
+#include "testutil.h"
+#include "web_server.h"
+
+/* ---- web_log_q ----------------------------------------------------------- */
+
+static const struct {
+    const char *in;
+    const char *out;
+} q_cases[] = {
+    {"plain", "plain"},
+    {"", "\"\""},
+    {"two words", "\"two words\""},
+    {"a=b", "\"a=b\""},
+    {"say \"hi\"", "\"say \\\"hi\\\"\""},
+    {"back\\slash", "\"back\\\\slash\""},
+    {"line\nbreak", "\"line\\x0abreak\""},
+    {NULL, "-"},
+};
+
+START_TEST(log_quote)
+{
+    char buf[64];
+    ck_assert_str_eq(web_log_q(buf, sizeof buf, q_cases[_i].in),
+                     q_cases[_i].out);
+}
+END_TEST
+
+START_TEST(log_quote_truncates)
+{
+    char buf[16];
+    char in[100];
+    memset(in, 'x', sizeof in - 1);
+    in[sizeof in - 1] = ' ';
+    in[sizeof in - 2] = '\0';
+    web_log_q(buf, sizeof buf, in);
+    ck_assert_uint_lt(strlen(buf), sizeof buf);
+    ck_assert_str_eq(buf + strlen(buf) - 3, "...");
+}
+END_TEST
+
+START_TEST(log_file_levels_and_reopen)
+{
+    char *dir = tu_mkdtemp("wu-log");
+    char path[512], moved[512], eb[256];
+    web_log *log = NULL;
+    char *text;
+
+    ck_assert_ptr_nonnull(dir);
+    snprintf(path, sizeof path, "%s/app.log", dir);
+    snprintf(moved, sizeof moved, "%s/app.log.1", dir);
+    ck_assert_int_eq(web_log_open(&log, path, WEB_LOG_INFO, eb, sizeof eb),
+                     WEB_OK);
+    web_logf(log, WEB_LOG_DEBUG, "hidden", "x=1");
+    web_logf(log, WEB_LOG_WARN, "shown", "x=%d", 2);
+    ck_assert_int_eq(rename(path, moved), 0);
+    ck_assert_int_eq(web_log_reopen(log), WEB_OK);
+    web_logf(log, WEB_LOG_INFO, "after", "y=3");
+    web_log_close(log);
+
+    text = tu_read_file(moved, NULL);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_ptr_null(strstr(text, "hidden"));
+    ck_assert_ptr_nonnull(strstr(text, "level=warn event=shown x=2\n"));
+    ck_assert_ptr_nonnull(strstr(text, "ts=20"));
+    free(text);
+    text = tu_read_file(path, NULL);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_ptr_nonnull(strstr(text, "level=info event=after y=3\n"));
+    free(text);
+    ck_assert_int_eq(web_log_open(&log, "/nonexistent-dir/x.log", WEB_LOG_INFO,
+                                  eb, sizeof eb),
+                     WEB_EIO);
+    ck_assert_ptr_nonnull(strstr(eb, "/nonexistent-dir/x.log"));
+    tu_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
+/* ---- declarative queries -------------------------------------------------- */
+
+static const char *defer_conf =
+    "route POST /a {\n"
+    "  respond 200 \"ok\";\n"
+    "  defer insert logs { method $request_method; path $uri; ts raw:CURRENT_TIMESTAMP; }\n"
+    "  defer update users { if $http_x_user_id; set last_seen raw:CURRENT_TIMESTAMP;"
+    " set name $arg_name; where id $http_x_user_id; }\n"
+    "  defer delete sessions { where id $http_x_session_id; where user_id $arg_u; }\n"
+    "  defer upsert users { id $arg_id; name $arg_name; conflict id; set name $arg_name; }\n"
+    "}\n";
+
+static const char *defer_sql[] = {
+    "INSERT INTO logs (method, path, ts) VALUES (?1, ?2, CURRENT_TIMESTAMP)",
+    "UPDATE users SET last_seen = CURRENT_TIMESTAMP, name = ?2 WHERE id = ?1",
+    "DELETE FROM sessions WHERE (id = ?) AND (user_id = ?)",
+    "INSERT INTO users (id, name) VALUES (?2, ?3) ON CONFLICT (id) DO UPDATE SET name = ?1",
+};
+
+static void text_values(const web_column *c, size_t n, web_value *v)
+{
+    for (size_t i = 0; i < n; i++) {
+        memset(&v[i], 0, sizeof v[i]);
+        if (c[i].src.kind == WEB_SRC_RAW) {
+            v[i].type = WEB_V_RAW;
+            v[i].s = c[i].src.text;
+        } else {
+            v[i].type = WEB_V_TEXT;
+            v[i].s = c[i].column;
+            v[i].len = strlen(c[i].column);
+        }
+    }
+}
+
+START_TEST(defer_build_kinds)
+{
+    web_conf *conf = NULL;
+    char eb[256];
+    const web_defer *d;
+    web_value cols[8], sets[8], wheres[8];
+    qb_query *q = NULL;
+
+    ck_assert_int_eq(web_conf_parse(defer_conf, strlen(defer_conf), "t.conf",
+                                    &conf, eb, sizeof eb),
+                     WEB_OK);
+    d = &conf->routes[0].defers[_i];
+    text_values(d->cols, d->ncols, cols);
+    text_values(d->sets, d->nsets, sets);
+    text_values(d->wheres, d->nwheres, wheres);
+    ck_assert_int_eq(web_defer_build(d, cols, sets, wheres, &q, eb, sizeof eb),
+                     QB_OK);
+    ck_assert_str_eq(qb_query_sql(q), defer_sql[_i]);
+    /* Every request value is a bound parameter, raw: sources none. */
+    for (size_t i = 0; i < qb_query_nparams(q); i++)
+        ck_assert_int_eq(qb_query_params(q)[i].type, QB_V_TEXT);
+    qb_query_free(q);
+    web_conf_free(conf);
+}
+END_TEST
+
+/* ---- a whole server, spoken to over FastCGI ------------------------------- */
+
+struct fixture {
+    char *dir;
+    char sock[256];
+    char db[256];
+    web_conf *conf;
+    defer_pool *pool;
+    web_server *srv;
+};
+
+static const char *server_conf =
+    "server { threads 2; max_body 4k; max_args 100; log stderr; log_level error; }\n"
+    "pool { workers 1; queue 64; }\n"
+    "route GET /hello { respond 200 text/plain \"hello\"; }\n"
+    "route any /log { respond 200 \"logged\";\n"
+    "  defer insert logs { method $request_method; path $uri; timestamp $time_iso; } }\n"
+    "route GET /_status { handler status; }\n";
+
+static void start_server(struct fixture *f, const char *conf_text)
+{
+    char eb[512];
+    defer_config pc;
+    sqlite3 *db;
+    web_server_config sc;
+    web_handler_def h[] = {{"status", web_handler_status, NULL}};
+
+    memset(f, 0, sizeof *f);
+    f->dir = tu_mkdtemp("wu-srv");
+    ck_assert_ptr_nonnull(f->dir);
+    snprintf(f->sock, sizeof f->sock, "%s/app.sock", f->dir);
+    snprintf(f->db, sizeof f->db, "%s/app.db", f->dir);
+    ck_assert_int_eq(sqlite3_open(f->db, &db), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(db,
+                                  "CREATE TABLE logs (id INTEGER PRIMARY KEY, "
+                                  "method TEXT, path TEXT, timestamp TEXT)",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    ck_assert_int_eq(web_conf_parse(conf_text, strlen(conf_text), "t.conf",
+                                    &f->conf, eb, sizeof eb),
+                     WEB_OK);
+    defer_config_init(&pc);
+    pc.workers = f->conf->pool.workers;
+    pc.queue_capacity = f->conf->pool.queue;
+    pc.db_path = f->db;
+    pc.log_level = DEFER_LOG_ERROR;
+    ck_assert_int_eq(defer_pool_create(&f->pool, &pc, eb, sizeof eb), DEFER_OK);
+    memset(&sc, 0, sizeof sc);
+    sc.conf = f->conf;
+    sc.pool = f->pool;
+    sc.handlers = h;
+    sc.nhandlers = 1;
+    {
+        char listen[300];
+        snprintf(listen, sizeof listen, "unix:%s", f->sock);
+        sc.listen = listen;
+        ck_assert_int_eq(web_server_create(&f->srv, &sc, eb, sizeof eb), WEB_OK);
+    }
+    ck_assert_int_eq(web_server_start(f->srv), WEB_OK);
+}
+
+/* Stop the server, drain the pool (everything admitted must land). */
+static void stop_server(struct fixture *f)
+{
+    web_server_free(f->srv);
+    f->srv = NULL;
+    ck_assert_int_eq(defer_pool_shutdown(f->pool, 5000), DEFER_OK);
+    defer_pool_destroy(f->pool);
+    f->pool = NULL;
+    web_conf_free(f->conf);
+    f->conf = NULL;
+}
+
+static void cleanup(struct fixture *f)
+{
+    tu_rmtree(f->dir);
+    free(f->dir);
+}
+
+static int count_rows(const char *dbpath)
+{
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    int n = -1;
+    if (sqlite3_open(dbpath, &db) != SQLITE_OK)
+        return -1;
+    if (sqlite3_prepare_v2(db, "SELECT count(*) FROM logs", -1, &st, NULL) ==
+            SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
+}
+
+START_TEST(server_socket_mode_and_unlink)
+{
+    struct fixture f;
+    struct stat st;
+    start_server(&f, server_conf);
+    ck_assert_int_eq(stat(f.sock, &st), 0);
+    ck_assert(S_ISSOCK(st.st_mode));
+    ck_assert_uint_eq(st.st_mode & 0777, 0660);
+    web_server_free(f.srv);
+    f.srv = NULL;
+    ck_assert_int_ne(access(f.sock, F_OK), 0); /* unlinked: it was ours */
+    stop_server(&f);
+    cleanup(&f);
+}
+END_TEST
+
+START_TEST(server_refuses_live_socket_and_unknown_handler)
+{
+    struct fixture f;
+    web_server *other = NULL;
+    web_server_config sc;
+    char eb[512], listen[300];
+    web_conf *conf = NULL;
+    const char *bad = "route GET /x { handler nope; }\n";
+
+    start_server(&f, server_conf);
+    memset(&sc, 0, sizeof sc);
+    sc.conf = f.conf;
+    sc.pool = f.pool;
+    snprintf(listen, sizeof listen, "unix:%s", f.sock);
+    sc.listen = listen;
+    sc.handlers = (web_handler_def[]){{"status", web_handler_status, NULL}};
+    sc.nhandlers = 1;
+    ck_assert_int_eq(web_server_create(&other, &sc, eb, sizeof eb), WEB_EIO);
+    ck_assert_ptr_nonnull(strstr(eb, "in use"));
+    ck_assert_int_eq(web_conf_parse(bad, strlen(bad), "bad.conf", &conf, eb,
+                                    sizeof eb),
+                     WEB_OK);
+    sc.conf = conf;
+    ck_assert_int_eq(web_server_create(&other, &sc, eb, sizeof eb), WEB_ECONF);
+    ck_assert_str_eq(eb, "bad.conf:1: unknown handler \"nope\"");
+    web_conf_free(conf);
+    stop_server(&f);
+    cleanup(&f);
+}
+END_TEST
+
+START_TEST(server_answers_straight_fastcgi)
+{
+    struct fixture f;
+    char *out = NULL;
+    int status = 0;
+    const char *hello[] = {"REQUEST_METHOD=GET", "DOCUMENT_URI=/hello",
+                           "QUERY_STRING=", NULL};
+    const char *post_hello[] = {"REQUEST_METHOD=POST", "DOCUMENT_URI=/hello",
+                                NULL};
+    const char *nope[] = {"REQUEST_METHOD=GET", "DOCUMENT_URI=/nope", NULL};
+    const char *log[] = {"REQUEST_METHOD=POST", "DOCUMENT_URI=/log",
+                         "CONTENT_LENGTH=3", NULL};
+    const char *head[] = {"REQUEST_METHOD=HEAD", "DOCUMENT_URI=/hello", NULL};
+    const char *dotdot[] = {"REQUEST_METHOD=GET",
+                            "REQUEST_URI=/../../etc/passwd", NULL};
+
+    start_server(&f, server_conf);
+    ck_assert_int_eq(fc_request(f.sock, hello, NULL, 0, 5000, &out, &status), 0);
+    ck_assert_int_eq(status, 200);
+    ck_assert_ptr_nonnull(strstr(out, "\r\n\r\nhello"));
+    free(out);
+
+    ck_assert_int_eq(fc_request(f.sock, post_hello, NULL, 0, 5000, &out, &status), 0);
+    ck_assert_int_eq(status, 405);
+    ck_assert_ptr_nonnull(strstr(out, "Allow: GET, HEAD\r\n"));
+    free(out);
+
+    ck_assert_int_eq(fc_request(f.sock, nope, NULL, 0, 5000, &out, &status), 0);
+    ck_assert_int_eq(status, 404);
+    free(out);
+
+    ck_assert_int_eq(fc_request(f.sock, head, NULL, 0, 5000, &out, &status), 0);
+    ck_assert_int_eq(status, 200);
+    ck_assert_ptr_nonnull(strstr(out, "Content-Length: 5\r\n"));
+    ck_assert_ptr_null(strstr(out, "hello"));
+    free(out);
+
+    ck_assert_int_eq(fc_request(f.sock, dotdot, NULL, 0, 5000, &out, &status), 0);
+    ck_assert_int_eq(status, 400);
+    free(out);
+
+    ck_assert_int_eq(fc_request(f.sock, log, "abc", 3, 5000, &out, &status), 0);
+    ck_assert_int_eq(status, 200);
+    free(out);
+    stop_server(&f); /* drains */
+    ck_assert_int_eq(count_rows(f.db), 1); /* the POST /log, nothing else */
+    cleanup(&f);
+}
+END_TEST
+
+START_TEST(server_limits_straight_fastcgi)
+{
+    struct fixture f;
+    char *out = NULL, *qs, *big;
+    int status = 0;
+    size_t i, off;
+    const char *params[5] = {"REQUEST_METHOD=POST", "DOCUMENT_URI=/log", NULL,
+                             NULL, NULL};
+
+    start_server(&f, server_conf);
+    /* A body over max_body (4k) that nginx would have refused: 413. */
+    big = malloc(10000);
+    ck_assert_ptr_nonnull(big);
+    memset(big, 'a', 10000);
+    ck_assert_int_eq(fc_request(f.sock, params, big, 10000, 5000, &out, &status), 0);
+    ck_assert_int_eq(status, 413);
+    free(out);
+    free(big);
+
+    /* 10,000 query params: bounded at max_args, 431, no crash. */
+    qs = malloc(10000 * 8 + 32);
+    ck_assert_ptr_nonnull(qs);
+    off = (size_t)sprintf(qs, "QUERY_STRING=");
+    for (i = 0; i < 10000; i++)
+        off += (size_t)sprintf(qs + off, "a%zu=1&", i % 1000);
+    params[2] = qs;
+    ck_assert_int_eq(fc_request(f.sock, params, NULL, 0, 5000, &out, &status), 0);
+    ck_assert_int_eq(status, 431);
+    free(out);
+    free(qs);
+
+    /* The server is still serving. */
+    params[2] = NULL;
+    ck_assert_int_eq(fc_request(f.sock, params, NULL, 0, 5000, &out, &status), 0);
+    ck_assert_int_eq(status, 200);
+    free(out);
+    stop_server(&f);
+    ck_assert_int_eq(count_rows(f.db), 1);
+    cleanup(&f);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("web_server");
+    TCase *tc = tcase_create("log");
+    tcase_set_timeout(tc, 10);
+    tcase_add_loop_test(tc, log_quote, 0, sizeof q_cases / sizeof q_cases[0]);
+    tcase_add_test(tc, log_quote_truncates);
+    tcase_add_test(tc, log_file_levels_and_reopen);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("defer_build");
+    tcase_set_timeout(tc, 10);
+    tcase_add_loop_test(tc, defer_build_kinds, 0,
+                        sizeof defer_sql / sizeof defer_sql[0]);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("server");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, server_socket_mode_and_unlink);
+    tcase_add_test(tc, server_refuses_live_socket_and_unknown_handler);
+    tcase_add_test(tc, server_answers_straight_fastcgi);
+    tcase_add_test(tc, server_limits_straight_fastcgi);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(suite());
+    int failed;
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
