@@ -37,7 +37,7 @@ stack_start() {
         "$st_src/nginx/dev.conf.in" > "$STACK_PREFIX/conf/nginx.conf"
 
     # The app first, so nginx never answers 502 while it starts.
-    ${STACK_APP_WRAPPER:-} "$STACK_APP" -c "$st_conf" -l "unix:$STACK_SOCKET" \
+    ${STACK_APP_WRAPPER:-} "$STACK_APP" -c "$st_conf" -p "$st_src" -l "unix:$STACK_SOCKET" \
         -d "$st_db" ${STACK_APP_ARGS:-} 2>>"$STACK_PREFIX/logs/waituntil.log" &
     STACK_APP_PID=$!
     i=0

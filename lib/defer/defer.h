@@ -189,7 +189,9 @@ DEFER_API void defer_pool_destroy(defer_pool *pool);
  * queue lock, so the fields are consistent with each other. */
 typedef struct defer_stats {
     uint64_t admitted;      /* tasks admitted to the queue */
-    uint64_t rejected;      /* tasks refused at admit (EFULL/ESHUTDOWN) */
+    uint64_t rejected;      /* tasks refused at admit (EFULL/ESHUTDOWN);
+                               also inline tasks skipped because the
+                               shutdown deadline passed while they ran */
     uint64_t refused;       /* registrations refused (ETOOMANY, EINVAL..) */
     uint64_t inline_run;    /* tasks run inline in the caller (not admitted) */
     uint64_t inline_failed; /* ... of which failed */
@@ -260,8 +262,13 @@ DEFER_API size_t defer_ctx_count(const defer_ctx *ctx);
  *   DEFER_OK        reserved; answer normally, then call defer_submit().
  *                   (Also for a ctx without tasks.)
  *   DEFER_INLINE    policy INLINE and no room: the tasks already ran in
- *                   this thread (counted inline_run / inline_failed);
- *                   ctx is empty, nothing to submit.
+ *                   this thread, in order, with the same group commit,
+ *                   retry and budget rules as on a worker (counted
+ *                   inline_run / inline_failed; if the shutdown deadline
+ *                   passes during the run, the tasks not yet run are
+ *                   logged task_left and counted rejected); ctx is
+ *                   empty, nothing to submit.  SQL runs on a connection
+ *                   the ctx opens on first use and keeps.
  *   DEFER_EFULL     no room within the policy's bound: answer 503 with
  *                   Retry-After.  The tasks were freed (arg_free) without
  *                   running and counted rejected; ctx is empty.

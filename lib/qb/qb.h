@@ -155,7 +155,290 @@ QB_API void qb_query_free(qb_query *q);
 QB_API int qb_ident_valid(const char *name);
 
 /* ==== builder API (select / insert / update / delete / DDL) ============= */
-/* (declared below by lib/qb's builder; see the README for examples) */
+/*
+ * Builders are opaque handles made by *_new(table) and released by
+ * *_free() (NULL is a no-op).  *_new returns NULL only when out of memory;
+ * a bad table name is recorded as the builder's sticky error instead, so
+ * building code reads as a straight line.
+ *
+ * Appender calls return nothing.  The first error (bad name, placeholder
+ * count, unterminated quote in a fragment...) is kept with a workers-qb
+ * style message (*_errmsg) and returned by *_build; later calls are
+ * ignored.  Errors only a build can see (empty INSERT/UPDATE data, rows
+ * with different columns, SQLite-only syntax on PostgreSQL) are recorded
+ * the same way.  Appenders on a NULL handle do nothing; build returns
+ * QB_EINVAL.  On any error a build sets *out to NULL.
+ *
+ * Strings passed to appenders are COPIED; values follow the qb_value rules
+ * (copied unless *_ref); a QB_V_SELECT value and every qb_select argument
+ * are deep-copied at the call, so the caller may free or change the
+ * argument right after.  Build does not consume the builder: it can be
+ * built again, and a built qb_query is independent of it (it owns copies
+ * of the values, except borrowed ones).
+ *
+ * Fragments vs names.  fields, conditions, ON, GROUP BY, HAVING, ORDER BY
+ * expressions, RETURNING and Raw values are trusted SQL fragments, exactly
+ * like workers-qb: never build them from user input.  They are checked for
+ * closed quotes/comments, no ';', no named parameters.  Table names,
+ * aliases, CTE names and the columns of insert/update/upsert data and of
+ * whereIn/whereNull/... are NAMES and must satisfy qb_ident_valid()
+ * (insert/update columns, aliases and CTE names: no dot).  Values are
+ * always bound.
+ *
+ * Placeholders in a condition: `?` takes the call's next value; `?N` is a
+ * label local to the call: the first `?N` takes the next value, a repeated
+ * `?N` reuses it.  A `?` inside a quoted literal is not a placeholder.  The
+ * builder renders `?`/`?N` (SQLite) or `$N` (PostgreSQL) so that
+ * params[i] binds to index i+1.  A QB_V_SELECT value is inlined as
+ * (SELECT ...) with its values spliced at that position; QB_V_RAW is
+ * inlined as SQL text.  On PostgreSQL every `?` outside literals is a
+ * placeholder (write the JSONB operators ? ?| ?& as functions).
+ *
+ * Fixes over workers-qb 1.14.0: numbering stays right with mixed ?/?N,
+ * after subqueries and in the fluent form; OFFSET without LIMIT renders
+ * LIMIT -1 OFFSET n on SQLite; quoted literals keep their bytes; bulk rows
+ * are matched to columns by name; empty insert data is QB_EMISSING;
+ * "INNER" and "INNER JOIN" are the same join type; DELETE ... RETURNING
+ * comes before ORDER BY/LIMIT on SQLite (SQLite's grammar).
+ *
+ * Thread-safety: one thread per builder at a time.
+ */
+
+typedef struct qb_select qb_select;
+typedef struct qb_insert qb_insert;
+typedef struct qb_update qb_update;
+typedef struct qb_delete qb_delete;
+
+/* `how` flags of the where helpers. */
+#define QB_AND 0x0u /* AND with what is there (default) */
+#define QB_OR  0x1u /* (what is there) OR (this) -- workers-qb orWhere */
+#define QB_NOT 0x2u /* NOT IN / IS NOT NULL / NOT BETWEEN / NOT LIKE */
+
+typedef enum qb_order {
+    QB_ORDER_NONE = 0, /* expression as written */
+    QB_ORDER_ASC,
+    QB_ORDER_DESC
+} qb_order;
+
+typedef enum qb_setop {
+    QB_UNION = 0, QB_UNION_ALL, QB_INTERSECT, QB_INTERSECT_ALL,
+    QB_EXCEPT, QB_EXCEPT_ALL
+} qb_setop;
+
+typedef enum qb_conflict {
+    QB_CONFLICT_NONE = 0, QB_CONFLICT_ROLLBACK, QB_CONFLICT_ABORT,
+    QB_CONFLICT_FAIL, QB_CONFLICT_IGNORE, QB_CONFLICT_REPLACE
+} qb_conflict;
+
+/* ---- SELECT -------------------------------------------------------------- */
+
+QB_API qb_select *qb_select_new(const char *table);
+QB_API void qb_select_free(qb_select *s);
+/* Deep copy (sticky error included); NULL on ENOMEM or NULL s. */
+QB_API qb_select *qb_select_dup(const qb_select *s);
+/* QB_OK or the sticky error; its message (never NULL). */
+QB_API int qb_select_error(const qb_select *s);
+QB_API const char *qb_select_errmsg(const qb_select *s);
+
+/* Placeholder rendering (default QB_DIALECT_SQLITE). A subquery is
+ * rendered in the dialect of the statement it is part of. */
+QB_API void qb_select_dialect(qb_select *s, qb_dialect d);
+QB_API void qb_select_table(qb_select *s, const char *table); /* replaces */
+/* Select-list fragment(s), accumulated; none means "*". */
+QB_API void qb_select_fields(qb_select *s, const char *fields);
+
+/* WHERE: conditions ANDed; values shared by the call's conditions. */
+QB_API void qb_select_where(qb_select *s, const char *cond, size_t n,
+                            const qb_value *vals);
+QB_API void qb_select_or_where(qb_select *s, const char *cond, size_t n,
+                               const qb_value *vals);
+/* Several conditions in one call: how = QB_AND or QB_OR. */
+QB_API void qb_select_where_list(qb_select *s, unsigned how, size_t ncond,
+                                 const char *const *conds, size_t n,
+                                 const qb_value *vals);
+/* (col) [NOT] IN (VALUES (?), ...); n == 0 is a no-op (workers-qb). */
+QB_API void qb_select_where_in(qb_select *s, unsigned how, const char *col,
+                               size_t n, const qb_value *vals);
+/* (c1, c2) [NOT] IN (VALUES (?, ?), ...); vals row-major, nrows*ncols. */
+QB_API void qb_select_where_in_cols(qb_select *s, unsigned how, size_t ncols,
+                                    const char *const *cols, size_t nrows,
+                                    const qb_value *vals);
+QB_API void qb_select_where_null(qb_select *s, unsigned how,
+                                 const char *col);
+QB_API void qb_select_where_between(qb_select *s, unsigned how,
+                                    const char *col, qb_value lo,
+                                    qb_value hi);
+QB_API void qb_select_where_like(qb_select *s, unsigned how, const char *col,
+                                 qb_value pattern);
+/* workers-qb when(cond, then, otherwise): calls then(s, arg) if cond is
+ * non-zero, else otherwise(s, arg); either callback may be NULL. */
+QB_API void qb_select_when(qb_select *s, int cond,
+                           void (*then)(qb_select *, void *),
+                           void (*otherwise)(qb_select *, void *),
+                           void *arg);
+
+/* JOIN.  type: NULL/"" for a plain JOIN, or words from INNER LEFT RIGHT
+ * FULL OUTER CROSS NATURAL, optionally ending in JOIN ("INNER" and
+ * "INNER JOIN" are the same).  alias and on may be NULL; ON is left out
+ * for NATURAL joins. */
+QB_API void qb_select_join(qb_select *s, const char *type, const char *table,
+                           const char *alias, const char *on);
+/* JOIN (subquery) AS alias ON ...: sub is deep-copied. */
+QB_API void qb_select_join_sub(qb_select *s, const char *type,
+                               const qb_select *sub, const char *alias,
+                               const char *on);
+QB_API void qb_select_inner_join(qb_select *s, const char *table,
+                                 const char *alias, const char *on);
+QB_API void qb_select_left_join(qb_select *s, const char *table,
+                                const char *alias, const char *on);
+QB_API void qb_select_right_join(qb_select *s, const char *table,
+                                 const char *alias, const char *on);
+QB_API void qb_select_full_join(qb_select *s, const char *table,
+                                const char *alias, const char *on);
+QB_API void qb_select_cross_join(qb_select *s, const char *table,
+                                 const char *alias); /* no ON */
+QB_API void qb_select_natural_join(qb_select *s, const char *table);
+
+QB_API void qb_select_group_by(qb_select *s, const char *expr);
+QB_API void qb_select_having(qb_select *s, const char *cond, size_t n,
+                             const qb_value *vals);
+QB_API void qb_select_having_list(qb_select *s, size_t ncond,
+                                  const char *const *conds, size_t n,
+                                  const qb_value *vals);
+QB_API void qb_select_order_by(qb_select *s, const char *expr, qb_order o);
+/* LIMIT / OFFSET (0 allowed; negative is QB_EINVAL).  OFFSET without LIMIT
+ * renders LIMIT -1 OFFSET n on SQLite. */
+QB_API void qb_select_limit(qb_select *s, int64_t n);
+QB_API void qb_select_offset(qb_select *s, int64_t n);
+/* workers-qb paginate(): LIMIT per_page OFFSET (page-1)*per_page.
+ * page, per_page >= 1, else the sticky error QB_ECONFIG with workers-qb's
+ * message ("Invalid page value: 0. Page must be an integer >= 1." + hint).
+ * Build with QB_FETCH_ALL; the query's count_sql gives the total. */
+QB_API void qb_select_paginate(qb_select *s, int64_t page, int64_t per_page);
+QB_API void qb_select_distinct(qb_select *s);
+/* DISTINCT ON (expr, ...): PostgreSQL syntax, rendered as asked. */
+QB_API void qb_select_distinct_on(qb_select *s, const char *expr);
+/* WITH name[(cols)] AS (q): q deep-copied; cols may be NULL. */
+QB_API void qb_select_with(qb_select *s, const char *name, const qb_select *q,
+                           size_t ncols, const char *const *cols);
+QB_API void qb_select_set_op(qb_select *s, qb_setop op, const qb_select *q);
+
+/* Build.  QB_FETCH_ALL / QB_FETCH_NONE: as configured; QB_FETCH_ONE adds
+ * LIMIT 1 (keeping OFFSET), like fetchOne.  The query's count_sql is the
+ * workers-qb count() statement (same params).  Returns QB_OK or the sticky
+ * error; *out is NULL on error.  Caller frees *out. */
+QB_API int qb_select_build(const qb_select *s, qb_fetch fetch,
+                           qb_query **out);
+/* The count() statement as its own query (fetch ONE). */
+QB_API int qb_select_build_count(const qb_select *s, qb_query **out);
+/* EXPLAIN QUERY PLAN <select>, fetch ALL.  SQLite only: on PostgreSQL it
+ * returns QB_EDIALECT without touching the builder's sticky error. */
+QB_API int qb_select_build_explain(const qb_select *s, qb_query **out);
+
+/* ---- INSERT -------------------------------------------------------------- */
+
+QB_API qb_insert *qb_insert_new(const char *table);
+QB_API void qb_insert_free(qb_insert *ins);
+QB_API int qb_insert_error(const qb_insert *ins);
+QB_API const char *qb_insert_errmsg(const qb_insert *ins);
+QB_API void qb_insert_dialect(qb_insert *ins, qb_dialect d);
+/* Set a column of the current row (QB_V_RAW inlines trusted SQL). */
+QB_API void qb_insert_set(qb_insert *ins, const char *col, qb_value v);
+/* Start the next row (bulk insert).  Every row must have the same set of
+ * columns as the first (in any order: values are matched by name). */
+QB_API void qb_insert_next_row(qb_insert *ins);
+QB_API void qb_insert_returning(qb_insert *ins, const char *expr);
+/* INSERT OR <conflict> (SQLite only). */
+QB_API void qb_insert_or(qb_insert *ins, qb_conflict c);
+/* Upsert: ON CONFLICT (cols) DO UPDATE SET <set...> [WHERE ...]; with no
+ * _set calls, DO NOTHING. */
+QB_API void qb_insert_on_conflict(qb_insert *ins, size_t ncols,
+                                  const char *const *cols);
+QB_API void qb_insert_on_conflict_set(qb_insert *ins, const char *col,
+                                      qb_value v);
+QB_API void qb_insert_on_conflict_where(qb_insert *ins, size_t ncond,
+                                        const char *const *conds, size_t n,
+                                        const qb_value *vals);
+/* Largest parameter count of one statement (default 32766); a bulk insert
+ * needing more is split into a chain (qb_query_next). */
+QB_API void qb_insert_max_params(qb_insert *ins, size_t max);
+/* fetch ONE for one row, ALL for several (workers-qb). */
+QB_API int qb_insert_build(const qb_insert *ins, qb_query **out);
+
+/* ---- UPDATE -------------------------------------------------------------- */
+
+QB_API qb_update *qb_update_new(const char *table);
+QB_API void qb_update_free(qb_update *u);
+QB_API int qb_update_error(const qb_update *u);
+QB_API const char *qb_update_errmsg(const qb_update *u);
+QB_API void qb_update_dialect(qb_update *u, qb_dialect d);
+QB_API void qb_update_set(qb_update *u, const char *col, qb_value v);
+QB_API void qb_update_where(qb_update *u, const char *cond, size_t n,
+                            const qb_value *vals);
+QB_API void qb_update_where_list(qb_update *u, size_t ncond,
+                                 const char *const *conds, size_t n,
+                                 const qb_value *vals);
+QB_API void qb_update_returning(qb_update *u, const char *expr);
+QB_API void qb_update_or(qb_update *u, qb_conflict c);
+/* Where values bind first (?1..), then SET values; fetch ALL. */
+QB_API int qb_update_build(const qb_update *u, qb_query **out);
+
+/* ---- DELETE -------------------------------------------------------------- */
+
+QB_API qb_delete *qb_delete_new(const char *table);
+QB_API void qb_delete_free(qb_delete *d);
+QB_API int qb_delete_error(const qb_delete *d);
+QB_API const char *qb_delete_errmsg(const qb_delete *d);
+QB_API void qb_delete_dialect(qb_delete *d, qb_dialect dl);
+QB_API void qb_delete_where(qb_delete *d, const char *cond, size_t n,
+                            const qb_value *vals);
+QB_API void qb_delete_where_list(qb_delete *d, size_t ncond,
+                                 const char *const *conds, size_t n,
+                                 const qb_value *vals);
+QB_API void qb_delete_returning(qb_delete *d, const char *expr);
+QB_API void qb_delete_order_by(qb_delete *d, const char *expr, qb_order o);
+QB_API void qb_delete_limit(qb_delete *d, int64_t n);
+QB_API void qb_delete_offset(qb_delete *d, int64_t n);
+/* fetch ALL. */
+QB_API int qb_delete_build(const qb_delete *d, qb_query **out);
+
+/* ---- raw in a dialect, DDL ---------------------------------------------- */
+
+/* Like qb_query_raw, but `?`/`?N` outside literals are rendered for the
+ * dialect (PostgreSQL: `?N` -> `$N`, bare `?` -> next number). */
+QB_API int qb_query_raw_dialect(qb_query **out, qb_dialect d, const char *sql,
+                                size_t nargs, const qb_value *args,
+                                qb_fetch fetch);
+/* CREATE TABLE [IF NOT EXISTS] name ( schema ): schema is trusted SQL. */
+QB_API int qb_create_table(qb_query **out, qb_dialect d, const char *table,
+                           const char *schema, int if_not_exists);
+QB_API int qb_drop_table(qb_query **out, qb_dialect d, const char *table,
+                         int if_exists);
+
+/* ---- convenience macros ------------------------------------------------- */
+/* Values as a variadic list: QB_WHERE(s, "a = ? AND b = ?", qb_int(1),
+ * qb_text("x")); zero values work too: QB_WHERE(s, "a IS NULL"). */
+#define QB__PAD {QB_V_NULL, 0u, {0}}
+#define QB_VALS(...) ((const qb_value[]){QB__PAD, __VA_ARGS__} + 1)
+#define QB_NVALS(...) \
+    (sizeof((qb_value[]){QB__PAD, __VA_ARGS__}) / sizeof(qb_value) - 1u)
+#define QB_WHERE(s, cond, ...) \
+    qb_select_where((s), (cond), QB_NVALS(__VA_ARGS__), QB_VALS(__VA_ARGS__))
+#define QB_OR_WHERE(s, cond, ...) \
+    qb_select_or_where((s), (cond), QB_NVALS(__VA_ARGS__), \
+                       QB_VALS(__VA_ARGS__))
+#define QB_HAVING(s, cond, ...) \
+    qb_select_having((s), (cond), QB_NVALS(__VA_ARGS__), QB_VALS(__VA_ARGS__))
+#define QB_WHERE_IN(s, col, ...) \
+    qb_select_where_in((s), QB_AND, (col), QB_NVALS(__VA_ARGS__), \
+                       QB_VALS(__VA_ARGS__))
+#define QB_UPDATE_WHERE(u, cond, ...) \
+    qb_update_where((u), (cond), QB_NVALS(__VA_ARGS__), QB_VALS(__VA_ARGS__))
+#define QB_DELETE_WHERE(d, cond, ...) \
+    qb_delete_where((d), (cond), QB_NVALS(__VA_ARGS__), QB_VALS(__VA_ARGS__))
+#define QB_RAW(out, sql, fetch, ...) \
+    qb_query_raw((out), (sql), QB_NVALS(__VA_ARGS__), QB_VALS(__VA_ARGS__), \
+                 (fetch))
 
 #ifdef __cplusplus
 }

@@ -68,4 +68,114 @@ int qbi_value_bindable(const qb_value *v);
 /* A zeroed query (fetch/kind/dialect set); NULL on ENOMEM. */
 qb_query *qbi_query_new(qb_kind kind, qb_fetch fetch, qb_dialect dialect);
 
+
+/* ---- builder internals (clause.c) -------------------------------------- */
+
+/* Bounds on what one builder may hold: items per list, subquery nesting
+ * and orWhere nesting (rendering recurses over both). */
+#define QBI_MAX_ITEMS 10000u
+#define QBI_MAX_DEPTH 32u
+#define QBI_DEFAULT_MAX_PARAMS 32766u
+#define QBI_MAX_PARAMS_LIMIT 250000u /* Debian's SQLITE_MAX_VARIABLE_NUMBER */
+#define QBI_MAX_ROWS 1000000u
+
+/* Sticky error: first one wins. */
+typedef struct qbi_err {
+    int code;
+    char *msg; /* owned; NULL means qb_strerror(code) */
+} qbi_err;
+
+void qbi_seterr(qbi_err *e, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void qbi_err_free(qbi_err *e);
+int qbi_err_copy(qbi_err *dst, const qbi_err *src);
+const char *qbi_errmsg(const qbi_err *e);
+
+typedef struct qbi_strlist {
+    char **v;
+    size_t n, cap;
+} qbi_strlist;
+
+int qbi_strlist_add(qbi_strlist *l, const char *s);
+void qbi_strlist_free(qbi_strlist *l);
+int qbi_strlist_copy(qbi_strlist *dst, const qbi_strlist *src);
+void qbi_strlist_join(qbi_sb *sb, const qbi_strlist *l, const char *sep);
+
+/* Check a trusted SQL fragment: quotes and comments closed, no ';', no
+ * named parameters, and no placeholder at all.  Returns QB_OK or records
+ * the error in e (clause names the place in messages). */
+int qbi_fragment_check(qbi_err *e, const char *clause, const char *frag);
+
+/* Validate a name: mode 0 plain identifier, 1 qb_ident_valid (one dot). */
+int qbi_name_check(qbi_err *e, const char *what, const char *name, int mode);
+
+/* One where/having call: its condition texts share its values. */
+typedef struct qbi_call {
+    qb_value *vals;   /* owned copies; QB_V_SELECT points to an owned clone */
+    size_t nvals;
+} qbi_call;
+
+typedef struct qbi_node qbi_node;
+typedef struct qbi_nlist {
+    qbi_node **v;
+    size_t n, cap;
+} qbi_nlist;
+struct qbi_node {
+    int is_or;
+    char *text;     /* leaf */
+    size_t call;    /* leaf: index into clause calls */
+    qbi_nlist left, right; /* OR node */
+};
+
+typedef struct qbi_clause {
+    qbi_nlist top;     /* ANDed */
+    qbi_call *calls;
+    size_t ncalls, capcalls;
+    size_t depth;      /* OR nesting */
+    size_t nleaves;
+} qbi_clause;
+
+void qbi_clause_free(qbi_clause *c);
+int qbi_clause_copy(qbi_clause *dst, const qbi_clause *src);
+/* Append ncond conditions sharing n values (AND, or OR with what is there).
+ * Values are copied (subqueries cloned).  Errors are recorded in e. */
+void qbi_clause_add(qbi_clause *c, qbi_err *e, const char *clause, int or_,
+                    size_t ncond, const char *const *conds, size_t n,
+                    const qb_value *vals);
+
+/* Rendering context: one per statement being built. */
+typedef struct qbi_rctx {
+    qbi_sb sb;
+    qb_dialect dialect;
+    int explicit_num;  /* always render ?N */
+    int no_push;       /* replaying a subquery: numbers only */
+    size_t counter;    /* parameters assigned so far */
+    size_t maxemit;    /* largest index written so far */
+    qb_value *params;  /* borrowed pointers into builders' values */
+    size_t nparams, cap;
+    int err;           /* first failure while rendering (QB_E*) */
+} qbi_rctx;
+
+void qbi_rctx_init(qbi_rctx *r, qb_dialect d, int explicit_num);
+void qbi_rctx_free(qbi_rctx *r);
+/* Bind one value: assign the next index, remember the value, write the
+ * placeholder (bare ? only when allowed and it is what SQLite would pick). */
+void qbi_rctx_bind(qbi_rctx *r, const qb_value *v, int bare);
+void qbi_rctx_emit_index(qbi_rctx *r, size_t g, int bare);
+void qbi_clause_render(qbi_rctx *r, const qbi_clause *c);
+/* Finish: collapse whitespace, copy params, make the query. */
+int qbi_rctx_finish(qbi_rctx *r, qb_kind kind, qb_fetch fetch,
+                    qb_query **out);
+
+/* ORDER BY item (shared by select and delete). */
+void qbi_order_add(qbi_strlist *l, qbi_err *e, const char *expr,
+                   qb_order o);
+
+/* select.c hooks used by clause.c */
+struct qb_select *qbi_select_clone(const struct qb_select *s);
+void qbi_select_free(struct qb_select *s);
+void qbi_select_render(qbi_rctx *r, const struct qb_select *s);
+const qbi_err *qbi_select_err(const struct qb_select *s);
+size_t qbi_select_depth(const struct qb_select *s);
+
 #endif /* WAITUNTIL_QB_PRIV_H */

@@ -158,7 +158,8 @@ QB_API void qb_result_free(qb_result *r);
  * cursor: when it reaches QB_EDONE or an error, or at close if abandoned. */
 typedef struct qb_cursor qb_cursor;
 
-/* Prepare q and bind its params.  Returns QB_OK, QB_EINVAL (NULL argument,
+/* Prepare q and bind its params.  The cursor reads q's values in place:
+ * q must stay alive and unchanged until qb_cursor_close.  Returns QB_OK, QB_EINVAL (NULL argument,
  * chain, wrong param count, vetoed), QB_ESQL, QB_EBUSY, QB_ENOMEM; on error
  * *out is NULL. */
 QB_API int qb_cursor_open(qb_db *db, const qb_query *q, qb_cursor **out);

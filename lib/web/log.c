@@ -151,8 +151,12 @@ void web_logf(web_log *log, web_log_level level, const char *event,
     clock_gettime(CLOCK_REALTIME, &now);
     if (web_time_iso(&now, ts) != WEB_OK)
         snprintf(ts, sizeof ts, "%lld", (long long)now.tv_sec);
-    n = snprintf(line, sizeof line, "ts=%s level=%s event=%s", ts,
-                 level_name(level), event ? event : "-");
+    if (event != NULL)
+        n = snprintf(line, sizeof line, "ts=%s level=%s event=%s", ts,
+                     level_name(level), event);
+    else
+        n = snprintf(line, sizeof line, "ts=%s level=%s", ts,
+                     level_name(level));
     if (n < 0)
         return;
     len = (size_t)n < sizeof line ? (size_t)n : sizeof line - 1;
@@ -232,5 +236,5 @@ void web_log_defer_sink(void *ud, int level, const char *line)
     default: l = WEB_LOG_ERROR; break;
     }
     /* The pool's line already holds key=value pairs, event included. */
-    web_logf((web_log *)ud, l, "pool", "%s", line);
+    web_logf((web_log *)ud, l, NULL, "%s", line);
 }

@@ -126,6 +126,9 @@ int web_respond(web_call *c, int status, const char *ctype, const void *body,
         memcpy(copy, body, len);
     }
     if (ctype != NULL) {
+        for (const char *p = ctype; *p; p++)
+            if ((unsigned char)*p < 32 || *p == 127)
+                return WEB_EINVAL; /* no header injection via CR/LF */
         ctype = web_arena_strdup(c->arena, ctype);
         if (ctype == NULL)
             return WEB_ETOOBIG;
@@ -153,7 +156,7 @@ int web_add_header(web_call *c, const char *name, const char *value)
     if (c == NULL || !is_token(name) || value == NULL)
         return WEB_EINVAL;
     for (p = value; *p; p++)
-        if ((unsigned char)*p < 32 && *p != '\t')
+        if (((unsigned char)*p < 32 && *p != '\t') || *p == 127)
             return WEB_EINVAL;
     if (c->nhdrs == MAX_RESP_HEADERS)
         return WEB_EFULL;
@@ -382,14 +385,16 @@ static void serve_one(struct thread_state *t)
         goto answer;
     }
 
-    /* Admission before the response is final. */
-    rc = defer_admit(s->pool, t->dctx);
+    /* Admission before the response is final (a request without deferred
+     * work has nothing to reserve: skip the pool's lock). */
+    rc = defer_ctx_count(t->dctx) == 0 ? DEFER_INLINE
+                                       : defer_admit(s->pool, t->dctx);
     switch (rc) {
     case DEFER_OK:
         admitted = 1;
         break;
     case DEFER_INLINE:
-        break; /* the work already ran in this thread */
+        break; /* the work already ran in this thread, or there was none */
     case DEFER_EFULL:
     case DEFER_ESHUTDOWN:
         atomic_fetch_add(&s->rejected_503, 1);

@@ -47,7 +47,8 @@ WEB_API void web_log_close(web_log *log);
  * old descriptor stays in use and WEB_EIO is returned. */
 WEB_API int web_log_reopen(web_log *log);
 WEB_API int web_log_enabled(const web_log *log, web_log_level level);
-/* Log event with printf-style key=value text after it.  NULL log: stderr. */
+/* Log event with printf-style key=value text after it.  NULL log: stderr;
+ * NULL event: no event key (the text brings its own). */
 WEB_API void web_logf(web_log *log, web_log_level level, const char *event,
                       const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

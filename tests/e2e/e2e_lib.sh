@@ -20,7 +20,7 @@ e2e_start() {
     E2E_PORT=$(stack_free_port)
     E2E_URL=http://127.0.0.1:$E2E_PORT
     T_CLEANUP_HOOK=stack_stop
-    STACK_APP_ARGS="-p $TOP_SRCDIR ${E2E_APP_ARGS:-}"
+    STACK_APP_ARGS="${E2E_APP_ARGS:-}"
     stack_start "$TOP_SRCDIR" "$TOP_BUILDDIR" "$T_TMP/prefix" "$E2E_PORT" \
         "$E2E_DB" "$E2E_CONF" || { t_fail "stack starts"; t_done; exit 1; }
 }

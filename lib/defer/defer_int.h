@@ -1,0 +1,163 @@
+/*
+ * defer_int.h -- lib/defer internals shared by defer_pool.c (queue, ctx,
+ * admission, shutdown) and defer_run.c (running tasks, logging).
+ * Not installed; not API.  The DESIGN comment is atop defer_pool.c.
+ */
+#ifndef WAITUNTIL_DEFER_INT_H
+#define WAITUNTIL_DEFER_INT_H
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "defer.h"
+
+#define DEFER_LABEL_MAX 127
+#define DEFER_ERRMSG_MAX 256
+#define DEFER_GRACE_MS 500 /* after the deadline, before a worker is "hung" */
+
+/*
+ * Task states.  A task is created TAKEN-ready (state T_READY) and only
+ * changes state once a worker holds it in its batch; from then on the
+ * worker and, after the deadline, the shutdown thread race for it, and a
+ * compare-and-swap decides who owns it:
+ *   READY   -> RUNNING  worker claims it and will run it
+ *   READY   -> WLEFT    worker gives it up (deadline passed)
+ *   READY   -> STOLEN   shutdown takes it from a hung worker's batch
+ *   RUNNING -> DONE     worker finished it (result counted by the worker)
+ *   RUNNING -> WLEFT    worker abandoned it (deadline rolled it back)
+ *   RUNNING -> HUNG     shutdown gave up on it (counted left by shutdown)
+ * Whoever makes the transition out of READY owns arg; the task struct is
+ * freed by the worker unless it was STOLEN.
+ */
+enum {
+    T_READY = 0,
+    T_RUNNING,
+    T_DONE,
+    T_WLEFT,
+    T_STOLEN,
+    T_HUNG
+};
+
+typedef struct defer_task {
+    struct defer_task *next;
+    defer_fn fn;               /* NULL: SQL task; arg is a qb_query */
+    void *arg;
+    defer_free_fn arg_free;
+    size_t req_len;            /* first task of a request: its task count */
+    atomic_int state;
+    char label[];              /* NUL-terminated copy */
+} defer_task;
+
+/* Why the progress handler stopped a statement. */
+enum { WHY_NONE = 0, WHY_BUDGET, WHY_ABORT };
+
+struct defer_env {
+    struct defer_runner *r;
+    const defer_task *task;
+    int64_t deadline_ns;       /* 0: no budget */
+    int has_err;
+    char err[DEFER_ERRMSG_MAX];
+};
+
+/* Per-task outcome inside one SQL segment. */
+struct defer_slot {
+    int st;                    /* S_* in defer_run.c */
+    int claimed;
+    int rc;
+    int timeout;
+    char *msg;                 /* malloc'd error detail or NULL */
+};
+
+/* What runs tasks: a worker, or a ctx running them inline.  Used by one
+ * thread at a time; counters are flushed into the pool under its lock. */
+typedef struct defer_runner {
+    defer_pool *pool;
+    qb_db *db;                 /* NULL: no database (or open failed) */
+    int worker;                /* index, -1 inline */
+    int why;                   /* WHY_*, set by the progress handler */
+    int64_t stmt_deadline_ns;  /* read by the progress handler; 0 none */
+    int64_t busy_start_ns;
+    uint64_t rng;
+    struct defer_slot *slots;  /* capacity: pool batch capacity */
+    struct defer_env env;
+    /* outcomes since the last flush */
+    uint64_t n_ok, n_failed, n_left, n_timeouts, n_commits;
+} defer_runner;
+
+typedef struct defer_worker {
+    defer_pool *pool;
+    pthread_t tid;
+    unsigned index;
+    int started;               /* pthread_create succeeded */
+    int leaving;               /* left its loop; will return (under mu) */
+    int detached;              /* declared hung and detached (under mu) */
+    defer_task **batch;        /* tasks taken; visible to shutdown while */
+    size_t nbatch;             /* nbatch > 0 (both under mu) */
+    defer_runner run;
+} defer_worker;
+
+enum { P_RUNNING = 0, P_DRAINING, P_STOPPED };
+
+struct defer_pool {
+    /* immutable after create */
+    defer_config cfg;          /* string fields point at the copies below */
+    char *name, *db_path, *journal_mode, *synchronous;
+    size_t batch_cap;          /* max(batch_max, max_tasks_per_request) */
+    unsigned nworkers;
+    defer_worker *workers;
+
+    pthread_mutex_t mu;        /* THE lock: everything below */
+    pthread_cond_t work_cv;    /* workers: queue not empty / stop */
+    pthread_cond_t space_cv;   /* admitters: slots freed / shutdown */
+    pthread_cond_t done_cv;    /* shutdown: drained / a worker left */
+    pthread_cond_t writer_cv;  /* writer token released / abort */
+    pthread_cond_t sleep_cv;   /* backoff sleepers: abort */
+    int state;                 /* P_* */
+    atomic_int abort;          /* deadline passed: interrupt, give up */
+    int writer_busy;           /* one SQL transaction per pool at a time */
+    int shut_called, shut_done, shut_rc;
+    unsigned idle, space_waiters, alive, refs;
+    defer_task *qhead, *qtail;
+    defer_stats st;            /* depth/queued/... maintained live */
+};
+
+/* ---- defer_run.c ----------------------------------------------------- */
+
+/* Set up a runner (db may be NULL); installs the progress and busy
+ * handlers on db.  slots: array of pool->batch_cap. */
+void defer__runner_init(defer_runner *r, defer_pool *p, int worker,
+                        qb_db *db);
+void defer__runner_set_db(defer_runner *r, qb_db *db);
+
+/* Run tasks[0..n) in order (segments of SQL tasks group-committed,
+ * callbacks alone).  Every task ends DONE, WLEFT, STOLEN or HUNG. */
+void defer__run_batch(defer_runner *r, defer_task **tasks, size_t n);
+
+/* Sleep up to ms on sleep_cv; returns early when the pool aborts. */
+void defer__pool_sleep(defer_pool *p, unsigned ms);
+
+/* Logging: one key=value line through cfg.log. */
+void defer__log(defer_pool *p, int level, const char *event,
+                const defer_task *t, int worker, int rc,
+                const char *detail);
+int defer__log_enabled(const defer_pool *p, int level);
+
+/* Report a task not run (left/rejected) and free it: arg_free + free. */
+void defer__drop_task(defer_pool *p, defer_task *t, int level,
+                      const char *event, const char *why);
+
+int64_t defer__now_ns(void);
+
+/* Lock helpers: a failing pthread mutex op means memory corruption or a
+ * misuse we cannot recover from, so they abort with a message. */
+void defer__lock(defer_pool *p);
+void defer__unlock(defer_pool *p);
+void defer__broadcast(pthread_cond_t *cv);
+void defer__signal(pthread_cond_t *cv);
+/* Wait on cv until abs_ns (CLOCK_MONOTONIC; 0 = forever).  Returns 0 or
+ * ETIMEDOUT. */
+int defer__wait(defer_pool *p, pthread_cond_t *cv, int64_t abs_ns);
+
+#endif /* WAITUNTIL_DEFER_INT_H */

@@ -1,0 +1,1031 @@
+/*
+ * defer_pool.c -- the pool: per-request contexts, admission, the queue,
+ * the workers' loop and shutdown.
+ *
+ * DESIGN
+ *
+ * One mutex (pool->mu) guards the queue, the slot accounting, the state,
+ * the writer token and every counter; five condition variables (all on
+ * CLOCK_MONOTONIC) hang off it: work_cv (workers wait for work), space_cv
+ * (WAIT admission waits for slots), done_cv (shutdown waits for drain or
+ * for workers to leave), writer_cv (the writer token) and sleep_cv (BUSY
+ * backoff, woken early by the deadline).  pool->abort is an atomic flag
+ * read without the lock by SQLite's progress/busy handlers.
+ *
+ * LOCK ORDER: pool->mu is the only lock of this module and is a leaf: it
+ * is never held while calling SQLite, a task callback, arg_free or the
+ * log callback.  SQLite calls our busy handler with its own locks held and
+ * the handler takes pool->mu, so the order is "SQLite internals, then
+ * pool->mu", never the reverse.  The log callback must not call back into
+ * the pool.
+ *
+ * SLOTS: capacity bounds reserved + queued + in_flight.  defer_admit
+ * reserves all of a request's slots at once, before the response is
+ * final; defer_submit turns reserved into queued and cannot fail; a slot
+ * is released only after its task ran (in_flight drops at the end of the
+ * worker's batch), so "drained" means queue empty AND nothing in flight
+ * AND nothing reserved -- the Redis bio.c rule.
+ *
+ * QUEUE: one FIFO list of tasks; the tasks of a request are contiguous and
+ * the first carries the request's length.  A worker takes whole requests,
+ * up to batch_max tasks (at least one request), so a request never spans
+ * two workers and its tasks run in registration order.
+ *
+ * WRITER TOKEN: SQLite (WAL) has one writer.  Rather than let the pool's
+ * own workers collide on SQLITE_BUSY and sleep in the busy handler, a
+ * worker takes the pool's writer token for the length of a transaction;
+ * BUSY then only comes from other processes/connections, and while one
+ * worker commits, the others' batches grow (group commit).
+ *
+ * SHUTDOWN: state RUNNING -> DRAINING (admission refused, workers keep
+ * going) -> STOPPED.  If the queue drains before the deadline, workers
+ * see STOPPED with an empty queue and leave; all are joined.  At the
+ * deadline pool->abort is set: SQL in progress is interrupted (progress
+ * handler) and its transaction rolled back, backoff and token waits end,
+ * the queue is emptied and reported "left", and each worker gives up the
+ * rest of its batch ("left").  A worker that has not left its loop 500 ms
+ * later is stuck in a callback: its unclaimed tasks are stolen (CAS, see
+ * defer_int.h), its running task is reported "hung", and the thread is
+ * detached holding a reference on the pool, so the pool's memory outlives
+ * it; the last reference frees the pool.  No thread is ever cancelled.
+ */
+#define _GNU_SOURCE
+#include "defer_int.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* Upper bounds on configuration, so arithmetic on them cannot overflow. */
+#define MAX_WORKERS 256u
+#define MAX_CAPACITY ((size_t)1 << 30)
+#define MAX_PER_REQUEST 65536u
+#define MAX_BATCH 65536u
+
+struct defer_ctx {
+    defer_pool *pool;
+    defer_task *head, *tail;
+    size_t n;
+    int admitted;
+    int db_tried;              /* inline connection open attempted */
+    defer_task **scratch;      /* max_tasks_per_request entries */
+    defer_runner run;          /* inline runs */
+};
+
+/* ---- small helpers ------------------------------------------------------- */
+
+DEFER_API const char *defer_strerror(int rc)
+{
+    switch (rc) {
+    case DEFER_OK: return "ok";
+    case DEFER_INLINE: return "tasks ran inline";
+    case DEFER_ENOMEM: return "out of memory";
+    case DEFER_EINVAL: return "invalid argument";
+    case DEFER_EFULL: return "queue full";
+    case DEFER_ETOOMANY: return "too many tasks for one request";
+    case DEFER_ESHUTDOWN: return "pool is shutting down";
+    case DEFER_ETIMEDOUT: return "shutdown deadline passed";
+    case DEFER_EDB: return "database open failed";
+    case DEFER_ETHREAD: return "thread creation failed";
+    case DEFER_EMISUSE: return "called out of order";
+    default: return "unknown error";
+    }
+}
+
+DEFER_API void defer_config_init(defer_config *cfg)
+{
+    if (cfg == NULL)
+        return;
+    memset(cfg, 0, sizeof *cfg);
+    cfg->name = "defer";
+    cfg->workers = 2;
+    cfg->queue_capacity = 65536;
+    cfg->max_tasks_per_request = 16;
+    cfg->batch_max = 256;
+    cfg->task_budget_ms = 5000;
+    cfg->policy = DEFER_POLICY_WAIT;
+    cfg->admit_wait_ms = 100;
+    cfg->drain_ms = 30000;
+    cfg->busy_retries = 5;
+    cfg->busy_backoff_ms = 10;
+    cfg->db_path = NULL;
+    cfg->db.journal_mode = "WAL";
+    cfg->db.synchronous = "NORMAL";
+    cfg->db.busy_timeout_ms = 1000;
+    cfg->db.readonly = 0;
+    cfg->db.stmt_cache_size = 64;
+    cfg->log = NULL;
+    cfg->log_ud = NULL;
+    cfg->log_level = DEFER_LOG_INFO;
+}
+
+static void set_err(char *buf, size_t len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *buf, size_t len, const char *fmt, ...)
+{
+    va_list ap;
+    if (buf == NULL || len == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(buf, len, fmt, ap);
+    va_end(ap);
+}
+
+static char *dup_or_null(const char *s, int *oom)
+{
+    char *d;
+    if (s == NULL)
+        return NULL;
+    d = strdup(s);
+    if (d == NULL)
+        *oom = 1;
+    return d;
+}
+
+static void update_hwm(defer_pool *p)
+{
+    p->st.depth = p->st.reserved + p->st.queued + p->st.in_flight;
+    if (p->st.depth > p->st.depth_hwm)
+        p->st.depth_hwm = p->st.depth;
+}
+
+static int drained(const defer_pool *p)
+{
+    return p->st.queued == 0 && p->st.in_flight == 0 && p->st.reserved == 0;
+}
+
+static unsigned hist_bucket(size_t n)
+{
+    unsigned k = 0;
+    while (n > 1 && k < DEFER_HIST_BUCKETS - 1) {
+        n >>= 1;
+        k++;
+    }
+    return k;
+}
+
+static void free_task_list(defer_pool *p, defer_task *t, int level,
+                           const char *event, const char *why)
+{
+    while (t != NULL) {
+        defer_task *next = t->next;
+        defer__drop_task(p, t, level, event, why);
+        t = next;
+    }
+}
+
+/* ---- the worker ------------------------------------------------------- */
+
+static void pool_free(defer_pool *p);
+
+static void *worker_main(void *arg)
+{
+    defer_worker *w = arg;
+    defer_pool *p = w->pool;
+    char name[16];
+    int rc, det, last;
+    qb_db *db;
+
+    snprintf(name, sizeof name, "defer-w%u", w->index);
+    rc = pthread_setname_np(pthread_self(), name);
+    if (rc != 0)
+        defer__log(p, DEFER_LOG_WARN, "thread_name_failed", NULL,
+                   (int)w->index, rc, strerror(rc));
+
+    defer__lock(p);
+    for (;;) {
+        size_t n = 0, mine = 0, i;
+
+        while (p->qhead == NULL && p->state != P_STOPPED) {
+            p->idle++;
+            defer__wait(p, &p->work_cv, 0);
+            p->idle--;
+        }
+        if (p->qhead == NULL)
+            break; /* stopped and nothing left for us */
+
+        /* Whole requests only, so that a request never spans workers; the
+         * first request is taken even if it alone exceeds batch_max. */
+        while (p->qhead != NULL &&
+               (n == 0 || (n < p->cfg.batch_max &&
+                           p->qhead->req_len <= p->cfg.batch_max - n))) {
+            size_t k = p->qhead->req_len;
+            while (k-- > 0) {
+                defer_task *t = p->qhead;
+                p->qhead = t->next;
+                t->next = NULL;
+                w->batch[n++] = t;
+            }
+        }
+        if (p->qhead == NULL)
+            p->qtail = NULL;
+        p->st.queued -= n;
+        p->st.in_flight += n;
+        p->st.batches++;
+        p->st.batch_hist[hist_bucket(n)]++;
+        w->nbatch = n;
+        if (p->qhead != NULL && p->idle > 0)
+            defer__signal(&p->work_cv);
+        defer__unlock(p);
+
+        defer__run_batch(&w->run, w->batch, n);
+
+        defer__lock(p);
+        /* Tasks STOLEN or HUNG were accounted for by shutdown. */
+        for (i = 0; i < n; i++) {
+            int s = atomic_load(&w->batch[i]->state);
+            if (s != T_STOLEN)
+                w->batch[mine++] = w->batch[i];
+            if (s == T_DONE || s == T_WLEFT)
+                p->st.in_flight--;
+        }
+        w->nbatch = 0;
+        p->st.ok += w->run.n_ok;
+        p->st.failed += w->run.n_failed;
+        p->st.left += w->run.n_left;
+        p->st.timeouts += w->run.n_timeouts;
+        p->st.commits += w->run.n_commits;
+        w->run.n_ok = w->run.n_failed = w->run.n_left = 0;
+        w->run.n_timeouts = w->run.n_commits = 0;
+        update_hwm(p);
+        if (p->space_waiters > 0)
+            defer__broadcast(&p->space_cv);
+        if (p->state != P_RUNNING && drained(p))
+            defer__broadcast(&p->done_cv);
+        defer__unlock(p);
+
+        for (i = 0; i < mine; i++)
+            free(w->batch[i]);
+
+        defer__lock(p);
+    }
+    w->leaving = 1;
+    det = w->detached;
+    db = w->run.db;
+    w->run.db = NULL;
+    defer__broadcast(&p->done_cv);
+    defer__unlock(p);
+
+    qb_db_close(db);
+    if (!det)
+        return NULL; /* shutdown joins us and owns the pool */
+
+    /* We were declared hung and detached: we hold a reference. */
+    defer__lock(p);
+    last = --p->refs == 0;
+    defer__unlock(p);
+    if (last)
+        defer__log(p, DEFER_LOG_INFO, "hung_worker_returned", NULL,
+                   (int)w->index, DEFER_OK, "freeing pool");
+    if (last)
+        pool_free(p);
+    return NULL;
+}
+
+/* ---- create / free ------------------------------------------------------- */
+
+/* Free everything; all threads are gone or never started. */
+static void pool_free(defer_pool *p)
+{
+    unsigned i;
+    if (p == NULL)
+        return;
+    for (i = 0; i < p->nworkers; i++) {
+        qb_db_close(p->workers[i].run.db);
+        free(p->workers[i].run.slots);
+        free(p->workers[i].batch);
+    }
+    free(p->workers);
+    (void)pthread_cond_destroy(&p->work_cv);
+    (void)pthread_cond_destroy(&p->space_cv);
+    (void)pthread_cond_destroy(&p->done_cv);
+    (void)pthread_cond_destroy(&p->writer_cv);
+    (void)pthread_cond_destroy(&p->sleep_cv);
+    (void)pthread_mutex_destroy(&p->mu);
+    free(p->name);
+    free(p->db_path);
+    free(p->journal_mode);
+    free(p->synchronous);
+    free(p);
+}
+
+static int check_config(const defer_config *c, char *errbuf, size_t len)
+{
+    if (c->workers < 1 || c->workers > MAX_WORKERS) {
+        set_err(errbuf, len, "workers must be 1..%u", MAX_WORKERS);
+        return DEFER_EINVAL;
+    }
+    if (c->queue_capacity < 1 || c->queue_capacity > MAX_CAPACITY) {
+        set_err(errbuf, len, "queue_capacity must be 1..%zu", MAX_CAPACITY);
+        return DEFER_EINVAL;
+    }
+    if (c->max_tasks_per_request < 1 ||
+        c->max_tasks_per_request > MAX_PER_REQUEST) {
+        set_err(errbuf, len, "max_tasks_per_request must be 1..%u",
+                MAX_PER_REQUEST);
+        return DEFER_EINVAL;
+    }
+    if (c->batch_max < 1 || c->batch_max > MAX_BATCH) {
+        set_err(errbuf, len, "batch_max must be 1..%u", MAX_BATCH);
+        return DEFER_EINVAL;
+    }
+    if (c->policy != DEFER_POLICY_WAIT && c->policy != DEFER_POLICY_REJECT &&
+        c->policy != DEFER_POLICY_INLINE) {
+        set_err(errbuf, len, "unknown admission policy %d", (int)c->policy);
+        return DEFER_EINVAL;
+    }
+    if (c->busy_retries > 1000 || c->busy_backoff_ms > 60000) {
+        set_err(errbuf, len, "busy_retries <= 1000, busy_backoff_ms <= 60000");
+        return DEFER_EINVAL;
+    }
+    if (c->task_budget_ms > 86400000u || c->admit_wait_ms > 86400000u ||
+        c->drain_ms > 86400000u) {
+        set_err(errbuf, len, "time bounds must be at most one day");
+        return DEFER_EINVAL;
+    }
+    return DEFER_OK;
+}
+
+static int init_sync(defer_pool *p, char *errbuf, size_t len)
+{
+    pthread_condattr_t ca;
+    pthread_cond_t *cvs[5];
+    int rc, i, made = 0;
+
+    cvs[0] = &p->work_cv;
+    cvs[1] = &p->space_cv;
+    cvs[2] = &p->done_cv;
+    cvs[3] = &p->writer_cv;
+    cvs[4] = &p->sleep_cv;
+    rc = pthread_mutex_init(&p->mu, NULL);
+    if (rc != 0) {
+        set_err(errbuf, len, "pthread_mutex_init: %s", strerror(rc));
+        return DEFER_ETHREAD;
+    }
+    rc = pthread_condattr_init(&ca);
+    if (rc == 0) {
+        rc = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        for (i = 0; rc == 0 && i < 5; i++) {
+            rc = pthread_cond_init(cvs[i], &ca);
+            if (rc == 0)
+                made++;
+        }
+        (void)pthread_condattr_destroy(&ca);
+    }
+    if (rc != 0) {
+        for (i = 0; i < made; i++)
+            (void)pthread_cond_destroy(cvs[i]);
+        (void)pthread_mutex_destroy(&p->mu);
+        set_err(errbuf, len, "condition variable setup: %s", strerror(rc));
+        return DEFER_ETHREAD;
+    }
+    return DEFER_OK;
+}
+
+/* Stop and join the first `started` workers of a pool that failed to
+ * come up (nothing was ever queued). */
+static void abort_start(defer_pool *p)
+{
+    unsigned i;
+    defer__lock(p);
+    p->state = P_STOPPED;
+    defer__broadcast(&p->work_cv);
+    defer__unlock(p);
+    for (i = 0; i < p->nworkers; i++) {
+        if (p->workers[i].started) {
+            int rc = pthread_join(p->workers[i].tid, NULL);
+            if (rc != 0)
+                fprintf(stderr, "defer: pthread_join: %s\n", strerror(rc));
+        }
+    }
+}
+
+DEFER_API int defer_pool_create(defer_pool **out, const defer_config *cfg,
+                                char *errbuf, size_t errbuf_len)
+{
+    defer_config defaults;
+    defer_pool *p;
+    sigset_t all, old;
+    unsigned i;
+    int rc, oom = 0;
+
+    if (out == NULL) {
+        set_err(errbuf, errbuf_len, "out is NULL");
+        return DEFER_EINVAL;
+    }
+    *out = NULL;
+    if (cfg == NULL) {
+        defer_config_init(&defaults);
+        cfg = &defaults;
+    }
+    rc = check_config(cfg, errbuf, errbuf_len);
+    if (rc != DEFER_OK)
+        return rc;
+
+    p = calloc(1, sizeof *p);
+    if (p == NULL) {
+        set_err(errbuf, errbuf_len, "out of memory");
+        return DEFER_ENOMEM;
+    }
+    p->cfg = *cfg;
+    p->name = dup_or_null(cfg->name != NULL ? cfg->name : "defer", &oom);
+    p->db_path = dup_or_null(cfg->db_path, &oom);
+    p->journal_mode = dup_or_null(cfg->db.journal_mode, &oom);
+    p->synchronous = dup_or_null(cfg->db.synchronous, &oom);
+    p->cfg.name = p->name;
+    p->cfg.db_path = p->db_path;
+    p->cfg.db.journal_mode = p->journal_mode;
+    p->cfg.db.synchronous = p->synchronous;
+    if (p->cfg.policy == DEFER_POLICY_REJECT)
+        p->cfg.admit_wait_ms = 0;
+    p->batch_cap = cfg->batch_max > cfg->max_tasks_per_request
+                       ? cfg->batch_max : cfg->max_tasks_per_request;
+    p->nworkers = cfg->workers;
+    p->refs = 1;
+    atomic_init(&p->abort, 0);
+    p->workers = calloc(p->nworkers, sizeof *p->workers);
+    if (oom || p->workers == NULL) {
+        free(p->workers);
+        p->workers = NULL;
+        p->nworkers = 0;
+        free(p->name);
+        free(p->db_path);
+        free(p->journal_mode);
+        free(p->synchronous);
+        free(p);
+        set_err(errbuf, errbuf_len, "out of memory");
+        return DEFER_ENOMEM;
+    }
+    rc = init_sync(p, errbuf, errbuf_len);
+    if (rc != DEFER_OK) {
+        free(p->workers);
+        free(p->name);
+        free(p->db_path);
+        free(p->journal_mode);
+        free(p->synchronous);
+        free(p);
+        return rc;
+    }
+
+    /* Everything that can fail short of threads comes first. */
+    for (i = 0; i < p->nworkers; i++) {
+        defer_worker *w = &p->workers[i];
+        qb_db *db = NULL;
+        w->pool = p;
+        w->index = i;
+        w->batch = calloc(p->batch_cap, sizeof *w->batch);
+        defer__runner_init(&w->run, p, (int)i, NULL);
+        if (w->batch == NULL || w->run.slots == NULL) {
+            set_err(errbuf, errbuf_len, "out of memory");
+            pool_free(p);
+            return DEFER_ENOMEM;
+        }
+        if (p->db_path != NULL) {
+            char msg[256] = "";
+            int qrc = qb_db_open(&db, p->db_path, &p->cfg.db, msg, sizeof msg);
+            if (qrc != QB_OK) {
+                set_err(errbuf, errbuf_len, "worker %u: open %s: %s (%s)", i,
+                        p->db_path, msg, qb_strerror(qrc));
+                pool_free(p);
+                return qrc == QB_ENOMEM ? DEFER_ENOMEM : DEFER_EDB;
+            }
+            defer__runner_set_db(&w->run, db);
+        }
+    }
+
+    /* Workers inherit a fully blocked signal mask: signals belong to the
+     * application's main thread, never to a pool thread. */
+    sigfillset(&all);
+    rc = pthread_sigmask(SIG_SETMASK, &all, &old);
+    if (rc != 0) {
+        set_err(errbuf, errbuf_len, "pthread_sigmask: %s", strerror(rc));
+        pool_free(p);
+        return DEFER_ETHREAD;
+    }
+    for (i = 0; i < p->nworkers; i++) {
+        rc = pthread_create(&p->workers[i].tid, NULL, worker_main,
+                            &p->workers[i]);
+        if (rc != 0)
+            break;
+        p->workers[i].started = 1;
+        p->alive++;
+    }
+    {
+        int rc2 = pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (rc2 != 0) /* cannot restore the caller's mask: say so */
+            fprintf(stderr, "defer: restoring signal mask: %s\n",
+                    strerror(rc2));
+    }
+    if (rc != 0) {
+        set_err(errbuf, errbuf_len, "pthread_create (worker %u): %s", i,
+                strerror(rc));
+        abort_start(p);
+        pool_free(p);
+        return DEFER_ETHREAD;
+    }
+    *out = p;
+    return DEFER_OK;
+}
+
+/* ---- shutdown ------------------------------------------------------------ */
+
+/* Under mu: take a hung worker's batch away.  READY tasks are stolen
+ * (returned as a list for the caller to report and free); RUNNING ones
+ * are marked HUNG and their report line is formatted now, because the
+ * worker frees the task struct as soon as it returns. */
+static defer_task *steal_batch(defer_pool *p, defer_worker *w,
+                               char ***hung_lines, size_t *nhung)
+{
+    defer_task *stolen = NULL, **tail = &stolen;
+    size_t i;
+
+    for (i = 0; i < w->nbatch; i++) {
+        defer_task *t = w->batch[i];
+        int exp = T_READY;
+        if (atomic_compare_exchange_strong(&t->state, &exp, T_STOLEN)) {
+            t->next = NULL;
+            *tail = t;
+            tail = &t->next;
+            p->st.in_flight--;
+            p->st.left++;
+            continue;
+        }
+        exp = T_RUNNING;
+        if (atomic_compare_exchange_strong(&t->state, &exp, T_HUNG)) {
+            char **lines = realloc(*hung_lines,
+                                   (*nhung + 1) * sizeof **hung_lines);
+            char *line = malloc(512);
+            p->st.in_flight--;
+            p->st.left++;
+            p->st.hung++;
+            if (lines != NULL)
+                *hung_lines = lines;
+            if (lines != NULL && line != NULL) {
+                snprintf(line, 512, "%s task of worker %u: %s",
+                         t->fn != NULL ? "callback" : "sql", w->index,
+                         t->label);
+                (*hung_lines)[(*nhung)++] = line;
+            } else {
+                free(line);
+            }
+        }
+    }
+    return stolen;
+}
+
+DEFER_API int defer_pool_shutdown(defer_pool *p, unsigned deadline_ms)
+{
+    int64_t end, grace_end;
+    defer_task *left = NULL, *stolen = NULL;
+    char **hung = NULL;
+    size_t nhung = 0, i, nleft = 0;
+    uint64_t left_before;
+    int drained_ok, rc, detach_failed = 0;
+
+    if (p == NULL)
+        return DEFER_EINVAL;
+    defer__lock(p);
+    if (p->shut_called) {
+        rc = p->shut_done ? p->shut_rc : DEFER_EMISUSE;
+        defer__unlock(p);
+        return rc;
+    }
+    p->shut_called = 1;
+    left_before = p->st.left;
+    p->state = P_DRAINING;
+    defer__broadcast(&p->space_cv);
+    end = defer__now_ns() + (int64_t)deadline_ms * 1000000;
+    while (!drained(p)) {
+        if (defer__wait(p, &p->done_cv, end) == ETIMEDOUT)
+            break;
+    }
+    drained_ok = drained(p);
+    if (!drained_ok)
+        atomic_store(&p->abort, 1);
+    p->state = P_STOPPED;
+    left = p->qhead;
+    for (defer_task *t = left; t != NULL; t = t->next)
+        nleft++;
+    p->qhead = p->qtail = NULL;
+    p->st.queued -= nleft;
+    p->st.left += nleft;
+    update_hwm(p);
+    defer__broadcast(&p->work_cv);
+    defer__broadcast(&p->space_cv);
+    defer__broadcast(&p->writer_cv);
+    defer__broadcast(&p->sleep_cv);
+    defer__unlock(p);
+
+    if (nleft > 0)
+        defer__log(p, DEFER_LOG_ERROR, "drain_deadline", NULL, -1,
+                   DEFER_ETIMEDOUT, "queued tasks left unrun");
+    free_task_list(p, left, DEFER_LOG_ERROR, "task_left",
+                   "queued at deadline");
+
+    defer__lock(p);
+    grace_end = defer__now_ns() + (int64_t)DEFER_GRACE_MS * 1000000;
+    for (;;) {
+        unsigned still = 0;
+        for (i = 0; i < p->nworkers; i++)
+            if (p->workers[i].started && !p->workers[i].leaving)
+                still++;
+        if (still == 0)
+            break;
+        /* Drained: nobody is inside a task, they all leave promptly. */
+        if (defer__wait(p, &p->done_cv, drained_ok ? 0 : grace_end) ==
+            ETIMEDOUT)
+            break;
+    }
+    for (i = 0; i < p->nworkers; i++) {
+        defer_worker *w = &p->workers[i];
+        defer_task *s, *st_tail;
+        int drc;
+        if (!w->started || w->leaving)
+            continue;
+        s = steal_batch(p, w, &hung, &nhung);
+        for (st_tail = s; st_tail != NULL && st_tail->next != NULL;)
+            st_tail = st_tail->next;
+        if (st_tail != NULL) {
+            st_tail->next = stolen;
+            stolen = s;
+        }
+        drc = pthread_detach(w->tid);
+        if (drc != 0)
+            detach_failed = drc;
+        w->detached = 1;
+        w->started = 0; /* not ours to join any more */
+        p->refs++;
+    }
+    update_hwm(p);
+    defer__unlock(p);
+
+    for (i = 0; i < nhung; i++) {
+        defer__log(p, DEFER_LOG_ERROR, "task_hung", NULL, -1,
+                   DEFER_ETIMEDOUT, hung[i]);
+        free(hung[i]);
+    }
+    free(hung);
+    if (detach_failed)
+        defer__log(p, DEFER_LOG_ERROR, "detach_failed", NULL, -1,
+                   DEFER_ETHREAD, strerror(detach_failed));
+    free_task_list(p, stolen, DEFER_LOG_ERROR, "task_left",
+                   "taken by a hung worker");
+
+    for (i = 0; i < p->nworkers; i++) {
+        if (p->workers[i].started) {
+            int jrc = pthread_join(p->workers[i].tid, NULL);
+            if (jrc != 0)
+                defer__log(p, DEFER_LOG_ERROR, "join_failed", NULL, (int)i,
+                           DEFER_ETHREAD, strerror(jrc));
+            p->workers[i].started = 0;
+        }
+    }
+
+    defer__lock(p);
+    rc = (p->st.left > left_before || nhung > 0 || !drained_ok)
+             ? DEFER_ETIMEDOUT : DEFER_OK;
+    p->shut_done = 1;
+    p->shut_rc = rc;
+    {
+        char msg[160];
+        snprintf(msg, sizeof msg,
+                 "admitted=%llu ok=%llu failed=%llu left=%llu hung=%llu",
+                 (unsigned long long)p->st.admitted,
+                 (unsigned long long)p->st.ok,
+                 (unsigned long long)p->st.failed,
+                 (unsigned long long)p->st.left,
+                 (unsigned long long)p->st.hung);
+        defer__unlock(p);
+        defer__log(p, rc == DEFER_OK ? DEFER_LOG_INFO : DEFER_LOG_ERROR,
+                   "shutdown", NULL, -1, rc, msg);
+    }
+    return rc;
+}
+
+DEFER_API void defer_pool_destroy(defer_pool *p)
+{
+    int last, called;
+    if (p == NULL)
+        return;
+    defer__lock(p);
+    called = p->shut_called;
+    defer__unlock(p);
+    if (!called)
+        (void)defer_pool_shutdown(p, p->cfg.drain_ms);
+    defer__lock(p);
+    last = --p->refs == 0;
+    defer__unlock(p);
+    if (last)
+        pool_free(p);
+}
+
+DEFER_API void defer_pool_stats(defer_pool *p, defer_stats *out)
+{
+    if (out == NULL)
+        return;
+    if (p == NULL) {
+        memset(out, 0, sizeof *out);
+        return;
+    }
+    defer__lock(p);
+    update_hwm(p);
+    *out = p->st;
+    defer__unlock(p);
+}
+
+/* ---- contexts and registration ------------------------------------------- */
+
+DEFER_API int defer_ctx_create(defer_pool *pool, defer_ctx **out)
+{
+    defer_ctx *c;
+    if (out == NULL)
+        return DEFER_EINVAL;
+    *out = NULL;
+    if (pool == NULL)
+        return DEFER_EINVAL;
+    c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return DEFER_ENOMEM;
+    c->pool = pool;
+    c->scratch = calloc(pool->cfg.max_tasks_per_request, sizeof *c->scratch);
+    defer__runner_init(&c->run, pool, -1, NULL);
+    if (c->scratch == NULL || c->run.slots == NULL) {
+        free(c->scratch);
+        free(c->run.slots);
+        free(c);
+        return DEFER_ENOMEM;
+    }
+    *out = c;
+    return DEFER_OK;
+}
+
+static void ctx_reset(defer_ctx *c)
+{
+    c->head = c->tail = NULL;
+    c->n = 0;
+    c->admitted = 0;
+}
+
+DEFER_API void defer_ctx_discard(defer_ctx *c)
+{
+    defer_task *t;
+    if (c == NULL)
+        return;
+    if (c->admitted) {
+        defer_submit(c->pool, c);
+        return;
+    }
+    t = c->head;
+    ctx_reset(c);
+    while (t != NULL) {
+        defer_task *next = t->next;
+        if (t->arg_free != NULL)
+            t->arg_free(t->arg);
+        free(t);
+        t = next;
+    }
+}
+
+DEFER_API void defer_ctx_free(defer_ctx *c)
+{
+    if (c == NULL)
+        return;
+    defer_ctx_discard(c);
+    qb_db_close(c->run.db);
+    free(c->run.slots);
+    free(c->scratch);
+    free(c);
+}
+
+DEFER_API size_t defer_ctx_count(const defer_ctx *c)
+{
+    return c != NULL ? c->n : 0;
+}
+
+static void count_refused(defer_pool *p)
+{
+    defer__lock(p);
+    p->st.refused++;
+    defer__unlock(p);
+}
+
+static int add_task(defer_ctx *c, defer_fn fn, void *arg,
+                    defer_free_fn arg_free, const char *label)
+{
+    defer_task *t;
+    size_t len;
+
+    if (c->admitted) {
+        if (arg_free != NULL)
+            arg_free(arg);
+        count_refused(c->pool);
+        return DEFER_EMISUSE;
+    }
+    if (c->n >= c->pool->cfg.max_tasks_per_request) {
+        if (arg_free != NULL)
+            arg_free(arg);
+        count_refused(c->pool);
+        return DEFER_ETOOMANY;
+    }
+    if (label == NULL)
+        label = "-";
+    len = strnlen(label, DEFER_LABEL_MAX);
+    t = malloc(sizeof *t + len + 1);
+    if (t == NULL) {
+        if (arg_free != NULL)
+            arg_free(arg);
+        count_refused(c->pool);
+        return DEFER_ENOMEM;
+    }
+    t->next = NULL;
+    t->fn = fn;
+    t->arg = arg;
+    t->arg_free = arg_free;
+    t->req_len = 0;
+    atomic_init(&t->state, T_READY);
+    memcpy(t->label, label, len);
+    t->label[len] = '\0';
+    if (c->tail != NULL)
+        c->tail->next = t;
+    else
+        c->head = t;
+    c->tail = t;
+    c->n++;
+    c->head->req_len = c->n;
+    return DEFER_OK;
+}
+
+DEFER_API int defer_wait_until(defer_ctx *c, defer_fn fn, void *arg,
+                               defer_free_fn arg_free, const char *label)
+{
+    if (c == NULL || fn == NULL) {
+        if (arg_free != NULL)
+            arg_free(arg);
+        if (c != NULL)
+            count_refused(c->pool);
+        return DEFER_EINVAL;
+    }
+    return add_task(c, fn, arg, arg_free, label);
+}
+
+static void free_query(void *q)
+{
+    qb_query_free(q);
+}
+
+DEFER_API int defer_wait_until_query(defer_ctx *c, qb_query *q,
+                                     const char *label)
+{
+    if (c == NULL || q == NULL || c->pool->db_path == NULL) {
+        qb_query_free(q);
+        if (c != NULL)
+            count_refused(c->pool);
+        return DEFER_EINVAL;
+    }
+    return add_task(c, NULL, q, free_query, label);
+}
+
+/* ---- admission ----------------------------------------------------------- */
+
+static size_t used_slots(const defer_pool *p)
+{
+    return (size_t)(p->st.reserved + p->st.queued + p->st.in_flight);
+}
+
+/* Run ctx's tasks in the calling thread (policy INLINE, queue full). */
+static void run_inline(defer_pool *p, defer_ctx *c)
+{
+    defer_task *t = c->head;
+    size_t n = 0, i;
+
+    while (t != NULL) {
+        c->scratch[n++] = t;
+        t = t->next;
+    }
+    ctx_reset(c);
+    if (c->run.db == NULL && p->db_path != NULL && !c->db_tried) {
+        qb_db *db = NULL;
+        char msg[256] = "";
+        /* Try once per ctx: a failing open would otherwise be retried on
+         * every overloaded request.  Its SQL tasks then fail, logged. */
+        c->db_tried = 1;
+        if (qb_db_open(&db, p->db_path, &p->cfg.db, msg, sizeof msg) ==
+            QB_OK)
+            defer__runner_set_db(&c->run, db);
+        else
+            defer__log(p, DEFER_LOG_ERROR, "inline_db_open_failed", NULL,
+                       -1, DEFER_EDB, msg);
+    }
+    defer__run_batch(&c->run, c->scratch, n);
+    defer__lock(p);
+    p->st.inline_run += c->run.n_ok + c->run.n_failed;
+    p->st.inline_failed += c->run.n_failed;
+    /* Not run because the shutdown deadline passed meanwhile (logged as
+     * task_left): they were never admitted, so they count as rejected. */
+    p->st.rejected += c->run.n_left;
+    p->st.timeouts += c->run.n_timeouts;
+    defer__unlock(p);
+    c->run.n_ok = c->run.n_failed = c->run.n_left = 0;
+    c->run.n_timeouts = c->run.n_commits = 0;
+    for (i = 0; i < n; i++)
+        free(c->scratch[i]);
+}
+
+static void reject(defer_pool *p, defer_ctx *c, const char *why)
+{
+    defer_task *t = c->head;
+    ctx_reset(c);
+    free_task_list(p, t, DEFER_LOG_DEBUG, "task_rejected", why);
+}
+
+DEFER_API int defer_admit(defer_pool *p, defer_ctx *c)
+{
+    size_t n, cap;
+
+    if (p == NULL || c == NULL || c->pool != p)
+        return DEFER_EINVAL;
+    if (c->admitted)
+        return DEFER_EMISUSE;
+    n = c->n;
+    if (n == 0) {
+        c->admitted = 1;
+        return DEFER_OK;
+    }
+    cap = p->cfg.queue_capacity;
+    defer__lock(p);
+    if (p->state == P_RUNNING && n > cap - used_slots(p) &&
+        p->cfg.policy == DEFER_POLICY_WAIT && p->cfg.admit_wait_ms > 0 &&
+        n <= cap) {
+        int64_t end = defer__now_ns() +
+                      (int64_t)p->cfg.admit_wait_ms * 1000000;
+        p->space_waiters++;
+        while (p->state == P_RUNNING && n > cap - used_slots(p)) {
+            if (defer__wait(p, &p->space_cv, end) == ETIMEDOUT)
+                break;
+        }
+        p->space_waiters--;
+    }
+    if (p->state != P_RUNNING) {
+        p->st.rejected += n;
+        defer__unlock(p);
+        reject(p, c, "shutting down");
+        return DEFER_ESHUTDOWN;
+    }
+    if (n > cap - used_slots(p)) {
+        if (p->cfg.policy == DEFER_POLICY_INLINE) {
+            defer__unlock(p);
+            run_inline(p, c);
+            return DEFER_INLINE;
+        }
+        p->st.rejected += n;
+        defer__unlock(p);
+        reject(p, c, "queue full");
+        return DEFER_EFULL;
+    }
+    p->st.reserved += n;
+    p->st.admitted += n;
+    update_hwm(p);
+    defer__unlock(p);
+    c->admitted = 1;
+    return DEFER_OK;
+}
+
+DEFER_API void defer_submit(defer_pool *p, defer_ctx *c)
+{
+    defer_task *head, *tail;
+    size_t n;
+
+    if (p == NULL || c == NULL || c->pool != p || !c->admitted)
+        return;
+    head = c->head;
+    tail = c->tail;
+    n = c->n;
+    ctx_reset(c);
+    if (n == 0)
+        return;
+    defer__lock(p);
+    p->st.reserved -= n;
+    if (p->state == P_STOPPED) {
+        /* Admitted before shutdown, submitted after it gave up: the
+         * tasks will never run; account and report them as left. */
+        p->st.left += n;
+        update_hwm(p);
+        defer__unlock(p);
+        free_task_list(p, head, DEFER_LOG_ERROR, "task_left",
+                       "submitted after shutdown");
+        return;
+    }
+    if (p->qtail != NULL)
+        p->qtail->next = head;
+    else
+        p->qhead = head;
+    p->qtail = tail;
+    p->st.queued += n;
+    if (p->idle > 0)
+        defer__signal(&p->work_cv);
+    defer__unlock(p);
+}

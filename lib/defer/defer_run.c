@@ -1,0 +1,810 @@
+/*
+ * defer_run.c -- running tasks: group-committed SQL segments, callbacks,
+ * BUSY retry, time budgets, failure logging.
+ *
+ * DESIGN
+ *
+ * A worker's batch is cut into segments: a maximal run of consecutive SQL
+ * tasks is one segment (one transaction), a callback task is a segment of
+ * its own and runs outside any transaction.  Registration order is kept,
+ * and a callback only starts after the SQL before it was committed.
+ *
+ * An SQL segment: take the pool's writer token, BEGIN IMMEDIATE, run the
+ * tasks, COMMIT.  Savepoints cost two extra statements per task, and
+ * failures are rare, so the first pass runs without them: on the first
+ * failure the whole transaction is rolled back, the failed task is marked
+ * (its error kept; it is not run again: the replay reaches it in the same
+ * state, so it would fail the same way) and the segment is replayed with
+ * SAVEPOINT / qb_exec / RELEASE per task, where a failing task is rolled
+ * back to its savepoint alone and the others go on.  The net effect is
+ * exactly "a savepoint per task", at the price of one replay per segment
+ * that has failures.  Some failures take the whole transaction with them
+ * even under a savepoint (an interrupted write, RAISE(ROLLBACK), disk
+ * full: SQLite is then back in autocommit mode); the failed task is
+ * marked and the segment restarted without it, so at most n restarts.
+ * QB_EBUSY anywhere rolls the transaction back and retries it after an
+ * exponential, jittered backoff, at most busy_retries times; then every
+ * task still standing is failed.  Results are only counted and logged
+ * once the transaction's fate is known, so a task retried after BUSY is
+ * logged once.
+ *
+ * Time: the progress handler (every PROGRESS_OPS VM steps) stops a
+ * statement past its task budget (WHY_BUDGET) or once the pool aborts at
+ * the shutdown deadline (WHY_ABORT).  Our busy handler replaces
+ * sqlite3_busy_timeout so that a wait for the lock also ends at the
+ * deadline: it sleeps on the pool's sleep_cv, not in nanosleep.
+ *
+ * Ownership: each task is claimed with a CAS (READY -> RUNNING) before it
+ * runs; see defer_int.h.  The claimer calls arg_free exactly once, after
+ * the task's result is final.  A lost claim means shutdown stole the task.
+ *
+ * Threads: a runner is used by one thread; it touches the pool only under
+ * pool->mu (token, sleep) or through the atomic abort flag.
+ */
+#define _GNU_SOURCE
+#include "defer_int.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define PROGRESS_OPS 1000
+#define SP_NAME "defer_task"
+#define LOG_LINE_MAX 2048
+#define LOG_SQL_MAX 1000
+#define LOG_VALUE_MAX 400
+
+enum { S_PENDING = 0, S_OK, S_FAILED };
+
+/* exec_one() results */
+enum { X_OK = 0, X_FAIL, X_RESTART, X_BUSY, X_ABORT };
+
+/* ---- clock, locks -------------------------------------------------------- */
+
+int64_t defer__now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void die(const char *what, int rc)
+{
+    /* A failing mutex/condvar operation on a valid object means memory
+     * corruption; continuing would risk lost or doubled tasks. */
+    fprintf(stderr, "defer: fatal: %s: %s\n", what, strerror(rc));
+    abort();
+}
+
+void defer__lock(defer_pool *p)
+{
+    int rc = pthread_mutex_lock(&p->mu);
+    if (rc != 0)
+        die("pthread_mutex_lock", rc);
+}
+
+void defer__unlock(defer_pool *p)
+{
+    int rc = pthread_mutex_unlock(&p->mu);
+    if (rc != 0)
+        die("pthread_mutex_unlock", rc);
+}
+
+void defer__broadcast(pthread_cond_t *cv)
+{
+    int rc = pthread_cond_broadcast(cv);
+    if (rc != 0)
+        die("pthread_cond_broadcast", rc);
+}
+
+void defer__signal(pthread_cond_t *cv)
+{
+    int rc = pthread_cond_signal(cv);
+    if (rc != 0)
+        die("pthread_cond_signal", rc);
+}
+
+int defer__wait(defer_pool *p, pthread_cond_t *cv, int64_t abs_ns)
+{
+    int rc;
+    if (abs_ns == 0) {
+        rc = pthread_cond_wait(cv, &p->mu);
+    } else {
+        struct timespec ts;
+        ts.tv_sec = (time_t)(abs_ns / 1000000000);
+        ts.tv_nsec = (long)(abs_ns % 1000000000);
+        rc = pthread_cond_timedwait(cv, &p->mu, &ts);
+    }
+    if (rc != 0 && rc != ETIMEDOUT)
+        die("pthread_cond_wait", rc);
+    return rc;
+}
+
+void defer__pool_sleep(defer_pool *p, unsigned ms)
+{
+    int64_t end = defer__now_ns() + (int64_t)ms * 1000000;
+    defer__lock(p);
+    while (!atomic_load(&p->abort)) {
+        if (defer__wait(p, &p->sleep_cv, end) == ETIMEDOUT)
+            break;
+    }
+    defer__unlock(p);
+}
+
+static int aborted(const defer_pool *p)
+{
+    return atomic_load_explicit(&p->abort, memory_order_acquire);
+}
+
+/* ---- logging ------------------------------------------------------------- */
+
+typedef struct lbuf {
+    char s[LOG_LINE_MAX];
+    size_t n;
+} lbuf;
+
+static void lb_putc(lbuf *b, char c)
+{
+    if (b->n + 1 < sizeof b->s)
+        b->s[b->n++] = c;
+    b->s[b->n] = '\0';
+}
+
+static void lb_puts(lbuf *b, const char *s)
+{
+    while (*s != '\0')
+        lb_putc(b, *s++);
+}
+
+/* key="value", escaped so that the line stays one parseable line. */
+static void lb_kv(lbuf *b, const char *key, const char *v, size_t max)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t i;
+    if (v == NULL)
+        return;
+    lb_putc(b, ' ');
+    lb_puts(b, key);
+    lb_puts(b, "=\"");
+    for (i = 0; v[i] != '\0'; i++) {
+        unsigned char c = (unsigned char)v[i];
+        if (i >= max) {
+            lb_puts(b, "...");
+            break;
+        }
+        if (c == '"' || c == '\\') {
+            lb_putc(b, '\\');
+            lb_putc(b, (char)c);
+        } else if (c == '\n') {
+            lb_puts(b, "\\n");
+        } else if (c == '\t') {
+            lb_puts(b, "\\t");
+        } else if (c < 0x20 || c == 0x7f) {
+            lb_puts(b, "\\x");
+            lb_putc(b, hex[c >> 4]);
+            lb_putc(b, hex[c & 15]);
+        } else {
+            lb_putc(b, (char)c);
+        }
+    }
+    lb_putc(b, '"');
+}
+
+static void lb_kvi(lbuf *b, const char *key, long long v)
+{
+    char num[32];
+    snprintf(num, sizeof num, " %s=%lld", key, v);
+    lb_puts(b, num);
+}
+
+static const char *level_name(int level)
+{
+    switch (level) {
+    case DEFER_LOG_DEBUG: return "debug";
+    case DEFER_LOG_INFO: return "info";
+    case DEFER_LOG_WARN: return "warn";
+    default: return "error";
+    }
+}
+
+static void default_log(void *ud, int level, const char *line)
+{
+    (void)ud;
+    /* One call, so stdio's stream lock keeps the line whole. */
+    fprintf(stderr, "level=%s %s\n", level_name(level), line);
+}
+
+int defer__log_enabled(const defer_pool *p, int level)
+{
+    return level >= p->cfg.log_level;
+}
+
+static void emit(defer_pool *p, int level, const char *event,
+                 const defer_task *t, int worker, int has_rc, int rc,
+                 const char *rcstr, const char *detail)
+{
+    lbuf b;
+    if (!defer__log_enabled(p, level))
+        return;
+    b.n = 0;
+    b.s[0] = '\0';
+    lb_puts(&b, "pool=");
+    lb_puts(&b, p->name);
+    lb_puts(&b, " event=");
+    lb_puts(&b, event);
+    if (worker >= 0)
+        lb_kvi(&b, "worker", worker);
+    if (t != NULL) {
+        lb_kv(&b, "label", t->label, LOG_VALUE_MAX);
+        lb_puts(&b, t->fn != NULL ? " kind=callback" : " kind=sql");
+    }
+    if (has_rc) {
+        lb_kvi(&b, "rc", rc);
+        lb_kv(&b, "error", rcstr, LOG_VALUE_MAX);
+    }
+    lb_kv(&b, "detail", detail, LOG_VALUE_MAX);
+    if (t != NULL && t->fn == NULL)
+        lb_kv(&b, "sql", qb_query_sql(t->arg), LOG_SQL_MAX);
+    if (p->cfg.log != NULL)
+        p->cfg.log(p->cfg.log_ud, level, b.s);
+    else
+        default_log(NULL, level, b.s);
+}
+
+void defer__log(defer_pool *p, int level, const char *event,
+                const defer_task *t, int worker, int rc, const char *detail)
+{
+    emit(p, level, event, t, worker, 1, rc, defer_strerror(rc), detail);
+}
+
+void defer__drop_task(defer_pool *p, defer_task *t, int level,
+                      const char *event, const char *why)
+{
+    emit(p, level, event, t, -1, 0, 0, NULL, why);
+    if (t->arg_free != NULL)
+        t->arg_free(t->arg);
+    free(t);
+}
+
+/* ---- SQLite handlers ----------------------------------------------------- */
+
+static int progress_cb(void *ud)
+{
+    defer_runner *r = ud;
+    if (aborted(r->pool)) {
+        r->why = WHY_ABORT;
+        return 1;
+    }
+    if (r->stmt_deadline_ns != 0 && defer__now_ns() > r->stmt_deadline_ns) {
+        r->why = WHY_BUDGET;
+        return 1;
+    }
+    return 0;
+}
+
+static int busy_cb(void *ud, int count)
+{
+    static const unsigned delays[] = { 1, 2, 5, 10, 20 };
+    defer_runner *r = ud;
+    defer_pool *p = r->pool;
+    int64_t now = defer__now_ns(), limit, waited;
+    unsigned d;
+
+    if (aborted(p))
+        return 0;
+    if (count == 0)
+        r->busy_start_ns = now;
+    limit = (int64_t)p->cfg.db.busy_timeout_ms * 1000000;
+    waited = now - r->busy_start_ns;
+    if (waited >= limit)
+        return 0;
+    d = delays[count < 4 ? count : 4];
+    if ((int64_t)d * 1000000 > limit - waited)
+        d = (unsigned)((limit - waited) / 1000000) + 1;
+    defer__pool_sleep(p, d);
+    return !aborted(p);
+}
+
+void defer__runner_set_db(defer_runner *r, qb_db *db)
+{
+    r->db = db;
+    if (db != NULL) {
+        sqlite3 *s = qb_db_sqlite(db);
+        sqlite3_progress_handler(s, PROGRESS_OPS, progress_cb, r);
+        (void)sqlite3_busy_handler(s, busy_cb, r);
+    }
+}
+
+void defer__runner_init(defer_runner *r, defer_pool *p, int worker,
+                        qb_db *db)
+{
+    memset(r, 0, sizeof *r);
+    r->pool = p;
+    r->worker = worker;
+    r->slots = calloc(p->batch_cap, sizeof *r->slots);
+    r->rng = (uint64_t)(uintptr_t)r ^ (uint64_t)defer__now_ns();
+    if (r->rng == 0)
+        r->rng = 0x9e3779b97f4a7c15ull;
+    r->env.r = r;
+    defer__runner_set_db(r, db);
+}
+
+static uint64_t rnd(defer_runner *r)
+{
+    /* xorshift64: jitter only, per runner, no shared state. */
+    r->rng ^= r->rng << 13;
+    r->rng ^= r->rng >> 7;
+    r->rng ^= r->rng << 17;
+    return r->rng;
+}
+
+/* ---- the env seen by callbacks ---------------------------------------------- */
+
+DEFER_API qb_db *defer_env_db(defer_env *env)
+{
+    return env != NULL ? env->r->db : NULL;
+}
+
+DEFER_API const char *defer_env_label(const defer_env *env)
+{
+    return env != NULL && env->task != NULL ? env->task->label : "-";
+}
+
+DEFER_API int defer_env_worker(const defer_env *env)
+{
+    return env != NULL ? env->r->worker : -1;
+}
+
+DEFER_API int defer_env_expired(const defer_env *env)
+{
+    if (env == NULL)
+        return 1;
+    if (aborted(env->r->pool))
+        return 1;
+    return env->deadline_ns != 0 && defer__now_ns() > env->deadline_ns;
+}
+
+DEFER_API void defer_env_set_error(defer_env *env, const char *msg)
+{
+    if (env == NULL || msg == NULL)
+        return;
+    snprintf(env->err, sizeof env->err, "%s", msg);
+    env->has_err = 1;
+}
+
+/* ---- claiming ------------------------------------------------------------ */
+
+static int claim(defer_task *t)
+{
+    int exp = T_READY;
+    return atomic_compare_exchange_strong(&t->state, &exp, T_RUNNING);
+}
+
+/* An unclaimed task given up (deadline): report, free its arg. */
+static void leave_task(defer_runner *r, defer_task *t, const char *why)
+{
+    int exp = T_READY;
+    if (!atomic_compare_exchange_strong(&t->state, &exp, T_WLEFT))
+        return; /* stolen: shutdown reports it */
+    emit(r->pool, DEFER_LOG_ERROR, "task_left", t, r->worker, 0, 0, NULL,
+         why);
+    r->n_left++;
+    if (t->arg_free != NULL)
+        t->arg_free(t->arg);
+}
+
+/* ---- callbacks ----------------------------------------------------------- */
+
+static void run_callback(defer_runner *r, defer_task *t)
+{
+    defer_pool *p = r->pool;
+    int64_t start, budget = (int64_t)p->cfg.task_budget_ms * 1000000;
+    int rc, exp;
+
+    if (aborted(p)) {
+        leave_task(r, t, "deadline passed before it ran");
+        return;
+    }
+    if (!claim(t))
+        return;
+    r->env.task = t;
+    r->env.has_err = 0;
+    r->env.err[0] = '\0';
+    start = defer__now_ns();
+    r->env.deadline_ns = budget != 0 ? start + budget : 0;
+    r->stmt_deadline_ns = 0; /* callbacks are not interrupted on budget */
+    r->why = WHY_NONE;
+
+    rc = t->fn(&r->env, t->arg);
+
+    if (r->db != NULL && !sqlite3_get_autocommit(qb_db_sqlite(r->db))) {
+        (void)qb_rollback(r->db);
+        if (rc == 0)
+            rc = DEFER_EMISUSE;
+        defer_env_set_error(&r->env,
+                            "callback left a transaction open; rolled back");
+    }
+    exp = T_RUNNING;
+    if (atomic_compare_exchange_strong(&t->state, &exp, T_DONE)) {
+        char detail[DEFER_ERRMSG_MAX + 64];
+        if (rc == 0) {
+            r->n_ok++;
+            if (budget != 0 && defer__now_ns() - start > budget) {
+                snprintf(detail, sizeof detail, "ran %lld ms, budget %u ms",
+                         (long long)((defer__now_ns() - start) / 1000000),
+                         p->cfg.task_budget_ms);
+                emit(p, DEFER_LOG_WARN, "task_over_budget", t, r->worker, 0,
+                     0, NULL, detail);
+            }
+        } else {
+            r->n_failed++;
+            emit(p, DEFER_LOG_ERROR, "task_failed", t, r->worker, 1, rc,
+                 "callback failed", r->env.has_err ? r->env.err : NULL);
+        }
+    } else {
+        emit(p, DEFER_LOG_WARN, "hung_task_returned", t, r->worker, 1, rc,
+             rc == 0 ? "ok" : "callback failed", "already reported hung");
+    }
+    if (t->arg_free != NULL)
+        t->arg_free(t->arg);
+    r->env.task = NULL;
+}
+
+/* ---- SQL segments -------------------------------------------------------- */
+
+static int token_get(defer_runner *r)
+{
+    defer_pool *p = r->pool;
+    int ok;
+    defer__lock(p);
+    while (p->writer_busy && !atomic_load(&p->abort))
+        defer__wait(p, &p->writer_cv, 0);
+    ok = !atomic_load(&p->abort);
+    if (ok)
+        p->writer_busy = 1;
+    defer__unlock(p);
+    return ok;
+}
+
+static void token_put(defer_runner *r)
+{
+    defer_pool *p = r->pool;
+    defer__lock(p);
+    p->writer_busy = 0;
+    defer__signal(&p->writer_cv);
+    defer__unlock(p);
+}
+
+/* 1: retry now; 0: retries exhausted; -1: aborted while backing off. */
+static int busy_retry(defer_runner *r, unsigned *tries)
+{
+    defer_pool *p = r->pool;
+    unsigned b, shift;
+    if (aborted(p))
+        return -1;
+    if (*tries >= p->cfg.busy_retries)
+        return 0;
+    shift = *tries < 4 ? *tries : 4;
+    (*tries)++;
+    /* Counted at once (not at the end of the batch): a long BUSY episode
+     * should show in the stats while it lasts. */
+    defer__lock(p);
+    p->st.retried++;
+    defer__unlock(p);
+    b = p->cfg.busy_backoff_ms << shift;
+    if (b > 1)
+        b = b / 2 + (unsigned)(rnd(r) % (b / 2 + 1));
+    if (b > 0)
+        defer__pool_sleep(p, b);
+    return aborted(p) ? -1 : 1;
+}
+
+static void rollback_if_open(defer_runner *r)
+{
+    if (!sqlite3_get_autocommit(qb_db_sqlite(r->db)))
+        (void)qb_rollback(r->db);
+}
+
+static void record(defer_runner *r, struct defer_slot *s, int rc,
+                   const char *prefix, int timeout)
+{
+    const char *m = r->db != NULL ? qb_db_errmsg(r->db) : NULL;
+    char buf[DEFER_ERRMSG_MAX];
+    snprintf(buf, sizeof buf, "%s%s", prefix, m != NULL ? m : "");
+    free(s->msg);
+    s->msg = strdup(buf); /* NULL on ENOMEM: logged without detail */
+    s->rc = rc;
+    s->timeout = timeout;
+    s->st = S_FAILED;
+}
+
+/* Fail every task of the segment that has not failed yet (claiming the
+ * ones not yet claimed): BEGIN/COMMIT failed or BUSY outlasted retries. */
+static void fail_rest(defer_runner *r, defer_task **t,
+                      struct defer_slot *s, size_t n, int rc,
+                      const char *prefix)
+{
+    size_t i;
+    for (i = 0; i < n; i++) {
+        if (s[i].st == S_FAILED)
+            continue;
+        if (!s[i].claimed) {
+            if (!claim(t[i]))
+                continue;
+            s[i].claimed = 1;
+        }
+        record(r, &s[i], rc, prefix, 0);
+    }
+}
+
+/* Run one SQL task inside the open transaction.  With use_sp, under its
+ * own savepoint, so that a failure is undone alone (X_FAIL).  Without,
+ * any failure rolls the whole transaction back (X_RESTART) and the caller
+ * replays the segment with savepoints. */
+static int exec_one(defer_runner *r, defer_task *t, struct defer_slot *s,
+                    int use_sp)
+{
+    defer_pool *p = r->pool;
+    int rc;
+
+    if (!use_sp) {
+        r->why = WHY_NONE;
+        r->stmt_deadline_ns = p->cfg.task_budget_ms != 0
+            ? defer__now_ns() + (int64_t)p->cfg.task_budget_ms * 1000000 : 0;
+        rc = qb_exec(r->db, t->arg, NULL);
+        r->stmt_deadline_ns = 0;
+        if (rc == QB_OK)
+            return X_OK;
+        rollback_if_open(r);
+        if (r->why == WHY_ABORT)
+            return X_ABORT;
+        if (rc == QB_EBUSY)
+            return X_BUSY;
+        record(r, s, rc, "", r->why == WHY_BUDGET);
+        return X_RESTART;
+    }
+    rc = qb_savepoint(r->db, SP_NAME);
+    if (rc == QB_EBUSY) {
+        rollback_if_open(r);
+        return X_BUSY;
+    }
+    if (rc != QB_OK) {
+        record(r, s, rc, "SAVEPOINT: ", 0);
+        rollback_if_open(r);
+        return X_RESTART;
+    }
+    r->why = WHY_NONE;
+    r->stmt_deadline_ns = p->cfg.task_budget_ms != 0
+        ? defer__now_ns() + (int64_t)p->cfg.task_budget_ms * 1000000 : 0;
+    rc = qb_exec(r->db, t->arg, NULL);
+    r->stmt_deadline_ns = 0;
+    if (rc == QB_OK) {
+        rc = qb_release(r->db, SP_NAME);
+        if (rc == QB_OK)
+            return X_OK;
+        rollback_if_open(r);
+        if (rc == QB_EBUSY)
+            return X_BUSY;
+        record(r, s, rc, "RELEASE: ", 0);
+        return X_RESTART;
+    }
+    if (r->why == WHY_ABORT) {
+        rollback_if_open(r);
+        return X_ABORT;
+    }
+    if (rc == QB_EBUSY) {
+        rollback_if_open(r);
+        return X_BUSY;
+    }
+    record(r, s, rc, "", r->why == WHY_BUDGET);
+    if (sqlite3_get_autocommit(qb_db_sqlite(r->db)))
+        return X_RESTART; /* SQLite rolled the whole transaction back */
+    if (qb_rollback_to(r->db, SP_NAME) != QB_OK) {
+        rollback_if_open(r);
+        return X_RESTART;
+    }
+    return X_FAIL;
+}
+
+static void finish_sql(defer_runner *r, defer_task **t,
+                       struct defer_slot *s, size_t n, const char *left_why)
+{
+    defer_pool *p = r->pool;
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        int exp = T_RUNNING;
+        if (!s[i].claimed) {
+            leave_task(r, t[i], left_why != NULL ? left_why
+                                                  : "deadline passed");
+            continue;
+        }
+        if (left_why != NULL && s[i].st != S_FAILED) {
+            /* Its work was rolled back with the transaction. */
+            if (atomic_compare_exchange_strong(&t[i]->state, &exp, T_WLEFT)) {
+                emit(p, DEFER_LOG_ERROR, "task_left", t[i], r->worker, 0, 0,
+                     NULL, left_why);
+                r->n_left++;
+            }
+        } else if (atomic_compare_exchange_strong(&t[i]->state, &exp,
+                                                  T_DONE)) {
+            if (s[i].st == S_FAILED) {
+                r->n_failed++;
+                if (s[i].timeout)
+                    r->n_timeouts++;
+                emit(p, DEFER_LOG_ERROR, "task_failed", t[i], r->worker, 1,
+                     s[i].rc, s[i].timeout ? "time budget exceeded"
+                                           : qb_strerror(s[i].rc),
+                     s[i].msg);
+            } else {
+                r->n_ok++;
+            }
+        }
+        if (t[i]->arg_free != NULL)
+            t[i]->arg_free(t[i]->arg);
+        free(s[i].msg);
+        s[i].msg = NULL;
+    }
+}
+
+static void run_sql(defer_runner *r, defer_task **t, size_t n)
+{
+    defer_pool *p = r->pool;
+    struct defer_slot *s = r->slots;
+    const char *left_why = NULL;
+    unsigned tries = 0;
+    size_t i;
+    int rc, br, use_sp = 0;
+
+    for (i = 0; i < n; i++) {
+        s[i].st = S_PENDING;
+        s[i].claimed = 0;
+        s[i].rc = 0;
+        s[i].timeout = 0;
+        s[i].msg = NULL;
+    }
+    if (aborted(p)) {
+        finish_sql(r, t, s, n, "deadline passed before it ran");
+        return;
+    }
+    if (r->db == NULL) {
+        for (i = 0; i < n; i++) {
+            if (!claim(t[i]))
+                continue;
+            s[i].claimed = 1;
+            s[i].st = S_FAILED;
+            s[i].rc = DEFER_EDB;
+            s[i].msg = strdup("no database connection");
+        }
+        finish_sql(r, t, s, n, NULL);
+        return;
+    }
+    if (!token_get(r)) {
+        finish_sql(r, t, s, n, "deadline passed before it ran");
+        return;
+    }
+    for (;;) {
+        int restart = 0;
+        if (aborted(p)) {
+            left_why = "deadline passed; transaction rolled back";
+            break;
+        }
+        r->why = WHY_NONE;
+        rc = qb_begin(r->db);
+        if (rc != QB_OK && (r->why == WHY_ABORT || aborted(p))) {
+            rollback_if_open(r);
+            left_why = "deadline passed before it ran";
+            break;
+        }
+        if (rc == QB_EBUSY) {
+            br = busy_retry(r, &tries);
+            if (br > 0)
+                continue;
+            if (br < 0) {
+                left_why = "deadline passed while database busy";
+                break;
+            }
+            fail_rest(r, t, s, n, rc, "BEGIN busy after retries: ");
+            break;
+        }
+        if (rc != QB_OK) {
+            fail_rest(r, t, s, n, rc, "BEGIN: ");
+            break;
+        }
+        for (i = 0; i < n && !restart && left_why == NULL; i++) {
+            int x;
+            if (s[i].st == S_FAILED)
+                continue;
+            s[i].st = S_PENDING;
+            if (!s[i].claimed) {
+                if (aborted(p) || !claim(t[i])) {
+                    left_why = "deadline passed; transaction rolled back";
+                    break;
+                }
+                s[i].claimed = 1;
+            }
+            x = exec_one(r, t[i], &s[i], use_sp);
+            switch (x) {
+            case X_OK:
+                s[i].st = S_OK;
+                break;
+            case X_FAIL:
+                break;
+            case X_RESTART:
+                restart = 1;
+                use_sp = 1;
+                break;
+            case X_ABORT:
+                left_why = "interrupted at the shutdown deadline";
+                break;
+            default: /* X_BUSY: transaction already rolled back */
+                br = busy_retry(r, &tries);
+                if (br > 0) {
+                    restart = 1;
+                } else if (br < 0) {
+                    left_why = "deadline passed while database busy";
+                } else {
+                    fail_rest(r, t, s, n, QB_EBUSY, "busy after retries: ");
+                    restart = -1;
+                }
+                break;
+            }
+        }
+        if (left_why != NULL) {
+            rollback_if_open(r);
+            break;
+        }
+        if (restart < 0)
+            break;
+        if (restart)
+            continue;
+        r->why = WHY_NONE;
+        rc = qb_commit(r->db);
+        if (rc == QB_OK) {
+            r->n_commits++;
+            break;
+        }
+        rollback_if_open(r);
+        if (r->why == WHY_ABORT) {
+            left_why = "interrupted at the shutdown deadline";
+            break;
+        }
+        if (rc == QB_EBUSY) {
+            br = busy_retry(r, &tries);
+            if (br > 0)
+                continue;
+            if (br < 0) {
+                left_why = "deadline passed while database busy";
+                break;
+            }
+        }
+        for (i = 0; i < n; i++)
+            if (s[i].st == S_OK)
+                s[i].st = S_PENDING;
+        fail_rest(r, t, s, n, rc, "COMMIT: ");
+        break;
+    }
+    token_put(r);
+    finish_sql(r, t, s, n, left_why);
+}
+
+void defer__run_batch(defer_runner *r, defer_task **t, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        size_t j = i;
+        if (t[i]->fn != NULL) {
+            run_callback(r, t[i]);
+            i++;
+            continue;
+        }
+        while (j < n && t[j]->fn == NULL)
+            j++;
+        run_sql(r, t + i, j - i);
+        i = j;
+    }
+}

@@ -1,0 +1,906 @@
+/*
+ * clause.c -- conditions (WHERE / HAVING / ON CONFLICT ... WHERE), their
+ * values, and placeholder rendering shared by every statement builder.
+ *
+ * DESIGN
+ *   A condition is a trusted SQL fragment written with `?` and `?N`
+ *   placeholders, plus the values of the call that added it.  Within one
+ *   call (one where()/having() invocation, possibly with several condition
+ *   strings) workers-qb's object-API rule holds: a bare `?` takes the next
+ *   value, a `?N` takes the next value the first time label N is seen and
+ *   reuses it afterwards.  Labels are local to the call, so numbering can
+ *   never be corrupted by what came before (subqueries, earlier `?`), and
+ *   reuse works for every form.
+ *
+ *   Rendering walks the statement in text order with one qbi_rctx.  Each
+ *   value gets the next global index g (params[g-1]); the placeholder is
+ *   written as `$g` (PostgreSQL), or `?g`, or a bare `?` when the source
+ *   was bare, the statement allows it, and SQLite would give that `?` the
+ *   index g anyway (g is one more than any index written so far).  So the
+ *   SQL matches workers-qb wherever workers-qb was right, and the binding
+ *   contract params[i] <-> index i+1 holds everywhere.
+ *
+ *   A subquery value is rendered in place, in parentheses, continuing the
+ *   same numbering, so its values land at the right position.  Reusing a
+ *   subquery's label replays it with explicit numbers and no new values.
+ *
+ *   Fragments are checked when added: quotes and comments must close
+ *   inside the fragment, no ';', no named parameters ($x @x :x #x, read
+ *   the way SQLite's tokenizer reads them, since SQLite would number them
+ *   itself and shift every binding), and a `?` inside a literal is not a
+ *   placeholder.  Errors are sticky (qbi_err).
+ */
+#include "qb_priv.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- sticky errors ----------------------------------------------------- */
+
+void qbi_seterr(qbi_err *e, int code, const char *fmt, ...)
+{
+    va_list ap;
+    char *msg;
+    int n;
+
+    if (e->code != QB_OK)
+        return;
+    e->code = code;
+    e->msg = NULL;
+    if (fmt == NULL)
+        return;
+    va_start(ap, fmt);
+    n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    msg = malloc((size_t)n + 1);
+    if (msg == NULL)
+        return; /* the code alone still reports the error */
+    va_start(ap, fmt);
+    vsnprintf(msg, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    e->msg = msg;
+}
+
+void qbi_err_free(qbi_err *e)
+{
+    free(e->msg);
+    e->msg = NULL;
+    e->code = QB_OK;
+}
+
+int qbi_err_copy(qbi_err *dst, const qbi_err *src)
+{
+    dst->code = src->code;
+    dst->msg = NULL;
+    if (src->msg != NULL) {
+        dst->msg = strdup(src->msg);
+        if (dst->msg == NULL)
+            return QB_ENOMEM;
+    }
+    return QB_OK;
+}
+
+const char *qbi_errmsg(const qbi_err *e)
+{
+    return e->msg != NULL ? e->msg : qb_strerror(e->code);
+}
+
+/* ---- string lists ------------------------------------------------------ */
+
+int qbi_strlist_add(qbi_strlist *l, const char *s)
+{
+    char *c;
+
+    if (l->n >= QBI_MAX_ITEMS)
+        return QB_EINVAL;
+    if (l->n == l->cap) {
+        size_t ncap = l->cap ? l->cap * 2 : 4;
+        char **nv = realloc(l->v, ncap * sizeof *nv);
+        if (nv == NULL)
+            return QB_ENOMEM;
+        l->v = nv;
+        l->cap = ncap;
+    }
+    c = strdup(s);
+    if (c == NULL)
+        return QB_ENOMEM;
+    l->v[l->n++] = c;
+    return QB_OK;
+}
+
+void qbi_strlist_free(qbi_strlist *l)
+{
+    size_t i;
+    for (i = 0; i < l->n; i++)
+        free(l->v[i]);
+    free(l->v);
+    l->v = NULL;
+    l->n = l->cap = 0;
+}
+
+int qbi_strlist_copy(qbi_strlist *dst, const qbi_strlist *src)
+{
+    size_t i;
+    memset(dst, 0, sizeof *dst);
+    for (i = 0; i < src->n; i++) {
+        int rc = qbi_strlist_add(dst, src->v[i]);
+        if (rc != QB_OK) {
+            qbi_strlist_free(dst);
+            return rc;
+        }
+    }
+    return QB_OK;
+}
+
+void qbi_strlist_join(qbi_sb *sb, const qbi_strlist *l, const char *sep)
+{
+    size_t i;
+    for (i = 0; i < l->n; i++) {
+        if (i > 0)
+            qbi_sb_adds(sb, sep);
+        qbi_sb_adds(sb, l->v[i]);
+    }
+}
+
+/* ---- fragments and names ---------------------------------------------- */
+
+/* SQLite's IdChar(): what may continue a name or a parameter name. */
+static int sqlite_idchar(char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+           (c >= '0' && c <= '9') || c == '_' || c == '$' ||
+           (unsigned char)c >= 0x80;
+}
+
+/* Would SQLite's tokenizer read a named parameter ($x @x :x #x) at s[i]?
+ * It takes identifier characters and "::" pairs; at least one identifier
+ * character makes it a parameter. */
+static int sqlite_var_at(const char *s, size_t n, size_t i)
+{
+    size_t j = i + 1, idc = 0;
+    while (j < n) {
+        if (sqlite_idchar(s[j])) {
+            idc++;
+            j++;
+        } else if (s[j] == ':' && j + 1 < n && s[j + 1] == ':') {
+            j += 2;
+        } else {
+            break;
+        }
+    }
+    return idc > 0;
+}
+
+/* Labels seen in one call (distinct ?N numbers). */
+typedef struct labelset {
+    size_t *v;
+    size_t n, cap;
+} labelset;
+
+static int labelset_find(const labelset *ls, size_t label)
+{
+    size_t i;
+    for (i = 0; i < ls->n; i++)
+        if (ls->v[i] == label)
+            return 1;
+    return 0;
+}
+
+static int labelset_add(labelset *ls, size_t label)
+{
+    if (labelset_find(ls, label))
+        return QB_OK;
+    if (ls->n == ls->cap) {
+        size_t ncap = ls->cap ? ls->cap * 2 : 8;
+        size_t *nv = realloc(ls->v, ncap * sizeof *nv);
+        if (nv == NULL)
+            return QB_ENOMEM;
+        ls->v = nv;
+        ls->cap = ncap;
+    }
+    ls->v[ls->n++] = label;
+    return QB_OK;
+}
+
+/* Parse a placeholder at s[i] == '?': returns the index past it and sets
+ * *label (0 for a bare ?).  Labels are capped so they cannot overflow. */
+static size_t parse_ph(const char *s, size_t n, size_t i, size_t *label)
+{
+    size_t j = i + 1, v = 0;
+    while (j < n && s[j] >= '0' && s[j] <= '9') {
+        if (v < 1000000)
+            v = v * 10 + (size_t)(s[j] - '0');
+        j++;
+    }
+    *label = v;
+    if (j > i + 1 && v == 0)
+        *label = (size_t)-1; /* ?0: never valid */
+    return j;
+}
+
+/* Scan one fragment: check it and count its placeholders into (nbare, ls).
+ * allow_ph = 0: any placeholder is an error. */
+static int frag_scan(qbi_err *e, const char *clause, const char *frag,
+                     int allow_ph, size_t *nbare, labelset *ls)
+{
+    size_t n = strlen(frag), i = 0, j, label;
+    int closed;
+
+    if (n >= QBI_SQL_MAX) {
+        qbi_seterr(e, QB_EINVAL, "%s fragment too long", clause);
+        return e->code;
+    }
+    while (i < n) {
+        j = qbi_sql_skip(frag, n, i, 1, &closed);
+        if (j != i) {
+            if (!closed) {
+                qbi_seterr(e, QB_EINVAL,
+                           "Unterminated quote or comment in %s fragment\n"
+                           "  Clause: %s\n  Query: %s", clause, clause,
+                           frag);
+                return e->code;
+            }
+            i = j;
+            continue;
+        }
+        switch (frag[i]) {
+        case ';':
+            qbi_seterr(e, QB_EINVAL,
+                       "A %s fragment may not contain ';'\n  Query: %s",
+                       clause, frag);
+            return e->code;
+        case ':': case '@': case '$': case '#':
+            /* SQLite reads these followed by an identifier character as a
+             * named parameter and would number it itself, shifting every
+             * binding.  '$' inside a name (x$) and '::' are not. */
+            if (sqlite_var_at(frag, n, i) &&
+                !(frag[i] == '$' && i > 0 && sqlite_idchar(frag[i - 1])) &&
+                !(frag[i] == ':' && i > 0 && frag[i - 1] == ':')) {
+                qbi_seterr(e, QB_EINVAL,
+                           "Named parameters are not supported (use ? or "
+                           "?N)\n  Clause: %s\n  Query: %s", clause, frag);
+                return e->code;
+            }
+            i++;
+            continue;
+        case '?':
+            if (!allow_ph) {
+                qbi_seterr(e, QB_EPARAM,
+                           "Parameter count mismatch\n  Clause: %s\n"
+                           "  Query: %s\n  Expected: 0 parameter(s)\n"
+                           "  Received: 0 parameter(s)\n  Hint: this part "
+                           "of the statement takes no parameters; pass "
+                           "values through where()/having()", clause, frag);
+                return e->code;
+            }
+            j = parse_ph(frag, n, i, &label);
+            if (label == (size_t)-1) {
+                qbi_seterr(e, QB_EINVAL, "Invalid placeholder ?0\n"
+                           "  Clause: %s\n  Query: %s", clause, frag);
+                return e->code;
+            }
+            if (label == 0)
+                (*nbare)++;
+            else if (labelset_add(ls, label) != QB_OK) {
+                qbi_seterr(e, QB_ENOMEM, NULL);
+                return e->code;
+            }
+            i = j;
+            continue;
+        default:
+            i++;
+        }
+    }
+    return QB_OK;
+}
+
+int qbi_fragment_check(qbi_err *e, const char *clause, const char *frag)
+{
+    labelset ls = { NULL, 0, 0 };
+    size_t nb = 0;
+    int rc;
+
+    if (frag == NULL) {
+        qbi_seterr(e, QB_EINVAL, "NULL %s fragment", clause);
+        return e->code;
+    }
+    rc = frag_scan(e, clause, frag, 0, &nb, &ls);
+    free(ls.v);
+    return rc;
+}
+
+int qbi_name_check(qbi_err *e, const char *what, const char *name, int mode)
+{
+    if (name == NULL || name[0] == '\0') {
+        qbi_seterr(e, QB_EINVAL, "%s is required\n  Hint: Provide a valid "
+                   "%s", what, what);
+        return e->code;
+    }
+    if (!qb_ident_valid(name) || (mode == 0 && strchr(name, '.') != NULL)) {
+        qbi_seterr(e, QB_EINVAL, "Invalid %s: %s\n  Hint: names are "
+                   "[A-Za-z_][A-Za-z0-9_]*%s, at most 128 bytes", what, name,
+                   mode ? " with at most one 'schema.' prefix" : "");
+        return e->code;
+    }
+    return QB_OK;
+}
+
+/* ---- clauses ----------------------------------------------------------- */
+
+static void node_free(qbi_node *nd);
+
+static void nlist_free(qbi_nlist *l)
+{
+    size_t i;
+    for (i = 0; i < l->n; i++)
+        node_free(l->v[i]);
+    free(l->v);
+    memset(l, 0, sizeof *l);
+}
+
+static void node_free(qbi_node *nd)
+{
+    if (nd == NULL)
+        return;
+    free(nd->text);
+    nlist_free(&nd->left);
+    nlist_free(&nd->right);
+    free(nd);
+}
+
+static int nlist_push(qbi_nlist *l, qbi_node *nd)
+{
+    if (l->n == l->cap) {
+        size_t ncap = l->cap ? l->cap * 2 : 4;
+        qbi_node **nv = realloc(l->v, ncap * sizeof *nv);
+        if (nv == NULL)
+            return QB_ENOMEM;
+        l->v = nv;
+        l->cap = ncap;
+    }
+    l->v[l->n++] = nd;
+    return QB_OK;
+}
+
+static void call_free(qbi_call *c)
+{
+    size_t i;
+    for (i = 0; i < c->nvals; i++) {
+        if (c->vals[i].type == QB_V_SELECT)
+            qbi_select_free((struct qb_select *)(uintptr_t)c->vals[i].u.sel);
+        else
+            qbi_value_clear(&c->vals[i]);
+    }
+    free(c->vals);
+    c->vals = NULL;
+    c->nvals = 0;
+}
+
+void qbi_clause_free(qbi_clause *c)
+{
+    size_t i;
+    nlist_free(&c->top);
+    for (i = 0; i < c->ncalls; i++)
+        call_free(&c->calls[i]);
+    free(c->calls);
+    memset(c, 0, sizeof *c);
+}
+
+/* Copy a value for keeping in a builder: subqueries are cloned. */
+static int keep_value(qb_value *dst, const qb_value *src)
+{
+    if (src->type == QB_V_SELECT) {
+        struct qb_select *cl = qbi_select_clone(src->u.sel);
+        if (cl == NULL)
+            return QB_ENOMEM;
+        *dst = *src;
+        dst->u.sel = cl;
+        return QB_OK;
+    }
+    return qbi_value_copy(dst, src);
+}
+
+static int call_copy(qbi_call *dst, const qbi_call *src)
+{
+    size_t i;
+    dst->vals = NULL;
+    dst->nvals = 0;
+    if (src->nvals == 0)
+        return QB_OK;
+    dst->vals = calloc(src->nvals, sizeof *dst->vals);
+    if (dst->vals == NULL)
+        return QB_ENOMEM;
+    for (i = 0; i < src->nvals; i++) {
+        if (keep_value(&dst->vals[i], &src->vals[i]) != QB_OK) {
+            call_free(dst);
+            return QB_ENOMEM;
+        }
+        dst->nvals++;
+    }
+    return QB_OK;
+}
+
+static qbi_node *node_copy(const qbi_node *src);
+
+static int nlist_copy(qbi_nlist *dst, const qbi_nlist *src)
+{
+    size_t i;
+    memset(dst, 0, sizeof *dst);
+    for (i = 0; i < src->n; i++) {
+        qbi_node *nd = node_copy(src->v[i]);
+        if (nd == NULL || nlist_push(dst, nd) != QB_OK) {
+            node_free(nd);
+            nlist_free(dst);
+            return QB_ENOMEM;
+        }
+    }
+    return QB_OK;
+}
+
+static qbi_node *node_copy(const qbi_node *src)
+{
+    qbi_node *nd = calloc(1, sizeof *nd);
+    if (nd == NULL)
+        return NULL;
+    nd->is_or = src->is_or;
+    nd->call = src->call;
+    if (src->text != NULL && (nd->text = strdup(src->text)) == NULL)
+        goto fail;
+    if (nlist_copy(&nd->left, &src->left) != QB_OK ||
+        nlist_copy(&nd->right, &src->right) != QB_OK)
+        goto fail;
+    return nd;
+fail:
+    node_free(nd);
+    return NULL;
+}
+
+int qbi_clause_copy(qbi_clause *dst, const qbi_clause *src)
+{
+    size_t i;
+
+    memset(dst, 0, sizeof *dst);
+    if (nlist_copy(&dst->top, &src->top) != QB_OK)
+        goto fail;
+    if (src->ncalls > 0) {
+        dst->calls = calloc(src->ncalls, sizeof *dst->calls);
+        if (dst->calls == NULL)
+            goto fail;
+        dst->capcalls = src->ncalls;
+        for (i = 0; i < src->ncalls; i++) {
+            if (call_copy(&dst->calls[i], &src->calls[i]) != QB_OK)
+                goto fail;
+            dst->ncalls++;
+        }
+    }
+    dst->depth = src->depth;
+    dst->nleaves = src->nleaves;
+    return QB_OK;
+fail:
+    qbi_clause_free(dst);
+    return QB_ENOMEM;
+}
+
+static void mismatch(qbi_err *e, const char *clause, size_t ncond,
+                     const char *const *conds, size_t expected,
+                     size_t received)
+{
+    qbi_sb q;
+    size_t i;
+
+    qbi_sb_init(&q);
+    for (i = 0; i < ncond; i++) {
+        if (i > 0)
+            qbi_sb_addc(&q, ' ');
+        qbi_sb_adds(&q, conds[i]);
+    }
+    qbi_seterr(e, QB_EPARAM,
+               "Parameter count mismatch\n  Clause: %s\n  Query: %s\n"
+               "  Expected: %zu parameter(s)\n  Received: %zu parameter(s)\n"
+               "  Hint: %s", clause, q.p ? q.p : "", expected, received,
+               received > expected
+                   ? "Remove extra parameters or add more placeholders (?) "
+                     "to your query"
+                   : "Add missing parameters or remove extra placeholders "
+                     "(?) from your query");
+    qbi_sb_free(&q);
+}
+
+void qbi_clause_add(qbi_clause *c, qbi_err *e, const char *clause, int or_,
+                    size_t ncond, const char *const *conds, size_t n,
+                    const qb_value *vals)
+{
+    labelset ls = { NULL, 0, 0 };
+    size_t i, nbare = 0, expected;
+    qbi_call call = { NULL, 0 };
+    qbi_nlist fresh = { NULL, 0, 0 };
+    qbi_node *ornode = NULL;
+
+    if (e->code != QB_OK)
+        return;
+    if ((ncond > 0 && conds == NULL) || (n > 0 && vals == NULL)) {
+        qbi_seterr(e, QB_EINVAL, "NULL %s conditions or values", clause);
+        return;
+    }
+    for (i = 0; i < ncond; i++) {
+        size_t nb = 0;
+        if (conds[i] == NULL) {
+            qbi_seterr(e, QB_EINVAL, "NULL %s condition", clause);
+            goto out;
+        }
+        if (frag_scan(e, clause, conds[i], 1, &nb, &ls) != QB_OK)
+            goto out;
+        nbare += nb;
+    }
+    expected = nbare + ls.n;
+    if (expected != n) {
+        mismatch(e, clause, ncond, conds, expected, n);
+        goto out;
+    }
+    if (ncond == 0)
+        goto out; /* workers-qb: an empty condition list adds nothing */
+    if (c->nleaves + ncond > QBI_MAX_ITEMS || c->ncalls >= QBI_MAX_ITEMS) {
+        qbi_seterr(e, QB_EINVAL, "Too many %s conditions (max %u)", clause,
+                   QBI_MAX_ITEMS);
+        goto out;
+    }
+    if (or_ && c->top.n > 0 && c->depth + 1 > QBI_MAX_DEPTH) {
+        qbi_seterr(e, QB_EINVAL, "orWhere nested too deeply (max %u)",
+                   QBI_MAX_DEPTH);
+        goto out;
+    }
+
+    /* Values: check and keep. */
+    if (n > 0) {
+        call.vals = calloc(n, sizeof *call.vals);
+        if (call.vals == NULL)
+            goto nomem;
+    }
+    for (i = 0; i < n; i++) {
+        const qb_value *v = &vals[i];
+        if (v->type == QB_V_SELECT) {
+            const qbi_err *se;
+            if (v->u.sel == NULL) {
+                qbi_seterr(e, QB_ESUBQUERY, "Subquery value is NULL");
+                goto out;
+            }
+            se = qbi_select_err(v->u.sel);
+            if (se->code != QB_OK) {
+                qbi_seterr(e, se->code, "%s", qbi_errmsg(se));
+                goto out;
+            }
+            if (qbi_select_depth(v->u.sel) + 1 > QBI_MAX_DEPTH) {
+                qbi_seterr(e, QB_ESUBQUERY, "Subqueries nested too deeply "
+                           "(max %u)", QBI_MAX_DEPTH);
+                goto out;
+            }
+        } else if (v->type == QB_V_RAW) {
+            if (v->u.b.p == NULL ||
+                qbi_fragment_check(e, "RAW", v->u.b.p) != QB_OK) {
+                if (e->code == QB_OK)
+                    qbi_seterr(e, QB_EINVAL, "NULL raw value");
+                goto out;
+            }
+        } else if (!qbi_value_bindable(v)) {
+            qbi_seterr(e, QB_EINVAL, "Invalid value #%zu in %s", i + 1,
+                       clause);
+            goto out;
+        }
+        if (keep_value(&call.vals[i], v) != QB_OK)
+            goto nomem;
+        call.nvals++;
+    }
+
+    /* Nodes. */
+    for (i = 0; i < ncond; i++) {
+        qbi_node *nd = calloc(1, sizeof *nd);
+        if (nd == NULL)
+            goto nomem;
+        nd->call = c->ncalls;
+        nd->text = strdup(conds[i]);
+        if (nd->text == NULL || nlist_push(&fresh, nd) != QB_OK) {
+            node_free(nd);
+            goto nomem;
+        }
+    }
+    if (c->ncalls == c->capcalls) {
+        size_t ncap = c->capcalls ? c->capcalls * 2 : 4;
+        qbi_call *nc = realloc(c->calls, ncap * sizeof *nc);
+        if (nc == NULL)
+            goto nomem;
+        c->calls = nc;
+        c->capcalls = ncap;
+    }
+    if (or_ && c->top.n > 0) {
+        /* (existing ANDed) OR (new ANDed): one term replaces them all. */
+        ornode = calloc(1, sizeof *ornode);
+        if (ornode == NULL)
+            goto nomem;
+        ornode->is_or = 1;
+        ornode->left = c->top;
+        ornode->right = fresh;
+        memset(&c->top, 0, sizeof c->top);
+        memset(&fresh, 0, sizeof fresh);
+        if (nlist_push(&c->top, ornode) != QB_OK) {
+            /* put things back so nothing leaks and the clause stays valid */
+            c->top = ornode->left;
+            memset(&ornode->left, 0, sizeof ornode->left);
+            node_free(ornode);
+            goto nomem;
+        }
+        c->depth++;
+    } else {
+        /* reserve first so the moves below cannot fail half-way */
+        if (c->top.cap - c->top.n < fresh.n) {
+            size_t ncap = c->top.n + fresh.n + 4;
+            qbi_node **nv = realloc(c->top.v, ncap * sizeof *nv);
+            if (nv == NULL)
+                goto nomem;
+            c->top.v = nv;
+            c->top.cap = ncap;
+        }
+        for (i = 0; i < fresh.n; i++)
+            c->top.v[c->top.n++] = fresh.v[i];
+        free(fresh.v);
+        memset(&fresh, 0, sizeof fresh);
+    }
+    c->calls[c->ncalls++] = call;
+    memset(&call, 0, sizeof call);
+    c->nleaves += ncond;
+    goto out;
+
+nomem:
+    qbi_seterr(e, QB_ENOMEM, NULL);
+out:
+    nlist_free(&fresh);
+    call_free(&call);
+    free(ls.v);
+}
+
+/* ---- rendering --------------------------------------------------------- */
+
+void qbi_rctx_init(qbi_rctx *r, qb_dialect d, int explicit_num)
+{
+    memset(r, 0, sizeof *r);
+    qbi_sb_init(&r->sb);
+    r->dialect = d;
+    r->explicit_num = explicit_num;
+}
+
+void qbi_rctx_free(qbi_rctx *r)
+{
+    qbi_sb_free(&r->sb);
+    free(r->params);
+    r->params = NULL;
+    r->nparams = r->cap = 0;
+}
+
+void qbi_rctx_emit_index(qbi_rctx *r, size_t g, int bare)
+{
+    if (r->dialect == QB_DIALECT_POSTGRES)
+        qbi_sb_addf(&r->sb, "$%zu", g);
+    else if (bare && !r->explicit_num && g == r->maxemit + 1)
+        qbi_sb_addc(&r->sb, '?');
+    else
+        qbi_sb_addf(&r->sb, "?%zu", g);
+    if (g > r->maxemit)
+        r->maxemit = g;
+}
+
+void qbi_rctx_bind(qbi_rctx *r, const qb_value *v, int bare)
+{
+    size_t g = ++r->counter;
+
+    if (!r->no_push) {
+        if (r->nparams == r->cap) {
+            size_t ncap = r->cap ? r->cap * 2 : 8;
+            qb_value *np = realloc(r->params, ncap * sizeof *np);
+            if (np == NULL) {
+                if (r->err == QB_OK)
+                    r->err = QB_ENOMEM;
+                return;
+            }
+            r->params = np;
+            r->cap = ncap;
+        }
+        r->params[r->nparams++] = *v; /* borrowed until finish copies */
+    }
+    qbi_rctx_emit_index(r, g, bare);
+}
+
+/* Per-call render state: label -> (value index, first global index). */
+typedef struct callstate {
+    const qbi_call *call;
+    size_t next;        /* next value of the call to take */
+    size_t *label;      /* label of value k (0 = taken by a bare ?) */
+    size_t *gidx;       /* global index (or subquery base) of value k */
+} callstate;
+
+static void render_value(qbi_rctx *r, const qb_value *v, int bare,
+                         size_t *gidx)
+{
+    if (v->type == QB_V_RAW) {
+        qbi_sb_add(&r->sb, v->u.b.p, v->u.b.n);
+        *gidx = 0;
+    } else if (v->type == QB_V_SELECT) {
+        *gidx = r->counter; /* base for a replay */
+        qbi_sb_addc(&r->sb, '(');
+        qbi_select_render(r, v->u.sel);
+        qbi_sb_addc(&r->sb, ')');
+    } else {
+        qbi_rctx_bind(r, v, bare);
+        *gidx = r->counter;
+    }
+}
+
+static void replay_value(qbi_rctx *r, const qb_value *v, size_t gidx)
+{
+    if (v->type == QB_V_RAW) {
+        qbi_sb_add(&r->sb, v->u.b.p, v->u.b.n);
+    } else if (v->type == QB_V_SELECT) {
+        size_t saved = r->counter;
+        int sx = r->explicit_num, sp = r->no_push;
+        r->counter = gidx;
+        r->explicit_num = 1;
+        r->no_push = 1;
+        qbi_sb_addc(&r->sb, '(');
+        qbi_select_render(r, v->u.sel);
+        qbi_sb_addc(&r->sb, ')');
+        r->counter = saved;
+        r->explicit_num = sx;
+        r->no_push = sp;
+    } else {
+        qbi_rctx_emit_index(r, gidx, 0);
+    }
+}
+
+static void render_leaf(qbi_rctx *r, callstate *cs, const char *text)
+{
+    size_t n = strlen(text), i = 0, j, label, k;
+    int closed;
+    const qbi_call *call = cs->call;
+
+    while (i < n) {
+        j = qbi_sql_skip(text, n, i, 1, &closed);
+        if (j != i) {
+            qbi_sb_add(&r->sb, text + i, j - i);
+            i = j;
+            continue;
+        }
+        if (text[i] != '?') {
+            qbi_sb_addc(&r->sb, text[i++]);
+            continue;
+        }
+        j = parse_ph(text, n, i, &label);
+        i = j;
+        if (label != 0) {
+            for (k = 0; k < cs->next; k++)
+                if (cs->label[k] == label)
+                    break;
+            if (k < cs->next) {
+                replay_value(r, &call->vals[k], cs->gidx[k]);
+                continue;
+            }
+        }
+        if (cs->next >= call->nvals) {
+            /* checked when added; only reachable on internal misuse */
+            if (r->err == QB_OK)
+                r->err = QB_EPARAM;
+            return;
+        }
+        k = cs->next++;
+        cs->label[k] = label;
+        render_value(r, &call->vals[k], label == 0, &cs->gidx[k]);
+    }
+}
+
+static void render_list(qbi_rctx *r, const qbi_clause *c, const qbi_nlist *l,
+                        callstate *cs);
+
+static void render_node(qbi_rctx *r, const qbi_clause *c, const qbi_node *nd,
+                        callstate *cs)
+{
+    if (nd->is_or) {
+        qbi_sb_addc(&r->sb, '(');
+        render_list(r, c, &nd->left, cs);
+        qbi_sb_adds(&r->sb, ") OR (");
+        render_list(r, c, &nd->right, cs);
+        qbi_sb_addc(&r->sb, ')');
+        return;
+    }
+    if (cs->call != &c->calls[nd->call]) {
+        const qbi_call *call = &c->calls[nd->call];
+        cs->call = call;
+        cs->next = 0;
+        if (call->nvals > 0) {
+            /* value counts are bounded by QBI_MAX_ITEMS-sized checks */
+            size_t *nl = realloc(cs->label, call->nvals * sizeof *nl);
+            size_t *ng;
+            if (nl == NULL) {
+                r->err = QB_ENOMEM;
+                return;
+            }
+            cs->label = nl;
+            ng = realloc(cs->gidx, call->nvals * sizeof *ng);
+            if (ng == NULL) {
+                r->err = QB_ENOMEM;
+                return;
+            }
+            cs->gidx = ng;
+        }
+    }
+    render_leaf(r, cs, nd->text);
+}
+
+static void render_list(qbi_rctx *r, const qbi_clause *c, const qbi_nlist *l,
+                        callstate *cs)
+{
+    size_t i;
+
+    if (l->n == 1) {
+        render_node(r, c, l->v[0], cs);
+        return;
+    }
+    for (i = 0; i < l->n; i++) {
+        if (i > 0)
+            qbi_sb_adds(&r->sb, " AND ");
+        qbi_sb_addc(&r->sb, '(');
+        render_node(r, c, l->v[i], cs);
+        qbi_sb_addc(&r->sb, ')');
+    }
+}
+
+void qbi_clause_render(qbi_rctx *r, const qbi_clause *c)
+{
+    callstate cs = { NULL, 0, NULL, NULL };
+
+    render_list(r, c, &c->top, &cs);
+    free(cs.label);
+    free(cs.gidx);
+}
+
+int qbi_rctx_finish(qbi_rctx *r, qb_kind kind, qb_fetch fetch,
+                    qb_query **out)
+{
+    qb_query *q;
+    qbi_sb col;
+    size_t i;
+    int rc;
+
+    *out = NULL;
+    if (r->err != QB_OK)
+        return r->err;
+    if (r->sb.err != QB_OK)
+        return r->sb.err;
+    q = qbi_query_new(kind, fetch, r->dialect);
+    if (q == NULL)
+        return QB_ENOMEM;
+    qbi_sb_init(&col);
+    qbi_sql_collapse(&col, r->sb.p ? r->sb.p : "", r->sb.len);
+    rc = col.err;
+    q->sql = qbi_sb_take(&col, &q->sql_len);
+    if (q->sql == NULL) {
+        qb_query_free(q);
+        return rc != QB_OK ? rc : QB_ENOMEM;
+    }
+    if (r->nparams > 0) {
+        q->params = calloc(r->nparams, sizeof *q->params);
+        if (q->params == NULL) {
+            qb_query_free(q);
+            return QB_ENOMEM;
+        }
+        for (i = 0; i < r->nparams; i++) {
+            rc = qbi_value_copy(&q->params[i], &r->params[i]);
+            if (rc != QB_OK) {
+                qb_query_free(q);
+                return rc;
+            }
+            q->nparams++;
+        }
+    }
+    *out = q;
+    return QB_OK;
+}

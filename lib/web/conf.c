@@ -1,0 +1,1286 @@
+/*
+ * conf.c -- the waituntil.conf parser.
+ *
+ * DESIGN
+ *   Syntax (nginx's, so nginx users can read it without a manual):
+ *       # comment to end of line
+ *       name arg arg;                 a directive
+ *       name arg { ... }              a block
+ *   A word is a run of bytes other than whitespace and ; { } ; quoted
+ *   pieces ("..." or '...', escapes \" \' \\ \n \t \r) may be glued to it
+ *   as in a shell, so raw:"datetime('now', 'utc')" is one word.  A word
+ *   whose first piece is quoted is a string literal when used as a value
+ *   source, never a $variable; variables are not expanded inside strings.
+ *
+ *   Why a hand-written tokenizer (as nginx's own ngx_conf_file.c) and not
+ *   libconfuse or inih: inih is INI, which has no nested blocks or one-line
+ *   "name args;" statements; libconfuse has blocks but its own syntax
+ *   (name = value, titles in the section header) and error texts we could
+ *   not make say "expected ';' after ..." with the line of the missing
+ *   semicolon.  The whole grammar is four token kinds and a recursive
+ *   block, about 200 lines, and it is fuzzed (tests/fuzz/fuzz_conf.c).
+ *
+ *   Two passes.  Pass 1 turns the text into a tree of statements
+ *   (name, args, optional block), checking only the shape.  Pass 2 walks
+ *   the tree per block kind and fills a web_conf, checking arity, values,
+ *   identifiers and cross-references ($seg_NAME must name a path segment
+ *   of every path of its route).  The first error wins and stops the
+ *   parse; its message is "FILE:LINE: what was expected".
+ *
+ *   Every byte of the result lives in one web_arena owned by the
+ *   web_conf, so web_conf_free is one call and a failed parse leaks
+ *   nothing.  Bounds: text 1 MiB, word 64 KiB, 64 args per statement,
+ *   block depth 8, WEB_MAX_ROUTES routes, 64 columns / conditions per
+ *   deferred query, 32 deferred queries per route, 16 paths per route.
+ *
+ *   The result is immutable after parsing: read it from any thread.
+ */
+#define _GNU_SOURCE
+#include "web_int.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CONF_MAX_TEXT (1024u * 1024u)
+#define CONF_MAX_WORD 65536u
+#define CONF_MAX_ARGS 64u
+#define CONF_MAX_DEPTH 8
+#define CONF_MAX_COLS 64u
+#define CONF_MAX_DEFERS 32u
+#define CONF_MAX_PATHS 16u
+
+enum { T_EOF = 0, T_WORD, T_SEMI, T_LBRACE, T_RBRACE };
+
+typedef struct tok {
+    int type;
+    int line;
+    int quoted;   /* first piece was quoted */
+    char *s;      /* T_WORD: decoded, NUL-terminated */
+    size_t n;
+} tok;
+
+typedef struct node {
+    tok name;
+    tok *args;
+    size_t nargs;
+    int block;             /* 1 if followed by { ... } */
+    struct node *kids;
+    size_t nkids;
+} node;
+
+typedef struct pctx {
+    const char *text;
+    size_t n, i;
+    int line;
+    const char *file;
+    web_arena *a;
+    web_conf *conf;
+    char *err;
+    size_t errlen;
+    int failed;
+} pctx;
+
+static int perr(pctx *c, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int perr(pctx *c, int line, const char *fmt, ...)
+{
+    if (!c->failed && c->errlen > 0) {
+        va_list ap;
+        int w = snprintf(c->err, c->errlen, "%s:%d: ", c->file, line);
+        if (w >= 0 && (size_t)w < c->errlen) {
+            va_start(ap, fmt);
+            vsnprintf(c->err + w, c->errlen - (size_t)w, fmt, ap);
+            va_end(ap);
+        }
+    }
+    c->failed = 1;
+    return WEB_ECONF;
+}
+
+static int oom(pctx *c)
+{
+    if (!c->failed && c->errlen > 0)
+        snprintf(c->err, c->errlen, "%s: out of memory", c->file);
+    c->failed = 1;
+    return WEB_ENOMEM;
+}
+
+/* Grow an arena array of elem-sized items to hold one more. */
+static void *grow(pctx *c, void *arr, size_t n, size_t *cap, size_t elem)
+{
+    void *na;
+    if (n < *cap)
+        return arr;
+    *cap = *cap ? *cap * 2 : 4;
+    na = web_arena_alloc(c->a, *cap * elem);
+    if (na == NULL)
+        return NULL;
+    if (n > 0)
+        memcpy(na, arr, n * elem);
+    return na;
+}
+
+/* ==== pass 1: tokens and statements ===================================== */
+
+static int is_space(char ch)
+{
+    return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n';
+}
+
+static int is_special(char ch)
+{
+    return ch == ';' || ch == '{' || ch == '}';
+}
+
+static int lex(pctx *c, tok *t)
+{
+    size_t j, o = 0;
+    char *buf;
+    memset(t, 0, sizeof(*t));
+    for (;;) {
+        if (c->i == c->n) {
+            t->type = T_EOF;
+            t->line = c->line;
+            return WEB_OK;
+        }
+        if (c->text[c->i] == '\n') {
+            c->line++;
+            c->i++;
+        } else if (is_space(c->text[c->i])) {
+            c->i++;
+        } else if (c->text[c->i] == '#') {
+            while (c->i < c->n && c->text[c->i] != '\n')
+                c->i++;
+        } else {
+            break;
+        }
+    }
+    t->line = c->line;
+    switch (c->text[c->i]) {
+    case ';': t->type = T_SEMI; c->i++; return WEB_OK;
+    case '{': t->type = T_LBRACE; c->i++; return WEB_OK;
+    case '}': t->type = T_RBRACE; c->i++; return WEB_OK;
+    default: break;
+    }
+    /* Find the end of the word first: the decoded word is never longer. */
+    j = c->i;
+    t->quoted = c->text[j] == '"' || c->text[j] == '\'';
+    while (j < c->n && !is_space(c->text[j]) && !is_special(c->text[j])) {
+        char q = c->text[j];
+        if (q == '"' || q == '\'') {
+            int start_line = c->line;
+            j++;
+            while (j < c->n && c->text[j] != q) {
+                if (c->text[j] == '\\' && j + 1 < c->n)
+                    j++;
+                j++;
+            }
+            if (j >= c->n)
+                return perr(c, start_line, "unterminated string");
+        } else if ((unsigned char)q < 0x20 || q == 0x7f) {
+            return perr(c, c->line, "unexpected control character 0x%02x",
+                        (unsigned char)q);
+        }
+        j++;
+    }
+    if (j - c->i > CONF_MAX_WORD)
+        return perr(c, c->line, "word too long (more than %u bytes)",
+                    CONF_MAX_WORD);
+    buf = web_arena_alloc_aligned(c->a, j - c->i + 1, 1);
+    if (buf == NULL)
+        return oom(c);
+    while (c->i < j) {
+        char q = c->text[c->i];
+        if (q != '"' && q != '\'') {
+            buf[o++] = q;
+            c->i++;
+            continue;
+        }
+        c->i++;
+        while (c->text[c->i] != q) {
+            char ch = c->text[c->i];
+            if (ch == '\0')
+                return perr(c, c->line, "NUL byte in string");
+            if (ch == '\n')
+                c->line++;
+            if (ch == '\\') {
+                char e = c->text[c->i + 1];
+                switch (e) {
+                case '"': case '\'': case '\\': ch = e; break;
+                case 'n': ch = '\n'; break;
+                case 't': ch = '\t'; break;
+                case 'r': ch = '\r'; break;
+                default:
+                    if ((unsigned char)e < 0x20 || (unsigned char)e >= 0x7f)
+                        return perr(c, c->line, "invalid escape in string");
+                    return perr(c, c->line, "invalid escape \"\\%c\"", e);
+                }
+                c->i++;
+            }
+            buf[o++] = ch;
+            c->i++;
+        }
+        c->i++; /* closing quote */
+    }
+    buf[o] = '\0';
+    t->type = T_WORD;
+    t->s = buf;
+    t->n = o;
+    return WEB_OK;
+}
+
+/* "name a b" for messages, shortened to fit. */
+static const char *stmt_text(const node *d, size_t upto, char *buf,
+                             size_t len)
+{
+    size_t k, o;
+    snprintf(buf, len, "%s", d->name.s);
+    for (k = 0; k < upto && k < d->nargs; k++) {
+        o = strlen(buf);
+        if (o + 1 >= len)
+            break;
+        snprintf(buf + o, len - o, " %s", d->args[k].s);
+    }
+    if (strlen(buf) > 60) {
+        buf[57] = buf[58] = buf[59] = '.';
+        buf[60] = '\0';
+    }
+    return buf;
+}
+
+static const char *tok_desc(const tok *t)
+{
+    switch (t->type) {
+    case T_EOF: return "end of file";
+    case T_SEMI: return "\";\"";
+    case T_LBRACE: return "\"{\"";
+    case T_RBRACE: return "\"}\"";
+    default: return "word";
+    }
+}
+
+static int parse_block(pctx *c, node **kids, size_t *nkids, int depth,
+                       int open_line)
+{
+    size_t cap = 0;
+    *kids = NULL;
+    *nkids = 0;
+    for (;;) {
+        tok t;
+        node d;
+        size_t acap = 0;
+        int rc = lex(c, &t);
+        if (rc != WEB_OK)
+            return rc;
+        if (t.type == T_EOF) {
+            if (depth > 0)
+                return perr(c, t.line,
+                            "unexpected end of file, expected \"}\" to close "
+                            "the block opened on line %d", open_line);
+            return WEB_OK;
+        }
+        if (t.type == T_RBRACE) {
+            if (depth == 0)
+                return perr(c, t.line, "unexpected \"}\"");
+            return WEB_OK;
+        }
+        if (t.type != T_WORD)
+            return perr(c, t.line, "unexpected %s, expected a directive",
+                        tok_desc(&t));
+        memset(&d, 0, sizeof d);
+        d.name = t;
+        for (;;) {
+            tok *na;
+            rc = lex(c, &t);
+            if (rc != WEB_OK)
+                return rc;
+            if (t.type != T_WORD)
+                break;
+            if (d.nargs == CONF_MAX_ARGS)
+                return perr(c, t.line, "too many arguments for \"%s\"",
+                            d.name.s);
+            na = grow(c, d.args, d.nargs, &acap, sizeof(tok));
+            if (na == NULL)
+                return oom(c);
+            d.args = na;
+            d.args[d.nargs++] = t;
+        }
+        if (t.type == T_LBRACE) {
+            if (depth + 1 >= CONF_MAX_DEPTH)
+                return perr(c, t.line, "blocks nested too deeply");
+            d.block = 1;
+            rc = parse_block(c, &d.kids, &d.nkids, depth + 1, t.line);
+            if (rc != WEB_OK)
+                return rc;
+        } else if (t.type != T_SEMI) {
+            char sb[96];
+            int line = d.nargs ? d.args[d.nargs - 1].line : d.name.line;
+            return perr(c, line, "expected ';' after \"%s\"",
+                        stmt_text(&d, d.nargs, sb, sizeof sb));
+        }
+        {
+            node *nk = grow(c, *kids, *nkids, &cap, sizeof(node));
+            if (nk == NULL)
+                return oom(c);
+            *kids = nk;
+            (*kids)[(*nkids)++] = d;
+        }
+    }
+}
+
+/* ==== pass 2: meaning ==================================================== */
+
+static int arity(pctx *c, const node *d, size_t min, size_t max)
+{
+    char sb[96];
+    if (d->nargs > max) {
+        int line = max ? d->args[max - 1].line : d->name.line;
+        return perr(c, line, "expected ';' after \"%s\"",
+                    stmt_text(d, max, sb, sizeof sb));
+    }
+    if (d->nargs < min)
+        return perr(c, d->name.line,
+                    "invalid number of arguments in \"%s\"", d->name.s);
+    return WEB_OK;
+}
+
+static int no_block(pctx *c, const node *d)
+{
+    if (d->block)
+        return perr(c, d->name.line, "\"%s\" takes no block", d->name.s);
+    return WEB_OK;
+}
+
+static int need_block(pctx *c, const node *d)
+{
+    if (!d->block)
+        return perr(c, d->name.line, "\"%s\" needs a block { ... }",
+                    d->name.s);
+    return WEB_OK;
+}
+
+/* Once-only directives: seen[] holds names already met in this block. */
+typedef struct seen_set {
+    const char *names[32];
+    size_t n;
+} seen_set;
+
+static int once(pctx *c, seen_set *s, const node *d)
+{
+    size_t k;
+    for (k = 0; k < s->n; k++)
+        if (strcmp(s->names[k], d->name.s) == 0)
+            return perr(c, d->name.line, "duplicate directive \"%s\"",
+                        d->name.s);
+    if (s->n < sizeof s->names / sizeof s->names[0])
+        s->names[s->n++] = d->name.s;
+    return WEB_OK;
+}
+
+static int parse_u64(const char *s, size_t n, uint64_t *out)
+{
+    uint64_t v = 0;
+    size_t k;
+    if (n == 0 || n > 19)
+        return WEB_EINVAL;
+    for (k = 0; k < n; k++) {
+        if (s[k] < '0' || s[k] > '9')
+            return WEB_EINVAL;
+        v = v * 10 + (uint64_t)(s[k] - '0');
+    }
+    *out = v;
+    return WEB_OK;
+}
+
+static int get_num(pctx *c, const node *d, size_t k, uint64_t min,
+                   uint64_t max, uint64_t *out)
+{
+    const tok *t = &d->args[k];
+    if (parse_u64(t->s, t->n, out) != WEB_OK)
+        return perr(c, t->line, "invalid number \"%s\" for \"%s\"", t->s,
+                    d->name.s);
+    if (*out < min || *out > max)
+        return perr(c, t->line,
+                    "\"%s\" must be between %llu and %llu, not %s", d->name.s,
+                    (unsigned long long)min, (unsigned long long)max, t->s);
+    return WEB_OK;
+}
+
+/* Sizes: N, Nk, Nm, Ng (binary multiples, as nginx). */
+static int get_size(pctx *c, const node *d, size_t k, uint64_t max,
+                    uint64_t *out)
+{
+    const tok *t = &d->args[k];
+    size_t n = t->n;
+    uint64_t mul = 1, v;
+    if (n > 0) {
+        switch (t->s[n - 1]) {
+        case 'k': case 'K': mul = 1024u; n--; break;
+        case 'm': case 'M': mul = 1024u * 1024u; n--; break;
+        case 'g': case 'G': mul = 1024u * 1024u * 1024u; n--; break;
+        default: break;
+        }
+    }
+    if (parse_u64(t->s, n, &v) != WEB_OK || v > UINT64_MAX / mul)
+        return perr(c, t->line, "invalid size \"%s\" for \"%s\"", t->s,
+                    d->name.s);
+    v *= mul;
+    if (v > max)
+        return perr(c, t->line, "\"%s\" must be at most %llu bytes, not %s",
+                    d->name.s, (unsigned long long)max, t->s);
+    *out = v;
+    return WEB_OK;
+}
+
+/* Times: N (seconds), Nms, Ns, Nm, Nh, Nd -> milliseconds. */
+static int get_time(pctx *c, const node *d, size_t k, int64_t *out)
+{
+    const tok *t = &d->args[k];
+    size_t n = t->n;
+    uint64_t mul = 1000, v;
+    if (n > 2 && strcmp(t->s + n - 2, "ms") == 0) {
+        mul = 1;
+        n -= 2;
+    } else if (n > 0) {
+        switch (t->s[n - 1]) {
+        case 's': mul = 1000; n--; break;
+        case 'm': mul = 60000; n--; break;
+        case 'h': mul = 3600000; n--; break;
+        case 'd': mul = 86400000; n--; break;
+        default: break;
+        }
+    }
+    if (parse_u64(t->s, n, &v) != WEB_OK || v > (uint64_t)INT64_MAX / mul ||
+        v * mul > 366ull * 86400000ull)
+        return perr(c, t->line,
+                    "invalid time \"%s\" for \"%s\" (e.g. 500ms, 30s, 5m)",
+                    t->s, d->name.s);
+    *out = (int64_t)(v * mul);
+    return WEB_OK;
+}
+
+static int get_choice(pctx *c, const node *d, size_t k,
+                      const char *const *choices, int *out)
+{
+    const tok *t = &d->args[k];
+    char list[160] = "";
+    int i;
+    for (i = 0; choices[i] != NULL; i++) {
+        if (strcmp(t->s, choices[i]) == 0) {
+            *out = i;
+            return WEB_OK;
+        }
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s",
+                 i ? ", " : "", choices[i]);
+    }
+    return perr(c, t->line, "invalid value \"%s\" for \"%s\", expected one "
+                "of: %s", t->s, d->name.s, list);
+}
+
+static int get_str(pctx *c, const node *d, size_t k, const char **out)
+{
+    const tok *t = &d->args[k];
+    if (t->n == 0)
+        return perr(c, t->line, "empty value for \"%s\"", d->name.s);
+    *out = t->s;
+    return WEB_OK;
+}
+
+static int check_listen(pctx *c, const node *d)
+{
+    const tok *t = &d->args[0];
+    const char *colon;
+    uint64_t port;
+    if (strcmp(t->s, "stdin") == 0)
+        return WEB_OK;
+    if (strncmp(t->s, "unix:", 5) == 0) {
+        /* sun_path is 108 bytes with its NUL; libfcgi exit()s past that */
+        if (t->n > 5 && t->n - 5 < 108)
+            return WEB_OK;
+        return perr(c, t->line, "invalid unix socket path in \"%s\" "
+                    "(1 to 107 bytes)", t->s);
+    }
+    colon = strrchr(t->s, ':');
+    if (colon != NULL && colon != t->s &&
+        parse_u64(colon + 1, strlen(colon + 1), &port) == WEB_OK && port > 0 &&
+        port <= 65535)
+        return WEB_OK;
+    return perr(c, t->line, "invalid listen \"%s\", expected unix:PATH, "
+                "HOST:PORT or stdin", t->s);
+}
+
+static int do_server(pctx *c, const node *blk)
+{
+    static const char *const levels[] = {"debug", "info", "notice", "warn",
+                                         "error", NULL};
+    seen_set seen = {{0}, 0};
+    size_t k;
+    for (k = 0; k < blk->nkids; k++) {
+        const node *d = &blk->kids[k];
+        const char *nm = d->name.s;
+        uint64_t v;
+        int rc = no_block(c, d);
+        if (rc == WEB_OK)
+            rc = once(c, &seen, d);
+        if (rc != WEB_OK)
+            return rc;
+        if (strcmp(nm, "listen") == 0) {
+            if ((rc = arity(c, d, 1, 1)) || (rc = check_listen(c, d)))
+                return rc;
+            c->conf->server.listen = d->args[0].s;
+        } else if (strcmp(nm, "socket_mode") == 0) {
+            const tok *t;
+            size_t i;
+            if ((rc = arity(c, d, 1, 1)))
+                return rc;
+            t = &d->args[0];
+            v = 0;
+            for (i = 0; i < t->n && i < 5; i++) {
+                if (t->s[i] < '0' || t->s[i] > '7')
+                    break;
+                v = v * 8 + (uint64_t)(t->s[i] - '0');
+            }
+            if (t->n == 0 || i != t->n || v > 0777)
+                return perr(c, t->line, "invalid socket_mode \"%s\", "
+                            "expected an octal mode such as 0660", t->s);
+            c->conf->server.socket_mode = (unsigned)v;
+        } else if (strcmp(nm, "threads") == 0) {
+            if ((rc = arity(c, d, 1, 1)) ||
+                (rc = get_num(c, d, 0, 1, 1024, &v)))
+                return rc;
+            c->conf->server.threads = (unsigned)v;
+        } else if (strcmp(nm, "max_body") == 0) {
+            if ((rc = arity(c, d, 1, 1)) ||
+                (rc = get_size(c, d, 0, 1024u * 1024u * 1024u, &v)))
+                return rc;
+            c->conf->server.max_body = (size_t)v;
+        } else if (strcmp(nm, "max_params") == 0) {
+            if ((rc = arity(c, d, 1, 1)) ||
+                (rc = get_num(c, d, 0, 1, 100000, &v)))
+                return rc;
+            c->conf->server.max_params = (size_t)v;
+        } else if (strcmp(nm, "max_args") == 0) {
+            if ((rc = arity(c, d, 1, 1)) ||
+                (rc = get_num(c, d, 0, 1, 100000, &v)))
+                return rc;
+            c->conf->server.max_query_args = (size_t)v;
+        } else if (strcmp(nm, "log") == 0) {
+            if ((rc = arity(c, d, 1, 1)) ||
+                (rc = get_str(c, d, 0, &c->conf->server.log)))
+                return rc;
+        } else if (strcmp(nm, "log_level") == 0) {
+            int ch;
+            if ((rc = arity(c, d, 1, 1)) ||
+                (rc = get_choice(c, d, 0, levels, &ch)))
+                return rc;
+            c->conf->server.log_level = (web_log_level)ch;
+        } else {
+            return perr(c, d->name.line, "unknown directive \"%s\" in "
+                        "\"server\"", nm);
+        }
+    }
+    return WEB_OK;
+}
+
+static int do_database(pctx *c, const node *blk)
+{
+    static const char *const journal[] = {"delete", "truncate", "persist",
+                                          "memory", "wal", "off", NULL};
+    static const char *const sync[] = {"off", "normal", "full", "extra",
+                                       NULL};
+    seen_set seen = {{0}, 0};
+    size_t k;
+    for (k = 0; k < blk->nkids; k++) {
+        const node *d = &blk->kids[k];
+        const char *nm = d->name.s;
+        int rc = no_block(c, d), ch;
+        if (rc == WEB_OK)
+            rc = once(c, &seen, d);
+        if (rc == WEB_OK)
+            rc = arity(c, d, 1, 1);
+        if (rc != WEB_OK)
+            return rc;
+        if (strcmp(nm, "path") == 0) {
+            rc = get_str(c, d, 0, &c->conf->database.path);
+        } else if (strcmp(nm, "journal_mode") == 0) {
+            rc = get_choice(c, d, 0, journal, &ch);
+            if (rc == WEB_OK)
+                c->conf->database.journal_mode = journal[ch];
+        } else if (strcmp(nm, "synchronous") == 0) {
+            rc = get_choice(c, d, 0, sync, &ch);
+            if (rc == WEB_OK)
+                c->conf->database.synchronous = sync[ch];
+        } else if (strcmp(nm, "busy_timeout") == 0) {
+            rc = get_time(c, d, 0, &c->conf->database.busy_timeout_ms);
+        } else if (strcmp(nm, "migrations") == 0) {
+            rc = get_str(c, d, 0, &c->conf->database.migrations);
+        } else {
+            return perr(c, d->name.line, "unknown directive \"%s\" in "
+                        "\"database\"", nm);
+        }
+        if (rc != WEB_OK)
+            return rc;
+    }
+    return WEB_OK;
+}
+
+static int do_pool(pctx *c, const node *blk)
+{
+    seen_set seen = {{0}, 0};
+    size_t k;
+    for (k = 0; k < blk->nkids; k++) {
+        const node *d = &blk->kids[k];
+        const char *nm = d->name.s;
+        uint64_t v = 0;
+        int rc = no_block(c, d);
+        if (rc == WEB_OK)
+            rc = once(c, &seen, d);
+        if (rc != WEB_OK)
+            return rc;
+        if (strcmp(nm, "admission") == 0) {
+            const tok *t;
+            if ((rc = arity(c, d, 1, 2)))
+                return rc;
+            t = &d->args[0];
+            if (strcmp(t->s, "wait") == 0) {
+                c->conf->pool.admission = WEB_ADMIT_WAIT;
+                if (d->nargs == 2 &&
+                    (rc = get_time(c, d, 1, &c->conf->pool.admission_wait_ms)))
+                    return rc;
+                continue;
+            }
+            if (strcmp(t->s, "reject") == 0)
+                c->conf->pool.admission = WEB_ADMIT_REJECT;
+            else if (strcmp(t->s, "inline") == 0)
+                c->conf->pool.admission = WEB_ADMIT_INLINE;
+            else
+                return perr(c, t->line, "invalid value \"%s\" for "
+                            "\"admission\", expected one of: wait TIME, "
+                            "reject, inline", t->s);
+            if ((rc = arity(c, d, 1, 1)))
+                return rc;
+            continue;
+        }
+        if ((rc = arity(c, d, 1, 1)))
+            return rc;
+        if (strcmp(nm, "workers") == 0) {
+            rc = get_num(c, d, 0, 1, 1024, &v);
+            c->conf->pool.workers = (unsigned)v;
+        } else if (strcmp(nm, "queue") == 0) {
+            rc = get_num(c, d, 0, 1, 16u * 1024u * 1024u, &v);
+            c->conf->pool.queue = (size_t)v;
+        } else if (strcmp(nm, "tasks_per_request") == 0) {
+            rc = get_num(c, d, 0, 1, 65536, &v);
+            c->conf->pool.tasks_per_request = (size_t)v;
+        } else if (strcmp(nm, "batch") == 0) {
+            rc = get_num(c, d, 0, 1, 65536, &v);
+            c->conf->pool.batch = (size_t)v;
+        } else if (strcmp(nm, "busy_retries") == 0) {
+            rc = get_num(c, d, 0, 0, 1000, &v);
+            c->conf->pool.busy_retries = (unsigned)v;
+        } else if (strcmp(nm, "task_timeout") == 0) {
+            rc = get_time(c, d, 0, &c->conf->pool.task_timeout_ms);
+        } else if (strcmp(nm, "drain_timeout") == 0) {
+            rc = get_time(c, d, 0, &c->conf->pool.drain_timeout_ms);
+        } else {
+            return perr(c, d->name.line, "unknown directive \"%s\" in "
+                        "\"pool\"", nm);
+        }
+        if (rc != WEB_OK)
+            return rc;
+    }
+    return WEB_OK;
+}
+
+/* ---- routes ------------------------------------------------------------- */
+
+/* Does pattern have a ":name" segment? */
+static int path_has_seg(const char *pat, const char *name, size_t n)
+{
+    const char *p = pat;
+    while ((p = strstr(p, "/:")) != NULL) {
+        p += 2;
+        if (strncmp(p, name, n) == 0 && (p[n] == '/' || p[n] == '\0'))
+            return 1;
+    }
+    return 0;
+}
+
+static int get_source(pctx *c, const web_route_conf *route, const tok *t,
+                      web_source *src)
+{
+    static const struct {
+        const char *name;
+        web_source_kind kind;
+    } vars[] = {
+        {"request_method", WEB_SRC_METHOD}, {"uri", WEB_SRC_PATH},
+        {"path", WEB_SRC_PATH},             {"query_string", WEB_SRC_QUERY},
+        {"args", WEB_SRC_QUERY},            {"remote_addr", WEB_SRC_REMOTE_ADDR},
+        {"request_id", WEB_SRC_REQUEST_ID}, {"time_iso", WEB_SRC_TIME_ISO},
+        {"time_unix", WEB_SRC_TIME_UNIX},   {"content_type", WEB_SRC_CONTENT_TYPE},
+    };
+    static const struct {
+        const char *prefix;
+        web_source_kind kind;
+    } pre[] = {
+        {"seg_", WEB_SRC_SEG}, {"arg_", WEB_SRC_ARG},
+        {"http_", WEB_SRC_HTTP}, {"body_", WEB_SRC_BODY},
+    };
+    size_t k;
+    memset(src, 0, sizeof(*src));
+    if (t->quoted) {
+        src->kind = WEB_SRC_LITERAL;
+        src->text = t->s;
+        src->len = t->n;
+        if (!web_utf8_valid(t->s, t->n))
+            return perr(c, t->line, "string is not valid UTF-8");
+        return WEB_OK;
+    }
+    if (strncmp(t->s, "raw:", 4) == 0) {
+        if (t->n == 4)
+            return perr(c, t->line, "empty SQL after \"raw:\"");
+        if (memchr(t->s, ';', t->n) != NULL)
+            return perr(c, t->line, "\";\" is not allowed in raw SQL \"%s\"",
+                        t->s + 4);
+        src->kind = WEB_SRC_RAW;
+        src->text = t->s + 4;
+        src->len = t->n - 4;
+        return WEB_OK;
+    }
+    if (t->s[0] != '$')
+        return perr(c, t->line, "invalid value \"%s\", expected a "
+                    "$variable, a \"quoted string\" or raw:SQL", t->s);
+    for (k = 0; k < sizeof vars / sizeof vars[0]; k++) {
+        if (strcmp(t->s + 1, vars[k].name) == 0) {
+            src->kind = vars[k].kind;
+            return WEB_OK;
+        }
+    }
+    for (k = 0; k < sizeof pre / sizeof pre[0]; k++) {
+        size_t pl = strlen(pre[k].prefix);
+        const char *name = t->s + 1 + pl;
+        size_t nl;
+        if (strncmp(t->s + 1, pre[k].prefix, pl) != 0)
+            continue;
+        nl = t->n - 1 - pl;
+        if (nl == 0)
+            return perr(c, t->line, "missing name after \"$%s\"",
+                        pre[k].prefix);
+        src->kind = pre[k].kind;
+        src->text = name;
+        src->len = nl;
+        if (pre[k].kind == WEB_SRC_SEG) {
+            size_t p;
+            for (p = 0; p < route->npaths; p++)
+                if (!path_has_seg(route->paths[p], name, nl))
+                    return perr(c, t->line, "variable \"%s\": path \"%s\" "
+                                "has no segment \":%s\"", t->s,
+                                route->paths[p], name);
+        }
+        if (pre[k].kind == WEB_SRC_HTTP) {
+            size_t i;
+            for (i = 0; i < nl; i++) {
+                char ch = name[i];
+                if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                      (ch >= '0' && ch <= '9') || ch == '_' || ch == '-'))
+                    return perr(c, t->line, "invalid header name in \"%s\"",
+                                t->s);
+            }
+        }
+        return WEB_OK;
+    }
+    return perr(c, t->line, "unknown variable \"%s\"", t->s);
+}
+
+static int get_ident(pctx *c, const tok *t, const char *what,
+                     const char **out)
+{
+    if (!web__ident_valid(t->s, t->n))
+        return perr(c, t->line, "invalid identifier \"%s\" for %s", t->s,
+                    what);
+    *out = t->s;
+    return WEB_OK;
+}
+
+typedef struct colvec {
+    web_column *v;
+    size_t n, cap;
+} colvec;
+
+static int add_col(pctx *c, const web_route_conf *route, colvec *cv,
+                   const tok *col, const tok *val)
+{
+    web_column *nv;
+    size_t k;
+    const char *name = NULL;
+    int rc = get_ident(c, col, "column", &name);
+    if (rc != WEB_OK)
+        return rc;
+    for (k = 0; k < cv->n; k++)
+        if (strcmp(cv->v[k].column, name) == 0)
+            return perr(c, col->line, "duplicate column \"%s\"", name);
+    if (cv->n == CONF_MAX_COLS)
+        return perr(c, col->line, "too many columns (at most %u)",
+                    CONF_MAX_COLS);
+    nv = grow(c, cv->v, cv->n, &cv->cap, sizeof(web_column));
+    if (nv == NULL)
+        return oom(c);
+    cv->v = nv;
+    cv->v[cv->n].column = name;
+    cv->v[cv->n].line = col->line;
+    rc = get_source(c, route, val, &cv->v[cv->n].src);
+    if (rc != WEB_OK)
+        return rc;
+    cv->n++;
+    return WEB_OK;
+}
+
+static int do_defer(pctx *c, const web_route_conf *route, const node *d,
+                    web_defer *df)
+{
+    static const char *const kinds[] = {"insert", "update", "delete",
+                                        "upsert", NULL};
+    colvec cols = {0}, sets = {0}, wheres = {0};
+    web_source *conds = NULL;
+    const char **conflict = NULL;
+    size_t ccap = 0, k;
+    int kind, rc;
+    char what[32];
+    if ((rc = need_block(c, d)) || (rc = arity(c, d, 2, 2)) ||
+        (rc = get_choice(c, d, 0, kinds, &kind)) ||
+        (rc = get_ident(c, &d->args[1], "table", &df->table)))
+        return rc;
+    df->kind = (web_defer_kind)kind;
+    df->line = d->name.line;
+    snprintf(what, sizeof what, "defer %s", kinds[kind]);
+    for (k = 0; k < d->nkids; k++) {
+        const node *s = &d->kids[k];
+        const char *nm = s->name.s;
+        int keyword = !s->name.quoted;
+        if ((rc = no_block(c, s)))
+            return rc;
+        if (keyword && strcmp(nm, "if") == 0) {
+            web_source *nc;
+            if ((rc = arity(c, s, 1, 1)))
+                return rc;
+            if (df->nconds == CONF_MAX_COLS)
+                return perr(c, s->name.line, "too many \"if\"");
+            nc = grow(c, conds, df->nconds, &ccap, sizeof(web_source));
+            if (nc == NULL)
+                return oom(c);
+            conds = nc;
+            rc = get_source(c, route, &s->args[0], &conds[df->nconds]);
+            if (rc != WEB_OK)
+                return rc;
+            if (conds[df->nconds].kind == WEB_SRC_LITERAL ||
+                conds[df->nconds].kind == WEB_SRC_RAW)
+                return perr(c, s->args[0].line, "\"if\" needs a $variable");
+            df->nconds++;
+        } else if (keyword && strcmp(nm, "set") == 0 &&
+                   (kind == WEB_DEFER_UPDATE || kind == WEB_DEFER_UPSERT)) {
+            if ((rc = arity(c, s, 2, 2)) ||
+                (rc = add_col(c, route, &sets, &s->args[0], &s->args[1])))
+                return rc;
+        } else if (keyword && strcmp(nm, "where") == 0 &&
+                   (kind == WEB_DEFER_UPDATE || kind == WEB_DEFER_DELETE)) {
+            if ((rc = arity(c, s, 2, 2)) ||
+                (rc = add_col(c, route, &wheres, &s->args[0], &s->args[1])))
+                return rc;
+        } else if (keyword && strcmp(nm, "conflict") == 0 &&
+                   kind == WEB_DEFER_UPSERT) {
+            size_t a;
+            if ((rc = arity(c, s, 1, CONF_MAX_COLS)))
+                return rc;
+            if (df->nconflict > 0)
+                return perr(c, s->name.line, "duplicate directive "
+                            "\"conflict\"");
+            conflict = web_arena_alloc(c->a, s->nargs * sizeof(char *));
+            if (conflict == NULL)
+                return oom(c);
+            for (a = 0; a < s->nargs; a++)
+                if ((rc = get_ident(c, &s->args[a], "column", &conflict[a])))
+                    return rc;
+            df->nconflict = s->nargs;
+        } else if (kind == WEB_DEFER_INSERT || kind == WEB_DEFER_UPSERT) {
+            if (s->nargs == 0)
+                return perr(c, s->name.line, "expected a value after "
+                            "column \"%s\"", nm);
+            if ((rc = arity(c, s, 1, 1)) ||
+                (rc = add_col(c, route, &cols, &s->name, &s->args[0])))
+                return rc;
+        } else {
+            return perr(c, s->name.line, "unknown directive \"%s\" in \"%s\""
+                        "%s", nm, what, kind == WEB_DEFER_DELETE
+                        ? " (expected if or where)"
+                        : " (expected if, set or where)");
+        }
+    }
+    df->conds = conds;
+    df->cols = cols.v;
+    df->ncols = cols.n;
+    df->sets = sets.v;
+    df->nsets = sets.n;
+    df->wheres = wheres.v;
+    df->nwheres = wheres.n;
+    df->conflict = conflict;
+    if ((kind == WEB_DEFER_INSERT || kind == WEB_DEFER_UPSERT) &&
+        df->ncols == 0)
+        return perr(c, d->name.line, "\"%s\" needs at least one column",
+                    what);
+    if (kind == WEB_DEFER_UPDATE && df->nsets == 0)
+        return perr(c, d->name.line, "\"%s\" needs at least one \"set\"",
+                    what);
+    /* An UPDATE or DELETE without WHERE would touch the whole table on
+     * every request: refuse it rather than let a typo do that. */
+    if ((kind == WEB_DEFER_UPDATE || kind == WEB_DEFER_DELETE) &&
+        df->nwheres == 0)
+        return perr(c, d->name.line, "\"%s\" needs at least one \"where\"",
+                    what);
+    if (kind == WEB_DEFER_UPSERT && df->nconflict == 0)
+        return perr(c, d->name.line, "\"%s\" needs \"conflict COLUMN...\"",
+                    what);
+    return WEB_OK;
+}
+
+static int parse_methods(pctx *c, const tok *t, unsigned *out)
+{
+    const char *p = t->s;
+    *out = 0;
+    if (strcasecmp(p, "any") == 0) {
+        *out = WEB_M_ANY;
+        return WEB_OK;
+    }
+    while (*p != '\0') {
+        size_t n = strcspn(p, ",|");
+        char m[16];
+        unsigned bit;
+        size_t i;
+        if (n == 0 || n >= sizeof m)
+            return perr(c, t->line, "invalid method list \"%s\", expected "
+                        "e.g. GET, GET|POST or any", t->s);
+        for (i = 0; i < n; i++)
+            m[i] = (p[i] >= 'a' && p[i] <= 'z') ? (char)(p[i] - 32) : p[i];
+        m[n] = '\0';
+        bit = web_method_bit(m);
+        if (bit == WEB_M_OTHER || bit == 0)
+            return perr(c, t->line, "unknown method \"%s\"", m);
+        *out |= bit;
+        p += n;
+        if (*p != '\0') {
+            p++;
+            if (*p == '\0')
+                return perr(c, t->line, "invalid method list \"%s\"", t->s);
+        }
+    }
+    return WEB_OK;
+}
+
+static int valid_ctype(const char *s)
+{
+    const char *slash = strchr(s, '/');
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e)
+            return 0;
+    return slash != NULL;
+}
+
+static int do_route(pctx *c, const node *d, web_route_conf *r)
+{
+    size_t k, dcap = 0;
+    web_defer *defers = NULL;
+    const char **paths;
+    int rc, have_respond = 0;
+    seen_set seen = {{0}, 0};
+    if ((rc = need_block(c, d)))
+        return rc;
+    if (d->nargs < 2)
+        return perr(c, d->name.line, "\"route\" needs METHODS and at least "
+                    "one PATH, e.g. route GET /hello { ... }");
+    if (d->nargs - 1 > CONF_MAX_PATHS)
+        return perr(c, d->args[CONF_MAX_PATHS + 1].line,
+                    "too many paths (at most %u)", CONF_MAX_PATHS);
+    r->line = d->name.line;
+    if ((rc = parse_methods(c, &d->args[0], &r->methods)))
+        return rc;
+    paths = web_arena_alloc(c->a, (d->nargs - 1) * sizeof(char *));
+    if (paths == NULL)
+        return oom(c);
+    for (k = 1; k < d->nargs; k++) {
+        char why[128];
+        if (web_pattern_check(d->args[k].s, why, sizeof why) != WEB_OK)
+            return perr(c, d->args[k].line, "invalid path: %s", why);
+        paths[k - 1] = d->args[k].s;
+    }
+    r->paths = paths;
+    r->npaths = d->nargs - 1;
+    r->content_type = "text/plain";
+    r->body = "";
+    for (k = 0; k < d->nkids; k++) {
+        const node *s = &d->kids[k];
+        const char *nm = s->name.s;
+        if (strcmp(nm, "defer") == 0) {
+            web_defer *nd;
+            if (r->ndefers == CONF_MAX_DEFERS)
+                return perr(c, s->name.line, "too many \"defer\" (at most "
+                            "%u)", CONF_MAX_DEFERS);
+            nd = grow(c, defers, r->ndefers, &dcap, sizeof(web_defer));
+            if (nd == NULL)
+                return oom(c);
+            defers = nd;
+            memset(&defers[r->ndefers], 0, sizeof(web_defer));
+            rc = do_defer(c, r, s, &defers[r->ndefers]);
+            if (rc != WEB_OK)
+                return rc;
+            r->ndefers++;
+            continue;
+        }
+        if ((rc = no_block(c, s)) || (rc = once(c, &seen, s)))
+            return rc;
+        if (strcmp(nm, "handler") == 0) {
+            if ((rc = arity(c, s, 1, 1)) ||
+                (rc = get_ident(c, &s->args[0], "handler", &r->handler)))
+                return rc;
+        } else if (strcmp(nm, "respond") == 0) {
+            uint64_t st;
+            size_t bi;
+            if ((rc = arity(c, s, 1, 3)) ||
+                (rc = get_num(c, s, 0, 100, 599, &st)))
+                return rc;
+            r->status = (int)st;
+            have_respond = 1;
+            if (s->nargs == 3) {
+                if (!valid_ctype(s->args[1].s))
+                    return perr(c, s->args[1].line, "invalid content type "
+                                "\"%s\"", s->args[1].s);
+                r->content_type = s->args[1].s;
+            }
+            if (s->nargs >= 2) {
+                bi = s->nargs - 1;
+                r->body = s->args[bi].s;
+                r->body_len = s->args[bi].n;
+            }
+        } else {
+            return perr(c, s->name.line, "unknown directive \"%s\" in "
+                        "\"route\" (expected handler, respond or defer)", nm);
+        }
+    }
+    r->defers = defers;
+    if (r->handler != NULL && have_respond)
+        return perr(c, d->name.line, "route has both \"handler\" and "
+                    "\"respond\"; use one");
+    if (r->handler == NULL && !have_respond)
+        return perr(c, d->name.line, "route needs \"handler NAME;\" or "
+                    "\"respond STATUS ...;\"");
+    return WEB_OK;
+}
+
+static int do_top(pctx *c, const node *kids, size_t nkids)
+{
+    size_t k, cap = 0;
+    web_route_conf *routes = NULL;
+    seen_set seen = {{0}, 0};
+    for (k = 0; k < nkids; k++) {
+        const node *d = &kids[k];
+        const char *nm = d->name.s;
+        int rc;
+        if (strcmp(nm, "route") == 0) {
+            web_route_conf *nr;
+            if (c->conf->nroutes == WEB_MAX_ROUTES)
+                return perr(c, d->name.line, "too many routes");
+            nr = grow(c, routes, c->conf->nroutes, &cap,
+                      sizeof(web_route_conf));
+            if (nr == NULL)
+                return oom(c);
+            routes = nr;
+            memset(&routes[c->conf->nroutes], 0, sizeof(web_route_conf));
+            rc = do_route(c, d, &routes[c->conf->nroutes]);
+            if (rc != WEB_OK)
+                return rc;
+            c->conf->nroutes++;
+            c->conf->routes = routes;
+            continue;
+        }
+        if (strcmp(nm, "server") != 0 && strcmp(nm, "database") != 0 &&
+            strcmp(nm, "pool") != 0)
+            return perr(c, d->name.line, "unknown directive \"%s\"", nm);
+        if ((rc = need_block(c, d)))
+            return rc;
+        if (d->nargs > 0)
+            return perr(c, d->args[0].line, "\"%s\" takes no arguments",
+                        nm);
+        if ((rc = once(c, &seen, d)))
+            return rc;
+        if (strcmp(nm, "server") == 0)
+            rc = do_server(c, d);
+        else if (strcmp(nm, "database") == 0)
+            rc = do_database(c, d);
+        else
+            rc = do_pool(c, d);
+        if (rc != WEB_OK)
+            return rc;
+    }
+    return WEB_OK;
+}
+
+/* ==== entry points ======================================================== */
+
+static web_conf *conf_new(const char *name)
+{
+    web_arena *a = web_arena_create(16384, 256u * 1024u * 1024u);
+    web_conf *c;
+    if (a == NULL)
+        return NULL;
+    c = web_arena_alloc(a, sizeof(*c));
+    if (c == NULL || (c->file = web_arena_strdup(a, name)) == NULL) {
+        web_arena_free(a);
+        return NULL;
+    }
+    c->mem_ = a;
+    c->server.listen = "unix:var/waituntil.sock";
+    c->server.socket_mode = 0660;
+    c->server.threads = 4;
+    c->server.max_body = 1024 * 1024;
+    c->server.max_params = 1000;
+    c->server.max_query_args = 1000;
+    c->server.log = "stderr";
+    c->server.log_level = WEB_LOG_INFO;
+    c->database.path = "var/waituntil.db";
+    c->database.journal_mode = "wal";
+    c->database.synchronous = "normal";
+    c->database.busy_timeout_ms = 5000;
+    c->database.migrations = "conf/migrations";
+    c->pool.workers = 2;
+    c->pool.queue = 65536;
+    c->pool.tasks_per_request = 16;
+    c->pool.batch = 256;
+    c->pool.task_timeout_ms = 5000;
+    c->pool.admission = WEB_ADMIT_WAIT;
+    c->pool.admission_wait_ms = 100;
+    c->pool.drain_timeout_ms = 30000;
+    c->pool.busy_retries = 5;
+    c->routes = NULL;
+    c->nroutes = 0;
+    return c;
+}
+
+web_conf *web_conf_default(void)
+{
+    return conf_new("(defaults)");
+}
+
+void web_conf_free(web_conf *c)
+{
+    if (c != NULL)
+        web_arena_free(c->mem_);
+}
+
+int web_conf_parse(const char *text, size_t n, const char *name,
+                   web_conf **out, char *errbuf, size_t errlen)
+{
+    pctx c;
+    node *kids;
+    size_t nkids;
+    int rc;
+    if (errlen > 0 && errbuf != NULL)
+        errbuf[0] = '\0';
+    if (out == NULL)
+        return WEB_EINVAL;
+    *out = NULL;
+    if (text == NULL && n > 0)
+        return WEB_EINVAL;
+    if (name == NULL)
+        name = "(string)";
+    memset(&c, 0, sizeof c);
+    c.file = name;
+    c.err = errbuf;
+    c.errlen = errbuf ? errlen : 0;
+    c.text = text;
+    c.n = n;
+    c.line = 1;
+    if (n > CONF_MAX_TEXT)
+        return perr(&c, 1, "file too large (more than %u bytes)",
+                    CONF_MAX_TEXT);
+    c.conf = conf_new(name);
+    if (c.conf == NULL)
+        return oom(&c);
+    c.a = c.conf->mem_;
+    rc = parse_block(&c, &kids, &nkids, 0, 0);
+    if (rc == WEB_OK)
+        rc = do_top(&c, kids, nkids);
+    if (rc != WEB_OK) {
+        web_conf_free(c.conf);
+        return rc;
+    }
+    *out = c.conf;
+    return WEB_OK;
+}
+
+int web_conf_load(const char *path, web_conf **out, char *errbuf,
+                  size_t errlen)
+{
+    FILE *f;
+    char *buf;
+    size_t n;
+    int rc;
+    if (out == NULL)
+        return WEB_EINVAL;
+    *out = NULL;
+    if (path == NULL)
+        return WEB_EINVAL;
+    f = fopen(path, "rb");
+    if (f == NULL) {
+        char eb[128];
+        if (errlen > 0 && errbuf)
+            snprintf(errbuf, errlen, "%s: cannot open: %s", path,
+                     strerror_r(errno, eb, sizeof eb));
+        return WEB_EIO;
+    }
+    buf = malloc(CONF_MAX_TEXT + 1);
+    if (buf == NULL) {
+        fclose(f);
+        return WEB_ENOMEM;
+    }
+    n = fread(buf, 1, CONF_MAX_TEXT + 1, f);
+    if (ferror(f)) {
+        if (errlen > 0 && errbuf)
+            snprintf(errbuf, errlen, "%s: read error", path);
+        fclose(f);
+        free(buf);
+        return WEB_EIO;
+    }
+    fclose(f);
+    rc = web_conf_parse(buf, n, path, out, errbuf, errlen);
+    free(buf);
+    return rc;
+}
+
+int web_conf_router(const web_conf *c, web_router **out)
+{
+    web_router *r;
+    size_t i, p;
+    if (out == NULL)
+        return WEB_EINVAL;
+    *out = NULL;
+    if (c == NULL)
+        return WEB_EINVAL;
+    r = web_router_create();
+    if (r == NULL)
+        return WEB_ENOMEM;
+    for (i = 0; i < c->nroutes; i++) {
+        const web_route_conf *rt = &c->routes[i];
+        for (p = 0; p < rt->npaths; p++) {
+            int rc = web_router_add(r, rt->methods, rt->paths[p],
+                                    (void *)rt);
+            if (rc != WEB_OK) {
+                web_router_free(r);
+                return rc;
+            }
+        }
+    }
+    *out = r;
+    return WEB_OK;
+}

@@ -1,0 +1,547 @@
+/*
+ * web.h -- waituntil's request side: per-request arena, request copy-out
+ * and parsers, router, configuration file.  The FastCGI accept loop and the
+ * response writer (lib/web/fcgi*.c, server*.c) build on these pieces; this
+ * part never links libfcgi and knows nothing of a particular handler.
+ *
+ * Conventions (as in lib/qb, after SQLite):
+ *   - int status codes: WEB_OK (0) or a named negative WEB_E*;
+ *     web_strerror() gives the text, web_http_status() the HTTP answer.
+ *   - Opaque handles with paired create/free; every *_free(NULL) is a no-op.
+ *   - Everything a request needs lives in its web_arena: strings returned by
+ *     the web_request_* accessors stay valid until that arena is reset or
+ *     freed, and not one moment longer.  Copy them before handing work to
+ *     another thread that may outlive the request.
+ *   - Thread-safety: an arena, a request and a match belong to one thread
+ *     at a time.  A router and a web_conf are immutable after they are
+ *     built, so any number of threads may read them concurrently.
+ *   - No global mutable state; nothing to initialise.
+ *
+ * Why jansson for JSON bodies (and not json-c or cJSON): it is packaged in
+ * Debian (libjansson-dev 2.14), it validates UTF-8 strictly and refuses
+ * "\u0000" unless asked (so every string is safe for SQLite TEXT), it can
+ * refuse duplicate object keys (JSON_REJECT_DUPLICATES), it bounds nesting
+ * depth, and it parses from a (pointer, length) buffer without a NUL.
+ * cJSON accepts invalid UTF-8 and duplicate keys silently; json-c has no
+ * duplicate-key switch and a different ownership style.  We add a lower,
+ * configurable depth limit in front of it (web_limits.max_json_depth).
+ *
+ * Link: -ljansson (pkg-config jansson).  No libfcgi here.
+ */
+#ifndef WAITUNTIL_WEB_H
+#define WAITUNTIL_WEB_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#if defined(__GNUC__) && defined(WEB_BUILDING)
+#define WEB_API __attribute__((visibility("default")))
+#else
+#define WEB_API
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- status codes ------------------------------------------------------ */
+
+enum {
+    WEB_OK = 0,
+    WEB_ENOMEM = -1,      /* malloc failed                          -> 500 */
+    WEB_EINVAL = -2,      /* bad argument from the caller (a bug)   -> 500 */
+    WEB_ETOOBIG = -3,     /* body or arena bound exceeded           -> 413 */
+    WEB_ETOOMANY = -4,    /* too many params / headers / args       -> 431 */
+    WEB_EHEADER = -5,     /* one param / header too large           -> 431 */
+    WEB_EBADREQ = -6,     /* missing method, bad Content-Length...  -> 400 */
+    WEB_EBADPATH = -7,    /* bad escape, %00, '..' above root...    -> 400 */
+    WEB_EBADQUERY = -8,   /* bad escape / %00 / invalid UTF-8 in
+                             query string or form body              -> 400 */
+    WEB_EBADJSON = -9,    /* malformed JSON body (or too deep)      -> 400 */
+    WEB_EUTF8 = -10,      /* a value is not valid UTF-8             -> 400 */
+    WEB_ENOTFOUND = -11,  /* no route for the path                  -> 404 */
+    WEB_EMETHOD = -12,    /* path known, method not allowed         -> 405 */
+    WEB_ECONF = -13,      /* configuration error (see errbuf)             */
+    WEB_EIO = -14,        /* could not read a file (see errbuf)           */
+    WEB_EFULL = -15       /* a fixed table is full (routes, captures)     */
+};
+
+/* Static English text for a status code; never NULL.  Thread-safe. */
+WEB_API const char *web_strerror(int rc);
+
+/* The HTTP status a server should answer for rc (200 for WEB_OK, the
+ * numbers in the table above, 500 for anything unknown).  Thread-safe. */
+WEB_API int web_http_status(int rc);
+
+/* ==== 1. per-request arena =============================================== */
+
+/*
+ * A chunked bump allocator in the manner of h2o's h2o_mem_pool_t.  Memory
+ * comes from chunks of chunk_size bytes; a request larger than a quarter of
+ * a chunk gets a chunk of its own.  The sum of all chunk sizes never exceeds
+ * max_total: past that, allocation returns NULL and the arena stays usable.
+ * web_arena_reset() runs the dispose callbacks (newest first), frees every
+ * chunk but the first and rewinds it, so a request thread reuses the same
+ * first chunk for every request without calling malloc.
+ */
+typedef struct web_arena web_arena;
+
+#define WEB_ARENA_DEFAULT_CHUNK 8192u
+
+/* Create an arena.  chunk_size 0 means WEB_ARENA_DEFAULT_CHUNK; max_total 0
+ * means "no bound" (SIZE_MAX).  The first chunk is allocated here.  Returns
+ * NULL on ENOMEM or if chunk_size > max_total. */
+WEB_API web_arena *web_arena_create(size_t chunk_size, size_t max_total);
+
+/* Run dispose callbacks, free everything.  NULL is a no-op. */
+WEB_API void web_arena_free(web_arena *a);
+
+/* Run dispose callbacks and forget every allocation; keeps the first
+ * chunk.  NULL is a no-op. */
+WEB_API void web_arena_reset(web_arena *a);
+
+/* n bytes aligned for any object (alignof(max_align_t)).  NULL when the
+ * bound is reached or malloc fails.  n == 0 returns a valid unique-enough
+ * pointer that must not be dereferenced. */
+WEB_API void *web_arena_alloc(web_arena *a, size_t n);
+
+/* n bytes aligned to align (a power of two, at most 4096); NULL on a bad
+ * align, the bound or ENOMEM. */
+WEB_API void *web_arena_alloc_aligned(web_arena *a, size_t n, size_t align);
+
+/* Copy n bytes of s and add a NUL.  s may contain NULs (copied as is).
+ * NULL on bound/ENOMEM. */
+WEB_API char *web_arena_strndup(web_arena *a, const char *s, size_t n);
+WEB_API char *web_arena_strdup(web_arena *a, const char *s);
+
+/* Register fn(arg) to run at the next reset/free (newest first).  Used to
+ * tie foreign objects (a jansson tree) to the request's lifetime.  Returns
+ * WEB_ETOOBIG/WEB_ENOMEM if the record cannot be allocated; fn is then NOT
+ * called, the caller still owns arg. */
+WEB_API int web_arena_on_reset(web_arena *a, void (*fn)(void *), void *arg);
+
+/* Bytes handed out since the last reset, and bytes held in chunks. */
+WEB_API size_t web_arena_used(const web_arena *a);
+WEB_API size_t web_arena_reserved(const web_arena *a);
+
+/* ==== methods ============================================================ */
+
+enum {
+    WEB_M_GET = 1u << 0,
+    WEB_M_HEAD = 1u << 1,
+    WEB_M_POST = 1u << 2,
+    WEB_M_PUT = 1u << 3,
+    WEB_M_DELETE = 1u << 4,
+    WEB_M_PATCH = 1u << 5,
+    WEB_M_OPTIONS = 1u << 6,
+    WEB_M_OTHER = 1u << 7,  /* any other token (PROPFIND...): only "any" */
+    WEB_M_ANY = 0xffu
+};
+
+/* Bit for a method (case-sensitive, as HTTP methods are); WEB_M_OTHER for
+ * any other non-empty string (only "any" routes admit it); 0 for
+ * NULL/empty. */
+WEB_API unsigned web_method_bit(const char *method);
+
+/* Write "GET, HEAD, POST" for a bit set into buf (NUL-terminated, truncated
+ * to buflen).  GET implies HEAD.  Returns the length it needed. */
+WEB_API size_t web_methods_format(unsigned bits, char *buf, size_t buflen);
+
+/* ==== 2. request copy-out and parsers ==================================== */
+
+typedef struct web_limits {
+    size_t max_params;      /* FastCGI params (envp entries), default 1000 */
+    size_t max_param_len;   /* bytes of one "NAME=value", default 65536    */
+    size_t max_query_args;  /* query args, and form fields, default 1000   */
+    size_t max_body;        /* body bytes, default 1 MiB                   */
+    size_t max_json_depth;  /* nesting of a JSON body, default 32          */
+} web_limits;
+
+/* Fill *lim with the defaults above. */
+WEB_API void web_limits_default(web_limits *lim);
+
+/* A typed value: a query/form/JSON field or an evaluated conf source. */
+typedef enum web_vtype {
+    WEB_V_ABSENT = 0, /* not there (no such field / header / arg)     */
+    WEB_V_NULL,       /* JSON null                                    */
+    WEB_V_TEXT,       /* s, len: valid UTF-8, no NUL inside           */
+    WEB_V_INT,        /* i                                            */
+    WEB_V_REAL,       /* d                                            */
+    WEB_V_BOOL,       /* i is 0 or 1                                  */
+    WEB_V_RAW         /* s, len: trusted SQL text from the conf file  */
+} web_vtype;
+
+typedef struct web_value {
+    web_vtype type;
+    const char *s;   /* TEXT, RAW: NUL-terminated as well */
+    size_t len;
+    int64_t i;
+    double d;
+} web_value;
+
+/* One key/value pair from a query string or form body (decoded). */
+typedef struct web_kv {
+    const char *key;
+    size_t key_len;
+    const char *val;
+    size_t val_len;
+    int has_eq;      /* 0 for "flag" (no '='): val is "" */
+} web_kv;
+
+/*
+ * Parse an application/x-www-form-urlencoded string (a query string or a
+ * form body) into an array of web_kv in the arena, in input order.  '&'
+ * separates pairs (empty pairs are skipped), '+' is a space, %XX is a byte.
+ * Keys may be empty ("=v").  Every key and value must decode to valid UTF-8
+ * without NUL: otherwise the whole input is refused (WEB_EBADQUERY), since
+ * these values are bound as SQLite TEXT.  More than max_args pairs ->
+ * WEB_ETOOMANY.  Bound/ENOMEM -> WEB_ETOOBIG/WEB_ENOMEM.  On error *out is
+ * NULL and *count 0.
+ */
+WEB_API int web_urlencoded_parse(web_arena *a, const char *s, size_t n,
+                                 size_t max_args, web_kv **out,
+                                 size_t *count);
+
+/*
+ * Percent-decode and normalise a URL path into the arena: %XX decoded
+ * (%00, bad or truncated escapes and control bytes refused), then runs of
+ * '/' merged and "." / ".." segments resolved; ".." above the root, a path
+ * not starting with '/', or invalid UTF-8 -> WEB_EBADPATH.  decode 0 skips
+ * the %XX step (for nginx's already-decoded DOCUMENT_URI).  A trailing
+ * '/' is kept.
+ */
+WEB_API int web_path_normalize(web_arena *a, const char *s, size_t n,
+                               int decode, char **out, size_t *out_len);
+
+/* 1 if s[0..n) is valid UTF-8 (no overlongs, no surrogates, <= U+10FFFF)
+ * without NUL bytes, else 0. */
+WEB_API int web_utf8_valid(const char *s, size_t n);
+
+typedef struct web_request web_request;
+
+/*
+ * Copy a request out of a FastCGI-style environment into arena a: envp is a
+ * NULL-terminated array of "NAME=value" strings (FCGX_Request.envp), body
+ * the bytes the caller read from the request stream.  After this returns,
+ * nothing points into envp or body, so the caller may FCGX_Finish_r.
+ *
+ *   method  REQUEST_METHOD (required, else WEB_EBADREQ).
+ *   path    DOCUMENT_URI if present (nginx's $uri: already decoded, so it
+ *           is only normalised), else the path part of REQUEST_URI,
+ *           percent-decoded and normalised (web_path_normalize).
+ *   query   QUERY_STRING, else the part of REQUEST_URI after '?'; parsed
+ *           into args (web_urlencoded_parse, limits.max_query_args).
+ *   headers HTTP_* params; looked up case-insensitively with '-' == '_'.
+ *   body    Content-Length (CONTENT_LENGTH) must be digits, <= max_body
+ *           and equal body_len when present; a body over max_body ->
+ *           WEB_ETOOBIG.  A form body (application/x-www-form-urlencoded)
+ *           is parsed like a query; a JSON body (application/json) is
+ *           parsed with jansson (duplicate keys and depth > max_json_depth
+ *           refused) -> WEB_EBADJSON.  Other types are kept as bytes.
+ *   id      REQUEST_ID (nginx $request_id) if it is 1..64 bytes of
+ *           [A-Za-z0-9._-]; else 32 random hex digits are generated.
+ *   time    arrival time, CLOCK_REALTIME, taken here.
+ * Duplicate params: the first one wins, as with FCGX_GetParam.  Params
+ * without '=' are ignored.  Limits: more than max_params entries ->
+ * WEB_ETOOMANY; one entry longer than max_param_len -> WEB_EHEADER.
+ *
+ * lim may be NULL (defaults).  On success *out lives in the arena; on error
+ * *out is NULL and whatever was allocated is left in the arena (reset it).
+ */
+WEB_API int web_request_init(web_request **out, web_arena *a,
+                             char *const *envp, const void *body,
+                             size_t body_len, const web_limits *lim);
+
+/* Accessors.  Strings are NUL-terminated arena copies; *len (if not NULL)
+ * gets their length.  "Absent" is NULL (len 0).  Not thread-safe against a
+ * concurrent reset of the arena, obviously. */
+WEB_API web_arena *web_request_arena(const web_request *r);
+WEB_API const char *web_request_method(const web_request *r);
+WEB_API unsigned web_request_method_bit(const web_request *r);
+WEB_API const char *web_request_path(const web_request *r, size_t *len);
+WEB_API const char *web_request_query(const web_request *r, size_t *len);
+WEB_API const char *web_request_content_type(const web_request *r);
+/* -1 when CONTENT_LENGTH was absent. */
+WEB_API int64_t web_request_content_length(const web_request *r);
+WEB_API const void *web_request_body(const web_request *r, size_t *len);
+WEB_API const char *web_request_remote_addr(const web_request *r);
+WEB_API const char *web_request_id(const web_request *r);
+WEB_API struct timespec web_request_time(const web_request *r);
+/* Override the arrival time (tests, replay). */
+WEB_API void web_request_set_time(web_request *r, struct timespec ts);
+
+/* Any FastCGI param by exact name ("SERVER_PROTOCOL"). */
+WEB_API const char *web_request_param(const web_request *r, const char *name,
+                                      size_t *len);
+/* A header by name: "X-User-ID", "x-user-id" and "x_user_id" are equal. */
+WEB_API const char *web_request_header(const web_request *r, const char *name,
+                                       size_t *len);
+WEB_API size_t web_request_header_count(const web_request *r);
+/* i-th header: *name is the part after HTTP_ ("X_USER_ID").  Returns
+ * WEB_EINVAL when i is out of range. */
+WEB_API int web_request_header_at(const web_request *r, size_t i,
+                                  const char **name, const char **value,
+                                  size_t *value_len);
+
+/* Query args: first value for a key (NULL if absent); all pairs in order. */
+WEB_API const char *web_request_arg(const web_request *r, const char *key,
+                                    size_t *len);
+WEB_API size_t web_request_arg_count(const web_request *r);
+WEB_API const web_kv *web_request_arg_at(const web_request *r, size_t i);
+
+/* Form fields (application/x-www-form-urlencoded bodies): same rules. */
+WEB_API size_t web_request_form_count(const web_request *r);
+WEB_API const web_kv *web_request_form_at(const web_request *r, size_t i);
+
+/*
+ * A body field: for a form body the first value of key (WEB_V_TEXT); for a
+ * JSON body whose top level is an object, the member at key, where "a.b"
+ * descends into objects (a literal key containing '.' is tried first).
+ * Strings -> TEXT, integers -> INT, reals -> REAL, true/false -> BOOL,
+ * null -> NULL, objects/arrays -> TEXT holding compact JSON.  Anything
+ * else (no such key, no body, other content type) -> ABSENT.  Returns
+ * WEB_OK, or WEB_ENOMEM/WEB_ETOOBIG when compact JSON cannot be stored.
+ */
+WEB_API int web_request_body_field(const web_request *r, const char *key,
+                                   web_value *out);
+
+/* ISO-8601 UTC with milliseconds, as JavaScript's toISOString():
+ * "2026-11-28T01:02:03.456Z" (24 bytes + NUL).  buf must hold 25 bytes.
+ * Returns WEB_EINVAL for years outside 0..9999. */
+WEB_API int web_time_iso(const struct timespec *ts, char buf[25]);
+
+/* ==== 3. router ========================================================== */
+
+// Patterns (segments separated by '/'; written with line comments because
+// the prefix form contains a slash-star):
+//   /hello            exact
+//   /users/:id        named segment: binds "id" to one non-empty segment
+//   /log/*            prefix: matches /log/ and /log/anything/deeper but
+//                     NOT /log (declare /log as well if you want it); the
+//                     rest after "/log/" is the match's tail
+//   /users/:id/*      both
+// Precedence, whatever the declaration order: exact > named > prefix; among
+// named routes more literal segments win; among prefix routes the longer
+// prefix wins; ties go to the route declared first.  Only routes whose
+// method set admits the request's method compete; if the path matches some
+// route but none admits the method -> WEB_EMETHOD with the union of their
+// methods in match->allow.  A route that admits GET also admits HEAD.
+// Bounds: WEB_MAX_SEGMENTS segments per pattern, WEB_MAX_CAPTURES named
+// segments, WEB_MAX_ROUTES routes.
+#define WEB_MAX_SEGMENTS 32
+#define WEB_MAX_CAPTURES 8
+#define WEB_MAX_ROUTES 1024
+
+typedef struct web_router web_router;
+
+typedef struct web_capture {
+    const char *name;   /* points into the router's pattern copy */
+    size_t name_len;
+    const char *value;  /* points into the path given to match */
+    size_t value_len;
+} web_capture;
+
+typedef struct web_match {
+    void *data;           /* what was given to web_router_add */
+    size_t route;         /* index of the route, in declaration order */
+    const char *pattern;  /* the route's pattern */
+    size_t ncaptures;
+    web_capture captures[WEB_MAX_CAPTURES];
+    const char *tail;     /* prefix routes: the rest of the path, else NULL */
+    size_t tail_len;
+    unsigned allow;       /* WEB_EMETHOD: allowed methods (GET adds HEAD) */
+    char allow_str[80];   /* ... formatted: "GET, HEAD, POST" */
+} web_match;
+
+/* Check a pattern; on error writes why into err (if errlen > 0) and returns
+ * WEB_EINVAL. */
+WEB_API int web_pattern_check(const char *pattern, char *err, size_t errlen);
+
+/* Create/free.  NULL on ENOMEM. */
+WEB_API web_router *web_router_create(void);
+WEB_API void web_router_free(web_router *r);
+
+/* Add a route; the pattern is copied, data is borrowed (never freed).
+ * methods is a WEB_M_* set (0 is refused).  WEB_EINVAL on a bad pattern,
+ * WEB_EFULL past WEB_MAX_ROUTES, WEB_ENOMEM.  Not thread-safe: build the
+ * router before sharing it. */
+WEB_API int web_router_add(web_router *r, unsigned methods,
+                           const char *pattern, void *data);
+
+/* Match method + path (path_len bytes, need not be NUL-terminated).
+ * WEB_OK fills *m; WEB_ENOTFOUND; WEB_EMETHOD fills m->allow/allow_str.
+ * Captures point into path and into the router.  Thread-safe. */
+WEB_API int web_router_match(const web_router *r, const char *method,
+                             const char *path, size_t path_len, web_match *m);
+
+/* Value of a named capture, or NULL. */
+WEB_API const char *web_match_param(const web_match *m, const char *name,
+                                    size_t *len);
+
+/* ==== 4. configuration =================================================== */
+
+typedef enum web_source_kind {
+    WEB_SRC_LITERAL = 0,  /* "quoted string": text = the string           */
+    WEB_SRC_RAW,          /* raw:SQL: text = the SQL (trusted conf text)    */
+    WEB_SRC_METHOD,       /* $request_method                               */
+    WEB_SRC_PATH,         /* $uri, $path (normalised, decoded)             */
+    WEB_SRC_QUERY,        /* $query_string, $args (raw)                    */
+    WEB_SRC_SEG,          /* $seg_NAME: named path segment NAME            */
+    WEB_SRC_ARG,          /* $arg_NAME: query arg NAME                     */
+    WEB_SRC_HTTP,         /* $http_NAME: header (x_user_id = X-User-ID)    */
+    WEB_SRC_BODY,         /* $body_NAME: form or JSON field (a.b allowed)  */
+    WEB_SRC_REMOTE_ADDR,  /* $remote_addr                                  */
+    WEB_SRC_REQUEST_ID,   /* $request_id                                   */
+    WEB_SRC_TIME_ISO,     /* $time_iso: 2026-11-28T01:02:03.456Z           */
+    WEB_SRC_TIME_UNIX,    /* $time_unix: integer seconds                   */
+    WEB_SRC_CONTENT_TYPE  /* $content_type                                 */
+} web_source_kind;
+
+typedef struct web_source {
+    web_source_kind kind;
+    const char *text;  /* LITERAL/RAW text, or the NAME of SEG/ARG/HTTP/BODY */
+    size_t len;
+} web_source;
+
+typedef struct web_column {
+    const char *column;   /* validated identifier */
+    web_source src;
+    int line;
+} web_column;
+
+typedef enum web_defer_kind {
+    WEB_DEFER_INSERT = 0, /* INSERT INTO t (cols) VALUES (...)          */
+    WEB_DEFER_UPDATE,     /* UPDATE t SET sets WHERE wheres (AND)       */
+    WEB_DEFER_DELETE,     /* DELETE FROM t WHERE wheres (AND)           */
+    WEB_DEFER_UPSERT      /* INSERT ... ON CONFLICT (conflict) DO UPDATE
+                             SET sets  (or DO NOTHING when nsets == 0) */
+} web_defer_kind;
+
+typedef struct web_defer {
+    web_defer_kind kind;
+    const char *table;      /* validated identifier */
+    int line;
+    const web_source *conds;   /* "if": run only when all are present */
+    size_t nconds;
+    const web_column *cols;    /* INSERT/UPSERT column values */
+    size_t ncols;
+    const web_column *sets;    /* UPDATE SET / UPSERT DO UPDATE SET */
+    size_t nsets;
+    const web_column *wheres;  /* UPDATE/DELETE: column = value, ANDed */
+    size_t nwheres;
+    const char *const *conflict; /* UPSERT conflict target columns */
+    size_t nconflict;
+} web_defer;
+
+typedef struct web_route_conf {
+    int line;
+    unsigned methods;          /* WEB_M_* */
+    const char *const *paths;  /* validated patterns */
+    size_t npaths;
+    const char *handler;       /* "handler NAME;" or NULL */
+    int status;                /* "respond": 100..599, 0 with a handler */
+    const char *content_type;  /* respond: default "text/plain" */
+    const char *body;          /* respond: may be "" */
+    size_t body_len;
+    const web_defer *defers;   /* run after the response, in order */
+    size_t ndefers;
+} web_route_conf;
+
+typedef enum web_admission {
+    WEB_ADMIT_WAIT = 0,  /* wait up to admission_wait_ms, then 503 */
+    WEB_ADMIT_REJECT,    /* 503 at once */
+    WEB_ADMIT_INLINE     /* run the work in the request thread */
+} web_admission;
+
+typedef enum web_log_level {
+    WEB_LOG_DEBUG = 0, WEB_LOG_INFO, WEB_LOG_NOTICE, WEB_LOG_WARN,
+    WEB_LOG_ERROR
+} web_log_level;
+
+typedef struct web_conf {
+    const char *file;            /* name used in messages */
+    struct {
+        const char *listen;      /* "unix:PATH", "HOST:PORT" or "stdin" */
+        unsigned socket_mode;    /* default 0660 */
+        unsigned threads;        /* default 4 */
+        size_t max_body;         /* default 1 MiB */
+        size_t max_params;       /* default 1000 */
+        size_t max_query_args;   /* default 1000 */
+        const char *log;         /* "stderr" or a file path */
+        web_log_level log_level; /* default info */
+    } server;
+    struct {
+        const char *path;          /* default "var/waituntil.db" */
+        const char *journal_mode;  /* default "wal" */
+        const char *synchronous;   /* default "normal" */
+        int64_t busy_timeout_ms;   /* default 5000 */
+        const char *migrations;    /* default "conf/migrations" */
+    } database;
+    struct {
+        unsigned workers;          /* default 2 */
+        size_t queue;              /* default 65536 */
+        size_t tasks_per_request;  /* default 16 */
+        size_t batch;              /* default 256 */
+        int64_t task_timeout_ms;   /* default 5000 */
+        web_admission admission;   /* default wait */
+        int64_t admission_wait_ms; /* default 100 */
+        int64_t drain_timeout_ms;  /* default 30000 */
+        unsigned busy_retries;     /* default 5 */
+    } pool;
+    const web_route_conf *routes;
+    size_t nroutes;
+    web_arena *mem_;  /* private: owns every byte of the tree */
+} web_conf;
+
+/*
+ * Parse configuration text (n bytes; need not be NUL-terminated; at most
+ * 1 MiB).  name is used in messages ("conf/waituntil.conf").  On success
+ * *out is a tree owned by the caller (web_conf_free).  On failure *out is
+ * NULL, the return is WEB_ECONF (or WEB_ENOMEM), and errbuf receives one
+ * line "NAME:LINE: what was expected", e.g.
+ *   conf/waituntil.conf:12: expected ';' after "threads 4"
+ * Thread-safe (no shared state).
+ */
+WEB_API int web_conf_parse(const char *text, size_t n, const char *name,
+                           web_conf **out, char *errbuf, size_t errlen);
+
+/* Read and parse a file.  WEB_EIO if it cannot be read (errbuf says why). */
+WEB_API int web_conf_load(const char *path, web_conf **out, char *errbuf,
+                          size_t errlen);
+
+/* A tree with every default and no routes.  NULL on ENOMEM. */
+WEB_API web_conf *web_conf_default(void);
+
+WEB_API void web_conf_free(web_conf *c);
+
+/* Build a router with every path of every route; match->data is the
+ * const web_route_conf *.  The router borrows nothing from c. */
+WEB_API int web_conf_router(const web_conf *c, web_router **out);
+
+/* Name of a source for messages ("$http_x_user_id", "raw:...", ...):
+ * writes into buf, returns buf. */
+WEB_API const char *web_source_name(const web_source *s, char *buf,
+                                    size_t buflen);
+
+/*
+ * Evaluate a source against a request (and its route match, for $seg_;
+ * m may be NULL).  *out is ABSENT when the value is missing (no header,
+ * no arg...), TEXT (valid UTF-8, in the request's arena or in the conf),
+ * INT ($time_unix, JSON integers), REAL, BOOL, NULL (JSON null), or RAW
+ * (trusted SQL text from the conf; never a request byte).  Errors:
+ * WEB_EUTF8 when a header value is not valid UTF-8 (answer 400),
+ * WEB_ENOMEM/WEB_ETOOBIG when the arena is full, WEB_EINVAL for NULL args.
+ */
+WEB_API int web_source_eval(const web_source *src, const web_request *r,
+                            const web_match *m, web_value *out);
+
+/* "Present" in the sense of a conf "if": not ABSENT, not JSON null, and
+ * not empty text (an empty X-User-ID header counts as missing, as an empty
+ * string is falsy in the JavaScript original). */
+WEB_API int web_value_present(const web_value *v);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* WAITUNTIL_WEB_H */

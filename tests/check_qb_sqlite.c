@@ -1,0 +1,2021 @@
+/*
+ * check_qb_sqlite.c -- the qb executor on SQLite (lib/qb/sqlite.c).
+ *
+ * Queries are made with qb_query_raw; chains and count statements are
+ * also assembled through qb_int.h the way the builder produces them, and
+ * the "builder" case runs queries from the builder API itself.  Most
+ * tests run twice (loop index parity): on ":memory:" and on a file in a
+ * fresh temp directory (WAL).
+ *
+ * Build by hand (until the automake build lands):
+ *   gcc -std=gnu11 -Wall -Wextra -Werror -g -O1 -DQB_BUILDING \
+ *       -Ilib/qb -Itests tests/check_qb_sqlite.c tests/testutil.c \
+ *       lib/qb/[a-z]*.c \
+ *       $(pkg-config --cflags --libs check sqlite3) -pthread
+ */
+#define _GNU_SOURCE
+#include <check.h>
+#include <sqlite3.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qb.h"
+#include "qb_int.h"
+#include "qb_sqlite.h"
+#include "testutil.h"
+
+/* ---- fixtures ------------------------------------------------------------ */
+
+typedef struct fx {
+    qb_db *db;
+    char *dir;      /* on-disk variant only */
+    char path[512];
+} fx;
+
+static void fx_open_cfg(fx *f, int disk, const qb_db_config *cfg)
+{
+    char err[256];
+    memset(f, 0, sizeof *f);
+    if (disk) {
+        f->dir = tu_mkdtemp("qbsql");
+        ck_assert_ptr_nonnull(f->dir);
+        snprintf(f->path, sizeof f->path, "%s/t.db", f->dir);
+    } else {
+        snprintf(f->path, sizeof f->path, ":memory:");
+    }
+    ck_assert_int_eq(qb_db_open(&f->db, f->path, cfg, err, sizeof err), QB_OK);
+    ck_assert_ptr_nonnull(f->db);
+}
+
+static void fx_open(fx *f, int disk) { fx_open_cfg(f, disk, NULL); }
+
+static void fx_close(fx *f)
+{
+    qb_db_close(f->db);
+    f->db = NULL;
+    if (f->dir != NULL) {
+        tu_rmtree(f->dir);
+        free(f->dir);
+        f->dir = NULL;
+    }
+}
+
+static qb_query *mkq(const char *sql, size_t n, const qb_value *a, qb_fetch f)
+{
+    qb_query *q = NULL;
+    ck_assert_int_eq(qb_query_raw(&q, sql, n, a, f), QB_OK);
+    ck_assert_ptr_nonnull(q);
+    return q;
+}
+
+/* Run sql (no params) and return the status. */
+static int run(qb_db *db, const char *sql)
+{
+    qb_query *q = mkq(sql, 0, NULL, QB_FETCH_NONE);
+    int rc = qb_exec(db, q, NULL);
+    qb_query_free(q);
+    return rc;
+}
+
+/* First column of the first row of sql, as int64. */
+static int64_t scalar(qb_db *db, const char *sql)
+{
+    qb_query *q = mkq(sql, 0, NULL, QB_FETCH_ONE);
+    qb_result *r = NULL;
+    int64_t v;
+    ck_assert_int_eq(qb_exec(db, q, &r), QB_OK);
+    ck_assert_uint_eq(qb_result_rows(r), 1);
+    v = qb_result_int(r, 0, 0);
+    qb_result_free(r);
+    qb_query_free(q);
+    return v;
+}
+
+/* t(id, name, score) with rows (1,'a',10) (2,'b',20) (3,'c',30). */
+static void seed(qb_db *db)
+{
+    ck_assert_int_eq(run(db, "CREATE TABLE t (id INTEGER PRIMARY KEY, "
+                             "name TEXT UNIQUE, score INTEGER)"), QB_OK);
+    ck_assert_int_eq(run(db, "INSERT INTO t (name, score) VALUES "
+                             "('a', 10), ('b', 20), ('c', 30)"), QB_OK);
+}
+
+/* ---- logger / hook recorders --------------------------------------------- */
+
+typedef struct rec {
+    int calls;
+    int last_rc;
+    int64_t last_dur;
+    int neg_dur;
+    int msg_ok;      /* errmsg NULL exactly when rc == QB_OK, every call */
+    const qb_query *last_q;
+    char last_sql[256];
+    int befores, afters, veto;
+    const qb_result *after_res;
+    int after_rc;
+} rec;
+
+static void rec_logger(void *ud, const qb_query *q, int64_t d, int rc,
+                       const char *msg)
+{
+    rec *r = ud;
+    r->calls++;
+    r->last_rc = rc;
+    r->last_dur = d;
+    if (d < 0)
+        r->neg_dur = 1;
+    if ((rc == QB_OK) != (msg == NULL))
+        r->msg_ok = 0;
+    r->last_q = q;
+    snprintf(r->last_sql, sizeof r->last_sql, "%s", q ? q->sql : "(null)");
+}
+
+static int rec_before(void *ud, const qb_query *q)
+{
+    rec *r = ud;
+    (void)q;
+    r->befores++;
+    return r->veto;
+}
+
+static void rec_after(void *ud, const qb_query *q, int rc, const qb_result *res,
+                      int64_t d)
+{
+    rec *r = ud;
+    (void)q;
+    (void)d;
+    r->afters++;
+    r->after_rc = rc;
+    r->after_res = res;
+}
+
+static void rec_init(rec *r)
+{
+    memset(r, 0, sizeof *r);
+    r->msg_ok = 1;
+}
+
+/* ---- open / config -------------------------------------------------------- */
+
+START_TEST(test_open_defaults)
+{
+    fx f;
+    qb_query *q;
+    qb_result *r = NULL;
+    fx_open(&f, _i);
+    q = mkq("PRAGMA journal_mode", 0, NULL, QB_FETCH_ONE);
+    ck_assert_int_eq(qb_exec(f.db, q, &r), QB_OK);
+    ck_assert_str_eq(qb_result_text(r, 0, 0, NULL), _i ? "wal" : "memory");
+    qb_result_free(r);
+    qb_query_free(q);
+    ck_assert_int_eq(scalar(f.db, "PRAGMA synchronous"), 1);   /* NORMAL */
+    ck_assert_int_eq(scalar(f.db, "PRAGMA busy_timeout"), 5000);
+    ck_assert_int_eq(scalar(f.db, "PRAGMA foreign_keys"), 1);
+    ck_assert_ptr_nonnull(qb_db_sqlite(f.db));
+    ck_assert_str_eq(qb_db_errmsg(f.db), "not an error");
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(test_open_config_applied)
+{
+    fx f;
+    qb_db_config cfg = { "DELETE", "FULL", 123, 0, 8 };
+    qb_cache_stats st;
+    fx_open_cfg(&f, 1, &cfg);
+    ck_assert_int_eq(scalar(f.db, "PRAGMA synchronous"), 2);
+    ck_assert_int_eq(scalar(f.db, "PRAGMA busy_timeout"), 123);
+    qb_db_cache_stats(f.db, &st);
+    ck_assert_uint_eq(st.capacity, 8);
+    fx_close(&f);
+}
+END_TEST
+
+static const struct bad_cfg {
+    const char *jm, *sync;
+    int busy;
+    size_t cache;
+} bad_cfgs[] = {
+    { "bogus", NULL, 0, 0 },
+    { NULL, "NORMAL; DROP TABLE x", 0, 0 },
+    { "WAL", "NORMAL", -1, 0 },
+    { "WAL", "NORMAL", 10, 1u << 20 },
+};
+
+START_TEST(test_open_config_invalid)
+{
+    const struct bad_cfg *b = &bad_cfgs[_i];
+    qb_db_config cfg = { b->jm, b->sync, b->busy, 0, b->cache };
+    qb_db *db = (qb_db *)&cfg;   /* must be overwritten with NULL */
+    char err[128] = "x";
+    ck_assert_int_eq(qb_db_open(&db, ":memory:", &cfg, err, sizeof err),
+                     QB_EINVAL);
+    ck_assert_ptr_null(db);
+    ck_assert_int_gt(strlen(err), 0);
+}
+END_TEST
+
+START_TEST(test_open_bad_path)
+{
+    qb_db *db = NULL;
+    char err[256] = "";
+    ck_assert_int_eq(qb_db_open(&db, "/nonexistent-dir/qb/x.db", NULL, err,
+                                sizeof err), QB_ESQL);
+    ck_assert_ptr_null(db);
+    ck_assert_ptr_nonnull(strstr(err, "cannot open"));
+    ck_assert_int_eq(qb_db_open(NULL, ":memory:", NULL, NULL, 0), QB_EINVAL);
+    ck_assert_int_eq(qb_db_open(&db, NULL, NULL, NULL, 0), QB_EINVAL);
+}
+END_TEST
+
+START_TEST(test_open_readonly)
+{
+    fx f;
+    qb_db *ro = NULL;
+    qb_db_config cfg = { NULL, NULL, 100, 1, 0 };
+    fx_open(&f, 1);
+    seed(f.db);
+    ck_assert_int_eq(qb_db_open(&ro, f.path, &cfg, NULL, 0), QB_OK);
+    ck_assert_int_eq(scalar(ro, "SELECT count(*) FROM t"), 3);
+    ck_assert_int_eq(run(ro, "DELETE FROM t"), QB_ESQL);
+    ck_assert_int_eq(qb_db_errcode(ro) & 0xff, SQLITE_READONLY);
+    qb_db_close(ro);
+    fx_close(&f);
+}
+END_TEST
+
+/* ---- statement kinds (table-driven, x2 databases) ------------------------ */
+
+static const struct kind_case {
+    const char *sql;
+    int nargs;
+    int64_t a0, a1;
+    qb_fetch fetch;
+    int rc;
+    size_t rows;
+    int64_t first;         /* first column of row 0, if rows > 0 */
+    int64_t changes;
+    const char *check;     /* scalar query run afterwards ... */
+    int64_t check_val;     /* ... and its expected value */
+} kinds[] = {
+    { "SELECT id, name FROM t ORDER BY id", 0, 0, 0, QB_FETCH_ALL,
+      QB_OK, 3, 1, 0, "SELECT count(*) FROM t", 3 },
+    { "SELECT id FROM t WHERE id > ?1 ORDER BY id", 1, 1, 0, QB_FETCH_ONE,
+      QB_OK, 1, 2, 0, "SELECT count(*) FROM t", 3 },
+    { "SELECT id FROM t WHERE id > ?1", 1, 99, 0, QB_FETCH_ONE,
+      QB_OK, 0, 0, 0, "SELECT count(*) FROM t", 3 },
+    { "SELECT id FROM t", 0, 0, 0, QB_FETCH_NONE,
+      QB_OK, 0, 0, 0, "SELECT count(*) FROM t", 3 },
+    { "WITH x AS (SELECT score FROM t WHERE score >= ?1) "
+      "SELECT sum(score) FROM x", 1, 20, 0, QB_FETCH_ONE,
+      QB_OK, 1, 50, 0, "SELECT count(*) FROM t", 3 },
+    { "INSERT INTO t (name, score) VALUES (?1, ?2)", 2, 0, 40, QB_FETCH_NONE,
+      QB_OK, 0, 0, 1, "SELECT score FROM t WHERE id = 4", 40 },
+    { "INSERT INTO t (name, score) VALUES ('d', ?1), ('e', ?2) "
+      "RETURNING id", 2, 5, 6, QB_FETCH_ALL,
+      QB_OK, 2, 4, 2, "SELECT count(*) FROM t", 5 },
+    { "UPDATE t SET score = score + ?1 WHERE id <= ?2", 2, 10, 2,
+      QB_FETCH_NONE, QB_OK, 0, 0, 2, "SELECT sum(score) FROM t", 80 },
+    /* ONE from a writer: first row returned, every row still updated. */
+    { "UPDATE t SET score = ?1 RETURNING id", 1, 7, 0, QB_FETCH_ONE,
+      QB_OK, 1, 1, 3, "SELECT sum(score) FROM t", 21 },
+    { "DELETE FROM t WHERE id = ?1", 1, 3, 0, QB_FETCH_NONE,
+      QB_OK, 0, 0, 1, "SELECT count(*) FROM t", 2 },
+    { "DELETE FROM t WHERE id = ?1", 1, 42, 0, QB_FETCH_NONE,
+      QB_OK, 0, 0, 0, "SELECT count(*) FROM t", 3 },
+    { "CREATE TABLE u (x INTEGER)", 0, 0, 0, QB_FETCH_NONE,
+      QB_OK, 0, 0, 0, "SELECT count(*) FROM sqlite_master WHERE name='u'", 1 },
+    { "CREATE INDEX t_score ON t (score)", 0, 0, 0, QB_FETCH_NONE,
+      QB_OK, 0, 0, 0, "SELECT count(*) FROM sqlite_master WHERE type='index'"
+      " AND name='t_score'", 1 },
+    { "DROP TABLE t", 0, 0, 0, QB_FETCH_NONE,
+      QB_OK, 0, 0, 0, "SELECT count(*) FROM sqlite_master WHERE name='t'", 0 },
+    { "INSERT INTO t (id, name) VALUES (?1, 'zz')", 1, 1, 0, QB_FETCH_NONE,
+      QB_ECONSTRAINT, 0, 0, 0, "SELECT count(*) FROM t", 3 },
+    { "SELEKT 1", 0, 0, 0, QB_FETCH_ALL,
+      QB_ESQL, 0, 0, 0, "SELECT count(*) FROM t", 3 },
+    { "SELECT * FROM missing_table", 0, 0, 0, QB_FETCH_ALL,
+      QB_ESQL, 0, 0, 0, "SELECT count(*) FROM t", 3 },
+};
+#define NKINDS (int)(sizeof kinds / sizeof kinds[0])
+
+START_TEST(test_statement_kinds)
+{
+    const struct kind_case *k = &kinds[_i / 2];
+    qb_value a[2];
+    qb_query *q;
+    qb_result *r = (qb_result *)&a;   /* must be overwritten */
+    fx f;
+
+    fx_open(&f, _i % 2);
+    seed(f.db);
+    a[0] = k->sql[0] == 'I' && k->a0 == 0 ? qb_text("d") : qb_int(k->a0);
+    a[1] = qb_int(k->a1);
+    q = mkq(k->sql, (size_t)k->nargs, a, k->fetch);
+    ck_assert_int_eq(qb_exec(f.db, q, &r), k->rc);
+    if (k->rc == QB_OK) {
+        ck_assert_ptr_nonnull(r);
+        ck_assert_uint_eq(qb_result_rows(r), k->rows);
+        if (k->rows > 0)
+            ck_assert_int_eq(qb_result_int(r, 0, 0), k->first);
+        ck_assert_int_eq(qb_result_changes(r), k->changes);
+    } else {
+        ck_assert_ptr_null(r);
+        ck_assert_str_ne(qb_db_errmsg(f.db), "not an error");
+    }
+    qb_result_free(r);
+    /* Same query again without out: same status, nothing allocated. */
+    if (k->rc != QB_OK)
+        ck_assert_int_eq(qb_exec(f.db, q, NULL), k->rc);
+    qb_query_free(q);
+    ck_assert_int_eq(scalar(f.db, k->check), k->check_val);
+    ck_assert_int_ne(sqlite3_get_autocommit(qb_db_sqlite(f.db)), 0);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(test_last_insert_rowid)
+{
+    fx f;
+    qb_value v = qb_text("zz");
+    qb_query *q;
+    qb_result *r = NULL;
+    fx_open(&f, _i);
+    seed(f.db);
+    q = mkq("INSERT INTO t (name) VALUES (?1)", 1, &v, QB_FETCH_NONE);
+    ck_assert_int_eq(qb_exec(f.db, q, &r), QB_OK);
+    ck_assert_int_eq(qb_result_last_insert_rowid(r), 4);
+    ck_assert_int_eq(qb_last_insert_rowid(f.db), 4);
+    ck_assert_int_eq(qb_changes(f.db), 1);
+    qb_result_free(r);
+    qb_query_free(q);
+    fx_close(&f);
+}
+END_TEST
+
+/* ---- binding and typed rows ----------------------------------------------- */
+
+START_TEST(test_bind_types)
+{
+    static const char nul_text[] = { 'a', '\0', 'b' };
+    static const unsigned char blob[] = { 0, 1, 2, 0xff };
+    qb_value v[9];
+    qb_query *ins, *sel;
+    qb_result *r = NULL;
+    size_t n = 0;
+    const void *p;
+    fx f;
+
+    fx_open(&f, _i);
+    ck_assert_int_eq(run(f.db, "CREATE TABLE v (a, b, c, d, e, f, g, h, i)"),
+                     QB_OK);
+    v[0] = qb_null();
+    v[1] = qb_int(INT64_MIN);
+    v[2] = qb_int(INT64_MAX);
+    v[3] = qb_real(-2.5);
+    v[4] = qb_textn(nul_text, sizeof nul_text);
+    v[5] = qb_text("");
+    v[6] = qb_blob(blob, sizeof blob);
+    v[7] = qb_blob(NULL, 0);
+    v[8] = qb_bool(5);
+    ins = mkq("INSERT INTO v VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+              9, v, QB_FETCH_NONE);
+    ck_assert_int_eq(qb_exec(f.db, ins, NULL), QB_OK);
+    sel = mkq("SELECT a, b, c, d, e, f, g, h, i, typeof(h) AS th FROM v",
+              0, NULL, QB_FETCH_ONE);
+    ck_assert_int_eq(qb_exec(f.db, sel, &r), QB_OK);
+    ck_assert_uint_eq(qb_result_cols(r), 10);
+    ck_assert_int_eq(qb_result_type(r, 0, 0), QB_V_NULL);
+    ck_assert_int_eq(qb_result_is_null(r, 0, 0), 1);
+    ck_assert_int_eq(qb_result_type(r, 0, 1), QB_V_INT);
+    ck_assert(qb_result_int(r, 0, 1) == INT64_MIN);
+    ck_assert(qb_result_int_by(r, 0, "c") == INT64_MAX);
+    ck_assert_int_eq(qb_result_type_by(r, 0, "d"), QB_V_REAL);
+    ck_assert(qb_result_real_by(r, 0, "d") == -2.5);
+    ck_assert_int_eq(qb_result_type(r, 0, 4), QB_V_TEXT);
+    p = qb_result_text(r, 0, 4, &n);
+    ck_assert_uint_eq(n, 3);
+    ck_assert_mem_eq(p, nul_text, 3);
+    ck_assert_str_eq(qb_result_text_by(r, 0, "f", &n), "");
+    ck_assert_uint_eq(n, 0);
+    ck_assert_int_eq(qb_result_type_by(r, 0, "f"), QB_V_TEXT);
+    ck_assert_int_eq(qb_result_type(r, 0, 6), QB_V_BLOB);
+    p = qb_result_blob_by(r, 0, "g", &n);
+    ck_assert_uint_eq(n, sizeof blob);
+    ck_assert_mem_eq(p, blob, sizeof blob);
+    /* Empty blob stays a blob (not NULL), with a usable pointer. */
+    ck_assert_str_eq(qb_result_text_by(r, 0, "th", NULL), "blob");
+    ck_assert_ptr_nonnull(qb_result_blob(r, 0, 7, &n));
+    ck_assert_uint_eq(n, 0);
+    ck_assert_int_eq(qb_result_int_by(r, 0, "i"), 1);
+    ck_assert_int_eq(qb_result_is_null_by(r, 0, "i"), 0);
+    /* Conversions between storage classes. */
+    ck_assert(qb_result_real(r, 0, 2) == (double)INT64_MAX);
+    ck_assert_int_eq(qb_result_int(r, 0, 3), -2);
+    ck_assert_ptr_null(qb_result_text(r, 0, 1, &n));
+    ck_assert_uint_eq(n, 0);
+    qb_result_free(r);
+    qb_query_free(sel);
+    qb_query_free(ins);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(test_result_names_and_bounds)
+{
+    fx f;
+    qb_query *q;
+    qb_result *r = NULL;
+    size_t n = 99;
+    fx_open(&f, 0);
+    seed(f.db);
+    q = mkq("SELECT id, name AS label, score FROM t ORDER BY id", 0, NULL,
+            QB_FETCH_ALL);
+    ck_assert_int_eq(qb_exec(f.db, q, &r), QB_OK);
+    ck_assert_uint_eq(qb_result_rows(r), 3);
+    ck_assert_uint_eq(qb_result_cols(r), 3);
+    ck_assert_str_eq(qb_result_colname(r, 1), "label");
+    ck_assert_ptr_null(qb_result_colname(r, 3));
+    ck_assert_int_eq(qb_result_colindex(r, "score"), 2);
+    ck_assert_int_eq(qb_result_colindex(r, "nope"), QB_EINVAL);
+    ck_assert_str_eq(qb_result_text_by(r, 2, "label", NULL), "c");
+    ck_assert_int_eq(qb_result_int_by(r, 1, "score"), 20);
+    /* Out of range and unknown names read as NULL cells. */
+    ck_assert_int_eq(qb_result_type(r, 3, 0), QB_V_NULL);
+    ck_assert_int_eq(qb_result_is_null(r, 0, 9), 1);
+    ck_assert_int_eq(qb_result_int_by(r, 0, "nope"), 0);
+    ck_assert(qb_result_real_by(r, 0, "nope") == 0.0);
+    ck_assert_ptr_null(qb_result_text_by(r, 0, "nope", &n));
+    ck_assert_uint_eq(n, 0);
+    ck_assert_ptr_null(qb_result_blob(r, 7, 7, NULL));
+    /* NULL result handle. */
+    ck_assert_uint_eq(qb_result_rows(NULL), 0);
+    ck_assert_uint_eq(qb_result_cols(NULL), 0);
+    ck_assert_int_eq(qb_result_colindex(NULL, "id"), QB_EINVAL);
+    ck_assert_int_eq(qb_result_int(NULL, 0, 0), 0);
+    qb_result_free(r);
+    qb_query_free(q);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(test_result_large_rows)
+{
+    /* Enough rows and bytes to make the row and byte arenas grow. */
+    fx f;
+    qb_query *q;
+    qb_result *r = NULL;
+    size_t n = 0;
+    fx_open(&f, 0);
+    q = mkq("WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c "
+            "WHERE i < 3000) SELECT i, printf('%0100d', i) AS s FROM c", 0,
+            NULL, QB_FETCH_ALL);
+    ck_assert_int_eq(qb_exec(f.db, q, &r), QB_OK);
+    ck_assert_uint_eq(qb_result_rows(r), 3000);
+    for (size_t i = 0; i < 3000; i += 499) {
+        const char *s = qb_result_text(r, i, 1, &n);
+        ck_assert_int_eq(qb_result_int(r, i, 0), (int64_t)i + 1);
+        ck_assert_uint_eq(n, 100);
+        ck_assert_int_eq(strtoll(s, NULL, 10), (long long)i + 1);
+    }
+    qb_result_free(r);
+    qb_query_free(q);
+    fx_close(&f);
+}
+END_TEST
+
+static const struct fetch_case {
+    qb_fetch fetch;
+    size_t rows;
+} fetches[] = {
+    { QB_FETCH_NONE, 0 }, { QB_FETCH_ONE, 1 }, { QB_FETCH_ALL, 3 },
+};
+
+START_TEST(test_fetch_types)
+{
+    const struct fetch_case *c = &fetches[_i / 2];
+    fx f;
+    qb_query *q;
+    qb_result *r = NULL;
+    fx_open(&f, _i % 2);
+    seed(f.db);
+    q = mkq("SELECT name FROM t ORDER BY id DESC", 0, NULL, c->fetch);
+    ck_assert_int_eq(qb_exec(f.db, q, &r), QB_OK);
+    ck_assert_uint_eq(qb_result_rows(r), c->rows);
+    ck_assert_uint_eq(qb_result_cols(r), 1);
+    if (c->rows > 0)
+        ck_assert_str_eq(qb_result_text(r, 0, 0, NULL), "c");
+    qb_result_free(r);
+    qb_query_free(q);
+    fx_close(&f);
+}
+END_TEST
+
+/* ---- parameter count, SQL shape ------------------------------------------- */
+
+static const struct param_case {
+    const char *sql;
+    size_t nargs;
+    int rc;
+} param_cases[] = {
+    { "SELECT ?1 + ?2", 1, QB_EINVAL },
+    { "SELECT ?1 + ?2", 3, QB_EINVAL },
+    { "SELECT ?", 0, QB_EINVAL },
+    { "SELECT 1", 1, QB_EINVAL },
+    { "SELECT ?2", 1, QB_EINVAL },        /* highest index counts */
+    { "SELECT ?1 + ?1", 1, QB_OK },       /* reuse is one value */
+    { "SELECT ?1, ?3", 3, QB_OK },
+};
+
+START_TEST(test_param_count)
+{
+    const struct param_case *c = &param_cases[_i];
+    qb_value a[3] = { qb_int(1), qb_int(2), qb_int(3) };
+    fx f;
+    qb_query *q;
+    qb_result *r = NULL;
+    fx_open(&f, 0);
+    q = mkq(c->sql, c->nargs, a, QB_FETCH_ONE);
+    ck_assert_int_eq(qb_exec(f.db, q, &r), c->rc);
+    if (c->rc != QB_OK) {
+        ck_assert_ptr_null(r);
+        ck_assert_ptr_nonnull(strstr(qb_db_errmsg(f.db), "parameter count"));
+        ck_assert_int_eq(qb_db_errcode(f.db), SQLITE_RANGE);
+    }
+    qb_result_free(r);
+    qb_query_free(q);
+    /* The connection (and the cached statement) stay usable. */
+    ck_assert_int_eq(scalar(f.db, "SELECT 7"), 7);
+    fx_close(&f);
+}
+END_TEST
+
+static const struct shape_case {
+    const char *sql;
+    int rc;
+    const char *msg;
+} shapes[] = {
+    { "SELECT 1; SELECT 2", QB_EINVAL, "more than one" },
+    { "SELECT 1;", QB_OK, NULL },
+    { "SELECT 1; -- trailing comment", QB_OK, NULL },
+    { "SELECT 1; /* block */ ;", QB_OK, NULL },
+    { "", QB_EINVAL, "empty" },
+    { "-- only a comment", QB_EINVAL, "empty" },
+    { "SELECT 'unterminated", QB_ESQL, "unrecognized token" },
+};
+
+START_TEST(test_sql_shapes)
+{
+    const struct shape_case *c = &shapes[_i];
+    qb_query *q;
+    fx f;
+    fx_open(&f, 0);
+    /* Set the text directly: this checks the executor, not the builder's
+     * whitespace handling. */
+    q = mkq("SELECT 0", 0, NULL, QB_FETCH_ALL);
+    free(q->sql);
+    q->sql = strdup(c->sql);
+    ck_assert_ptr_nonnull(q->sql);
+    q->sql_len = strlen(c->sql);
+    ck_assert_msg(qb_exec(f.db, q, NULL) == c->rc, "'%s': %s", c->sql,
+                  qb_db_errmsg(f.db));
+    qb_query_free(q);
+    if (c->msg != NULL)
+        ck_assert_msg(strstr(qb_db_errmsg(f.db), c->msg) != NULL,
+                      "message '%s' lacks '%s'", qb_db_errmsg(f.db), c->msg);
+    ck_assert_int_eq(scalar(f.db, "SELECT 3"), 3);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(test_dialect_refused)
+{
+    fx f;
+    qb_query *q;
+    fx_open(&f, 0);
+    q = mkq("SELECT 1", 0, NULL, QB_FETCH_ALL);
+    q->dialect = QB_DIALECT_POSTGRES;
+    ck_assert_int_eq(qb_exec(f.db, q, NULL), QB_EDIALECT);
+    qb_query_free(q);
+    fx_close(&f);
+}
+END_TEST
+
+/* ---- statement cache -------------------------------------------------------- */
+
+static int count_stmts(qb_db *db, const char *sql, sqlite3_stmt **found)
+{
+    int n = 0;
+    for (sqlite3_stmt *s = sqlite3_next_stmt(qb_db_sqlite(db), NULL); s;
+         s = sqlite3_next_stmt(qb_db_sqlite(db), s))
+        if (strcmp(sqlite3_sql(s), sql) == 0) {
+            n++;
+            if (found != NULL)
+                *found = s;
+        }
+    return n;
+}
+
+START_TEST(test_cache_hit_same_statement)
+{
+    fx f;
+    qb_cache_stats a, b;
+    sqlite3_stmt *s1 = NULL, *s2 = NULL;
+    fx_open(&f, _i);
+    seed(f.db);
+    qb_db_cache_stats(f.db, &a);
+    ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM t WHERE id > 0"), 3);
+    ck_assert_int_eq(count_stmts(f.db, "SELECT count(*) FROM t WHERE id > 0",
+                                 &s1), 1);
+    ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM t WHERE id > 0"), 3);
+    ck_assert_int_eq(count_stmts(f.db, "SELECT count(*) FROM t WHERE id > 0",
+                                 &s2), 1);
+    ck_assert_ptr_eq(s1, s2);
+    qb_db_cache_stats(f.db, &b);
+    ck_assert_uint_eq(b.misses - a.misses, 1);
+    ck_assert_uint_eq(b.hits - a.hits, 1);
+    ck_assert_uint_eq(b.size, a.size + 1);
+    /* Returned statements are reset and unbound. */
+    ck_assert_int_eq(sqlite3_stmt_busy(s2), 0);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(test_cache_lru_eviction)
+{
+    qb_db_config cfg = { NULL, NULL, 0, 0, 4 };
+    qb_cache_stats st;
+    fx f;
+    fx_open_cfg(&f, _i, &cfg);
+    /* A..D fill the cache; touching A makes B the least recent. */
+    ck_assert_int_eq(scalar(f.db, "SELECT 1"), 1);
+    ck_assert_int_eq(scalar(f.db, "SELECT 2"), 2);
+    ck_assert_int_eq(scalar(f.db, "SELECT 3"), 3);
+    ck_assert_int_eq(scalar(f.db, "SELECT 4"), 4);
+    ck_assert_int_eq(scalar(f.db, "SELECT 1"), 1);
+    ck_assert_int_eq(scalar(f.db, "SELECT 5"), 5);
+    qb_db_cache_stats(f.db, &st);
+    ck_assert_uint_eq(st.size, 4);
+    ck_assert_uint_eq(st.evictions, 1);
+    ck_assert_int_eq(count_stmts(f.db, "SELECT 2", NULL), 0);
+    ck_assert_int_eq(count_stmts(f.db, "SELECT 1", NULL), 1);
+    ck_assert_uint_eq(st.hits, 1);
+    ck_assert_int_eq(scalar(f.db, "SELECT 1"), 1);      /* still cached */
+    ck_assert_int_eq(scalar(f.db, "SELECT 2"), 2);      /* re-prepared */
+    qb_db_cache_stats(f.db, &st);
+    ck_assert_uint_eq(st.hits, 2);
+    ck_assert_uint_eq(st.misses, 6);
+    ck_assert_uint_eq(st.evictions, 2);
+    ck_assert_uint_le(st.size, st.capacity);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(test_cache_in_use_not_shared)
+{
+    fx f;
+    qb_query *q;
+    qb_cursor *c = NULL;
+    qb_result *r = NULL;
+    qb_cache_stats st;
+    fx_open(&f, _i);
+    seed(f.db);
+    q = mkq("SELECT id FROM t ORDER BY id", 0, NULL, QB_FETCH_ALL);
+    ck_assert_int_eq(qb_cursor_open(f.db, q, &c), QB_OK);
+    ck_assert_int_eq(qb_cursor_next(c), QB_OK);
+    ck_assert_int_eq(qb_cursor_int(c, 0), 1);
+    /* Same SQL while the cursor holds the cached statement. */
+    ck_assert_int_eq(qb_exec(f.db, q, &r), QB_OK);
+    ck_assert_uint_eq(qb_result_rows(r), 3);
+    qb_result_free(r);
+    qb_db_cache_stats(f.db, &st);
+    ck_assert_uint_eq(st.transient, 1);
+    /* The cursor was not disturbed. */
+    ck_assert_int_eq(qb_cursor_next(c), QB_OK);
+    ck_assert_int_eq(qb_cursor_int(c, 0), 2);
+    qb_cursor_close(c);
+    ck_assert_int_eq(count_stmts(f.db, "SELECT id FROM t ORDER BY id", NULL),
+                     1);
+    ck_assert_int_eq(qb_exec(f.db, q, NULL), QB_OK);
+    qb_db_cache_stats(f.db, &st);
+    ck_assert_uint_eq(st.transient, 1);
+    ck_assert_uint_ge(st.hits, 1);
+    qb_query_free(q);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(test_cache_reuse_after_error)
+{
+    fx f;
+    qb_value v[2];
+    qb_query *q;
+    qb_cache_stats a, b;
+    sqlite3_stmt *s = NULL;
+    fx_open(&f, _i);
+    seed(f.db);
+    v[0] = qb_int(1);
+    v[1] = qb_text("dup");
+    q = mkq("INSERT INTO t (id, name) VALUES (?1, ?2)", 2, v, QB_FETCH_NONE);
+    ck_assert_int_eq(qb_exec(f.db, q, NULL), QB_ECONSTRAINT);
+    ck_assert_int_eq(qb_db_errcode(f.db), SQLITE_CONSTRAINT_PRIMARYKEY);
+    ck_assert_ptr_nonnull(strstr(qb_db_errmsg(f.db), "UNIQUE"));
+    count_stmts(f.db, "INSERT INTO t (id, name) VALUES (?1, ?2)", &s);
+    ck_assert_int_eq(sqlite3_stmt_busy(s), 0);
+    qb_query_free(q);
+    qb_db_cache_stats(f.db, &a);
+    v[0] = qb_int(10);
+    q = mkq("INSERT INTO t (id, name) VALUES (?1, ?2)", 2, v, QB_FETCH_NONE);
+    ck_assert_int_eq(qb_exec(f.db, q, NULL), QB_OK);
+    qb_db_cache_stats(f.db, &b);
+    ck_assert_uint_eq(b.hits - a.hits, 1);
+    ck_assert_uint_eq(b.misses, a.misses);
+    ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM t WHERE id = 10"), 1);
+    qb_query_free(q);
+    fx_close(&f);
+}
+END_TEST
+
+/* ---- cursor ------------------------------------------------------------------ */
+
+START_TEST(test_cursor_10k)
+{
+    fx f;
+    qb_query *ins, *sel;
+    qb_cursor *c = NULL;
+    rec lg;
+    int64_t n = 0, sum = 0, prev = 0;
+    size_t len;
+    int rc;
+
+    fx_open(&f, _i);
+    ck_assert_int_eq(run(f.db, "CREATE TABLE big (id INTEGER PRIMARY KEY, "
+                               "v TEXT, b BLOB)"), QB_OK);
+    ck_assert_int_eq(qb_begin(f.db), QB_OK);
+    for (int i = 1; i <= 10000; i++) {
+        char txt[32];
+        qb_value a[2];
+        snprintf(txt, sizeof txt, "row-%d", i);
+        a[0] = qb_text(txt);
+        a[1] = i % 100 == 0 ? qb_null() : qb_blob(&i, sizeof i);
+        ins = mkq("INSERT INTO big (v, b) VALUES (?1, ?2)", 2, a,
+                  QB_FETCH_NONE);
+        ck_assert_int_eq(qb_exec(f.db, ins, NULL), QB_OK);
+        qb_query_free(ins);
+    }
+    ck_assert_int_eq(qb_commit(f.db), QB_OK);
+
+    rec_init(&lg);
+    qb_db_set_logger(f.db, rec_logger, &lg);
+    sel = mkq("SELECT id, v, b FROM big ORDER BY id", 0, NULL, QB_FETCH_ALL);
+    ck_assert_int_eq(qb_cursor_open(f.db, sel, &c), QB_OK);
+    ck_assert_uint_eq(qb_cursor_cols(c), 3);
+    ck_assert_str_eq(qb_cursor_colname(c, 1), "v");
+    ck_assert_int_eq(qb_cursor_colindex(c, "b"), 2);
+    ck_assert_int_eq(qb_cursor_colindex(c, "zz"), QB_EINVAL);
+    /* No row yet: accessors read NULL. */
+    ck_assert_int_eq(qb_cursor_type(c, 0), QB_V_NULL);
+    while ((rc = qb_cursor_next(c)) == QB_OK) {
+        int64_t id = qb_cursor_int(c, 0);
+        char want[32];
+        ck_assert_int_eq(id, prev + 1);
+        prev = id;
+        n++;
+        sum += id;
+        snprintf(want, sizeof want, "row-%lld", (long long)id);
+        ck_assert_str_eq(qb_cursor_text(c, 1, &len), want);
+        ck_assert_uint_eq(len, strlen(want));
+        if (id % 100 == 0) {
+            ck_assert_int_eq(qb_cursor_is_null(c, 2), 1);
+            ck_assert_ptr_null(qb_cursor_blob(c, 2, &len));
+        } else {
+            int x;
+            const void *p = qb_cursor_blob(c, 2, &len);
+            ck_assert_int_eq(qb_cursor_type(c, 2), QB_V_BLOB);
+            ck_assert_uint_eq(len, sizeof x);
+            memcpy(&x, p, sizeof x);
+            ck_assert_int_eq(x, (int)id);
+        }
+    }
+    ck_assert_int_eq(rc, QB_EDONE);
+    ck_assert_int_eq(qb_cursor_next(c), QB_EDONE);   /* sticky */
+    ck_assert_int_eq(n, 10000);
+    ck_assert_int_eq(sum, 10000LL * 10001 / 2);
+    ck_assert_int_eq(qb_cursor_type(c, 0), QB_V_NULL);
+    ck_assert_int_eq(qb_cursor_int(c, 0), 0);
+    ck_assert_int_eq(lg.calls, 1);          /* logged when it finished */
+    ck_assert_int_eq(lg.last_rc, QB_OK);
+    qb_cursor_close(c);
+    ck_assert_int_eq(lg.calls, 1);          /* ... and only then */
+    qb_query_free(sel);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(test_cursor_abandoned_and_errors)
+{
+    fx f;
+    qb_query *q, *q2, *bad;
+    qb_cursor *c = (qb_cursor *)&f;
+    qb_value one = qb_int(1);
+    rec lg;
+    fx_open(&f, 0);
+    seed(f.db);
+    rec_init(&lg);
+    qb_db_set_logger(f.db, rec_logger, &lg);
+
+    q = mkq("SELECT id FROM t", 0, NULL, QB_FETCH_ALL);
+    ck_assert_int_eq(qb_cursor_open(f.db, q, &c), QB_OK);
+    ck_assert_int_eq(qb_cursor_next(c), QB_OK);
+    ck_assert_int_eq(lg.calls, 0);
+    qb_cursor_close(c);                      /* abandoned after one row */
+    ck_assert_int_eq(lg.calls, 1);
+    ck_assert_int_eq(lg.last_rc, QB_OK);
+
+    /* A chain cannot be a cursor. */
+    q2 = mkq("SELECT 2", 0, NULL, QB_FETCH_ALL);
+    q->next = q2;
+    c = (qb_cursor *)&f;
+    ck_assert_int_eq(qb_cursor_open(f.db, q, &c), QB_EINVAL);
+    ck_assert_ptr_null(c);
+    ck_assert_int_eq(lg.calls, 2);
+    ck_assert_int_eq(lg.last_rc, QB_EINVAL);
+
+    /* Wrong parameter count, syntax error. */
+    bad = mkq("SELECT ?1, ?2", 1, &one, QB_FETCH_ALL);
+    ck_assert_int_eq(qb_cursor_open(f.db, bad, &c), QB_EINVAL);
+    qb_query_free(bad);
+    bad = mkq("SELECT FROM", 0, NULL, QB_FETCH_ALL);
+    ck_assert_int_eq(qb_cursor_open(f.db, bad, &c), QB_ESQL);
+    qb_query_free(bad);
+    ck_assert_int_eq(lg.calls, 4);
+
+    /* A runtime error mid-way is returned by next, sticky, logged once. */
+    bad = mkq("SELECT CASE WHEN id = 2 THEN json('{bad') ELSE id END FROM t "
+              "ORDER BY id", 0, NULL, QB_FETCH_ALL);
+    ck_assert_int_eq(qb_cursor_open(f.db, bad, &c), QB_OK);
+    ck_assert_int_eq(qb_cursor_next(c), QB_OK);
+    ck_assert_int_eq(qb_cursor_next(c), QB_ESQL);
+    ck_assert_int_eq(qb_cursor_next(c), QB_ESQL);
+    ck_assert_int_eq(lg.calls, 5);
+    ck_assert_int_eq(lg.last_rc, QB_ESQL);
+    qb_cursor_close(c);
+    ck_assert_int_eq(lg.calls, 5);
+    ck_assert(lg.msg_ok);
+    qb_query_free(bad);
+
+    ck_assert_int_eq(qb_cursor_next(NULL), QB_EINVAL);
+    ck_assert_uint_eq(qb_cursor_cols(NULL), 0);
+    ck_assert_ptr_null(qb_cursor_text(NULL, 0, NULL));
+    qb_query_free(q);
+    fx_close(&f);
+}
+END_TEST
+
+/* ---- transactions ------------------------------------------------------------ */
+
+START_TEST(test_transactions)
+{
+    fx f;
+    fx_open(&f, _i);
+    seed(f.db);
+    ck_assert_int_eq(qb_begin(f.db), QB_OK);
+    ck_assert_int_eq(run(f.db, "INSERT INTO t (name) VALUES ('x')"), QB_OK);
+    ck_assert_int_eq(qb_rollback(f.db), QB_OK);
+    ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM t"), 3);
+
+    ck_assert_int_eq(qb_begin(f.db), QB_OK);
+    ck_assert_int_eq(qb_begin(f.db), QB_ESQL);          /* no nesting */
+    ck_assert_int_eq(run(f.db, "INSERT INTO t (name) VALUES ('x')"), QB_OK);
+    ck_assert_int_eq(qb_commit(f.db), QB_OK);
+    ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM t"), 4);
+
+    ck_assert_int_eq(qb_commit(f.db), QB_ESQL);         /* none open */
+    ck_assert_int_eq(qb_rollback(f.db), QB_ESQL);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(test_savepoints_nested)
+{
+    fx f;
+    fx_open(&f, _i);
+    seed(f.db);
+    ck_assert_int_eq(qb_begin(f.db), QB_OK);
+    ck_assert_int_eq(run(f.db, "INSERT INTO t (name) VALUES ('p')"), QB_OK);
+    ck_assert_int_eq(qb_savepoint(f.db, "s1"), QB_OK);
+    ck_assert_int_eq(run(f.db, "INSERT INTO t (name) VALUES ('q')"), QB_OK);
+    ck_assert_int_eq(qb_savepoint(f.db, "s2"), QB_OK);
+    ck_assert_int_eq(run(f.db, "INSERT INTO t (name) VALUES ('r')"), QB_OK);
+    ck_assert_int_eq(qb_rollback_to(f.db, "s2"), QB_OK);
+    ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM t WHERE name='r'"), 0);
+    ck_assert_int_eq(qb_release(f.db, "s2"), QB_ESQL);  /* already gone */
+    ck_assert_int_eq(qb_release(f.db, "s1"), QB_OK);
+    ck_assert_int_eq(qb_commit(f.db), QB_OK);
+    ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM t WHERE name IN "
+                                  "('p','q','r')"), 2);
+    /* A savepoint with no transaction open starts one. */
+    ck_assert_int_eq(qb_savepoint(f.db, "outer_sp"), QB_OK);
+    ck_assert_int_eq(run(f.db, "DELETE FROM t"), QB_OK);
+    ck_assert_int_eq(qb_rollback_to(f.db, "outer_sp"), QB_OK);
+    ck_assert_int_ne(sqlite3_get_autocommit(qb_db_sqlite(f.db)), 0);
+    ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM t"), 5);
+    fx_close(&f);
+}
+END_TEST
+
+static const char *const bad_sp[] = {
+    "a;b", "x.y", "", "1abc", "sp name", "s'1", NULL,
+};
+
+START_TEST(test_savepoint_names)
+{
+    fx f;
+    const char *n = bad_sp[_i];
+    fx_open(&f, 0);
+    ck_assert_int_eq(qb_savepoint(f.db, n), QB_EINVAL);
+    ck_assert_int_eq(qb_release(f.db, n), QB_EINVAL);
+    ck_assert_int_eq(qb_rollback_to(f.db, n), QB_EINVAL);
+    ck_assert_int_ne(sqlite3_get_autocommit(qb_db_sqlite(f.db)), 0);
+    fx_close(&f);
+}
+END_TEST
+
+/* ---- chains (bulk inserts split by the builder) ------------------------------ */
+
+/* Three linked inserts of names n0..n2. */
+static qb_query *chain3(const char *n0, const char *n1, const char *n2,
+                        qb_fetch fetch)
+{
+    const char *names[3] = { n0, n1, n2 };
+    qb_query *head = NULL, **tail = &head;
+    for (int i = 0; i < 3; i++) {
+        qb_value v = qb_text(names[i]);
+        *tail = mkq("INSERT INTO t (name) VALUES (?1) RETURNING id", 1, &v,
+                    fetch);
+        tail = &(*tail)->next;
+    }
+    return head;
+}
+
+START_TEST(test_chain_commits_whole)
+{
+    fx f;
+    qb_result *r = NULL;
+    qb_query *q;
+    fx_open(&f, _i);
+    seed(f.db);
+    q = chain3("x1", "x2", "x3", QB_FETCH_ALL);
+    ck_assert_int_eq(qb_exec(f.db, q, &r), QB_OK);
+    ck_assert_uint_eq(qb_result_rows(r), 3);             /* concatenated */
+    ck_assert_int_eq(qb_result_int(r, 2, 0), 6);
+    ck_assert_int_eq(qb_result_changes(r), 3);
+    ck_assert_int_ne(sqlite3_get_autocommit(qb_db_sqlite(f.db)), 0);
+    ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM t"), 6);
+    qb_result_free(r);
+    qb_query_free(q);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(test_chain_rolls_back_whole)
+{
+    fx f;
+    qb_result *r = (qb_result *)&f;
+    qb_query *q;
+    fx_open(&f, _i);
+    seed(f.db);
+    q = chain3("y1", "y2", "a", QB_FETCH_NONE);    /* 'a' is UNIQUE-taken */
+    ck_assert_int_eq(qb_exec(f.db, q, &r), QB_ECONSTRAINT);
+    ck_assert_ptr_null(r);
+    ck_assert_int_ne(sqlite3_get_autocommit(qb_db_sqlite(f.db)), 0);
+    ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM t"), 3);
+    qb_query_free(q);
+
+    /* Inside a caller's transaction: a savepoint; the caller's own work
+     * survives, the transaction stays open. */
+    ck_assert_int_eq(qb_begin(f.db), QB_OK);
+    ck_assert_int_eq(run(f.db, "INSERT INTO t (name) VALUES ('mine')"), QB_OK);
+    q = chain3("z1", "z2", "b", QB_FETCH_NONE);
+    ck_assert_int_eq(qb_exec(f.db, q, NULL), QB_ECONSTRAINT);
+    ck_assert_int_eq(sqlite3_get_autocommit(qb_db_sqlite(f.db)), 0);
+    ck_assert_int_eq(qb_commit(f.db), QB_OK);
+    ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM t"), 4);
+    ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM t WHERE name LIKE "
+                                  "'z%'"), 0);
+    qb_query_free(q);
+    fx_close(&f);
+}
+END_TEST
+
+/* ---- batches ------------------------------------------------------------------ */
+
+START_TEST(test_batch_atomic)
+{
+    fx f;
+    qb_query *qs[4];
+    qb_result *res[4];
+    size_t failed = 99;
+    fx_open(&f, _i);
+    seed(f.db);
+    qs[0] = mkq("INSERT INTO t (name) VALUES ('b1')", 0, NULL, QB_FETCH_NONE);
+    qs[1] = mkq("UPDATE t SET score = 0", 0, NULL, QB_FETCH_NONE);
+    qs[2] = mkq("INSERT INTO t (name) VALUES ('a')", 0, NULL, QB_FETCH_NONE);
+    qs[3] = mkq("DELETE FROM t", 0, NULL, QB_FETCH_NONE);
+    ck_assert_int_eq(qb_batch(f.db, (const qb_query *const *)qs, 4, res,
+                              &failed), QB_ECONSTRAINT);
+    ck_assert_uint_eq(failed, 2);
+    for (int i = 0; i < 4; i++)
+        ck_assert_ptr_null(res[i]);
+    ck_assert_ptr_nonnull(strstr(qb_db_errmsg(f.db), "batch query 2"));
+    ck_assert_int_ne(sqlite3_get_autocommit(qb_db_sqlite(f.db)), 0);
+    ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM t"), 3);
+    ck_assert_int_eq(scalar(f.db, "SELECT sum(score) FROM t"), 60);
+    for (int i = 0; i < 4; i++)
+        qb_query_free(qs[i]);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(test_batch_results)
+{
+    fx f;
+    qb_query *qs[3];
+    qb_result *res[3];
+    size_t failed = 99;
+    fx_open(&f, _i);
+    seed(f.db);
+    qs[0] = mkq("INSERT INTO t (name) VALUES ('n') RETURNING id", 0, NULL,
+                QB_FETCH_ONE);
+    qs[1] = mkq("SELECT id FROM t ORDER BY id", 0, NULL, QB_FETCH_ALL);
+    qs[2] = mkq("DELETE FROM t WHERE id = 1", 0, NULL, QB_FETCH_NONE);
+    ck_assert_int_eq(qb_batch(f.db, (const qb_query *const *)qs, 3, res,
+                              &failed), QB_OK);
+    ck_assert_uint_eq(failed, 3);
+    ck_assert_uint_eq(qb_result_rows(res[0]), 1);
+    ck_assert_int_eq(qb_result_int(res[0], 0, 0), 4);
+    ck_assert_uint_eq(qb_result_rows(res[1]), 4);
+    ck_assert_uint_eq(qb_result_rows(res[2]), 0);
+    ck_assert_int_eq(qb_result_changes(res[2]), 1);
+    for (int i = 0; i < 3; i++) {
+        qb_result_free(res[i]);
+        qb_query_free(qs[i]);
+    }
+    /* No results wanted, empty batch, NULL element. */
+    qs[0] = mkq("INSERT INTO t (name) VALUES ('m')", 0, NULL, QB_FETCH_NONE);
+    ck_assert_int_eq(qb_batch(f.db, (const qb_query *const *)qs, 1, NULL,
+                              NULL), QB_OK);
+    ck_assert_int_eq(qb_batch(f.db, NULL, 0, NULL, NULL), QB_OK);
+    qs[1] = NULL;
+    ck_assert_int_eq(qb_batch(f.db, (const qb_query *const *)qs, 2, res,
+                              &failed), QB_EINVAL);
+    ck_assert_uint_eq(failed, 1);
+    ck_assert_int_eq(qb_batch(f.db, NULL, 2, NULL, NULL), QB_EINVAL);
+    ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM t"), 4);
+    qb_query_free(qs[0]);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(test_batch_in_transaction)
+{
+    fx f;
+    qb_query *qs[2];
+    fx_open(&f, _i);
+    seed(f.db);
+    ck_assert_int_eq(qb_begin(f.db), QB_OK);
+    ck_assert_int_eq(run(f.db, "INSERT INTO t (name) VALUES ('keep')"), QB_OK);
+    qs[0] = mkq("INSERT INTO t (name) VALUES ('gone')", 0, NULL,
+                QB_FETCH_NONE);
+    qs[1] = mkq("INSERT INTO t (name) VALUES ('keep')", 0, NULL,
+                QB_FETCH_NONE);
+    ck_assert_int_eq(qb_batch(f.db, (const qb_query *const *)qs, 2, NULL,
+                              NULL), QB_ECONSTRAINT);
+    ck_assert_int_eq(sqlite3_get_autocommit(qb_db_sqlite(f.db)), 0);
+    ck_assert_int_eq(qb_commit(f.db), QB_OK);
+    ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM t WHERE name = "
+                                  "'keep'"), 1);
+    ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM t WHERE name = "
+                                  "'gone'"), 0);
+    qb_query_free(qs[0]);
+    qb_query_free(qs[1]);
+    fx_close(&f);
+}
+END_TEST
+
+/* ---- count, paginate, explain -------------------------------------------------- */
+
+static qb_query *page_query(int64_t per_page, int64_t page)
+{
+    char sql[160];
+    qb_value min = qb_int(0);
+    qb_query *q;
+    snprintf(sql, sizeof sql, "SELECT * FROM p WHERE v > ?1 ORDER BY id "
+             "LIMIT %lld OFFSET %lld", (long long)per_page,
+             (long long)((page - 1) * per_page));
+    q = mkq(sql, 1, &min, QB_FETCH_ALL);
+    q->count_sql = strdup("SELECT count(*) as total FROM p WHERE v > ?1 "
+                          "LIMIT 1");
+    ck_assert_ptr_nonnull(q->count_sql);
+    return q;
+}
+
+static void seed_pages(qb_db *db, int n)
+{
+    char sql[128];
+    ck_assert_int_eq(run(db, "CREATE TABLE p (id INTEGER PRIMARY KEY, v)"),
+                     QB_OK);
+    snprintf(sql, sizeof sql, "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL "
+             "SELECT i + 1 FROM c WHERE i < %d) INSERT INTO p (v) SELECT i "
+             "FROM c", n);
+    if (n > 0)
+        ck_assert_int_eq(run(db, sql), QB_OK);
+}
+
+START_TEST(test_count)
+{
+    fx f;
+    qb_query *q;
+    int64_t total = -1;
+    fx_open(&f, _i);
+    seed_pages(f.db, 25);
+    q = page_query(10, 1);
+    ck_assert_int_eq(qb_count(f.db, q, &total), QB_OK);
+    ck_assert_int_eq(total, 25);
+    free(q->count_sql);
+    q->count_sql = NULL;
+    ck_assert_int_eq(qb_count(f.db, q, &total), QB_EINVAL);
+    ck_assert_int_eq(total, 0);
+    ck_assert_ptr_nonnull(strstr(qb_db_errmsg(f.db), "count"));
+    ck_assert_int_eq(qb_count(f.db, q, NULL), QB_EINVAL);
+    qb_query_free(q);
+    fx_close(&f);
+}
+END_TEST
+
+static const struct page_case {
+    int rows;
+    int64_t page, per_page;
+    size_t got;
+    int64_t first_id, total_pages;
+    int has_next, has_prev;
+} pages[] = {
+    { 25, 1, 10, 10, 1, 3, 1, 0 },
+    { 25, 2, 10, 10, 11, 3, 1, 1 },
+    { 25, 3, 10, 5, 21, 3, 0, 1 },
+    { 25, 4, 10, 0, 0, 3, 0, 1 },
+    { 20, 2, 10, 10, 11, 2, 0, 1 },
+    { 0, 1, 10, 0, 0, 0, 0, 0 },
+    { 7, 1, 1, 1, 1, 7, 1, 0 },
+};
+
+START_TEST(test_paginate)
+{
+    const struct page_case *c = &pages[_i];
+    fx f;
+    qb_query *q;
+    qb_result *r = NULL;
+    qb_pagination pg;
+    rec lg;
+    fx_open(&f, 0);
+    seed_pages(f.db, c->rows);
+    rec_init(&lg);
+    qb_db_set_logger(f.db, rec_logger, &lg);
+    q = page_query(c->per_page, c->page);
+    ck_assert_int_eq(qb_paginate(f.db, q, c->page, c->per_page, &r, &pg),
+                     QB_OK);
+    ck_assert_uint_eq(qb_result_rows(r), c->got);
+    if (c->got > 0)
+        ck_assert_int_eq(qb_result_int_by(r, 0, "id"), c->first_id);
+    ck_assert_int_eq(pg.page, c->page);
+    ck_assert_int_eq(pg.per_page, c->per_page);
+    ck_assert_int_eq(pg.total, c->rows);
+    ck_assert_int_eq(pg.total_pages, c->total_pages);
+    ck_assert_int_eq(pg.has_next, c->has_next);
+    ck_assert_int_eq(pg.has_prev, c->has_prev);
+    ck_assert_int_eq(lg.calls, 2);                 /* count + rows */
+    ck_assert_int_ne(sqlite3_get_autocommit(qb_db_sqlite(f.db)), 0);
+    qb_result_free(r);
+    qb_query_free(q);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(test_paginate_invalid)
+{
+    fx f;
+    qb_query *q;
+    qb_result *r = (qb_result *)&f;
+    qb_pagination pg;
+    rec lg;
+    fx_open(&f, 0);
+    seed_pages(f.db, 3);
+    rec_init(&lg);
+    qb_db_set_logger(f.db, rec_logger, &lg);
+    q = page_query(10, 1);
+    ck_assert_int_eq(qb_paginate(f.db, q, 0, 10, &r, &pg), QB_ECONFIG);
+    ck_assert_ptr_null(r);
+    ck_assert_ptr_nonnull(strstr(qb_db_errmsg(f.db), "Invalid page value: 0"));
+    ck_assert_int_eq(qb_paginate(f.db, q, 1, -3, &r, &pg), QB_ECONFIG);
+    ck_assert_ptr_nonnull(strstr(qb_db_errmsg(f.db), "Invalid perPage"));
+    ck_assert_int_eq(qb_paginate(f.db, q, 1, 10, NULL, &pg), QB_EINVAL);
+    ck_assert_int_eq(lg.calls, 0);                 /* nothing ran */
+    /* A failing data statement: error, nothing returned, no open txn. */
+    free(q->sql);
+    q->sql = strdup("SELECT * FROM nope LIMIT 10");
+    q->sql_len = strlen(q->sql);
+    q->nparams = 1;
+    ck_assert_int_eq(qb_paginate(f.db, q, 1, 10, &r, &pg), QB_ESQL);
+    ck_assert_ptr_null(r);
+    ck_assert_int_ne(sqlite3_get_autocommit(qb_db_sqlite(f.db)), 0);
+    qb_query_free(q);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(test_explain)
+{
+    fx f;
+    qb_value v = qb_int(1);
+    qb_query *q;
+    qb_result *r = NULL;
+    fx_open(&f, _i);
+    seed(f.db);
+    q = mkq("EXPLAIN QUERY PLAN SELECT * FROM t WHERE id = ?1", 1, &v,
+            QB_FETCH_NONE);
+    ck_assert_int_eq(qb_explain(f.db, q, &r), QB_OK);
+    ck_assert_uint_ge(qb_result_rows(r), 1);
+    ck_assert_int_ge(qb_result_colindex(r, "detail"), 0);
+    ck_assert_ptr_nonnull(strstr(qb_result_text_by(r, 0, "detail", NULL),
+                                 "INTEGER PRIMARY KEY"));
+    qb_result_free(r);
+    qb_query_free(q);
+    fx_close(&f);
+}
+END_TEST
+
+/* ---- migrations ------------------------------------------------------------------ */
+
+static const qb_migration migs_ok[] = {
+    { "0002_users", "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT);"
+                    "\n-- a comment between statements\n"
+                    "CREATE INDEX users_name ON users (name);" },
+    { "0001_logs", "CREATE TABLE logs (id INTEGER PRIMARY KEY, msg TEXT)" },
+    { "0003_seed", "INSERT INTO users (name) VALUES ('root'); "
+                   "PRAGMA user_version;   " },
+};
+
+START_TEST(test_migrations_apply_order)
+{
+    fx f;
+    size_t applied = 99, failed = 99, idx[3], n = 99;
+    qb_result *r = NULL;
+    fx_open(&f, _i);
+    ck_assert_int_eq(qb_migrations_unapplied(f.db, NULL, migs_ok, 3, idx, &n),
+                     QB_OK);
+    ck_assert_uint_eq(n, 3);
+    ck_assert_int_eq(qb_migrations_apply(f.db, NULL, migs_ok, 3, &applied,
+                                         &failed), QB_OK);
+    ck_assert_uint_eq(applied, 3);
+    ck_assert_uint_eq(failed, 3);
+    ck_assert_int_eq(qb_migrations_applied(f.db, NULL, &r), QB_OK);
+    ck_assert_uint_eq(qb_result_rows(r), 3);
+    /* List order, not name order; ids ascending. */
+    for (size_t i = 0; i < 3; i++) {
+        ck_assert_str_eq(qb_result_text_by(r, i, "name", NULL),
+                         migs_ok[i].name);
+        ck_assert_int_eq(qb_result_int_by(r, i, "id"), (int64_t)i + 1);
+        ck_assert_int_eq(qb_result_is_null_by(r, i, "applied_at"), 0);
+    }
+    qb_result_free(r);
+    ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM users"), 1);
+    ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM sqlite_master WHERE "
+                                  "name = 'users_name'"), 1);
+    /* Idempotent. */
+    ck_assert_int_eq(qb_migrations_apply(f.db, NULL, migs_ok, 3, &applied,
+                                         NULL), QB_OK);
+    ck_assert_uint_eq(applied, 0);
+    ck_assert_int_eq(qb_migrations_unapplied(f.db, NULL, migs_ok, 3, idx, &n),
+                     QB_OK);
+    ck_assert_uint_eq(n, 0);
+    ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM users"), 1);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(test_migrations_failure_stops)
+{
+    fx f;
+    qb_migration list[5];
+    size_t applied = 99, failed = 99, idx[5], n = 0;
+    qb_result *r = NULL;
+    rec lg;
+    fx_open(&f, _i);
+    memcpy(list, migs_ok, sizeof migs_ok);
+    list[3].name = "0004_broken";
+    list[3].sql = "CREATE TABLE half (x); INSERT INTO half VALUES (1); "
+                  "INSERT INTO nowhere VALUES (1);";
+    list[4].name = "0005_after";
+    list[4].sql = "CREATE TABLE after_t (x)";
+    ck_assert_int_eq(qb_migrations_apply(f.db, NULL, list, 2, &applied, NULL),
+                     QB_OK);
+    ck_assert_uint_eq(applied, 2);
+    rec_init(&lg);
+    qb_db_set_logger(f.db, rec_logger, &lg);
+    ck_assert_int_eq(qb_migrations_apply(f.db, NULL, list, 5, &applied,
+                                         &failed), QB_ESQL);
+    ck_assert_uint_eq(applied, 1);            /* 0003 committed first */
+    ck_assert_uint_eq(failed, 3);
+    ck_assert_ptr_nonnull(strstr(qb_db_errmsg(f.db),
+                                 "migration '0004_broken'"));
+    ck_assert_ptr_nonnull(strstr(qb_db_errmsg(f.db), "nowhere"));
+    ck_assert_int_eq(lg.last_rc, QB_ESQL);
+    ck_assert_str_eq(lg.last_sql, list[3].sql);
+    ck_assert(lg.msg_ok);
+    /* table setup + listing + 0003 + 0004 */
+    ck_assert_int_eq(lg.calls, 4);
+    /* Only the failing one rolled back; nothing after it ran. */
+    ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM sqlite_master WHERE "
+                                  "name IN ('half', 'after_t')"), 0);
+    ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM users"), 1);
+    ck_assert_int_ne(sqlite3_get_autocommit(qb_db_sqlite(f.db)), 0);
+    ck_assert_int_eq(qb_migrations_unapplied(f.db, NULL, list, 5, idx, &n),
+                     QB_OK);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_uint_eq(idx[0], 3);
+    ck_assert_uint_eq(idx[1], 4);
+    ck_assert_int_eq(qb_migrations_applied(f.db, NULL, &r), QB_OK);
+    ck_assert_uint_eq(qb_result_rows(r), 3);
+    qb_result_free(r);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(test_migrations_table_and_misuse)
+{
+    fx f;
+    size_t applied = 0, n = 0, idx[1];
+    qb_result *r = NULL;
+    qb_migration nameless = { NULL, "SELECT 1" };
+    fx_open(&f, 0);
+    ck_assert_int_eq(qb_migrations_apply(f.db, "schema_versions", migs_ok, 1,
+                                         &applied, NULL), QB_OK);
+    ck_assert_uint_eq(applied, 1);
+    ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM schema_versions"), 1);
+    ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM sqlite_master WHERE "
+                                  "name = 'migrations'"), 0);
+    ck_assert_int_eq(qb_migrations_apply(f.db, "x; DROP TABLE users", migs_ok,
+                                         1, &applied, NULL), QB_EINVAL);
+    ck_assert_int_eq(qb_migrations_applied(f.db, "bad name", &r), QB_EINVAL);
+    ck_assert_ptr_null(r);
+    ck_assert_int_eq(qb_migrations_unapplied(f.db, NULL, &nameless, 1, idx,
+                                             &n), QB_EINVAL);
+    ck_assert_int_eq(qb_begin(f.db), QB_OK);
+    ck_assert_int_eq(qb_migrations_apply(f.db, NULL, migs_ok, 1, &applied,
+                                         NULL), QB_EMISUSE);
+    ck_assert_int_eq(qb_rollback(f.db), QB_OK);
+    ck_assert_int_eq(qb_migrations_apply(f.db, NULL, NULL, 0, &applied, NULL),
+                     QB_OK);
+    ck_assert_uint_eq(applied, 0);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(test_migrations_name_is_bound)
+{
+    /* A hostile name is stored verbatim, never executed. */
+    fx f;
+    qb_migration m = { "x'); DROP TABLE migrations; --", "SELECT 1" };
+    qb_result *r = NULL;
+    fx_open(&f, 0);
+    ck_assert_int_eq(qb_migrations_apply(f.db, NULL, &m, 1, NULL, NULL),
+                     QB_OK);
+    ck_assert_int_eq(qb_migrations_applied(f.db, NULL, &r), QB_OK);
+    ck_assert_uint_eq(qb_result_rows(r), 1);
+    ck_assert_str_eq(qb_result_text_by(r, 0, "name", NULL), m.name);
+    qb_result_free(r);
+    fx_close(&f);
+}
+END_TEST
+
+/* ---- logger and hooks (table-driven over execution paths) ------------------------ */
+
+enum { OP_EXEC_OK, OP_EXEC_ERR, OP_EXEC_PARAMS, OP_CHAIN_ERR, OP_CURSOR,
+       OP_COUNT, OP_BATCH, OP_BATCH_ERR, OP_PAGINATE, OP_EXPLAIN,
+       OP_MIGRATE, OP_NOPS };
+
+static const struct log_case {
+    int op;
+    int rc;        /* expected status of the call */
+    int calls;     /* logger calls */
+    int last_rc;   /* rc of the last logger call */
+} log_cases[] = {
+    { OP_EXEC_OK, QB_OK, 1, QB_OK },
+    { OP_EXEC_ERR, QB_ESQL, 1, QB_ESQL },
+    { OP_EXEC_PARAMS, QB_EINVAL, 1, QB_EINVAL },
+    { OP_CHAIN_ERR, QB_ECONSTRAINT, 1, QB_ECONSTRAINT },
+    { OP_CURSOR, QB_OK, 1, QB_OK },
+    { OP_COUNT, QB_OK, 1, QB_OK },
+    { OP_BATCH, QB_OK, 2, QB_OK },
+    { OP_BATCH_ERR, QB_ECONSTRAINT, 2, QB_ECONSTRAINT },
+    { OP_PAGINATE, QB_OK, 2, QB_OK },
+    { OP_EXPLAIN, QB_OK, 1, QB_OK },
+    { OP_MIGRATE, QB_OK, 3, QB_OK },   /* setup, listing, one migration */
+};
+
+static int do_op(qb_db *db, int op)
+{
+    qb_query *q = NULL, *q2 = NULL;
+    qb_result *r = NULL;
+    qb_cursor *c = NULL;
+    qb_pagination pg;
+    int64_t total;
+    size_t fa;
+    int rc;
+    const qb_query *qs[2];
+    qb_migration m = { "m1", "CREATE TABLE m1 (x)" };
+
+    switch (op) {
+    case OP_EXEC_OK:
+        q = mkq("SELECT * FROM t", 0, NULL, QB_FETCH_ALL);
+        rc = qb_exec(db, q, &r);
+        break;
+    case OP_EXEC_ERR:
+        q = mkq("SELECT * FROM nope", 0, NULL, QB_FETCH_ALL);
+        rc = qb_exec(db, q, &r);
+        break;
+    case OP_EXEC_PARAMS:
+        q = mkq("SELECT ?1", 0, NULL, QB_FETCH_ALL);
+        rc = qb_exec(db, q, NULL);
+        break;
+    case OP_CHAIN_ERR:
+        q = chain3("k1", "k2", "a", QB_FETCH_NONE);
+        rc = qb_exec(db, q, NULL);
+        break;
+    case OP_CURSOR:
+        q = mkq("SELECT * FROM t", 0, NULL, QB_FETCH_ALL);
+        rc = qb_cursor_open(db, q, &c);
+        while (rc == QB_OK)
+            rc = qb_cursor_next(c);
+        rc = rc == QB_EDONE ? QB_OK : rc;
+        qb_cursor_close(c);
+        break;
+    case OP_COUNT:
+        q = mkq("SELECT * FROM t LIMIT 2", 0, NULL, QB_FETCH_ALL);
+        q->count_sql = strdup("SELECT count(*) AS total FROM t");
+        rc = qb_count(db, q, &total);
+        break;
+    case OP_BATCH:
+    case OP_BATCH_ERR:
+        q = mkq("INSERT INTO t (name) VALUES ('new')", 0, NULL, QB_FETCH_NONE);
+        q2 = mkq(op == OP_BATCH ? "SELECT 1" : "INSERT INTO t (name) VALUES "
+                 "('new')", 0, NULL, QB_FETCH_ALL);
+        qs[0] = q;
+        qs[1] = q2;
+        rc = qb_batch(db, qs, 2, NULL, &fa);
+        break;
+    case OP_PAGINATE:
+        q = mkq("SELECT * FROM t LIMIT 2 OFFSET 0", 0, NULL, QB_FETCH_ALL);
+        q->count_sql = strdup("SELECT count(*) AS total FROM t");
+        rc = qb_paginate(db, q, 1, 2, &r, &pg);
+        break;
+    case OP_EXPLAIN:
+        q = mkq("EXPLAIN QUERY PLAN SELECT * FROM t", 0, NULL, QB_FETCH_ALL);
+        rc = qb_explain(db, q, &r);
+        break;
+    default:
+        rc = qb_migrations_apply(db, NULL, &m, 1, NULL, NULL);
+        break;
+    }
+    qb_result_free(r);
+    qb_query_free(q);
+    qb_query_free(q2);
+    return rc;
+}
+
+START_TEST(test_logger_every_path)
+{
+    const struct log_case *c = &log_cases[_i];
+    fx f;
+    rec lg;
+    fx_open(&f, 0);
+    seed(f.db);
+    rec_init(&lg);
+    qb_db_set_logger(f.db, rec_logger, &lg);
+    ck_assert_int_eq(do_op(f.db, c->op), c->rc);
+    ck_assert_int_eq(lg.calls, c->calls);
+    ck_assert_int_eq(lg.last_rc, c->last_rc);
+    ck_assert_int_eq(lg.neg_dur, 0);
+    ck_assert(lg.msg_ok);
+    /* Unset: silent. */
+    qb_db_set_logger(f.db, NULL, NULL);
+    do_op(f.db, c->op);
+    ck_assert_int_eq(lg.calls, c->calls);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(test_logger_sees_query)
+{
+    fx f;
+    rec lg;
+    qb_query *q;
+    fx_open(&f, 0);
+    rec_init(&lg);
+    qb_db_set_logger(f.db, rec_logger, &lg);
+    q = mkq("SELECT 1", 0, NULL, QB_FETCH_ONE);
+    ck_assert_int_eq(qb_exec(f.db, q, NULL), QB_OK);
+    ck_assert_ptr_eq(lg.last_q, q);
+    ck_assert_int_ge(lg.last_dur, 0);
+    qb_query_free(q);
+    /* A slow statement has a visibly positive duration. */
+    q = mkq("WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c "
+            "WHERE i < 200000) SELECT count(*) FROM c", 0, NULL, QB_FETCH_ONE);
+    ck_assert_int_eq(qb_exec(f.db, q, NULL), QB_OK);
+    ck_assert_int_gt(lg.last_dur, 0);
+    qb_query_free(q);
+    /* qb_count logs the count statement it ran. */
+    q = mkq("SELECT 1 LIMIT 1", 0, NULL, QB_FETCH_ALL);
+    q->count_sql = strdup("SELECT 5 AS total");
+    {
+        int64_t total = 0;
+        ck_assert_int_eq(qb_count(f.db, q, &total), QB_OK);
+        ck_assert_int_eq(total, 5);
+    }
+    ck_assert_str_eq(lg.last_sql, "SELECT 5 AS total");
+    qb_query_free(q);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(test_hooks_veto_and_after)
+{
+    fx f;
+    rec h;
+    qb_query *q;
+    qb_result *r = NULL;
+    qb_cursor *c = NULL;
+    fx_open(&f, _i);
+    seed(f.db);
+    rec_init(&h);
+    qb_db_set_hooks(f.db, rec_before, rec_after, &h);
+    qb_db_set_logger(f.db, rec_logger, &h);
+
+    q = mkq("SELECT id FROM t", 0, NULL, QB_FETCH_ALL);
+    ck_assert_int_eq(qb_exec(f.db, q, &r), QB_OK);
+    ck_assert_int_eq(h.befores, 1);
+    ck_assert_int_eq(h.afters, 1);
+    ck_assert_int_eq(h.after_rc, QB_OK);
+    ck_assert_ptr_eq(h.after_res, r);
+    qb_result_free(r);
+    qb_query_free(q);
+
+    h.veto = 1;
+    q = mkq("DELETE FROM t", 0, NULL, QB_FETCH_NONE);
+    ck_assert_int_eq(qb_exec(f.db, q, &r), QB_EINVAL);
+    ck_assert_ptr_null(r);
+    ck_assert_ptr_nonnull(strstr(qb_db_errmsg(f.db), "vetoed"));
+    ck_assert_int_eq(h.befores, 2);
+    ck_assert_int_eq(h.afters, 2);
+    ck_assert_int_eq(h.after_rc, QB_EINVAL);
+    ck_assert_ptr_null(h.after_res);
+    ck_assert_int_eq(h.calls, 2);                 /* the veto is logged */
+    ck_assert_int_eq(h.last_rc, QB_EINVAL);
+    ck_assert_int_eq(qb_cursor_open(f.db, q, &c), QB_EINVAL);
+    ck_assert_ptr_null(c);
+    ck_assert_int_eq(h.afters, 3);
+    h.veto = 0;
+    qb_query_free(q);
+    ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM t"), 3);
+
+    qb_db_set_hooks(f.db, NULL, NULL, NULL);
+    ck_assert_int_eq(scalar(f.db, "SELECT 1"), 1);
+    ck_assert_int_eq(h.befores, 4);   /* the scalar() before unhooking */
+    ck_assert_int_eq(h.afters, 4);
+    fx_close(&f);
+}
+END_TEST
+
+/* ---- BUSY and INTERRUPT mapping ------------------------------------------------- */
+
+START_TEST(test_busy_mapping)
+{
+    fx f;
+    qb_db *b = NULL;
+    qb_db_config cfg = { NULL, NULL, 30, 0, 0 };
+    qb_query *ins, *chain, *qs[1];
+    size_t failed = 99;
+    fx_open(&f, 1);
+    seed(f.db);
+    ck_assert_int_eq(qb_db_open(&b, f.path, &cfg, NULL, 0), QB_OK);
+    ck_assert_int_eq(qb_begin(f.db), QB_OK);          /* A holds the lock */
+
+    ins = mkq("INSERT INTO t (name) VALUES ('from_b')", 0, NULL,
+              QB_FETCH_NONE);
+    ck_assert_int_eq(qb_exec(b, ins, NULL), QB_EBUSY);
+    ck_assert_int_eq(qb_db_errcode(b) & 0xff, SQLITE_BUSY);
+    ck_assert_int_eq(qb_begin(b), QB_EBUSY);
+    chain = chain3("c1", "c2", "c3", QB_FETCH_NONE);
+    ck_assert_int_eq(qb_exec(b, chain, NULL), QB_EBUSY);
+    qs[0] = ins;
+    ck_assert_int_eq(qb_batch(b, (const qb_query *const *)qs, 1, NULL,
+                              &failed), QB_EBUSY);
+    ck_assert_uint_eq(failed, 0);
+    ck_assert_int_ne(sqlite3_get_autocommit(qb_db_sqlite(b)), 0);
+    /* Readers are not blocked in WAL. */
+    ck_assert_int_eq(scalar(b, "SELECT count(*) FROM t"), 3);
+
+    ck_assert_int_eq(qb_commit(f.db), QB_OK);
+    ck_assert_int_eq(qb_exec(b, ins, NULL), QB_OK);    /* usable again */
+    ck_assert_int_eq(qb_exec(b, chain, NULL), QB_OK);
+    ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM t"), 7);
+    qb_query_free(ins);
+    qb_query_free(chain);
+    qb_db_close(b);
+    fx_close(&f);
+}
+END_TEST
+
+static int interrupt_progress(void *ud)
+{
+    sqlite3_interrupt(ud);
+    return 0;
+}
+
+START_TEST(test_interrupt_mapping)
+{
+    fx f;
+    sqlite3 *s;
+    qb_query *slow, *chain;
+    fx_open(&f, _i);
+    seed(f.db);
+    s = qb_db_sqlite(f.db);
+    sqlite3_progress_handler(s, 1000, interrupt_progress, s);
+    slow = mkq("WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM "
+               "c WHERE i < 10000000) SELECT count(*) FROM c", 0, NULL,
+               QB_FETCH_ONE);
+    ck_assert_int_eq(qb_exec(f.db, slow, NULL), QB_EINTERRUPT);
+    ck_assert_int_eq(qb_db_errcode(f.db), SQLITE_INTERRUPT);
+    /* Inside a chain whose third link is slow: SQLite aborts the
+     * transaction; the first two links are gone, none is left open. */
+    chain = chain3("i1", "i2", "i3", QB_FETCH_NONE);
+    qb_query_free(chain->next->next);
+    chain->next->next = mkq("INSERT INTO t (name) SELECT 'slow' || i FROM "
+                            "(WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL "
+                            "SELECT i + 1 FROM c WHERE i < 10000000) "
+                            "SELECT i FROM c)", 0, NULL, QB_FETCH_NONE);
+    ck_assert_int_eq(qb_exec(f.db, chain, NULL), QB_EINTERRUPT);
+    ck_assert_int_ne(sqlite3_get_autocommit(s), 0);
+    sqlite3_progress_handler(s, 0, NULL, NULL);
+    ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM t"), 3);
+    qb_query_free(chain);
+    chain = chain3("i1", "i2", "i3", QB_FETCH_NONE);
+    ck_assert_int_eq(qb_exec(f.db, chain, NULL), QB_OK);
+    ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM t"), 6);
+    qb_query_free(slow);
+    qb_query_free(chain);
+    fx_close(&f);
+}
+END_TEST
+
+/* ---- misuse ------------------------------------------------------------------- */
+
+START_TEST(test_misuse_null_db)
+{
+    qb_query *q = mkq("SELECT 1", 0, NULL, QB_FETCH_ALL);
+    qb_result *r = (qb_result *)q;
+    qb_cursor *c = (qb_cursor *)q;
+    qb_pagination pg;
+    qb_cache_stats st;
+    int64_t total = 5;
+    size_t n = 5;
+    const qb_query *qs[1] = { q };
+
+    ck_assert_int_eq(qb_exec(NULL, q, &r), QB_EINVAL);
+    ck_assert_ptr_null(r);
+    ck_assert_int_eq(qb_cursor_open(NULL, q, &c), QB_EINVAL);
+    ck_assert_ptr_null(c);
+    ck_assert_int_eq(qb_count(NULL, q, &total), QB_EINVAL);
+    ck_assert_int_eq(total, 0);
+    ck_assert_int_eq(qb_paginate(NULL, q, 1, 1, &r, &pg), QB_EINVAL);
+    ck_assert_int_eq(qb_explain(NULL, q, &r), QB_EINVAL);
+    ck_assert_int_eq(qb_batch(NULL, qs, 1, NULL, NULL), QB_EINVAL);
+    ck_assert_int_eq(qb_migrations_apply(NULL, NULL, NULL, 0, &n, NULL),
+                     QB_EINVAL);
+    ck_assert_int_eq(qb_migrations_applied(NULL, NULL, &r), QB_EINVAL);
+    ck_assert_int_eq(qb_migrations_unapplied(NULL, NULL, NULL, 0, NULL, &n),
+                     QB_EINVAL);
+    ck_assert_int_eq(qb_begin(NULL), QB_EINVAL);
+    ck_assert_int_eq(qb_commit(NULL), QB_EINVAL);
+    ck_assert_int_eq(qb_rollback(NULL), QB_EINVAL);
+    ck_assert_int_eq(qb_savepoint(NULL, "a"), QB_EINVAL);
+    ck_assert_int_eq(qb_release(NULL, "a"), QB_EINVAL);
+    ck_assert_int_eq(qb_rollback_to(NULL, "a"), QB_EINVAL);
+    ck_assert_int_eq(qb_changes(NULL), 0);
+    ck_assert_int_eq(qb_last_insert_rowid(NULL), 0);
+    ck_assert_ptr_null(qb_db_sqlite(NULL));
+    ck_assert_ptr_nonnull(qb_db_errmsg(NULL));
+    ck_assert_int_eq(qb_db_errcode(NULL), SQLITE_MISUSE);
+    qb_db_cache_stats(NULL, &st);
+    qb_db_set_logger(NULL, rec_logger, NULL);
+    qb_db_set_hooks(NULL, rec_before, rec_after, NULL);
+    qb_db_close(NULL);
+    qb_result_free(NULL);
+    qb_cursor_close(NULL);
+    qb_query_free(q);
+}
+END_TEST
+
+START_TEST(test_misuse_null_query)
+{
+    fx f;
+    qb_result *r = (qb_result *)&f;
+    qb_cursor *c = (qb_cursor *)&f;
+    int64_t total = 3;
+    rec lg;
+    fx_open(&f, 0);
+    rec_init(&lg);
+    qb_db_set_logger(f.db, rec_logger, &lg);
+    ck_assert_int_eq(qb_exec(f.db, NULL, &r), QB_EINVAL);
+    ck_assert_ptr_null(r);
+    ck_assert_ptr_nonnull(strstr(qb_db_errmsg(f.db), "NULL query"));
+    ck_assert_int_eq(qb_explain(f.db, NULL, &r), QB_EINVAL);
+    ck_assert_int_eq(qb_cursor_open(f.db, NULL, &c), QB_EINVAL);
+    ck_assert_ptr_null(c);
+    ck_assert_int_eq(qb_count(f.db, NULL, &total), QB_EINVAL);
+    ck_assert_int_eq(lg.calls, 0);      /* nothing to attribute a log to */
+    ck_assert_int_eq(scalar(f.db, "SELECT 1"), 1);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(test_persist_reopen)
+{
+    fx f;
+    qb_db *again = NULL;
+    fx_open(&f, 1);
+    seed(f.db);
+    qb_db_close(f.db);
+    ck_assert_int_eq(qb_db_open(&again, f.path, NULL, NULL, 0), QB_OK);
+    f.db = again;
+    ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM t"), 3);
+    fx_close(&f);
+}
+END_TEST
+
+/* ---- with the builder (qb.h) ---------------------------------------------------- */
+
+static void users_table(qb_db *db)
+{
+    qb_query *q = NULL;
+    ck_assert_int_eq(qb_create_table(&q, QB_DIALECT_SQLITE, "users",
+                                     "id INTEGER PRIMARY KEY, name TEXT "
+                                     "UNIQUE, active INTEGER", 0), QB_OK);
+    ck_assert_int_eq(qb_exec(db, q, NULL), QB_OK);
+    qb_query_free(q);
+}
+
+/* Bulk insert of names u<from>..u<to-1> (plus an optional extra name),
+ * split into a chain of 3-row statements. */
+static qb_query *bulk_users(int from, int to, const char *extra)
+{
+    qb_insert *ins = qb_insert_new("users");
+    qb_query *q = NULL;
+    char name[32];
+    ck_assert_ptr_nonnull(ins);
+    for (int i = from; i < to; i++) {
+        if (i > from)
+            qb_insert_next_row(ins);
+        snprintf(name, sizeof name, "u%02d", i);
+        qb_insert_set(ins, "name", qb_text(name));
+        qb_insert_set(ins, "active", qb_bool(i % 2 == 0));
+    }
+    if (extra != NULL) {
+        qb_insert_next_row(ins);
+        qb_insert_set(ins, "name", qb_text(extra));
+        qb_insert_set(ins, "active", qb_bool(0));
+    }
+    qb_insert_max_params(ins, 6);
+    ck_assert_msg(qb_insert_build(ins, &q) == QB_OK, "%s",
+                  qb_insert_errmsg(ins));
+    qb_insert_free(ins);
+    return q;
+}
+
+START_TEST(test_builder_bulk_chain)
+{
+    fx f;
+    qb_query *q;
+    qb_result *r = NULL;
+    fx_open(&f, _i);
+    users_table(f.db);
+    q = bulk_users(0, 25, NULL);
+    ck_assert_ptr_nonnull(qb_query_next(q));     /* really a chain */
+    ck_assert_int_eq(qb_exec(f.db, q, &r), QB_OK);
+    ck_assert_int_eq(qb_result_changes(r), 25);
+    qb_result_free(r);
+    qb_query_free(q);
+    ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM users"), 25);
+    /* A duplicate in the last link rolls the whole chain back. */
+    q = bulk_users(30, 40, "u31");
+    ck_assert_int_eq(qb_exec(f.db, q, NULL), QB_ECONSTRAINT);
+    ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM users"), 25);
+    ck_assert_int_ne(sqlite3_get_autocommit(qb_db_sqlite(f.db)), 0);
+    qb_query_free(q);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(test_builder_select_paths)
+{
+    fx f;
+    qb_query *q, *cq, *eq, *one;
+    qb_result *r = NULL;
+    qb_select *s;
+    qb_pagination pg;
+    int64_t total = 0;
+    fx_open(&f, _i);
+    users_table(f.db);
+    q = bulk_users(0, 25, NULL);
+    ck_assert_int_eq(qb_exec(f.db, q, NULL), QB_OK);
+    qb_query_free(q);
+
+    s = qb_select_new("users");
+    ck_assert_ptr_nonnull(s);
+    qb_select_where(s, "active = ?", 1, (qb_value[]){ qb_bool(1) });
+    qb_select_order_by(s, "id", QB_ORDER_ASC);
+    qb_select_paginate(s, 2, 5);
+    ck_assert_int_eq(qb_select_build(s, QB_FETCH_ALL, &q), QB_OK);
+    ck_assert_int_eq(qb_paginate(f.db, q, 2, 5, &r, &pg), QB_OK);
+    ck_assert_uint_eq(qb_result_rows(r), 5);
+    ck_assert_str_eq(qb_result_text_by(r, 0, "name", NULL), "u10");
+    ck_assert_int_eq(pg.total, 13);
+    ck_assert_int_eq(pg.total_pages, 3);
+    ck_assert_int_eq(pg.has_next, 1);
+    ck_assert_int_eq(pg.has_prev, 1);
+    qb_result_free(r);
+    ck_assert_int_eq(qb_count(f.db, q, &total), QB_OK);
+    ck_assert_int_eq(total, 13);
+    qb_query_free(q);
+
+    ck_assert_int_eq(qb_select_build_count(s, &cq), QB_OK);
+    ck_assert_int_eq(qb_exec(f.db, cq, &r), QB_OK);
+    ck_assert_int_eq(qb_result_int_by(r, 0, "total"), 13);
+    qb_result_free(r);
+    qb_query_free(cq);
+
+    ck_assert_int_eq(qb_select_build_explain(s, &eq), QB_OK);
+    ck_assert_int_eq(qb_explain(f.db, eq, &r), QB_OK);
+    ck_assert_uint_ge(qb_result_rows(r), 1);
+    qb_result_free(r);
+    qb_query_free(eq);
+
+    ck_assert_int_eq(qb_select_build(s, QB_FETCH_ONE, &one), QB_OK);
+    ck_assert_int_eq(qb_exec(f.db, one, &r), QB_OK);
+    ck_assert_uint_eq(qb_result_rows(r), 1);
+    qb_result_free(r);
+    qb_query_free(one);
+    qb_select_free(s);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(test_builder_update_delete)
+{
+    fx f;
+    qb_query *q;
+    qb_result *r = NULL;
+    qb_update *u;
+    qb_delete *d;
+    fx_open(&f, _i);
+    users_table(f.db);
+    q = bulk_users(0, 6, NULL);
+    ck_assert_int_eq(qb_exec(f.db, q, NULL), QB_OK);
+    qb_query_free(q);
+
+    u = qb_update_new("users");
+    qb_update_set(u, "active", qb_int(7));
+    qb_update_where(u, "id > ?", 1, (qb_value[]){ qb_int(3) });
+    ck_assert_int_eq(qb_update_build(u, &q), QB_OK);
+    ck_assert_int_eq(qb_exec(f.db, q, &r), QB_OK);
+    ck_assert_int_eq(qb_result_changes(r), 3);
+    qb_result_free(r);
+    qb_query_free(q);
+    qb_update_free(u);
+
+    d = qb_delete_new("users");
+    qb_delete_where(d, "active = ?", 1, (qb_value[]){ qb_int(7) });
+    qb_delete_returning(d, "name");
+    ck_assert_int_eq(qb_delete_build(d, &q), QB_OK);
+    ck_assert_int_eq(qb_exec(f.db, q, &r), QB_OK);
+    ck_assert_uint_eq(qb_result_rows(r), 3);
+    ck_assert_int_eq(qb_result_changes(r), 3);
+    qb_result_free(r);
+    qb_query_free(q);
+    qb_delete_free(d);
+    ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM users"), 3);
+    fx_close(&f);
+}
+END_TEST
+
+/* ---- runner --------------------------------------------------------------------- */
+
+#define NELEM(a) (int)(sizeof(a) / sizeof((a)[0]))
+
+static TCase *tc(Suite *s, const char *name)
+{
+    TCase *t = tcase_create(name);
+    tcase_set_timeout(t, 60);
+    suite_add_tcase(s, t);
+    return t;
+}
+
+static Suite *qb_sqlite_suite(void)
+{
+    Suite *s = suite_create("qb_sqlite");
+    TCase *t;
+
+    t = tc(s, "open");
+    tcase_add_loop_test(t, test_open_defaults, 0, 2);
+    tcase_add_test(t, test_open_config_applied);
+    tcase_add_loop_test(t, test_open_config_invalid, 0, NELEM(bad_cfgs));
+    tcase_add_test(t, test_open_bad_path);
+    tcase_add_test(t, test_open_readonly);
+    tcase_add_test(t, test_persist_reopen);
+
+    t = tc(s, "exec");
+    tcase_add_loop_test(t, test_statement_kinds, 0, NKINDS * 2);
+    tcase_add_loop_test(t, test_last_insert_rowid, 0, 2);
+    tcase_add_loop_test(t, test_fetch_types, 0, NELEM(fetches) * 2);
+    tcase_add_loop_test(t, test_param_count, 0, NELEM(param_cases));
+    tcase_add_loop_test(t, test_sql_shapes, 0, NELEM(shapes));
+    tcase_add_test(t, test_dialect_refused);
+
+    t = tc(s, "rows");
+    tcase_add_loop_test(t, test_bind_types, 0, 2);
+    tcase_add_test(t, test_result_names_and_bounds);
+    tcase_add_test(t, test_result_large_rows);
+
+    t = tc(s, "cache");
+    tcase_add_loop_test(t, test_cache_hit_same_statement, 0, 2);
+    tcase_add_loop_test(t, test_cache_lru_eviction, 0, 2);
+    tcase_add_loop_test(t, test_cache_in_use_not_shared, 0, 2);
+    tcase_add_loop_test(t, test_cache_reuse_after_error, 0, 2);
+
+    t = tc(s, "cursor");
+    tcase_add_loop_test(t, test_cursor_10k, 0, 2);
+    tcase_add_test(t, test_cursor_abandoned_and_errors);
+
+    t = tc(s, "transactions");
+    tcase_add_loop_test(t, test_transactions, 0, 2);
+    tcase_add_loop_test(t, test_savepoints_nested, 0, 2);
+    tcase_add_loop_test(t, test_savepoint_names, 0, NELEM(bad_sp));
+    tcase_add_loop_test(t, test_chain_commits_whole, 0, 2);
+    tcase_add_loop_test(t, test_chain_rolls_back_whole, 0, 2);
+
+    t = tc(s, "batch");
+    tcase_add_loop_test(t, test_batch_atomic, 0, 2);
+    tcase_add_loop_test(t, test_batch_results, 0, 2);
+    tcase_add_loop_test(t, test_batch_in_transaction, 0, 2);
+
+    t = tc(s, "count_paginate");
+    tcase_add_loop_test(t, test_count, 0, 2);
+    tcase_add_loop_test(t, test_paginate, 0, NELEM(pages));
+    tcase_add_test(t, test_paginate_invalid);
+    tcase_add_loop_test(t, test_explain, 0, 2);
+
+    t = tc(s, "migrations");
+    tcase_add_loop_test(t, test_migrations_apply_order, 0, 2);
+    tcase_add_loop_test(t, test_migrations_failure_stops, 0, 2);
+    tcase_add_test(t, test_migrations_table_and_misuse);
+    tcase_add_test(t, test_migrations_name_is_bound);
+
+    t = tc(s, "observe");
+    tcase_add_loop_test(t, test_logger_every_path, 0, NELEM(log_cases));
+    tcase_add_test(t, test_logger_sees_query);
+    tcase_add_loop_test(t, test_hooks_veto_and_after, 0, 2);
+
+    t = tc(s, "builder");
+    tcase_add_loop_test(t, test_builder_bulk_chain, 0, 2);
+    tcase_add_loop_test(t, test_builder_select_paths, 0, 2);
+    tcase_add_loop_test(t, test_builder_update_delete, 0, 2);
+
+    t = tc(s, "errors");
+    tcase_add_test(t, test_busy_mapping);
+    tcase_add_loop_test(t, test_interrupt_mapping, 0, 2);
+    tcase_add_test(t, test_misuse_null_db);
+    tcase_add_test(t, test_misuse_null_query);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(qb_sqlite_suite());
+    int failed;
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

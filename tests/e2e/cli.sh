@@ -1,0 +1,66 @@
+#!/bin/sh
+# The program's command line: -v, -t on good and bad confs (exit status and
+# the file:line message), and refusing to start on a broken conf.
+. "$TESTS_SRCDIR/lib.sh"
+t_tmpdir
+APP=$TOP_BUILDDIR/app/waituntil
+[ -x "$APP" ] || t_skip_all "app/waituntil not built"
+
+out=$("$APP" -v)
+case $out in "waituntil "[0-9]*) t_ok "-v prints the version ($out)" ;;
+*) t_fail "-v" "$out" ;; esac
+
+"$APP" -t -c "$TOP_SRCDIR/conf/waituntil.conf" -p "$TOP_SRCDIR" \
+    -d "$T_TMP/none.db" >"$T_TMP/out" 2>&1 &&
+    grep -q "test is successful" "$T_TMP/out" &&
+    t_ok "-t accepts the shipped conf" || t_fail "-t shipped conf" "$(cat "$T_TMP/out")"
+
+# check_conf DESCRIPTION EXPECTED-MESSAGE CONF-TEXT: -t must exit 1 and
+# print the message (file:line included).
+check_conf() {
+    printf '%s\n' "$3" > "$T_TMP/bad.conf"
+    if "$APP" -t -c "$T_TMP/bad.conf" -p "$TOP_SRCDIR" -d "$T_TMP/none.db" \
+        >"$T_TMP/out" 2>&1; then
+        t_fail "$1" "exit 0; $(cat "$T_TMP/out")"
+    elif grep -qF "$2" "$T_TMP/out"; then
+        t_ok "$1"
+    else
+        t_fail "$1" "$(cat "$T_TMP/out")"
+    fi
+}
+
+check_conf "-t: missing ';' names file:line" "bad.conf:2:" \
+'server {
+    threads 4
+}'
+check_conf "-t: a table that is not a plain name is refused" \
+    "bad.conf:3: invalid identifier" \
+'route GET /x {
+    respond 200 "x";
+    defer insert "logs; DROP TABLE users" { method $request_method; }
+}'
+check_conf "-t: a column missing from the schema is reported" \
+    "bad.conf:3: insert into logs: table logs has no column named nope" \
+'route GET /x {
+    respond 200 "x";
+    defer insert logs { nope $request_method; }
+}'
+check_conf "-t: an unknown handler is reported" \
+    'bad.conf:1: unknown handler "nope"' \
+'route GET /x { handler nope; }'
+rm -f "$T_TMP/bad.conf"
+if "$APP" -t -c "$T_TMP/bad.conf" >"$T_TMP/out" 2>&1; then
+    t_fail "-t on a missing file exits 1"
+else
+    grep -q "bad.conf" "$T_TMP/out" && t_ok "-t on a missing file exits 1 naming it" ||
+        t_fail "-t missing file message" "$(cat "$T_TMP/out")"
+fi
+
+# The server itself refuses to start on a broken conf, with the message.
+printf 'server { threads 0; }\n' > "$T_TMP/bad.conf"
+"$APP" -c "$T_TMP/bad.conf" -p "$TOP_SRCDIR" -d "$T_TMP/x.db" \
+    -l "unix:$T_TMP/s.sock" >"$T_TMP/out" 2>&1 &&
+    t_fail "start with threads 0 fails" ||
+    { grep -q "bad.conf:1" "$T_TMP/out" && t_ok "start with threads 0 fails with file:line" ||
+        t_fail "threads 0 message" "$(cat "$T_TMP/out")"; }
+t_done
