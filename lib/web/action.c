@@ -132,13 +132,14 @@ int web_call_register_defers(web_call *call, const web_route_conf *route)
 
         if (d->ncols > MAX_COLS || d->nsets > MAX_COLS || d->nwheres > MAX_COLS)
             return WEB_EINVAL;
-        /* `if SOURCE;`: the query runs only when every one is present. */
+        /* `if SOURCE;`: the query runs only when every one is present and
+         * not empty (an empty X-User-ID must not update id = ''). */
         for (size_t i = 0; i < d->nconds && !skip; i++) {
             web_value v;
             rc = web_source_eval(&d->conds[i], r, m, &v);
             if (rc != WEB_OK)
                 return rc;
-            if (v.type == WEB_V_ABSENT)
+            if (!web_value_present(&v))
                 skip = 1;
         }
         if (skip)

@@ -72,7 +72,8 @@ struct web_server {
     ino_t unix_ino;
 
     pthread_t threads[MAX_THREADS];
-    unsigned nthreads;
+    unsigned nthreads;      /* main thread only (start/stop) */
+    atomic_uint running;    /* request threads inside their loop */
     atomic_int stopping;
     int started;
     time_t started_at;
@@ -436,6 +437,7 @@ static void *request_thread(void *arg)
 
     snprintf(name, sizeof name, "web-r%u", t->index);
     pthread_setname_np(pthread_self(), name);
+    atomic_fetch_add(&s->running, 1);
     for (;;) {
         int rc = FCGX_Accept_r(&t->rq);
         if (atomic_load(&s->stopping)) {
@@ -463,6 +465,7 @@ static void *request_thread(void *arg)
         serve_one(t);
     }
     FCGX_Free(&t->rq, 1);
+    atomic_fetch_sub(&s->running, 1);
     return NULL;
 }
 
@@ -793,7 +796,7 @@ void web_server_stats_get(web_server *s, web_server_stats *o)
     o->rejected_503 = atomic_load(&s->rejected_503);
     o->client_gone = atomic_load(&s->client_gone);
     o->accept_errors = atomic_load(&s->accept_errors);
-    o->threads = s->nthreads;
+    o->threads = atomic_load(&s->running);
     o->started_unix = (int64_t)s->started_at;
 }
 

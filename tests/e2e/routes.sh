@@ -54,6 +54,10 @@ wait_rows "SELECT count(*) FROM users WHERE id='u1' AND last_seen IS NOT NULL" 1
     t_ok "POST /seen sets users.last_seen" || t_fail "last_seen set"
 expect "POST /seen without X-User-ID answers 200" "$(req POST /seen)" \
     "200 User activity updated in the background."
+adm() { curl -s "$E2E_URL/_status" | sed -E 's/.*"tasks_admitted":([0-9]+).*/\1/'; }
+a0=$(adm)
+req POST /seen -H 'X-User-ID;' >/dev/null
+expect "an empty X-User-ID registers no write" "$(adm)" "$a0"
 expect "POST /logout answers 200" "$(req POST /logout -H 'X-Session-ID: s1')" \
     "200 Session invalidated in the background."
 wait_rows "SELECT count(*) FROM sessions WHERE id='s1'" 0 &&
