@@ -15,6 +15,7 @@
  */
 #define _GNU_SOURCE
 #include <check.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -1383,6 +1384,28 @@ START_TEST(test_migrations_table_and_misuse)
 }
 END_TEST
 
+START_TEST(test_migrations_script_ends_txn)
+{
+    fx f;
+    qb_migration m[2] = {
+        { "sneaky", "CREATE TABLE s1 (x); COMMIT; CREATE TABLE s2 (x)" },
+        { "next", "CREATE TABLE s3 (x)" },
+    };
+    size_t applied = 9, failed = 9;
+    fx_open(&f, 0);
+    ck_assert_int_eq(qb_migrations_apply(f.db, NULL, m, 2, &applied, &failed),
+                     QB_EINVAL);
+    ck_assert_uint_eq(applied, 0);
+    ck_assert_uint_eq(failed, 0);
+    ck_assert_ptr_nonnull(strstr(qb_db_errmsg(f.db), "must not end"));
+    ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM migrations"), 0);
+    ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM sqlite_master WHERE "
+                                  "name = 's3'"), 0);
+    ck_assert_int_ne(sqlite3_get_autocommit(qb_db_sqlite(f.db)), 0);
+    fx_close(&f);
+}
+END_TEST
+
 START_TEST(test_migrations_name_is_bound)
 {
     /* A hostile name is stored verbatim, never executed. */
@@ -1676,6 +1699,67 @@ START_TEST(test_interrupt_mapping)
     ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM t"), 6);
     qb_query_free(slow);
     qb_query_free(chain);
+    fx_close(&f);
+}
+END_TEST
+
+/* ---- one handle per thread ------------------------------------------------------ */
+
+typedef struct worker {
+    const char *path;
+    int id;
+    int rc;        /* first failure, read by the test thread after join */
+    int inserted;
+} worker;
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    qb_db *db = NULL;
+    qb_db_config cfg = { NULL, NULL, 10000, 0, 0 };
+    w->rc = qb_db_open(&db, w->path, &cfg, NULL, 0);
+    for (int t = 0; w->rc == QB_OK && t < 10; t++) {
+        w->rc = qb_begin(db);
+        for (int i = 0; w->rc == QB_OK && i < 20; i++) {
+            qb_value v[2] = { qb_int(w->id), qb_int(t * 20 + i) };
+            qb_query *q = NULL;
+            w->rc = qb_query_raw(&q, "INSERT INTO w (who, n) VALUES (?1, ?2)",
+                                 2, v, QB_FETCH_NONE);
+            if (w->rc == QB_OK)
+                w->rc = qb_exec(db, q, NULL);
+            qb_query_free(q);
+        }
+        if (w->rc == QB_OK)
+            w->rc = qb_commit(db);
+        if (w->rc == QB_OK)
+            w->inserted += 20;
+    }
+    qb_db_close(db);
+    return NULL;
+}
+
+START_TEST(test_threads_own_handles)
+{
+    fx f;
+    pthread_t th[2];
+    worker w[2];
+    fx_open(&f, 1);
+    ck_assert_int_eq(run(f.db, "CREATE TABLE w (who INTEGER, n INTEGER)"),
+                     QB_OK);
+    for (int i = 0; i < 2; i++) {
+        memset(&w[i], 0, sizeof w[i]);
+        w[i].path = f.path;
+        w[i].id = i;
+        ck_assert_int_eq(pthread_create(&th[i], NULL, worker_main, &w[i]), 0);
+    }
+    for (int i = 0; i < 2; i++)
+        ck_assert_int_eq(pthread_join(th[i], NULL), 0);
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(w[i].rc, QB_OK);
+        ck_assert_int_eq(w[i].inserted, 200);
+    }
+    ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM w"), 400);
+    ck_assert_int_eq(scalar(f.db, "SELECT count(DISTINCT who) FROM w"), 2);
     fx_close(&f);
 }
 END_TEST
@@ -1991,6 +2075,7 @@ static Suite *qb_sqlite_suite(void)
     tcase_add_loop_test(t, test_migrations_failure_stops, 0, 2);
     tcase_add_test(t, test_migrations_table_and_misuse);
     tcase_add_test(t, test_migrations_name_is_bound);
+    tcase_add_test(t, test_migrations_script_ends_txn);
 
     t = tc(s, "observe");
     tcase_add_loop_test(t, test_logger_every_path, 0, NELEM(log_cases));
@@ -2004,6 +2089,7 @@ static Suite *qb_sqlite_suite(void)
 
     t = tc(s, "errors");
     tcase_add_test(t, test_busy_mapping);
+    tcase_add_test(t, test_threads_own_handles);
     tcase_add_loop_test(t, test_interrupt_mapping, 0, 2);
     tcase_add_test(t, test_misuse_null_db);
     tcase_add_test(t, test_misuse_null_query);

@@ -39,30 +39,37 @@
  *     task except the bounded SQLITE_BUSY retry described below.
  *
  * SQL TASKS run in a transaction shared with neighbouring SQL tasks of
- * the same batch (group commit), each under its own savepoint: a failing
- * task is rolled back alone and the others commit.  QB_EBUSY on BEGIN,
- * inside the transaction or at COMMIT rolls the transaction back and
- * retries it with exponential backoff up to busy_retries times (each
- * counted in `retried`); past that, every task of the transaction is
- * reported failed.  A task running longer than task_budget_ms is
- * interrupted (sqlite3_progress_handler on the worker's connection) and
- * reported failed.
+ * the same batch (group commit), each in effect under its own savepoint:
+ * a failing task is rolled back alone and the others commit.  (The first
+ * pass runs without savepoints; a failure rolls the transaction back and
+ * replays it with one savepoint per task, skipping the failed task.)
+ * QB_EBUSY on BEGIN, inside the transaction or at COMMIT rolls the
+ * transaction back and retries it with exponential backoff up to
+ * busy_retries times (each counted in `retried`); past that, every task
+ * of the transaction is reported failed.  A task running longer than
+ * task_budget_ms is interrupted (sqlite3_progress_handler on the worker's
+ * connection) and reported failed.
  *
  * CALLBACK TASKS run on a worker *outside* any transaction, so they may
- * open their own transactions on defer_env_db().  A callback that returns
- * with a transaction still open has it rolled back and is reported
- * failed.  A callback cannot be interrupted: past task_budget_ms it is
- * only logged as over budget; long callbacks should poll
- * defer_env_expired().  SQL the callback runs on defer_env_db() is
- * interrupted once the shutdown deadline has passed.
+ * open their own transactions on defer_env_db().  Such a transaction does
+ * not take the pool's writer turn: it waits for other workers' batches
+ * through SQLite's busy handler (db.busy_timeout_ms) and may get QB_EBUSY,
+ * which the callback must handle.  A callback that returns with a
+ * transaction still open has it rolled back and is reported failed.
+ * A callback cannot be interrupted: past task_budget_ms it is only logged
+ * as over budget; long callbacks should poll defer_env_expired().  SQL the
+ * callback runs on defer_env_db() is interrupted once the shutdown
+ * deadline has passed.
  *
  * SHUTDOWN: defer_pool_shutdown() stops admission, runs what is queued or
- * in flight until the deadline, then interrupts SQL, reports every task
- * that did not run ("left": label and SQL, one log line each, arg_free
- * called once), and joins the workers.  A worker stuck in a callback that
- * does not return within 500 ms after the deadline is reported "hung",
- * detached, and keeps the pool's memory alive until it returns (the pool
- * is then freed by that thread); the call returns DEFER_ETIMEDOUT.
+ * in flight until the deadline, then interrupts SQL (the tasks of an
+ * interrupted transaction were rolled back: they count as left), reports
+ * every task that did not run ("left": label and SQL, one log line each,
+ * arg_free called once), and joins the workers.  A worker stuck in a
+ * callback that does not return within 500 ms after the deadline is
+ * reported "hung", detached, and keeps the pool's memory alive until it
+ * returns (the pool is then freed by that thread); the call returns
+ * DEFER_ETIMEDOUT.
  *
  * ACCOUNTING: once shutdown has returned and every admitted ctx has been
  * submitted, admitted == ok + failed + left exactly.  Tasks run inline
@@ -180,7 +187,8 @@ DEFER_API int defer_pool_shutdown(defer_pool *pool, unsigned deadline_ms);
 
 /* Shut down with cfg.drain_ms if not done yet, then free the pool.  If a
  * worker hung, the memory is freed by that worker if it ever returns.
- * Every ctx of the pool must have been freed or be unused.  NULL: no-op. */
+ * Every ctx of the pool must be empty (submitted or discarded) and not in
+ * use; an empty ctx may still be freed afterwards.  NULL: no-op. */
 DEFER_API void defer_pool_destroy(defer_pool *pool);
 
 #define DEFER_HIST_BUCKETS 16
@@ -214,7 +222,7 @@ typedef struct defer_stats {
 /* Copy the counters into *out.  Thread-safe. */
 DEFER_API void defer_pool_stats(defer_pool *pool, defer_stats *out);
 
-/* ---- tasks --------------------------------------------------------------- */
+/* ---- tasks -------------------------------------------------------------- */
 
 typedef struct defer_ctx defer_ctx;
 typedef struct defer_env defer_env;
@@ -289,7 +297,7 @@ DEFER_API void defer_submit(defer_pool *pool, defer_ctx *ctx);
  * are submitted instead, since admitted work is never dropped. */
 DEFER_API void defer_ctx_discard(defer_ctx *ctx);
 
-/* ---- inside a callback --------------------------------------------------- */
+/* ---- inside a callback -------------------------------------------------- */
 
 /* The running thread's connection (worker's writer, or the ctx's inline
  * connection); NULL if the pool has no database.  Only valid during the

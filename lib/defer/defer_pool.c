@@ -75,7 +75,7 @@ struct defer_ctx {
     defer_runner run;          /* inline runs */
 };
 
-/* ---- small helpers ------------------------------------------------------- */
+/* ---- small helpers ------------------------------------------------------ */
 
 DEFER_API const char *defer_strerror(int rc)
 {
@@ -274,19 +274,19 @@ static void *worker_main(void *arg)
     if (!det)
         return NULL; /* shutdown joins us and owns the pool */
 
-    /* We were declared hung and detached: we hold a reference. */
+    /* We were declared hung and detached: our reference keeps the pool
+     * alive until here; the last reference frees it. */
+    defer__log(p, DEFER_LOG_WARN, "hung_worker_returned", NULL,
+               (int)w->index, DEFER_OK, "detached worker exits");
     defer__lock(p);
     last = --p->refs == 0;
     defer__unlock(p);
-    if (last)
-        defer__log(p, DEFER_LOG_INFO, "hung_worker_returned", NULL,
-                   (int)w->index, DEFER_OK, "freeing pool");
     if (last)
         pool_free(p);
     return NULL;
 }
 
-/* ---- create / free ------------------------------------------------------- */
+/* ---- create / free ------------------------------------------------------ */
 
 /* Free everything; all threads are gone or never started. */
 static void pool_free(defer_pool *p)
@@ -531,7 +531,7 @@ DEFER_API int defer_pool_create(defer_pool **out, const defer_config *cfg,
     return DEFER_OK;
 }
 
-/* ---- shutdown ------------------------------------------------------------ */
+/* ---- shutdown ----------------------------------------------------------- */
 
 /* Under mu: take a hung worker's batch away.  READY tasks are stolen
  * (returned as a list for the caller to report and free); RUNNING ones
@@ -558,16 +558,19 @@ static defer_task *steal_batch(defer_pool *p, defer_worker *w,
         if (atomic_compare_exchange_strong(&t->state, &exp, T_HUNG)) {
             char **lines = realloc(*hung_lines,
                                    (*nhung + 1) * sizeof **hung_lines);
-            char *line = malloc(512);
+            char *line = malloc(1024);
             p->st.in_flight--;
             p->st.left++;
             p->st.hung++;
             if (lines != NULL)
                 *hung_lines = lines;
             if (lines != NULL && line != NULL) {
-                snprintf(line, 512, "%s task of worker %u: %s",
-                         t->fn != NULL ? "callback" : "sql", w->index,
-                         t->label);
+                /* Copied now: the worker frees t as soon as it returns. */
+                snprintf(line, 1024, "worker %u still running %s task "
+                         "label=%s%s%.700s", w->index,
+                         t->fn != NULL ? "callback" : "sql", t->label,
+                         t->fn != NULL ? "" : " sql=",
+                         t->fn != NULL ? "" : qb_query_sql(t->arg));
                 (*hung_lines)[(*nhung)++] = line;
             } else {
                 free(line);
@@ -737,7 +740,7 @@ DEFER_API void defer_pool_stats(defer_pool *p, defer_stats *out)
     defer__unlock(p);
 }
 
-/* ---- contexts and registration ------------------------------------------- */
+/* ---- contexts and registration ------------------------------------------ */
 
 DEFER_API int defer_ctx_create(defer_pool *pool, defer_ctx **out)
 {
@@ -889,7 +892,7 @@ DEFER_API int defer_wait_until_query(defer_ctx *c, qb_query *q,
     return add_task(c, NULL, q, free_query, label);
 }
 
-/* ---- admission ----------------------------------------------------------- */
+/* ---- admission ---------------------------------------------------------- */
 
 static size_t used_slots(const defer_pool *p)
 {

@@ -63,7 +63,7 @@ enum { S_PENDING = 0, S_OK, S_FAILED };
 /* exec_one() results */
 enum { X_OK = 0, X_FAIL, X_RESTART, X_BUSY, X_ABORT };
 
-/* ---- clock, locks -------------------------------------------------------- */
+/* ---- clock, locks ------------------------------------------------------- */
 
 int64_t defer__now_ns(void)
 {
@@ -140,7 +140,7 @@ static int aborted(const defer_pool *p)
     return atomic_load_explicit(&p->abort, memory_order_acquire);
 }
 
-/* ---- logging ------------------------------------------------------------- */
+/* ---- logging ------------------------------------------------------------ */
 
 typedef struct lbuf {
     char s[LOG_LINE_MAX];
@@ -270,7 +270,7 @@ void defer__drop_task(defer_pool *p, defer_task *t, int level,
     free(t);
 }
 
-/* ---- SQLite handlers ----------------------------------------------------- */
+/* ---- SQLite handlers ---------------------------------------------------- */
 
 static int progress_cb(void *ud)
 {
@@ -342,7 +342,7 @@ static uint64_t rnd(defer_runner *r)
     return r->rng;
 }
 
-/* ---- the env seen by callbacks ---------------------------------------------- */
+/* ---- the env seen by callbacks ------------------------------------------ */
 
 DEFER_API qb_db *defer_env_db(defer_env *env)
 {
@@ -376,7 +376,7 @@ DEFER_API void defer_env_set_error(defer_env *env, const char *msg)
     env->has_err = 1;
 }
 
-/* ---- claiming ------------------------------------------------------------ */
+/* ---- claiming ----------------------------------------------------------- */
 
 static int claim(defer_task *t)
 {
@@ -397,7 +397,7 @@ static void leave_task(defer_runner *r, defer_task *t, const char *why)
         t->arg_free(t->arg);
 }
 
-/* ---- callbacks ----------------------------------------------------------- */
+/* ---- callbacks ---------------------------------------------------------- */
 
 static void run_callback(defer_runner *r, defer_task *t)
 {
@@ -454,7 +454,7 @@ static void run_callback(defer_runner *r, defer_task *t)
     r->env.task = NULL;
 }
 
-/* ---- SQL segments -------------------------------------------------------- */
+/* ---- SQL segments ------------------------------------------------------- */
 
 static int token_get(defer_runner *r)
 {

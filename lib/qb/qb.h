@@ -232,6 +232,8 @@ typedef enum qb_conflict {
 
 /* ---- SELECT -------------------------------------------------------------- */
 
+/* New SELECT on table (a name).  NULL only on ENOMEM; a bad name is the
+ * sticky error.  Free with qb_select_free (NULL is a no-op). */
 QB_API qb_select *qb_select_new(const char *table);
 QB_API void qb_select_free(qb_select *s);
 /* Deep copy (sticky error included); NULL on ENOMEM or NULL s. */
@@ -250,6 +252,7 @@ QB_API void qb_select_fields(qb_select *s, const char *fields);
 /* WHERE: conditions ANDed; values shared by the call's conditions. */
 QB_API void qb_select_where(qb_select *s, const char *cond, size_t n,
                             const qb_value *vals);
+/* workers-qb orWhere: (what is there) OR (cond); alone it is a where. */
 QB_API void qb_select_or_where(qb_select *s, const char *cond, size_t n,
                                const qb_value *vals);
 /* Several conditions in one call: how = QB_AND or QB_OR. */
@@ -263,6 +266,8 @@ QB_API void qb_select_where_in(qb_select *s, unsigned how, const char *col,
 QB_API void qb_select_where_in_cols(qb_select *s, unsigned how, size_t ncols,
                                     const char *const *cols, size_t nrows,
                                     const qb_value *vals);
+/* col IS [NOT] NULL / col [NOT] BETWEEN ? AND ? / col [NOT] LIKE ?; col is
+ * a name; how: QB_OR, QB_NOT.  Values are bound. */
 QB_API void qb_select_where_null(qb_select *s, unsigned how,
                                  const char *col);
 QB_API void qb_select_where_between(qb_select *s, unsigned how,
@@ -287,6 +292,8 @@ QB_API void qb_select_join(qb_select *s, const char *type, const char *table,
 QB_API void qb_select_join_sub(qb_select *s, const char *type,
                                const qb_select *sub, const char *alias,
                                const char *on);
+/* workers-qb innerJoin/leftJoin/rightJoin/fullJoin/crossJoin/naturalJoin:
+ * qb_select_join with that type (FULL JOIN, not FULL OUTER JOIN). */
 QB_API void qb_select_inner_join(qb_select *s, const char *table,
                                  const char *alias, const char *on);
 QB_API void qb_select_left_join(qb_select *s, const char *table,
@@ -299,6 +306,9 @@ QB_API void qb_select_cross_join(qb_select *s, const char *table,
                                  const char *alias); /* no ON */
 QB_API void qb_select_natural_join(qb_select *s, const char *table);
 
+/* GROUP BY / HAVING / ORDER BY items accumulate.  expr and cond are
+ * fragments; HAVING takes values like WHERE (clause "HAVING" in errors).
+ * o appends ASC or DESC to expr. */
 QB_API void qb_select_group_by(qb_select *s, const char *expr);
 QB_API void qb_select_having(qb_select *s, const char *cond, size_t n,
                              const qb_value *vals);
@@ -315,12 +325,15 @@ QB_API void qb_select_offset(qb_select *s, int64_t n);
  * message ("Invalid page value: 0. Page must be an integer >= 1." + hint).
  * Build with QB_FETCH_ALL; the query's count_sql gives the total. */
 QB_API void qb_select_paginate(qb_select *s, int64_t page, int64_t per_page);
+/* SELECT DISTINCT. */
 QB_API void qb_select_distinct(qb_select *s);
 /* DISTINCT ON (expr, ...): PostgreSQL syntax, rendered as asked. */
 QB_API void qb_select_distinct_on(qb_select *s, const char *expr);
 /* WITH name[(cols)] AS (q): q deep-copied; cols may be NULL. */
 QB_API void qb_select_with(qb_select *s, const char *name, const qb_select *q,
                            size_t ncols, const char *const *cols);
+/* <this> UNION/INTERSECT/EXCEPT [ALL] <q>, q deep-copied; ORDER BY and
+ * LIMIT of this builder apply to the combined result. */
 QB_API void qb_select_set_op(qb_select *s, qb_setop op, const qb_select *q);
 
 /* Build.  QB_FETCH_ALL / QB_FETCH_NONE: as configured; QB_FETCH_ONE adds
@@ -337,6 +350,8 @@ QB_API int qb_select_build_explain(const qb_select *s, qb_query **out);
 
 /* ---- INSERT -------------------------------------------------------------- */
 
+/* New INSERT into table (a name); same lifetime and error rules as
+ * qb_select_new / _free / _error / _errmsg / _dialect. */
 QB_API qb_insert *qb_insert_new(const char *table);
 QB_API void qb_insert_free(qb_insert *ins);
 QB_API int qb_insert_error(const qb_insert *ins);
@@ -347,6 +362,7 @@ QB_API void qb_insert_set(qb_insert *ins, const char *col, qb_value v);
 /* Start the next row (bulk insert).  Every row must have the same set of
  * columns as the first (in any order: values are matched by name). */
 QB_API void qb_insert_next_row(qb_insert *ins);
+/* RETURNING items (fragments), accumulated. */
 QB_API void qb_insert_returning(qb_insert *ins, const char *expr);
 /* INSERT OR <conflict> (SQLite only). */
 QB_API void qb_insert_or(qb_insert *ins, qb_conflict c);
@@ -354,6 +370,8 @@ QB_API void qb_insert_or(qb_insert *ins, qb_conflict c);
  * _set calls, DO NOTHING. */
 QB_API void qb_insert_on_conflict(qb_insert *ins, size_t ncols,
                                   const char *const *cols);
+/* DO UPDATE SET col = v (v bound; QB_V_RAW for excluded.col) and its
+ * WHERE (values bound before the SET values, as in workers-qb). */
 QB_API void qb_insert_on_conflict_set(qb_insert *ins, const char *col,
                                       qb_value v);
 QB_API void qb_insert_on_conflict_where(qb_insert *ins, size_t ncond,
@@ -367,6 +385,10 @@ QB_API int qb_insert_build(const qb_insert *ins, qb_query **out);
 
 /* ---- UPDATE -------------------------------------------------------------- */
 
+/* New UPDATE of table; lifetime and error rules as qb_select_new.  _set
+ * takes a plain column name and a value (QB_V_RAW inlined); _where and
+ * _where_list take conditions like qb_select_where; _returning items
+ * accumulate; _or renders UPDATE OR <conflict> (SQLite only). */
 QB_API qb_update *qb_update_new(const char *table);
 QB_API void qb_update_free(qb_update *u);
 QB_API int qb_update_error(const qb_update *u);
@@ -385,6 +407,8 @@ QB_API int qb_update_build(const qb_update *u, qb_query **out);
 
 /* ---- DELETE -------------------------------------------------------------- */
 
+/* New DELETE from table; lifetime and error rules as qb_select_new;
+ * where/returning/order_by/limit/offset as for SELECT. */
 QB_API qb_delete *qb_delete_new(const char *table);
 QB_API void qb_delete_free(qb_delete *d);
 QB_API int qb_delete_error(const qb_delete *d);
@@ -412,6 +436,8 @@ QB_API int qb_query_raw_dialect(qb_query **out, qb_dialect d, const char *sql,
 /* CREATE TABLE [IF NOT EXISTS] name ( schema ): schema is trusted SQL. */
 QB_API int qb_create_table(qb_query **out, qb_dialect d, const char *table,
                            const char *schema, int if_not_exists);
+/* DROP TABLE [IF EXISTS] name.  Both DDL calls: kind RAW, no params,
+ * fetch NONE; QB_EINVAL on a bad name or fragment; *out NULL on error. */
 QB_API int qb_drop_table(qb_query **out, qb_dialect d, const char *table,
                          int if_exists);
 

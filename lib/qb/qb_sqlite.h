@@ -23,16 +23,23 @@ typedef struct qb_db qb_db;
 typedef struct qb_result qb_result;
 
 typedef struct qb_db_config {
-    const char *journal_mode;  /* "WAL" (default), "DELETE", ... or NULL */
-    const char *synchronous;   /* "NORMAL" (default), "FULL", "OFF" */
-    int busy_timeout_ms;       /* default 5000; 0 = none */
-    int readonly;              /* open read-only */
-    size_t stmt_cache_size;    /* prepared statements kept; default 64 */
+    const char *journal_mode;  /* "WAL" (default, also for NULL), "DELETE",
+                                  "TRUNCATE", "PERSIST", "MEMORY", "OFF" */
+    const char *synchronous;   /* "NORMAL" (default, also for NULL), "FULL",
+                                  "EXTRA", "OFF" */
+    int busy_timeout_ms;       /* default 5000 (cfg NULL); 0 = none */
+    int readonly;              /* open read-only (journal mode untouched) */
+    size_t stmt_cache_size;    /* prepared statements kept; 0 = default 64;
+                                  at most 65536 */
 } qb_db_config;
 
 /* Open (creating if needed) the database at path (":memory:" works) and
- * apply cfg (NULL = defaults).  On failure *out is NULL and the return is
- * QB_ESQL/QB_ENOMEM/QB_EINVAL; a message is written to errbuf if given. */
+ * apply cfg (NULL = defaults).  Every connection also gets extended result
+ * codes and PRAGMA foreign_keys=ON; a file database that does not accept
+ * the journal mode asked for (e.g. WAL on a network filesystem) fails.
+ * Mode names are checked against the lists above (case-insensitive).
+ * On failure *out is NULL and the return is QB_ESQL/QB_ENOMEM/QB_EINVAL;
+ * a message is written to errbuf if given.  Thread-safe (no shared state). */
 QB_API int qb_db_open(qb_db **out, const char *path, const qb_db_config *cfg,
                       char *errbuf, size_t errbuf_len);
 
@@ -60,13 +67,20 @@ QB_API int qb_db_errcode(const qb_db *db);
  * not q's nparams is refused (QB_EINVAL), as is SQL holding more than one
  * statement (use qb_batch, or migrations for scripts).
  * Returns QB_OK, QB_EBUSY (SQLITE_BUSY/LOCKED: nothing was committed by this
- * call), QB_EINTERRUPT, QB_ECONSTRAINT, QB_ESQL, QB_ENOMEM, QB_EINVAL.
- * The logger and hooks run on every path, errors included.
+ * call), QB_EINTERRUPT, QB_ECONSTRAINT, QB_ESQL, QB_ENOMEM, QB_EINVAL,
+ * QB_EDIALECT (q rendered for another dialect).  After any error the
+ * connection is usable: the statement is reset and a transaction this call
+ * opened is rolled back (one the caller opened stays open, unless SQLite
+ * itself ended it, as it does on interrupt).
+ * The logger and hooks run once per call (a chain is one execution), on
+ * every path, errors included.
  */
 QB_API int qb_exec(qb_db *db, const qb_query *q, qb_result **out);
 
 /* Transactions.  qb_begin uses BEGIN IMMEDIATE.  Savepoint names must be
- * plain identifiers.  All return QB_OK / QB_EBUSY / QB_ESQL / QB_EINVAL. */
+ * plain identifiers.  All return QB_OK / QB_EBUSY / QB_ESQL / QB_EINVAL.
+ * A COMMIT that returns QB_EBUSY leaves the transaction open: retry it or
+ * qb_rollback.  These are not queries: the logger and hooks do not run. */
 QB_API int qb_begin(qb_db *db);
 QB_API int qb_commit(qb_db *db);
 QB_API int qb_rollback(qb_db *db);
@@ -229,8 +243,9 @@ QB_API int qb_batch(qb_db *db, const qb_query *const *qs, size_t n,
  *   id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT UNIQUE,
  *   applied_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP NOT NULL.
  * A migration's sql may hold several statements; it is run statement by
- * statement.  Migrations must not be run inside an open transaction
- * (QB_EMISUSE). */
+ * statement; it must not COMMIT/ROLLBACK itself (QB_EINVAL, and whatever
+ * it committed stays).  Migrations must not be run inside an open
+ * transaction (QB_EMISUSE). */
 typedef struct qb_migration {
     const char *name;
     const char *sql;

@@ -1483,6 +1483,11 @@ static int mig_one(qb_db *db, const char *table, const qb_migration *m,
     rc = run_named(db, sel, m->name, &applied);
     if (rc == QB_OK && !applied) {
         rc = run_script(db, m->sql);
+        /* A script that ends our transaction would record its name outside
+         * it (and may have committed half of itself): refuse it. */
+        if (rc == QB_OK && sqlite3_get_autocommit(db->db))
+            return db_fail(db, QB_EINVAL, 0, "migration SQL must not end "
+                           "the transaction (COMMIT/ROLLBACK/END)");
         if (rc == QB_OK)
             rc = run_named(db, ins, m->name, NULL);
     }
