@@ -63,4 +63,26 @@ printf 'server { threads 0; }\n' > "$T_TMP/bad.conf"
     t_fail "start with threads 0 fails" ||
     { grep -q "bad.conf:1" "$T_TMP/out" && t_ok "start with threads 0 fails with file:line" ||
         t_fail "threads 0 message" "$(cat "$T_TMP/out")"; }
+# SIGHUP reopens the log file (rotation); SIGTERM with nothing queued
+# exits 0 and logs the drain.
+sed -e "s|^    log stderr;.*|    log $T_TMP/app.log;|" "$TOP_SRCDIR/conf/waituntil.conf" > "$T_TMP/log.conf"
+"$APP" -c "$T_TMP/log.conf" -p "$TOP_SRCDIR" -d "$T_TMP/h.db" \
+    -l "unix:$T_TMP/h.sock" 2>"$T_TMP/stderr" &
+pid=$!
+i=0
+while [ ! -S "$T_TMP/h.sock" ] && [ $i -lt 100 ]; do i=$((i + 1)); sleep 0.1; done
+mv "$T_TMP/app.log" "$T_TMP/app.log.1"
+kill -HUP $pid
+i=0
+while [ ! -s "$T_TMP/app.log" ] && [ $i -lt 50 ]; do i=$((i + 1)); sleep 0.1; done
+grep -q "event=reopen_log ok=1" "$T_TMP/app.log" 2>/dev/null &&
+    grep -q "event=started" "$T_TMP/app.log.1" &&
+    t_ok "SIGHUP reopens the log file after rotation" ||
+    t_fail "SIGHUP reopen" "$(cat "$T_TMP/stderr" "$T_TMP/app.log" 2>/dev/null)"
+kill -TERM $pid
+rc=0; wait $pid || rc=$?
+[ $rc -eq 0 ] && grep -q "event=stopped drain=complete" "$T_TMP/app.log" &&
+    t_ok "SIGTERM: exit 0, drain complete" || t_fail "SIGTERM exit $rc"
+[ ! -e "$T_TMP/h.sock" ] && t_ok "the socket is removed at exit" ||
+    t_fail "socket left behind"
 t_done

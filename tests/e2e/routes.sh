@@ -65,6 +65,10 @@ wait_rows "SELECT count(*) FROM sessions WHERE id='s1'" 0 &&
 expect "POST /logout without X-Session-ID answers 200" "$(req POST /logout)" \
     "200 Session invalidated in the background."
 expect "GET /hello" "$(req GET /hello)" "200 hello"
+expect "POST /users/u9/touch (a C handler) answers 202" \
+    "$(req POST /users/u9/touch)" '202 {"queued":true}'
+wait_rows "SELECT count(*) FROM users WHERE id='u9' AND last_seen IS NOT NULL" 1 &&
+    t_ok "... and upserts users.last_seen after the answer" || t_fail "touch upsert"
 
 # Without the header nothing was written: drain, then look.
 st=$(curl -s "$E2E_URL/_status")
@@ -107,7 +111,7 @@ req POST /seen -H "X-User-ID: $inj" >/dev/null
 req POST /json -H 'Content-Type: application/json' --data "{\"path\":\"$inj\"}" >/dev/null
 wait_rows "SELECT count(*) FROM logs WHERE path=\"$inj\"" 1 &&
     t_ok "an SQL-injection string is stored verbatim" || t_fail "injection stored"
-expect "users table survived" "$(sql "SELECT count(*) FROM users")" "2"
+expect "users table survived (u1, u2, u9)" "$(sql "SELECT count(*) FROM users")" "3"
 
 # ---- 200 concurrent requests -> 200 rows -------------------------------------
 before=$(sql "SELECT count(*) FROM logs")
@@ -130,8 +134,8 @@ expect "status: admitted = ok + failed" "$admitted" "$((ok + failed))"
 rows=$(sql "SELECT count(*) FROM logs")
 [ "$failed" -eq 0 ] && t_ok "no deferred task failed" || t_fail "tasks failed: $failed" "$(e2e_log)"
 # Every logs row is one task (the slow callback's too); the other tasks
-# are /seen u1, /logout s1 and the injected /seen: 3.
-expect "status tasks_ok matches the writes made" "$ok" "$((rows + 3))"
+# are /seen u1, /logout s1, the injected /seen and the touch upsert: 4.
+expect "status tasks_ok matches the writes made" "$ok" "$((rows + 4))"
 pr=$(curl -s "$E2E_URL/_status?format=prometheus" | grep -c '^waituntil_tasks_ok ')
 expect "status in Prometheus format" "$pr" "1"
 
