@@ -275,13 +275,22 @@ typedef struct tok {
     int *sigterm_blocked_out;
 } tok;
 
-static tok *tok_new(tracker *tr, int id, int rc)
+/* No assertion here: helper threads use it too. */
+static tok *tok_make(tracker *tr, int id, int rc)
 {
     tok *t = calloc(1, sizeof *t);
+    if (t != NULL) {
+        t->tr = tr;
+        t->id = id;
+        t->rc = rc;
+    }
+    return t;
+}
+
+static tok *tok_new(tracker *tr, int id, int rc)
+{
+    tok *t = tok_make(tr, id, rc);
     ck_assert_ptr_nonnull(t);
-    t->tr = tr;
-    t->id = id;
-    t->rc = rc;
     return t;
 }
 
@@ -896,6 +905,7 @@ END_TEST
 typedef struct seen_arg {
     int64_t v;
     atomic_int *bad;
+    atomic_int *why;           /* last failure: stage * 1000 + code */
 } seen_arg;
 
 static int see_row(defer_env *env, void *arg)
@@ -909,22 +919,41 @@ static int see_row(defer_env *env, void *arg)
     sqlite3 *other = NULL;
     sqlite3_stmt *st = NULL;
 
+    int rc;
+
     if (db == NULL ||
         qb_query_raw(&q, "SELECT count(*) FROM t WHERE v = ?1", 1, &v,
-                     QB_FETCH_ONE) != QB_OK)
+                     QB_FETCH_ONE) != QB_OK) {
+        atomic_store(a->why, 1000);
         goto out;
-    if (qb_exec(db, q, &res) == QB_OK && qb_result_rows(res) == 1 &&
-        qb_result_int(res, 0, 0) == 1)
-        ok = 1;
-    /* committed means visible to another connection too */
-    if (ok && sqlite3_open(g_db, &other) == SQLITE_OK &&
-        sqlite3_prepare_v2(other, "SELECT count(*) FROM t WHERE v = ?1", -1,
-                           &st, NULL) == SQLITE_OK) {
-        sqlite3_bind_int64(st, 1, a->v);
-        ok = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) == 1;
-    } else {
-        ok = 0;
     }
+    rc = qb_exec(db, q, &res);
+    if (rc != QB_OK) {
+        atomic_store(a->why, 2000 - rc);
+        goto out;
+    }
+    if (qb_result_rows(res) != 1 || qb_result_int(res, 0, 0) != 1) {
+        atomic_store(a->why, 3000);
+        goto out;
+    }
+    /* committed means visible to another connection too */
+    rc = sqlite3_open(g_db, &other);
+    if (rc == SQLITE_OK) {
+        sqlite3_busy_timeout(other, 5000);
+        rc = sqlite3_prepare_v2(other, "SELECT count(*) FROM t WHERE v = ?1",
+                                -1, &st, NULL);
+    }
+    if (rc != SQLITE_OK) {
+        atomic_store(a->why, 4000 + rc);
+        goto out;
+    }
+    sqlite3_bind_int64(st, 1, a->v);
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW || sqlite3_column_int64(st, 0) != 1) {
+        atomic_store(a->why, 5000 + rc);
+        goto out;
+    }
+    ok = 1;
 out:
     sqlite3_finalize(st);
     sqlite3_close(other);
@@ -942,10 +971,11 @@ START_TEST(test_order_sql_then_callback)
     defer_pool *p;
     defer_ctx *c;
     defer_stats s;
-    atomic_int bad;
+    atomic_int bad, why;
     int r;
 
     atomic_init(&bad, 0);
+    atomic_init(&why, 0);
     cfg.workers = 2;
     p = mkpool(&cfg);
     c = mkctx(p);
@@ -954,6 +984,7 @@ START_TEST(test_order_sql_then_callback)
         ck_assert_ptr_nonnull(a);
         a->v = r;
         a->bad = &bad;
+        a->why = &why;
         ck_assert_int_eq(defer_wait_until_query(c, q_ins(r), "/m"), DEFER_OK);
         ck_assert_int_eq(defer_wait_until(c, see_row, a, free, "/m"),
                          DEFER_OK);
@@ -965,7 +996,9 @@ START_TEST(test_order_sql_then_callback)
     defer_pool_stats(p, &s);
     defer_ctx_free(c);
     defer_pool_destroy(p);
-    ck_assert_int_eq(atomic_load(&bad), 0);
+    ck_assert_msg(atomic_load(&bad) == 0, "%d callbacks did not see their "
+                  "row committed (last: %d)", atomic_load(&bad),
+                  atomic_load(&why));
     ck_assert_uint_eq(s.ok, 3 * NREQ);
     ck_assert_uint_eq(s.failed, 0);
     ck_assert_int_eq(db_scalar("SELECT count(*) FROM t"), 2 * NREQ);
@@ -1262,7 +1295,7 @@ START_TEST(test_callback_transactions)
 }
 END_TEST
 
-/* ==== shutdown ============================================================ */
+/* ==== shutdown =========================================================== */
 
 START_TEST(test_drain_within_deadline)
 {
@@ -1410,7 +1443,7 @@ END_TEST
 START_TEST(test_counters_reconcile)
 {
     enum { NREQ = 300 };
-    tracker *tr = tr_new(NREQ * 3 + 1);
+    tracker *tr = tr_new(NREQ * 3 + 2);
     defer_config cfg = base_cfg();
     defer_pool *p;
     defer_ctx *c;
@@ -1426,9 +1459,14 @@ START_TEST(test_counters_reconcile)
     cfg.max_tasks_per_request = 3;
     p = mkpool(&cfg);
     c = mkctx(p);
+    /* both workers wait in the gate: the queue can only fill up */
     ck_assert_int_eq(reg_gate(c, tr, 0, &g), DEFER_OK);
     admit_submit(p, c);
-    adm++;
+    ck_assert(gate_wait_entered(&g, 1, 10000));
+    ck_assert_int_eq(reg_gate(c, tr, id++, &g), DEFER_OK);
+    admit_submit(p, c);
+    ck_assert(gate_wait_entered(&g, 2, 10000));
+    adm += 2;
     for (r = 0; r < NREQ; r++) {
         int n = 1 + r % 3;
         for (k = 0; k < n; k++) {
@@ -1457,7 +1495,7 @@ START_TEST(test_counters_reconcile)
     defer_pool_destroy(p);
     ck_assert_uint_eq(s.admitted, adm);
     ck_assert_uint_eq(s.rejected, rej);
-    ck_assert_uint_eq(s.admitted + s.rejected, reg_ok + 1);
+    ck_assert_uint_eq(s.admitted + s.rejected, reg_ok + 2);
     ck_assert_uint_gt(s.rejected, 0);
     ck_assert_uint_gt(s.failed, 0);
     ck_assert_uint_eq(s.depth_hwm, 100);
@@ -1530,7 +1568,7 @@ START_TEST(test_two_pools_independent)
 }
 END_TEST
 
-/* ==== stress ============================================================== */
+/* ==== stress ============================================================= */
 
 typedef struct stress_sub {
     defer_pool *pool;
@@ -1565,7 +1603,11 @@ static void *stress_submitter(void *arg)
         if (n > end - id)
             n = end - id;
         for (k = 0; k < n; k++, id++) {
-            tok *t = tok_new(ss->tr, id, id % 97 == 0 ? 3 : 0);
+            tok *t = tok_make(ss->tr, id, id % 97 == 0 ? 3 : 0);
+            if (t == NULL) {
+                ss->errors++;
+                continue;
+            }
             /* some tasks take a while, so that the queue builds up */
             t->sleep_ms = id % 32 == 1 ? 1 : 0;
             if (defer_wait_until(c, tok_run, t, tok_free, "/stress") !=
@@ -1696,7 +1738,7 @@ START_TEST(test_stress_random_shutdown)
 }
 END_TEST
 
-/* ==== creation, errors, hygiene =========================================== */
+/* ==== creation, errors, hygiene ========================================== */
 
 START_TEST(test_config_errors)
 {
@@ -1850,7 +1892,7 @@ START_TEST(test_thread_create_failure_joins)
 }
 END_TEST
 
-/* ==== main ================================================================ */
+/* ==== main =============================================================== */
 
 static TCase *tc(Suite *s, const char *name, int timeout)
 {

@@ -1072,7 +1072,7 @@ START_TEST(conf_shipped)
     ck_assert_int_eq(c->pool.admission, WEB_ADMIT_WAIT);
     ck_assert_int_eq(c->pool.admission_wait_ms, 100);
     ck_assert_int_eq(c->pool.drain_timeout_ms, 30000);
-    ck_assert_uint_eq(c->nroutes, 5);
+    ck_assert_uint_eq(c->nroutes, 6);
 
     rt = &c->routes[0];
     ck_assert_uint_eq(rt->methods, WEB_M_ANY);
@@ -1124,12 +1124,17 @@ START_TEST(conf_shipped)
                      "id=$http_x_session_id");
 
     rt = &c->routes[3];
+    ck_assert_uint_eq(rt->methods, WEB_M_POST);
+    ck_assert_str_eq(rt->paths[0], "/users/:id/touch");
+    ck_assert_str_eq(rt->handler, "touch");
+
+    rt = &c->routes[4];
     ck_assert_uint_eq(rt->methods, WEB_M_GET);
     ck_assert_str_eq(rt->paths[0], "/hello");
     ck_assert_str_eq(rt->body, "hello");
     ck_assert_uint_eq(rt->ndefers, 0);
 
-    rt = &c->routes[4];
+    rt = &c->routes[5];
     ck_assert_str_eq(rt->paths[0], "/_status");
     ck_assert_str_eq(rt->handler, "status");
     ck_assert_int_eq(rt->status, 0);

@@ -7,7 +7,7 @@ pass=0 fail=0
 for dir in "$@"; do
     [ -d "$dir/tests" ] || continue
     for log in $(find "$dir/tests" -name '*.log' ! -name test-suite.log | sort); do
-        name=${log#"$dir"/}
+        name=$log
         trs=${log%.log}.trs
         line=$(grep -E '^[0-9]+%: Checks: [0-9]+, Failures: [0-9]+, Errors: [0-9]+' "$log" | tail -n 1)
         if [ -n "$line" ]; then
