@@ -154,6 +154,25 @@ START_TEST(defer_build_kinds)
 }
 END_TEST
 
+/* A template is the same statement, built once. */
+START_TEST(defer_template_kinds)
+{
+    web_conf *conf = NULL;
+    web_defer_tpl *t = NULL;
+    char eb[256];
+
+    ck_assert_int_eq(web_conf_parse(defer_conf, strlen(defer_conf), "t.conf",
+                                    &conf, eb, sizeof eb),
+                     WEB_OK);
+    ck_assert_int_eq(web_defer_tpl_create(&conf->routes[0].defers[_i], &t, eb,
+                                          sizeof eb),
+                     QB_OK);
+    ck_assert_str_eq(web_defer_tpl_sql(t), defer_sql[_i]);
+    web_defer_tpl_free(t);
+    web_conf_free(conf);
+}
+END_TEST
+
 /* ---- a whole server, spoken to over FastCGI ------------------------------- */
 
 struct fixture {
@@ -402,6 +421,8 @@ static Suite *suite(void)
     tc = tcase_create("defer_build");
     tcase_set_timeout(tc, 10);
     tcase_add_loop_test(tc, defer_build_kinds, 0,
+                        sizeof defer_sql / sizeof defer_sql[0]);
+    tcase_add_loop_test(tc, defer_template_kinds, 0,
                         sizeof defer_sql / sizeof defer_sql[0]);
     suite_add_tcase(s, tc);
 

@@ -140,6 +140,11 @@ typedef struct defer_config {
     size_t queue_capacity;       /* task slots; default 65536 */
     unsigned max_tasks_per_request; /* default 16 */
     unsigned batch_max;          /* tasks a worker takes at once; def. 256 */
+    unsigned batch_delay_us;     /* group-commit window: a woken worker
+                                    waits up to this long for more tasks
+                                    (or a full batch) before it starts;
+                                    default 2000; 0 = start at once.  Not
+                                    applied while draining. */
     unsigned task_budget_ms;     /* per task; default 5000; 0 = unlimited */
     defer_policy policy;         /* default DEFER_POLICY_WAIT */
     unsigned admit_wait_ms;      /* WAIT bound; default 100 */

@@ -119,6 +119,7 @@ struct defer_pool {
     int writer_busy;           /* one SQL transaction per pool at a time */
     int shut_called, shut_done, shut_rc;
     unsigned idle, space_waiters, alive, refs;
+    unsigned windows; /* workers waiting in their group-commit window */
     defer_task *qhead, *qtail;
     defer_stats st;            /* depth/queued/... maintained live */
 };

@@ -105,6 +105,7 @@ DEFER_API void defer_config_init(defer_config *cfg)
     cfg->queue_capacity = 65536;
     cfg->max_tasks_per_request = 16;
     cfg->batch_max = 256;
+    cfg->batch_delay_us = 2000;
     cfg->task_budget_ms = 5000;
     cfg->policy = DEFER_POLICY_WAIT;
     cfg->admit_wait_ms = 100;
@@ -207,6 +208,25 @@ static void *worker_main(void *arg)
         }
         if (p->qhead == NULL)
             break; /* stopped and nothing left for us */
+
+        /* Group-commit window: one commit per task costs a BEGIN/COMMIT
+         * and a context switch per request.  The clients already have
+         * their answers, so wait briefly for the batch to grow.  Not
+         * while draining: shutdown wants the queue empty, not full. */
+        if (p->cfg.batch_delay_us > 0 && p->state == P_RUNNING &&
+            p->st.queued < p->cfg.batch_max) {
+            int64_t end = defer__now_ns() +
+                          (int64_t)p->cfg.batch_delay_us * 1000;
+            p->windows++;
+            while (p->state == P_RUNNING && p->st.queued < p->cfg.batch_max &&
+                   p->qhead != NULL) {
+                if (defer__wait(p, &p->work_cv, end) == ETIMEDOUT)
+                    break;
+            }
+            p->windows--;
+            if (p->qhead == NULL)
+                continue; /* another worker took it meanwhile */
+        }
 
         /* Whole requests only, so that a request never spans workers; the
          * first request is taken even if it alone exceeds batch_max. */
@@ -331,6 +351,10 @@ static int check_config(const defer_config *c, char *errbuf, size_t len)
     }
     if (c->batch_max < 1 || c->batch_max > MAX_BATCH) {
         set_err(errbuf, len, "batch_max must be 1..%u", MAX_BATCH);
+        return DEFER_EINVAL;
+    }
+    if (c->batch_delay_us > 1000000u) {
+        set_err(errbuf, len, "batch_delay_us must be <= 1000000");
         return DEFER_EINVAL;
     }
     if (c->policy != DEFER_POLICY_WAIT && c->policy != DEFER_POLICY_REJECT &&
@@ -1028,7 +1052,12 @@ DEFER_API void defer_submit(defer_pool *p, defer_ctx *c)
         p->qhead = head;
     p->qtail = tail;
     p->st.queued += n;
-    if (p->idle > 0)
+    /* Wake a worker when there is something new to start on: the queue
+     * was empty, or a full batch is waiting (which also ends a worker's
+     * group-commit window early).  Waking one per request would cost a
+     * context switch per request and commit batches of one. */
+    if ((p->idle > 0 || p->windows > 0) &&
+        (p->st.queued == n || p->st.queued >= p->cfg.batch_max))
         defer__signal(&p->work_cv);
     defer__unlock(p);
 }

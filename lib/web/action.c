@@ -11,6 +11,7 @@
 #include "web_server.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define MAX_COLS 64
@@ -116,6 +117,95 @@ static int eval_all(const web_column *c, size_t n, const web_request *r,
     return WEB_OK;
 }
 
+/* ---- templates -------------------------------------------------------------
+ * A defer block's SQL text depends on the conf alone (validated names,
+ * raw: text); only the bound values change per request.  So the builder
+ * runs once per block, with marker values: the k-th source of the block
+ * (cols, then sets, then wheres) is bound as the integer k.  The built
+ * query's params then say which source feeds each placeholder, in the
+ * builder's own order (an UPDATE binds its WHERE values first, an upsert
+ * its DO UPDATE values first).  Per request: evaluate, map, bind. */
+
+struct web_defer_tpl {
+    char *sql;
+    size_t nparams;
+    size_t *map;     /* params[j] comes from source map[j] */
+    qb_fetch fetch;
+};
+
+static void mark(const web_column *c, size_t n, size_t base, web_value *v)
+{
+    for (size_t i = 0; i < n; i++) {
+        memset(&v[i], 0, sizeof v[i]);
+        if (c[i].src.kind == WEB_SRC_RAW) {
+            v[i].type = WEB_V_RAW;
+            v[i].s = c[i].src.text;
+            v[i].len = c[i].src.len;
+        } else {
+            v[i].type = WEB_V_INT;
+            v[i].i = (int64_t)(base + i);
+        }
+    }
+}
+
+int web_defer_tpl_create(const web_defer *d, web_defer_tpl **out, char *eb,
+                         size_t el)
+{
+    web_value cols[MAX_COLS], sets[MAX_COLS], wheres[MAX_COLS];
+    web_defer_tpl *t;
+    qb_query *q = NULL;
+    int rc;
+
+    *out = NULL;
+    if (d->ncols > MAX_COLS || d->nsets > MAX_COLS || d->nwheres > MAX_COLS) {
+        if (eb != NULL)
+            snprintf(eb, el, "too many columns (at most %d)", MAX_COLS);
+        return QB_EINVAL;
+    }
+    mark(d->cols, d->ncols, 0, cols);
+    mark(d->sets, d->nsets, d->ncols, sets);
+    mark(d->wheres, d->nwheres, d->ncols + d->nsets, wheres);
+    rc = web_defer_build(d, cols, sets, wheres, &q, eb, el);
+    if (rc != QB_OK)
+        return rc;
+    t = calloc(1, sizeof *t);
+    if (t == NULL || qb_query_next(q) != NULL) {
+        free(t);
+        qb_query_free(q);
+        if (eb != NULL)
+            snprintf(eb, el, "cannot template this statement");
+        return t == NULL ? QB_ENOMEM : QB_EINVAL;
+    }
+    t->nparams = qb_query_nparams(q);
+    t->fetch = qb_query_fetch(q);
+    t->sql = strdup(qb_query_sql(q));
+    t->map = calloc(t->nparams ? t->nparams : 1, sizeof *t->map);
+    if (t->sql == NULL || t->map == NULL) {
+        qb_query_free(q);
+        web_defer_tpl_free(t);
+        return QB_ENOMEM;
+    }
+    for (size_t j = 0; j < t->nparams; j++)
+        t->map[j] = (size_t)qb_query_params(q)[j].u.i;
+    qb_query_free(q);
+    *out = t;
+    return QB_OK;
+}
+
+void web_defer_tpl_free(web_defer_tpl *t)
+{
+    if (t == NULL)
+        return;
+    free(t->sql);
+    free(t->map);
+    free(t);
+}
+
+const char *web_defer_tpl_sql(const web_defer_tpl *t)
+{
+    return t ? t->sql : NULL;
+}
+
 int web_call_register_defers(web_call *call, const web_route_conf *route)
 {
     const web_request *r = web_call_request(call);
@@ -125,7 +215,10 @@ int web_call_register_defers(web_call *call, const web_route_conf *route)
         return WEB_EINVAL;
     for (size_t k = 0; k < route->ndefers; k++) {
         const web_defer *d = &route->defers[k];
-        web_value cols[MAX_COLS], sets[MAX_COLS], wheres[MAX_COLS];
+        const web_defer_tpl *tpl = web_call_defer_tpl(call, k);
+        web_value vals[3 * MAX_COLS];
+        web_value *cols = vals, *sets = vals + d->ncols,
+                  *wheres = vals + d->ncols + d->nsets;
         qb_query *q = NULL;
         char eb[512];
         int rc, skip = 0;
@@ -148,7 +241,17 @@ int web_call_register_defers(web_call *call, const web_route_conf *route)
             (rc = eval_all(d->sets, d->nsets, r, m, sets)) != WEB_OK ||
             (rc = eval_all(d->wheres, d->nwheres, r, m, wheres)) != WEB_OK)
             return rc;
-        rc = web_defer_build(d, cols, sets, wheres, &q, eb, sizeof eb);
+        if (tpl != NULL) {
+            /* The usual path: the conf's SQL built once, values bound. */
+            qb_value params[3 * MAX_COLS];
+            for (size_t j = 0; j < tpl->nparams; j++)
+                params[j] = to_qb(&vals[tpl->map[j]]);
+            rc = qb_query_raw(&q, tpl->sql, tpl->nparams, params, tpl->fetch);
+            if (rc != QB_OK)
+                snprintf(eb, sizeof eb, "%s", qb_strerror(rc));
+        } else {
+            rc = web_defer_build(d, cols, sets, wheres, &q, eb, sizeof eb);
+        }
         if (rc != QB_OK) {
             char qbuf[600];
             web_logf(web_call_log(call), WEB_LOG_ERROR, "defer_build_failed",

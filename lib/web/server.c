@@ -63,6 +63,9 @@ struct web_server {
     web_router *router;
     web_handler_def *handlers;
     size_t nhandlers;
+    web_defer_tpl **tpls;  /* every route's defer blocks, in order */
+    size_t *tpl_off;       /* route i's first template: tpls[tpl_off[i]] */
+    size_t ntpls;
     web_limits limits;
 
     int listen_fd;
@@ -113,6 +116,17 @@ defer_ctx *web_call_defer(web_call *c) { return c ? c->dctx : NULL; }
 const char *web_call_label(const web_call *c) { return c ? c->label : "-"; }
 web_server *web_call_server(web_call *c) { return c ? c->srv : NULL; }
 web_log *web_call_log(web_call *c) { return c ? c->srv->log : NULL; }
+
+const web_defer_tpl *web_call_defer_tpl(const web_call *c, size_t k)
+{
+    size_t ri;
+    if (c == NULL || c->route == NULL || c->srv->tpl_off == NULL)
+        return NULL;
+    ri = (size_t)(c->route - c->srv->conf->routes);
+    if (ri >= c->srv->conf->nroutes || k >= c->route->ndefers)
+        return NULL;
+    return c->srv->tpls[c->srv->tpl_off[ri] + k];
+}
 
 int web_respond(web_call *c, int status, const char *ctype, const void *body,
                 size_t len)
@@ -618,6 +632,35 @@ static int open_listener(web_server *s, const char *spec, char *eb, size_t el)
 
 /* ---- lifecycle ---------------------------------------------------------- */
 
+/* Build every defer block's statement once (see action.c). */
+static int make_templates(web_server *s, char *eb, size_t el)
+{
+    const web_conf *conf = s->conf;
+    size_t n = 0, k = 0;
+    for (size_t i = 0; i < conf->nroutes; i++)
+        n += conf->routes[i].ndefers;
+    s->tpl_off = calloc(conf->nroutes ? conf->nroutes : 1, sizeof *s->tpl_off);
+    s->tpls = calloc(n ? n : 1, sizeof *s->tpls);
+    if (s->tpl_off == NULL || s->tpls == NULL)
+        return WEB_ENOMEM;
+    for (size_t i = 0; i < conf->nroutes; i++) {
+        s->tpl_off[i] = k;
+        for (size_t j = 0; j < conf->routes[i].ndefers; j++, k++) {
+            const web_defer *d = &conf->routes[i].defers[j];
+            char why[400];
+            int rc = web_defer_tpl_create(d, &s->tpls[k], why, sizeof why);
+            s->ntpls = k + 1;
+            if (rc == QB_ENOMEM)
+                return WEB_ENOMEM;
+            if (rc != QB_OK)
+                return err(eb, el, WEB_ECONF, "%s:%d: defer on %s: %s",
+                           conf->file ? conf->file : "conf", d->line,
+                           d->table, why);
+        }
+    }
+    return WEB_OK;
+}
+
 int web_server_create(web_server **out, const web_server_config *cfg,
                       char *eb, size_t el)
 {
@@ -665,6 +708,11 @@ int web_server_create(web_server **out, const web_server_config *cfg,
         }
         memcpy(s->handlers, cfg->handlers, cfg->nhandlers * sizeof *s->handlers);
         s->nhandlers = cfg->nhandlers;
+    }
+    rc = make_templates(s, eb, el);
+    if (rc != WEB_OK) {
+        web_server_free(s);
+        return rc;
     }
     rc = web_conf_router(cfg->conf, &s->router);
     if (rc != WEB_OK) {
@@ -778,6 +826,10 @@ void web_server_free(web_server *s)
         free(s->unix_path);
     }
     web_router_free(s->router);
+    for (size_t i = 0; s->tpls != NULL && i < s->ntpls; i++)
+        web_defer_tpl_free(s->tpls[i]);
+    free(s->tpls);
+    free(s->tpl_off);
     free(s->handlers);
     free(s);
 }

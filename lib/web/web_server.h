@@ -124,6 +124,20 @@ WEB_API int web_defer_build(const web_defer *d, const web_value *cols,
                             const web_value *sets, const web_value *wheres,
                             qb_query **out, char *errbuf, size_t errlen);
 
+/*
+ * A defer block's statement built once (web_defer_build with marker
+ * values), so that a request only evaluates and binds its values.  The
+ * server makes one per defer block at create time.  QB_* codes.
+ */
+typedef struct web_defer_tpl web_defer_tpl;
+WEB_API int web_defer_tpl_create(const web_defer *d, web_defer_tpl **out,
+                                 char *errbuf, size_t errlen);
+WEB_API void web_defer_tpl_free(web_defer_tpl *t);
+WEB_API const char *web_defer_tpl_sql(const web_defer_tpl *t);
+/* The template of the k-th defer block of the call's route, or NULL. */
+WEB_API const web_defer_tpl *web_call_defer_tpl(const web_call *call,
+                                                size_t k);
+
 /* ==== the server ========================================================= */
 
 typedef struct web_server_config {
