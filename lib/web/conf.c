@@ -513,6 +513,26 @@ static int check_listen(pctx *c, const node *d)
                 "HOST:PORT or stdin", t->s);
 }
 
+
+/* A path declared again with a method it already had could never be
+ * reached (the router keeps the first): refuse it with both lines. */
+static int no_duplicate(pctx *c, const web_route_conf *routes, size_t last)
+{
+    const web_route_conf *r = &routes[last];
+    for (size_t i = 0; i < last; i++) {
+        if ((routes[i].methods & r->methods) == 0)
+            continue;
+        for (size_t a = 0; a < r->npaths; a++)
+            for (size_t b = 0; b < routes[i].npaths; b++)
+                if (strcmp(r->paths[a], routes[i].paths[b]) == 0)
+                    return perr(c, r->line,
+                                "duplicate route for \"%s\" (first on "
+                                "line %d)",
+                                r->paths[a], routes[i].line);
+    }
+    return WEB_OK;
+}
+
 static int do_server(pctx *c, const node *blk)
 {
     static const char *const levels[] = {"debug", "info", "notice", "warn",
@@ -1098,6 +1118,9 @@ static int do_top(pctx *c, const node *kids, size_t nkids)
             routes = nr;
             memset(&routes[c->conf->nroutes], 0, sizeof(web_route_conf));
             rc = do_route(c, d, &routes[c->conf->nroutes]);
+            if (rc != WEB_OK)
+                return rc;
+            rc = no_duplicate(c, routes, c->conf->nroutes);
             if (rc != WEB_OK)
                 return rc;
             c->conf->nroutes++;

@@ -48,6 +48,11 @@ check_conf "-t: a column missing from the schema is reported" \
 check_conf "-t: an unknown handler is reported" \
     'bad.conf:1: unknown handler "nope"' \
 'route GET /x { handler nope; }'
+check_conf "-t: a duplicate route is refused with both lines" \
+    'bad.conf:3: duplicate route for "/x" (first on line 1)' \
+'route GET /x { respond 200 "a"; }
+route POST /y { respond 200 "b"; }
+route GET|PUT /x { respond 200 "c"; }'
 rm -f "$T_TMP/bad.conf"
 if "$APP" -t -c "$T_TMP/bad.conf" >"$T_TMP/out" 2>&1; then
     t_fail "-t on a missing file exits 1"
