@@ -1239,6 +1239,224 @@ START_TEST(test_subquery_depth_bounded)
 }
 END_TEST
 
+/* ---- regressions (builder speed work) ----------------------------------- */
+
+/* qb_query_raw("") used to hand out a buffer whose terminator was never
+ * written (valgrind: uninitialised read).  Every byte read here must be
+ * defined, in all three paths that start from an empty text. */
+START_TEST(test_reg_raw_empty_sql_terminated)
+{
+    qb_query *q = NULL, *pq = NULL;
+    char *dbg;
+
+    ck_assert_int_eq(qb_query_raw(&q, "", 0, NULL, QB_FETCH_NONE), QB_OK);
+    ck_assert_ptr_nonnull(q);
+    ck_assert_ptr_nonnull(qb_query_sql(q));
+    ck_assert_uint_eq(strlen(qb_query_sql(q)), 0);
+    ck_assert_uint_eq(q->sql_len, 0);
+    dbg = qb_query_debug_sql(q);
+    ck_assert_ptr_nonnull(dbg);
+    ck_assert_str_eq(dbg, "");
+    free(dbg);
+    ck_assert_int_eq(qb_query_raw_dialect(&pq, QB_DIALECT_POSTGRES, "", 0,
+                                          NULL, QB_FETCH_NONE), QB_OK);
+    ck_assert_ptr_nonnull(pq);
+    ck_assert_str_eq(qb_query_sql(pq), "");
+    qb_query_free(pq);
+    qb_query_free(q);
+}
+END_TEST
+
+/* A built query is one allocation: struct, params, SQL and value bytes.
+ * Values of odd lengths must not leave params (or anything else that is
+ * not char) at a misaligned offset; run under -fsanitize=alignment. */
+static const size_t reg_text_lens[] = { 0, 1, 3, 7, 13, 300, 1000 };
+
+START_TEST(test_reg_query_block_aligned)
+{
+    size_t len = reg_text_lens[_i], k;
+    char *txt = malloc(len + 1);
+    const qb_value *p;
+    qb_insert *ins;
+    qb_select *s;
+    qb_query *q = NULL, *d = NULL;
+
+    ck_assert_ptr_nonnull(txt);
+    memset(txt, 'x', len);
+    txt[len] = '\0';
+    ins = qb_insert_new("t");
+    ck_assert_ptr_nonnull(ins);
+    for (k = 0; k < 20; k++) { /* more than the inline cell storage */
+        char col[8];
+        snprintf(col, sizeof col, "c%zu", k);
+        if (k % 2 == 0)
+            qb_insert_set(ins, col, qb_textn(txt, len - (len > k ? k : 0)));
+        else
+            qb_insert_set(ins, col, qb_int((int64_t)k * 1000003));
+    }
+    ck_assert_int_eq(qb_insert_build(ins, &q), QB_OK);
+    ck_assert_uint_eq(qb_query_nparams(q), 20);
+    d = qb_query_dup(q);
+    ck_assert_ptr_nonnull(d);
+    for (int pass = 0; pass < 2; pass++) {
+        const qb_query *cq = pass == 0 ? q : d;
+        p = qb_query_params(cq);
+        ck_assert_uint_eq((uintptr_t)p % _Alignof(qb_value), 0);
+        for (k = 0; k < 20; k++) {
+            if (k % 2 == 0) {
+                size_t n = len - (len > k ? k : 0);
+                ck_assert_int_eq(p[k].type, QB_V_TEXT);
+                ck_assert_uint_eq(p[k].u.b.n, n);
+                ck_assert_int_eq(memcmp(p[k].u.b.p, txt, n), 0);
+                ck_assert_int_eq(((const char *)p[k].u.b.p)[n], '\0');
+                ck_assert_ptr_ne(p[k].u.b.p, txt); /* a copy */
+            } else {
+                ck_assert_int_eq(p[k].type, QB_V_INT);
+                ck_assert_int_eq(p[k].u.i, (int64_t)k * 1000003);
+            }
+        }
+    }
+    qb_query_free(d);
+    qb_query_free(q);
+    qb_insert_free(ins);
+
+    /* a select carries count_sql in the same block */
+    s = qb_select_new("t");
+    QB_WHERE(s, "a = ? AND b = ?", qb_textn(txt, len), qb_real(0.5));
+    ck_assert_int_eq(qb_select_build(s, QB_FETCH_ALL, &q), QB_OK);
+    p = qb_query_params(q);
+    ck_assert_uint_eq((uintptr_t)p % _Alignof(qb_value), 0);
+    ck_assert_uint_eq(p[0].u.b.n, len);
+    ck_assert(p[1].u.d == 0.5);
+    ck_assert_str_eq(q->count_sql, "SELECT count(*) as total FROM t WHERE "
+                                   "a = ? AND b = ? LIMIT 1");
+    qb_query_free(q);
+    qb_select_free(s);
+    free(txt);
+}
+END_TEST
+
+/* Whitespace is collapsed only when the text may need it (a caller's
+ * fragment or raw value holds a run, or pieces meet space to space); the
+ * result must be what collapsing everything gave (outputs recorded from
+ * the previous always-collapse implementation). */
+enum { RC_INS_RAW, RC_INS_RAW_QUOTED, RC_SEL_WS, RC_SEL_COMMENT1,
+       RC_SEL_COMMENT2, RC_SEL_FIELDS, RC_DDL_CREATE, RC_DDL_DROP,
+       RC_UPD_WS, RC_UPD_TAB, RC_RAW_PG, RC_N };
+static const char *const reg_collapse_want[RC_N] = {
+    "INSERT INTO t (a) VALUES (1 + 2)",
+    "INSERT INTO t (a) VALUES ('a  b')",
+    "SELECT * FROM t WHERE a = ?",
+    "SELECT * FROM t WHERE (a = ? -- note\n) AND (b = ?)",
+    "SELECT * FROM t WHERE (a = ? -- note\n) AND (b = ?)",
+    "SELECT a ,\tb FROM t ORDER BY a DESC LIMIT 1",
+    "CREATE TABLE t ( id INTEGER)",
+    "DROP TABLE t",
+    "UPDATE t SET a = ?2 WHERE x = ?1",
+    "UPDATE t SET a = a\t+ 1 WHERE x =\t?1",
+    "SELECT $1, $3 , '?  '",
+};
+
+START_TEST(test_reg_collapse_when_needed)
+{
+    qb_query *q = NULL;
+    qb_insert *i = NULL;
+    qb_select *s = NULL;
+    qb_update *u = NULL;
+    int rc = QB_EINVAL;
+
+    switch (_i) {
+    case RC_INS_RAW:
+    case RC_INS_RAW_QUOTED:
+        i = qb_insert_new("t");
+        qb_insert_set(i, "a", qb_raw(_i == RC_INS_RAW ? "1  +  2"
+                                                      : "'a  b'"));
+        rc = qb_insert_build(i, &q);
+        break;
+    case RC_SEL_WS:
+        s = qb_select_new("t");
+        QB_WHERE(s, "a =  ?", qb_int(1));
+        rc = qb_select_build(s, QB_FETCH_ALL, &q);
+        break;
+    case RC_SEL_COMMENT1:
+    case RC_SEL_COMMENT2:
+        s = qb_select_new("t");
+        QB_WHERE(s, _i == RC_SEL_COMMENT1 ? "a = ? -- note\n"
+                                          : "a = ? -- note\n  ", qb_int(1));
+        QB_WHERE(s, "b = ?", qb_int(2));
+        rc = qb_select_build(s, QB_FETCH_ALL, &q);
+        break;
+    case RC_SEL_FIELDS:
+        s = qb_select_new("t");
+        qb_select_fields(s, " a ,\tb ");
+        qb_select_order_by(s, "a ", QB_ORDER_DESC);
+        rc = qb_select_build(s, QB_FETCH_ONE, &q);
+        break;
+    case RC_DDL_CREATE:
+        rc = qb_create_table(&q, QB_DIALECT_SQLITE, "t", "id INTEGER", 0);
+        break;
+    case RC_DDL_DROP:
+        rc = qb_drop_table(&q, QB_DIALECT_SQLITE, "t", 0);
+        break;
+    case RC_UPD_WS:
+    case RC_UPD_TAB:
+        u = qb_update_new("t");
+        qb_update_set(u, "a", _i == RC_UPD_WS ? qb_int(1) : qb_raw("a\t+ 1"));
+        QB_UPDATE_WHERE(u, _i == RC_UPD_WS ? "x  =  ?" : "x =\t?", qb_int(2));
+        rc = qb_update_build(u, &q);
+        break;
+    default:
+        rc = qb_query_raw_dialect(&q, QB_DIALECT_POSTGRES,
+                                  "SELECT  ?,\n\n?3 , '?  '", 3,
+                                  QB_VALS(qb_int(1), qb_int(2), qb_int(3)),
+                                  QB_FETCH_ALL);
+        break;
+    }
+    ck_assert_int_eq(rc, QB_OK);
+    ck_assert_str_eq(qb_query_sql(q), reg_collapse_want[_i]);
+    ck_assert_uint_eq(strlen(qb_query_sql(q)), q->sql_len);
+    qb_query_free(q);
+    qb_insert_free(i);
+    qb_select_free(s);
+    qb_update_free(u);
+}
+END_TEST
+
+/* Statements past the inline render storage (512 bytes of text, 16
+ * values) and bulk rows past the inline row storage still come out whole,
+ * numbered in order, with rows matched to columns by name. */
+START_TEST(test_reg_large_statement_render)
+{
+    qb_insert *ins = qb_insert_new("t");
+    qb_query *q = NULL;
+    char col[16], want[64];
+    size_t r, k;
+
+    ck_assert_ptr_nonnull(ins);
+    for (r = 0; r < 30; r++) {
+        for (k = 0; k < 3; k++) {
+            size_t kk = r % 2 ? 2 - k : k; /* odd rows: reversed order */
+            snprintf(col, sizeof col, "column_%zu", kk);
+            qb_insert_set(ins, col, qb_int((int64_t)(r * 10 + kk)));
+        }
+        qb_insert_next_row(ins);
+    }
+    ck_assert_int_eq(qb_insert_build(ins, &q), QB_OK);
+    ck_assert_uint_eq(qb_query_nparams(q), 90);
+    ck_assert_uint_gt(q->sql_len, 512);
+    ck_assert_uint_eq(strlen(q->sql), q->sql_len);
+    ck_assert_ptr_nonnull(strstr(q->sql, "INSERT INTO t (column_0, column_1, "
+                                         "column_2) VALUES (?1, ?2, ?3), "));
+    snprintf(want, sizeof want, "(?88, ?89, ?90)");
+    ck_assert_ptr_nonnull(strstr(q->sql, want));
+    for (k = 0; k < 90; k++)
+        ck_assert_int_eq(qb_query_params(q)[k].u.i,
+                         (int64_t)((k / 3) * 10 + k % 3));
+    qb_query_free(q);
+    qb_insert_free(ins);
+}
+END_TEST
+
 /* ---- runner ------------------------------------------------------------- */
 
 static Suite *qb_suite(void)
@@ -1286,6 +1504,15 @@ static Suite *qb_suite(void)
     tcase_add_test(tc, test_explain_and_dialect_render);
     tcase_add_test(tc, test_ddl_and_upsert_do_nothing);
     tcase_add_test(tc, test_subquery_depth_bounded);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("regressions");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_reg_raw_empty_sql_terminated);
+    tcase_add_loop_test(tc, test_reg_query_block_aligned, 0,
+                        (int)(sizeof reg_text_lens / sizeof reg_text_lens[0]));
+    tcase_add_loop_test(tc, test_reg_collapse_when_needed, 0, RC_N);
+    tcase_add_test(tc, test_reg_large_statement_render);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -141,7 +141,7 @@ void qbi_strlist_join(qbi_sb *sb, const qbi_strlist *l, const char *sep)
     for (i = 0; i < l->n; i++) {
         if (i > 0)
             qbi_sb_adds(sb, sep);
-        qbi_sb_adds(sb, l->v[i]);
+        qbi_sb_addu(sb, l->v[i], strlen(l->v[i]));
     }
 }
 
@@ -664,30 +664,84 @@ out:
 
 void qbi_rctx_init(qbi_rctx *r, qb_dialect d, int explicit_num)
 {
-    memset(r, 0, sizeof *r);
-    qbi_sb_init(&r->sb);
+    /* no memset: the inline arrays need no clearing */
+    qbi_sb_init_buf(&r->sb, r->text_inl, sizeof r->text_inl);
     r->dialect = d;
     r->explicit_num = explicit_num;
+    r->no_push = 0;
+    r->counter = 0;
+    r->maxemit = 0;
+    r->params = r->params_inl;
+    r->nparams = 0;
+    r->cap = QBI_RCTX_PARAMS;
+    r->err = QB_OK;
 }
 
 void qbi_rctx_free(qbi_rctx *r)
 {
     qbi_sb_free(&r->sb);
-    free(r->params);
+    if (r->params != r->params_inl)
+        free(r->params);
     r->params = NULL;
     r->nparams = r->cap = 0;
 }
 
-void qbi_rctx_emit_index(qbi_rctx *r, size_t g, int bare)
+/* ?g or $g; the common small index is written straight into the text. */
+static inline void put_index(qbi_sb *sb, char mark, size_t g)
+{
+    char *p;
+
+    if (g >= 100 || sb->err != QB_OK || sb->cap - sb->len <= 3) {
+        qbi_sb_addnum(sb, mark, (int64_t)g);
+        return;
+    }
+    /* (mark, digits, never whitespace: no collapse bookkeeping needed) */
+    p = sb->p + sb->len;
+    *p++ = mark;
+    if (g >= 10)
+        *p++ = (char)('0' + g / 10);
+    *p++ = (char)('0' + g % 10);
+    *p = '\0';
+    sb->len = (size_t)(p - sb->p);
+}
+
+static inline void emit(qbi_rctx *r, size_t g, int bare)
 {
     if (r->dialect == QB_DIALECT_POSTGRES)
-        qbi_sb_addf(&r->sb, "$%zu", g);
+        put_index(&r->sb, '$', g);
     else if (bare && !r->explicit_num && g == r->maxemit + 1)
         qbi_sb_addc(&r->sb, '?');
     else
-        qbi_sb_addf(&r->sb, "?%zu", g);
+        put_index(&r->sb, '?', g);
     if (g > r->maxemit)
         r->maxemit = g;
+}
+
+void qbi_rctx_emit_index(qbi_rctx *r, size_t g, int bare)
+{
+    emit(r, g, bare);
+}
+
+static int params_grow(qbi_rctx *r)
+{
+    size_t ncap = r->cap * 2;
+    qb_value *np;
+
+    /* indexes are bounded far below this by QBI_MAX_PARAMS_LIMIT checks */
+    if (ncap > SIZE_MAX / sizeof *np)
+        return QB_ENOMEM;
+    if (r->params == r->params_inl) {
+        np = malloc(ncap * sizeof *np);
+        if (np != NULL)
+            memcpy(np, r->params, r->nparams * sizeof *np);
+    } else {
+        np = realloc(r->params, ncap * sizeof *np);
+    }
+    if (np == NULL)
+        return QB_ENOMEM;
+    r->params = np;
+    r->cap = ncap;
+    return QB_OK;
 }
 
 void qbi_rctx_bind(qbi_rctx *r, const qb_value *v, int bare)
@@ -695,35 +749,33 @@ void qbi_rctx_bind(qbi_rctx *r, const qb_value *v, int bare)
     size_t g = ++r->counter;
 
     if (!r->no_push) {
-        if (r->nparams == r->cap) {
-            size_t ncap = r->cap ? r->cap * 2 : 8;
-            qb_value *np = realloc(r->params, ncap * sizeof *np);
-            if (np == NULL) {
-                if (r->err == QB_OK)
-                    r->err = QB_ENOMEM;
-                return;
-            }
-            r->params = np;
-            r->cap = ncap;
+        if (r->nparams == r->cap && params_grow(r) != QB_OK) {
+            if (r->err == QB_OK)
+                r->err = QB_ENOMEM;
+            return;
         }
-        r->params[r->nparams++] = *v; /* borrowed until finish copies */
+        r->params[r->nparams++] = *v; /* bytes borrowed until finish */
     }
-    qbi_rctx_emit_index(r, g, bare);
+    emit(r, g, bare);
 }
 
-/* Per-call render state: label -> (value index, first global index). */
+/* Per-call render state: label -> (value index, first global index).
+ * Calls with few values use the inline arrays. */
+#define CS_INLINE 8
 typedef struct callstate {
     const qbi_call *call;
     size_t next;        /* next value of the call to take */
     size_t *label;      /* label of value k (0 = taken by a bare ?) */
     size_t *gidx;       /* global index (or subquery base) of value k */
+    size_t cap;         /* room in label / gidx */
+    size_t label_inl[CS_INLINE], gidx_inl[CS_INLINE];
 } callstate;
 
 static void render_value(qbi_rctx *r, const qb_value *v, int bare,
                          size_t *gidx)
 {
     if (v->type == QB_V_RAW) {
-        qbi_sb_add(&r->sb, v->u.b.p, v->u.b.n);
+        qbi_sb_addu(&r->sb, v->u.b.p, v->u.b.n);
         *gidx = 0;
     } else if (v->type == QB_V_SELECT) {
         *gidx = r->counter; /* base for a replay */
@@ -739,7 +791,7 @@ static void render_value(qbi_rctx *r, const qb_value *v, int bare,
 static void replay_value(qbi_rctx *r, const qb_value *v, size_t gidx)
 {
     if (v->type == QB_V_RAW) {
-        qbi_sb_add(&r->sb, v->u.b.p, v->u.b.n);
+        qbi_sb_addu(&r->sb, v->u.b.p, v->u.b.n);
     } else if (v->type == QB_V_SELECT) {
         size_t saved = r->counter;
         int sx = r->explicit_num, sp = r->no_push;
@@ -759,23 +811,31 @@ static void replay_value(qbi_rctx *r, const qb_value *v, size_t gidx)
 
 static void render_leaf(qbi_rctx *r, callstate *cs, const char *text)
 {
-    size_t n = strlen(text), i = 0, j, label, k;
+    size_t n = strlen(text), i = 0, span = 0, j, label, k;
     int closed;
     const qbi_call *call = cs->call;
 
+    /* Text between placeholders goes out in one piece; the fragment was
+     * checked when added, so only quotes and comments need skipping. */
     while (i < n) {
+        char c = text[i];
+        if (c != '?' && c != '\'' && c != '"' && c != '`' && c != '[' &&
+            c != '-' && c != '/') {
+            i++;
+            continue;
+        }
         j = qbi_sql_skip(text, n, i, 1, &closed);
         if (j != i) {
-            qbi_sb_add(&r->sb, text + i, j - i);
             i = j;
             continue;
         }
-        if (text[i] != '?') {
-            qbi_sb_addc(&r->sb, text[i++]);
+        if (c != '?') {
+            i++;
             continue;
         }
+        qbi_sb_addu(&r->sb, text + span, i - span);
         j = parse_ph(text, n, i, &label);
-        i = j;
+        i = span = j;
         if (label != 0) {
             for (k = 0; k < cs->next; k++)
                 if (cs->label[k] == label)
@@ -795,10 +855,36 @@ static void render_leaf(qbi_rctx *r, callstate *cs, const char *text)
         cs->label[k] = label;
         render_value(r, &call->vals[k], label == 0, &cs->gidx[k]);
     }
+    qbi_sb_addu(&r->sb, text + span, n - span);
 }
 
 static void render_list(qbi_rctx *r, const qbi_clause *c, const qbi_nlist *l,
                         callstate *cs);
+
+/* Make room for a call's value bookkeeping. */
+static int cs_reserve(callstate *cs, size_t nvals)
+{
+    size_t *nl, *ng;
+
+    if (nvals <= cs->cap)
+        return QB_OK;
+    /* value counts are bounded by QBI_MAX_ITEMS-sized checks */
+    nl = malloc(nvals * sizeof *nl);
+    ng = malloc(nvals * sizeof *ng);
+    if (nl == NULL || ng == NULL) {
+        free(nl);
+        free(ng);
+        return QB_ENOMEM;
+    }
+    if (cs->label != cs->label_inl) {
+        free(cs->label);
+        free(cs->gidx);
+    }
+    cs->label = nl;
+    cs->gidx = ng;
+    cs->cap = nvals;
+    return QB_OK;
+}
 
 static void render_node(qbi_rctx *r, const qbi_clause *c, const qbi_node *nd,
                         callstate *cs)
@@ -813,24 +899,14 @@ static void render_node(qbi_rctx *r, const qbi_clause *c, const qbi_node *nd,
     }
     if (cs->call != &c->calls[nd->call]) {
         const qbi_call *call = &c->calls[nd->call];
+        /* a call's conditions are consecutive leaves, so its state is
+         * only ever needed until the next call starts */
+        if (cs_reserve(cs, call->nvals) != QB_OK) {
+            r->err = QB_ENOMEM;
+            return;
+        }
         cs->call = call;
         cs->next = 0;
-        if (call->nvals > 0) {
-            /* value counts are bounded by QBI_MAX_ITEMS-sized checks */
-            size_t *nl = realloc(cs->label, call->nvals * sizeof *nl);
-            size_t *ng;
-            if (nl == NULL) {
-                r->err = QB_ENOMEM;
-                return;
-            }
-            cs->label = nl;
-            ng = realloc(cs->gidx, call->nvals * sizeof *ng);
-            if (ng == NULL) {
-                r->err = QB_ENOMEM;
-                return;
-            }
-            cs->gidx = ng;
-        }
     }
     render_leaf(r, cs, nd->text);
 }
@@ -855,52 +931,47 @@ static void render_list(qbi_rctx *r, const qbi_clause *c, const qbi_nlist *l,
 
 void qbi_clause_render(qbi_rctx *r, const qbi_clause *c)
 {
-    callstate cs = { NULL, 0, NULL, NULL };
+    callstate cs;
 
+    cs.call = NULL;
+    cs.next = 0;
+    cs.label = cs.label_inl;
+    cs.gidx = cs.gidx_inl;
+    cs.cap = CS_INLINE;
     render_list(r, c, &c->top, &cs);
-    free(cs.label);
-    free(cs.gidx);
+    if (cs.label != cs.label_inl) {
+        free(cs.label);
+        free(cs.gidx);
+    }
 }
 
-int qbi_rctx_finish(qbi_rctx *r, qb_kind kind, qb_fetch fetch,
-                    qb_query **out)
+/* Collapse whitespace where the text may need it (see qbi_sb.ws). */
+static int rctx_text(qbi_rctx *r)
 {
-    qb_query *q;
-    qbi_sb col;
-    size_t i;
-    int rc;
-
-    *out = NULL;
     if (r->err != QB_OK)
         return r->err;
     if (r->sb.err != QB_OK)
         return r->sb.err;
-    q = qbi_query_new(kind, fetch, r->dialect);
-    if (q == NULL)
-        return QB_ENOMEM;
-    qbi_sb_init(&col);
-    qbi_sql_collapse(&col, r->sb.p ? r->sb.p : "", r->sb.len);
-    rc = col.err;
-    q->sql = qbi_sb_take(&col, &q->sql_len);
-    if (q->sql == NULL) {
-        qb_query_free(q);
-        return rc != QB_OK ? rc : QB_ENOMEM;
-    }
-    if (r->nparams > 0) {
-        q->params = calloc(r->nparams, sizeof *q->params);
-        if (q->params == NULL) {
-            qb_query_free(q);
-            return QB_ENOMEM;
-        }
-        for (i = 0; i < r->nparams; i++) {
-            rc = qbi_value_copy(&q->params[i], &r->params[i]);
-            if (rc != QB_OK) {
-                qb_query_free(q);
-                return rc;
-            }
-            q->nparams++;
-        }
-    }
-    *out = q;
+    if (r->sb.p == NULL) /* nothing rendered; cannot happen with init_buf */
+        return QB_EINVAL;
+    if (r->sb.ws)
+        r->sb.len = qbi_sql_collapse_inplace(r->sb.p, r->sb.len);
     return QB_OK;
+}
+
+int qbi_rctx_finish(qbi_rctx *r, qb_kind kind, qb_fetch fetch,
+                    qbi_rctx *count, qb_query **out)
+{
+    int rc;
+
+    *out = NULL;
+    rc = rctx_text(r);
+    if (rc == QB_OK && count != NULL)
+        rc = rctx_text(count);
+    if (rc != QB_OK)
+        return rc;
+    return qbi_query_make(kind, fetch, r->dialect, r->sb.p, r->sb.len,
+                          count != NULL ? count->sb.p : NULL,
+                          count != NULL ? count->sb.len : 0, r->params,
+                          r->nparams, out);
 }

@@ -19,6 +19,11 @@ struct qb_query {
     char *count_sql;      /* SELECT only: the count() statement, or NULL;
                              binds the same params */
     struct qb_query *next; /* chained statement (bulk insert split) */
+    /* The builder allocates a query as one block [blk_lo, blk_hi) holding
+     * this struct, params, their bytes and the SQL; a part that points
+     * into it is not freed on its own.  Both NULL: every part is its own
+     * allocation. */
+    const char *blk_lo, *blk_hi;
 };
 
 #endif /* WAITUNTIL_QB_INT_H */

@@ -9,6 +9,8 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <string.h>
 
 #include "qb.h"
 #include "qb_int.h"
@@ -23,19 +25,54 @@ typedef struct qbi_sb {
     size_t len;
     size_t cap;
     int err;      /* sticky: QB_OK, QB_ENOMEM, or QB_EINVAL (too long) */
+    unsigned char fixed; /* p is the caller's storage: grow by copying */
+    unsigned char ws;    /* may hold a run of 2+ whitespace bytes, so the
+                            SQL needs qbi_sql_collapse_inplace (sticky) */
 } qbi_sb;
 
 void qbi_sb_init(qbi_sb *sb);
+/* Start in caller storage buf[cap] (cap >= 1), e.g. a stack array: small
+ * texts never touch the heap.  The buffer must outlive the builder. */
+void qbi_sb_init_buf(qbi_sb *sb, char *buf, size_t cap);
 void qbi_sb_free(qbi_sb *sb);
-void qbi_sb_reset(qbi_sb *sb);            /* len = 0, keeps memory and err */
-void qbi_sb_add(qbi_sb *sb, const char *s, size_t n);
+void qbi_sb_reset(qbi_sb *sb);            /* len = 0, keeps memory, err, ws */
+void qbi_sb_add_slow(qbi_sb *sb, const char *s, size_t n);
 void qbi_sb_adds(qbi_sb *sb, const char *s);
 void qbi_sb_addc(qbi_sb *sb, char c);
 void qbi_sb_addf(qbi_sb *sb, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* Trusted SQL text from a caller (fragment, raw value): like qbi_sb_add,
+ * and notes whether it holds a whitespace run that collapse would change. */
+void qbi_sb_addu(qbi_sb *sb, const char *s, size_t n);
+/* mark (may be 0) followed by the decimal digits of v. */
+void qbi_sb_addnum(qbi_sb *sb, char mark, int64_t v);
 /* Hand over the buffer (never NULL on success; "" when empty).  On a sticky
  * error returns NULL and frees.  The builder is reset either way. */
 char *qbi_sb_take(qbi_sb *sb, size_t *len_out);
+
+/* JavaScript's \s for the ASCII range, which is what trimQuery used. */
+static inline int qbi_is_space(char c)
+{
+    return c == ' ' || (unsigned char)(c - '\t') <= (unsigned char)('\r' - '\t');
+}
+
+/* Append n bytes.  The fast path (room, no error) is inline because the
+ * builders append many short pieces.  A whitespace byte appended right
+ * after one marks the buffer for collapse (see qbi_sb.ws). */
+static inline void qbi_sb_add(qbi_sb *sb, const char *s, size_t n)
+{
+    if (n == 0)
+        return;
+    if (qbi_is_space(s[0]) && sb->len > 0 && qbi_is_space(sb->p[sb->len - 1]))
+        sb->ws = 1;
+    if (sb->err == QB_OK && n < sb->cap - sb->len) {
+        memcpy(sb->p + sb->len, s, n);
+        sb->len += n;
+        sb->p[sb->len] = '\0';
+        return;
+    }
+    qbi_sb_add_slow(sb, s, n);
+}
 
 /* ---- SQL lexing -------------------------------------------------------- */
 
@@ -51,6 +88,9 @@ size_t qbi_sql_skip(const char *s, size_t n, size_t i, int brackets,
  * literals keep their bytes).  A run that ends a line comment keeps a
  * newline so the comment cannot swallow what follows. */
 void qbi_sql_collapse(qbi_sb *out, const char *s, size_t n);
+/* The same collapse done in place on s[0..n); returns the new length w and
+ * writes a NUL at s[w] (s[n] must be writable).  w <= n. */
+size_t qbi_sql_collapse_inplace(char *s, size_t n);
 
 /* ---- values ------------------------------------------------------------ */
 
@@ -65,8 +105,18 @@ int qbi_value_bindable(const qb_value *v);
 
 /* ---- queries ----------------------------------------------------------- */
 
-/* A zeroed query (fetch/kind/dialect set); NULL on ENOMEM. */
-qb_query *qbi_query_new(qb_kind kind, qb_fetch fetch, qb_dialect dialect);
+/* Make a query as ONE allocation holding the struct, a copy of params
+ * (bytes of non-borrowed TEXT/BLOB copied too, NUL-terminated), sql and
+ * count_sql (may be NULL).  params must be bindable values.  Returns QB_OK,
+ * QB_ENOMEM or QB_EINVAL (too large); *out is NULL on error.
+ * Exception: a QB_KIND_RAW query keeps its SQL in an allocation of its
+ * own, so a holder may swap q->sql (the executor's tests do).
+ * qb_query_free releases it; parts replaced later by separately allocated
+ * ones are still freed one by one. */
+int qbi_query_make(qb_kind kind, qb_fetch fetch, qb_dialect dialect,
+                   const char *sql, size_t sql_len, const char *count_sql,
+                   size_t count_len, const qb_value *params, size_t nparams,
+                   qb_query **out);
 
 
 /* ---- builder internals (clause.c) -------------------------------------- */
@@ -143,7 +193,11 @@ void qbi_clause_add(qbi_clause *c, qbi_err *e, const char *clause, int or_,
                     size_t ncond, const char *const *conds, size_t n,
                     const qb_value *vals);
 
-/* Rendering context: one per statement being built. */
+/* Rendering context: one per statement being built, on the stack.  The
+ * text and the parameter list start in inline arrays, so a typical
+ * statement renders without touching the heap. */
+#define QBI_RCTX_TEXT 512
+#define QBI_RCTX_PARAMS 16
 typedef struct qbi_rctx {
     qbi_sb sb;
     qb_dialect dialect;
@@ -154,18 +208,23 @@ typedef struct qbi_rctx {
     qb_value *params;  /* borrowed pointers into builders' values */
     size_t nparams, cap;
     int err;           /* first failure while rendering (QB_E*) */
+    qb_value params_inl[QBI_RCTX_PARAMS];
+    char text_inl[QBI_RCTX_TEXT];
 } qbi_rctx;
 
 void qbi_rctx_init(qbi_rctx *r, qb_dialect d, int explicit_num);
 void qbi_rctx_free(qbi_rctx *r);
-/* Bind one value: assign the next index, remember the value, write the
+/* Bind one value: assign the next index, remember the value (copied by
+ * value; its bytes stay borrowed until finish copies them), write the
  * placeholder (bare ? only when allowed and it is what SQLite would pick). */
 void qbi_rctx_bind(qbi_rctx *r, const qb_value *v, int bare);
 void qbi_rctx_emit_index(qbi_rctx *r, size_t g, int bare);
 void qbi_clause_render(qbi_rctx *r, const qbi_clause *c);
-/* Finish: collapse whitespace, copy params, make the query. */
+/* Finish: collapse whitespace (only if the text may need it), copy params,
+ * make the query (one allocation).  count (may be NULL) is rendered too and
+ * becomes the query's count_sql; it must bind the same params. */
 int qbi_rctx_finish(qbi_rctx *r, qb_kind kind, qb_fetch fetch,
-                    qb_query **out);
+                    qbi_rctx *count, qb_query **out);
 
 /* ORDER BY item (shared by select and delete). */
 void qbi_order_add(qbi_strlist *l, qbi_err *e, const char *expr,

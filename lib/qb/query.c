@@ -4,7 +4,10 @@
  * DESIGN
  *   A qb_query is immutable once built and owns everything it points to
  *   (except borrowed value bytes).  params[i] binds to placeholder index
- *   i+1; the builder renders placeholders so that this holds.
+ *   i+1; the builder renders placeholders so that this holds.  It is one
+ *   allocation (qbi_query_make): the struct, then params at an offset
+ *   rounded up to qb_value's alignment, then only char data (SQL texts,
+ *   value bytes), so no non-char object ever sits at an unaligned offset.
  *
  *   qb_query_debug_sql() parses the SQL the way SQLite numbers parameters
  *   (`?N` is index N; a bare `?` is one more than the largest index seen so
@@ -20,15 +23,105 @@
 #include <stdlib.h>
 #include <string.h>
 
-qb_query *qbi_query_new(qb_kind kind, qb_fetch fetch, qb_dialect dialect)
+/* Bytes of a value that a query owns a copy of (0: none). */
+static int owns_bytes(const qb_value *v)
 {
-    qb_query *q = calloc(1, sizeof *q);
-    if (q == NULL)
-        return NULL;
+    return (v->type == QB_V_TEXT || v->type == QB_V_BLOB ||
+            v->type == QB_V_RAW) && !(v->flags & QB_VF_BORROWED);
+}
+
+int qbi_query_make(qb_kind kind, qb_fetch fetch, qb_dialect dialect,
+                   const char *sql, size_t sql_len, const char *count_sql,
+                   size_t count_len, const qb_value *params, size_t nparams,
+                   qb_query **out)
+{
+    /* Layout: the struct, params (aligned for qb_value), then char data:
+     * sql, count_sql, value bytes.  Every size is checked by subtraction
+     * against what is left of SIZE_MAX. */
+    const size_t al = _Alignof(qb_value);
+    size_t poff = (sizeof(qb_query) + al - 1) / al * al;
+    size_t total, i, n;
+    qb_query *q;
+    char *at, *apart = NULL;
+    /* A raw query keeps its SQL in an allocation of its own: holders of
+     * raw queries may swap the text (the executor's tests do). */
+    int sql_apart = kind == QB_KIND_RAW;
+
+    *out = NULL;
+    if (sql_len >= QBI_SQL_MAX || count_len >= QBI_SQL_MAX ||
+        nparams > (SIZE_MAX - poff) / sizeof(qb_value))
+        return QB_EINVAL;
+    total = poff + nparams * sizeof(qb_value);
+    if (!sql_apart) {
+        if (sql_len + 1 > SIZE_MAX - total)
+            return QB_EINVAL;
+        total += sql_len + 1;
+    }
+    if (count_sql != NULL) {
+        if (count_len + 1 > SIZE_MAX - total)
+            return QB_EINVAL;
+        total += count_len + 1;
+    }
+    for (i = 0; i < nparams; i++) {
+        if (!owns_bytes(&params[i]))
+            continue;
+        n = params[i].u.b.n;
+        /* (n + 1 always: a NUL for text and a non-NULL pointer for an
+         * empty blob, which SQLite would otherwise bind as NULL) */
+        if (n >= QBI_SQL_MAX || n + 1 > SIZE_MAX - total)
+            return QB_EINVAL;
+        total += n + 1;
+    }
+    if (sql_apart && (apart = malloc(sql_len + 1)) == NULL)
+        return QB_ENOMEM;
+    q = malloc(total);
+    if (q == NULL) {
+        free(apart);
+        return QB_ENOMEM;
+    }
     q->kind = kind;
     q->fetch = fetch;
     q->dialect = dialect;
-    return q;
+    q->next = NULL;
+    q->nparams = nparams;
+    q->params = nparams > 0 ? (qb_value *)(void *)((char *)q + poff) : NULL;
+    at = (char *)q + poff + nparams * sizeof(qb_value);
+    q->sql = sql_apart ? apart : at;
+    q->sql_len = sql_len;
+    if (sql_len > 0)
+        memcpy(q->sql, sql, sql_len);
+    q->sql[sql_len] = '\0';
+    if (!sql_apart)
+        at += sql_len + 1;
+    q->count_sql = NULL;
+    if (count_sql != NULL) {
+        q->count_sql = at;
+        if (count_len > 0)
+            memcpy(at, count_sql, count_len);
+        at[count_len] = '\0';
+        at += count_len + 1;
+    }
+    for (i = 0; i < nparams; i++) {
+        q->params[i] = params[i];
+        if (!owns_bytes(&params[i]))
+            continue;
+        n = params[i].u.b.n;
+        if (n > 0)
+            memcpy(at, params[i].u.b.p, n);
+        at[n] = '\0';
+        q->params[i].u.b.p = at;
+        at += n + 1;
+    }
+    q->blk_lo = (const char *)q;
+    q->blk_hi = (const char *)q + total;
+    *out = q;
+    return QB_OK;
+}
+
+static int in_block(const qb_query *q, const void *p)
+{
+    uintptr_t u = (uintptr_t)p;
+    return u >= (uintptr_t)q->blk_lo && u < (uintptr_t)q->blk_hi;
 }
 
 QB_API void qb_query_free(qb_query *q)
@@ -38,10 +131,14 @@ QB_API void qb_query_free(qb_query *q)
         size_t i;
 
         for (i = 0; i < q->nparams; i++)
-            qbi_value_clear(&q->params[i]);
-        free(q->params);
-        free(q->sql);
-        free(q->count_sql);
+            if (owns_bytes(&q->params[i]) && !in_block(q, q->params[i].u.b.p))
+                free((void *)(uintptr_t)q->params[i].u.b.p);
+        if (!in_block(q, q->params))
+            free(q->params);
+        if (!in_block(q, q->sql))
+            free(q->sql);
+        if (!in_block(q, q->count_sql))
+            free(q->count_sql);
         free(q);
         q = next;
     }
@@ -50,7 +147,7 @@ QB_API void qb_query_free(qb_query *q)
 QB_API int qb_query_raw(qb_query **out, const char *sql, size_t nargs,
                         const qb_value *args, qb_fetch fetch)
 {
-    qb_query *q;
+    char buf[512];
     qbi_sb sb;
     size_t i;
     int rc;
@@ -69,34 +166,14 @@ QB_API int qb_query_raw(qb_query **out, const char *sql, size_t nargs,
         if (!qbi_value_bindable(&args[i]))
             return QB_EINVAL;
 
-    q = qbi_query_new(QB_KIND_RAW, fetch, QB_DIALECT_SQLITE);
-    if (q == NULL)
-        return QB_ENOMEM;
-    qbi_sb_init(&sb);
+    qbi_sb_init_buf(&sb, buf, sizeof buf);
     qbi_sql_collapse(&sb, sql, strlen(sql));
     rc = sb.err;
-    q->sql = qbi_sb_take(&sb, &q->sql_len);
-    if (q->sql == NULL)
-        goto fail;
-    if (nargs > 0) {
-        q->params = calloc(nargs, sizeof *q->params);
-        if (q->params == NULL) {
-            rc = QB_ENOMEM;
-            goto fail;
-        }
-        for (i = 0; i < nargs; i++) {
-            rc = qbi_value_copy(&q->params[i], &args[i]);
-            if (rc != QB_OK)
-                goto fail;
-            q->nparams++;
-        }
-    }
-    *out = q;
-    return QB_OK;
-
-fail:
-    qb_query_free(q);
-    return rc != QB_OK ? rc : QB_ENOMEM;
+    if (rc == QB_OK)
+        rc = qbi_query_make(QB_KIND_RAW, fetch, QB_DIALECT_SQLITE, sb.p,
+                            sb.len, NULL, 0, args, nargs, out);
+    qbi_sb_free(&sb);
+    return rc;
 }
 
 QB_API const char *qb_query_sql(const qb_query *q)
@@ -129,48 +206,18 @@ QB_API const qb_query *qb_query_next(const qb_query *q)
     return q ? q->next : NULL;
 }
 
-static char *dup_bytes(const char *s, size_t n)
-{
-    char *p = malloc(n + 1);
-    if (p == NULL)
-        return NULL;
-    memcpy(p, s, n);
-    p[n] = '\0';
-    return p;
-}
-
 static qb_query *dup_one(const qb_query *q)
 {
-    qb_query *c = qbi_query_new(q->kind, q->fetch, q->dialect);
-    size_t i;
+    qb_query *c = NULL;
+    const char *sql = q->sql != NULL ? q->sql : "";
 
-    if (c == NULL)
+    /* (a query is never built without SQL; "" only guards hand-made ones) */
+    if (qbi_query_make(q->kind, q->fetch, q->dialect, sql,
+                       q->sql != NULL ? q->sql_len : 0, q->count_sql,
+                       q->count_sql != NULL ? strlen(q->count_sql) : 0,
+                       q->params, q->nparams, &c) != QB_OK)
         return NULL;
-    if (q->sql != NULL) {
-        c->sql = dup_bytes(q->sql, q->sql_len);
-        if (c->sql == NULL)
-            goto fail;
-        c->sql_len = q->sql_len;
-    }
-    if (q->count_sql != NULL) {
-        c->count_sql = dup_bytes(q->count_sql, strlen(q->count_sql));
-        if (c->count_sql == NULL)
-            goto fail;
-    }
-    if (q->nparams > 0) {
-        c->params = calloc(q->nparams, sizeof *c->params);
-        if (c->params == NULL)
-            goto fail;
-        for (i = 0; i < q->nparams; i++) {
-            if (qbi_value_copy(&c->params[i], &q->params[i]) != QB_OK)
-                goto fail;
-            c->nparams++;
-        }
-    }
     return c;
-fail:
-    qb_query_free(c);
-    return NULL;
 }
 
 QB_API qb_query *qb_query_dup(const qb_query *q)

@@ -899,7 +899,7 @@ static void render(qbi_rctx *r, const qb_select *s, const sel_mode *m)
         }
         if (j->on != NULL) {
             qbi_sb_adds(sb, " ON ");
-            qbi_sb_adds(sb, j->on);
+            qbi_sb_addu(sb, j->on, strlen(j->on));
         }
     }
     if (s->where.top.n > 0) {
@@ -939,12 +939,16 @@ static void render(qbi_rctx *r, const qb_select *s, const sel_mode *m)
             lim = 1;
         }
     }
-    if (has_lim)
-        qbi_sb_addf(sb, " LIMIT %lld", (long long)lim);
+    if (has_lim) {
+        qbi_sb_adds(sb, " LIMIT ");
+        qbi_sb_addnum(sb, 0, lim);
+    }
     else if (has_off && r->dialect == QB_DIALECT_SQLITE)
         qbi_sb_adds(sb, " LIMIT -1"); /* SQLite needs LIMIT before OFFSET */
-    if (has_off)
-        qbi_sb_addf(sb, " OFFSET %lld", (long long)off);
+    if (has_off) {
+        qbi_sb_adds(sb, " OFFSET ");
+        qbi_sb_addnum(sb, 0, off);
+    }
 }
 
 void qbi_select_render(qbi_rctx *r, const qb_select *s)
@@ -976,29 +980,22 @@ static int build_mode(const qb_select *s, const sel_mode *m, qb_fetch fetch,
     render(&r, s, m);
     if (r.err == QB_OK && r.nparams > QBI_DEFAULT_MAX_PARAMS)
         r.err = QB_EINVAL;
-    rc = qbi_rctx_finish(&r, QB_KIND_SELECT, fetch, &q);
-    qbi_rctx_free(&r);
-    if (rc != QB_OK)
-        return rc;
-
     if (m == NULL || !m->count) {
         /* count(): same walk, so the same values in the same order */
         sel_mode cm;
-        qb_query *cq = NULL;
+        qbi_rctx cr;
         memset(&cm, 0, sizeof cm);
         cm.count = 1;
-        qbi_rctx_init(&r, s->dialect, 0);
-        render(&r, s, &cm);
-        rc = qbi_rctx_finish(&r, QB_KIND_SELECT, QB_FETCH_ONE, &cq);
-        qbi_rctx_free(&r);
-        if (rc != QB_OK) {
-            qb_query_free(q);
-            return rc;
-        }
-        q->count_sql = cq->sql;
-        cq->sql = NULL;
-        qb_query_free(cq);
+        qbi_rctx_init(&cr, s->dialect, 0);
+        render(&cr, s, &cm);
+        rc = qbi_rctx_finish(&r, QB_KIND_SELECT, fetch, &cr, &q);
+        qbi_rctx_free(&cr);
+    } else {
+        rc = qbi_rctx_finish(&r, QB_KIND_SELECT, fetch, NULL, &q);
     }
+    qbi_rctx_free(&r);
+    if (rc != QB_OK)
+        return rc;
     *out = q;
     return QB_OK;
 }

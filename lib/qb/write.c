@@ -16,6 +16,12 @@
  *   (qb_query.next) that the executor runs in one transaction; each link
  *   repeats the upsert clause with its own values.
  *
+ *   Cost: building a small INSERT is two allocations, the builder (its
+ *   first cells, names and value bytes live inside it) and the query
+ *   (struct, params, value bytes and SQL in one block).  Names are checked
+ *   once, when set; rows after the first are matched to row 0's columns
+ *   then too, so rendering never compares names.
+ *
  *   DELETE keeps `?` bare where SQLite would number it the same (workers-qb
  *   leaves DELETE placeholders as written).  On SQLite its RETURNING comes
  *   before ORDER BY / LIMIT, as SQLite's grammar requires.
@@ -27,44 +33,180 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- rows of column = value ------------------------------------------- */
+/* ---- column = value sets --------------------------------------------- */
 
-typedef struct qrow {
-    char **cols;
-    qb_value *vals;
+/* A kvset holds the column = value pairs of an UPDATE, an upsert SET or all
+ * rows of an INSERT, as one array of cells.  Names (checked plain names,
+ * at most 128 bytes) and copies of small value bytes live in two string
+ * pools; the first cells and pool bytes live in storage inside the builder,
+ * so a small statement's builder is a single allocation.  A copied value
+ * keeps its bytes at an offset (pools move when they grow) and gets its
+ * pointer back when rendered; a large one gets its own allocation. */
+
+#define KV_NO_OFF SIZE_MAX
+#define KV_NO_COL UINT32_MAX
+#define KV_POOL_VALUE_MAX 256u         /* larger values: own allocation */
+#define KV_POOL_MAX (64u * 1024u * 1024u) /* then everything: own allocation */
+
+typedef struct kcell {
+    qb_value v;      /* owned bytes: at off in bytes, or own heap copy */
+    size_t off;      /* KV_NO_OFF: v.u.b.p is the pointer to use */
+    uint32_t name;   /* offset of the NUL-terminated name in names */
+    uint32_t namelen;
+    uint32_t col;    /* INSERT: index of the row-0 cell with this name */
+} kcell;
+
+typedef struct kvset {
+    kcell *c;
     size_t n, cap;
-} qrow;
+    kcell *c_inl;    /* builder storage for the first cells, or NULL */
+    qbi_sb names;
+    qbi_sb bytes;
+} kvset;
 
-static void row_free(qrow *r)
+static void kv_init(kvset *kv, kcell *c_inl, size_t ncells, char *names_inl,
+                    size_t nnames, char *bytes_inl, size_t nbytes)
+{
+    kv->c = c_inl;
+    kv->n = 0;
+    kv->cap = c_inl != NULL ? ncells : 0;
+    kv->c_inl = c_inl;
+    if (names_inl != NULL)
+        qbi_sb_init_buf(&kv->names, names_inl, nnames);
+    else
+        qbi_sb_init(&kv->names);
+    if (bytes_inl != NULL)
+        qbi_sb_init_buf(&kv->bytes, bytes_inl, nbytes);
+    else
+        qbi_sb_init(&kv->bytes);
+}
+
+static int owns_heap_bytes(const kcell *c)
+{
+    return (c->v.type == QB_V_TEXT || c->v.type == QB_V_BLOB ||
+            c->v.type == QB_V_RAW) && !(c->v.flags & QB_VF_BORROWED) &&
+           c->off == KV_NO_OFF;
+}
+
+static void kv_free(kvset *kv)
 {
     size_t i;
-    for (i = 0; i < r->n; i++) {
-        free(r->cols[i]);
-        qbi_value_clear(&r->vals[i]);
+    for (i = 0; i < kv->n; i++)
+        if (owns_heap_bytes(&kv->c[i]))
+            free((void *)(uintptr_t)kv->c[i].v.u.b.p);
+    if (kv->c != kv->c_inl)
+        free(kv->c);
+    if (!kv->names.fixed)
+        free(kv->names.p);
+    if (!kv->bytes.fixed)
+        free(kv->bytes.p);
+    qbi_sb_init(&kv->names);
+    qbi_sb_init(&kv->bytes);
+    kv->c = kv->c_inl = NULL;
+    kv->n = kv->cap = 0;
+}
+
+static const char *kv_name(const kvset *kv, const kcell *c)
+{
+    return kv->names.p + c->name;
+}
+
+/* The value with its bytes pointer resolved (valid until the pool grows). */
+static qb_value kv_val(const kvset *kv, const kcell *c)
+{
+    qb_value v = c->v;
+    if (c->off != KV_NO_OFF)
+        v.u.b.p = kv->bytes.p + c->off;
+    return v;
+}
+
+/* Index of the cell named name[len] in cells [from, to), or to.  Names
+ * are short: a plain loop beats a memcmp call. */
+static size_t kv_find(const kvset *kv, size_t from, size_t to,
+                      const char *name, size_t len)
+{
+    size_t i, k;
+    const char *a;
+
+    for (i = from; i < to; i++) {
+        if (kv->c[i].namelen != len)
+            continue;
+        a = kv->names.p + kv->c[i].name;
+        for (k = 0; k < len && a[k] == name[k]; k++)
+            ;
+        if (k == len)
+            return i;
     }
-    free(r->cols);
-    free(r->vals);
-    memset(r, 0, sizeof *r);
+    return to;
 }
 
-static const qb_value *row_get(const qrow *r, const char *col)
+/* Length of a name that qbi_name_check(..., dot_ok) accepts (1..128 bytes
+ * of [A-Za-z_][A-Za-z0-9_]*, with dot_ok one "schema." prefix), else 0.
+ * Checked once, here; the length is kept so nothing measures it again. */
+static size_t ident_len(const char *s, int dot_ok)
 {
     size_t i;
-    for (i = 0; i < r->n; i++)
-        if (strcmp(r->cols[i], col) == 0)
-            return &r->vals[i];
-    return NULL;
+    int start = 1, dots = 0;
+    char c;
+
+    if (s == NULL)
+        return 0;
+    for (i = 0; i <= 128; i++) {
+        c = s[i];
+        if (c == '\0')
+            return start ? 0 : i; /* empty, or ends with the dot */
+        if (c == '.') {
+            if (!dot_ok || start || dots++ > 0)
+                return 0;
+            start = 1;
+        } else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                   c == '_') {
+            start = 0;
+        } else if (start || c < '0' || c > '9') {
+            return 0;
+        }
+    }
+    return 0; /* longer than 128 bytes */
 }
 
-/* Check and append col = v to r, recording errors in e. */
-static void row_set(qrow *r, qbi_err *e, const char *what, const char *col,
-                    const qb_value *v)
+static int kv_grow(kvset *kv)
 {
-    char *c;
+    size_t ncap = kv->cap ? kv->cap * 2 : 4;
+    kcell *nc;
 
-    if (qbi_name_check(e, what, col, 0) != QB_OK)
+    /* cells per set are bounded by QBI_MAX_ROWS * QBI_MAX_ITEMS checks */
+    if (ncap > SIZE_MAX / sizeof *nc)
+        return QB_ENOMEM;
+    if (kv->c == kv->c_inl) {
+        nc = malloc(ncap * sizeof *nc);
+        if (nc != NULL && kv->n > 0)
+            memcpy(nc, kv->c, kv->n * sizeof *nc);
+    } else {
+        nc = realloc(kv->c, ncap * sizeof *nc);
+    }
+    if (nc == NULL)
+        return QB_ENOMEM;
+    kv->c = nc;
+    kv->cap = ncap;
+    return QB_OK;
+}
+
+/* Check and append col = v to the row that starts at cell `from`,
+ * recording errors in e.  row0 is the number of cells of row 0 of an
+ * INSERT to match the name against (SIZE_MAX: this is row 0). */
+static void kv_set(kvset *kv, size_t from, size_t row0, qbi_err *e,
+                   const char *what, const char *col, const qb_value *v)
+{
+    size_t len = ident_len(col, 0), k;
+    kcell *c;
+
+    if (len == 0) {
+        /* not a plain name: the full check explains why */
+        if (qbi_name_check(e, what, col, 0) == QB_OK)
+            qbi_seterr(e, QB_EINVAL, "Invalid %s: %s", what, col);
         return;
-    if (row_get(r, col) != NULL) {
+    }
+    if (kv->n > from && kv_find(kv, from, kv->n, col, len) != kv->n) {
         qbi_seterr(e, QB_EINVAL, "Column %s given twice", col);
         return;
     }
@@ -73,69 +215,143 @@ static void row_set(qrow *r, qbi_err *e, const char *what, const char *col,
             qbi_seterr(e, QB_EINVAL, "NULL raw value for %s", col);
             return;
         }
-        if (qbi_fragment_check(e, "RAW", v->u.b.p) !=
-            QB_OK)
+        if (qbi_fragment_check(e, "RAW", v->u.b.p) != QB_OK)
             return;
-    } else if (!qbi_value_bindable(v)) {
+    } else if ((unsigned)v->type > (unsigned)QB_V_BOOL ||
+               ((v->type == QB_V_TEXT || v->type == QB_V_BLOB) &&
+                v->u.b.p == NULL && v->u.b.n != 0)) {
+        /* (qbi_value_bindable, inline: this runs for every cell) */
         qbi_seterr(e, QB_EINVAL, "Invalid value for column %s (subqueries "
                    "are only supported in conditions)", col);
         return;
     }
-    if (r->n >= QBI_MAX_ITEMS) {
+    if (kv->n - from >= QBI_MAX_ITEMS) {
         qbi_seterr(e, QB_EINVAL, "Too many columns (max %u)", QBI_MAX_ITEMS);
         return;
     }
-    if (r->n == r->cap) {
-        size_t ncap = r->cap ? r->cap * 2 : 4;
-        char **nc = realloc(r->cols, ncap * sizeof *nc);
-        qb_value *nv;
-        if (nc == NULL)
-            goto nomem;
-        r->cols = nc;
-        nv = realloc(r->vals, ncap * sizeof *nv);
-        if (nv == NULL)
-            goto nomem;
-        r->vals = nv;
-        r->cap = ncap;
-    }
-    c = strdup(col);
-    if (c == NULL)
+    if (kv->n == kv->cap && kv_grow(kv) != QB_OK)
         goto nomem;
-    if (qbi_value_copy(&r->vals[r->n], v) != QB_OK) {
-        free(c);
-        goto nomem;
+    c = &kv->c[kv->n];
+    c->name = (uint32_t)kv->names.len; /* names.len <= QBI_SQL_MAX */
+    c->namelen = (uint32_t)len;
+    qbi_sb_add(&kv->names, col, len + 1); /* with its NUL */
+    if (kv->names.err != QB_OK) {
+        qbi_seterr(e, kv->names.err, kv->names.err == QB_EINVAL ?
+                   "Too many column names" : NULL);
+        return;
     }
-    r->cols[r->n++] = c;
+    c->v = *v;
+    c->off = KV_NO_OFF;
+    if ((v->type == QB_V_TEXT || v->type == QB_V_BLOB ||
+         v->type == QB_V_RAW) && !(v->flags & QB_VF_BORROWED)) {
+        size_t n = v->u.b.n;
+        if (n >= QBI_SQL_MAX)
+            goto nomem; /* (reported as before this storage existed) */
+        if (n <= KV_POOL_VALUE_MAX && kv->bytes.len <= KV_POOL_MAX) {
+            size_t off = kv->bytes.len;
+            /* (n + 1: a NUL for text, and a non-NULL pointer for an empty
+             * blob, which SQLite would otherwise bind as NULL) */
+            qbi_sb_add(&kv->bytes, v->u.b.p, n);
+            qbi_sb_add(&kv->bytes, "", 1);
+            if (kv->bytes.err != QB_OK)
+                goto nomem;
+            c->off = off;
+        } else if (qbi_value_copy(&c->v, v) != QB_OK) {
+            goto nomem;
+        }
+    }
+    if (row0 == SIZE_MAX) {
+        c->col = (uint32_t)(kv->n - from);
+    } else {
+        k = kv_find(kv, 0, row0, col, len);
+        c->col = k < row0 ? (uint32_t)k : KV_NO_COL;
+    }
+    kv->n++;
     return;
 nomem:
     qbi_seterr(e, QB_ENOMEM, NULL);
 }
 
+static size_t kv_nbind(const kvset *kv, size_t from, size_t to)
+{
+    size_t i, k = 0;
+    for (i = from; i < to; i++)
+        k += kv->c[i].v.type != QB_V_RAW;
+    return k;
+}
+
+/* One cell's value: RAW inlined, anything else bound. */
+static void render_cell(qbi_rctx *r, const kvset *kv, const kcell *c)
+{
+    qb_value v = kv_val(kv, c);
+    if (v.type == QB_V_RAW)
+        qbi_sb_addu(&r->sb, v.u.b.p, v.u.b.n);
+    else
+        qbi_rctx_bind(r, &v, 0);
+}
+
 /* Render "a = ?N, b = raw" with values in column order. */
-static void render_set(qbi_rctx *r, const qrow *row)
+static void render_set(qbi_rctx *r, const kvset *kv)
 {
     size_t i;
-    for (i = 0; i < row->n; i++) {
+    for (i = 0; i < kv->n; i++) {
         if (i > 0)
-            qbi_sb_adds(&r->sb, ", ");
-        qbi_sb_adds(&r->sb, row->cols[i]);
-        qbi_sb_adds(&r->sb, " = ");
-        if (row->vals[i].type == QB_V_RAW)
-            qbi_sb_add(&r->sb, row->vals[i].u.b.p, row->vals[i].u.b.n);
-        else
-            qbi_rctx_bind(r, &row->vals[i], 0);
+            qbi_sb_add(&r->sb, ", ", 2);
+        qbi_sb_add(&r->sb, kv_name(kv, &kv->c[i]), kv->c[i].namelen);
+        qbi_sb_add(&r->sb, " = ", 3);
+        render_cell(r, kv, &kv->c[i]);
     }
 }
 
-/* Move what r->sb holds into a new string (numbering state is kept). */
-static char *take_part(qbi_rctx *r)
+/* Statements whose binding order differs from their text order render a
+ * part into its own text first (numbering state is shared). */
+typedef struct part {
+    qbi_sb sb, saved;
+    char buf[256];
+} part;
+
+static void part_begin(qbi_rctx *r, part *pt)
 {
-    char *p;
-    if (r->sb.err != QB_OK)
-        return NULL;
-    p = strdup(r->sb.p ? r->sb.p : "");
-    qbi_sb_reset(&r->sb);
-    return p;
+    pt->saved = r->sb;
+    qbi_sb_init_buf(&r->sb, pt->buf, sizeof pt->buf);
+}
+
+static void part_end(qbi_rctx *r, part *pt)
+{
+    pt->sb = r->sb;
+    r->sb = pt->saved;
+}
+
+/* Append a finished part; its sticky state carries over. */
+static void part_add(qbi_rctx *r, const part *pt)
+{
+    if (pt->sb.err != QB_OK && r->err == QB_OK)
+        r->err = pt->sb.err;
+    if (pt->sb.ws)
+        r->sb.ws = 1;
+    qbi_sb_add(&r->sb, pt->sb.p, pt->sb.len);
+}
+
+static void part_free(part *pt)
+{
+    qbi_sb_free(&pt->sb);
+}
+
+/* Check a table name (schema. prefix allowed) and copy it into dst[129];
+ * returns its length, or 0 with the error recorded in e. */
+static size_t table_copy(qbi_err *e, char *dst, const char *table)
+{
+    size_t n = ident_len(table, 1);
+
+    dst[0] = '\0';
+    if (n == 0) {
+        /* the full check explains why */
+        if (qbi_name_check(e, "tableName", table, 1) == QB_OK)
+            qbi_seterr(e, QB_EINVAL, "Invalid tableName: %s", table);
+        return 0;
+    }
+    memcpy(dst, table, n + 1);
+    return n;
 }
 
 static const char *conflict_sql(qb_conflict c)
@@ -200,20 +416,39 @@ static int build_fail(const qbi_err *ce, int code, const char *fmt, ...)
 
 /* ---- INSERT ------------------------------------------------------------ */
 
+/* Inline storage sizes: a builder for a statement of up to INS_CELLS
+ * columns with short names and values is one allocation that stays within
+ * malloc's small-size caches (glibc: <= 1032 bytes). */
+#define INS_CELLS 6
+#define INS_NAMES 48
+#define INS_BYTES 96
+#define INS_ROWS 2
+
+/* Upsert parts, allocated on first use (most inserts have none). */
+typedef struct ins_upsert {
+    qbi_strlist cols;
+    kvset set;
+    qbi_clause where;
+} ins_upsert;
+
 struct qb_insert {
     qbi_err err;
     qb_dialect dialect;
-    char *table;
-    qrow *rows;
-    size_t nrows, caprows;
-    int row_open;          /* rows[nrows-1] takes qb_insert_set */
-    qbi_strlist returning;
-    qb_conflict orc;
+    int row_open;          /* the last row takes qb_insert_set */
     int upsert;
-    qbi_strlist conflict_cols;
-    qrow conflict_set;
-    qbi_clause conflict_where;
+    qb_conflict orc;
+    kvset cells;           /* every row's cells, row after row */
+    size_t *rows;          /* first cell of each row */
+    size_t nrows, caprows;
+    qbi_strlist returning;
+    ins_upsert *up;
     size_t max_params;
+    size_t table_len;
+    char table[129];       /* a checked name: at most 128 bytes */
+    size_t rows_inl[INS_ROWS];
+    kcell cells_inl[INS_CELLS];
+    char names_inl[INS_NAMES];
+    char bytes_inl[INS_BYTES];
 };
 
 static int iok(const qb_insert *ins)
@@ -223,33 +458,64 @@ static int iok(const qb_insert *ins)
 
 QB_API qb_insert *qb_insert_new(const char *table)
 {
-    qb_insert *ins = calloc(1, sizeof *ins);
+    /* malloc, not calloc: the inline storage needs no clearing */
+    qb_insert *ins = malloc(sizeof *ins);
     if (ins == NULL)
         return NULL;
+    ins->err.code = QB_OK;
+    ins->err.msg = NULL;
+    ins->dialect = QB_DIALECT_SQLITE;
+    ins->row_open = 0;
+    ins->upsert = 0;
+    ins->orc = QB_CONFLICT_NONE;
+    kv_init(&ins->cells, ins->cells_inl, INS_CELLS, ins->names_inl,
+            INS_NAMES, ins->bytes_inl, INS_BYTES);
+    ins->rows = ins->rows_inl;
+    ins->nrows = 0;
+    ins->caprows = INS_ROWS;
+    memset(&ins->returning, 0, sizeof ins->returning);
+    ins->up = NULL;
     ins->max_params = QBI_DEFAULT_MAX_PARAMS;
-    if (qbi_name_check(&ins->err, "tableName", table, 1) == QB_OK) {
-        ins->table = strdup(table);
-        if (ins->table == NULL)
-            qbi_seterr(&ins->err, QB_ENOMEM, NULL);
-    }
+    ins->table_len = table_copy(&ins->err, ins->table, table);
     return ins;
+}
+
+static void upsert_free(ins_upsert *up)
+{
+    if (up == NULL)
+        return;
+    qbi_strlist_free(&up->cols);
+    kv_free(&up->set);
+    qbi_clause_free(&up->where);
+    free(up);
 }
 
 QB_API void qb_insert_free(qb_insert *ins)
 {
-    size_t i;
     if (ins == NULL)
         return;
-    qbi_err_free(&ins->err);
-    free(ins->table);
-    for (i = 0; i < ins->nrows; i++)
-        row_free(&ins->rows[i]);
-    free(ins->rows);
-    qbi_strlist_free(&ins->returning);
-    qbi_strlist_free(&ins->conflict_cols);
-    row_free(&ins->conflict_set);
-    qbi_clause_free(&ins->conflict_where);
+    free(ins->err.msg);
+    kv_free(&ins->cells);
+    if (ins->rows != ins->rows_inl)
+        free(ins->rows);
+    if (ins->returning.v != NULL)
+        qbi_strlist_free(&ins->returning);
+    upsert_free(ins->up);
     free(ins);
+}
+
+/* The upsert parts, made on first use; NULL (error recorded) on ENOMEM. */
+static ins_upsert *ins_up(qb_insert *ins)
+{
+    if (ins->up == NULL) {
+        ins->up = calloc(1, sizeof *ins->up);
+        if (ins->up == NULL) {
+            qbi_seterr(&ins->err, QB_ENOMEM, NULL);
+            return NULL;
+        }
+        kv_init(&ins->up->set, NULL, 0, NULL, 0, NULL, 0);
+    }
+    return ins->up;
 }
 
 QB_API int qb_insert_error(const qb_insert *ins)
@@ -268,8 +534,17 @@ QB_API void qb_insert_dialect(qb_insert *ins, qb_dialect d)
         ins->dialect = d;
 }
 
+/* Cells [*from, *to) of row i. */
+static void ins_row(const qb_insert *ins, size_t i, size_t *from, size_t *to)
+{
+    *from = ins->rows[i];
+    *to = i + 1 < ins->nrows ? ins->rows[i + 1] : ins->cells.n;
+}
+
 QB_API void qb_insert_set(qb_insert *ins, const char *col, qb_value v)
 {
+    size_t row0;
+
     if (!iok(ins))
         return;
     if (!ins->row_open) {
@@ -279,8 +554,14 @@ QB_API void qb_insert_set(qb_insert *ins, const char *col, qb_value v)
             return;
         }
         if (ins->nrows == ins->caprows) {
-            size_t ncap = ins->caprows ? ins->caprows * 2 : 4;
-            qrow *nr = realloc(ins->rows, ncap * sizeof *nr);
+            size_t ncap = ins->caprows * 2, *nr;
+            if (ins->rows == ins->rows_inl) {
+                nr = malloc(ncap * sizeof *nr);
+                if (nr != NULL)
+                    memcpy(nr, ins->rows, ins->nrows * sizeof *nr);
+            } else {
+                nr = realloc(ins->rows, ncap * sizeof *nr);
+            }
             if (nr == NULL) {
                 qbi_seterr(&ins->err, QB_ENOMEM, NULL);
                 return;
@@ -288,10 +569,13 @@ QB_API void qb_insert_set(qb_insert *ins, const char *col, qb_value v)
             ins->rows = nr;
             ins->caprows = ncap;
         }
-        memset(&ins->rows[ins->nrows++], 0, sizeof(qrow));
+        ins->rows[ins->nrows++] = ins->cells.n;
         ins->row_open = 1;
     }
-    row_set(&ins->rows[ins->nrows - 1], &ins->err, "column", col, &v);
+    /* rows after the first match their names against row 0 now */
+    row0 = ins->nrows > 1 ? ins->rows[1] : SIZE_MAX;
+    kv_set(&ins->cells, ins->rows[ins->nrows - 1], row0, &ins->err, "column",
+           col, &v);
 }
 
 QB_API void qb_insert_next_row(qb_insert *ins)
@@ -316,6 +600,7 @@ QB_API void qb_insert_or(qb_insert *ins, qb_conflict c)
 QB_API void qb_insert_on_conflict(qb_insert *ins, size_t ncols,
                                   const char *const *cols)
 {
+    ins_upsert *up;
     size_t i;
 
     if (!iok(ins))
@@ -330,9 +615,11 @@ QB_API void qb_insert_on_conflict(qb_insert *ins, size_t ncols,
         if (qbi_name_check(&ins->err, "onConflict column", cols[i], 0) !=
             QB_OK)
             return;
-    qbi_strlist_free(&ins->conflict_cols);
+    if ((up = ins_up(ins)) == NULL)
+        return;
+    qbi_strlist_free(&up->cols);
     for (i = 0; i < ncols; i++)
-        if (qbi_strlist_add(&ins->conflict_cols, cols[i]) != QB_OK) {
+        if (qbi_strlist_add(&up->cols, cols[i]) != QB_OK) {
             qbi_seterr(&ins->err, QB_ENOMEM, NULL);
             return;
         }
@@ -342,17 +629,22 @@ QB_API void qb_insert_on_conflict(qb_insert *ins, size_t ncols,
 QB_API void qb_insert_on_conflict_set(qb_insert *ins, const char *col,
                                       qb_value v)
 {
-    if (iok(ins))
-        row_set(&ins->conflict_set, &ins->err, "onConflict column", col, &v);
+    ins_upsert *up;
+
+    if (iok(ins) && (up = ins_up(ins)) != NULL)
+        kv_set(&up->set, 0, SIZE_MAX, &ins->err, "onConflict column", col,
+               &v);
 }
 
 QB_API void qb_insert_on_conflict_where(qb_insert *ins, size_t ncond,
                                         const char *const *conds, size_t n,
                                         const qb_value *vals)
 {
-    if (iok(ins))
-        qbi_clause_add(&ins->conflict_where, &ins->err, "WHERE", 0, ncond,
-                       conds, n, vals);
+    ins_upsert *up;
+
+    if (iok(ins) && (up = ins_up(ins)) != NULL)
+        qbi_clause_add(&up->where, &ins->err, "WHERE", 0, ncond, conds, n,
+                       vals);
 }
 
 QB_API void qb_insert_max_params(qb_insert *ins, size_t max)
@@ -367,82 +659,85 @@ QB_API void qb_insert_max_params(qb_insert *ins, size_t max)
     ins->max_params = max;
 }
 
-static size_t row_nbind(const qrow *r)
+static size_t ins_row_nbind(const qb_insert *ins, size_t i)
 {
-    size_t i, k = 0;
-    for (i = 0; i < r->n; i++)
-        k += r->vals[i].type != QB_V_RAW;
-    return k;
+    size_t from, to;
+    ins_row(ins, i, &from, &to);
+    return kv_nbind(&ins->cells, from, to);
 }
 
 /* Render one link: rows [from, to).  Explicit numbering throughout. */
 static int insert_link(const qb_insert *ins, size_t from, size_t to,
                        qb_fetch fetch, qb_query **out)
 {
+    const kvset *kv = &ins->cells;
+    const ins_upsert *up = ins->upsert ? ins->up : NULL;
+    size_t n0 = ins->nrows > 1 ? ins->rows[1] : kv->n; /* row 0's columns */
+    size_t i, k, rf, rt, j;
+    part where, set;
     qbi_rctx r;
-    char *where = NULL, *set = NULL;
-    const qrow *r0 = &ins->rows[0];
-    size_t i, k;
     int rc;
 
     qbi_rctx_init(&r, ins->dialect, 1);
-    if (ins->upsert) {
-        if (ins->conflict_where.top.n > 0) {
-            qbi_clause_render(&r, &ins->conflict_where);
-            where = take_part(&r);
-            if (where == NULL)
-                goto nomem;
+    qbi_sb_init(&where.sb);
+    qbi_sb_init(&set.sb);
+    if (up != NULL) {
+        /* binding order: upsert WHERE, upsert SET, then the rows */
+        if (up->where.top.n > 0) {
+            part_begin(&r, &where);
+            qbi_clause_render(&r, &up->where);
+            part_end(&r, &where);
         }
-        render_set(&r, &ins->conflict_set);
-        set = take_part(&r);
-        if (set == NULL)
-            goto nomem;
+        part_begin(&r, &set);
+        render_set(&r, &up->set);
+        part_end(&r, &set);
     }
     /* The statement proper; rows continue the numbering. */
-    qbi_sb_adds(&r.sb, "INSERT ");
+    qbi_sb_add(&r.sb, "INSERT ", 7);
     if (ins->orc != QB_CONFLICT_NONE) {
-        qbi_sb_adds(&r.sb, "OR ");
+        qbi_sb_add(&r.sb, "OR ", 3);
         qbi_sb_adds(&r.sb, conflict_sql(ins->orc));
         qbi_sb_addc(&r.sb, ' ');
     }
-    qbi_sb_adds(&r.sb, "INTO ");
-    qbi_sb_adds(&r.sb, ins->table);
-    qbi_sb_adds(&r.sb, " (");
-    for (k = 0; k < r0->n; k++) {
+    qbi_sb_add(&r.sb, "INTO ", 5);
+    qbi_sb_add(&r.sb, ins->table, ins->table_len);
+    qbi_sb_add(&r.sb, " (", 2);
+    for (k = 0; k < n0; k++) {
         if (k > 0)
-            qbi_sb_adds(&r.sb, ", ");
-        qbi_sb_adds(&r.sb, r0->cols[k]);
+            qbi_sb_add(&r.sb, ", ", 2);
+        qbi_sb_add(&r.sb, kv_name(kv, &kv->c[k]), kv->c[k].namelen);
     }
-    qbi_sb_adds(&r.sb, ") VALUES ");
+    qbi_sb_add(&r.sb, ") VALUES ", 9);
     for (i = from; i < to; i++) {
-        const qrow *row = &ins->rows[i];
+        ins_row(ins, i, &rf, &rt);
         if (i > from)
-            qbi_sb_adds(&r.sb, ", ");
+            qbi_sb_add(&r.sb, ", ", 2);
         qbi_sb_addc(&r.sb, '(');
-        for (k = 0; k < r0->n; k++) {
-            /* by name: rows may list their columns in any order */
-            const qb_value *v = row_get(row, r0->cols[k]);
+        for (k = 0; k < n0; k++) {
+            /* by name (matched when set): rows may list their columns in
+             * any order; the same order is the common case */
+            j = rf + k;
+            if (j >= rt || kv->c[j].col != k)
+                for (j = rf; j < rt && kv->c[j].col != k; j++)
+                    ;
             if (k > 0)
-                qbi_sb_adds(&r.sb, ", ");
-            if (v->type == QB_V_RAW)
-                qbi_sb_add(&r.sb, v->u.b.p, v->u.b.n);
-            else
-                qbi_rctx_bind(&r, v, 0);
+                qbi_sb_add(&r.sb, ", ", 2);
+            render_cell(&r, kv, &kv->c[j]);
         }
         qbi_sb_addc(&r.sb, ')');
     }
-    if (ins->upsert) {
+    if (up != NULL) {
         qbi_sb_adds(&r.sb, " ON CONFLICT (");
-        qbi_strlist_join(&r.sb, &ins->conflict_cols, ", ");
+        qbi_strlist_join(&r.sb, &up->cols, ", ");
         qbi_sb_addc(&r.sb, ')');
-        if (ins->conflict_set.n == 0) {
+        if (up->set.n == 0) {
             qbi_sb_adds(&r.sb, " DO NOTHING");
         } else {
             qbi_sb_adds(&r.sb, " DO UPDATE SET ");
-            qbi_sb_adds(&r.sb, set);
-            if (where != NULL) {
+            part_add(&r, &set);
+            if (up->where.top.n > 0) {
                 qbi_sb_adds(&r.sb, " WHERE ");
-                qbi_sb_adds(&r.sb, where);
+                part_add(&r, &where);
             }
         }
     }
@@ -450,20 +745,16 @@ static int insert_link(const qb_insert *ins, size_t from, size_t to,
         qbi_sb_adds(&r.sb, " RETURNING ");
         qbi_strlist_join(&r.sb, &ins->returning, ", ");
     }
-    rc = qbi_rctx_finish(&r, QB_KIND_INSERT, fetch, out);
-    goto done;
-nomem:
-    rc = r.sb.err != QB_OK ? r.sb.err : QB_ENOMEM;
-done:
-    free(where);
-    free(set);
+    rc = qbi_rctx_finish(&r, QB_KIND_INSERT, fetch, NULL, out);
+    part_free(&where);
+    part_free(&set);
     qbi_rctx_free(&r);
     return rc;
 }
 
 QB_API int qb_insert_build(const qb_insert *ins, qb_query **out)
 {
-    size_t nrows, i, k, fixed, from, sum;
+    size_t nrows, i, k, fixed, from, sum, n0, rf, rt;
     qb_query *head = NULL, **tail = &head;
     qb_fetch fetch;
     int rc;
@@ -476,9 +767,10 @@ QB_API int qb_insert_build(const qb_insert *ins, qb_query **out)
     if (ins->err.code != QB_OK)
         return ins->err.code;
     nrows = ins->nrows;
-    if (nrows > 0 && ins->rows[nrows - 1].n == 0)
-        nrows--;
-    if (nrows == 0 || ins->rows[0].n == 0)
+    if (nrows > 0 && ins->rows[nrows - 1] == ins->cells.n)
+        nrows--; /* an opened row that got nothing */
+    n0 = ins->nrows > 1 ? ins->rows[1] : ins->cells.n;
+    if (nrows == 0 || n0 == 0)
         return build_fail(&ins->err, QB_EMISSING, "data is required for "
                           "INSERT operation\n  Hint: Provide a valid data "
                           "parameter");
@@ -486,17 +778,19 @@ QB_API int qb_insert_build(const qb_insert *ins, qb_query **out)
         return build_fail(&ins->err, QB_EDIALECT, "INSERT OR %s is SQLite "
                           "only\n  Hint: use onConflict (upsert) instead",
                           conflict_sql(ins->orc));
-    if (ins->upsert && ins->conflict_set.n == 0 &&
-        ins->conflict_where.top.n > 0)
+    if (ins->upsert && ins->up->set.n == 0 && ins->up->where.top.n > 0)
         return build_fail(&ins->err, QB_EINVAL, "onConflict where needs "
                           "onConflict data (DO UPDATE SET); DO NOTHING "
                           "takes no WHERE\n  Hint: add "
                           "qb_insert_on_conflict_set() or drop the where");
     for (i = 1; i < nrows; i++) {
-        const qrow *row = &ins->rows[i];
-        int same = row->n == ins->rows[0].n;
-        for (k = 0; same && k < ins->rows[0].n; k++)
-            same = row_get(row, ins->rows[0].cols[k]) != NULL;
+        /* names are unique within a row, so n0 cells that all name a
+         * row-0 column are exactly row 0's columns */
+        int same;
+        ins_row(ins, i, &rf, &rt);
+        same = rt - rf == n0;
+        for (k = rf; same && k < rt; k++)
+            same = ins->cells.c[k].col != KV_NO_COL;
         if (!same)
             return build_fail(&ins->err, QB_EINVAL, "Row %zu of the INSERT "
                               "data does not have the same columns as row "
@@ -504,9 +798,12 @@ QB_API int qb_insert_build(const qb_insert *ins, qb_query **out)
                               i + 1);
     }
     /* Values every link repeats: upsert WHERE and SET. */
-    fixed = row_nbind(&ins->conflict_set);
-    for (i = 0; i < ins->conflict_where.ncalls; i++)
-        fixed += ins->conflict_where.calls[i].nvals;
+    fixed = 0;
+    if (ins->up != NULL) {
+        fixed = kv_nbind(&ins->up->set, 0, ins->up->set.n);
+        for (i = 0; i < ins->up->where.ncalls; i++)
+            fixed += ins->up->where.calls[i].nvals;
+    }
     fetch = nrows > 1 ? QB_FETCH_ALL : QB_FETCH_ONE;
 
     from = 0;
@@ -514,7 +811,7 @@ QB_API int qb_insert_build(const qb_insert *ins, qb_query **out)
         size_t to = from;
         sum = fixed;
         while (to < nrows) {
-            size_t nb = row_nbind(&ins->rows[to]);
+            size_t nb = ins_row_nbind(ins, to);
             if (nb > ins->max_params - sum)
                 break;
             sum += nb;
@@ -525,7 +822,7 @@ QB_API int qb_insert_build(const qb_insert *ins, qb_query **out)
             return build_fail(&ins->err, QB_EINVAL, "Row %zu needs %zu "
                               "parameters with the upsert clause, more than "
                               "max_params %zu", from + 1,
-                              fixed + row_nbind(&ins->rows[from]),
+                              fixed + ins_row_nbind(ins, from),
                               ins->max_params);
         }
         rc = insert_link(ins, from, to, fetch, tail);
@@ -542,14 +839,22 @@ QB_API int qb_insert_build(const qb_insert *ins, qb_query **out)
 
 /* ---- UPDATE ------------------------------------------------------------ */
 
+#define UPD_CELLS 4
+#define UPD_NAMES 48
+#define UPD_BYTES 96
+
 struct qb_update {
     qbi_err err;
     qb_dialect dialect;
-    char *table;
-    qrow set;
+    qb_conflict orc;
+    kvset set;
     qbi_clause where;
     qbi_strlist returning;
-    qb_conflict orc;
+    size_t table_len;
+    char table[129];
+    kcell cells_inl[UPD_CELLS];
+    char names_inl[UPD_NAMES];
+    char bytes_inl[UPD_BYTES];
 };
 
 static int uok(const qb_update *u)
@@ -559,14 +864,18 @@ static int uok(const qb_update *u)
 
 QB_API qb_update *qb_update_new(const char *table)
 {
-    qb_update *u = calloc(1, sizeof *u);
+    qb_update *u = malloc(sizeof *u);
     if (u == NULL)
         return NULL;
-    if (qbi_name_check(&u->err, "tableName", table, 1) == QB_OK) {
-        u->table = strdup(table);
-        if (u->table == NULL)
-            qbi_seterr(&u->err, QB_ENOMEM, NULL);
-    }
+    u->err.code = QB_OK;
+    u->err.msg = NULL;
+    u->dialect = QB_DIALECT_SQLITE;
+    u->orc = QB_CONFLICT_NONE;
+    kv_init(&u->set, u->cells_inl, UPD_CELLS, u->names_inl, UPD_NAMES,
+            u->bytes_inl, UPD_BYTES);
+    memset(&u->where, 0, sizeof u->where);
+    memset(&u->returning, 0, sizeof u->returning);
+    u->table_len = table_copy(&u->err, u->table, table);
     return u;
 }
 
@@ -575,8 +884,7 @@ QB_API void qb_update_free(qb_update *u)
     if (u == NULL)
         return;
     qbi_err_free(&u->err);
-    free(u->table);
-    row_free(&u->set);
+    kv_free(&u->set);
     qbi_clause_free(&u->where);
     qbi_strlist_free(&u->returning);
     free(u);
@@ -601,7 +909,7 @@ QB_API void qb_update_dialect(qb_update *u, qb_dialect d)
 QB_API void qb_update_set(qb_update *u, const char *col, qb_value v)
 {
     if (uok(u))
-        row_set(&u->set, &u->err, "column", col, &v);
+        kv_set(&u->set, 0, SIZE_MAX, &u->err, "column", col, &v);
 }
 
 QB_API void qb_update_where(qb_update *u, const char *cond, size_t n,
@@ -634,7 +942,7 @@ QB_API void qb_update_or(qb_update *u, qb_conflict c)
 QB_API int qb_update_build(const qb_update *u, qb_query **out)
 {
     qbi_rctx r;
-    char *where = NULL, *set = NULL;
+    part where, set;
     int rc;
 
     if (out == NULL)
@@ -652,27 +960,29 @@ QB_API int qb_update_build(const qb_update *u, qb_query **out)
         return build_fail(&u->err, QB_EDIALECT, "UPDATE OR %s is SQLite "
                           "only", conflict_sql(u->orc));
 
+    /* binding order: WHERE values first, then SET */
     qbi_rctx_init(&r, u->dialect, 1);
+    qbi_sb_init(&where.sb);
     if (u->where.top.n > 0) {
+        part_begin(&r, &where);
         qbi_clause_render(&r, &u->where);
-        if ((where = take_part(&r)) == NULL)
-            goto nomem;
+        part_end(&r, &where);
     }
+    part_begin(&r, &set);
     render_set(&r, &u->set);
-    if ((set = take_part(&r)) == NULL)
-        goto nomem;
-    qbi_sb_adds(&r.sb, "UPDATE ");
+    part_end(&r, &set);
+    qbi_sb_add(&r.sb, "UPDATE ", 7);
     if (u->orc != QB_CONFLICT_NONE) {
-        qbi_sb_adds(&r.sb, "OR ");
+        qbi_sb_add(&r.sb, "OR ", 3);
         qbi_sb_adds(&r.sb, conflict_sql(u->orc));
         qbi_sb_addc(&r.sb, ' ');
     }
-    qbi_sb_adds(&r.sb, u->table);
-    qbi_sb_adds(&r.sb, " SET ");
-    qbi_sb_adds(&r.sb, set);
-    if (where != NULL) {
-        qbi_sb_adds(&r.sb, " WHERE ");
-        qbi_sb_adds(&r.sb, where);
+    qbi_sb_add(&r.sb, u->table, u->table_len);
+    qbi_sb_add(&r.sb, " SET ", 5);
+    part_add(&r, &set);
+    if (u->where.top.n > 0) {
+        qbi_sb_add(&r.sb, " WHERE ", 7);
+        part_add(&r, &where);
     }
     if (u->returning.n > 0) {
         qbi_sb_adds(&r.sb, " RETURNING ");
@@ -680,13 +990,9 @@ QB_API int qb_update_build(const qb_update *u, qb_query **out)
     }
     if (r.err == QB_OK && r.nparams > QBI_DEFAULT_MAX_PARAMS)
         r.err = QB_EINVAL;
-    rc = qbi_rctx_finish(&r, QB_KIND_UPDATE, QB_FETCH_ALL, out);
-    goto done;
-nomem:
-    rc = r.sb.err != QB_OK ? r.sb.err : QB_ENOMEM;
-done:
-    free(where);
-    free(set);
+    rc = qbi_rctx_finish(&r, QB_KIND_UPDATE, QB_FETCH_ALL, NULL, out);
+    part_free(&where);
+    part_free(&set);
     qbi_rctx_free(&r);
     return rc;
 }
@@ -696,11 +1002,11 @@ done:
 struct qb_delete {
     qbi_err err;
     qb_dialect dialect;
-    char *table;
     qbi_clause where;
     qbi_strlist returning, order_by;
     int has_limit, has_offset;
     int64_t limit, offset;
+    char table[129];
 };
 
 static int dok(const qb_delete *d)
@@ -713,11 +1019,7 @@ QB_API qb_delete *qb_delete_new(const char *table)
     qb_delete *d = calloc(1, sizeof *d);
     if (d == NULL)
         return NULL;
-    if (qbi_name_check(&d->err, "tableName", table, 1) == QB_OK) {
-        d->table = strdup(table);
-        if (d->table == NULL)
-            qbi_seterr(&d->err, QB_ENOMEM, NULL);
-    }
+    table_copy(&d->err, d->table, table);
     return d;
 }
 
@@ -726,7 +1028,6 @@ QB_API void qb_delete_free(qb_delete *d)
     if (d == NULL)
         return;
     qbi_err_free(&d->err);
-    free(d->table);
     qbi_clause_free(&d->where);
     qbi_strlist_free(&d->returning);
     qbi_strlist_free(&d->order_by);
@@ -832,19 +1133,23 @@ QB_API int qb_delete_build(const qb_delete *d, qb_query **out)
         qbi_sb_adds(&r.sb, " ORDER BY ");
         qbi_strlist_join(&r.sb, &d->order_by, ", ");
     }
-    if (d->has_limit)
-        qbi_sb_addf(&r.sb, " LIMIT %lld", (long long)d->limit);
+    if (d->has_limit) {
+        qbi_sb_adds(&r.sb, " LIMIT ");
+        qbi_sb_addnum(&r.sb, 0, d->limit);
+    }
     else if (d->has_offset && d->dialect == QB_DIALECT_SQLITE)
         qbi_sb_adds(&r.sb, " LIMIT -1");
-    if (d->has_offset)
-        qbi_sb_addf(&r.sb, " OFFSET %lld", (long long)d->offset);
+    if (d->has_offset) {
+        qbi_sb_adds(&r.sb, " OFFSET ");
+        qbi_sb_addnum(&r.sb, 0, d->offset);
+    }
     if (d->returning.n > 0 && d->dialect != QB_DIALECT_SQLITE) {
         qbi_sb_adds(&r.sb, " RETURNING ");
         qbi_strlist_join(&r.sb, &d->returning, ", ");
     }
     if (r.err == QB_OK && r.nparams > QBI_DEFAULT_MAX_PARAMS)
         r.err = QB_EINVAL;
-    rc = qbi_rctx_finish(&r, QB_KIND_DELETE, QB_FETCH_ALL, out);
+    rc = qbi_rctx_finish(&r, QB_KIND_DELETE, QB_FETCH_ALL, NULL, out);
     qbi_rctx_free(&r);
     return rc;
 }
@@ -855,11 +1160,11 @@ QB_API int qb_query_raw_dialect(qb_query **out, qb_dialect d, const char *sql,
                                 size_t nargs, const qb_value *args,
                                 qb_fetch fetch)
 {
-    qb_query *q;
+    qb_query *q, *pq = NULL;
+    char buf[512];
     qbi_sb sb;
     size_t n, i, j, idx, maxidx = 0;
     int rc, closed;
-    char *np;
 
     if (d == QB_DIALECT_SQLITE || out == NULL || sql == NULL)
         return qb_query_raw(out, sql, nargs, args, fetch);
@@ -873,7 +1178,7 @@ QB_API int qb_query_raw_dialect(qb_query **out, qb_dialect d, const char *sql,
         return rc;
     /* SQLite's numbering rule (?N is N; a bare ? is one more than the
      * largest so far) decides which value each placeholder binds. */
-    qbi_sb_init(&sb);
+    qbi_sb_init_buf(&sb, buf, sizeof buf);
     n = q->sql_len;
     for (i = 0; i < n;) {
         j = qbi_sql_skip(q->sql, n, i, 0, &closed);
@@ -894,42 +1199,27 @@ QB_API int qb_query_raw_dialect(qb_query **out, qb_dialect d, const char *sql,
             idx = maxidx + 1;
         if (idx > maxidx)
             maxidx = idx;
-        qbi_sb_addf(&sb, "$%zu", idx);
+        qbi_sb_addnum(&sb, '$', (int64_t)idx);
         i = j;
     }
     rc = sb.err;
-    np = qbi_sb_take(&sb, &n);
-    if (np == NULL) {
-        qb_query_free(q);
-        return rc != QB_OK ? rc : QB_ENOMEM;
-    }
-    free(q->sql);
-    q->sql = np;
-    q->sql_len = n;
-    q->dialect = QB_DIALECT_POSTGRES;
-    *out = q;
+    if (rc == QB_OK)
+        rc = qbi_query_make(QB_KIND_RAW, fetch, QB_DIALECT_POSTGRES, sb.p,
+                            sb.len, NULL, 0, q->params, q->nparams, &pq);
+    qbi_sb_free(&sb);
+    qb_query_free(q);
+    if (rc != QB_OK)
+        return rc;
+    *out = pq;
     return QB_OK;
-}
-
-static int ddl_finish(qbi_sb *sb, qb_dialect d, qb_query **out)
-{
-    qbi_rctx r;
-    int rc;
-
-    qbi_rctx_init(&r, d, 1);
-    qbi_sb_free(&r.sb);
-    r.sb = *sb;
-    qbi_sb_init(sb);
-    rc = qbi_rctx_finish(&r, QB_KIND_RAW, QB_FETCH_NONE, out);
-    qbi_rctx_free(&r);
-    return rc;
 }
 
 QB_API int qb_create_table(qb_query **out, qb_dialect d, const char *table,
                            const char *schema, int if_not_exists)
 {
     qbi_err e = { QB_OK, NULL };
-    qbi_sb sb;
+    qbi_rctx r;
+    int rc;
 
     if (out == NULL)
         return QB_EINVAL;
@@ -937,42 +1227,47 @@ QB_API int qb_create_table(qb_query **out, qb_dialect d, const char *table,
     if (!dialect_ok(&e, d) ||
         qbi_name_check(&e, "tableName", table, 1) != QB_OK ||
         qbi_fragment_check(&e, "CREATE TABLE", schema) != QB_OK) {
-        int rc = e.code;
+        rc = e.code;
         qbi_err_free(&e);
         return rc;
     }
-    qbi_sb_init(&sb);
-    qbi_sb_adds(&sb, "CREATE TABLE ");
+    qbi_rctx_init(&r, d, 1);
+    qbi_sb_adds(&r.sb, "CREATE TABLE ");
     if (if_not_exists)
-        qbi_sb_adds(&sb, "IF NOT EXISTS");
-    qbi_sb_addc(&sb, ' ');
-    qbi_sb_adds(&sb, table);
-    qbi_sb_adds(&sb, " ( ");
-    qbi_sb_adds(&sb, schema);
-    qbi_sb_addc(&sb, ')');
-    return ddl_finish(&sb, d, out);
+        qbi_sb_adds(&r.sb, "IF NOT EXISTS");
+    qbi_sb_addc(&r.sb, ' ');
+    qbi_sb_adds(&r.sb, table);
+    qbi_sb_adds(&r.sb, " ( ");
+    qbi_sb_addu(&r.sb, schema, strlen(schema));
+    qbi_sb_addc(&r.sb, ')');
+    rc = qbi_rctx_finish(&r, QB_KIND_RAW, QB_FETCH_NONE, NULL, out);
+    qbi_rctx_free(&r);
+    return rc;
 }
 
 QB_API int qb_drop_table(qb_query **out, qb_dialect d, const char *table,
                          int if_exists)
 {
     qbi_err e = { QB_OK, NULL };
-    qbi_sb sb;
+    qbi_rctx r;
+    int rc;
 
     if (out == NULL)
         return QB_EINVAL;
     *out = NULL;
     if (!dialect_ok(&e, d) ||
         qbi_name_check(&e, "tableName", table, 1) != QB_OK) {
-        int rc = e.code;
+        rc = e.code;
         qbi_err_free(&e);
         return rc;
     }
-    qbi_sb_init(&sb);
-    qbi_sb_adds(&sb, "DROP TABLE ");
+    qbi_rctx_init(&r, d, 1);
+    qbi_sb_adds(&r.sb, "DROP TABLE ");
     if (if_exists)
-        qbi_sb_adds(&sb, "IF EXISTS");
-    qbi_sb_addc(&sb, ' ');
-    qbi_sb_adds(&sb, table);
-    return ddl_finish(&sb, d, out);
+        qbi_sb_adds(&r.sb, "IF EXISTS");
+    qbi_sb_addc(&r.sb, ' ');
+    qbi_sb_adds(&r.sb, table);
+    rc = qbi_rctx_finish(&r, QB_KIND_RAW, QB_FETCH_NONE, NULL, out);
+    qbi_rctx_free(&r);
+    return rc;
 }
