@@ -25,8 +25,9 @@ void app_migrations_free(qb_migration *list, size_t n);
 
 /* `waituntil -t`: conf already parsed; check the migrations apply to a
  * fresh database, every deferred statement prepares against that schema,
- * and the database file (if it exists) opens and has no migration that
- * failed.  Prints nginx -t style lines; returns 0 if all is well. */
+ * no route has more defer blocks than tasks_per_request, and the database
+ * file (if it exists) opens; report how many migrations it still needs.
+ * Prints nginx -t style lines; returns 0 if all is well, -1 if not. */
 int app_check(const web_conf *conf, const char *conf_path,
               const char *db_path, const char *mig_dir);
 

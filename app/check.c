@@ -57,6 +57,14 @@ static int check_defers(const web_conf *conf, const char *conf_path,
                 bad = 1;
             }
         }
+        if (rc->ndefers > conf->pool.tasks_per_request) {
+            fprintf(stderr,
+                    "waituntil: %s:%d: route has %zu defer blocks, more than "
+                    "pool tasks_per_request (%zu)\n",
+                    conf_path, rc->line, rc->ndefers,
+                    conf->pool.tasks_per_request);
+            bad = 1;
+        }
         for (size_t k = 0; k < rc->ndefers; k++) {
             const web_defer *d = &rc->defers[k];
             web_value cols[MAX_COLS], sets[MAX_COLS], wheres[MAX_COLS];
@@ -107,7 +115,7 @@ int app_check(const web_conf *conf, const char *conf_path, const char *db_path,
 
     fprintf(stderr, "waituntil: the configuration file %s syntax is ok\n",
             conf_path);
-    if (app_migrations_load(mig_dir, &list, &n, eb, sizeof eb) != 0) {
+    if (app_migrations_load(mig_dir, &list, &n, eb, sizeof eb) != WEB_OK) {
         fprintf(stderr, "waituntil: %s\n", eb);
         bad = 1;
         goto out;

@@ -48,7 +48,9 @@ static int h_touch(web_call *call, void *ud)
     /* Takes q on every path.  Admission happens after we return. */
     rc = defer_wait_until_query(web_call_defer(call), q, web_call_label(call));
     if (rc != DEFER_OK)
-        return rc == DEFER_ETOOMANY ? WEB_ETOOMANY : WEB_ENOMEM;
+        return rc == DEFER_ETOOMANY ? WEB_ETOOMANY
+               : rc == DEFER_ENOMEM ? WEB_ENOMEM
+                                    : WEB_EINVAL;
     return web_respond(call, 202, "application/json", "{\"queued\":true}\n",
                        16);
 }

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -72,14 +73,14 @@ int app_migrations_load(const char *dir, qb_migration **out, size_t *n,
 {
     struct dirent **ents = NULL;
     qb_migration *list;
-    int count, rc = 0;
+    int count, rc = WEB_OK;
 
     *out = NULL;
     *n = 0;
     count = scandir(dir, &ents, sql_file, alphasort);
     if (count < 0) {
         snprintf(eb, el, "migrations %s: %s", dir, strerror(errno));
-        return -1;
+        return WEB_EIO;
     }
     list = calloc(count ? (size_t)count : 1, sizeof *list);
     for (int i = 0; i < count; i++) {
@@ -87,7 +88,7 @@ int app_migrations_load(const char *dir, qb_migration **out, size_t *n,
         FILE *f;
         char *buf = NULL;
         size_t len = 0;
-        if (list == NULL || rc != 0) {
+        if (list == NULL || rc != WEB_OK) {
             free(ents[i]);
             continue;
         }
@@ -104,8 +105,9 @@ int app_migrations_load(const char *dir, qb_migration **out, size_t *n,
             fclose(f);
         }
         if (buf == NULL) {
-            snprintf(eb, el, "migration %s: %s", path, strerror(errno));
-            rc = -1;
+            snprintf(eb, el, "migration %s: %s", path,
+                     f == NULL ? strerror(errno) : "cannot read");
+            rc = WEB_EIO;
         } else {
             list[*n].name = strdup(ents[i]->d_name);
             list[*n].sql = buf;
@@ -116,15 +118,15 @@ int app_migrations_load(const char *dir, qb_migration **out, size_t *n,
     free(ents);
     if (list == NULL) {
         snprintf(eb, el, "out of memory");
-        return -1;
+        return WEB_ENOMEM;
     }
-    if (rc != 0) {
+    if (rc != WEB_OK) {
         app_migrations_free(list, *n);
         *n = 0;
-        return -1;
+        return rc;
     }
     *out = list;
-    return 0;
+    return WEB_OK;
 }
 
 static void db_config(const web_conf *conf, qb_db_config *db)
@@ -143,24 +145,24 @@ static int migrate(const web_conf *conf, const char *db_path,
     size_t n = 0, applied = 0, failed_at = 0;
     qb_db *db = NULL;
     qb_db_config cfg;
-    char eb[512];
+    char eb[512], q[600], q2[600];
     int rc;
 
-    if (app_migrations_load(mig_dir, &list, &n, eb, sizeof eb) != 0) {
-        web_logf(log, WEB_LOG_ERROR, "migrations_failed", "error=\"%s\"", eb);
-        return -1;
+    if (app_migrations_load(mig_dir, &list, &n, eb, sizeof eb) != WEB_OK) {
+        web_logf(log, WEB_LOG_ERROR, "migrations_failed", "error=%s",
+                 web_log_q(q, sizeof q, eb));
+        return WEB_EIO;
     }
     db_config(conf, &cfg);
     rc = qb_db_open(&db, db_path, &cfg, eb, sizeof eb);
     if (rc != QB_OK) {
-        web_logf(log, WEB_LOG_ERROR, "db_open_failed", "path=%s error=\"%s\"",
-                 db_path, eb);
+        web_logf(log, WEB_LOG_ERROR, "db_open_failed", "path=%s error=%s",
+                 web_log_q(q2, sizeof q2, db_path), web_log_q(q, sizeof q, eb));
         app_migrations_free(list, n);
-        return -1;
+        return WEB_EIO;
     }
     rc = qb_migrations_apply(db, NULL, list, n, &applied, &failed_at);
     if (rc != QB_OK) {
-        char q[512];
         web_logf(log, WEB_LOG_ERROR, "migrations_failed", "error=%s",
                  web_log_q(q, sizeof q, qb_db_errmsg(db)));
     } else {
@@ -169,7 +171,7 @@ static int migrate(const web_conf *conf, const char *db_path,
     }
     qb_db_close(db);
     app_migrations_free(list, n);
-    return rc == QB_OK ? 0 : -1;
+    return rc == QB_OK ? WEB_OK : WEB_EIO;
 }
 
 static void pool_config(const web_conf *conf, const char *db_path,
@@ -204,7 +206,8 @@ int main(int argc, char **argv)
     const char *conf_path = "conf/waituntil.conf", *prefix = NULL;
     const char *listen = NULL, *db_opt = NULL;
     int test_only = 0, opt, exit_code = 1, rc;
-    char eb[1024];
+    unsigned stuck = 0;
+    char eb[1024], qe[1100];
     web_conf *conf = NULL;
     web_log *log = NULL;
     defer_pool *pool = NULL;
@@ -264,6 +267,12 @@ int main(int argc, char **argv)
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGHUP);
     sigaddset(&set, SIGQUIT);
+    /* FCGX_Init installs a SIGUSR1 handler that makes FCGX_Accept_r stop
+     * accepting for good; nginx habits (logrotate) send USR1 to reopen
+     * logs.  Blocked here, USR1 reaches only our sigwait and reopens the
+     * log like HUP; USR2's default action would kill without a drain. */
+    sigaddset(&set, SIGUSR1);
+    sigaddset(&set, SIGUSR2);
     if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0) {
         fprintf(stderr, "waituntil: cannot block signals\n");
         goto out;
@@ -273,13 +282,14 @@ int main(int argc, char **argv)
      * nginx closes in ~0.1 ms, so bound a misbehaving peer at 200 ms. */
     setenv("LIBFCGI_OS_CLOSE_POLL_TIMEOUT", "200", 0);
 
-    if (migrate(conf, db_path, mig_dir, log) != 0)
+    if (migrate(conf, db_path, mig_dir, log) != WEB_OK)
         goto out;
     pool_config(conf, db_path, log, &pc);
     app_set_sync_db(db_path, &pc.db);
     rc = defer_pool_create(&pool, &pc, eb, sizeof eb);
     if (rc != DEFER_OK) {
-        web_logf(log, WEB_LOG_ERROR, "pool_failed", "error=\"%s\"", eb);
+        web_logf(log, WEB_LOG_ERROR, "pool_failed", "error=%s",
+                 web_log_q(qe, sizeof qe, eb));
         goto out;
     }
     {
@@ -305,7 +315,8 @@ int main(int argc, char **argv)
         rc = web_server_create(&srv, &sc, eb, sizeof eb);
     }
     if (rc != WEB_OK) {
-        web_logf(log, WEB_LOG_ERROR, "listen_failed", "error=\"%s\"", eb);
+        web_logf(log, WEB_LOG_ERROR, "listen_failed", "error=%s",
+                 web_log_q(qe, sizeof qe, eb));
         goto out;
     }
     rc = web_server_start(srv);
@@ -323,7 +334,11 @@ int main(int argc, char **argv)
         int sig = 0;
         if (sigwait(&set, &sig) != 0)
             continue;
-        if (sig == SIGHUP) {
+        if (sig == SIGUSR2) {
+            web_logf(log, WEB_LOG_INFO, "signal_ignored", "signal=%d", sig);
+            continue;
+        }
+        if (sig == SIGHUP || sig == SIGUSR1) {
             web_logf(log, WEB_LOG_INFO, "reopen_log", "ok=%d",
                      web_log_reopen(log) == WEB_OK);
             continue;
@@ -332,11 +347,23 @@ int main(int argc, char **argv)
         break;
     }
 
-    web_server_stop(srv);
     {
         web_server_stats ss;
         defer_stats ds;
-        rc = defer_pool_shutdown(pool, (unsigned)conf->pool.drain_timeout_ms);
+        unsigned drain = (unsigned)conf->pool.drain_timeout_ms, spent;
+        struct timespec t0, t1;
+
+        /* One deadline for both: in-flight requests finish (they are
+         * short: their writes are deferred), then the pool drains in what
+         * is left.  The workers keep draining meanwhile; a request thread
+         * stuck in libfcgi gets at most half the deadline (and 5 s), so
+         * the pool always keeps the other half. */
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        stuck = web_server_stop_within(srv, drain / 2 < 5000 ? drain / 2 : 5000);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        spent = (unsigned)((t1.tv_sec - t0.tv_sec) * 1000 +
+                           (t1.tv_nsec - t0.tv_nsec) / 1000000);
+        rc = defer_pool_shutdown(pool, spent < drain ? drain - spent : 0);
         web_server_stats_get(srv, &ss);
         defer_pool_stats(pool, &ds);
         web_logf(log, rc == DEFER_OK ? WEB_LOG_INFO : WEB_LOG_ERROR, "stopped",
@@ -348,7 +375,12 @@ int main(int argc, char **argv)
                  (unsigned long long)ds.failed, (unsigned long long)ds.left,
                  (unsigned long long)ds.rejected,
                  (unsigned long long)ds.inline_run);
-        exit_code = rc == DEFER_OK ? 0 : 1;
+        exit_code = rc == DEFER_OK && stuck == 0 ? 0 : 1;
+        if (rc != DEFER_OK || stuck > 0) {
+            /* A hung worker or a stuck request thread may still touch the
+             * pool, the server or the log: do not free them under it. */
+            return exit_code;
+        }
     }
 
 out:

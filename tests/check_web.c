@@ -1175,12 +1175,12 @@ static const struct {
     {"server {\n threads 4;\n threads 5;\n}\n",
      "t.conf:3: duplicate directive \"threads\""},
     {"server {\n threads 0;\n}\n",
-     "t.conf:2: \"threads\" must be between 1 and 1024, not 0"},
+     "t.conf:2: \"threads\" must be between 1 and 256, not 0"},
     {"server {\n threads 4x;\n}\n",
      "t.conf:2: invalid number \"4x\" for \"threads\""},
     {"database {\n busy_timeout 5x;\n}\n",
      "t.conf:2: invalid time \"5x\" for \"busy_timeout\" (e.g. 500ms, 30s, "
-     "5m)"},
+     "5m; at most 1d)"},
     {"server {\n max_body 2g;\n}\n",
      "t.conf:2: \"max_body\" must be at most 1073741824 bytes, not 2g"},
     {"server {\n", "t.conf:2: unexpected end of file, expected \"}\" to "

@@ -190,7 +190,23 @@ static const char *server_conf =
     "route GET /hello { respond 200 text/plain \"hello\"; }\n"
     "route any /log { respond 200 \"logged\";\n"
     "  defer insert logs { method $request_method; path $uri; timestamp $time_iso; } }\n"
-    "route GET /_status { handler status; }\n";
+    "route GET /_status { handler status; }\n"
+    "route GET /bighdr { handler bighdr; }\n";
+
+/* Refuses framing headers, then adds more header bytes than fit. */
+static int h_bighdr(web_call *call, void *ud)
+{
+    static char big[3001];
+    (void)ud;
+    if (web_add_header(call, "content-length", "1") != WEB_EINVAL ||
+        web_add_header(call, "Status", "200") != WEB_EINVAL ||
+        web_add_header(call, "X-Bad", "a\r\nInjected: 1") != WEB_EINVAL)
+        return web_respond(call, 418, NULL, "framing header accepted", 23);
+    memset(big, 'h', sizeof big - 1);
+    web_add_header(call, "X-Big-1", big);
+    web_add_header(call, "X-Big-2", big);
+    return web_respond(call, 200, NULL, "BODYLINE: injected\r\n", 20);
+}
 
 static void start_server(struct fixture *f, const char *conf_text)
 {
@@ -198,7 +214,8 @@ static void start_server(struct fixture *f, const char *conf_text)
     defer_config pc;
     sqlite3 *db;
     web_server_config sc;
-    web_handler_def h[] = {{"status", web_handler_status, NULL}};
+    web_handler_def h[] = {{"status", web_handler_status, NULL},
+                           {"bighdr", h_bighdr, NULL}};
 
     memset(f, 0, sizeof *f);
     f->dir = tu_mkdtemp("wu-srv");
@@ -225,7 +242,7 @@ static void start_server(struct fixture *f, const char *conf_text)
     sc.conf = f->conf;
     sc.pool = f->pool;
     sc.handlers = h;
-    sc.nhandlers = 1;
+    sc.nhandlers = 2;
     {
         char listen[300];
         snprintf(listen, sizeof listen, "unix:%s", f->sock);
@@ -300,8 +317,9 @@ START_TEST(server_refuses_live_socket_and_unknown_handler)
     sc.pool = f.pool;
     snprintf(listen, sizeof listen, "unix:%s", f.sock);
     sc.listen = listen;
-    sc.handlers = (web_handler_def[]){{"status", web_handler_status, NULL}};
-    sc.nhandlers = 1;
+    sc.handlers = (web_handler_def[]){{"status", web_handler_status, NULL},
+                                      {"bighdr", h_bighdr, NULL}};
+    sc.nhandlers = 2;
     ck_assert_int_eq(web_server_create(&other, &sc, eb, sizeof eb), WEB_EIO);
     ck_assert_ptr_nonnull(strstr(eb, "in use"));
     ck_assert_int_eq(web_conf_parse(bad, strlen(bad), "bad.conf", &conf, eb,
@@ -331,6 +349,7 @@ START_TEST(server_answers_straight_fastcgi)
     const char *head[] = {"REQUEST_METHOD=HEAD", "DOCUMENT_URI=/hello", NULL};
     const char *dotdot[] = {"REQUEST_METHOD=GET",
                             "REQUEST_URI=/../../etc/passwd", NULL};
+    const char *bighdr[] = {"REQUEST_METHOD=GET", "DOCUMENT_URI=/bighdr", NULL};
 
     start_server(&f, server_conf);
     ck_assert_int_eq(fc_request(f.sock, hello, NULL, 0, 5000, &out, &status), 0);
@@ -355,6 +374,15 @@ START_TEST(server_answers_straight_fastcgi)
 
     ck_assert_int_eq(fc_request(f.sock, dotdot, NULL, 0, 5000, &out, &status), 0);
     ck_assert_int_eq(status, 400);
+    free(out);
+
+    /* Headers that do not fit are never cut: a clean 500 instead, and
+     * the body is not read as headers. */
+    ck_assert_int_eq(fc_request(f.sock, bighdr, NULL, 0, 5000, &out, &status), 0);
+    ck_assert_int_eq(status, 500);
+    ck_assert_ptr_null(strstr(out, "X-Big-1"));
+    ck_assert_ptr_null(strstr(out, "BODYLINE"));
+    ck_assert_ptr_nonnull(strstr(out, "\r\n\r\n500 response headers too large"));
     free(out);
 
     ck_assert_int_eq(fc_request(f.sock, log, "abc", 3, 5000, &out, &status), 0);

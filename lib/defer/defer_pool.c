@@ -183,6 +183,14 @@ static void free_task_list(defer_pool *p, defer_task *t, int level,
 
 static void pool_free(defer_pool *p);
 
+/* The most a batch can hold: a queue smaller than batch_max never has
+ * batch_max tasks queued, so the window must not wait for that. */
+static size_t full_batch(const defer_pool *p)
+{
+    return p->cfg.batch_max < p->cfg.queue_capacity ? p->cfg.batch_max
+                                                    : p->cfg.queue_capacity;
+}
+
 static void *worker_main(void *arg)
 {
     defer_worker *w = arg;
@@ -214,12 +222,14 @@ static void *worker_main(void *arg)
          * their answers, so wait briefly for the batch to grow.  Not
          * while draining: shutdown wants the queue empty, not full. */
         if (p->cfg.batch_delay_us > 0 && p->state == P_RUNNING &&
-            p->st.queued < p->cfg.batch_max) {
+            p->st.queued < full_batch(p) && p->space_waiters == 0) {
             int64_t end = defer__now_ns() +
                           (int64_t)p->cfg.batch_delay_us * 1000;
             p->windows++;
-            while (p->state == P_RUNNING && p->st.queued < p->cfg.batch_max &&
-                   p->qhead != NULL) {
+            /* Ends early on a full batch, or when admissions are waiting
+             * for room (then waiting longer only makes them wait). */
+            while (p->state == P_RUNNING && p->st.queued < full_batch(p) &&
+                   p->space_waiters == 0 && p->qhead != NULL) {
                 if (defer__wait(p, &p->work_cv, end) == ETIMEDOUT)
                     break;
             }
@@ -990,6 +1000,8 @@ DEFER_API int defer_admit(defer_pool *p, defer_ctx *c)
         int64_t end = defer__now_ns() +
                       (int64_t)p->cfg.admit_wait_ms * 1000000;
         p->space_waiters++;
+        if (p->windows > 0) /* a worker waiting for its batch: start now */
+            defer__broadcast(&p->work_cv);
         while (p->state == P_RUNNING && n > cap - used_slots(p)) {
             if (defer__wait(p, &p->space_cv, end) == ETIMEDOUT)
                 break;
@@ -1057,7 +1069,7 @@ DEFER_API void defer_submit(defer_pool *p, defer_ctx *c)
      * group-commit window early).  Waking one per request would cost a
      * context switch per request and commit batches of one. */
     if ((p->idle > 0 || p->windows > 0) &&
-        (p->st.queued == n || p->st.queued >= p->cfg.batch_max))
+        (p->st.queued == n || p->st.queued >= full_batch(p)))
         defer__signal(&p->work_cv);
     defer__unlock(p);
 }

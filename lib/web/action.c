@@ -76,8 +76,11 @@ int web_defer_build(const web_defer *d, const web_value *cols,
             qb_update_set(u, d->sets[i].column, to_qb(&sets[i]));
         for (i = 0; i < d->nwheres; i++) {
             qb_value v = to_qb(&wheres[i]);
-            if (eq_cond(cond, sizeof cond, d->wheres[i].column) == 0)
-                qb_update_where(u, cond, 1, &v);
+            if (eq_cond(cond, sizeof cond, d->wheres[i].column) != 0) {
+                qb_update_free(u); /* never drop a WHERE silently */
+                return QB_EINVAL;
+            }
+            qb_update_where(u, cond, 1, &v);
         }
         rc = qb_update_build(u, out);
         if (rc != QB_OK && eb != NULL)
@@ -91,8 +94,11 @@ int web_defer_build(const web_defer *d, const web_value *cols,
             return QB_ENOMEM;
         for (i = 0; i < d->nwheres; i++) {
             qb_value v = to_qb(&wheres[i]);
-            if (eq_cond(cond, sizeof cond, d->wheres[i].column) == 0)
-                qb_delete_where(del, cond, 1, &v);
+            if (eq_cond(cond, sizeof cond, d->wheres[i].column) != 0) {
+                qb_delete_free(del); /* never drop a WHERE silently */
+                return QB_EINVAL;
+            }
+            qb_delete_where(del, cond, 1, &v);
         }
         rc = qb_delete_build(del, out);
         if (rc != QB_OK && eb != NULL)

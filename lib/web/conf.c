@@ -454,10 +454,12 @@ static int get_time(pctx *c, const node *d, size_t k, int64_t *out)
         default: break;
         }
     }
+    /* At most one day: the pool and SQLite take times as 32-bit ms. */
     if (parse_u64(t->s, n, &v) != WEB_OK || v > (uint64_t)INT64_MAX / mul ||
-        v * mul > 366ull * 86400000ull)
+        v * mul > 86400000ull)
         return perr(c, t->line,
-                    "invalid time \"%s\" for \"%s\" (e.g. 500ms, 30s, 5m)",
+                    "invalid time \"%s\" for \"%s\" (e.g. 500ms, 30s, 5m; "
+                    "at most 1d)",
                     t->s, d->name.s);
     *out = (int64_t)(v * mul);
     return WEB_OK;
@@ -570,7 +572,7 @@ static int do_server(pctx *c, const node *blk)
             c->conf->server.socket_mode = (unsigned)v;
         } else if (strcmp(nm, "threads") == 0) {
             if ((rc = arity(c, d, 1, 1)) ||
-                (rc = get_num(c, d, 0, 1, 1024, &v)))
+                (rc = get_num(c, d, 0, 1, 256, &v))) /* server.c's bound */
                 return rc;
             c->conf->server.threads = (unsigned)v;
         } else if (strcmp(nm, "max_body") == 0) {
@@ -688,7 +690,7 @@ static int do_pool(pctx *c, const node *blk)
         if ((rc = arity(c, d, 1, 1)))
             return rc;
         if (strcmp(nm, "workers") == 0) {
-            rc = get_num(c, d, 0, 1, 1024, &v);
+            rc = get_num(c, d, 0, 1, 256, &v); /* the pool's bound */
             c->conf->pool.workers = (unsigned)v;
         } else if (strcmp(nm, "queue") == 0) {
             rc = get_num(c, d, 0, 1, 16u * 1024u * 1024u, &v);

@@ -46,6 +46,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -77,6 +78,7 @@ struct web_server {
     pthread_t threads[MAX_THREADS];
     unsigned nthreads;      /* main thread only (start/stop) */
     atomic_uint running;    /* request threads inside their loop */
+    unsigned stuck;         /* threads a bounded stop gave up on */
     atomic_int stopping;
     int started;
     time_t started_at;
@@ -170,6 +172,12 @@ int web_add_header(web_call *c, const char *name, const char *value)
     const char *p;
     if (c == NULL || !is_token(name) || value == NULL)
         return WEB_EINVAL;
+    /* The server writes these itself; a second copy makes nginx answer
+     * 502 ("duplicate header line"). */
+    if (strcasecmp(name, "Status") == 0 ||
+        strcasecmp(name, "Content-Type") == 0 ||
+        strcasecmp(name, "Content-Length") == 0)
+        return WEB_EINVAL;
     for (p = value; *p; p++)
         if (((unsigned char)*p < 32 && *p != '\t') || *p == 127)
             return WEB_EINVAL;
@@ -227,41 +235,59 @@ static void count_status(web_server *s, int status)
  * stream's error (EPIPE when nginx/the client went away). */
 static int write_response(FCGX_Request *rq, const web_call *c, int head)
 {
-    char hdr[2048];
+    char hdr[4096];
     size_t n = 0;
     int k, status = c->status ? c->status : 204;
     const char *ctype = c->ctype ? c->ctype : "text/plain; charset=utf-8";
+    const char *body = c->body;
+    size_t body_len = c->body_len, nh = c->nhdrs;
 
-    k = snprintf(hdr, sizeof hdr, "Status: %d %s\r\n", status, reason(status));
-    n = (size_t)k;
-    if (status != 204 && status != 304) {
-        k = snprintf(hdr + n, sizeof hdr - n,
-                     "Content-Type: %s\r\nContent-Length: %zu\r\n", ctype,
-                     c->body_len);
-        n += (size_t)k < sizeof hdr - n ? (size_t)k : sizeof hdr - n - 1;
+    for (;;) {
+        int fits = 1;
+        k = snprintf(hdr, sizeof hdr, "Status: %d %s\r\n", status,
+                     reason(status));
+        n = (size_t)k;
+        if (status != 204 && status != 304) {
+            k = snprintf(hdr + n, sizeof hdr - n,
+                         "Content-Type: %s\r\nContent-Length: %zu\r\n", ctype,
+                         body_len);
+            fits = k >= 0 && (size_t)k < sizeof hdr - n;
+            n += fits ? (size_t)k : 0;
+        }
+        for (size_t i = 0; fits && i < nh; i++) {
+            k = snprintf(hdr + n, sizeof hdr - n, "%s: %s\r\n",
+                         c->hdrs[i].name, c->hdrs[i].value);
+            fits = k >= 0 && (size_t)k < sizeof hdr - n;
+            n += fits ? (size_t)k : 0;
+        }
+        if (fits && sizeof hdr - n >= 3)
+            break;
+        /* Never send a cut header block (the body would be read as
+         * headers): answer 500 with nothing but the status instead. */
+        status = 500;
+        ctype = "text/plain; charset=utf-8";
+        body = "500 response headers too large\n";
+        body_len = strlen(body);
+        nh = 0;
     }
-    for (size_t i = 0; i < c->nhdrs && n < sizeof hdr; i++) {
-        k = snprintf(hdr + n, sizeof hdr - n, "%s: %s\r\n", c->hdrs[i].name,
-                     c->hdrs[i].value);
-        n += (size_t)k < sizeof hdr - n ? (size_t)k : sizeof hdr - n - 1;
-    }
-    if (sizeof hdr - n < 3)
-        n = sizeof hdr - 3; /* headers truncated: still end the block */
     memcpy(hdr + n, "\r\n", 2);
     n += 2;
     FCGX_PutStr(hdr, (int)n, rq->out);
-    if (!head && c->body_len > 0 && status != 204 && status != 304) {
+    if (!head && body_len > 0 && status != 204 && status != 304) {
         /* FCGX_PutStr takes an int length: write in bounded pieces. */
         size_t off = 0;
-        while (off < c->body_len) {
-            size_t piece = c->body_len - off;
+        while (off < body_len) {
+            size_t piece = body_len - off;
             if (piece > (1u << 20))
                 piece = 1u << 20;
-            if (FCGX_PutStr(c->body + off, (int)piece, rq->out) < 0)
+            if (FCGX_PutStr(body + off, (int)piece, rq->out) < 0)
                 break;
             off += piece;
         }
     }
+    /* Flushing before FCGX_Finish_r costs a write, but it is how a write
+     * error (the client or nginx went away) becomes visible to count and
+     * log it: FCGX_Finish_r itself reports nothing. */
     FCGX_FFlush(rq->out);
     return FCGX_GetError(rq->out);
 }
@@ -295,7 +321,12 @@ struct thread_state {
     size_t body_cap;
 };
 
-/* Read the whole body; returns its length, or (size_t)-1 past max. */
+#define BODY_TOO_BIG ((size_t)-1)
+#define BODY_BROKEN ((size_t)-2)
+
+/* Read the whole body; returns its length, BODY_TOO_BIG past max (or when
+ * the buffer cannot grow), BODY_BROKEN when the stream failed midway (a
+ * truncated body must not feed deferred writes). */
 static size_t read_body(struct thread_state *t, size_t max)
 {
     size_t len = 0;
@@ -307,10 +338,10 @@ static size_t read_body(struct thread_state *t, size_t max)
             if (ncap > max + 4096 + 1)
                 ncap = max + 4096 + 1;
             if (ncap <= t->body_cap)
-                return (size_t)-1; /* at the bound and still more */
+                return BODY_TOO_BIG; /* at the bound and still more */
             nb = realloc(t->body, ncap);
             if (nb == NULL)
-                return (size_t)-1;
+                return BODY_TOO_BIG;
             t->body = nb;
             t->body_cap = ncap;
         }
@@ -321,9 +352,9 @@ static size_t read_body(struct thread_state *t, size_t max)
             break;
         len += (size_t)got;
         if (len > max)
-            return (size_t)-1;
+            return BODY_TOO_BIG;
     }
-    return len;
+    return FCGX_GetError(t->rq.in) != 0 ? BODY_BROKEN : len;
 }
 
 static const web_handler_def *find_handler(const web_server *s,
@@ -353,8 +384,12 @@ static void serve_one(struct thread_state *t)
     call.label = "-";
 
     body_len = read_body(t, s->limits.max_body);
-    if (body_len == (size_t)-1) {
+    if (body_len == BODY_TOO_BIG) {
         set_error(&call, 413, "body larger than max_body");
+        goto answer;
+    }
+    if (body_len == BODY_BROKEN) {
+        set_error(&call, 400, "request body cut short");
         goto answer;
     }
     rc = web_request_init(&req, t->arena, t->rq.envp, t->body, body_len,
@@ -394,8 +429,8 @@ static void serve_one(struct thread_state *t)
         defer_ctx_discard(t->dctx);
         if (st >= 500)
             web_logf(s->log, WEB_LOG_ERROR, "handler_failed",
-                     "route=%s rc=%s", web_log_q(qbuf, sizeof qbuf, call.label),
-                     web_strerror(rc));
+                     "route=%s rc=%d", web_log_q(qbuf, sizeof qbuf, call.label),
+                     rc);
         set_error(&call, st, web_strerror(rc));
         goto answer;
     }
@@ -419,8 +454,8 @@ static void serve_one(struct thread_state *t)
         break;
     default:
         defer_ctx_discard(t->dctx);
-        web_logf(s->log, WEB_LOG_ERROR, "admit_failed", "route=%s rc=%s",
-                 web_log_q(qbuf, sizeof qbuf, call.label), defer_strerror(rc));
+        web_logf(s->log, WEB_LOG_ERROR, "admit_failed", "route=%s rc=%d",
+                 web_log_q(qbuf, sizeof qbuf, call.label), rc);
         set_error(&call, 500, NULL);
         break;
     }
@@ -446,7 +481,7 @@ static void *request_thread(void *arg)
 {
     struct thread_state *t = arg;
     web_server *s = t->srv;
-    unsigned backoff_ms = 10;
+    unsigned backoff_ms = 10, last_logged = 0;
     char name[16];
 
     snprintf(name, sizeof name, "web-r%u", t->index);
@@ -465,16 +500,22 @@ static void *request_thread(void *arg)
         if (rc < 0) {
             /* EMFILE/ENFILE/ENOMEM come back as -errno: a transient
              * shortage must not kill the thread.  Back off and retry. */
-            struct timespec ts = {0, (long)backoff_ms * 1000000L};
+            struct timespec ts = {(time_t)(backoff_ms / 1000),
+                                  (long)(backoff_ms % 1000) * 1000000L};
             atomic_fetch_add(&s->accept_errors, 1);
-            web_logf(s->log, WEB_LOG_WARN, "accept_failed", "rc=%d backoff_ms=%u",
-                     rc, backoff_ms);
+            /* One line per backoff step, not per failure: a lasting
+             * EMFILE must not flood the log. */
+            if (backoff_ms != last_logged) {
+                web_logf(s->log, WEB_LOG_WARN, "accept_failed",
+                         "rc=%d backoff_ms=%u", rc, backoff_ms);
+                last_logged = backoff_ms;
+            }
             nanosleep(&ts, NULL);
-            if (backoff_ms < 1000)
-                backoff_ms *= 2;
+            backoff_ms = backoff_ms >= 500 ? 1000 : backoff_ms * 2;
             continue;
         }
         backoff_ms = 10;
+        last_logged = 0;
         atomic_fetch_add(&s->accepted, 1);
         serve_one(t);
     }
@@ -516,15 +557,21 @@ static int open_unix(web_server *s, const char *path, unsigned mode,
         int probe;
         if (!S_ISSOCK(st.st_mode))
             return err(eb, el, WEB_EIO, "%s exists and is not a socket", path);
-        /* A live socket belongs to a running instance: never steal it. */
-        probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (probe >= 0) {
-            int live = connect(probe, (struct sockaddr *)&sa, sizeof sa) == 0;
+        /* A live socket belongs to a running instance: never steal it.
+         * Only "connection refused" proves nobody listens; a full backlog
+         * (EAGAIN, non-blocking probe) or a permission error means a
+         * process we must not replace. */
+        probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (probe < 0)
+            return err(eb, el, WEB_EIO, "socket: %s", strerror(errno));
+        int e = connect(probe, (struct sockaddr *)&sa, sizeof sa) == 0 ? 0
+                                                                        : errno;
+        if (e != ECONNREFUSED) {
             close(probe);
-            if (live)
-                return err(eb, el, WEB_EIO,
-                           "%s is in use by a running process", path);
+            return err(eb, el, WEB_EIO, "%s is in use by a running process%s%s",
+                       path, e ? ": " : "", e ? strerror(e) : "");
         }
+        close(probe);
         unlink(path);
     }
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -586,10 +633,13 @@ static int open_tcp(web_server *s, const char *spec, char *eb, size_t el)
         port = colon + 1;
     }
     host[hl] = '\0';
+    if (hl == 0) /* ":9000" would listen on every address */
+        return err(eb, el, WEB_ECONF,
+                   "listen %s: name the address (127.0.0.1:PORT)", spec);
     memset(&hints, 0, sizeof hints);
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE;
-    rc = getaddrinfo(hl ? host : NULL, port, &hints, &ai);
+    rc = getaddrinfo(host, port, &hints, &ai);
     if (rc != 0 || ai == NULL)
         return err(eb, el, WEB_ECONF,
                    "listen %s: need a numeric address and port (%s)", spec,
@@ -644,6 +694,12 @@ static int make_templates(web_server *s, char *eb, size_t el)
     if (s->tpl_off == NULL || s->tpls == NULL)
         return WEB_ENOMEM;
     for (size_t i = 0; i < conf->nroutes; i++) {
+        if (conf->routes[i].ndefers > conf->pool.tasks_per_request)
+            return err(eb, el, WEB_ECONF,
+                       "%s:%d: route has %zu defer blocks, more than pool "
+                       "tasks_per_request (%zu)",
+                       conf->file ? conf->file : "conf", conf->routes[i].line,
+                       conf->routes[i].ndefers, conf->pool.tasks_per_request);
         s->tpl_off[i] = k;
         for (size_t j = 0; j < conf->routes[i].ndefers; j++, k++) {
             const web_defer *d = &conf->routes[i].defers[j];
@@ -793,21 +849,48 @@ int web_server_start(web_server *s)
     return rc;
 }
 
-void web_server_stop(web_server *s)
+unsigned web_server_stop_within(web_server *s, unsigned timeout_ms)
 {
+    struct timespec end;
     if (s == NULL || !s->started || atomic_exchange(&s->stopping, 1))
-        return;
+        return s ? s->stuck : 0;
     FCGX_ShutdownPending();
     /* Wakes the threads blocked in accept() (EINVAL on Linux). */
     if (s->listen_fd >= 0)
         shutdown(s->listen_fd, SHUT_RDWR);
+    /* pthread_timedjoin_np measures against CLOCK_REALTIME. */
+    clock_gettime(CLOCK_REALTIME, &end);
+    end.tv_sec += (time_t)(timeout_ms / 1000);
+    end.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (end.tv_nsec >= 1000000000L) {
+        end.tv_sec++;
+        end.tv_nsec -= 1000000000L;
+    }
     for (unsigned i = 0; i < s->nthreads; i++) {
-        int rc = pthread_join(s->threads[i], NULL);
-        if (rc != 0)
+        int rc = timeout_ms == WEB_WAIT_FOREVER
+                     ? pthread_join(s->threads[i], NULL)
+                     : pthread_timedjoin_np(s->threads[i], NULL, &end);
+        if (rc == ETIMEDOUT) {
+            /* libfcgi reads a request inside FCGX_Accept_r without a
+             * timeout: a peer that stalls mid-record holds the thread.
+             * Leave it; the drain must not wait for it. */
+            s->stuck++;
+            pthread_detach(s->threads[i]);
+        } else if (rc != 0) {
             web_logf(s->log, WEB_LOG_ERROR, "join_failed", "thread=%u rc=%d",
                      i, rc);
+        }
     }
+    if (s->stuck > 0)
+        web_logf(s->log, WEB_LOG_ERROR, "request_threads_stuck",
+                 "threads=%u timeout_ms=%u", s->stuck, timeout_ms);
     s->nthreads = 0;
+    return s->stuck;
+}
+
+void web_server_stop(web_server *s)
+{
+    web_server_stop_within(s, WEB_WAIT_FOREVER);
 }
 
 void web_server_free(web_server *s)
@@ -815,6 +898,8 @@ void web_server_free(web_server *s)
     if (s == NULL)
         return;
     web_server_stop(s);
+    if (s->stuck > 0)
+        return; /* a stuck thread still uses s: leak it, the process ends */
     if (s->listen_fd > 0)
         close(s->listen_fd);
     if (s->unix_path != NULL) {

@@ -184,6 +184,13 @@ WEB_API int web_server_start(web_server *srv);
  * to call from any thread but a request thread; idempotent. */
 WEB_API void web_server_stop(web_server *srv);
 
+/* The same, but wait at most timeout_ms for the threads (WEB_WAIT_FOREVER:
+ * no bound).  A thread still busy then (a peer stalled mid-request inside
+ * libfcgi) is detached and logged; returns how many.  If any, the server
+ * is left allocated by web_server_free (the thread may still use it). */
+#define WEB_WAIT_FOREVER 0xffffffffu
+WEB_API unsigned web_server_stop_within(web_server *srv, unsigned timeout_ms);
+
 /* Stop if running, close the socket (unlinking a unix socket only if it is
  * still the one we created), free.  NULL: no-op. */
 WEB_API void web_server_free(web_server *srv);

@@ -53,6 +53,19 @@ check_conf "-t: a duplicate route is refused with both lines" \
 'route GET /x { respond 200 "a"; }
 route POST /y { respond 200 "b"; }
 route GET|PUT /x { respond 200 "c"; }'
+check_conf "-t: more defer blocks than tasks_per_request" \
+    "bad.conf:2: route has 2 defer blocks, more than pool tasks_per_request (1)" \
+'pool { tasks_per_request 1; }
+route GET /x { respond 200 "x";
+    defer insert logs { method $request_method; path $uri; timestamp $time_iso; }
+    defer insert logs { method $request_method; path $uri; timestamp $time_iso; } }'
+check_conf "-t: a time over one day is refused" 'invalid time "2d" for "drain_timeout"' \
+'pool { drain_timeout 2d; }'
+"$APP" -c "$TOP_SRCDIR/conf/waituntil.conf" -p "$TOP_SRCDIR" -d "$T_TMP/l.db" \
+    -l ":19999" >"$T_TMP/out" 2>&1 &&
+    t_fail "-l :PORT (every address) is refused" ||
+    { grep -q "name the address" "$T_TMP/out" && t_ok "-l :PORT (every address) is refused" ||
+        t_fail "-l :PORT message" "$(cat "$T_TMP/out")"; }
 rm -f "$T_TMP/bad.conf"
 if "$APP" -t -c "$T_TMP/bad.conf" >"$T_TMP/out" 2>&1; then
     t_fail "-t on a missing file exits 1"
@@ -90,4 +103,35 @@ rc=0; wait $pid || rc=$?
     t_ok "SIGTERM: exit 0, drain complete" || t_fail "SIGTERM exit $rc"
 [ ! -e "$T_TMP/h.sock" ] && t_ok "the socket is removed at exit" ||
     t_fail "socket left behind"
+
+# A peer that stalls mid-record holds a request thread inside libfcgi; the
+# stop must still end within the drain deadline (2 s here; request threads
+# get half of it), not wait for the peer.
+if command -v python3 >/dev/null; then
+    sed -e "s|^    drain_timeout 30s;.*|    drain_timeout 2s;|" "$TOP_SRCDIR/conf/waituntil.conf" > "$T_TMP/stall.conf"
+    "$APP" -c "$T_TMP/stall.conf" -p "$TOP_SRCDIR" -d "$T_TMP/s.db" \
+        -l "unix:$T_TMP/s.sock" 2>"$T_TMP/stall.log" &
+    pid=$!
+    i=0
+    while [ ! -S "$T_TMP/s.sock" ] && [ $i -lt 100 ]; do i=$((i + 1)); sleep 0.1; done
+    python3 -c '
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+s.send(b"\x01\x01\x00\x01\x00\x08")  # half a BEGIN_REQUEST header
+open(sys.argv[2], "w").close()
+time.sleep(8)' "$T_TMP/s.sock" "$T_TMP/peer.ready" &
+    peer=$!
+    i=0
+    while [ ! -e "$T_TMP/peer.ready" ] && [ $i -lt 100 ]; do i=$((i + 1)); sleep 0.1; done
+    sleep 0.2 # let a request thread take the connection
+    t0=$(date +%s%N)
+    kill -TERM $pid
+    rc=0; wait $pid || rc=$?
+    ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+    kill $peer 2>/dev/null; wait $peer 2>/dev/null
+    echo "# figure: stalled_peer_stop_ms=$ms exit=$rc"
+    [ $ms -lt 4000 ] && grep -q "event=request_threads_stuck threads=1" "$T_TMP/stall.log" &&
+        t_ok "SIGTERM with a stalled peer: exit after ${ms} ms (deadline 2 s), logged" ||
+        t_fail "stalled peer stop took ${ms} ms" "$(tail -5 "$T_TMP/stall.log")"
+fi
 t_done

@@ -139,6 +139,13 @@ expect "status tasks_ok matches the writes made" "$ok" "$((rows + 4))"
 pr=$(curl -s "$E2E_URL/_status?format=prometheus" | grep -c '^waituntil_tasks_ok ')
 expect "status in Prometheus format" "$pr" "1"
 
+# ---- USR1/USR2 do not stop the server (libfcgi's USR1 handler would) ----
+kill -USR1 "$STACK_APP_PID"; kill -USR2 "$STACK_APP_PID"
+sleep 0.2
+ok1=$(req GET /hello); ok2=$(req GET /hello); ok3=$(req GET /hello)
+expect "after SIGUSR1 and SIGUSR2 the server still answers" "$ok1|$ok2|$ok3" \
+    "200 hello|200 hello|200 hello"
+
 # ---- SIGTERM under load: every 2xx has its row -------------------------------------
 before=$(sql "SELECT count(*) FROM logs")
 seq 1 20000 | sed "s|.*|url = \"$E2E_URL/log/t&\"\noutput = \"/dev/null\"|" > "$T_TMP/urls"
