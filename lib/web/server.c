@@ -25,7 +25,7 @@
  *      then reset the arena.  A failed write (client gone) is counted and
  *      logged but does not cancel the deferred work (waitUntil semantics).
  *
- * Shutdown: web_server_stop sets `stopping`, calls FCGX_ShutdownPending and
+ * Shutdown: web_server_stop sets `stopping` and calls
  * shutdown(listen_fd, SHUT_RDWR); on Linux that wakes every thread blocked
  * in accept() (EINVAL).  A thread in the middle of a request finishes it.
  * Then the threads are joined.  Lock order: none held across calls here;
@@ -854,8 +854,11 @@ unsigned web_server_stop_within(web_server *s, unsigned timeout_ms)
     struct timespec end;
     if (s == NULL || !s->started || atomic_exchange(&s->stopping, 1))
         return s ? s->stuck : 0;
-    FCGX_ShutdownPending();
-    /* Wakes the threads blocked in accept() (EINVAL on Linux). */
+    /* Wakes the threads blocked in accept() (EINVAL on Linux), which
+     * FCGX_Accept_r returns as an error; `stopping` tells the loop it is
+     * the end.  No FCGX_ShutdownPending(): it sets a process-wide libfcgi
+     * flag that no call clears, so a second server in the same process
+     * (tests without fork) could never accept again. */
     if (s->listen_fd >= 0)
         shutdown(s->listen_fd, SHUT_RDWR);
     /* pthread_timedjoin_np measures against CLOCK_REALTIME. */
