@@ -12,7 +12,9 @@ if [ ! -x "$build/app/waituntil" ]; then
     echo "make run: the waituntil server is not built in this tree yet" >&2
     exit 1
 fi
-trap 'echo; echo "stopping (waituntil drains first)"; stack_stop; exit 0' INT TERM
+tail_pid=
+trap 'echo; echo "stopping (waituntil drains first)"; stack_stop
+      [ -z "$tail_pid" ] || kill "$tail_pid" 2>/dev/null; exit 0' INT TERM
 STACK_ACCESS_LOG=${ACCESS_LOG:-off}
 stack_start "$src" "$build" "$build/var/run" "$PORT" "$DB" || { stack_stop; exit 1; }
 echo "waituntil: http://127.0.0.1:$PORT/  (db $DB, logs $build/var/run/logs)"
