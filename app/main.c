@@ -378,8 +378,11 @@ int main(int argc, char **argv)
         exit_code = rc == DEFER_OK && stuck == 0 ? 0 : 1;
         if (rc != DEFER_OK || stuck > 0) {
             /* A hung worker or a stuck request thread may still touch the
-             * pool, the server or the log: do not free them under it. */
-            return exit_code;
+             * pool, the server or the log: free nothing under it, and end
+             * the process now (the log is written with write(2), nothing
+             * is buffered; _exit also skips leak checkers' exit hooks,
+             * which would report exactly this deliberate non-free). */
+            _exit(exit_code);
         }
     }
 
