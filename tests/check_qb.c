@@ -1244,6 +1244,36 @@ END_TEST
 /* qb_query_raw("") used to hand out a buffer whose terminator was never
  * written (valgrind: uninitialised read).  Every byte read here must be
  * defined, in all three paths that start from an empty text. */
+/* qb_query_rebind: same SQL verbatim, new values, strict on counts. */
+START_TEST(test_query_rebind)
+{
+    qb_insert *ins = qb_insert_new("logs");
+    qb_query *tpl = NULL, *q = NULL;
+    qb_value v[2];
+
+    qb_insert_set(ins, "method", qb_int(0));
+    qb_insert_set(ins, "ts", qb_raw("CURRENT_TIMESTAMP"));
+    qb_insert_set(ins, "path", qb_int(1));
+    ck_assert_int_eq(qb_insert_build(ins, &tpl), QB_OK);
+    qb_insert_free(ins);
+    v[0] = qb_text("GET");
+    v[1] = qb_text("/a'b");
+    ck_assert_int_eq(qb_query_rebind(tpl, 2, v, &q), QB_OK);
+    ck_assert_str_eq(qb_query_sql(q), qb_query_sql(tpl));
+    ck_assert_uint_eq(qb_query_nparams(q), 2);
+    ck_assert_int_eq(qb_query_params(q)[1].type, QB_V_TEXT);
+    ck_assert_mem_eq(qb_query_params(q)[1].u.b.p, "/a'b", 4);
+    ck_assert_int_eq(qb_query_fetch(q), qb_query_fetch(tpl));
+    qb_query_free(q);
+    ck_assert_int_eq(qb_query_rebind(tpl, 1, v, &q), QB_EINVAL);
+    ck_assert_ptr_null(q);
+    v[1] = qb_raw("1");
+    ck_assert_int_eq(qb_query_rebind(tpl, 2, v, &q), QB_EINVAL);
+    ck_assert_int_eq(qb_query_rebind(NULL, 0, NULL, &q), QB_EINVAL);
+    qb_query_free(tpl);
+}
+END_TEST
+
 START_TEST(test_reg_raw_empty_sql_terminated)
 {
     qb_query *q = NULL, *pq = NULL;
@@ -1509,6 +1539,7 @@ static Suite *qb_suite(void)
     tc = tcase_create("regressions");
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_reg_raw_empty_sql_terminated);
+    tcase_add_test(tc, test_query_rebind);
     tcase_add_loop_test(tc, test_reg_query_block_aligned, 0,
                         (int)(sizeof reg_text_lens / sizeof reg_text_lens[0]));
     tcase_add_loop_test(tc, test_reg_collapse_when_needed, 0, RC_N);

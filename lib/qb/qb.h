@@ -147,6 +147,15 @@ QB_API char *qb_query_debug_sql(const qb_query *q);
 /* Deep copy (values copied, borrowed ones stay borrowed).  NULL on ENOMEM. */
 QB_API qb_query *qb_query_dup(const qb_query *q);
 
+/* The same statement with other values: tpl's SQL (and count SQL, kind,
+ * fetch, dialect) copied verbatim, nargs values copied by the qb_value
+ * rules.  For a statement built once and run many times (a route's
+ * deferred insert): no rendering, no whitespace pass.  QB_EINVAL when tpl
+ * is a chain, nargs differs from tpl's parameter count, or a value is RAW
+ * or SELECT; QB_ENOMEM.  On error *out is NULL. */
+QB_API int qb_query_rebind(const qb_query *tpl, size_t nargs,
+                           const qb_value *args, qb_query **out);
+
 QB_API void qb_query_free(qb_query *q);
 
 /* Identifier check used for names that come from configuration: a plain

@@ -176,6 +176,26 @@ QB_API int qb_query_raw(qb_query **out, const char *sql, size_t nargs,
     return rc;
 }
 
+QB_API int qb_query_rebind(const qb_query *tpl, size_t nargs,
+                           const qb_value *args, qb_query **out)
+{
+    size_t i;
+
+    if (out == NULL)
+        return QB_EINVAL;
+    *out = NULL;
+    if (tpl == NULL || tpl->next != NULL || nargs != tpl->nparams ||
+        (nargs > 0 && args == NULL))
+        return QB_EINVAL;
+    for (i = 0; i < nargs; i++)
+        if (!qbi_value_bindable(&args[i]))
+            return QB_EINVAL;
+    return qbi_query_make(tpl->kind, tpl->fetch, tpl->dialect, tpl->sql,
+                          tpl->sql_len, tpl->count_sql,
+                          tpl->count_sql ? strlen(tpl->count_sql) : 0, args,
+                          nargs, out);
+}
+
 QB_API const char *qb_query_sql(const qb_query *q)
 {
     return q ? q->sql : NULL;

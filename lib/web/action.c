@@ -133,10 +133,9 @@ static int eval_all(const web_column *c, size_t n, const web_request *r,
  * its DO UPDATE values first).  Per request: evaluate, map, bind. */
 
 struct web_defer_tpl {
-    char *sql;
+    qb_query *q;     /* built with marker values; rebound per request */
     size_t nparams;
     size_t *map;     /* params[j] comes from source map[j] */
-    qb_fetch fetch;
 };
 
 static void mark(const web_column *c, size_t n, size_t base, web_value *v)
@@ -182,18 +181,15 @@ int web_defer_tpl_create(const web_defer *d, web_defer_tpl **out, char *eb,
             snprintf(eb, el, "cannot template this statement");
         return t == NULL ? QB_ENOMEM : QB_EINVAL;
     }
+    t->q = q;
     t->nparams = qb_query_nparams(q);
-    t->fetch = qb_query_fetch(q);
-    t->sql = strdup(qb_query_sql(q));
     t->map = calloc(t->nparams ? t->nparams : 1, sizeof *t->map);
-    if (t->sql == NULL || t->map == NULL) {
-        qb_query_free(q);
+    if (t->map == NULL) {
         web_defer_tpl_free(t);
         return QB_ENOMEM;
     }
     for (size_t j = 0; j < t->nparams; j++)
         t->map[j] = (size_t)qb_query_params(q)[j].u.i;
-    qb_query_free(q);
     *out = t;
     return QB_OK;
 }
@@ -202,14 +198,14 @@ void web_defer_tpl_free(web_defer_tpl *t)
 {
     if (t == NULL)
         return;
-    free(t->sql);
+    qb_query_free(t->q);
     free(t->map);
     free(t);
 }
 
 const char *web_defer_tpl_sql(const web_defer_tpl *t)
 {
-    return t ? t->sql : NULL;
+    return t ? qb_query_sql(t->q) : NULL;
 }
 
 int web_call_register_defers(web_call *call, const web_route_conf *route)
@@ -252,7 +248,7 @@ int web_call_register_defers(web_call *call, const web_route_conf *route)
             qb_value params[3 * MAX_COLS];
             for (size_t j = 0; j < tpl->nparams; j++)
                 params[j] = to_qb(&vals[tpl->map[j]]);
-            rc = qb_query_raw(&q, tpl->sql, tpl->nparams, params, tpl->fetch);
+            rc = qb_query_rebind(tpl->q, tpl->nparams, params, &q);
             if (rc != QB_OK)
                 snprintf(eb, sizeof eb, "%s", qb_strerror(rc));
         } else {
