@@ -1,0 +1,1739 @@
+/*
+ * pg.c -- the qb executor on PostgreSQL (see qb_pg.h for the contract).
+ *
+ * DESIGN
+ *
+ * One qb_pg is one libpq connection used by one thread at a time: nothing
+ * here locks.  Every call is synchronous (PQexec / PQexecParams): the
+ * deferred-write workers that will use this already run off the request
+ * path, so an event-loop style asynchronous API would buy nothing.
+ *
+ * Values.  User statements go through PQexecParams, so values never enter
+ * the SQL text.  Numbers and booleans are formatted as text with an
+ * explicit type OID (int8, float8, bool) because untyped numbers resolve to
+ * text in places like IN (VALUES ($1), ($2)) that the builder renders; TEXT
+ * stays untyped so the server can coerce it to the column's type (jsonb,
+ * timestamp, integer...), which is what drivers such as node-postgres do.
+ * bytea goes in binary form: no escaping at all.  All text parameters are
+ * copied into one scratch block per call with their NUL terminators, since
+ * a borrowed qb value is not guaranteed to be terminated.
+ *
+ * Placeholders.  The server answers a $N count that does not match the
+ * bind message with a protocol-violation error (08P01), which looks like a
+ * broken connection.  We therefore count $N ourselves first, with a small
+ * lexer that knows PostgreSQL's quoting: '..' (and E'..' escapes), "..",
+ * -- and nested block comments, $tag$..$tag$, and identifiers that contain
+ * '$' (a$1 is a name, not a parameter).
+ *
+ * Statement cache (optional, qb_pg_config.stmt_cache_size).  Prepared
+ * statements named qb<N>, keyed by the SQL bytes AND the parameter type
+ * OIDs (a type is fixed at PREPARE; the same SQL bound with an int one time
+ * and a NULL the next needs two statements).  FNV-1a picks a bucket, an LRU
+ * list picks the victim, which is DEALLOCATEd unless the session is in an
+ * aborted transaction (then it lingers until the session ends: bounded by
+ * evictions in that state).  A cached statement the server no longer
+ * accepts -- 0A000 "cached plan must not change result type" after ALTER
+ * TABLE, 26000 after a DEALLOCATE ALL behind our back -- is dropped and,
+ * outside a transaction, prepared again once.  Prepared statements die
+ * with the session, so qb_pg_reset empties the cache.
+ *
+ * Transactions.  Work spanning statements (a chain, a batch, a migration)
+ * opens BEGIN when the session is idle, else SAVEPOINT qb_pg_tx, and on
+ * error rolls back exactly that scope.  PostgreSQL specifics handled here:
+ * a COMMIT of an aborted transaction "succeeds" with the command tag
+ * ROLLBACK, which we turn into an error; a failed COMMIT has already ended
+ * the transaction, so we only ROLLBACK when the session is still in one.
+ *
+ * Errors.  The first error of a call is recorded (message + SQLSTATE);
+ * cleanup statements run "quiet" so they cannot overwrite it.  A lost
+ * connection is recognised from libpq's status (CONNECTION_BAD) as well as
+ * from SQLSTATE classes 08 and 57P01..03 (the FATAL a restarting server
+ * sends to idle sessions).  Every return path of an observed call passes
+ * through obs_end, which calls the logger and the after hook exactly once.
+ */
+#include "qb_pg.h"
+#include "qb_int.h"
+
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <libpq-fe.h>
+
+#define PG_ERRMSG_MAX 1024
+#define PG_IDENT_MAX 128
+#define PG_MAX_PARAMS 65535u          /* protocol limit: int16 count */
+#define PG_TX_SP "qb_pg_tx"
+#define PG_CACHE_MAX 4096u
+
+/* Type OIDs (pg_type.h is a server header; these are fixed forever). */
+#define OID_BOOL 16
+#define OID_BYTEA 17
+#define OID_INT8 20
+#define OID_INT2 21
+#define OID_INT4 23
+#define OID_OID 26
+#define OID_FLOAT4 700
+#define OID_FLOAT8 701
+
+/* ---- handles ----------------------------------------------------------- */
+
+typedef struct pg_stmt {
+    struct pg_stmt *hnext;               /* bucket chain */
+    struct pg_stmt *prev, *next;         /* LRU, head = most recent */
+    uint64_t hash;
+    size_t len, n;                       /* SQL bytes, parameter count */
+    const Oid *types;                    /* n OIDs, in this block */
+    const char *sql;                     /* len bytes + NUL, in this block */
+    char name[24];
+} pg_stmt;
+
+struct qb_pg {
+    PGconn *conn;
+    /* statement cache (cap 0: off) */
+    pg_stmt **buckets;
+    size_t nbuckets, ncached, cap;
+    pg_stmt *lru_head, *lru_tail;
+    uint64_t next_id;
+    qb_pg_cache_info st;
+    qb_pg_logger_fn logger;
+    void *logger_ud;
+    qb_pg_before_fn before;
+    qb_pg_after_fn after;
+    void *hook_ud;
+    char sqlstate[6];
+    char errmsg[PG_ERRMSG_MAX];
+};
+
+/* TEXT/BLOB bytes live in the result's arena (offsets: it moves when it
+ * grows), each followed by a NUL. */
+typedef struct pg_cell {
+    qb_vtype type;
+    union {
+        int64_t i;
+        double d;
+        struct { size_t off, n; } b;
+    } u;
+} pg_cell;
+
+struct qb_pg_result {
+    int cols_set;
+    size_t ncols;
+    char **names;          /* ncols pointers, then the strings: one block */
+    unsigned *types;
+    size_t nrows, rowcap;
+    pg_cell *cells;        /* nrows * ncols */
+    char *bytes;
+    size_t nbytes, bytecap;
+    int64_t changes;
+};
+
+typedef struct pg_obs {
+    int on;
+    int64_t t0;
+} pg_obs;
+
+enum { TX_NONE = 0, TX_BEGIN, TX_SAVEPOINT };
+
+/* ---- errors ------------------------------------------------------------ */
+
+QB_API const char *qb_pg_strerror(int rc)
+{
+    if (rc == QB_PG_ECONN)
+        return "connection to the database lost: reset and retry";
+    return qb_strerror(rc);
+}
+
+static int conn_bad(const qb_pg *db)
+{
+    return db->conn == NULL || PQstatus(db->conn) != CONNECTION_OK;
+}
+
+static int map_state(const char *st, int bad)
+{
+    if (bad)
+        return QB_PG_ECONN;
+    if (st == NULL || strlen(st) != 5)
+        return QB_ESQL;
+    if (strcmp(st, "40001") == 0 || strcmp(st, "40P01") == 0 ||
+        strcmp(st, "55P03") == 0)
+        return QB_EBUSY;
+    if (strncmp(st, "23", 2) == 0)
+        return QB_ECONSTRAINT;
+    if (strcmp(st, "57014") == 0)
+        return QB_EINTERRUPT;
+    if (strcmp(st, "53200") == 0)
+        return QB_ENOMEM;
+    /* 08P01 is also what a client bug (bad bind message) produces: the
+     * session survives it, so it is not a lost connection. */
+    if ((strncmp(st, "08", 2) == 0 && strcmp(st, "08P01") != 0) ||
+        strcmp(st, "57P01") == 0 || strcmp(st, "57P02") == 0 ||
+        strcmp(st, "57P03") == 0)
+        return QB_PG_ECONN;
+    return QB_ESQL;
+}
+
+/* Copy msg without its trailing newlines (libpq ends messages with one). */
+static void set_msg(qb_pg *db, const char *msg)
+{
+    size_t n;
+    if (msg == NULL || *msg == '\0')
+        msg = "unknown error";
+    n = strlen(msg);
+    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        n--;
+    if (n >= sizeof db->errmsg)
+        n = sizeof db->errmsg - 1;
+    memcpy(db->errmsg, msg, n);
+    db->errmsg[n] = '\0';
+}
+
+__attribute__((format(printf, 4, 5)))
+static int db_fail(qb_pg *db, int rc, const char *state, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(db->errmsg, sizeof db->errmsg, fmt, ap);
+    va_end(ap);
+    snprintf(db->sqlstate, sizeof db->sqlstate, "%s", state ? state : "");
+    return rc;
+}
+
+/* Record the error of res (NULL: the connection's message) and map it. */
+static int db_pg_fail(qb_pg *db, const PGresult *res)
+{
+    const char *st = NULL, *msg = NULL;
+    if (res != NULL) {
+        st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+        if (msg == NULL)
+            msg = PQresultErrorMessage(res);
+    }
+    if ((msg == NULL || *msg == '\0') && db->conn != NULL)
+        msg = PQerrorMessage(db->conn);
+    set_msg(db, msg);
+    snprintf(db->sqlstate, sizeof db->sqlstate, "%s",
+             st != NULL && strlen(st) == 5 ? st : "");
+    return map_state(st, conn_bad(db));
+}
+
+/* Put "prefix: " in front of the current message (batches, migrations). */
+__attribute__((format(printf, 2, 3)))
+static void db_prefix(qb_pg *db, const char *fmt, ...)
+{
+    char tmp[PG_ERRMSG_MAX];
+    size_t h, m;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(tmp, sizeof tmp - 2, fmt, ap);
+    va_end(ap);
+    h = strlen(tmp);
+    memcpy(tmp + h, ": ", 3);
+    h += 2;
+    m = strlen(db->errmsg);
+    if (m > sizeof tmp - 1 - h)
+        m = sizeof tmp - 1 - h;
+    memcpy(tmp + h, db->errmsg, m);
+    tmp[h + m] = '\0';
+    memcpy(db->errmsg, tmp, sizeof tmp);
+}
+
+/* ---- observers --------------------------------------------------------- */
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int obs_begin(qb_pg *db, const qb_query *q, pg_obs *o)
+{
+    o->on = db->logger != NULL || db->before != NULL || db->after != NULL;
+    if (!o->on)
+        return QB_OK;
+    o->t0 = now_ns();
+    if (db->before != NULL && db->before(db->hook_ud, q) != 0)
+        return db_fail(db, QB_EINVAL, NULL, "query vetoed by the before hook");
+    return QB_OK;
+}
+
+static void obs_end(qb_pg *db, const qb_query *q, const pg_obs *o, int rc,
+                    const qb_pg_result *res)
+{
+    int64_t d;
+    if (!o->on)
+        return;
+    d = now_ns() - o->t0;
+    if (d < 0)
+        d = 0;
+    if (db->logger != NULL)
+        db->logger(db->logger_ud, q, d, rc, rc != QB_OK ? db->errmsg : NULL);
+    if (db->after != NULL)
+        db->after(db->hook_ud, q, rc, rc == QB_OK ? res : NULL, d);
+}
+
+/* ---- placeholder scan -------------------------------------------------- */
+
+static int is_ident_start(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
+           c >= 0x80;
+}
+
+static int is_ident_char(unsigned char c)
+{
+    return is_ident_start(c) || (c >= '0' && c <= '9') || c == '$';
+}
+
+static int is_digit(unsigned char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* Index just past a $tag$...$tag$ string starting at s[i] == '$', or i if
+ * s[i] does not open one.  An unterminated one runs to the end. */
+static size_t skip_dollar_quote(const char *s, size_t n, size_t i)
+{
+    size_t k = i + 1, tl;
+    if (k < n && is_digit((unsigned char)s[k]))
+        return i;
+    while (k < n && is_ident_char((unsigned char)s[k]) && s[k] != '$')
+        k++;
+    if (k >= n || s[k] != '$')
+        return i;
+    tl = k + 1 - i;                      /* delimiter length, both $ */
+    for (size_t j = k + 1; j + tl <= n; j++)
+        if (s[j] == '$' && memcmp(s + j, s + i, tl) == 0)
+            return j + tl;
+    return n;
+}
+
+/* Highest $N of s[0..n) outside quotes and comments (0 if none).  Numbers
+ * past PG_MAX_PARAMS are reported as PG_MAX_PARAMS + 1. */
+static size_t max_placeholder(const char *s, size_t n)
+{
+    size_t i = 0, max = 0;
+    while (i < n) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '\'') {
+            int esc = i > 0 && (s[i - 1] == 'E' || s[i - 1] == 'e') &&
+                      (i < 2 || !is_ident_char((unsigned char)s[i - 2]));
+            for (i++; i < n; i++) {
+                if (esc && s[i] == '\\') {
+                    i++;
+                } else if (s[i] == '\'') {
+                    if (i + 1 < n && s[i + 1] == '\'')
+                        i++;
+                    else
+                        break;
+                }
+            }
+            i++;
+        } else if (c == '"') {
+            for (i++; i < n; i++)
+                if (s[i] == '"') {
+                    if (i + 1 < n && s[i + 1] == '"')
+                        i++;
+                    else
+                        break;
+                }
+            i++;
+        } else if (c == '-' && i + 1 < n && s[i + 1] == '-') {
+            while (i < n && s[i] != '\n')
+                i++;
+        } else if (c == '/' && i + 1 < n && s[i + 1] == '*') {
+            size_t depth = 1;    /* PostgreSQL nests block comments */
+            for (i += 2; i < n && depth > 0; i++) {
+                if (s[i] == '/' && i + 1 < n && s[i + 1] == '*') {
+                    depth++;
+                    i++;
+                } else if (s[i] == '*' && i + 1 < n && s[i + 1] == '/') {
+                    depth--;
+                    i++;
+                }
+            }
+        } else if (c == '$') {
+            if (i + 1 < n && is_digit((unsigned char)s[i + 1])) {
+                size_t v = 0;
+                for (i++; i < n && is_digit((unsigned char)s[i]); i++)
+                    if (v <= PG_MAX_PARAMS)
+                        v = v * 10 + (size_t)(s[i] - '0');
+                if (v > PG_MAX_PARAMS)
+                    v = PG_MAX_PARAMS + 1;
+                if (v > max)
+                    max = v;
+            } else {
+                size_t e = skip_dollar_quote(s, n, i);
+                i = e > i ? e : i + 1;
+            }
+        } else if (is_ident_start(c)) {
+            while (i < n && is_ident_char((unsigned char)s[i]))
+                i++;
+        } else if (is_digit(c)) {
+            /* 1e5, 0x1F: a number token cannot hide a placeholder, but
+             * skipping it keeps "1$2"-style garbage from confusing us. */
+            while (i < n && (is_ident_char((unsigned char)s[i]) ||
+                             s[i] == '.'))
+                i++;
+        } else {
+            i++;
+        }
+    }
+    return max;
+}
+
+/* ---- binding ----------------------------------------------------------- */
+
+typedef struct pg_params {
+    const char **vals;
+    int *lens;
+    int *fmts;
+    Oid *types;
+    void *block;           /* one allocation holding all of the above */
+} pg_params;
+
+/* Build libpq's parameter arrays for p[0..n).  Returns QB_OK or an error
+ * recorded on db; pp->block is freed by the caller (also on error). */
+static int params_make(qb_pg *db, const qb_value *p, size_t n, pg_params *pp)
+{
+    size_t scratch = 0, head, off;
+    char *buf;
+
+    memset(pp, 0, sizeof *pp);
+    if (n == 0)
+        return QB_OK;
+    if (n > PG_MAX_PARAMS)
+        return db_fail(db, QB_EINVAL, NULL, "%zu parameters: PostgreSQL "
+                       "allows at most %u per statement", n, PG_MAX_PARAMS);
+    for (size_t i = 0; i < n; i++) {
+        switch (p[i].type) {
+        case QB_V_NULL:
+        case QB_V_BLOB:
+            break;
+        case QB_V_INT:
+            scratch += 24;
+            break;
+        case QB_V_REAL:
+            scratch += 32;
+            break;
+        case QB_V_BOOL:
+            scratch += 2;
+            break;
+        case QB_V_TEXT:
+            if (p[i].u.b.n > 0 && memchr(p[i].u.b.p, '\0', p[i].u.b.n))
+                return db_fail(db, QB_EINVAL, NULL, "parameter %zu: "
+                               "PostgreSQL text cannot hold a NUL byte "
+                               "(bind it as a blob)", i + 1);
+            if (p[i].u.b.n > INT_MAX - 1 ||
+                p[i].u.b.n + 1 > SIZE_MAX - scratch)
+                return db_fail(db, QB_EINVAL, NULL,
+                               "parameter %zu: text too long", i + 1);
+            scratch += p[i].u.b.n + 1;
+            break;
+        default:
+            return db_fail(db, QB_EINVAL, NULL,
+                           "parameter %zu has a type that cannot be bound "
+                           "(raw SQL or subquery)", i + 1);
+        }
+    }
+    head = n * (sizeof(char *) + 2 * sizeof(int) + sizeof(Oid));
+    if (scratch > SIZE_MAX - head)
+        return db_fail(db, QB_ENOMEM, NULL, "out of memory");
+    pp->block = malloc(head + scratch);
+    if (pp->block == NULL)
+        return db_fail(db, QB_ENOMEM, NULL, "out of memory");
+    /* Pointers first: the strictest alignment leads the block. */
+    pp->vals = (const char **)pp->block;
+    pp->lens = (int *)(pp->vals + n);
+    pp->fmts = pp->lens + n;
+    pp->types = (Oid *)(pp->fmts + n);
+    buf = (char *)(pp->types + n);
+    off = 0;
+    for (size_t i = 0; i < n; i++) {
+        const qb_value *v = &p[i];
+        char *dst = buf + off;
+        pp->lens[i] = 0;
+        pp->fmts[i] = 0;
+        pp->types[i] = 0;
+        switch (v->type) {
+        case QB_V_NULL:
+            pp->vals[i] = NULL;
+            continue;
+        case QB_V_INT:
+            off += (size_t)snprintf(dst, 24, "%" PRId64, v->u.i) + 1;
+            pp->types[i] = OID_INT8;
+            break;
+        case QB_V_REAL:
+            if (isnan(v->u.d))
+                memcpy(dst, "NaN", 4);
+            else if (isinf(v->u.d))
+                memcpy(dst, v->u.d > 0 ? "Infinity" : "-Infinity",
+                       v->u.d > 0 ? 9 : 10);
+            else
+                snprintf(dst, 32, "%.17g", v->u.d);
+            off += strlen(dst) + 1;
+            pp->types[i] = OID_FLOAT8;
+            break;
+        case QB_V_BOOL:
+            dst[0] = v->u.i ? 't' : 'f';
+            dst[1] = '\0';
+            off += 2;
+            pp->types[i] = OID_BOOL;
+            break;
+        case QB_V_TEXT:
+            if (v->u.b.n > 0)
+                memcpy(dst, v->u.b.p, v->u.b.n);
+            dst[v->u.b.n] = '\0';
+            off += v->u.b.n + 1;
+            break;
+        default: /* QB_V_BLOB; others were refused above */
+            if (v->u.b.n > INT_MAX)
+                return db_fail(db, QB_EINVAL, NULL,
+                               "parameter %zu: blob too long", i + 1);
+            /* A NULL value pointer would mean SQL NULL. */
+            pp->vals[i] = v->u.b.n > 0 && v->u.b.p ? v->u.b.p : "";
+            pp->lens[i] = (int)v->u.b.n;
+            pp->fmts[i] = 1;
+            pp->types[i] = OID_BYTEA;
+            continue;
+        }
+        pp->vals[i] = dst;
+    }
+    return QB_OK;
+}
+
+/* ---- results ----------------------------------------------------------- */
+
+QB_API void qb_pg_result_free(qb_pg_result *r)
+{
+    if (r == NULL)
+        return;
+    free(r->names);
+    free(r->types);
+    free(r->cells);
+    free(r->bytes);
+    free(r);
+}
+
+static int result_set_columns(qb_pg *db, qb_pg_result *r, const PGresult *res)
+{
+    int nf = PQnfields(res);
+    size_t total = 0, i;
+    char *s;
+
+    r->cols_set = 1;
+    if (nf <= 0)
+        return QB_OK;
+    for (i = 0; i < (size_t)nf; i++) {
+        const char *nm = PQfname(res, (int)i);
+        total += strlen(nm ? nm : "") + 1;
+    }
+    r->names = malloc((size_t)nf * sizeof(char *) + total);
+    r->types = malloc((size_t)nf * sizeof(unsigned));
+    if (r->names == NULL || r->types == NULL)
+        return db_fail(db, QB_ENOMEM, NULL, "out of memory");
+    s = (char *)(r->names + nf);
+    for (i = 0; i < (size_t)nf; i++) {
+        const char *nm = PQfname(res, (int)i);
+        size_t l = strlen(nm ? nm : "") + 1;
+        memcpy(s, nm ? nm : "", l);
+        r->names[i] = s;
+        r->types[i] = (unsigned)PQftype(res, (int)i);
+        s += l;
+    }
+    r->ncols = (size_t)nf;
+    return QB_OK;
+}
+
+static int arena_put(qb_pg_result *r, const void *p, size_t n, size_t *off)
+{
+    if (n > SIZE_MAX - 1 - r->nbytes)
+        return QB_ENOMEM;
+    if (r->bytecap - r->nbytes < n + 1) {
+        size_t cap = r->bytecap ? r->bytecap : 256;
+        char *nb;
+        while (cap - r->nbytes < n + 1) {
+            if (cap > SIZE_MAX / 2)
+                return QB_ENOMEM;
+            cap *= 2;
+        }
+        nb = realloc(r->bytes, cap);
+        if (nb == NULL)
+            return QB_ENOMEM;
+        r->bytes = nb;
+        r->bytecap = cap;
+    }
+    if (n > 0)
+        memcpy(r->bytes + r->nbytes, p, n);
+    r->bytes[r->nbytes + n] = '\0';
+    *off = r->nbytes;
+    r->nbytes += n + 1;
+    return QB_OK;
+}
+
+/* Decode one text-format value of type oid into cell. */
+static int cell_fill(qb_pg_result *r, pg_cell *cell, Oid oid, const char *v,
+                     size_t len)
+{
+    unsigned char *bin;
+    size_t bl;
+    int rc;
+
+    switch (oid) {
+    case OID_INT2:
+    case OID_INT4:
+    case OID_INT8:
+    case OID_OID:
+        cell->type = QB_V_INT;
+        cell->u.i = strtoll(v, NULL, 10);
+        return QB_OK;
+    case OID_FLOAT4:
+    case OID_FLOAT8:
+        /* glibc's strtod reads NaN, Infinity and -Infinity too. */
+        cell->type = QB_V_REAL;
+        cell->u.d = strtod(v, NULL);
+        return QB_OK;
+    case OID_BOOL:
+        cell->type = QB_V_BOOL;
+        cell->u.i = v[0] == 't';
+        return QB_OK;
+    case OID_BYTEA:
+        /* Handles both bytea_output settings (hex and escape). */
+        bin = PQunescapeBytea((const unsigned char *)v, &bl);
+        if (bin == NULL)
+            return QB_ENOMEM;
+        cell->type = QB_V_BLOB;
+        rc = arena_put(r, bin, bl, &cell->u.b.off);
+        cell->u.b.n = bl;
+        PQfreemem(bin);
+        return rc;
+    default:
+        cell->type = QB_V_TEXT;
+        cell->u.b.n = len;
+        return arena_put(r, v, len, &cell->u.b.off);
+    }
+}
+
+static int result_append_row(qb_pg *db, qb_pg_result *r, const PGresult *res,
+                             int row)
+{
+    pg_cell *cells;
+
+    if ((size_t)PQnfields(res) != r->ncols)
+        return db_fail(db, QB_ESQL, NULL,
+                       "statements of one chain return different columns");
+    if (r->ncols == 0)
+        return QB_OK;
+    if (r->nrows == r->rowcap) {
+        size_t cap = r->rowcap ? r->rowcap * 2 : 8;
+        pg_cell *nc;
+        if (cap > SIZE_MAX / sizeof(pg_cell) / r->ncols)
+            return db_fail(db, QB_ENOMEM, NULL, "result too large");
+        nc = realloc(r->cells, cap * r->ncols * sizeof(pg_cell));
+        if (nc == NULL)
+            return db_fail(db, QB_ENOMEM, NULL, "out of memory");
+        r->cells = nc;
+        r->rowcap = cap;
+    }
+    cells = r->cells + r->nrows * r->ncols;
+    for (size_t c = 0; c < r->ncols; c++) {
+        int ci = (int)c;
+        pg_cell *cell = &cells[c];
+        cell->type = QB_V_NULL;
+        if (PQgetisnull(res, row, ci))
+            continue;
+        if (cell_fill(r, cell, PQftype(res, ci), PQgetvalue(res, row, ci),
+                      (size_t)PQgetlength(res, row, ci)) != QB_OK)
+            return db_fail(db, QB_ENOMEM, NULL, "out of memory");
+    }
+    r->nrows++;
+    return QB_OK;
+}
+
+static const pg_cell *cell_at(const qb_pg_result *r, size_t row, size_t col)
+{
+    if (r == NULL || row >= r->nrows || col >= r->ncols)
+        return NULL;
+    return &r->cells[row * r->ncols + col];
+}
+
+QB_API size_t qb_pg_result_rows(const qb_pg_result *r)
+{
+    return r ? r->nrows : 0;
+}
+
+QB_API size_t qb_pg_result_cols(const qb_pg_result *r)
+{
+    return r ? r->ncols : 0;
+}
+
+QB_API const char *qb_pg_result_colname(const qb_pg_result *r, size_t col)
+{
+    if (r == NULL || col >= r->ncols)
+        return NULL;
+    return r->names[col];
+}
+
+QB_API int qb_pg_result_colindex(const qb_pg_result *r, const char *name)
+{
+    if (r == NULL || name == NULL)
+        return QB_EINVAL;
+    for (size_t i = 0; i < r->ncols && i < (size_t)INT_MAX; i++)
+        if (strcmp(r->names[i], name) == 0)
+            return (int)i;
+    return QB_EINVAL;
+}
+
+QB_API unsigned qb_pg_result_coltype(const qb_pg_result *r, size_t col)
+{
+    if (r == NULL || col >= r->ncols)
+        return 0;
+    return r->types[col];
+}
+
+QB_API int64_t qb_pg_result_changes(const qb_pg_result *r)
+{
+    return r ? r->changes : 0;
+}
+
+QB_API qb_vtype qb_pg_result_type(const qb_pg_result *r, size_t row,
+                                  size_t col)
+{
+    const pg_cell *c = cell_at(r, row, col);
+    return c ? c->type : QB_V_NULL;
+}
+
+QB_API int qb_pg_result_is_null(const qb_pg_result *r, size_t row,
+                                size_t col)
+{
+    return qb_pg_result_type(r, row, col) == QB_V_NULL;
+}
+
+QB_API int64_t qb_pg_result_int(const qb_pg_result *r, size_t row, size_t col)
+{
+    const pg_cell *c = cell_at(r, row, col);
+    if (c == NULL)
+        return 0;
+    switch (c->type) {
+    case QB_V_INT:
+    case QB_V_BOOL:
+        return c->u.i;
+    case QB_V_REAL:
+        if (c->u.d != c->u.d)
+            return 0;
+        if (c->u.d >= 9223372036854775807.0)
+            return INT64_MAX;
+        if (c->u.d <= -9223372036854775808.0)
+            return INT64_MIN;
+        return (int64_t)c->u.d;
+    case QB_V_TEXT:
+        return strtoll(r->bytes + c->u.b.off, NULL, 10);
+    default:
+        return 0;
+    }
+}
+
+QB_API double qb_pg_result_real(const qb_pg_result *r, size_t row, size_t col)
+{
+    const pg_cell *c = cell_at(r, row, col);
+    if (c == NULL)
+        return 0.0;
+    switch (c->type) {
+    case QB_V_INT:
+    case QB_V_BOOL:
+        return (double)c->u.i;
+    case QB_V_REAL:
+        return c->u.d;
+    case QB_V_TEXT:
+        return strtod(r->bytes + c->u.b.off, NULL);
+    default:
+        return 0.0;
+    }
+}
+
+static const void *cell_bytes(const qb_pg_result *r, size_t row, size_t col,
+                              size_t *len)
+{
+    const pg_cell *c = cell_at(r, row, col);
+    if (c == NULL || (c->type != QB_V_TEXT && c->type != QB_V_BLOB)) {
+        if (len != NULL)
+            *len = 0;
+        return NULL;
+    }
+    if (len != NULL)
+        *len = c->u.b.n;
+    return r->bytes + c->u.b.off;
+}
+
+QB_API const char *qb_pg_result_text(const qb_pg_result *r, size_t row,
+                                     size_t col, size_t *len)
+{
+    return cell_bytes(r, row, col, len);
+}
+
+QB_API const void *qb_pg_result_blob(const qb_pg_result *r, size_t row,
+                                     size_t col, size_t *len)
+{
+    return cell_bytes(r, row, col, len);
+}
+
+/* By name: an unknown name maps past the end (a NULL cell). */
+static size_t col_of(const qb_pg_result *r, const char *name)
+{
+    int i = qb_pg_result_colindex(r, name);
+    return i < 0 ? SIZE_MAX : (size_t)i;
+}
+
+QB_API qb_vtype qb_pg_result_type_by(const qb_pg_result *r, size_t row,
+                                     const char *name)
+{
+    return qb_pg_result_type(r, row, col_of(r, name));
+}
+
+QB_API int qb_pg_result_is_null_by(const qb_pg_result *r, size_t row,
+                                   const char *name)
+{
+    return qb_pg_result_is_null(r, row, col_of(r, name));
+}
+
+QB_API int64_t qb_pg_result_int_by(const qb_pg_result *r, size_t row,
+                                   const char *name)
+{
+    return qb_pg_result_int(r, row, col_of(r, name));
+}
+
+QB_API double qb_pg_result_real_by(const qb_pg_result *r, size_t row,
+                                   const char *name)
+{
+    return qb_pg_result_real(r, row, col_of(r, name));
+}
+
+QB_API const char *qb_pg_result_text_by(const qb_pg_result *r, size_t row,
+                                        const char *name, size_t *len)
+{
+    return qb_pg_result_text(r, row, col_of(r, name), len);
+}
+
+QB_API const void *qb_pg_result_blob_by(const qb_pg_result *r, size_t row,
+                                        const char *name, size_t *len)
+{
+    return qb_pg_result_blob(r, row, col_of(r, name), len);
+}
+
+/* ---- running statements ------------------------------------------------ */
+
+/* Internal SQL (no params, simple protocol; may hold several statements).
+ * quiet: keep the recorded error (cleanup paths). */
+static int sql_run(qb_pg *db, const char *sql, int quiet)
+{
+    char saved[PG_ERRMSG_MAX], saved_st[6];
+    PGresult *res;
+    int rc = QB_OK;
+    ExecStatusType s;
+
+    if (quiet) {
+        memcpy(saved, db->errmsg, sizeof saved);
+        memcpy(saved_st, db->sqlstate, sizeof saved_st);
+    }
+    res = PQexec(db->conn, sql);
+    s = PQresultStatus(res);
+    if (res == NULL || (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK &&
+                        s != PGRES_EMPTY_QUERY))
+        rc = db_pg_fail(db, res);
+    else if (strcmp(sql, "COMMIT") == 0 &&
+             strcmp(PQcmdStatus(res), "ROLLBACK") == 0)
+        rc = db_fail(db, QB_ESQL, "25P02", "the transaction was aborted by "
+                     "an earlier error: COMMIT rolled it back");
+    PQclear(res);
+    if (quiet) {
+        memcpy(db->errmsg, saved, sizeof saved);
+        memcpy(db->sqlstate, saved_st, sizeof saved_st);
+    }
+    return rc;
+}
+
+/* ---- statement cache --------------------------------------------------- */
+
+static uint64_t key_hash(const char *sql, size_t len, const Oid *types,
+                         size_t n)
+{
+    uint64_t h = 14695981039346656037ULL;
+    const unsigned char *t = (const unsigned char *)types;
+    for (size_t i = 0; i < len; i++) {
+        h ^= (unsigned char)sql[i];
+        h *= 1099511628211ULL;
+    }
+    for (size_t i = 0; i < n * sizeof(Oid); i++) {
+        h ^= t[i];
+        h *= 1099511628211ULL;
+    }
+    return h ^ (h >> 32);
+}
+
+static void lru_unlink(qb_pg *db, pg_stmt *e)
+{
+    if (e->prev != NULL)
+        e->prev->next = e->next;
+    else
+        db->lru_head = e->next;
+    if (e->next != NULL)
+        e->next->prev = e->prev;
+    else
+        db->lru_tail = e->prev;
+    e->prev = e->next = NULL;
+}
+
+static void lru_push_front(qb_pg *db, pg_stmt *e)
+{
+    e->prev = NULL;
+    e->next = db->lru_head;
+    if (db->lru_head != NULL)
+        db->lru_head->prev = e;
+    db->lru_head = e;
+    if (db->lru_tail == NULL)
+        db->lru_tail = e;
+}
+
+/* Remove e from the cache; DEALLOCATE it on the server when asked and the
+ * session can still run commands. */
+static void cache_drop(qb_pg *db, pg_stmt *e, int dealloc)
+{
+    pg_stmt **pp = &db->buckets[e->hash & (db->nbuckets - 1)];
+    while (*pp != e)
+        pp = &(*pp)->hnext;
+    *pp = e->hnext;
+    lru_unlink(db, e);
+    db->ncached--;
+    if (dealloc && !conn_bad(db) &&
+        PQtransactionStatus(db->conn) != PQTRANS_INERROR) {
+        char sql[48];
+        snprintf(sql, sizeof sql, "DEALLOCATE %s", e->name);
+        PQclear(PQexec(db->conn, sql));
+    }
+    free(e);
+}
+
+/* Forget every entry without telling the server (its session is gone). */
+static void cache_forget_all(qb_pg *db)
+{
+    pg_stmt *e = db->lru_head;
+    while (e != NULL) {
+        pg_stmt *nx = e->next;
+        free(e);
+        e = nx;
+    }
+    db->lru_head = db->lru_tail = NULL;
+    if (db->buckets != NULL)
+        memset(db->buckets, 0, db->nbuckets * sizeof *db->buckets);
+    db->ncached = 0;
+}
+
+/* The prepared statement for (sql, types), preparing it on a miss. */
+static int cache_get(qb_pg *db, const char *sql, size_t len, size_t n,
+                     const Oid *types, pg_stmt **out)
+{
+    uint64_t h = key_hash(sql, len, types, n);
+    size_t b = (size_t)h & (db->nbuckets - 1), tsz = n * sizeof(Oid);
+    pg_stmt *e = NULL;
+    PGresult *res;
+    char *p;
+
+    for (e = db->buckets[b]; e != NULL; e = e->hnext)
+        if (e->hash == h && e->len == len && e->n == n &&
+            memcmp(e->sql, sql, len) == 0 &&
+            (n == 0 || memcmp(e->types, types, tsz) == 0))
+            break;
+    if (e != NULL) {
+        db->st.hits++;
+        if (db->lru_head != e) {
+            lru_unlink(db, e);
+            lru_push_front(db, e);
+        }
+        *out = e;
+        return QB_OK;
+    }
+    if (len > SIZE_MAX - sizeof *e - tsz - 1)
+        return db_fail(db, QB_ENOMEM, NULL, "out of memory");
+    e = malloc(sizeof *e + tsz + len + 1);
+    if (e == NULL)
+        return db_fail(db, QB_ENOMEM, NULL, "out of memory");
+    memset(e, 0, sizeof *e);
+    p = (char *)(e + 1);
+    if (tsz > 0)
+        memcpy(p, types, tsz);
+    e->types = (const Oid *)p;
+    memcpy(p + tsz, sql, len);
+    p[tsz + len] = '\0';
+    e->sql = p + tsz;
+    e->hash = h;
+    e->len = len;
+    e->n = n;
+    snprintf(e->name, sizeof e->name, "qb%" PRIu64, ++db->next_id);
+    res = PQprepare(db->conn, e->name, e->sql, (int)n, n ? types : NULL);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        int rc = db_pg_fail(db, res);
+        PQclear(res);
+        free(e);
+        return rc;
+    }
+    PQclear(res);
+    /* Evict only now: a statement that fails to prepare costs nothing. */
+    if (db->ncached >= db->cap && db->lru_tail != NULL) {
+        cache_drop(db, db->lru_tail, 1);
+        db->st.evictions++;
+    }
+    e->hnext = db->buckets[b];
+    db->buckets[b] = e;
+    lru_push_front(db, e);
+    db->ncached++;
+    db->st.misses++;
+    *out = e;
+    return QB_OK;
+}
+
+/* Send q's statement with pp: unnamed (PQexecParams) without a cache,
+ * else through a prepared statement.  *res is what libpq returned. */
+static int send_stmt(qb_pg *db, const qb_query *q, size_t len,
+                     const pg_params *pp, PGresult **res)
+{
+    pg_stmt *e = NULL;
+    int rc;
+
+    *res = NULL;
+    if (db->cap == 0) {
+        *res = PQexecParams(db->conn, q->sql, (int)q->nparams, pp->types,
+                            pp->vals, pp->lens, pp->fmts, 0);
+        return QB_OK;
+    }
+    for (int attempt = 0;; attempt++) {
+        const char *st;
+        rc = cache_get(db, q->sql, len, q->nparams, pp->types, &e);
+        if (rc != QB_OK)
+            return rc;
+        *res = PQexecPrepared(db->conn, e->name, (int)q->nparams, pp->vals,
+                              pp->lens, pp->fmts, 0);
+        st = PQresultErrorField(*res, PG_DIAG_SQLSTATE);
+        if (attempt > 0 || st == NULL ||
+            (strcmp(st, "0A000") != 0 && strcmp(st, "26000") != 0))
+            return QB_OK;
+        /* Stale: the server refuses this prepared statement now. */
+        db->st.replans++;
+        cache_drop(db, e, strcmp(st, "26000") != 0);
+        if (PQtransactionStatus(db->conn) != PQTRANS_IDLE)
+            return QB_OK;          /* the error aborted the transaction */
+        PQclear(*res);
+        *res = NULL;
+    }
+}
+
+QB_API void qb_pg_cache_stats(const qb_pg *db, qb_pg_cache_info *out)
+{
+    if (db == NULL || out == NULL)
+        return;
+    *out = db->st;
+    out->size = db->ncached;
+    out->capacity = db->cap;
+}
+
+static int check_link(qb_pg *db, const qb_query *q)
+{
+    size_t len, maxp;
+    if (q->sql == NULL)
+        return db_fail(db, QB_EINVAL, NULL, "query has no SQL text");
+    if (q->dialect != QB_DIALECT_POSTGRES)
+        return db_fail(db, QB_EDIALECT, NULL, "query was rendered for "
+                       "another SQL dialect (build it with "
+                       "QB_DIALECT_POSTGRES)");
+    if (q->nparams > 0 && q->params == NULL)
+        return db_fail(db, QB_EINVAL, NULL, "query has no parameter array");
+    len = q->sql_len ? q->sql_len : strlen(q->sql);
+    if (memchr(q->sql, '\0', len) != NULL)
+        return db_fail(db, QB_EINVAL, NULL, "SQL text holds a NUL byte");
+    maxp = max_placeholder(q->sql, len);
+    if (maxp != q->nparams)
+        return db_fail(db, QB_EINVAL, NULL, "parameter count mismatch: the "
+                       "statement's highest placeholder is $%zu, the query "
+                       "has %zu value(s)", maxp, q->nparams);
+    return QB_OK;
+}
+
+static int is_dml_tag(const char *tag)
+{
+    return strncmp(tag, "INSERT ", 7) == 0 || strncmp(tag, "UPDATE ", 7) == 0 ||
+           strncmp(tag, "DELETE ", 7) == 0 || strncmp(tag, "MERGE ", 6) == 0;
+}
+
+/* Run one statement of q; rows go to r per fetch (r may be NULL). */
+static int run_link(qb_pg *db, const qb_query *q, qb_fetch fetch,
+                    qb_pg_result *r)
+{
+    pg_params pp;
+    PGresult *res;
+    ExecStatusType s;
+    int rc;
+
+    rc = check_link(db, q);
+    if (rc != QB_OK)
+        return rc;
+    rc = params_make(db, q->params, q->nparams, &pp);
+    if (rc != QB_OK) {
+        free(pp.block);
+        return rc;
+    }
+    rc = send_stmt(db, q, q->sql_len ? q->sql_len : strlen(q->sql), &pp,
+                   &res);
+    free(pp.block);
+    if (rc != QB_OK)
+        return rc;
+    s = PQresultStatus(res);
+    if (res == NULL) {
+        rc = db_pg_fail(db, NULL);
+    } else if (s == PGRES_EMPTY_QUERY) {
+        rc = db_fail(db, QB_EINVAL, NULL, "empty SQL statement");
+    } else if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK) {
+        rc = db_pg_fail(db, res);
+    } else if (r != NULL) {
+        int nt = PQntuples(res);
+        if (!r->cols_set)
+            rc = result_set_columns(db, r, res);
+        for (int i = 0; rc == QB_OK && i < nt; i++) {
+            if (fetch == QB_FETCH_NONE ||
+                (fetch == QB_FETCH_ONE && r->nrows > 0))
+                break;
+            rc = result_append_row(db, r, res, i);
+        }
+        if (rc == QB_OK && is_dml_tag(PQcmdStatus(res)))
+            r->changes += strtoll(PQcmdTuples(res), NULL, 10);
+    }
+    PQclear(res);
+    return rc;
+}
+
+/* Open our own scope: BEGIN when idle, else a savepoint. */
+static int tx_open(qb_pg *db, int *mode)
+{
+    int rc;
+    *mode = TX_NONE;
+    switch (PQtransactionStatus(db->conn)) {
+    case PQTRANS_IDLE:
+        rc = sql_run(db, "BEGIN", 0);
+        if (rc == QB_OK)
+            *mode = TX_BEGIN;
+        return rc;
+    case PQTRANS_INTRANS:
+    case PQTRANS_INERROR: /* the SAVEPOINT fails with the server's 25P02 */
+        rc = sql_run(db, "SAVEPOINT " PG_TX_SP, 0);
+        if (rc == QB_OK)
+            *mode = TX_SAVEPOINT;
+        return rc;
+    default:
+        return db_fail(db, QB_PG_ECONN, NULL, "connection not usable (%s)",
+                       conn_bad(db) ? "lost" : "busy");
+    }
+}
+
+/* Close what tx_open opened: commit/release on success, else roll back.
+ * Returns the final status. */
+static int tx_close(qb_pg *db, int mode, int rc)
+{
+    if (mode == TX_NONE)
+        return rc;
+    if (rc == QB_OK) {
+        rc = sql_run(db, mode == TX_BEGIN ? "COMMIT"
+                                          : "RELEASE SAVEPOINT " PG_TX_SP, 0);
+        if (rc == QB_OK)
+            return QB_OK;
+    }
+    if (conn_bad(db))
+        return rc;   /* the server rolled back whatever was open */
+    if (mode == TX_BEGIN) {
+        if (PQtransactionStatus(db->conn) != PQTRANS_IDLE)
+            sql_run(db, "ROLLBACK", 1);
+    } else {
+        sql_run(db, "ROLLBACK TO SAVEPOINT " PG_TX_SP "; RELEASE SAVEPOINT "
+                PG_TX_SP, 1);
+    }
+    return rc;
+}
+
+static qb_pg_result *result_new(void)
+{
+    return calloc(1, sizeof(qb_pg_result));
+}
+
+/* q and its chain; *out (if out) receives a result on success only. */
+static int run_query(qb_pg *db, const qb_query *q, qb_pg_result **out)
+{
+    qb_pg_result *r = NULL;
+    int rc, mode;
+
+    if (out != NULL) {
+        r = result_new();
+        if (r == NULL)
+            return db_fail(db, QB_ENOMEM, NULL, "out of memory");
+    }
+    if (q->next == NULL) {
+        rc = run_link(db, q, q->fetch, r);
+    } else {
+        rc = tx_open(db, &mode);
+        for (const qb_query *l = q; rc == QB_OK && l != NULL; l = l->next)
+            rc = run_link(db, l, q->fetch, r);
+        rc = tx_close(db, mode, rc);
+    }
+    if (rc != QB_OK) {
+        qb_pg_result_free(r);
+        r = NULL;
+    }
+    if (out != NULL)
+        *out = r;
+    return rc;
+}
+
+static int exec_observed(qb_pg *db, const qb_query *q, qb_pg_result **out)
+{
+    pg_obs o;
+    qb_pg_result *r = NULL;
+    int rc = obs_begin(db, q, &o);
+    if (rc == QB_OK)
+        rc = run_query(db, q, out ? &r : NULL);
+    obs_end(db, q, &o, rc, r);
+    if (out != NULL)
+        *out = r;
+    return rc;
+}
+
+QB_API int qb_pg_exec(qb_pg *db, const qb_query *q, qb_pg_result **out)
+{
+    if (out != NULL)
+        *out = NULL;
+    if (db == NULL)
+        return QB_EINVAL;
+    if (q == NULL)
+        return db_fail(db, QB_EINVAL, NULL, "NULL query");
+    return exec_observed(db, q, out);
+}
+
+QB_API int qb_pg_count(qb_pg *db, const qb_query *q, int64_t *total)
+{
+    struct qb_query v;
+    qb_pg_result *r = NULL;
+    int rc;
+
+    if (total != NULL)
+        *total = 0;
+    if (db == NULL)
+        return QB_EINVAL;
+    if (q == NULL || total == NULL)
+        return db_fail(db, QB_EINVAL, NULL, "NULL query or output");
+    if (q->count_sql == NULL)
+        return db_fail(db, QB_EINVAL, NULL, "query has no count statement");
+    v = *q;
+    v.sql = q->count_sql;
+    v.sql_len = strlen(q->count_sql);
+    v.count_sql = NULL;
+    v.next = NULL;
+    v.fetch = QB_FETCH_ONE;
+    v.kind = QB_KIND_SELECT;
+    rc = exec_observed(db, &v, &r);
+    if (rc == QB_OK)
+        *total = qb_pg_result_int(r, 0, 0);
+    qb_pg_result_free(r);
+    return rc;
+}
+
+QB_API int qb_pg_batch(qb_pg *db, const qb_query *const *qs, size_t n,
+                       qb_pg_result **results, size_t *failed_at)
+{
+    int rc, mode;
+    size_t i;
+
+    if (failed_at != NULL)
+        *failed_at = n;
+    if (results != NULL)
+        for (i = 0; i < n; i++)
+            results[i] = NULL;
+    if (db == NULL)
+        return QB_EINVAL;
+    if (n == 0)
+        return QB_OK;
+    if (qs == NULL)
+        return db_fail(db, QB_EINVAL, NULL, "NULL query list");
+    for (i = 0; i < n; i++)
+        if (qs[i] == NULL)
+            return db_fail(db, QB_EINVAL, NULL, "batch query %zu is NULL", i);
+    rc = tx_open(db, &mode);
+    for (i = 0; rc == QB_OK && i < n; i++) {
+        rc = exec_observed(db, qs[i], results ? &results[i] : NULL);
+        if (rc != QB_OK) {
+            db_prefix(db, "batch query %zu", i);
+            if (failed_at != NULL)
+                *failed_at = i;
+        }
+    }
+    rc = tx_close(db, mode, rc);
+    if (rc != QB_OK && results != NULL)
+        for (i = 0; i < n; i++) {
+            qb_pg_result_free(results[i]);
+            results[i] = NULL;
+        }
+    return rc;
+}
+
+/* ---- transactions ------------------------------------------------------ */
+
+QB_API int qb_pg_begin(qb_pg *db)
+{
+    return db ? sql_run(db, "BEGIN", 0) : QB_EINVAL;
+}
+
+QB_API int qb_pg_commit(qb_pg *db)
+{
+    return db ? sql_run(db, "COMMIT", 0) : QB_EINVAL;
+}
+
+QB_API int qb_pg_rollback(qb_pg *db)
+{
+    return db ? sql_run(db, "ROLLBACK", 0) : QB_EINVAL;
+}
+
+/* "<verb> <name>" for a savepoint command; names are plain identifiers
+ * because they are pasted (savepoints take no parameters). */
+static int sp_run(qb_pg *db, const char *verb, const char *name)
+{
+    char buf[PG_IDENT_MAX + 40];
+    if (db == NULL)
+        return QB_EINVAL;
+    if (name == NULL || !qb_ident_valid(name) || strchr(name, '.') != NULL ||
+        strlen(name) > PG_IDENT_MAX)
+        return db_fail(db, QB_EINVAL, NULL, "invalid savepoint name");
+    snprintf(buf, sizeof buf, "%s %s", verb, name);
+    return sql_run(db, buf, 0);
+}
+
+QB_API int qb_pg_savepoint(qb_pg *db, const char *name)
+{
+    return sp_run(db, "SAVEPOINT", name);
+}
+
+QB_API int qb_pg_release(qb_pg *db, const char *name)
+{
+    return sp_run(db, "RELEASE SAVEPOINT", name);
+}
+
+QB_API int qb_pg_rollback_to(qb_pg *db, const char *name)
+{
+    int rc = sp_run(db, "ROLLBACK TO SAVEPOINT", name);
+    if (rc == QB_OK)
+        rc = sp_run(db, "RELEASE SAVEPOINT", name);
+    return rc;
+}
+
+/* ---- migrations -------------------------------------------------------- */
+
+static void qview(struct qb_query *v, const char *sql, const qb_value *params,
+                  size_t n, qb_fetch fetch, qb_kind kind)
+{
+    memset(v, 0, sizeof *v);
+    v->sql = (char *)sql;            /* views never write through these */
+    v->sql_len = strlen(sql);
+    v->params = (qb_value *)params;
+    v->nparams = n;
+    v->fetch = fetch;
+    v->kind = kind;
+    v->dialect = QB_DIALECT_POSTGRES;
+}
+
+static int mig_table(qb_pg *db, const char **table)
+{
+    if (*table == NULL)
+        *table = "migrations";
+    if (!qb_ident_valid(*table) || strlen(*table) > PG_IDENT_MAX)
+        return db_fail(db, QB_EINVAL, NULL, "invalid migrations table name");
+    return QB_OK;
+}
+
+static int mig_init(qb_pg *db, const char *table)
+{
+    char sql[PG_IDENT_MAX + 160];
+    struct qb_query v;
+    snprintf(sql, sizeof sql, "CREATE TABLE IF NOT EXISTS %s ( id SERIAL "
+             "PRIMARY KEY, name TEXT UNIQUE, applied_at TIMESTAMP DEFAULT "
+             "CURRENT_TIMESTAMP NOT NULL)", table);
+    qview(&v, sql, NULL, 0, QB_FETCH_NONE, QB_KIND_RAW);
+    return exec_observed(db, &v, NULL);
+}
+
+static int mig_applied(qb_pg *db, const char *table, qb_pg_result **out)
+{
+    char sql[PG_IDENT_MAX + 48];
+    struct qb_query v;
+    int rc = mig_init(db, table);
+    if (rc != QB_OK)
+        return rc;
+    snprintf(sql, sizeof sql, "SELECT * FROM %s ORDER BY id", table);
+    qview(&v, sql, NULL, 0, QB_FETCH_ALL, QB_KIND_SELECT);
+    return exec_observed(db, &v, out);
+}
+
+QB_API int qb_pg_migrations_applied(qb_pg *db, const char *table,
+                                    qb_pg_result **out)
+{
+    int rc;
+    if (out != NULL)
+        *out = NULL;
+    if (db == NULL)
+        return QB_EINVAL;
+    if (out == NULL)
+        return db_fail(db, QB_EINVAL, NULL, "NULL output");
+    rc = mig_table(db, &table);
+    if (rc != QB_OK)
+        return rc;
+    return mig_applied(db, table, out);
+}
+
+static int mig_unapplied(qb_pg *db, const char *table,
+                         const qb_pg_migration *list, size_t n, size_t *idx,
+                         size_t *nidx)
+{
+    qb_pg_result *done = NULL;
+    int rc, col;
+    size_t k = 0;
+
+    for (size_t i = 0; i < n; i++)
+        if (list[i].name == NULL || list[i].sql == NULL)
+            return db_fail(db, QB_EINVAL, NULL,
+                           "migration %zu has no name or no SQL", i);
+    rc = mig_applied(db, table, &done);
+    if (rc != QB_OK)
+        return rc;
+    col = qb_pg_result_colindex(done, "name");
+    for (size_t i = 0; i < n; i++) {
+        int seen = 0;
+        for (size_t j = 0; col >= 0 && j < done->nrows && !seen; j++) {
+            const char *nm = qb_pg_result_text(done, j, (size_t)col, NULL);
+            seen = nm != NULL && strcmp(nm, list[i].name) == 0;
+        }
+        if (!seen)
+            idx[k++] = i;
+    }
+    qb_pg_result_free(done);
+    *nidx = k;
+    return QB_OK;
+}
+
+QB_API int qb_pg_migrations_unapplied(qb_pg *db, const char *table,
+                                      const qb_pg_migration *list, size_t n,
+                                      size_t *idx, size_t *nidx)
+{
+    int rc;
+    if (nidx != NULL)
+        *nidx = 0;
+    if (db == NULL)
+        return QB_EINVAL;
+    if (nidx == NULL || (n > 0 && (list == NULL || idx == NULL)))
+        return db_fail(db, QB_EINVAL, NULL, "NULL migration list or output");
+    rc = mig_table(db, &table);
+    if (rc != QB_OK)
+        return rc;
+    return mig_unapplied(db, table, list, n, idx, nidx);
+}
+
+/* Run "<sql> $1" with name bound; *row tells whether a row came back. */
+static int run_named(qb_pg *db, const char *sql, const char *name, int *row)
+{
+    const char *vals[1] = { name };
+    PGresult *res = PQexecParams(db->conn, sql, 1, NULL, vals, NULL, NULL, 0);
+    ExecStatusType s = PQresultStatus(res);
+    int rc = QB_OK;
+    if (res == NULL || (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK))
+        rc = db_pg_fail(db, res);
+    else if (row != NULL)
+        *row = PQntuples(res) > 0;
+    PQclear(res);
+    return rc;
+}
+
+/* One migration in its own transaction.  *did: committed by us. */
+static int mig_one(qb_pg *db, const char *table, const qb_pg_migration *m,
+                   int *did)
+{
+    char lock[PG_IDENT_MAX + 64], sel[PG_IDENT_MAX + 48];
+    char ins[PG_IDENT_MAX + 48];
+    int rc, applied = 0;
+
+    *did = 0;
+    snprintf(lock, sizeof lock, "LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE",
+             table);
+    snprintf(sel, sizeof sel, "SELECT 1 FROM %s WHERE name = $1", table);
+    snprintf(ins, sizeof ins, "INSERT INTO %s (name) VALUES ($1)", table);
+    rc = sql_run(db, "BEGIN", 0);
+    if (rc != QB_OK)
+        return rc;
+    /* The lock queues concurrent appliers; then look again: another
+     * process may have applied this one while we were listing. */
+    rc = sql_run(db, lock, 0);
+    if (rc == QB_OK)
+        rc = run_named(db, sel, m->name, &applied);
+    if (rc == QB_OK && !applied) {
+        rc = sql_run(db, m->sql, 0);
+        /* A script that ends our transaction would record its name outside
+         * it (and may have committed half of itself): refuse it. */
+        if (rc == QB_OK && PQtransactionStatus(db->conn) != PQTRANS_INTRANS)
+            rc = db_fail(db, QB_EINVAL, NULL, "migration SQL must not end "
+                         "the transaction (COMMIT/ROLLBACK/END)");
+        if (rc == QB_OK)
+            rc = run_named(db, ins, m->name, NULL);
+    }
+    if (rc == QB_OK) {
+        rc = sql_run(db, "COMMIT", 0);
+        if (rc == QB_OK) {
+            *did = !applied;
+            return QB_OK;
+        }
+    }
+    if (!conn_bad(db) && PQtransactionStatus(db->conn) != PQTRANS_IDLE)
+        sql_run(db, "ROLLBACK", 1);
+    return rc;
+}
+
+QB_API int qb_pg_migrations_apply(qb_pg *db, const char *table,
+                                  const qb_pg_migration *list, size_t n,
+                                  size_t *applied, size_t *failed_at)
+{
+    size_t *idx = NULL, k = 0, count = 0;
+    int rc;
+
+    if (applied != NULL)
+        *applied = 0;
+    if (failed_at != NULL)
+        *failed_at = n;
+    if (db == NULL)
+        return QB_EINVAL;
+    if (n > 0 && list == NULL)
+        return db_fail(db, QB_EINVAL, NULL, "NULL migration list");
+    rc = mig_table(db, &table);
+    if (rc != QB_OK)
+        return rc;
+    if (PQtransactionStatus(db->conn) != PQTRANS_IDLE)
+        return db_fail(db, conn_bad(db) ? QB_PG_ECONN : QB_EMISUSE, NULL,
+                       "migrations cannot run inside an open transaction");
+    if (n == 0)
+        return QB_OK;
+    if (n > SIZE_MAX / sizeof *idx)
+        return db_fail(db, QB_ENOMEM, NULL, "out of memory");
+    idx = malloc(n * sizeof *idx);
+    if (idx == NULL)
+        return db_fail(db, QB_ENOMEM, NULL, "out of memory");
+    rc = mig_unapplied(db, table, list, n, idx, &k);
+    for (size_t j = 0; rc == QB_OK && j < k; j++) {
+        const qb_pg_migration *m = &list[idx[j]];
+        struct qb_query v;
+        qb_value name;
+        pg_obs o;
+        int did = 0;
+
+        memset(&name, 0, sizeof name);
+        name.type = QB_V_TEXT;
+        name.flags = QB_VF_BORROWED;
+        name.u.b.p = m->name;
+        name.u.b.n = strlen(m->name);
+        qview(&v, m->sql, &name, 1, QB_FETCH_NONE, QB_KIND_RAW);
+        rc = obs_begin(db, &v, &o);
+        if (rc == QB_OK)
+            rc = mig_one(db, table, m, &did);
+        if (rc != QB_OK) {
+            db_prefix(db, "migration '%s'", m->name);
+            if (failed_at != NULL)
+                *failed_at = idx[j];
+        }
+        obs_end(db, &v, &o, rc, NULL);
+        count += (size_t)did;
+    }
+    free(idx);
+    if (applied != NULL)
+        *applied = count;
+    return rc;
+}
+
+/* ---- logger and hooks -------------------------------------------------- */
+
+QB_API void qb_pg_set_logger(qb_pg *db, qb_pg_logger_fn fn, void *ud)
+{
+    if (db == NULL)
+        return;
+    db->logger = fn;
+    db->logger_ud = ud;
+}
+
+QB_API void qb_pg_set_hooks(qb_pg *db, qb_pg_before_fn before,
+                            qb_pg_after_fn after, void *ud)
+{
+    if (db == NULL)
+        return;
+    db->before = before;
+    db->after = after;
+    db->hook_ud = ud;
+}
+
+/* ---- connection -------------------------------------------------------- */
+
+/* Notices (e.g. "relation already exists, skipping") would go to stderr
+ * from a library: drop them. */
+static void notice_drop(void *arg, const char *message)
+{
+    (void)arg;
+    (void)message;
+}
+
+static void errbuf_put(char *errbuf, size_t len, const char *msg)
+{
+    size_t n;
+    if (errbuf == NULL || len == 0)
+        return;
+    n = strlen(msg);
+    while (n > 0 && msg[n - 1] == '\n')
+        n--;
+    if (n >= len)
+        n = len - 1;
+    memcpy(errbuf, msg, n);
+    errbuf[n] = '\0';
+}
+
+QB_API int qb_pg_open(qb_pg **out, const char *conninfo,
+                      const qb_pg_config *cfg, char *errbuf,
+                      size_t errbuf_len)
+{
+    /* application_name and connect_timeout come before dbname so the
+     * connection string may override them; client_encoding comes after
+     * because the executor relies on UTF-8. */
+    const char *keys[5], *vals[5];
+    char tmo[16];
+    int timeout = 10;
+    qb_pg *db;
+
+    if (out != NULL)
+        *out = NULL;
+    if (out == NULL || conninfo == NULL) {
+        errbuf_put(errbuf, errbuf_len, "NULL argument");
+        return QB_EINVAL;
+    }
+    if (cfg != NULL && cfg->connect_timeout_s != 0) {
+        if (cfg->connect_timeout_s < 0 || cfg->connect_timeout_s > 3600) {
+            errbuf_put(errbuf, errbuf_len, "connect_timeout_s out of range");
+            return QB_EINVAL;
+        }
+        timeout = cfg->connect_timeout_s;
+    }
+    if (cfg != NULL && cfg->stmt_cache_size > PG_CACHE_MAX) {
+        errbuf_put(errbuf, errbuf_len, "stmt_cache_size out of range");
+        return QB_EINVAL;
+    }
+    snprintf(tmo, sizeof tmo, "%d", timeout);
+    keys[0] = "application_name";
+    vals[0] = cfg && cfg->application_name ? cfg->application_name
+                                           : "waituntil";
+    keys[1] = "connect_timeout";
+    vals[1] = tmo;
+    keys[2] = "dbname";
+    vals[2] = conninfo;
+    keys[3] = "client_encoding";
+    vals[3] = "UTF8";
+    keys[4] = NULL;
+    vals[4] = NULL;
+
+    db = calloc(1, sizeof *db);
+    if (db == NULL) {
+        errbuf_put(errbuf, errbuf_len, "out of memory");
+        return QB_ENOMEM;
+    }
+    if (cfg != NULL && cfg->stmt_cache_size > 0) {
+        db->cap = cfg->stmt_cache_size;
+        db->nbuckets = 1;
+        while (db->nbuckets < db->cap * 2)
+            db->nbuckets <<= 1;
+        db->buckets = calloc(db->nbuckets, sizeof *db->buckets);
+        if (db->buckets == NULL) {
+            free(db);
+            errbuf_put(errbuf, errbuf_len, "out of memory");
+            return QB_ENOMEM;
+        }
+    }
+    db->conn = PQconnectdbParams(keys, vals, 1);
+    if (db->conn == NULL) {
+        free(db->buckets);
+        free(db);
+        errbuf_put(errbuf, errbuf_len, "out of memory");
+        return QB_ENOMEM;
+    }
+    if (PQstatus(db->conn) != CONNECTION_OK) {
+        errbuf_put(errbuf, errbuf_len, PQerrorMessage(db->conn));
+        PQfinish(db->conn);
+        free(db->buckets);
+        free(db);
+        return QB_PG_ECONN;
+    }
+    PQsetNoticeProcessor(db->conn, notice_drop, NULL);
+    *out = db;
+    return QB_OK;
+}
+
+QB_API void qb_pg_close(qb_pg *db)
+{
+    if (db == NULL)
+        return;
+    cache_forget_all(db);   /* the session's end frees them server-side */
+    free(db->buckets);
+    PQfinish(db->conn);
+    free(db);
+}
+
+QB_API int qb_pg_reset(qb_pg *db)
+{
+    if (db == NULL)
+        return QB_EINVAL;
+    cache_forget_all(db);
+    PQreset(db->conn);
+    if (PQstatus(db->conn) != CONNECTION_OK) {
+        set_msg(db, PQerrorMessage(db->conn));
+        db->sqlstate[0] = '\0';
+        return QB_PG_ECONN;
+    }
+    db->errmsg[0] = '\0';
+    db->sqlstate[0] = '\0';
+    return QB_OK;
+}
+
+QB_API int qb_pg_connected(const qb_pg *db)
+{
+    return db != NULL && !conn_bad(db);
+}
+
+QB_API int qb_pg_in_transaction(const qb_pg *db)
+{
+    PGTransactionStatusType s;
+    if (db == NULL)
+        return 0;
+    s = PQtransactionStatus(db->conn);
+    return s == PQTRANS_INTRANS || s == PQTRANS_INERROR;
+}
+
+QB_API struct pg_conn *qb_pg_conn(qb_pg *db)
+{
+    return db ? db->conn : NULL;
+}
+
+QB_API const char *qb_pg_errmsg(const qb_pg *db)
+{
+    return db ? db->errmsg : "NULL handle";
+}
+
+QB_API const char *qb_pg_sqlstate(const qb_pg *db)
+{
+    return db ? db->sqlstate : "";
+}
