@@ -191,6 +191,7 @@ static void pool_config(const web_conf *conf, const char *db_path,
     pc->admit_wait_ms = (unsigned)conf->pool.admission_wait_ms;
     pc->drain_ms = (unsigned)conf->pool.drain_timeout_ms;
     pc->busy_retries = conf->pool.busy_retries;
+    pc->batch_delay_us = (unsigned)conf->pool.batch_delay_ms * 1000u;
     pc->db_path = db_path;
     db_config(conf, &pc->db);
     pc->log = web_log_defer_sink;

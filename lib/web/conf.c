@@ -701,6 +701,11 @@ static int do_pool(pctx *c, const node *blk)
         } else if (strcmp(nm, "batch") == 0) {
             rc = get_num(c, d, 0, 1, 65536, &v);
             c->conf->pool.batch = (size_t)v;
+        } else if (strcmp(nm, "batch_delay") == 0) {
+            rc = get_time(c, d, 0, &c->conf->pool.batch_delay_ms);
+            if (rc == WEB_OK && c->conf->pool.batch_delay_ms > 1000)
+                return perr(c, d->name.line,
+                            "\"batch_delay\" must be at most 1s");
         } else if (strcmp(nm, "busy_retries") == 0) {
             rc = get_num(c, d, 0, 0, 1000, &v);
             c->conf->pool.busy_retries = (unsigned)v;
@@ -1187,6 +1192,7 @@ static web_conf *conf_new(const char *name)
     c->pool.admission_wait_ms = 100;
     c->pool.drain_timeout_ms = 30000;
     c->pool.busy_retries = 5;
+    c->pool.batch_delay_ms = 2;
     c->routes = NULL;
     c->nroutes = 0;
     return c;

@@ -488,6 +488,7 @@ typedef struct web_conf {
         int64_t admission_wait_ms; /* default 100 */
         int64_t drain_timeout_ms;  /* default 30000 */
         unsigned busy_retries;     /* default 5 */
+        int64_t batch_delay_ms;    /* group-commit window, default 2 */
     } pool;
     const web_route_conf *routes;
     size_t nroutes;
