@@ -124,7 +124,11 @@ static const char *sync_db_path;
 static qb_db_config sync_db_cfg;
 
 static void sync_close(void *p) { qb_db_close(p); }
-static void sync_init(void) { pthread_key_create(&sync_key, sync_close); }
+static int sync_key_rc = -1; /* pthread_key_create's result */
+static void sync_init(void)
+{
+    sync_key_rc = pthread_key_create(&sync_key, sync_close);
+}
 
 void app_set_sync_db(const char *path, const qb_db_config *cfg)
 {
@@ -146,13 +150,17 @@ static int h_log_sync(web_call *call, void *ud)
     int rc;
     (void)ud;
 
-    if (sync_db_path == NULL || pthread_once(&sync_once, sync_init) != 0)
+    if (sync_db_path == NULL || pthread_once(&sync_once, sync_init) != 0 ||
+        sync_key_rc != 0)
         return WEB_EINVAL;
     db = pthread_getspecific(sync_key);
     if (db == NULL) {
         if (qb_db_open(&db, sync_db_path, &sync_db_cfg, NULL, 0) != QB_OK)
             return WEB_EIO;
-        pthread_setspecific(sync_key, db);
+        if (pthread_setspecific(sync_key, db) != 0) {
+            qb_db_close(db); /* not kept: open again next time */
+            return WEB_ENOMEM;
+        }
     }
     web_time_iso(&ts, iso);
     ins = qb_insert_new("logs");

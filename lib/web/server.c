@@ -485,7 +485,10 @@ static void *request_thread(void *arg)
     char name[16];
 
     snprintf(name, sizeof name, "web-r%u", t->index);
-    pthread_setname_np(pthread_self(), name);
+    /* A name only helps debuggers (top -H, gdb): failing is harmless. */
+    if (pthread_setname_np(pthread_self(), name) != 0)
+        web_logf(s->log, WEB_LOG_DEBUG, "thread_name_failed", "thread=%u",
+                 t->index);
     atomic_fetch_add(&s->running, 1);
     for (;;) {
         int rc = FCGX_Accept_r(&t->rq);
@@ -878,7 +881,10 @@ unsigned web_server_stop_within(web_server *s, unsigned timeout_ms)
              * timeout: a peer that stalls mid-record holds the thread.
              * Leave it; the drain must not wait for it. */
             s->stuck++;
-            pthread_detach(s->threads[i]);
+            rc = pthread_detach(s->threads[i]);
+            if (rc != 0)
+                web_logf(s->log, WEB_LOG_ERROR, "detach_failed",
+                         "thread=%u rc=%d", i, rc);
         } else if (rc != 0) {
             web_logf(s->log, WEB_LOG_ERROR, "join_failed", "thread=%u rc=%d",
                      i, rc);
