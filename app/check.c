@@ -11,24 +11,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define MAX_COLS 64
-
-static void fill(const web_column *c, size_t n, web_value *out)
-{
-    for (size_t i = 0; i < n; i++) {
-        memset(&out[i], 0, sizeof out[i]);
-        if (c[i].src.kind == WEB_SRC_RAW) {
-            out[i].type = WEB_V_RAW;
-            out[i].s = c[i].src.text;
-            out[i].len = c[i].src.len;
-        } else {
-            out[i].type = WEB_V_TEXT; /* any bound value prepares the same */
-            out[i].s = "x";
-            out[i].len = 1;
-        }
-    }
-}
-
 static const char *kind_name(web_defer_kind k)
 {
     switch (k) {
@@ -67,30 +49,19 @@ static int check_defers(const web_conf *conf, const char *conf_path,
         }
         for (size_t k = 0; k < rc->ndefers; k++) {
             const web_defer *d = &rc->defers[k];
-            web_value cols[MAX_COLS], sets[MAX_COLS], wheres[MAX_COLS];
-            qb_query *q = NULL;
+            web_defer_tpl *t = NULL;
             sqlite3_stmt *st = NULL;
             char eb[512];
 
-            if (d->ncols > MAX_COLS || d->nsets > MAX_COLS ||
-                d->nwheres > MAX_COLS) {
-                fprintf(stderr, "waituntil: %s:%d: too many columns\n",
-                        conf_path, d->line);
-                bad = 1;
-                continue;
-            }
-            fill(d->cols, d->ncols, cols);
-            fill(d->sets, d->nsets, sets);
-            fill(d->wheres, d->nwheres, wheres);
-            if (web_defer_build(d, cols, sets, wheres, &q, eb, sizeof eb) !=
-                QB_OK) {
+            /* The statement the server will run: the same template. */
+            if (web_defer_tpl_create(d, &t, eb, sizeof eb) != QB_OK) {
                 fprintf(stderr, "waituntil: %s:%d: %s %s: %s\n", conf_path,
                         d->line, kind_name(d->kind), d->table, eb);
                 bad = 1;
                 continue;
             }
-            if (sqlite3_prepare_v2(qb_db_sqlite(db), qb_query_sql(q), -1, &st,
-                                   NULL) != SQLITE_OK) {
+            if (sqlite3_prepare_v2(qb_db_sqlite(db), web_defer_tpl_sql(t), -1,
+                                   &st, NULL) != SQLITE_OK) {
                 fprintf(stderr, "waituntil: %s:%d: %s %s: %s (schema from "
                                 "the migrations)\n",
                         conf_path, d->line, kind_name(d->kind), d->table,
@@ -98,7 +69,7 @@ static int check_defers(const web_conf *conf, const char *conf_path,
                 bad = 1;
             }
             sqlite3_finalize(st);
-            qb_query_free(q);
+            web_defer_tpl_free(t);
         }
     }
     return bad;

@@ -219,13 +219,14 @@ int web_call_register_defers(web_call *call, const web_route_conf *route)
         const web_defer *d = &route->defers[k];
         const web_defer_tpl *tpl = web_call_defer_tpl(call, k);
         web_value vals[3 * MAX_COLS];
-        web_value *cols = vals, *sets = vals + d->ncols,
-                  *wheres = vals + d->ncols + d->nsets;
+        qb_value params[3 * MAX_COLS];
         qb_query *q = NULL;
-        char eb[512];
         int rc, skip = 0;
 
-        if (d->ncols > MAX_COLS || d->nsets > MAX_COLS || d->nwheres > MAX_COLS)
+        /* The server built every block's template at start (and refused
+         * to start if one failed), so none is missing here. */
+        if (tpl == NULL || d->ncols > MAX_COLS || d->nsets > MAX_COLS ||
+            d->nwheres > MAX_COLS)
             return WEB_EINVAL;
         /* `if SOURCE;`: the query runs only when every one is present and
          * not empty (an empty X-User-ID must not update id = ''). */
@@ -239,26 +240,20 @@ int web_call_register_defers(web_call *call, const web_route_conf *route)
         }
         if (skip)
             continue;
-        if ((rc = eval_all(d->cols, d->ncols, r, m, cols)) != WEB_OK ||
-            (rc = eval_all(d->sets, d->nsets, r, m, sets)) != WEB_OK ||
-            (rc = eval_all(d->wheres, d->nwheres, r, m, wheres)) != WEB_OK)
+        /* Sources in template order: cols, then sets, then wheres. */
+        if ((rc = eval_all(d->cols, d->ncols, r, m, vals)) != WEB_OK ||
+            (rc = eval_all(d->sets, d->nsets, r, m, vals + d->ncols)) !=
+                WEB_OK ||
+            (rc = eval_all(d->wheres, d->nwheres, r, m,
+                           vals + d->ncols + d->nsets)) != WEB_OK)
             return rc;
-        if (tpl != NULL) {
-            /* The usual path: the conf's SQL built once, values bound. */
-            qb_value params[3 * MAX_COLS];
-            for (size_t j = 0; j < tpl->nparams; j++)
-                params[j] = to_qb(&vals[tpl->map[j]]);
-            rc = qb_query_rebind(tpl->q, tpl->nparams, params, &q);
-            if (rc != QB_OK)
-                snprintf(eb, sizeof eb, "%s", qb_strerror(rc));
-        } else {
-            rc = web_defer_build(d, cols, sets, wheres, &q, eb, sizeof eb);
-        }
+        for (size_t j = 0; j < tpl->nparams; j++)
+            params[j] = to_qb(&vals[tpl->map[j]]);
+        rc = qb_query_rebind(tpl->q, tpl->nparams, params, &q);
         if (rc != QB_OK) {
-            char qbuf[600];
             web_logf(web_call_log(call), WEB_LOG_ERROR, "defer_build_failed",
-                     "route=%s line=%d error=%s", web_call_label(call), d->line,
-                     web_log_q(qbuf, sizeof qbuf, eb));
+                     "route=%s line=%d rc=%d", web_call_label(call), d->line,
+                     rc);
             return rc == QB_ENOMEM ? WEB_ENOMEM : WEB_EINVAL;
         }
         rc = defer_wait_until_query(web_call_defer(call), q,

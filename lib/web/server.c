@@ -233,7 +233,8 @@ static void count_status(web_server *s, int status)
 
 /* Write status line, headers and (unless HEAD) the body.  Returns 0 or the
  * stream's error (EPIPE when nginx/the client went away). */
-static int write_response(FCGX_Request *rq, const web_call *c, int head)
+static int write_response(FCGX_Request *rq, const web_call *c, int head,
+                          int *sent_status)
 {
     char hdr[4096];
     size_t n = 0;
@@ -272,6 +273,7 @@ static int write_response(FCGX_Request *rq, const web_call *c, int head)
     }
     memcpy(hdr + n, "\r\n", 2);
     n += 2;
+    *sent_status = status;
     FCGX_PutStr(hdr, (int)n, rq->out);
     if (!head && body_len > 0 && status != 204 && status != 304) {
         /* FCGX_PutStr takes an int length: write in bounded pieces. */
@@ -372,7 +374,7 @@ static void serve_one(struct thread_state *t)
     web_call call;
     web_request *req = NULL;
     size_t body_len;
-    int rc, head = 0, admitted = 0;
+    int rc, head = 0, admitted = 0, sent = 0;
     const char *path;
     size_t path_len = 0;
     char qbuf[256];
@@ -461,8 +463,8 @@ static void serve_one(struct thread_state *t)
     }
 
 answer:
-    count_status(s, call.status ? call.status : 204);
-    rc = write_response(&t->rq, &call, head);
+    rc = write_response(&t->rq, &call, head, &sent);
+    count_status(s, sent); /* the status actually sent (500 if cut) */
     FCGX_Finish_r(&t->rq);
     /* From here on nothing of libfcgi's (envp, streams) is touched. */
     if (admitted)

@@ -115,9 +115,9 @@ WEB_API int web_call_register_defers(web_call *call,
 /*
  * Build the qb query of one `defer` block from evaluated values: cols[i]
  * for d->cols[i], sets[i] for d->sets[i], wheres[i] for d->wheres[i]
- * (ABSENT and NULL bind as NULL; RAW is inlined conf text).  Used by
- * web_call_register_defers and by `waituntil -t` to prepare every deferred
- * statement against the schema.  Returns a QB_* code; *out owned by the
+ * (ABSENT and NULL bind as NULL; RAW is inlined conf text).  The
+ * templates below are built with it; requests and `waituntil -t` use the
+ * templates.  Returns a QB_* code; *out owned by the
  * caller (qb_query_free); errbuf gets the builder's message on error.
  */
 WEB_API int web_defer_build(const web_defer *d, const web_value *cols,
