@@ -50,6 +50,21 @@
  * task_budget_ms is interrupted (sqlite3_progress_handler on the worker's
  * connection) and reported failed.
  *
+ * ON POSTGRESQL (cfg.pg_conninfo) the same rules hold with these
+ * differences.  Each worker owns one connection (the pool's connections);
+ * workers' transactions may overlap (no writer turn: PostgreSQL has row
+ * locks), so deadlocks and serialization failures (40P01, 40001, 55P03:
+ * QB_EBUSY) are retried like SQLITE_BUSY.  The task budget is the
+ * session's statement_timeout; at the shutdown deadline running
+ * statements are cancelled (PQcancel).  A lost connection (QB_PG_ECONN:
+ * server restart) rolls the transaction back on the server; the worker
+ * reconnects with backoff and replays it, for at most reconnect_ms, then
+ * fails its tasks.  Before COMMIT the worker reads the transaction's id,
+ * so when the connection dies during COMMIT it asks the server, once
+ * reconnected, whether that transaction committed (pg_xact_status) and
+ * neither loses nor doubles the batch; if it cannot learn the outcome
+ * the tasks are failed and counted in commit_unknown.
+ *
  * CALLBACK TASKS run on a worker *outside* any transaction, so they may
  * open their own transactions on defer_env_db().  Such a transaction does
  * not take the pool's writer turn: it waits for other workers' batches
@@ -83,6 +98,7 @@
 #include <stdint.h>
 
 #include "qb.h"
+#include "qb_pg.h"
 #include "qb_sqlite.h"
 
 #if defined(__GNUC__) && defined(DEFER_BUILDING)
@@ -151,9 +167,19 @@ typedef struct defer_config {
     unsigned drain_ms;           /* deadline used by destroy; default 30000 */
     unsigned busy_retries;       /* transaction retries on BUSY; default 5 */
     unsigned busy_backoff_ms;    /* first backoff, doubles, x16 cap; def 10 */
-    const char *db_path;         /* NULL: no database, SQL tasks refused */
+    const char *db_path;         /* SQLite file; NULL: no SQLite */
     qb_db_config db;             /* pragmas for each worker connection;
                                     db.busy_timeout_ms bounds one wait */
+    const char *pg_conninfo;     /* PostgreSQL (libpq URI or key=value
+                                    string) instead of SQLite; db_path
+                                    must then be NULL.  Neither set: no
+                                    database, SQL tasks refused. */
+    qb_pg_config pg;             /* options of each PostgreSQL connection */
+    unsigned reconnect_ms;       /* PostgreSQL: how long a transaction
+                                    whose connection was lost keeps
+                                    reconnecting (backoff 50 ms doubling
+                                    to 1 s) before its tasks fail;
+                                    default 10000 */
     defer_log_fn log;            /* NULL: one line to stderr */
     void *log_ud;
     int log_level;               /* lowest level logged; default INFO */
@@ -169,11 +195,13 @@ typedef struct defer_pool defer_pool;
 
 /*
  * Create a pool from cfg (NULL = defaults; strings are copied): opens one
- * writer connection per worker (if db_path), then starts the workers
- * ("defer-w0"...; all signals blocked in them).  Returns DEFER_OK or
- * DEFER_EINVAL / DEFER_ENOMEM / DEFER_EDB / DEFER_ETHREAD; on failure
- * *out is NULL, every started thread has been joined, and a message is
- * written to errbuf (if non-NULL).
+ * writer connection per worker (if db_path or pg_conninfo: the workers
+ * are the connection pool), then starts the workers ("defer-w0"...; all
+ * signals blocked in them).  Returns DEFER_OK or DEFER_EINVAL (also:
+ * pg_conninfo in a build without libpq) / DEFER_ENOMEM / DEFER_EDB (a
+ * connection failed: PostgreSQL must be up when the pool starts) /
+ * DEFER_ETHREAD; on failure *out is NULL, every started thread has been
+ * joined, and a message is written to errbuf (if non-NULL).
  */
 DEFER_API int defer_pool_create(defer_pool **out, const defer_config *cfg,
                                 char *errbuf, size_t errbuf_len);
@@ -213,7 +241,14 @@ typedef struct defer_stats {
     uint64_t left;          /* admitted tasks not run (shutdown), hung incl. */
     uint64_t hung;          /* tasks still running when shutdown gave up */
     uint64_t timeouts;      /* SQL tasks interrupted by task_budget_ms */
-    uint64_t retried;       /* transaction retries after QB_EBUSY */
+    uint64_t retried;       /* transaction retries after QB_EBUSY, and
+                               after a lost connection (PostgreSQL) */
+    uint64_t conn_lost;     /* PostgreSQL: transactions whose connection
+                               was lost (server restart, network) */
+    uint64_t reconnects;    /* PostgreSQL: successful reconnects */
+    uint64_t commit_unknown; /* PostgreSQL: tasks failed because the
+                               connection died during COMMIT and the
+                               outcome could not be learnt afterwards */
     uint64_t commits;       /* transactions committed by workers */
     uint64_t batches;       /* batches taken from the queue by workers */
     uint64_t batch_hist[DEFER_HIST_BUCKETS]; /* [k]: sizes 2^k..2^(k+1)-1 */
@@ -226,6 +261,10 @@ typedef struct defer_stats {
 
 /* Copy the counters into *out.  Thread-safe. */
 DEFER_API void defer_pool_stats(defer_pool *pool, defer_stats *out);
+
+/* The dialect SQL tasks must be built for: QB_DIALECT_POSTGRES when the
+ * pool runs on PostgreSQL, else QB_DIALECT_SQLITE.  Thread-safe. */
+DEFER_API qb_dialect defer_pool_dialect(const defer_pool *pool);
 
 /* ---- tasks -------------------------------------------------------------- */
 
@@ -260,9 +299,11 @@ DEFER_API void defer_ctx_free(defer_ctx *ctx);
 DEFER_API int defer_wait_until(defer_ctx *ctx, defer_fn fn, void *arg,
                                defer_free_fn arg_free, const char *label);
 
-/* Register the SQL task q (run with qb_exec, rows discarded).  Takes
- * ownership of q on every path (qb_query_free).  Errors as above, plus
- * DEFER_EINVAL when q is NULL or the pool has no database. */
+/* Register the SQL task q (run with qb_exec or qb_pg_exec, rows
+ * discarded).  Takes ownership of q on every path (qb_query_free).
+ * Errors as above, plus DEFER_EINVAL when q is NULL, the pool has no
+ * database, or q was built for another dialect than the pool's
+ * (defer_pool_dialect). */
 DEFER_API int defer_wait_until_query(defer_ctx *ctx, qb_query *q,
                                      const char *label);
 
@@ -305,9 +346,12 @@ DEFER_API void defer_ctx_discard(defer_ctx *ctx);
 /* ---- inside a callback -------------------------------------------------- */
 
 /* The running thread's connection (worker's writer, or the ctx's inline
- * connection); NULL if the pool has no database.  Only valid during the
- * callback; do not close it; leave no transaction open. */
+ * connection); NULL if the pool has no SQLite database.  Only valid during
+ * the callback; do not close it; leave no transaction open. */
 DEFER_API qb_db *defer_env_db(defer_env *env);
+/* The same for a pool on PostgreSQL (NULL otherwise).  After QB_PG_ECONN
+ * the callback may qb_pg_reset it. */
+DEFER_API qb_pg *defer_env_pg(defer_env *env);
 /* The task's label. */
 DEFER_API const char *defer_env_label(const defer_env *env);
 /* Worker index 0..workers-1, or -1 when running inline. */

@@ -112,6 +112,7 @@ DEFER_API void defer_config_init(defer_config *cfg)
     cfg->drain_ms = 30000;
     cfg->busy_retries = 5;
     cfg->busy_backoff_ms = 10;
+    cfg->reconnect_ms = 10000;
     cfg->db_path = NULL;
     cfg->db.journal_mode = "WAL";
     cfg->db.synchronous = "NORMAL";
@@ -379,6 +380,10 @@ static int check_config(const defer_config *c, char *errbuf, size_t len)
     if (c->task_budget_ms > 86400000u || c->admit_wait_ms > 86400000u ||
         c->drain_ms > 86400000u) {
         set_err(errbuf, len, "time bounds must be at most one day");
+        return DEFER_EINVAL;
+    }
+    if (c->pg_conninfo != NULL) {
+        set_err(errbuf, len, "PostgreSQL pools: not implemented yet");
         return DEFER_EINVAL;
     }
     return DEFER_OK;
@@ -758,6 +763,12 @@ DEFER_API void defer_pool_destroy(defer_pool *p)
     defer__unlock(p);
     if (last)
         pool_free(p);
+}
+
+DEFER_API qb_dialect defer_pool_dialect(const defer_pool *p)
+{
+    return p != NULL && p->cfg.pg_conninfo != NULL ? QB_DIALECT_POSTGRES
+                                                   : QB_DIALECT_SQLITE;
 }
 
 DEFER_API void defer_pool_stats(defer_pool *p, defer_stats *out)

@@ -349,6 +349,12 @@ DEFER_API qb_db *defer_env_db(defer_env *env)
     return env != NULL ? env->r->db : NULL;
 }
 
+DEFER_API qb_pg *defer_env_pg(defer_env *env)
+{
+    (void)env;
+    return NULL;
+}
+
 DEFER_API const char *defer_env_label(const defer_env *env)
 {
     return env != NULL && env->task != NULL ? env->task->label : "-";

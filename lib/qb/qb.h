@@ -137,6 +137,7 @@ QB_API size_t qb_query_nparams(const qb_query *q);
 QB_API const qb_value *qb_query_params(const qb_query *q);
 QB_API qb_fetch qb_query_fetch(const qb_query *q);
 QB_API qb_kind qb_query_kind(const qb_query *q);
+QB_API qb_dialect qb_query_dialect(const qb_query *q); /* NULL: SQLITE */
 QB_API const qb_query *qb_query_next(const qb_query *q); /* chain, or NULL */
 
 /* SQL with values rendered as literals (workers-qb toDebugSQL rules).

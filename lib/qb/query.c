@@ -221,6 +221,11 @@ QB_API qb_kind qb_query_kind(const qb_query *q)
     return q ? q->kind : QB_KIND_RAW;
 }
 
+QB_API qb_dialect qb_query_dialect(const qb_query *q)
+{
+    return q ? q->dialect : QB_DIALECT_SQLITE;
+}
+
 QB_API const qb_query *qb_query_next(const qb_query *q)
 {
     return q ? q->next : NULL;
