@@ -72,9 +72,17 @@ struct defer_slot {
 
 /* What runs tasks: a worker, or a ctx running them inline.  Used by one
  * thread at a time; counters are flushed into the pool under its lock. */
+struct pg_cancel; /* libpq's PGcancel */
+
 typedef struct defer_runner {
     defer_pool *pool;
-    qb_db *db;                 /* NULL: no database (or open failed) */
+    qb_db *db;                 /* SQLite connection, or NULL */
+    qb_pg *pg;                 /* PostgreSQL connection, or NULL */
+    pthread_mutex_t cancel_mu; /* leaf lock: cancel (shutdown thread) */
+    struct pg_cancel *cancel;  /* for pg's running statement, or NULL */
+    int64_t conn_since;        /* lost-connection episode start, or 0 */
+    unsigned conn_tries;       /* reconnect attempts in this episode */
+    char xid[32];              /* PostgreSQL: id of the open transaction */
     int worker;                /* index, -1 inline */
     int why;                   /* WHY_*, set by the progress handler */
     int64_t stmt_deadline_ns;  /* read by the progress handler; 0 none */
@@ -104,6 +112,7 @@ struct defer_pool {
     /* immutable after create */
     defer_config cfg;          /* string fields point at the copies below */
     char *name, *db_path, *journal_mode, *synchronous;
+    char *pg_conninfo, *pg_appname;
     size_t batch_cap;          /* max(batch_max, max_tasks_per_request) */
     unsigned nworkers;
     defer_worker *workers;
@@ -124,6 +133,40 @@ struct defer_pool {
     defer_stats st;            /* depth/queued/... maintained live */
 };
 
+/* ---- defer_db.c: the engines ------------------------------------------ */
+
+/* pg_xact_status() answers */
+enum { DEFER_XACT_UNKNOWN = 0, DEFER_XACT_COMMITTED, DEFER_XACT_ABORTED,
+       DEFER_XACT_RUNNING };
+
+int defer__db_is_pg(const defer_pool *p);
+/* Test-only fault injection on the next PostgreSQL COMMIT (defer_db.c). */
+enum { DEFER_FAULT_AFTER_COMMIT = 1, DEFER_FAULT_NO_COMMIT = 2 };
+extern atomic_int defer__fault_commit;
+/* Open r's connection per the pool's configuration (nothing if neither
+ * engine is configured).  QB_OK or a qb code, message in eb. */
+int defer__db_open(defer_runner *r, char *eb, size_t el);
+void defer__db_close(defer_runner *r);   /* idempotent */
+int defer__db_connected(const defer_runner *r);
+/* PostgreSQL: reconnect and set the session up again. */
+int defer__db_reset(defer_runner *r);
+/* Any thread: cancel r's running PostgreSQL statement (no-op else). */
+void defer__db_cancel(defer_runner *r);
+int defer__db_exec(defer_runner *r, const qb_query *q);
+int defer__db_begin(defer_runner *r);
+int defer__db_commit(defer_runner *r);
+int defer__db_rollback(defer_runner *r);
+int defer__db_savepoint(defer_runner *r, const char *name);
+int defer__db_release(defer_runner *r, const char *name);
+int defer__db_rollback_to(defer_runner *r, const char *name);
+int defer__db_in_tx(defer_runner *r);
+const char *defer__db_errmsg(const defer_runner *r);
+const char *defer__db_strerror(int rc); /* qb_strerror + QB_PG_ECONN */
+/* PostgreSQL: the open transaction's id as text; and, on a new session,
+ * what became of it (DEFER_XACT_*). */
+int defer__db_xact_id(defer_runner *r, char *buf, size_t len);
+int defer__db_xact_status(defer_runner *r, const char *xid, int *status);
+
 /* ---- defer_run.c ----------------------------------------------------- */
 
 /* Set up a runner (db may be NULL); installs the progress and busy
@@ -131,6 +174,8 @@ struct defer_pool {
 void defer__runner_init(defer_runner *r, defer_pool *p, int worker,
                         qb_db *db);
 void defer__runner_set_db(defer_runner *r, qb_db *db);
+/* Close the connection and free what runner_init allocated. */
+void defer__runner_fini(defer_runner *r);
 
 /* Run tasks[0..n) in order (segments of SQL tasks group-committed,
  * callbacks alone).  Every task ends DONE, WLEFT, STOLEN or HUNG. */

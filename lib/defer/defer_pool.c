@@ -31,6 +31,11 @@
  * up to batch_max tasks (at least one request), so a request never spans
  * two workers and its tasks run in registration order.
  *
+ * POSTGRESQL: the same queue and workers; each worker owns a connection
+ * (defer_db.c).  There is no writer token (the server has row locks), and
+ * at the deadline the shutdown thread also cancels running statements,
+ * outside pool->mu (each runner's cancel_mu is a leaf lock of its own).
+ *
  * WRITER TOKEN: SQLite (WAL) has one writer.  Rather than let the pool's
  * own workers collide on SQLITE_BUSY and sleep in the busy handler, a
  * worker takes the pool's writer token for the length of a transaction;
@@ -50,6 +55,7 @@
  * it; the last reference frees the pool.  No thread is ever cancelled.
  */
 #define _GNU_SOURCE
+#include "config.h"
 #include "defer_int.h"
 
 #include <errno.h>
@@ -198,7 +204,6 @@ static void *worker_main(void *arg)
     defer_pool *p = w->pool;
     char name[16];
     int rc, det, last;
-    qb_db *db;
 
     snprintf(name, sizeof name, "defer-w%u", w->index);
     rc = pthread_setname_np(pthread_self(), name);
@@ -296,12 +301,10 @@ static void *worker_main(void *arg)
     }
     w->leaving = 1;
     det = w->detached;
-    db = w->run.db;
-    w->run.db = NULL;
     defer__broadcast(&p->done_cv);
     defer__unlock(p);
 
-    qb_db_close(db);
+    defer__db_close(&w->run);
     if (!det)
         return NULL; /* shutdown joins us and owns the pool */
 
@@ -326,8 +329,7 @@ static void pool_free(defer_pool *p)
     if (p == NULL)
         return;
     for (i = 0; i < p->nworkers; i++) {
-        qb_db_close(p->workers[i].run.db);
-        free(p->workers[i].run.slots);
+        defer__runner_fini(&p->workers[i].run);
         free(p->workers[i].batch);
     }
     free(p->workers);
@@ -339,6 +341,8 @@ static void pool_free(defer_pool *p)
     (void)pthread_mutex_destroy(&p->mu);
     free(p->name);
     free(p->db_path);
+    free(p->pg_conninfo);
+    free(p->pg_appname);
     free(p->journal_mode);
     free(p->synchronous);
     free(p);
@@ -382,10 +386,21 @@ static int check_config(const defer_config *c, char *errbuf, size_t len)
         set_err(errbuf, len, "time bounds must be at most one day");
         return DEFER_EINVAL;
     }
-    if (c->pg_conninfo != NULL) {
-        set_err(errbuf, len, "PostgreSQL pools: not implemented yet");
+    if (c->reconnect_ms > 86400000u) {
+        set_err(errbuf, len, "reconnect_ms must be at most one day");
         return DEFER_EINVAL;
     }
+    if (c->pg_conninfo != NULL && c->db_path != NULL) {
+        set_err(errbuf, len, "db_path and pg_conninfo are exclusive");
+        return DEFER_EINVAL;
+    }
+#ifndef HAVE_LIBPQ
+    if (c->pg_conninfo != NULL) {
+        set_err(errbuf, len, "built without PostgreSQL support "
+                "(configure --with-postgresql; Debian: libpq-dev)");
+        return DEFER_EINVAL;
+    }
+#endif
     return DEFER_OK;
 }
 
@@ -473,10 +488,14 @@ DEFER_API int defer_pool_create(defer_pool **out, const defer_config *cfg,
     p->cfg = *cfg;
     p->name = dup_or_null(cfg->name != NULL ? cfg->name : "defer", &oom);
     p->db_path = dup_or_null(cfg->db_path, &oom);
+    p->pg_conninfo = dup_or_null(cfg->pg_conninfo, &oom);
+    p->pg_appname = dup_or_null(cfg->pg.application_name, &oom);
     p->journal_mode = dup_or_null(cfg->db.journal_mode, &oom);
     p->synchronous = dup_or_null(cfg->db.synchronous, &oom);
     p->cfg.name = p->name;
     p->cfg.db_path = p->db_path;
+    p->cfg.pg_conninfo = p->pg_conninfo;
+    p->cfg.pg.application_name = p->pg_appname;
     p->cfg.db.journal_mode = p->journal_mode;
     p->cfg.db.synchronous = p->synchronous;
     if (p->cfg.policy == DEFER_POLICY_REJECT)
@@ -493,6 +512,8 @@ DEFER_API int defer_pool_create(defer_pool **out, const defer_config *cfg,
         p->nworkers = 0;
         free(p->name);
         free(p->db_path);
+        free(p->pg_conninfo);
+        free(p->pg_appname);
         free(p->journal_mode);
         free(p->synchronous);
         free(p);
@@ -504,6 +525,8 @@ DEFER_API int defer_pool_create(defer_pool **out, const defer_config *cfg,
         free(p->workers);
         free(p->name);
         free(p->db_path);
+        free(p->pg_conninfo);
+        free(p->pg_appname);
         free(p->journal_mode);
         free(p->synchronous);
         free(p);
@@ -513,7 +536,8 @@ DEFER_API int defer_pool_create(defer_pool **out, const defer_config *cfg,
     /* Everything that can fail short of threads comes first. */
     for (i = 0; i < p->nworkers; i++) {
         defer_worker *w = &p->workers[i];
-        qb_db *db = NULL;
+        char msg[256] = "";
+        int qrc;
         w->pool = p;
         w->index = i;
         w->batch = calloc(p->batch_cap, sizeof *w->batch);
@@ -523,16 +547,15 @@ DEFER_API int defer_pool_create(defer_pool **out, const defer_config *cfg,
             pool_free(p);
             return DEFER_ENOMEM;
         }
-        if (p->db_path != NULL) {
-            char msg[256] = "";
-            int qrc = qb_db_open(&db, p->db_path, &p->cfg.db, msg, sizeof msg);
-            if (qrc != QB_OK) {
-                set_err(errbuf, errbuf_len, "worker %u: open %s: %s (%s)", i,
-                        p->db_path, msg, qb_strerror(qrc));
-                pool_free(p);
-                return qrc == QB_ENOMEM ? DEFER_ENOMEM : DEFER_EDB;
-            }
-            defer__runner_set_db(&w->run, db);
+        qrc = defer__db_open(&w->run, msg, sizeof msg);
+        if (qrc != QB_OK) {
+            /* The conninfo may hold a password: never echo it. */
+            set_err(errbuf, errbuf_len, "worker %u: open %s: %s (%s)", i,
+                    p->db_path != NULL ? p->db_path : "PostgreSQL", msg,
+                    defer__db_strerror(qrc));
+            pool_free(p);
+            return qrc == QB_ENOMEM ? DEFER_ENOMEM
+                   : qrc == QB_EINVAL ? DEFER_EINVAL : DEFER_EDB;
         }
     }
 
@@ -672,14 +695,27 @@ DEFER_API int defer_pool_shutdown(defer_pool *p, unsigned deadline_ms)
     grace_end = defer__now_ns() + (int64_t)DEFER_GRACE_MS * 1000000;
     for (;;) {
         unsigned still = 0;
+        int64_t until = grace_end;
         for (i = 0; i < p->nworkers; i++)
             if (p->workers[i].started && !p->workers[i].leaving)
                 still++;
         if (still == 0)
             break;
+        if (!drained_ok && defer__db_is_pg(p)) {
+            /* PostgreSQL has no progress handler: cancel the running
+             * statements, again every 100 ms in case one started just
+             * after a cancel.  Not under mu (the lock is a leaf). */
+            defer__unlock(p);
+            for (i = 0; i < p->nworkers; i++)
+                defer__db_cancel(&p->workers[i].run);
+            defer__lock(p);
+            if (until > defer__now_ns() + 100000000)
+                until = defer__now_ns() + 100000000;
+        }
         /* Drained: nobody is inside a task, they all leave promptly. */
-        if (defer__wait(p, &p->done_cv, drained_ok ? 0 : grace_end) ==
-            ETIMEDOUT)
+        if (defer__wait(p, &p->done_cv, drained_ok ? 0 : until) ==
+                ETIMEDOUT &&
+            until == grace_end)
             break;
     }
     for (i = 0; i < p->nworkers; i++) {
@@ -803,7 +839,7 @@ DEFER_API int defer_ctx_create(defer_pool *pool, defer_ctx **out)
     defer__runner_init(&c->run, pool, -1, NULL);
     if (c->scratch == NULL || c->run.slots == NULL) {
         free(c->scratch);
-        free(c->run.slots);
+        defer__runner_fini(&c->run);
         free(c);
         return DEFER_ENOMEM;
     }
@@ -843,8 +879,7 @@ DEFER_API void defer_ctx_free(defer_ctx *c)
     if (c == NULL)
         return;
     defer_ctx_discard(c);
-    qb_db_close(c->run.db);
-    free(c->run.slots);
+    defer__runner_fini(&c->run);
     free(c->scratch);
     free(c);
 }
@@ -928,7 +963,9 @@ static void free_query(void *q)
 DEFER_API int defer_wait_until_query(defer_ctx *c, qb_query *q,
                                      const char *label)
 {
-    if (c == NULL || q == NULL || c->pool->db_path == NULL) {
+    if (c == NULL || q == NULL ||
+        (c->pool->db_path == NULL && c->pool->pg_conninfo == NULL) ||
+        qb_query_dialect(q) != defer_pool_dialect(c->pool)) {
         qb_query_free(q);
         if (c != NULL)
             count_refused(c->pool);
@@ -955,16 +992,13 @@ static void run_inline(defer_pool *p, defer_ctx *c)
         t = t->next;
     }
     ctx_reset(c);
-    if (c->run.db == NULL && p->db_path != NULL && !c->db_tried) {
-        qb_db *db = NULL;
+    if (!defer__db_connected(&c->run) && !c->db_tried &&
+        (p->db_path != NULL || p->pg_conninfo != NULL)) {
         char msg[256] = "";
         /* Try once per ctx: a failing open would otherwise be retried on
          * every overloaded request.  Its SQL tasks then fail, logged. */
         c->db_tried = 1;
-        if (qb_db_open(&db, p->db_path, &p->cfg.db, msg, sizeof msg) ==
-            QB_OK)
-            defer__runner_set_db(&c->run, db);
-        else
+        if (defer__db_open(&c->run, msg, sizeof msg) != QB_OK)
             defer__log(p, DEFER_LOG_ERROR, "inline_db_open_failed", NULL,
                        -1, DEFER_EDB, msg);
     }

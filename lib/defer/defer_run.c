@@ -61,7 +61,7 @@
 enum { S_PENDING = 0, S_OK, S_FAILED };
 
 /* exec_one() results */
-enum { X_OK = 0, X_FAIL, X_RESTART, X_BUSY, X_ABORT };
+enum { X_OK = 0, X_FAIL, X_RESTART, X_BUSY, X_ABORT, X_CONN };
 
 /* ---- clock, locks ------------------------------------------------------- */
 
@@ -323,6 +323,8 @@ void defer__runner_init(defer_runner *r, defer_pool *p, int worker,
                         qb_db *db)
 {
     memset(r, 0, sizeof *r);
+    /* Default attributes: cannot fail on Linux. */
+    (void)pthread_mutex_init(&r->cancel_mu, NULL);
     r->pool = p;
     r->worker = worker;
     r->slots = calloc(p->batch_cap, sizeof *r->slots);
@@ -331,6 +333,14 @@ void defer__runner_init(defer_runner *r, defer_pool *p, int worker,
         r->rng = 0x9e3779b97f4a7c15ull;
     r->env.r = r;
     defer__runner_set_db(r, db);
+}
+
+void defer__runner_fini(defer_runner *r)
+{
+    defer__db_close(r);
+    free(r->slots);
+    r->slots = NULL;
+    (void)pthread_mutex_destroy(&r->cancel_mu);
 }
 
 static uint64_t rnd(defer_runner *r)
@@ -351,8 +361,7 @@ DEFER_API qb_db *defer_env_db(defer_env *env)
 
 DEFER_API qb_pg *defer_env_pg(defer_env *env)
 {
-    (void)env;
-    return NULL;
+    return env != NULL ? env->r->pg : NULL;
 }
 
 DEFER_API const char *defer_env_label(const defer_env *env)
@@ -427,8 +436,8 @@ static void run_callback(defer_runner *r, defer_task *t)
 
     rc = t->fn(&r->env, t->arg);
 
-    if (r->db != NULL && !sqlite3_get_autocommit(qb_db_sqlite(r->db))) {
-        (void)qb_rollback(r->db);
+    if (defer__db_in_tx(r)) {
+        (void)defer__db_rollback(r);
         if (rc == 0)
             rc = DEFER_EMISUSE;
         defer_env_set_error(&r->env,
@@ -466,6 +475,8 @@ static int token_get(defer_runner *r)
 {
     defer_pool *p = r->pool;
     int ok;
+    if (defer__db_is_pg(p))
+        return !aborted(p); /* row locks: no single writer */
     defer__lock(p);
     while (p->writer_busy && !atomic_load(&p->abort))
         defer__wait(p, &p->writer_cv, 0);
@@ -479,6 +490,8 @@ static int token_get(defer_runner *r)
 static void token_put(defer_runner *r)
 {
     defer_pool *p = r->pool;
+    if (defer__db_is_pg(p))
+        return;
     defer__lock(p);
     p->writer_busy = 0;
     defer__signal(&p->writer_cv);
@@ -511,14 +524,100 @@ static int busy_retry(defer_runner *r, unsigned *tries)
 
 static void rollback_if_open(defer_runner *r)
 {
-    if (!sqlite3_get_autocommit(qb_db_sqlite(r->db)))
-        (void)qb_rollback(r->db);
+    if (defer__db_in_tx(r))
+        (void)defer__db_rollback(r);
+}
+
+/* PostgreSQL: the connection is gone, and with it the transaction (the
+ * server rolls it back).  Back off (50 ms doubling to 1 s, woken by the
+ * deadline) and reconnect, for at most reconnect_ms since the episode
+ * began (r->conn_since; one episode per run_sql).  Returns 1 when
+ * reconnected (replay), 0 when the budget is spent, -1 at the deadline. */
+static int conn_retry(defer_runner *r)
+{
+    defer_pool *p = r->pool;
+    int64_t limit = (int64_t)p->cfg.reconnect_ms * 1000000, now;
+    char detail[DEFER_ERRMSG_MAX + 64];
+
+    if (r->conn_since == 0) {
+        r->conn_since = defer__now_ns();
+        r->conn_tries = 0;
+        defer__lock(p);
+        p->st.conn_lost++;
+        defer__unlock(p);
+        emit(p, DEFER_LOG_WARN, "db_connection_lost", NULL, r->worker, 0, 0,
+             NULL, defer__db_errmsg(r));
+    }
+    for (;;) {
+        int64_t left;
+        unsigned d = 50u << (r->conn_tries < 5 ? r->conn_tries : 5);
+        if (aborted(p))
+            return -1;
+        now = defer__now_ns();
+        left = limit - (now - r->conn_since);
+        if (left <= 0)
+            return 0;
+        if (d > 1000)
+            d = 1000;
+        if ((int64_t)d * 1000000 > left)
+            d = (unsigned)(left / 1000000) + 1;
+        r->conn_tries++;
+        defer__pool_sleep(p, d);
+        if (aborted(p))
+            return -1;
+        if (defer__db_reset(r) == QB_OK) {
+            defer__lock(p);
+            p->st.reconnects++;
+            p->st.retried++;
+            defer__unlock(p);
+            snprintf(detail, sizeof detail, "attempt %u, %lld ms after loss",
+                     r->conn_tries,
+                     (long long)((defer__now_ns() - r->conn_since) / 1000000));
+            emit(p, DEFER_LOG_INFO, "db_reconnected", NULL, r->worker, 0, 0,
+                 NULL, detail);
+            return 1;
+        }
+    }
+}
+
+/* The connection died while COMMIT was under way, so its answer is lost.
+ * Reconnect and ask the server what became of transaction r->xid.
+ * Returns 1 committed, 0 not committed (replay it), -1 deadline,
+ * -2 cannot tell (budget spent, or the server forgot). */
+static int commit_outcome(defer_runner *r)
+{
+    defer_pool *p = r->pool;
+    int64_t limit = (int64_t)p->cfg.reconnect_ms * 1000000;
+
+    for (;;) {
+        int br = conn_retry(r);
+        if (br <= 0)
+            return br == 0 ? -2 : -1;
+        for (;;) {
+            int st = DEFER_XACT_UNKNOWN;
+            int rc = defer__db_xact_status(r, r->xid, &st);
+            if (rc == QB_PG_ECONN)
+                break; /* lost again: reconnect */
+            if (rc != QB_OK || st == DEFER_XACT_UNKNOWN)
+                return -2;
+            if (st == DEFER_XACT_COMMITTED)
+                return 1;
+            if (st == DEFER_XACT_ABORTED)
+                return 0;
+            /* Still running: the old session has not ended yet. */
+            if (defer__now_ns() - r->conn_since > limit)
+                return -2;
+            defer__pool_sleep(p, 20);
+            if (aborted(p))
+                return -1;
+        }
+    }
 }
 
 static void record(defer_runner *r, struct defer_slot *s, int rc,
                    const char *prefix, int timeout)
 {
-    const char *m = r->db != NULL ? qb_db_errmsg(r->db) : NULL;
+    const char *m = defer__db_errmsg(r);
     char buf[DEFER_ERRMSG_MAX];
     snprintf(buf, sizeof buf, "%s%s", prefix, m != NULL ? m : "");
     free(s->msg);
@@ -561,10 +660,12 @@ static int exec_one(defer_runner *r, defer_task *t, struct defer_slot *s,
         r->why = WHY_NONE;
         r->stmt_deadline_ns = p->cfg.task_budget_ms != 0
             ? defer__now_ns() + (int64_t)p->cfg.task_budget_ms * 1000000 : 0;
-        rc = qb_exec(r->db, t->arg, NULL);
+        rc = defer__db_exec(r, t->arg);
         r->stmt_deadline_ns = 0;
         if (rc == QB_OK)
             return X_OK;
+        if (rc == QB_PG_ECONN)
+            return X_CONN;
         rollback_if_open(r);
         if (r->why == WHY_ABORT)
             return X_ABORT;
@@ -573,7 +674,9 @@ static int exec_one(defer_runner *r, defer_task *t, struct defer_slot *s,
         record(r, s, rc, "", r->why == WHY_BUDGET);
         return X_RESTART;
     }
-    rc = qb_savepoint(r->db, SP_NAME);
+    rc = defer__db_savepoint(r, SP_NAME);
+    if (rc == QB_PG_ECONN)
+        return X_CONN;
     if (rc == QB_EBUSY) {
         rollback_if_open(r);
         return X_BUSY;
@@ -586,12 +689,16 @@ static int exec_one(defer_runner *r, defer_task *t, struct defer_slot *s,
     r->why = WHY_NONE;
     r->stmt_deadline_ns = p->cfg.task_budget_ms != 0
         ? defer__now_ns() + (int64_t)p->cfg.task_budget_ms * 1000000 : 0;
-    rc = qb_exec(r->db, t->arg, NULL);
+    rc = defer__db_exec(r, t->arg);
     r->stmt_deadline_ns = 0;
+    if (rc == QB_PG_ECONN)
+        return X_CONN;
     if (rc == QB_OK) {
-        rc = qb_release(r->db, SP_NAME);
+        rc = defer__db_release(r, SP_NAME);
         if (rc == QB_OK)
             return X_OK;
+        if (rc == QB_PG_ECONN)
+            return X_CONN;
         rollback_if_open(r);
         if (rc == QB_EBUSY)
             return X_BUSY;
@@ -607,9 +714,12 @@ static int exec_one(defer_runner *r, defer_task *t, struct defer_slot *s,
         return X_BUSY;
     }
     record(r, s, rc, "", r->why == WHY_BUDGET);
-    if (sqlite3_get_autocommit(qb_db_sqlite(r->db)))
+    if (!defer__db_in_tx(r))
         return X_RESTART; /* SQLite rolled the whole transaction back */
-    if (qb_rollback_to(r->db, SP_NAME) != QB_OK) {
+    rc = defer__db_rollback_to(r, SP_NAME);
+    if (rc == QB_PG_ECONN)
+        return X_CONN;
+    if (rc != QB_OK) {
         rollback_if_open(r);
         return X_RESTART;
     }
@@ -657,6 +767,23 @@ static void finish_sql(defer_runner *r, defer_task **t,
     }
 }
 
+/* After a lost connection: 1 replay, else the segment's end is set
+ * (left_why or failures recorded) and the caller breaks out. */
+static int after_conn_loss(defer_runner *r, defer_task **t,
+                           struct defer_slot *s, size_t n,
+                           const char **left_why)
+{
+    int br = conn_retry(r);
+    if (br > 0)
+        return 1;
+    if (br < 0)
+        *left_why = "deadline passed while reconnecting";
+    else
+        fail_rest(r, t, s, n, QB_PG_ECONN,
+                  "connection lost; reconnect budget spent: ");
+    return 0;
+}
+
 static void run_sql(defer_runner *r, defer_task **t, size_t n)
 {
     defer_pool *p = r->pool;
@@ -664,7 +791,7 @@ static void run_sql(defer_runner *r, defer_task **t, size_t n)
     const char *left_why = NULL;
     unsigned tries = 0;
     size_t i;
-    int rc, br, use_sp = 0;
+    int rc, br, use_sp = 0, pg = r->pg != NULL;
 
     for (i = 0; i < n; i++) {
         s[i].st = S_PENDING;
@@ -673,11 +800,12 @@ static void run_sql(defer_runner *r, defer_task **t, size_t n)
         s[i].timeout = 0;
         s[i].msg = NULL;
     }
+    r->conn_since = 0;
     if (aborted(p)) {
         finish_sql(r, t, s, n, "deadline passed before it ran");
         return;
     }
-    if (r->db == NULL) {
+    if (!defer__db_connected(r)) {
         for (i = 0; i < n; i++) {
             if (!claim(t[i]))
                 continue;
@@ -700,10 +828,15 @@ static void run_sql(defer_runner *r, defer_task **t, size_t n)
             break;
         }
         r->why = WHY_NONE;
-        rc = qb_begin(r->db);
+        rc = defer__db_begin(r);
         if (rc != QB_OK && (r->why == WHY_ABORT || aborted(p))) {
             rollback_if_open(r);
             left_why = "deadline passed before it ran";
+            break;
+        }
+        if (rc == QB_PG_ECONN) {
+            if (after_conn_loss(r, t, s, n, &left_why))
+                continue;
             break;
         }
         if (rc == QB_EBUSY) {
@@ -747,6 +880,9 @@ static void run_sql(defer_runner *r, defer_task **t, size_t n)
             case X_ABORT:
                 left_why = "interrupted at the shutdown deadline";
                 break;
+            case X_CONN:
+                restart = after_conn_loss(r, t, s, n, &left_why) ? 1 : -1;
+                break;
             default: /* X_BUSY: transaction already rolled back */
                 br = busy_retry(r, &tries);
                 if (br > 0) {
@@ -768,10 +904,51 @@ static void run_sql(defer_runner *r, defer_task **t, size_t n)
             break;
         if (restart)
             continue;
+        if (pg) {
+            /* Its id lets us learn the outcome if COMMIT's answer is
+             * lost with the connection (commit_outcome). */
+            r->why = WHY_NONE;
+            rc = defer__db_xact_id(r, r->xid, sizeof r->xid);
+            if (rc == QB_PG_ECONN) {
+                if (after_conn_loss(r, t, s, n, &left_why))
+                    continue;
+                break;
+            }
+            if (rc != QB_OK)
+                r->xid[0] = '\0'; /* cannot resolve a lost COMMIT */
+        }
         r->why = WHY_NONE;
-        rc = qb_commit(r->db);
+        rc = defer__db_commit(r);
         if (rc == QB_OK) {
             r->n_commits++;
+            break;
+        }
+        if (rc == QB_PG_ECONN) {
+            int oc = r->xid[0] != '\0' ? commit_outcome(r) : -2;
+            if (oc == 1) {
+                r->n_commits++;
+                emit(p, DEFER_LOG_WARN, "commit_confirmed", NULL, r->worker,
+                     0, 0, NULL, "COMMIT answer lost with the connection; "
+                     "the server says it committed");
+                break;
+            }
+            if (oc == 0)
+                continue; /* rolled back: replay on the new session */
+            if (oc == -1) {
+                left_why = "deadline passed while learning COMMIT's "
+                           "outcome (the rows may have landed)";
+                break;
+            }
+            for (i = 0; i < n; i++)
+                if (s[i].st == S_OK)
+                    s[i].st = S_PENDING;
+            defer__lock(p);
+            for (i = 0; i < n; i++)
+                if (s[i].st == S_PENDING)
+                    p->st.commit_unknown++;
+            defer__unlock(p);
+            fail_rest(r, t, s, n, rc, "connection lost during COMMIT; "
+                      "outcome unknown (the rows may have landed): ");
             break;
         }
         rollback_if_open(r);

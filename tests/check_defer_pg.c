@@ -1,0 +1,646 @@
+/*
+ * check_defer_pg.c -- lib/defer on PostgreSQL: group commit with a
+ * savepoint per task, lock waits retried, the task budget, the shutdown
+ * deadline, lost connections (reconnect and replay, the budget for it),
+ * and a COMMIT whose answer is lost with the connection.
+ *
+ * The server comes from WU_PG_DSN (a libpq key=value string); without it
+ * the program exits 77 (SKIP).  tests/pg/check_defer_pg.sh runs it
+ * against a private server from tests/pg/pg_env.sh.  Every test works on
+ * a fresh public schema.  Timings are only generous upper bounds.
+ */
+#define _GNU_SOURCE
+#include <check.h>
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "defer.h"
+#include "defer_int.h" /* defer__fault_commit: test-only fault injection */
+#include "qb.h"
+#include "qb_pg.h"
+#include "testutil.h"
+
+static const char *g_dsn;
+static const char *g_restart; /* WU_PG_RESTART: restarts the server */
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static pthread_mutex_t g_log_mu = PTHREAD_MUTEX_INITIALIZER;
+static char g_log[65536];
+static size_t g_log_len;
+
+static void cap_log(void *ud, int level, const char *line)
+{
+    (void)ud;
+    pthread_mutex_lock(&g_log_mu);
+    if (g_log_len < sizeof g_log - 1)
+        g_log_len += (size_t)snprintf(g_log + g_log_len,
+                                      sizeof g_log - g_log_len, "%d %s\n",
+                                      level, line);
+    if (g_log_len > sizeof g_log - 1)
+        g_log_len = sizeof g_log - 1;
+    pthread_mutex_unlock(&g_log_mu);
+}
+
+static int log_has(const char *needle)
+{
+    int found;
+    pthread_mutex_lock(&g_log_mu);
+    found = strstr(g_log, needle) != NULL;
+    pthread_mutex_unlock(&g_log_mu);
+    return found;
+}
+
+static void sh(PGconn *c, const char *sql)
+{
+    PGresult *res = PQexec(c, sql);
+    ExecStatusType s = PQresultStatus(res);
+    ck_assert_msg(s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK,
+                  "%s: %s", sql, PQerrorMessage(c));
+    PQclear(res);
+}
+
+static long long scalar(PGconn *c, const char *sql)
+{
+    PGresult *res = PQexec(c, sql);
+    long long v;
+    ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK, "%s: %s", sql,
+                  PQerrorMessage(c));
+    v = atoll(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return v;
+}
+
+static void quiet(void *arg, const char *msg)
+{
+    (void)arg, (void)msg; /* NOTICEs of the setup SQL */
+}
+
+static PGconn *side(const char *dsn)
+{
+    PGconn *c = PQconnectdb(dsn);
+    ck_assert_msg(PQstatus(c) == CONNECTION_OK, "connect: %s",
+                  PQerrorMessage(c));
+    PQsetNoticeProcessor(c, quiet, NULL);
+    return c;
+}
+
+/* A side connection on an empty public schema with table t. */
+static PGconn *fresh(void)
+{
+    PGconn *c = side(g_dsn);
+    sh(c, "DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public;"
+          "CREATE TABLE t (id BIGINT PRIMARY KEY, v TEXT)");
+    pthread_mutex_lock(&g_log_mu);
+    g_log_len = 0;
+    g_log[0] = '\0';
+    pthread_mutex_unlock(&g_log_mu);
+    atomic_store(&defer__fault_commit, 0);
+    return c;
+}
+
+static void pg_cfg(defer_config *cfg, const char *dsn, unsigned workers)
+{
+    defer_config_init(cfg);
+    cfg->name = "pgtest";
+    cfg->workers = workers;
+    cfg->pg_conninfo = dsn;
+    cfg->pg.application_name = "defer_pg_test";
+    cfg->batch_delay_us = 1000;
+    cfg->log = cap_log;
+    cfg->log_level = DEFER_LOG_DEBUG;
+}
+
+static defer_pool *pool_new(const defer_config *cfg)
+{
+    char eb[512] = "";
+    defer_pool *p = NULL;
+    int rc = defer_pool_create(&p, cfg, eb, sizeof eb);
+    ck_assert_msg(rc == DEFER_OK, "create: %s (%s)", eb, defer_strerror(rc));
+    return p;
+}
+
+static qb_query *q_sql(const char *sql, size_t n, const qb_value *v)
+{
+    qb_query *q = NULL;
+    ck_assert_int_eq(qb_query_raw_dialect(&q, QB_DIALECT_POSTGRES, sql, n, v,
+                                          QB_FETCH_NONE), QB_OK);
+    return q;
+}
+
+static qb_query *q_ins(long long id)
+{
+    qb_value v[2] = { qb_int(id), qb_text("x") };
+    return q_sql("INSERT INTO t (id, v) VALUES (?, ?)", 2, v);
+}
+
+/* One request with n queries: admit, submit. */
+static void request(defer_pool *p, defer_ctx *c, qb_query **qs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        ck_assert_int_eq(defer_wait_until_query(c, qs[i], "/t"), DEFER_OK);
+    ck_assert_int_eq(defer_admit(p, c), DEFER_OK);
+    defer_submit(p, c);
+}
+
+static void one(defer_pool *p, defer_ctx *c, qb_query *q)
+{
+    request(p, c, &q, 1);
+}
+
+/* Wait (bounded) until the pool has finished n tasks. */
+static void wait_done(defer_pool *p, uint64_t n, int secs)
+{
+    defer_stats st;
+    for (int i = 0; i < secs * 100; i++) {
+        defer_pool_stats(p, &st);
+        if (st.ok + st.failed + st.left >= n)
+            return;
+        usleep(10000);
+    }
+    defer_pool_stats(p, &st);
+    ck_abort_msg("only %llu of %llu tasks done",
+                 (unsigned long long)(st.ok + st.failed + st.left),
+                 (unsigned long long)n);
+}
+
+/* ---- tests ---------------------------------------------------------------- */
+
+START_TEST(group_commit_rows_exact)
+{
+    PGconn *c = fresh();
+    defer_config cfg;
+    defer_pool *p;
+    defer_ctx *ctx;
+    defer_stats st;
+    const int n = 2000;
+
+    pg_cfg(&cfg, g_dsn, 2);
+    p = pool_new(&cfg);
+    ck_assert_int_eq(defer_pool_dialect(p), QB_DIALECT_POSTGRES);
+    ck_assert_int_eq(defer_ctx_create(p, &ctx), DEFER_OK);
+    for (int i = 0; i < n; i++)
+        one(p, ctx, q_ins(i));
+    ck_assert_int_eq(defer_pool_shutdown(p, 20000), DEFER_OK);
+    defer_pool_stats(p, &st);
+    ck_assert_uint_eq(st.admitted, (uint64_t)n);
+    ck_assert_uint_eq(st.ok, (uint64_t)n);
+    ck_assert_uint_eq(st.failed + st.left, 0);
+    ck_assert_int_eq(scalar(c, "SELECT count(*) FROM t"), n);
+    /* Group commit: far fewer transactions than tasks. */
+    ck_assert_msg(st.commits < (uint64_t)n / 4, "commits %llu",
+                  (unsigned long long)st.commits);
+    defer_ctx_free(ctx);
+    defer_pool_destroy(p);
+    PQfinish(c);
+}
+END_TEST
+
+START_TEST(wrong_dialect_refused)
+{
+    PGconn *c = fresh();
+    defer_config cfg;
+    defer_pool *p;
+    defer_ctx *ctx;
+    defer_stats st;
+    qb_query *q = NULL;
+    qb_value v = qb_int(1);
+
+    pg_cfg(&cfg, g_dsn, 1);
+    p = pool_new(&cfg);
+    ck_assert_int_eq(defer_ctx_create(p, &ctx), DEFER_OK);
+    ck_assert_int_eq(qb_query_raw(&q, "INSERT INTO t (id) VALUES (?)", 1, &v,
+                                  QB_FETCH_NONE), QB_OK);
+    ck_assert_int_eq(defer_wait_until_query(ctx, q, "/t"), DEFER_EINVAL);
+    defer_pool_stats(p, &st);
+    ck_assert_uint_eq(st.refused, 1);
+    defer_ctx_free(ctx);
+    defer_pool_destroy(p);
+    PQfinish(c);
+}
+END_TEST
+
+/* A failing task is rolled back alone; its neighbours commit. */
+START_TEST(savepoint_per_task)
+{
+    PGconn *c = fresh();
+    defer_config cfg;
+    defer_pool *p;
+    defer_ctx *ctx;
+    defer_stats st;
+    qb_query *qs[5];
+
+    pg_cfg(&cfg, g_dsn, 1);
+    p = pool_new(&cfg);
+    ck_assert_int_eq(defer_ctx_create(p, &ctx), DEFER_OK);
+    qs[0] = q_ins(1);
+    qs[1] = q_ins(2);
+    qs[2] = q_ins(1); /* unique violation */
+    qs[3] = q_sql("INSERT INTO nosuch VALUES (1)", 0, NULL);
+    qs[4] = q_ins(3);
+    request(p, ctx, qs, 5);
+    ck_assert_int_eq(defer_pool_shutdown(p, 10000), DEFER_OK);
+    defer_pool_stats(p, &st);
+    ck_assert_uint_eq(st.ok, 3);
+    ck_assert_uint_eq(st.failed, 2);
+    ck_assert_uint_eq(st.commits, 1);
+    ck_assert_int_eq(scalar(c, "SELECT count(*) FROM t"), 3);
+    ck_assert_int_eq(scalar(c, "SELECT sum(id) FROM t"), 6);
+    ck_assert(log_has("event=task_failed"));
+    ck_assert(log_has("23505") || log_has("duplicate key"));
+    defer_ctx_free(ctx);
+    defer_pool_destroy(p);
+    PQfinish(c);
+}
+END_TEST
+
+/* A lock held elsewhere: lock_timeout (55P03) -> QB_EBUSY -> retried;
+ * the row lands once the lock is gone. */
+START_TEST(lock_wait_retried)
+{
+    PGconn *c = fresh(), *locker = side(g_dsn);
+    defer_config cfg;
+    defer_pool *p;
+    defer_ctx *ctx;
+    defer_stats st;
+
+    pg_cfg(&cfg, g_dsn, 1);
+    cfg.db.busy_timeout_ms = 50;
+    cfg.busy_retries = 50;
+    cfg.busy_backoff_ms = 10;
+    p = pool_new(&cfg);
+    ck_assert_int_eq(defer_ctx_create(p, &ctx), DEFER_OK);
+    sh(locker, "BEGIN; LOCK TABLE t IN ACCESS EXCLUSIVE MODE");
+    one(p, ctx, q_ins(7));
+    usleep(400000);
+    defer_pool_stats(p, &st);
+    ck_assert_uint_eq(st.ok, 0);
+    sh(locker, "COMMIT");
+    wait_done(p, 1, 20);
+    ck_assert_int_eq(defer_pool_shutdown(p, 10000), DEFER_OK);
+    defer_pool_stats(p, &st);
+    ck_assert_uint_eq(st.ok, 1);
+    ck_assert_uint_eq(st.failed, 0);
+    ck_assert_uint_gt(st.retried, 0);
+    ck_assert_int_eq(scalar(c, "SELECT count(*) FROM t"), 1);
+    defer_ctx_free(ctx);
+    defer_pool_destroy(p);
+    PQfinish(locker);
+    PQfinish(c);
+}
+END_TEST
+
+/* The task budget is the statement_timeout: a slow task fails alone. */
+START_TEST(budget_is_statement_timeout)
+{
+    PGconn *c = fresh();
+    defer_config cfg;
+    defer_pool *p;
+    defer_ctx *ctx;
+    defer_stats st;
+    qb_query *qs[3];
+
+    pg_cfg(&cfg, g_dsn, 1);
+    cfg.task_budget_ms = 200;
+    p = pool_new(&cfg);
+    ck_assert_int_eq(defer_ctx_create(p, &ctx), DEFER_OK);
+    qs[0] = q_ins(1);
+    qs[1] = q_sql("SELECT pg_sleep(5)", 0, NULL);
+    qs[2] = q_ins(2);
+    request(p, ctx, qs, 3);
+    ck_assert_int_eq(defer_pool_shutdown(p, 10000), DEFER_OK);
+    defer_pool_stats(p, &st);
+    ck_assert_uint_eq(st.ok, 2);
+    ck_assert_uint_eq(st.failed, 1);
+    ck_assert_uint_eq(st.timeouts, 1);
+    ck_assert_int_eq(scalar(c, "SELECT count(*) FROM t"), 2);
+    ck_assert(log_has("time budget exceeded"));
+    defer_ctx_free(ctx);
+    defer_pool_destroy(p);
+    PQfinish(c);
+}
+END_TEST
+
+/* At the shutdown deadline a statement blocked on a lock is cancelled:
+ * shutdown returns in time, the task is reported left. */
+START_TEST(deadline_cancels_statement)
+{
+    PGconn *c = fresh(), *locker = side(g_dsn);
+    defer_config cfg;
+    defer_pool *p;
+    defer_ctx *ctx;
+    defer_stats st;
+    int64_t t0, dt;
+
+    pg_cfg(&cfg, g_dsn, 1);
+    cfg.db.busy_timeout_ms = 0; /* lock_timeout off: wait forever */
+    cfg.task_budget_ms = 0;     /* statement_timeout off */
+    p = pool_new(&cfg);
+    ck_assert_int_eq(defer_ctx_create(p, &ctx), DEFER_OK);
+    sh(locker, "BEGIN; LOCK TABLE t IN ACCESS EXCLUSIVE MODE");
+    one(p, ctx, q_ins(1));
+    usleep(200000);
+    t0 = tu_now_ms();
+    ck_assert_int_eq(defer_pool_shutdown(p, 300), DEFER_ETIMEDOUT);
+    dt = tu_now_ms() - t0;
+    ck_assert_msg(dt < 2000, "shutdown took %lld ms", (long long)dt);
+    defer_pool_stats(p, &st);
+    ck_assert_uint_eq(st.left, 1);
+    ck_assert_uint_eq(st.hung, 0);
+    ck_assert_uint_eq(st.admitted, st.ok + st.failed + st.left);
+    sh(locker, "COMMIT");
+    ck_assert_int_eq(scalar(c, "SELECT count(*) FROM t"), 0);
+    defer_ctx_free(ctx);
+    defer_pool_destroy(p);
+    PQfinish(locker);
+    PQfinish(c);
+}
+END_TEST
+
+/* The server drops the workers' sessions (as a restart does): the next
+ * transaction reconnects and every row lands once. */
+START_TEST(lost_connection_reconnects)
+{
+    PGconn *c = fresh();
+    defer_config cfg;
+    defer_pool *p;
+    defer_ctx *ctx;
+    defer_stats st;
+    const int n = 300;
+
+    pg_cfg(&cfg, g_dsn, 2);
+    p = pool_new(&cfg);
+    ck_assert_int_eq(defer_ctx_create(p, &ctx), DEFER_OK);
+    for (int i = 0; i < n; i++) {
+        one(p, ctx, q_ins(i));
+        if (i % 100 == 50)
+            sh(c, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                  "WHERE application_name = 'defer_pg_test'");
+    }
+    ck_assert_int_eq(defer_pool_shutdown(p, 20000), DEFER_OK);
+    defer_pool_stats(p, &st);
+    ck_assert_uint_eq(st.ok, (uint64_t)n);
+    ck_assert_uint_eq(st.failed + st.left, 0);
+    ck_assert_uint_gt(st.conn_lost, 0);
+    ck_assert_uint_ge(st.reconnects, st.conn_lost);
+    ck_assert_int_eq(scalar(c, "SELECT count(*) FROM t"), n);
+    ck_assert(log_has("event=db_connection_lost"));
+    ck_assert(log_has("event=db_reconnected"));
+    defer_ctx_free(ctx);
+    defer_pool_destroy(p);
+    PQfinish(c);
+}
+END_TEST
+
+/* The server cannot be reached for longer than reconnect_ms: the tasks
+ * fail, counted and logged; once it is back, the next ones land. */
+START_TEST(reconnect_budget_spent)
+{
+    PGconn *c = fresh();
+    char dsn[1024];
+    defer_config cfg;
+    defer_pool *p;
+    defer_ctx *ctx;
+    defer_stats st;
+    int64_t t0, dt;
+
+    sh(c, "DROP DATABASE IF EXISTS defer_budget");
+    sh(c, "CREATE DATABASE defer_budget");
+    snprintf(dsn, sizeof dsn, "%s dbname=defer_budget", g_dsn);
+    {
+        PGconn *b = side(dsn);
+        sh(b, "CREATE TABLE t (id BIGINT PRIMARY KEY, v TEXT)");
+        PQfinish(b);
+    }
+    pg_cfg(&cfg, dsn, 1);
+    cfg.reconnect_ms = 300;
+    p = pool_new(&cfg);
+    ck_assert_int_eq(defer_ctx_create(p, &ctx), DEFER_OK);
+    /* Nobody may connect (superusers included), and the worker's
+     * session goes. */
+    sh(c, "ALTER DATABASE defer_budget ALLOW_CONNECTIONS false");
+    sh(c, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+          "WHERE datname = 'defer_budget'");
+    t0 = tu_now_ms();
+    one(p, ctx, q_ins(1));
+    wait_done(p, 1, 10);
+    dt = tu_now_ms() - t0;
+    defer_pool_stats(p, &st);
+    ck_assert_uint_eq(st.failed, 1);
+    ck_assert_uint_eq(st.conn_lost, 1);
+    ck_assert_uint_eq(st.reconnects, 0);
+    ck_assert_msg(dt < 3000, "gave up after %lld ms", (long long)dt);
+    ck_assert(log_has("reconnect budget spent"));
+    sh(c, "ALTER DATABASE defer_budget ALLOW_CONNECTIONS true");
+    one(p, ctx, q_ins(2));
+    ck_assert_int_eq(defer_pool_shutdown(p, 10000), DEFER_OK);
+    defer_pool_stats(p, &st);
+    ck_assert_uint_eq(st.ok, 1);
+    ck_assert_uint_eq(st.failed, 1);
+    ck_assert_uint_eq(st.reconnects, 1);
+    defer_ctx_free(ctx);
+    defer_pool_destroy(p);
+    {
+        PGconn *b = side(dsn);
+        ck_assert_int_eq(scalar(b, "SELECT count(*) FROM t"), 1);
+        ck_assert_int_eq(scalar(b, "SELECT min(id) FROM t"), 2);
+        PQfinish(b);
+    }
+    sh(c, "DROP DATABASE defer_budget");
+    PQfinish(c);
+}
+END_TEST
+
+/* COMMIT's answer lost with the connection: the worker asks the server
+ * (pg_xact_status) and neither doubles a committed batch nor loses a
+ * rolled-back one. */
+START_TEST(lost_commit_answer_resolved)
+{
+    PGconn *c = fresh();
+    defer_config cfg;
+    defer_pool *p;
+    defer_ctx *ctx;
+    defer_stats st;
+
+    pg_cfg(&cfg, g_dsn, 1);
+    p = pool_new(&cfg);
+    ck_assert_int_eq(defer_ctx_create(p, &ctx), DEFER_OK);
+
+    atomic_store(&defer__fault_commit, DEFER_FAULT_AFTER_COMMIT);
+    one(p, ctx, q_ins(1));
+    wait_done(p, 1, 20);
+    ck_assert_int_eq(atomic_load(&defer__fault_commit), 0);
+    ck_assert(log_has("event=commit_confirmed"));
+
+    atomic_store(&defer__fault_commit, DEFER_FAULT_NO_COMMIT);
+    one(p, ctx, q_ins(2));
+    wait_done(p, 2, 20);
+    ck_assert_int_eq(atomic_load(&defer__fault_commit), 0);
+
+    ck_assert_int_eq(defer_pool_shutdown(p, 10000), DEFER_OK);
+    defer_pool_stats(p, &st);
+    ck_assert_uint_eq(st.ok, 2);
+    ck_assert_uint_eq(st.failed, 0);
+    ck_assert_uint_eq(st.commit_unknown, 0);
+    ck_assert_uint_eq(st.conn_lost, 2);
+    /* Row 1 once (not replayed), row 2 once (replayed). */
+    ck_assert_int_eq(scalar(c, "SELECT count(*) FROM t"), 2);
+    defer_ctx_free(ctx);
+    defer_pool_destroy(p);
+    PQfinish(c);
+}
+END_TEST
+
+static void *restart_main(void *arg)
+{
+    int *rc = arg;
+    usleep(300000);
+    *rc = system(g_restart);
+    return NULL;
+}
+
+/* PostgreSQL restarted (fast: sessions killed) while tasks keep coming:
+ * every task lands exactly once within the reconnect budget. */
+START_TEST(server_restart_mid_load)
+{
+    PGconn *c = fresh();
+    defer_config cfg;
+    defer_pool *p;
+    defer_ctx *ctx;
+    defer_stats st;
+    pthread_t th;
+    int rrc = -1;
+    const int n = 1500;
+
+    if (g_restart == NULL) {
+        PQfinish(c);
+        return; /* no restart command: pg_env.sh provides one */
+    }
+    PQfinish(c);
+    pg_cfg(&cfg, g_dsn, 2);
+    p = pool_new(&cfg);
+    ck_assert_int_eq(defer_ctx_create(p, &ctx), DEFER_OK);
+    ck_assert_int_eq(pthread_create(&th, NULL, restart_main, &rrc), 0);
+    for (int i = 0; i < n; i++) {
+        one(p, ctx, q_ins(i));
+        usleep(1000);
+    }
+    ck_assert_int_eq(pthread_join(th, NULL), 0);
+    ck_assert_int_eq(rrc, 0);
+    ck_assert_int_eq(defer_pool_shutdown(p, 30000), DEFER_OK);
+    defer_pool_stats(p, &st);
+    ck_assert_uint_eq(st.ok, (uint64_t)n);
+    ck_assert_uint_eq(st.failed + st.left + st.commit_unknown, 0);
+    ck_assert_uint_gt(st.conn_lost, 0);
+    fprintf(stderr, "# restart mid-load: %d tasks, ok %llu, conn_lost %llu, "
+            "reconnects %llu, retried %llu, commits %llu\n", n,
+            (unsigned long long)st.ok, (unsigned long long)st.conn_lost,
+            (unsigned long long)st.reconnects,
+            (unsigned long long)st.retried, (unsigned long long)st.commits);
+    c = side(g_dsn);
+    ck_assert_int_eq(scalar(c, "SELECT count(*) FROM t"), n);
+    ck_assert_int_eq(scalar(c, "SELECT count(DISTINCT id) FROM t"), n);
+    defer_ctx_free(ctx);
+    defer_pool_destroy(p);
+    PQfinish(c);
+}
+END_TEST
+
+/* Callbacks get the worker's qb_pg; no SQLite handle on a PG pool. */
+static int cb_env(defer_env *env, void *arg)
+{
+    qb_pg *pg = defer_env_pg(env);
+    qb_query *q = q_sql("INSERT INTO t (id, v) VALUES (42, 'cb')", 0, NULL);
+    int rc;
+    (void)arg;
+    if (pg == NULL || defer_env_db(env) != NULL) {
+        qb_query_free(q);
+        return 1;
+    }
+    rc = qb_pg_exec(pg, q, NULL);
+    qb_query_free(q);
+    return rc == QB_OK ? 0 : 1;
+}
+
+START_TEST(callback_gets_pg)
+{
+    PGconn *c = fresh();
+    defer_config cfg;
+    defer_pool *p;
+    defer_ctx *ctx;
+    defer_stats st;
+
+    pg_cfg(&cfg, g_dsn, 1);
+    p = pool_new(&cfg);
+    ck_assert_int_eq(defer_ctx_create(p, &ctx), DEFER_OK);
+    ck_assert_int_eq(defer_wait_until(ctx, cb_env, NULL, NULL, "/cb"),
+                     DEFER_OK);
+    ck_assert_int_eq(defer_admit(p, ctx), DEFER_OK);
+    defer_submit(p, ctx);
+    ck_assert_int_eq(defer_pool_shutdown(p, 10000), DEFER_OK);
+    defer_pool_stats(p, &st);
+    ck_assert_uint_eq(st.ok, 1);
+    ck_assert_int_eq(scalar(c, "SELECT count(*) FROM t WHERE id = 42"), 1);
+    defer_ctx_free(ctx);
+    defer_pool_destroy(p);
+    PQfinish(c);
+}
+END_TEST
+
+START_TEST(create_fails_cleanly)
+{
+    defer_config cfg;
+    defer_pool *p = NULL;
+    char eb[512] = "";
+
+    pg_cfg(&cfg, "host=/nonexistent-dir dbname=x connect_timeout=2", 2);
+    ck_assert_int_eq(defer_pool_create(&p, &cfg, eb, sizeof eb), DEFER_EDB);
+    ck_assert_ptr_null(p);
+    ck_assert_msg(strstr(eb, "worker 0") != NULL, "%s", eb);
+    cfg.db_path = "/tmp/x.db";
+    ck_assert_int_eq(defer_pool_create(&p, &cfg, eb, sizeof eb),
+                     DEFER_EINVAL);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s;
+    TCase *tc;
+    SRunner *sr;
+    int failed;
+
+    g_dsn = getenv("WU_PG_DSN");
+    if (g_dsn == NULL || *g_dsn == '\0') {
+        fprintf(stderr, "check_defer_pg: WU_PG_DSN not set: skipped\n");
+        return 77;
+    }
+    g_restart = getenv("WU_PG_RESTART");
+    s = suite_create("defer_pg");
+    tc = tcase_create("pg");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, group_commit_rows_exact);
+    tcase_add_test(tc, wrong_dialect_refused);
+    tcase_add_test(tc, savepoint_per_task);
+    tcase_add_test(tc, lock_wait_retried);
+    tcase_add_test(tc, budget_is_statement_timeout);
+    tcase_add_test(tc, deadline_cancels_statement);
+    tcase_add_test(tc, lost_connection_reconnects);
+    tcase_add_test(tc, reconnect_budget_spent);
+    tcase_add_test(tc, lost_commit_answer_resolved);
+    tcase_add_test(tc, server_restart_mid_load);
+    tcase_add_test(tc, callback_gets_pg);
+    tcase_add_test(tc, create_fails_cleanly);
+    suite_add_tcase(s, tc);
+    sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? 0 : 1;
+}
