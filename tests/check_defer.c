@@ -621,6 +621,45 @@ START_TEST(test_query_ownership_on_refusal)
 }
 END_TEST
 
+/* A query built for PostgreSQL is refused by a SQLite pool (and freed);
+ * SQLite and PostgreSQL settings together are refused at create, and a
+ * build without libpq says how to get it. */
+START_TEST(test_dialect_and_engine_checks)
+{
+    defer_config cfg = base_cfg();
+    defer_pool *p, *bad = NULL;
+    defer_ctx *c;
+    qb_query *q = NULL;
+    qb_value v = qb_int(1);
+    char eb[256] = "";
+    int rc;
+
+    p = mkpool(&cfg);
+    ck_assert_int_eq(defer_pool_dialect(p), QB_DIALECT_SQLITE);
+    c = mkctx(p);
+    ck_assert_int_eq(qb_query_raw_dialect(&q, QB_DIALECT_POSTGRES,
+                                          "INSERT INTO t (id) VALUES (?)", 1,
+                                          &v, QB_FETCH_NONE), QB_OK);
+    ck_assert_int_eq(defer_wait_until_query(c, q, "/x"), DEFER_EINVAL);
+    defer_ctx_free(c);
+    defer_pool_destroy(p);
+
+    cfg.pg_conninfo = "host=/nonexistent dbname=x";
+    ck_assert_int_eq(defer_pool_create(&bad, &cfg, eb, sizeof eb),
+                     DEFER_EINVAL);
+    ck_assert_ptr_null(bad);
+    ck_assert_msg(strstr(eb, "exclusive") != NULL, "%s", eb);
+    cfg.db_path = NULL;
+    rc = defer_pool_create(&bad, &cfg, eb, sizeof eb);
+    ck_assert_ptr_null(bad);
+    /* With libpq: cannot connect (EDB); without: EINVAL and the hint. */
+    ck_assert_msg(rc == DEFER_EDB ||
+                      (rc == DEFER_EINVAL &&
+                       strstr(eb, "built without PostgreSQL") != NULL),
+                  "rc %d: %s", rc, eb);
+}
+END_TEST
+
 /* ==== admission policies ================================================ */
 
 /* One worker held in a gate, capacity 2: the gate task and one queued
@@ -1913,6 +1952,7 @@ int main(void)
     t = tc(s, "ownership", 30);
     tcase_add_loop_test(t, test_ownership_every_path, 0, OWN_NPATHS);
     tcase_add_test(t, test_query_ownership_on_refusal);
+    tcase_add_test(t, test_dialect_and_engine_checks);
 
     t = tc(s, "admission", 30);
     tcase_add_test(t, test_wait_policy_times_out);
