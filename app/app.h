@@ -6,6 +6,7 @@
 
 #include "defer.h"
 #include "qb.h"
+#include "qb_pg.h"
 #include "qb_sqlite.h"
 #include "web.h"
 #include "web_server.h"
@@ -14,19 +15,37 @@
 extern const web_handler_def app_handlers[];
 extern const size_t app_nhandlers;
 
-/* Where log_sync opens its per-thread connections (set before start). */
+/* What a PostgreSQL conf gets from a build without libpq (start and -t). */
+#define APP_NO_PG "built without PostgreSQL support (configure " \
+                  "--with-postgresql, Debian libpq-dev)"
+
+/* Where log_sync opens its per-thread connections (set before start).
+ * NULL path: log_sync has no database (a PostgreSQL pool: it answers
+ * 501, being the SQLite-only benchmark baseline). */
 void app_set_sync_db(const char *path, const qb_db_config *cfg);
 
 /* Load the .sql files of dir in name order into a list of migrations (malloc'd).
- * 0 or -1 with a message in errbuf. */
+ * WEB_OK, or WEB_EIO/WEB_ENOMEM with a message in errbuf. */
 int app_migrations_load(const char *dir, qb_migration **out, size_t *n,
                         char *errbuf, size_t errlen);
 void app_migrations_free(qb_migration *list, size_t n);
 
-/* `waituntil -t`: conf already parsed; check the migrations apply to a
- * fresh database, every deferred statement prepares against that schema,
- * no route has more defer blocks than tasks_per_request, and the database
- * file (if it exists) opens; report how many migrations it still needs.
+/* The folder holding an engine's migrations: mig_dir itself for SQLite,
+ * mig_dir/postgresql for PostgreSQL.  malloc'd; NULL when out of memory. */
+char *app_migrations_dir(const char *mig_dir, web_db_engine engine);
+
+/* `waituntil -t`: conf already parsed; db_path is the database to use
+ * (the conf's or -d's, resolved), its engine told by web_db_engine_of.
+ * Checks every route's handler, that no route has more defer blocks than
+ * tasks_per_request, and every deferred statement in the engine's
+ * dialect.  SQLite: the migrations apply to a fresh in-memory database
+ * and every statement prepares against that schema; the database file
+ * (if it exists) opens and the migrations it still needs are counted.
+ * PostgreSQL: the statements are built for it (which refuses SQLite-only
+ * constructs); when the server answers (read-only session: -t never
+ * writes, never migrates) the pending migrations are counted and, if
+ * none is pending, every statement is checked with EXPLAIN against the
+ * live schema; an unreachable server is only a warning.
  * Prints nginx -t style lines; returns 0 if all is well, -1 if not. */
 int app_check(const web_conf *conf, const char *conf_path,
               const char *db_path, const char *mig_dir);

@@ -10,6 +10,13 @@
  * the log.  SIGPIPE is ignored: a write to a vanished peer returns EPIPE.
  * Exit status: 0 after a clean drain, 1 if deferred work was left or the
  * start failed (conf, database, socket).
+ *
+ * The database is SQLite (a file path) or PostgreSQL (database.path or -d
+ * a postgresql:// URI; web_db_engine_of decides).  At start the engine's
+ * migrations are applied (SQLite: the migrations folder, PostgreSQL: its
+ * postgresql/ subfolder), then the pool opens its connections; the logs
+ * show a URI with its password masked.  PostgreSQL code is built only
+ * with libpq (HAVE_LIBPQ); without it a URI fails the start and -t.
  */
 #define _GNU_SOURCE
 #include "app.h"
@@ -35,7 +42,8 @@ static void usage(FILE *f)
             "  -p PREFIX  directory relative paths in the conf are resolved\n"
             "             against (default: the current directory)\n"
             "  -l LISTEN  override server.listen (unix:PATH, HOST:PORT, stdin)\n"
-            "  -d DB      override database.path\n"
+            "  -d DB      override database.path (a file, or a\n"
+            "             postgresql:// URI for PostgreSQL)\n"
             "  -t         check the conf and the database schema, then exit\n"
             "  -v         print the version and exit\n");
 }
@@ -129,6 +137,18 @@ int app_migrations_load(const char *dir, qb_migration **out, size_t *n,
     return WEB_OK;
 }
 
+char *app_migrations_dir(const char *mig_dir, web_db_engine engine)
+{
+    char *out = NULL;
+    if (mig_dir == NULL)
+        return NULL;
+    if (engine != WEB_DB_POSTGRESQL)
+        return strdup(mig_dir);
+    if (asprintf(&out, "%s/postgresql", mig_dir) < 0)
+        return NULL;
+    return out;
+}
+
 static void db_config(const web_conf *conf, qb_db_config *db)
 {
     memset(db, 0, sizeof *db);
@@ -137,9 +157,75 @@ static void db_config(const web_conf *conf, qb_db_config *db)
     db->busy_timeout_ms = (int)conf->database.busy_timeout_ms;
 }
 
+#ifdef HAVE_LIBPQ
+/* Drop libpq's trailing newline (and anything after a first line). */
+static void one_line(char *s)
+{
+    s[strcspn(s, "\n")] = '\0';
+}
+
+/* PostgreSQL: connect to uri and apply mig_dir's migrations in name order
+ * (qb_pg locks the migrations table, so instances starting together
+ * queue and each migration runs once). */
+static int migrate_pg(const char *uri, const char *mig_dir, web_log *log)
+{
+    qb_migration *list = NULL;
+    qb_pg_migration *pl = NULL;
+    size_t n = 0, applied = 0, failed_at = 0;
+    qb_pg *db = NULL;
+    qb_pg_config cfg;
+    char eb[512], q[600], q2[600], red[512];
+    int rc;
+
+    web_log_q(q2, sizeof q2, web_db_path_redact(uri, red, sizeof red));
+    if (app_migrations_load(mig_dir, &list, &n, eb, sizeof eb) != WEB_OK) {
+        web_logf(log, WEB_LOG_ERROR, "migrations_failed", "error=%s",
+                 web_log_q(q, sizeof q, eb));
+        return WEB_EIO;
+    }
+    pl = calloc(n ? n : 1, sizeof *pl);
+    if (pl == NULL) {
+        app_migrations_free(list, n);
+        web_logf(log, WEB_LOG_ERROR, "migrations_failed",
+                 "error=\"out of memory\"");
+        return WEB_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        pl[i].name = list[i].name;
+        pl[i].sql = list[i].sql;
+    }
+    memset(&cfg, 0, sizeof cfg);
+    cfg.application_name = "waituntil";
+    rc = qb_pg_open(&db, uri, &cfg, eb, sizeof eb);
+    if (rc != QB_OK) {
+        one_line(eb);
+        web_logf(log, WEB_LOG_ERROR, "db_open_failed",
+                 "engine=postgresql db=%s error=%s", q2,
+                 web_log_q(q, sizeof q, eb));
+    } else {
+        rc = qb_pg_migrations_apply(db, NULL, pl, n, &applied, &failed_at);
+        if (rc != QB_OK) {
+            snprintf(eb, sizeof eb, "%s", qb_pg_errmsg(db));
+            one_line(eb);
+            web_logf(log, WEB_LOG_ERROR, "migrations_failed",
+                     "engine=postgresql db=%s error=%s", q2,
+                     web_log_q(q, sizeof q, eb));
+        } else {
+            web_logf(log, WEB_LOG_INFO, "migrations",
+                     "engine=postgresql dir=%s found=%zu applied=%zu",
+                     mig_dir, n, applied);
+        }
+    }
+    qb_pg_close(db);
+    free(pl);
+    app_migrations_free(list, n);
+    return rc == QB_OK ? WEB_OK : WEB_EIO;
+}
+#endif
+
 /* Open the database and apply the migrations in name order. */
-static int migrate(const web_conf *conf, const char *db_path,
-                   const char *mig_dir, web_log *log)
+static int migrate(const web_conf *conf, web_db_engine engine,
+                   const char *db_path, const char *mig_dir, web_log *log)
 {
     qb_migration *list = NULL;
     size_t n = 0, applied = 0, failed_at = 0;
@@ -148,6 +234,15 @@ static int migrate(const web_conf *conf, const char *db_path,
     char eb[512], q[600], q2[600];
     int rc;
 
+    if (engine == WEB_DB_POSTGRESQL) {
+#ifdef HAVE_LIBPQ
+        return migrate_pg(db_path, mig_dir, log);
+#else
+        web_logf(log, WEB_LOG_ERROR, "db_unsupported",
+                 "engine=postgresql error=\"%s\"", APP_NO_PG);
+        return WEB_EINVAL;
+#endif
+    }
     if (app_migrations_load(mig_dir, &list, &n, eb, sizeof eb) != WEB_OK) {
         web_logf(log, WEB_LOG_ERROR, "migrations_failed", "error=%s",
                  web_log_q(q, sizeof q, eb));
@@ -174,8 +269,8 @@ static int migrate(const web_conf *conf, const char *db_path,
     return rc == QB_OK ? WEB_OK : WEB_EIO;
 }
 
-static void pool_config(const web_conf *conf, const char *db_path,
-                        web_log *log, defer_config *pc)
+static void pool_config(const web_conf *conf, web_db_engine engine,
+                        const char *db_path, web_log *log, defer_config *pc)
 {
     defer_config_init(pc);
     pc->name = "waituntil";
@@ -192,7 +287,13 @@ static void pool_config(const web_conf *conf, const char *db_path,
     pc->drain_ms = (unsigned)conf->pool.drain_timeout_ms;
     pc->busy_retries = conf->pool.busy_retries;
     pc->batch_delay_us = (unsigned)conf->pool.batch_delay_ms * 1000u;
-    pc->db_path = db_path;
+    if (engine == WEB_DB_POSTGRESQL) {
+        pc->pg_conninfo = db_path; /* the pool copies it */
+        pc->pg.application_name = "waituntil";
+    } else {
+        pc->db_path = db_path;
+    }
+    pc->reconnect_ms = (unsigned)conf->database.reconnect_ms;
     db_config(conf, &pc->db);
     pc->log = web_log_defer_sink;
     pc->log_ud = log;
@@ -213,7 +314,10 @@ int main(int argc, char **argv)
     web_log *log = NULL;
     defer_pool *pool = NULL;
     web_server *srv = NULL;
-    char *db_path = NULL, *mig_dir = NULL, *log_path = NULL;
+    web_db_engine engine;
+    const char *db_spec;
+    char *db_path = NULL, *mig_dir = NULL, *log_path = NULL, *eng_dir = NULL;
+    char red[512], qdb[600];
     char *listen_resolved = NULL;
     sigset_t set;
     defer_config pc;
@@ -243,9 +347,20 @@ int main(int argc, char **argv)
                     conf_path);
         return 1;
     }
-    db_path = resolve(prefix, db_opt ? db_opt : conf->database.path);
+    /* The engine follows the path actually used: -d may switch it.  A
+     * PostgreSQL URI is never resolved against the prefix. */
+    db_spec = db_opt ? db_opt : conf->database.path;
+    if (web_db_path_check(db_spec, eb, sizeof eb) != WEB_OK) {
+        fprintf(stderr, "waituntil: -d: invalid database path: %s\n", eb);
+        if (test_only)
+            fprintf(stderr, "waituntil: configuration file %s test failed\n",
+                    conf_path);
+        goto out;
+    }
+    engine = web_db_engine_of(db_spec);
+    rc = web_db_path_resolve(prefix, db_spec, &db_path);
     mig_dir = resolve(prefix, conf->database.migrations);
-    if (db_path == NULL || mig_dir == NULL) {
+    if (rc != WEB_OK || mig_dir == NULL) {
         fprintf(stderr, "waituntil: out of memory\n");
         goto out;
     }
@@ -283,13 +398,20 @@ int main(int argc, char **argv)
      * nginx closes in ~0.1 ms, so bound a misbehaving peer at 200 ms. */
     setenv("LIBFCGI_OS_CLOSE_POLL_TIMEOUT", "200", 0);
 
-    if (migrate(conf, db_path, mig_dir, log) != WEB_OK)
+    web_log_q(qdb, sizeof qdb, web_db_path_redact(db_path, red, sizeof red));
+    eng_dir = app_migrations_dir(mig_dir, engine);
+    if (eng_dir == NULL) {
+        web_logf(log, WEB_LOG_ERROR, "start_failed", "error=\"out of memory\"");
         goto out;
-    pool_config(conf, db_path, log, &pc);
-    app_set_sync_db(db_path, &pc.db);
+    }
+    if (migrate(conf, engine, db_path, eng_dir, log) != WEB_OK)
+        goto out;
+    pool_config(conf, engine, db_path, log, &pc);
+    app_set_sync_db(engine == WEB_DB_SQLITE ? db_path : NULL, &pc.db);
     rc = defer_pool_create(&pool, &pc, eb, sizeof eb);
     if (rc != DEFER_OK) {
-        web_logf(log, WEB_LOG_ERROR, "pool_failed", "error=%s",
+        web_logf(log, WEB_LOG_ERROR, "pool_failed", "engine=%s db=%s error=%s",
+                 web_db_engine_name(engine), qdb,
                  web_log_q(qe, sizeof qe, eb));
         goto out;
     }
@@ -327,9 +449,11 @@ int main(int argc, char **argv)
         goto out;
     }
     web_logf(log, WEB_LOG_INFO, "started",
-             "version=%s listen=%s db=%s threads=%u workers=%u queue=%zu",
-             PACKAGE_VERSION, web_server_listen_name(srv), db_path,
-             conf->server.threads, conf->pool.workers, conf->pool.queue);
+             "version=%s listen=%s engine=%s db=%s threads=%u workers=%u "
+             "queue=%zu",
+             PACKAGE_VERSION, web_server_listen_name(srv),
+             web_db_engine_name(engine), qdb, conf->server.threads,
+             conf->pool.workers, conf->pool.queue);
 
     for (;;) {
         int sig = 0;
@@ -394,6 +518,7 @@ out:
     web_conf_free(conf);
     free(db_path);
     free(mig_dir);
+    free(eng_dir);
     free(log_path);
     free(listen_resolved);
     return exit_code;

@@ -1066,6 +1066,8 @@ START_TEST(conf_shipped)
     ck_assert_str_eq(c->database.path, "var/waituntil.db");
     ck_assert_str_eq(c->database.journal_mode, "wal");
     ck_assert_int_eq(c->database.busy_timeout_ms, 5000);
+    ck_assert_int_eq(c->database.engine, WEB_DB_SQLITE);
+    ck_assert_int_eq(c->database.reconnect_ms, 10000);
     ck_assert_str_eq(c->database.migrations, "conf/migrations");
     ck_assert_uint_eq(c->pool.workers, 2);
     ck_assert_uint_eq(c->pool.queue, 65536);
@@ -1280,6 +1282,29 @@ static const struct {
      "t.conf:4: missing name after \"$arg_\""},
     {"route GET /x {\n respond 200;\n defer insert t {\n  a;\n }\n}\n",
      "t.conf:4: expected a value after column \"a\""},
+    {"database {\n reconnect 2d;\n}\n",
+     "t.conf:2: invalid time \"2d\" for \"reconnect\" (e.g. 500ms, 30s, "
+     "5m; at most 1d)"},
+    {"database {\n reconnect soon;\n}\n",
+     "t.conf:2: invalid time \"soon\" for \"reconnect\" (e.g. 500ms, 30s, "
+     "5m; at most 1d)"},
+    {"database {\n reconnect -1s;\n}\n",
+     "t.conf:2: invalid time \"-1s\" for \"reconnect\" (e.g. 500ms, 30s, "
+     "5m; at most 1d)"},
+    {"database {\n reconnect 1s 2s;\n}\n",
+     "t.conf:2: expected ';' after \"reconnect 1s\""},
+    {"database {\n reconnect;\n}\n",
+     "t.conf:2: invalid number of arguments in \"reconnect\""},
+    {"database {\n reconnect 1s;\n reconnect 2s;\n}\n",
+     "t.conf:3: duplicate directive \"reconnect\""},
+    /* A bad URI is refused without being echoed (it may hold a password). */
+    {"database {\n path \"postgresql://wu:secret@db/my app\";\n}\n",
+     "t.conf:2: invalid \"path\": a PostgreSQL URI must not contain "
+     "whitespace or control characters (percent-encode them)"},
+    {"database {\n\n path 'postgres://db/app\\t';\n}\n",
+     "t.conf:3: invalid \"path\": a PostgreSQL URI must not contain "
+     "whitespace or control characters (percent-encode them)"},
+    {"database {\n path \"\";\n}\n", "t.conf:2: empty value for \"path\""},
 };
 
 START_TEST(conf_error_table)
@@ -1339,7 +1364,7 @@ static const char full_conf[] =
     "max_params 50; max_args 20; log 'var/log file.log'; log_level debug; "
     "socket_mode 600; }\n"
     "database { path \"/tmp/x.db\"; journal_mode delete; synchronous full; "
-    "busy_timeout 250ms; migrations m; }\n"
+    "busy_timeout 250ms; migrations m; reconnect 3s; }\n"
     "pool { workers 3; queue 10; tasks_per_request 4; batch 7; "
     "task_timeout 2m; admission inline; drain_timeout 1h; busy_retries 0; }\n"
     "route get|post,PUT /users/:id /people/:id/* {\n"
@@ -1383,6 +1408,8 @@ START_TEST(conf_full_grammar)
     ck_assert_str_eq(c->database.journal_mode, "delete");
     ck_assert_str_eq(c->database.synchronous, "full");
     ck_assert_int_eq(c->database.busy_timeout_ms, 250);
+    ck_assert_int_eq(c->database.reconnect_ms, 3000);
+    ck_assert_int_eq(c->database.engine, WEB_DB_SQLITE);
     ck_assert_str_eq(c->database.migrations, "m");
     ck_assert_uint_eq(c->pool.workers, 3);
     ck_assert_uint_eq(c->pool.queue, 10);
@@ -1469,6 +1496,13 @@ START_TEST(conf_suffixes)
     ck_assert_int_eq(c->pool.task_timeout_ms,
                      time_cases[_i % NELEM(time_cases)].ms);
     web_conf_free(c);
+    snprintf(text, sizeof text, "database { reconnect %s; }",
+             time_cases[_i % NELEM(time_cases)].text);
+    ck_assert_int_eq(web_conf_parse(text, strlen(text), "s", &c, err,
+                                    sizeof err), WEB_OK);
+    ck_assert_int_eq(c->database.reconnect_ms,
+                     time_cases[_i % NELEM(time_cases)].ms);
+    web_conf_free(c);
 }
 END_TEST
 
@@ -1482,6 +1516,8 @@ START_TEST(conf_defaults_and_io)
     ck_assert_uint_eq(c->pool.batch, 256);
     ck_assert_uint_eq(c->pool.tasks_per_request, 16);
     ck_assert_uint_eq(c->pool.busy_retries, 5);
+    ck_assert_int_eq(c->database.engine, WEB_DB_SQLITE);
+    ck_assert_int_eq(c->database.reconnect_ms, 10000);
     ck_assert_uint_eq(c->nroutes, 0);
     web_conf_free(c);
     rc = web_conf_parse("", 0, "empty", &c, err, sizeof err);
@@ -1510,6 +1546,155 @@ START_TEST(conf_too_large)
                      WEB_ECONF);
     ck_assert_str_eq(err, "big:1: file too large (more than 1048576 bytes)");
     free(t);
+}
+END_TEST
+
+/* ---- the database a conf names ------------------------------------------- */
+
+static const struct {
+    const char *path;
+    web_db_engine engine;
+} engine_cases[] = {
+    {"var/waituntil.db", WEB_DB_SQLITE},
+    {"/srv/app/data.db", WEB_DB_SQLITE},
+    {":memory:", WEB_DB_SQLITE},
+    {"postgresql://wu@db.example:5432/app", WEB_DB_POSTGRESQL},
+    {"postgres://db/app", WEB_DB_POSTGRESQL},
+    {"postgresql://", WEB_DB_POSTGRESQL},
+    {"postgresql:///app?host=/run/postgresql", WEB_DB_POSTGRESQL},
+    /* libpq takes only these lower-case schemes; the rest are files. */
+    {"POSTGRESQL://db/app", WEB_DB_SQLITE},
+    {"postgresql:/db/app", WEB_DB_SQLITE},
+    {"postgresql", WEB_DB_SQLITE},
+    {"pg://db/app", WEB_DB_SQLITE},
+    {"mysql://db/app", WEB_DB_SQLITE},
+    {"host=/run/postgresql dbname=app", WEB_DB_SQLITE},
+    {"var/postgresql://x", WEB_DB_SQLITE},
+};
+
+START_TEST(db_engine_of_path)
+{
+    char text[256], err[256];
+    web_conf *c = NULL;
+    ck_assert_int_eq(web_db_engine_of(engine_cases[_i].path),
+                     engine_cases[_i].engine);
+    /* The conf keeps the path as written and records its engine. */
+    snprintf(text, sizeof text, "database { path \"%s\"; }\n",
+             engine_cases[_i].path);
+    ck_assert_int_eq(web_conf_parse(text, strlen(text), "e.conf", &c, err,
+                                    sizeof err),
+                     WEB_OK);
+    ck_assert_str_eq(c->database.path, engine_cases[_i].path);
+    ck_assert_int_eq(c->database.engine, engine_cases[_i].engine);
+    web_conf_free(c);
+}
+END_TEST
+
+START_TEST(db_engine_names_and_checks)
+{
+    char err[256];
+    ck_assert_int_eq(web_db_engine_of(NULL), WEB_DB_SQLITE);
+    ck_assert_str_eq(web_db_engine_name(WEB_DB_SQLITE), "sqlite");
+    ck_assert_str_eq(web_db_engine_name(WEB_DB_POSTGRESQL), "postgresql");
+    ck_assert_str_eq(web_db_engine_name((web_db_engine)42), "?");
+    /* -d goes through the same check as the conf. */
+    ck_assert_int_eq(web_db_path_check("var/my data.db", err, sizeof err),
+                     WEB_OK);
+    ck_assert_int_eq(web_db_path_check("postgresql://wu:s%20x@db/app", err,
+                                       sizeof err),
+                     WEB_OK);
+    ck_assert_int_eq(web_db_path_check("postgresql://wu:secret@db/a b", err,
+                                       sizeof err),
+                     WEB_EINVAL);
+    ck_assert_ptr_null(strstr(err, "secret"));
+    ck_assert_int_eq(web_db_path_check("postgres://db/app\x7f", err,
+                                       sizeof err),
+                     WEB_EINVAL);
+    ck_assert_int_eq(web_db_path_check("postgres://db/app\n", NULL, 0),
+                     WEB_EINVAL);
+    ck_assert_int_eq(web_db_path_check("", err, sizeof err), WEB_EINVAL);
+    ck_assert_str_eq(err, "empty database path");
+    ck_assert_int_eq(web_db_path_check(NULL, err, sizeof err), WEB_EINVAL);
+}
+END_TEST
+
+static const struct {
+    const char *prefix;
+    const char *path;
+    const char *want;
+} resolve_cases[] = {
+    {"/srv/app", "var/waituntil.db", "/srv/app/var/waituntil.db"},
+    {"/srv/app", "/data/w.db", "/data/w.db"},
+    {"/srv/app", ":memory:", ":memory:"},
+    {NULL, "var/waituntil.db", "var/waituntil.db"},
+    /* A URI is never a file under the prefix, however it looks. */
+    {"/srv/app", "postgresql://wu@db/app", "postgresql://wu@db/app"},
+    {"/srv/app", "postgres://wu@/app?host=var/run",
+     "postgres://wu@/app?host=var/run"},
+    {"/srv/app", "postgresql://", "postgresql://"},
+    {"/srv/app", "POSTGRESQL://db", "/srv/app/POSTGRESQL://db"},
+};
+
+START_TEST(db_path_resolve_prefix)
+{
+    char *out = (char *)1;
+    ck_assert_int_eq(web_db_path_resolve(resolve_cases[_i].prefix,
+                                         resolve_cases[_i].path, &out),
+                     WEB_OK);
+    ck_assert_str_eq(out, resolve_cases[_i].want);
+    free(out);
+    out = (char *)1;
+    ck_assert_int_eq(web_db_path_resolve("/p", NULL, &out), WEB_EINVAL);
+    ck_assert_ptr_null(out);
+    ck_assert_int_eq(web_db_path_resolve("/p", "x", NULL), WEB_EINVAL);
+}
+END_TEST
+
+static const struct {
+    const char *in;
+    const char *out;
+} redact_cases[] = {
+    {"postgresql://wu:secret@db.example:5432/app",
+     "postgresql://wu:***@db.example:5432/app"},
+    {"postgres://wu@/app?host=/run/postgresql",
+     "postgres://wu@/app?host=/run/postgresql"},
+    {"postgresql://wu:p%40ss@db/app?sslmode=require&password=other",
+     "postgresql://wu:***@db/app?sslmode=require&password=***"},
+    {"postgresql:///app?password=x&user=wu",
+     "postgresql:///app?password=***&user=wu"},
+    {"postgresql://:pw@db", "postgresql://:***@db"},
+    {"postgresql://db:5432/app", "postgresql://db:5432/app"},
+    /* Unencoded '@' or '/' in a password: still hidden. */
+    {"postgresql://wu:a@b@db/app", "postgresql://wu:***@db/app"},
+    {"postgresql://wu:a/b@db/app", "postgresql://wu:***@db/app"},
+    {"postgresql://wu:pw@db1:5432,db2:5433/app?target_session_attrs=any",
+     "postgresql://wu:***@db1:5432,db2:5433/app?target_session_attrs=any"},
+    {"var/waituntil.db", "var/waituntil.db"},
+    {"var/user:pw@x.db", "var/user:pw@x.db"},
+    {NULL, "-"},
+};
+
+START_TEST(db_path_redact)
+{
+    char buf[256];
+    ck_assert_str_eq(web_db_path_redact(redact_cases[_i].in, buf, sizeof buf),
+                     redact_cases[_i].out);
+}
+END_TEST
+
+START_TEST(db_path_redact_short_buffer)
+{
+    char small[20], one[1];
+    const char *uri = "postgresql://wu:secret@db/app?password=secret";
+    for (size_t n = 1; n <= sizeof small; n++) {
+        web_db_path_redact(uri, small, n);
+        ck_assert_uint_lt(strlen(small), n);
+        ck_assert_ptr_null(strstr(small, "sec"));
+    }
+    ck_assert_str_eq(web_db_path_redact(uri, small, sizeof small),
+                     "postgresql://wu:***");
+    ck_assert_str_eq(web_db_path_redact(uri, one, sizeof one), "");
+    ck_assert_ptr_null(web_db_path_redact(uri, NULL, 0));
 }
 END_TEST
 
@@ -1731,6 +1916,14 @@ static Suite *web_suite(void)
     tcase_add_loop_test(t, conf_suffixes, 0, NELEM(size_cases));
     tcase_add_test(t, conf_defaults_and_io);
     tcase_add_test(t, conf_too_large);
+    suite_add_tcase(s, t);
+
+    t = tc("database");
+    tcase_add_loop_test(t, db_engine_of_path, 0, NELEM(engine_cases));
+    tcase_add_test(t, db_engine_names_and_checks);
+    tcase_add_loop_test(t, db_path_resolve_prefix, 0, NELEM(resolve_cases));
+    tcase_add_loop_test(t, db_path_redact, 0, NELEM(redact_cases));
+    tcase_add_test(t, db_path_redact_short_buffer);
     suite_add_tcase(s, t);
 
     t = tc("source");

@@ -143,7 +143,8 @@ START_TEST(defer_build_kinds)
     text_values(d->cols, d->ncols, cols);
     text_values(d->sets, d->nsets, sets);
     text_values(d->wheres, d->nwheres, wheres);
-    ck_assert_int_eq(web_defer_build(d, cols, sets, wheres, &q, eb, sizeof eb),
+    ck_assert_int_eq(web_defer_build(d, QB_DIALECT_SQLITE, cols, sets, wheres,
+                                     &q, eb, sizeof eb),
                      QB_OK);
     ck_assert_str_eq(qb_query_sql(q), defer_sql[_i]);
     /* Every request value is a bound parameter, raw: sources none. */
@@ -164,11 +165,103 @@ START_TEST(defer_template_kinds)
     ck_assert_int_eq(web_conf_parse(defer_conf, strlen(defer_conf), "t.conf",
                                     &conf, eb, sizeof eb),
                      WEB_OK);
-    ck_assert_int_eq(web_defer_tpl_create(&conf->routes[0].defers[_i], &t, eb,
-                                          sizeof eb),
+    ck_assert_int_eq(web_defer_tpl_create(&conf->routes[0].defers[_i],
+                                          QB_DIALECT_SQLITE, &t, eb, sizeof eb),
                      QB_OK);
     ck_assert_str_eq(web_defer_tpl_sql(t), defer_sql[_i]);
+    ck_assert_int_eq(qb_query_dialect(web_defer_tpl_query(t)),
+                     QB_DIALECT_SQLITE);
     web_defer_tpl_free(t);
+    web_conf_free(conf);
+}
+END_TEST
+
+/* The same blocks for a PostgreSQL pool: $N placeholders, numbered as the
+ * SQLite ones (so the marker map is the same), raw: text as written. */
+static const char *defer_sql_pg[] = {
+    "INSERT INTO logs (method, path, ts) VALUES ($1, $2, CURRENT_TIMESTAMP)",
+    "UPDATE users SET last_seen = CURRENT_TIMESTAMP, name = $2 WHERE id = $1",
+    "DELETE FROM sessions WHERE (id = $1) AND (user_id = $2)",
+    "INSERT INTO users (id, name) VALUES ($2, $3) ON CONFLICT (id) DO UPDATE SET name = $1",
+};
+
+START_TEST(defer_template_kinds_pg)
+{
+    web_conf *conf = NULL;
+    web_defer_tpl *t = NULL, *ts = NULL;
+    const web_defer *d;
+    char eb[256];
+    qb_value vals[8];
+    qb_query *q = NULL;
+    size_t np;
+
+    ck_assert_int_eq(web_conf_parse(defer_conf, strlen(defer_conf), "t.conf",
+                                    &conf, eb, sizeof eb),
+                     WEB_OK);
+    d = &conf->routes[0].defers[_i];
+    ck_assert_int_eq(web_defer_tpl_create(d, QB_DIALECT_POSTGRES, &t, eb,
+                                          sizeof eb),
+                     QB_OK);
+    ck_assert_str_eq(web_defer_tpl_sql(t), defer_sql_pg[_i]);
+    ck_assert_ptr_null(strchr(web_defer_tpl_sql(t), '?'));
+    ck_assert_int_eq(qb_query_dialect(web_defer_tpl_query(t)),
+                     QB_DIALECT_POSTGRES);
+    /* Same parameters, in the same order, as the SQLite template. */
+    ck_assert_int_eq(web_defer_tpl_create(d, QB_DIALECT_SQLITE, &ts, eb,
+                                          sizeof eb),
+                     QB_OK);
+    np = qb_query_nparams(web_defer_tpl_query(t));
+    ck_assert_uint_eq(np, qb_query_nparams(web_defer_tpl_query(ts)));
+    ck_assert_uint_le(np, 8);
+    for (size_t j = 0; j < np; j++) {
+        ck_assert_int_eq(qb_query_params(web_defer_tpl_query(t))[j].u.i,
+                         qb_query_params(web_defer_tpl_query(ts))[j].u.i);
+        vals[j] = qb_text("v");
+    }
+    /* What a request makes of it (qb_query_rebind, as action.c does)
+     * stays in the pool's dialect. */
+    ck_assert_int_eq(qb_query_rebind(web_defer_tpl_query(t), np, vals, &q),
+                     QB_OK);
+    ck_assert_int_eq(qb_query_dialect(q), QB_DIALECT_POSTGRES);
+    ck_assert_str_eq(qb_query_sql(q), defer_sql_pg[_i]);
+    qb_query_free(q);
+    web_defer_tpl_free(ts);
+    web_defer_tpl_free(t);
+    web_conf_free(conf);
+}
+END_TEST
+
+/* Every defer block of the shipped conf builds for PostgreSQL; a dialect
+ * the builder does not know is refused, not silently taken as SQLite. */
+START_TEST(defer_template_shipped_pg)
+{
+    web_conf *conf = NULL;
+    char eb[512];
+    size_t built = 0;
+
+    ck_assert_int_eq(web_conf_load(tu_data_path("../conf/waituntil.conf"),
+                                   &conf, eb, sizeof eb),
+                     WEB_OK);
+    for (size_t r = 0; r < conf->nroutes; r++)
+        for (size_t k = 0; k < conf->routes[r].ndefers; k++) {
+            web_defer_tpl *t = NULL;
+            ck_assert_msg(web_defer_tpl_create(&conf->routes[r].defers[k],
+                                               QB_DIALECT_POSTGRES, &t, eb,
+                                               sizeof eb) == QB_OK,
+                          "%s", eb);
+            ck_assert_ptr_null(strchr(web_defer_tpl_sql(t), '?'));
+            web_defer_tpl_free(t);
+            built++;
+        }
+    ck_assert_uint_ge(built, 3);
+    {
+        web_defer_tpl *t = (web_defer_tpl *)1;
+        ck_assert_int_ne(web_defer_tpl_create(&conf->routes[0].defers[0],
+                                              (qb_dialect)7, &t, eb,
+                                              sizeof eb),
+                         QB_OK);
+        ck_assert_ptr_null(t);
+    }
     web_conf_free(conf);
 }
 END_TEST
@@ -350,6 +443,9 @@ START_TEST(server_answers_straight_fastcgi)
     const char *dotdot[] = {"REQUEST_METHOD=GET",
                             "REQUEST_URI=/../../etc/passwd", NULL};
     const char *bighdr[] = {"REQUEST_METHOD=GET", "DOCUMENT_URI=/bighdr", NULL};
+    const char *st[] = {"REQUEST_METHOD=GET", "DOCUMENT_URI=/_status", NULL};
+    const char *st_prom[] = {"REQUEST_METHOD=GET", "DOCUMENT_URI=/_status",
+                             "QUERY_STRING=format=prometheus", NULL};
 
     start_server(&f, server_conf);
     ck_assert_int_eq(fc_request(f.sock, hello, NULL, 0, 5000, &out, &status), 0);
@@ -387,6 +483,26 @@ START_TEST(server_answers_straight_fastcgi)
 
     ck_assert_int_eq(fc_request(f.sock, log, "abc", 3, 5000, &out, &status), 0);
     ck_assert_int_eq(status, 200);
+    free(out);
+
+    /* The status names the engine and has the PostgreSQL counters (zero
+     * on SQLite), in both formats. */
+    ck_assert_int_eq(fc_request(f.sock, st, NULL, 0, 5000, &out, &status), 0);
+    ck_assert_int_eq(status, 200);
+    ck_assert_ptr_nonnull(strstr(out, "\"engine\":\"sqlite\""));
+    ck_assert_ptr_nonnull(strstr(out, ",\"conn_lost\":0,"));
+    ck_assert_ptr_nonnull(strstr(out, ",\"reconnects\":0,"));
+    ck_assert_ptr_nonnull(strstr(out, ",\"commit_unknown\":0,"));
+    free(out);
+    ck_assert_int_eq(fc_request(f.sock, st_prom, NULL, 0, 5000, &out, &status),
+                     0);
+    ck_assert_int_eq(status, 200);
+    ck_assert_ptr_nonnull(
+        strstr(out, "\nwaituntil_database_info{engine=\"sqlite\"} 1\n"));
+    ck_assert_ptr_nonnull(strstr(out, "\nwaituntil_conn_lost 0\n"));
+    ck_assert_ptr_nonnull(strstr(out, "\nwaituntil_reconnects 0\n"));
+    ck_assert_ptr_nonnull(strstr(out, "\nwaituntil_commit_unknown 0\n"));
+    ck_assert_ptr_nonnull(strstr(out, "\nwaituntil_batch_size_count "));
     free(out);
     stop_server(&f); /* drains */
     ck_assert_int_eq(count_rows(f.db), 1); /* the POST /log, nothing else */
@@ -452,6 +568,9 @@ static Suite *suite(void)
                         sizeof defer_sql / sizeof defer_sql[0]);
     tcase_add_loop_test(tc, defer_template_kinds, 0,
                         sizeof defer_sql / sizeof defer_sql[0]);
+    tcase_add_loop_test(tc, defer_template_kinds_pg, 0,
+                        sizeof defer_sql_pg / sizeof defer_sql_pg[0]);
+    tcase_add_test(tc, defer_template_shipped_pg);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("server");

@@ -6,6 +6,9 @@
  * by the builder, since the request's arena dies before the query runs);
  * only `raw:` sources, which are conf text, are inlined.  Table and column
  * names were validated as plain identifiers when the conf was loaded.
+ * Statements are rendered in the dialect of the pool that runs them
+ * (?N for SQLite, $N for PostgreSQL); raw: text is passed through as
+ * written, so it must be valid SQL for that engine.
  */
 #define _GNU_SOURCE
 #include "web_server.h"
@@ -37,9 +40,10 @@ static int eq_cond(char *buf, size_t len, const char *col)
     return n > 0 && (size_t)n < len ? 0 : -1;
 }
 
-int web_defer_build(const web_defer *d, const web_value *cols,
-                    const web_value *sets, const web_value *wheres,
-                    qb_query **out, char *eb, size_t el)
+int web_defer_build(const web_defer *d, qb_dialect dialect,
+                    const web_value *cols, const web_value *sets,
+                    const web_value *wheres, qb_query **out, char *eb,
+                    size_t el)
 {
     char cond[160];
     int rc = QB_EINVAL;
@@ -53,6 +57,7 @@ int web_defer_build(const web_defer *d, const web_value *cols,
         qb_insert *ins = qb_insert_new(d->table);
         if (ins == NULL)
             return QB_ENOMEM;
+        qb_insert_dialect(ins, dialect);
         for (i = 0; i < d->ncols; i++)
             qb_insert_set(ins, d->cols[i].column, to_qb(&cols[i]));
         if (d->kind == WEB_DEFER_UPSERT) {
@@ -72,6 +77,7 @@ int web_defer_build(const web_defer *d, const web_value *cols,
         qb_update *u = qb_update_new(d->table);
         if (u == NULL)
             return QB_ENOMEM;
+        qb_update_dialect(u, dialect);
         for (i = 0; i < d->nsets; i++)
             qb_update_set(u, d->sets[i].column, to_qb(&sets[i]));
         for (i = 0; i < d->nwheres; i++) {
@@ -92,6 +98,7 @@ int web_defer_build(const web_defer *d, const web_value *cols,
         qb_delete *del = qb_delete_new(d->table);
         if (del == NULL)
             return QB_ENOMEM;
+        qb_delete_dialect(del, dialect);
         for (i = 0; i < d->nwheres; i++) {
             qb_value v = to_qb(&wheres[i]);
             if (eq_cond(cond, sizeof cond, d->wheres[i].column) != 0) {
@@ -153,8 +160,8 @@ static void mark(const web_column *c, size_t n, size_t base, web_value *v)
     }
 }
 
-int web_defer_tpl_create(const web_defer *d, web_defer_tpl **out, char *eb,
-                         size_t el)
+int web_defer_tpl_create(const web_defer *d, qb_dialect dialect,
+                         web_defer_tpl **out, char *eb, size_t el)
 {
     web_value cols[MAX_COLS], sets[MAX_COLS], wheres[MAX_COLS];
     web_defer_tpl *t;
@@ -170,7 +177,7 @@ int web_defer_tpl_create(const web_defer *d, web_defer_tpl **out, char *eb,
     mark(d->cols, d->ncols, 0, cols);
     mark(d->sets, d->nsets, d->ncols, sets);
     mark(d->wheres, d->nwheres, d->ncols + d->nsets, wheres);
-    rc = web_defer_build(d, cols, sets, wheres, &q, eb, el);
+    rc = web_defer_build(d, dialect, cols, sets, wheres, &q, eb, el);
     if (rc != QB_OK)
         return rc;
     t = calloc(1, sizeof *t);
@@ -206,6 +213,11 @@ void web_defer_tpl_free(web_defer_tpl *t)
 const char *web_defer_tpl_sql(const web_defer_tpl *t)
 {
     return t ? qb_query_sql(t->q) : NULL;
+}
+
+const qb_query *web_defer_tpl_query(const web_defer_tpl *t)
+{
+    return t ? t->q : NULL;
 }
 
 int web_call_register_defers(web_call *call, const web_route_conf *route)

@@ -43,6 +43,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define CONF_MAX_TEXT (1024u * 1024u)
 #define CONF_MAX_WORD 65536u
@@ -627,7 +628,14 @@ static int do_database(pctx *c, const node *blk)
         if (rc != WEB_OK)
             return rc;
         if (strcmp(nm, "path") == 0) {
+            char why[160];
             rc = get_str(c, d, 0, &c->conf->database.path);
+            if (rc == WEB_OK &&
+                web_db_path_check(d->args[0].s, why, sizeof why) != WEB_OK)
+                return perr(c, d->args[0].line, "invalid \"path\": %s", why);
+            c->conf->database.engine = web_db_engine_of(d->args[0].s);
+        } else if (strcmp(nm, "reconnect") == 0) {
+            rc = get_time(c, d, 0, &c->conf->database.reconnect_ms);
         } else if (strcmp(nm, "journal_mode") == 0) {
             rc = get_choice(c, d, 0, journal, &ch);
             if (rc == WEB_OK)
@@ -721,6 +729,142 @@ static int do_pool(pctx *c, const node *blk)
             return rc;
     }
     return WEB_OK;
+}
+
+/* ---- database paths --------------------------------------------------------
+ * libpq takes a URI only with these schemes, spelt in lower case
+ * (fe-connect.c's uri_prefix_length); anything else is a SQLite path. */
+
+static size_t pg_scheme_len(const char *path)
+{
+    static const char *const schemes[] = {"postgresql://", "postgres://"};
+    for (size_t k = 0; path != NULL && k < 2; k++)
+        if (strncmp(path, schemes[k], strlen(schemes[k])) == 0)
+            return strlen(schemes[k]);
+    return 0;
+}
+
+web_db_engine web_db_engine_of(const char *path)
+{
+    return pg_scheme_len(path) > 0 ? WEB_DB_POSTGRESQL : WEB_DB_SQLITE;
+}
+
+const char *web_db_engine_name(web_db_engine e)
+{
+    switch (e) {
+    case WEB_DB_SQLITE: return "sqlite";
+    case WEB_DB_POSTGRESQL: return "postgresql";
+    }
+    return "?";
+}
+
+int web_db_path_check(const char *path, char *err, size_t errlen)
+{
+    const char *why = NULL;
+    if (path == NULL || path[0] == '\0') {
+        why = "empty database path";
+    } else if (web_db_engine_of(path) == WEB_DB_POSTGRESQL) {
+        /* A space or control byte ends a libpq URI early or is taken
+         * literally; either way not what was meant.  Percent-encode. */
+        for (const unsigned char *p = (const unsigned char *)path; *p; p++)
+            if (*p <= 0x20 || *p == 0x7f) {
+                why = "a PostgreSQL URI must not contain whitespace or "
+                      "control characters (percent-encode them)";
+                break;
+            }
+    }
+    if (why == NULL)
+        return WEB_OK;
+    if (err != NULL && errlen > 0)
+        snprintf(err, errlen, "%s", why);
+    return WEB_EINVAL;
+}
+
+int web_db_path_resolve(const char *prefix, const char *path, char **out)
+{
+    int n;
+    if (out == NULL)
+        return WEB_EINVAL;
+    *out = NULL;
+    if (path == NULL)
+        return WEB_EINVAL;
+    if (prefix == NULL || path[0] == '/' || strcmp(path, ":memory:") == 0 ||
+        web_db_engine_of(path) == WEB_DB_POSTGRESQL) {
+        *out = strdup(path);
+        return *out != NULL ? WEB_OK : WEB_ENOMEM;
+    }
+    n = asprintf(out, "%s/%s", prefix, path);
+    if (n < 0) {
+        *out = NULL;
+        return WEB_ENOMEM;
+    }
+    return WEB_OK;
+}
+
+/* Append s[0..n) to buf at *o, cut to fit (buf keeps its NUL). */
+static void put(char *buf, size_t len, size_t *o, const char *s, size_t n)
+{
+    if (*o + 1 >= len)
+        return;
+    if (n > len - 1 - *o)
+        n = len - 1 - *o;
+    memcpy(buf + *o, s, n);
+    *o += n;
+    buf[*o] = '\0';
+}
+
+const char *web_db_path_redact(const char *path, char *buf, size_t len)
+{
+    size_t o = 0, i, auth, end, at = 0, q;
+    if (buf == NULL || len == 0)
+        return buf;
+    buf[0] = '\0';
+    if (path == NULL) {
+        put(buf, len, &o, "-", 1);
+        return buf;
+    }
+    auth = pg_scheme_len(path);
+    if (auth == 0) {
+        put(buf, len, &o, path, strlen(path));
+        return buf;
+    }
+    /* scheme://[user[:password]@]hosts[/db][?params].  The user info ends
+     * at the last '@' before the parameters, not at the first '/': a
+     * password with an unencoded '/' or '@' stays hidden as well (a
+     * database name holding '@' gets over-redacted, which is harmless). */
+    q = strcspn(path, "?");
+    for (i = auth; i < q; i++)
+        if (path[i] == '@')
+            at = i;
+    end = at > 0 ? at + strcspn(path + at, "/?")
+                 : auth + strcspn(path + auth, "/?");
+    put(buf, len, &o, path, auth);
+    if (at > 0) {
+        size_t colon = auth + strcspn(path + auth, ":@");
+        if (colon < at) {
+            put(buf, len, &o, path + auth, colon + 1 - auth);
+            put(buf, len, &o, "***", 3);
+            put(buf, len, &o, path + at, end - at);
+        } else {
+            put(buf, len, &o, path + auth, end - auth);
+        }
+    } else {
+        put(buf, len, &o, path + auth, end - auth);
+    }
+    /* Path and parameters: hide the value of every password=. */
+    put(buf, len, &o, path + end, q - end);
+    i = q;
+    while (path[i] != '\0') {
+        size_t seg = 1 + strcspn(path + i + 1, "&"); /* '?'/'&' + pair */
+        if (strncasecmp(path + i + 1, "password=", 9) == 0) {
+            put(buf, len, &o, path + i, 10);
+            put(buf, len, &o, "***", 3);
+        } else {
+            put(buf, len, &o, path + i, seg);
+        }
+        i += seg;
+    }
+    return buf;
 }
 
 /* ---- routes ------------------------------------------------------------- */
@@ -1182,6 +1326,8 @@ static web_conf *conf_new(const char *name)
     c->database.journal_mode = "wal";
     c->database.synchronous = "normal";
     c->database.busy_timeout_ms = 5000;
+    c->database.engine = WEB_DB_SQLITE;
+    c->database.reconnect_ms = 10000;
     c->database.migrations = "conf/migrations";
     c->pool.workers = 2;
     c->pool.queue = 65536;

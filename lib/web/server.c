@@ -118,6 +118,10 @@ defer_ctx *web_call_defer(web_call *c) { return c ? c->dctx : NULL; }
 const char *web_call_label(const web_call *c) { return c ? c->label : "-"; }
 web_server *web_call_server(web_call *c) { return c ? c->srv : NULL; }
 web_log *web_call_log(web_call *c) { return c ? c->srv->log : NULL; }
+qb_dialect web_call_dialect(const web_call *c)
+{
+    return c ? defer_pool_dialect(c->srv->pool) : QB_DIALECT_SQLITE;
+}
 
 const web_defer_tpl *web_call_defer_tpl(const web_call *c, size_t k)
 {
@@ -687,10 +691,12 @@ static int open_listener(web_server *s, const char *spec, char *eb, size_t el)
 
 /* ---- lifecycle ---------------------------------------------------------- */
 
-/* Build every defer block's statement once (see action.c). */
+/* Build every defer block's statement once (see action.c), in the
+ * pool's dialect: the pool refuses queries rendered for another one. */
 static int make_templates(web_server *s, char *eb, size_t el)
 {
     const web_conf *conf = s->conf;
+    qb_dialect dialect = defer_pool_dialect(s->pool);
     size_t n = 0, k = 0;
     for (size_t i = 0; i < conf->nroutes; i++)
         n += conf->routes[i].ndefers;
@@ -709,7 +715,8 @@ static int make_templates(web_server *s, char *eb, size_t el)
         for (size_t j = 0; j < conf->routes[i].ndefers; j++, k++) {
             const web_defer *d = &conf->routes[i].defers[j];
             char why[400];
-            int rc = web_defer_tpl_create(d, &s->tpls[k], why, sizeof why);
+            int rc = web_defer_tpl_create(d, dialect, &s->tpls[k], why,
+                                          sizeof why);
             s->ntpls = k + 1;
             if (rc == QB_ENOMEM)
                 return WEB_ENOMEM;

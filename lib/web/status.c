@@ -47,13 +47,17 @@ int web_handler_status(web_call *call, void *ud)
     web_server_stats ss;
     defer_stats ds;
     struct out o;
-    const char *fmt;
+    const char *fmt, *engine;
     int prom;
     size_t i, n;
     (void)ud;
 
     web_server_stats_get(web_call_server(call), &ss);
     defer_pool_stats(web_srv_pool(web_call_server(call)), &ds);
+    engine = defer_pool_dialect(web_srv_pool(web_call_server(call))) ==
+                     QB_DIALECT_POSTGRES
+                 ? "postgresql"
+                 : "sqlite";
     fmt = web_request_arg(web_call_request(call), "format", NULL);
     prom = fmt != NULL && strcmp(fmt, "prometheus") == 0;
 
@@ -79,7 +83,13 @@ int web_handler_status(web_call *call, void *ud)
         {"tasks_left", "Deferred tasks left at shutdown", ds.left, 0},
         {"tasks_timeouts", "SQL tasks interrupted by the time budget",
          ds.timeouts, 0},
-        {"busy_retries", "Transaction retries after SQLITE_BUSY", ds.retried, 0},
+        {"busy_retries", "Transaction retries (busy, deadlock, lost "
+         "connection)", ds.retried, 0},
+        {"conn_lost", "PostgreSQL: transactions whose connection was lost",
+         ds.conn_lost, 0},
+        {"reconnects", "PostgreSQL: successful reconnects", ds.reconnects, 0},
+        {"commit_unknown", "PostgreSQL: tasks failed because the outcome of "
+         "their COMMIT could not be learnt", ds.commit_unknown, 0},
         {"commits", "Group-commit transactions", ds.commits, 0},
         {"batches", "Batches taken by workers", ds.batches, 0},
         {"queue_reserved", "Slots reserved by admitted requests", ds.reserved, 1},
@@ -92,6 +102,10 @@ int web_handler_status(web_call *call, void *ud)
 
     memset(&o, 0, sizeof o);
     if (prom) {
+        add(&o, "# HELP waituntil_database_info The database engine\n"
+                "# TYPE waituntil_database_info gauge\n"
+                "waituntil_database_info{engine=\"%s\"} 1\n",
+            engine);
         for (i = 0; i < n; i++)
             add(&o, "# HELP waituntil_%s %s\n# TYPE waituntil_%s %s\n"
                     "waituntil_%s %" PRIu64 "\n",
@@ -111,7 +125,8 @@ int web_handler_status(web_call *call, void *ud)
                 cum, ds.batches);
         }
     } else {
-        add(&o, "{\"started_unix\":%" PRId64, ss.started_unix);
+        add(&o, "{\"started_unix\":%" PRId64 ",\"engine\":\"%s\"",
+            ss.started_unix, engine);
         for (i = 0; i < n; i++)
             add(&o, ",\"%s\":%" PRIu64, m[i].name, m[i].value);
         add(&o, ",\"batch_size_hist\":[");

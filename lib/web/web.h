@@ -459,6 +459,43 @@ typedef enum web_log_level {
     WEB_LOG_ERROR
 } web_log_level;
 
+/* ---- the database a conf names -------------------------------------------
+ * database.path is either a SQLite file (relative paths are resolved
+ * against the program's -p prefix) or a libpq URI, which selects
+ * PostgreSQL and is passed to libpq as it is (never resolved). */
+typedef enum web_db_engine {
+    WEB_DB_SQLITE = 0,   /* a file path, or ":memory:" */
+    WEB_DB_POSTGRESQL    /* "postgresql://..." or "postgres://..." */
+} web_db_engine;
+
+/* The engine a database path names: WEB_DB_POSTGRESQL when path starts
+ * with "postgresql://" or "postgres://" (libpq's URI schemes, lower case
+ * as libpq requires), else WEB_DB_SQLITE (also for NULL).  Thread-safe. */
+WEB_API web_db_engine web_db_engine_of(const char *path);
+
+/* "sqlite" or "postgresql" (static; "?" for an unknown value). */
+WEB_API const char *web_db_engine_name(web_db_engine e);
+
+/* Check a database path as the conf parser does: WEB_OK, or WEB_EINVAL
+ * with the reason in err (if errlen > 0) for NULL or "", or a
+ * PostgreSQL URI holding whitespace or control bytes.  The reason never
+ * quotes the URI (it may hold a password). */
+WEB_API int web_db_path_check(const char *path, char *err, size_t errlen);
+
+/* The path to open: a PostgreSQL URI, an absolute path and ":memory:"
+ * unchanged, any other path as PREFIX/path when prefix is non-NULL.
+ * *out is malloc'd (free it).  WEB_OK, WEB_EINVAL (NULL path or out),
+ * WEB_ENOMEM (*out NULL). */
+WEB_API int web_db_path_resolve(const char *prefix, const char *path,
+                                char **out);
+
+/* The path fit for logs: a PostgreSQL URI with its password replaced by
+ * "***" (the one in user:password@ and any password= parameter); other
+ * paths unchanged.  Written into buf (NUL-terminated, cut short to
+ * fit buflen: a cut never uncovers a password); returns buf.  NULL path gives "-". */
+WEB_API const char *web_db_path_redact(const char *path, char *buf,
+                                       size_t buflen);
+
 typedef struct web_conf {
     const char *file;            /* name used in messages */
     struct {
@@ -472,11 +509,19 @@ typedef struct web_conf {
         web_log_level log_level; /* default info */
     } server;
     struct {
-        const char *path;          /* default "var/waituntil.db" */
-        const char *journal_mode;  /* default "wal" */
-        const char *synchronous;   /* default "normal" */
-        int64_t busy_timeout_ms;   /* default 5000 */
-        const char *migrations;    /* default "conf/migrations" */
+        const char *path;          /* default "var/waituntil.db"; a
+                                      postgresql:// or postgres:// URI
+                                      selects PostgreSQL */
+        web_db_engine engine;      /* web_db_engine_of(path) */
+        const char *journal_mode;  /* SQLite only; default "wal" */
+        const char *synchronous;   /* SQLite only; default "normal" */
+        int64_t busy_timeout_ms;   /* SQLite only; default 5000 */
+        int64_t reconnect_ms;      /* PostgreSQL only: how long a batch
+                                      whose connection was lost keeps
+                                      reconnecting; default 10000 */
+        const char *migrations;    /* default "conf/migrations": the
+                                      .sql files of that folder (SQLite)
+                                      or of its postgresql subfolder */
     } database;
     struct {
         unsigned workers;          /* default 2 */

@@ -90,6 +90,11 @@ WEB_API const char *web_call_label(const web_call *call);
 WEB_API web_server *web_call_server(web_call *call);
 /* The server's log (for handlers that want to log). */
 WEB_API web_log *web_call_log(web_call *call);
+/* The dialect SQL tasks registered on this call must be built in: the
+ * pool's (defer_pool_dialect), QB_DIALECT_POSTGRES on a PostgreSQL pool.
+ * Build queries with qb_*_dialect(..., web_call_dialect(call)).  A NULL
+ * call gives QB_DIALECT_SQLITE. */
+WEB_API qb_dialect web_call_dialect(const web_call *call);
 
 /* Set the response.  content_type NULL = "text/plain; charset=utf-8".
  * body is copied into the request's arena.  WEB_OK, WEB_EINVAL (status
@@ -115,25 +120,33 @@ WEB_API int web_call_register_defers(web_call *call,
 /*
  * Build the qb query of one `defer` block from evaluated values: cols[i]
  * for d->cols[i], sets[i] for d->sets[i], wheres[i] for d->wheres[i]
- * (ABSENT and NULL bind as NULL; RAW is inlined conf text).  The
- * templates below are built with it; requests and `waituntil -t` use the
- * templates.  Returns a QB_* code; *out owned by the
- * caller (qb_query_free); errbuf gets the builder's message on error.
+ * (ABSENT and NULL bind as NULL; RAW is inlined conf text), rendered in
+ * dialect (the pool's: defer_pool_dialect).  The templates below are
+ * built with it; requests and `waituntil -t` use the templates.  Returns
+ * a QB_* code (QB_EDIALECT for a construct the dialect lacks); *out
+ * owned by the caller (qb_query_free); errbuf gets the builder's message
+ * on error.
  */
-WEB_API int web_defer_build(const web_defer *d, const web_value *cols,
-                            const web_value *sets, const web_value *wheres,
-                            qb_query **out, char *errbuf, size_t errlen);
+WEB_API int web_defer_build(const web_defer *d, qb_dialect dialect,
+                            const web_value *cols, const web_value *sets,
+                            const web_value *wheres, qb_query **out,
+                            char *errbuf, size_t errlen);
 
 /*
  * A defer block's statement built once (web_defer_build with marker
- * values), so that a request only evaluates and binds its values.  The
- * server makes one per defer block at create time.  QB_* codes.
+ * values), so that a request only evaluates and binds its values; the
+ * queries made from it keep its dialect.  The server makes one per defer
+ * block at create time, in its pool's dialect.  QB_* codes.
  */
 typedef struct web_defer_tpl web_defer_tpl;
-WEB_API int web_defer_tpl_create(const web_defer *d, web_defer_tpl **out,
-                                 char *errbuf, size_t errlen);
+WEB_API int web_defer_tpl_create(const web_defer *d, qb_dialect dialect,
+                                 web_defer_tpl **out, char *errbuf,
+                                 size_t errlen);
 WEB_API void web_defer_tpl_free(web_defer_tpl *t);
 WEB_API const char *web_defer_tpl_sql(const web_defer_tpl *t);
+/* The template's query (marker values bound; its dialect and parameter
+ * count are those of every query made from it).  Owned by t. */
+WEB_API const qb_query *web_defer_tpl_query(const web_defer_tpl *t);
 /* The template of the k-th defer block of the call's route, or NULL. */
 WEB_API const web_defer_tpl *web_call_defer_tpl(const web_call *call,
                                                 size_t k);
@@ -204,7 +217,8 @@ WEB_API const char *web_server_listen_name(const web_server *srv);
 /*
  * The status handler (register it as "status"): the server's and the
  * pool's counters as JSON, or in Prometheus text format with
- * ?format=prometheus.
+ * ?format=prometheus.  Both name the database engine ("engine":"sqlite"
+ * or "postgresql"; waituntil_database_info{engine="..."} 1).
  */
 WEB_API int web_handler_status(web_call *call, void *ud);
 

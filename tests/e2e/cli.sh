@@ -74,6 +74,117 @@ else
         t_fail "-t missing file message" "$(cat "$T_TMP/out")"
 fi
 
+# ---- PostgreSQL: database.path postgresql://... ---------------------------
+# pg_conf URI FILE [EXTRA-CONF]: the shipped conf on that database.
+pg_conf() {
+    sed -e "s|^    path var/waituntil.db;|    path \"$1\";|" \
+        "$TOP_SRCDIR/conf/waituntil.conf" > "$2"
+    printf '%s\n' "${3:-}" >> "$2"
+}
+if grep -q '^#define HAVE_LIBPQ 1' "$TOP_BUILDDIR/config.h" 2>/dev/null; then
+    HAVE_PG=1
+else
+    HAVE_PG=0
+fi
+# No server there: -t checks what it can, warns, and still passes; the
+# URI is never resolved against -p and its password never printed.
+nopg='postgresql://wu:hunter2@/db?host=/nonexistent'
+pg_conf "$nopg" "$T_TMP/pg.conf"
+rc=0
+"$APP" -t -c "$T_TMP/pg.conf" -p "$TOP_SRCDIR" >"$T_TMP/out" 2>&1 || rc=$?
+if [ $HAVE_PG -eq 1 ]; then
+    [ $rc -eq 0 ] && grep -q "test is successful" "$T_TMP/out" &&
+        grep -qF 'warning: cannot connect to database postgresql://wu:***@/db?host=/nonexistent (' "$T_TMP/out" &&
+        grep -q "the schema was not checked" "$T_TMP/out" &&
+        ! grep -q hunter2 "$T_TMP/out" &&
+        t_ok "-t with an unreachable PostgreSQL: warning, exit 0, password hidden" ||
+        t_fail "-t unreachable PostgreSQL (exit $rc)" "$(cat "$T_TMP/out")"
+else
+    [ $rc -ne 0 ] && grep -q "built without PostgreSQL support (configure --with-postgresql, Debian libpq-dev)" "$T_TMP/out" &&
+        t_ok "-t on a PostgreSQL conf without libpq: refused, says how to build" ||
+        t_fail "-t PostgreSQL without libpq (exit $rc)" "$(cat "$T_TMP/out")"
+    "$APP" -c "$T_TMP/pg.conf" -p "$TOP_SRCDIR" -l "unix:$T_TMP/np.sock" \
+        >"$T_TMP/out" 2>&1 && t_fail "start on PostgreSQL without libpq fails" ||
+        { grep -q "built without PostgreSQL support" "$T_TMP/out" &&
+            t_ok "start on PostgreSQL without libpq fails, says why" ||
+            t_fail "start without libpq message" "$(cat "$T_TMP/out")"; }
+fi
+# -d switches the engine too, with the same checks as the conf.
+rc=0
+"$APP" -t -c "$TOP_SRCDIR/conf/waituntil.conf" -p "$TOP_SRCDIR" \
+    -d "postgres://wu@/db?host=/nonexistent/my sock" >"$T_TMP/out" 2>&1 || rc=$?
+[ $rc -ne 0 ] && grep -q "must not contain whitespace" "$T_TMP/out" &&
+    t_ok "-d with a space in a PostgreSQL URI is refused" ||
+    t_fail "-d URI with a space (exit $rc)" "$(cat "$T_TMP/out")"
+check_conf "-t: a PostgreSQL URI with a space is refused with file:line" \
+    'bad.conf:1: invalid "path": a PostgreSQL URI must not contain whitespace' \
+'database { path "postgresql://wu@db/my app"; }'
+check_conf "-t: reconnect is a bounded time" \
+    'bad.conf:1: invalid time "2d" for "reconnect"' \
+'database { reconnect 2d; }'
+
+# A real server (tests/pg/pg_env.sh; skipped without PostgreSQL): the app
+# applies conf/migrations/postgresql at start; -t counts what is pending,
+# never writes, and checks every statement against the live schema --
+# which refuses SQLite-only SQL in raw: values.
+. "$TESTS_SRCDIR/pg/pg_env.sh"
+if [ $HAVE_PG -eq 1 ] && wu_pg_bindir >/dev/null 2>&1 &&
+    PGDIR=$(mktemp -d "${TMPDIR:-/tmp}/wu-pg.XXXXXX") &&
+    T_CLEANUP_HOOK='wu_pg_stop "$PGDIR"' &&
+    wu_pg_start "$PGDIR" >/dev/null; then
+    uri="postgresql://wu:hunter2@/postgres?host=$PGDIR/sock"
+    pg_conf "$uri" "$T_TMP/pg.conf"
+    rc=0
+    "$APP" -t -c "$T_TMP/pg.conf" -p "$TOP_SRCDIR" >"$T_TMP/out" 2>&1 || rc=$?
+    [ $rc -eq 0 ] && grep -q ': 1 migration(s) to apply at start' "$T_TMP/out" &&
+        grep -q "statements not checked against its schema" "$T_TMP/out" &&
+        t_ok "-t on a fresh PostgreSQL database: 1 migration pending" ||
+        t_fail "-t fresh PostgreSQL (exit $rc)" "$(cat "$T_TMP/out")"
+    psql=$(wu_pg_bindir)/psql
+    if [ -x "$psql" ]; then
+        n=$("$psql" -Atq "$uri" -c "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'" 2>&1)
+        [ "$n" = 0 ] && t_ok "-t wrote nothing (no table created)" ||
+            t_fail "-t wrote to the database" "$n"
+    fi
+    # Start: the migrations apply, then the pool starts (or, until
+    # lib/defer runs on PostgreSQL, refuses); either way the log names
+    # the engine and hides the password.
+    "$APP" -c "$T_TMP/pg.conf" -p "$TOP_SRCDIR" -l "unix:$T_TMP/pg.sock" \
+        >"$T_TMP/pg.log" 2>&1 &
+    pid=$!
+    i=0
+    while kill -0 $pid 2>/dev/null && ! grep -q "event=started" "$T_TMP/pg.log" &&
+        [ $i -lt 100 ]; do i=$((i + 1)); sleep 0.1; done
+    kill -TERM $pid 2>/dev/null
+    wait $pid 2>/dev/null
+    grep -q "event=migrations engine=postgresql dir=.*/conf/migrations/postgresql found=1 applied=1" "$T_TMP/pg.log" &&
+        t_ok "start applies conf/migrations/postgresql" ||
+        t_fail "PostgreSQL migrations at start" "$(cat "$T_TMP/pg.log")"
+    grep -Eq "event=(started|pool_failed) .*engine=postgresql db=\"postgresql://wu:\*\*\*@/postgres" "$T_TMP/pg.log" &&
+        ! grep -q hunter2 "$T_TMP/pg.log" &&
+        t_ok "the log says engine=postgresql, password hidden" ||
+        t_fail "PostgreSQL start log" "$(cat "$T_TMP/pg.log")"
+    rc=0
+    "$APP" -t -c "$T_TMP/pg.conf" -p "$TOP_SRCDIR" >"$T_TMP/out" 2>&1 || rc=$?
+    [ $rc -eq 0 ] && grep -q ': 0 migration(s) to apply at start' "$T_TMP/out" &&
+        ! grep -q "not checked" "$T_TMP/out" &&
+        t_ok "-t on the migrated database: statements checked, ok" ||
+        t_fail "-t migrated PostgreSQL (exit $rc)" "$(cat "$T_TMP/out")"
+    pg_conf "$uri" "$T_TMP/bad.conf" 'route GET /x { respond 200 "x";
+    defer insert logs { method $request_method; path $uri; timestamp raw:"datetime('"'now'"')"; } }
+route GET /y { respond 200 "y"; defer update users { set nope $uri; where id $arg_id; } }'
+    rc=0
+    "$APP" -t -c "$T_TMP/bad.conf" -p "$TOP_SRCDIR" >"$T_TMP/out" 2>&1 || rc=$?
+    [ $rc -ne 0 ] && grep -q 'bad.conf:[0-9]*: insert into logs: function datetime(unknown) does not exist (schema of the database)' "$T_TMP/out" &&
+        t_ok "-t on PostgreSQL refuses SQLite-only SQL (raw:datetime('now'))" ||
+        t_fail "-t SQLite-only SQL on PostgreSQL (exit $rc)" "$(cat "$T_TMP/out")"
+    grep -q 'bad.conf:[0-9]*: update users: column "nope" of relation "users" does not exist' "$T_TMP/out" &&
+        t_ok "-t on PostgreSQL reports a column missing from the schema" ||
+        t_fail "-t PostgreSQL missing column" "$(cat "$T_TMP/out")"
+else
+    echo "# no PostgreSQL server here: the live-server checks are skipped"
+fi
+
 # The server itself refuses to start on a broken conf, with the message.
 printf 'server { threads 0; }\n' > "$T_TMP/bad.conf"
 "$APP" -c "$T_TMP/bad.conf" -p "$TOP_SRCDIR" -d "$T_TMP/x.db" \
