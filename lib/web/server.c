@@ -27,7 +27,9 @@
  *
  * Shutdown: web_server_stop sets `stopping` and calls
  * shutdown(listen_fd, SHUT_RDWR); on Linux that wakes every thread blocked
- * in accept() (EINVAL).  A thread in the middle of a request finishes it.
+ * in accept() (EINVAL) and refuses new connects; the threads go on
+ * answering the connections still in the backlog (accept() returns them
+ * until it is empty) and a thread in the middle of a request finishes it.
  * Then the threads are joined.  Lock order: none held across calls here;
  * the pool and the log have their own leaf locks.
  */
@@ -499,12 +501,15 @@ static void *request_thread(void *arg)
     for (;;) {
         int rc = FCGX_Accept_r(&t->rq);
         if (atomic_load(&s->stopping)) {
-            if (rc >= 0) {
-                /* Accepted just before the stop: still answer it. */
-                atomic_fetch_add(&s->accepted, 1);
-                serve_one(t);
-            }
-            break;
+            if (rc < 0)
+                break;
+            /* After shutdown(listen_fd) new connects are refused (nginx
+             * moves on), but accept() still hands out the connections
+             * already in the backlog, then fails.  nginx has sent those
+             * requests and never re-sends a POST: answer every one. */
+            atomic_fetch_add(&s->accepted, 1);
+            serve_one(t);
+            continue;
         }
         if (rc < 0) {
             /* EMFILE/ENFILE/ENOMEM come back as -errno: a transient
