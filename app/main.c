@@ -290,6 +290,7 @@ static void pool_config(const web_conf *conf, web_db_engine engine,
     if (engine == WEB_DB_POSTGRESQL) {
         pc->pg_conninfo = db_path; /* the pool copies it */
         pc->pg.application_name = "waituntil";
+        pc->pg.stmt_cache_size = conf->database.statement_cache;
     } else {
         pc->db_path = db_path;
     }

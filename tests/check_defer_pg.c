@@ -28,6 +28,8 @@
 
 static const char *g_dsn;
 static const char *g_restart; /* WU_PG_RESTART: restarts the server */
+static size_t g_cache;        /* pg.stmt_cache_size: main runs the suite
+                                 without, then with prepared statements */
 
 /* ---- helpers ------------------------------------------------------------ */
 
@@ -112,6 +114,7 @@ static void pg_cfg(defer_config *cfg, const char *dsn, unsigned workers)
     cfg->workers = workers;
     cfg->pg_conninfo = dsn;
     cfg->pg.application_name = "defer_pg_test";
+    cfg->pg.stmt_cache_size = g_cache;
     cfg->batch_delay_us = 1000;
     cfg->log = cap_log;
     cfg->log_level = DEFER_LOG_DEBUG;
@@ -609,21 +612,14 @@ START_TEST(create_fails_cleanly)
 }
 END_TEST
 
-int main(void)
+static int run_suite(size_t cache)
 {
-    Suite *s;
-    TCase *tc;
+    Suite *s = suite_create(cache ? "defer_pg_cached" : "defer_pg");
+    TCase *tc = tcase_create("pg");
     SRunner *sr;
     int failed;
 
-    g_dsn = getenv("WU_PG_DSN");
-    if (g_dsn == NULL || *g_dsn == '\0') {
-        fprintf(stderr, "check_defer_pg: WU_PG_DSN not set: skipped\n");
-        return 77;
-    }
-    g_restart = getenv("WU_PG_RESTART");
-    s = suite_create("defer_pg");
-    tc = tcase_create("pg");
+    g_cache = cache;
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, group_commit_rows_exact);
     tcase_add_test(tc, wrong_dialect_refused);
@@ -642,5 +638,20 @@ int main(void)
     srunner_run_all(sr, CK_NORMAL);
     failed = srunner_ntests_failed(sr);
     srunner_free(sr);
+    return failed;
+}
+
+int main(void)
+{
+    int failed;
+
+    g_dsn = getenv("WU_PG_DSN");
+    if (g_dsn == NULL || *g_dsn == '\0') {
+        fprintf(stderr, "check_defer_pg: WU_PG_DSN not set: skipped\n");
+        return 77;
+    }
+    g_restart = getenv("WU_PG_RESTART");
+    failed = run_suite(0);
+    failed += run_suite(64);
     return failed == 0 ? 0 : 1;
 }

@@ -1068,6 +1068,7 @@ START_TEST(conf_shipped)
     ck_assert_int_eq(c->database.busy_timeout_ms, 5000);
     ck_assert_int_eq(c->database.engine, WEB_DB_SQLITE);
     ck_assert_int_eq(c->database.reconnect_ms, 10000);
+    ck_assert_uint_eq(c->database.statement_cache, 64);
     ck_assert_str_eq(c->database.migrations, "conf/migrations");
     ck_assert_uint_eq(c->pool.workers, 2);
     ck_assert_uint_eq(c->pool.queue, 65536);
@@ -1293,6 +1294,10 @@ static const struct {
      "5m; at most 1d)"},
     {"database {\n reconnect 1s 2s;\n}\n",
      "t.conf:2: expected ';' after \"reconnect 1s\""},
+    {"database {\n statement_cache 4097;\n}\n",
+     "t.conf:2: \"statement_cache\" must be between 0 and 4096, not 4097"},
+    {"database {\n statement_cache many;\n}\n",
+     "t.conf:2: invalid number \"many\" for \"statement_cache\""},
     {"database {\n reconnect;\n}\n",
      "t.conf:2: invalid number of arguments in \"reconnect\""},
     {"database {\n reconnect 1s;\n reconnect 2s;\n}\n",
@@ -1364,7 +1369,7 @@ static const char full_conf[] =
     "max_params 50; max_args 20; log 'var/log file.log'; log_level debug; "
     "socket_mode 600; }\n"
     "database { path \"/tmp/x.db\"; journal_mode delete; synchronous full; "
-    "busy_timeout 250ms; migrations m; reconnect 3s; }\n"
+    "busy_timeout 250ms; migrations m; reconnect 3s; statement_cache 0; }\n"
     "pool { workers 3; queue 10; tasks_per_request 4; batch 7; "
     "task_timeout 2m; admission inline; drain_timeout 1h; busy_retries 0; }\n"
     "route get|post,PUT /users/:id /people/:id/* {\n"
@@ -1409,6 +1414,7 @@ START_TEST(conf_full_grammar)
     ck_assert_str_eq(c->database.synchronous, "full");
     ck_assert_int_eq(c->database.busy_timeout_ms, 250);
     ck_assert_int_eq(c->database.reconnect_ms, 3000);
+    ck_assert_uint_eq(c->database.statement_cache, 0);
     ck_assert_int_eq(c->database.engine, WEB_DB_SQLITE);
     ck_assert_str_eq(c->database.migrations, "m");
     ck_assert_uint_eq(c->pool.workers, 3);

@@ -636,6 +636,10 @@ static int do_database(pctx *c, const node *blk)
             c->conf->database.engine = web_db_engine_of(d->args[0].s);
         } else if (strcmp(nm, "reconnect") == 0) {
             rc = get_time(c, d, 0, &c->conf->database.reconnect_ms);
+        } else if (strcmp(nm, "statement_cache") == 0) {
+            uint64_t v = 0;
+            rc = get_num(c, d, 0, 0, 4096, &v); /* qb_pg's bound */
+            c->conf->database.statement_cache = (unsigned)v;
         } else if (strcmp(nm, "journal_mode") == 0) {
             rc = get_choice(c, d, 0, journal, &ch);
             if (rc == WEB_OK)
@@ -1328,6 +1332,7 @@ static web_conf *conf_new(const char *name)
     c->database.busy_timeout_ms = 5000;
     c->database.engine = WEB_DB_SQLITE;
     c->database.reconnect_ms = 10000;
+    c->database.statement_cache = 64;
     c->database.migrations = "conf/migrations";
     c->pool.workers = 2;
     c->pool.queue = 65536;

@@ -515,10 +515,14 @@ typedef struct web_conf {
         web_db_engine engine;      /* web_db_engine_of(path) */
         const char *journal_mode;  /* SQLite only; default "wal" */
         const char *synchronous;   /* SQLite only; default "normal" */
-        int64_t busy_timeout_ms;   /* SQLite only; default 5000 */
+        int64_t busy_timeout_ms;   /* one lock wait (SQLite busy wait,
+                                      PostgreSQL lock_timeout); 5000 */
         int64_t reconnect_ms;      /* PostgreSQL only: how long a batch
                                       whose connection was lost keeps
                                       reconnecting; default 10000 */
+        unsigned statement_cache;  /* PostgreSQL only: prepared
+                                      statements kept per connection,
+                                      0..4096; default 64 */
         const char *migrations;    /* default "conf/migrations": the
                                       .sql files of that folder (SQLite)
                                       or of its postgresql subfolder */
