@@ -1196,6 +1196,75 @@ START_TEST(test_batch)
 }
 END_TEST
 
+/* Pipeline: many statements answered together inside the caller's
+ * transaction; the first failure is reported with its index and stops
+ * the rest. */
+START_TEST(test_pipeline)
+{
+    qb_pg *db = db_fresh("CREATE TABLE t (id integer PRIMARY KEY)");
+    const qb_query *qs[150];
+    qb_query *own[150], *bulk = NULL, *dup;
+    qb_insert *ins = qb_insert_new("t");
+    size_t at = 99;
+    int i;
+
+    for (i = 0; i < 150; i++) {
+        own[i] = raw("INSERT INTO t VALUES (?)", 1, QB_VALS(qb_int(i)),
+                     QB_FETCH_NONE);
+        qs[i] = own[i];
+    }
+    /* Outside a transaction: refused, nothing sent. */
+    ck_assert_int_eq(qb_pg_pipeline(db, qs, 3, &at), QB_EMISUSE);
+    ck_assert_uint_eq(at, 3);
+    /* 150 statements: three Syncs (64 + 64 + 22). */
+    ck_assert_int_eq(qb_pg_begin(db), QB_OK);
+    ck_assert_int_eq(qb_pg_pipeline(db, qs, 150, &at), QB_OK);
+    ck_assert_uint_eq(at, 150);
+    ck_assert_int_eq(qb_pg_commit(db), QB_OK);
+    ck_assert_str_eq(query_ids(db, "SELECT count(*) FROM t"), "150");
+
+    /* A chain (bulk insert) runs link by link. */
+    qb_insert_dialect(ins, QB_DIALECT_POSTGRES);
+    qb_insert_set(ins, "id", qb_int(1000));
+    ck_assert_int_eq(qb_insert_build(ins, &bulk), QB_OK);
+    qs[0] = bulk;
+    ck_assert_int_eq(qb_pg_begin(db), QB_OK);
+    ck_assert_int_eq(qb_pg_pipeline(db, qs, 1, &at), QB_OK);
+    ck_assert_int_eq(qb_pg_commit(db), QB_OK);
+    ck_assert_str_eq(query_ids(db, "SELECT count(*) FROM t"), "151");
+
+    /* Failure at index 70 (second chunk): reported there, the rest not
+     * run, the transaction aborted. */
+    sh(db, "DELETE FROM t");
+    dup = raw("INSERT INTO t VALUES (0)", 0, NULL, QB_FETCH_NONE);
+    for (i = 0; i < 150; i++)
+        qs[i] = own[i];
+    qs[70] = dup;
+    ck_assert_int_eq(qb_pg_begin(db), QB_OK);
+    ck_assert_int_eq(qb_pg_pipeline(db, qs, 150, &at), QB_ECONSTRAINT);
+    ck_assert_uint_eq(at, 70);
+    ck_assert_str_eq(qb_pg_sqlstate(db), "23505");
+    ck_assert_ptr_nonnull(strstr(qb_pg_errmsg(db), "pipeline query 70"));
+    ck_assert_int_eq(qb_pg_in_transaction(db), 1);
+    ck_assert_int_eq(qb_pg_rollback(db), QB_OK);
+    ck_assert_str_eq(query_ids(db, "SELECT count(*) FROM t"), "0");
+    /* The connection is usable afterwards, in and out of pipelines. */
+    ck_assert_int_eq(qb_pg_begin(db), QB_OK);
+    ck_assert_int_eq(qb_pg_pipeline(db, qs, 70, &at), QB_OK);
+    ck_assert_int_eq(qb_pg_commit(db), QB_OK);
+    ck_assert_str_eq(query_ids(db, "SELECT count(*) FROM t"), "70");
+    ck_assert_int_eq(qb_pg_pipeline(db, NULL, 0, NULL), QB_OK);
+    ck_assert_int_eq(qb_pg_pipeline(NULL, qs, 1, NULL), QB_EINVAL);
+
+    for (i = 0; i < 150; i++)
+        qb_query_free(own[i]);
+    qb_query_free(dup);
+    qb_query_free(bulk);
+    qb_insert_free(ins);
+    qb_pg_close(db);
+}
+END_TEST
+
 /* ---- logger and hooks -------------------------------------------------- */
 
 typedef struct obs_log {
@@ -1322,6 +1391,48 @@ static const qb_pg_migration migs[] = {
                         "CREATE INDEX posts_user ON posts (user_id);" },
     { "0003_seed.sql", "INSERT INTO users (name) VALUES ('root');" },
 };
+
+/* Observers in a pipeline: before hooks first (a veto sends nothing),
+ * the logger once per query run. */
+START_TEST(test_pipeline_observers)
+{
+    qb_pg *db = db_fresh("CREATE TABLE t (id integer PRIMARY KEY)");
+    qb_query *a = raw("INSERT INTO t VALUES (1)", 0, NULL, QB_FETCH_NONE);
+    qb_query *b = raw("INSERT INTO t VALUES (1)", 0, NULL, QB_FETCH_NONE);
+    qb_query *c = raw("INSERT INTO t VALUES (3)", 0, NULL, QB_FETCH_NONE);
+    const qb_query *qs[3] = { a, b, c };
+    obs_log l;
+    size_t at;
+
+    memset(&l, 0, sizeof l);
+    qb_pg_set_logger(db, log_fn, &l);
+    qb_pg_set_hooks(db, before_fn, after_fn, &l);
+    ck_assert_int_eq(qb_pg_begin(db), QB_OK);
+    ck_assert_int_eq(qb_pg_pipeline(db, qs, 3, &at), QB_ECONSTRAINT);
+    ck_assert_uint_eq(at, 1);
+    /* a ran (ok), b failed; c was not run: no log line for it. */
+    ck_assert_int_eq(l.calls, 2);
+    ck_assert_int_eq(l.errors, 1);
+    ck_assert_int_eq(l.afters, 2);
+    ck_assert_int_eq(qb_pg_rollback(db), QB_OK);
+
+    memset(&l, 0, sizeof l);
+    l.veto_next = 1;
+    qs[1] = c;
+    ck_assert_int_eq(qb_pg_begin(db), QB_OK);
+    ck_assert_int_eq(qb_pg_pipeline(db, qs, 2, &at), QB_EINVAL);
+    ck_assert_uint_eq(at, 0);
+    ck_assert_int_eq(l.vetoes, 1);
+    ck_assert_int_eq(qb_pg_commit(db), QB_OK); /* nothing was sent */
+    qb_pg_set_logger(db, NULL, NULL);
+    qb_pg_set_hooks(db, NULL, NULL, NULL);
+    ck_assert_str_eq(query_ids(db, "SELECT count(*) FROM t"), "0");
+    qb_query_free(a);
+    qb_query_free(b);
+    qb_query_free(c);
+    qb_pg_close(db);
+}
+END_TEST
 
 START_TEST(test_migrations_apply)
 {
@@ -1669,6 +1780,35 @@ START_TEST(test_cache_stale)
 }
 END_TEST
 
+/* A stale cached statement inside a pipeline: QB_EBUSY (retry the
+ * transaction), the entry forgotten, the retry re-prepares. */
+START_TEST(test_pipeline_stale)
+{
+    qb_pg *db = db_cached(8);
+    qb_pg_cache_info st;
+    qb_query *q = raw("SELECT * FROM t", 0, NULL, QB_FETCH_NONE);
+    const qb_query *qs[2] = { q, q };
+    size_t at;
+
+    sh(db, "CREATE TABLE t (a integer)");
+    ck_assert_int_eq(qb_pg_begin(db), QB_OK);
+    ck_assert_int_eq(qb_pg_pipeline(db, qs, 2, &at), QB_OK);
+    ck_assert_int_eq(qb_pg_commit(db), QB_OK);
+    sh(db, "ALTER TABLE t ADD COLUMN b text");
+    ck_assert_int_eq(qb_pg_begin(db), QB_OK);
+    ck_assert_int_eq(qb_pg_pipeline(db, qs, 2, &at), QB_EBUSY);
+    ck_assert_uint_eq(at, 0);
+    ck_assert_int_eq(qb_pg_rollback(db), QB_OK);
+    ck_assert_int_eq(qb_pg_begin(db), QB_OK);
+    ck_assert_int_eq(qb_pg_pipeline(db, qs, 2, &at), QB_OK);
+    ck_assert_int_eq(qb_pg_commit(db), QB_OK);
+    qb_pg_cache_stats(db, &st);
+    ck_assert_uint_eq(st.replans, 1);
+    qb_query_free(q);
+    qb_pg_close(db);
+}
+END_TEST
+
 START_TEST(test_cache_bad_config)
 {
     qb_pg_config cfg;
@@ -1732,8 +1872,10 @@ static Suite *pg_suite(void)
     t = tc(s, "transactions");
     tcase_add_test(t, test_transactions);
     tcase_add_test(t, test_batch);
+    tcase_add_test(t, test_pipeline);
     t = tc(s, "observers");
     tcase_add_test(t, test_logger_hooks);
+    tcase_add_test(t, test_pipeline_observers);
     t = tc(s, "migrations");
     tcase_add_test(t, test_migrations_apply);
     tcase_add_test(t, test_migrations_failure);
@@ -1744,6 +1886,7 @@ static Suite *pg_suite(void)
         t = tc(s, "statement cache");
         tcase_add_test(t, test_cache_hits_evictions);
         tcase_add_test(t, test_cache_stale);
+        tcase_add_test(t, test_pipeline_stale);
         tcase_add_test(t, test_cache_bad_config);
     }
     if (g_restart != NULL) {

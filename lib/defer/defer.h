@@ -51,7 +51,8 @@
  * connection) and reported failed.
  *
  * ON POSTGRESQL (cfg.pg_conninfo) the same rules hold with these
- * differences.  Each worker owns one connection (the pool's connections);
+ * differences.  Each worker owns one connection (the pool's connections)
+ * and sends a batch's SQL tasks as one pipeline (qb_pg_pipeline);
  * workers' transactions may overlap (no writer turn: PostgreSQL has row
  * locks), so deadlocks and serialization failures (40P01, 40001, 55P03:
  * QB_EBUSY) are retried like SQLITE_BUSY.  The task budget is the

@@ -258,6 +258,18 @@ int defer__db_rollback_to(defer_runner *r, const char *name)
     return qb_rollback_to(r->db, name);
 }
 
+int defer__db_pipeline(defer_runner *r, const qb_query *const *qs, size_t n,
+                       size_t *failed_at)
+{
+#ifdef HAVE_LIBPQ
+    if (r->pg != NULL)
+        return note_why(r, qb_pg_pipeline(r->pg, qs, n, failed_at));
+#endif
+    (void)r, (void)qs, (void)n;
+    *failed_at = 0;
+    return QB_EINVAL;
+}
+
 int defer__db_in_tx(defer_runner *r)
 {
 #ifdef HAVE_LIBPQ

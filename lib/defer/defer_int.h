@@ -89,6 +89,7 @@ typedef struct defer_runner {
     int64_t busy_start_ns;
     uint64_t rng;
     struct defer_slot *slots;  /* capacity: pool batch capacity */
+    const qb_query **qs;       /* same capacity: a PostgreSQL pipeline */
     struct defer_env env;
     /* outcomes since the last flush */
     uint64_t n_ok, n_failed, n_left, n_timeouts, n_commits;
@@ -160,6 +161,10 @@ int defer__db_savepoint(defer_runner *r, const char *name);
 int defer__db_release(defer_runner *r, const char *name);
 int defer__db_rollback_to(defer_runner *r, const char *name);
 int defer__db_in_tx(defer_runner *r);
+/* PostgreSQL: qs[0..n) in one pipeline inside the open transaction
+ * (qb_pg_pipeline); on failure *failed_at is the failing index. */
+int defer__db_pipeline(defer_runner *r, const qb_query *const *qs, size_t n,
+                       size_t *failed_at);
 const char *defer__db_errmsg(const defer_runner *r);
 const char *defer__db_strerror(int rc); /* qb_strerror + QB_PG_ECONN */
 /* PostgreSQL: the open transaction's id as text; and, on a new session,

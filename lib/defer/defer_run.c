@@ -10,7 +10,9 @@
  * and a callback only starts after the SQL before it was committed.
  *
  * An SQL segment: take the pool's writer token, BEGIN IMMEDIATE, run the
- * tasks, COMMIT.  Savepoints cost two extra statements per task, and
+ * tasks, COMMIT.  On PostgreSQL the first pass sends the segment's tasks
+ * as one pipeline (qb_pg_pipeline: one round trip, not one per task);
+ * a failure there is handled like a failure of the first pass below.  Savepoints cost two extra statements per task, and
  * failures are rare, so the first pass runs without them: on the first
  * failure the whole transaction is rolled back, the failed task is marked
  * (its error kept; it is not run again: the replay reaches it in the same
@@ -328,6 +330,7 @@ void defer__runner_init(defer_runner *r, defer_pool *p, int worker,
     r->pool = p;
     r->worker = worker;
     r->slots = calloc(p->batch_cap, sizeof *r->slots);
+    r->qs = calloc(p->batch_cap, sizeof *r->qs);
     r->rng = (uint64_t)(uintptr_t)r ^ (uint64_t)defer__now_ns();
     if (r->rng == 0)
         r->rng = 0x9e3779b97f4a7c15ull;
@@ -340,6 +343,8 @@ void defer__runner_fini(defer_runner *r)
     defer__db_close(r);
     free(r->slots);
     r->slots = NULL;
+    free(r->qs);
+    r->qs = NULL;
     (void)pthread_mutex_destroy(&r->cancel_mu);
 }
 
@@ -650,11 +655,25 @@ static void fail_rest(defer_runner *r, defer_task **t,
  * own savepoint, so that a failure is undone alone (X_FAIL).  Without,
  * any failure rolls the whole transaction back (X_RESTART) and the caller
  * replays the segment with savepoints. */
+/* A statement of the first pass (no savepoints) failed with rc: the
+ * transaction is lost or aborted; roll it back.  X_CONN, X_ABORT, X_BUSY,
+ * or X_RESTART when the failure is the task's own (the caller records
+ * it; the segment is replayed with savepoints). */
+static int first_pass_failure(defer_runner *r, int rc)
+{
+    if (rc == QB_PG_ECONN)
+        return X_CONN;
+    rollback_if_open(r);
+    if (r->why == WHY_ABORT)
+        return X_ABORT;
+    return rc == QB_EBUSY ? X_BUSY : X_RESTART;
+}
+
 static int exec_one(defer_runner *r, defer_task *t, struct defer_slot *s,
                     int use_sp)
 {
     defer_pool *p = r->pool;
-    int rc;
+    int rc, x;
 
     if (!use_sp) {
         r->why = WHY_NONE;
@@ -664,15 +683,10 @@ static int exec_one(defer_runner *r, defer_task *t, struct defer_slot *s,
         r->stmt_deadline_ns = 0;
         if (rc == QB_OK)
             return X_OK;
-        if (rc == QB_PG_ECONN)
-            return X_CONN;
-        rollback_if_open(r);
-        if (r->why == WHY_ABORT)
-            return X_ABORT;
-        if (rc == QB_EBUSY)
-            return X_BUSY;
-        record(r, s, rc, "", r->why == WHY_BUDGET);
-        return X_RESTART;
+        x = first_pass_failure(r, rc);
+        if (x == X_RESTART)
+            record(r, s, rc, "", r->why == WHY_BUDGET);
+        return x;
     }
     rc = defer__db_savepoint(r, SP_NAME);
     if (rc == QB_PG_ECONN)
@@ -724,6 +738,42 @@ static int exec_one(defer_runner *r, defer_task *t, struct defer_slot *s,
         return X_RESTART;
     }
     return X_FAIL;
+}
+
+/* PostgreSQL, first pass: every pending task of the segment in one
+ * pipeline (one round trip instead of one per task).  The tasks must all
+ * be claimed.  Results as exec_one's; on X_RESTART the failed task was
+ * recorded and the transaction rolled back. */
+static int exec_pipeline(defer_runner *r, defer_task **t,
+                         struct defer_slot *s, size_t n)
+{
+    size_t i, m = 0, at = 0;
+    int rc, x;
+
+    for (i = 0; i < n; i++)
+        if (s[i].st != S_FAILED)
+            r->qs[m++] = t[i]->arg;
+    r->why = WHY_NONE;
+    rc = defer__db_pipeline(r, r->qs, m, &at);
+    if (rc == QB_OK) {
+        for (i = 0; i < n; i++)
+            if (s[i].st != S_FAILED)
+                s[i].st = S_OK;
+        return X_OK;
+    }
+    x = first_pass_failure(r, rc);
+    if (x != X_RESTART)
+        return x;
+    /* Map the pipeline index back to the task. */
+    for (i = 0; i < n; i++) {
+        if (s[i].st == S_FAILED)
+            continue;
+        if (at-- == 0) {
+            record(r, &s[i], rc, "", r->why == WHY_BUDGET);
+            break;
+        }
+    }
+    return X_RESTART;
 }
 
 static void finish_sql(defer_runner *r, defer_task **t,
@@ -782,6 +832,36 @@ static int after_conn_loss(defer_runner *r, defer_task **t,
         fail_rest(r, t, s, n, QB_PG_ECONN,
                   "connection lost; reconnect budget spent: ");
     return 0;
+}
+
+/* A pass over the segment stopped with x (X_RESTART, X_ABORT, X_CONN or
+ * X_BUSY; the transaction is gone).  Returns 1 to start the transaction
+ * again, -1 when its tasks were failed, 0 when *left_why was set. */
+static int after_failure(defer_runner *r, defer_task **t,
+                         struct defer_slot *s, size_t n, int x,
+                         unsigned *tries, int *use_sp, const char **left_why)
+{
+    int br;
+    switch (x) {
+    case X_RESTART:
+        *use_sp = 1;
+        return 1;
+    case X_ABORT:
+        *left_why = "interrupted at the shutdown deadline";
+        return 0;
+    case X_CONN:
+        return after_conn_loss(r, t, s, n, left_why) ? 1 : -1;
+    default: /* X_BUSY: transaction already rolled back */
+        br = busy_retry(r, tries);
+        if (br > 0)
+            return 1;
+        if (br < 0) {
+            *left_why = "deadline passed while database busy";
+            return 0;
+        }
+        fail_rest(r, t, s, n, QB_EBUSY, "busy after retries: ");
+        return -1;
+    }
 }
 
 static void run_sql(defer_runner *r, defer_task **t, size_t n)
@@ -854,7 +934,25 @@ static void run_sql(defer_runner *r, defer_task **t, size_t n)
             fail_rest(r, t, s, n, rc, "BEGIN: ");
             break;
         }
-        for (i = 0; i < n && !restart && left_why == NULL; i++) {
+        if (pg && !use_sp && n > 1) {
+            int x;
+            for (i = 0; i < n && left_why == NULL; i++) {
+                if (s[i].st == S_FAILED || s[i].claimed)
+                    continue;
+                if (aborted(p) || !claim(t[i]))
+                    left_why = "deadline passed; transaction rolled back";
+                else
+                    s[i].claimed = 1;
+            }
+            x = left_why == NULL ? exec_pipeline(r, t, s, n) : X_OK;
+            if (x != X_OK)
+                restart = after_failure(r, t, s, n, x, &tries, &use_sp,
+                                        &left_why);
+            i = n; /* the per-task pass below has nothing left to do */
+        } else {
+            i = 0;
+        }
+        for (; i < n && !restart && left_why == NULL; i++) {
             int x;
             if (s[i].st == S_FAILED)
                 continue;
@@ -867,34 +965,11 @@ static void run_sql(defer_runner *r, defer_task **t, size_t n)
                 s[i].claimed = 1;
             }
             x = exec_one(r, t[i], &s[i], use_sp);
-            switch (x) {
-            case X_OK:
+            if (x == X_OK)
                 s[i].st = S_OK;
-                break;
-            case X_FAIL:
-                break;
-            case X_RESTART:
-                restart = 1;
-                use_sp = 1;
-                break;
-            case X_ABORT:
-                left_why = "interrupted at the shutdown deadline";
-                break;
-            case X_CONN:
-                restart = after_conn_loss(r, t, s, n, &left_why) ? 1 : -1;
-                break;
-            default: /* X_BUSY: transaction already rolled back */
-                br = busy_retry(r, &tries);
-                if (br > 0) {
-                    restart = 1;
-                } else if (br < 0) {
-                    left_why = "deadline passed while database busy";
-                } else {
-                    fail_rest(r, t, s, n, QB_EBUSY, "busy after retries: ");
-                    restart = -1;
-                }
-                break;
-            }
+            else if (x != X_FAIL)
+                restart = after_failure(r, t, s, n, x, &tries, &use_sp,
+                                        &left_why);
         }
         if (left_why != NULL) {
             rollback_if_open(r);

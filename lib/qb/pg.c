@@ -1285,6 +1285,261 @@ QB_API int qb_pg_batch(qb_pg *db, const qb_query *const *qs, size_t n,
     return rc;
 }
 
+/* ---- pipeline ---------------------------------------------------------- */
+
+#define PIPE_CHUNK 64 /* statements per Sync: their answers are small, so
+                         a blocking send cannot fill both socket buffers */
+
+typedef struct pipe_link {
+    const qb_query *q;   /* the query (for observers) */
+    const qb_query *l;   /* the link sent */
+    size_t qi;           /* index of q in qs */
+    pg_stmt *e;          /* prepared statement, or NULL: unnamed */
+} pipe_link;
+
+/* Stop the pipeline after a failure (the connection may be gone). */
+static void pipe_exit(qb_pg *db)
+{
+    if (PQpipelineStatus(db->conn) == PQ_PIPELINE_OFF)
+        return;
+    if (!conn_bad(db)) {
+        /* Drain what is left up to and including the Sync. */
+        for (int guard = 0; guard < 4 * PIPE_CHUNK + 8; guard++) {
+            PGresult *res = PQgetResult(db->conn);
+            ExecStatusType st;
+            if (res == NULL) {
+                if (PQexitPipelineMode(db->conn) == 1 || conn_bad(db))
+                    return;
+                continue;
+            }
+            st = PQresultStatus(res);
+            PQclear(res);
+            if (st == PGRES_PIPELINE_SYNC &&
+                PQexitPipelineMode(db->conn) == 1)
+                return;
+        }
+    }
+    (void)PQexitPipelineMode(db->conn);
+}
+
+/* Send links [a, b) and a Sync, then read their answers.  Returns QB_OK
+ * or the first failure (recorded on db; *bad = its link index). */
+static int pipe_chunk(qb_pg *db, pipe_link *lk, size_t a, size_t b,
+                      size_t *bad)
+{
+    int rc = QB_OK;
+    size_t i;
+
+    for (i = a; i < b; i++) {
+        const qb_query *l = lk[i].l;
+        pg_params pp;
+        int ok;
+        rc = params_make(db, l->params, l->nparams, &pp);
+        if (rc != QB_OK) {
+            free(pp.block);
+            *bad = i;
+            break;
+        }
+        if (lk[i].e != NULL)
+            ok = PQsendQueryPrepared(db->conn, lk[i].e->name,
+                                     (int)l->nparams, pp.vals, pp.lens,
+                                     pp.fmts, 0);
+        else
+            ok = PQsendQueryParams(db->conn, l->sql, (int)l->nparams,
+                                   pp.types, pp.vals, pp.lens, pp.fmts, 0);
+        free(pp.block);
+        if (!ok) {
+            rc = db_pg_fail(db, NULL);
+            *bad = i;
+            break;
+        }
+    }
+    if (PQpipelineSync(db->conn) != 1 && rc == QB_OK) {
+        rc = db_pg_fail(db, NULL);
+        *bad = a;
+    }
+    if (rc != QB_OK)
+        return rc;
+    for (i = a; i < b; i++) {
+        PGresult *res = PQgetResult(db->conn);
+        ExecStatusType st = PQresultStatus(res);
+        if (res == NULL) {
+            rc = db_pg_fail(db, NULL);
+        } else if (st == PGRES_PIPELINE_ABORTED) {
+            rc = db_fail(db, QB_ESQL, "25P02", "not run: an earlier "
+                         "statement of the pipeline failed");
+        } else if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+            const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+            rc = db_pg_fail(db, res);
+            if (lk[i].e != NULL && state != NULL &&
+                (strcmp(state, "0A000") == 0 || strcmp(state, "26000") == 0)) {
+                /* A cached plan went stale (schema change): forget it and
+                 * let the caller retry the transaction. */
+                db->st.replans++;
+                for (size_t j = i + 1; j < b; j++)
+                    if (lk[j].e == lk[i].e)
+                        lk[j].e = NULL;
+                cache_drop(db, lk[i].e, 0);
+                lk[i].e = NULL;
+                rc = QB_EBUSY;
+            }
+        }
+        PQclear(res);
+        if (rc != QB_OK) {
+            *bad = i;
+            return rc;
+        }
+        res = PQgetResult(db->conn); /* NULL ends each statement's answers */
+        if (res != NULL) {
+            PQclear(res);
+            *bad = i;
+            return db_fail(db, QB_ESQL, NULL, "pipeline: unexpected extra "
+                           "result");
+        }
+    }
+    {
+        PGresult *res = PQgetResult(db->conn);
+        ExecStatusType st = PQresultStatus(res);
+        PQclear(res);
+        if (st != PGRES_PIPELINE_SYNC) {
+            *bad = b - 1;
+            return conn_bad(db) ? db_pg_fail(db, NULL)
+                                : db_fail(db, QB_ESQL, NULL,
+                                          "pipeline: Sync not answered");
+        }
+    }
+    return QB_OK;
+}
+
+QB_API int qb_pg_pipeline(qb_pg *db, const qb_query *const *qs, size_t n,
+                          size_t *failed_at)
+{
+    pipe_link *lk = NULL;
+    pg_obs *obs = NULL;
+    size_t nl = 0, i, bad = 0, nobs = 0;
+    uint64_t evictions;
+    int rc = QB_OK;
+
+    if (failed_at != NULL)
+        *failed_at = n;
+    if (db == NULL)
+        return QB_EINVAL;
+    if (n == 0)
+        return QB_OK;
+    if (qs == NULL)
+        return db_fail(db, QB_EINVAL, NULL, "NULL query list");
+    if (PQtransactionStatus(db->conn) != PQTRANS_INTRANS)
+        return db_fail(db, conn_bad(db) ? QB_PG_ECONN : QB_EMISUSE, NULL,
+                       "a pipeline runs inside an open transaction");
+    for (i = 0; i < n; i++) {
+        if (qs[i] == NULL) {
+            if (failed_at != NULL)
+                *failed_at = i;
+            return db_fail(db, QB_EINVAL, NULL, "pipeline query %zu is NULL",
+                           i);
+        }
+        for (const qb_query *l = qs[i]; l != NULL; l = l->next)
+            nl++;
+    }
+#ifndef LIBPQ_HAS_PIPELINING
+    for (i = 0; i < n; i++) {
+        rc = exec_observed(db, qs[i], NULL);
+        if (rc != QB_OK) {
+            db_prefix(db, "pipeline query %zu", i);
+            if (failed_at != NULL)
+                *failed_at = i;
+            return rc;
+        }
+    }
+    return QB_OK;
+#else
+    lk = calloc(nl, sizeof *lk);
+    obs = calloc(n, sizeof *obs);
+    if (lk == NULL || obs == NULL) {
+        free(lk);
+        free(obs);
+        return db_fail(db, QB_ENOMEM, NULL, "out of memory");
+    }
+    /* Check every link and find its prepared statement first (a miss
+     * prepares it now, outside the pipeline).  Should the cache evict
+     * meanwhile, an entry picked earlier may be gone: send all unnamed. */
+    evictions = db->st.evictions;
+    nl = 0;
+    for (i = 0; rc == QB_OK && i < n; i++) {
+        for (const qb_query *l = qs[i]; rc == QB_OK && l != NULL;
+             l = l->next) {
+            rc = check_link(db, l);
+            if (rc == QB_OK && db->cap > 0) {
+                pg_params pp;
+                rc = params_make(db, l->params, l->nparams, &pp);
+                if (rc == QB_OK)
+                    rc = cache_get(db, l->sql,
+                                   l->sql_len ? l->sql_len : strlen(l->sql),
+                                   l->nparams, pp.types, &lk[nl].e);
+                free(pp.block);
+            }
+            lk[nl].q = qs[i];
+            lk[nl].l = l;
+            lk[nl].qi = i;
+            nl++;
+        }
+        if (rc != QB_OK)
+            bad = i;
+    }
+    if (rc == QB_OK && db->st.evictions != evictions)
+        for (i = 0; i < nl; i++)
+            lk[i].e = NULL;
+    /* Observers: the before hooks in order (a veto stops the pipeline
+     * there); each query's logger/after hook once it is answered. */
+    for (i = 0; rc == QB_OK && i < n; i++, nobs++) {
+        rc = obs_begin(db, qs[i], &obs[i]);
+        if (rc != QB_OK)
+            bad = i;
+    }
+    if (rc != QB_OK) {
+        /* Nothing was sent: report the failing query, skip the rest. */
+        if (nobs > bad)
+            obs_end(db, qs[bad], &obs[bad], rc, NULL);
+        db_prefix(db, "pipeline query %zu", bad);
+        if (failed_at != NULL)
+            *failed_at = bad;
+        free(lk);
+        free(obs);
+        return rc;
+    }
+    if (PQenterPipelineMode(db->conn) != 1) {
+        rc = db_pg_fail(db, NULL);
+        bad = 0;
+    }
+    for (i = 0; rc == QB_OK && i < nl; i += PIPE_CHUNK) {
+        size_t b = i + PIPE_CHUNK < nl ? i + PIPE_CHUNK : nl, lb = 0;
+        rc = pipe_chunk(db, lk, i, b, &lb);
+        if (rc != QB_OK)
+            bad = lk[lb].qi;
+    }
+    if (rc != QB_OK)
+        pipe_exit(db);
+    else if (PQexitPipelineMode(db->conn) != 1)
+        rc = db_pg_fail(db, NULL);
+    /* Queries before the failure succeeded, the failing one failed, the
+     * rest were not run (their observers hear nothing: not executed). */
+    for (i = 0; i < n; i++) {
+        if (rc != QB_OK && i > bad)
+            break;
+        obs_end(db, qs[i], &obs[i], rc != QB_OK && i == bad ? rc : QB_OK,
+                NULL);
+    }
+    if (rc != QB_OK) {
+        db_prefix(db, "pipeline query %zu", bad);
+        if (failed_at != NULL)
+            *failed_at = bad;
+    }
+    free(lk);
+    free(obs);
+    return rc;
+#endif
+}
+
 /* ---- transactions ------------------------------------------------------ */
 
 QB_API int qb_pg_begin(qb_pg *db)

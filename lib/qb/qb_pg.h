@@ -157,6 +157,21 @@ QB_API int qb_pg_count(qb_pg *db, const qb_query *q, int64_t *total);
 QB_API int qb_pg_batch(qb_pg *db, const qb_query *const *qs, size_t n,
                        qb_pg_result **results, size_t *failed_at);
 
+/* Run qs[0..n) in order inside the transaction the caller opened, with
+ * libpq's pipeline mode: the statements go out together and are answered
+ * together (one round trip per 64 statements instead of one each), rows
+ * discarded.  Chains are run link by link.  Returns QB_OK, or the first
+ * failure: *failed_at (if non-NULL) is that query's index, the message
+ * names it, the queries after it were not run, and the transaction is
+ * aborted (roll it back, or back to a savepoint taken before).  QB_EBUSY
+ * also when a cached prepared statement went stale (schema change): it is
+ * forgotten, retry the transaction.  QB_EMISUSE outside a transaction.
+ * Logger/hooks once per query run (before hooks all run first; a veto
+ * stops everything before it is sent).  Without pipeline support in
+ * libpq (< 14) the queries run one by one with the same contract. */
+QB_API int qb_pg_pipeline(qb_pg *db, const qb_query *const *qs, size_t n,
+                          size_t *failed_at);
+
 /* Transactions.  qb_pg_begin is a plain BEGIN (READ COMMITTED unless the
  * session says otherwise).  Savepoint names must be plain identifiers
  * (no dot).  Return QB_OK or an error code as for qb_pg_exec.  These are
