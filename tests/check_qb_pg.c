@@ -1265,6 +1265,35 @@ START_TEST(test_pipeline)
 }
 END_TEST
 
+/* The session dies in the middle of a pipeline: QB_PG_ECONN; after
+ * qb_pg_reset the connection runs pipelines again. */
+START_TEST(test_pipeline_conn_lost)
+{
+    qb_pg *db = db_fresh("CREATE TABLE t (id integer PRIMARY KEY)");
+    qb_query *a = raw("INSERT INTO t VALUES (1)", 0, NULL, QB_FETCH_NONE);
+    qb_query *kill = raw("SELECT pg_terminate_backend(pg_backend_pid())", 0,
+                         NULL, QB_FETCH_NONE);
+    qb_query *b = raw("INSERT INTO t VALUES (2)", 0, NULL, QB_FETCH_NONE);
+    const qb_query *qs[3] = { a, kill, b };
+    size_t at = 99;
+
+    ck_assert_int_eq(qb_pg_begin(db), QB_OK);
+    ck_assert_int_eq(qb_pg_pipeline(db, qs, 3, &at), QB_PG_ECONN);
+    ck_assert_uint_eq(at, 1);
+    ck_assert_int_eq(qb_pg_reset(db), QB_OK);
+    ck_assert_int_eq(qb_pg_in_transaction(db), 0);
+    qs[1] = b;
+    ck_assert_int_eq(qb_pg_begin(db), QB_OK);
+    ck_assert_int_eq(qb_pg_pipeline(db, qs, 2, &at), QB_OK);
+    ck_assert_int_eq(qb_pg_commit(db), QB_OK);
+    ck_assert_str_eq(query_ids(db, "SELECT id FROM t ORDER BY id"), "1,2");
+    qb_query_free(a);
+    qb_query_free(kill);
+    qb_query_free(b);
+    qb_pg_close(db);
+}
+END_TEST
+
 /* ---- logger and hooks -------------------------------------------------- */
 
 typedef struct obs_log {
@@ -1873,6 +1902,7 @@ static Suite *pg_suite(void)
     tcase_add_test(t, test_transactions);
     tcase_add_test(t, test_batch);
     tcase_add_test(t, test_pipeline);
+    tcase_add_test(t, test_pipeline_conn_lost);
     t = tc(s, "observers");
     tcase_add_test(t, test_logger_hooks);
     tcase_add_test(t, test_pipeline_observers);
