@@ -12,8 +12,11 @@ esac
 cd "$(dirname "$0")/.."
 
 # Build tools, the libraries we link, and what `make run`/`make check` use.
+# The PostgreSQL server is only needed by the tests (tests/pg starts a
+# private one); its package must not start a cluster (policy-rc.d below).
 PKGS="gcc make autoconf automake libtool pkg-config libfcgi-dev libsqlite3-dev
-libjansson-dev check nginx-light curl sqlite3 python3"
+libjansson-dev libpq-dev check nginx-light curl sqlite3 python3"
+[ "$target" != check ] || PKGS="$PKGS postgresql"
 
 missing=
 for p in $PKGS; do
@@ -25,7 +28,8 @@ if [ -n "$missing" ]; then
         echo "dev.sh: need root (or sudo) to install:$missing" >&2; exit 1
     fi
     echo "dev.sh: installing:$missing"
-    # Installing nginx must not start a system service: we run our own.
+    # Installing nginx or postgresql must not start a system service: we
+    # run our own.
     policy=/usr/sbin/policy-rc.d
     if [ ! -e $policy ]; then
         printf '#!/bin/sh\nexit 101\n' | $sudo tee $policy >/dev/null
