@@ -460,6 +460,121 @@ START_TEST(reconnect_budget_spent)
 }
 END_TEST
 
+/* A tu_proxy in front of the test server (its unix socket, learnt from a
+ * connection) and a DSN through it: later keys of a conninfo win. */
+static tu_proxy *proxy_dsn(char *dsn, size_t n)
+{
+    PGconn *c = side(g_dsn);
+    char path[1024];
+    tu_proxy *px;
+    snprintf(path, sizeof path, "%s/.s.PGSQL.%s", PQhost(c), PQport(c));
+    PQfinish(c);
+    px = tu_proxy_start(path);
+    ck_assert_ptr_nonnull(px);
+    snprintf(dsn, n, "%s host=127.0.0.1 port=%d", g_dsn, tu_proxy_port(px));
+    return px;
+}
+
+/* The server hangs (accepts, never answers) after the worker's session
+ * is cut: each reconnect attempt is bounded by what is left of
+ * reconnect_ms, not by libpq's connect_timeout (10 s), so the task fails
+ * on time; once the server answers again, the next task lands. */
+START_TEST(reconnect_to_hung_server)
+{
+    PGconn *c = fresh();
+    char dsn[1200];
+    tu_proxy *px = proxy_dsn(dsn, sizeof dsn);
+    defer_config cfg;
+    defer_pool *p;
+    defer_ctx *ctx;
+    defer_stats st;
+    int64_t t0, dt;
+
+    pg_cfg(&cfg, dsn, 1);
+    cfg.reconnect_ms = 800;
+    p = pool_new(&cfg);
+    ck_assert_int_eq(defer_ctx_create(p, &ctx), DEFER_OK);
+    one(p, ctx, q_ins(1));
+    wait_done(p, 1, 10);
+    tu_proxy_hang(px, 1);
+    tu_proxy_cut(px);
+    t0 = tu_now_ms();
+    one(p, ctx, q_ins(2));
+    wait_done(p, 2, 10);
+    dt = tu_now_ms() - t0;
+    defer_pool_stats(p, &st);
+    ck_assert_uint_eq(st.ok, 1);
+    ck_assert_uint_eq(st.failed, 1);
+    ck_assert_uint_eq(st.conn_lost, 1);
+    ck_assert_uint_eq(st.reconnects, 0);
+    ck_assert_msg(dt >= 700 && dt < 3000, "gave up after %lld ms",
+                  (long long)dt);
+    ck_assert(log_has("reconnect budget spent"));
+    ck_assert(log_has("connection attempt timed out"));
+    tu_proxy_hang(px, 0);
+    one(p, ctx, q_ins(3));
+    ck_assert_int_eq(defer_pool_shutdown(p, 10000), DEFER_OK);
+    defer_pool_stats(p, &st);
+    ck_assert_uint_eq(st.ok, 2);
+    ck_assert_uint_eq(st.failed, 1);
+    ck_assert_uint_eq(st.reconnects, 1);
+    defer_ctx_free(ctx);
+    defer_pool_destroy(p);
+    tu_proxy_stop(px);
+    ck_assert_int_eq(scalar(c, "SELECT count(*) FROM t"), 2);
+    ck_assert_int_eq(scalar(c, "SELECT sum(id) FROM t"), 4);
+    PQfinish(c);
+}
+END_TEST
+
+/* Shutdown while a worker is reconnecting to a hung server with a long
+ * reconnect budget: the attempt stops at the deadline, so the worker
+ * leaves within the grace period -- its task is left, nobody is hung. */
+START_TEST(shutdown_while_reconnecting)
+{
+    PGconn *c = fresh();
+    char dsn[1200];
+    tu_proxy *px = proxy_dsn(dsn, sizeof dsn);
+    defer_config cfg;
+    defer_pool *p;
+    defer_ctx *ctx;
+    defer_stats st;
+    int64_t t0, dt;
+    int i;
+
+    pg_cfg(&cfg, dsn, 1);
+    cfg.reconnect_ms = 60000;
+    p = pool_new(&cfg);
+    ck_assert_int_eq(defer_ctx_create(p, &ctx), DEFER_OK);
+    one(p, ctx, q_ins(1));
+    wait_done(p, 1, 10);
+    tu_proxy_hang(px, 1);
+    tu_proxy_cut(px);
+    one(p, ctx, q_ins(2));
+    for (i = 0; i < 500 && !log_has("db_connection_lost"); i++)
+        usleep(10000);
+    ck_assert(log_has("db_connection_lost"));
+    usleep(200000); /* into a reconnect attempt */
+    t0 = tu_now_ms();
+    ck_assert_int_eq(defer_pool_shutdown(p, 200), DEFER_ETIMEDOUT);
+    dt = tu_now_ms() - t0;
+    defer_pool_stats(p, &st);
+    ck_assert_msg(dt < 2000, "shutdown took %lld ms", (long long)dt);
+    ck_assert_uint_eq(st.ok, 1);
+    ck_assert_uint_eq(st.left, 1);
+    ck_assert_uint_eq(st.hung, 0);
+    /* The worker left by itself: its task was not taken from it. */
+    ck_assert_msg(!log_has("hung worker") && !log_has("task_hung"), "%s",
+                  g_log);
+    ck_assert_msg(log_has("task_left"), "%s", g_log);
+    defer_ctx_free(ctx);
+    defer_pool_destroy(p);
+    tu_proxy_stop(px);
+    ck_assert_int_eq(scalar(c, "SELECT count(*) FROM t"), 1);
+    PQfinish(c);
+}
+END_TEST
+
 /* COMMIT's answer lost with the connection: the worker asks the server
  * (pg_xact_status) and neither doubles a committed batch nor loses a
  * rolled-back one. */
@@ -629,6 +744,8 @@ static int run_suite(size_t cache)
     tcase_add_test(tc, deadline_cancels_statement);
     tcase_add_test(tc, lost_connection_reconnects);
     tcase_add_test(tc, reconnect_budget_spent);
+    tcase_add_test(tc, reconnect_to_hung_server);
+    tcase_add_test(tc, shutdown_while_reconnecting);
     tcase_add_test(tc, lost_commit_answer_resolved);
     tcase_add_test(tc, server_restart_mid_load);
     tcase_add_test(tc, callback_gets_pg);

@@ -1710,6 +1710,122 @@ START_TEST(test_reconnect)
 }
 END_TEST
 
+/* A tu_proxy in front of the test server (its unix socket, learnt from a
+ * connection) and a DSN through it: later keys of a conninfo win. */
+static tu_proxy *proxy_dsn(char *dsn, size_t n)
+{
+    PGconn *c = PQconnectdb(g_dsn);
+    char path[1024];
+    tu_proxy *px;
+    ck_assert_msg(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
+    snprintf(path, sizeof path, "%s/.s.PGSQL.%s", PQhost(c), PQport(c));
+    PQfinish(c);
+    px = tu_proxy_start(path);
+    ck_assert_ptr_nonnull(px);
+    snprintf(dsn, n, "%s host=127.0.0.1 port=%d", g_dsn, tu_proxy_port(px));
+    return px;
+}
+
+static int stop_at(void *arg)
+{
+    return tu_now_ms() >= *(const int64_t *)arg;
+}
+
+/* A server that accepts and never answers: qb_pg_reset_until gives up at
+ * its bound or when told to stop, not at libpq's connect_timeout (10 s
+ * here), and the handle works again once the server does. */
+START_TEST(test_reset_until_hung_server)
+{
+    char dsn[1200], err[256] = "";
+    qb_pg_config cfg;
+    qb_pg *db = NULL;
+    tu_proxy *px = proxy_dsn(dsn, sizeof dsn);
+    qb_query *sel = raw("SELECT 1", 0, NULL, QB_FETCH_ONE);
+    int64_t t0, dt, stop;
+
+    memset(&cfg, 0, sizeof cfg);
+    cfg.stmt_cache_size = g_cache;
+    ck_assert_msg(qb_pg_open(&db, dsn, &cfg, err, sizeof err) == QB_OK, "%s",
+                  err);
+    ck_assert_int_eq(qb_pg_exec(db, sel, NULL), QB_OK);
+    tu_proxy_hang(px, 1);
+    tu_proxy_cut(px);
+    ck_assert_int_eq(qb_pg_exec(db, sel, NULL), QB_PG_ECONN);
+
+    t0 = tu_now_ms();
+    ck_assert_int_eq(qb_pg_reset_until(db, 300, NULL, NULL), QB_PG_ECONN);
+    dt = tu_now_ms() - t0;
+    ck_assert_msg(dt >= 290 && dt < 2000, "gave up after %lld ms",
+                  (long long)dt);
+    ck_assert_msg(strstr(qb_pg_errmsg(db), "timed out") != NULL, "%s",
+                  qb_pg_errmsg(db));
+    ck_assert_int_eq(qb_pg_connected(db), 0);
+    ck_assert_int_eq(qb_pg_exec(db, sel, NULL), QB_PG_ECONN);
+
+    t0 = tu_now_ms();
+    stop = t0 + 200;
+    ck_assert_int_eq(qb_pg_reset_until(db, 60000, stop_at, &stop),
+                     QB_PG_ECONN);
+    dt = tu_now_ms() - t0;
+    ck_assert_msg(dt >= 190 && dt < 2000, "stopped after %lld ms",
+                  (long long)dt);
+    ck_assert_msg(strstr(qb_pg_errmsg(db), "stopped") != NULL, "%s",
+                  qb_pg_errmsg(db));
+    ck_assert_int_eq(qb_pg_reset_until(db, 0, NULL, NULL), QB_EINVAL);
+    ck_assert_int_eq(qb_pg_reset_until(NULL, 10, NULL, NULL), QB_EINVAL);
+
+    tu_proxy_hang(px, 0);
+    ck_assert_msg(qb_pg_reset_until(db, 5000, NULL, NULL) == QB_OK, "%s",
+                  qb_pg_errmsg(db));
+    ck_assert_int_eq(qb_pg_connected(db), 1);
+    ck_assert_int_eq(qb_pg_exec(db, sel, NULL), QB_OK);
+    qb_query_free(sel);
+    qb_pg_close(db);
+    tu_proxy_stop(px);
+}
+END_TEST
+
+static const char *conn_opt(qb_pg *db, const char *key, char *out, size_t n)
+{
+    PQconninfoOption *o = PQconninfo(qb_pg_conn(db));
+    ck_assert_ptr_nonnull(o);
+    out[0] = '\0';
+    for (PQconninfoOption *i = o; i->keyword != NULL; i++)
+        if (strcmp(i->keyword, key) == 0 && i->val != NULL)
+            snprintf(out, n, "%s", i->val);
+    PQconninfoFree(o);
+    return out;
+}
+
+/* TCP sessions get keepalives and tcp_user_timeout (= connect timeout)
+ * unless the connection string says otherwise. */
+START_TEST(test_tcp_settings)
+{
+    char dsn[1200], dsn2[1300], err[256] = "", v[32];
+    qb_pg_config cfg;
+    qb_pg *db = NULL;
+    tu_proxy *px = proxy_dsn(dsn, sizeof dsn);
+
+    memset(&cfg, 0, sizeof cfg);
+    cfg.connect_timeout_s = 7;
+    ck_assert_msg(qb_pg_open(&db, dsn, &cfg, err, sizeof err) == QB_OK, "%s",
+                  err);
+    ck_assert_str_eq(conn_opt(db, "tcp_user_timeout", v, sizeof v), "7000");
+    ck_assert_str_eq(conn_opt(db, "keepalives_idle", v, sizeof v), "10");
+    ck_assert_str_eq(conn_opt(db, "keepalives_interval", v, sizeof v), "3");
+    ck_assert_str_eq(conn_opt(db, "keepalives_count", v, sizeof v), "3");
+    qb_pg_close(db);
+    snprintf(dsn2, sizeof dsn2, "%s tcp_user_timeout=1234 keepalives_idle=60",
+             dsn);
+    ck_assert_msg(qb_pg_open(&db, dsn2, &cfg, err, sizeof err) == QB_OK, "%s",
+                  err);
+    ck_assert_str_eq(conn_opt(db, "tcp_user_timeout", v, sizeof v), "1234");
+    ck_assert_str_eq(conn_opt(db, "keepalives_idle", v, sizeof v), "60");
+    qb_pg_close(db);
+    tu_proxy_stop(px);
+}
+END_TEST
+
 /* ---- statement cache --------------------------------------------------- */
 
 static qb_pg *db_cached(size_t size)
@@ -1875,6 +1991,8 @@ static Suite *pg_suite(void)
     t = tc(s, "connection");
     tcase_add_test(t, test_open_bad_host);
     tcase_add_test(t, test_null_handles);
+    tcase_add_test(t, test_reset_until_hung_server);
+    tcase_add_test(t, test_tcp_settings);
     t = tc(s, "statements");
     tcase_add_test(t, test_insert_one_returning);
     tcase_add_test(t, test_insert_bulk_chain);

@@ -24,4 +24,18 @@ void tu_rmtree(const char *path);
 /* Read a whole file into a malloc'd NUL-terminated buffer; NULL on error. */
 char *tu_read_file(const char *path, size_t *len_out);
 
+/* A TCP proxy from 127.0.0.1 (an ephemeral port) to a unix socket, to put
+ * a hung or vanished server between a client and a real one.  It forwards
+ * until tu_proxy_hang(p, 1): from then on it accepts new connections and
+ * reads them, but never forwards or answers (a server that hangs); 0 goes
+ * back to forwarding for new connections.  tu_proxy_cut closes every
+ * connection open at the call, both sides, before it returns.  One
+ * thread of its own; the calls are thread-safe.  NULL on failure. */
+typedef struct tu_proxy tu_proxy;
+tu_proxy *tu_proxy_start(const char *unix_path);
+int tu_proxy_port(const tu_proxy *p);
+void tu_proxy_hang(tu_proxy *p, int on);
+void tu_proxy_cut(tu_proxy *p);
+void tu_proxy_stop(tu_proxy *p); /* closes everything, frees; NULL ok */
+
 #endif

@@ -16,7 +16,8 @@
  *     session's lock_timeout (the same value): a wait past it is 55P03,
  *     QB_EBUSY, and the transaction is retried like SQLITE_BUSY;
  *   - a lost connection (PostgreSQL only): QB_PG_ECONN; defer__db_reset
- *     reconnects and sets the session up again.
+ *     reconnects without blocking past its bound or the shutdown deadline
+ *     (qb_pg_reset_until) and sets the session up again.
  *
  * Threads: the runner's own thread makes every call except
  * defer__db_cancel, which the shutdown thread may call at any time; the
@@ -143,18 +144,36 @@ int defer__db_connected(const defer_runner *r)
     return r->db != NULL || r->pg != NULL;
 }
 
-int defer__db_reset(defer_runner *r)
+#ifdef HAVE_LIBPQ
+static int reset_stop(void *arg)
+{
+    return atomic_load(&((defer_runner *)arg)->pool->abort);
+}
+#endif
+
+int defer__db_reset(defer_runner *r, int timeout_ms)
 {
 #ifdef HAVE_LIBPQ
+    PGcancel *old;
     int rc;
     if (r->pg == NULL)
         return QB_EINVAL;
-    rc = qb_pg_reset(r->pg);
+    /* The old session is gone: nothing to cancel until the new one is
+     * set up, and a cancel request to an unreachable server would only
+     * hold up the shutdown thread. */
+    (void)pthread_mutex_lock(&r->cancel_mu);
+    old = r->cancel;
+    r->cancel = NULL;
+    (void)pthread_mutex_unlock(&r->cancel_mu);
+    if (old != NULL)
+        PQfreeCancel(old);
+    rc = qb_pg_reset_until(r->pg, timeout_ms, reset_stop, r);
     if (rc == QB_OK)
         rc = pg_session(r);
     return rc;
 #else
     (void)r;
+    (void)timeout_ms;
     return QB_EINVAL;
 #endif
 }

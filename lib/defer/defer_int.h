@@ -149,8 +149,9 @@ extern atomic_int defer__fault_commit;
 int defer__db_open(defer_runner *r, char *eb, size_t el);
 void defer__db_close(defer_runner *r);   /* idempotent */
 int defer__db_connected(const defer_runner *r);
-/* PostgreSQL: reconnect and set the session up again. */
-int defer__db_reset(defer_runner *r);
+/* PostgreSQL: reconnect and set the session up again, waiting at most
+ * timeout_ms and not past the shutdown deadline (pool->abort). */
+int defer__db_reset(defer_runner *r, int timeout_ms);
 /* Any thread: cancel r's running PostgreSQL statement (no-op else). */
 void defer__db_cancel(defer_runner *r);
 int defer__db_exec(defer_runner *r, const qb_query *q);

@@ -542,6 +542,9 @@ static int conn_retry(defer_runner *r)
 {
     defer_pool *p = r->pool;
     int64_t limit = (int64_t)p->cfg.reconnect_ms * 1000000, now;
+    int64_t connect_ms = p->cfg.pg.connect_timeout_s > 0
+                             ? (int64_t)p->cfg.pg.connect_timeout_s * 1000
+                             : 10000;
     char detail[DEFER_ERRMSG_MAX + 64];
 
     if (r->conn_since == 0) {
@@ -570,7 +573,14 @@ static int conn_retry(defer_runner *r)
         defer__pool_sleep(p, d);
         if (aborted(p))
             return -1;
-        if (defer__db_reset(r) == QB_OK) {
+        /* One attempt may use what is left of the budget (at least
+         * 50 ms), but no more than the connect timeout. */
+        left = (limit - (defer__now_ns() - r->conn_since)) / 1000000;
+        if (left < 50)
+            left = 50;
+        if (left > connect_ms)
+            left = connect_ms;
+        if (defer__db_reset(r, (int)left) == QB_OK) {
             defer__lock(p);
             p->st.reconnects++;
             p->st.retried++;

@@ -54,6 +54,7 @@
 #include "qb_pg.h"
 #include "qb_int.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
@@ -62,6 +63,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <poll.h>
 
 #include <libpq-fe.h>
 
@@ -106,6 +109,7 @@ struct qb_pg {
     qb_pg_before_fn before;
     qb_pg_after_fn after;
     void *hook_ud;
+    int connect_timeout_ms; /* bound of qb_pg_reset */
     char sqlstate[6];
     char errmsg[PG_ERRMSG_MAX];
 };
@@ -1864,11 +1868,11 @@ QB_API int qb_pg_open(qb_pg **out, const char *conninfo,
                       const qb_pg_config *cfg, char *errbuf,
                       size_t errbuf_len)
 {
-    /* application_name and connect_timeout come before dbname so the
-     * connection string may override them; client_encoding comes after
-     * because the executor relies on UTF-8. */
-    const char *keys[5], *vals[5];
-    char tmo[16];
+    /* application_name, connect_timeout and the TCP settings come before
+     * dbname so the connection string may override them; client_encoding
+     * comes after because the executor relies on UTF-8. */
+    const char *keys[9], *vals[9];
+    char tmo[16], user_tmo[16];
     int timeout = 10;
     qb_pg *db;
 
@@ -1890,23 +1894,33 @@ QB_API int qb_pg_open(qb_pg **out, const char *conninfo,
         return QB_EINVAL;
     }
     snprintf(tmo, sizeof tmo, "%d", timeout);
+    snprintf(user_tmo, sizeof user_tmo, "%d", timeout * 1000);
     keys[0] = "application_name";
     vals[0] = cfg && cfg->application_name ? cfg->application_name
                                            : "waituntil";
     keys[1] = "connect_timeout";
     vals[1] = tmo;
-    keys[2] = "dbname";
-    vals[2] = conninfo;
-    keys[3] = "client_encoding";
-    vals[3] = "UTF8";
-    keys[4] = NULL;
-    vals[4] = NULL;
+    keys[2] = "keepalives_idle";
+    vals[2] = "10";
+    keys[3] = "keepalives_interval";
+    vals[3] = "3";
+    keys[4] = "keepalives_count";
+    vals[4] = "3";
+    keys[5] = "tcp_user_timeout";
+    vals[5] = user_tmo;
+    keys[6] = "dbname";
+    vals[6] = conninfo;
+    keys[7] = "client_encoding";
+    vals[7] = "UTF8";
+    keys[8] = NULL;
+    vals[8] = NULL;
 
     db = calloc(1, sizeof *db);
     if (db == NULL) {
         errbuf_put(errbuf, errbuf_len, "out of memory");
         return QB_ENOMEM;
     }
+    db->connect_timeout_ms = timeout * 1000;
     if (cfg != NULL && cfg->stmt_cache_size > 0) {
         db->cap = cfg->stmt_cache_size;
         db->nbuckets = 1;
@@ -1952,16 +1966,70 @@ QB_API int qb_pg_reset(qb_pg *db)
 {
     if (db == NULL)
         return QB_EINVAL;
+    return qb_pg_reset_until(db, db->connect_timeout_ms, NULL, NULL);
+}
+
+/* libpq's documented non-blocking connection loop: wait for the socket
+ * in the direction the last poll asked for (writable at first), in steps
+ * of at most 100 ms so that stop and the deadline are seen in time.  The
+ * socket may change between polls (another address, another host), so it
+ * is fetched every time.  connect_timeout does not apply here: the
+ * deadline replaces it. */
+QB_API int qb_pg_reset_until(qb_pg *db, int timeout_ms,
+                             int (*stop)(void *arg), void *arg)
+{
+    PostgresPollingStatusType ps = PGRES_POLLING_WRITING;
+    int64_t t0, end;
+    const char *why = NULL;
+
+    if (db == NULL || timeout_ms <= 0)
+        return QB_EINVAL;
     cache_forget_all(db);
-    PQreset(db->conn);
-    if (PQstatus(db->conn) != CONNECTION_OK) {
-        set_msg(db, PQerrorMessage(db->conn));
-        db->sqlstate[0] = '\0';
-        return QB_PG_ECONN;
-    }
-    db->errmsg[0] = '\0';
     db->sqlstate[0] = '\0';
-    return QB_OK;
+    t0 = now_ns();
+    end = t0 + (int64_t)timeout_ms * 1000000;
+    if (!PQresetStart(db->conn))
+        ps = PGRES_POLLING_FAILED;
+    while (ps != PGRES_POLLING_OK && ps != PGRES_POLLING_FAILED) {
+        struct pollfd pfd;
+        int64_t left = end - now_ns();
+        int n;
+        if (left <= 0) {
+            why = "timed out";
+            break;
+        }
+        if (stop != NULL && stop(arg)) {
+            why = "stopped";
+            break;
+        }
+        pfd.fd = PQsocket(db->conn);
+        pfd.events = ps == PGRES_POLLING_READING ? POLLIN : POLLOUT;
+        pfd.revents = 0;
+        if (pfd.fd < 0) {
+            ps = PGRES_POLLING_FAILED;
+            break;
+        }
+        n = poll(&pfd, 1, left > 100000000 ? 100 : (int)(left / 1000000) + 1);
+        if (n < 0 && errno != EINTR) {
+            why = "failed (poll)";
+            break;
+        }
+        if (n > 0)
+            ps = PQresetPoll(db->conn);
+    }
+    if (ps == PGRES_POLLING_OK && PQstatus(db->conn) == CONNECTION_OK) {
+        db->errmsg[0] = '\0';
+        return QB_OK;
+    }
+    if (why != NULL) {
+        char m[96];
+        snprintf(m, sizeof m, "connection attempt %s after %lld ms", why,
+                 (long long)((now_ns() - t0) / 1000000));
+        set_msg(db, m);
+    } else {
+        set_msg(db, PQerrorMessage(db->conn));
+    }
+    return QB_PG_ECONN;
 }
 
 QB_API int qb_pg_connected(const qb_pg *db)
