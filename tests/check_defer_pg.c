@@ -575,6 +575,65 @@ START_TEST(shutdown_while_reconnecting)
 }
 END_TEST
 
+/* At the shutdown deadline a statement is running and the server has
+ * stopped answering new connections (a hung server or proxy): stopping
+ * the statement must not need a new connection to the server (libpq's
+ * PQcancel would wait for that one forever).  The worker's session is
+ * closed, so shutdown returns in time; the server notices the closed
+ * session (client_connection_check_interval) and ends the statement,
+ * whose transaction was never committed. */
+START_TEST(deadline_with_hung_server)
+{
+    PGconn *c = fresh();
+    char dsn[1200];
+    tu_proxy *px = proxy_dsn(dsn, sizeof dsn);
+    defer_config cfg;
+    defer_pool *p;
+    defer_ctx *ctx;
+    defer_stats st;
+    qb_query *qs[2];
+    int64_t t0, dt;
+    int i;
+
+    pg_cfg(&cfg, dsn, 1);
+    cfg.task_budget_ms = 0; /* statement_timeout off */
+    p = pool_new(&cfg);
+    ck_assert_int_eq(defer_ctx_create(p, &ctx), DEFER_OK);
+    qs[0] = q_ins(1);
+    qs[1] = q_sql("SELECT pg_sleep(30)", 0, NULL);
+    request(p, ctx, qs, 2);
+    for (i = 0; i < 500; i++) {
+        if (scalar(c, "SELECT count(*) FROM pg_stat_activity "
+                      "WHERE query LIKE 'SELECT pg_sleep(30)%'") == 1)
+            break;
+        usleep(10000);
+    }
+    ck_assert_int_lt(i, 500);
+    tu_proxy_hang(px, 1);
+    t0 = tu_now_ms();
+    ck_assert_int_eq(defer_pool_shutdown(p, 200), DEFER_ETIMEDOUT);
+    dt = tu_now_ms() - t0;
+    ck_assert_msg(dt < 2000, "shutdown took %lld ms", (long long)dt);
+    defer_pool_stats(p, &st);
+    ck_assert_uint_eq(st.left, 2);
+    ck_assert_uint_eq(st.hung, 0);
+    ck_assert_uint_eq(st.admitted, st.ok + st.failed + st.left);
+    defer_ctx_free(ctx);
+    defer_pool_destroy(p);
+    /* The statement ends on the server well before its 30 s. */
+    for (i = 0; i < 500; i++) {
+        if (scalar(c, "SELECT count(*) FROM pg_stat_activity "
+                      "WHERE query LIKE 'SELECT pg_sleep(30)%'") == 0)
+            break;
+        usleep(10000);
+    }
+    ck_assert_msg(i < 500, "the statement still runs on the server");
+    ck_assert_int_eq(scalar(c, "SELECT count(*) FROM t"), 0);
+    tu_proxy_stop(px);
+    PQfinish(c);
+}
+END_TEST
+
 /* COMMIT's answer lost with the connection: the worker asks the server
  * (pg_xact_status) and neither doubles a committed batch nor loses a
  * rolled-back one. */
@@ -746,6 +805,7 @@ static int run_suite(size_t cache)
     tcase_add_test(tc, reconnect_budget_spent);
     tcase_add_test(tc, reconnect_to_hung_server);
     tcase_add_test(tc, shutdown_while_reconnecting);
+    tcase_add_test(tc, deadline_with_hung_server);
     tcase_add_test(tc, lost_commit_answer_resolved);
     tcase_add_test(tc, server_restart_mid_load);
     tcase_add_test(tc, callback_gets_pg);

@@ -57,10 +57,12 @@
  * locks), so deadlocks and serialization failures (40P01, 40001, 55P03:
  * QB_EBUSY) are retried like SQLITE_BUSY.  The task budget is the
  * session's statement_timeout; at the shutdown deadline running
- * statements are cancelled (PQcancel).  A lost connection (QB_PG_ECONN:
- * server restart) rolls the transaction back on the server; the worker
- * reconnects with backoff and replays it, for at most reconnect_ms, then
- * fails its tasks.  Before COMMIT the worker reads the transaction's id,
+ * statements are stopped by closing their sessions (no new connection
+ * is needed, so a hung server cannot hold shutdown up; COMMIT is never
+ * cut).  A lost connection (QB_PG_ECONN: server restart) rolls the
+ * transaction back on the server; the worker reconnects with backoff and
+ * replays it, for at most reconnect_ms (each attempt bounded by what is
+ * left of it and by the shutdown deadline), then fails its tasks.  Before COMMIT the worker reads the transaction's id,
  * so when the connection dies during COMMIT it asks the server, once
  * reconnected, whether that transaction committed (pg_xact_status) and
  * neither loses nor doubles the batch; if it cannot learn the outcome

@@ -11,7 +11,13 @@
  *   - time: SQLite statements are stopped by the progress handler that
  *     defer_run.c installs; PostgreSQL ones by the session's
  *     statement_timeout (the task budget) and, at the shutdown deadline,
- *     by a cancel request sent from the shutdown thread;
+ *     by the shutdown thread closing the session's socket (shutdown(2) on
+ *     a duplicate of it): unlike a cancel request (PQcancel) this needs
+ *     no new connection, so a server that stopped answering cannot hold
+ *     the shutdown thread; the server ends the orphaned statement when it
+ *     notices (client_connection_check_interval, set on the session), and
+ *     its transaction was never committed.  Not during COMMIT, whose
+ *     outcome we would then not know (in_commit);
  *   - lock waits: SQLite's busy handler (db.busy_timeout_ms) versus the
  *     session's lock_timeout (the same value): a wait past it is 55P03,
  *     QB_EBUSY, and the transaction is retried like SQLITE_BUSY;
@@ -21,16 +27,21 @@
  *
  * Threads: the runner's own thread makes every call except
  * defer__db_cancel, which the shutdown thread may call at any time; the
- * cancel handle is therefore swapped and used under r->cancel_mu, a leaf
- * lock held only around PQcancel/PQfreeCancel (never with pool->mu).
+ * socket duplicate r->sock and r->in_commit are therefore set and used
+ * under r->cancel_mu, a leaf lock (never taken with pool->mu).  The
+ * duplicate is ours, so its number cannot be reused while we hold it,
+ * whatever libpq does with its own descriptor.
  */
 #define _GNU_SOURCE
 #include "config.h"
 #include "defer_int.h"
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 #ifdef HAVE_LIBPQ
@@ -55,14 +66,26 @@ static int pg_simple(qb_pg *pg, const char *sql)
     return rc;
 }
 
+/* Swap r's socket duplicate for fd (-1: none) and close the old one. */
+static void sock_set(defer_runner *r, int fd)
+{
+    int old;
+    (void)pthread_mutex_lock(&r->cancel_mu);
+    old = r->sock;
+    r->sock = fd;
+    (void)pthread_mutex_unlock(&r->cancel_mu);
+    if (old >= 0)
+        (void)close(old);
+}
+
 /* Session settings: statement_timeout = task budget, lock_timeout = the
- * busy timeout.  Then a fresh cancel handle (a new backend has a new
- * key). */
+ * busy timeout, and a check every second that we are still there (a
+ * server before 14 does not know it: ignored).  Then a duplicate of the
+ * new session's socket for defer__db_cancel. */
 static int pg_session(defer_runner *r)
 {
     defer_pool *p = r->pool;
     char sql[96];
-    PGcancel *old, *c;
     int rc;
 
     snprintf(sql, sizeof sql, "SET statement_timeout = %u",
@@ -74,13 +97,13 @@ static int pg_session(defer_runner *r)
                                                : 0);
         rc = pg_simple(r->pg, sql);
     }
-    c = rc == QB_OK ? PQgetCancel(qb_pg_conn(r->pg)) : NULL;
-    (void)pthread_mutex_lock(&r->cancel_mu);
-    old = r->cancel;
-    r->cancel = c;
-    (void)pthread_mutex_unlock(&r->cancel_mu);
-    if (old != NULL)
-        PQfreeCancel(old);
+    if (rc == QB_OK &&
+        pg_simple(r->pg, "SET client_connection_check_interval = 1000") ==
+            QB_PG_ECONN)
+        rc = QB_PG_ECONN;
+    sock_set(r, rc == QB_OK ? fcntl(PQsocket(qb_pg_conn(r->pg)),
+                                    F_DUPFD_CLOEXEC, 0)
+                            : -1);
     return rc;
 }
 #endif
@@ -125,15 +148,7 @@ void defer__db_close(defer_runner *r)
     qb_db_close(r->db);
     r->db = NULL;
 #ifdef HAVE_LIBPQ
-    {
-        PGcancel *c;
-        (void)pthread_mutex_lock(&r->cancel_mu);
-        c = r->cancel;
-        r->cancel = NULL;
-        (void)pthread_mutex_unlock(&r->cancel_mu);
-        if (c != NULL)
-            PQfreeCancel(c);
-    }
+    sock_set(r, -1);
     qb_pg_close(r->pg);
 #endif
     r->pg = NULL;
@@ -154,19 +169,10 @@ static int reset_stop(void *arg)
 int defer__db_reset(defer_runner *r, int timeout_ms)
 {
 #ifdef HAVE_LIBPQ
-    PGcancel *old;
     int rc;
     if (r->pg == NULL)
         return QB_EINVAL;
-    /* The old session is gone: nothing to cancel until the new one is
-     * set up, and a cancel request to an unreachable server would only
-     * hold up the shutdown thread. */
-    (void)pthread_mutex_lock(&r->cancel_mu);
-    old = r->cancel;
-    r->cancel = NULL;
-    (void)pthread_mutex_unlock(&r->cancel_mu);
-    if (old != NULL)
-        PQfreeCancel(old);
+    sock_set(r, -1); /* the old session is gone: nothing to stop */
     rc = qb_pg_reset_until(r->pg, timeout_ms, reset_stop, r);
     if (rc == QB_OK)
         rc = pg_session(r);
@@ -181,10 +187,9 @@ int defer__db_reset(defer_runner *r, int timeout_ms)
 void defer__db_cancel(defer_runner *r)
 {
 #ifdef HAVE_LIBPQ
-    char eb[256];
     (void)pthread_mutex_lock(&r->cancel_mu);
-    if (r->cancel != NULL)
-        (void)PQcancel(r->cancel, eb, (int)sizeof eb);
+    if (r->sock >= 0 && !r->in_commit)
+        (void)shutdown(r->sock, SHUT_RDWR);
     (void)pthread_mutex_unlock(&r->cancel_mu);
 #else
     (void)r;
@@ -234,11 +239,21 @@ int defer__db_begin(defer_runner *r)
 atomic_int defer__fault_commit;
 
 #ifdef HAVE_LIBPQ
+static void set_in_commit(defer_runner *r, int on)
+{
+    (void)pthread_mutex_lock(&r->cancel_mu);
+    r->in_commit = on;
+    (void)pthread_mutex_unlock(&r->cancel_mu);
+}
+
 static int pg_commit(defer_runner *r)
 {
     int f = atomic_exchange(&defer__fault_commit, 0);
-    int rc = f == DEFER_FAULT_NO_COMMIT ? qb_pg_rollback(r->pg)
-                                        : qb_pg_commit(r->pg);
+    int rc;
+    set_in_commit(r, 1);
+    rc = f == DEFER_FAULT_NO_COMMIT ? qb_pg_rollback(r->pg)
+                                    : qb_pg_commit(r->pg);
+    set_in_commit(r, 0);
     if (f != 0 && rc == QB_OK) {
         (void)pg_simple(r->pg, "SELECT pg_terminate_backend(pg_backend_pid())");
         return QB_PG_ECONN;

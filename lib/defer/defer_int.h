@@ -72,14 +72,14 @@ struct defer_slot {
 
 /* What runs tasks: a worker, or a ctx running them inline.  Used by one
  * thread at a time; counters are flushed into the pool under its lock. */
-struct pg_cancel; /* libpq's PGcancel */
-
 typedef struct defer_runner {
     defer_pool *pool;
     qb_db *db;                 /* SQLite connection, or NULL */
     qb_pg *pg;                 /* PostgreSQL connection, or NULL */
-    pthread_mutex_t cancel_mu; /* leaf lock: cancel (shutdown thread) */
-    struct pg_cancel *cancel;  /* for pg's running statement, or NULL */
+    pthread_mutex_t cancel_mu; /* leaf lock: sock, in_commit */
+    int sock;                  /* dup of pg's socket for defer__db_cancel,
+                                  or -1 */
+    int in_commit;             /* pg: COMMIT under way, do not cut */
     int64_t conn_since;        /* lost-connection episode start, or 0 */
     unsigned conn_tries;       /* reconnect attempts in this episode */
     char xid[32];              /* PostgreSQL: id of the open transaction */
@@ -152,7 +152,8 @@ int defer__db_connected(const defer_runner *r);
 /* PostgreSQL: reconnect and set the session up again, waiting at most
  * timeout_ms and not past the shutdown deadline (pool->abort). */
 int defer__db_reset(defer_runner *r, int timeout_ms);
-/* Any thread: cancel r's running PostgreSQL statement (no-op else). */
+/* Any thread: stop r's running PostgreSQL statement by closing its
+ * session (not during COMMIT); no-op on SQLite or with no session. */
 void defer__db_cancel(defer_runner *r);
 int defer__db_exec(defer_runner *r, const qb_query *q);
 int defer__db_begin(defer_runner *r);

@@ -33,8 +33,9 @@
  *
  * POSTGRESQL: the same queue and workers; each worker owns a connection
  * (defer_db.c).  There is no writer token (the server has row locks), and
- * at the deadline the shutdown thread also cancels running statements,
- * outside pool->mu (each runner's cancel_mu is a leaf lock of its own).
+ * at the deadline the shutdown thread also stops running statements by
+ * closing their sessions, outside pool->mu (each runner's cancel_mu is a
+ * leaf lock of its own).
  *
  * WRITER TOKEN: SQLite (WAL) has one writer.  Rather than let the pool's
  * own workers collide on SQLITE_BUSY and sleep in the busy handler, a
@@ -702,9 +703,9 @@ DEFER_API int defer_pool_shutdown(defer_pool *p, unsigned deadline_ms)
         if (still == 0)
             break;
         if (!drained_ok && defer__db_is_pg(p)) {
-            /* PostgreSQL has no progress handler: cancel the running
-             * statements, again every 100 ms in case one started just
-             * after a cancel.  Not under mu (the lock is a leaf). */
+            /* PostgreSQL has no progress handler: close the sessions
+             * of running statements, again every 100 ms for one that was
+             * in COMMIT (never cut).  Not under mu (the lock is a leaf). */
             defer__unlock(p);
             for (i = 0; i < p->nworkers; i++)
                 defer__db_cancel(&p->workers[i].run);

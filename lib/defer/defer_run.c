@@ -327,6 +327,7 @@ void defer__runner_init(defer_runner *r, defer_pool *p, int worker,
     memset(r, 0, sizeof *r);
     /* Default attributes: cannot fail on Linux. */
     (void)pthread_mutex_init(&r->cancel_mu, NULL);
+    r->sock = -1;
     r->pool = p;
     r->worker = worker;
     r->slots = calloc(p->batch_cap, sizeof *r->slots);
@@ -547,6 +548,8 @@ static int conn_retry(defer_runner *r)
                              : 10000;
     char detail[DEFER_ERRMSG_MAX + 64];
 
+    if (aborted(p))
+        return -1; /* at the deadline the shutdown thread cut it */
     if (r->conn_since == 0) {
         r->conn_since = defer__now_ns();
         r->conn_tries = 0;
