@@ -11,6 +11,7 @@
  */
 #define _GNU_SOURCE
 #include <check.h>
+#include <fcntl.h>
 #include <libpq-fe.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -775,10 +776,20 @@ START_TEST(create_fails_cleanly)
     defer_config cfg;
     defer_pool *p = NULL;
     char eb[512] = "";
+    int opened = -1;
 
+    /* Workers never initialised are zeroed: their socket field names fd
+     * 0, which must not be closed.  Make sure there is an fd 0 to see. */
+    if (fcntl(0, F_GETFD) == -1) {
+        opened = open("/dev/null", O_RDONLY);
+        ck_assert_int_eq(opened, 0);
+    }
     pg_cfg(&cfg, "host=/nonexistent-dir dbname=x connect_timeout=2", 2);
     ck_assert_int_eq(defer_pool_create(&p, &cfg, eb, sizeof eb), DEFER_EDB);
     ck_assert_ptr_null(p);
+    ck_assert_int_ne(fcntl(0, F_GETFD), -1);
+    if (opened == 0)
+        close(0);
     ck_assert_msg(strstr(eb, "worker 0") != NULL, "%s", eb);
     cfg.db_path = "/tmp/x.db";
     ck_assert_int_eq(defer_pool_create(&p, &cfg, eb, sizeof eb),

@@ -341,6 +341,8 @@ void defer__runner_init(defer_runner *r, defer_pool *p, int worker,
 
 void defer__runner_fini(defer_runner *r)
 {
+    if (r->pool == NULL)
+        return; /* zeroed, never initialised (pool create failed first) */
     defer__db_close(r);
     free(r->slots);
     r->slots = NULL;
