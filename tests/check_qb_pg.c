@@ -1826,6 +1826,30 @@ START_TEST(test_tcp_settings)
 }
 END_TEST
 
+/* A connect_timeout in the connection string bounds qb_pg_reset_until
+ * too (as it bounds libpq's blocking connect). */
+START_TEST(test_conninfo_connect_timeout)
+{
+    char dsn[1200], dsn2[1300], err[256] = "";
+    qb_pg *db = NULL;
+    tu_proxy *px = proxy_dsn(dsn, sizeof dsn);
+    int64_t t0, dt;
+
+    snprintf(dsn2, sizeof dsn2, "%s connect_timeout=2", dsn);
+    ck_assert_msg(qb_pg_open(&db, dsn2, NULL, err, sizeof err) == QB_OK, "%s",
+                  err);
+    tu_proxy_hang(px, 1);
+    tu_proxy_cut(px);
+    t0 = tu_now_ms();
+    ck_assert_int_eq(qb_pg_reset_until(db, 60000, NULL, NULL), QB_PG_ECONN);
+    dt = tu_now_ms() - t0;
+    ck_assert_msg(dt >= 1900 && dt < 5000, "gave up after %lld ms",
+                  (long long)dt);
+    qb_pg_close(db);
+    tu_proxy_stop(px);
+}
+END_TEST
+
 /* ---- statement cache --------------------------------------------------- */
 
 static qb_pg *db_cached(size_t size)
@@ -1993,6 +2017,7 @@ static Suite *pg_suite(void)
     tcase_add_test(t, test_null_handles);
     tcase_add_test(t, test_reset_until_hung_server);
     tcase_add_test(t, test_tcp_settings);
+    tcase_add_test(t, test_conninfo_connect_timeout);
     t = tc(s, "statements");
     tcase_add_test(t, test_insert_one_returning);
     tcase_add_test(t, test_insert_bulk_chain);

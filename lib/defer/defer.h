@@ -62,8 +62,8 @@
  * cut).  A lost connection (QB_PG_ECONN: server restart) rolls the
  * transaction back on the server; the worker reconnects with backoff and
  * replays it, for at most reconnect_ms (each attempt bounded by what is
- * left of it and by the shutdown deadline), then fails its tasks.  Before COMMIT the worker reads the transaction's id,
- * so when the connection dies during COMMIT it asks the server, once
+ * left of it and by the shutdown deadline), then fails its tasks.
+ * Before COMMIT the worker reads the transaction's id, so when the connection dies during COMMIT it asks the server, once
  * reconnected, whether that transaction committed (pg_xact_status) and
  * neither loses nor doubles the batch; if it cannot learn the outcome
  * the tasks are failed and counted in commit_unknown.

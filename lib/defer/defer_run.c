@@ -48,6 +48,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -545,9 +546,6 @@ static int conn_retry(defer_runner *r)
 {
     defer_pool *p = r->pool;
     int64_t limit = (int64_t)p->cfg.reconnect_ms * 1000000, now;
-    int64_t connect_ms = p->cfg.pg.connect_timeout_s > 0
-                             ? (int64_t)p->cfg.pg.connect_timeout_s * 1000
-                             : 10000;
     char detail[DEFER_ERRMSG_MAX + 64];
 
     if (aborted(p))
@@ -579,12 +577,12 @@ static int conn_retry(defer_runner *r)
         if (aborted(p))
             return -1;
         /* One attempt may use what is left of the budget (at least
-         * 50 ms), but no more than the connect timeout. */
+         * 50 ms; qb_pg_reset_until keeps it within the connect timeout). */
         left = (limit - (defer__now_ns() - r->conn_since)) / 1000000;
         if (left < 50)
             left = 50;
-        if (left > connect_ms)
-            left = connect_ms;
+        if (left > INT_MAX)
+            left = INT_MAX;
         if (defer__db_reset(r, (int)left) == QB_OK) {
             defer__lock(p);
             p->st.reconnects++;

@@ -1864,6 +1864,27 @@ static void errbuf_put(char *errbuf, size_t len, const char *msg)
     errbuf[n] = '\0';
 }
 
+/* The connect_timeout in effect (the connection string may have set
+ * it), in ms; dflt if libpq does not say.  Like libpq, values below 2 s
+ * count as 2 s. */
+static int conninfo_timeout_ms(PGconn *conn, int dflt)
+{
+    PQconninfoOption *opts = PQconninfo(conn);
+    int ms = dflt;
+    if (opts == NULL)
+        return dflt;
+    for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
+        if (strcmp(o->keyword, "connect_timeout") == 0 && o->val != NULL &&
+            *o->val != '\0') {
+            long v = strtol(o->val, NULL, 10);
+            if (v > 0 && v <= 3600)
+                ms = (int)(v < 2 ? 2000 : v * 1000);
+        }
+    }
+    PQconninfoFree(opts);
+    return ms;
+}
+
 QB_API int qb_pg_open(qb_pg **out, const char *conninfo,
                       const qb_pg_config *cfg, char *errbuf,
                       size_t errbuf_len)
@@ -1920,7 +1941,6 @@ QB_API int qb_pg_open(qb_pg **out, const char *conninfo,
         errbuf_put(errbuf, errbuf_len, "out of memory");
         return QB_ENOMEM;
     }
-    db->connect_timeout_ms = timeout * 1000;
     if (cfg != NULL && cfg->stmt_cache_size > 0) {
         db->cap = cfg->stmt_cache_size;
         db->nbuckets = 1;
@@ -1947,6 +1967,7 @@ QB_API int qb_pg_open(qb_pg **out, const char *conninfo,
         free(db);
         return QB_PG_ECONN;
     }
+    db->connect_timeout_ms = conninfo_timeout_ms(db->conn, timeout * 1000);
     PQsetNoticeProcessor(db->conn, notice_drop, NULL);
     *out = db;
     return QB_OK;
@@ -1984,6 +2005,8 @@ QB_API int qb_pg_reset_until(qb_pg *db, int timeout_ms,
 
     if (db == NULL || timeout_ms <= 0)
         return QB_EINVAL;
+    if (timeout_ms > db->connect_timeout_ms)
+        timeout_ms = db->connect_timeout_ms;
     cache_forget_all(db);
     db->sqlstate[0] = '\0';
     t0 = now_ns();

@@ -64,8 +64,7 @@ typedef struct qb_pg_result qb_pg_result;
 
 typedef struct qb_pg_config {
     int connect_timeout_s;        /* 0 = default 10; at most 3600.  Also
-                                     the session's tcp_user_timeout, and
-                                     the bound of qb_pg_reset. */
+                                     the session's tcp_user_timeout. */
     const char *application_name; /* NULL = "waituntil" */
     size_t stmt_cache_size;       /* server-side prepared statements kept,
                                      keyed by SQL text and parameter types;
@@ -94,8 +93,9 @@ QB_API const char *qb_pg_strerror(int rc);
  * gets keepalives (idle 10 s, then every 3 s, 3 probes) and
  * tcp_user_timeout = connect_timeout_s, so a server host that vanishes
  * mid-statement is noticed in seconds rather than the kernel's minutes
- * (libpq's PQcancel uses the same settings).  On failure *out is NULL, the return is
- * QB_PG_ECONN (could not connect), QB_ENOMEM or QB_EINVAL, and libpq's
+ * (libpq's PQcancel uses the same settings).  The connect timeout is
+ * connect_timeout in conninfo if given, else connect_timeout_s.  On
+ * failure *out is NULL, the return is QB_PG_ECONN (could not connect), QB_ENOMEM or QB_EINVAL, and libpq's
  * message is written to errbuf if given.  Thread-safe (no shared state;
  * libpq is thread-safe on Debian). */
 QB_API int qb_pg_open(qb_pg **out, const char *conninfo,
@@ -109,13 +109,14 @@ QB_API void qb_pg_close(qb_pg *db);
  * an open transaction is lost; the statement cache is emptied, since
  * prepared statements die with the session).  QB_OK or QB_PG_ECONN
  * (server still unreachable: call again later); QB_EINVAL on NULL.
- * Waits at most connect_timeout_s (qb_pg_reset_until with that bound). */
+ * Waits at most the connect timeout (see qb_pg_reset_until). */
 QB_API int qb_pg_reset(qb_pg *db);
 
 /* qb_pg_reset bounded by the caller: the connection is made without
  * blocking (PQresetStart/PQresetPoll) and given up, QB_PG_ECONN with
- * "timed out" or "stopped" in qb_pg_errmsg, once timeout_ms (> 0) has
- * passed or stop(arg) returns non-zero; stop (may be NULL) is polled at
+ * "timed out" or "stopped" in qb_pg_errmsg, once timeout_ms (> 0) or the
+ * connect timeout (qb_pg_open), whichever is shorter, has passed, or
+ * when stop(arg) returns non-zero; stop (may be NULL) is polled at
  * least every 100 ms from the calling thread.  The bound covers every
  * host of a multi-host conninfo together.  Host name lookup is libpq's
  * and blocking: give hostaddr where that matters.  After a failure the
