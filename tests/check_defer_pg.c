@@ -26,6 +26,7 @@
 #include "qb.h"
 #include "qb_pg.h"
 #include "testutil.h"
+#include "pg/pg_proxy.h"
 
 static const char *g_dsn;
 static const char *g_restart; /* WU_PG_RESTART: restarts the server */
@@ -461,44 +462,40 @@ START_TEST(reconnect_budget_spent)
 }
 END_TEST
 
-/* A tu_proxy in front of the test server (its unix socket, learnt from a
- * connection) and a DSN through it: later keys of a conninfo win. */
-static tu_proxy *proxy_dsn(char *dsn, size_t n)
+/* A one-worker pool that reaches the server through a new proxy (*px):
+ * its first task lands, then the server hangs (accepts, never answers)
+ * and the worker's session is cut. */
+static defer_pool *pool_then_hang(unsigned reconnect_ms, tu_proxy **px,
+                                  defer_ctx **ctx)
 {
-    PGconn *c = side(g_dsn);
-    char path[1024];
-    tu_proxy *px;
-    snprintf(path, sizeof path, "%s/.s.PGSQL.%s", PQhost(c), PQport(c));
-    PQfinish(c);
-    px = tu_proxy_start(path);
-    ck_assert_ptr_nonnull(px);
-    snprintf(dsn, n, "%s host=127.0.0.1 port=%d", g_dsn, tu_proxy_port(px));
-    return px;
+    char dsn[1200];
+    defer_config cfg;
+    defer_pool *p;
+
+    *px = pg_proxy(g_dsn, dsn, sizeof dsn);
+    pg_cfg(&cfg, dsn, 1);
+    cfg.reconnect_ms = reconnect_ms;
+    p = pool_new(&cfg);
+    ck_assert_int_eq(defer_ctx_create(p, ctx), DEFER_OK);
+    one(p, *ctx, q_ins(1));
+    wait_done(p, 1, 10);
+    tu_proxy_hang(*px, 1);
+    tu_proxy_cut(*px);
+    return p;
 }
 
-/* The server hangs (accepts, never answers) after the worker's session
- * is cut: each reconnect attempt is bounded by what is left of
+/* The server hangs after the worker's session is cut: each reconnect attempt is bounded by what is left of
  * reconnect_ms, not by libpq's connect_timeout (10 s), so the task fails
  * on time; once the server answers again, the next task lands. */
 START_TEST(reconnect_to_hung_server)
 {
     PGconn *c = fresh();
-    char dsn[1200];
-    tu_proxy *px = proxy_dsn(dsn, sizeof dsn);
-    defer_config cfg;
-    defer_pool *p;
+    tu_proxy *px;
     defer_ctx *ctx;
+    defer_pool *p = pool_then_hang(800, &px, &ctx);
     defer_stats st;
     int64_t t0, dt;
 
-    pg_cfg(&cfg, dsn, 1);
-    cfg.reconnect_ms = 800;
-    p = pool_new(&cfg);
-    ck_assert_int_eq(defer_ctx_create(p, &ctx), DEFER_OK);
-    one(p, ctx, q_ins(1));
-    wait_done(p, 1, 10);
-    tu_proxy_hang(px, 1);
-    tu_proxy_cut(px);
     t0 = tu_now_ms();
     one(p, ctx, q_ins(2));
     wait_done(p, 2, 10);
@@ -534,23 +531,13 @@ END_TEST
 START_TEST(shutdown_while_reconnecting)
 {
     PGconn *c = fresh();
-    char dsn[1200];
-    tu_proxy *px = proxy_dsn(dsn, sizeof dsn);
-    defer_config cfg;
-    defer_pool *p;
+    tu_proxy *px;
     defer_ctx *ctx;
+    defer_pool *p = pool_then_hang(60000, &px, &ctx);
     defer_stats st;
     int64_t t0, dt;
     int i;
 
-    pg_cfg(&cfg, dsn, 1);
-    cfg.reconnect_ms = 60000;
-    p = pool_new(&cfg);
-    ck_assert_int_eq(defer_ctx_create(p, &ctx), DEFER_OK);
-    one(p, ctx, q_ins(1));
-    wait_done(p, 1, 10);
-    tu_proxy_hang(px, 1);
-    tu_proxy_cut(px);
     one(p, ctx, q_ins(2));
     for (i = 0; i < 500 && !log_has("db_connection_lost"); i++)
         usleep(10000);
@@ -587,7 +574,7 @@ START_TEST(deadline_with_hung_server)
 {
     PGconn *c = fresh();
     char dsn[1200];
-    tu_proxy *px = proxy_dsn(dsn, sizeof dsn);
+    tu_proxy *px = pg_proxy(g_dsn, dsn, sizeof dsn);
     defer_config cfg;
     defer_pool *p;
     defer_ctx *ctx;

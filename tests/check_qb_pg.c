@@ -35,6 +35,7 @@
 #include "qb_int.h" /* count_sql */
 #include "qb_pg.h"
 #include "testutil.h"
+#include "pg/pg_proxy.h"
 
 #include "qb/cases.c"
 
@@ -1710,22 +1711,6 @@ START_TEST(test_reconnect)
 }
 END_TEST
 
-/* A tu_proxy in front of the test server (its unix socket, learnt from a
- * connection) and a DSN through it: later keys of a conninfo win. */
-static tu_proxy *proxy_dsn(char *dsn, size_t n)
-{
-    PGconn *c = PQconnectdb(g_dsn);
-    char path[1024];
-    tu_proxy *px;
-    ck_assert_msg(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
-    snprintf(path, sizeof path, "%s/.s.PGSQL.%s", PQhost(c), PQport(c));
-    PQfinish(c);
-    px = tu_proxy_start(path);
-    ck_assert_ptr_nonnull(px);
-    snprintf(dsn, n, "%s host=127.0.0.1 port=%d", g_dsn, tu_proxy_port(px));
-    return px;
-}
-
 static int stop_at(void *arg)
 {
     return tu_now_ms() >= *(const int64_t *)arg;
@@ -1739,7 +1724,7 @@ START_TEST(test_reset_until_hung_server)
     char dsn[1200], err[256] = "";
     qb_pg_config cfg;
     qb_pg *db = NULL;
-    tu_proxy *px = proxy_dsn(dsn, sizeof dsn);
+    tu_proxy *px = pg_proxy(g_dsn, dsn, sizeof dsn);
     qb_query *sel = raw("SELECT 1", 0, NULL, QB_FETCH_ONE);
     int64_t t0, dt, stop;
 
@@ -1804,7 +1789,7 @@ START_TEST(test_tcp_settings)
     char dsn[1200], dsn2[1300], err[256] = "", v[32];
     qb_pg_config cfg;
     qb_pg *db = NULL;
-    tu_proxy *px = proxy_dsn(dsn, sizeof dsn);
+    tu_proxy *px = pg_proxy(g_dsn, dsn, sizeof dsn);
 
     memset(&cfg, 0, sizeof cfg);
     cfg.connect_timeout_s = 7;
@@ -1832,7 +1817,7 @@ START_TEST(test_conninfo_connect_timeout)
 {
     char dsn[1200], dsn2[1300], err[256] = "";
     qb_pg *db = NULL;
-    tu_proxy *px = proxy_dsn(dsn, sizeof dsn);
+    tu_proxy *px = pg_proxy(g_dsn, dsn, sizeof dsn);
     int64_t t0, dt;
 
     snprintf(dsn2, sizeof dsn2, "%s connect_timeout=2", dsn);
