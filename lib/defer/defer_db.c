@@ -80,14 +80,20 @@ static void sock_set(defer_runner *r, int fd)
 
 /* Session settings: statement_timeout = task budget, lock_timeout = the
  * busy timeout, and a check every second that we are still there (a
- * server before 14 does not know it: ignored).  Then a duplicate of the
- * new session's socket for defer__db_cancel. */
+ * server before 14 does not know it: ignored), after taking a duplicate
+ * of the new session's socket for defer__db_cancel. */
 static int pg_session(defer_runner *r)
 {
     defer_pool *p = r->pool;
     char sql[96];
     int rc;
 
+    /* First, so that a server stalling during the SETs can be cut too.
+     * Without a duplicate (EMFILE) the session is refused: a worker the
+     * deadline cannot stop would be reported hung. */
+    sock_set(r, fcntl(PQsocket(qb_pg_conn(r->pg)), F_DUPFD_CLOEXEC, 0));
+    if (r->sock < 0)
+        return QB_ENOMEM;
     snprintf(sql, sizeof sql, "SET statement_timeout = %u",
              p->cfg.task_budget_ms);
     rc = pg_simple(r->pg, sql);
@@ -101,9 +107,8 @@ static int pg_session(defer_runner *r)
         pg_simple(r->pg, "SET client_connection_check_interval = 1000") ==
             QB_PG_ECONN)
         rc = QB_PG_ECONN;
-    sock_set(r, rc == QB_OK ? fcntl(PQsocket(qb_pg_conn(r->pg)),
-                                    F_DUPFD_CLOEXEC, 0)
-                            : -1);
+    if (rc != QB_OK)
+        sock_set(r, -1);
     return rc;
 }
 #endif
