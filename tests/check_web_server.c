@@ -94,6 +94,55 @@ START_TEST(log_file_levels_and_reopen)
 }
 END_TEST
 
+/* A log whose writes fail (disk full) counts every line it could not
+ * write, and says how many as soon as writing works again. */
+START_TEST(log_dropped_counted_then_said)
+{
+    char *dir = tu_mkdtemp("wu-logdrop");
+    char path[512], eb[256];
+    web_log *log = NULL;
+    char *text;
+    int full, saved, file;
+
+    ck_assert_ptr_nonnull(dir);
+    full = open("/dev/full", O_WRONLY | O_CLOEXEC);
+    if (full < 0) { /* nothing here to fail writes with */
+        tu_rmtree(dir);
+        free(dir);
+        return;
+    }
+    snprintf(path, sizeof path, "%s/stderr.txt", dir);
+    file = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    ck_assert_int_ge(file, 0);
+    ck_assert_int_eq(web_log_open(&log, "stderr", WEB_LOG_INFO, eb, sizeof eb),
+                     WEB_OK);
+    saved = dup(STDERR_FILENO);
+    ck_assert_int_ge(saved, 0);
+    ck_assert_int_eq(dup2(full, STDERR_FILENO), STDERR_FILENO);
+    web_logf(log, WEB_LOG_ERROR, "lost", "n=%d", 1);
+    web_logf(log, WEB_LOG_ERROR, "lost", "n=%d", 2);
+    web_logf(log, WEB_LOG_ERROR, "lost", "n=%d", 3);
+    ck_assert_uint_eq(web_log_dropped(log), 3);
+    ck_assert_int_eq(dup2(file, STDERR_FILENO), STDERR_FILENO);
+    web_logf(log, WEB_LOG_INFO, "back", "n=%d", 4);
+    ck_assert_int_eq(dup2(saved, STDERR_FILENO), STDERR_FILENO);
+    close(saved);
+    close(file);
+    close(full);
+    ck_assert_uint_eq(web_log_dropped(log), 3);
+    web_log_close(log);
+    text = tu_read_file(path, NULL);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_msg(strstr(text, "level=warn event=log_dropped count=3\nts=") !=
+                      NULL, "%s", text);
+    ck_assert_ptr_nonnull(strstr(text, "level=info event=back n=4\n"));
+    ck_assert_ptr_null(strstr(text, "n=1"));
+    free(text);
+    tu_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 /* ---- declarative queries -------------------------------------------------- */
 
 static const char *defer_conf =
@@ -493,6 +542,7 @@ START_TEST(server_answers_straight_fastcgi)
     ck_assert_ptr_nonnull(strstr(out, ",\"conn_lost\":0,"));
     ck_assert_ptr_nonnull(strstr(out, ",\"reconnects\":0,"));
     ck_assert_ptr_nonnull(strstr(out, ",\"commit_unknown\":0,"));
+    ck_assert_ptr_nonnull(strstr(out, ",\"log_dropped\":0"));
     free(out);
     ck_assert_int_eq(fc_request(f.sock, st_prom, NULL, 0, 5000, &out, &status),
                      0);
@@ -560,6 +610,7 @@ static Suite *suite(void)
     tcase_add_loop_test(tc, log_quote, 0, sizeof q_cases / sizeof q_cases[0]);
     tcase_add_test(tc, log_quote_truncates);
     tcase_add_test(tc, log_file_levels_and_reopen);
+    tcase_add_test(tc, log_dropped_counted_then_said);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("defer_build");

@@ -52,6 +52,8 @@ int web_handler_status(web_call *call, void *ud)
     size_t i, n;
     (void)ud;
 
+    uint64_t log_dropped;
+
     web_server_stats_get(web_call_server(call), &ss);
     defer_pool_stats(web_srv_pool(web_call_server(call)), &ds);
     engine = defer_pool_dialect(web_srv_pool(web_call_server(call))) ==
@@ -60,6 +62,7 @@ int web_handler_status(web_call *call, void *ud)
                  : "sqlite";
     fmt = web_request_arg(web_call_request(call), "format", NULL);
     prom = fmt != NULL && strcmp(fmt, "prometheus") == 0;
+    log_dropped = web_log_dropped(web_call_log(call));
 
     struct metric m[] = {
         {"requests_accepted", "Requests accepted from nginx", ss.accepted, 0},
@@ -97,6 +100,8 @@ int web_handler_status(web_call *call, void *ud)
         {"queue_in_flight", "Tasks running", ds.in_flight, 1},
         {"queue_depth", "Slots in use", ds.depth, 1},
         {"queue_depth_hwm", "High-water mark of slots in use", ds.depth_hwm, 1},
+        {"log_dropped", "Log lines that could not be written", log_dropped,
+         0},
     };
     n = sizeof m / sizeof m[0];
 

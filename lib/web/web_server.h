@@ -55,6 +55,11 @@ WEB_API void web_logf(web_log *log, web_log_level level, const char *event,
 /* Quote s for a key=value line into buf (truncated with "..." to fit);
  * returns buf.  s NULL gives "-". */
 WEB_API const char *web_log_q(char *buf, size_t buflen, const char *s);
+/* Lines that could not be written (the write failed or was cut short:
+ * disk full, EIO) since the log was opened.  When writing works again,
+ * a line "event=log_dropped count=N" first says how many were lost.
+ * Thread-safe; NULL: the count of lines meant for stderr without a log. */
+WEB_API uint64_t web_log_dropped(const web_log *log);
 /* A defer_log_fn that writes the pool's lines to the web_log in ud. */
 WEB_API void web_log_defer_sink(void *ud, int level, const char *line);
 
