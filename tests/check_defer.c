@@ -16,6 +16,7 @@
 #define _GNU_SOURCE
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -79,6 +80,30 @@ static int log_count(const char *n1, const char *n2, const char *n3)
         if ((n1 == NULL || strstr(p, n1)) && (n2 == NULL || strstr(p, n2)) &&
             (n3 == NULL || strstr(p, n3)))
             count++;
+    }
+    free(copy);
+    return count;
+}
+
+/* Number of events the captured lines matching every needle stand for:
+ * a line ending in " repeated=N" (a summary of folded repeats) stands
+ * for N, any other line for 1. */
+static long log_events(const char *n1, const char *n2, const char *n3)
+{
+    long count = 0;
+    char *p, *save = NULL, *copy;
+    pthread_mutex_lock(&g_log.mu);
+    copy = strndup(g_log.buf != NULL ? g_log.buf : "", g_log.len);
+    pthread_mutex_unlock(&g_log.mu);
+    ck_assert_ptr_nonnull(copy);
+    for (p = strtok_r(copy, "\n", &save); p != NULL;
+         p = strtok_r(NULL, "\n", &save)) {
+        const char *rep;
+        if ((n1 != NULL && !strstr(p, n1)) || (n2 != NULL && !strstr(p, n2)) ||
+            (n3 != NULL && !strstr(p, n3)))
+            continue;
+        rep = strstr(p, " repeated=");
+        count += rep != NULL ? strtol(rep + 10, NULL, 10) : 1;
     }
     free(copy);
     return count;
@@ -1213,9 +1238,11 @@ START_TEST(test_busy_beyond_budget_fails)
     /* each transaction attempt retried exactly the budget */
     ck_assert_uint_eq(s.retried % 2, 0);
     ck_assert_uint_ge(s.retried, 2);
-    ck_assert_int_eq(log_count("event=task_failed", "label=\"/busy\"",
-                               "busy after retries"), 3);
-    ck_assert_int_eq(log_count("task_failed", "rc=-9", "sql=\"INSERT"), 3);
+    /* Identical failures are folded (first line, then repeated=N):
+     * the lines still account for every one of them. */
+    ck_assert_int_eq(log_events("event=task_failed", "label=\"/busy\"",
+                                "busy after retries"), 3);
+    ck_assert_int_eq(log_events("task_failed", "rc=-9", "sql=\"INSERT"), 3);
     ck_assert_int_eq(db_scalar("SELECT count(*) FROM t"), 0);
     assert_reconciled(&s);
 }
@@ -1931,6 +1958,115 @@ START_TEST(test_thread_create_failure_joins)
 }
 END_TEST
 
+/* ==== the log: repeats folded, lines that cannot be written counted ===== */
+
+START_TEST(test_log_repeats_folded)
+{
+    enum { N = 300 };
+    tracker *tr = tr_new(N);
+    defer_config cfg = base_cfg();
+    defer_pool *p;
+    defer_ctx *c;
+    defer_stats s;
+    int64_t t0;
+    long lines, firsts, secs;
+    int i;
+
+    cfg.workers = 1;
+    p = mkpool(&cfg);
+    c = mkctx(p);
+    t0 = tu_now_ms();
+    for (i = 0; i < N; i++) {
+        ck_assert_int_eq(reg(c, tr, i, 7, "/same"), DEFER_OK);
+        admit_submit(p, c);
+    }
+    ck_assert(STAT_AT_LEAST(p, failed, N, 20000));
+    secs = (long)((tu_now_ms() - t0) / 1000);
+    ck_assert_int_eq(defer_pool_shutdown(p, 10000), DEFER_OK);
+    defer_pool_stats(p, &s);
+    defer_ctx_free(c);
+    defer_pool_destroy(p);
+    /* Every failure is accounted for in the log ... */
+    ck_assert_int_eq(log_events("event=task_failed", "tok asked to fail",
+                                NULL), N);
+    /* ... by its first line and at most one summary a second, not N. */
+    lines = log_count("event=task_failed", "tok asked to fail", NULL);
+    firsts = lines - log_count("event=task_failed", "repeated=", NULL);
+    ck_assert_int_ge(firsts, 1);
+    ck_assert_msg(lines <= 2 * (secs + 2), "%ld lines in %ld s", lines, secs);
+    ck_assert_uint_eq(s.log_repeated, (uint64_t)(N - firsts));
+    ck_assert_uint_eq(s.failed, N);
+    tr_free(tr);
+}
+END_TEST
+
+START_TEST(test_log_distinct_failures_not_folded_together)
+{
+    enum { N = 100 };
+    tracker *tr = tr_new(2 * N);
+    defer_config cfg = base_cfg();
+    defer_pool *p;
+    defer_ctx *c;
+    int i;
+
+    cfg.workers = 1;
+    p = mkpool(&cfg);
+    c = mkctx(p);
+    for (i = 0; i < N; i++) {
+        /* two kinds of failure (rc 7 and 8) interleaved */
+        ck_assert_int_eq(reg(c, tr, 2 * i, 7, "/a"), DEFER_OK);
+        ck_assert_int_eq(reg(c, tr, 2 * i + 1, 8, "/b"), DEFER_OK);
+        admit_submit(p, c);
+    }
+    ck_assert_int_eq(defer_pool_shutdown(p, 20000), DEFER_OK);
+    defer_ctx_free(c);
+    defer_pool_destroy(p);
+    ck_assert_int_eq(log_events("event=task_failed", " rc=7 ", NULL), N);
+    ck_assert_int_eq(log_events("event=task_failed", " rc=8 ", NULL), N);
+    ck_assert_int_ge(log_count("event=task_failed", " rc=7 ", NULL), 1);
+    ck_assert_int_ge(log_count("event=task_failed", " rc=8 ", NULL), 1);
+    tr_free(tr);
+}
+END_TEST
+
+START_TEST(test_log_dropped_counted)
+{
+    tracker *tr = tr_new(3);
+    defer_config cfg = base_cfg();
+    defer_pool *p;
+    defer_ctx *c;
+    defer_stats s;
+    int full, saved, i;
+
+    full = open("/dev/full", O_WRONLY | O_CLOEXEC);
+    if (full < 0)
+        return; /* no /dev/full here: nothing to write into that fails */
+    cfg.log = NULL; /* the pool's own stderr line */
+    cfg.workers = 1;
+    p = mkpool(&cfg);
+    c = mkctx(p);
+    /* stderr on a full disk (ENOSPC on every write) */
+    saved = dup(STDERR_FILENO);
+    ck_assert_int_ge(saved, 0);
+    ck_assert_int_eq(dup2(full, STDERR_FILENO), STDERR_FILENO);
+    for (i = 0; i < 3; i++) { /* three different failures: three lines */
+        ck_assert_int_eq(reg(c, tr, i, 10 + i, "/drop"), DEFER_OK);
+        admit_submit(p, c);
+    }
+    ck_assert(STAT_AT_LEAST(p, failed, 3, 10000));
+    ck_assert(STAT_AT_LEAST(p, log_dropped, 3, 10000));
+    ck_assert_int_eq(dup2(saved, STDERR_FILENO), STDERR_FILENO);
+    close(saved);
+    close(full);
+    defer_pool_stats(p, &s);
+    ck_assert_uint_eq(s.log_dropped, 3);
+    ck_assert_int_eq(defer_pool_shutdown(p, 10000), DEFER_OK);
+    defer_ctx_free(c);
+    defer_pool_destroy(p);
+    tr_free(tr);
+}
+END_TEST
+
 /* ==== main =============================================================== */
 
 static TCase *tc(Suite *s, const char *name, int timeout)
@@ -1990,6 +2126,11 @@ int main(void)
     tcase_add_test(t, test_worker_threads_named_and_masked);
     tcase_add_test(t, test_log_lines_escaped);
     tcase_add_test(t, test_thread_create_failure_joins);
+
+    t = tc(s, "log", 60);
+    tcase_add_test(t, test_log_repeats_folded);
+    tcase_add_test(t, test_log_distinct_failures_not_folded_together);
+    tcase_add_test(t, test_log_dropped_counted);
 
     sr = srunner_create(s);
     srunner_run_all(sr, CK_ENV);

@@ -89,6 +89,15 @@
  * returns (the pool is then freed by that thread); the call returns
  * DEFER_ETIMEDOUT.
  *
+ * LOG REPEATS: a line identical to an earlier one in event, rc and
+ * detail (the label and SQL may differ) within a second is not written;
+ * at most once a second a summary is: the last such line plus
+ * " repeated=N" (N lines folded into it).  So for each kind of failure
+ * the log holds its first line and one line per second, and the lines
+ * plus their repeated= counts add up to the events.  Shutdown's reports
+ * (task_left, task_hung, shutdown, drain_deadline) are never folded.
+ * Summaries still pending are written by defer_pool_shutdown.
+ *
  * ACCOUNTING: once shutdown has returned and every admitted ctx has been
  * submitted, admitted == ok + failed + left exactly.  Tasks run inline
  * (policy INLINE) are not admitted; they are counted in inline_run, of
@@ -183,7 +192,9 @@ typedef struct defer_config {
                                     reconnecting (backoff 50 ms doubling
                                     to 1 s) before its tasks fail;
                                     default 10000 */
-    defer_log_fn log;            /* NULL: one line to stderr */
+    defer_log_fn log;            /* NULL: one line to stderr (a line that
+                                    cannot be written is counted in
+                                    log_dropped) */
     void *log_ud;
     int log_level;               /* lowest level logged; default INFO */
 } defer_config;
@@ -260,6 +271,8 @@ typedef struct defer_stats {
     uint64_t in_flight;     /* tasks taken by a worker, not finished */
     uint64_t depth;         /* reserved + queued + in_flight (slots used) */
     uint64_t depth_hwm;     /* high-water mark of depth */
+    uint64_t log_repeated;  /* log lines folded into repeated= summaries */
+    uint64_t log_dropped;   /* default log lines that could not be written */
 } defer_stats;
 
 /* Copy the counters into *out.  Thread-safe. */

@@ -109,6 +109,17 @@ typedef struct defer_worker {
 
 enum { P_RUNNING = 0, P_DRAINING, P_STOPPED };
 
+/* The pool's monitor thread (defer_health.c).  Under pool->mu. */
+typedef struct defer_health {
+    int inited;                /* mon_cv initialised */
+    pthread_t mon;
+    int mon_started, mon_stop;
+    pthread_cond_t mon_cv;
+} defer_health;
+
+/* The log's repeat folding (defer_log.c). */
+typedef struct defer_rl defer_rl;
+
 struct defer_pool {
     /* immutable after create */
     defer_config cfg;          /* string fields point at the copies below */
@@ -132,6 +143,9 @@ struct defer_pool {
     unsigned windows; /* workers waiting in their group-commit window */
     defer_task *qhead, *qtail;
     defer_stats st;            /* depth/queued/... maintained live */
+    defer_health hl;           /* the monitor thread (defer_health.c) */
+    defer_rl *rl;              /* log repeat folding; NULL: off */
+    atomic_uint_least64_t log_dropped; /* default log lines not written */
 };
 
 /* ---- defer_db.c: the engines ------------------------------------------ */
@@ -188,6 +202,10 @@ void defer__runner_fini(defer_runner *r);
  * callbacks alone).  Every task ends DONE, WLEFT, STOLEN or HUNG. */
 void defer__run_batch(defer_runner *r, defer_task **tasks, size_t n);
 
+/* Write one finished line to cfg.log (or stderr, counting failures in
+ * log_dropped).  No folding: defer__log/emit fold. */
+void defer__log_write(defer_pool *p, int level, const char *line);
+
 /* Sleep up to ms on sleep_cv; returns early when the pool aborts. */
 void defer__pool_sleep(defer_pool *p, unsigned ms);
 
@@ -212,5 +230,29 @@ void defer__signal(pthread_cond_t *cv);
 /* Wait on cv until abs_ns (CLOCK_MONOTONIC; 0 = forever).  Returns 0 or
  * ETIMEDOUT. */
 int defer__wait(defer_pool *p, pthread_cond_t *cv, int64_t abs_ns);
+
+/* ---- defer_health.c -------------------------------------------------- */
+
+/* Set up / start / stop / free the monitor thread. */
+int defer__health_init(defer_pool *p);
+int defer__health_start(defer_pool *p);  /* 0 or a pthread_create errno */
+void defer__health_stop(defer_pool *p);  /* joins the monitor */
+void defer__health_fini(defer_pool *p);
+
+/* ---- defer_log.c ------------------------------------------------------ */
+
+int defer__rl_init(defer_pool *p);     /* DEFER_OK or DEFER_ENOMEM */
+void defer__rl_fini(defer_pool *p);
+/* One line about to be written: 1 write it, 0 folded; either way, if
+ * sum[0] is not NUL afterwards, write that summary line first (level
+ * *sum_level). */
+int defer__rl_pass(defer_pool *p, int level, const char *event, int rc,
+                   const char *detail, const char *line, char *sum,
+                   size_t sum_len, int *sum_level);
+/* Write the summaries whose second is over (all when force); after
+ * force, folding stops (lines pass). */
+void defer__rl_flush(defer_pool *p, int force);
+/* log_repeated and log_dropped into *out. */
+void defer__rl_stats(defer_pool *p, defer_stats *out);
 
 #endif /* WAITUNTIL_DEFER_INT_H */

@@ -17,7 +17,9 @@
  * log callback.  SQLite calls our busy handler with its own locks held and
  * the handler takes pool->mu, so the order is "SQLite internals, then
  * pool->mu", never the reverse.  The log callback must not call back into
- * the pool.
+ * the pool.  The other locks of lib/defer are leaves too, never held
+ * together with pool->mu: each runner's cancel_mu (defer_db.c) and the
+ * log's repeat table lock rl->mu (defer_log.c).
  *
  * SLOTS: capacity bounds reserved + queued + in_flight.  defer_admit
  * reserves all of a request's slots at once, before the response is
@@ -36,6 +38,10 @@
  * at the deadline the shutdown thread also stops running statements by
  * closing their sessions, outside pool->mu (each runner's cancel_mu is a
  * leaf lock of its own).
+ *
+ * MONITOR (defer_health.c): a third kind of thread ("defer-mon", one
+ * per pool, started last in create, joined in shutdown after the
+ * workers) writes the log's repeated=N summaries once a second.
  *
  * WRITER TOKEN: SQLite (WAL) has one writer.  Rather than let the pool's
  * own workers collide on SQLITE_BUSY and sleep in the busy handler, a
@@ -334,6 +340,8 @@ static void pool_free(defer_pool *p)
         free(p->workers[i].batch);
     }
     free(p->workers);
+    defer__health_fini(p);
+    defer__rl_fini(p);
     (void)pthread_cond_destroy(&p->work_cv);
     (void)pthread_cond_destroy(&p->space_cv);
     (void)pthread_cond_destroy(&p->done_cv);
@@ -533,6 +541,14 @@ DEFER_API int defer_pool_create(defer_pool **out, const defer_config *cfg,
         free(p);
         return rc;
     }
+    rc = defer__rl_init(p);
+    if (rc == DEFER_OK)
+        rc = defer__health_init(p);
+    if (rc != DEFER_OK) {
+        set_err(errbuf, errbuf_len, "log or monitor setup failed");
+        pool_free(p);
+        return rc;
+    }
 
     /* Everything that can fail short of threads comes first. */
     for (i = 0; i < p->nworkers; i++) {
@@ -577,6 +593,8 @@ DEFER_API int defer_pool_create(defer_pool **out, const defer_config *cfg,
         p->workers[i].started = 1;
         p->alive++;
     }
+    if (rc == 0 && (rc = defer__health_start(p)) != 0)
+        i = p->nworkers; /* the monitor thread failed, not a worker */
     {
         int rc2 = pthread_sigmask(SIG_SETMASK, &old, NULL);
         if (rc2 != 0) /* cannot restore the caller's mask: say so */
@@ -584,8 +602,12 @@ DEFER_API int defer_pool_create(defer_pool **out, const defer_config *cfg,
                     strerror(rc2));
     }
     if (rc != 0) {
-        set_err(errbuf, errbuf_len, "pthread_create (worker %u): %s", i,
-                strerror(rc));
+        if (i < p->nworkers)
+            set_err(errbuf, errbuf_len, "pthread_create (worker %u): %s", i,
+                    strerror(rc));
+        else
+            set_err(errbuf, errbuf_len, "pthread_create (monitor): %s",
+                    strerror(rc));
         abort_start(p);
         pool_free(p);
         return DEFER_ETHREAD;
@@ -764,6 +786,8 @@ DEFER_API int defer_pool_shutdown(defer_pool *p, unsigned deadline_ms)
         }
     }
 
+    defer__health_stop(p); /* joins the monitor */
+    defer__rl_flush(p, 1); /* repeated=N summaries still pending */
     defer__lock(p);
     rc = (p->st.left > left_before || nhung > 0 || !drained_ok)
              ? DEFER_ETIMEDOUT : DEFER_OK;
@@ -819,6 +843,7 @@ DEFER_API void defer_pool_stats(defer_pool *p, defer_stats *out)
     defer__lock(p);
     update_hwm(p);
     *out = p->st;
+    defer__rl_stats(p, out);
     defer__unlock(p);
 }
 

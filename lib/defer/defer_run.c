@@ -214,11 +214,17 @@ static const char *level_name(int level)
     }
 }
 
-static void default_log(void *ud, int level, const char *line)
+void defer__log_write(defer_pool *p, int level, const char *line)
 {
-    (void)ud;
-    /* One call, so stdio's stream lock keeps the line whole. */
-    fprintf(stderr, "level=%s %s\n", level_name(level), line);
+    if (p->cfg.log != NULL) {
+        p->cfg.log(p->cfg.log_ud, level, line);
+        return;
+    }
+    /* One call, so stdio's stream lock keeps the line whole.  A line
+     * that cannot be written (disk full under a redirected stderr) has
+     * nowhere to be reported: it is counted (log_dropped). */
+    if (fprintf(stderr, "level=%s %s\n", level_name(level), line) < 0)
+        atomic_fetch_add(&p->log_dropped, 1);
 }
 
 int defer__log_enabled(const defer_pool *p, int level)
@@ -231,6 +237,8 @@ static void emit(defer_pool *p, int level, const char *event,
                  const char *rcstr, const char *detail)
 {
     lbuf b;
+    char sum[LOG_LINE_MAX + 32];
+    int pass, sum_level = level;
     if (!defer__log_enabled(p, level))
         return;
     b.n = 0;
@@ -252,10 +260,13 @@ static void emit(defer_pool *p, int level, const char *event,
     lb_kv(&b, "detail", detail, LOG_VALUE_MAX);
     if (t != NULL && t->fn == NULL)
         lb_kv(&b, "sql", qb_query_sql(t->arg), LOG_SQL_MAX);
-    if (p->cfg.log != NULL)
-        p->cfg.log(p->cfg.log_ud, level, b.s);
-    else
-        default_log(NULL, level, b.s);
+    /* Fold repeats (defer_log.c): the key leaves label and SQL out. */
+    pass = defer__rl_pass(p, level, event, has_rc ? rc : 0, detail, b.s,
+                           sum, sizeof sum, &sum_level);
+    if (sum[0] != '\0')
+        defer__log_write(p, sum_level, sum);
+    if (pass)
+        defer__log_write(p, level, b.s);
 }
 
 void defer__log(defer_pool *p, int level, const char *event,

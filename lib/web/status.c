@@ -62,7 +62,8 @@ int web_handler_status(web_call *call, void *ud)
                  : "sqlite";
     fmt = web_request_arg(web_call_request(call), "format", NULL);
     prom = fmt != NULL && strcmp(fmt, "prometheus") == 0;
-    log_dropped = web_log_dropped(web_call_log(call));
+    /* The pool logs through the server's log (or its own stderr line). */
+    log_dropped = web_log_dropped(web_call_log(call)) + ds.log_dropped;
 
     struct metric m[] = {
         {"requests_accepted", "Requests accepted from nginx", ss.accepted, 0},
@@ -100,6 +101,8 @@ int web_handler_status(web_call *call, void *ud)
         {"queue_in_flight", "Tasks running", ds.in_flight, 1},
         {"queue_depth", "Slots in use", ds.depth, 1},
         {"queue_depth_hwm", "High-water mark of slots in use", ds.depth_hwm, 1},
+        {"log_repeated", "Log lines folded into repeated=N summaries",
+         ds.log_repeated, 0},
         {"log_dropped", "Log lines that could not be written", log_dropped,
          0},
     };
