@@ -560,6 +560,77 @@ START_TEST(server_answers_straight_fastcgi)
 }
 END_TEST
 
+/* The database file removed under the server: once the pool sees it,
+ * requests with deferred writes get 503 + Retry-After before their
+ * answer, and the status says why. */
+START_TEST(server_db_lost_answers_503)
+{
+    struct fixture f;
+    char *out = NULL;
+    int status = 0, i;
+    const char *log[] = {"REQUEST_METHOD=GET", "DOCUMENT_URI=/log", NULL};
+    const char *hello[] = {"REQUEST_METHOD=GET", "DOCUMENT_URI=/hello", NULL};
+    const char *st[] = {"REQUEST_METHOD=GET", "DOCUMENT_URI=/_status", NULL};
+    const char *st_prom[] = {"REQUEST_METHOD=GET", "DOCUMENT_URI=/_status",
+                             "QUERY_STRING=format=prometheus", NULL};
+
+    start_server(&f, server_conf);
+    ck_assert_int_eq(fc_request(f.sock, log, NULL, 0, 5000, &out, &status), 0);
+    ck_assert_int_eq(status, 200);
+    free(out);
+    for (i = 0; i < 500 && count_rows(f.db) != 1; i++)
+        usleep(10000);
+    ck_assert_int_eq(count_rows(f.db), 1);
+    ck_assert_int_eq(unlink(f.db), 0);
+    /* Until the pool sees it (at the latest ~0.5 s), a write is promised
+     * and fails (counted failed); then every one is refused. */
+    for (i = 0; i < 1000; i++) {
+        ck_assert_int_eq(fc_request(f.sock, log, NULL, 0, 5000, &out,
+                                    &status), 0);
+        if (status == 503)
+            break;
+        ck_assert_int_eq(status, 200);
+        free(out);
+        out = NULL;
+        usleep(10000);
+    }
+    ck_assert_int_eq(status, 503);
+    ck_assert_ptr_nonnull(strstr(out, "Retry-After: 1\r\n"));
+    ck_assert_ptr_nonnull(strstr(out, ": database unavailable\n"));
+    free(out);
+    /* a request without deferred work is still answered */
+    ck_assert_int_eq(fc_request(f.sock, hello, NULL, 0, 5000, &out, &status),
+                     0);
+    ck_assert_int_eq(status, 200);
+    free(out);
+    ck_assert_int_eq(fc_request(f.sock, st, NULL, 0, 5000, &out, &status), 0);
+    ck_assert_int_eq(status, 200);
+    ck_assert_ptr_nonnull(strstr(out, "\"db_status\":\"lost\""));
+    ck_assert_ptr_nonnull(strstr(out, "\"db_reason\":\"database file "));
+    ck_assert_ptr_nonnull(strstr(out, " was removed"));
+    ck_assert_ptr_nonnull(strstr(out, ",\"responses_503_db_unavailable\":1,"));
+    ck_assert_ptr_nonnull(strstr(out, ",\"tasks_unavailable\":1,"));
+    ck_assert_ptr_nonnull(strstr(out, ",\"tasks_ok\":1,"));
+    ck_assert_ptr_nonnull(strstr(out, ",\"db_state\":2,"));
+    ck_assert_ptr_nonnull(strstr(out, ",\"db_lost\":1,"));
+    ck_assert_ptr_nonnull(strstr(out, ",\"log_dropped\":0"));
+    free(out);
+    ck_assert_int_eq(fc_request(f.sock, st_prom, NULL, 0, 5000, &out, &status),
+                     0);
+    ck_assert_int_eq(status, 200);
+    ck_assert_ptr_nonnull(strstr(out, "\nwaituntil_db_state 2\n"));
+    ck_assert_ptr_nonnull(
+        strstr(out, "\nwaituntil_db_state_info{state=\"lost\",reason=\""
+                    "database file "));
+    ck_assert_ptr_nonnull(
+        strstr(out, "\nwaituntil_responses_503_db_unavailable 1\n"));
+    free(out);
+    stop_server(&f);
+    ck_assert_int_ne(access(f.db, F_OK), 0); /* nothing made at the path */
+    cleanup(&f);
+}
+END_TEST
+
 START_TEST(server_limits_straight_fastcgi)
 {
     struct fixture f;
@@ -630,6 +701,7 @@ static Suite *suite(void)
     tcase_add_test(tc, server_refuses_live_socket_and_unknown_handler);
     tcase_add_test(tc, server_answers_straight_fastcgi);
     tcase_add_test(tc, server_limits_straight_fastcgi);
+    tcase_add_test(tc, server_db_lost_answers_503);
     suite_add_tcase(s, tc);
     return s;
 }

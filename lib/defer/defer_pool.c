@@ -39,9 +39,15 @@
  * closing their sessions, outside pool->mu (each runner's cancel_mu is a
  * leaf lock of its own).
  *
- * MONITOR (defer_health.c): a third kind of thread ("defer-mon", one
- * per pool, started last in create, joined in shutdown after the
- * workers) writes the log's repeated=N summaries once a second.
+ * HEALTH (defer_health.c): a third kind of thread, the monitor
+ * ("defer-mon", one per pool, started last in create, joined in
+ * shutdown after the workers), checks the SQLite file once every
+ * 500 ms, probes a failing or lost database, and writes the log's
+ * repeated=N summaries.  defer_admit asks defer__health_admit first
+ * (one atomic load while the database is fine); an idle worker closes
+ * its connection to a lost file (defer__health_idle, woken by the
+ * monitor).  A ctx holds a reference on the pool (refs), since freeing
+ * it closes its inline connection, which the pool counts.
  *
  * WRITER TOKEN: SQLite (WAL) has one writer.  Rather than let the pool's
  * own workers collide on SQLITE_BUSY and sleep in the busy handler, a
@@ -104,6 +110,7 @@ DEFER_API const char *defer_strerror(int rc)
     case DEFER_EDB: return "database open failed";
     case DEFER_ETHREAD: return "thread creation failed";
     case DEFER_EMISUSE: return "called out of order";
+    case DEFER_EUNAVAIL: return "database unavailable (failing or lost)";
     default: return "unknown error";
     }
 }
@@ -223,6 +230,8 @@ static void *worker_main(void *arg)
         size_t n = 0, mine = 0, i;
 
         while (p->qhead == NULL && p->state != P_STOPPED) {
+            if (defer__health_idle(w))
+                continue; /* closed a connection to a lost file */
             p->idle++;
             defer__wait(p, &p->work_cv, 0);
             p->idle--;
@@ -843,6 +852,7 @@ DEFER_API void defer_pool_stats(defer_pool *p, defer_stats *out)
     defer__lock(p);
     update_hwm(p);
     *out = p->st;
+    defer__health_stats(p, out);
     defer__rl_stats(p, out);
     defer__unlock(p);
 }
@@ -869,6 +879,12 @@ DEFER_API int defer_ctx_create(defer_pool *pool, defer_ctx **out)
         free(c);
         return DEFER_ENOMEM;
     }
+    /* A ctx may be freed after the pool: closing its inline connection
+     * still counts it in the pool (defer_health.c), so it holds a
+     * reference. */
+    defer__lock(pool);
+    pool->refs++;
+    defer__unlock(pool);
     *out = c;
     return DEFER_OK;
 }
@@ -902,12 +918,20 @@ DEFER_API void defer_ctx_discard(defer_ctx *c)
 
 DEFER_API void defer_ctx_free(defer_ctx *c)
 {
+    defer_pool *p;
+    int last;
     if (c == NULL)
         return;
+    p = c->pool;
     defer_ctx_discard(c);
     defer__runner_fini(&c->run);
     free(c->scratch);
     free(c);
+    defer__lock(p);
+    last = --p->refs == 0;
+    defer__unlock(p);
+    if (last)
+        pool_free(p);
 }
 
 DEFER_API size_t defer_ctx_count(const defer_ctx *c)
@@ -1062,6 +1086,10 @@ DEFER_API int defer_admit(defer_pool *p, defer_ctx *c)
     if (n == 0) {
         c->admitted = 1;
         return DEFER_OK;
+    }
+    if (defer__health_admit(p, &c->run, n) != DEFER_OK) {
+        reject(p, c, "database unavailable");
+        return DEFER_EUNAVAIL;
     }
     cap = p->cfg.queue_capacity;
     defer__lock(p);

@@ -7,7 +7,8 @@
  *   FCGX_Accept_r -> body read (bounded) -> web_request_init (copied into
  *   the thread's arena) -> route -> handler or declarative action (the
  *   response is buffered, deferred work registered) -> defer_admit (503 if
- *   the queue is full) -> response written -> FCGX_Finish_r ->
+ *   the queue is full or the database failing) -> response written ->
+ *   FCGX_Finish_r ->
  *   defer_submit -> arena reset.  Nothing owned by libfcgi is touched
  *   after FCGX_Finish_r.
  *
@@ -172,6 +173,8 @@ typedef struct web_server_stats {
     uint64_t finished;       /* ... answered and finished */
     uint64_t status_2xx, status_3xx, status_4xx, status_5xx;
     uint64_t rejected_503;   /* answered 503 because the queue was full */
+    uint64_t unavail_503;    /* answered 503 because the database was
+                                failing or lost (DEFER_EUNAVAIL) */
     uint64_t client_gone;    /* the write to nginx failed (client left) */
     uint64_t accept_errors;  /* FCGX_Accept_r failures (EMFILE...) */
     unsigned threads;        /* request threads running */
