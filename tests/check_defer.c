@@ -44,11 +44,15 @@ typedef struct logcap {
 } logcap;
 
 static logcap g_log;
+/* Thread id of the worker that logged hung_worker_returned (0: none). */
+static atomic_long g_hung_tid;
 
 static void cap_log(void *ud, int level, const char *line)
 {
     logcap *c = ud;
     size_t n = strlen(line) + 8;
+    if (strstr(line, "event=hung_worker_returned") != NULL)
+        atomic_store(&g_hung_tid, (long)gettid());
     pthread_mutex_lock(&c->mu);
     if (c->cap - c->len <= n) {
         size_t ncap = (c->cap + n) * 2;
@@ -118,6 +122,7 @@ static void setup(void)
     pthread_mutex_init(&g_log.mu, NULL);
     g_log.buf = NULL;
     g_log.len = g_log.cap = 0;
+    atomic_store(&g_hung_tid, 0);
     db_exec("PRAGMA journal_mode=WAL;"
             "CREATE TABLE t(id INTEGER PRIMARY KEY, v INTEGER UNIQUE,"
             " note TEXT)");
@@ -168,6 +173,25 @@ static void sleep_ms(int ms)
     struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
         ;
+}
+
+/* Wait (bounded) until a detached hung worker has logged its return and
+ * its thread has exited, so that everything it frees is freed (leak
+ * checkers run at the end of the test's process).  A condition, not a
+ * duration: the thread's /proc entry goes away when it exits. */
+static int wait_hung_worker_exit(int64_t bound_ms)
+{
+    int64_t end = tu_now_ms() + bound_ms;
+    char path[64];
+    long tid;
+    while ((tid = atomic_load(&g_hung_tid)) == 0 && tu_now_ms() < end)
+        sleep_ms(5);
+    if (tid == 0)
+        return 0;
+    snprintf(path, sizeof path, "/proc/self/task/%ld", tid);
+    while (access(path, F_OK) == 0 && tu_now_ms() < end)
+        sleep_ms(5);
+    return access(path, F_OK) != 0;
 }
 
 /* A gate: callbacks block in it until the test opens it. */
@@ -1390,7 +1414,7 @@ START_TEST(test_deadline_with_hung_callback)
     defer_ctx *c;
     defer_stats s;
     gate g;
-    int64_t t0, dt, end;
+    int64_t t0, dt;
     int i, rc;
 
     gate_init(&g);
@@ -1431,14 +1455,77 @@ START_TEST(test_deadline_with_hung_callback)
     /* When the callback finally returns, its worker frees its argument
      * once and then the pool. */
     gate_open(&g);
-    end = tu_now_ms() + 10000;
-    while (log_count("hung_worker_returned", NULL, NULL) == 0 &&
-           tu_now_ms() < end)
-        sleep_ms(10);
+    ck_assert(wait_hung_worker_exit(60000));
     ck_assert_int_eq(log_count("hung_worker_returned", NULL, NULL), 1);
     ck_assert_int_eq(atomic_load(&tr->frees[0]), 1);
     ck_assert_int_eq(log_count("hung_task_returned", NULL, NULL), 1);
-    sleep_ms(200); /* let it finish freeing (leak checkers) */
+    gate_destroy(&g);
+    tr_free(tr);
+}
+END_TEST
+
+/* Regression (issue 13 item 1): the hung callback is followed by more
+ * tasks of the SAME batch (one request).  Shutdown used to free those
+ * stolen task structs while the hung worker still held them; when the
+ * callback returned, the worker read them (heap-use-after-free under
+ * ASan, a double free when the freed memory read as READY).  Now the
+ * worker that holds a task owns its memory: shutdown counts and reports
+ * the stolen tasks, the worker frees them (never running them) when it
+ * comes back. */
+START_TEST(test_deadline_hung_callback_mid_batch)
+{
+    enum { N = 6 };
+    tracker *tr = tr_new(N);
+    defer_config cfg = base_cfg();
+    defer_pool *p;
+    defer_ctx *c;
+    defer_stats s;
+    gate g;
+    int i;
+
+    gate_init(&g);
+    cfg.workers = 1;
+    cfg.max_tasks_per_request = N;
+    p = mkpool(&cfg);
+    c = mkctx(p);
+    /* One request: the gate, then callbacks and SQL tasks behind it. */
+    ck_assert_int_eq(reg_gate(c, tr, 0, &g), DEFER_OK);
+    for (i = 1; i < N; i++) {
+        if (i % 2)
+            ck_assert_int_eq(reg(c, tr, i, 0, "/behind"), DEFER_OK);
+        else
+            ck_assert_int_eq(defer_wait_until_query(c, q_ins(i), "/behind"),
+                             DEFER_OK);
+    }
+    admit_submit(p, c);
+    ck_assert(gate_wait_entered(&g, 1, 30000));
+    ck_assert_int_eq(defer_pool_shutdown(p, 100), DEFER_ETIMEDOUT);
+    defer_pool_stats(p, &s);
+    ck_assert_uint_eq(s.hung, 1);
+    ck_assert_uint_eq(s.left, N);
+    ck_assert_uint_eq(s.ok, 0);
+    assert_reconciled(&s);
+    /* Every task behind the hung one is reported, once, at shutdown. */
+    ck_assert_int_eq(log_count("event=task_hung", "/gate", NULL), 1);
+    ck_assert_int_eq(log_count("event=task_left", "label=\"/behind\"",
+                               "hung worker"), N - 1);
+    ck_assert_int_eq(log_count("event=task_left", "kind=sql", "INSERT"),
+                     (N - 1) / 2);
+    defer_ctx_free(c);
+    defer_pool_destroy(p); /* the hung worker keeps the memory alive */
+
+    gate_open(&g);
+    ck_assert(wait_hung_worker_exit(60000));
+    ck_assert_int_eq(log_count("hung_worker_returned", NULL, NULL), 1);
+    /* Each argument freed exactly once, none of the stolen ones run; no
+     * task reported twice. */
+    ck_assert_int_eq(atomic_load(&tr->frees[0]), 1);
+    for (i = 1; i < N; i += 2) {
+        ck_assert_int_eq(atomic_load(&tr->runs[i]), 0);
+        ck_assert_int_eq(atomic_load(&tr->frees[i]), 1);
+    }
+    ck_assert_int_eq(log_count("event=task_left", NULL, NULL), N - 1);
+    ck_assert_int_eq(db_scalar("SELECT count(*) FROM t"), 0);
     gate_destroy(&g);
     tr_free(tr);
 }
@@ -1976,6 +2063,7 @@ int main(void)
     t = tc(s, "shutdown", 60);
     tcase_add_test(t, test_drain_within_deadline);
     tcase_add_test(t, test_deadline_with_hung_callback);
+    tcase_add_test(t, test_deadline_hung_callback_mid_batch);
     tcase_add_test(t, test_deadline_interrupts_sql);
 
     t = tc(s, "counters", 60);

@@ -87,7 +87,11 @@
  * callback that does not return within 500 ms after the deadline is
  * reported "hung", detached, and keeps the pool's memory alive until it
  * returns (the pool is then freed by that thread); the call returns
- * DEFER_ETIMEDOUT.
+ * DEFER_ETIMEDOUT.  The tasks that worker had taken behind the hung one
+ * are reported left at once, but the worker owns them until it returns:
+ * only then are their arg_free called (never their callbacks), so an
+ * arg_free may run after defer_pool_destroy, or never if the callback
+ * never returns.
  *
  * ACCOUNTING: once shutdown has returned and every admitted ctx has been
  * submitted, admitted == ok + failed + left exactly.  Tasks run inline

@@ -28,8 +28,14 @@
  *   RUNNING -> DONE     worker finished it (result counted by the worker)
  *   RUNNING -> WLEFT    worker abandoned it (deadline rolled it back)
  *   RUNNING -> HUNG     shutdown gave up on it (counted left by shutdown)
- * Whoever makes the transition out of READY owns arg; the task struct is
- * freed by the worker unless it was STOLEN.
+ * Whoever makes the transition out of READY decides the task's fate
+ * (runs it, reports it left, or -- shutdown -- counts and reports it);
+ * the worker that took the task into its batch owns the memory (arg and
+ * struct) until its batch is over, Redis bio.c's rule: it frees a STOLEN
+ * task's arg without running it, and frees every task struct of its
+ * batch.  Shutdown never frees or dereferences, after unlocking, a task
+ * that a worker holds; what it reports it formats under pool->mu.  A
+ * worker that never returns keeps its batch, as it keeps the pool.
  */
 enum {
     T_READY = 0,
@@ -196,6 +202,14 @@ void defer__log(defer_pool *p, int level, const char *event,
                 const defer_task *t, int worker, int rc,
                 const char *detail);
 int defer__log_enabled(const defer_pool *p, int level);
+/* The line defer__log would write for task t, as a malloc'd string (NULL
+ * when level is off or memory is short): for the shutdown thread, which
+ * formats under pool->mu what it reports after unlocking, when t may
+ * already be freed by its worker.  Calls nothing outside lib/defer. */
+char *defer__task_line(const defer_pool *p, int level, const char *event,
+                       const defer_task *t, int worker, const char *detail);
+/* Write a line made by defer__task_line (NULL: nothing).  Not under mu. */
+void defer__log_line(defer_pool *p, int level, const char *line);
 
 /* Report a task not run (left/rejected) and free it: arg_free + free. */
 void defer__drop_task(defer_pool *p, defer_task *t, int level,

@@ -51,8 +51,9 @@
  * the queue is emptied and reported "left", and each worker gives up the
  * rest of its batch ("left").  A worker that has not left its loop 500 ms
  * later is stuck in a callback: its unclaimed tasks are stolen (CAS, see
- * defer_int.h), its running task is reported "hung", and the thread is
- * detached holding a reference on the pool, so the pool's memory outlives
+ * defer_int.h: counted and reported left, but still the worker's to free),
+ * its running task is reported "hung", and the thread is detached holding
+ * a reference on the pool, so the pool's memory (and its batch) outlives
  * it; the last reference frees the pool.  No thread is ever cancelled.
  */
 #define _GNU_SOURCE
@@ -214,7 +215,7 @@ static void *worker_main(void *arg)
 
     defer__lock(p);
     for (;;) {
-        size_t n = 0, mine = 0, i;
+        size_t n = 0, i;
 
         while (p->qhead == NULL && p->state != P_STOPPED) {
             p->idle++;
@@ -272,11 +273,10 @@ static void *worker_main(void *arg)
         defer__run_batch(&w->run, w->batch, n);
 
         defer__lock(p);
-        /* Tasks STOLEN or HUNG were accounted for by shutdown. */
+        /* Tasks STOLEN or HUNG were accounted for by shutdown.  Once
+         * nbatch is 0 (under mu) no one else changes a state. */
         for (i = 0; i < n; i++) {
             int s = atomic_load(&w->batch[i]->state);
-            if (s != T_STOLEN)
-                w->batch[mine++] = w->batch[i];
             if (s == T_DONE || s == T_WLEFT)
                 p->st.in_flight--;
         }
@@ -295,8 +295,14 @@ static void *worker_main(void *arg)
             defer__broadcast(&p->done_cv);
         defer__unlock(p);
 
-        for (i = 0; i < mine; i++)
-            free(w->batch[i]);
+        /* The batch was ours throughout (defer_int.h): a stolen task was
+         * reported by shutdown and is freed here, unrun. */
+        for (i = 0; i < n; i++) {
+            defer_task *t = w->batch[i];
+            if (atomic_load(&t->state) == T_STOLEN && t->arg_free != NULL)
+                t->arg_free(t->arg);
+            free(t);
+        }
 
         defer__lock(p);
     }
@@ -596,59 +602,63 @@ DEFER_API int defer_pool_create(defer_pool **out, const defer_config *cfg,
 
 /* ---- shutdown ----------------------------------------------------------- */
 
-/* Under mu: take a hung worker's batch away.  READY tasks are stolen
- * (returned as a list for the caller to report and free); RUNNING ones
- * are marked HUNG and their report line is formatted now, because the
- * worker frees the task struct as soon as it returns. */
-static defer_task *steal_batch(defer_pool *p, defer_worker *w,
-                               char ***hung_lines, size_t *nhung)
+/* Append line (may be NULL: level off or no memory) to a report. */
+static void report_add(char ***lines, size_t *n, char *line)
 {
-    defer_task *stolen = NULL, **tail = &stolen;
+    char **grown;
+    if (line == NULL)
+        return;
+    grown = realloc(*lines, (*n + 1) * sizeof **lines);
+    if (grown == NULL) {
+        free(line);
+        return;
+    }
+    *lines = grown;
+    (*lines)[(*n)++] = line;
+}
+
+/* Under mu: take a hung worker's batch away.  READY tasks are STOLEN
+ * (counted and reported left here; the worker frees them unrun when it
+ * returns), the RUNNING one is marked HUNG.  The report lines are
+ * formatted now, under mu: once mu is released the worker may return
+ * and free the tasks. */
+static void steal_batch(defer_pool *p, defer_worker *w, char ***lines,
+                        size_t *nlines, size_t *nhung)
+{
     size_t i;
 
     for (i = 0; i < w->nbatch; i++) {
         defer_task *t = w->batch[i];
         int exp = T_READY;
         if (atomic_compare_exchange_strong(&t->state, &exp, T_STOLEN)) {
-            t->next = NULL;
-            *tail = t;
-            tail = &t->next;
             p->st.in_flight--;
             p->st.left++;
+            report_add(lines, nlines,
+                       defer__task_line(p, DEFER_LOG_ERROR, "task_left", t,
+                                        (int)w->index,
+                                        "taken by a hung worker"));
             continue;
         }
         exp = T_RUNNING;
         if (atomic_compare_exchange_strong(&t->state, &exp, T_HUNG)) {
-            char **lines = realloc(*hung_lines,
-                                   (*nhung + 1) * sizeof **hung_lines);
-            char *line = malloc(1024);
             p->st.in_flight--;
             p->st.left++;
             p->st.hung++;
-            if (lines != NULL)
-                *hung_lines = lines;
-            if (lines != NULL && line != NULL) {
-                /* Copied now: the worker frees t as soon as it returns. */
-                snprintf(line, 1024, "worker %u still running %s task "
-                         "label=%s%s%.700s", w->index,
-                         t->fn != NULL ? "callback" : "sql", t->label,
-                         t->fn != NULL ? "" : " sql=",
-                         t->fn != NULL ? "" : qb_query_sql(t->arg));
-                (*hung_lines)[(*nhung)++] = line;
-            } else {
-                free(line);
-            }
+            (*nhung)++;
+            report_add(lines, nlines,
+                       defer__task_line(p, DEFER_LOG_ERROR, "task_hung", t,
+                                        (int)w->index,
+                                        "still running after the deadline"));
         }
     }
-    return stolen;
 }
 
 DEFER_API int defer_pool_shutdown(defer_pool *p, unsigned deadline_ms)
 {
     int64_t end, grace_end;
-    defer_task *left = NULL, *stolen = NULL;
-    char **hung = NULL;
-    size_t nhung = 0, i, nleft = 0;
+    defer_task *left = NULL;
+    char **report = NULL;
+    size_t nreport = 0, nhung = 0, i, nleft = 0;
     uint64_t left_before;
     int drained_ok, rc, detach_failed = 0;
 
@@ -721,17 +731,10 @@ DEFER_API int defer_pool_shutdown(defer_pool *p, unsigned deadline_ms)
     }
     for (i = 0; i < p->nworkers; i++) {
         defer_worker *w = &p->workers[i];
-        defer_task *s, *st_tail;
         int drc;
         if (!w->started || w->leaving)
             continue;
-        s = steal_batch(p, w, &hung, &nhung);
-        for (st_tail = s; st_tail != NULL && st_tail->next != NULL;)
-            st_tail = st_tail->next;
-        if (st_tail != NULL) {
-            st_tail->next = stolen;
-            stolen = s;
-        }
+        steal_batch(p, w, &report, &nreport, &nhung);
         drc = pthread_detach(w->tid);
         if (drc != 0)
             detach_failed = drc;
@@ -742,17 +745,14 @@ DEFER_API int defer_pool_shutdown(defer_pool *p, unsigned deadline_ms)
     update_hwm(p);
     defer__unlock(p);
 
-    for (i = 0; i < nhung; i++) {
-        defer__log(p, DEFER_LOG_ERROR, "task_hung", NULL, -1,
-                   DEFER_ETIMEDOUT, hung[i]);
-        free(hung[i]);
+    for (i = 0; i < nreport; i++) {
+        defer__log_line(p, DEFER_LOG_ERROR, report[i]);
+        free(report[i]);
     }
-    free(hung);
+    free(report);
     if (detach_failed)
         defer__log(p, DEFER_LOG_ERROR, "detach_failed", NULL, -1,
                    DEFER_ETHREAD, strerror(detach_failed));
-    free_task_list(p, stolen, DEFER_LOG_ERROR, "task_left",
-                   "taken by a hung worker");
 
     for (i = 0; i < p->nworkers; i++) {
         if (p->workers[i].started) {

@@ -226,6 +226,53 @@ int defer__log_enabled(const defer_pool *p, int level)
     return level >= p->cfg.log_level;
 }
 
+/* The line emit writes, without the level; touches nothing but p's
+ * immutable fields and t, so it may run under pool->mu. */
+static void format_line(lbuf *b, const defer_pool *p, const char *event,
+                        const defer_task *t, int worker, int has_rc, int rc,
+                        const char *rcstr, const char *detail)
+{
+    b->n = 0;
+    b->s[0] = '\0';
+    lb_puts(b, "pool=");
+    lb_puts(b, p->name);
+    lb_puts(b, " event=");
+    lb_puts(b, event);
+    if (worker >= 0)
+        lb_kvi(b, "worker", worker);
+    if (t != NULL) {
+        lb_kv(b, "label", t->label, LOG_VALUE_MAX);
+        lb_puts(b, t->fn != NULL ? " kind=callback" : " kind=sql");
+    }
+    if (has_rc) {
+        lb_kvi(b, "rc", rc);
+        lb_kv(b, "error", rcstr, LOG_VALUE_MAX);
+    }
+    lb_kv(b, "detail", detail, LOG_VALUE_MAX);
+    if (t != NULL && t->fn == NULL)
+        lb_kv(b, "sql", qb_query_sql(t->arg), LOG_SQL_MAX);
+}
+
+void defer__log_line(defer_pool *p, int level, const char *line)
+{
+    if (line == NULL || !defer__log_enabled(p, level))
+        return;
+    if (p->cfg.log != NULL)
+        p->cfg.log(p->cfg.log_ud, level, line);
+    else
+        default_log(NULL, level, line);
+}
+
+char *defer__task_line(const defer_pool *p, int level, const char *event,
+                       const defer_task *t, int worker, const char *detail)
+{
+    lbuf b;
+    if (!defer__log_enabled(p, level))
+        return NULL;
+    format_line(&b, p, event, t, worker, 0, 0, NULL, detail);
+    return strdup(b.s);
+}
+
 static void emit(defer_pool *p, int level, const char *event,
                  const defer_task *t, int worker, int has_rc, int rc,
                  const char *rcstr, const char *detail)
@@ -233,29 +280,8 @@ static void emit(defer_pool *p, int level, const char *event,
     lbuf b;
     if (!defer__log_enabled(p, level))
         return;
-    b.n = 0;
-    b.s[0] = '\0';
-    lb_puts(&b, "pool=");
-    lb_puts(&b, p->name);
-    lb_puts(&b, " event=");
-    lb_puts(&b, event);
-    if (worker >= 0)
-        lb_kvi(&b, "worker", worker);
-    if (t != NULL) {
-        lb_kv(&b, "label", t->label, LOG_VALUE_MAX);
-        lb_puts(&b, t->fn != NULL ? " kind=callback" : " kind=sql");
-    }
-    if (has_rc) {
-        lb_kvi(&b, "rc", rc);
-        lb_kv(&b, "error", rcstr, LOG_VALUE_MAX);
-    }
-    lb_kv(&b, "detail", detail, LOG_VALUE_MAX);
-    if (t != NULL && t->fn == NULL)
-        lb_kv(&b, "sql", qb_query_sql(t->arg), LOG_SQL_MAX);
-    if (p->cfg.log != NULL)
-        p->cfg.log(p->cfg.log_ud, level, b.s);
-    else
-        default_log(NULL, level, b.s);
+    format_line(&b, p, event, t, worker, has_rc, rc, rcstr, detail);
+    defer__log_line(p, level, b.s);
 }
 
 void defer__log(defer_pool *p, int level, const char *event,
