@@ -194,6 +194,21 @@ static int wait_hung_worker_exit(int64_t bound_ms)
     return access(path, F_OK) != 0;
 }
 
+/* Wait (bounded) until the pool's slots in use drop to depth. */
+static int wait_depth(defer_pool *p, uint64_t depth, int64_t bound_ms)
+{
+    int64_t end = tu_now_ms() + bound_ms;
+    defer_stats s;
+    for (;;) {
+        defer_pool_stats(p, &s);
+        if (s.depth == depth)
+            return 1;
+        if (tu_now_ms() >= end)
+            return 0;
+        sleep_ms(5);
+    }
+}
+
 /* A gate: callbacks block in it until the test opens it. */
 typedef struct gate {
     pthread_mutex_t mu;
@@ -717,16 +732,23 @@ START_TEST(test_wait_policy_times_out)
 
     gate_init(&g);
     cfg.policy = DEFER_POLICY_WAIT;
-    cfg.admit_wait_ms = 300;
+    /* Long enough that the worker took its batch within the bound before
+     * we admit (a stall older than the bound is refused at once: see
+     * test_wait_policy_refuses_when_stalled). */
+    cfg.admit_wait_ms = 3000;
     p = stalled_pool(&cfg, tr, &g);
     c = mkctx(p);
     ck_assert_int_eq(reg(c, tr, 2, 0, "/w"), DEFER_OK);
     t0 = tu_now_ms();
     ck_assert_int_eq(defer_admit(p, c), DEFER_EFULL);
     dt = tu_now_ms() - t0;
-    /* it waited for the bound (condvar timeouts never fire early), and
-     * not for ever */
-    ck_assert_msg(dt >= 290 && dt < 10000, "waited %lld ms", (long long)dt);
+    defer_pool_stats(p, &s);
+    ck_assert_uint_eq(s.admit_waits, 1);
+    ck_assert_uint_eq(s.admit_stalled, 0);
+    /* it waited (condvar timeouts never fire early), and not for ever;
+     * the pool had moved less than the bound before, so at least
+     * 3000 - that */
+    ck_assert_msg(dt >= 10 && dt < 20000, "waited %lld ms", (long long)dt);
     ck_assert_int_eq(atomic_load(&tr->frees[2]), 1);
     ck_assert_int_eq(atomic_load(&tr->runs[2]), 0);
     gate_open(&g);
@@ -783,12 +805,65 @@ START_TEST(test_wait_policy_gets_slot)
     defer_submit(p, c);
     ck_assert_int_eq(pthread_join(th, NULL), 0);
     ck_assert_msg(dt < 15000, "waited %lld ms", (long long)dt);
+    defer_pool_stats(p, &s);
+    ck_assert_uint_eq(s.admit_waits, 1);
     defer_ctx_free(c);
     ck_assert_int_eq(defer_pool_shutdown(p, 10000), DEFER_OK);
     defer_pool_stats(p, &s);
     defer_pool_destroy(p);
     ck_assert_int_eq(atomic_load(&tr->runs[2]), 1);
     ck_assert_uint_eq(s.rejected, 0);
+    ck_assert_uint_eq(s.ok, 3);
+    assert_reconciled(&s);
+    gate_destroy(&g);
+    tr_free(tr);
+}
+END_TEST
+
+/* Regression (issue 13 item 3): with the writer stalled, WAIT admission
+ * held each request thread for the whole bound (100 ms by default), so
+ * at c=128 with 4 request threads a 503 took 3 s and /_status as long.
+ * A pool that has not taken or finished a batch within admit_wait_ms
+ * now refuses at once: the counters show it did not wait. */
+START_TEST(test_wait_policy_refuses_when_stalled)
+{
+    tracker *tr = tr_new(4);
+    defer_config cfg = base_cfg();
+    defer_pool *p;
+    defer_ctx *c;
+    defer_stats s;
+    gate g;
+
+    gate_init(&g);
+    cfg.policy = DEFER_POLICY_WAIT;
+    cfg.admit_wait_ms = 200;
+    p = stalled_pool(&cfg, tr, &g);
+    /* The worker took its batch before it entered the gate; sleeping
+     * past the bound makes the stall older than admit_wait_ms (a lower
+     * bound, which sleeping guarantees; the result does not depend on
+     * how much longer it takes). */
+    sleep_ms(250);
+    c = mkctx(p);
+    ck_assert_int_eq(reg(c, tr, 2, 0, "/w"), DEFER_OK);
+    ck_assert_int_eq(defer_admit(p, c), DEFER_EFULL);
+    defer_pool_stats(p, &s);
+    ck_assert_uint_eq(s.admit_stalled, 1);
+    ck_assert_uint_eq(s.admit_waits, 0);
+    ck_assert_int_eq(atomic_load(&tr->frees[2]), 1);
+    ck_assert_int_eq(atomic_load(&tr->runs[2]), 0);
+    /* Nothing is latched: once the writer has caught up, admission
+     * admits again. */
+    gate_open(&g);
+    ck_assert(wait_depth(p, 0, 60000));
+    ck_assert_int_eq(reg(c, tr, 3, 0, "/w"), DEFER_OK);
+    ck_assert_int_eq(defer_admit(p, c), DEFER_OK);
+    defer_submit(p, c);
+    defer_ctx_free(c);
+    ck_assert_int_eq(defer_pool_shutdown(p, 30000), DEFER_OK);
+    defer_pool_stats(p, &s);
+    defer_pool_destroy(p);
+    ck_assert_int_eq(atomic_load(&tr->runs[3]), 1);
+    ck_assert_uint_eq(s.rejected, 1);
     ck_assert_uint_eq(s.ok, 3);
     assert_reconciled(&s);
     gate_destroy(&g);
@@ -2043,6 +2118,7 @@ int main(void)
 
     t = tc(s, "admission", 30);
     tcase_add_test(t, test_wait_policy_times_out);
+    tcase_add_test(t, test_wait_policy_refuses_when_stalled);
     tcase_add_test(t, test_wait_policy_gets_slot);
     tcase_add_test(t, test_reject_policy_is_immediate);
     tcase_add_test(t, test_inline_policy_runs_in_caller);

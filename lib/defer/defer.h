@@ -140,7 +140,8 @@ DEFER_API const char *defer_strerror(int rc);
 /* ---- configuration ----------------------------------------------------- */
 
 typedef enum defer_policy {
-    DEFER_POLICY_WAIT = 0, /* wait up to admit_wait_ms for slots, then EFULL */
+    DEFER_POLICY_WAIT = 0, /* wait up to admit_wait_ms for slots, then EFULL;
+                              only while the workers are freeing slots */
     DEFER_POLICY_REJECT,   /* EFULL at once (WAIT with a zero bound) */
     DEFER_POLICY_INLINE    /* no slots: run the tasks in the caller now */
 } defer_policy;
@@ -241,6 +242,11 @@ typedef struct defer_stats {
                                also inline tasks skipped because the
                                shutdown deadline passed while they ran */
     uint64_t refused;       /* registrations refused (ETOOMANY, EINVAL..) */
+    uint64_t admit_waits;   /* requests (not tasks) whose admission waited
+                               for room (policy WAIT) */
+    uint64_t admit_stalled; /* requests refused at once (WAIT): no room
+                               and the workers stalled (no batch taken
+                               or finished within admit_wait_ms) */
     uint64_t inline_run;    /* tasks run inline in the caller (not admitted) */
     uint64_t inline_failed; /* ... of which failed */
     uint64_t ok;            /* admitted tasks that ran and succeeded */
@@ -336,7 +342,13 @@ DEFER_API size_t defer_ctx_count(const defer_ctx *ctx);
  *   DEFER_ESHUTDOWN the pool is shutting down; tasks freed as for EFULL.
  *   DEFER_EINVAL    ctx belongs to another pool (nothing changed).
  *   DEFER_EMISUSE   ctx already admitted (nothing changed).
- * WAIT blocks up to admit_wait_ms.  Thread-safe (different ctxs).
+ * WAIT blocks up to admit_wait_ms, and only while the pool is making
+ * progress: when no worker took or finished a batch within the last
+ * admit_wait_ms (the writer is stalled: a lock held elsewhere, a hung
+ * server), it answers
+ * DEFER_EFULL at once instead of holding the request thread for a room
+ * that will not come (counted admit_stalled).  A thread that waits is
+ * counted admit_waits.  Thread-safe (different ctxs).
  */
 DEFER_API int defer_admit(defer_pool *pool, defer_ctx *ctx);
 

@@ -136,6 +136,9 @@ struct defer_pool {
     int shut_called, shut_done, shut_rc;
     unsigned idle, space_waiters, alive, refs;
     unsigned windows; /* workers waiting in their group-commit window */
+    int64_t progress_ns; /* last time a worker took or finished a batch
+                            (or the pool started): WAIT admission waits
+                            only for a pool that moved recently */
     defer_task *qhead, *qtail;
     defer_stats st;            /* depth/queued/... maintained live */
 };

@@ -266,6 +266,7 @@ static void *worker_main(void *arg)
         p->st.batches++;
         p->st.batch_hist[hist_bucket(n)]++;
         w->nbatch = n;
+        p->progress_ns = defer__now_ns();
         if (p->qhead != NULL && p->idle > 0)
             defer__signal(&p->work_cv);
         defer__unlock(p);
@@ -281,6 +282,7 @@ static void *worker_main(void *arg)
                 p->st.in_flight--;
         }
         w->nbatch = 0;
+        p->progress_ns = defer__now_ns();
         p->st.ok += w->run.n_ok;
         p->st.failed += w->run.n_failed;
         p->st.left += w->run.n_left;
@@ -511,6 +513,7 @@ DEFER_API int defer_pool_create(defer_pool **out, const defer_config *cfg,
                        ? cfg->batch_max : cfg->max_tasks_per_request;
     p->nworkers = cfg->workers;
     p->refs = 1;
+    p->progress_ns = defer__now_ns();
     atomic_init(&p->abort, 0);
     p->workers = calloc(p->nworkers, sizeof *p->workers);
     if (oom || p->workers == NULL) {
@@ -1025,6 +1028,34 @@ static void reject(defer_pool *p, defer_ctx *c, const char *why)
     free_task_list(p, t, DEFER_LOG_DEBUG, "task_rejected", why);
 }
 
+/* Under mu, policy WAIT, no room for n tasks: wait up to admit_wait_ms
+ * for room, but only in a pool whose workers took or finished a batch
+ * within that time.  A stalled writer (a lock held elsewhere, a hung
+ * server) frees no slot: each waiter would
+ * hold its request thread for the whole bound while the requests behind
+ * it (in nginx, in the listen backlog) waited too -- 503s took seconds at
+ * c=128 with 4 threads.  Then the caller refuses at once. */
+static void wait_for_room(defer_pool *p, size_t n)
+{
+    size_t cap = p->cfg.queue_capacity;
+    int64_t now = defer__now_ns();
+    int64_t wait_ns = (int64_t)p->cfg.admit_wait_ms * 1000000;
+
+    if (now - p->progress_ns > wait_ns) {
+        p->st.admit_stalled++;
+        return;
+    }
+    p->st.admit_waits++;
+    p->space_waiters++;
+    if (p->windows > 0) /* a worker waiting for its batch: start now */
+        defer__broadcast(&p->work_cv);
+    while (p->state == P_RUNNING && n > cap - used_slots(p)) {
+        if (defer__wait(p, &p->space_cv, now + wait_ns) == ETIMEDOUT)
+            break;
+    }
+    p->space_waiters--;
+}
+
 DEFER_API int defer_admit(defer_pool *p, defer_ctx *c)
 {
     size_t n, cap;
@@ -1042,18 +1073,8 @@ DEFER_API int defer_admit(defer_pool *p, defer_ctx *c)
     defer__lock(p);
     if (p->state == P_RUNNING && n > cap - used_slots(p) &&
         p->cfg.policy == DEFER_POLICY_WAIT && p->cfg.admit_wait_ms > 0 &&
-        n <= cap) {
-        int64_t end = defer__now_ns() +
-                      (int64_t)p->cfg.admit_wait_ms * 1000000;
-        p->space_waiters++;
-        if (p->windows > 0) /* a worker waiting for its batch: start now */
-            defer__broadcast(&p->work_cv);
-        while (p->state == P_RUNNING && n > cap - used_slots(p)) {
-            if (defer__wait(p, &p->space_cv, end) == ETIMEDOUT)
-                break;
-        }
-        p->space_waiters--;
-    }
+        n <= cap)
+        wait_for_room(p, n);
     if (p->state != P_RUNNING) {
         p->st.rejected += n;
         defer__unlock(p);
