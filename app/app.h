@@ -38,7 +38,10 @@ char *app_migrations_dir(const char *mig_dir, web_db_engine engine);
  * (the conf's or -d's, resolved), its engine told by web_db_engine_of.
  * Checks every route's handler, that no route has more defer blocks than
  * tasks_per_request, and every deferred statement in the engine's
- * dialect.  SQLite: the migrations apply to a fresh in-memory database
+ * dialect.  SQLite: the database's folder is judged as the start would
+ * judge it (web_db_dir_prepare: missing and creatable is fine and said,
+ * anything else fails with the start's message; nothing is created); the
+ * migrations apply to a fresh in-memory database
  * and every statement prepares against that schema; the database file
  * (if it exists) opens and the migrations it still needs are counted.
  * PostgreSQL: the statements are built for it (which refuses SQLite-only

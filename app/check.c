@@ -13,6 +13,7 @@
 #define _GNU_SOURCE
 #include "app.h"
 
+#include <limits.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -127,9 +128,24 @@ static int check_sqlite(const web_conf *conf, const char *conf_path,
     qb_migration *list = NULL;
     size_t n = 0, applied = 0, failed_at = 0;
     qb_db *mem = NULL;
-    char eb[512];
-    int bad = 0;
+    web_db_dir_state dst = WEB_DB_DIR_READY;
+    char eb[1024], dir[PATH_MAX];
+    int bad = 0, rc;
 
+    /* The start makes a missing folder (one level) or fails: say which,
+     * with the start's own words, and create nothing. */
+    rc = web_db_dir_prepare(db_path, WEB_DB_DIR_CHECK, &dst, dir, sizeof dir,
+                            eb, sizeof eb);
+    if (rc != WEB_OK) {
+        fprintf(stderr, "waituntil: %s\n",
+                rc == WEB_ENOMEM ? "out of memory" : eb);
+        bad = 1;
+    } else if (dst == WEB_DB_DIR_MISSING) {
+        fprintf(stderr,
+                "waituntil: database folder %s does not exist: the start "
+                "creates it (mode %04o)\n",
+                dir, (unsigned)WEB_DB_DIR_MODE);
+    }
     if (app_migrations_load(mig_dir, &list, &n, eb, sizeof eb) != WEB_OK) {
         fprintf(stderr, "waituntil: %s\n", eb);
         return 1;

@@ -12,10 +12,11 @@
  * start failed (conf, database, socket).
  *
  * The database is SQLite (a file path) or PostgreSQL (database.path or -d
- * a postgresql:// URI; web_db_engine_of decides).  At start the engine's
- * migrations are applied (SQLite: the migrations folder, PostgreSQL: its
- * postgresql/ subfolder), then the pool opens its connections; the logs
- * show a URI with its password masked.  PostgreSQL code is built only
+ * a postgresql:// URI; web_db_engine_of decides).  At start a SQLite
+ * file's missing folder is created (one level, web_db_dir_prepare), the
+ * engine's migrations are applied (SQLite: the migrations folder,
+ * PostgreSQL: its postgresql/ subfolder), then the pool opens its
+ * connections; the logs show a URI with its password masked.  PostgreSQL code is built only
  * with libpq (HAVE_LIBPQ); without it a URI fails the start and -t.
  */
 #define _GNU_SOURCE
@@ -223,7 +224,9 @@ static int migrate_pg(const char *uri, const char *mig_dir, web_log *log)
 }
 #endif
 
-/* Open the database and apply the migrations in name order. */
+/* SQLite: make the database's folder if it is missing (one level), open
+ * the database and apply the migrations in name order.  PostgreSQL:
+ * migrate_pg. */
 static int migrate(const web_conf *conf, web_db_engine engine,
                    const char *db_path, const char *mig_dir, web_log *log)
 {
@@ -231,7 +234,8 @@ static int migrate(const web_conf *conf, web_db_engine engine,
     size_t n = 0, applied = 0, failed_at = 0;
     qb_db *db = NULL;
     qb_db_config cfg;
-    char eb[512], q[600], q2[600];
+    web_db_dir_state dst = WEB_DB_DIR_READY;
+    char eb[1024], q[1100], q2[600], dir[PATH_MAX];
     int rc;
 
     if (engine == WEB_DB_POSTGRESQL) {
@@ -243,6 +247,20 @@ static int migrate(const web_conf *conf, web_db_engine engine,
         return WEB_EINVAL;
 #endif
     }
+    /* sqlite3 makes the file, not its folder (var/ in a fresh prefix):
+     * make that one level here, or say precisely why not; `-t` asks
+     * web_db_dir_prepare the same question. */
+    rc = web_db_dir_prepare(db_path, WEB_DB_DIR_CREATE, &dst, dir, sizeof dir,
+                            eb, sizeof eb);
+    if (rc != WEB_OK) {
+        web_logf(log, WEB_LOG_ERROR, "db_dir_failed", "error=%s",
+                 web_log_q(q, sizeof q, rc == WEB_ENOMEM ? "out of memory"
+                                                          : eb));
+        return rc;
+    }
+    if (dst == WEB_DB_DIR_MADE)
+        web_logf(log, WEB_LOG_INFO, "db_dir_created", "path=%s mode=%04o",
+                 web_log_q(q, sizeof q, dir), (unsigned)WEB_DB_DIR_MODE);
     if (app_migrations_load(mig_dir, &list, &n, eb, sizeof eb) != WEB_OK) {
         web_logf(log, WEB_LOG_ERROR, "migrations_failed", "error=%s",
                  web_log_q(q, sizeof q, eb));
