@@ -1037,6 +1037,18 @@ START_TEST(methods_format)
 }
 END_TEST
 
+START_TEST(method_names)
+{
+    ck_assert_str_eq(web_method_name(WEB_M_GET), "GET");
+    ck_assert_str_eq(web_method_name(WEB_M_OPTIONS), "OPTIONS");
+    for (unsigned b = 1; b < WEB_M_OTHER; b <<= 1)
+        ck_assert_uint_eq(web_method_bit(web_method_name(b)), b);
+    ck_assert_ptr_null(web_method_name(0));
+    ck_assert_ptr_null(web_method_name(WEB_M_OTHER));
+    ck_assert_ptr_null(web_method_name(WEB_M_GET | WEB_M_POST));
+}
+END_TEST
+
 /* ==== conf =============================================================== */
 
 static const char *col_src(const web_column *c, char *buf, size_t n)
@@ -2031,6 +2043,7 @@ static Suite *web_suite(void)
     tcase_add_test(t, router_bounded);
     tcase_add_test(t, router_concurrent_readers);
     tcase_add_test(t, methods_format);
+    tcase_add_test(t, method_names);
     suite_add_tcase(s, t);
 
     t = tc("conf");

@@ -148,6 +148,10 @@ WEB_API unsigned web_method_bit(const char *method);
  * to buflen).  GET implies HEAD.  Returns the length it needed. */
 WEB_API size_t web_methods_format(unsigned bits, char *buf, size_t buflen);
 
+/* The name of one method bit ("GET" for WEB_M_GET ... "OPTIONS"); NULL
+ * for 0, WEB_M_OTHER or several bits.  Static strings. */
+WEB_API const char *web_method_name(unsigned bit);
+
 /* ==== 2. request copy-out and parsers ==================================== */
 
 typedef struct web_limits {

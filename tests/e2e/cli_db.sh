@@ -3,7 +3,12 @@
 #   - a missing database folder: -t says the start creates it (and creates
 #     nothing), the start creates it (one level, mode 0750) and runs;
 #   - a folder that cannot be created (parent missing, a regular file in
-#     the way, parent not writable): both fail with the same message.
+#     the way, parent not writable): both fail with the same message;
+#   - a table dropped from the live database: -t fails naming the defer
+#     block's file:line and route, the start refuses with the same
+#     message, exits non-zero and leaves no socket behind;
+#   - a migration pending on the live database: -t checks the statements
+#     against the live schema as the pending migrations will leave it.
 . "$TESTS_SRCDIR/lib.sh"
 t_tmpdir
 APP=$TOP_BUILDDIR/app/waituntil
@@ -35,6 +40,7 @@ run_t() {
 start_app() {
     sa_conf=$1 sa_p=$2 sa_log=$3
     shift 3
+    : >"$sa_log"
     "$@" "$APP" -c "$sa_conf" -p "$sa_p" >"$sa_log" 2>&1 &
     S_PID=$!
     S_RC=
@@ -151,4 +157,68 @@ else
 fi
 chmod 0755 "$P" 2>/dev/null
 
+# ---- (b) a table dropped from the live database ---------------------------
+# var/ is made here so that this part does not depend on the start
+# making it.
+P=$T_TMP/live
+mkdir -p "$P/var"
+DB=$P/var/waituntil.db
+start_app "$CONF" "$P" "$T_TMP/live.log"
+[ "$S_STATE" != started ] || stop_app
+[ "$S_STATE" = started ] && [ "$S_RC" -eq 0 ] &&
+    [ "$(sqlite3 "$DB" "SELECT count(*) FROM sqlite_master WHERE name = 'sessions'")" = 1 ] &&
+    t_ok "the live database is made by a first start" ||
+    t_fail "first start ($S_STATE, exit $S_RC)" "$(cat "$T_TMP/live.log")"
+sqlite3 "$DB" 'DROP TABLE sessions'
+line=$(grep -n 'defer delete sessions' "$CONF" | cut -d: -f1)
+msg="$CONF:$line: route POST /logout: defer 1: delete from sessions: no such table: sessions"
+run_t "$CONF" "$P"
+[ "$T_RC" -ne 0 ] && grep -qF "waituntil: $msg (schema of the database)" "$T_TMP/t.out" &&
+    grep -qF "waituntil: database $DB: 0 migration(s) to apply at start" "$T_TMP/t.out" &&
+    t_ok "-t: a table dropped from the live database fails with file:line, route and defer" ||
+    t_fail "-t on a live database without sessions (exit $T_RC)" "$(cat "$T_TMP/t.out")"
+start_app "$CONF" "$P" "$T_TMP/drop.log"
+if [ "$S_STATE" = exited ] && [ "$S_RC" -ne 0 ] &&
+    grep -qF "$msg (schema of the database)" "$T_TMP/drop.log" &&
+    grep -q "event=start_failed" "$T_TMP/drop.log" &&
+    [ ! -e "$P/var/waituntil.sock" ]; then
+    t_ok "start: a table dropped from the live database: refused with the same message, exit $S_RC, no socket"
+else
+    [ "$S_STATE" != started ] || stop_app
+    t_fail "start on a live database without sessions ($S_STATE, exit $S_RC)" \
+        "$(cat "$T_TMP/drop.log"; ls -la "$P/var")"
+fi
+
+# ---- a migration pending on the live database -----------------------------
+# 0002 adds the table a new route writes to.  -t must check against the
+# live schema as the start will leave it: sessions still missing (reported),
+# audit about to be made (not reported).
+MIG=$T_TMP/mig
+mkdir "$MIG"
+cp "$TOP_SRCDIR/conf/migrations/0001_init.sql" "$MIG/"
+printf 'CREATE TABLE audit (id INTEGER PRIMARY KEY, path TEXT NOT NULL);\n' \
+    > "$MIG/0002_audit.sql"
+CONF2=$T_TMP/pending.conf
+sed -e "s|^    migrations .*;|    migrations $MIG;|" "$CONF" > "$CONF2"
+printf '%s\n' 'route POST /audit { respond 200 "a"; defer insert audit { path $uri; } }' >> "$CONF2"
+run_t "$CONF2" "$P"
+[ "$T_RC" -ne 0 ] &&
+    grep -qF "waituntil: database $DB: 1 migration(s) to apply at start" "$T_TMP/t.out" &&
+    grep -qF "route POST /logout: defer 1: delete from sessions: no such table: sessions (schema of the database after its pending migrations)" "$T_TMP/t.out" &&
+    ! grep -q "audit" "$T_TMP/t.out" &&
+    t_ok "-t with a migration pending: the live schema as migrated (sessions missing, audit coming)" ||
+    t_fail "-t with a migration pending (exit $T_RC)" "$(cat "$T_TMP/t.out")"
+sqlite3 "$DB" "CREATE TABLE sessions (id TEXT PRIMARY KEY, user_id TEXT, created_at TEXT)"
+run_t "$CONF2" "$P"
+[ "$T_RC" -eq 0 ] && grep -q "test is successful" "$T_TMP/t.out" &&
+    [ "$(sqlite3 "$DB" "SELECT count(*) FROM sqlite_master WHERE name = 'audit'")" = 0 ] &&
+    [ "$(sqlite3 "$DB" "SELECT count(*) FROM migrations")" = 1 ] &&
+    t_ok "-t with a migration pending that makes the table: successful, the database untouched" ||
+    t_fail "-t with the pending migration making audit (exit $T_RC)" "$(cat "$T_TMP/t.out")"
+start_app "$CONF2" "$P" "$T_TMP/pending.log"
+[ "$S_STATE" != started ] || stop_app
+[ "$S_STATE" = started ] && [ "$S_RC" -eq 0 ] &&
+    grep -q "event=migrations .*found=2 applied=1" "$T_TMP/pending.log" &&
+    t_ok "the start agrees: migrates and runs" ||
+    t_fail "start with the pending migration ($S_STATE, exit $S_RC)" "$(cat "$T_TMP/pending.log")"
 t_done
