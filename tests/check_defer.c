@@ -2093,6 +2093,171 @@ START_TEST(test_thread_create_failure_joins)
 }
 END_TEST
 
+/* ==== found by a second reader (issue 13 item 1 and 3 changes) ======== */
+
+/* A pool idle for longer than admit_wait_ms is not a stalled pool.  A
+ * burst fills the queue before the worker has taken its first batch (it
+ * sits in its group-commit window): WAIT admission must wait, cut the
+ * window short and get the slots the batch frees.  (The first version of
+ * the stall check refused it at once: progress was the pool's start.) */
+START_TEST(test_wait_after_idle_burst)
+{
+    tracker *tr = tr_new(8);
+    defer_config cfg = base_cfg();
+    defer_pool *p;
+    defer_ctx *a, *b, *c;
+    defer_stats s;
+    int rc;
+
+    cfg.workers = 1;
+    cfg.policy = DEFER_POLICY_WAIT;
+    cfg.admit_wait_ms = 1000;
+    cfg.queue_capacity = 4;
+    cfg.max_tasks_per_request = 4;
+    cfg.batch_delay_us = 1000000; /* the window: ended by a waiter */
+    p = mkpool(&cfg);
+    a = mkctx(p);
+    b = mkctx(p);
+    c = mkctx(p);
+    /* Idle for longer than the bound (a lower bound sleeping guarantees). */
+    sleep_ms(1100);
+    /* The burst: 2 queued (the worker wakes and opens its window), 2
+     * reserved by a request still being answered: the queue is full. */
+    ck_assert_int_eq(reg(a, tr, 0, 0, "/burst"), DEFER_OK);
+    ck_assert_int_eq(reg(a, tr, 1, 0, "/burst"), DEFER_OK);
+    admit_submit(p, a);
+    ck_assert_int_eq(reg(b, tr, 2, 0, "/burst"), DEFER_OK);
+    ck_assert_int_eq(reg(b, tr, 3, 0, "/burst"), DEFER_OK);
+    ck_assert_int_eq(defer_admit(p, b), DEFER_OK);
+    defer_pool_stats(p, &s);
+    ck_assert_uint_eq(s.depth, 4);
+    ck_assert_uint_eq(s.batches, 0); /* precondition: nothing taken yet */
+    /* A healthy worker, 2 queued tasks it will run as soon as asked. */
+    ck_assert_int_eq(reg(c, tr, 4, 0, "/burst"), DEFER_OK);
+    rc = defer_admit(p, c);
+    defer_pool_stats(p, &s);
+    ck_assert_msg(rc == DEFER_OK,
+                  "admission after an idle period: %s (admit_stalled=%llu "
+                  "admit_waits=%llu)", defer_strerror(rc),
+                  (unsigned long long)s.admit_stalled,
+                  (unsigned long long)s.admit_waits);
+    defer_submit(p, c);
+    defer_submit(p, b);
+    ck_assert_int_eq(defer_pool_shutdown(p, 30000), DEFER_OK);
+    defer_pool_stats(p, &s);
+    defer_ctx_free(a);
+    defer_ctx_free(b);
+    defer_ctx_free(c);
+    defer_pool_destroy(p);
+    ck_assert_uint_eq(s.ok, 5);
+    assert_reconciled(&s);
+    tr_free(tr);
+}
+END_TEST
+
+/* A batch whose first task finished before the deadline and whose
+ * second hangs: once shutdown has returned, admitted == ok + failed +
+ * left (defer.h).  The finished task's outcome used to sit in the hung
+ * worker's runner, and its slot in in_flight, until the callback returned
+ * -- never, if it never did.  Each segment is now settled as it ends. */
+START_TEST(test_hung_after_done_reconciles)
+{
+    tracker *tr = tr_new(4);
+    defer_config cfg = base_cfg();
+    defer_pool *p;
+    defer_ctx *c;
+    defer_stats s;
+    gate g;
+
+    gate_init(&g);
+    cfg.workers = 1;
+    cfg.max_tasks_per_request = 3;
+    p = mkpool(&cfg);
+    c = mkctx(p);
+    ck_assert_int_eq(reg(c, tr, 0, 0, "/first"), DEFER_OK);
+    ck_assert_int_eq(reg_gate(c, tr, 1, &g), DEFER_OK);
+    ck_assert_int_eq(reg(c, tr, 2, 0, "/behind"), DEFER_OK);
+    admit_submit(p, c);
+    ck_assert(gate_wait_entered(&g, 1, 30000));
+    ck_assert_int_eq(atomic_load(&tr->runs[0]), 1);
+    ck_assert_int_eq(defer_pool_shutdown(p, 100), DEFER_ETIMEDOUT);
+    defer_pool_stats(p, &s);
+    ck_assert_uint_eq(s.hung, 1);
+    /* keep the test's memory valid whatever the outcome */
+    gate_open(&g);
+    ck_assert(wait_hung_worker_exit(60000));
+    defer_ctx_free(c);
+    defer_pool_destroy(p);
+    assert_reconciled(&s);
+    ck_assert_uint_eq(s.ok, 1);
+    gate_destroy(&g);
+    tr_free(tr);
+}
+END_TEST
+
+/* An SQL task RUNNING when shutdown gives up is marked HUNG and its SQL
+ * read (qb_query_sql(t->arg)) under pool->mu for the report; the worker
+ * used to free a claimed task's arg in finish_sql without pool->mu.  Here
+ * the worker is in finish_sql, held in the log callback on the first
+ * task's "task_left" line, when the grace period ends: shutdown marks the
+ * second task HUNG and formats its SQL.  Nothing orders the two (the log
+ * callback spins on a relaxed flag and takes no lock), so TSan reported
+ * the free racing with shutdown's read (plain and ASan builds pass: the
+ * forced order, read then free, does not crash).  Now a HUNG task's arg
+ * is freed after the batch, when shutdown no longer looks at it. */
+static atomic_int g_blk_armed, g_blk_entered, g_blk_release;
+
+static void blocking_log(void *ud, int level, const char *line)
+{
+    int exp = 1;
+    if (strstr(line, "event=task_left") != NULL &&
+        strstr(line, "interrupted at the shutdown deadline") != NULL &&
+        atomic_compare_exchange_strong_explicit(&g_blk_armed, &exp, 0,
+                                                memory_order_relaxed,
+                                                memory_order_relaxed)) {
+        atomic_store_explicit(&g_blk_entered, 1, memory_order_relaxed);
+        while (!atomic_load_explicit(&g_blk_release, memory_order_relaxed))
+            sleep_ms(1);
+        return; /* no lock: nothing may order us after shutdown */
+    }
+    cap_log(ud, level, line);
+}
+
+START_TEST(test_hung_sql_arg_vs_report)
+{
+    defer_config cfg = base_cfg();
+    defer_pool *p;
+    defer_ctx *c;
+    defer_stats s;
+
+    atomic_store(&g_blk_armed, 1);
+    atomic_store(&g_blk_entered, 0);
+    atomic_store(&g_blk_release, 0);
+    cfg.workers = 1;
+    cfg.task_budget_ms = 0;
+    cfg.log = blocking_log;
+    p = mkpool(&cfg);
+    c = mkctx(p);
+    ck_assert_int_eq(defer_wait_until_query(c, q_ins(1), "/d"), DEFER_OK);
+    ck_assert_int_eq(defer_wait_until_query(c, q_sql(SLOW_INSERT, 0, 0),
+                                            "/d/slow"), DEFER_OK);
+    admit_submit(p, c);
+    ck_assert(STAT_AT_LEAST(p, in_flight, 2, 10000));
+    ck_assert_int_eq(defer_pool_shutdown(p, 300), DEFER_ETIMEDOUT);
+    ck_assert(atomic_load_explicit(&g_blk_entered, memory_order_relaxed));
+    defer_pool_stats(p, &s);
+    /* The slow task was still RUNNING in the worker's finish_sql: HUNG,
+     * its SQL formatted by shutdown. */
+    ck_assert_uint_eq(s.hung, 1);
+    ck_assert_int_eq(log_count("event=task_hung", "kind=sql",
+                               "SELECT x + 10000000"), 1);
+    atomic_store_explicit(&g_blk_release, 1, memory_order_relaxed);
+    ck_assert(wait_hung_worker_exit(60000));
+    defer_ctx_free(c);
+    defer_pool_destroy(p);
+}
+END_TEST
+
 /* ==== main =============================================================== */
 
 static TCase *tc(Suite *s, const char *name, int timeout)
@@ -2154,6 +2319,11 @@ int main(void)
     tcase_add_test(t, test_worker_threads_named_and_masked);
     tcase_add_test(t, test_log_lines_escaped);
     tcase_add_test(t, test_thread_create_failure_joins);
+
+    t = tc(s, "second_reader", 120);
+    tcase_add_test(t, test_wait_after_idle_burst);
+    tcase_add_test(t, test_hung_after_done_reconciles);
+    tcase_add_test(t, test_hung_sql_arg_vs_report);
 
     sr = srunner_create(s);
     srunner_run_all(sr, CK_ENV);

@@ -242,11 +242,6 @@ typedef struct defer_stats {
                                also inline tasks skipped because the
                                shutdown deadline passed while they ran */
     uint64_t refused;       /* registrations refused (ETOOMANY, EINVAL..) */
-    uint64_t admit_waits;   /* requests (not tasks) whose admission waited
-                               for room (policy WAIT) */
-    uint64_t admit_stalled; /* requests refused at once (WAIT): no room
-                               and the workers stalled (no batch taken
-                               or finished within admit_wait_ms) */
     uint64_t inline_run;    /* tasks run inline in the caller (not admitted) */
     uint64_t inline_failed; /* ... of which failed */
     uint64_t ok;            /* admitted tasks that ran and succeeded */
@@ -270,6 +265,10 @@ typedef struct defer_stats {
     uint64_t in_flight;     /* tasks taken by a worker, not finished */
     uint64_t depth;         /* reserved + queued + in_flight (slots used) */
     uint64_t depth_hwm;     /* high-water mark of depth */
+    uint64_t admit_waits;   /* requests (not tasks) whose admission waited
+                               for room (policy WAIT) */
+    uint64_t admit_stalled; /* requests refused at once (WAIT): no room
+                               and the workers stalled (see defer_admit) */
 } defer_stats;
 
 /* Copy the counters into *out.  Thread-safe. */
@@ -343,9 +342,9 @@ DEFER_API size_t defer_ctx_count(const defer_ctx *ctx);
  *   DEFER_EINVAL    ctx belongs to another pool (nothing changed).
  *   DEFER_EMISUSE   ctx already admitted (nothing changed).
  * WAIT blocks up to admit_wait_ms, and only while the pool is making
- * progress: when no worker took or finished a batch within the last
- * admit_wait_ms (the writer is stalled: a lock held elsewhere, a hung
- * server), it answers
+ * progress: when the workers have work but none took a batch or finished
+ * a segment (a transaction, a callback) within the last admit_wait_ms (the
+ * writer is stalled: a lock held elsewhere, a hung server), it answers
  * DEFER_EFULL at once instead of holding the request thread for a room
  * that will not come (counted admit_stalled).  A thread that waits is
  * counted admit_waits.  Thread-safe (different ctxs).

@@ -33,9 +33,11 @@
  * the worker that took the task into its batch owns the memory (arg and
  * struct) until its batch is over, Redis bio.c's rule: it frees a STOLEN
  * task's arg without running it, and frees every task struct of its
- * batch.  Shutdown never frees or dereferences, after unlocking, a task
- * that a worker holds; what it reports it formats under pool->mu.  A
- * worker that never returns keeps its batch, as it keeps the pool.
+ * batch, and the arg of a HUNG task, after the batch (shutdown may be
+ * formatting its SQL until then).  Shutdown never frees or dereferences,
+ * after unlocking, a task that a worker holds; what it reports it formats
+ * under pool->mu.  A worker that never returns keeps its batch, as it
+ * keeps the pool.
  */
 enum {
     T_READY = 0,
@@ -136,9 +138,10 @@ struct defer_pool {
     int shut_called, shut_done, shut_rc;
     unsigned idle, space_waiters, alive, refs;
     unsigned windows; /* workers waiting in their group-commit window */
-    int64_t progress_ns; /* last time a worker took or finished a batch
-                            (or the pool started): WAIT admission waits
-                            only for a pool that moved recently */
+    int64_t progress_ns; /* last time a worker took a batch or finished
+                            a segment, or work arrived in an idle pool:
+                            WAIT admission waits only for a pool that has
+                            moved since */
     defer_task *qhead, *qtail;
     defer_stats st;            /* depth/queued/... maintained live */
 };
@@ -194,8 +197,16 @@ void defer__runner_set_db(defer_runner *r, qb_db *db);
 void defer__runner_fini(defer_runner *r);
 
 /* Run tasks[0..n) in order (segments of SQL tasks group-committed,
- * callbacks alone).  Every task ends DONE, WLEFT, STOLEN or HUNG. */
+ * callbacks alone).  Every task ends DONE, WLEFT, STOLEN or HUNG.  On a
+ * worker, each segment or callback is settled as soon as it ends. */
 void defer__run_batch(defer_runner *r, defer_task **tasks, size_t n);
+
+/* Worker only (defer_pool.c), not under mu: account for the finished
+ * tasks t[0..n) of its batch -- DONE and WLEFT release their in-flight
+ * slots; the runner's outcome counters are added to the pool's -- and
+ * record the progress that WAIT admission looks at.  STOLEN and HUNG
+ * tasks were accounted for by shutdown. */
+void defer__settle(defer_runner *r, defer_task **t, size_t n);
 
 /* Sleep up to ms on sleep_cv; returns early when the pool aborts. */
 void defer__pool_sleep(defer_pool *p, unsigned ms);

@@ -22,9 +22,10 @@
  * SLOTS: capacity bounds reserved + queued + in_flight.  defer_admit
  * reserves all of a request's slots at once, before the response is
  * final; defer_submit turns reserved into queued and cannot fail; a slot
- * is released only after its task ran (in_flight drops at the end of the
- * worker's batch), so "drained" means queue empty AND nothing in flight
- * AND nothing reserved -- the Redis bio.c rule.
+ * is released only after its task ran (in_flight drops when the
+ * worker settles the task's segment or callback, defer__settle: a later
+ * callback of the same batch may hang), so "drained" means queue empty
+ * AND nothing in flight AND nothing reserved -- the Redis bio.c rule.
  *
  * QUEUE: one FIFO list of tasks; the tasks of a request are contiguous and
  * the first carries the request's length.  A worker takes whole requests,
@@ -271,37 +272,21 @@ static void *worker_main(void *arg)
             defer__signal(&p->work_cv);
         defer__unlock(p);
 
+        /* Settled segment by segment (defer__settle). */
         defer__run_batch(&w->run, w->batch, n);
 
+        /* Once nbatch is 0 (under mu) no one else changes a state. */
         defer__lock(p);
-        /* Tasks STOLEN or HUNG were accounted for by shutdown.  Once
-         * nbatch is 0 (under mu) no one else changes a state. */
-        for (i = 0; i < n; i++) {
-            int s = atomic_load(&w->batch[i]->state);
-            if (s == T_DONE || s == T_WLEFT)
-                p->st.in_flight--;
-        }
         w->nbatch = 0;
-        p->progress_ns = defer__now_ns();
-        p->st.ok += w->run.n_ok;
-        p->st.failed += w->run.n_failed;
-        p->st.left += w->run.n_left;
-        p->st.timeouts += w->run.n_timeouts;
-        p->st.commits += w->run.n_commits;
-        w->run.n_ok = w->run.n_failed = w->run.n_left = 0;
-        w->run.n_timeouts = w->run.n_commits = 0;
-        update_hwm(p);
-        if (p->space_waiters > 0)
-            defer__broadcast(&p->space_cv);
-        if (p->state != P_RUNNING && drained(p))
-            defer__broadcast(&p->done_cv);
         defer__unlock(p);
 
         /* The batch was ours throughout (defer_int.h): a stolen task was
-         * reported by shutdown and is freed here, unrun. */
+         * reported by shutdown and is freed here, unrun; a hung one's arg
+         * is freed here, now that shutdown cannot be reading it. */
         for (i = 0; i < n; i++) {
             defer_task *t = w->batch[i];
-            if (atomic_load(&t->state) == T_STOLEN && t->arg_free != NULL)
+            int s = atomic_load(&t->state);
+            if ((s == T_STOLEN || s == T_HUNG) && t->arg_free != NULL)
                 t->arg_free(t->arg);
             free(t);
         }
@@ -327,6 +312,33 @@ static void *worker_main(void *arg)
     if (last)
         pool_free(p);
     return NULL;
+}
+
+void defer__settle(defer_runner *r, defer_task **t, size_t n)
+{
+    defer_pool *p = r->pool;
+    size_t i;
+
+    defer__lock(p);
+    for (i = 0; i < n; i++) {
+        int s = atomic_load(&t[i]->state);
+        if (s == T_DONE || s == T_WLEFT)
+            p->st.in_flight--;
+    }
+    p->st.ok += r->n_ok;
+    p->st.failed += r->n_failed;
+    p->st.left += r->n_left;
+    p->st.timeouts += r->n_timeouts;
+    p->st.commits += r->n_commits;
+    r->n_ok = r->n_failed = r->n_left = 0;
+    r->n_timeouts = r->n_commits = 0;
+    p->progress_ns = defer__now_ns();
+    update_hwm(p);
+    if (p->space_waiters > 0)
+        defer__broadcast(&p->space_cv);
+    if (p->state != P_RUNNING && drained(p))
+        defer__broadcast(&p->done_cv);
+    defer__unlock(p);
 }
 
 /* ---- create / free ------------------------------------------------------ */
@@ -1041,14 +1053,19 @@ static void wait_for_room(defer_pool *p, size_t n)
     int64_t now = defer__now_ns();
     int64_t wait_ns = (int64_t)p->cfg.admit_wait_ms * 1000000;
 
-    if (now - p->progress_ns > wait_ns) {
+    if (p->windows > 0) /* a worker waiting for its batch: start now */
+        defer__broadcast(&p->work_cv);
+    /* Stalled: there is work for the workers (not only slots reserved by
+     * requests still being answered), none is in its batch window, and
+     * none took a batch or finished a segment since the work arrived or
+     * for the whole bound. */
+    if (p->st.queued + p->st.in_flight > 0 && p->windows == 0 &&
+        now - p->progress_ns > wait_ns) {
         p->st.admit_stalled++;
         return;
     }
     p->st.admit_waits++;
     p->space_waiters++;
-    if (p->windows > 0) /* a worker waiting for its batch: start now */
-        defer__broadcast(&p->work_cv);
     while (p->state == P_RUNNING && n > cap - used_slots(p)) {
         if (defer__wait(p, &p->space_cv, now + wait_ns) == ETIMEDOUT)
             break;
@@ -1115,6 +1132,8 @@ DEFER_API void defer_submit(defer_pool *p, defer_ctx *c)
         return;
     defer__lock(p);
     p->st.reserved -= n;
+    if (p->st.queued + p->st.in_flight == 0)
+        p->progress_ns = defer__now_ns(); /* work arrives in an idle pool */
     if (p->state == P_STOPPED) {
         /* Admitted before shutdown, submitted after it gave up: the
          * tasks will never run; account and report them as left. */

@@ -495,12 +495,14 @@ static void run_callback(defer_runner *r, defer_task *t)
             emit(p, DEFER_LOG_ERROR, "task_failed", t, r->worker, 1, rc,
                  "callback failed", r->env.has_err ? r->env.err : NULL);
         }
+        if (t->arg_free != NULL)
+            t->arg_free(t->arg);
     } else {
+        /* HUNG: shutdown counted and reported it; its arg is freed after
+         * the batch (worker_main), when shutdown can no longer read it. */
         emit(p, DEFER_LOG_WARN, "hung_task_returned", t, r->worker, 1, rc,
              rc == 0 ? "ok" : "callback failed", "already reported hung");
     }
-    if (t->arg_free != NULL)
-        t->arg_free(t->arg);
     r->env.task = NULL;
 }
 
@@ -822,7 +824,7 @@ static void finish_sql(defer_runner *r, defer_task **t,
     size_t i;
 
     for (i = 0; i < n; i++) {
-        int exp = T_RUNNING;
+        int exp = T_RUNNING, mine;
         if (!s[i].claimed) {
             leave_task(r, t[i], left_why != NULL ? left_why
                                                   : "deadline passed");
@@ -830,13 +832,15 @@ static void finish_sql(defer_runner *r, defer_task **t,
         }
         if (left_why != NULL && s[i].st != S_FAILED) {
             /* Its work was rolled back with the transaction. */
-            if (atomic_compare_exchange_strong(&t[i]->state, &exp, T_WLEFT)) {
+            mine = atomic_compare_exchange_strong(&t[i]->state, &exp,
+                                                  T_WLEFT);
+            if (mine) {
                 emit(p, DEFER_LOG_ERROR, "task_left", t[i], r->worker, 0, 0,
                      NULL, left_why);
                 r->n_left++;
             }
-        } else if (atomic_compare_exchange_strong(&t[i]->state, &exp,
-                                                  T_DONE)) {
+        } else if ((mine = atomic_compare_exchange_strong(&t[i]->state, &exp,
+                                                          T_DONE))) {
             if (s[i].st == S_FAILED) {
                 r->n_failed++;
                 if (s[i].timeout)
@@ -849,7 +853,9 @@ static void finish_sql(defer_runner *r, defer_task **t,
                 r->n_ok++;
             }
         }
-        if (t[i]->arg_free != NULL)
+        /* Not mine: HUNG; shutdown may be reading its SQL for the report
+         * now, so its arg is freed after the batch (worker_main). */
+        if (mine && t[i]->arg_free != NULL)
             t[i]->arg_free(t[i]->arg);
         free(s[i].msg);
         s[i].msg = NULL;
@@ -1093,15 +1099,19 @@ void defer__run_batch(defer_runner *r, defer_task **t, size_t n)
 {
     size_t i = 0;
     while (i < n) {
-        size_t j = i;
+        size_t j = i + 1;
         if (t[i]->fn != NULL) {
             run_callback(r, t[i]);
-            i++;
-            continue;
+        } else {
+            while (j < n && t[j]->fn == NULL)
+                j++;
+            run_sql(r, t + i, j - i);
         }
-        while (j < n && t[j]->fn == NULL)
-            j++;
-        run_sql(r, t + i, j - i);
+        /* A later callback of the batch may hang: account for these
+         * now, so their slots free and the counters reconcile even if
+         * the worker never comes back. */
+        if (r->worker >= 0)
+            defer__settle(r, t + i, j - i);
         i = j;
     }
 }
