@@ -1487,6 +1487,105 @@ START_TEST(test_reg_large_statement_render)
 }
 END_TEST
 
+/* Raw SQL in a dialect: the placeholder scanner follows that dialect's
+ * lexical rules.  PostgreSQL: '..' with '' escapes, E'..' with backslash
+ * escapes (E only when it starts a token), "..", $$..$$ and $tag$..$tag$
+ * (a tag does not start with a digit: $1 is a parameter; a '$' inside a
+ * name is not a quote), -- comments and NESTED block comments; no `..`
+ * or [..] quoting.  SQLite: its own rules, no dollar quoting and no
+ * backslash escapes.  A `?` inside any of these stays as written, the
+ * real placeholders after them are numbered, and whitespace inside them
+ * is kept byte for byte.  dbg: qb_query_debug_sql with the values 7, 8,
+ * 9 (NULL: not checked). */
+typedef struct scan_case {
+    qb_dialect d;
+    const char *in;
+    size_t nargs;
+    const char *want;
+    const char *dbg;
+} scan_case;
+
+static const scan_case scan_cases[] = {
+    /* the issue's probe */
+    { QB_DIALECT_POSTGRES, "SELECT E'it''s ?\\'' , $$ ? $$, $t$ ? $t$, ?", 1,
+      "SELECT E'it''s ?\\'' , $$ ? $$, $t$ ? $t$, $1",
+      "SELECT E'it''s ?\\'' , $$ ? $$, $t$ ? $t$, 7" },
+    /* E'..': \' does not end it, '' does not either; lowercase e too */
+    { QB_DIALECT_POSTGRES, "SELECT E'\\'?', ?", 1, "SELECT E'\\'?', $1",
+      NULL },
+    { QB_DIALECT_POSTGRES, "SELECT e'?\\\\', ?, e'\\'' || ?", 2,
+      "SELECT e'?\\\\', $1, e'\\'' || $2", NULL },
+    /* ... also right after a whitespace run that collapses */
+    { QB_DIALECT_POSTGRES, "SELECT  E'\\'?',  ?", 1, "SELECT E'\\'?', $1",
+      NULL },
+    /* E inside a name does not make an escape string: 'a\' ends here */
+    { QB_DIALECT_POSTGRES, "SELECT some_e'a\\', ?", 1,
+      "SELECT some_e'a\\', $1", NULL },
+    /* a plain string has no backslash escape */
+    { QB_DIALECT_POSTGRES, "SELECT 'a\\', ?", 1, "SELECT 'a\\', $1", NULL },
+    /* dollar quotes: quotes and $$ inside a tagged body, ?N after */
+    { QB_DIALECT_POSTGRES, "SELECT $$it's ?$$, ?2, ?1", 2,
+      "SELECT $$it's ?$$, $2, $1", "SELECT $$it's ?$$, 8, 7" },
+    { QB_DIALECT_POSTGRES, "SELECT $fn$ a $$ ? $$ 'b $fn$, ?", 1,
+      "SELECT $fn$ a $$ ? $$ 'b $fn$, $1", NULL },
+    { QB_DIALECT_POSTGRES, "SELECT $_x1$ ? $_x$ ? $_x1$ || ?", 1,
+      "SELECT $_x1$ ? $_x$ ? $_x1$ || $1", NULL },
+    /* $1 is a parameter, not a tag; a '$' continuing a name is no quote */
+    { QB_DIALECT_POSTGRES, "SELECT $1$ ?", 1, "SELECT $1$ $1", NULL },
+    { QB_DIALECT_POSTGRES, "SELECT col$a$ + ?, ? AS x$$", 2,
+      "SELECT col$a$ + $1, $2 AS x$$", NULL },
+    /* whitespace inside literals kept, outside collapsed */
+    { QB_DIALECT_POSTGRES, "SELECT  $$a  b$$,\n\nE'x\\'  y' ,  ?", 1,
+      "SELECT $$a  b$$, E'x\\'  y' , $1", NULL },
+    /* identifiers and comments; PostgreSQL nests block comments */
+    { QB_DIALECT_POSTGRES, "SELECT \"a?\"\"b\", ? -- what?\n, ?", 2,
+      "SELECT \"a?\"\"b\", $1 -- what?\n, $2", NULL },
+    { QB_DIALECT_POSTGRES, "SELECT /* a /* ? */ ? */ ?", 1,
+      "SELECT /* a /* ? */ ? */ $1", "SELECT /* a /* ? */ ? */ 7" },
+    /* no [..] or `..` quoting on PostgreSQL */
+    { QB_DIALECT_POSTGRES, "SELECT (ARRAY[1, 2])[?::int]", 1,
+      "SELECT (ARRAY[1, 2])[$1::int]", NULL },
+    /* the executor's $N: a $N inside a literal is not a placeholder */
+    { QB_DIALECT_POSTGRES, "SELECT $a$ $2 $a$, E'\\'$3', $1", 1,
+      "SELECT $a$ $2 $a$, E'\\'$3', $1", "SELECT $a$ $2 $a$, E'\\'$3', 7" },
+    /* unterminated: the rest is the literal, nothing to number */
+    { QB_DIALECT_POSTGRES, "SELECT ?, $q$ ?", 1, "SELECT $1, $q$ ?", NULL },
+    /* SQLite: no dollar quoting, no backslash escapes; flat comments;
+     * [..] and `..` quote */
+    { QB_DIALECT_SQLITE, "SELECT  [a  b], `c  d`, 'e  f',  ?", 1,
+      "SELECT [a  b], `c  d`, 'e  f', ?", "SELECT [a  b], `c  d`, 'e  f', 7" },
+    { QB_DIALECT_SQLITE, "SELECT 'a\\',  ?", 1, "SELECT 'a\\', ?", NULL },
+    { QB_DIALECT_SQLITE, "SELECT /* a /* ? */ ?1 */  ?", 2,
+      "SELECT /* a /* ? */ ?1 */ ?", "SELECT /* a /* ? */ 7 */ 8" },
+};
+#define NSCAN (sizeof scan_cases / sizeof scan_cases[0])
+
+START_TEST(test_raw_dialect_scanner)
+{
+    const scan_case *c = &scan_cases[_i];
+    qb_value v[3] = { qb_int(7), qb_int(8), qb_int(9) };
+    qb_query *q = NULL;
+    char *dbg;
+
+    ck_assert_int_eq(qb_query_raw_dialect(&q, c->d, c->in, c->nargs, v,
+                                          QB_FETCH_ALL), QB_OK);
+    ck_assert_msg(strcmp(qb_query_sql(q), c->want) == 0,
+                  "case %d: %s\n  got  %s\n  want %s", _i, c->in,
+                  qb_query_sql(q), c->want);
+    ck_assert_uint_eq(strlen(qb_query_sql(q)), q->sql_len);
+    ck_assert_int_eq(qb_query_dialect(q), c->d);
+    ck_assert_uint_eq(qb_query_nparams(q), c->nargs);
+    if (c->dbg != NULL) {
+        dbg = qb_query_debug_sql(q);
+        ck_assert_ptr_nonnull(dbg);
+        ck_assert_msg(strcmp(dbg, c->dbg) == 0, "case %d debug: %s", _i,
+                      dbg);
+        free(dbg);
+    }
+    qb_query_free(q);
+}
+END_TEST
+
 /* ---- runner ------------------------------------------------------------- */
 
 static Suite *qb_suite(void)
@@ -1544,6 +1643,7 @@ static Suite *qb_suite(void)
                         (int)(sizeof reg_text_lens / sizeof reg_text_lens[0]));
     tcase_add_loop_test(tc, test_reg_collapse_when_needed, 0, RC_N);
     tcase_add_test(tc, test_reg_large_statement_render);
+    tcase_add_loop_test(tc, test_raw_dialect_scanner, 0, (int)NSCAN);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -655,6 +655,56 @@ START_TEST(test_raw_placeholders)
 }
 END_TEST
 
+/* Raw SQL with `?` inside PostgreSQL literals and comments, executed:
+ * only the real placeholders are numbered, the literals come back
+ * byte for byte (whitespace runs included), and the one value binds. */
+typedef struct lit_case {
+    const char *sql;    /* run with the one value 7 */
+    const char *want;   /* row 0's columns joined with '|' */
+} lit_case;
+
+static const lit_case lit_cases[] = {
+    { "SELECT E'it''s ?\\'' , $$ ? $$, $t$ ? $t$, ?",
+      "it's ?'| ? | ? |7" },
+    { "SELECT e'\\'?', $fn$ a $$ ? $$ 'b $fn$, ?::int + 1",
+      "'?| a $$ ? $$ 'b |8" },
+    { "SELECT $$a  b$$, E'x\\'  y' ,  ?::text", "a  b|x'  y|7" },
+    { "SELECT /* a /* ? */ ? */ ? -- what?\n, '?' AS \"c?\"", "7|?" },
+    { "SELECT (ARRAY[10, 20])[?::int - 6], 'a\\', 'x'", "10|a\\|x" },
+};
+#define NLIT (sizeof lit_cases / sizeof lit_cases[0])
+
+START_TEST(test_raw_literals)
+{
+    const lit_case *c = &lit_cases[_i];
+    qb_pg *db = db_fresh(NULL);
+    qb_query *q = raw(c->sql, 1, QB_VALS(qb_int(7)), QB_FETCH_ALL);
+    qb_pg_result *r = run_ok(db, q);
+    char got[256];
+    size_t off = 0;
+
+    ck_assert_uint_eq(qb_pg_result_rows(r), 1);
+    got[0] = '\0';
+    for (size_t i = 0; i < qb_pg_result_cols(r); i++) {
+        const char *t = qb_pg_result_text(r, 0, i, NULL);
+        char num[32];
+        if (qb_pg_result_type(r, 0, i) == QB_V_INT) {
+            snprintf(num, sizeof num, "%lld",
+                     (long long)qb_pg_result_int(r, 0, i));
+            t = num;
+        }
+        off += (size_t)snprintf(got + off, sizeof got - off, "%s%s",
+                                i ? "|" : "", t ? t : "-");
+        ck_assert_uint_lt(off, sizeof got);
+    }
+    ck_assert_msg(strcmp(got, c->want) == 0, "%s\n  sent %s\n  got  %s",
+                  c->sql, qb_query_sql(q), got);
+    qb_pg_result_free(r);
+    qb_query_free(q);
+    qb_pg_close(db);
+}
+END_TEST
+
 /* ---- types --------------------------------------------------------------- */
 
 START_TEST(test_typed_results)
@@ -2013,6 +2063,7 @@ static Suite *pg_suite(void)
     tcase_add_loop_test(t, test_select, 0, (int)NSEL);
     tcase_add_test(t, test_count);
     tcase_add_test(t, test_raw_placeholders);
+    tcase_add_loop_test(t, test_raw_literals, 0, (int)NLIT);
     t = tc(s, "types");
     tcase_add_test(t, test_typed_results);
     tcase_add_test(t, test_param_types);

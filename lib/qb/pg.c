@@ -20,10 +20,11 @@
  *
  * Placeholders.  The server answers a $N count that does not match the
  * bind message with a protocol-violation error (08P01), which looks like a
- * broken connection.  We therefore count $N ourselves first, with a small
- * lexer that knows PostgreSQL's quoting: '..' (and E'..' escapes), "..",
- * -- and nested block comments, $tag$..$tag$, and identifiers that contain
- * '$' (a$1 is a name, not a parameter).
+ * broken connection.  We therefore count $N ourselves first, with the
+ * builder's lexer in its PostgreSQL mode (qbi_sql_skip: '..' and E'..'
+ * escapes, "..", -- and nested block comments, $tag$..$tag$, and names
+ * that contain '$': a$1 is a name, not a parameter), the same rules that
+ * qb_query_raw_dialect numbers `?` by.
  *
  * Statement cache (optional, qb_pg_config.stmt_cache_size).  Prepared
  * statements named qb<N>, keyed by the SQL bytes AND the parameter type
@@ -52,7 +53,7 @@
  * through obs_end, which calls the logger and the after hook exactly once.
  */
 #include "qb_pg.h"
-#include "qb_int.h"
+#include "qb_priv.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -284,112 +285,13 @@ static void obs_end(qb_pg *db, const qb_query *q, const pg_obs *o, int rc,
 
 /* ---- placeholder scan -------------------------------------------------- */
 
-static int is_ident_start(unsigned char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
-           c >= 0x80;
-}
-
-static int is_ident_char(unsigned char c)
-{
-    return is_ident_start(c) || (c >= '0' && c <= '9') || c == '$';
-}
-
-static int is_digit(unsigned char c)
-{
-    return c >= '0' && c <= '9';
-}
-
-/* Index just past a $tag$...$tag$ string starting at s[i] == '$', or i if
- * s[i] does not open one.  An unterminated one runs to the end. */
-static size_t skip_dollar_quote(const char *s, size_t n, size_t i)
-{
-    size_t k = i + 1, tl;
-    if (k < n && is_digit((unsigned char)s[k]))
-        return i;
-    while (k < n && is_ident_char((unsigned char)s[k]) && s[k] != '$')
-        k++;
-    if (k >= n || s[k] != '$')
-        return i;
-    tl = k + 1 - i;                      /* delimiter length, both $ */
-    for (size_t j = k + 1; j + tl <= n; j++)
-        if (s[j] == '$' && memcmp(s + j, s + i, tl) == 0)
-            return j + tl;
-    return n;
-}
-
-/* Highest $N of s[0..n) outside quotes and comments (0 if none).  Numbers
- * past PG_MAX_PARAMS are reported as PG_MAX_PARAMS + 1. */
+/* Highest $N of s[0..n) outside quotes and comments (0 if none), by the
+ * builder's PostgreSQL lexer (qbi_sql_skip).  Numbers past PG_MAX_PARAMS
+ * are reported as PG_MAX_PARAMS + 1. */
 static size_t max_placeholder(const char *s, size_t n)
 {
-    size_t i = 0, max = 0;
-    while (i < n) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '\'') {
-            int esc = i > 0 && (s[i - 1] == 'E' || s[i - 1] == 'e') &&
-                      (i < 2 || !is_ident_char((unsigned char)s[i - 2]));
-            for (i++; i < n; i++) {
-                if (esc && s[i] == '\\') {
-                    i++;
-                } else if (s[i] == '\'') {
-                    if (i + 1 < n && s[i + 1] == '\'')
-                        i++;
-                    else
-                        break;
-                }
-            }
-            i++;
-        } else if (c == '"') {
-            for (i++; i < n; i++)
-                if (s[i] == '"') {
-                    if (i + 1 < n && s[i + 1] == '"')
-                        i++;
-                    else
-                        break;
-                }
-            i++;
-        } else if (c == '-' && i + 1 < n && s[i + 1] == '-') {
-            while (i < n && s[i] != '\n')
-                i++;
-        } else if (c == '/' && i + 1 < n && s[i + 1] == '*') {
-            size_t depth = 1;    /* PostgreSQL nests block comments */
-            for (i += 2; i < n && depth > 0; i++) {
-                if (s[i] == '/' && i + 1 < n && s[i + 1] == '*') {
-                    depth++;
-                    i++;
-                } else if (s[i] == '*' && i + 1 < n && s[i + 1] == '/') {
-                    depth--;
-                    i++;
-                }
-            }
-        } else if (c == '$') {
-            if (i + 1 < n && is_digit((unsigned char)s[i + 1])) {
-                size_t v = 0;
-                for (i++; i < n && is_digit((unsigned char)s[i]); i++)
-                    if (v <= PG_MAX_PARAMS)
-                        v = v * 10 + (size_t)(s[i] - '0');
-                if (v > PG_MAX_PARAMS)
-                    v = PG_MAX_PARAMS + 1;
-                if (v > max)
-                    max = v;
-            } else {
-                size_t e = skip_dollar_quote(s, n, i);
-                i = e > i ? e : i + 1;
-            }
-        } else if (is_ident_start(c)) {
-            while (i < n && is_ident_char((unsigned char)s[i]))
-                i++;
-        } else if (is_digit(c)) {
-            /* 1e5, 0x1F: a number token cannot hide a placeholder, but
-             * skipping it keeps "1$2"-style garbage from confusing us. */
-            while (i < n && (is_ident_char((unsigned char)s[i]) ||
-                             s[i] == '.'))
-                i++;
-        } else {
-            i++;
-        }
-    }
-    return max;
+    size_t max = qbi_pg_max_param(s, n);
+    return max > PG_MAX_PARAMS ? PG_MAX_PARAMS + 1 : max;
 }
 
 /* ---- binding ----------------------------------------------------------- */

@@ -76,21 +76,43 @@ static inline void qbi_sb_add(qbi_sb *sb, const char *s, size_t n)
 
 /* ---- SQL lexing -------------------------------------------------------- */
 
-/* If s[i] opens a quoted literal/identifier ('..', "..", `..`, and [..]
- * when brackets is set) or a comment (-- to end of line, C-style block),
- * return the index just past its end and set *closed to whether the end
- * was found; otherwise return i.  Doubled quote characters stay inside. */
-size_t qbi_sql_skip(const char *s, size_t n, size_t i, int brackets,
+/* If s[i] opens a quoted literal or identifier, or a comment, in dialect
+ * d, return the index just past its end and set *closed to whether the
+ * end was found (an unterminated one runs to n); otherwise return i.
+ *   both:       '..' and ".." (a doubled quote stays inside), -- to the
+ *               end of the line (the newline is not part of it), block
+ *               comments;
+ *   SQLite:     `..` and [..] too; block comments do not nest; no
+ *               backslash escapes, no dollar quoting;
+ *   PostgreSQL: E'..' (E or e starting a token) where a backslash escapes
+ *               the next byte ('' still works); $$..$$ and $tag$..$tag$
+ *               (tag: [A-Za-z0-9_] and bytes >= 0x80, not starting with a
+ *               digit, so $1 is a parameter; a '$' continuing a name, as
+ *               in a$b$, opens nothing); block comments nest; `..` and
+ *               [..] are not quotes.  '..' has no backslash escapes
+ *               (standard_conforming_strings = on, the default since 9.1).
+ * i must be where a token may start: scan from the start of the text
+ * (PostgreSQL's rules read the two bytes before s[i]). */
+size_t qbi_sql_skip(const char *s, size_t n, size_t i, qb_dialect d,
                     int *closed);
 
+/* Parameter numbers above this are reported as QBI_PARAM_CAP + 1. */
+#define QBI_PARAM_CAP 1000000u
+/* If s[i] starts a PostgreSQL parameter $N ('$' not continuing a name,
+ * then digits) outside whatever qbi_sql_skip skips, return the index past
+ * it and set *num to N (capped); otherwise return i and set *num to 0. */
+size_t qbi_pg_param(const char *s, size_t n, size_t i, size_t *num);
+/* Highest $N in s[0..n) outside literals and comments (0 if none). */
+size_t qbi_pg_max_param(const char *s, size_t n);
+
 /* Copy n bytes of SQL collapsing each run of two or more whitespace bytes
- * outside quoted regions into one space (workers-qb's trimQuery, fixed so
- * literals keep their bytes).  A run that ends a line comment keeps a
- * newline so the comment cannot swallow what follows. */
-void qbi_sql_collapse(qbi_sb *out, const char *s, size_t n);
+ * outside quoted regions (dialect d's rules) into one space (workers-qb's
+ * trimQuery, fixed so literals keep their bytes).  A run that ends a line
+ * comment keeps a newline so the comment cannot swallow what follows. */
+void qbi_sql_collapse(qbi_sb *out, const char *s, size_t n, qb_dialect d);
 /* The same collapse done in place on s[0..n); returns the new length w and
  * writes a NUL at s[w] (s[n] must be writable).  w <= n. */
-size_t qbi_sql_collapse_inplace(char *s, size_t n);
+size_t qbi_sql_collapse_inplace(char *s, size_t n, qb_dialect d);
 
 /* ---- values ------------------------------------------------------------ */
 
@@ -118,6 +140,10 @@ int qbi_query_make(qb_kind kind, qb_fetch fetch, qb_dialect dialect,
                    size_t count_len, const qb_value *params, size_t nparams,
                    qb_query **out);
 
+/* qb_query_raw in dialect d: the same checks, whitespace collapsed by d's
+ * lexical rules; placeholders are left as written. */
+int qbi_query_raw(qb_query **out, qb_dialect d, const char *sql,
+                  size_t nargs, const qb_value *args, qb_fetch fetch);
 
 /* ---- builder internals (clause.c) -------------------------------------- */
 

@@ -4,10 +4,21 @@
  * DESIGN
  *   The builder never interprets SQL beyond what it must: where a quoted
  *   literal, quoted identifier or comment starts and ends.  That is enough
- *   to (a) tell a placeholder `?` from a `?` inside '...', (b) collapse
- *   whitespace like workers-qb's trimQuery without touching literal bytes,
- *   and (c) refuse a fragment that leaves a quote or comment open (which
- *   would swallow the SQL the builder appends after it).
+ *   to (a) tell a placeholder `?` (or `$N`) from one inside '...', (b)
+ *   collapse whitespace like workers-qb's trimQuery without touching
+ *   literal bytes, and (c) refuse a fragment that leaves a quote or
+ *   comment open (which would swallow the SQL the builder appends after
+ *   it).
+ *
+ *   One lexer serves both dialects, because they share most rules ('..'
+ *   with '', ".." with "", -- and block comments); a dialect switch adds
+ *   SQLite's `..` and [..] quoting, or PostgreSQL's E'..' (backslash
+ *   escapes), $$..$$ / $tag$..$tag$ and nested block comments.  The
+ *   PostgreSQL executor counts $N with it too (qbi_pg_max_param), so the
+ *   text qb_query_raw_dialect renders and the count the executor checks
+ *   come from the same rules.  Two PostgreSQL rules look one or two bytes
+ *   back (E'..' vs name'..', $tag$ vs a$b$): callers scan from the start
+ *   of a statement, never from the middle of a token.
  *
  *   The string builder follows sqlite3_str: every append may fail, the
  *   first failure is sticky, and the caller checks once at the end.  Sizes
@@ -216,60 +227,194 @@ char *qbi_sb_take(qbi_sb *sb, size_t *len_out)
 
 /* ---- lexer ------------------------------------------------------------- */
 
-size_t qbi_sql_skip(const char *s, size_t n, size_t i, int brackets,
-                    int *closed)
+/* A byte that may continue a PostgreSQL identifier (or a number: "1$" is
+ * no more a parameter than "a$1" is).  Bytes >= 0x80 are letters there. */
+static int pg_idchar(unsigned char c)
 {
-    char c, endc;
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c >= '0' && c <= '9') || c == '_' || c == '$' || c >= 0x80;
+}
+
+/* Index just past a quoted run that starts at s[i] == q and ends at the
+ * next lone q (a doubled q stays inside); esc: a backslash escapes the
+ * byte after it (PostgreSQL's E'..').  n and *closed = 0 if unterminated. */
+static size_t skip_quoted(const char *s, size_t n, size_t i, char q, int esc,
+                          int *closed)
+{
     size_t j;
+
+    for (j = i + 1; j < n; j++) {
+        if (esc && s[j] == '\\') {
+            j++;                 /* whatever follows is data, even q */
+            continue;
+        }
+        if (s[j] != q)
+            continue;
+        if (j + 1 < n && s[j + 1] == q) {
+            j++;
+            continue;
+        }
+        return j + 1;
+    }
+    *closed = 0;
+    return n;
+}
+
+/* s[i] == '$' on PostgreSQL: the end of the $tag$...$tag$ string it opens,
+ * or i when it opens none.  A tag is identifier characters that do not
+ * start with a digit ($1 is a parameter) and contain no '$'; a '$' that
+ * continues a name (a$b$: before is the byte before s[i], or 0) opens
+ * nothing. */
+static size_t skip_dollar(const char *s, size_t n, size_t i,
+                          unsigned char before, int *closed)
+{
+    size_t k = i + 1, dl, j;
+
+    if (pg_idchar(before))
+        return i;
+    if (k < n && s[k] >= '0' && s[k] <= '9')
+        return i;
+    while (k < n && s[k] != '$' && pg_idchar((unsigned char)s[k]))
+        k++;
+    if (k >= n || s[k] != '$')
+        return i;
+    dl = k + 1 - i;              /* delimiter length, both '$' included */
+    for (j = k + 1; j < n && n - j >= dl; j++)
+        if (s[j] == '$' && memcmp(s + j, s + i, dl) == 0)
+            return j + dl;
+    *closed = 0;
+    return n;
+}
+
+/* s[i..] == "/ *": the end of the block comment (PostgreSQL nests them,
+ * SQLite does not). */
+static size_t skip_block(const char *s, size_t n, size_t i, int nest,
+                         int *closed)
+{
+    size_t j, depth = 1;
+
+    for (j = i + 2; j + 1 < n; j++) {
+        if (s[j] == '*' && s[j + 1] == '/') {
+            if (--depth == 0)
+                return j + 2;
+            j++;
+        } else if (nest && s[j] == '/' && s[j + 1] == '*') {
+            depth++;
+            j++;
+        }
+    }
+    *closed = 0;
+    return n;
+}
+
+/* qbi_sql_skip, with the text that logically comes before s[i] given
+ * apart: prev[0..np).  A scan over unchanged text passes (s, i); the
+ * in-place collapse passes what it has written so far, because the bytes
+ * just before s[i] may already be overwritten there. */
+static size_t lex_skip(const char *s, size_t n, size_t i, const char *prev,
+                       size_t np, qb_dialect d, int *closed)
+{
+    int pg = d == QB_DIALECT_POSTGRES;
+    unsigned char b1, b2;
+    size_t j;
+    char c;
 
     *closed = 1;
     if (i >= n)
         return i;
+    b1 = np > 0 ? (unsigned char)prev[np - 1] : 0;
+    b2 = np > 1 ? (unsigned char)prev[np - 2] : 0;
     c = s[i];
-    if (c == '\'' || c == '"' || c == '`' || (brackets && c == '[')) {
-        endc = c == '[' ? ']' : c;
-        for (j = i + 1; j < n; j++) {
-            if (s[j] != endc)
-                continue;
-            /* A doubled quote is an escaped quote; brackets do not nest
-             * and have no escape. */
-            if (endc != ']' && j + 1 < n && s[j + 1] == endc) {
-                j++;
-                continue;
-            }
-            return j + 1;
-        }
+    switch (c) {
+    case '\'':
+        /* E'..' only when the E starts a token: name'..' is a name and a
+         * plain string (a typed literal such as date'...'). */
+        return skip_quoted(s, n, i, c,
+                           pg && (b1 == 'E' || b1 == 'e') && !pg_idchar(b2),
+                           closed);
+    case '"':
+        return skip_quoted(s, n, i, c, 0, closed);
+    case '`':
+        return pg ? i : skip_quoted(s, n, i, c, 0, closed);
+    case '[':
+        if (pg)
+            return i;            /* an array subscript there */
+        /* brackets do not nest and have no escape */
+        for (j = i + 1; j < n; j++)
+            if (s[j] == ']')
+                return j + 1;
         *closed = 0;
         return n;
-    }
-    if (c == '-' && i + 1 < n && s[i + 1] == '-') {
+    case '$':
+        return pg ? skip_dollar(s, n, i, b1, closed) : i;
+    case '-':
+        if (i + 1 >= n || s[i + 1] != '-')
+            return i;
         for (j = i + 2; j < n; j++)
             if (s[j] == '\n')
                 return j; /* the newline is not part of the comment */
         *closed = 0;
         return n;
+    case '/':
+        if (i + 1 >= n || s[i + 1] != '*')
+            return i;
+        return skip_block(s, n, i, pg, closed);
+    default:
+        return i;
     }
-    if (c == '/' && i + 1 < n && s[i + 1] == '*') {
-        for (j = i + 2; j + 1 < n; j++)
-            if (s[j] == '*' && s[j + 1] == '/')
-                return j + 2;
-        *closed = 0;
-        return n;
-    }
-    return i;
 }
 
-void qbi_sql_collapse(qbi_sb *out, const char *s, size_t n)
+size_t qbi_sql_skip(const char *s, size_t n, size_t i, qb_dialect d,
+                    int *closed)
+{
+    return lex_skip(s, n, i, s, i, d, closed);
+}
+
+size_t qbi_pg_param(const char *s, size_t n, size_t i, size_t *num)
+{
+    size_t j, v = 0;
+
+    *num = 0;
+    if (i >= n || s[i] != '$' || (i > 0 && pg_idchar((unsigned char)s[i - 1])))
+        return i;
+    for (j = i + 1; j < n && s[j] >= '0' && s[j] <= '9'; j++)
+        if (v <= QBI_PARAM_CAP)
+            v = v * 10 + (size_t)(s[j] - '0');
+    if (j == i + 1)
+        return i;
+    *num = v > QBI_PARAM_CAP ? QBI_PARAM_CAP + 1 : v;
+    return j;
+}
+
+size_t qbi_pg_max_param(const char *s, size_t n)
+{
+    size_t i = 0, j, v, max = 0;
+    int closed;
+
+    while (i < n) {
+        j = qbi_sql_skip(s, n, i, QB_DIALECT_POSTGRES, &closed);
+        if (j == i)
+            j = qbi_pg_param(s, n, i, &v);
+        else
+            v = 0;
+        if (v > max)
+            max = v;
+        i = j > i ? j : i + 1;
+    }
+    return max;
+}
+
+void qbi_sql_collapse(qbi_sb *out, const char *s, size_t n, qb_dialect d)
 {
     size_t at = out->len;
 
     qbi_sb_add(out, s, n);
     if (n == 0 || out->err != QB_OK)
         return;
-    out->len = at + qbi_sql_collapse_inplace(out->p + at, n);
+    out->len = at + qbi_sql_collapse_inplace(out->p + at, n, d);
 }
 
-size_t qbi_sql_collapse_inplace(char *s, size_t n)
+size_t qbi_sql_collapse_inplace(char *s, size_t n, qb_dialect d)
 {
     size_t i = 0, w = 0, j, run;
     int closed, after_line_comment = 0;
@@ -278,7 +423,7 @@ size_t qbi_sql_collapse_inplace(char *s, size_t n)
     /* w <= i throughout: every step writes at most what it consumed. */
     while (i < n) {
         c = s[i];
-        j = qbi_sql_skip(s, n, i, 1, &closed);
+        j = lex_skip(s, n, i, s, w, d, &closed);
         if (j != i) {
             after_line_comment = c == '-';
             if (w != i)

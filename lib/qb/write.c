@@ -1166,22 +1166,23 @@ QB_API int qb_query_raw_dialect(qb_query **out, qb_dialect d, const char *sql,
     size_t n, i, j, idx, maxidx = 0;
     int rc, closed;
 
-    if (d == QB_DIALECT_SQLITE || out == NULL || sql == NULL)
-        return qb_query_raw(out, sql, nargs, args, fetch);
-    if (d != QB_DIALECT_POSTGRES) {
-        *out = NULL;
+    if (out == NULL)
         return QB_EINVAL;
-    }
-    rc = qb_query_raw(&q, sql, nargs, args, fetch);
     *out = NULL;
+    if (d == QB_DIALECT_SQLITE)
+        return qb_query_raw(out, sql, nargs, args, fetch);
+    if (d != QB_DIALECT_POSTGRES)
+        return QB_EINVAL;
+    rc = qbi_query_raw(&q, d, sql, nargs, args, fetch);
     if (rc != QB_OK)
         return rc;
     /* SQLite's numbering rule (?N is N; a bare ? is one more than the
-     * largest so far) decides which value each placeholder binds. */
+     * largest so far) decides which value each placeholder binds; a `?`
+     * inside a PostgreSQL literal or comment is not a placeholder. */
     qbi_sb_init_buf(&sb, buf, sizeof buf);
     n = q->sql_len;
     for (i = 0; i < n;) {
-        j = qbi_sql_skip(q->sql, n, i, 0, &closed);
+        j = qbi_sql_skip(q->sql, n, i, d, &closed);
         if (j != i) {
             qbi_sb_add(&sb, q->sql + i, j - i);
             i = j;
