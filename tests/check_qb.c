@@ -1114,6 +1114,75 @@ START_TEST(test_sticky_error)
 }
 END_TEST
 
+/* PostgreSQL has no DELETE ... ORDER BY / LIMIT / OFFSET (a syntax error
+ * there): the PostgreSQL dialect refuses each at build, as a sticky
+ * QB_EDIALECT naming the clause, whatever the order of the calls; SQLite
+ * keeps building them (conformance cases 153-161). */
+static const struct {
+    const char *clause;
+    const char *sqlite;
+} del_pg_cases[] = {
+    { "ORDER BY", "DELETE FROM t WHERE id > ? ORDER BY id" },
+    { "LIMIT", "DELETE FROM t WHERE id > ? LIMIT 5" },
+    { "OFFSET", "DELETE FROM t WHERE id > ? LIMIT -1 OFFSET 2" },
+};
+
+static void del_pg_apply(qb_delete *d, int which)
+{
+    switch (which) {
+    case 0: qb_delete_order_by(d, "id", QB_ORDER_NONE); break;
+    case 1: qb_delete_limit(d, 5); break;
+    default: qb_delete_offset(d, 2); break;
+    }
+}
+
+START_TEST(test_delete_pg_order_limit_refused)
+{
+    qb_delete *d = qb_delete_new("t");
+    qb_query *q = (qb_query *)&q;
+    char want[64];
+
+    /* the clause before the dialect: only the build can tell */
+    QB_DELETE_WHERE(d, "id > ?", qb_int(1));
+    del_pg_apply(d, _i);
+    qb_delete_returning(d, "id");
+    qb_delete_dialect(d, QB_DIALECT_POSTGRES);
+    ck_assert_int_eq(qb_delete_error(d), QB_OK);
+    ck_assert_int_eq(qb_delete_build(d, &q), QB_EDIALECT);
+    ck_assert_ptr_null(q);
+    /* sticky: recorded on the builder, reported again */
+    ck_assert_int_eq(qb_delete_error(d), QB_EDIALECT);
+    snprintf(want, sizeof want, "DELETE ... %s is SQLite only",
+             del_pg_cases[_i].clause);
+    ck_assert_msg(strstr(qb_delete_errmsg(d), want) != NULL, "%s",
+                  qb_delete_errmsg(d));
+    qb_delete_limit(d, 1);
+    ck_assert_int_eq(qb_delete_build(d, &q), QB_EDIALECT);
+    ck_assert_ptr_null(q);
+    qb_delete_free(d);
+
+    /* SQLite: the same builder calls build */
+    d = qb_delete_new("t");
+    QB_DELETE_WHERE(d, "id > ?", qb_int(1));
+    del_pg_apply(d, _i);
+    ck_assert_int_eq(qb_delete_build(d, &q), QB_OK);
+    ck_assert_str_eq(qb_query_sql(q), del_pg_cases[_i].sqlite);
+    qb_query_free(q);
+    qb_delete_free(d);
+
+    /* PostgreSQL without them still builds, RETURNING last */
+    d = qb_delete_new("t");
+    qb_delete_dialect(d, QB_DIALECT_POSTGRES);
+    QB_DELETE_WHERE(d, "id > ?", qb_int(1));
+    qb_delete_returning(d, "id");
+    ck_assert_int_eq(qb_delete_build(d, &q), QB_OK);
+    ck_assert_str_eq(qb_query_sql(q), "DELETE FROM t WHERE id > $1 "
+                                      "RETURNING id");
+    qb_query_free(q);
+    qb_delete_free(d);
+}
+END_TEST
+
 /* Build twice gives the same result; the builder owns copies. */
 START_TEST(test_build_twice_and_copies)
 {
@@ -1628,6 +1697,8 @@ static Suite *qb_suite(void)
     tcase_add_loop_test(tc, test_misuse, 0,
                         (int)(sizeof misuses / sizeof misuses[0]));
     tcase_add_test(tc, test_sticky_error);
+    tcase_add_loop_test(tc, test_delete_pg_order_limit_refused, 0,
+                        (int)(sizeof del_pg_cases / sizeof del_pg_cases[0]));
     tcase_add_test(tc, test_build_twice_and_copies);
     tcase_add_test(tc, test_paginate_sql);
     tcase_add_test(tc, test_explain_and_dialect_render);

@@ -1026,6 +1026,24 @@ START_TEST(test_dialect_refused)
         ck_assert_int_eq(qb_update_build(u, &q), QB_EDIALECT);
         qb_update_free(u);
     }
+    {
+        /* The server has no DELETE ... LIMIT; the builder says so first. */
+        qb_delete *d = qb_delete_new("users");
+        qb_delete_dialect(d, QB_DIALECT_POSTGRES);
+        QB_DELETE_WHERE(d, "age > ?", qb_int(30));
+        qb_delete_order_by(d, "age", QB_ORDER_DESC);
+        qb_delete_limit(d, 1);
+        ck_assert_int_eq(qb_delete_build(d, &q), QB_EDIALECT);
+        ck_assert_ptr_null(q);
+        ck_assert_ptr_nonnull(strstr(qb_delete_errmsg(d), "SQLite only"));
+        qb_delete_free(d);
+        q = raw("DELETE FROM users WHERE age > ? ORDER BY age DESC LIMIT 1",
+                1, QB_VALS(qb_int(30)), QB_FETCH_ALL);
+        ck_assert_int_eq(qb_pg_exec(db, q, NULL), QB_ESQL);
+        ck_assert_str_eq(qb_pg_sqlstate(db), "42601");
+        qb_query_free(q);
+        ck_assert_int_eq(scalar(db, "SELECT count(*) FROM users"), 5);
+    }
     qb_insert_free(ins);
     qb_select_free(s);
     qb_pg_close(db);

@@ -418,7 +418,10 @@ QB_API int qb_update_build(const qb_update *u, qb_query **out);
 /* ---- DELETE -------------------------------------------------------------- */
 
 /* New DELETE from table; lifetime and error rules as qb_select_new;
- * where/returning/order_by/limit/offset as for SELECT. */
+ * where/returning/order_by/limit/offset as for SELECT.  ORDER BY, LIMIT
+ * and OFFSET are SQLite's (PostgreSQL's DELETE has none of them): a build
+ * in QB_DIALECT_POSTGRES with any of them fails with QB_EDIALECT, a
+ * sticky error naming the clause, whichever order the calls came in. */
 QB_API qb_delete *qb_delete_new(const char *table);
 QB_API void qb_delete_free(qb_delete *d);
 QB_API int qb_delete_error(const qb_delete *d);

@@ -24,7 +24,9 @@
  *
  *   DELETE keeps `?` bare where SQLite would number it the same (workers-qb
  *   leaves DELETE placeholders as written).  On SQLite its RETURNING comes
- *   before ORDER BY / LIMIT, as SQLite's grammar requires.
+ *   before ORDER BY / LIMIT, as SQLite's grammar requires; PostgreSQL has
+ *   no DELETE ... ORDER BY / LIMIT / OFFSET, so that dialect refuses them
+ *   (QB_EDIALECT) rather than build SQL the server rejects.
  */
 #include "qb_priv.h"
 
@@ -1115,6 +1117,15 @@ QB_API int qb_delete_build(const qb_delete *d, qb_query **out)
         return QB_EINVAL;
     if (d->err.code != QB_OK)
         return d->err.code;
+    /* PostgreSQL's DELETE has no ORDER BY / LIMIT / OFFSET (a syntax error
+     * there); the dialect may be set after them, so only build can tell. */
+    if (d->dialect == QB_DIALECT_POSTGRES &&
+        (d->order_by.n > 0 || d->has_limit || d->has_offset))
+        return build_fail(&d->err, QB_EDIALECT, "DELETE ... %s is SQLite "
+                          "only\n  Hint: on PostgreSQL delete WHERE id IN "
+                          "(SELECT id FROM ... ORDER BY ... LIMIT n)",
+                          d->order_by.n > 0 ? "ORDER BY"
+                          : d->has_limit ? "LIMIT" : "OFFSET");
     qbi_rctx_init(&r, d->dialect, 0);
     qbi_sb_adds(&r.sb, "DELETE FROM ");
     qbi_sb_adds(&r.sb, d->table);
@@ -1124,7 +1135,7 @@ QB_API int qb_delete_build(const qb_delete *d, qb_query **out)
     }
     /* SQLite's grammar puts RETURNING before ORDER BY / LIMIT; workers-qb
      * 1.14.0 (#157) moved it last, which SQLite rejects with a syntax
-     * error.  PostgreSQL has no DELETE ... LIMIT; RETURNING stays last. */
+     * error.  (PostgreSQL has no DELETE ... LIMIT: refused above.) */
     if (d->returning.n > 0 && d->dialect == QB_DIALECT_SQLITE) {
         qbi_sb_adds(&r.sb, " RETURNING ");
         qbi_strlist_join(&r.sb, &d->returning, ", ");
@@ -1137,7 +1148,7 @@ QB_API int qb_delete_build(const qb_delete *d, qb_query **out)
         qbi_sb_adds(&r.sb, " LIMIT ");
         qbi_sb_addnum(&r.sb, 0, d->limit);
     }
-    else if (d->has_offset && d->dialect == QB_DIALECT_SQLITE)
+    else if (d->has_offset)
         qbi_sb_adds(&r.sb, " LIMIT -1");
     if (d->has_offset) {
         qbi_sb_adds(&r.sb, " OFFSET ");
