@@ -105,6 +105,24 @@ size_t qbi_pg_param(const char *s, size_t n, size_t i, size_t *num);
 /* Highest $N in s[0..n) outside literals and comments (0 if none). */
 size_t qbi_pg_max_param(const char *s, size_t n);
 
+/* First index >= i of s[0..n) that is neither whitespace nor in a
+ * comment (dialect d); n if there is none. */
+size_t qbi_sql_skip_blank(const char *s, size_t n, size_t i, qb_dialect d);
+/* The index of the ';' that ends the PostgreSQL statement starting at
+ * s[i], or n: literals and comments skipped, a ';' inside parentheses or
+ * inside a routine's BEGIN ... END body (CREATE [OR REPLACE] FUNCTION |
+ * PROCEDURE ... BEGIN ATOMIC ... END, with CASE ... END inside) does not
+ * end it -- the way psql splits a script.  For messages only: the server
+ * parses the script itself. */
+size_t qbi_pg_stmt_end(const char *s, size_t n, size_t i);
+/* For error messages about script s: the statement s[start..end) as
+ * "statement K at line L (<its text on one line, at most QBI_EXCERPT_MAX
+ * bytes, '...' if cut>)" in buf[cap].  start is where the statement's
+ * first token is (qbi_sql_skip_blank); L counts from 1. */
+#define QBI_EXCERPT_MAX 60u
+void qbi_sql_stmt_where(char *buf, size_t cap, const char *s, size_t start,
+                        size_t end, size_t k);
+
 /* Copy n bytes of SQL collapsing each run of two or more whitespace bytes
  * outside quoted regions (dialect d's rules) into one space (workers-qb's
  * trimQuery, fixed so literals keep their bytes).  A run that ends a line

@@ -41,6 +41,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 void qbi_sb_init(qbi_sb *sb)
 {
@@ -402,6 +403,139 @@ size_t qbi_pg_max_param(const char *s, size_t n)
         i = j > i ? j : i + 1;
     }
     return max;
+}
+
+size_t qbi_sql_skip_blank(const char *s, size_t n, size_t i, qb_dialect d)
+{
+    size_t j;
+    int closed;
+
+    while (i < n) {
+        if (qbi_is_space(s[i])) {
+            i++;
+            continue;
+        }
+        if (s[i] != '-' && s[i] != '/')
+            break;
+        j = qbi_sql_skip(s, n, i, d, &closed);
+        if (j == i)
+            break;
+        i = j;
+    }
+    return i;
+}
+
+/* A word that starts at s[i] (a letter, '_' or a byte >= 0x80 that does
+ * not continue a name or number): its end; else i. */
+static size_t pg_word(const char *s, size_t n, size_t i)
+{
+    unsigned char c = (unsigned char)s[i];
+    size_t k;
+
+    if (!(pg_idchar(c) && !(c >= '0' && c <= '9') && c != '$') ||
+        (i > 0 && pg_idchar((unsigned char)s[i - 1])))
+        return i;
+    for (k = i + 1; k < n && pg_idchar((unsigned char)s[k]); k++)
+        ;
+    return k;
+}
+
+static int word_is(const char *w, size_t len, const char *kw)
+{
+    return strlen(kw) == len && strncasecmp(w, kw, len) == 0;
+}
+
+size_t qbi_pg_stmt_end(const char *s, size_t n, size_t i)
+{
+    size_t paren = 0, body = 0, words = 0, j;
+    /* 0: nothing yet, 1: CREATE, 2: CREATE OR, 3: CREATE OR REPLACE,
+     * 4: a routine (CREATE [OR REPLACE] FUNCTION|PROCEDURE), 5: other */
+    int head = 0;
+    int closed;
+
+    while (i < n) {
+        j = qbi_sql_skip(s, n, i, QB_DIALECT_POSTGRES, &closed);
+        if (j != i) {
+            i = j;
+            continue;
+        }
+        switch (s[i]) {
+        case ';':
+            if (paren == 0 && body == 0)
+                return i;
+            break;
+        case '(':
+            paren++;
+            break;
+        case ')':
+            if (paren > 0)
+                paren--;
+            break;
+        default:
+            j = pg_word(s, n, i);
+            if (j == i)
+                break;
+            /* psql's rule for SQL-standard bodies (BEGIN ATOMIC ... END):
+             * in a routine's definition, outside parentheses, BEGIN opens
+             * a block, CASE inside one opens another, END closes one. */
+            words++;
+            if (head < 4) {
+                int routine = word_is(s + i, j - i, "function") ||
+                              word_is(s + i, j - i, "procedure");
+                if (words == 1 && word_is(s + i, j - i, "create"))
+                    head = 1;
+                else if (head == 1 && word_is(s + i, j - i, "or"))
+                    head = 2;
+                else if (head == 2 && word_is(s + i, j - i, "replace"))
+                    head = 3;
+                else if ((head == 1 || head == 3) && routine)
+                    head = 4;
+                else
+                    head = 5;
+            } else if (head == 4 && paren == 0) {
+                if (word_is(s + i, j - i, "begin") ||
+                    (body > 0 && word_is(s + i, j - i, "case")))
+                    body++;
+                else if (body > 0 && word_is(s + i, j - i, "end"))
+                    body--;
+            }
+            i = j;
+            continue;
+        }
+        i++;
+    }
+    return n;
+}
+
+void qbi_sql_stmt_where(char *buf, size_t cap, const char *s, size_t start,
+                        size_t end, size_t k)
+{
+    size_t line = 1, i, w, len, keep;
+    char ex[QBI_EXCERPT_MAX + 4];
+
+    for (i = 0; i < start; i++)
+        line += s[i] == '\n';
+    /* the statement on one line: whitespace runs as one space, no
+     * trailing ';' */
+    while (end > start && (qbi_is_space(s[end - 1]) || s[end - 1] == ';'))
+        end--;
+    for (i = start, w = 0; i < end && w < QBI_EXCERPT_MAX + 1; i++) {
+        if (!qbi_is_space(s[i]))
+            ex[w++] = s[i];
+        else if (w > 0 && ex[w - 1] != ' ')
+            ex[w++] = ' ';
+    }
+    len = w;
+    if (i < end || len > QBI_EXCERPT_MAX) {
+        /* cut on a character boundary and say so */
+        keep = len < QBI_EXCERPT_MAX ? len : QBI_EXCERPT_MAX;
+        while (keep > 0 && ((unsigned char)ex[keep] & 0xC0) == 0x80)
+            keep--;
+        memcpy(ex + keep, "...", 3);
+        len = keep + 3;
+    }
+    ex[len] = '\0';
+    snprintf(buf, cap, "statement %zu at line %zu (%s)", k, line, ex);
 }
 
 void qbi_sql_collapse(qbi_sb *out, const char *s, size_t n, qb_dialect d)
