@@ -1617,6 +1617,15 @@ static const scan_case scan_cases[] = {
     /* the executor's $N: a $N inside a literal is not a placeholder */
     { QB_DIALECT_POSTGRES, "SELECT $a$ $2 $a$, E'\\'$3', $1", 1,
       "SELECT $a$ $2 $a$, E'\\'$3', $1", "SELECT $a$ $2 $a$, E'\\'$3', 7" },
+    /* a rendered $N stays a token of its own (a$1 would be a name; the
+     * server refuses $1abc); after a ?N or a number a '$' starts a token,
+     * inside a name it does not (found by fuzz_qb_raw) */
+    { QB_DIALECT_POSTGRES, "SELECT a?, x FROM t WHERE a=?AND b=?1", 2,
+      "SELECT a $1, x FROM t WHERE a=$2 AND b=$1", NULL },
+    { QB_DIALECT_POSTGRES, "SELECT ?1$a$ ? $a$, 1$b$ ? $b$, ?", 2,
+      "SELECT $1 $a$ ? $a$, 1$b$ ? $b$, $2", NULL },
+    { QB_DIALECT_POSTGRES, "SELECT ?2_1$a$  ?", 3,
+      "SELECT $2 _1$a$ $3", NULL },
     /* unterminated: the rest is the literal, nothing to number */
     { QB_DIALECT_POSTGRES, "SELECT ?, $q$ ?", 1, "SELECT $1, $q$ ?", NULL },
     /* SQLite: no dollar quoting, no backslash escapes; flat comments;

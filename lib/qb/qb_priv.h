@@ -76,31 +76,45 @@ static inline void qbi_sb_add(qbi_sb *sb, const char *s, size_t n)
 
 /* ---- SQL lexing -------------------------------------------------------- */
 
-/* If s[i] opens a quoted literal or identifier, or a comment, in dialect
- * d, return the index just past its end and set *closed to whether the
- * end was found (an unterminated one runs to n); otherwise return i.
+/* A byte that may continue a PostgreSQL name.  Bytes >= 0x80 are letters
+ * there. */
+static inline int qbi_pg_idchar(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c >= '0' && c <= '9') || c == '_' || c == '$' || c >= 0x80;
+}
+
+/* The end of the token at s[i] if it is a literal, quoted name or
+ * comment (and on PostgreSQL one of the tokens below), in dialect d; i
+ * otherwise.  *closed is set to whether its end was found (an
+ * unterminated one runs to n).
  *   both:       '..' and ".." (a doubled quote stays inside), -- to the
  *               end of the line (the newline is not part of it), block
  *               comments;
  *   SQLite:     `..` and [..] too; block comments do not nest; no
  *               backslash escapes, no dollar quoting;
- *   PostgreSQL: E'..' (E or e starting a token) where a backslash escapes
- *               the next byte ('' still works); $$..$$ and $tag$..$tag$
- *               (tag: [A-Za-z0-9_] and bytes >= 0x80, not starting with a
- *               digit, so $1 is a parameter; a '$' continuing a name, as
- *               in a$b$, opens nothing); block comments nest; `..` and
- *               [..] are not quotes.  '..' has no backslash escapes
- *               (standard_conforming_strings = on, the default since 9.1).
- * i must be where a token may start: scan from the start of the text
- * (PostgreSQL's rules read the two bytes before s[i]). */
+ *   PostgreSQL: E'..' (e too) where a backslash escapes the next byte (''
+ *               still works); $$..$$ and $tag$..$tag$ (tag: [A-Za-z0-9_]
+ *               and bytes >= 0x80, not starting with a digit); block
+ *               comments nest; `..` and [..] are not quotes; and, whole,
+ *               a parameter $N (qbi_pg_param tells it), a placeholder
+ *               ?/?N (s[i] == '?' tells it), a name ([A-Za-z_] or a byte
+ *               >= 0x80, then those, digits and '$') and a number
+ *               (digits, '_' or '.' between digits), so a '$' or quote
+ *               inside a name is never taken for a token start (a$1 and
+ *               x$$ are names).
+ *               '..' has no backslash escapes (standard_conforming_strings
+ *               = on, the default since 9.1).
+ * Scan from the start of the text, stepping over what this returns (one
+ * byte when it returns i): i must be a token start, which keeps the rules
+ * free of look-back. */
 size_t qbi_sql_skip(const char *s, size_t n, size_t i, qb_dialect d,
                     int *closed);
 
 /* Parameter numbers above this are reported as QBI_PARAM_CAP + 1. */
 #define QBI_PARAM_CAP 1000000u
-/* If s[i] starts a PostgreSQL parameter $N ('$' not continuing a name,
- * then digits) outside whatever qbi_sql_skip skips, return the index past
- * it and set *num to N (capped); otherwise return i and set *num to 0. */
+/* If s[i] starts a PostgreSQL parameter $N, return the index past it and
+ * set *num to N (capped); otherwise return i and set *num to 0. */
 size_t qbi_pg_param(const char *s, size_t n, size_t i, size_t *num);
 /* Highest $N in s[0..n) outside literals and comments (0 if none). */
 size_t qbi_pg_max_param(const char *s, size_t n);

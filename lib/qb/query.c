@@ -348,14 +348,13 @@ static void debug_one(qbi_sb *sb, const qb_query *q)
 
     while (i < n) {
         j = qbi_sql_skip(s, n, i, q->dialect, &closed);
-        if (j != i) {
+        if (pg && j != i && qbi_pg_param(s, n, i, &idx) == j) {
+            /* $N: a token of the lexer's own */
+        } else if (j != i) {
             qbi_sb_add(sb, s + i, j - i);
             i = j;
             continue;
-        }
-        if (pg) {
-            j = qbi_pg_param(s, n, i, &idx);
-        } else if (s[i] == '?') {
+        } else if (!pg && s[i] == '?') {
             idx = 0;
             for (j = i + 1; j < n && s[j] >= '0' && s[j] <= '9'; j++)
                 if (idx < 1000000)
@@ -365,9 +364,6 @@ static void debug_one(qbi_sb *sb, const qb_query *q)
             if (idx > maxidx)
                 maxidx = idx;
         } else {
-            j = i;
-        }
-        if (j == i) {
             qbi_sb_addc(sb, s[i++]);
             continue;
         }

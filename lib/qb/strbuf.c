@@ -13,12 +13,14 @@
  *   One lexer serves both dialects, because they share most rules ('..'
  *   with '', ".." with "", -- and block comments); a dialect switch adds
  *   SQLite's `..` and [..] quoting, or PostgreSQL's E'..' (backslash
- *   escapes), $$..$$ / $tag$..$tag$ and nested block comments.  The
- *   PostgreSQL executor counts $N with it too (qbi_pg_max_param), so the
- *   text qb_query_raw_dialect renders and the count the executor checks
- *   come from the same rules.  Two PostgreSQL rules look one or two bytes
- *   back (E'..' vs name'..', $tag$ vs a$b$): callers scan from the start
- *   of a statement, never from the middle of a token.
+ *   escapes), $$..$$ / $tag$..$tag$ and nested block comments.  On
+ *   PostgreSQL a name or a number is one token too (a$1 and x$$ are
+ *   names, E'..' is the name E then a quote), so a scan from the start
+ *   of the text only ever looks at a '$' or quote where the server's
+ *   lexer would start a token: no look-back.  The PostgreSQL executor
+ *   counts $N with it (qbi_pg_max_param), so the text
+ *   qb_query_raw_dialect renders and the count the executor checks come
+ *   from the same rules.
  *
  *   The string builder follows sqlite3_str: every append may fail, the
  *   first failure is sticky, and the caller checks once at the end.  Sizes
@@ -228,14 +230,6 @@ char *qbi_sb_take(qbi_sb *sb, size_t *len_out)
 
 /* ---- lexer ------------------------------------------------------------- */
 
-/* A byte that may continue a PostgreSQL identifier (or a number: "1$" is
- * no more a parameter than "a$1" is).  Bytes >= 0x80 are letters there. */
-static int pg_idchar(unsigned char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-           (c >= '0' && c <= '9') || c == '_' || c == '$' || c >= 0x80;
-}
-
 /* Index just past a quoted run that starts at s[i] == q and ends at the
  * next lone q (a doubled q stays inside); esc: a backslash escapes the
  * byte after it (PostgreSQL's E'..').  n and *closed = 0 if unterminated. */
@@ -261,21 +255,17 @@ static size_t skip_quoted(const char *s, size_t n, size_t i, char q, int esc,
     return n;
 }
 
-/* s[i] == '$' on PostgreSQL: the end of the $tag$...$tag$ string it opens,
- * or i when it opens none.  A tag is identifier characters that do not
- * start with a digit ($1 is a parameter) and contain no '$'; a '$' that
- * continues a name (a$b$: before is the byte before s[i], or 0) opens
- * nothing. */
-static size_t skip_dollar(const char *s, size_t n, size_t i,
-                          unsigned char before, int *closed)
+/* s[i] == '$' at a token start on PostgreSQL, not a $N: the end of the
+ * $tag$...$tag$ string it opens, or i when it opens none.  A tag is
+ * identifier characters that do not start with a digit and contain no
+ * '$'. */
+static size_t skip_dollar(const char *s, size_t n, size_t i, int *closed)
 {
     size_t k = i + 1, dl, j;
 
-    if (pg_idchar(before))
-        return i;
     if (k < n && s[k] >= '0' && s[k] <= '9')
-        return i;
-    while (k < n && s[k] != '$' && pg_idchar((unsigned char)s[k]))
+        return i;                /* a parameter */
+    while (k < n && s[k] != '$' && qbi_pg_idchar((unsigned char)s[k]))
         k++;
     if (k >= n || s[k] != '$')
         return i;
@@ -308,31 +298,51 @@ static size_t skip_block(const char *s, size_t n, size_t i, int nest,
     return n;
 }
 
-/* qbi_sql_skip, with the text that logically comes before s[i] given
- * apart: prev[0..np).  A scan over unchanged text passes (s, i); the
- * in-place collapse passes what it has written so far, because the bytes
- * just before s[i] may already be overwritten there. */
-static size_t lex_skip(const char *s, size_t n, size_t i, const char *prev,
-                       size_t np, qb_dialect d, int *closed)
+/* PostgreSQL: the end of the name (a letter, '_' or a byte >= 0x80, then
+ * those, digits and '$') or the number (digits, with '_' or '.' between
+ * digits) that starts
+ * at s[i]; i if neither does.  A name is one token, so a '$' or quote
+ * inside it is never looked at on its own (a$1 and x$$ are names); a '$'
+ * right after a number or a parameter starts a token, and letters right
+ * after a number start a name, as in the server's lexer (1$2 is 1 then
+ * $2, 6E'..' is 6 then an escape string). */
+static size_t pg_word_end(const char *s, size_t n, size_t i)
+{
+    unsigned char c = (unsigned char)s[i];
+    size_t k;
+
+    if (c >= '0' && c <= '9') {
+        for (k = i + 1; k < n; k++) {
+            c = (unsigned char)s[k];
+            if ((c == '_' || c == '.') && k + 1 < n && s[k + 1] >= '0' &&
+                s[k + 1] <= '9')
+                continue;        /* 1_000, 1.5 */
+            if (!(c >= '0' && c <= '9'))
+                break;
+        }
+        return k;
+    }
+    if (!qbi_pg_idchar(c) || c == '$')
+        return i;
+    for (k = i + 1; k < n && qbi_pg_idchar((unsigned char)s[k]); k++)
+        ;
+    return k;
+}
+
+size_t qbi_sql_skip(const char *s, size_t n, size_t i, qb_dialect d,
+                    int *closed)
 {
     int pg = d == QB_DIALECT_POSTGRES;
-    unsigned char b1, b2;
-    size_t j;
+    size_t j, v;
     char c;
 
     *closed = 1;
     if (i >= n)
         return i;
-    b1 = np > 0 ? (unsigned char)prev[np - 1] : 0;
-    b2 = np > 1 ? (unsigned char)prev[np - 2] : 0;
     c = s[i];
     switch (c) {
     case '\'':
-        /* E'..' only when the E starts a token: name'..' is a name and a
-         * plain string (a typed literal such as date'...'). */
-        return skip_quoted(s, n, i, c,
-                           pg && (b1 == 'E' || b1 == 'e') && !pg_idchar(b2),
-                           closed);
+        return skip_quoted(s, n, i, c, 0, closed);
     case '"':
         return skip_quoted(s, n, i, c, 0, closed);
     case '`':
@@ -347,7 +357,17 @@ static size_t lex_skip(const char *s, size_t n, size_t i, const char *prev,
         *closed = 0;
         return n;
     case '$':
-        return pg ? skip_dollar(s, n, i, b1, closed) : i;
+        if (!pg)
+            return i;
+        j = qbi_pg_param(s, n, i, &v);      /* $N is a token of its own */
+        return j != i ? j : skip_dollar(s, n, i, closed);
+    case '?':
+        if (!pg)
+            return i;
+        /* so is ?N: the digits are its label, never a number */
+        for (j = i + 1; j < n && s[j] >= '0' && s[j] <= '9'; j++)
+            ;
+        return j;
     case '-':
         if (i + 1 >= n || s[i + 1] != '-')
             return i;
@@ -361,14 +381,14 @@ static size_t lex_skip(const char *s, size_t n, size_t i, const char *prev,
             return i;
         return skip_block(s, n, i, pg, closed);
     default:
-        return i;
+        if (!pg)
+            return i;
+        j = pg_word_end(s, n, i);
+        /* E'..': a name that is just E, right before a quote */
+        if (j == i + 1 && (c == 'E' || c == 'e') && j < n && s[j] == '\'')
+            return skip_quoted(s, n, j, '\'', 1, closed);
+        return j;
     }
-}
-
-size_t qbi_sql_skip(const char *s, size_t n, size_t i, qb_dialect d,
-                    int *closed)
-{
-    return lex_skip(s, n, i, s, i, d, closed);
 }
 
 size_t qbi_pg_param(const char *s, size_t n, size_t i, size_t *num)
@@ -376,7 +396,7 @@ size_t qbi_pg_param(const char *s, size_t n, size_t i, size_t *num)
     size_t j, v = 0;
 
     *num = 0;
-    if (i >= n || s[i] != '$' || (i > 0 && pg_idchar((unsigned char)s[i - 1])))
+    if (i >= n || s[i] != '$')
         return i;
     for (j = i + 1; j < n && s[j] >= '0' && s[j] <= '9'; j++)
         if (v <= QBI_PARAM_CAP)
@@ -394,13 +414,13 @@ size_t qbi_pg_max_param(const char *s, size_t n)
 
     while (i < n) {
         j = qbi_sql_skip(s, n, i, QB_DIALECT_POSTGRES, &closed);
-        if (j == i)
-            j = qbi_pg_param(s, n, i, &v);
-        else
-            v = 0;
-        if (v > max)
+        if (j == i) {
+            i++;
+            continue;
+        }
+        if (qbi_pg_param(s, n, i, &v) == j && v > max)
             max = v;
-        i = j > i ? j : i + 1;
+        i = j;
     }
     return max;
 }
@@ -425,37 +445,55 @@ size_t qbi_sql_skip_blank(const char *s, size_t n, size_t i, qb_dialect d)
     return i;
 }
 
-/* A word that starts at s[i] (a letter, '_' or a byte >= 0x80 that does
- * not continue a name or number): its end; else i. */
-static size_t pg_word(const char *s, size_t n, size_t i)
-{
-    unsigned char c = (unsigned char)s[i];
-    size_t k;
-
-    if (!(pg_idchar(c) && !(c >= '0' && c <= '9') && c != '$') ||
-        (i > 0 && pg_idchar((unsigned char)s[i - 1])))
-        return i;
-    for (k = i + 1; k < n && pg_idchar((unsigned char)s[k]); k++)
-        ;
-    return k;
-}
-
 static int word_is(const char *w, size_t len, const char *kw)
 {
     return strlen(kw) == len && strncasecmp(w, kw, len) == 0;
 }
 
+/* One name of a statement (its words-th): follow the statement's head,
+ * 0: nothing yet, 1: CREATE, 2: CREATE OR, 3: CREATE OR REPLACE, 4: a
+ * routine (CREATE [OR REPLACE] FUNCTION|PROCEDURE), 5: anything else;
+ * in a routine's definition, outside parentheses, BEGIN opens a block,
+ * CASE inside one opens another, END closes one (psql's rule for
+ * SQL-standard bodies, BEGIN ATOMIC ... END). */
+static void stmt_word(const char *w, size_t len, size_t words, int *head,
+                      size_t *body, size_t paren)
+{
+    if (*head < 4) {
+        int routine = word_is(w, len, "function") ||
+                      word_is(w, len, "procedure");
+        if (words == 1 && word_is(w, len, "create"))
+            *head = 1;
+        else if (*head == 1 && word_is(w, len, "or"))
+            *head = 2;
+        else if (*head == 2 && word_is(w, len, "replace"))
+            *head = 3;
+        else if ((*head == 1 || *head == 3) && routine)
+            *head = 4;
+        else
+            *head = 5;
+    } else if (*head == 4 && paren == 0) {
+        if (word_is(w, len, "begin") ||
+            (*body > 0 && word_is(w, len, "case")))
+            (*body)++;
+        else if (*body > 0 && word_is(w, len, "end"))
+            (*body)--;
+    }
+}
+
 size_t qbi_pg_stmt_end(const char *s, size_t n, size_t i)
 {
     size_t paren = 0, body = 0, words = 0, j;
-    /* 0: nothing yet, 1: CREATE, 2: CREATE OR, 3: CREATE OR REPLACE,
-     * 4: a routine (CREATE [OR REPLACE] FUNCTION|PROCEDURE), 5: other */
-    int head = 0;
-    int closed;
+    int head = 0, closed;
 
     while (i < n) {
         j = qbi_sql_skip(s, n, i, QB_DIALECT_POSTGRES, &closed);
         if (j != i) {
+            /* a name (not a number, literal or comment): a keyword? */
+            unsigned char c = (unsigned char)s[i];
+            if (qbi_pg_idchar(c) && !(c >= '0' && c <= '9') && c != '$' &&
+                qbi_pg_idchar((unsigned char)s[j - 1]))
+                stmt_word(s + i, j - i, ++words, &head, &body, paren);
             i = j;
             continue;
         }
@@ -471,36 +509,6 @@ size_t qbi_pg_stmt_end(const char *s, size_t n, size_t i)
             if (paren > 0)
                 paren--;
             break;
-        default:
-            j = pg_word(s, n, i);
-            if (j == i)
-                break;
-            /* psql's rule for SQL-standard bodies (BEGIN ATOMIC ... END):
-             * in a routine's definition, outside parentheses, BEGIN opens
-             * a block, CASE inside one opens another, END closes one. */
-            words++;
-            if (head < 4) {
-                int routine = word_is(s + i, j - i, "function") ||
-                              word_is(s + i, j - i, "procedure");
-                if (words == 1 && word_is(s + i, j - i, "create"))
-                    head = 1;
-                else if (head == 1 && word_is(s + i, j - i, "or"))
-                    head = 2;
-                else if (head == 2 && word_is(s + i, j - i, "replace"))
-                    head = 3;
-                else if ((head == 1 || head == 3) && routine)
-                    head = 4;
-                else
-                    head = 5;
-            } else if (head == 4 && paren == 0) {
-                if (word_is(s + i, j - i, "begin") ||
-                    (body > 0 && word_is(s + i, j - i, "case")))
-                    body++;
-                else if (body > 0 && word_is(s + i, j - i, "end"))
-                    body--;
-            }
-            i = j;
-            continue;
         }
         i++;
     }
@@ -557,7 +565,7 @@ size_t qbi_sql_collapse_inplace(char *s, size_t n, qb_dialect d)
     /* w <= i throughout: every step writes at most what it consumed. */
     while (i < n) {
         c = s[i];
-        j = lex_skip(s, n, i, s, w, d, &closed);
+        j = qbi_sql_skip(s, n, i, d, &closed);
         if (j != i) {
             after_line_comment = c == '-';
             if (w != i)

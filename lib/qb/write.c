@@ -1174,7 +1174,7 @@ QB_API int qb_query_raw_dialect(qb_query **out, qb_dialect d, const char *sql,
     qb_query *q, *pq = NULL;
     char buf[512];
     qbi_sb sb;
-    size_t n, i, j, idx, maxidx = 0;
+    size_t n, i, j, k, idx, maxidx = 0;
     int rc, closed;
 
     if (out == NULL)
@@ -1194,24 +1194,31 @@ QB_API int qb_query_raw_dialect(qb_query **out, qb_dialect d, const char *sql,
     n = q->sql_len;
     for (i = 0; i < n;) {
         j = qbi_sql_skip(q->sql, n, i, d, &closed);
-        if (j != i) {
+        if (j == i) {
+            qbi_sb_addc(&sb, q->sql[i++]);
+            continue;
+        }
+        if (q->sql[i] != '?') {
             qbi_sb_add(&sb, q->sql + i, j - i);
             i = j;
             continue;
         }
-        if (q->sql[i] != '?') {
-            qbi_sb_addc(&sb, q->sql[i++]);
-            continue;
-        }
+        /* a placeholder token, ? or ?N */
         idx = 0;
-        for (j = i + 1; j < n && q->sql[j] >= '0' && q->sql[j] <= '9'; j++)
+        for (k = i + 1; k < j; k++)
             if (idx < 1000000)
-                idx = idx * 10 + (size_t)(q->sql[j] - '0');
+                idx = idx * 10 + (size_t)(q->sql[k] - '0');
         if (j == i + 1)
             idx = maxidx + 1;
         if (idx > maxidx)
             maxidx = idx;
+        /* keep the parameter a token of its own, as `?` was: a$1 is a
+         * name, and PostgreSQL 16 refuses $1abc ("trailing junk") */
+        if (sb.len > 0 && qbi_pg_idchar((unsigned char)sb.p[sb.len - 1]))
+            qbi_sb_addc(&sb, ' ');
         qbi_sb_addnum(&sb, '$', (int64_t)idx);
+        if (j < n && qbi_pg_idchar((unsigned char)q->sql[j]))
+            qbi_sb_addc(&sb, ' ');
         i = j;
     }
     rc = sb.err;
