@@ -342,7 +342,6 @@ size_t qbi_sql_skip(const char *s, size_t n, size_t i, qb_dialect d,
     c = s[i];
     switch (c) {
     case '\'':
-        return skip_quoted(s, n, i, c, 0, closed);
     case '"':
         return skip_quoted(s, n, i, c, 0, closed);
     case '`':
