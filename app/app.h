@@ -34,13 +34,50 @@ void app_migrations_free(qb_migration *list, size_t n);
  * mig_dir/postgresql for PostgreSQL.  malloc'd; NULL when out of memory. */
 char *app_migrations_dir(const char *mig_dir, web_db_engine engine);
 
+/* The connection app_check_defers checks against: one of the two set
+ * (pg only in a build with libpq), the other NULL. */
+typedef struct app_db {
+    qb_db *sqlite;
+    qb_pg *pg;
+} app_db;
+
+/* Receives each failure of app_check_defers: one line, no newline, valid
+ * during the call. */
+typedef void (*app_report_fn)(void *ud, const char *line);
+
+/*
+ * Build every `defer` block's statement of every route in dialect -- the
+ * templates the server builds -- and, when db is non-NULL, have the
+ * engine compile each against db's schema without running it (SQLite:
+ * prepare; PostgreSQL: EXPLAIN with NULL parameters).  One line per
+ * failure goes to report:
+ *   FILE:LINE: route METHODS PATHS: defer N: KIND TABLE: MESSAGE (AGAINST)
+ * FILE is conf->file, LINE the defer block's, N its rank in the route
+ * (from 1), MESSAGE the builder's or the engine's (first line), and
+ * " (AGAINST)" is added when the statement was built and against is
+ * non-NULL.  The one check used by -t (scratch or live schema) and by the
+ * start after its migrations.  Calls db from this thread only.
+ * Returns WEB_OK, WEB_ECONF when a statement failed (*nbad, if non-NULL,
+ * says how many), WEB_EINVAL for a NULL conf or report or both
+ * connections set.
+ */
+int app_check_defers(const web_conf *conf, qb_dialect dialect,
+                     const app_db *db, const char *against,
+                     app_report_fn report, void *ud, size_t *nbad);
+
 /* `waituntil -t`: conf already parsed; db_path is the database to use
  * (the conf's or -d's, resolved), its engine told by web_db_engine_of.
  * Checks every route's handler, that no route has more defer blocks than
  * tasks_per_request, and every deferred statement in the engine's
- * dialect.  SQLite: the migrations apply to a fresh in-memory database
- * and every statement prepares against that schema; the database file
- * (if it exists) opens and the migrations it still needs are counted.
+ * dialect.  SQLite: the database's folder is judged as the start would
+ * judge it (web_db_dir_prepare: missing and creatable is fine and said,
+ * anything else fails with the start's message; nothing is created),
+ * then every statement is prepared (app_check_defers) against the schema
+ * the start will check it against: without a database file, the
+ * migrations applied to an empty memory database; with one, the file
+ * itself opened read-only when no migration is pending, else a memory
+ * copy of its schema with the pending migrations applied (the count is
+ * printed).
  * PostgreSQL: the statements are built for it (which refuses SQLite-only
  * constructs); when the server answers (read-only session: -t never
  * writes, never migrates) the pending migrations are counted and, if

@@ -2,17 +2,26 @@
  * check.c -- `waituntil -t`: check a conf like `nginx -t` does, plus the
  * database schema its deferred queries need.
  *
- * SQLite: the migrations run on a fresh in-memory database and every
- * deferred statement is prepared against that schema.  PostgreSQL: there
- * is no scratch database to build, so the statements are built in the
- * PostgreSQL dialect (which refuses SQLite-only constructs) and, when the
- * server answers and its schema is current, checked with EXPLAIN (parsed
- * and planned, never run) in a read-only session.  -t never writes to the
- * configured database and never applies a migration.
+ * The aim is the start's verdict, given before the start: the deferred
+ * statements are checked by app_check_defers, the function the start
+ * runs after its migrations, against the schema the start will have.
+ * SQLite: the database's folder is judged by web_db_dir_prepare, as at
+ * start; then, without a database file, the migrations run on a fresh
+ * in-memory database; with one and nothing pending, the file itself is
+ * used (read-only); with N migrations pending, a memory copy of its
+ * schema gets them first, so a table dropped from the live database is
+ * found and a table a pending migration makes is not missed.
+ * PostgreSQL: there is no scratch database to build, so the statements
+ * are built in the PostgreSQL dialect (which refuses SQLite-only
+ * constructs) and, when the server answers and its schema is current,
+ * checked with EXPLAIN (parsed and planned, never run) in a read-only
+ * session.  -t never writes to the configured database, never applies a
+ * migration and creates nothing.
  */
 #define _GNU_SOURCE
 #include "app.h"
 
+#include <limits.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,108 +78,332 @@ static int check_routes(const web_conf *conf, const char *conf_path,
     return bad;
 }
 
-/* Checks one built statement against a database: 0, or 1 after writing
- * the reason into eb. */
-typedef int (*stmt_check_fn)(void *ud, const web_defer_tpl *t, char *eb,
-                             size_t el);
+/* ---- the deferred statements against a schema ----------------------------
+ * One function for -t and for the start, so that they cannot disagree:
+ * app_check_defers builds each defer block's statement as the server
+ * does and has the engine compile it against the connection's schema.
+ * SQLite prepares it (compiles, resolves every table, column and
+ * function); PostgreSQL EXPLAINs it with NULL parameters (parse analysis
+ * and planning; nothing runs). */
 
-/* Build every defer block's statement in dialect -- the same template
- * the server builds -- and hand it to fn (if any).  1 if one failed. */
-static int check_templates(const web_conf *conf, const char *conf_path,
-                           qb_dialect dialect, stmt_check_fn fn, void *ud,
-                           const char *against)
+#ifdef HAVE_LIBPQ
+static int pg_explain(qb_pg *db, const web_defer_tpl *t, char *eb, size_t el);
+#endif
+
+/* QB_OK if the connection compiles t's statement, else QB_ESQL (or
+ * QB_ENOMEM) with the engine's message in eb. */
+static int stmt_compiles(const app_db *db, const web_defer_tpl *t, char *eb,
+                         size_t el)
 {
-    int bad = 0;
+    if (db->sqlite != NULL) {
+        sqlite3 *h = qb_db_sqlite(db->sqlite);
+        sqlite3_stmt *st = NULL;
+        int rc = sqlite3_prepare_v2(h, web_defer_tpl_sql(t), -1, &st, NULL);
+        if (rc != SQLITE_OK)
+            snprintf(eb, el, "%s", sqlite3_errmsg(h));
+        sqlite3_finalize(st);
+        return rc == SQLITE_OK ? QB_OK : QB_ESQL;
+    }
+#ifdef HAVE_LIBPQ
+    if (db->pg != NULL)
+        return pg_explain(db->pg, t, eb, el);
+#endif
+    return QB_OK;
+}
+
+/* "GET|POST /a /b/:id" or "any /log": the route as the conf wrote it. */
+static void route_name(const web_route_conf *rc, char *buf, size_t len)
+{
+    size_t o = 0;
+    int w;
+
+    buf[0] = '\0';
+    if (rc->methods == WEB_M_ANY) {
+        w = snprintf(buf, len, "any");
+        o = w > 0 ? (size_t)w : 0;
+    } else {
+        for (unsigned b = 1; b != 0 && b < WEB_M_OTHER; b <<= 1) {
+            const char *nm = (rc->methods & b) ? web_method_name(b) : NULL;
+            if (nm == NULL || o >= len)
+                continue;
+            w = snprintf(buf + o, len - o, "%s%s", o > 0 ? "|" : "", nm);
+            o += w > 0 ? (size_t)w : 0;
+        }
+    }
+    for (size_t p = 0; p < rc->npaths && o < len; p++) {
+        w = snprintf(buf + o, len - o, " %s", rc->paths[p]);
+        o += w > 0 ? (size_t)w : 0;
+    }
+}
+
+int app_check_defers(const web_conf *conf, qb_dialect dialect,
+                     const app_db *db, const char *against,
+                     app_report_fn report, void *ud, size_t *nbad)
+{
+    size_t bad = 0;
+
+    if (nbad != NULL)
+        *nbad = 0;
+    if (conf == NULL || report == NULL ||
+        (db != NULL && db->sqlite != NULL && db->pg != NULL))
+        return WEB_EINVAL;
     for (size_t r = 0; r < conf->nroutes; r++) {
         const web_route_conf *rc = &conf->routes[r];
+        char rname[1024];
+
+        if (rc->ndefers > 0)
+            route_name(rc, rname, sizeof rname);
         for (size_t k = 0; k < rc->ndefers; k++) {
             const web_defer *d = &rc->defers[k];
             web_defer_tpl *t = NULL;
-            char eb[512];
+            char eb[512], line[2048];
+            int built = web_defer_tpl_create(d, dialect, &t, eb, sizeof eb) ==
+                        QB_OK;
 
-            if (web_defer_tpl_create(d, dialect, &t, eb, sizeof eb) !=
-                QB_OK) {
-                fprintf(stderr, "waituntil: %s:%d: %s %s: %s\n", conf_path,
-                        d->line, kind_name(d->kind), d->table, eb);
-                bad = 1;
-                continue;
-            }
-            if (fn != NULL && fn(ud, t, eb, sizeof eb) != 0) {
-                fprintf(stderr, "waituntil: %s:%d: %s %s: %s (%s)\n",
-                        conf_path, d->line, kind_name(d->kind), d->table, eb,
-                        against);
-                bad = 1;
+            if (!built || (db != NULL && stmt_compiles(db, t, eb,
+                                                       sizeof eb) != QB_OK)) {
+                /* The engine's message is one line (libpq may add a
+                 * DETAIL or HINT line; the first says it). */
+                eb[strcspn(eb, "\n")] = '\0';
+                snprintf(line, sizeof line,
+                         "%s:%d: route %s: defer %zu: %s %s: %s%s%s%s",
+                         conf->file, d->line, rname, k + 1,
+                         kind_name(d->kind), d->table, eb,
+                         built && against != NULL ? " (" : "",
+                         built && against != NULL ? against : "",
+                         built && against != NULL ? ")" : "");
+                report(ud, line);
+                bad++;
             }
             web_defer_tpl_free(t);
         }
     }
-    return bad;
+    if (nbad != NULL)
+        *nbad = bad;
+    return bad > 0 ? WEB_ECONF : WEB_OK;
+}
+
+/* -t's reporter: one line on stderr. */
+static void print_line(void *ud, const char *line)
+{
+    (void)ud;
+    fprintf(stderr, "waituntil: %s\n", line);
 }
 
 /* ---- SQLite --------------------------------------------------------------- */
 
-static int sqlite_prepare(void *ud, const web_defer_tpl *t, char *eb,
-                          size_t el)
+/* Whether db has a table named name (*has: 1 or 0).  QB_OK, or QB_ESQL
+ * with the message in db's handle. */
+static int sqlite_has_table(sqlite3 *db, const char *name, int *has)
 {
-    sqlite3 *db = qb_db_sqlite(ud);
     sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(db, web_defer_tpl_sql(t), -1, &st, NULL);
-    if (rc != SQLITE_OK)
-        snprintf(eb, el, "%s", sqlite3_errmsg(db));
+    int rc = sqlite3_prepare_v2(db,
+                                "SELECT 1 FROM sqlite_master WHERE type = "
+                                "'table' AND name = ?1",
+                                -1, &st, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
     sqlite3_finalize(st);
-    return rc == SQLITE_OK ? 0 : 1;
+    *has = rc == SQLITE_ROW;
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? QB_OK : QB_ESQL;
 }
 
-static int check_sqlite(const web_conf *conf, const char *conf_path,
-                        const char *db_path, const char *mig_dir)
+/* How many of list the live database has not recorded in its migrations
+ * table (qb's default, the one main.c applies with), read without
+ * qb_migrations_unapplied, which creates the table: a write.  QB_OK, or
+ * QB_ESQL with SQLite's message in eb. */
+static int sqlite_pending(sqlite3 *live, const qb_migration *list, size_t n,
+                          size_t *pending, char *eb, size_t el)
+{
+    sqlite3_stmt *st = NULL;
+    int has = 0, rc;
+
+    *pending = n;
+    if (sqlite_has_table(live, "migrations", &has) != QB_OK) {
+        snprintf(eb, el, "%s", sqlite3_errmsg(live));
+        return QB_ESQL;
+    }
+    if (!has)
+        return QB_OK; /* nothing was ever applied */
+    rc = sqlite3_prepare_v2(live, "SELECT 1 FROM migrations WHERE name = ?1",
+                            -1, &st, NULL);
+    for (size_t i = 0; rc == SQLITE_OK && i < n; i++) {
+        rc = sqlite3_bind_text(st, 1, list[i].name, -1, SQLITE_STATIC);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW)
+            (*pending)--;
+        if (rc == SQLITE_ROW || rc == SQLITE_DONE)
+            rc = sqlite3_reset(st);
+    }
+    sqlite3_finalize(st);
+    if (rc == SQLITE_OK)
+        return QB_OK;
+    snprintf(eb, el, "%s", sqlite3_errmsg(live));
+    return QB_ESQL;
+}
+
+/*
+ * Copy the live database's schema (tables, indexes, views, triggers; no
+ * rows) into the empty mem, and the names its migrations table records,
+ * so that the pending migrations can be applied to the copy as the start
+ * will apply them to the database.  Objects are made in the order they
+ * were (rowid order of sqlite_master); SQLite's own (sqlite_*) are made
+ * by SQLite; a table that already exists when its turn comes is the
+ * shadow table of a virtual table made before it.  QB_OK, or QB_ESQL
+ * with the object and SQLite's message in eb.
+ */
+static int sqlite_copy_schema(sqlite3 *live, sqlite3 *mem, char *eb,
+                              size_t el)
+{
+    sqlite3_stmt *st = NULL, *ins = NULL;
+    int has = 0, rc = sqlite3_prepare_v2(
+        live,
+        "SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL "
+        "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY rowid",
+        -1, &st, NULL);
+
+    if (rc != SQLITE_OK) {
+        snprintf(eb, el, "cannot read its schema: %s", sqlite3_errmsg(live));
+        return QB_ESQL;
+    }
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *type = (const char *)sqlite3_column_text(st, 0);
+        const char *name = (const char *)sqlite3_column_text(st, 1);
+        const char *sql = (const char *)sqlite3_column_text(st, 2);
+        if (type == NULL || name == NULL || sql == NULL)
+            continue;
+        if (strcmp(type, "table") == 0 &&
+            sqlite_has_table(mem, name, &has) == QB_OK && has)
+            continue; /* a shadow table, made with its virtual table */
+        if (sqlite3_exec(mem, sql, NULL, NULL, NULL) != SQLITE_OK) {
+            snprintf(eb, el, "cannot copy its schema: %s %s: %s", type, name,
+                     sqlite3_errmsg(mem));
+            sqlite3_finalize(st);
+            return QB_ESQL;
+        }
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        snprintf(eb, el, "cannot read its schema: %s", sqlite3_errmsg(live));
+        return QB_ESQL;
+    }
+    if (sqlite_has_table(live, "migrations", &has) != QB_OK) {
+        snprintf(eb, el, "cannot read its schema: %s", sqlite3_errmsg(live));
+        return QB_ESQL;
+    }
+    if (!has)
+        return QB_OK;
+    rc = sqlite3_prepare_v2(live, "SELECT name FROM migrations", -1, &st,
+                            NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(mem, "INSERT INTO migrations (name) VALUES (?1)",
+                                -1, &ins, NULL);
+    while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        rc = sqlite3_bind_value(ins, 1, sqlite3_column_value(st, 0));
+        if (rc == SQLITE_OK && (rc = sqlite3_step(ins)) == SQLITE_DONE)
+            rc = sqlite3_reset(ins);
+    }
+    if (rc != SQLITE_DONE)
+        snprintf(eb, el, "cannot copy its migrations table: %s",
+                 ins != NULL && sqlite3_errcode(mem) != SQLITE_OK
+                     ? sqlite3_errmsg(mem)
+                     : sqlite3_errmsg(live));
+    sqlite3_finalize(ins);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? QB_OK : QB_ESQL;
+}
+
+/*
+ * The verdict the start would give on a SQLite database: its folder
+ * (web_db_dir_prepare, nothing created), then the schema the start will
+ * check the statements against, built without writing to the database:
+ *   no database yet  -> the migrations applied to an empty memory database
+ *   nothing pending  -> the database itself, opened read-only
+ *   N pending        -> a memory copy of its schema with the N applied
+ */
+static int check_sqlite(const web_conf *conf, const char *db_path,
+                        const char *mig_dir)
 {
     qb_migration *list = NULL;
-    size_t n = 0, applied = 0, failed_at = 0;
-    qb_db *mem = NULL;
-    char eb[512];
-    int bad = 0;
+    size_t n = 0, applied = 0, failed_at = 0, pending = 0;
+    qb_db *mem = NULL, *live = NULL;
+    qb_db_config cfg;
+    web_db_dir_state dst = WEB_DB_DIR_READY;
+    app_db target = {NULL, NULL};
+    const char *against = "schema from the migrations";
+    char eb[1024], dir[PATH_MAX];
+    int bad = 0, rc;
 
+    /* The start makes a missing folder (one level) or fails: say which,
+     * with the start's own words, and create nothing. */
+    rc = web_db_dir_prepare(db_path, WEB_DB_DIR_CHECK, &dst, dir, sizeof dir,
+                            eb, sizeof eb);
+    if (rc != WEB_OK) {
+        fprintf(stderr, "waituntil: %s\n",
+                rc == WEB_ENOMEM ? "out of memory" : eb);
+        bad = 1;
+    } else if (dst == WEB_DB_DIR_MISSING) {
+        fprintf(stderr,
+                "waituntil: database folder %s does not exist: the start "
+                "creates it (mode %04o)\n",
+                dir, (unsigned)WEB_DB_DIR_MODE);
+    }
     if (app_migrations_load(mig_dir, &list, &n, eb, sizeof eb) != WEB_OK) {
         fprintf(stderr, "waituntil: %s\n", eb);
         return 1;
     }
-    if (qb_db_open(&mem, ":memory:", NULL, eb, sizeof eb) != QB_OK) {
-        fprintf(stderr, "waituntil: %s\n", eb);
-        bad = 1;
-        goto out;
-    }
-    if (qb_migrations_apply(mem, NULL, list, n, &applied, &failed_at) !=
-        QB_OK) {
-        fprintf(stderr, "waituntil: %s/%s: %s\n", mig_dir,
-                failed_at < n ? list[failed_at].name : "?",
-                qb_db_errmsg(mem));
-        bad = 1;
-        goto out;
-    }
-    bad |= check_templates(conf, conf_path, QB_DIALECT_SQLITE, sqlite_prepare,
-                           mem, "schema from the migrations");
-    if (access(db_path, F_OK) == 0) {
-        qb_db *db = NULL;
-        qb_db_config cfg;
+    if (strcmp(db_path, ":memory:") != 0 && access(db_path, F_OK) == 0) {
         memset(&cfg, 0, sizeof cfg);
         cfg.readonly = 1;
-        if (qb_db_open(&db, db_path, &cfg, eb, sizeof eb) != QB_OK) {
+        if (qb_db_open(&live, db_path, &cfg, eb, sizeof eb) != QB_OK ||
+            sqlite_pending(qb_db_sqlite(live), list, n, &pending, eb,
+                           sizeof eb) != QB_OK) {
             fprintf(stderr, "waituntil: database %s: %s\n", db_path, eb);
             bad = 1;
-        } else {
-            size_t idx_n = 0, *idx = calloc(n ? n : 1, sizeof *idx);
-            if (idx != NULL &&
-                qb_migrations_unapplied(db, NULL, list, n, idx, &idx_n) ==
-                    QB_OK)
-                fprintf(stderr,
-                        "waituntil: database %s: %zu migration(s) to apply at "
-                        "start\n",
-                        db_path, idx_n);
-            free(idx);
-            qb_db_close(db);
+            goto out;
         }
+        fprintf(stderr,
+                "waituntil: database %s: %zu migration(s) to apply at start\n",
+                db_path, pending);
+        against = pending > 0
+                      ? "schema of the database after its pending migrations"
+                      : "schema of the database";
+        target.sqlite = live;
     }
+    if (live == NULL || pending > 0) {
+        if (qb_db_open(&mem, ":memory:", NULL, eb, sizeof eb) != QB_OK ||
+            (live != NULL && sqlite_copy_schema(qb_db_sqlite(live),
+                                                qb_db_sqlite(mem), eb,
+                                                sizeof eb) != QB_OK)) {
+            fprintf(stderr, "waituntil: database %s: %s\n",
+                    live != NULL ? db_path : ":memory:", eb);
+            bad = 1;
+            goto out;
+        }
+        if (qb_migrations_apply(mem, NULL, list, n, &applied, &failed_at) !=
+            QB_OK) {
+            const char *nm = failed_at < n ? list[failed_at].name : "?";
+            if (live != NULL)
+                fprintf(stderr,
+                        "waituntil: database %s: pending migration %s/%s "
+                        "fails: %s\n",
+                        db_path, mig_dir, nm, qb_db_errmsg(mem));
+            else
+                fprintf(stderr, "waituntil: %s/%s: %s\n", mig_dir, nm,
+                        qb_db_errmsg(mem));
+            bad = 1;
+            goto out;
+        }
+        target.sqlite = mem;
+    }
+    if (app_check_defers(conf, QB_DIALECT_SQLITE, &target, against, print_line,
+                         NULL, NULL) != WEB_OK)
+        bad = 1;
 out:
+    qb_db_close(live);
     qb_db_close(mem);
     app_migrations_free(list, n);
     return bad;
@@ -195,9 +428,8 @@ static int pg_run(qb_pg *db, const char *sql, size_t nargs,
 /* EXPLAIN the statement with every parameter NULL (untyped, so the server
  * infers each type from its column): parse analysis and planning check
  * tables, columns, functions and types; nothing is executed. */
-static int pg_explain(void *ud, const web_defer_tpl *t, char *eb, size_t el)
+static int pg_explain(qb_pg *db, const web_defer_tpl *t, char *eb, size_t el)
 {
-    qb_pg *db = ud;
     const char *sql = web_defer_tpl_sql(t);
     size_t np = qb_query_nparams(web_defer_tpl_query(t));
     qb_value *nulls = calloc(np ? np : 1, sizeof *nulls);
@@ -212,11 +444,11 @@ static int pg_explain(void *ud, const web_defer_tpl *t, char *eb, size_t el)
     }
     free(nulls);
     if (rc == QB_OK)
-        return 0;
+        return QB_OK;
     snprintf(eb, el, "%s", rc == QB_ENOMEM ? "out of memory"
                                            : qb_pg_errmsg(db));
     eb[strcspn(eb, "\n")] = '\0';
-    return 1;
+    return rc;
 }
 
 /* How many of list are not recorded in the migrations table, read
@@ -244,8 +476,8 @@ static int pg_pending(qb_pg *db, const qb_pg_migration *list, size_t n,
     return QB_OK;
 }
 
-static int check_pg(const web_conf *conf, const char *conf_path,
-                    const char *uri, const char *mig_dir)
+static int check_pg(const web_conf *conf, const char *uri,
+                    const char *mig_dir)
 {
     qb_migration *list = NULL;
     qb_pg_migration *pl = NULL;
@@ -261,8 +493,8 @@ static int check_pg(const web_conf *conf, const char *conf_path,
         return 1;
     }
     /* Statements in the PostgreSQL dialect: no server needed. */
-    bad = check_templates(conf, conf_path, QB_DIALECT_POSTGRES, NULL, NULL,
-                          NULL);
+    bad = app_check_defers(conf, QB_DIALECT_POSTGRES, NULL, NULL, print_line,
+                           NULL, NULL) != WEB_OK;
     pl = calloc(n ? n : 1, sizeof *pl);
     if (pl == NULL) {
         fprintf(stderr, "waituntil: out of memory\n");
@@ -307,8 +539,10 @@ static int check_pg(const web_conf *conf, const char *conf_path,
                 "against its schema until the migrations are applied\n",
                 red);
     else
-        bad = check_templates(conf, conf_path, QB_DIALECT_POSTGRES,
-                              pg_explain, db, "schema of the database");
+        bad = app_check_defers(conf, QB_DIALECT_POSTGRES,
+                               &(app_db){.sqlite = NULL, .pg = db},
+                               "schema of the database", print_line, NULL,
+                               NULL) != WEB_OK;
 out:
     qb_pg_close(db);
     free(pl);
@@ -316,15 +550,16 @@ out:
     return bad;
 }
 #else
-static int check_pg(const web_conf *conf, const char *conf_path,
-                    const char *uri, const char *mig_dir)
+static int check_pg(const web_conf *conf, const char *uri,
+                    const char *mig_dir)
 {
     char red[512];
     (void)mig_dir;
     fprintf(stderr, "waituntil: database %s: %s\n",
             web_db_path_redact(uri, red, sizeof red), APP_NO_PG);
     /* The statements can still be built: report their errors too. */
-    check_templates(conf, conf_path, QB_DIALECT_POSTGRES, NULL, NULL, NULL);
+    app_check_defers(conf, QB_DIALECT_POSTGRES, NULL, NULL, print_line, NULL,
+                     NULL);
     return 1;
 }
 #endif
@@ -343,9 +578,9 @@ int app_check(const web_conf *conf, const char *conf_path, const char *db_path,
         fprintf(stderr, "waituntil: out of memory\n");
         bad = 1;
     } else if (engine == WEB_DB_POSTGRESQL) {
-        bad |= check_pg(conf, conf_path, db_path, dir);
+        bad |= check_pg(conf, db_path, dir);
     } else {
-        bad |= check_sqlite(conf, conf_path, db_path, dir);
+        bad |= check_sqlite(conf, db_path, dir);
     }
     free(dir);
     fprintf(stderr, "waituntil: configuration file %s test %s\n", conf_path,

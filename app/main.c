@@ -12,10 +12,11 @@
  * start failed (conf, database, socket).
  *
  * The database is SQLite (a file path) or PostgreSQL (database.path or -d
- * a postgresql:// URI; web_db_engine_of decides).  At start the engine's
- * migrations are applied (SQLite: the migrations folder, PostgreSQL: its
- * postgresql/ subfolder), then the pool opens its connections; the logs
- * show a URI with its password masked.  PostgreSQL code is built only
+ * a postgresql:// URI; web_db_engine_of decides).  At start a SQLite
+ * file's missing folder is created (one level, web_db_dir_prepare), the
+ * engine's migrations are applied (SQLite: the migrations folder,
+ * PostgreSQL: its postgresql/ subfolder), then the pool opens its
+ * connections; the logs show a URI with its password masked.  PostgreSQL code is built only
  * with libpq (HAVE_LIBPQ); without it a URI fails the start and -t.
  */
 #define _GNU_SOURCE
@@ -157,6 +158,33 @@ static void db_config(const web_conf *conf, qb_db_config *db)
     db->busy_timeout_ms = (int)conf->database.busy_timeout_ms;
 }
 
+/* app_check_defers' reporter at start: one error line per statement. */
+static void log_line(void *ud, const char *line)
+{
+    char q[2200];
+    web_logf(ud, WEB_LOG_ERROR, "defer_invalid", "error=%s",
+             web_log_q(q, sizeof q, line));
+}
+
+/* After the migrations, before anything listens: every deferred
+ * statement must compile against the live schema (the check -t makes),
+ * or the server would answer 2xx and fail each write in the background.
+ * WEB_OK or WEB_ECONF (each failure logged, then start_failed). */
+static int check_live(const web_conf *conf, qb_dialect dialect,
+                      const app_db *db, web_log *log)
+{
+    size_t nbad = 0;
+    int rc = app_check_defers(conf, dialect, db, "schema of the database",
+                              log_line, log, &nbad);
+    if (rc == WEB_OK)
+        return WEB_OK;
+    web_logf(log, WEB_LOG_ERROR, "start_failed",
+             "error=\"%zu deferred statement(s) do not fit the schema of the "
+             "database (defer_invalid above)\"",
+             nbad);
+    return WEB_ECONF;
+}
+
 #ifdef HAVE_LIBPQ
 /* Drop libpq's trailing newline (and anything after a first line). */
 static void one_line(char *s)
@@ -166,8 +194,11 @@ static void one_line(char *s)
 
 /* PostgreSQL: connect to uri and apply mig_dir's migrations in name order
  * (qb_pg locks the migrations table, so instances starting together
- * queue and each migration runs once). */
-static int migrate_pg(const char *uri, const char *mig_dir, web_log *log)
+ * queue and each migration runs once), then check the deferred
+ * statements against the schema on that session (EXPLAIN: nothing
+ * runs). */
+static int migrate_pg(const web_conf *conf, const char *uri,
+                      const char *mig_dir, web_log *log)
 {
     qb_migration *list = NULL;
     qb_pg_migration *pl = NULL;
@@ -196,34 +227,37 @@ static int migrate_pg(const char *uri, const char *mig_dir, web_log *log)
     }
     memset(&cfg, 0, sizeof cfg);
     cfg.application_name = "waituntil";
-    rc = qb_pg_open(&db, uri, &cfg, eb, sizeof eb);
-    if (rc != QB_OK) {
+    if (qb_pg_open(&db, uri, &cfg, eb, sizeof eb) != QB_OK) {
         one_line(eb);
         web_logf(log, WEB_LOG_ERROR, "db_open_failed",
                  "engine=postgresql db=%s error=%s", q2,
                  web_log_q(q, sizeof q, eb));
+        rc = WEB_EIO;
+    } else if (qb_pg_migrations_apply(db, NULL, pl, n, &applied,
+                                      &failed_at) != QB_OK) {
+        snprintf(eb, sizeof eb, "%s", qb_pg_errmsg(db));
+        one_line(eb);
+        web_logf(log, WEB_LOG_ERROR, "migrations_failed",
+                 "engine=postgresql db=%s error=%s", q2,
+                 web_log_q(q, sizeof q, eb));
+        rc = WEB_EIO;
     } else {
-        rc = qb_pg_migrations_apply(db, NULL, pl, n, &applied, &failed_at);
-        if (rc != QB_OK) {
-            snprintf(eb, sizeof eb, "%s", qb_pg_errmsg(db));
-            one_line(eb);
-            web_logf(log, WEB_LOG_ERROR, "migrations_failed",
-                     "engine=postgresql db=%s error=%s", q2,
-                     web_log_q(q, sizeof q, eb));
-        } else {
-            web_logf(log, WEB_LOG_INFO, "migrations",
-                     "engine=postgresql dir=%s found=%zu applied=%zu",
-                     mig_dir, n, applied);
-        }
+        web_logf(log, WEB_LOG_INFO, "migrations",
+                 "engine=postgresql dir=%s found=%zu applied=%zu", mig_dir,
+                 n, applied);
+        rc = check_live(conf, QB_DIALECT_POSTGRES,
+                        &(app_db){.sqlite = NULL, .pg = db}, log);
     }
     qb_pg_close(db);
     free(pl);
     app_migrations_free(list, n);
-    return rc == QB_OK ? WEB_OK : WEB_EIO;
+    return rc;
 }
 #endif
 
-/* Open the database and apply the migrations in name order. */
+/* SQLite: make the database's folder if it is missing (one level), open
+ * the database, apply the migrations in name order and check the
+ * deferred statements against the result.  PostgreSQL: migrate_pg. */
 static int migrate(const web_conf *conf, web_db_engine engine,
                    const char *db_path, const char *mig_dir, web_log *log)
 {
@@ -231,18 +265,33 @@ static int migrate(const web_conf *conf, web_db_engine engine,
     size_t n = 0, applied = 0, failed_at = 0;
     qb_db *db = NULL;
     qb_db_config cfg;
-    char eb[512], q[600], q2[600];
+    web_db_dir_state dst = WEB_DB_DIR_READY;
+    char eb[1024], q[1100], q2[600], dir[PATH_MAX];
     int rc;
 
     if (engine == WEB_DB_POSTGRESQL) {
 #ifdef HAVE_LIBPQ
-        return migrate_pg(db_path, mig_dir, log);
+        return migrate_pg(conf, db_path, mig_dir, log);
 #else
         web_logf(log, WEB_LOG_ERROR, "db_unsupported",
                  "engine=postgresql error=\"%s\"", APP_NO_PG);
         return WEB_EINVAL;
 #endif
     }
+    /* sqlite3 makes the file, not its folder (var/ in a fresh prefix):
+     * make that one level here, or say precisely why not; `-t` asks
+     * web_db_dir_prepare the same question. */
+    rc = web_db_dir_prepare(db_path, WEB_DB_DIR_CREATE, &dst, dir, sizeof dir,
+                            eb, sizeof eb);
+    if (rc != WEB_OK) {
+        web_logf(log, WEB_LOG_ERROR, "db_dir_failed", "error=%s",
+                 web_log_q(q, sizeof q, rc == WEB_ENOMEM ? "out of memory"
+                                                          : eb));
+        return rc;
+    }
+    if (dst == WEB_DB_DIR_MADE)
+        web_logf(log, WEB_LOG_INFO, "db_dir_created", "path=%s mode=%04o",
+                 web_log_q(q, sizeof q, dir), (unsigned)WEB_DB_DIR_MODE);
     if (app_migrations_load(mig_dir, &list, &n, eb, sizeof eb) != WEB_OK) {
         web_logf(log, WEB_LOG_ERROR, "migrations_failed", "error=%s",
                  web_log_q(q, sizeof q, eb));
@@ -260,13 +309,16 @@ static int migrate(const web_conf *conf, web_db_engine engine,
     if (rc != QB_OK) {
         web_logf(log, WEB_LOG_ERROR, "migrations_failed", "error=%s",
                  web_log_q(q, sizeof q, qb_db_errmsg(db)));
+        rc = WEB_EIO;
     } else {
         web_logf(log, WEB_LOG_INFO, "migrations", "dir=%s found=%zu applied=%zu",
                  mig_dir, n, applied);
+        rc = check_live(conf, QB_DIALECT_SQLITE,
+                        &(app_db){.sqlite = db, .pg = NULL}, log);
     }
     qb_db_close(db);
     app_migrations_free(list, n);
-    return rc == QB_OK ? WEB_OK : WEB_EIO;
+    return rc;
 }
 
 static void pool_config(const web_conf *conf, web_db_engine engine,

@@ -45,11 +45,15 @@ typedef struct logcap {
 } logcap;
 
 static logcap g_log;
+/* Thread id of the worker that logged hung_worker_returned (0: none). */
+static atomic_long g_hung_tid;
 
 static void cap_log(void *ud, int level, const char *line)
 {
     logcap *c = ud;
     size_t n = strlen(line) + 8;
+    if (strstr(line, "event=hung_worker_returned") != NULL)
+        atomic_store(&g_hung_tid, (long)gettid());
     pthread_mutex_lock(&c->mu);
     if (c->cap - c->len <= n) {
         size_t ncap = (c->cap + n) * 2;
@@ -143,6 +147,7 @@ static void setup(void)
     pthread_mutex_init(&g_log.mu, NULL);
     g_log.buf = NULL;
     g_log.len = g_log.cap = 0;
+    atomic_store(&g_hung_tid, 0);
     db_exec("PRAGMA journal_mode=WAL;"
             "CREATE TABLE t(id INTEGER PRIMARY KEY, v INTEGER UNIQUE,"
             " note TEXT)");
@@ -193,6 +198,40 @@ static void sleep_ms(int ms)
     struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
         ;
+}
+
+/* Wait (bounded) until a detached hung worker has logged its return and
+ * its thread has exited, so that everything it frees is freed (leak
+ * checkers run at the end of the test's process).  A condition, not a
+ * duration: the thread's /proc entry goes away when it exits. */
+static int wait_hung_worker_exit(int64_t bound_ms)
+{
+    int64_t end = tu_now_ms() + bound_ms;
+    char path[64];
+    long tid;
+    while ((tid = atomic_load(&g_hung_tid)) == 0 && tu_now_ms() < end)
+        sleep_ms(5);
+    if (tid == 0)
+        return 0;
+    snprintf(path, sizeof path, "/proc/self/task/%ld", tid);
+    while (access(path, F_OK) == 0 && tu_now_ms() < end)
+        sleep_ms(5);
+    return access(path, F_OK) != 0;
+}
+
+/* Wait (bounded) until the pool's slots in use drop to depth. */
+static int wait_depth(defer_pool *p, uint64_t depth, int64_t bound_ms)
+{
+    int64_t end = tu_now_ms() + bound_ms;
+    defer_stats s;
+    for (;;) {
+        defer_pool_stats(p, &s);
+        if (s.depth == depth)
+            return 1;
+        if (tu_now_ms() >= end)
+            return 0;
+        sleep_ms(5);
+    }
 }
 
 /* A gate: callbacks block in it until the test opens it. */
@@ -718,16 +757,23 @@ START_TEST(test_wait_policy_times_out)
 
     gate_init(&g);
     cfg.policy = DEFER_POLICY_WAIT;
-    cfg.admit_wait_ms = 300;
+    /* Long enough that the worker took its batch within the bound before
+     * we admit (a stall older than the bound is refused at once: see
+     * test_wait_policy_refuses_when_stalled). */
+    cfg.admit_wait_ms = 3000;
     p = stalled_pool(&cfg, tr, &g);
     c = mkctx(p);
     ck_assert_int_eq(reg(c, tr, 2, 0, "/w"), DEFER_OK);
     t0 = tu_now_ms();
     ck_assert_int_eq(defer_admit(p, c), DEFER_EFULL);
     dt = tu_now_ms() - t0;
-    /* it waited for the bound (condvar timeouts never fire early), and
-     * not for ever */
-    ck_assert_msg(dt >= 290 && dt < 10000, "waited %lld ms", (long long)dt);
+    defer_pool_stats(p, &s);
+    ck_assert_uint_eq(s.admit_waits, 1);
+    ck_assert_uint_eq(s.admit_stalled, 0);
+    /* it waited (condvar timeouts never fire early), and not for ever;
+     * the pool had moved less than the bound before, so at least
+     * 3000 - that */
+    ck_assert_msg(dt >= 10 && dt < 20000, "waited %lld ms", (long long)dt);
     ck_assert_int_eq(atomic_load(&tr->frees[2]), 1);
     ck_assert_int_eq(atomic_load(&tr->runs[2]), 0);
     gate_open(&g);
@@ -784,12 +830,65 @@ START_TEST(test_wait_policy_gets_slot)
     defer_submit(p, c);
     ck_assert_int_eq(pthread_join(th, NULL), 0);
     ck_assert_msg(dt < 15000, "waited %lld ms", (long long)dt);
+    defer_pool_stats(p, &s);
+    ck_assert_uint_eq(s.admit_waits, 1);
     defer_ctx_free(c);
     ck_assert_int_eq(defer_pool_shutdown(p, 10000), DEFER_OK);
     defer_pool_stats(p, &s);
     defer_pool_destroy(p);
     ck_assert_int_eq(atomic_load(&tr->runs[2]), 1);
     ck_assert_uint_eq(s.rejected, 0);
+    ck_assert_uint_eq(s.ok, 3);
+    assert_reconciled(&s);
+    gate_destroy(&g);
+    tr_free(tr);
+}
+END_TEST
+
+/* Regression (issue 13 item 3): with the writer stalled, WAIT admission
+ * held each request thread for the whole bound (100 ms by default), so
+ * at c=128 with 4 request threads a 503 took 3 s and /_status as long.
+ * A pool that has not taken or finished a batch within admit_wait_ms
+ * now refuses at once: the counters show it did not wait. */
+START_TEST(test_wait_policy_refuses_when_stalled)
+{
+    tracker *tr = tr_new(4);
+    defer_config cfg = base_cfg();
+    defer_pool *p;
+    defer_ctx *c;
+    defer_stats s;
+    gate g;
+
+    gate_init(&g);
+    cfg.policy = DEFER_POLICY_WAIT;
+    cfg.admit_wait_ms = 200;
+    p = stalled_pool(&cfg, tr, &g);
+    /* The worker took its batch before it entered the gate; sleeping
+     * past the bound makes the stall older than admit_wait_ms (a lower
+     * bound, which sleeping guarantees; the result does not depend on
+     * how much longer it takes). */
+    sleep_ms(250);
+    c = mkctx(p);
+    ck_assert_int_eq(reg(c, tr, 2, 0, "/w"), DEFER_OK);
+    ck_assert_int_eq(defer_admit(p, c), DEFER_EFULL);
+    defer_pool_stats(p, &s);
+    ck_assert_uint_eq(s.admit_stalled, 1);
+    ck_assert_uint_eq(s.admit_waits, 0);
+    ck_assert_int_eq(atomic_load(&tr->frees[2]), 1);
+    ck_assert_int_eq(atomic_load(&tr->runs[2]), 0);
+    /* Nothing is latched: once the writer has caught up, admission
+     * admits again. */
+    gate_open(&g);
+    ck_assert(wait_depth(p, 0, 60000));
+    ck_assert_int_eq(reg(c, tr, 3, 0, "/w"), DEFER_OK);
+    ck_assert_int_eq(defer_admit(p, c), DEFER_OK);
+    defer_submit(p, c);
+    defer_ctx_free(c);
+    ck_assert_int_eq(defer_pool_shutdown(p, 30000), DEFER_OK);
+    defer_pool_stats(p, &s);
+    defer_pool_destroy(p);
+    ck_assert_int_eq(atomic_load(&tr->runs[3]), 1);
+    ck_assert_uint_eq(s.rejected, 1);
     ck_assert_uint_eq(s.ok, 3);
     assert_reconciled(&s);
     gate_destroy(&g);
@@ -1417,7 +1516,7 @@ START_TEST(test_deadline_with_hung_callback)
     defer_ctx *c;
     defer_stats s;
     gate g;
-    int64_t t0, dt, end;
+    int64_t t0, dt;
     int i, rc;
 
     gate_init(&g);
@@ -1458,14 +1557,77 @@ START_TEST(test_deadline_with_hung_callback)
     /* When the callback finally returns, its worker frees its argument
      * once and then the pool. */
     gate_open(&g);
-    end = tu_now_ms() + 10000;
-    while (log_count("hung_worker_returned", NULL, NULL) == 0 &&
-           tu_now_ms() < end)
-        sleep_ms(10);
+    ck_assert(wait_hung_worker_exit(60000));
     ck_assert_int_eq(log_count("hung_worker_returned", NULL, NULL), 1);
     ck_assert_int_eq(atomic_load(&tr->frees[0]), 1);
     ck_assert_int_eq(log_count("hung_task_returned", NULL, NULL), 1);
-    sleep_ms(200); /* let it finish freeing (leak checkers) */
+    gate_destroy(&g);
+    tr_free(tr);
+}
+END_TEST
+
+/* Regression (issue 13 item 1): the hung callback is followed by more
+ * tasks of the SAME batch (one request).  Shutdown used to free those
+ * stolen task structs while the hung worker still held them; when the
+ * callback returned, the worker read them (heap-use-after-free under
+ * ASan, a double free when the freed memory read as READY).  Now the
+ * worker that holds a task owns its memory: shutdown counts and reports
+ * the stolen tasks, the worker frees them (never running them) when it
+ * comes back. */
+START_TEST(test_deadline_hung_callback_mid_batch)
+{
+    enum { N = 6 };
+    tracker *tr = tr_new(N);
+    defer_config cfg = base_cfg();
+    defer_pool *p;
+    defer_ctx *c;
+    defer_stats s;
+    gate g;
+    int i;
+
+    gate_init(&g);
+    cfg.workers = 1;
+    cfg.max_tasks_per_request = N;
+    p = mkpool(&cfg);
+    c = mkctx(p);
+    /* One request: the gate, then callbacks and SQL tasks behind it. */
+    ck_assert_int_eq(reg_gate(c, tr, 0, &g), DEFER_OK);
+    for (i = 1; i < N; i++) {
+        if (i % 2)
+            ck_assert_int_eq(reg(c, tr, i, 0, "/behind"), DEFER_OK);
+        else
+            ck_assert_int_eq(defer_wait_until_query(c, q_ins(i), "/behind"),
+                             DEFER_OK);
+    }
+    admit_submit(p, c);
+    ck_assert(gate_wait_entered(&g, 1, 30000));
+    ck_assert_int_eq(defer_pool_shutdown(p, 100), DEFER_ETIMEDOUT);
+    defer_pool_stats(p, &s);
+    ck_assert_uint_eq(s.hung, 1);
+    ck_assert_uint_eq(s.left, N);
+    ck_assert_uint_eq(s.ok, 0);
+    assert_reconciled(&s);
+    /* Every task behind the hung one is reported, once, at shutdown. */
+    ck_assert_int_eq(log_count("event=task_hung", "/gate", NULL), 1);
+    ck_assert_int_eq(log_count("event=task_left", "label=\"/behind\"",
+                               "hung worker"), N - 1);
+    ck_assert_int_eq(log_count("event=task_left", "kind=sql", "INSERT"),
+                     (N - 1) / 2);
+    defer_ctx_free(c);
+    defer_pool_destroy(p); /* the hung worker keeps the memory alive */
+
+    gate_open(&g);
+    ck_assert(wait_hung_worker_exit(60000));
+    ck_assert_int_eq(log_count("hung_worker_returned", NULL, NULL), 1);
+    /* Each argument freed exactly once, none of the stolen ones run; no
+     * task reported twice. */
+    ck_assert_int_eq(atomic_load(&tr->frees[0]), 1);
+    for (i = 1; i < N; i += 2) {
+        ck_assert_int_eq(atomic_load(&tr->runs[i]), 0);
+        ck_assert_int_eq(atomic_load(&tr->frees[i]), 1);
+    }
+    ck_assert_int_eq(log_count("event=task_left", NULL, NULL), N - 1);
+    ck_assert_int_eq(db_scalar("SELECT count(*) FROM t"), 0);
     gate_destroy(&g);
     tr_free(tr);
 }
@@ -1955,6 +2117,171 @@ START_TEST(test_thread_create_failure_joins)
     ck_assert_ptr_null(p);
     ck_assert_ptr_nonnull(strstr(err, "pthread_create"));
 #endif
+}
+END_TEST
+
+/* ==== found by a second reader (issue 13 item 1 and 3 changes) ======== */
+
+/* A pool idle for longer than admit_wait_ms is not a stalled pool.  A
+ * burst fills the queue before the worker has taken its first batch (it
+ * sits in its group-commit window): WAIT admission must wait, cut the
+ * window short and get the slots the batch frees.  (The first version of
+ * the stall check refused it at once: progress was the pool's start.) */
+START_TEST(test_wait_after_idle_burst)
+{
+    tracker *tr = tr_new(8);
+    defer_config cfg = base_cfg();
+    defer_pool *p;
+    defer_ctx *a, *b, *c;
+    defer_stats s;
+    int rc;
+
+    cfg.workers = 1;
+    cfg.policy = DEFER_POLICY_WAIT;
+    cfg.admit_wait_ms = 1000;
+    cfg.queue_capacity = 4;
+    cfg.max_tasks_per_request = 4;
+    cfg.batch_delay_us = 1000000; /* the window: ended by a waiter */
+    p = mkpool(&cfg);
+    a = mkctx(p);
+    b = mkctx(p);
+    c = mkctx(p);
+    /* Idle for longer than the bound (a lower bound sleeping guarantees). */
+    sleep_ms(1100);
+    /* The burst: 2 queued (the worker wakes and opens its window), 2
+     * reserved by a request still being answered: the queue is full. */
+    ck_assert_int_eq(reg(a, tr, 0, 0, "/burst"), DEFER_OK);
+    ck_assert_int_eq(reg(a, tr, 1, 0, "/burst"), DEFER_OK);
+    admit_submit(p, a);
+    ck_assert_int_eq(reg(b, tr, 2, 0, "/burst"), DEFER_OK);
+    ck_assert_int_eq(reg(b, tr, 3, 0, "/burst"), DEFER_OK);
+    ck_assert_int_eq(defer_admit(p, b), DEFER_OK);
+    defer_pool_stats(p, &s);
+    ck_assert_uint_eq(s.depth, 4);
+    ck_assert_uint_eq(s.batches, 0); /* precondition: nothing taken yet */
+    /* A healthy worker, 2 queued tasks it will run as soon as asked. */
+    ck_assert_int_eq(reg(c, tr, 4, 0, "/burst"), DEFER_OK);
+    rc = defer_admit(p, c);
+    defer_pool_stats(p, &s);
+    ck_assert_msg(rc == DEFER_OK,
+                  "admission after an idle period: %s (admit_stalled=%llu "
+                  "admit_waits=%llu)", defer_strerror(rc),
+                  (unsigned long long)s.admit_stalled,
+                  (unsigned long long)s.admit_waits);
+    defer_submit(p, c);
+    defer_submit(p, b);
+    ck_assert_int_eq(defer_pool_shutdown(p, 30000), DEFER_OK);
+    defer_pool_stats(p, &s);
+    defer_ctx_free(a);
+    defer_ctx_free(b);
+    defer_ctx_free(c);
+    defer_pool_destroy(p);
+    ck_assert_uint_eq(s.ok, 5);
+    assert_reconciled(&s);
+    tr_free(tr);
+}
+END_TEST
+
+/* A batch whose first task finished before the deadline and whose
+ * second hangs: once shutdown has returned, admitted == ok + failed +
+ * left (defer.h).  The finished task's outcome used to sit in the hung
+ * worker's runner, and its slot in in_flight, until the callback returned
+ * -- never, if it never did.  Each segment is now settled as it ends. */
+START_TEST(test_hung_after_done_reconciles)
+{
+    tracker *tr = tr_new(4);
+    defer_config cfg = base_cfg();
+    defer_pool *p;
+    defer_ctx *c;
+    defer_stats s;
+    gate g;
+
+    gate_init(&g);
+    cfg.workers = 1;
+    cfg.max_tasks_per_request = 3;
+    p = mkpool(&cfg);
+    c = mkctx(p);
+    ck_assert_int_eq(reg(c, tr, 0, 0, "/first"), DEFER_OK);
+    ck_assert_int_eq(reg_gate(c, tr, 1, &g), DEFER_OK);
+    ck_assert_int_eq(reg(c, tr, 2, 0, "/behind"), DEFER_OK);
+    admit_submit(p, c);
+    ck_assert(gate_wait_entered(&g, 1, 30000));
+    ck_assert_int_eq(atomic_load(&tr->runs[0]), 1);
+    ck_assert_int_eq(defer_pool_shutdown(p, 100), DEFER_ETIMEDOUT);
+    defer_pool_stats(p, &s);
+    ck_assert_uint_eq(s.hung, 1);
+    /* keep the test's memory valid whatever the outcome */
+    gate_open(&g);
+    ck_assert(wait_hung_worker_exit(60000));
+    defer_ctx_free(c);
+    defer_pool_destroy(p);
+    assert_reconciled(&s);
+    ck_assert_uint_eq(s.ok, 1);
+    gate_destroy(&g);
+    tr_free(tr);
+}
+END_TEST
+
+/* An SQL task RUNNING when shutdown gives up is marked HUNG and its SQL
+ * read (qb_query_sql(t->arg)) under pool->mu for the report; the worker
+ * used to free a claimed task's arg in finish_sql without pool->mu.  Here
+ * the worker is in finish_sql, held in the log callback on the first
+ * task's "task_left" line, when the grace period ends: shutdown marks the
+ * second task HUNG and formats its SQL.  Nothing orders the two (the log
+ * callback spins on a relaxed flag and takes no lock), so TSan reported
+ * the free racing with shutdown's read (plain and ASan builds pass: the
+ * forced order, read then free, does not crash).  Now a HUNG task's arg
+ * is freed after the batch, when shutdown no longer looks at it. */
+static atomic_int g_blk_armed, g_blk_entered, g_blk_release;
+
+static void blocking_log(void *ud, int level, const char *line)
+{
+    int exp = 1;
+    if (strstr(line, "event=task_left") != NULL &&
+        strstr(line, "interrupted at the shutdown deadline") != NULL &&
+        atomic_compare_exchange_strong_explicit(&g_blk_armed, &exp, 0,
+                                                memory_order_relaxed,
+                                                memory_order_relaxed)) {
+        atomic_store_explicit(&g_blk_entered, 1, memory_order_relaxed);
+        while (!atomic_load_explicit(&g_blk_release, memory_order_relaxed))
+            sleep_ms(1);
+        return; /* no lock: nothing may order us after shutdown */
+    }
+    cap_log(ud, level, line);
+}
+
+START_TEST(test_hung_sql_arg_vs_report)
+{
+    defer_config cfg = base_cfg();
+    defer_pool *p;
+    defer_ctx *c;
+    defer_stats s;
+
+    atomic_store(&g_blk_armed, 1);
+    atomic_store(&g_blk_entered, 0);
+    atomic_store(&g_blk_release, 0);
+    cfg.workers = 1;
+    cfg.task_budget_ms = 0;
+    cfg.log = blocking_log;
+    p = mkpool(&cfg);
+    c = mkctx(p);
+    ck_assert_int_eq(defer_wait_until_query(c, q_ins(1), "/d"), DEFER_OK);
+    ck_assert_int_eq(defer_wait_until_query(c, q_sql(SLOW_INSERT, 0, 0),
+                                            "/d/slow"), DEFER_OK);
+    admit_submit(p, c);
+    ck_assert(STAT_AT_LEAST(p, in_flight, 2, 10000));
+    ck_assert_int_eq(defer_pool_shutdown(p, 300), DEFER_ETIMEDOUT);
+    ck_assert(atomic_load_explicit(&g_blk_entered, memory_order_relaxed));
+    defer_pool_stats(p, &s);
+    /* The slow task was still RUNNING in the worker's finish_sql: HUNG,
+     * its SQL formatted by shutdown. */
+    ck_assert_uint_eq(s.hung, 1);
+    ck_assert_int_eq(log_count("event=task_hung", "kind=sql",
+                               "SELECT x + 10000000"), 1);
+    atomic_store_explicit(&g_blk_release, 1, memory_order_relaxed);
+    ck_assert(wait_hung_worker_exit(60000));
+    defer_ctx_free(c);
+    defer_pool_destroy(p);
 }
 END_TEST
 
@@ -2474,6 +2801,7 @@ int main(void)
 
     t = tc(s, "admission", 30);
     tcase_add_test(t, test_wait_policy_times_out);
+    tcase_add_test(t, test_wait_policy_refuses_when_stalled);
     tcase_add_test(t, test_wait_policy_gets_slot);
     tcase_add_test(t, test_reject_policy_is_immediate);
     tcase_add_test(t, test_inline_policy_runs_in_caller);
@@ -2494,6 +2822,7 @@ int main(void)
     t = tc(s, "shutdown", 60);
     tcase_add_test(t, test_drain_within_deadline);
     tcase_add_test(t, test_deadline_with_hung_callback);
+    tcase_add_test(t, test_deadline_hung_callback_mid_batch);
     tcase_add_test(t, test_deadline_interrupts_sql);
 
     t = tc(s, "counters", 60);
@@ -2508,6 +2837,11 @@ int main(void)
     tcase_add_test(t, test_worker_threads_named_and_masked);
     tcase_add_test(t, test_log_lines_escaped);
     tcase_add_test(t, test_thread_create_failure_joins);
+
+    t = tc(s, "second_reader", 120);
+    tcase_add_test(t, test_wait_after_idle_burst);
+    tcase_add_test(t, test_hung_after_done_reconciles);
+    tcase_add_test(t, test_hung_sql_arg_vs_report);
 
     t = tc(s, "log", 60);
     tcase_add_test(t, test_log_repeats_folded);

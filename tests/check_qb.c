@@ -1114,6 +1114,75 @@ START_TEST(test_sticky_error)
 }
 END_TEST
 
+/* PostgreSQL has no DELETE ... ORDER BY / LIMIT / OFFSET (a syntax error
+ * there): the PostgreSQL dialect refuses each at build, as a sticky
+ * QB_EDIALECT naming the clause, whatever the order of the calls; SQLite
+ * keeps building them (conformance cases 153-161). */
+static const struct {
+    const char *clause;
+    const char *sqlite;
+} del_pg_cases[] = {
+    { "ORDER BY", "DELETE FROM t WHERE id > ? ORDER BY id" },
+    { "LIMIT", "DELETE FROM t WHERE id > ? LIMIT 5" },
+    { "OFFSET", "DELETE FROM t WHERE id > ? LIMIT -1 OFFSET 2" },
+};
+
+static void del_pg_apply(qb_delete *d, int which)
+{
+    switch (which) {
+    case 0: qb_delete_order_by(d, "id", QB_ORDER_NONE); break;
+    case 1: qb_delete_limit(d, 5); break;
+    default: qb_delete_offset(d, 2); break;
+    }
+}
+
+START_TEST(test_delete_pg_order_limit_refused)
+{
+    qb_delete *d = qb_delete_new("t");
+    qb_query *q = (qb_query *)&q;
+    char want[64];
+
+    /* the clause before the dialect: only the build can tell */
+    QB_DELETE_WHERE(d, "id > ?", qb_int(1));
+    del_pg_apply(d, _i);
+    qb_delete_returning(d, "id");
+    qb_delete_dialect(d, QB_DIALECT_POSTGRES);
+    ck_assert_int_eq(qb_delete_error(d), QB_OK);
+    ck_assert_int_eq(qb_delete_build(d, &q), QB_EDIALECT);
+    ck_assert_ptr_null(q);
+    /* sticky: recorded on the builder, reported again */
+    ck_assert_int_eq(qb_delete_error(d), QB_EDIALECT);
+    snprintf(want, sizeof want, "DELETE ... %s is SQLite only",
+             del_pg_cases[_i].clause);
+    ck_assert_msg(strstr(qb_delete_errmsg(d), want) != NULL, "%s",
+                  qb_delete_errmsg(d));
+    qb_delete_limit(d, 1);
+    ck_assert_int_eq(qb_delete_build(d, &q), QB_EDIALECT);
+    ck_assert_ptr_null(q);
+    qb_delete_free(d);
+
+    /* SQLite: the same builder calls build */
+    d = qb_delete_new("t");
+    QB_DELETE_WHERE(d, "id > ?", qb_int(1));
+    del_pg_apply(d, _i);
+    ck_assert_int_eq(qb_delete_build(d, &q), QB_OK);
+    ck_assert_str_eq(qb_query_sql(q), del_pg_cases[_i].sqlite);
+    qb_query_free(q);
+    qb_delete_free(d);
+
+    /* PostgreSQL without them still builds, RETURNING last */
+    d = qb_delete_new("t");
+    qb_delete_dialect(d, QB_DIALECT_POSTGRES);
+    QB_DELETE_WHERE(d, "id > ?", qb_int(1));
+    qb_delete_returning(d, "id");
+    ck_assert_int_eq(qb_delete_build(d, &q), QB_OK);
+    ck_assert_str_eq(qb_query_sql(q), "DELETE FROM t WHERE id > $1 "
+                                      "RETURNING id");
+    qb_query_free(q);
+    qb_delete_free(d);
+}
+END_TEST
+
 /* Build twice gives the same result; the builder owns copies. */
 START_TEST(test_build_twice_and_copies)
 {
@@ -1487,6 +1556,114 @@ START_TEST(test_reg_large_statement_render)
 }
 END_TEST
 
+/* Raw SQL in a dialect: the placeholder scanner follows that dialect's
+ * lexical rules.  PostgreSQL: '..' with '' escapes, E'..' with backslash
+ * escapes (E only when it starts a token), "..", $$..$$ and $tag$..$tag$
+ * (a tag does not start with a digit: $1 is a parameter; a '$' inside a
+ * name is not a quote), -- comments and NESTED block comments; no `..`
+ * or [..] quoting.  SQLite: its own rules, no dollar quoting and no
+ * backslash escapes.  A `?` inside any of these stays as written, the
+ * real placeholders after them are numbered, and whitespace inside them
+ * is kept byte for byte.  dbg: qb_query_debug_sql with the values 7, 8,
+ * 9 (NULL: not checked). */
+typedef struct scan_case {
+    qb_dialect d;
+    const char *in;
+    size_t nargs;
+    const char *want;
+    const char *dbg;
+} scan_case;
+
+static const scan_case scan_cases[] = {
+    /* the issue's probe */
+    { QB_DIALECT_POSTGRES, "SELECT E'it''s ?\\'' , $$ ? $$, $t$ ? $t$, ?", 1,
+      "SELECT E'it''s ?\\'' , $$ ? $$, $t$ ? $t$, $1",
+      "SELECT E'it''s ?\\'' , $$ ? $$, $t$ ? $t$, 7" },
+    /* E'..': \' does not end it, '' does not either; lowercase e too */
+    { QB_DIALECT_POSTGRES, "SELECT E'\\'?', ?", 1, "SELECT E'\\'?', $1",
+      NULL },
+    { QB_DIALECT_POSTGRES, "SELECT e'?\\\\', ?, e'\\'' || ?", 2,
+      "SELECT e'?\\\\', $1, e'\\'' || $2", NULL },
+    /* ... also right after a whitespace run that collapses */
+    { QB_DIALECT_POSTGRES, "SELECT  E'\\'?',  ?", 1, "SELECT E'\\'?', $1",
+      NULL },
+    /* E inside a name does not make an escape string: 'a\' ends here */
+    { QB_DIALECT_POSTGRES, "SELECT some_e'a\\', ?", 1,
+      "SELECT some_e'a\\', $1", NULL },
+    /* a plain string has no backslash escape */
+    { QB_DIALECT_POSTGRES, "SELECT 'a\\', ?", 1, "SELECT 'a\\', $1", NULL },
+    /* dollar quotes: quotes and $$ inside a tagged body, ?N after */
+    { QB_DIALECT_POSTGRES, "SELECT $$it's ?$$, ?2, ?1", 2,
+      "SELECT $$it's ?$$, $2, $1", "SELECT $$it's ?$$, 8, 7" },
+    { QB_DIALECT_POSTGRES, "SELECT $fn$ a $$ ? $$ 'b $fn$, ?", 1,
+      "SELECT $fn$ a $$ ? $$ 'b $fn$, $1", NULL },
+    { QB_DIALECT_POSTGRES, "SELECT $_x1$ ? $_x$ ? $_x1$ || ?", 1,
+      "SELECT $_x1$ ? $_x$ ? $_x1$ || $1", NULL },
+    /* $1 is a parameter, not a tag; a '$' continuing a name is no quote */
+    { QB_DIALECT_POSTGRES, "SELECT $1$ ?", 1, "SELECT $1$ $1", NULL },
+    { QB_DIALECT_POSTGRES, "SELECT col$a$ + ?, ? AS x$$", 2,
+      "SELECT col$a$ + $1, $2 AS x$$", NULL },
+    /* whitespace inside literals kept, outside collapsed */
+    { QB_DIALECT_POSTGRES, "SELECT  $$a  b$$,\n\nE'x\\'  y' ,  ?", 1,
+      "SELECT $$a  b$$, E'x\\'  y' , $1", NULL },
+    /* identifiers and comments; PostgreSQL nests block comments */
+    { QB_DIALECT_POSTGRES, "SELECT \"a?\"\"b\", ? -- what?\n, ?", 2,
+      "SELECT \"a?\"\"b\", $1 -- what?\n, $2", NULL },
+    { QB_DIALECT_POSTGRES, "SELECT /* a /* ? */ ? */ ?", 1,
+      "SELECT /* a /* ? */ ? */ $1", "SELECT /* a /* ? */ ? */ 7" },
+    /* no [..] or `..` quoting on PostgreSQL */
+    { QB_DIALECT_POSTGRES, "SELECT (ARRAY[1, 2])[?::int]", 1,
+      "SELECT (ARRAY[1, 2])[$1::int]", NULL },
+    /* the executor's $N: a $N inside a literal is not a placeholder */
+    { QB_DIALECT_POSTGRES, "SELECT $a$ $2 $a$, E'\\'$3', $1", 1,
+      "SELECT $a$ $2 $a$, E'\\'$3', $1", "SELECT $a$ $2 $a$, E'\\'$3', 7" },
+    /* a rendered $N stays a token of its own (a$1 would be a name; the
+     * server refuses $1abc); after a ?N or a number a '$' starts a token,
+     * inside a name it does not (found by fuzz_qb_raw) */
+    { QB_DIALECT_POSTGRES, "SELECT a?, x FROM t WHERE a=?AND b=?1", 2,
+      "SELECT a $1, x FROM t WHERE a=$2 AND b=$1", NULL },
+    { QB_DIALECT_POSTGRES, "SELECT ?1$a$ ? $a$, 1$b$ ? $b$, ?", 2,
+      "SELECT $1 $a$ ? $a$, 1$b$ ? $b$, $2", NULL },
+    { QB_DIALECT_POSTGRES, "SELECT ?2_1$a$  ?", 3,
+      "SELECT $2 _1$a$ $3", NULL },
+    /* unterminated: the rest is the literal, nothing to number */
+    { QB_DIALECT_POSTGRES, "SELECT ?, $q$ ?", 1, "SELECT $1, $q$ ?", NULL },
+    /* SQLite: no dollar quoting, no backslash escapes; flat comments;
+     * [..] and `..` quote */
+    { QB_DIALECT_SQLITE, "SELECT  [a  b], `c  d`, 'e  f',  ?", 1,
+      "SELECT [a  b], `c  d`, 'e  f', ?", "SELECT [a  b], `c  d`, 'e  f', 7" },
+    { QB_DIALECT_SQLITE, "SELECT 'a\\',  ?", 1, "SELECT 'a\\', ?", NULL },
+    { QB_DIALECT_SQLITE, "SELECT /* a /* ? */ ?1 */  ?", 2,
+      "SELECT /* a /* ? */ ?1 */ ?", "SELECT /* a /* ? */ 7 */ 8" },
+};
+#define NSCAN (sizeof scan_cases / sizeof scan_cases[0])
+
+START_TEST(test_raw_dialect_scanner)
+{
+    const scan_case *c = &scan_cases[_i];
+    qb_value v[3] = { qb_int(7), qb_int(8), qb_int(9) };
+    qb_query *q = NULL;
+    char *dbg;
+
+    ck_assert_int_eq(qb_query_raw_dialect(&q, c->d, c->in, c->nargs, v,
+                                          QB_FETCH_ALL), QB_OK);
+    ck_assert_msg(strcmp(qb_query_sql(q), c->want) == 0,
+                  "case %d: %s\n  got  %s\n  want %s", _i, c->in,
+                  qb_query_sql(q), c->want);
+    ck_assert_uint_eq(strlen(qb_query_sql(q)), q->sql_len);
+    ck_assert_int_eq(qb_query_dialect(q), c->d);
+    ck_assert_uint_eq(qb_query_nparams(q), c->nargs);
+    if (c->dbg != NULL) {
+        dbg = qb_query_debug_sql(q);
+        ck_assert_ptr_nonnull(dbg);
+        ck_assert_msg(strcmp(dbg, c->dbg) == 0, "case %d debug: %s", _i,
+                      dbg);
+        free(dbg);
+    }
+    qb_query_free(q);
+}
+END_TEST
+
 /* ---- runner ------------------------------------------------------------- */
 
 static Suite *qb_suite(void)
@@ -1529,6 +1706,8 @@ static Suite *qb_suite(void)
     tcase_add_loop_test(tc, test_misuse, 0,
                         (int)(sizeof misuses / sizeof misuses[0]));
     tcase_add_test(tc, test_sticky_error);
+    tcase_add_loop_test(tc, test_delete_pg_order_limit_refused, 0,
+                        (int)(sizeof del_pg_cases / sizeof del_pg_cases[0]));
     tcase_add_test(tc, test_build_twice_and_copies);
     tcase_add_test(tc, test_paginate_sql);
     tcase_add_test(tc, test_explain_and_dialect_render);
@@ -1544,6 +1723,7 @@ static Suite *qb_suite(void)
                         (int)(sizeof reg_text_lens / sizeof reg_text_lens[0]));
     tcase_add_loop_test(tc, test_reg_collapse_when_needed, 0, RC_N);
     tcase_add_test(tc, test_reg_large_statement_render);
+    tcase_add_loop_test(tc, test_raw_dialect_scanner, 0, (int)NSCAN);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -655,6 +655,56 @@ START_TEST(test_raw_placeholders)
 }
 END_TEST
 
+/* Raw SQL with `?` inside PostgreSQL literals and comments, executed:
+ * only the real placeholders are numbered, the literals come back
+ * byte for byte (whitespace runs included), and the one value binds. */
+typedef struct lit_case {
+    const char *sql;    /* run with the one value 7 */
+    const char *want;   /* row 0's columns joined with '|' */
+} lit_case;
+
+static const lit_case lit_cases[] = {
+    { "SELECT E'it''s ?\\'' , $$ ? $$, $t$ ? $t$, ?",
+      "it's ?'| ? | ? |7" },
+    { "SELECT e'\\'?', $fn$ a $$ ? $$ 'b $fn$, ?::int + 1",
+      "'?| a $$ ? $$ 'b |8" },
+    { "SELECT $$a  b$$, E'x\\'  y' ,  ?::text", "a  b|x'  y|7" },
+    { "SELECT /* a /* ? */ ? */ ? -- what?\n, '?' AS \"c?\"", "7|?" },
+    { "SELECT (ARRAY[10, 20])[?::int - 6], 'a\\', 'x'", "10|a\\|x" },
+};
+#define NLIT (sizeof lit_cases / sizeof lit_cases[0])
+
+START_TEST(test_raw_literals)
+{
+    const lit_case *c = &lit_cases[_i];
+    qb_pg *db = db_fresh(NULL);
+    qb_query *q = raw(c->sql, 1, QB_VALS(qb_int(7)), QB_FETCH_ALL);
+    qb_pg_result *r = run_ok(db, q);
+    char got[256];
+    size_t off = 0;
+
+    ck_assert_uint_eq(qb_pg_result_rows(r), 1);
+    got[0] = '\0';
+    for (size_t i = 0; i < qb_pg_result_cols(r); i++) {
+        const char *t = qb_pg_result_text(r, 0, i, NULL);
+        char num[32];
+        if (qb_pg_result_type(r, 0, i) == QB_V_INT) {
+            snprintf(num, sizeof num, "%lld",
+                     (long long)qb_pg_result_int(r, 0, i));
+            t = num;
+        }
+        off += (size_t)snprintf(got + off, sizeof got - off, "%s%s",
+                                i ? "|" : "", t ? t : "-");
+        ck_assert_uint_lt(off, sizeof got);
+    }
+    ck_assert_msg(strcmp(got, c->want) == 0, "%s\n  sent %s\n  got  %s",
+                  c->sql, qb_query_sql(q), got);
+    qb_pg_result_free(r);
+    qb_query_free(q);
+    qb_pg_close(db);
+}
+END_TEST
+
 /* ---- types --------------------------------------------------------------- */
 
 START_TEST(test_typed_results)
@@ -975,6 +1025,24 @@ START_TEST(test_dialect_refused)
         qb_update_or(u, QB_CONFLICT_REPLACE);
         ck_assert_int_eq(qb_update_build(u, &q), QB_EDIALECT);
         qb_update_free(u);
+    }
+    {
+        /* The server has no DELETE ... LIMIT; the builder says so first. */
+        qb_delete *d = qb_delete_new("users");
+        qb_delete_dialect(d, QB_DIALECT_POSTGRES);
+        QB_DELETE_WHERE(d, "age > ?", qb_int(30));
+        qb_delete_order_by(d, "age", QB_ORDER_DESC);
+        qb_delete_limit(d, 1);
+        ck_assert_int_eq(qb_delete_build(d, &q), QB_EDIALECT);
+        ck_assert_ptr_null(q);
+        ck_assert_ptr_nonnull(strstr(qb_delete_errmsg(d), "SQLite only"));
+        qb_delete_free(d);
+        q = raw("DELETE FROM users WHERE age > ? ORDER BY age DESC LIMIT 1",
+                1, QB_VALS(qb_int(30)), QB_FETCH_ALL);
+        ck_assert_int_eq(qb_pg_exec(db, q, NULL), QB_ESQL);
+        ck_assert_str_eq(qb_pg_sqlstate(db), "42601");
+        qb_query_free(q);
+        ck_assert_int_eq(scalar(db, "SELECT count(*) FROM users"), 5);
     }
     qb_insert_free(ins);
     qb_select_free(s);
@@ -1551,6 +1619,96 @@ START_TEST(test_migrations_failure)
 }
 END_TEST
 
+/* A $N left in a migration (the server: 42P02 "there is no parameter")
+ * is refused the way qb_pg_exec refuses a count mismatch: QB_EINVAL with
+ * the same message, naming the file and the statement, the migration
+ * rolled back.  A $N that belongs to the SQL (an SQL-standard function
+ * body, BEGIN ATOMIC, PREPARE) or sits in a literal or comment runs. */
+typedef struct stray_case {
+    const char *sql;    /* the second migration's script */
+    const char *stmt;   /* the statement named, as qb_pg_exec gets it */
+    const char *where;  /* "statement K at line L" */
+} stray_case;
+
+static const stray_case stray_cases[] = {
+    { "CREATE TABLE m1 (a int);\n-- $9 in a comment\n"
+      "INSERT INTO m1 VALUES (length('$8' || $$ $7 $$ || E'\\'$6'));\n"
+      "CREATE FUNCTION addx(integer, integer) RETURNS integer\n"
+      "  LANGUAGE SQL IMMUTABLE RETURN $1 + $2;\n"
+      "INSERT INTO m1\n  VALUES ($1);\nCREATE TABLE m3 (a int);",
+      "INSERT INTO m1 VALUES ($1)", "statement 4 at line 6" },
+    /* ';' inside BEGIN ATOMIC ... END and CASE ... END does not split */
+    { "CREATE FUNCTION f3(int) RETURNS int LANGUAGE sql\n"
+      "BEGIN ATOMIC SELECT 1; SELECT CASE WHEN $1 > 0 THEN 1 END; END;;\n"
+      "PREPARE p3(int) AS SELECT $1;\n"
+      "SELECT $3::int, $1::int",
+      "SELECT $3::int, $1::int", "statement 3 at line 4" },
+};
+#define NSTRAY (sizeof stray_cases / sizeof stray_cases[0])
+
+START_TEST(test_migrations_stray_placeholder)
+{
+    const stray_case *c = &stray_cases[_i];
+    qb_pg *db = db_fresh(NULL);
+    const qb_pg_migration m[3] = {
+        { "0001_ok.sql", "CREATE TABLE m0 (a int);" },
+        { "0002_bad.sql", c->sql },
+        { "0003_after.sql", "CREATE TABLE m2 (a int);" },
+    };
+    size_t applied = 9, failed = 9;
+    char exec_msg[256], want[512];
+    qb_query *q = NULL;
+
+    /* what qb_pg_exec says about that statement, sent as written */
+    ck_assert_int_eq(qb_query_raw(&q, c->stmt, 0, NULL, QB_FETCH_NONE),
+                     QB_OK);
+    q->dialect = QB_DIALECT_POSTGRES;
+    ck_assert_int_eq(qb_pg_exec(db, q, NULL), QB_EINVAL);
+    snprintf(exec_msg, sizeof exec_msg, "%s", qb_pg_errmsg(db));
+    ck_assert_ptr_nonnull(strstr(exec_msg, "parameter count mismatch"));
+    qb_query_free(q);
+
+    ck_assert_int_eq(qb_pg_migrations_apply(db, NULL, m, 3, &applied,
+                                            &failed), QB_EINVAL);
+    ck_assert_uint_eq(applied, 1);
+    ck_assert_uint_eq(failed, 1);
+    snprintf(want, sizeof want, "migration '0002_bad.sql': %s (%s): %s",
+             c->where, c->stmt, exec_msg);
+    ck_assert_str_eq(qb_pg_errmsg(db), want);
+    ck_assert_int_eq(qb_pg_in_transaction(db), 0);
+    ck_assert_int_eq(scalar(db, "SELECT count(*) FROM pg_tables WHERE "
+                     "schemaname = 'public' AND tablename LIKE 'm_'"), 1);
+    ck_assert_int_eq(scalar(db, "SELECT count(*) FROM pg_proc WHERE "
+                     "proname IN ('addx', 'f3')"), 0);
+    ck_assert_int_eq(scalar(db, "SELECT count(*) FROM migrations"), 1);
+    qb_pg_close(db);
+}
+END_TEST
+
+/* ... and the same placeholders where they are the SQL's own apply. */
+START_TEST(test_migrations_own_params_run)
+{
+    qb_pg *db = db_fresh(NULL);
+    const qb_pg_migration m[1] = {
+        { "0001_fn.sql",
+          "CREATE FUNCTION addx(integer, integer) RETURNS integer\n"
+          "  LANGUAGE SQL IMMUTABLE RETURN $1 + $2;\n"
+          "CREATE FUNCTION f3(int) RETURNS int LANGUAGE sql\n"
+          "BEGIN ATOMIC SELECT CASE WHEN $1 > 0 THEN $1 + 1 END; END;\n"
+          "CREATE FUNCTION f4(int) RETURNS int LANGUAGE plpgsql AS $b$\n"
+          "BEGIN RETURN $1 * 2; END $b$;\n"
+          "SELECT '?' AS q, $$ $1 $$ AS r;" },
+    };
+    size_t applied = 9;
+
+    ck_assert_int_eq(qb_pg_migrations_apply(db, NULL, m, 1, &applied, NULL),
+                     QB_OK);
+    ck_assert_uint_eq(applied, 1);
+    ck_assert_int_eq(scalar(db, "SELECT addx(1, 2) + f3(5) + f4(7)"), 23);
+    qb_pg_close(db);
+}
+END_TEST
+
 /* ---- workers-qb's PostgreSQL cases (238-245), run for real ----------- */
 
 static const case_entry *case_of(int id)
@@ -2013,6 +2171,7 @@ static Suite *pg_suite(void)
     tcase_add_loop_test(t, test_select, 0, (int)NSEL);
     tcase_add_test(t, test_count);
     tcase_add_test(t, test_raw_placeholders);
+    tcase_add_loop_test(t, test_raw_literals, 0, (int)NLIT);
     t = tc(s, "types");
     tcase_add_test(t, test_typed_results);
     tcase_add_test(t, test_param_types);
@@ -2037,6 +2196,8 @@ static Suite *pg_suite(void)
     t = tc(s, "migrations");
     tcase_add_test(t, test_migrations_apply);
     tcase_add_test(t, test_migrations_failure);
+    tcase_add_loop_test(t, test_migrations_stray_placeholder, 0, (int)NSTRAY);
+    tcase_add_test(t, test_migrations_own_params_run);
     t = tc(s, "workers-qb cases");
     tcase_add_loop_test(t, test_pg_cases, 0,
                         (int)(sizeof pg_case_ids / sizeof pg_case_ids[0]));

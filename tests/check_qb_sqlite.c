@@ -1423,6 +1423,98 @@ START_TEST(test_migrations_name_is_bound)
 }
 END_TEST
 
+/* A placeholder left in a migration (any form SQLite binds: ?, ?N, :x,
+ * @x, $x) used to run with NULL bound to it, while qb_exec refuses the
+ * same statement.  Now the migration is refused the way qb_exec refuses
+ * it (QB_EINVAL, the same message), naming the file and the statement,
+ * and rolled back; the one before it stays applied, the one after it
+ * does not run. */
+static const struct {
+    const char *ph;   /* the stray placeholder */
+    int count;        /* what sqlite3_bind_parameter_count says */
+} stray_cases[] = {
+    { "?", 1 }, { "?3", 3 }, { ":v", 1 }, { "@v", 1 }, { "$v", 1 },
+};
+
+START_TEST(test_migrations_stray_placeholder)
+{
+    fx f;
+    char bad_sql[256], stmt[64], want[512], exec_msg[256];
+    qb_migration m[3] = {
+        { "0001_ok.sql", "CREATE TABLE m0 (a)" },
+        { "0002_bad.sql", bad_sql },
+        { "0003_after.sql", "CREATE TABLE m2 (a)" },
+    };
+    size_t applied = 9, failed = 9;
+    rec lg;
+    fx_open(&f, 0);
+
+    /* literals and comments holding '?' are not placeholders */
+    snprintf(stmt, sizeof stmt, "INSERT INTO m1 VALUES (%s)",
+             stray_cases[_i].ph);
+    snprintf(bad_sql, sizeof bad_sql,
+             "CREATE TABLE m1 (a);\n-- a comment with ? and ?1\n"
+             "INSERT INTO m1 VALUES ('?');\n"
+             "INSERT INTO m1\n  VALUES (%s);\nCREATE TABLE m3 (a);",
+             stray_cases[_i].ph);
+
+    /* what qb_exec says about that statement */
+    ck_assert_int_eq(run(f.db, "CREATE TABLE m1 (a)"), QB_OK);
+    ck_assert_int_eq(run(f.db, stmt), QB_EINVAL);
+    snprintf(exec_msg, sizeof exec_msg, "%s", qb_db_errmsg(f.db));
+    ck_assert_int_eq(run(f.db, "DROP TABLE m1"), QB_OK);
+
+    rec_init(&lg);
+    qb_db_set_logger(f.db, rec_logger, &lg);
+    ck_assert_int_eq(qb_migrations_apply(f.db, NULL, m, 3, &applied,
+                                         &failed), QB_EINVAL);
+    ck_assert_uint_eq(applied, 1);
+    ck_assert_uint_eq(failed, 1);
+    ck_assert_int_eq(lg.last_rc, QB_EINVAL);
+    snprintf(want, sizeof want, "migration '0002_bad.sql': statement 3 at "
+             "line 4 (INSERT INTO m1 VALUES (%s)): %s", stray_cases[_i].ph,
+             exec_msg);
+    ck_assert_str_eq(qb_db_errmsg(f.db), want);
+    snprintf(want, sizeof want, "parameter count mismatch: the statement "
+             "has %d placeholder(s), the query has 0 value(s)",
+             stray_cases[_i].count);
+    ck_assert_str_eq(exec_msg, want);
+    /* 0002 rolled back whole, 0003 never ran, 0001 stays */
+    ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM sqlite_master WHERE "
+                                  "name IN ('m1', 'm2', 'm3')"), 0);
+    ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM migrations"), 1);
+    ck_assert_int_ne(sqlite3_get_autocommit(qb_db_sqlite(f.db)), 0);
+    qb_db_set_logger(f.db, NULL, NULL);
+    fx_close(&f);
+}
+END_TEST
+
+/* A long statement is named by its first 60 bytes, cut on a character
+ * boundary. */
+START_TEST(test_migrations_stray_placeholder_long)
+{
+    fx f;
+    qb_migration m = {
+        "0001_long.sql",
+        "CREATE TABLE m1 (a);\n\n"
+        "INSERT INTO m1 (a)\n    SELECT 'abcdecaf\xc3\xa9 caf\xc3\xa9 "
+        "caf\xc3\xa9 caf\xc3\xa9 caf\xc3\xa9 caf\xc3\xa9' || ? FROM m1;"
+    };
+    const char *msg;
+    fx_open(&f, 0);
+    ck_assert_int_eq(qb_migrations_apply(f.db, NULL, &m, 1, NULL, NULL),
+                     QB_EINVAL);
+    msg = qb_db_errmsg(f.db);
+    /* the 60th byte is the first of the 5th e-acute's two: cut before it */
+    ck_assert_str_eq(msg, "migration '0001_long.sql': statement 2 at line 3 "
+                          "(INSERT INTO m1 (a) SELECT 'abcdecaf\xc3\xa9 "
+                          "caf\xc3\xa9 caf\xc3\xa9 caf\xc3\xa9 caf...): "
+                          "parameter count mismatch: the statement has 1 "
+                          "placeholder(s), the query has 0 value(s)");
+    fx_close(&f);
+}
+END_TEST
+
 /* ---- logger and hooks (table-driven over execution paths) ------------------------ */
 
 enum { OP_EXEC_OK, OP_EXEC_ERR, OP_EXEC_PARAMS, OP_CHAIN_ERR, OP_CURSOR,
@@ -2075,6 +2167,9 @@ static Suite *qb_sqlite_suite(void)
     tcase_add_loop_test(t, test_migrations_failure_stops, 0, 2);
     tcase_add_test(t, test_migrations_table_and_misuse);
     tcase_add_test(t, test_migrations_name_is_bound);
+    tcase_add_loop_test(t, test_migrations_stray_placeholder, 0,
+                        (int)(sizeof stray_cases / sizeof stray_cases[0]));
+    tcase_add_test(t, test_migrations_stray_placeholder_long);
     tcase_add_test(t, test_migrations_script_ends_txn);
 
     t = tc(s, "observe");

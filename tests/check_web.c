@@ -19,6 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -1035,6 +1037,18 @@ START_TEST(methods_format)
 }
 END_TEST
 
+START_TEST(method_names)
+{
+    ck_assert_str_eq(web_method_name(WEB_M_GET), "GET");
+    ck_assert_str_eq(web_method_name(WEB_M_OPTIONS), "OPTIONS");
+    for (unsigned b = 1; b < WEB_M_OTHER; b <<= 1)
+        ck_assert_uint_eq(web_method_bit(web_method_name(b)), b);
+    ck_assert_ptr_null(web_method_name(0));
+    ck_assert_ptr_null(web_method_name(WEB_M_OTHER));
+    ck_assert_ptr_null(web_method_name(WEB_M_GET | WEB_M_POST));
+}
+END_TEST
+
 /* ==== conf =============================================================== */
 
 static const char *col_src(const web_column *c, char *buf, size_t n)
@@ -1704,6 +1718,123 @@ START_TEST(db_path_redact_short_buffer)
 }
 END_TEST
 
+/* The folder of a SQLite database: CHECK and CREATE test the same, CHECK
+ * creates nothing, CREATE makes one level with WEB_DB_DIR_MODE. */
+START_TEST(db_dir_missing_check_then_create)
+{
+    char *tmp = tu_mkdtemp("wu-dbdir");
+    char db[512], want[512], dir[512], err[512];
+    web_db_dir_state st = WEB_DB_DIR_MADE;
+    struct stat sb;
+    mode_t old = umask(022);
+
+    ck_assert_ptr_nonnull(tmp);
+    snprintf(db, sizeof db, "%s/var//waituntil.db", tmp);
+    snprintf(want, sizeof want, "%s/var", tmp);
+    ck_assert_int_eq(web_db_dir_prepare(db, WEB_DB_DIR_CHECK, &st, dir,
+                                        sizeof dir, err, sizeof err),
+                     WEB_OK);
+    ck_assert_int_eq(st, WEB_DB_DIR_MISSING);
+    ck_assert_str_eq(dir, want);
+    ck_assert_int_ne(stat(want, &sb), 0); /* CHECK made nothing */
+    ck_assert_int_eq(web_db_dir_prepare(db, WEB_DB_DIR_CREATE, &st, dir,
+                                        sizeof dir, err, sizeof err),
+                     WEB_OK);
+    ck_assert_int_eq(st, WEB_DB_DIR_MADE);
+    ck_assert_int_eq(stat(want, &sb), 0);
+    ck_assert(S_ISDIR(sb.st_mode));
+    ck_assert_uint_eq(sb.st_mode & 07777, WEB_DB_DIR_MODE);
+    /* Now there: both say so, nothing else happens. */
+    ck_assert_int_eq(web_db_dir_prepare(db, WEB_DB_DIR_CHECK, &st, NULL, 0,
+                                        NULL, 0),
+                     WEB_OK);
+    ck_assert_int_eq(st, WEB_DB_DIR_READY);
+    ck_assert_int_eq(web_db_dir_prepare(db, WEB_DB_DIR_CREATE, &st, NULL, 0,
+                                        NULL, 0),
+                     WEB_OK);
+    ck_assert_int_eq(st, WEB_DB_DIR_READY);
+    umask(old);
+    tu_rmtree(tmp);
+    free(tmp);
+}
+END_TEST
+
+/* Each refusal reads the same from CHECK and CREATE, and names the path
+ * and the system's reason. */
+START_TEST(db_dir_refusals_agree)
+{
+    char *tmp = tu_mkdtemp("wu-dbdir");
+    char db[512], file[512], want[768], err[2][768];
+    web_db_dir_state st;
+    FILE *f;
+
+    ck_assert_ptr_nonnull(tmp);
+    /* The parent is missing too: only one level is made. */
+    snprintf(db, sizeof db, "%s/a/b/x.db", tmp);
+    snprintf(want, sizeof want,
+             "cannot create database folder %s/a/b: No such file or "
+             "directory (%s/a is missing too; only the last level is "
+             "created)",
+             tmp, tmp);
+    for (int op = 0; op < 2; op++) {
+        ck_assert_int_eq(web_db_dir_prepare(db, (web_db_dir_op)op, &st, NULL,
+                                            0, err[op], sizeof err[op]),
+                         WEB_EIO);
+        ck_assert_str_eq(err[op], want);
+    }
+    snprintf(file, sizeof file, "%s/a", tmp);
+    ck_assert_int_ne(access(file, F_OK), 0);
+    /* A regular file where the folder should be. */
+    f = fopen(file, "w");
+    ck_assert_ptr_nonnull(f);
+    fclose(f);
+    snprintf(db, sizeof db, "%s/a/x.db", tmp);
+    snprintf(want, sizeof want, "database folder %s/a: Not a directory", tmp);
+    for (int op = 0; op < 2; op++) {
+        ck_assert_int_eq(web_db_dir_prepare(db, (web_db_dir_op)op, &st, NULL,
+                                            0, err[op], sizeof err[op]),
+                         WEB_EIO);
+        ck_assert_str_eq(err[op], want);
+    }
+    /* ... or above it. */
+    snprintf(db, sizeof db, "%s/a/b/x.db", tmp);
+    snprintf(want, sizeof want, "database folder %s/a/b: Not a directory",
+             tmp);
+    for (int op = 0; op < 2; op++) {
+        ck_assert_int_eq(web_db_dir_prepare(db, (web_db_dir_op)op, &st, NULL,
+                                            0, err[op], sizeof err[op]),
+                         WEB_EIO);
+        ck_assert_str_eq(err[op], want);
+    }
+    tu_rmtree(tmp);
+    free(tmp);
+}
+END_TEST
+
+START_TEST(db_dir_nothing_to_do)
+{
+    static const char *const paths[] = {
+        ":memory:", "file:var/x.db?mode=rwc", "postgresql://wu@db/app",
+        "postgres://wu@/app?host=/nonexistent"};
+    web_db_dir_state st = WEB_DB_DIR_MADE;
+    char dir[8];
+
+    for (size_t i = 0; i < NELEM(paths); i++) {
+        ck_assert_int_eq(web_db_dir_prepare(paths[i], WEB_DB_DIR_CHECK, &st,
+                                            dir, sizeof dir, NULL, 0),
+                         WEB_OK);
+        ck_assert_int_eq(st, WEB_DB_DIR_READY);
+        ck_assert_str_eq(dir, "");
+    }
+    ck_assert_int_eq(web_db_dir_prepare(NULL, WEB_DB_DIR_CHECK, &st, NULL, 0,
+                                        NULL, 0),
+                     WEB_EINVAL);
+    ck_assert_int_eq(web_db_dir_prepare("x.db", WEB_DB_DIR_CHECK, NULL, NULL,
+                                        0, NULL, 0),
+                     WEB_EINVAL);
+}
+END_TEST
+
 /* ==== source evaluation ================================================== */
 
 static const char src_conf[] =
@@ -1912,6 +2043,7 @@ static Suite *web_suite(void)
     tcase_add_test(t, router_bounded);
     tcase_add_test(t, router_concurrent_readers);
     tcase_add_test(t, methods_format);
+    tcase_add_test(t, method_names);
     suite_add_tcase(s, t);
 
     t = tc("conf");
@@ -1930,6 +2062,9 @@ static Suite *web_suite(void)
     tcase_add_loop_test(t, db_path_resolve_prefix, 0, NELEM(resolve_cases));
     tcase_add_loop_test(t, db_path_redact, 0, NELEM(redact_cases));
     tcase_add_test(t, db_path_redact_short_buffer);
+    tcase_add_test(t, db_dir_missing_check_then_create);
+    tcase_add_test(t, db_dir_refusals_agree);
+    tcase_add_test(t, db_dir_nothing_to_do);
     suite_add_tcase(s, t);
 
     t = tc("source");

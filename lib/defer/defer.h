@@ -87,7 +87,11 @@
  * callback that does not return within 500 ms after the deadline is
  * reported "hung", detached, and keeps the pool's memory alive until it
  * returns (the pool is then freed by that thread); the call returns
- * DEFER_ETIMEDOUT.
+ * DEFER_ETIMEDOUT.  The tasks that worker had taken behind the hung one
+ * are reported left at once, but the worker owns them until it returns:
+ * only then are their arg_free called (never their callbacks), so an
+ * arg_free may run after defer_pool_destroy, or never if the callback
+ * never returns.
  *
  * DATABASE HEALTH (SQLite): the pool watches its database and stops
  * promising writes it cannot make.  State DEFER_DB_OK, DEFER_DB_FAILING or
@@ -185,7 +189,8 @@ DEFER_API const char *defer_strerror(int rc);
 /* ---- configuration ----------------------------------------------------- */
 
 typedef enum defer_policy {
-    DEFER_POLICY_WAIT = 0, /* wait up to admit_wait_ms for slots, then EFULL */
+    DEFER_POLICY_WAIT = 0, /* wait up to admit_wait_ms for slots, then EFULL;
+                              only while the workers are freeing slots */
     DEFER_POLICY_REJECT,   /* EFULL at once (WAIT with a zero bound) */
     DEFER_POLICY_INLINE    /* no slots: run the tasks in the caller now */
 } defer_policy;
@@ -315,6 +320,10 @@ typedef struct defer_stats {
     uint64_t in_flight;     /* tasks taken by a worker, not finished */
     uint64_t depth;         /* reserved + queued + in_flight (slots used) */
     uint64_t depth_hwm;     /* high-water mark of depth */
+    uint64_t admit_waits;   /* requests (not tasks) whose admission waited
+                               for room (policy WAIT) */
+    uint64_t admit_stalled; /* requests refused at once (WAIT): no room
+                               and the workers stalled (see defer_admit) */
     /* database health (see DATABASE HEALTH above) */
     int db_state;           /* DEFER_DB_OK / _FAILING / _LOST (gauge) */
     uint64_t unavail;       /* tasks refused at admit with DEFER_EUNAVAIL
@@ -407,7 +416,13 @@ DEFER_API size_t defer_ctx_count(const defer_ctx *ctx);
  *                   the policy: no waiting, never run inline.
  *   DEFER_EINVAL    ctx belongs to another pool (nothing changed).
  *   DEFER_EMISUSE   ctx already admitted (nothing changed).
- * WAIT blocks up to admit_wait_ms.  Thread-safe (different ctxs).
+ * WAIT blocks up to admit_wait_ms, and only while the pool is making
+ * progress: when the workers have work but none took a batch or finished
+ * a segment (a transaction, a callback) within the last admit_wait_ms (the
+ * writer is stalled: a lock held elsewhere, a hung server), it answers
+ * DEFER_EFULL at once instead of holding the request thread for a room
+ * that will not come (counted admit_stalled).  A thread that waits is
+ * counted admit_waits.  Thread-safe (different ctxs).
  */
 DEFER_API int defer_admit(defer_pool *pool, defer_ctx *ctx);
 

@@ -29,8 +29,16 @@
  *   RUNNING -> DONE     worker finished it (result counted by the worker)
  *   RUNNING -> WLEFT    worker abandoned it (deadline rolled it back)
  *   RUNNING -> HUNG     shutdown gave up on it (counted left by shutdown)
- * Whoever makes the transition out of READY owns arg; the task struct is
- * freed by the worker unless it was STOLEN.
+ * Whoever makes the transition out of READY decides the task's fate
+ * (runs it, reports it left, or -- shutdown -- counts and reports it);
+ * the worker that took the task into its batch owns the memory (arg and
+ * struct) until its batch is over, Redis bio.c's rule: it frees a STOLEN
+ * task's arg without running it, and frees every task struct of its
+ * batch, and the arg of a HUNG task, after the batch (shutdown may be
+ * formatting its SQL until then).  Shutdown never frees or dereferences,
+ * after unlocking, a task that a worker holds; what it reports it formats
+ * under pool->mu.  A worker that never returns keeps its batch, as it
+ * keeps the pool.
  */
 enum {
     T_READY = 0,
@@ -189,6 +197,10 @@ struct defer_pool {
     int shut_called, shut_done, shut_rc;
     unsigned idle, space_waiters, alive, refs;
     unsigned windows; /* workers waiting in their group-commit window */
+    int64_t progress_ns; /* last time a worker took a batch or finished
+                            a segment, or work arrived in an idle pool:
+                            WAIT admission waits only for a pool that has
+                            moved since */
     defer_task *qhead, *qtail;
     defer_stats st;            /* depth/queued/... maintained live */
     defer_health hl;           /* database health (defer_health.c) */
@@ -259,8 +271,16 @@ void defer__runner_set_db(defer_runner *r, qb_db *db);
 void defer__runner_fini(defer_runner *r);
 
 /* Run tasks[0..n) in order (segments of SQL tasks group-committed,
- * callbacks alone).  Every task ends DONE, WLEFT, STOLEN or HUNG. */
+ * callbacks alone).  Every task ends DONE, WLEFT, STOLEN or HUNG.  On a
+ * worker, each segment or callback is settled as soon as it ends. */
 void defer__run_batch(defer_runner *r, defer_task **tasks, size_t n);
+
+/* Worker only (defer_pool.c), not under mu: account for the finished
+ * tasks t[0..n) of its batch -- DONE and WLEFT release their in-flight
+ * slots; the runner's outcome counters are added to the pool's -- and
+ * record the progress that WAIT admission looks at.  STOLEN and HUNG
+ * tasks were accounted for by shutdown. */
+void defer__settle(defer_runner *r, defer_task **t, size_t n);
 
 /* The pool's writer turn (SQLite: one transaction at a time; always
  * granted on PostgreSQL).  0 when the pool aborted instead. */
@@ -268,7 +288,8 @@ int defer__token_get(defer_runner *r);
 void defer__token_put(defer_runner *r);
 
 /* Write one finished line to cfg.log (or stderr, counting failures in
- * log_dropped).  No folding: defer__log/emit fold. */
+ * log_dropped).  No folding: emit folds (defer__log); defer__log_line
+ * (shutdown's reports) does not. */
 void defer__log_write(defer_pool *p, int level, const char *line);
 
 /* Sleep up to ms on sleep_cv; returns early when the pool aborts. */
@@ -279,6 +300,14 @@ void defer__log(defer_pool *p, int level, const char *event,
                 const defer_task *t, int worker, int rc,
                 const char *detail);
 int defer__log_enabled(const defer_pool *p, int level);
+/* The line defer__log would write for task t, as a malloc'd string (NULL
+ * when level is off or memory is short): for the shutdown thread, which
+ * formats under pool->mu what it reports after unlocking, when t may
+ * already be freed by its worker.  Calls nothing outside lib/defer. */
+char *defer__task_line(const defer_pool *p, int level, const char *event,
+                       const defer_task *t, int worker, const char *detail);
+/* Write a line made by defer__task_line (NULL: nothing).  Not under mu. */
+void defer__log_line(defer_pool *p, int level, const char *line);
 
 /* Report a task not run (left/rejected) and free it: arg_free + free. */
 void defer__drop_task(defer_pool *p, defer_task *t, int level,

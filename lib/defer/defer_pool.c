@@ -24,9 +24,10 @@
  * SLOTS: capacity bounds reserved + queued + in_flight.  defer_admit
  * reserves all of a request's slots at once, before the response is
  * final; defer_submit turns reserved into queued and cannot fail; a slot
- * is released only after its task ran (in_flight drops at the end of the
- * worker's batch), so "drained" means queue empty AND nothing in flight
- * AND nothing reserved -- the Redis bio.c rule.
+ * is released only after its task ran (in_flight drops when the
+ * worker settles the task's segment or callback, defer__settle: a later
+ * callback of the same batch may hang), so "drained" means queue empty
+ * AND nothing in flight AND nothing reserved -- the Redis bio.c rule.
  *
  * QUEUE: one FIFO list of tasks; the tasks of a request are contiguous and
  * the first carries the request's length.  A worker takes whole requests,
@@ -63,8 +64,9 @@
  * the queue is emptied and reported "left", and each worker gives up the
  * rest of its batch ("left").  A worker that has not left its loop 500 ms
  * later is stuck in a callback: its unclaimed tasks are stolen (CAS, see
- * defer_int.h), its running task is reported "hung", and the thread is
- * detached holding a reference on the pool, so the pool's memory outlives
+ * defer_int.h: counted and reported left, but still the worker's to free),
+ * its running task is reported "hung", and the thread is detached holding
+ * a reference on the pool, so the pool's memory (and its batch) outlives
  * it; the last reference frees the pool.  No thread is ever cancelled.
  */
 #define _GNU_SOURCE
@@ -227,7 +229,7 @@ static void *worker_main(void *arg)
 
     defer__lock(p);
     for (;;) {
-        size_t n = 0, mine = 0, i;
+        size_t n = 0, i;
 
         while (p->qhead == NULL && p->state != P_STOPPED) {
             if (defer__health_idle(w))
@@ -280,38 +282,29 @@ static void *worker_main(void *arg)
         p->st.batches++;
         p->st.batch_hist[hist_bucket(n)]++;
         w->nbatch = n;
+        p->progress_ns = defer__now_ns();
         if (p->qhead != NULL && p->idle > 0)
             defer__signal(&p->work_cv);
         defer__unlock(p);
 
+        /* Settled segment by segment (defer__settle). */
         defer__run_batch(&w->run, w->batch, n);
 
+        /* Once nbatch is 0 (under mu) no one else changes a state. */
         defer__lock(p);
-        /* Tasks STOLEN or HUNG were accounted for by shutdown. */
-        for (i = 0; i < n; i++) {
-            int s = atomic_load(&w->batch[i]->state);
-            if (s != T_STOLEN)
-                w->batch[mine++] = w->batch[i];
-            if (s == T_DONE || s == T_WLEFT)
-                p->st.in_flight--;
-        }
         w->nbatch = 0;
-        p->st.ok += w->run.n_ok;
-        p->st.failed += w->run.n_failed;
-        p->st.left += w->run.n_left;
-        p->st.timeouts += w->run.n_timeouts;
-        p->st.commits += w->run.n_commits;
-        w->run.n_ok = w->run.n_failed = w->run.n_left = 0;
-        w->run.n_timeouts = w->run.n_commits = 0;
-        update_hwm(p);
-        if (p->space_waiters > 0)
-            defer__broadcast(&p->space_cv);
-        if (p->state != P_RUNNING && drained(p))
-            defer__broadcast(&p->done_cv);
         defer__unlock(p);
 
-        for (i = 0; i < mine; i++)
-            free(w->batch[i]);
+        /* The batch was ours throughout (defer_int.h): a stolen task was
+         * reported by shutdown and is freed here, unrun; a hung one's arg
+         * is freed here, now that shutdown cannot be reading it. */
+        for (i = 0; i < n; i++) {
+            defer_task *t = w->batch[i];
+            int s = atomic_load(&t->state);
+            if ((s == T_STOLEN || s == T_HUNG) && t->arg_free != NULL)
+                t->arg_free(t->arg);
+            free(t);
+        }
 
         defer__lock(p);
     }
@@ -334,6 +327,33 @@ static void *worker_main(void *arg)
     if (last)
         pool_free(p);
     return NULL;
+}
+
+void defer__settle(defer_runner *r, defer_task **t, size_t n)
+{
+    defer_pool *p = r->pool;
+    size_t i;
+
+    defer__lock(p);
+    for (i = 0; i < n; i++) {
+        int s = atomic_load(&t[i]->state);
+        if (s == T_DONE || s == T_WLEFT)
+            p->st.in_flight--;
+    }
+    p->st.ok += r->n_ok;
+    p->st.failed += r->n_failed;
+    p->st.left += r->n_left;
+    p->st.timeouts += r->n_timeouts;
+    p->st.commits += r->n_commits;
+    r->n_ok = r->n_failed = r->n_left = 0;
+    r->n_timeouts = r->n_commits = 0;
+    p->progress_ns = defer__now_ns();
+    update_hwm(p);
+    if (p->space_waiters > 0)
+        defer__broadcast(&p->space_cv);
+    if (p->state != P_RUNNING && drained(p))
+        defer__broadcast(&p->done_cv);
+    defer__unlock(p);
 }
 
 /* ---- create / free ------------------------------------------------------ */
@@ -522,6 +542,7 @@ DEFER_API int defer_pool_create(defer_pool **out, const defer_config *cfg,
                        ? cfg->batch_max : cfg->max_tasks_per_request;
     p->nworkers = cfg->workers;
     p->refs = 1;
+    p->progress_ns = defer__now_ns();
     atomic_init(&p->abort, 0);
     p->workers = calloc(p->nworkers, sizeof *p->workers);
     if (oom || p->workers == NULL) {
@@ -627,59 +648,63 @@ DEFER_API int defer_pool_create(defer_pool **out, const defer_config *cfg,
 
 /* ---- shutdown ----------------------------------------------------------- */
 
-/* Under mu: take a hung worker's batch away.  READY tasks are stolen
- * (returned as a list for the caller to report and free); RUNNING ones
- * are marked HUNG and their report line is formatted now, because the
- * worker frees the task struct as soon as it returns. */
-static defer_task *steal_batch(defer_pool *p, defer_worker *w,
-                               char ***hung_lines, size_t *nhung)
+/* Append line (may be NULL: level off or no memory) to a report. */
+static void report_add(char ***lines, size_t *n, char *line)
 {
-    defer_task *stolen = NULL, **tail = &stolen;
+    char **grown;
+    if (line == NULL)
+        return;
+    grown = realloc(*lines, (*n + 1) * sizeof **lines);
+    if (grown == NULL) {
+        free(line);
+        return;
+    }
+    *lines = grown;
+    (*lines)[(*n)++] = line;
+}
+
+/* Under mu: take a hung worker's batch away.  READY tasks are STOLEN
+ * (counted and reported left here; the worker frees them unrun when it
+ * returns), the RUNNING one is marked HUNG.  The report lines are
+ * formatted now, under mu: once mu is released the worker may return
+ * and free the tasks. */
+static void steal_batch(defer_pool *p, defer_worker *w, char ***lines,
+                        size_t *nlines, size_t *nhung)
+{
     size_t i;
 
     for (i = 0; i < w->nbatch; i++) {
         defer_task *t = w->batch[i];
         int exp = T_READY;
         if (atomic_compare_exchange_strong(&t->state, &exp, T_STOLEN)) {
-            t->next = NULL;
-            *tail = t;
-            tail = &t->next;
             p->st.in_flight--;
             p->st.left++;
+            report_add(lines, nlines,
+                       defer__task_line(p, DEFER_LOG_ERROR, "task_left", t,
+                                        (int)w->index,
+                                        "taken by a hung worker"));
             continue;
         }
         exp = T_RUNNING;
         if (atomic_compare_exchange_strong(&t->state, &exp, T_HUNG)) {
-            char **lines = realloc(*hung_lines,
-                                   (*nhung + 1) * sizeof **hung_lines);
-            char *line = malloc(1024);
             p->st.in_flight--;
             p->st.left++;
             p->st.hung++;
-            if (lines != NULL)
-                *hung_lines = lines;
-            if (lines != NULL && line != NULL) {
-                /* Copied now: the worker frees t as soon as it returns. */
-                snprintf(line, 1024, "worker %u still running %s task "
-                         "label=%s%s%.700s", w->index,
-                         t->fn != NULL ? "callback" : "sql", t->label,
-                         t->fn != NULL ? "" : " sql=",
-                         t->fn != NULL ? "" : qb_query_sql(t->arg));
-                (*hung_lines)[(*nhung)++] = line;
-            } else {
-                free(line);
-            }
+            (*nhung)++;
+            report_add(lines, nlines,
+                       defer__task_line(p, DEFER_LOG_ERROR, "task_hung", t,
+                                        (int)w->index,
+                                        "still running after the deadline"));
         }
     }
-    return stolen;
 }
 
 DEFER_API int defer_pool_shutdown(defer_pool *p, unsigned deadline_ms)
 {
     int64_t end, grace_end;
-    defer_task *left = NULL, *stolen = NULL;
-    char **hung = NULL;
-    size_t nhung = 0, i, nleft = 0;
+    defer_task *left = NULL;
+    char **report = NULL;
+    size_t nreport = 0, nhung = 0, i, nleft = 0;
     uint64_t left_before;
     int drained_ok, rc, detach_failed = 0;
 
@@ -752,17 +777,10 @@ DEFER_API int defer_pool_shutdown(defer_pool *p, unsigned deadline_ms)
     }
     for (i = 0; i < p->nworkers; i++) {
         defer_worker *w = &p->workers[i];
-        defer_task *s, *st_tail;
         int drc;
         if (!w->started || w->leaving)
             continue;
-        s = steal_batch(p, w, &hung, &nhung);
-        for (st_tail = s; st_tail != NULL && st_tail->next != NULL;)
-            st_tail = st_tail->next;
-        if (st_tail != NULL) {
-            st_tail->next = stolen;
-            stolen = s;
-        }
+        steal_batch(p, w, &report, &nreport, &nhung);
         drc = pthread_detach(w->tid);
         if (drc != 0)
             detach_failed = drc;
@@ -773,17 +791,14 @@ DEFER_API int defer_pool_shutdown(defer_pool *p, unsigned deadline_ms)
     update_hwm(p);
     defer__unlock(p);
 
-    for (i = 0; i < nhung; i++) {
-        defer__log(p, DEFER_LOG_ERROR, "task_hung", NULL, -1,
-                   DEFER_ETIMEDOUT, hung[i]);
-        free(hung[i]);
+    for (i = 0; i < nreport; i++) {
+        defer__log_line(p, DEFER_LOG_ERROR, report[i]);
+        free(report[i]);
     }
-    free(hung);
+    free(report);
     if (detach_failed)
         defer__log(p, DEFER_LOG_ERROR, "detach_failed", NULL, -1,
                    DEFER_ETHREAD, strerror(detach_failed));
-    free_task_list(p, stolen, DEFER_LOG_ERROR, "task_left",
-                   "taken by a hung worker");
 
     for (i = 0; i < p->nworkers; i++) {
         if (p->workers[i].started) {
@@ -1074,6 +1089,39 @@ static void reject(defer_pool *p, defer_ctx *c, const char *why)
     free_task_list(p, t, DEFER_LOG_DEBUG, "task_rejected", why);
 }
 
+/* Under mu, policy WAIT, no room for n tasks: wait up to admit_wait_ms
+ * for room, but only in a pool whose workers took or finished a batch
+ * within that time.  A stalled writer (a lock held elsewhere, a hung
+ * server) frees no slot: each waiter would
+ * hold its request thread for the whole bound while the requests behind
+ * it (in nginx, in the listen backlog) waited too -- 503s took seconds at
+ * c=128 with 4 threads.  Then the caller refuses at once. */
+static void wait_for_room(defer_pool *p, size_t n)
+{
+    size_t cap = p->cfg.queue_capacity;
+    int64_t now = defer__now_ns();
+    int64_t wait_ns = (int64_t)p->cfg.admit_wait_ms * 1000000;
+
+    if (p->windows > 0) /* a worker waiting for its batch: start now */
+        defer__broadcast(&p->work_cv);
+    /* Stalled: there is work for the workers (not only slots reserved by
+     * requests still being answered), none is in its batch window, and
+     * none took a batch or finished a segment since the work arrived or
+     * for the whole bound. */
+    if (p->st.queued + p->st.in_flight > 0 && p->windows == 0 &&
+        now - p->progress_ns > wait_ns) {
+        p->st.admit_stalled++;
+        return;
+    }
+    p->st.admit_waits++;
+    p->space_waiters++;
+    while (p->state == P_RUNNING && n > cap - used_slots(p)) {
+        if (defer__wait(p, &p->space_cv, now + wait_ns) == ETIMEDOUT)
+            break;
+    }
+    p->space_waiters--;
+}
+
 DEFER_API int defer_admit(defer_pool *p, defer_ctx *c)
 {
     size_t n, cap;
@@ -1095,18 +1143,8 @@ DEFER_API int defer_admit(defer_pool *p, defer_ctx *c)
     defer__lock(p);
     if (p->state == P_RUNNING && n > cap - used_slots(p) &&
         p->cfg.policy == DEFER_POLICY_WAIT && p->cfg.admit_wait_ms > 0 &&
-        n <= cap) {
-        int64_t end = defer__now_ns() +
-                      (int64_t)p->cfg.admit_wait_ms * 1000000;
-        p->space_waiters++;
-        if (p->windows > 0) /* a worker waiting for its batch: start now */
-            defer__broadcast(&p->work_cv);
-        while (p->state == P_RUNNING && n > cap - used_slots(p)) {
-            if (defer__wait(p, &p->space_cv, end) == ETIMEDOUT)
-                break;
-        }
-        p->space_waiters--;
-    }
+        n <= cap)
+        wait_for_room(p, n);
     if (p->state != P_RUNNING) {
         p->st.rejected += n;
         defer__unlock(p);
@@ -1147,6 +1185,8 @@ DEFER_API void defer_submit(defer_pool *p, defer_ctx *c)
         return;
     defer__lock(p);
     p->st.reserved -= n;
+    if (p->st.queued + p->st.in_flight == 0)
+        p->progress_ns = defer__now_ns(); /* work arrives in an idle pool */
     if (p->state == P_STOPPED) {
         /* Admitted before shutdown, submitted after it gave up: the
          * tasks will never run; account and report them as left. */

@@ -232,6 +232,50 @@ int defer__log_enabled(const defer_pool *p, int level)
     return level >= p->cfg.log_level;
 }
 
+/* The line emit writes, without the level; touches nothing but p's
+ * immutable fields and t, so it may run under pool->mu. */
+static void format_line(lbuf *b, const defer_pool *p, const char *event,
+                        const defer_task *t, int worker, int has_rc, int rc,
+                        const char *rcstr, const char *detail)
+{
+    b->n = 0;
+    b->s[0] = '\0';
+    lb_puts(b, "pool=");
+    lb_puts(b, p->name);
+    lb_puts(b, " event=");
+    lb_puts(b, event);
+    if (worker >= 0)
+        lb_kvi(b, "worker", worker);
+    if (t != NULL) {
+        lb_kv(b, "label", t->label, LOG_VALUE_MAX);
+        lb_puts(b, t->fn != NULL ? " kind=callback" : " kind=sql");
+    }
+    if (has_rc) {
+        lb_kvi(b, "rc", rc);
+        lb_kv(b, "error", rcstr, LOG_VALUE_MAX);
+    }
+    lb_kv(b, "detail", detail, LOG_VALUE_MAX);
+    if (t != NULL && t->fn == NULL)
+        lb_kv(b, "sql", qb_query_sql(t->arg), LOG_SQL_MAX);
+}
+
+void defer__log_line(defer_pool *p, int level, const char *line)
+{
+    if (line == NULL || !defer__log_enabled(p, level))
+        return;
+    defer__log_write(p, level, line); /* shutdown's reports: not folded */
+}
+
+char *defer__task_line(const defer_pool *p, int level, const char *event,
+                       const defer_task *t, int worker, const char *detail)
+{
+    lbuf b;
+    if (!defer__log_enabled(p, level))
+        return NULL;
+    format_line(&b, p, event, t, worker, 0, 0, NULL, detail);
+    return strdup(b.s);
+}
+
 static void emit(defer_pool *p, int level, const char *event,
                  const defer_task *t, int worker, int has_rc, int rc,
                  const char *rcstr, const char *detail)
@@ -241,25 +285,7 @@ static void emit(defer_pool *p, int level, const char *event,
     int pass, sum_level = level;
     if (!defer__log_enabled(p, level))
         return;
-    b.n = 0;
-    b.s[0] = '\0';
-    lb_puts(&b, "pool=");
-    lb_puts(&b, p->name);
-    lb_puts(&b, " event=");
-    lb_puts(&b, event);
-    if (worker >= 0)
-        lb_kvi(&b, "worker", worker);
-    if (t != NULL) {
-        lb_kv(&b, "label", t->label, LOG_VALUE_MAX);
-        lb_puts(&b, t->fn != NULL ? " kind=callback" : " kind=sql");
-    }
-    if (has_rc) {
-        lb_kvi(&b, "rc", rc);
-        lb_kv(&b, "error", rcstr, LOG_VALUE_MAX);
-    }
-    lb_kv(&b, "detail", detail, LOG_VALUE_MAX);
-    if (t != NULL && t->fn == NULL)
-        lb_kv(&b, "sql", qb_query_sql(t->arg), LOG_SQL_MAX);
+    format_line(&b, p, event, t, worker, has_rc, rc, rcstr, detail);
     /* Fold repeats (defer_log.c): the key leaves label and SQL out. */
     pass = defer__rl_pass(p, level, event, has_rc ? rc : 0, detail, b.s,
                            sum, sizeof sum, &sum_level);
@@ -480,12 +506,14 @@ static void run_callback(defer_runner *r, defer_task *t)
             emit(p, DEFER_LOG_ERROR, "task_failed", t, r->worker, 1, rc,
                  "callback failed", r->env.has_err ? r->env.err : NULL);
         }
+        if (t->arg_free != NULL)
+            t->arg_free(t->arg);
     } else {
+        /* HUNG: shutdown counted and reported it; its arg is freed after
+         * the batch (worker_main), when shutdown can no longer read it. */
         emit(p, DEFER_LOG_WARN, "hung_task_returned", t, r->worker, 1, rc,
              rc == 0 ? "ok" : "callback failed", "already reported hung");
     }
-    if (t->arg_free != NULL)
-        t->arg_free(t->arg);
     r->env.task = NULL;
 }
 
@@ -858,7 +886,7 @@ static void finish_sql(defer_runner *r, defer_task **t,
     size_t i;
 
     for (i = 0; i < n; i++) {
-        int exp = T_RUNNING;
+        int exp = T_RUNNING, mine;
         if (!s[i].claimed) {
             leave_task(r, t[i], left_why != NULL ? left_why
                                                   : "deadline passed");
@@ -866,13 +894,15 @@ static void finish_sql(defer_runner *r, defer_task **t,
         }
         if (left_why != NULL && s[i].st != S_FAILED) {
             /* Its work was rolled back with the transaction. */
-            if (atomic_compare_exchange_strong(&t[i]->state, &exp, T_WLEFT)) {
+            mine = atomic_compare_exchange_strong(&t[i]->state, &exp,
+                                                  T_WLEFT);
+            if (mine) {
                 emit(p, DEFER_LOG_ERROR, "task_left", t[i], r->worker, 0, 0,
                      NULL, left_why);
                 r->n_left++;
             }
-        } else if (atomic_compare_exchange_strong(&t[i]->state, &exp,
-                                                  T_DONE)) {
+        } else if ((mine = atomic_compare_exchange_strong(&t[i]->state, &exp,
+                                                          T_DONE))) {
             if (s[i].st == S_FAILED) {
                 r->n_failed++;
                 if (s[i].timeout)
@@ -885,7 +915,9 @@ static void finish_sql(defer_runner *r, defer_task **t,
                 r->n_ok++;
             }
         }
-        if (t[i]->arg_free != NULL)
+        /* Not mine: HUNG; shutdown may be reading its SQL for the report
+         * now, so its arg is freed after the batch (worker_main). */
+        if (mine && t[i]->arg_free != NULL)
             t[i]->arg_free(t[i]->arg);
         free(s[i].msg);
         s[i].msg = NULL;
@@ -1162,15 +1194,19 @@ void defer__run_batch(defer_runner *r, defer_task **t, size_t n)
 {
     size_t i = 0;
     while (i < n) {
-        size_t j = i;
+        size_t j = i + 1;
         if (t[i]->fn != NULL) {
             run_callback(r, t[i]);
-            i++;
-            continue;
+        } else {
+            while (j < n && t[j]->fn == NULL)
+                j++;
+            run_sql(r, t + i, j - i);
         }
-        while (j < n && t[j]->fn == NULL)
-            j++;
-        run_sql(r, t + i, j - i);
+        /* A later callback of the batch may hang: account for these
+         * now, so their slots free and the counters reconcile even if
+         * the worker never comes back. */
+        if (r->worker >= 0)
+            defer__settle(r, t + i, j - i);
         i = j;
     }
 }

@@ -234,7 +234,7 @@ static int frag_scan(qbi_err *e, const char *clause, const char *frag,
         return e->code;
     }
     while (i < n) {
-        j = qbi_sql_skip(frag, n, i, 1, &closed);
+        j = qbi_sql_skip(frag, n, i, QB_DIALECT_SQLITE, &closed);
         if (j != i) {
             if (!closed) {
                 qbi_seterr(e, QB_EINVAL,
@@ -824,7 +824,7 @@ static void render_leaf(qbi_rctx *r, callstate *cs, const char *text)
             i++;
             continue;
         }
-        j = qbi_sql_skip(text, n, i, 1, &closed);
+        j = qbi_sql_skip(text, n, i, QB_DIALECT_SQLITE, &closed);
         if (j != i) {
             i = j;
             continue;
@@ -955,7 +955,7 @@ static int rctx_text(qbi_rctx *r)
     if (r->sb.p == NULL) /* nothing rendered; cannot happen with init_buf */
         return QB_EINVAL;
     if (r->sb.ws)
-        r->sb.len = qbi_sql_collapse_inplace(r->sb.p, r->sb.len);
+        r->sb.len = qbi_sql_collapse_inplace(r->sb.p, r->sb.len, r->dialect);
     return QB_OK;
 }
 

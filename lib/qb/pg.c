@@ -20,10 +20,11 @@
  *
  * Placeholders.  The server answers a $N count that does not match the
  * bind message with a protocol-violation error (08P01), which looks like a
- * broken connection.  We therefore count $N ourselves first, with a small
- * lexer that knows PostgreSQL's quoting: '..' (and E'..' escapes), "..",
- * -- and nested block comments, $tag$..$tag$, and identifiers that contain
- * '$' (a$1 is a name, not a parameter).
+ * broken connection.  We therefore count $N ourselves first, with the
+ * builder's lexer in its PostgreSQL mode (qbi_sql_skip: '..' and E'..'
+ * escapes, "..", -- and nested block comments, $tag$..$tag$, and names
+ * that contain '$': a$1 is a name, not a parameter), the same rules that
+ * qb_query_raw_dialect numbers `?` by.
  *
  * Statement cache (optional, qb_pg_config.stmt_cache_size).  Prepared
  * statements named qb<N>, keyed by the SQL bytes AND the parameter type
@@ -52,7 +53,7 @@
  * through obs_end, which calls the logger and the after hook exactly once.
  */
 #include "qb_pg.h"
-#include "qb_int.h"
+#include "qb_priv.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -284,112 +285,18 @@ static void obs_end(qb_pg *db, const qb_query *q, const pg_obs *o, int rc,
 
 /* ---- placeholder scan -------------------------------------------------- */
 
-static int is_ident_start(unsigned char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
-           c >= 0x80;
-}
+/* One text for a placeholder count that does not match the values, which
+ * qb_pg_exec and migrations both report (highest $N, values). */
+#define COUNT_MISMATCH "parameter count mismatch: the statement's highest " \
+                       "placeholder is $%zu, the query has %zu value(s)"
 
-static int is_ident_char(unsigned char c)
-{
-    return is_ident_start(c) || (c >= '0' && c <= '9') || c == '$';
-}
-
-static int is_digit(unsigned char c)
-{
-    return c >= '0' && c <= '9';
-}
-
-/* Index just past a $tag$...$tag$ string starting at s[i] == '$', or i if
- * s[i] does not open one.  An unterminated one runs to the end. */
-static size_t skip_dollar_quote(const char *s, size_t n, size_t i)
-{
-    size_t k = i + 1, tl;
-    if (k < n && is_digit((unsigned char)s[k]))
-        return i;
-    while (k < n && is_ident_char((unsigned char)s[k]) && s[k] != '$')
-        k++;
-    if (k >= n || s[k] != '$')
-        return i;
-    tl = k + 1 - i;                      /* delimiter length, both $ */
-    for (size_t j = k + 1; j + tl <= n; j++)
-        if (s[j] == '$' && memcmp(s + j, s + i, tl) == 0)
-            return j + tl;
-    return n;
-}
-
-/* Highest $N of s[0..n) outside quotes and comments (0 if none).  Numbers
- * past PG_MAX_PARAMS are reported as PG_MAX_PARAMS + 1. */
+/* Highest $N of s[0..n) outside quotes and comments (0 if none), by the
+ * builder's PostgreSQL lexer (qbi_sql_skip).  Numbers past PG_MAX_PARAMS
+ * are reported as PG_MAX_PARAMS + 1. */
 static size_t max_placeholder(const char *s, size_t n)
 {
-    size_t i = 0, max = 0;
-    while (i < n) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '\'') {
-            int esc = i > 0 && (s[i - 1] == 'E' || s[i - 1] == 'e') &&
-                      (i < 2 || !is_ident_char((unsigned char)s[i - 2]));
-            for (i++; i < n; i++) {
-                if (esc && s[i] == '\\') {
-                    i++;
-                } else if (s[i] == '\'') {
-                    if (i + 1 < n && s[i + 1] == '\'')
-                        i++;
-                    else
-                        break;
-                }
-            }
-            i++;
-        } else if (c == '"') {
-            for (i++; i < n; i++)
-                if (s[i] == '"') {
-                    if (i + 1 < n && s[i + 1] == '"')
-                        i++;
-                    else
-                        break;
-                }
-            i++;
-        } else if (c == '-' && i + 1 < n && s[i + 1] == '-') {
-            while (i < n && s[i] != '\n')
-                i++;
-        } else if (c == '/' && i + 1 < n && s[i + 1] == '*') {
-            size_t depth = 1;    /* PostgreSQL nests block comments */
-            for (i += 2; i < n && depth > 0; i++) {
-                if (s[i] == '/' && i + 1 < n && s[i + 1] == '*') {
-                    depth++;
-                    i++;
-                } else if (s[i] == '*' && i + 1 < n && s[i + 1] == '/') {
-                    depth--;
-                    i++;
-                }
-            }
-        } else if (c == '$') {
-            if (i + 1 < n && is_digit((unsigned char)s[i + 1])) {
-                size_t v = 0;
-                for (i++; i < n && is_digit((unsigned char)s[i]); i++)
-                    if (v <= PG_MAX_PARAMS)
-                        v = v * 10 + (size_t)(s[i] - '0');
-                if (v > PG_MAX_PARAMS)
-                    v = PG_MAX_PARAMS + 1;
-                if (v > max)
-                    max = v;
-            } else {
-                size_t e = skip_dollar_quote(s, n, i);
-                i = e > i ? e : i + 1;
-            }
-        } else if (is_ident_start(c)) {
-            while (i < n && is_ident_char((unsigned char)s[i]))
-                i++;
-        } else if (is_digit(c)) {
-            /* 1e5, 0x1F: a number token cannot hide a placeholder, but
-             * skipping it keeps "1$2"-style garbage from confusing us. */
-            while (i < n && (is_ident_char((unsigned char)s[i]) ||
-                             s[i] == '.'))
-                i++;
-        } else {
-            i++;
-        }
-    }
-    return max;
+    size_t max = qbi_pg_max_param(s, n);
+    return max > PG_MAX_PARAMS ? PG_MAX_PARAMS + 1 : max;
 }
 
 /* ---- binding ----------------------------------------------------------- */
@@ -1061,9 +968,8 @@ static int check_link(qb_pg *db, const qb_query *q)
         return db_fail(db, QB_EINVAL, NULL, "SQL text holds a NUL byte");
     maxp = max_placeholder(q->sql, len);
     if (maxp != q->nparams)
-        return db_fail(db, QB_EINVAL, NULL, "parameter count mismatch: the "
-                       "statement's highest placeholder is $%zu, the query "
-                       "has %zu value(s)", maxp, q->nparams);
+        return db_fail(db, QB_EINVAL, NULL, COUNT_MISMATCH, maxp,
+                       q->nparams);
     return QB_OK;
 }
 
@@ -1718,6 +1624,86 @@ static int run_named(qb_pg *db, const char *sql, const char *name, int *row)
     return rc;
 }
 
+/* Byte offset of the 1-based character position pos (an error field) in
+ * s[0..n), in the session's client encoding; n if it is not in s. */
+static size_t char_offset(qb_pg *db, const char *s, size_t n,
+                          const char *pos)
+{
+    int enc = PQclientEncoding(db->conn);
+    size_t off = 0;
+    long left;
+    char *endp;
+
+    if (pos == NULL)
+        return n;
+    errno = 0;
+    left = strtol(pos, &endp, 10);
+    if (errno != 0 || endp == pos || left < 1)
+        return n;
+    while (--left > 0 && off < n) {
+        int len = PQmblen(s + off, enc);
+        off += len > 0 ? (size_t)len : 1;
+    }
+    return off < n ? off : n;
+}
+
+/* The server found a $N with no value in migration script s (42P02;
+ * errpos: where, or NULL).  Report it the way qb_pg_exec reports a count
+ * mismatch (check_link), naming the statement.  When no statement with a
+ * $N is found there, the server's error stays as it is (QB_ESQL). */
+static int mig_stray_param(qb_pg *db, const char *s, const char *errpos)
+{
+    size_t n = strlen(s), off = char_offset(db, s, n, errpos);
+    size_t i = 0, at, end, k = 0, maxp;
+    char where[QBI_EXCERPT_MAX + 64];
+    int here;
+
+    for (;;) {
+        at = qbi_sql_skip_blank(s, n, i, QB_DIALECT_POSTGRES);
+        if (at >= n)
+            return QB_ESQL;
+        end = qbi_pg_stmt_end(s, n, at);
+        if (end > at) {
+            k++;
+            /* the statement the server points at (without a position:
+             * the first one holding a $N) */
+            here = off < n ? off >= at && off < end : 1;
+            maxp = max_placeholder(s + at, end - at);
+            if (maxp > 0 && here)
+                break;
+        }
+        if (end >= n)
+            return QB_ESQL;
+        i = end + 1;
+    }
+    qbi_sql_stmt_where(where, sizeof where, s, at, end, k);
+    return db_fail(db, QB_EINVAL, "42P02", "%s: " COUNT_MISMATCH, where,
+                   maxp, (size_t)0);
+}
+
+/* A migration's script as one simple-protocol message (several
+ * statements, no parameters).  A $N that is the SQL's own (a routine's
+ * body, PREPARE) is the server's business; one with no value is refused
+ * like qb_pg_exec refuses it: only the server can tell which is which,
+ * so it is its 42P02 that is translated, inside the migration's
+ * transaction, which the caller rolls back. */
+static int mig_script(qb_pg *db, const char *sql)
+{
+    PGresult *res = PQexec(db->conn, sql);
+    ExecStatusType s = PQresultStatus(res);
+    int rc = QB_OK;
+
+    if (res == NULL || (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK &&
+                        s != PGRES_EMPTY_QUERY)) {
+        rc = db_pg_fail(db, res);
+        if (rc == QB_ESQL && strcmp(db->sqlstate, "42P02") == 0)
+            rc = mig_stray_param(db, sql, PQresultErrorField(res,
+                                     PG_DIAG_STATEMENT_POSITION));
+    }
+    PQclear(res);
+    return rc;
+}
+
 /* One migration in its own transaction.  *did: committed by us. */
 static int mig_one(qb_pg *db, const char *table, const qb_pg_migration *m,
                    int *did)
@@ -1740,7 +1726,7 @@ static int mig_one(qb_pg *db, const char *table, const qb_pg_migration *m,
     if (rc == QB_OK)
         rc = run_named(db, sel, m->name, &applied);
     if (rc == QB_OK && !applied) {
-        rc = sql_run(db, m->sql, 0);
+        rc = mig_script(db, m->sql);
         /* A script that ends our transaction would record its name outside
          * it (and may have committed half of itself): refuse it. */
         if (rc == QB_OK && PQtransactionStatus(db->conn) != PQTRANS_INTRANS)

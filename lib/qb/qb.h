@@ -418,7 +418,10 @@ QB_API int qb_update_build(const qb_update *u, qb_query **out);
 /* ---- DELETE -------------------------------------------------------------- */
 
 /* New DELETE from table; lifetime and error rules as qb_select_new;
- * where/returning/order_by/limit/offset as for SELECT. */
+ * where/returning/order_by/limit/offset as for SELECT.  ORDER BY, LIMIT
+ * and OFFSET are SQLite's (PostgreSQL's DELETE has none of them): a build
+ * in QB_DIALECT_POSTGRES with any of them fails with QB_EDIALECT, a
+ * sticky error naming the clause, whichever order the calls came in. */
 QB_API qb_delete *qb_delete_new(const char *table);
 QB_API void qb_delete_free(qb_delete *d);
 QB_API int qb_delete_error(const qb_delete *d);
@@ -438,8 +441,16 @@ QB_API int qb_delete_build(const qb_delete *d, qb_query **out);
 
 /* ---- raw in a dialect, DDL ---------------------------------------------- */
 
-/* Like qb_query_raw, but `?`/`?N` outside literals are rendered for the
- * dialect (PostgreSQL: `?N` -> `$N`, bare `?` -> next number). */
+/* Like qb_query_raw, but `?`/`?N` outside literals and comments are
+ * rendered for the dialect (PostgreSQL: `?N` -> `$N`, bare `?` -> one more
+ * than the largest index so far, SQLite's rule).  Literals, quoted names
+ * and comments follow the dialect's lexical rules and keep their bytes
+ * (whitespace is collapsed outside them only): on PostgreSQL '..', E'..'
+ * with backslash escapes, "..", $$..$$ and $tag$..$tag$, -- and nested
+ * block comments ('..' without backslash escapes, as with the default
+ * standard_conforming_strings = on); on SQLite what qb_query_raw knows:
+ * '..', "..", `..`, [..] and flat comments.  A `$N` already in the text
+ * is left as written.  QB_EINVAL for an unknown dialect. */
 QB_API int qb_query_raw_dialect(qb_query **out, qb_dialect d, const char *sql,
                                 size_t nargs, const qb_value *args,
                                 qb_fetch fetch);

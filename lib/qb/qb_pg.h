@@ -269,9 +269,15 @@ QB_API void qb_pg_result_free(qb_pg_result *r);
  * statements allowed, no parameters), then INSERT INTO <table> (name)
  * VALUES ($1) records it (bound).  A failure rolls the whole migration
  * back (PostgreSQL DDL is transactional).  The sql must not end the
- * transaction itself (QB_EINVAL; whatever it committed stays).  Not
- * inside an open transaction (QB_EMISUSE).  Same layout as qb_sqlite.h's
- * qb_migration; name and sql must both be non-NULL. */
+ * transaction itself (QB_EINVAL; whatever it committed stays).  A $N
+ * with no value (the server's 42P02) is refused as qb_pg_exec refuses a
+ * count mismatch: QB_EINVAL, "migration '<name>': statement K at line L
+ * (<statement>): parameter count mismatch: the statement's highest
+ * placeholder is $N, the query has 0 value(s)" (SQLSTATE 42P02 kept); a
+ * $N that belongs to the SQL (a routine's RETURN or BEGIN ATOMIC body,
+ * PREPARE) runs, and `?` is PostgreSQL's operator there, not a
+ * placeholder.  Not inside an open transaction (QB_EMISUSE).  Same layout
+ * as qb_sqlite.h's qb_migration; name and sql must both be non-NULL. */
 typedef struct qb_pg_migration {
     const char *name;
     const char *sql;

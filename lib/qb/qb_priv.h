@@ -76,21 +76,75 @@ static inline void qbi_sb_add(qbi_sb *sb, const char *s, size_t n)
 
 /* ---- SQL lexing -------------------------------------------------------- */
 
-/* If s[i] opens a quoted literal/identifier ('..', "..", `..`, and [..]
- * when brackets is set) or a comment (-- to end of line, C-style block),
- * return the index just past its end and set *closed to whether the end
- * was found; otherwise return i.  Doubled quote characters stay inside. */
-size_t qbi_sql_skip(const char *s, size_t n, size_t i, int brackets,
+/* A byte that may continue a PostgreSQL name.  Bytes >= 0x80 are letters
+ * there. */
+static inline int qbi_pg_idchar(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c >= '0' && c <= '9') || c == '_' || c == '$' || c >= 0x80;
+}
+
+/* The end of the token at s[i] if it is a literal, quoted name or
+ * comment (and on PostgreSQL one of the tokens below), in dialect d; i
+ * otherwise.  *closed is set to whether its end was found (an
+ * unterminated one runs to n).
+ *   both:       '..' and ".." (a doubled quote stays inside), -- to the
+ *               end of the line (the newline is not part of it), block
+ *               comments;
+ *   SQLite:     `..` and [..] too; block comments do not nest; no
+ *               backslash escapes, no dollar quoting;
+ *   PostgreSQL: E'..' (e too) where a backslash escapes the next byte (''
+ *               still works); $$..$$ and $tag$..$tag$ (tag: [A-Za-z0-9_]
+ *               and bytes >= 0x80, not starting with a digit); block
+ *               comments nest; `..` and [..] are not quotes; and, whole,
+ *               a parameter $N (qbi_pg_param tells it), a placeholder
+ *               ?/?N (s[i] == '?' tells it), a name ([A-Za-z_] or a byte
+ *               >= 0x80, then those, digits and '$') and a number
+ *               (digits, '_' or '.' between digits), so a '$' or quote
+ *               inside a name is never taken for a token start (a$1 and
+ *               x$$ are names).
+ *               '..' has no backslash escapes (standard_conforming_strings
+ *               = on, the default since 9.1).
+ * Scan from the start of the text, stepping over what this returns (one
+ * byte when it returns i): i must be a token start, which keeps the rules
+ * free of look-back. */
+size_t qbi_sql_skip(const char *s, size_t n, size_t i, qb_dialect d,
                     int *closed);
 
+/* Parameter numbers above this are reported as QBI_PARAM_CAP + 1. */
+#define QBI_PARAM_CAP 1000000u
+/* If s[i] starts a PostgreSQL parameter $N, return the index past it and
+ * set *num to N (capped); otherwise return i and set *num to 0. */
+size_t qbi_pg_param(const char *s, size_t n, size_t i, size_t *num);
+/* Highest $N in s[0..n) outside literals and comments (0 if none). */
+size_t qbi_pg_max_param(const char *s, size_t n);
+
+/* First index >= i of s[0..n) that is neither whitespace nor in a
+ * comment (dialect d); n if there is none. */
+size_t qbi_sql_skip_blank(const char *s, size_t n, size_t i, qb_dialect d);
+/* The index of the ';' that ends the PostgreSQL statement starting at
+ * s[i], or n: literals and comments skipped, a ';' inside parentheses or
+ * inside a routine's BEGIN ... END body (CREATE [OR REPLACE] FUNCTION |
+ * PROCEDURE ... BEGIN ATOMIC ... END, with CASE ... END inside) does not
+ * end it -- the way psql splits a script.  For messages only: the server
+ * parses the script itself. */
+size_t qbi_pg_stmt_end(const char *s, size_t n, size_t i);
+/* For error messages about script s: the statement s[start..end) as
+ * "statement K at line L (<its text on one line, at most QBI_EXCERPT_MAX
+ * bytes, '...' if cut>)" in buf[cap].  start is where the statement's
+ * first token is (qbi_sql_skip_blank); L counts from 1. */
+#define QBI_EXCERPT_MAX 60u
+void qbi_sql_stmt_where(char *buf, size_t cap, const char *s, size_t start,
+                        size_t end, size_t k);
+
 /* Copy n bytes of SQL collapsing each run of two or more whitespace bytes
- * outside quoted regions into one space (workers-qb's trimQuery, fixed so
- * literals keep their bytes).  A run that ends a line comment keeps a
- * newline so the comment cannot swallow what follows. */
-void qbi_sql_collapse(qbi_sb *out, const char *s, size_t n);
+ * outside quoted regions (dialect d's rules) into one space (workers-qb's
+ * trimQuery, fixed so literals keep their bytes).  A run that ends a line
+ * comment keeps a newline so the comment cannot swallow what follows. */
+void qbi_sql_collapse(qbi_sb *out, const char *s, size_t n, qb_dialect d);
 /* The same collapse done in place on s[0..n); returns the new length w and
  * writes a NUL at s[w] (s[n] must be writable).  w <= n. */
-size_t qbi_sql_collapse_inplace(char *s, size_t n);
+size_t qbi_sql_collapse_inplace(char *s, size_t n, qb_dialect d);
 
 /* ---- values ------------------------------------------------------------ */
 
@@ -118,6 +172,10 @@ int qbi_query_make(qb_kind kind, qb_fetch fetch, qb_dialect dialect,
                    size_t count_len, const qb_value *params, size_t nparams,
                    qb_query **out);
 
+/* qb_query_raw in dialect d: the same checks, whitespace collapsed by d's
+ * lexical rules; placeholders are left as written. */
+int qbi_query_raw(qb_query **out, qb_dialect d, const char *sql,
+                  size_t nargs, const qb_value *args, qb_fetch fetch);
 
 /* ---- builder internals (clause.c) -------------------------------------- */
 

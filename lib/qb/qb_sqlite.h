@@ -244,8 +244,13 @@ QB_API int qb_batch(qb_db *db, const qb_query *const *qs, size_t n,
  *   applied_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP NOT NULL.
  * A migration's sql may hold several statements; it is run statement by
  * statement; it must not COMMIT/ROLLBACK itself (QB_EINVAL, and whatever
- * it committed stays).  Migrations must not be run inside an open
- * transaction (QB_EMISUSE). */
+ * it committed stays).  Nothing is bound to it: a statement with a
+ * placeholder (?, ?N, :x, @x, $x) is refused as qb_exec refuses a count
+ * mismatch, before it runs: QB_EINVAL, "migration '<name>': statement K at
+ * line L (<statement>): parameter count mismatch: the statement has N
+ * placeholder(s), the query has 0 value(s)", and the migration is rolled
+ * back.  Migrations must not be run inside an open transaction
+ * (QB_EMISUSE). */
 typedef struct qb_migration {
     const char *name;
     const char *sql;

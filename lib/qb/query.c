@@ -12,7 +12,8 @@
  *   qb_query_debug_sql() parses the SQL the way SQLite numbers parameters
  *   (`?N` is index N; a bare `?` is one more than the largest index seen so
  *   far; `$N` for the PostgreSQL dialect), skipping quoted literals,
- *   quoted identifiers and comments, and renders each value with
+ *   quoted identifiers and comments by the query's dialect's rules
+ *   (qbi_sql_skip), and renders each value with
  *   workers-qb's toDebugSQL format.  Unlike workers-qb's two regex passes
  *   it cannot disagree with the engine on mixed `?N` / `?`.
  */
@@ -144,8 +145,8 @@ QB_API void qb_query_free(qb_query *q)
     }
 }
 
-QB_API int qb_query_raw(qb_query **out, const char *sql, size_t nargs,
-                        const qb_value *args, qb_fetch fetch)
+int qbi_query_raw(qb_query **out, qb_dialect d, const char *sql,
+                  size_t nargs, const qb_value *args, qb_fetch fetch)
 {
     char buf[512];
     qbi_sb sb;
@@ -157,7 +158,8 @@ QB_API int qb_query_raw(qb_query **out, const char *sql, size_t nargs,
     *out = NULL;
     if (sql == NULL || (nargs > 0 && args == NULL) ||
         (fetch != QB_FETCH_NONE && fetch != QB_FETCH_ONE &&
-         fetch != QB_FETCH_ALL))
+         fetch != QB_FETCH_ALL) ||
+        (d != QB_DIALECT_SQLITE && d != QB_DIALECT_POSTGRES))
         return QB_EINVAL;
     /* SQLite's hard ceiling on parameters; more cannot be bound anyway. */
     if (nargs > 32766)
@@ -167,13 +169,19 @@ QB_API int qb_query_raw(qb_query **out, const char *sql, size_t nargs,
             return QB_EINVAL;
 
     qbi_sb_init_buf(&sb, buf, sizeof buf);
-    qbi_sql_collapse(&sb, sql, strlen(sql));
+    qbi_sql_collapse(&sb, sql, strlen(sql), d);
     rc = sb.err;
     if (rc == QB_OK)
-        rc = qbi_query_make(QB_KIND_RAW, fetch, QB_DIALECT_SQLITE, sb.p,
-                            sb.len, NULL, 0, args, nargs, out);
+        rc = qbi_query_make(QB_KIND_RAW, fetch, d, sb.p, sb.len, NULL, 0,
+                            args, nargs, out);
     qbi_sb_free(&sb);
     return rc;
+}
+
+QB_API int qb_query_raw(qb_query **out, const char *sql, size_t nargs,
+                        const qb_value *args, qb_fetch fetch)
+{
+    return qbi_query_raw(out, QB_DIALECT_SQLITE, sql, nargs, args, fetch);
 }
 
 QB_API int qb_query_rebind(const qb_query *tpl, size_t nargs,
@@ -337,31 +345,28 @@ static void debug_one(qbi_sb *sb, const qb_query *q)
     const char *s = q->sql;
     size_t n = q->sql_len, i = 0, j, idx, maxidx = 0;
     int closed, pg = q->dialect == QB_DIALECT_POSTGRES;
-    char mark = pg ? '$' : '?';
 
     while (i < n) {
-        j = qbi_sql_skip(s, n, i, !pg, &closed);
-        if (j != i) {
+        j = qbi_sql_skip(s, n, i, q->dialect, &closed);
+        if (pg && j != i && qbi_pg_param(s, n, i, &idx) == j) {
+            /* $N: a token of the lexer's own */
+        } else if (j != i) {
             qbi_sb_add(sb, s + i, j - i);
             i = j;
             continue;
-        }
-        if (s[i] != mark || (pg && !(i + 1 < n && s[i + 1] >= '0' &&
-                                     s[i + 1] <= '9'))) {
+        } else if (!pg && s[i] == '?') {
+            idx = 0;
+            for (j = i + 1; j < n && s[j] >= '0' && s[j] <= '9'; j++)
+                if (idx < 1000000)
+                    idx = idx * 10 + (size_t)(s[j] - '0');
+            if (j == i + 1)
+                idx = maxidx + 1;
+            if (idx > maxidx)
+                maxidx = idx;
+        } else {
             qbi_sb_addc(sb, s[i++]);
             continue;
         }
-        j = i + 1;
-        idx = 0;
-        while (j < n && s[j] >= '0' && s[j] <= '9') {
-            if (idx < 1000000)
-                idx = idx * 10 + (size_t)(s[j] - '0');
-            j++;
-        }
-        if (j == i + 1)
-            idx = maxidx + 1;
-        if (idx > maxidx)
-            maxidx = idx;
         if (idx >= 1 && idx <= q->nparams)
             debug_value(sb, &q->params[idx - 1]);
         else

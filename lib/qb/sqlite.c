@@ -39,7 +39,7 @@
  * once.
  */
 #include "qb_sqlite.h"
-#include "qb_int.h"
+#include "qb_priv.h"
 
 #include <limits.h>
 #include <stdarg.h>
@@ -460,6 +460,11 @@ static int sql_run(qb_db *db, const char *sql, int quiet)
 
 /* ---- binding ----------------------------------------------------------- */
 
+/* One text for a placeholder count that does not match the values, which
+ * qb_exec and migrations both report (placeholders, values). */
+#define COUNT_MISMATCH "parameter count mismatch: the statement has %d " \
+                       "placeholder(s), the query has %zu value(s)"
+
 static int bind_params(qb_db *db, sqlite3_stmt *st, const qb_value *p,
                        size_t n)
 {
@@ -467,9 +472,7 @@ static int bind_params(qb_db *db, sqlite3_stmt *st, const qb_value *p,
     int rc = SQLITE_OK;
 
     if (want < 0 || (size_t)want != n)
-        return db_fail(db, QB_EINVAL, SQLITE_RANGE,
-                       "parameter count mismatch: the statement has %d "
-                       "placeholder(s), the query has %zu value(s)", want, n);
+        return db_fail(db, QB_EINVAL, SQLITE_RANGE, COUNT_MISMATCH, want, n);
     for (size_t i = 0; i < n && rc == SQLITE_OK; i++) {
         int idx = (int)i + 1;
         switch (p[i].type) {
@@ -1408,12 +1411,16 @@ QB_API int qb_migrations_unapplied(qb_db *db, const char *table,
     return mig_unapplied(db, table, list, n, idx, nidx);
 }
 
-/* Run a script statement by statement (uncached: it runs once). */
+/* Run a script statement by statement (uncached: it runs once).  Nothing
+ * is bound, so a statement with a placeholder (?, ?N, :x, @x, $x) would
+ * run with NULL in it: it is refused as qb_exec refuses a count mismatch
+ * (bind_params: QB_EINVAL, the same message), naming the statement. */
 static int run_script(qb_db *db, const char *sql)
 {
     const char *p = sql, *end = sql + strlen(sql), *tail;
     sqlite3_stmt *st;
-    int s, rc = QB_OK;
+    int s, rc = QB_OK, np;
+    size_t k = 0;
 
     while (rc == QB_OK && p < end) {
         if (end - p >= INT_MAX)
@@ -1424,6 +1431,20 @@ static int run_script(qb_db *db, const char *sql)
         if (s != SQLITE_OK)
             return db_sqlite_fail(db, s);
         if (st != NULL) {
+            k++;
+            np = sqlite3_bind_parameter_count(st);
+            if (np > 0) {
+                char where[QBI_EXCERPT_MAX + 64];
+                size_t n = (size_t)(end - sql);
+                size_t at = qbi_sql_skip_blank(sql, n, (size_t)(p - sql),
+                                               QB_DIALECT_SQLITE);
+                size_t to = tail != NULL && tail > p ? (size_t)(tail - sql)
+                                                     : n;
+                qbi_sql_stmt_where(where, sizeof where, sql, at, to, k);
+                sqlite3_finalize(st);
+                return db_fail(db, QB_EINVAL, SQLITE_RANGE,
+                               "%s: " COUNT_MISMATCH, where, np, (size_t)0);
+            }
             while ((s = sqlite3_step(st)) == SQLITE_ROW)
                 ;
             if (s != SQLITE_DONE)

@@ -4,10 +4,23 @@
  * DESIGN
  *   The builder never interprets SQL beyond what it must: where a quoted
  *   literal, quoted identifier or comment starts and ends.  That is enough
- *   to (a) tell a placeholder `?` from a `?` inside '...', (b) collapse
- *   whitespace like workers-qb's trimQuery without touching literal bytes,
- *   and (c) refuse a fragment that leaves a quote or comment open (which
- *   would swallow the SQL the builder appends after it).
+ *   to (a) tell a placeholder `?` (or `$N`) from one inside '...', (b)
+ *   collapse whitespace like workers-qb's trimQuery without touching
+ *   literal bytes, and (c) refuse a fragment that leaves a quote or
+ *   comment open (which would swallow the SQL the builder appends after
+ *   it).
+ *
+ *   One lexer serves both dialects, because they share most rules ('..'
+ *   with '', ".." with "", -- and block comments); a dialect switch adds
+ *   SQLite's `..` and [..] quoting, or PostgreSQL's E'..' (backslash
+ *   escapes), $$..$$ / $tag$..$tag$ and nested block comments.  On
+ *   PostgreSQL a name or a number is one token too (a$1 and x$$ are
+ *   names, E'..' is the name E then a quote), so a scan from the start
+ *   of the text only ever looks at a '$' or quote where the server's
+ *   lexer would start a token: no look-back.  The PostgreSQL executor
+ *   counts $N with it (qbi_pg_max_param), so the text
+ *   qb_query_raw_dialect renders and the count the executor checks come
+ *   from the same rules.
  *
  *   The string builder follows sqlite3_str: every append may fail, the
  *   first failure is sticky, and the caller checks once at the end.  Sizes
@@ -30,6 +43,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 void qbi_sb_init(qbi_sb *sb)
 {
@@ -216,60 +230,332 @@ char *qbi_sb_take(qbi_sb *sb, size_t *len_out)
 
 /* ---- lexer ------------------------------------------------------------- */
 
-size_t qbi_sql_skip(const char *s, size_t n, size_t i, int brackets,
+/* Index just past a quoted run that starts at s[i] == q and ends at the
+ * next lone q (a doubled q stays inside); esc: a backslash escapes the
+ * byte after it (PostgreSQL's E'..').  n and *closed = 0 if unterminated. */
+static size_t skip_quoted(const char *s, size_t n, size_t i, char q, int esc,
+                          int *closed)
+{
+    size_t j;
+
+    for (j = i + 1; j < n; j++) {
+        if (esc && s[j] == '\\') {
+            j++;                 /* whatever follows is data, even q */
+            continue;
+        }
+        if (s[j] != q)
+            continue;
+        if (j + 1 < n && s[j + 1] == q) {
+            j++;
+            continue;
+        }
+        return j + 1;
+    }
+    *closed = 0;
+    return n;
+}
+
+/* s[i] == '$' at a token start on PostgreSQL, not a $N: the end of the
+ * $tag$...$tag$ string it opens, or i when it opens none.  A tag is
+ * identifier characters that do not start with a digit and contain no
+ * '$'. */
+static size_t skip_dollar(const char *s, size_t n, size_t i, int *closed)
+{
+    size_t k = i + 1, dl, j;
+
+    if (k < n && s[k] >= '0' && s[k] <= '9')
+        return i;                /* a parameter */
+    while (k < n && s[k] != '$' && qbi_pg_idchar((unsigned char)s[k]))
+        k++;
+    if (k >= n || s[k] != '$')
+        return i;
+    dl = k + 1 - i;              /* delimiter length, both '$' included */
+    for (j = k + 1; j < n && n - j >= dl; j++)
+        if (s[j] == '$' && memcmp(s + j, s + i, dl) == 0)
+            return j + dl;
+    *closed = 0;
+    return n;
+}
+
+/* s[i..] == "/ *": the end of the block comment (PostgreSQL nests them,
+ * SQLite does not). */
+static size_t skip_block(const char *s, size_t n, size_t i, int nest,
+                         int *closed)
+{
+    size_t j, depth = 1;
+
+    for (j = i + 2; j + 1 < n; j++) {
+        if (s[j] == '*' && s[j + 1] == '/') {
+            if (--depth == 0)
+                return j + 2;
+            j++;
+        } else if (nest && s[j] == '/' && s[j + 1] == '*') {
+            depth++;
+            j++;
+        }
+    }
+    *closed = 0;
+    return n;
+}
+
+/* PostgreSQL: the end of the name (a letter, '_' or a byte >= 0x80, then
+ * those, digits and '$') or the number (digits, with '_' or '.' between
+ * digits) that starts
+ * at s[i]; i if neither does.  A name is one token, so a '$' or quote
+ * inside it is never looked at on its own (a$1 and x$$ are names); a '$'
+ * right after a number or a parameter starts a token, and letters right
+ * after a number start a name, as in the server's lexer (1$2 is 1 then
+ * $2, 6E'..' is 6 then an escape string). */
+static size_t pg_word_end(const char *s, size_t n, size_t i)
+{
+    unsigned char c = (unsigned char)s[i];
+    size_t k;
+
+    if (c >= '0' && c <= '9') {
+        for (k = i + 1; k < n; k++) {
+            c = (unsigned char)s[k];
+            if ((c == '_' || c == '.') && k + 1 < n && s[k + 1] >= '0' &&
+                s[k + 1] <= '9')
+                continue;        /* 1_000, 1.5 */
+            if (!(c >= '0' && c <= '9'))
+                break;
+        }
+        return k;
+    }
+    if (!qbi_pg_idchar(c) || c == '$')
+        return i;
+    for (k = i + 1; k < n && qbi_pg_idchar((unsigned char)s[k]); k++)
+        ;
+    return k;
+}
+
+size_t qbi_sql_skip(const char *s, size_t n, size_t i, qb_dialect d,
                     int *closed)
 {
-    char c, endc;
-    size_t j;
+    int pg = d == QB_DIALECT_POSTGRES;
+    size_t j, v;
+    char c;
 
     *closed = 1;
     if (i >= n)
         return i;
     c = s[i];
-    if (c == '\'' || c == '"' || c == '`' || (brackets && c == '[')) {
-        endc = c == '[' ? ']' : c;
-        for (j = i + 1; j < n; j++) {
-            if (s[j] != endc)
-                continue;
-            /* A doubled quote is an escaped quote; brackets do not nest
-             * and have no escape. */
-            if (endc != ']' && j + 1 < n && s[j + 1] == endc) {
-                j++;
-                continue;
-            }
-            return j + 1;
-        }
+    switch (c) {
+    case '\'':
+    case '"':
+        return skip_quoted(s, n, i, c, 0, closed);
+    case '`':
+        return pg ? i : skip_quoted(s, n, i, c, 0, closed);
+    case '[':
+        if (pg)
+            return i;            /* an array subscript there */
+        /* brackets do not nest and have no escape */
+        for (j = i + 1; j < n; j++)
+            if (s[j] == ']')
+                return j + 1;
         *closed = 0;
         return n;
-    }
-    if (c == '-' && i + 1 < n && s[i + 1] == '-') {
+    case '$':
+        if (!pg)
+            return i;
+        j = qbi_pg_param(s, n, i, &v);      /* $N is a token of its own */
+        return j != i ? j : skip_dollar(s, n, i, closed);
+    case '?':
+        if (!pg)
+            return i;
+        /* so is ?N: the digits are its label, never a number */
+        for (j = i + 1; j < n && s[j] >= '0' && s[j] <= '9'; j++)
+            ;
+        return j;
+    case '-':
+        if (i + 1 >= n || s[i + 1] != '-')
+            return i;
         for (j = i + 2; j < n; j++)
             if (s[j] == '\n')
                 return j; /* the newline is not part of the comment */
         *closed = 0;
         return n;
+    case '/':
+        if (i + 1 >= n || s[i + 1] != '*')
+            return i;
+        return skip_block(s, n, i, pg, closed);
+    default:
+        if (!pg)
+            return i;
+        j = pg_word_end(s, n, i);
+        /* E'..': a name that is just E, right before a quote */
+        if (j == i + 1 && (c == 'E' || c == 'e') && j < n && s[j] == '\'')
+            return skip_quoted(s, n, j, '\'', 1, closed);
+        return j;
     }
-    if (c == '/' && i + 1 < n && s[i + 1] == '*') {
-        for (j = i + 2; j + 1 < n; j++)
-            if (s[j] == '*' && s[j + 1] == '/')
-                return j + 2;
-        *closed = 0;
-        return n;
+}
+
+size_t qbi_pg_param(const char *s, size_t n, size_t i, size_t *num)
+{
+    size_t j, v = 0;
+
+    *num = 0;
+    if (i >= n || s[i] != '$')
+        return i;
+    for (j = i + 1; j < n && s[j] >= '0' && s[j] <= '9'; j++)
+        if (v <= QBI_PARAM_CAP)
+            v = v * 10 + (size_t)(s[j] - '0');
+    if (j == i + 1)
+        return i;
+    *num = v > QBI_PARAM_CAP ? QBI_PARAM_CAP + 1 : v;
+    return j;
+}
+
+size_t qbi_pg_max_param(const char *s, size_t n)
+{
+    size_t i = 0, j, v, max = 0;
+    int closed;
+
+    while (i < n) {
+        j = qbi_sql_skip(s, n, i, QB_DIALECT_POSTGRES, &closed);
+        if (j == i) {
+            i++;
+            continue;
+        }
+        if (qbi_pg_param(s, n, i, &v) == j && v > max)
+            max = v;
+        i = j;
+    }
+    return max;
+}
+
+size_t qbi_sql_skip_blank(const char *s, size_t n, size_t i, qb_dialect d)
+{
+    size_t j;
+    int closed;
+
+    while (i < n) {
+        if (qbi_is_space(s[i])) {
+            i++;
+            continue;
+        }
+        if (s[i] != '-' && s[i] != '/')
+            break;
+        j = qbi_sql_skip(s, n, i, d, &closed);
+        if (j == i)
+            break;
+        i = j;
     }
     return i;
 }
 
-void qbi_sql_collapse(qbi_sb *out, const char *s, size_t n)
+static int word_is(const char *w, size_t len, const char *kw)
+{
+    return strlen(kw) == len && strncasecmp(w, kw, len) == 0;
+}
+
+/* One name of a statement (its words-th): follow the statement's head,
+ * 0: nothing yet, 1: CREATE, 2: CREATE OR, 3: CREATE OR REPLACE, 4: a
+ * routine (CREATE [OR REPLACE] FUNCTION|PROCEDURE), 5: anything else;
+ * in a routine's definition, outside parentheses, BEGIN opens a block,
+ * CASE inside one opens another, END closes one (psql's rule for
+ * SQL-standard bodies, BEGIN ATOMIC ... END). */
+static void stmt_word(const char *w, size_t len, size_t words, int *head,
+                      size_t *body, size_t paren)
+{
+    if (*head < 4) {
+        int routine = word_is(w, len, "function") ||
+                      word_is(w, len, "procedure");
+        if (words == 1 && word_is(w, len, "create"))
+            *head = 1;
+        else if (*head == 1 && word_is(w, len, "or"))
+            *head = 2;
+        else if (*head == 2 && word_is(w, len, "replace"))
+            *head = 3;
+        else if ((*head == 1 || *head == 3) && routine)
+            *head = 4;
+        else
+            *head = 5;
+    } else if (*head == 4 && paren == 0) {
+        if (word_is(w, len, "begin") ||
+            (*body > 0 && word_is(w, len, "case")))
+            (*body)++;
+        else if (*body > 0 && word_is(w, len, "end"))
+            (*body)--;
+    }
+}
+
+size_t qbi_pg_stmt_end(const char *s, size_t n, size_t i)
+{
+    size_t paren = 0, body = 0, words = 0, j;
+    int head = 0, closed;
+
+    while (i < n) {
+        j = qbi_sql_skip(s, n, i, QB_DIALECT_POSTGRES, &closed);
+        if (j != i) {
+            /* a name (not a number, literal or comment): a keyword? */
+            unsigned char c = (unsigned char)s[i];
+            if (qbi_pg_idchar(c) && !(c >= '0' && c <= '9') && c != '$' &&
+                qbi_pg_idchar((unsigned char)s[j - 1]))
+                stmt_word(s + i, j - i, ++words, &head, &body, paren);
+            i = j;
+            continue;
+        }
+        switch (s[i]) {
+        case ';':
+            if (paren == 0 && body == 0)
+                return i;
+            break;
+        case '(':
+            paren++;
+            break;
+        case ')':
+            if (paren > 0)
+                paren--;
+            break;
+        }
+        i++;
+    }
+    return n;
+}
+
+void qbi_sql_stmt_where(char *buf, size_t cap, const char *s, size_t start,
+                        size_t end, size_t k)
+{
+    size_t line = 1, i, w, len, keep;
+    char ex[QBI_EXCERPT_MAX + 4];
+
+    for (i = 0; i < start; i++)
+        line += s[i] == '\n';
+    /* the statement on one line: whitespace runs as one space, no
+     * trailing ';' */
+    while (end > start && (qbi_is_space(s[end - 1]) || s[end - 1] == ';'))
+        end--;
+    for (i = start, w = 0; i < end && w < QBI_EXCERPT_MAX + 1; i++) {
+        if (!qbi_is_space(s[i]))
+            ex[w++] = s[i];
+        else if (w > 0 && ex[w - 1] != ' ')
+            ex[w++] = ' ';
+    }
+    len = w;
+    if (i < end || len > QBI_EXCERPT_MAX) {
+        /* cut on a character boundary and say so */
+        keep = len < QBI_EXCERPT_MAX ? len : QBI_EXCERPT_MAX;
+        while (keep > 0 && ((unsigned char)ex[keep] & 0xC0) == 0x80)
+            keep--;
+        memcpy(ex + keep, "...", 3);
+        len = keep + 3;
+    }
+    ex[len] = '\0';
+    snprintf(buf, cap, "statement %zu at line %zu (%s)", k, line, ex);
+}
+
+void qbi_sql_collapse(qbi_sb *out, const char *s, size_t n, qb_dialect d)
 {
     size_t at = out->len;
 
     qbi_sb_add(out, s, n);
     if (n == 0 || out->err != QB_OK)
         return;
-    out->len = at + qbi_sql_collapse_inplace(out->p + at, n);
+    out->len = at + qbi_sql_collapse_inplace(out->p + at, n, d);
 }
 
-size_t qbi_sql_collapse_inplace(char *s, size_t n)
+size_t qbi_sql_collapse_inplace(char *s, size_t n, qb_dialect d)
 {
     size_t i = 0, w = 0, j, run;
     int closed, after_line_comment = 0;
@@ -278,7 +564,7 @@ size_t qbi_sql_collapse_inplace(char *s, size_t n)
     /* w <= i throughout: every step writes at most what it consumed. */
     while (i < n) {
         c = s[i];
-        j = qbi_sql_skip(s, n, i, 1, &closed);
+        j = qbi_sql_skip(s, n, i, d, &closed);
         if (j != i) {
             after_line_comment = c == '-';
             if (w != i)

@@ -24,7 +24,9 @@
  *
  *   DELETE keeps `?` bare where SQLite would number it the same (workers-qb
  *   leaves DELETE placeholders as written).  On SQLite its RETURNING comes
- *   before ORDER BY / LIMIT, as SQLite's grammar requires.
+ *   before ORDER BY / LIMIT, as SQLite's grammar requires; PostgreSQL has
+ *   no DELETE ... ORDER BY / LIMIT / OFFSET, so that dialect refuses them
+ *   (QB_EDIALECT) rather than build SQL the server rejects.
  */
 #include "qb_priv.h"
 
@@ -1115,6 +1117,15 @@ QB_API int qb_delete_build(const qb_delete *d, qb_query **out)
         return QB_EINVAL;
     if (d->err.code != QB_OK)
         return d->err.code;
+    /* PostgreSQL's DELETE has no ORDER BY / LIMIT / OFFSET (a syntax error
+     * there); the dialect may be set after them, so only build can tell. */
+    if (d->dialect == QB_DIALECT_POSTGRES &&
+        (d->order_by.n > 0 || d->has_limit || d->has_offset))
+        return build_fail(&d->err, QB_EDIALECT, "DELETE ... %s is SQLite "
+                          "only\n  Hint: on PostgreSQL delete WHERE id IN "
+                          "(SELECT id FROM ... ORDER BY ... LIMIT n)",
+                          d->order_by.n > 0 ? "ORDER BY"
+                          : d->has_limit ? "LIMIT" : "OFFSET");
     qbi_rctx_init(&r, d->dialect, 0);
     qbi_sb_adds(&r.sb, "DELETE FROM ");
     qbi_sb_adds(&r.sb, d->table);
@@ -1124,7 +1135,7 @@ QB_API int qb_delete_build(const qb_delete *d, qb_query **out)
     }
     /* SQLite's grammar puts RETURNING before ORDER BY / LIMIT; workers-qb
      * 1.14.0 (#157) moved it last, which SQLite rejects with a syntax
-     * error.  PostgreSQL has no DELETE ... LIMIT; RETURNING stays last. */
+     * error.  (PostgreSQL has no DELETE ... LIMIT: refused above.) */
     if (d->returning.n > 0 && d->dialect == QB_DIALECT_SQLITE) {
         qbi_sb_adds(&r.sb, " RETURNING ");
         qbi_strlist_join(&r.sb, &d->returning, ", ");
@@ -1137,7 +1148,7 @@ QB_API int qb_delete_build(const qb_delete *d, qb_query **out)
         qbi_sb_adds(&r.sb, " LIMIT ");
         qbi_sb_addnum(&r.sb, 0, d->limit);
     }
-    else if (d->has_offset && d->dialect == QB_DIALECT_SQLITE)
+    else if (d->has_offset)
         qbi_sb_adds(&r.sb, " LIMIT -1");
     if (d->has_offset) {
         qbi_sb_adds(&r.sb, " OFFSET ");
@@ -1163,43 +1174,51 @@ QB_API int qb_query_raw_dialect(qb_query **out, qb_dialect d, const char *sql,
     qb_query *q, *pq = NULL;
     char buf[512];
     qbi_sb sb;
-    size_t n, i, j, idx, maxidx = 0;
+    size_t n, i, j, k, idx, maxidx = 0;
     int rc, closed;
 
-    if (d == QB_DIALECT_SQLITE || out == NULL || sql == NULL)
-        return qb_query_raw(out, sql, nargs, args, fetch);
-    if (d != QB_DIALECT_POSTGRES) {
-        *out = NULL;
+    if (out == NULL)
         return QB_EINVAL;
-    }
-    rc = qb_query_raw(&q, sql, nargs, args, fetch);
     *out = NULL;
+    if (d == QB_DIALECT_SQLITE)
+        return qb_query_raw(out, sql, nargs, args, fetch);
+    if (d != QB_DIALECT_POSTGRES)
+        return QB_EINVAL;
+    rc = qbi_query_raw(&q, d, sql, nargs, args, fetch);
     if (rc != QB_OK)
         return rc;
     /* SQLite's numbering rule (?N is N; a bare ? is one more than the
-     * largest so far) decides which value each placeholder binds. */
+     * largest so far) decides which value each placeholder binds; a `?`
+     * inside a PostgreSQL literal or comment is not a placeholder. */
     qbi_sb_init_buf(&sb, buf, sizeof buf);
     n = q->sql_len;
     for (i = 0; i < n;) {
-        j = qbi_sql_skip(q->sql, n, i, 0, &closed);
-        if (j != i) {
+        j = qbi_sql_skip(q->sql, n, i, d, &closed);
+        if (j == i) {
+            qbi_sb_addc(&sb, q->sql[i++]);
+            continue;
+        }
+        if (q->sql[i] != '?') {
             qbi_sb_add(&sb, q->sql + i, j - i);
             i = j;
             continue;
         }
-        if (q->sql[i] != '?') {
-            qbi_sb_addc(&sb, q->sql[i++]);
-            continue;
-        }
+        /* a placeholder token, ? or ?N */
         idx = 0;
-        for (j = i + 1; j < n && q->sql[j] >= '0' && q->sql[j] <= '9'; j++)
+        for (k = i + 1; k < j; k++)
             if (idx < 1000000)
-                idx = idx * 10 + (size_t)(q->sql[j] - '0');
+                idx = idx * 10 + (size_t)(q->sql[k] - '0');
         if (j == i + 1)
             idx = maxidx + 1;
         if (idx > maxidx)
             maxidx = idx;
+        /* keep the parameter a token of its own, as `?` was: a$1 is a
+         * name, and PostgreSQL 16 refuses $1abc ("trailing junk") */
+        if (sb.len > 0 && qbi_pg_idchar((unsigned char)sb.p[sb.len - 1]))
+            qbi_sb_addc(&sb, ' ');
         qbi_sb_addnum(&sb, '$', (int64_t)idx);
+        if (j < n && qbi_pg_idchar((unsigned char)q->sql[j]))
+            qbi_sb_addc(&sb, ' ');
         i = j;
     }
     rc = sb.err;

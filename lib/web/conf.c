@@ -39,11 +39,14 @@
 #include "web_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define CONF_MAX_TEXT (1024u * 1024u)
 #define CONF_MAX_WORD 65536u
@@ -803,6 +806,135 @@ int web_db_path_resolve(const char *prefix, const char *path, char **out)
         return WEB_ENOMEM;
     }
     return WEB_OK;
+}
+
+/* ---- the folder of a SQLite database -------------------------------------
+ * One function answers for the start (CREATE) and for -t (CHECK): every
+ * test before the mkdir is the same, so the two cannot disagree about a
+ * folder, and a failure reads the same in both. */
+
+/* What precedes the last '/' of path, trailing '/'s dropped ("/" stays);
+ * "." without a '/'.  malloc'd; NULL when out of memory. */
+static char *folder_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    size_t n;
+    char *out;
+
+    if (slash == NULL)
+        return strdup(".");
+    n = (size_t)(slash - path);
+    while (n > 0 && path[n - 1] == '/')
+        n--;
+    if (n == 0)
+        return strdup("/");
+    out = malloc(n + 1);
+    if (out != NULL) {
+        memcpy(out, path, n);
+        out[n] = '\0';
+    }
+    return out;
+}
+
+static int dir_fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int dir_fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    if (err != NULL && errlen > 0) {
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return WEB_EIO;
+}
+
+/* 0 if the calling process (effective ids, as mkdir and open use) may
+ * create entries in the folder d, else -1 with errno set. */
+static int can_create_in(const char *d)
+{
+    return faccessat(AT_FDCWD, d, W_OK | X_OK, AT_EACCESS);
+}
+
+int web_db_dir_prepare(const char *db_path, web_db_dir_op op,
+                       web_db_dir_state *state, char *dir, size_t dirlen,
+                       char *err, size_t errlen)
+{
+    struct stat st;
+    char *d = NULL, *parent = NULL;
+    int rc = WEB_OK;
+
+    if (dir != NULL && dirlen > 0)
+        dir[0] = '\0';
+    if (err != NULL && errlen > 0)
+        err[0] = '\0';
+    if (state != NULL)
+        *state = WEB_DB_DIR_READY;
+    if (db_path == NULL || state == NULL)
+        return WEB_EINVAL;
+    /* No folder of ours to make: a server, a memory database, or a URI
+     * whose file name SQLite parses itself (Debian's SQLite is built
+     * with SQLITE_USE_URI). */
+    if (db_path[0] == '\0' || strcmp(db_path, ":memory:") == 0 ||
+        strncmp(db_path, "file:", 5) == 0 ||
+        web_db_engine_of(db_path) == WEB_DB_POSTGRESQL)
+        return WEB_OK;
+    d = folder_of(db_path);
+    if (d == NULL)
+        return WEB_ENOMEM;
+    if (dir != NULL && dirlen > 0)
+        snprintf(dir, dirlen, "%s", d);
+
+    if (stat(d, &st) == 0) {
+        if (!S_ISDIR(st.st_mode))
+            rc = dir_fail(err, errlen, "database folder %s: %s", d,
+                          strerror(ENOTDIR));
+        else if (stat(db_path, &st) != 0 && errno == ENOENT &&
+                 can_create_in(d) != 0)
+            rc = dir_fail(err, errlen,
+                          "cannot create database %s in its folder: %s",
+                          db_path, strerror(errno));
+        goto out;
+    }
+    if (errno != ENOENT) {
+        rc = dir_fail(err, errlen, "database folder %s: %s", d,
+                      strerror(errno));
+        goto out;
+    }
+    parent = folder_of(d);
+    if (parent == NULL) {
+        rc = WEB_ENOMEM;
+    } else if (stat(parent, &st) != 0) {
+        int e = errno;
+        if (e == ENOENT)
+            rc = dir_fail(err, errlen,
+                          "cannot create database folder %s: %s (%s is "
+                          "missing too; only the last level is created)",
+                          d, strerror(e), parent);
+        else
+            rc = dir_fail(err, errlen, "cannot create database folder %s: %s",
+                          d, strerror(e));
+    } else if (!S_ISDIR(st.st_mode)) {
+        rc = dir_fail(err, errlen, "cannot create database folder %s: %s", d,
+                      strerror(ENOTDIR));
+    } else if (can_create_in(parent) != 0) {
+        rc = dir_fail(err, errlen, "cannot create database folder %s: %s", d,
+                      strerror(errno));
+    } else if (op == WEB_DB_DIR_CHECK) {
+        *state = WEB_DB_DIR_MISSING;
+    } else if (mkdir(d, WEB_DB_DIR_MODE) == 0) {
+        *state = WEB_DB_DIR_MADE;
+    } else if (errno == EEXIST && stat(d, &st) == 0 && S_ISDIR(st.st_mode)) {
+        /* Another instance starting at the same time made it. */
+        *state = WEB_DB_DIR_READY;
+    } else {
+        rc = dir_fail(err, errlen, "cannot create database folder %s: %s", d,
+                      strerror(errno));
+    }
+out:
+    free(parent);
+    free(d);
+    return rc;
 }
 
 /* Append s[0..n) to buf at *o, cut to fit (buf keeps its NUL). */

@@ -106,6 +106,10 @@ int web_handler_status(web_call *call, void *ud)
         {"tasks_admitted", "Deferred tasks admitted", ds.admitted, 0},
         {"tasks_rejected", "Deferred tasks rejected at admission", ds.rejected, 0},
         {"tasks_refused", "Deferred task registrations refused", ds.refused, 0},
+        {"admit_waits", "Requests whose admission waited for queue room",
+         ds.admit_waits, 0},
+        {"admit_stalled", "Requests refused at once: queue full and the "
+         "writer stalled", ds.admit_stalled, 0},
         {"tasks_unavailable", "Deferred tasks refused at admission: "
          "database failing or lost", ds.unavail, 0},
         {"tasks_inline", "Deferred tasks run inline", ds.inline_run, 0},

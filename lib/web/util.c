@@ -68,6 +68,15 @@ unsigned web_method_bit(const char *method)
     return WEB_M_OTHER;
 }
 
+const char *web_method_name(unsigned bit)
+{
+    size_t i;
+    for (i = 0; i < sizeof methods / sizeof methods[0]; i++)
+        if (bit == methods[i].bit)
+            return methods[i].name;
+    return NULL;
+}
+
 size_t web_methods_format(unsigned bits, char *buf, size_t buflen)
 {
     size_t i, need = 0;

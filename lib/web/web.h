@@ -148,6 +148,10 @@ WEB_API unsigned web_method_bit(const char *method);
  * to buflen).  GET implies HEAD.  Returns the length it needed. */
 WEB_API size_t web_methods_format(unsigned bits, char *buf, size_t buflen);
 
+/* The name of one method bit ("GET" for WEB_M_GET ... "OPTIONS"); NULL
+ * for 0, WEB_M_OTHER or several bits.  Static strings. */
+WEB_API const char *web_method_name(unsigned bit);
+
 /* ==== 2. request copy-out and parsers ==================================== */
 
 typedef struct web_limits {
@@ -495,6 +499,53 @@ WEB_API int web_db_path_resolve(const char *prefix, const char *path,
  * fit buflen: a cut never uncovers a password); returns buf.  NULL path gives "-". */
 WEB_API const char *web_db_path_redact(const char *path, char *buf,
                                        size_t buflen);
+
+/* ---- the folder of a SQLite database -------------------------------------
+ * sqlite3_open creates a database file, never its folder.  The server
+ * creates a missing folder at start when the folder above it is an
+ * existing, writable directory: one level only (nginx does the same for
+ * its temp paths), so a mistyped -p prefix fails with the path it names
+ * instead of growing a tree and an empty database there.  The mode is
+ * WEB_DB_DIR_MODE less the umask: group r-x lets nginx's group reach a
+ * socket kept in the same folder (the shipped var/).
+ * `waituntil -t` asks the same question without creating anything, so
+ * both give the same verdict with the same message. */
+#define WEB_DB_DIR_MODE 0750
+
+typedef enum web_db_dir_op {
+    WEB_DB_DIR_CHECK = 0,  /* say what the start would do; create nothing */
+    WEB_DB_DIR_CREATE      /* create the folder if it is missing */
+} web_db_dir_op;
+
+typedef enum web_db_dir_state {
+    WEB_DB_DIR_READY = 0,  /* nothing to do: the folder exists, or the
+                              path is a PostgreSQL URI, ":memory:", a
+                              "file:" URI or has no folder part */
+    WEB_DB_DIR_MISSING,    /* CHECK: missing; CREATE would make it */
+    WEB_DB_DIR_MADE        /* CREATE: made it (mode WEB_DB_DIR_MODE) */
+} web_db_dir_state;
+
+/*
+ * Make the folder of the SQLite database db_path ready (op CREATE) or say
+ * whether the start could (op CHECK), as the calling process (effective
+ * ids: root passes every mode bit).  The folder is what precedes the last
+ * '/' of db_path.  When the database file does not exist yet, its folder
+ * must also be writable (sqlite3 creates the file there).
+ * Returns WEB_OK with *state set (and the folder's path in dir, if
+ * dirlen > 0, cut to fit), or WEB_EIO with one line in err, the same for
+ * both ops:
+ *   database folder DIR: Not a directory          (exists, not a folder)
+ *   database folder DIR: <strerror>               (cannot be looked up)
+ *   cannot create database folder DIR: <strerror> (parent missing,
+ *       not a folder, not writable, or mkdir failed; a missing parent
+ *       adds "(PARENT is missing too; only the last level is created)")
+ *   cannot create database DB in its folder: <strerror>
+ * WEB_EINVAL for a NULL db_path or state, WEB_ENOMEM.  Thread-safe (no
+ * shared state; CREATE changes the file system, of course).
+ */
+WEB_API int web_db_dir_prepare(const char *db_path, web_db_dir_op op,
+                               web_db_dir_state *state, char *dir,
+                               size_t dirlen, char *err, size_t errlen);
 
 typedef struct web_conf {
     const char *file;            /* name used in messages */

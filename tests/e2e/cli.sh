@@ -40,7 +40,7 @@ check_conf "-t: a table that is not a plain name is refused" \
     defer insert "logs; DROP TABLE users" { method $request_method; }
 }'
 check_conf "-t: a column missing from the schema is reported" \
-    "bad.conf:3: insert into logs: table logs has no column named nope" \
+    "bad.conf:3: route GET /x: defer 1: insert into logs: table logs has no column named nope (schema from the migrations)" \
 'route GET /x {
     respond 200 "x";
     defer insert logs { nope $request_method; }
@@ -175,12 +175,43 @@ if [ $HAVE_PG -eq 1 ] && wu_pg_bindir >/dev/null 2>&1 &&
 route GET /y { respond 200 "y"; defer update users { set nope $uri; where id $arg_id; } }'
     rc=0
     "$APP" -t -c "$T_TMP/bad.conf" -p "$TOP_SRCDIR" >"$T_TMP/out" 2>&1 || rc=$?
-    [ $rc -ne 0 ] && grep -q 'bad.conf:[0-9]*: insert into logs: function datetime(unknown) does not exist (schema of the database)' "$T_TMP/out" &&
+    [ $rc -ne 0 ] && grep -q 'bad.conf:[0-9]*: route GET /x: defer 1: insert into logs: function datetime(unknown) does not exist (schema of the database)' "$T_TMP/out" &&
         t_ok "-t on PostgreSQL refuses SQLite-only SQL (raw:datetime('now'))" ||
         t_fail "-t SQLite-only SQL on PostgreSQL (exit $rc)" "$(cat "$T_TMP/out")"
-    grep -q 'bad.conf:[0-9]*: update users: column "nope" of relation "users" does not exist' "$T_TMP/out" &&
+    grep -q 'bad.conf:[0-9]*: route GET /y: defer 1: update users: column "nope" of relation "users" does not exist' "$T_TMP/out" &&
         t_ok "-t on PostgreSQL reports a column missing from the schema" ||
         t_fail "-t PostgreSQL missing column" "$(cat "$T_TMP/out")"
+    # A table dropped from the live database: -t fails naming the defer
+    # block; the start migrates (nothing pending), refuses with the same
+    # message before it listens, and exits non-zero.
+    if [ -x "$psql" ] && "$psql" -Atq "$uri" -c 'DROP TABLE sessions' >/dev/null; then
+        line=$(grep -n 'defer delete sessions' "$T_TMP/pg.conf" | cut -d: -f1)
+        msg="pg.conf:$line: route POST /logout: defer 1: delete from sessions: relation \"sessions\" does not exist (schema of the database)"
+        rc=0
+        "$APP" -t -c "$T_TMP/pg.conf" -p "$TOP_SRCDIR" >"$T_TMP/out" 2>&1 || rc=$?
+        [ $rc -ne 0 ] && grep -qF "$msg" "$T_TMP/out" &&
+            t_ok "-t on PostgreSQL: a table dropped from the live database fails with file:line" ||
+            t_fail "-t PostgreSQL dropped table (exit $rc)" "$(cat "$T_TMP/out")"
+        : > "$T_TMP/pgd.log"
+        "$APP" -c "$T_TMP/pg.conf" -p "$TOP_SRCDIR" -l "unix:$T_TMP/pgd.sock" \
+            >"$T_TMP/pgd.log" 2>&1 &
+        pid=$!
+        i=0
+        while kill -0 $pid 2>/dev/null && ! grep -q "event=started" "$T_TMP/pgd.log" &&
+            [ $i -lt 600 ]; do i=$((i + 1)); sleep 0.1; done
+        left=0
+        if kill -0 $pid 2>/dev/null; then left=1; kill -TERM $pid; fi
+        rc=0; wait $pid || rc=$?
+        # The log quotes the message: \" stands for ".
+        [ $left -eq 0 ] && [ $rc -ne 0 ] && [ ! -e "$T_TMP/pgd.sock" ] &&
+            sed 's/\\"/"/g' "$T_TMP/pgd.log" | grep -qF "$msg" &&
+            grep -q "event=start_failed" "$T_TMP/pgd.log" &&
+            t_ok "start on PostgreSQL without a table it writes: refused with the same message, exit $rc" ||
+            t_fail "start on PostgreSQL without sessions (running=$left, exit $rc)" "$(cat "$T_TMP/pgd.log")"
+        "$psql" -Atq "$uri" -c 'CREATE TABLE sessions (id TEXT PRIMARY KEY, user_id TEXT, created_at TIMESTAMPTZ DEFAULT CURRENT_TIMESTAMP)' >/dev/null
+    else
+        t_fail "PostgreSQL: psql cannot drop sessions for the dropped-table test"
+    fi
 else
     echo "# no PostgreSQL server here: the live-server checks are skipped"
 fi

@@ -12,7 +12,7 @@
 #   FUZZ_OUT   scratch folder (default /tmp/wu-fuzz-$USER): binaries,
 #              the writable corpora (kept between runs, so repeated runs
 #              continue where the last one stopped), logs and artifacts
-#   FUZZ_ONLY  space-separated subset of: conf request qb
+#   FUZZ_ONLY  space-separated subset of: conf request qb qb_raw
 #   CC         the compiler (default clang; it must know -fsanitize=fuzzer)
 #
 # Prints one line per harness:
@@ -26,7 +26,7 @@ esac
 top=$(cd "$(dirname "$0")/../.." && pwd)
 out=${FUZZ_OUT:-/tmp/wu-fuzz-$(id -un)}
 cc=${CC:-clang}
-only=${FUZZ_ONLY:-conf request qb}
+only=${FUZZ_ONLY:-conf request qb qb_raw}
 mkdir -p "$out/bin" "$out/logs" "$out/artifacts"
 
 san="-std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all"
@@ -47,6 +47,10 @@ build() {
         # shellcheck disable=SC2086
         $cc $san -DQB_BUILDING -Ilib/qb tests/fuzz/fuzz_qb.c $qb_src \
             -lsqlite3 -o "$out/bin/fuzz_qb" ;;
+    qb_raw)
+        # shellcheck disable=SC2086
+        $cc $san -DQB_BUILDING -Ilib/qb tests/fuzz/fuzz_qb_raw.c $qb_src \
+            -o "$out/bin/fuzz_qb_raw" ;;
     *) echo "unknown harness $1" >&2; return 1 ;;
     esac
 }
@@ -57,6 +61,7 @@ opts() {
     conf) echo "-dict=$top/tests/fuzz/conf/conf.dict -max_len=4096" ;;
     request) echo "-dict=$top/tests/fuzz/request/request.dict -max_len=8192" ;;
     qb) echo "-dict=$top/tests/fuzz/qb/qb.dict -max_len=512" ;;
+    qb_raw) echo "-dict=$top/tests/fuzz/qb_raw/qb_raw.dict -max_len=512" ;;
     esac
 }
 
