@@ -16,6 +16,7 @@
 #define _GNU_SOURCE
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -83,6 +84,30 @@ static int log_count(const char *n1, const char *n2, const char *n3)
         if ((n1 == NULL || strstr(p, n1)) && (n2 == NULL || strstr(p, n2)) &&
             (n3 == NULL || strstr(p, n3)))
             count++;
+    }
+    free(copy);
+    return count;
+}
+
+/* Number of events the captured lines matching every needle stand for:
+ * a line ending in " repeated=N" (a summary of folded repeats) stands
+ * for N, any other line for 1. */
+static long log_events(const char *n1, const char *n2, const char *n3)
+{
+    long count = 0;
+    char *p, *save = NULL, *copy;
+    pthread_mutex_lock(&g_log.mu);
+    copy = strndup(g_log.buf != NULL ? g_log.buf : "", g_log.len);
+    pthread_mutex_unlock(&g_log.mu);
+    ck_assert_ptr_nonnull(copy);
+    for (p = strtok_r(copy, "\n", &save); p != NULL;
+         p = strtok_r(NULL, "\n", &save)) {
+        const char *rep;
+        if ((n1 != NULL && !strstr(p, n1)) || (n2 != NULL && !strstr(p, n2)) ||
+            (n3 != NULL && !strstr(p, n3)))
+            continue;
+        rep = strstr(p, " repeated=");
+        count += rep != NULL ? strtol(rep + 10, NULL, 10) : 1;
     }
     free(copy);
     return count;
@@ -1312,9 +1337,11 @@ START_TEST(test_busy_beyond_budget_fails)
     /* each transaction attempt retried exactly the budget */
     ck_assert_uint_eq(s.retried % 2, 0);
     ck_assert_uint_ge(s.retried, 2);
-    ck_assert_int_eq(log_count("event=task_failed", "label=\"/busy\"",
-                               "busy after retries"), 3);
-    ck_assert_int_eq(log_count("task_failed", "rc=-9", "sql=\"INSERT"), 3);
+    /* Identical failures are folded (first line, then repeated=N):
+     * the lines still account for every one of them. */
+    ck_assert_int_eq(log_events("event=task_failed", "label=\"/busy\"",
+                                "busy after retries"), 3);
+    ck_assert_int_eq(log_events("task_failed", "rc=-9", "sql=\"INSERT"), 3);
     ck_assert_int_eq(db_scalar("SELECT count(*) FROM t"), 0);
     assert_reconciled(&s);
 }
@@ -2258,6 +2285,497 @@ START_TEST(test_hung_sql_arg_vs_report)
 }
 END_TEST
 
+/* ==== the log: repeats folded, lines that cannot be written counted ===== */
+
+START_TEST(test_log_repeats_folded)
+{
+    enum { N = 300 };
+    tracker *tr = tr_new(N);
+    defer_config cfg = base_cfg();
+    defer_pool *p;
+    defer_ctx *c;
+    defer_stats s;
+    int64_t t0;
+    long lines, firsts, secs;
+    int i;
+
+    cfg.workers = 1;
+    p = mkpool(&cfg);
+    c = mkctx(p);
+    t0 = tu_now_ms();
+    for (i = 0; i < N; i++) {
+        ck_assert_int_eq(reg(c, tr, i, 7, "/same"), DEFER_OK);
+        admit_submit(p, c);
+    }
+    ck_assert(STAT_AT_LEAST(p, failed, N, 20000));
+    secs = (long)((tu_now_ms() - t0) / 1000);
+    ck_assert_int_eq(defer_pool_shutdown(p, 10000), DEFER_OK);
+    defer_pool_stats(p, &s);
+    defer_ctx_free(c);
+    defer_pool_destroy(p);
+    /* Every failure is accounted for in the log ... */
+    ck_assert_int_eq(log_events("event=task_failed", "tok asked to fail",
+                                NULL), N);
+    /* ... by its first line and at most one summary a second, not N. */
+    lines = log_count("event=task_failed", "tok asked to fail", NULL);
+    firsts = lines - log_count("event=task_failed", "repeated=", NULL);
+    ck_assert_int_ge(firsts, 1);
+    ck_assert_msg(lines <= 2 * (secs + 2), "%ld lines in %ld s", lines, secs);
+    ck_assert_uint_eq(s.log_repeated, (uint64_t)(N - firsts));
+    ck_assert_uint_eq(s.failed, N);
+    tr_free(tr);
+}
+END_TEST
+
+START_TEST(test_log_distinct_failures_not_folded_together)
+{
+    enum { N = 100 };
+    tracker *tr = tr_new(2 * N);
+    defer_config cfg = base_cfg();
+    defer_pool *p;
+    defer_ctx *c;
+    int i;
+
+    cfg.workers = 1;
+    p = mkpool(&cfg);
+    c = mkctx(p);
+    for (i = 0; i < N; i++) {
+        /* two kinds of failure (rc 7 and 8) interleaved */
+        ck_assert_int_eq(reg(c, tr, 2 * i, 7, "/a"), DEFER_OK);
+        ck_assert_int_eq(reg(c, tr, 2 * i + 1, 8, "/b"), DEFER_OK);
+        admit_submit(p, c);
+    }
+    ck_assert_int_eq(defer_pool_shutdown(p, 20000), DEFER_OK);
+    defer_ctx_free(c);
+    defer_pool_destroy(p);
+    ck_assert_int_eq(log_events("event=task_failed", " rc=7 ", NULL), N);
+    ck_assert_int_eq(log_events("event=task_failed", " rc=8 ", NULL), N);
+    ck_assert_int_ge(log_count("event=task_failed", " rc=7 ", NULL), 1);
+    ck_assert_int_ge(log_count("event=task_failed", " rc=8 ", NULL), 1);
+    tr_free(tr);
+}
+END_TEST
+
+START_TEST(test_log_dropped_counted)
+{
+    tracker *tr = tr_new(3);
+    defer_config cfg = base_cfg();
+    defer_pool *p;
+    defer_ctx *c;
+    defer_stats s;
+    int full, saved, i;
+
+    full = open("/dev/full", O_WRONLY | O_CLOEXEC);
+    if (full < 0)
+        return; /* no /dev/full here: nothing to write into that fails */
+    cfg.log = NULL; /* the pool's own stderr line */
+    cfg.workers = 1;
+    p = mkpool(&cfg);
+    c = mkctx(p);
+    /* stderr on a full disk (ENOSPC on every write) */
+    saved = dup(STDERR_FILENO);
+    ck_assert_int_ge(saved, 0);
+    ck_assert_int_eq(dup2(full, STDERR_FILENO), STDERR_FILENO);
+    for (i = 0; i < 3; i++) { /* three different failures: three lines */
+        ck_assert_int_eq(reg(c, tr, i, 10 + i, "/drop"), DEFER_OK);
+        admit_submit(p, c);
+    }
+    ck_assert(STAT_AT_LEAST(p, failed, 3, 10000));
+    ck_assert(STAT_AT_LEAST(p, log_dropped, 3, 10000));
+    ck_assert_int_eq(dup2(saved, STDERR_FILENO), STDERR_FILENO);
+    close(saved);
+    close(full);
+    defer_pool_stats(p, &s);
+    ck_assert_uint_eq(s.log_dropped, 3);
+    ck_assert_int_eq(defer_pool_shutdown(p, 10000), DEFER_OK);
+    defer_ctx_free(c);
+    defer_pool_destroy(p);
+    tr_free(tr);
+}
+END_TEST
+
+/* ==== database health: lost file, failing database ====================== */
+
+static int wait_db_state(defer_pool *p, int state, int timeout_ms)
+{
+    int64_t end = tu_now_ms() + timeout_ms;
+    defer_stats s;
+    do {
+        defer_pool_stats(p, &s);
+        if (s.db_state == state)
+            return 1;
+        sleep_ms(5);
+    } while (tu_now_ms() < end);
+    return 0;
+}
+
+/* Bounded wait for a line holding both needles. */
+static int wait_log(const char *n1, const char *n2, int timeout_ms)
+{
+    int64_t end = tu_now_ms() + timeout_ms;
+    do {
+        if (log_count(n1, n2, NULL) > 0)
+            return 1;
+        sleep_ms(5);
+    } while (tu_now_ms() < end);
+    return 0;
+}
+
+/* A scalar of the database at path (-1 if it cannot be read). */
+static int64_t scalar_at(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int64_t v = -1;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+/* PRAGMA integrity_check of the file at path says "ok". */
+static int integrity_ok(const char *path)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int ok = 0;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL) ==
+            SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        ok = strcmp((const char *)sqlite3_column_text(st, 0), "ok") == 0;
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return ok;
+}
+
+static int exists(const char *path)
+{
+    return access(path, F_OK) == 0;
+}
+
+/* Register one insert of v and admit it; submit when admitted. */
+static int try_insert(defer_pool *p, defer_ctx *c, int64_t v,
+                      const char *label)
+{
+    int rc;
+    ck_assert_int_eq(defer_wait_until_query(c, q_ins(v), label), DEFER_OK);
+    rc = defer_admit(p, c);
+    if (rc == DEFER_OK)
+        defer_submit(p, c);
+    return rc;
+}
+
+/* Keep writing (v from v0, one request every ms) until admission
+ * refuses or timeout_ms pass; returns what was admitted, *rc the last
+ * admission result. */
+static int insert_until_refused(defer_pool *p, defer_ctx *c, int64_t v0,
+                                const char *label, int timeout_ms, int *rc)
+{
+    int64_t end = tu_now_ms() + timeout_ms;
+    int n = 0;
+    *rc = DEFER_OK;
+    while (*rc == DEFER_OK && tu_now_ms() < end) {
+        *rc = try_insert(p, c, v0 + n, label);
+        if (*rc == DEFER_OK)
+            n++;
+        sleep_ms(1);
+    }
+    return n;
+}
+
+/* rm of the database file while the pool runs: nothing written after it
+ * may be counted ok; the loss is logged once, refused at admission and
+ * reported; the old file's -wal/-shm are taken away and nothing is
+ * created at the path. */
+START_TEST(test_db_removed_nothing_counted_ok_after)
+{
+    defer_config cfg = base_cfg();
+    defer_pool *p;
+    defer_ctx *c;
+    defer_stats s;
+    char side[4200];
+    int i, rc, after;
+    int64_t t0;
+
+    p = mkpool(&cfg);
+    c = mkctx(p);
+    for (i = 0; i < 20; i++)
+        ck_assert_int_eq(try_insert(p, c, i, "/before"), DEFER_OK);
+    ck_assert(STAT_AT_LEAST(p, ok, 20, 10000));
+    ck_assert_int_eq(unlink(g_db), 0);
+    t0 = tu_now_ms();
+    after = insert_until_refused(p, c, 1000, "/after", 15000, &rc);
+    ck_assert_int_eq(rc, DEFER_EUNAVAIL);
+    ck_assert(STAT_AT_LEAST(p, failed, (uint64_t)after, 10000));
+    defer_pool_stats(p, &s);
+    ck_assert_uint_eq(s.ok, 20);
+    ck_assert_uint_eq(s.failed, (uint64_t)after);
+    ck_assert_int_eq(s.db_state, DEFER_DB_LOST);
+    ck_assert_ptr_nonnull(strstr(s.db_reason, "removed"));
+    ck_assert_uint_eq(s.db_lost, 1);
+    ck_assert_uint_ge(s.unavail, 1);
+    ck_assert_uint_eq(s.rejected, s.unavail);
+    ck_assert_int_eq(log_count("event=db_lost", "was removed", NULL), 1);
+    ck_assert(wait_log("event=db_wal_removed", NULL, 10000));
+    snprintf(side, sizeof side, "%s-wal", g_db);
+    ck_assert(!exists(side));
+    snprintf(side, sizeof side, "%s-shm", g_db);
+    ck_assert(!exists(side));
+    ck_assert(!exists(g_db));
+    ck_assert_int_eq(defer_pool_shutdown(p, 10000), DEFER_OK);
+    defer_pool_stats(p, &s);
+    defer_ctx_free(c);
+    defer_pool_destroy(p);
+    ck_assert(!exists(g_db));
+    /* every failed write is in the log (shutdown wrote the last
+     * summaries), in a few lines */
+    ck_assert_int_eq(log_events("event=task_failed", "label=\"/after\"",
+                                "was removed"), after);
+    ck_assert_int_le(log_count("event=task_failed", NULL, NULL),
+                     2 * (int)((tu_now_ms() - t0) / 1000 + 2));
+    assert_reconciled(&s);
+}
+END_TEST
+
+/* truncate -s 0 of the database file: as rm, and the path is left an
+ * empty database, not a malformed one. */
+START_TEST(test_db_truncated_nothing_counted_ok_after)
+{
+    defer_config cfg = base_cfg();
+    defer_pool *p;
+    defer_ctx *c;
+    defer_stats s;
+    int i, rc, after;
+
+    p = mkpool(&cfg);
+    c = mkctx(p);
+    for (i = 0; i < 20; i++)
+        ck_assert_int_eq(try_insert(p, c, i, "/before"), DEFER_OK);
+    ck_assert(STAT_AT_LEAST(p, ok, 20, 10000));
+    ck_assert_int_eq(truncate(g_db, 0), 0);
+    after = insert_until_refused(p, c, 1000, "/after", 15000, &rc);
+    ck_assert_int_eq(rc, DEFER_EUNAVAIL);
+    ck_assert(STAT_AT_LEAST(p, failed, (uint64_t)after, 10000));
+    defer_pool_stats(p, &s);
+    ck_assert_uint_eq(s.ok, 20);
+    ck_assert_uint_eq(s.failed, (uint64_t)after);
+    ck_assert_int_eq(s.db_state, DEFER_DB_LOST);
+    ck_assert_ptr_nonnull(strstr(s.db_reason, "truncated"));
+    ck_assert_int_eq(log_count("event=db_lost", "truncated", NULL), 1);
+    ck_assert(wait_log("event=db_wal_removed", NULL, 10000));
+    ck_assert_int_eq(defer_pool_shutdown(p, 10000), DEFER_OK);
+    defer_pool_stats(p, &s);
+    defer_ctx_free(c);
+    defer_pool_destroy(p);
+    /* (a write may also fail reading the cut file: malformed) */
+    ck_assert_int_eq(log_events("event=task_failed", "label=\"/after\"",
+                                NULL), after);
+    /* nothing of ours was written into it afterwards */
+    ck_assert(integrity_ok(g_db));
+    ck_assert_int_eq(scalar_at(g_db, "SELECT count(*) FROM sqlite_schema"),
+                     0);
+    assert_reconciled(&s);
+}
+END_TEST
+
+/* mv of a copy (a restored backup) over the database: writes are never
+ * counted ok unless they are in the file at the path; once the old
+ * connections are closed and its -wal/-shm gone, the pool reopens at the
+ * path and goes on writing there. */
+START_TEST(test_db_replaced_by_copy_reopens)
+{
+    defer_config cfg = base_cfg();
+    defer_pool *p;
+    defer_ctx *c;
+    defer_stats s;
+    char copy[4200], sql[4300];
+    int i, rc;
+
+    p = mkpool(&cfg);
+    c = mkctx(p);
+    for (i = 0; i < 10; i++)
+        ck_assert_int_eq(try_insert(p, c, i, "/before"), DEFER_OK);
+    ck_assert(STAT_AT_LEAST(p, ok, 10, 10000));
+    snprintf(copy, sizeof copy, "%s/copy.db", g_dir);
+    snprintf(sql, sizeof sql, "VACUUM INTO '%s'", copy);
+    db_exec(sql);
+    ck_assert_int_eq(rename(copy, g_db), 0);
+    /* writes right after the swap: they land in the new file or fail */
+    for (i = 0; i < 5; i++) {
+        rc = try_insert(p, c, 100 + i, "/swap");
+        ck_assert(rc == DEFER_OK || rc == DEFER_EUNAVAIL);
+    }
+    ck_assert(STAT_AT_LEAST(p, db_reopened, 1, 20000));
+    ck_assert(wait_db_state(p, DEFER_DB_OK, 10000));
+    for (i = 0; i < 10; i++)
+        ck_assert_int_eq(try_insert(p, c, 200 + i, "/reopened"), DEFER_OK);
+    ck_assert_int_eq(defer_pool_shutdown(p, 20000), DEFER_OK);
+    defer_pool_stats(p, &s);
+    defer_ctx_free(c);
+    defer_pool_destroy(p);
+    ck_assert(integrity_ok(g_db));
+    /* the copy's 10, plus exactly the writes counted ok since */
+    ck_assert_int_eq(db_scalar("SELECT count(*) FROM t"),
+                     10 + (int64_t)s.ok - 10);
+    ck_assert_int_eq(db_scalar("SELECT count(*) FROM t WHERE v >= 200"), 10);
+    ck_assert_uint_eq(s.db_lost, 1);
+    ck_assert_uint_eq(s.db_reopened, 1);
+    ck_assert_int_eq(s.db_state, DEFER_DB_OK);
+    ck_assert_int_eq(log_count("event=db_lost", "replaced", NULL), 1);
+    ck_assert_int_eq(log_count("event=db_reopened", NULL, NULL), 1);
+    assert_reconciled(&s);
+}
+END_TEST
+
+/* mv of a database without our tables over it: the pool does not write
+ * into it (no migrations in lib/defer), stays lost and says why. */
+START_TEST(test_db_replaced_without_schema_stays_lost)
+{
+    defer_config cfg = base_cfg();
+    defer_pool *p;
+    defer_ctx *c;
+    defer_stats s;
+    char other[4200];
+    sqlite3 *db = NULL;
+    int64_t end;
+    int i, rc, after;
+
+    p = mkpool(&cfg);
+    c = mkctx(p);
+    for (i = 0; i < 5; i++)
+        ck_assert_int_eq(try_insert(p, c, i, "/before"), DEFER_OK);
+    ck_assert(STAT_AT_LEAST(p, ok, 5, 10000));
+    snprintf(other, sizeof other, "%s/other.db", g_dir);
+    ck_assert_int_eq(sqlite3_open(other, &db), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(db, "PRAGMA journal_mode=WAL;"
+                                  "CREATE TABLE x(a)", NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    ck_assert_int_eq(rename(other, g_db), 0);
+    after = insert_until_refused(p, c, 1000, "/after", 15000, &rc);
+    ck_assert_int_eq(rc, DEFER_EUNAVAIL);
+    /* it looks at the file, and says what is wrong with it */
+    end = tu_now_ms() + 10000;
+    do {
+        defer_pool_stats(p, &s);
+        if (strstr(s.db_reason, "lacks table(s) t") != NULL)
+            break;
+        sleep_ms(10);
+    } while (tu_now_ms() < end);
+    ck_assert_msg(strstr(s.db_reason, "lacks table(s) t") != NULL, "%s",
+                  s.db_reason);
+    ck_assert_int_eq(s.db_state, DEFER_DB_LOST);
+    ck_assert_int_eq(try_insert(p, c, 5000, "/later"), DEFER_EUNAVAIL);
+    ck_assert(STAT_AT_LEAST(p, failed, (uint64_t)after, 10000));
+    ck_assert_int_eq(defer_pool_shutdown(p, 10000), DEFER_OK);
+    defer_pool_stats(p, &s);
+    defer_ctx_free(c);
+    defer_pool_destroy(p);
+    ck_assert_uint_eq(s.ok, 5);
+    ck_assert_uint_eq(s.db_reopened, 0);
+    ck_assert(integrity_ok(g_db));
+    ck_assert_int_eq(scalar_at(g_db, "SELECT count(*) FROM sqlite_schema"),
+                     1); /* x alone: nothing of ours was added */
+    assert_reconciled(&s);
+}
+END_TEST
+
+/* Disk full (simulated: PRAGMA max_page_count on every connection of the
+ * pool): the failing transaction's tasks fail at once, the pool refuses
+ * writes (503 before the response) instead of promising them, logs one
+ * line a second, and takes writes again once a probe commits. */
+START_TEST(test_db_full_refuses_then_recovers)
+{
+    tracker *tr = tr_new(1);
+    defer_config cfg = base_cfg();
+    defer_pool *p;
+    defer_ctx *c;
+    defer_stats s;
+    char init[96];
+    int64_t pages, t0;
+    uint64_t failed;
+    int rc, admitted;
+
+    /* 300 rows of 1 kB that can be deleted later to make room */
+    db_exec("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c"
+            " WHERE x < 300) INSERT INTO t(v, note)"
+            " SELECT x + 1000000, hex(zeroblob(500)) FROM c");
+    pages = db_scalar("PRAGMA page_count");
+    snprintf(init, sizeof init, "PRAGMA max_page_count = %lld",
+             (long long)pages + 4);
+    cfg.db_init_sql = init;
+    cfg.workers = 1;
+    p = mkpool(&cfg);
+    c = mkctx(p);
+    t0 = tu_now_ms();
+    admitted = 0;
+    rc = DEFER_OK;
+    while (rc == DEFER_OK && tu_now_ms() < t0 + 15000) {
+        ck_assert_int_eq(defer_wait_until_query(c, q_sql(
+            "INSERT INTO t(v, note) VALUES (?1, hex(zeroblob(500)))", 1,
+            admitted), "/fill"), DEFER_OK);
+        rc = defer_admit(p, c);
+        if (rc == DEFER_OK) {
+            defer_submit(p, c);
+            admitted++;
+        }
+        sleep_ms(1);
+    }
+    ck_assert_int_eq(rc, DEFER_EUNAVAIL);
+    /* a callback is refused as well, and freed once */
+    ck_assert_int_eq(reg(c, tr, 0, 0, "/cb"), DEFER_OK);
+    ck_assert_int_eq(defer_admit(p, c), DEFER_EUNAVAIL);
+    ck_assert_int_eq(atomic_load(&tr->runs[0]), 0);
+    ck_assert_int_eq(atomic_load(&tr->frees[0]), 1);
+    ck_assert(STAT_AT_LEAST(p, failed, 1, 10000));
+    {
+        int64_t end = tu_now_ms() + 10000;
+        do {
+            defer_pool_stats(p, &s);
+            if (s.ok + s.failed == (uint64_t)admitted)
+                break;
+            sleep_ms(5);
+        } while (tu_now_ms() < end);
+    }
+    ck_assert_uint_eq(s.ok + s.failed, (uint64_t)admitted);
+    ck_assert_int_eq(s.db_state, DEFER_DB_FAILING);
+    ck_assert_ptr_nonnull(strstr(s.db_reason, "SQLITE_FULL"));
+    ck_assert_uint_eq(s.db_failing, 1);
+    ck_assert_uint_ge(s.unavail, 2);
+    /* every write counted ok is in the file, and only those */
+    ck_assert_int_eq(db_scalar("SELECT count(*) FROM t WHERE v < 1000000"),
+                     (int64_t)s.ok);
+    ck_assert_int_eq(log_count("event=db_failing", "SQLITE_FULL", NULL), 1);
+    failed = s.failed;
+
+    /* room again (as when files are deleted from a full disk) */
+    db_exec("DELETE FROM t WHERE v >= 1000000");
+    ck_assert(wait_db_state(p, DEFER_DB_OK, 15000));
+    ck_assert_int_eq(try_insert(p, c, 5000000, "/after"), DEFER_OK);
+    ck_assert_int_eq(defer_pool_shutdown(p, 10000), DEFER_OK);
+    defer_pool_stats(p, &s);
+    defer_ctx_free(c);
+    defer_pool_destroy(p);
+    ck_assert_int_eq(db_scalar("SELECT count(*) FROM t WHERE v = 5000000"),
+                     1);
+    /* every failure is in the log, in about a line a second */
+    ck_assert_int_eq(log_events("event=task_failed", "label=\"/fill\"",
+                                "full"), (long)failed);
+    ck_assert_int_le(log_count("event=task_failed", NULL, NULL),
+                     2 * (int)((tu_now_ms() - t0) / 1000 + 2));
+    ck_assert_uint_ge(s.db_probes, 1);
+    ck_assert_uint_gt(s.db_unavail_ms, 0);
+    ck_assert_int_eq(log_count("event=db_recovered", NULL, NULL), 1);
+    ck_assert_int_eq(s.db_state, DEFER_DB_OK);
+    assert_reconciled(&s);
+    tr_free(tr);
+}
+END_TEST
+
 /* ==== main =============================================================== */
 
 static TCase *tc(Suite *s, const char *name, int timeout)
@@ -2324,6 +2842,18 @@ int main(void)
     tcase_add_test(t, test_wait_after_idle_burst);
     tcase_add_test(t, test_hung_after_done_reconciles);
     tcase_add_test(t, test_hung_sql_arg_vs_report);
+
+    t = tc(s, "log", 60);
+    tcase_add_test(t, test_log_repeats_folded);
+    tcase_add_test(t, test_log_distinct_failures_not_folded_together);
+    tcase_add_test(t, test_log_dropped_counted);
+
+    t = tc(s, "db_health", 90);
+    tcase_add_test(t, test_db_removed_nothing_counted_ok_after);
+    tcase_add_test(t, test_db_truncated_nothing_counted_ok_after);
+    tcase_add_test(t, test_db_replaced_by_copy_reopens);
+    tcase_add_test(t, test_db_replaced_without_schema_stays_lost);
+    tcase_add_test(t, test_db_full_refuses_then_recovers);
 
     sr = srunner_create(s);
     srunner_run_all(sr, CK_ENV);

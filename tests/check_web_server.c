@@ -94,6 +94,55 @@ START_TEST(log_file_levels_and_reopen)
 }
 END_TEST
 
+/* A log whose writes fail (disk full) counts every line it could not
+ * write, and says how many as soon as writing works again. */
+START_TEST(log_dropped_counted_then_said)
+{
+    char *dir = tu_mkdtemp("wu-logdrop");
+    char path[512], eb[256];
+    web_log *log = NULL;
+    char *text;
+    int full, saved, file;
+
+    ck_assert_ptr_nonnull(dir);
+    full = open("/dev/full", O_WRONLY | O_CLOEXEC);
+    if (full < 0) { /* nothing here to fail writes with */
+        tu_rmtree(dir);
+        free(dir);
+        return;
+    }
+    snprintf(path, sizeof path, "%s/stderr.txt", dir);
+    file = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    ck_assert_int_ge(file, 0);
+    ck_assert_int_eq(web_log_open(&log, "stderr", WEB_LOG_INFO, eb, sizeof eb),
+                     WEB_OK);
+    saved = dup(STDERR_FILENO);
+    ck_assert_int_ge(saved, 0);
+    ck_assert_int_eq(dup2(full, STDERR_FILENO), STDERR_FILENO);
+    web_logf(log, WEB_LOG_ERROR, "lost", "n=%d", 1);
+    web_logf(log, WEB_LOG_ERROR, "lost", "n=%d", 2);
+    web_logf(log, WEB_LOG_ERROR, "lost", "n=%d", 3);
+    ck_assert_uint_eq(web_log_dropped(log), 3);
+    ck_assert_int_eq(dup2(file, STDERR_FILENO), STDERR_FILENO);
+    web_logf(log, WEB_LOG_INFO, "back", "n=%d", 4);
+    ck_assert_int_eq(dup2(saved, STDERR_FILENO), STDERR_FILENO);
+    close(saved);
+    close(file);
+    close(full);
+    ck_assert_uint_eq(web_log_dropped(log), 3);
+    web_log_close(log);
+    text = tu_read_file(path, NULL);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_msg(strstr(text, "level=warn event=log_dropped count=3\nts=") !=
+                      NULL, "%s", text);
+    ck_assert_ptr_nonnull(strstr(text, "level=info event=back n=4\n"));
+    ck_assert_ptr_null(strstr(text, "n=1"));
+    free(text);
+    tu_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 /* ---- declarative queries -------------------------------------------------- */
 
 static const char *defer_conf =
@@ -493,6 +542,7 @@ START_TEST(server_answers_straight_fastcgi)
     ck_assert_ptr_nonnull(strstr(out, ",\"conn_lost\":0,"));
     ck_assert_ptr_nonnull(strstr(out, ",\"reconnects\":0,"));
     ck_assert_ptr_nonnull(strstr(out, ",\"commit_unknown\":0,"));
+    ck_assert_ptr_nonnull(strstr(out, ",\"log_dropped\":0"));
     free(out);
     ck_assert_int_eq(fc_request(f.sock, st_prom, NULL, 0, 5000, &out, &status),
                      0);
@@ -506,6 +556,77 @@ START_TEST(server_answers_straight_fastcgi)
     free(out);
     stop_server(&f); /* drains */
     ck_assert_int_eq(count_rows(f.db), 1); /* the POST /log, nothing else */
+    cleanup(&f);
+}
+END_TEST
+
+/* The database file removed under the server: once the pool sees it,
+ * requests with deferred writes get 503 + Retry-After before their
+ * answer, and the status says why. */
+START_TEST(server_db_lost_answers_503)
+{
+    struct fixture f;
+    char *out = NULL;
+    int status = 0, i;
+    const char *log[] = {"REQUEST_METHOD=GET", "DOCUMENT_URI=/log", NULL};
+    const char *hello[] = {"REQUEST_METHOD=GET", "DOCUMENT_URI=/hello", NULL};
+    const char *st[] = {"REQUEST_METHOD=GET", "DOCUMENT_URI=/_status", NULL};
+    const char *st_prom[] = {"REQUEST_METHOD=GET", "DOCUMENT_URI=/_status",
+                             "QUERY_STRING=format=prometheus", NULL};
+
+    start_server(&f, server_conf);
+    ck_assert_int_eq(fc_request(f.sock, log, NULL, 0, 5000, &out, &status), 0);
+    ck_assert_int_eq(status, 200);
+    free(out);
+    for (i = 0; i < 500 && count_rows(f.db) != 1; i++)
+        usleep(10000);
+    ck_assert_int_eq(count_rows(f.db), 1);
+    ck_assert_int_eq(unlink(f.db), 0);
+    /* Until the pool sees it (at the latest ~0.5 s), a write is promised
+     * and fails (counted failed); then every one is refused. */
+    for (i = 0; i < 1000; i++) {
+        ck_assert_int_eq(fc_request(f.sock, log, NULL, 0, 5000, &out,
+                                    &status), 0);
+        if (status == 503)
+            break;
+        ck_assert_int_eq(status, 200);
+        free(out);
+        out = NULL;
+        usleep(10000);
+    }
+    ck_assert_int_eq(status, 503);
+    ck_assert_ptr_nonnull(strstr(out, "Retry-After: 1\r\n"));
+    ck_assert_ptr_nonnull(strstr(out, ": database unavailable\n"));
+    free(out);
+    /* a request without deferred work is still answered */
+    ck_assert_int_eq(fc_request(f.sock, hello, NULL, 0, 5000, &out, &status),
+                     0);
+    ck_assert_int_eq(status, 200);
+    free(out);
+    ck_assert_int_eq(fc_request(f.sock, st, NULL, 0, 5000, &out, &status), 0);
+    ck_assert_int_eq(status, 200);
+    ck_assert_ptr_nonnull(strstr(out, "\"db_status\":\"lost\""));
+    ck_assert_ptr_nonnull(strstr(out, "\"db_reason\":\"database file "));
+    ck_assert_ptr_nonnull(strstr(out, " was removed"));
+    ck_assert_ptr_nonnull(strstr(out, ",\"responses_503_db_unavailable\":1,"));
+    ck_assert_ptr_nonnull(strstr(out, ",\"tasks_unavailable\":1,"));
+    ck_assert_ptr_nonnull(strstr(out, ",\"tasks_ok\":1,"));
+    ck_assert_ptr_nonnull(strstr(out, ",\"db_state\":2,"));
+    ck_assert_ptr_nonnull(strstr(out, ",\"db_lost\":1,"));
+    ck_assert_ptr_nonnull(strstr(out, ",\"log_dropped\":0"));
+    free(out);
+    ck_assert_int_eq(fc_request(f.sock, st_prom, NULL, 0, 5000, &out, &status),
+                     0);
+    ck_assert_int_eq(status, 200);
+    ck_assert_ptr_nonnull(strstr(out, "\nwaituntil_db_state 2\n"));
+    ck_assert_ptr_nonnull(
+        strstr(out, "\nwaituntil_db_state_info{state=\"lost\",reason=\""
+                    "database file "));
+    ck_assert_ptr_nonnull(
+        strstr(out, "\nwaituntil_responses_503_db_unavailable 1\n"));
+    free(out);
+    stop_server(&f);
+    ck_assert_int_ne(access(f.db, F_OK), 0); /* nothing made at the path */
     cleanup(&f);
 }
 END_TEST
@@ -560,6 +681,7 @@ static Suite *suite(void)
     tcase_add_loop_test(tc, log_quote, 0, sizeof q_cases / sizeof q_cases[0]);
     tcase_add_test(tc, log_quote_truncates);
     tcase_add_test(tc, log_file_levels_and_reopen);
+    tcase_add_test(tc, log_dropped_counted_then_said);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("defer_build");
@@ -579,6 +701,7 @@ static Suite *suite(void)
     tcase_add_test(tc, server_refuses_live_socket_and_unknown_handler);
     tcase_add_test(tc, server_answers_straight_fastcgi);
     tcase_add_test(tc, server_limits_straight_fastcgi);
+    tcase_add_test(tc, server_db_lost_answers_503);
     suite_add_tcase(s, tc);
     return s;
 }

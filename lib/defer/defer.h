@@ -93,6 +93,54 @@
  * arg_free may run after defer_pool_destroy, or never if the callback
  * never returns.
  *
+ * DATABASE HEALTH (SQLite): the pool watches its database and stops
+ * promising writes it cannot make.  State DEFER_DB_OK, DEFER_DB_FAILING or
+ * DEFER_DB_LOST (defer_stats.db_state, with the reason in db_reason):
+ *   - LOST: the path no longer names the file the pool's connections
+ *     have open (removed, replaced by another file) or that file was cut
+ *     below one page (truncated).  Checked by a stat(2) of the path before
+ *     every COMMIT and once a second by the pool's monitor thread
+ *     ("defer-mon").  A transaction about to commit to a lost file is
+ *     rolled back; its tasks and every task taken afterwards fail
+ *     (counted failed, never ok).  Every connection to the old file is
+ *     closed (a truncated one without a checkpoint: nothing is written
+ *     into a file someone cut); then the old file's -wal/-shm, which
+ *     SQLite leaves at the path and which would corrupt the next file put
+ *     there, are removed unapplied.  From then on the monitor looks at
+ *     the path once a second and reopens when it
+ *     names a SQLite database that has every table the database had when
+ *     the pool started (the pool never runs migrations: a file without
+ *     the schema stays LOST, with that reason) and the probe below
+ *     commits on it.  Migrations are the application's business: restart
+ *     it to create a new database.
+ *   - FAILING: a statement or COMMIT failed with SQLITE_FULL,
+ *     SQLITE_READONLY, SQLITE_CORRUPT, SQLITE_NOTADB, SQLITE_IOERR or
+ *     SQLITE_CANTOPEN (conditions that do not pass by themselves).  The
+ *     transaction's remaining tasks fail at once (no per-task replay).
+ *     The monitor probes once a second (every 10 s after CORRUPT or
+ *     NOTADB, whose probe also runs PRAGMA quick_check): with the pool's
+ *     writer turn, after a wal_checkpoint(TRUNCATE) when the disk was
+ *     full, it commits a 64 KiB row into the table defer_probe (created
+ *     on first use: the probe's own, one row).  A commit of that size
+ *     proves the condition passed for writes of ordinary size (space can
+ *     be allocated and the WAL appended; the file is writable); it does
+ *     not prove a corrupt file sound beyond what quick_check reads.  The
+ *     state clears when the probe commits.
+ *   While not OK, defer_admit refuses tasks with DEFER_EUNAVAIL (answer
+ *   503 before the response), counted in rejected and unavail; queued
+ *   tasks still run (and fail if the condition holds).  Transitions are
+ *   logged once (db_lost, db_failing, db_recovered, db_reopened).
+ *   PostgreSQL pools have no file and never enter these states.
+ *
+ * LOG REPEATS: a line identical to an earlier one in event, rc and
+ * detail (the label and SQL may differ) within a second is not written;
+ * at most once a second a summary is: the last such line plus
+ * " repeated=N" (N lines folded into it).  So for each kind of failure
+ * the log holds its first line and one line per second, and the lines
+ * plus their repeated= counts add up to the events.  Shutdown's reports
+ * (task_left, task_hung, shutdown, drain_deadline) are never folded.
+ * Summaries still pending are written by defer_pool_shutdown.
+ *
  * ACCOUNTING: once shutdown has returned and every admitted ctx has been
  * submitted, admitted == ok + failed + left exactly.  Tasks run inline
  * (policy INLINE) are not admitted; they are counted in inline_run, of
@@ -131,7 +179,8 @@ enum {
     DEFER_ETIMEDOUT = -6,  /* shutdown deadline passed: tasks left/hung */
     DEFER_EDB = -7,        /* a worker database could not be opened */
     DEFER_ETHREAD = -8,    /* creating a thread or sync object failed */
-    DEFER_EMISUSE = -9     /* called out of order (e.g. submit w/o admit) */
+    DEFER_EMISUSE = -9,    /* called out of order (e.g. submit w/o admit) */
+    DEFER_EUNAVAIL = -10   /* database failing or lost: not admitting */
 };
 
 /* Static English text for a status code; never NULL.  Thread-safe. */
@@ -188,7 +237,13 @@ typedef struct defer_config {
                                     reconnecting (backoff 50 ms doubling
                                     to 1 s) before its tasks fail;
                                     default 10000 */
-    defer_log_fn log;            /* NULL: one line to stderr */
+    const char *db_init_sql;     /* SQLite: SQL run on every connection
+                                    the pool opens, after the pragmas of
+                                    db (e.g. "PRAGMA cache_size=-8000");
+                                    NULL: none.  A failure fails the open. */
+    defer_log_fn log;            /* NULL: one line to stderr (a line that
+                                    cannot be written is counted in
+                                    log_dropped) */
     void *log_ud;
     int log_level;               /* lowest level logged; default INFO */
 } defer_config;
@@ -269,7 +324,23 @@ typedef struct defer_stats {
                                for room (policy WAIT) */
     uint64_t admit_stalled; /* requests refused at once (WAIT): no room
                                and the workers stalled (see defer_admit) */
+    /* database health (see DATABASE HEALTH above) */
+    int db_state;           /* DEFER_DB_OK / _FAILING / _LOST (gauge) */
+    uint64_t unavail;       /* tasks refused at admit with DEFER_EUNAVAIL
+                               (also counted in rejected) */
+    uint64_t db_failing;    /* episodes of DEFER_DB_FAILING */
+    uint64_t db_lost;       /* episodes of DEFER_DB_LOST */
+    uint64_t db_reopened;   /* lost databases reopened at the path */
+    uint64_t db_probes;     /* probes run while failing or lost */
+    uint64_t db_unavail_ms; /* time spent not OK (the current episode
+                               included) */
+    uint64_t log_repeated;  /* log lines folded into repeated= summaries */
+    uint64_t log_dropped;   /* default log lines that could not be written */
+    char db_reason[400];    /* why not OK ("" when OK) */
 } defer_stats;
+
+/* defer_stats.db_state */
+enum { DEFER_DB_OK = 0, DEFER_DB_FAILING = 1, DEFER_DB_LOST = 2 };
 
 /* Copy the counters into *out.  Thread-safe. */
 DEFER_API void defer_pool_stats(defer_pool *pool, defer_stats *out);
@@ -339,6 +410,10 @@ DEFER_API size_t defer_ctx_count(const defer_ctx *ctx);
  *                   Retry-After.  The tasks were freed (arg_free) without
  *                   running and counted rejected; ctx is empty.
  *   DEFER_ESHUTDOWN the pool is shutting down; tasks freed as for EFULL.
+ *   DEFER_EUNAVAIL  the database is failing or lost (DATABASE HEALTH):
+ *                   answer 503 with Retry-After; tasks freed as for
+ *                   EFULL, counted rejected and unavail.  Checked before
+ *                   the policy: no waiting, never run inline.
  *   DEFER_EINVAL    ctx belongs to another pool (nothing changed).
  *   DEFER_EMISUSE   ctx already admitted (nothing changed).
  * WAIT blocks up to admit_wait_ms, and only while the pool is making
@@ -364,7 +439,8 @@ DEFER_API void defer_ctx_discard(defer_ctx *ctx);
 /* ---- inside a callback -------------------------------------------------- */
 
 /* The running thread's connection (worker's writer, or the ctx's inline
- * connection); NULL if the pool has no SQLite database.  Only valid during
+ * connection); NULL if the pool has no SQLite database, or while it is
+ * lost (DATABASE HEALTH: the connection was closed).  Only valid during
  * the callback; do not close it; leave no transaction open. */
 DEFER_API qb_db *defer_env_db(defer_env *env);
 /* The same for a pool on PostgreSQL (NULL otherwise).  After QB_PG_ECONN

@@ -25,6 +25,14 @@
  *     reconnects without blocking past its bound or the shutdown deadline
  *     (qb_pg_reset_until) and sets the session up again.
  *
+ * SQLite file identity: at open, the runner records the st_dev/st_ino
+ * of the path SQLite resolved (sqlite3_db_filename) after SQLite's own
+ * SQLITE_FCNTL_HAS_MOVED said the path still names the open file, plus
+ * the page size; defer__fileid_check compares a later stat(2) of the
+ * path with them (defer_health.c uses it before COMMIT and once a
+ * second).  Every SQLite open and close is counted per health
+ * generation (defer__health_opened/closed), under pool->mu.
+ *
  * Threads: the runner's own thread makes every call except
  * defer__db_cancel, which the shutdown thread may call at any time; the
  * socket duplicate r->sock and r->in_commit are therefore set and used
@@ -36,11 +44,13 @@
 #include "config.h"
 #include "defer_int.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -113,6 +123,206 @@ static int pg_session(defer_runner *r)
 }
 #endif
 
+/* ---- SQLite: the file a connection writes to ---------------------------- */
+
+void defer__fileid_clear(defer_fileid *id)
+{
+    free(id->path);
+    memset(id, 0, sizeof *id);
+}
+
+static int page_size_cb(void *ud, int ncol, char **vals, char **names)
+{
+    (void)names;
+    if (ncol > 0 && vals[0] != NULL)
+        *(unsigned *)ud = (unsigned)strtoul(vals[0], NULL, 10);
+    return 0;
+}
+
+/* Record the file db has open into id.  A database without a file
+ * (":memory:", a temp database) leaves id->path NULL: nothing to watch. */
+static int fileid_read(sqlite3 *db, defer_fileid *id, char *eb, size_t el)
+{
+    const char *fn = sqlite3_db_filename(db, "main");
+    struct stat st;
+    unsigned page = 0;
+    int moved = 0;
+
+    memset(id, 0, sizeof *id);
+    if (fn == NULL || fn[0] == '\0' || stat(fn, &st) != 0)
+        return QB_OK;
+    /* SQLite's own check that fn still names the file it opened (inode);
+     * our stat came after it, so both describe one file unless it moved
+     * in between, which the next check will see. */
+    if (sqlite3_file_control(db, "main", SQLITE_FCNTL_HAS_MOVED, &moved) ==
+            SQLITE_OK && moved) {
+        if (eb != NULL)
+            snprintf(eb, el, "%s was moved or removed while it was opened",
+                     fn);
+        return QB_ESQL;
+    }
+    (void)sqlite3_exec(db, "PRAGMA page_size", page_size_cb, &page, NULL);
+    if (page < 512)
+        page = 512;
+    id->path = strdup(fn);
+    if (id->path == NULL) {
+        if (eb != NULL)
+            snprintf(eb, el, "out of memory");
+        return QB_ENOMEM;
+    }
+    id->dev = st.st_dev;
+    id->ino = st.st_ino;
+    id->page_size = page;
+    id->floor = st.st_size >= (off_t)page ? (int64_t)page : 0;
+    return QB_OK;
+}
+
+int defer__fileid_check(defer_fileid *id, char *why, size_t len)
+{
+    struct stat st;
+    if (id->path == NULL)
+        return DEFER_FILE_OK;
+    if (stat(id->path, &st) != 0) {
+        if (errno != ENOENT && errno != ENOTDIR)
+            return DEFER_FILE_OK; /* cannot tell: not a loss */
+        snprintf(why, len, "database file %s was removed", id->path);
+        return DEFER_FILE_REMOVED;
+    }
+    if (st.st_dev != id->dev || st.st_ino != id->ino) {
+        snprintf(why, len, "database file %s was replaced by another file",
+                 id->path);
+        return DEFER_FILE_REPLACED;
+    }
+    if ((int64_t)st.st_size < id->floor ||
+        st.st_size % (off_t)id->page_size != 0) {
+        snprintf(why, len, "database file %s was truncated (%lld bytes)",
+                 id->path, (long long)st.st_size);
+        return DEFER_FILE_TRUNCATED;
+    }
+    if (id->floor == 0 && st.st_size >= (off_t)id->page_size)
+        id->floor = id->page_size; /* page 1 is there from now on */
+    return DEFER_FILE_OK;
+}
+
+/* The table names of db, '\n'-separated (defer_health.c: a file that
+ * reappears must have them).  NULL on error. */
+static char *read_tables(sqlite3 *db)
+{
+    sqlite3_stmt *st = NULL;
+    char *out = NULL;
+    size_t len = 0;
+    int rc = sqlite3_prepare_v2(db, "SELECT name FROM sqlite_schema WHERE "
+                                "type = 'table' AND name NOT LIKE 'sqlite%' "
+                                "AND name <> 'defer_probe' ORDER BY name",
+                                -1, &st, NULL);
+    out = calloc(1, 1);
+    while (rc == SQLITE_OK && out != NULL && sqlite3_step(st) == SQLITE_ROW) {
+        const char *n = (const char *)sqlite3_column_text(st, 0);
+        size_t k = n != NULL ? strlen(n) : 0;
+        char *grown = realloc(out, len + k + 2);
+        if (grown == NULL) {
+            free(out);
+            out = NULL;
+            break;
+        }
+        out = grown;
+        if (len > 0)
+            out[len++] = '\n';
+        memcpy(out + len, n != NULL ? n : "", k);
+        len += k;
+        out[len] = '\0';
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_OK) {
+        free(out);
+        out = NULL;
+    }
+    return out;
+}
+
+static int sqlite_open(defer_runner *r, int probe, char *eb, size_t el)
+{
+    defer_pool *p = r->pool;
+    qb_db *db = NULL;
+    sqlite3 *s;
+    unsigned gen;
+    int rc;
+
+    if (!probe && atomic_load(&p->hl.state) == DEFER_DB_LOST) {
+        if (eb != NULL)
+            snprintf(eb, el, "the database file was lost");
+        return QB_EMISUSE;
+    }
+    gen = atomic_load(&p->hl.gen);
+    rc = qb_db_open(&db, p->cfg.db_path, &p->cfg.db, eb, el);
+    if (rc != QB_OK)
+        return rc;
+    s = qb_db_sqlite(db);
+    if (p->cfg.db_init_sql != NULL) {
+        char *err = NULL;
+        if (sqlite3_exec(s, p->cfg.db_init_sql, NULL, NULL, &err) !=
+            SQLITE_OK) {
+            if (eb != NULL)
+                snprintf(eb, el, "db_init_sql: %s", err ? err : "failed");
+            sqlite3_free(err);
+            qb_db_close(db);
+            return QB_ESQL;
+        }
+    }
+    rc = fileid_read(s, &r->file, eb, el);
+    if (rc != QB_OK) {
+        qb_db_close(db);
+        return rc;
+    }
+    /* The first connection (during create, before any other thread):
+     * what the pool watches and what a reappearing file must hold. */
+    if (!p->hl.captured) {
+        p->hl.captured = 1;
+        p->hl.tables = read_tables(s);
+        p->hl.file = r->file;
+        p->hl.file.path = r->file.path ? strdup(r->file.path) : NULL;
+        if ((r->file.path != NULL && p->hl.file.path == NULL) ||
+            p->hl.tables == NULL) {
+            if (eb != NULL)
+                snprintf(eb, el, "out of memory");
+            defer__fileid_clear(&r->file);
+            qb_db_close(db);
+            return QB_ENOMEM;
+        }
+    }
+    defer__runner_set_db(r, db);
+    r->gen = gen;
+    defer__lock(p);
+    defer__health_opened(r);
+    defer__unlock(p);
+    return QB_OK;
+}
+
+int defer__db_open_probe(defer_runner *r, char *eb, size_t el)
+{
+    return sqlite_open(r, 1, eb, el);
+}
+
+int defer__db_fatal(const defer_runner *r, int rc)
+{
+    int code;
+    if (r->db == NULL || rc == QB_OK || rc == QB_EBUSY ||
+        rc == QB_EINTERRUPT)
+        return 0;
+    code = qb_db_errcode(r->db) & 0xff;
+    switch (code) {
+    case SQLITE_FULL:
+    case SQLITE_READONLY:
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+    case SQLITE_IOERR:
+    case SQLITE_CANTOPEN:
+        return code;
+    default:
+        return 0;
+    }
+}
+
 int defer__db_open(defer_runner *r, char *eb, size_t el)
 {
     defer_pool *p = r->pool;
@@ -138,20 +348,32 @@ int defer__db_open(defer_runner *r, char *eb, size_t el)
         return QB_EINVAL;
 #endif
     }
-    if (p->cfg.db_path != NULL) {
-        qb_db *db = NULL;
-        rc = qb_db_open(&db, p->cfg.db_path, &p->cfg.db, eb, el);
-        if (rc != QB_OK)
-            return rc;
-        defer__runner_set_db(r, db);
-    }
+    if (p->cfg.db_path != NULL)
+        return sqlite_open(r, 0, eb, el);
     return QB_OK;
 }
 
 void defer__db_close(defer_runner *r)
 {
-    qb_db_close(r->db);
-    r->db = NULL;
+    if (r->db != NULL) {
+        defer_pool *p = r->pool;
+        int nockpt;
+        defer__lock(p);
+        /* To a file someone truncated: write nothing more into it. */
+        nockpt = r->gen != atomic_load(&p->hl.gen) &&
+                 p->hl.lost_kind == DEFER_FILE_TRUNCATED;
+        defer__unlock(p);
+        if (nockpt)
+            (void)sqlite3_db_config(qb_db_sqlite(r->db),
+                                    SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1,
+                                    (int *)NULL);
+        qb_db_close(r->db);
+        r->db = NULL;
+        defer__lock(p);
+        defer__health_closed(r);
+        defer__unlock(p);
+        defer__fileid_clear(&r->file);
+    }
 #ifdef HAVE_LIBPQ
     sock_set(r, -1);
     qb_pg_close(r->pg);

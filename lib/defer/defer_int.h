@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "defer.h"
 
@@ -78,6 +79,21 @@ struct defer_slot {
     char *msg;                 /* malloc'd error detail or NULL */
 };
 
+/* The SQLite file a connection (or the pool) writes to, as stat(2) saw
+ * it when the connection was opened (defer_db.c). */
+typedef struct defer_fileid {
+    char *path;                /* absolute (sqlite3_db_filename), or NULL:
+                                  no file to watch (":memory:", temp) */
+    dev_t dev;
+    ino_t ino;
+    int64_t floor;             /* a size below this means "truncated" */
+    unsigned page_size;
+} defer_fileid;
+
+/* Why a database is LOST (defer_fileid_check results). */
+enum { DEFER_FILE_OK = 0, DEFER_FILE_REMOVED, DEFER_FILE_REPLACED,
+       DEFER_FILE_TRUNCATED };
+
 /* What runs tasks: a worker, or a ctx running them inline.  Used by one
  * thread at a time; counters are flushed into the pool under its lock. */
 typedef struct defer_runner {
@@ -99,6 +115,15 @@ typedef struct defer_runner {
     struct defer_slot *slots;  /* capacity: pool batch capacity */
     const qb_query **qs;       /* same capacity: a PostgreSQL pipeline */
     struct defer_env env;
+    /* SQLite database health (defer_db.c, defer_health.c) */
+    defer_fileid file;         /* the file this connection has open */
+    unsigned gen;              /* pool->hl.gen when it was opened */
+    int reopen;                /* closed because the file was lost: open
+                                  again once the pool is OK */
+    int fatal;                 /* SQLite primary code of a failure that
+                                  will not pass by itself, seen in the
+                                  current segment; 0 none */
+    char fatal_msg[DEFER_ERRMSG_MAX]; /* its message */
     /* outcomes since the last flush */
     uint64_t n_ok, n_failed, n_left, n_timeouts, n_commits;
 } defer_runner;
@@ -116,6 +141,40 @@ typedef struct defer_worker {
 } defer_worker;
 
 enum { P_RUNNING = 0, P_DRAINING, P_STOPPED };
+
+/* The database's health (defer_health.c; DESIGN there).  Fields under
+ * pool->mu, except state and gen, which are also read without it. */
+typedef struct defer_health {
+    atomic_int state;          /* DEFER_DB_*; written under mu */
+    atomic_uint gen;           /* +1 on entering LOST; written under mu */
+    int lost_kind;             /* DEFER_FILE_* of the current LOST */
+    int fail_code;             /* SQLite primary code of the FAILING */
+    char reason[192];
+    int64_t since_ns;          /* start of the current episode */
+    int64_t unavail_ns;        /* sum of the finished episodes */
+    int64_t next_probe_ns;
+    unsigned open_now;         /* SQLite connections open on gen */
+    unsigned open_stale;       /* ... on an older gen (to the lost file) */
+    int wal_removed;           /* the lost file's -wal/-shm were removed */
+    int nside;                 /* its -wal/-shm seen on entering LOST: */
+    dev_t side_dev[2];         /* they stay at the path (SQLite does not */
+    ino_t side_ino[2];         /* checkpoint a moved file on close) */
+    int captured;              /* file and tables below were read (by the
+                                  first connection, during create) */
+    defer_fileid file;         /* the file the pool writes to */
+    char *tables;              /* its tables at start, '\n'-separated */
+    char note[192];            /* LOST: why it cannot reopen yet */
+    /* the monitor thread */
+    int inited;                /* mon_cv and mon_run set up */
+    pthread_t mon;
+    int mon_started, mon_stop;
+    pthread_cond_t mon_cv;
+    defer_runner mon_run;      /* its probe connection (open only while
+                                  probing) */
+} defer_health;
+
+/* The log's repeat folding (defer_log.c). */
+typedef struct defer_rl defer_rl;
 
 struct defer_pool {
     /* immutable after create */
@@ -144,6 +203,9 @@ struct defer_pool {
                             moved since */
     defer_task *qhead, *qtail;
     defer_stats st;            /* depth/queued/... maintained live */
+    defer_health hl;           /* database health (defer_health.c) */
+    defer_rl *rl;              /* log repeat folding; NULL: off */
+    atomic_uint_least64_t log_dropped; /* default log lines not written */
 };
 
 /* ---- defer_db.c: the engines ------------------------------------------ */
@@ -180,6 +242,18 @@ int defer__db_in_tx(defer_runner *r);
 int defer__db_pipeline(defer_runner *r, const qb_query *const *qs, size_t n,
                        size_t *failed_at);
 const char *defer__db_errmsg(const defer_runner *r);
+/* SQLite: the primary result code of the failure rc (a qb code just
+ * returned by a call on r) when it will not pass by itself (FULL,
+ * READONLY, CORRUPT, NOTADB, IOERR, CANTOPEN); else 0. */
+int defer__db_fatal(const defer_runner *r, int rc);
+/* Open r's SQLite connection even while the pool is LOST (the monitor's
+ * probe of a file that reappeared).  As defer__db_open otherwise. */
+int defer__db_open_probe(defer_runner *r, char *eb, size_t el);
+/* Does id->path still name the file id describes, with a plausible size?
+ * DEFER_FILE_OK (also when it cannot tell: no path, stat failing other
+ * than ENOENT/ENOTDIR) or DEFER_FILE_*; why gets a sentence. */
+int defer__fileid_check(defer_fileid *id, char *why, size_t len);
+void defer__fileid_clear(defer_fileid *id);
 const char *defer__db_strerror(int rc); /* qb_strerror + QB_PG_ECONN */
 /* PostgreSQL: the open transaction's id as text; and, on a new session,
  * what became of it (DEFER_XACT_*). */
@@ -207,6 +281,16 @@ void defer__run_batch(defer_runner *r, defer_task **tasks, size_t n);
  * record the progress that WAIT admission looks at.  STOLEN and HUNG
  * tasks were accounted for by shutdown. */
 void defer__settle(defer_runner *r, defer_task **t, size_t n);
+
+/* The pool's writer turn (SQLite: one transaction at a time; always
+ * granted on PostgreSQL).  0 when the pool aborted instead. */
+int defer__token_get(defer_runner *r);
+void defer__token_put(defer_runner *r);
+
+/* Write one finished line to cfg.log (or stderr, counting failures in
+ * log_dropped).  No folding: emit folds (defer__log); defer__log_line
+ * (shutdown's reports) does not. */
+void defer__log_write(defer_pool *p, int level, const char *line);
 
 /* Sleep up to ms on sleep_cv; returns early when the pool aborts. */
 void defer__pool_sleep(defer_pool *p, unsigned ms);
@@ -240,5 +324,47 @@ void defer__signal(pthread_cond_t *cv);
 /* Wait on cv until abs_ns (CLOCK_MONOTONIC; 0 = forever).  Returns 0 or
  * ETIMEDOUT. */
 int defer__wait(defer_pool *p, pthread_cond_t *cv, int64_t abs_ns);
+
+/* ---- defer_health.c -------------------------------------------------- */
+
+/* Set up / start / stop / free the health state and monitor thread. */
+int defer__health_init(defer_pool *p);
+int defer__health_start(defer_pool *p);  /* 0 or a pthread_create errno */
+void defer__health_stop(defer_pool *p);  /* joins the monitor */
+void defer__health_fini(defer_pool *p);
+/* defer_admit, before the policy: DEFER_OK, or DEFER_EUNAVAIL with the n
+ * tasks counted rejected (the caller frees them).  r is the ctx's inline
+ * runner: a connection of it to a lost file is closed here. */
+int defer__health_admit(defer_pool *p, defer_runner *r, size_t n);
+/* A worker about to wait for work, under mu: close its connection to a
+ * lost file (drops and retakes mu).  1 if it did (look again). */
+int defer__health_idle(defer_worker *w);
+/* Before a SQLite segment runs: close a connection to a lost file,
+ * reopen after recovery.  DEFER_OK or DEFER_EUNAVAIL with why set. */
+int defer__health_sync(defer_runner *r, char *why, size_t len);
+/* A segment ended with r->fatal set (or the file check failed): enter
+ * FAILING or LOST.  kind DEFER_FILE_* (OK: look at r->fatal). */
+void defer__health_report(defer_runner *r, int kind, const char *why);
+/* Under mu: copy the health fields into *out. */
+void defer__health_stats(defer_pool *p, defer_stats *out);
+/* Connection accounting (defer_db.c), under mu. */
+void defer__health_opened(defer_runner *r);
+void defer__health_closed(defer_runner *r);
+
+/* ---- defer_log.c ------------------------------------------------------ */
+
+int defer__rl_init(defer_pool *p);     /* DEFER_OK or DEFER_ENOMEM */
+void defer__rl_fini(defer_pool *p);
+/* One line about to be written: 1 write it, 0 folded; either way, if
+ * sum[0] is not NUL afterwards, write that summary line first (level
+ * *sum_level). */
+int defer__rl_pass(defer_pool *p, int level, const char *event, int rc,
+                   const char *detail, const char *line, char *sum,
+                   size_t sum_len, int *sum_level);
+/* Write the summaries whose second is over (all when force); after
+ * force, folding stops (lines pass). */
+void defer__rl_flush(defer_pool *p, int force);
+/* log_repeated and log_dropped into *out. */
+void defer__rl_stats(defer_pool *p, defer_stats *out);
 
 #endif /* WAITUNTIL_DEFER_INT_H */

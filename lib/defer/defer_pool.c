@@ -17,7 +17,9 @@
  * log callback.  SQLite calls our busy handler with its own locks held and
  * the handler takes pool->mu, so the order is "SQLite internals, then
  * pool->mu", never the reverse.  The log callback must not call back into
- * the pool.
+ * the pool.  The other locks of lib/defer are leaves too, never held
+ * together with pool->mu: each runner's cancel_mu (defer_db.c) and the
+ * log's repeat table lock rl->mu (defer_log.c).
  *
  * SLOTS: capacity bounds reserved + queued + in_flight.  defer_admit
  * reserves all of a request's slots at once, before the response is
@@ -37,6 +39,16 @@
  * at the deadline the shutdown thread also stops running statements by
  * closing their sessions, outside pool->mu (each runner's cancel_mu is a
  * leaf lock of its own).
+ *
+ * HEALTH (defer_health.c): a third kind of thread, the monitor
+ * ("defer-mon", one per pool, started last in create, joined in
+ * shutdown after the workers), checks the SQLite file once every
+ * 500 ms, probes a failing or lost database, and writes the log's
+ * repeated=N summaries.  defer_admit asks defer__health_admit first
+ * (one atomic load while the database is fine); an idle worker closes
+ * its connection to a lost file (defer__health_idle, woken by the
+ * monitor).  A ctx holds a reference on the pool (refs), since freeing
+ * it closes its inline connection, which the pool counts.
  *
  * WRITER TOKEN: SQLite (WAL) has one writer.  Rather than let the pool's
  * own workers collide on SQLITE_BUSY and sleep in the busy handler, a
@@ -100,6 +112,7 @@ DEFER_API const char *defer_strerror(int rc)
     case DEFER_EDB: return "database open failed";
     case DEFER_ETHREAD: return "thread creation failed";
     case DEFER_EMISUSE: return "called out of order";
+    case DEFER_EUNAVAIL: return "database unavailable (failing or lost)";
     default: return "unknown error";
     }
 }
@@ -219,6 +232,8 @@ static void *worker_main(void *arg)
         size_t n = 0, i;
 
         while (p->qhead == NULL && p->state != P_STOPPED) {
+            if (defer__health_idle(w))
+                continue; /* closed a connection to a lost file */
             p->idle++;
             defer__wait(p, &p->work_cv, 0);
             p->idle--;
@@ -354,6 +369,8 @@ static void pool_free(defer_pool *p)
         free(p->workers[i].batch);
     }
     free(p->workers);
+    defer__health_fini(p);
+    defer__rl_fini(p);
     (void)pthread_cond_destroy(&p->work_cv);
     (void)pthread_cond_destroy(&p->space_cv);
     (void)pthread_cond_destroy(&p->done_cv);
@@ -554,6 +571,14 @@ DEFER_API int defer_pool_create(defer_pool **out, const defer_config *cfg,
         free(p);
         return rc;
     }
+    rc = defer__rl_init(p);
+    if (rc == DEFER_OK)
+        rc = defer__health_init(p);
+    if (rc != DEFER_OK) {
+        set_err(errbuf, errbuf_len, "log or monitor setup failed");
+        pool_free(p);
+        return rc;
+    }
 
     /* Everything that can fail short of threads comes first. */
     for (i = 0; i < p->nworkers; i++) {
@@ -598,6 +623,8 @@ DEFER_API int defer_pool_create(defer_pool **out, const defer_config *cfg,
         p->workers[i].started = 1;
         p->alive++;
     }
+    if (rc == 0 && (rc = defer__health_start(p)) != 0)
+        i = p->nworkers; /* the monitor thread failed, not a worker */
     {
         int rc2 = pthread_sigmask(SIG_SETMASK, &old, NULL);
         if (rc2 != 0) /* cannot restore the caller's mask: say so */
@@ -605,8 +632,12 @@ DEFER_API int defer_pool_create(defer_pool **out, const defer_config *cfg,
                     strerror(rc2));
     }
     if (rc != 0) {
-        set_err(errbuf, errbuf_len, "pthread_create (worker %u): %s", i,
-                strerror(rc));
+        if (i < p->nworkers)
+            set_err(errbuf, errbuf_len, "pthread_create (worker %u): %s", i,
+                    strerror(rc));
+        else
+            set_err(errbuf, errbuf_len, "pthread_create (monitor): %s",
+                    strerror(rc));
         abort_start(p);
         pool_free(p);
         return DEFER_ETHREAD;
@@ -779,6 +810,8 @@ DEFER_API int defer_pool_shutdown(defer_pool *p, unsigned deadline_ms)
         }
     }
 
+    defer__health_stop(p); /* joins the monitor */
+    defer__rl_flush(p, 1); /* repeated=N summaries still pending */
     defer__lock(p);
     rc = (p->st.left > left_before || nhung > 0 || !drained_ok)
              ? DEFER_ETIMEDOUT : DEFER_OK;
@@ -834,6 +867,8 @@ DEFER_API void defer_pool_stats(defer_pool *p, defer_stats *out)
     defer__lock(p);
     update_hwm(p);
     *out = p->st;
+    defer__health_stats(p, out);
+    defer__rl_stats(p, out);
     defer__unlock(p);
 }
 
@@ -859,6 +894,12 @@ DEFER_API int defer_ctx_create(defer_pool *pool, defer_ctx **out)
         free(c);
         return DEFER_ENOMEM;
     }
+    /* A ctx may be freed after the pool: closing its inline connection
+     * still counts it in the pool (defer_health.c), so it holds a
+     * reference. */
+    defer__lock(pool);
+    pool->refs++;
+    defer__unlock(pool);
     *out = c;
     return DEFER_OK;
 }
@@ -892,12 +933,20 @@ DEFER_API void defer_ctx_discard(defer_ctx *c)
 
 DEFER_API void defer_ctx_free(defer_ctx *c)
 {
+    defer_pool *p;
+    int last;
     if (c == NULL)
         return;
+    p = c->pool;
     defer_ctx_discard(c);
     defer__runner_fini(&c->run);
     free(c->scratch);
     free(c);
+    defer__lock(p);
+    last = --p->refs == 0;
+    defer__unlock(p);
+    if (last)
+        pool_free(p);
 }
 
 DEFER_API size_t defer_ctx_count(const defer_ctx *c)
@@ -1085,6 +1134,10 @@ DEFER_API int defer_admit(defer_pool *p, defer_ctx *c)
     if (n == 0) {
         c->admitted = 1;
         return DEFER_OK;
+    }
+    if (defer__health_admit(p, &c->run, n) != DEFER_OK) {
+        reject(p, c, "database unavailable");
+        return DEFER_EUNAVAIL;
     }
     cap = p->cfg.queue_capacity;
     defer__lock(p);

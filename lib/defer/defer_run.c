@@ -214,11 +214,17 @@ static const char *level_name(int level)
     }
 }
 
-static void default_log(void *ud, int level, const char *line)
+void defer__log_write(defer_pool *p, int level, const char *line)
 {
-    (void)ud;
-    /* One call, so stdio's stream lock keeps the line whole. */
-    fprintf(stderr, "level=%s %s\n", level_name(level), line);
+    if (p->cfg.log != NULL) {
+        p->cfg.log(p->cfg.log_ud, level, line);
+        return;
+    }
+    /* One call, so stdio's stream lock keeps the line whole.  A line
+     * that cannot be written (disk full under a redirected stderr) has
+     * nowhere to be reported: it is counted (log_dropped). */
+    if (fprintf(stderr, "level=%s %s\n", level_name(level), line) < 0)
+        atomic_fetch_add(&p->log_dropped, 1);
 }
 
 int defer__log_enabled(const defer_pool *p, int level)
@@ -257,10 +263,7 @@ void defer__log_line(defer_pool *p, int level, const char *line)
 {
     if (line == NULL || !defer__log_enabled(p, level))
         return;
-    if (p->cfg.log != NULL)
-        p->cfg.log(p->cfg.log_ud, level, line);
-    else
-        default_log(NULL, level, line);
+    defer__log_write(p, level, line); /* shutdown's reports: not folded */
 }
 
 char *defer__task_line(const defer_pool *p, int level, const char *event,
@@ -278,10 +281,18 @@ static void emit(defer_pool *p, int level, const char *event,
                  const char *rcstr, const char *detail)
 {
     lbuf b;
+    char sum[LOG_LINE_MAX + 32];
+    int pass, sum_level = level;
     if (!defer__log_enabled(p, level))
         return;
     format_line(&b, p, event, t, worker, has_rc, rc, rcstr, detail);
-    defer__log_line(p, level, b.s);
+    /* Fold repeats (defer_log.c): the key leaves label and SQL out. */
+    pass = defer__rl_pass(p, level, event, has_rc ? rc : 0, detail, b.s,
+                           sum, sizeof sum, &sum_level);
+    if (sum[0] != '\0')
+        defer__log_write(p, sum_level, sum);
+    if (pass)
+        defer__log_write(p, level, b.s);
 }
 
 void defer__log(defer_pool *p, int level, const char *event,
@@ -535,6 +546,16 @@ static void token_put(defer_runner *r)
     defer__unlock(p);
 }
 
+int defer__token_get(defer_runner *r)
+{
+    return token_get(r);
+}
+
+void defer__token_put(defer_runner *r)
+{
+    token_put(r);
+}
+
 /* 1: retry now; 0: retries exhausted; -1: aborted while backing off. */
 static int busy_retry(defer_runner *r, unsigned *tries)
 {
@@ -660,24 +681,44 @@ static int commit_outcome(defer_runner *r)
     }
 }
 
-static void record(defer_runner *r, struct defer_slot *s, int rc,
-                   const char *prefix, int timeout)
+/* A failure rc that will not pass by itself (defer__db_fatal) ends the
+ * segment: remember the first one and its message. */
+static void note_fatal(defer_runner *r, int rc)
 {
-    const char *m = defer__db_errmsg(r);
-    char buf[DEFER_ERRMSG_MAX];
-    snprintf(buf, sizeof buf, "%s%s", prefix, m != NULL ? m : "");
+    if (r->fatal != 0)
+        return;
+    r->fatal = defer__db_fatal(r, rc);
+    if (r->fatal != 0)
+        snprintf(r->fatal_msg, sizeof r->fatal_msg, "%s",
+                 defer__db_errmsg(r));
+}
+
+static void record_msg(struct defer_slot *s, int rc, const char *msg,
+                       int timeout)
+{
     free(s->msg);
-    s->msg = strdup(buf); /* NULL on ENOMEM: logged without detail */
+    s->msg = strdup(msg); /* NULL on ENOMEM: logged without detail */
     s->rc = rc;
     s->timeout = timeout;
     s->st = S_FAILED;
 }
 
+static void record(defer_runner *r, struct defer_slot *s, int rc,
+                   const char *prefix, int timeout)
+{
+    const char *m = defer__db_errmsg(r);
+    char buf[DEFER_ERRMSG_MAX];
+    note_fatal(r, rc);
+    snprintf(buf, sizeof buf, "%s%s", prefix, m != NULL ? m : "");
+    record_msg(s, rc, buf, timeout);
+}
+
 /* Fail every task of the segment that has not failed yet (claiming the
- * ones not yet claimed): BEGIN/COMMIT failed or BUSY outlasted retries. */
-static void fail_rest(defer_runner *r, defer_task **t,
-                      struct defer_slot *s, size_t n, int rc,
-                      const char *prefix)
+ * ones not yet claimed): BEGIN/COMMIT failed or BUSY outlasted retries.
+ * Their message: prefix and the connection's error, or msg if not NULL. */
+static void fail_rest_as(defer_runner *r, defer_task **t,
+                         struct defer_slot *s, size_t n, int rc,
+                         const char *prefix, const char *msg)
 {
     size_t i;
     for (i = 0; i < n; i++) {
@@ -688,8 +729,29 @@ static void fail_rest(defer_runner *r, defer_task **t,
                 continue;
             s[i].claimed = 1;
         }
-        record(r, &s[i], rc, prefix, 0);
+        if (msg != NULL)
+            record_msg(&s[i], rc, msg, 0);
+        else
+            record(r, &s[i], rc, prefix, 0);
     }
+}
+
+static void fail_rest(defer_runner *r, defer_task **t,
+                      struct defer_slot *s, size_t n, int rc,
+                      const char *prefix)
+{
+    fail_rest_as(r, t, s, n, rc, prefix, NULL);
+}
+
+/* A failure that will not pass by itself (disk full, read-only, corrupt,
+ * I/O error) ended the transaction: replaying the segment task by task
+ * would meet it again once per task, so every task still standing fails
+ * now, with the same message (one folded log line, not one per task). */
+static void fail_fatal(defer_runner *r, defer_task **t,
+                       struct defer_slot *s, size_t n)
+{
+    rollback_if_open(r);
+    fail_rest_as(r, t, s, n, QB_ESQL, "", r->fatal_msg);
 }
 
 /* Run one SQL task inside the open transaction.  With use_sp, under its
@@ -917,6 +979,8 @@ static void run_sql(defer_runner *r, defer_task **t, size_t n)
     unsigned tries = 0;
     size_t i;
     int rc, br, use_sp = 0, pg = r->pg != NULL;
+    int lost = DEFER_FILE_OK;
+    char lost_why[DEFER_ERRMSG_MAX] = "";
 
     for (i = 0; i < n; i++) {
         s[i].st = S_PENDING;
@@ -929,6 +993,16 @@ static void run_sql(defer_runner *r, defer_task **t, size_t n)
     if (aborted(p)) {
         finish_sql(r, t, s, n, "deadline passed before it ran");
         return;
+    }
+    r->fatal = 0;
+    if (!pg) {
+        /* SQLite: not into a lost file; reopen after recovery. */
+        char why[DEFER_ERRMSG_MAX];
+        if (defer__health_sync(r, why, sizeof why) != DEFER_OK) {
+            fail_rest_as(r, t, s, n, QB_ESQL, "", why);
+            finish_sql(r, t, s, n, NULL);
+            return;
+        }
     }
     if (!defer__db_connected(r)) {
         for (i = 0; i < n; i++) {
@@ -1010,11 +1084,15 @@ static void run_sql(defer_runner *r, defer_task **t, size_t n)
                 s[i].claimed = 1;
             }
             x = exec_one(r, t[i], &s[i], use_sp);
-            if (x == X_OK)
+            if (x == X_OK) {
                 s[i].st = S_OK;
-            else if (x != X_FAIL)
+            } else if (r->fatal != 0) {
+                fail_fatal(r, t, s, n);
+                restart = -1;
+            } else if (x != X_FAIL) {
                 restart = after_failure(r, t, s, n, x, &tries, &use_sp,
                                         &left_why);
+            }
         }
         if (left_why != NULL) {
             rollback_if_open(r);
@@ -1036,6 +1114,21 @@ static void run_sql(defer_runner *r, defer_task **t, size_t n)
             }
             if (rc != QB_OK)
                 r->xid[0] = '\0'; /* cannot resolve a lost COMMIT */
+        }
+        if (!pg) {
+            /* Is the path still the file this connection writes to?  If
+             * not, committing would write where nobody will read. */
+            char why[DEFER_ERRMSG_MAX + 32];
+            lost = defer__fileid_check(&r->file, lost_why, sizeof lost_why);
+            if (lost != DEFER_FILE_OK) {
+                rollback_if_open(r);
+                for (i = 0; i < n; i++)
+                    if (s[i].st == S_OK)
+                        s[i].st = S_PENDING;
+                snprintf(why, sizeof why, "not committed: %s", lost_why);
+                fail_rest_as(r, t, s, n, QB_ESQL, "", why);
+                break;
+            }
         }
         r->why = WHY_NONE;
         rc = defer__db_commit(r);
@@ -1092,6 +1185,8 @@ static void run_sql(defer_runner *r, defer_task **t, size_t n)
         break;
     }
     token_put(r);
+    if (lost != DEFER_FILE_OK || r->fatal != 0)
+        defer__health_report(r, lost, lost_why);
     finish_sql(r, t, s, n, left_why);
 }
 

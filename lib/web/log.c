@@ -8,6 +8,11 @@
  * nothing: they hold it across the write, which is short and bounded.
  * Lock order: web_log.mu is a leaf lock (nothing is called under it but
  * write(2)).
+ *
+ * A line that cannot be written (ENOSPC, EIO, a short write) has nowhere
+ * to be reported; it is counted (web_log_dropped, on /_status) and, at
+ * the first write that works again, a line says how many were lost
+ * (after a newline if the last failed write left half a line).
  */
 #define _GNU_SOURCE
 #include "web_server.h"
@@ -15,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +34,9 @@ struct web_log {
     int fd;            /* 2 for stderr */
     char *path;        /* NULL for stderr */
     web_log_level level;
+    atomic_uint_fast64_t dropped; /* lines not written, ever */
+    uint64_t unsaid;   /* ... since the last log_dropped line (under mu) */
+    int torn;          /* the last failed write wrote part of its line */
 };
 
 static const char *level_name(web_log_level l)
@@ -67,6 +76,7 @@ int web_log_open(web_log **out, const char *target, web_log_level level,
     }
     log->level = level;
     log->fd = STDERR_FILENO;
+    atomic_init(&log->dropped, 0);
     if (target != NULL && strcmp(target, "stderr") != 0) {
         log->path = strdup(target);
         if (log->path == NULL) {
@@ -119,21 +129,68 @@ int web_log_enabled(const web_log *log, web_log_level level)
     return log == NULL ? level >= WEB_LOG_INFO : level >= log->level;
 }
 
-static void write_line(web_log *log, const char *buf, size_t len)
+/* Bytes of buf written to fd (len when all of it). */
+static size_t write_all(int fd, const char *buf, size_t len)
 {
     size_t off = 0;
-    int locked = log != NULL && pthread_mutex_lock(&log->mu) == 0;
-    int fd = log != NULL ? log->fd : STDERR_FILENO;
     while (off < len) {
         ssize_t w = write(fd, buf + off, len - off);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0)
-            break; /* nowhere left to report a failing log */
+            break;
         off += (size_t)w;
+    }
+    return off;
+}
+
+/* Under mu, before a line: if lines were lost, say so first. */
+static void say_dropped(web_log *log, int fd)
+{
+    char note[160], ts[25];
+    struct timespec now;
+    size_t n;
+    int k;
+
+    clock_gettime(CLOCK_REALTIME, &now);
+    if (web_time_iso(&now, ts) != WEB_OK)
+        snprintf(ts, sizeof ts, "%lld", (long long)now.tv_sec);
+    k = snprintf(note, sizeof note, "%sts=%s level=warn event=log_dropped "
+                 "count=%llu\n", log->torn ? "\n" : "", ts,
+                 (unsigned long long)log->unsaid);
+    if (k < 0 || (size_t)k >= sizeof note)
+        return;
+    n = (size_t)k;
+    if (write_all(fd, note, n) == n) {
+        log->unsaid = 0;
+        log->torn = 0;
+    }
+}
+
+static void write_line(web_log *log, const char *buf, size_t len)
+{
+    size_t off;
+    int locked = log != NULL && pthread_mutex_lock(&log->mu) == 0;
+    int fd = log != NULL ? log->fd : STDERR_FILENO;
+    if (locked && log->unsaid > 0)
+        say_dropped(log, fd);
+    off = write_all(fd, buf, len);
+    if (off < len && log != NULL) {
+        /* Nowhere left to report a failing log: count it. */
+        atomic_fetch_add(&log->dropped, 1);
+        if (locked) {
+            log->unsaid++;
+            if (off > 0)
+                log->torn = 1;
+        }
     }
     if (locked)
         pthread_mutex_unlock(&log->mu);
+}
+
+uint64_t web_log_dropped(const web_log *log)
+{
+    return log != NULL ? atomic_load(&((web_log *)log)->dropped) : 0;
 }
 
 void web_logf(web_log *log, web_log_level level, const char *event,

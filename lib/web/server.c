@@ -18,9 +18,10 @@
  *      on nothing points into libfcgi's memory;
  *   3. route; run the C handler or the declarative action, which buffers
  *      the response in the arena and registers deferred work;
- *   4. defer_admit: a full queue turns the answer into 503 + Retry-After
- *      while the client can still be told (DESIGN.md "admission before
- *      the response is final");
+ *   4. defer_admit: a full queue, or a database that is failing or lost
+ *      (DEFER_EUNAVAIL: its writes would fail), turns the answer into
+ *      503 + Retry-After while the client can still be told (DESIGN.md
+ *      "admission before the response is final");
  *   5. write the response, FCGX_Finish_r, then defer_submit (cannot fail),
  *      then reset the arena.  A failed write (client gone) is counted and
  *      logged but does not cancel the deferred work (waitUntil semantics).
@@ -86,7 +87,7 @@ struct web_server {
     time_t started_at;
 
     atomic_uint_fast64_t accepted, finished, s2xx, s3xx, s4xx, s5xx,
-        rejected_503, client_gone, accept_errors;
+        rejected_503, unavail_503, client_gone, accept_errors;
 };
 
 struct resp_header {
@@ -458,6 +459,12 @@ static void serve_one(struct thread_state *t)
         atomic_fetch_add(&s->rejected_503, 1);
         set_error(&call, 503, rc == DEFER_EFULL ? "deferred-work queue full"
                                                 : "shutting down");
+        web_add_header(&call, "Retry-After", "1");
+        break;
+    case DEFER_EUNAVAIL:
+        /* The pool probes the database once a second. */
+        atomic_fetch_add(&s->unavail_503, 1);
+        set_error(&call, 503, "database unavailable");
         web_add_header(&call, "Retry-After", "1");
         break;
     default:
@@ -954,6 +961,7 @@ void web_server_stats_get(web_server *s, web_server_stats *o)
     o->status_4xx = atomic_load(&s->s4xx);
     o->status_5xx = atomic_load(&s->s5xx);
     o->rejected_503 = atomic_load(&s->rejected_503);
+    o->unavail_503 = atomic_load(&s->unavail_503);
     o->client_gone = atomic_load(&s->client_gone);
     o->accept_errors = atomic_load(&s->accept_errors);
     o->threads = atomic_load(&s->running);

@@ -12,7 +12,7 @@
 #include <time.h>
 
 struct out {
-    char buf[8192];
+    char buf[16384];
     size_t len;
     int overflow;
 };
@@ -34,6 +34,30 @@ static void add(struct out *o, const char *fmt, ...)
         o->len += (size_t)n;
 }
 
+/* s as the inside of a JSON string (or, prom, a Prometheus label value:
+ * the same escapes for \\ " and newline; other control bytes dropped). */
+static void add_escaped(struct out *o, const char *s, int prom)
+{
+    for (; *s != '\0'; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            add(o, "\\%c", c);
+        else if (c == '\n')
+            add(o, "\\n");
+        else if (c < 0x20 || c == 0x7f) {
+            if (!prom)
+                add(o, "\\u%04x", c);
+        } else
+            add(o, "%c", c);
+    }
+}
+
+static const char *db_state_name(int st)
+{
+    return st == DEFER_DB_LOST ? "lost" : st == DEFER_DB_FAILING ? "failing"
+                                                                 : "ok";
+}
+
 /* One table drives both formats, so they can never disagree. */
 struct metric {
     const char *name;
@@ -52,6 +76,8 @@ int web_handler_status(web_call *call, void *ud)
     size_t i, n;
     (void)ud;
 
+    uint64_t log_dropped;
+
     web_server_stats_get(web_call_server(call), &ss);
     defer_pool_stats(web_srv_pool(web_call_server(call)), &ds);
     engine = defer_pool_dialect(web_srv_pool(web_call_server(call))) ==
@@ -60,6 +86,8 @@ int web_handler_status(web_call *call, void *ud)
                  : "sqlite";
     fmt = web_request_arg(web_call_request(call), "format", NULL);
     prom = fmt != NULL && strcmp(fmt, "prometheus") == 0;
+    /* The pool logs through the server's log (or its own stderr line). */
+    log_dropped = web_log_dropped(web_call_log(call)) + ds.log_dropped;
 
     struct metric m[] = {
         {"requests_accepted", "Requests accepted from nginx", ss.accepted, 0},
@@ -70,6 +98,8 @@ int web_handler_status(web_call *call, void *ud)
         {"responses_5xx", "Responses with status 5xx", ss.status_5xx, 0},
         {"responses_503_queue_full", "503 answers: deferred queue full",
          ss.rejected_503, 0},
+        {"responses_503_db_unavailable", "503 answers: database failing or "
+         "lost", ss.unavail_503, 0},
         {"client_gone", "Responses whose write failed", ss.client_gone, 0},
         {"accept_errors", "FCGX_Accept_r failures", ss.accept_errors, 0},
         {"request_threads", "Request threads", ss.threads, 1},
@@ -80,6 +110,8 @@ int web_handler_status(web_call *call, void *ud)
          ds.admit_waits, 0},
         {"admit_stalled", "Requests refused at once: queue full and the "
          "writer stalled", ds.admit_stalled, 0},
+        {"tasks_unavailable", "Deferred tasks refused at admission: "
+         "database failing or lost", ds.unavail, 0},
         {"tasks_inline", "Deferred tasks run inline", ds.inline_run, 0},
         {"tasks_inline_failed", "Inline tasks that failed", ds.inline_failed, 0},
         {"tasks_ok", "Deferred tasks that succeeded", ds.ok, 0},
@@ -101,6 +133,21 @@ int web_handler_status(web_call *call, void *ud)
         {"queue_in_flight", "Tasks running", ds.in_flight, 1},
         {"queue_depth", "Slots in use", ds.depth, 1},
         {"queue_depth_hwm", "High-water mark of slots in use", ds.depth_hwm, 1},
+        {"db_state", "Database state: 0 ok, 1 failing (writes fail for "
+         "good: disk full, read-only, corrupt, I/O error), 2 lost (file "
+         "removed, replaced or truncated)", (uint64_t)ds.db_state, 1},
+        {"db_failing", "Episodes of the failing state", ds.db_failing, 0},
+        {"db_lost", "Episodes of the lost state", ds.db_lost, 0},
+        {"db_reopened", "Lost databases reopened at the path",
+         ds.db_reopened, 0},
+        {"db_probes", "Probe transactions while failing or lost",
+         ds.db_probes, 0},
+        {"db_unavailable_ms", "Time spent failing or lost (ms)",
+         ds.db_unavail_ms, 0},
+        {"log_repeated", "Log lines folded into repeated=N summaries",
+         ds.log_repeated, 0},
+        {"log_dropped", "Log lines that could not be written", log_dropped,
+         0},
     };
     n = sizeof m / sizeof m[0];
 
@@ -115,6 +162,12 @@ int web_handler_status(web_call *call, void *ud)
                     "waituntil_%s %" PRIu64 "\n",
                 m[i].name, m[i].help, m[i].name,
                 m[i].gauge ? "gauge" : "counter", m[i].name, m[i].value);
+        add(&o, "# HELP waituntil_db_state_info Database state and why\n"
+                "# TYPE waituntil_db_state_info gauge\n"
+                "waituntil_db_state_info{state=\"%s\",reason=\"",
+            db_state_name(ds.db_state));
+        add_escaped(&o, ds.db_reason, 1);
+        add(&o, "\"} 1\n");
         add(&o, "# HELP waituntil_batch_size Tasks per batch (power-of-two buckets)\n"
                 "# TYPE waituntil_batch_size histogram\n");
         {
@@ -131,6 +184,10 @@ int web_handler_status(web_call *call, void *ud)
     } else {
         add(&o, "{\"started_unix\":%" PRId64 ",\"engine\":\"%s\"",
             ss.started_unix, engine);
+        add(&o, ",\"db_status\":\"%s\",\"db_reason\":\"",
+            db_state_name(ds.db_state));
+        add_escaped(&o, ds.db_reason, 0);
+        add(&o, "\"");
         for (i = 0; i < n; i++)
             add(&o, ",\"%s\":%" PRIu64, m[i].name, m[i].value);
         add(&o, ",\"batch_size_hist\":[");

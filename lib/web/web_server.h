@@ -7,7 +7,8 @@
  *   FCGX_Accept_r -> body read (bounded) -> web_request_init (copied into
  *   the thread's arena) -> route -> handler or declarative action (the
  *   response is buffered, deferred work registered) -> defer_admit (503 if
- *   the queue is full) -> response written -> FCGX_Finish_r ->
+ *   the queue is full or the database failing) -> response written ->
+ *   FCGX_Finish_r ->
  *   defer_submit -> arena reset.  Nothing owned by libfcgi is touched
  *   after FCGX_Finish_r.
  *
@@ -55,6 +56,11 @@ WEB_API void web_logf(web_log *log, web_log_level level, const char *event,
 /* Quote s for a key=value line into buf (truncated with "..." to fit);
  * returns buf.  s NULL gives "-". */
 WEB_API const char *web_log_q(char *buf, size_t buflen, const char *s);
+/* Lines that could not be written (the write failed or was cut short:
+ * disk full, EIO) since the log was opened.  When writing works again,
+ * a line "event=log_dropped count=N" first says how many were lost.
+ * Thread-safe; NULL: the count of lines meant for stderr without a log. */
+WEB_API uint64_t web_log_dropped(const web_log *log);
 /* A defer_log_fn that writes the pool's lines to the web_log in ud. */
 WEB_API void web_log_defer_sink(void *ud, int level, const char *line);
 
@@ -167,6 +173,8 @@ typedef struct web_server_stats {
     uint64_t finished;       /* ... answered and finished */
     uint64_t status_2xx, status_3xx, status_4xx, status_5xx;
     uint64_t rejected_503;   /* answered 503 because the queue was full */
+    uint64_t unavail_503;    /* answered 503 because the database was
+                                failing or lost (DEFER_EUNAVAIL) */
     uint64_t client_gone;    /* the write to nginx failed (client left) */
     uint64_t accept_errors;  /* FCGX_Accept_r failures (EMFILE...) */
     unsigned threads;        /* request threads running */

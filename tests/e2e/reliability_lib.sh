@@ -52,6 +52,15 @@ rel_migrations() {
 rel_field() {
     printf '%s' "$1" | sed -n -E "s/.*\"$2\":([0-9]+).*/\\1/p"
 }
+# rel_log_events PATTERN FILE...: how many events the log lines matching
+# PATTERN (grep -E) stand for: a line ending in "repeated=N" (identical
+# failures folded into one line a second) stands for N, any other for 1.
+rel_log_events() {
+    rle_pat=$1; shift
+    cat "$@" 2>/dev/null | grep -E "$rle_pat" |
+        awk '{ n = 1; if (match($0, / repeated=[0-9]+$/)) n = substr($0, RSTART + 10) + 0; s += n }
+             END { print s + 0 }'
+}
 # rel_status: the /_status JSON, through nginx.
 rel_status() {
     curl -s --max-time 10 "$E2E_URL/_status"
