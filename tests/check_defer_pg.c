@@ -159,11 +159,42 @@ static void one(defer_pool *p, defer_ctx *c, qb_query *q)
     request(p, c, &q, 1);
 }
 
-/* Wait (bounded) until the pool has finished n tasks. */
-static void wait_done(defer_pool *p, uint64_t n, int secs)
+/* Wait (bounded: TU_WAIT_MS) until pred(p, arg) holds; 1 if it did. */
+static int wait_for(int (*pred)(defer_pool *, PGconn *), defer_pool *p,
+                    PGconn *c)
+{
+    int64_t end = tu_now_ms() + TU_WAIT_MS;
+    do {
+        if (pred(p, c))
+            return 1;
+        usleep(10000);
+    } while (tu_now_ms() < end);
+    return pred(p, c);
+}
+
+static int has_retried(defer_pool *p, PGconn *c)
 {
     defer_stats st;
-    for (int i = 0; i < secs * 100; i++) {
+    (void)c;
+    defer_pool_stats(p, &st);
+    return st.retried > 0;
+}
+
+/* The pool's session waits for a lock on the server. */
+static int waits_on_lock(defer_pool *p, PGconn *c)
+{
+    (void)p;
+    return scalar(c, "SELECT count(*) FROM pg_stat_activity WHERE "
+                     "application_name = 'defer_pg_test' AND "
+                     "wait_event_type = 'Lock'") == 1;
+}
+
+/* Wait (bounded: TU_WAIT_MS) until the pool has finished n tasks. */
+static void wait_done(defer_pool *p, uint64_t n)
+{
+    defer_stats st;
+    int64_t end = tu_now_ms() + TU_WAIT_MS;
+    while (tu_now_ms() < end) {
         defer_pool_stats(p, &st);
         if (st.ok + st.failed + st.left >= n)
             return;
@@ -283,11 +314,14 @@ START_TEST(lock_wait_retried)
     ck_assert_int_eq(defer_ctx_create(p, &ctx), DEFER_OK);
     sh(locker, "BEGIN; LOCK TABLE t IN ACCESS EXCLUSIVE MODE");
     one(p, ctx, q_ins(7));
-    usleep(400000);
+    /* Held until the first attempt has timed out and been retried (the
+     * retry budget, 50 x 50 ms + backoff, is far longer than this takes),
+     * not for a fixed pause that a loaded machine may not fill. */
+    ck_assert(wait_for(has_retried, p, NULL));
     defer_pool_stats(p, &st);
     ck_assert_uint_eq(st.ok, 0);
     sh(locker, "COMMIT");
-    wait_done(p, 1, 20);
+    wait_done(p, 1);
     ck_assert_int_eq(defer_pool_shutdown(p, 10000), DEFER_OK);
     defer_pool_stats(p, &st);
     ck_assert_uint_eq(st.ok, 1);
@@ -350,7 +384,8 @@ START_TEST(deadline_cancels_statement)
     ck_assert_int_eq(defer_ctx_create(p, &ctx), DEFER_OK);
     sh(locker, "BEGIN; LOCK TABLE t IN ACCESS EXCLUSIVE MODE");
     one(p, ctx, q_ins(1));
-    usleep(200000);
+    /* The statement is blocked on the lock (not still queued). */
+    ck_assert(wait_for(waits_on_lock, p, c));
     t0 = tu_now_ms();
     ck_assert_int_eq(defer_pool_shutdown(p, 300), DEFER_ETIMEDOUT);
     dt = tu_now_ms() - t0;
@@ -434,7 +469,7 @@ START_TEST(reconnect_budget_spent)
           "WHERE datname = 'defer_budget'");
     t0 = tu_now_ms();
     one(p, ctx, q_ins(1));
-    wait_done(p, 1, 10);
+    wait_done(p, 1);
     dt = tu_now_ms() - t0;
     defer_pool_stats(p, &st);
     ck_assert_uint_eq(st.failed, 1);
@@ -478,7 +513,7 @@ static defer_pool *pool_then_hang(unsigned reconnect_ms, tu_proxy **px,
     p = pool_new(&cfg);
     ck_assert_int_eq(defer_ctx_create(p, ctx), DEFER_OK);
     one(p, *ctx, q_ins(1));
-    wait_done(p, 1, 10);
+    wait_done(p, 1);
     tu_proxy_hang(*px, 1);
     tu_proxy_cut(*px);
     return p;
@@ -498,7 +533,7 @@ START_TEST(reconnect_to_hung_server)
 
     t0 = tu_now_ms();
     one(p, ctx, q_ins(2));
-    wait_done(p, 2, 10);
+    wait_done(p, 2);
     dt = tu_now_ms() - t0;
     defer_pool_stats(p, &st);
     ck_assert_uint_eq(st.ok, 1);
@@ -639,13 +674,13 @@ START_TEST(lost_commit_answer_resolved)
 
     atomic_store(&defer__fault_commit, DEFER_FAULT_AFTER_COMMIT);
     one(p, ctx, q_ins(1));
-    wait_done(p, 1, 20);
+    wait_done(p, 1);
     ck_assert_int_eq(atomic_load(&defer__fault_commit), 0);
     ck_assert(log_has("event=commit_confirmed"));
 
     atomic_store(&defer__fault_commit, DEFER_FAULT_NO_COMMIT);
     one(p, ctx, q_ins(2));
-    wait_done(p, 2, 20);
+    wait_done(p, 2);
     ck_assert_int_eq(atomic_load(&defer__fault_commit), 0);
 
     ck_assert_int_eq(defer_pool_shutdown(p, 10000), DEFER_OK);
@@ -662,16 +697,24 @@ START_TEST(lost_commit_answer_resolved)
 }
 END_TEST
 
+struct restart {
+    int rc;
+    atomic_int done;
+};
+
 static void *restart_main(void *arg)
 {
-    int *rc = arg;
+    struct restart *r = arg;
     usleep(300000);
-    *rc = system(g_restart);
+    r->rc = system(g_restart);
+    atomic_store(&r->done, 1);
     return NULL;
 }
 
 /* PostgreSQL restarted (fast: sessions killed) while tasks keep coming:
- * every task lands exactly once within the reconnect budget. */
+ * every task lands exactly once within the reconnect budget.  Tasks keep
+ * coming until the restart is over and 100 more after it, however long
+ * the restart takes on a loaded machine: those meet the dead sessions. */
 START_TEST(server_restart_mid_load)
 {
     PGconn *c = fresh();
@@ -680,8 +723,9 @@ START_TEST(server_restart_mid_load)
     defer_ctx *ctx;
     defer_stats st;
     pthread_t th;
-    int rrc = -1;
-    const int n = 1500;
+    struct restart rs = {-1, 0};
+    int n = 0, after = 0;
+    int64_t end;
 
     if (g_restart == NULL) {
         PQfinish(c);
@@ -689,15 +733,23 @@ START_TEST(server_restart_mid_load)
     }
     PQfinish(c);
     pg_cfg(&cfg, g_dsn, 2);
+    /* The budget must outlast the restart, which a loaded machine
+     * stretches to seconds (pg_ctl stops, then starts the server). */
+    cfg.reconnect_ms = TU_WAIT_MS;
     p = pool_new(&cfg);
     ck_assert_int_eq(defer_ctx_create(p, &ctx), DEFER_OK);
-    ck_assert_int_eq(pthread_create(&th, NULL, restart_main, &rrc), 0);
-    for (int i = 0; i < n; i++) {
-        one(p, ctx, q_ins(i));
+    ck_assert_int_eq(pthread_create(&th, NULL, restart_main, &rs), 0);
+    end = tu_now_ms() + TU_WAIT_MS;
+    while (n < 1500 || after < 100) {
+        if (atomic_load(&rs.done))
+            after++;
+        else
+            ck_assert_msg(tu_now_ms() < end, "the restart did not end");
+        one(p, ctx, q_ins(n++));
         usleep(1000);
     }
     ck_assert_int_eq(pthread_join(th, NULL), 0);
-    ck_assert_int_eq(rrc, 0);
+    ck_assert_int_eq(rs.rc, 0);
     ck_assert_int_eq(defer_pool_shutdown(p, 30000), DEFER_OK);
     defer_pool_stats(p, &st);
     ck_assert_uint_eq(st.ok, (uint64_t)n);
@@ -792,7 +844,7 @@ static int run_suite(size_t cache)
     int failed;
 
     g_cache = cache;
-    tcase_set_timeout(tc, 60);
+    tcase_set_timeout(tc, TU_TCASE_TIMEOUT_S);
     tcase_add_test(tc, group_commit_rows_exact);
     tcase_add_test(tc, wrong_dialect_refused);
     tcase_add_test(tc, savepoint_per_task);

@@ -399,7 +399,7 @@ static void stop_server(struct fixture *f)
 {
     web_server_free(f->srv);
     f->srv = NULL;
-    ck_assert_int_eq(defer_pool_shutdown(f->pool, 5000), DEFER_OK);
+    ck_assert_int_eq(defer_pool_shutdown(f->pool, TU_WAIT_MS), DEFER_OK);
     defer_pool_destroy(f->pool);
     f->pool = NULL;
     web_conf_free(f->conf);
@@ -497,46 +497,54 @@ START_TEST(server_answers_straight_fastcgi)
                              "QUERY_STRING=format=prometheus", NULL};
 
     start_server(&f, server_conf);
-    ck_assert_int_eq(fc_request(f.sock, hello, NULL, 0, 5000, &out, &status), 0);
+    ck_assert_int_eq(
+        fc_request(f.sock, hello, NULL, 0, TU_WAIT_MS, &out, &status), 0);
     ck_assert_int_eq(status, 200);
     ck_assert_ptr_nonnull(strstr(out, "\r\n\r\nhello"));
     free(out);
 
-    ck_assert_int_eq(fc_request(f.sock, post_hello, NULL, 0, 5000, &out, &status), 0);
+    ck_assert_int_eq(
+        fc_request(f.sock, post_hello, NULL, 0, TU_WAIT_MS, &out, &status), 0);
     ck_assert_int_eq(status, 405);
     ck_assert_ptr_nonnull(strstr(out, "Allow: GET, HEAD\r\n"));
     free(out);
 
-    ck_assert_int_eq(fc_request(f.sock, nope, NULL, 0, 5000, &out, &status), 0);
+    ck_assert_int_eq(
+        fc_request(f.sock, nope, NULL, 0, TU_WAIT_MS, &out, &status), 0);
     ck_assert_int_eq(status, 404);
     free(out);
 
-    ck_assert_int_eq(fc_request(f.sock, head, NULL, 0, 5000, &out, &status), 0);
+    ck_assert_int_eq(
+        fc_request(f.sock, head, NULL, 0, TU_WAIT_MS, &out, &status), 0);
     ck_assert_int_eq(status, 200);
     ck_assert_ptr_nonnull(strstr(out, "Content-Length: 5\r\n"));
     ck_assert_ptr_null(strstr(out, "hello"));
     free(out);
 
-    ck_assert_int_eq(fc_request(f.sock, dotdot, NULL, 0, 5000, &out, &status), 0);
+    ck_assert_int_eq(
+        fc_request(f.sock, dotdot, NULL, 0, TU_WAIT_MS, &out, &status), 0);
     ck_assert_int_eq(status, 400);
     free(out);
 
     /* Headers that do not fit are never cut: a clean 500 instead, and
      * the body is not read as headers. */
-    ck_assert_int_eq(fc_request(f.sock, bighdr, NULL, 0, 5000, &out, &status), 0);
+    ck_assert_int_eq(
+        fc_request(f.sock, bighdr, NULL, 0, TU_WAIT_MS, &out, &status), 0);
     ck_assert_int_eq(status, 500);
     ck_assert_ptr_null(strstr(out, "X-Big-1"));
     ck_assert_ptr_null(strstr(out, "BODYLINE"));
     ck_assert_ptr_nonnull(strstr(out, "\r\n\r\n500 response headers too large"));
     free(out);
 
-    ck_assert_int_eq(fc_request(f.sock, log, "abc", 3, 5000, &out, &status), 0);
+    ck_assert_int_eq(
+        fc_request(f.sock, log, "abc", 3, TU_WAIT_MS, &out, &status), 0);
     ck_assert_int_eq(status, 200);
     free(out);
 
     /* The status names the engine and has the PostgreSQL counters (zero
      * on SQLite), in both formats. */
-    ck_assert_int_eq(fc_request(f.sock, st, NULL, 0, 5000, &out, &status), 0);
+    ck_assert_int_eq(fc_request(f.sock, st, NULL, 0, TU_WAIT_MS, &out, &status),
+                     0);
     ck_assert_int_eq(status, 200);
     ck_assert_ptr_nonnull(strstr(out, "\"engine\":\"sqlite\""));
     ck_assert_ptr_nonnull(strstr(out, ",\"conn_lost\":0,"));
@@ -544,8 +552,8 @@ START_TEST(server_answers_straight_fastcgi)
     ck_assert_ptr_nonnull(strstr(out, ",\"commit_unknown\":0,"));
     ck_assert_ptr_nonnull(strstr(out, ",\"log_dropped\":0"));
     free(out);
-    ck_assert_int_eq(fc_request(f.sock, st_prom, NULL, 0, 5000, &out, &status),
-                     0);
+    ck_assert_int_eq(
+        fc_request(f.sock, st_prom, NULL, 0, TU_WAIT_MS, &out, &status), 0);
     ck_assert_int_eq(status, 200);
     ck_assert_ptr_nonnull(
         strstr(out, "\nwaituntil_database_info{engine=\"sqlite\"} 1\n"));
@@ -645,7 +653,8 @@ START_TEST(server_limits_straight_fastcgi)
     big = malloc(10000);
     ck_assert_ptr_nonnull(big);
     memset(big, 'a', 10000);
-    ck_assert_int_eq(fc_request(f.sock, params, big, 10000, 5000, &out, &status), 0);
+    ck_assert_int_eq(
+        fc_request(f.sock, params, big, 10000, TU_WAIT_MS, &out, &status), 0);
     ck_assert_int_eq(status, 413);
     free(out);
     free(big);
@@ -657,14 +666,16 @@ START_TEST(server_limits_straight_fastcgi)
     for (i = 0; i < 10000; i++)
         off += (size_t)sprintf(qs + off, "a%zu=1&", i % 1000);
     params[2] = qs;
-    ck_assert_int_eq(fc_request(f.sock, params, NULL, 0, 5000, &out, &status), 0);
+    ck_assert_int_eq(
+        fc_request(f.sock, params, NULL, 0, TU_WAIT_MS, &out, &status), 0);
     ck_assert_int_eq(status, 431);
     free(out);
     free(qs);
 
     /* The server is still serving. */
     params[2] = NULL;
-    ck_assert_int_eq(fc_request(f.sock, params, NULL, 0, 5000, &out, &status), 0);
+    ck_assert_int_eq(
+        fc_request(f.sock, params, NULL, 0, TU_WAIT_MS, &out, &status), 0);
     ck_assert_int_eq(status, 200);
     free(out);
     stop_server(&f);

@@ -8,6 +8,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The bound of a wait for a condition, in milliseconds.  A test waits for
+ * a condition, never for a duration: on a busy machine (CI runs the TSan
+ * tree on 2 cores next to other work) anything can take 50 times longer
+ * than on a quiet one, and a generous bound costs nothing when the
+ * condition comes true early.  Tests that wait this long need a Check
+ * timeout above it (TU_TCASE_TIMEOUT_S, a guard against hangs only). */
+#define TU_WAIT_MS         60000
+#define TU_TCASE_TIMEOUT_S 300
+
 /* Monotonic clock in milliseconds / nanoseconds. */
 int64_t tu_now_ms(void);
 int64_t tu_now_ns(void);

@@ -4,7 +4,9 @@
 #
 #   stack_start SRCDIR BUILDDIR PREFIX PORT DB [CONF]
 #     nginx listens on 127.0.0.1:PORT, waituntil on PREFIX/waituntil.sock,
-#     the database is DB; waits until both answer.  Sets STACK_APP_PID,
+#     the database is DB; waits until both answer (each wait bounded by
+#     $STACK_WAIT_S seconds, default 120: generous, as TSan builds on a
+#     loaded machine start slowly).  Sets STACK_APP_PID,
 #     STACK_NGINX_PID.  Extra waituntil arguments: $STACK_APP_ARGS;
 #     a wrapper (valgrind...) for the app: $STACK_APP_WRAPPER.
 #   stack_stop_app [SIGNAL]   signal the app (default TERM), wait for it;
@@ -40,10 +42,12 @@ stack_start() {
     ${STACK_APP_WRAPPER:-} "$STACK_APP" -c "$st_conf" -p "$st_src" -l "unix:$STACK_SOCKET" \
         -d "$st_db" ${STACK_APP_ARGS:-} 2>>"$STACK_PREFIX/logs/waituntil.log" &
     STACK_APP_PID=$!
-    i=0
+    # The socket file appears at bind(), a moment before listen(): nginx
+    # may still meet a refused connect (502), which the /hello wait below
+    # retries.
+    st_end=$(($(date +%s) + ${STACK_WAIT_S:-120}))
     while [ ! -S "$STACK_SOCKET" ]; do
-        i=$((i + 1))
-        if [ $i -gt 300 ] || ! kill -0 "$STACK_APP_PID" 2>/dev/null; then
+        if [ "$(date +%s)" -ge "$st_end" ] || ! kill -0 "$STACK_APP_PID" 2>/dev/null; then
             echo "stack: waituntil did not start; its log:" >&2
             tail -n 20 "$STACK_PREFIX/logs/waituntil.log" >&2
             return 1
@@ -53,10 +57,9 @@ stack_start() {
     "$st_nginx" -p "$STACK_PREFIX" -c "$STACK_PREFIX/conf/nginx.conf" \
         -g 'daemon off;' 2>>"$STACK_PREFIX/logs/nginx.stderr" &
     STACK_NGINX_PID=$!
-    i=0
-    while [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$STACK_PORT/hello")" != 200 ]; do
-        i=$((i + 1))
-        if [ $i -gt 100 ] || ! kill -0 "$STACK_NGINX_PID" 2>/dev/null; then
+    st_end=$(($(date +%s) + ${STACK_WAIT_S:-120}))
+    while [ "$(curl -s -o /dev/null --max-time 30 -w '%{http_code}' "http://127.0.0.1:$STACK_PORT/hello")" != 200 ]; do
+        if [ "$(date +%s)" -ge "$st_end" ] || ! kill -0 "$STACK_NGINX_PID" 2>/dev/null; then
             echo "stack: nginx did not start:" >&2
             cat "$STACK_PREFIX/logs/nginx.stderr" "$STACK_PREFIX/logs/error.log" >&2 2>/dev/null
             return 1

@@ -16,7 +16,7 @@
 #       $MULTI_URL is http://127.0.0.1:PORT.
 #   multi_start_app I        (re)start instance I (its log is appended to)
 #   multi_stop_app I [SIG]   signal it (default TERM) and wait (bounded:
-#                            $MULTI_STOP_S, default 60 s, then KILL); its
+#                            $MULTI_STOP_S, default 120 s, then KILL); its
 #                            exit status goes to MULTI_RC (137 if killed)
 #   multi_stop               every instance (TERM, each drains), then
 #                            nginx; exit statuses in MULTI_RCS ("I:RC ...")
@@ -166,11 +166,11 @@ multi_stop_app() {
     [ -n "$mu_pid" ] || return 0
     kill -"${2:-TERM}" "$mu_pid" 2>/dev/null
     mu_j=0
-    while kill -0 "$mu_pid" 2>/dev/null && [ $mu_j -lt $((${MULTI_STOP_S:-60} * 10)) ]; do
+    while kill -0 "$mu_pid" 2>/dev/null && [ $mu_j -lt $((${MULTI_STOP_S:-120} * 10)) ]; do
         mu_j=$((mu_j + 1)); sleep 0.1
     done
     if kill -0 "$mu_pid" 2>/dev/null; then
-        echo "stack_multi: instance $1 (pid $mu_pid) still runs after ${MULTI_STOP_S:-60} s: KILL" >&2
+        echo "stack_multi: instance $1 (pid $mu_pid) still runs after ${MULTI_STOP_S:-120} s: KILL" >&2
         kill -KILL "$mu_pid" 2>/dev/null
     fi
     MULTI_RC=0

@@ -22,7 +22,7 @@ curl -s -o /dev/null "$E2E_URL/log/warmup"
 wait_rows "SELECT count(*) FROM logs WHERE path='/log/warmup'" 1 ||
     t_fail "warm-up row" "$(e2e_log)"
 
-rel_lock_hold "$E2E_DB" 50000 && t_ok "outside connection holds BEGIN IMMEDIATE" ||
+rel_lock_hold "$E2E_DB" && t_ok "outside connection holds BEGIN IMMEDIATE" ||
     { t_fail "lock held"; t_done; exit 1; }
 
 seq 1 "$N" | sed "s|.*|url = \"$E2E_URL/log/d&\"\noutput = \"/dev/null\"|" > "$T_TMP/urls"
@@ -38,9 +38,13 @@ depth=$(rel_field "$st" queue_depth)
 [ "${depth:-0}" -ge "$N" ] && t_ok "the queue holds them (depth $depth)" ||
     t_fail "queue depth" "$st"
 
-# SIGTERM while the writer is still stalled; release one second later.
+# SIGTERM while the writer is still stalled; release one second after the
+# app has begun its stop (logged "stopping"), so the drain does meet the
+# stalled writer however late the signal is handled.
 t0=$(date +%s%N)
 kill -TERM "$STACK_APP_PID"
+stopping() { grep -q 'event=stopping' "$REL_LOG"; }
+t_wait_for "" stopping || t_fail "the app begins its stop" "$(e2e_log)"
 sleep 1
 rel_lock_release
 code=0

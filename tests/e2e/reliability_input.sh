@@ -27,7 +27,7 @@ route POST /in/ctype { respond 200 "ok"; defer insert rel_values { src "ctype"; 
 route POST /in/nested { respond 200 "ok"; defer insert rel_values { src "nested"; v $body_a.b; } }'
 
 # code [curl args] URL: the HTTP status only.
-code() { curl -s -o "$T_TMP/body" -w '%{http_code}' --max-time 10 "$@"; }
+code() { curl -s -o "$T_TMP/body" -w '%{http_code}' --max-time 60 "$@"; }
 urlenc() { python3 -c 'import sys, urllib.parse as u; print(u.quote(sys.argv[1], safe=""))' "$1"; }
 json_str() { python3 -c 'import json, sys; print(json.dumps(sys.argv[1]))' "$1"; }
 JSON='Content-Type: application/json'

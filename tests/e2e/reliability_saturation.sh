@@ -9,7 +9,12 @@
 #     = tasks_rejected; 200 answers = tasks_admitted; after the lock is
 #     released and the pool drained, admitted = ok + failed + left and every
 #     admitted write landed;
-#   - 503s are fast (p99 reported; asserted under a generous bound);
+#   - 503s are fast: their p99 is within 250 ms of the p99 of GET /hello
+#     (no deferred work, no admission) sent interleaved in the same burst.
+#     Relative, not absolute: on a loaded machine every request through
+#     nginx can take a second or more, and the comparison with requests
+#     that met the same load still shows a 503 that waits (for a slot, the
+#     lock, the database);
 #   - the app's RSS grows by less than 10 MiB, its thread count is constant.
 # Figure: answers, p50/p99 of the 503s, RSS growth, threads.
 . "$TESTS_SRCDIR/lib.sh"
@@ -43,9 +48,13 @@ st0=$(rel_status)
 rss0=$(rel_proc VmRSS)
 thr0=$(rel_proc Threads)
 
-rel_lock_hold "$E2E_DB" 50000 || { t_fail "lock held"; t_done; exit 1; }
-seq 1 "$N" | sed "s|.*|url = \"$E2E_URL/log/s&\"\noutput = \"/dev/null\"|" > "$T_TMP/urls"
-rel_curl_codes "$T_TMP/urls" "$T_TMP/codes" 32
+rel_lock_hold "$E2E_DB" || { t_fail "lock held"; t_done; exit 1; }
+seq 1 "$N" | sed "s|.*|url = \"$E2E_URL/log/s&\"\noutput = \"/dev/null\"\nurl = \"$E2E_URL/hello?h&\"\noutput = \"/dev/null\"|" > "$T_TMP/urls"
+curl -s --no-progress-meter --max-time 120 --parallel --parallel-max 32 \
+    -K "$T_TMP/urls" -w '%{http_code} %{time_total} %{url_effective}\n' \
+    > "$T_TMP/all" 2>/dev/null
+grep '/log/s[0-9]*$' "$T_TMP/all" > "$T_TMP/codes"
+grep '/hello?h[0-9]*$' "$T_TMP/all" > "$T_TMP/hello"
 rss1=$(rel_proc VmRSS)
 thr1=$(rel_proc Threads)
 st1=$(rel_status)
@@ -62,11 +71,13 @@ expect "queue depth at capacity" "$(rel_field "$st1" queue_depth)" "$CAP"
 
 grep '^503 ' "$T_TMP/codes" | awk '{ printf "%d\n", $2 * 1000000 }' > "$T_TMP/us503"
 grep '^200 ' "$T_TMP/codes" | awk '{ printf "%d\n", $2 * 1000000 }' > "$T_TMP/us200"
+grep '^200 ' "$T_TMP/hello" | awk '{ printf "%d\n", $2 * 1000000 }' > "$T_TMP/ushello"
+expect "every interleaved GET /hello answered 200" "$(grep -c '^200 ' "$T_TMP/hello")" "$N"
 p50=$(rel_pct "$T_TMP/us503" 50) p99=$(rel_pct "$T_TMP/us503" 99)
-max=$(rel_pct "$T_TMP/us503" 100)
-[ "$p99" -lt $((P99_BOUND_MS * 1000)) ] &&
-    t_ok "503s answered fast: p99 ${p99} us < ${P99_BOUND_MS} ms" ||
-    t_fail "503 p99 ${p99} us"
+max=$(rel_pct "$T_TMP/us503" 100) p99h=$(rel_pct "$T_TMP/ushello" 99)
+[ "$p99" -lt $((p99h + P99_BOUND_MS * 1000)) ] &&
+    t_ok "503s answered fast: p99 ${p99} us < ${P99_BOUND_MS} ms + p99 of /hello in the same burst (${p99h} us)" ||
+    t_fail "503 p99 ${p99} us (/hello p99 ${p99h} us, bound +${P99_BOUND_MS} ms)"
 rss_growth=$((rss1 - rss0))
 [ "$rss_growth" -lt "$RSS_BOUND_KB" ] &&
     t_ok "RSS grew by ${rss_growth} kB (< $((RSS_BOUND_KB / 1024)) MiB, ${WU_SANITIZER:-plain} build)" ||
@@ -75,7 +86,7 @@ expect "thread count constant under saturation" "$thr1" "$thr0"
 
 # Release: every admitted write lands, nothing else.
 rel_lock_release
-wait_rows "SELECT count(*) FROM logs WHERE path LIKE '/log/s%'" "$n200" 100 &&
+wait_rows "SELECT count(*) FROM logs WHERE path LIKE '/log/s%'" "$n200" &&
     t_ok "after the release every admitted write landed ($n200 rows)" ||
     t_fail "rows after release" "$(sql "SELECT count(*) FROM logs WHERE path LIKE '/log/s%'")"
 stack_stop_app TERM
@@ -92,6 +103,6 @@ expect "... with nothing failed or left" "$fl $lf" "0 0"
 expect "... and rejected = every 503 answered (warm-up $w503 + burst $n503)" \
     "$rj" "$((w503 + n503))"
 expect "rows in the database = tasks ok" "$(sql "SELECT count(*) FROM logs")" "$ok"
-rel_figure "saturation queue=$CAP requests=$N answered_200=$n200 answered_503=$n503 p50_503_us=$p50 p99_503_us=$p99 max_503_us=$max p99_200_us=$(rel_pct "$T_TMP/us200" 99) rss_before_kb=$rss0 rss_growth_kb=$rss_growth threads=$thr0->$thr1"
+rel_figure "saturation queue=$CAP requests=$N answered_200=$n200 answered_503=$n503 p50_503_us=$p50 p99_503_us=$p99 max_503_us=$max p99_hello_us=$p99h p99_200_us=$(rel_pct "$T_TMP/us200" 99) rss_before_kb=$rss0 rss_growth_kb=$rss_growth threads=$thr0->$thr1"
 rel_log_clean
 t_done
