@@ -12,12 +12,20 @@
  * counters.
  *
  * Per request:
- *   1. read the body to its end (not trusting CONTENT_LENGTH) up to
- *      max_body; past it the answer is 413;
- *   2. copy params and body into the arena (web_request_init): from here
- *      on nothing points into libfcgi's memory;
- *   3. route; run the C handler or the declarative action, which buffers
- *      the response in the arena and registers deferred work;
+ *   1. copy the params into the arena (web_request_begin) and route;
+ *   2. read the body to its end (not trusting CONTENT_LENGTH) up to the
+ *      route's max_body (the server's for a 404/405); past it the answer
+ *      is 413.  Only a route that can read body fields (a $body_ value,
+ *      or a C handler) keeps it (web_request_set_body copies it into the
+ *      arena); any other body is read into a scratch buffer and dropped,
+ *      never parsed: a 1 MB JSON body posted to a 404 costs a read, not a
+ *      jansson tree.  The body is always read to its end, so nginx is
+ *      never answered while it is still sending.  From here on nothing
+ *      points into libfcgi's memory;
+ *   3. run the C handler or the declarative action, which buffers the
+ *      response in the arena and registers deferred work; the first read
+ *      of a body field parses the body, once, within max_json_depth and
+ *      max_json_elements;
  *   4. defer_admit: a full queue turns the answer into 503 + Retry-After
  *      while the client can still be told (DESIGN.md "admission before
  *      the response is final");
@@ -86,7 +94,8 @@ struct web_server {
     time_t started_at;
 
     atomic_uint_fast64_t accepted, finished, s2xx, s3xx, s4xx, s5xx,
-        rejected_503, client_gone, accept_errors;
+        rejected_503, client_gone, accept_errors, bodies_parsed,
+        bodies_refused;
 };
 
 struct resp_header {
@@ -331,6 +340,7 @@ struct thread_state {
 
 #define BODY_TOO_BIG ((size_t)-1)
 #define BODY_BROKEN ((size_t)-2)
+#define DRAIN_CHUNK 16384
 
 /* Read the whole body; returns its length, BODY_TOO_BIG past max (or when
  * the buffer cannot grow), BODY_BROKEN when the stream failed midway (a
@@ -365,6 +375,24 @@ static size_t read_body(struct thread_state *t, size_t max)
     return FCGX_GetError(t->rq.in) != 0 ? BODY_BROKEN : len;
 }
 
+/* Read the body to its end without keeping it, for a route that never
+ * reads it (or no route at all): the same bounds and results as
+ * read_body, in a fixed buffer. */
+static size_t drain_body(struct thread_state *t, size_t max)
+{
+    char scratch[DRAIN_CHUNK];
+    size_t len = 0;
+    for (;;) {
+        int got = FCGX_GetStr(scratch, (int)sizeof scratch, t->rq.in);
+        if (got <= 0)
+            break;
+        len += (size_t)got;
+        if (len > max)
+            return BODY_TOO_BIG;
+    }
+    return FCGX_GetError(t->rq.in) != 0 ? BODY_BROKEN : len;
+}
+
 static const web_handler_def *find_handler(const web_server *s,
                                            const char *name)
 {
@@ -374,15 +402,85 @@ static const web_handler_def *find_handler(const web_server *s,
     return NULL;
 }
 
+/* Steps 1 and 2: params, route, body.  Returns WEB_OK when the route
+ * is to run; otherwise the answer is already set on the call. */
+static int take_request(struct thread_state *t, web_call *call, int *head)
+{
+    web_server *s = t->srv;
+    web_request *req = NULL;
+    const char *path;
+    size_t path_len = 0, limit = s->limits.max_body, body_len;
+    int rc, mrc = WEB_ENOTFOUND, keep = 0;
+
+    rc = web_request_begin(&req, t->arena, t->rq.envp, &s->limits);
+    if (rc == WEB_ETOOBIG) {
+        /* CONTENT_LENGTH over max_body: answered without reading. */
+        set_error(call, 413, "body larger than max_body");
+        return rc;
+    }
+    if (rc == WEB_OK) {
+        call->req = req;
+        *head = web_request_method_bit(req) == WEB_M_HEAD;
+        path = web_request_path(req, &path_len);
+        mrc = web_router_match(s->router, web_request_method(req), path,
+                               path_len, &call->match);
+        if (mrc == WEB_OK) {
+            call->route = call->match.data;
+            call->label = call->match.pattern;
+            if (call->route->max_body > 0)
+                limit = call->route->max_body;
+            keep = call->route->handler != NULL || call->route->reads_body;
+        }
+        if (web_request_content_length(req) > (int64_t)limit) {
+            set_error(call, 413, "body larger than max_body");
+            return WEB_ETOOBIG;
+        }
+    }
+    body_len = keep ? read_body(t, limit) : drain_body(t, limit);
+    if (body_len == BODY_TOO_BIG) {
+        set_error(call, 413, "body larger than max_body");
+        return WEB_ETOOBIG;
+    }
+    if (body_len == BODY_BROKEN) {
+        set_error(call, 400, "request body cut short");
+        return WEB_EBADREQ;
+    }
+    if (rc != WEB_OK) {
+        set_error(call, web_http_status(rc), web_strerror(rc));
+        return rc;
+    }
+    if (mrc == WEB_EMETHOD) {
+        set_error(call, 405, NULL);
+        web_add_header(call, "Allow", call->match.allow_str);
+        return mrc;
+    }
+    if (mrc != WEB_OK) {
+        set_error(call, mrc == WEB_ENOTFOUND ? 404 : 500, NULL);
+        return mrc;
+    }
+    rc = web_request_set_body(req, keep ? t->body : NULL, body_len, limit);
+    if (rc != WEB_OK) {
+        set_error(call, web_http_status(rc), web_strerror(rc));
+        return rc;
+    }
+    return WEB_OK;
+}
+
+/* The answer to a route that failed with rc: a body the parser refused
+ * gets the parser's reason, anything else web_strerror's text. */
+static void set_route_error(web_call *c, int rc)
+{
+    const char *why = NULL;
+    int brc = web_request_body_result(c->req, &why);
+    set_error(c, web_http_status(rc),
+              brc == rc && why != NULL ? why : web_strerror(rc));
+}
+
 static void serve_one(struct thread_state *t)
 {
     web_server *s = t->srv;
     web_call call;
-    web_request *req = NULL;
-    size_t body_len;
     int rc, head = 0, admitted = 0, sent = 0;
-    const char *path;
-    size_t path_len = 0;
     char qbuf[256];
 
     memset(&call, 0, sizeof call);
@@ -391,37 +489,8 @@ static void serve_one(struct thread_state *t)
     call.dctx = t->dctx;
     call.label = "-";
 
-    body_len = read_body(t, s->limits.max_body);
-    if (body_len == BODY_TOO_BIG) {
-        set_error(&call, 413, "body larger than max_body");
+    if (take_request(t, &call, &head) != WEB_OK)
         goto answer;
-    }
-    if (body_len == BODY_BROKEN) {
-        set_error(&call, 400, "request body cut short");
-        goto answer;
-    }
-    rc = web_request_init(&req, t->arena, t->rq.envp, t->body, body_len,
-                          &s->limits);
-    if (rc != WEB_OK) {
-        set_error(&call, web_http_status(rc), web_strerror(rc));
-        goto answer;
-    }
-    call.req = req;
-    head = web_request_method_bit(req) == WEB_M_HEAD;
-    path = web_request_path(req, &path_len);
-    rc = web_router_match(s->router, web_request_method(req), path, path_len,
-                          &call.match);
-    if (rc == WEB_EMETHOD) {
-        set_error(&call, 405, NULL);
-        web_add_header(&call, "Allow", call.match.allow_str);
-        goto answer;
-    }
-    if (rc != WEB_OK) {
-        set_error(&call, rc == WEB_ENOTFOUND ? 404 : 500, NULL);
-        goto answer;
-    }
-    call.route = call.match.data;
-    call.label = call.match.pattern;
 
     if (call.route->handler != NULL) {
         const web_handler_def *h = find_handler(s, call.route->handler);
@@ -432,6 +501,11 @@ static void serve_one(struct thread_state *t)
         if (rc == WEB_OK)
             rc = web_call_register_defers(&call, call.route);
     }
+    if (web_request_body_parses(call.req) > 0) {
+        atomic_fetch_add(&s->bodies_parsed, 1);
+        if (web_request_body_result(call.req, NULL) != WEB_OK)
+            atomic_fetch_add(&s->bodies_refused, 1);
+    }
     if (rc != WEB_OK) {
         int st = web_http_status(rc);
         defer_ctx_discard(t->dctx);
@@ -439,7 +513,7 @@ static void serve_one(struct thread_state *t)
             web_logf(s->log, WEB_LOG_ERROR, "handler_failed",
                      "route=%s rc=%d", web_log_q(qbuf, sizeof qbuf, call.label),
                      rc);
-        set_error(&call, st, web_strerror(rc));
+        set_route_error(&call, rc);
         goto answer;
     }
 
@@ -773,6 +847,8 @@ int web_server_create(web_server **out, const web_server_config *cfg,
     s->limits.max_body = cfg->conf->server.max_body;
     s->limits.max_params = cfg->conf->server.max_params;
     s->limits.max_query_args = cfg->conf->server.max_query_args;
+    s->limits.max_json_depth = cfg->conf->server.max_json_depth;
+    s->limits.max_json_elements = cfg->conf->server.max_json_elements;
     if (cfg->nhandlers > 0) {
         s->handlers = calloc(cfg->nhandlers, sizeof *s->handlers);
         if (s->handlers == NULL) {
@@ -956,6 +1032,8 @@ void web_server_stats_get(web_server *s, web_server_stats *o)
     o->rejected_503 = atomic_load(&s->rejected_503);
     o->client_gone = atomic_load(&s->client_gone);
     o->accept_errors = atomic_load(&s->accept_errors);
+    o->bodies_parsed = atomic_load(&s->bodies_parsed);
+    o->bodies_refused = atomic_load(&s->bodies_refused);
     o->threads = atomic_load(&s->running);
     o->started_unix = (int64_t)s->started_at;
 }

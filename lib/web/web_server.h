@@ -4,9 +4,11 @@
  * status route.  Builds on web.h (request, router, conf) and lib/defer.
  *
  * A request's way through (DESIGN.md):
- *   FCGX_Accept_r -> body read (bounded) -> web_request_init (copied into
- *   the thread's arena) -> route -> handler or declarative action (the
- *   response is buffered, deferred work registered) -> defer_admit (503 if
+ *   FCGX_Accept_r -> params copied (web_request_begin, into the thread's
+ *   arena) -> route -> body read to its end, bounded by the route's
+ *   max_body, kept only if the route can read body fields -> handler or
+ *   declarative action (the response is buffered, deferred work
+ *   registered; a body field read parses the body, once) -> defer_admit (503 if
  *   the queue is full) -> response written -> FCGX_Finish_r ->
  *   defer_submit -> arena reset.  Nothing owned by libfcgi is touched
  *   after FCGX_Finish_r.
@@ -169,6 +171,9 @@ typedef struct web_server_stats {
     uint64_t rejected_503;   /* answered 503 because the queue was full */
     uint64_t client_gone;    /* the write to nginx failed (client left) */
     uint64_t accept_errors;  /* FCGX_Accept_r failures (EMFILE...) */
+    uint64_t bodies_parsed;  /* form/JSON bodies parsed (only routes that
+                                read a body field ever parse one) */
+    uint64_t bodies_refused; /* ... refused by the parser or its bounds */
     unsigned threads;        /* request threads running */
     int64_t started_unix;    /* when the server started */
 } web_server_stats;

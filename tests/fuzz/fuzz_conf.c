@@ -83,6 +83,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             memset(&m, 0, sizeof m);
             if (rt->npaths == 0 || (rt->handler == NULL) == (rt->status == 0))
                 abort();
+            if (rt->max_body > c->server.max_body)
+                abort();
             for (j = 0; j < rt->npaths; j++)
                 if (web_pattern_check(rt->paths[j], NULL, 0) != WEB_OK)
                     abort();
