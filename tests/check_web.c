@@ -1088,6 +1088,123 @@ START_TEST(media_type_matching)
 }
 END_TEST
 
+/* ---- require, checked against a request ---------------------------------- */
+
+static const web_route_conf *require_route(web_conf **c, const char *text)
+{
+    char err[256];
+    ck_assert_msg(web_conf_parse(text, strlen(text), "q.conf", c, err,
+                                 sizeof err) == WEB_OK, "%s", err);
+    return &(*c)->routes[0];
+}
+
+START_TEST(require_all_present)
+{
+    web_conf *c;
+    const web_route_conf *rt = require_route(
+        &c, "route POST /x { require $body_a $http_x_k $arg_q; respond 200; }");
+    const char *env[] = {"REQUEST_METHOD=POST", "DOCUMENT_URI=/x",
+                         "QUERY_STRING=q=1", "HTTP_X_K=v", NULL};
+    web_arena *a = web_arena_create(0, 0);
+    web_request *r = mkreq(a, env, "{\"a\":0}", "application/json");
+    const web_source *missing = (const web_source *)1;
+    /* 0 is present: only absent, null and "" are missing */
+    ck_assert_int_eq(web_route_check_required(rt, r, NULL, &missing), WEB_OK);
+    ck_assert_ptr_null(missing);
+    web_arena_free(a);
+    web_conf_free(c);
+}
+END_TEST
+
+static const struct {
+    const char *body;
+    const char *header;  /* HTTP_X_K=... or NULL */
+    int rc;
+    size_t missing;      /* index in the require list */
+} req_missing_cases[] = {
+    {"{\"b\":1}", "HTTP_X_K=v", WEB_EREQUIRED, 0},
+    {"{\"a\":null}", "HTTP_X_K=v", WEB_EREQUIRED, 0},
+    {"{\"a\":\"\"}", "HTTP_X_K=v", WEB_EREQUIRED, 0},
+    {"{\"a\":false}", NULL, WEB_EREQUIRED, 1},
+    {"{\"a\":1}", "HTTP_X_K=", WEB_EREQUIRED, 1},
+    {"{\"a\":", "HTTP_X_K=v", WEB_EBADJSON, 0},
+    {"{\"a\":1}", "HTTP_X_K=\xff", WEB_EUTF8, 0},
+};
+
+START_TEST(require_reports_the_first_missing)
+{
+    web_conf *c;
+    const web_route_conf *rt = require_route(
+        &c, "route POST /x { require $body_a $http_x_k; respond 200; }");
+    /* a NULL header ends the list early: no X-K at all */
+    const char *env[] = {"REQUEST_METHOD=POST", "DOCUMENT_URI=/x",
+                         "CONTENT_TYPE=application/json",
+                         req_missing_cases[_i].header, NULL};
+    const char *body = req_missing_cases[_i].body;
+    web_arena *a = web_arena_create(0, 0);
+    web_request *r;
+    const web_source *missing = NULL;
+    ck_assert_int_eq(web_request_begin(&r, a, (char *const *)env, NULL),
+                     WEB_OK);
+    ck_assert_int_eq(web_request_set_body(r, body, strlen(body), 1024),
+                     WEB_OK);
+    ck_assert_int_eq(web_route_check_required(rt, r, NULL, &missing),
+                     req_missing_cases[_i].rc);
+    if (req_missing_cases[_i].rc == WEB_EREQUIRED)
+        ck_assert_ptr_eq(missing,
+                         &rt->requires[req_missing_cases[_i].missing]);
+    else
+        ck_assert_ptr_null(missing);
+    web_arena_free(a);
+    web_conf_free(c);
+}
+END_TEST
+
+/* A route without require reads nothing: its body is not parsed. */
+START_TEST(require_none_reads_nothing)
+{
+    web_conf *c;
+    const web_route_conf *rt = require_route(
+        &c, "route POST /x { respond 200; }");
+    web_arena *a = web_arena_create(0, 0);
+    web_request *r = begin_json(a, "{\"a\":", NULL);
+    ck_assert_int_eq(web_route_check_required(rt, r, NULL, NULL), WEB_OK);
+    ck_assert_uint_eq(web_request_body_parses(r), 0);
+    web_arena_free(a);
+    web_conf_free(c);
+}
+END_TEST
+
+static const struct {
+    web_source_kind kind;
+    const char *text;
+    const char *what;
+    const char *name;
+} client_names[] = {
+    {WEB_SRC_BODY, "user.email", "body field", "user.email"},
+    {WEB_SRC_HTTP, "X_User_ID", "header", "x-user-id"},
+    {WEB_SRC_ARG, "page", "query argument", "page"},
+    {WEB_SRC_SEG, "id", "path segment", "id"},
+    {WEB_SRC_CONTENT_TYPE, NULL, "value", "$content_type"},
+};
+
+START_TEST(source_client_names)
+{
+    web_source src;
+    char buf[64];
+    const char *what = NULL;
+    memset(&src, 0, sizeof src);
+    src.kind = client_names[_i].kind;
+    src.text = client_names[_i].text;
+    src.len = src.text ? strlen(src.text) : 0;
+    ck_assert_str_eq(web_source_client_name(&src, &what, buf, sizeof buf),
+                     client_names[_i].name);
+    ck_assert_str_eq(what, client_names[_i].what);
+    /* cut to the buffer, never past it */
+    ck_assert_uint_le(strlen(web_source_client_name(&src, NULL, buf, 4)), 3);
+}
+END_TEST
+
 /* ==== router ============================================================= */
 
 static const struct {
@@ -1391,7 +1508,9 @@ START_TEST(conf_shipped)
     ck_assert_int_eq(c->pool.admission, WEB_ADMIT_WAIT);
     ck_assert_int_eq(c->pool.admission_wait_ms, 100);
     ck_assert_int_eq(c->pool.drain_timeout_ms, 30000);
-    ck_assert_uint_eq(c->nroutes, 6);
+    ck_assert_uint_eq(c->nroutes, 7);
+    ck_assert_uint_eq(c->server.max_json_depth, 32);
+    ck_assert_uint_eq(c->server.max_json_elements, 10000);
 
     rt = &c->routes[0];
     ck_assert_uint_eq(rt->methods, WEB_M_ANY);
@@ -1457,6 +1576,25 @@ START_TEST(conf_shipped)
     ck_assert_str_eq(rt->paths[0], "/_status");
     ck_assert_str_eq(rt->handler, "status");
     ck_assert_int_eq(rt->status, 0);
+
+    /* POST /users: require and a route max_body, documented by example */
+    rt = &c->routes[6];
+    ck_assert_uint_eq(rt->methods, WEB_M_POST);
+    ck_assert_str_eq(rt->paths[0], "/users");
+    ck_assert_uint_eq(rt->max_body, 4096);
+    ck_assert_uint_eq(rt->nrequires, 2);
+    ck_assert_str_eq(web_source_name(&rt->requires[0], b, sizeof b),
+                     "$body_id");
+    ck_assert_str_eq(web_source_name(&rt->requires[1], b, sizeof b),
+                     "$body_name");
+    ck_assert_int_eq(rt->reads_body, 1);
+    ck_assert_int_eq(rt->status, 202);
+    d = &rt->defers[0];
+    ck_assert_int_eq(d->kind, WEB_DEFER_UPSERT);
+    ck_assert_str_eq(d->table, "users");
+    /* /seen and /logout keep "if": a missing header is not an error */
+    ck_assert_uint_eq(c->routes[1].nrequires, 0);
+    ck_assert_uint_eq(c->routes[2].nrequires, 0);
 
     ck_assert_int_eq(web_conf_router(c, &router), WEB_OK);
     ck_assert_int_eq(web_router_match(router, "DELETE", "/log/a/b", 8, &m),
@@ -1650,7 +1788,25 @@ static const struct {
      "t.conf:2: \"max_json_elements\" must be between 1 and 10000000, not 0"},
     {"route POST /x {\n respond 200;\n maxbody 1k;\n}\n",
      "t.conf:3: unknown directive \"maxbody\" in \"route\" (expected "
-     "handler, respond, max_body or defer)"},
+     "handler, respond, require, max_body or defer)"},
+    /* require (issue 13, item 9) */
+    {"route POST /x {\n respond 200;\n require;\n}\n",
+     "t.conf:3: invalid number of arguments in \"require\""},
+    {"route POST /x {\n respond 200;\n require $arg_a \"lit\";\n}\n",
+     "t.conf:3: \"require\" needs a $variable, not \"lit\""},
+    {"route POST /x {\n respond 200;\n require raw:1;\n}\n",
+     "t.conf:3: \"require\" needs a $variable, not \"raw:1\""},
+    {"route POST /x {\n respond 200;\n require\n   $body_a\n   $nope;\n}\n",
+     "t.conf:5: unknown variable \"$nope\""},
+    {"route POST /x {\n respond 200;\n require $seg_id;\n}\n",
+     "t.conf:3: variable \"$seg_id\": path \"/x\" has no segment \":id\""},
+    {"route POST /x {\n respond 200;\n require { }\n}\n",
+     "t.conf:3: \"require\" takes no block"},
+    {"route POST /x {\n respond 200;\n defer insert t {\n  require $body_a;\n"
+     "  a $body_a;\n }\n}\n",
+     "t.conf:4: \"require\" belongs to the route, not to \"defer insert\" "
+     "(quote it for a column named require)"},
+    {"require $arg_a;\n", "t.conf:1: unknown directive \"require\""},
 };
 
 START_TEST(conf_error_table)
@@ -1697,6 +1853,42 @@ START_TEST(conf_body_bounds)
     ck_assert_ptr_nonnull(c);
     ck_assert_uint_eq(c->server.max_json_depth, 32);
     ck_assert_uint_eq(c->server.max_json_elements, 10000);
+    web_conf_free(c);
+}
+END_TEST
+
+/* "require $VAR ...;" may be repeated; its values make the route read
+ * its body when one is a $body_ field; a column named require is still
+ * possible, quoted. */
+START_TEST(conf_require)
+{
+    static const char *text =
+        "route POST /a/:id {\n"
+        "  require $body_email $http_x_user_id;\n"
+        "  require $seg_id;\n"
+        "  respond 201;\n"
+        "}\n"
+        "route POST /b { require $arg_v; handler h; }\n"
+        "route POST /c { respond 200;\n"
+        "  defer insert t { \"require\" $arg_v; } }\n";
+    web_conf *c;
+    char err[256], b[64];
+    const web_route_conf *rt;
+    ck_assert_int_eq(web_conf_parse(text, strlen(text), "r.conf", &c, err,
+                                    sizeof err), WEB_OK);
+    rt = &c->routes[0];
+    ck_assert_uint_eq(rt->nrequires, 3);
+    ck_assert_str_eq(web_source_name(&rt->requires[0], b, sizeof b),
+                     "$body_email");
+    ck_assert_str_eq(web_source_name(&rt->requires[1], b, sizeof b),
+                     "$http_x_user_id");
+    ck_assert_str_eq(web_source_name(&rt->requires[2], b, sizeof b),
+                     "$seg_id");
+    ck_assert_int_eq(rt->reads_body, 1); /* through the require alone */
+    ck_assert_uint_eq(c->routes[1].nrequires, 1);
+    ck_assert_int_eq(c->routes[1].reads_body, 0);
+    ck_assert_uint_eq(c->routes[2].nrequires, 0);
+    ck_assert_str_eq(c->routes[2].defers[0].cols[0].column, "require");
     web_conf_free(c);
 }
 END_TEST
@@ -2337,7 +2529,7 @@ END_TEST
 START_TEST(strerror_all)
 {
     int rc;
-    for (rc = WEB_OK; rc >= WEB_EFULL; rc--) {
+    for (rc = WEB_OK; rc >= WEB_EREQUIRED; rc--) {
         ck_assert_str_ne(web_strerror(rc), "unknown error");
         ck_assert_int_ge(web_http_status(rc), 200);
     }
@@ -2345,6 +2537,7 @@ START_TEST(strerror_all)
     ck_assert_int_eq(web_http_status(-1000), 500);
     ck_assert_int_eq(web_http_status(WEB_ENOTFOUND), 404);
     ck_assert_int_eq(web_http_status(WEB_EMETHOD), 405);
+    ck_assert_int_eq(web_http_status(WEB_EREQUIRED), 400);
 }
 END_TEST
 
@@ -2413,6 +2606,14 @@ static Suite *web_suite(void)
     tcase_add_test(t, media_type_matching);
     suite_add_tcase(s, t);
 
+    t = tc("require");
+    tcase_add_test(t, require_all_present);
+    tcase_add_loop_test(t, require_reports_the_first_missing, 0,
+                        NELEM(req_missing_cases));
+    tcase_add_test(t, require_none_reads_nothing);
+    tcase_add_loop_test(t, source_client_names, 0, NELEM(client_names));
+    suite_add_tcase(s, t);
+
     t = tc("router");
     tcase_add_loop_test(t, router_table, 0, NELEM(match_cases));
     tcase_add_loop_test(t, router_table_reversed, 0, NELEM(match_cases));
@@ -2428,6 +2629,7 @@ static Suite *web_suite(void)
     tcase_add_test(t, conf_shipped);
     tcase_add_loop_test(t, conf_error_table, 0, NELEM(conf_errors));
     tcase_add_test(t, conf_body_bounds);
+    tcase_add_test(t, conf_require);
     tcase_add_loop_test(t, conf_identifiers_refused, 0, NELEM(bad_idents));
     tcase_add_test(t, conf_full_grammar);
     tcase_add_loop_test(t, conf_suffixes, 0, NELEM(size_cases));

@@ -326,6 +326,15 @@ static int h_nofield(web_call *call, void *ud)
     return web_respond(call, 200, NULL, "nofield", 7);
 }
 
+/* Counts its calls (the server runs in the test's process). */
+static int counted_calls;
+static int h_counted(web_call *call, void *ud)
+{
+    (void)ud;
+    counted_calls++;
+    return web_respond(call, 200, NULL, "counted", 7);
+}
+
 static void start_server(struct fixture *f, const char *conf_text)
 {
     char eb[512];
@@ -335,7 +344,8 @@ static void start_server(struct fixture *f, const char *conf_text)
     web_handler_def h[] = {{"status", web_handler_status, NULL},
                            {"bighdr", h_bighdr, NULL},
                            {"field", h_field, NULL},
-                           {"nofield", h_nofield, NULL}};
+                           {"nofield", h_nofield, NULL},
+                           {"counted", h_counted, NULL}};
 
     memset(f, 0, sizeof *f);
     f->dir = tu_mkdtemp("wu-srv");
@@ -828,6 +838,204 @@ START_TEST(body_route_max_body)
 }
 END_TEST
 
+/* ---- require: 400 before admission when a value is missing (item 9) ------- */
+
+static const char *require_conf =
+    "server { threads 2; log stderr; log_level error; }\n"
+    "pool { workers 1; queue 64; }\n"
+    "route POST /signup { require $body_email; respond 201 \"ok\";\n"
+    "  defer insert logs { method $request_method; path $body_email;"
+    " timestamp $time_iso; } }\n"
+    "route POST /hdr { require $http_x_user_id $arg_v; respond 200 \"ok\";\n"
+    "  defer insert logs { method $request_method; path $http_x_user_id;"
+    " timestamp $arg_v; } }\n"
+    "route POST /h { require $arg_id; handler counted; }\n"
+    "route GET /_status { handler status; }\n";
+
+/* POST to path with a Content-Type (NULL: none) and an optional extra
+ * param; returns the status, *out the reply (caller frees). */
+static int post_ct(const char *sock, const char *path, const char *ctype,
+                   const char *extra, const char *body, char **out)
+{
+    char uri[128], ct[128];
+    const char *params[5] = {"REQUEST_METHOD=POST", uri, NULL, NULL, NULL};
+    size_t k = 2;
+    int status = 0;
+    snprintf(uri, sizeof uri, "DOCUMENT_URI=%s", path);
+    if (ctype != NULL) {
+        snprintf(ct, sizeof ct, "CONTENT_TYPE=%s", ctype);
+        params[k++] = ct;
+    }
+    if (extra != NULL)
+        params[k++] = extra;
+    ck_assert_int_eq(fc_request(sock, params, body, body ? strlen(body) : 0,
+                                5000, out, &status), 0);
+    return status;
+}
+
+/* The reply's body (after the blank line). */
+static const char *reply_body(const char *out)
+{
+    const char *p = strstr(out, "\r\n\r\n");
+    ck_assert_ptr_nonnull(p);
+    return p + 4;
+}
+
+START_TEST(require_missing_answers_400_text)
+{
+    struct fixture f;
+    char *out = NULL;
+    start_server(&f, require_conf);
+    ck_assert_int_eq(post_ct(f.sock, "/signup",
+                             "application/x-www-form-urlencoded", NULL,
+                             "name=ann", &out), 400);
+    ck_assert_ptr_nonnull(strstr(out, "Content-Type: text/plain"));
+    ck_assert_str_eq(reply_body(out),
+                     "400 Bad Request: missing body field \"email\"\n");
+    free(out);
+    /* no body at all, and an empty value, are missing too */
+    ck_assert_int_eq(post_ct(f.sock, "/signup", NULL, NULL, NULL, &out), 400);
+    free(out);
+    ck_assert_int_eq(post_ct(f.sock, "/signup",
+                             "application/x-www-form-urlencoded", NULL,
+                             "email=", &out), 400);
+    free(out);
+    /* refused before admission: nothing was registered, nothing written */
+    ck_assert_int_eq(status_counter(f.sock, "tasks_admitted"), 0);
+    ck_assert_int_eq(status_counter(f.sock, "requests_missing_required"), 3);
+    stop_server(&f);
+    ck_assert_int_eq(count_rows(f.db), 0);
+    cleanup(&f);
+}
+END_TEST
+
+START_TEST(require_missing_answers_400_json_to_json)
+{
+    struct fixture f;
+    char *out = NULL;
+    start_server(&f, require_conf);
+    ck_assert_int_eq(post_ct(f.sock, "/signup", "application/json", NULL,
+                             "{\"name\":\"ann\"}", &out), 400);
+    ck_assert_ptr_nonnull(strstr(out, "Content-Type: application/json"));
+    ck_assert_str_eq(reply_body(out),
+                     "{\"status\":400,\"error\":\"missing body field "
+                     "\\\"email\\\"\",\"field\":\"email\"}\n");
+    free(out);
+    /* JSON null is missing as well */
+    ck_assert_int_eq(post_ct(f.sock, "/signup", "application/json", NULL,
+                             "{\"email\":null}", &out), 400);
+    free(out);
+    ck_assert_int_eq(status_counter(f.sock, "tasks_admitted"), 0);
+    stop_server(&f);
+    ck_assert_int_eq(count_rows(f.db), 0);
+    cleanup(&f);
+}
+END_TEST
+
+START_TEST(require_present_answers_2xx_and_writes)
+{
+    struct fixture f;
+    char *out = NULL;
+    start_server(&f, require_conf);
+    ck_assert_int_eq(post_ct(f.sock, "/signup", "application/json", NULL,
+                             "{\"email\":\"a@example.org\"}", &out), 201);
+    free(out);
+    ck_assert_int_eq(post_ct(f.sock, "/signup",
+                             "application/x-www-form-urlencoded", NULL,
+                             "email=b%40example.org", &out), 201);
+    free(out);
+    ck_assert_int_eq(post_ct(f.sock, "/hdr", NULL, "HTTP_X_USER_ID=u1", NULL,
+                             &out), 400); /* still no ?v= */
+    free(out);
+    stop_server(&f);
+    ck_assert_int_eq(count_rows(f.db), 2);
+    cleanup(&f);
+}
+END_TEST
+
+/* Every listed value is checked, in order; the first missing one is
+ * named, in the client's terms. */
+START_TEST(require_names_the_first_missing_value)
+{
+    struct fixture f;
+    char *out = NULL;
+    const char *q[] = {"REQUEST_METHOD=POST", "DOCUMENT_URI=/hdr",
+                       "QUERY_STRING=v=1", "HTTP_X_USER_ID=u1", NULL};
+    int status = 0;
+    start_server(&f, require_conf);
+    ck_assert_int_eq(post_ct(f.sock, "/hdr", NULL, NULL, NULL, &out), 400);
+    ck_assert_str_eq(reply_body(out),
+                     "400 Bad Request: missing header \"x-user-id\"\n");
+    free(out);
+    ck_assert_int_eq(post_ct(f.sock, "/hdr", NULL, "HTTP_X_USER_ID=", NULL,
+                             &out), 400);
+    ck_assert_str_eq(reply_body(out),
+                     "400 Bad Request: missing header \"x-user-id\"\n");
+    free(out);
+    ck_assert_int_eq(post_ct(f.sock, "/hdr", NULL, "HTTP_X_USER_ID=u1", NULL,
+                             &out), 400);
+    ck_assert_str_eq(reply_body(out),
+                     "400 Bad Request: missing query argument \"v\"\n");
+    free(out);
+    ck_assert_int_eq(fc_request(f.sock, q, NULL, 0, 5000, &out, &status), 0);
+    ck_assert_int_eq(status, 200);
+    free(out);
+    stop_server(&f);
+    ck_assert_int_eq(count_rows(f.db), 1);
+    cleanup(&f);
+}
+END_TEST
+
+/* A handler route's require is checked before the handler runs. */
+START_TEST(require_checked_before_a_handler)
+{
+    struct fixture f;
+    char *out = NULL;
+    const char *ok[] = {"REQUEST_METHOD=POST", "DOCUMENT_URI=/h",
+                        "QUERY_STRING=id=7", NULL};
+    int status = 0;
+    counted_calls = 0;
+    start_server(&f, require_conf);
+    ck_assert_int_eq(post_ct(f.sock, "/h", NULL, NULL, NULL, &out), 400);
+    free(out);
+    ck_assert_int_eq(counted_calls, 0);
+    ck_assert_int_eq(fc_request(f.sock, ok, NULL, 0, 5000, &out, &status), 0);
+    ck_assert_int_eq(status, 200);
+    free(out);
+    ck_assert_int_eq(counted_calls, 1);
+    stop_server(&f);
+    cleanup(&f);
+}
+END_TEST
+
+/* The rule for every error answer the server writes itself: JSON when
+ * the request's Content-Type is application/json, text otherwise. */
+START_TEST(errors_are_json_for_json_requests)
+{
+    struct fixture f;
+    char *out = NULL;
+    start_server(&f, require_conf);
+    ck_assert_int_eq(post_ct(f.sock, "/nope", "application/json", NULL, "{}",
+                             &out), 404);
+    ck_assert_ptr_nonnull(strstr(out, "Content-Type: application/json"));
+    ck_assert_str_eq(reply_body(out),
+                     "{\"status\":404,\"error\":\"Not Found\"}\n");
+    free(out);
+    ck_assert_int_eq(post_ct(f.sock, "/nope", "text/plain", NULL, "{}", &out),
+                     404);
+    ck_assert_str_eq(reply_body(out), "404 Not Found\n");
+    free(out);
+    ck_assert_int_eq(post_ct(f.sock, "/signup", "application/json", NULL,
+                             "{\"email\":", &out), 400);
+    ck_assert_msg(strncmp(reply_body(out),
+                          "{\"status\":400,\"error\":\"invalid JSON body: ",
+                          39) == 0, "%s", out);
+    free(out);
+    stop_server(&f);
+    cleanup(&f);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("web_server");
@@ -866,6 +1074,16 @@ static Suite *suite(void)
     tcase_add_test(tc, body_json_element_limit);
     tcase_add_test(tc, body_json_limits_from_conf);
     tcase_add_test(tc, body_route_max_body);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("require");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, require_missing_answers_400_text);
+    tcase_add_test(tc, require_missing_answers_400_json_to_json);
+    tcase_add_test(tc, require_present_answers_2xx_and_writes);
+    tcase_add_test(tc, require_names_the_first_missing_value);
+    tcase_add_test(tc, require_checked_before_a_handler);
+    tcase_add_test(tc, errors_are_json_for_json_requests);
     suite_add_tcase(s, tc);
     return s;
 }

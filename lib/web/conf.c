@@ -31,7 +31,8 @@
  *   web_conf, so web_conf_free is one call and a failed parse leaks
  *   nothing.  Bounds: text 1 MiB, word 64 KiB, 64 args per statement,
  *   block depth 8, WEB_MAX_ROUTES routes, 64 columns / conditions per
- *   deferred query, 32 deferred queries per route, 16 paths per route.
+ *   deferred query, 32 deferred queries per route, 16 paths per route,
+ *   64 required values per route.
  *
  *   The result is immutable after parsing: read it from any thread.
  */
@@ -1181,6 +1182,14 @@ static int do_defer(pctx *c, const web_route_conf *route, const node *d,
         int keyword = !s->name.quoted;
         if ((rc = no_block(c, s)))
             return rc;
+        if (keyword && strcmp(nm, "require") == 0) {
+            /* A column named "require" can still be written quoted; an
+             * unquoted one is almost surely a require in the wrong
+             * block, which would silently become a column. */
+            return perr(c, s->name.line, "\"require\" belongs to the "
+                        "route, not to \"%s\" (quote it for a column named "
+                        "require)", what);
+        }
         if (keyword && strcmp(nm, "if") == 0) {
             web_source *nc;
             if ((rc = arity(c, s, 1, 1)))
@@ -1326,6 +1335,8 @@ static int any_body_col(const web_column *cols, size_t n)
  * its body kept and (lazily) parsed. */
 static int route_reads_body(const web_route_conf *r)
 {
+    if (any_body_src(r->requires, r->nrequires))
+        return 1;
     for (size_t k = 0; k < r->ndefers; k++) {
         const web_defer *d = &r->defers[k];
         if (any_body_src(d->conds, d->nconds) ||
@@ -1337,9 +1348,41 @@ static int route_reads_body(const web_route_conf *r)
     return 0;
 }
 
+/* "require $VAR ...;": appended to the route's list (the directive may be
+ * repeated).  Only request values make sense: a literal or raw: is always
+ * present. */
+static int add_requires(pctx *c, web_route_conf *r, const node *s,
+                        web_source **reqs, size_t *cap)
+{
+    int rc = arity(c, s, 1, CONF_MAX_ARGS);
+    if (rc != WEB_OK)
+        return rc;
+    for (size_t a = 0; a < s->nargs; a++) {
+        web_source *nr;
+        if (r->nrequires == CONF_MAX_COLS)
+            return perr(c, s->args[a].line, "too many required values (at "
+                        "most %u)", CONF_MAX_COLS);
+        nr = grow(c, *reqs, r->nrequires, cap, sizeof(web_source));
+        if (nr == NULL)
+            return oom(c);
+        *reqs = nr;
+        rc = get_source(c, r, &s->args[a], &nr[r->nrequires]);
+        if (rc != WEB_OK)
+            return rc;
+        if (nr[r->nrequires].kind == WEB_SRC_LITERAL ||
+            nr[r->nrequires].kind == WEB_SRC_RAW)
+            return perr(c, s->args[a].line, "\"require\" needs a "
+                        "$variable, not \"%s\"", s->args[a].s);
+        r->nrequires++;
+        r->requires = *reqs;
+    }
+    return WEB_OK;
+}
+
 static int do_route(pctx *c, const node *d, web_route_conf *r)
 {
-    size_t k, dcap = 0;
+    size_t k, dcap = 0, rcap = 0;
+    web_source *reqs = NULL;
     web_defer *defers = NULL;
     const char **paths;
     int rc, have_respond = 0;
@@ -1387,6 +1430,12 @@ static int do_route(pctx *c, const node *d, web_route_conf *r)
             r->ndefers++;
             continue;
         }
+        if (strcmp(nm, "require") == 0) {
+            if ((rc = no_block(c, s)) ||
+                (rc = add_requires(c, r, s, &reqs, &rcap)))
+                return rc;
+            continue;
+        }
         if ((rc = no_block(c, s)) || (rc = once(c, &seen, s)))
             return rc;
         if (strcmp(nm, "handler") == 0) {
@@ -1424,8 +1473,8 @@ static int do_route(pctx *c, const node *d, web_route_conf *r)
             }
         } else {
             return perr(c, s->name.line, "unknown directive \"%s\" in "
-                        "\"route\" (expected handler, respond, max_body or "
-                        "defer)", nm);
+                        "\"route\" (expected handler, respond, require, "
+                        "max_body or defer)", nm);
         }
     }
     r->defers = defers;

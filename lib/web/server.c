@@ -22,7 +22,9 @@
  *      jansson tree.  The body is always read to its end, so nginx is
  *      never answered while it is still sending.  From here on nothing
  *      points into libfcgi's memory;
- *   3. run the C handler or the declarative action, which buffers the
+ *   3. check the route's "require" values (a missing one is answered 400
+ *      here, before anything is registered); run the C handler or the
+ *      declarative action, which buffers the
  *      response in the arena and registers deferred work; the first read
  *      of a body field parses the body, once, within max_json_depth and
  *      max_json_elements;
@@ -95,7 +97,7 @@ struct web_server {
 
     atomic_uint_fast64_t accepted, finished, s2xx, s3xx, s4xx, s5xx,
         rejected_503, client_gone, accept_errors, bodies_parsed,
-        bodies_refused;
+        bodies_refused, missing_required;
 };
 
 struct resp_header {
@@ -111,6 +113,8 @@ struct web_call {
     const web_route_conf *route;
     defer_ctx *dctx;
     const char *label;
+    int json_errors;         /* the request's Content-Type is JSON: the
+                                server's own error answers are JSON */
     int status;              /* 0 until web_respond */
     const char *ctype;
     const char *body;
@@ -309,21 +313,94 @@ static int write_response(FCGX_Request *rq, const web_call *c, int head,
     return FCGX_GetError(rq->out);
 }
 
-/* An error answer built without the handler (404, 413, 503...). */
-static void set_error(web_call *c, int status, const char *text)
+/* Append s to buf (capacity cap, *o used) as the inside of a JSON
+ * string: escaped, valid UTF-8 (a string that is not has its bytes over
+ * 0x7f written as '?'), cut with "..." at a character boundary when it
+ * does not fit in cap - reserve bytes. */
+static void json_put(char *buf, size_t cap, size_t *o, size_t reserve,
+                     const char *s)
 {
-    char body[160];
-    int n = snprintf(body, sizeof body, "%d %s%s%s\n", status, reason(status),
-                     text ? ": " : "", text ? text : "");
+    int utf8 = web_utf8_valid(s, strlen(s));
+    for (; *s != '\0'; s++) {
+        unsigned char ch = (unsigned char)*s;
+        char esc[8];
+        size_t n, need;
+        if (ch == '"' || ch == '\\')
+            n = (size_t)snprintf(esc, sizeof esc, "\\%c", ch);
+        else if (ch < 0x20 || ch == 0x7f)
+            n = (size_t)snprintf(esc, sizeof esc, "\\u%04x", ch);
+        else if (ch >= 0x80 && !utf8)
+            n = (size_t)snprintf(esc, sizeof esc, "?");
+        else
+            n = (size_t)snprintf(esc, sizeof esc, "%c", ch);
+        /* Room for this piece, a later "..." and the reserve; at a
+         * UTF-8 lead byte, for the whole character, so that a cut never
+         * falls inside one. */
+        need = n + 3 + reserve + (utf8 && ch >= 0xc0 ? 3 : 0);
+        if (cap - *o < need) {
+            memcpy(buf + *o, "...", 3);
+            *o += 3;
+            return;
+        }
+        memcpy(buf + *o, esc, n);
+        *o += n;
+    }
+}
+
+/* An error answer built without the handler (404, 413, 503...): text
+ * ("400 Bad Request: TEXT"), or for a JSON request
+ * {"status":400,"error":"TEXT"[,"field":"FIELD"]}.  text NULL: the
+ * status's reason alone; field: the name of a missing value. */
+static void set_error_field(web_call *c, int status, const char *text,
+                            const char *field)
+{
+    char body[512];
+    size_t n = 0;
+    const char *ctype = "text/plain; charset=utf-8";
+    if (c->json_errors) {
+        /* the reserve keeps room for what follows each string */
+        n = (size_t)snprintf(body, sizeof body, "{\"status\":%d,\"error\":\"",
+                             status);
+        json_put(body, sizeof body, &n, 200,
+                 text != NULL ? text : reason(status));
+        body[n++] = '"';
+        if (field != NULL) {
+            memcpy(body + n, ",\"field\":\"", 10);
+            n += 10;
+            json_put(body, sizeof body, &n, 8, field);
+            body[n++] = '"';
+        }
+        memcpy(body + n, "}\n", 2);
+        n += 2;
+        ctype = "application/json";
+    } else {
+        int k = snprintf(body, sizeof body, "%d %s%s%s\n", status,
+                         reason(status), text ? ": " : "", text ? text : "");
+        n = k < 0 ? 0 : (size_t)k < sizeof body ? (size_t)k : sizeof body - 1;
+    }
     c->nhdrs = 0;
-    if (web_respond(c, status, "text/plain; charset=utf-8", body,
-                    n > 0 ? (size_t)n : 0) != WEB_OK) {
+    if (web_respond(c, status, ctype, body, n) != WEB_OK) {
         /* Arena full: answer the status with an empty body. */
         c->status = status;
         c->ctype = NULL;
         c->body = NULL;
         c->body_len = 0;
     }
+}
+
+static void set_error(web_call *c, int status, const char *text)
+{
+    set_error_field(c, status, text, NULL);
+}
+
+/* 400 naming the value a route's "require" found missing. */
+static void set_missing(web_call *c, const web_source *missing)
+{
+    char name[128], text[192];
+    const char *what = "value";
+    web_source_client_name(missing, &what, name, sizeof name);
+    snprintf(text, sizeof text, "missing %s \"%s\"", what, name);
+    set_error_field(c, 400, text, name);
 }
 
 /* ---- one request ------------------------------------------------------------ */
@@ -480,6 +557,7 @@ static void serve_one(struct thread_state *t)
 {
     web_server *s = t->srv;
     web_call call;
+    const web_source *missing = NULL;
     int rc, head = 0, admitted = 0, sent = 0;
     char qbuf[256];
 
@@ -489,13 +567,22 @@ static void serve_one(struct thread_state *t)
     call.dctx = t->dctx;
     call.label = "-";
 
+    /* The rule for the server's own error answers: JSON to a client that
+     * sent JSON, text to anyone else (read before anything can fail). */
+    call.json_errors = web_media_type_is(FCGX_GetParam("CONTENT_TYPE",
+                                                       t->rq.envp),
+                                         "application/json");
     if (take_request(t, &call, &head) != WEB_OK)
         goto answer;
 
-    if (call.route->handler != NULL) {
+    /* "require" first: a missing value is the client's error, answered
+     * before the handler runs or any write is registered. */
+    rc = web_route_check_required(call.route, call.req, &call.match,
+                                  &missing);
+    if (rc == WEB_OK && call.route->handler != NULL) {
         const web_handler_def *h = find_handler(s, call.route->handler);
         rc = h ? h->fn(&call, h->ud) : WEB_EINVAL; /* checked at create */
-    } else {
+    } else if (rc == WEB_OK) {
         rc = web_respond(&call, call.route->status, call.route->content_type,
                          call.route->body, call.route->body_len);
         if (rc == WEB_OK)
@@ -505,6 +592,11 @@ static void serve_one(struct thread_state *t)
         atomic_fetch_add(&s->bodies_parsed, 1);
         if (web_request_body_result(call.req, NULL) != WEB_OK)
             atomic_fetch_add(&s->bodies_refused, 1);
+    }
+    if (rc == WEB_EREQUIRED && missing != NULL) {
+        atomic_fetch_add(&s->missing_required, 1);
+        set_missing(&call, missing);
+        goto answer;
     }
     if (rc != WEB_OK) {
         int st = web_http_status(rc);
@@ -1034,6 +1126,7 @@ void web_server_stats_get(web_server *s, web_server_stats *o)
     o->accept_errors = atomic_load(&s->accept_errors);
     o->bodies_parsed = atomic_load(&s->bodies_parsed);
     o->bodies_refused = atomic_load(&s->bodies_refused);
+    o->missing_required = atomic_load(&s->missing_required);
     o->threads = atomic_load(&s->running);
     o->started_unix = (int64_t)s->started_at;
 }

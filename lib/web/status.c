@@ -76,6 +76,8 @@ int web_handler_status(web_call *call, void *ud)
          "routes that read a body field)", ss.bodies_parsed, 0},
         {"bodies_refused", "Request bodies refused by the parser or its "
          "bounds (400)", ss.bodies_refused, 0},
+        {"requests_missing_required", "400 answers: a value a route "
+         "requires was missing", ss.missing_required, 0},
         {"request_threads", "Request threads", ss.threads, 1},
         {"tasks_admitted", "Deferred tasks admitted", ds.admitted, 0},
         {"tasks_rejected", "Deferred tasks rejected at admission", ds.rejected, 0},

@@ -69,7 +69,8 @@ enum {
     WEB_EMETHOD = -12,    /* path known, method not allowed         -> 405 */
     WEB_ECONF = -13,      /* configuration error (see errbuf)             */
     WEB_EIO = -14,        /* could not read a file (see errbuf)           */
-    WEB_EFULL = -15       /* a fixed table is full (routes, captures)     */
+    WEB_EFULL = -15,      /* a fixed table is full (routes, captures)     */
+    WEB_EREQUIRED = -16   /* a route's "require" value is missing   -> 400 */
 };
 
 /* Static English text for a status code; never NULL.  Thread-safe. */
@@ -520,10 +521,15 @@ typedef struct web_route_conf {
     size_t body_len;
     const web_defer *defers;   /* run after the response, in order */
     size_t ndefers;
+    const web_source *requires; /* "require $VAR ...;": every one must be
+                                  present (web_value_present), else 400
+                                  before the handler or any defer runs */
+    size_t nrequires;
     size_t max_body;           /* "max_body SIZE;": body bound of this
                                   route, at most the server's; 0 = the
                                   server's */
-    int reads_body;            /* a value of this route is a $body_ field:
+    int reads_body;            /* a value of this route (a require, an if,
+                                  a column) is a $body_ field:
                                   its body is kept and parsed (lazily).  A
                                   handler route keeps its body too; any
                                   other route's body is read and dropped */
@@ -720,6 +726,31 @@ WEB_API int web_source_eval(const web_source *src, const web_request *r,
  * not empty text (an empty X-User-ID header counts as missing, as an empty
  * string is falsy in the JavaScript original). */
 WEB_API int web_value_present(const web_value *v);
+
+/*
+ * Check a route's "require" list against a request (m: its match, for
+ * $seg_): every source must evaluate to a present value.  WEB_OK;
+ * WEB_EREQUIRED with *missing (if not NULL) the first source that is
+ * absent, JSON null or empty; or the error of evaluating one (WEB_EUTF8,
+ * or the body's parse error such as WEB_EBADJSON: reading a $body_ value
+ * parses the body).  *missing is NULL unless WEB_EREQUIRED.  A route
+ * without "require" is WEB_OK at once and reads nothing.
+ */
+WEB_API int web_route_check_required(const web_route_conf *route,
+                                     const web_request *r, const web_match *m,
+                                     const web_source **missing);
+
+/*
+ * How a client would name a source, for an answer that says what is
+ * missing: *what (if not NULL) gets "body field", "header", "query
+ * argument", "path segment" or "value"; buf gets the name: the field
+ * ("user.email"), the header in lower case with '-' ("x-user-id"), the
+ * argument or segment name, or the conf variable ("$content_type") for
+ * the others.  Returns buf (NUL-terminated, cut to buflen).  Thread-safe.
+ */
+WEB_API const char *web_source_client_name(const web_source *s,
+                                           const char **what, char *buf,
+                                           size_t buflen);
 
 #ifdef __cplusplus
 }

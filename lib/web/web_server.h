@@ -6,7 +6,8 @@
  * A request's way through (DESIGN.md):
  *   FCGX_Accept_r -> params copied (web_request_begin, into the thread's
  *   arena) -> route -> body read to its end, bounded by the route's
- *   max_body, kept only if the route can read body fields -> handler or
+ *   max_body, kept only if the route can read body fields -> the route's
+ *   "require" values (400 if one is missing) -> handler or
  *   declarative action (the response is buffered, deferred work
  *   registered; a body field read parses the body, once) -> defer_admit (503 if
  *   the queue is full) -> response written -> FCGX_Finish_r ->
@@ -174,6 +175,7 @@ typedef struct web_server_stats {
     uint64_t bodies_parsed;  /* form/JSON bodies parsed (only routes that
                                 read a body field ever parse one) */
     uint64_t bodies_refused; /* ... refused by the parser or its bounds */
+    uint64_t missing_required; /* 400: a "require" value was missing */
     unsigned threads;        /* request threads running */
     int64_t started_unix;    /* when the server started */
 } web_server_stats;
