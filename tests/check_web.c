@@ -14,6 +14,7 @@
 #include "testutil.h"
 
 #include <check.h>
+#include <jansson.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -786,6 +787,424 @@ START_TEST(json_empty_body_is_no_json)
 }
 END_TEST
 
+/* ---- lazy, bounded body parsing (issue 13, item 2) ---------------------- */
+
+/* A JSON request in steps: params, then the body (not parsed). */
+static web_request *begin_json(web_arena *a, const char *body,
+                               const web_limits *lim)
+{
+    const char *env[] = {"REQUEST_METHOD=POST", "DOCUMENT_URI=/j",
+                         "CONTENT_TYPE=application/json", NULL};
+    web_request *r = NULL;
+    ck_assert_int_eq(web_request_begin(&r, a, (char *const *)env, lim),
+                     WEB_OK);
+    ck_assert_int_eq(web_request_set_body(r, body, strlen(body),
+                                          lim ? lim->max_body : 1u << 20),
+                     WEB_OK);
+    return r;
+}
+
+START_TEST(body_not_parsed_until_a_field_is_read)
+{
+    web_arena *a = web_arena_create(0, 0);
+    web_request *r = begin_json(a, "{\"a\":", NULL);
+    web_value v;
+    const char *why = "x";
+    size_t n;
+    /* a malformed body is accepted as bytes; nothing ran yet */
+    ck_assert_uint_eq(web_request_body_parses(r), 0);
+    ck_assert_int_eq(web_request_body_result(r, &why), WEB_OK);
+    ck_assert_ptr_null(why);
+    ck_assert_ptr_nonnull(web_request_body(r, &n));
+    ck_assert_uint_eq(n, 5);
+    /* the first field read parses, and fails */
+    ck_assert_int_eq(web_request_body_field(r, "a", &v), WEB_EBADJSON);
+    ck_assert_uint_eq(web_request_body_parses(r), 1);
+    ck_assert_int_eq(web_request_body_result(r, &why), WEB_EBADJSON);
+    ck_assert_ptr_nonnull(why);
+    web_arena_free(a);
+}
+END_TEST
+
+START_TEST(body_parsed_once)
+{
+    web_arena *a = web_arena_create(0, 0);
+    web_request *r = begin_json(a, "{\"a\":\"x\",\"b\":2}", NULL);
+    web_value v;
+    ck_assert_int_eq(web_request_body_field(r, "a", &v), WEB_OK);
+    ck_assert_int_eq(v.type, WEB_V_TEXT);
+    ck_assert_int_eq(web_request_body_field(r, "b", &v), WEB_OK);
+    ck_assert_int_eq(v.i, 2);
+    ck_assert_int_eq(web_request_parse_body(r), WEB_OK);
+    ck_assert_uint_eq(web_request_body_parses(r), 1);
+    web_arena_free(a);
+
+    /* a failed parse is not retried either */
+    a = web_arena_create(0, 0);
+    r = begin_json(a, "[1,", NULL);
+    ck_assert_int_eq(web_request_parse_body(r), WEB_EBADJSON);
+    ck_assert_int_eq(web_request_body_field(r, "a", &v), WEB_EBADJSON);
+    ck_assert_uint_eq(web_request_body_parses(r), 1);
+    web_arena_free(a);
+}
+END_TEST
+
+START_TEST(body_form_parsed_lazily)
+{
+    const char *env[] = {"REQUEST_METHOD=POST", "DOCUMENT_URI=/f",
+                         "CONTENT_TYPE=application/x-www-form-urlencoded",
+                         NULL};
+    web_arena *a = web_arena_create(0, 0);
+    web_request *r;
+    ck_assert_int_eq(web_request_begin(&r, a, (char *const *)env, NULL),
+                     WEB_OK);
+    ck_assert_int_eq(web_request_set_body(r, "a=1&b=2", 7, 100), WEB_OK);
+    ck_assert_uint_eq(web_request_body_parses(r), 0);
+    ck_assert_uint_eq(web_request_form_count(r), 2);
+    ck_assert_str_eq(web_request_form_at(r, 1)->val, "2");
+    ck_assert_uint_eq(web_request_body_parses(r), 1);
+    web_arena_free(a);
+}
+END_TEST
+
+/* web_request_init keeps its contract: everything at once. */
+START_TEST(body_init_parses_at_once)
+{
+    web_arena *a = web_arena_create(0, 0);
+    const char *env[] = {"REQUEST_METHOD=POST", "DOCUMENT_URI=/j", NULL};
+    web_request *r = mkreq(a, env, "{\"a\":1}", "application/json");
+    ck_assert_uint_eq(web_request_body_parses(r), 1);
+    web_arena_free(a);
+}
+END_TEST
+
+/* Nothing is parsed for a body that is not form or JSON, or dropped. */
+START_TEST(body_other_or_dropped_never_parsed)
+{
+    const char *env[] = {"REQUEST_METHOD=POST", "DOCUMENT_URI=/j",
+                         "CONTENT_TYPE=application/json",
+                         "CONTENT_LENGTH=5", NULL};
+    web_arena *a = web_arena_create(0, 0);
+    web_request *r;
+    web_value v;
+    size_t n = 9;
+    ck_assert_int_eq(web_request_begin(&r, a, (char *const *)env, NULL),
+                     WEB_OK);
+    /* read and dropped: the length is still checked against
+     * CONTENT_LENGTH, no byte is kept, nothing is parsed */
+    ck_assert_int_eq(web_request_set_body(r, NULL, 5, 100), WEB_OK);
+    ck_assert_ptr_null(web_request_body(r, &n));
+    ck_assert_uint_eq(n, 0);
+    ck_assert_int_eq(web_request_body_field(r, "a", &v), WEB_OK);
+    ck_assert_int_eq(v.type, WEB_V_ABSENT);
+    ck_assert_uint_eq(web_request_body_parses(r), 0);
+    ck_assert_int_eq(web_request_set_body(r, NULL, 5, 100), WEB_EINVAL);
+    web_arena_reset(a);
+    ck_assert_int_eq(web_request_begin(&r, a, (char *const *)env, NULL),
+                     WEB_OK);
+    ck_assert_int_eq(web_request_set_body(r, NULL, 4, 100), WEB_EBADREQ);
+    web_arena_reset(a);
+    env[2] = "CONTENT_TYPE=text/plain";
+    env[3] = NULL;
+    ck_assert_int_eq(web_request_begin(&r, a, (char *const *)env, NULL),
+                     WEB_OK);
+    ck_assert_int_eq(web_request_set_body(r, "[[[", 3, 100), WEB_OK);
+    ck_assert_int_eq(web_request_parse_body(r), WEB_OK);
+    ck_assert_uint_eq(web_request_body_parses(r), 0);
+    web_arena_free(a);
+}
+END_TEST
+
+/* The route's max_body (given to set_body) bounds the body and a
+ * CONTENT_LENGTH over it; it cannot raise the bound given to begin. */
+START_TEST(body_route_max_body_unit)
+{
+    const char *env[] = {"REQUEST_METHOD=POST", "DOCUMENT_URI=/j", NULL,
+                         NULL};
+    web_limits lim;
+    web_arena *a = web_arena_create(0, 0);
+    web_request *r;
+    web_limits_default(&lim);
+    lim.max_body = 8;
+    ck_assert_int_eq(web_request_begin(&r, a, (char *const *)env, &lim),
+                     WEB_OK);
+    ck_assert_int_eq(web_request_set_body(r, "12345", 5, 4), WEB_ETOOBIG);
+    web_arena_reset(a);
+    ck_assert_int_eq(web_request_begin(&r, a, (char *const *)env, &lim),
+                     WEB_OK);
+    ck_assert_int_eq(web_request_set_body(r, "123456789", 9, 100),
+                     WEB_ETOOBIG);
+    web_arena_reset(a);
+    env[2] = "CONTENT_LENGTH=5";
+    ck_assert_int_eq(web_request_begin(&r, a, (char *const *)env, &lim),
+                     WEB_OK);
+    ck_assert_int_eq(web_request_set_body(r, NULL, 0, 4), WEB_ETOOBIG);
+    web_arena_reset(a);
+    env[2] = "CONTENT_LENGTH=9";
+    ck_assert_int_eq(web_request_begin(&r, a, (char *const *)env, &lim),
+                     WEB_ETOOBIG);
+    web_arena_free(a);
+}
+END_TEST
+
+static const struct {
+    const char *body;
+    int rc;
+} elem_cases[] = {
+    /* max_json_elements 3 */
+    {"[1,2,3]", WEB_OK},
+    {"[1,2,3,4]", WEB_EBADJSON},
+    {"{\"a\":1,\"b\":2,\"c\":3}", WEB_OK},
+    {"{\"a\":1,\"b\":2,\"c\":3,\"d\":4}", WEB_EBADJSON},
+    {"{\"a\":[1],\"b\":2}", WEB_OK},
+    {"[[1],[2]]", WEB_EBADJSON},
+    {"[[],{},[]]", WEB_OK},
+    {"[ [ ] , { } , [ ] ]", WEB_OK},
+    {"[\"a,b,c,d\"]", WEB_OK},
+    {"[\"a\\\",b,c,d\",1,2]", WEB_OK},
+    {"[\"a\\\\\",1,2,3]", WEB_EBADJSON},
+    {"\"x,y,z,w,v\"", WEB_OK},
+    {"7", WEB_OK},
+};
+
+START_TEST(body_json_element_bound)
+{
+    web_limits lim;
+    web_arena *a = web_arena_create(0, 0);
+    web_request *r;
+    const char *why = NULL;
+    web_limits_default(&lim);
+    lim.max_json_elements = 3;
+    r = begin_json(a, elem_cases[_i].body, &lim);
+    ck_assert_msg(web_request_parse_body(r) == elem_cases[_i].rc,
+                  "case %d (%s)", _i, elem_cases[_i].body);
+    if (elem_cases[_i].rc != WEB_OK) {
+        ck_assert_int_eq(web_request_body_result(r, &why), WEB_EBADJSON);
+        ck_assert_str_eq(why, "JSON body has more than 3 elements");
+    }
+    web_arena_free(a);
+}
+END_TEST
+
+static const struct {
+    size_t depth;
+    int rc;
+} cdepth_cases[] = {{3, WEB_OK}, {4, WEB_OK}, {5, WEB_EBADJSON}};
+
+START_TEST(body_json_depth_configurable)
+{
+    web_limits lim;
+    web_arena *a = web_arena_create(0, 0);
+    web_request *r;
+    char body[64];
+    size_t d = cdepth_cases[_i].depth, k, o = 0;
+    const char *why = NULL;
+    for (k = 0; k < d; k++)
+        body[o++] = '[';
+    for (k = 0; k < d; k++)
+        body[o++] = ']';
+    body[o] = '\0';
+    web_limits_default(&lim);
+    lim.max_json_depth = 4;
+    r = begin_json(a, body, &lim);
+    ck_assert_int_eq(web_request_parse_body(r), cdepth_cases[_i].rc);
+    if (cdepth_cases[_i].rc != WEB_OK) {
+        web_request_body_result(r, &why);
+        ck_assert_str_eq(why, "JSON body nested deeper than 4 levels");
+    }
+    web_arena_free(a);
+}
+END_TEST
+
+/* Counting jansson's allocations shows the work is bounded: a 1 MB
+ * "[0,0,...]" (524,288 elements) refused at max_json_elements 100 makes
+ * jansson build at most about 100 values, not half a million. */
+static size_t jansson_mallocs;
+static void *count_malloc(size_t n)
+{
+    jansson_mallocs++;
+    return malloc(n);
+}
+
+START_TEST(body_json_bound_stops_jansson_early)
+{
+    web_limits lim;
+    web_arena *a = web_arena_create(0, 0);
+    web_request *r;
+    size_t n = 1u << 20, k;
+    char *big = malloc(n + 1);
+    const char *env[] = {"REQUEST_METHOD=POST", "DOCUMENT_URI=/j",
+                         "CONTENT_TYPE=application/json", NULL};
+    ck_assert_ptr_nonnull(big);
+    big[0] = '[';
+    for (k = 1; k < n - 1; k += 2) {
+        big[k] = '0';
+        big[k + 1] = ',';
+    }
+    big[n - 2] = ' '; /* "...,0 ]" */
+    big[n - 1] = ']';
+    big[n] = '\0';
+    web_limits_default(&lim);
+    lim.max_json_elements = 100;
+    ck_assert_int_eq(web_request_begin(&r, a, (char *const *)env, &lim),
+                     WEB_OK);
+    ck_assert_int_eq(web_request_set_body(r, big, n, n), WEB_OK);
+    json_set_alloc_funcs(count_malloc, free);
+    ck_assert_int_eq(web_request_parse_body(r), WEB_EBADJSON);
+    json_set_alloc_funcs(malloc, free);
+    ck_assert_msg(jansson_mallocs < 1000, "jansson made %zu allocations",
+                  jansson_mallocs);
+    web_arena_free(a);
+    free(big);
+}
+END_TEST
+
+/* A malformed body's reason says where, never what. */
+START_TEST(body_json_reason_does_not_echo_the_body)
+{
+    web_arena *a = web_arena_create(0, 0);
+    web_request *r = begin_json(a, "{\"a\":\"secret\",\"a\":1}", NULL);
+    const char *why = NULL;
+    ck_assert_int_eq(web_request_parse_body(r), WEB_EBADJSON);
+    web_request_body_result(r, &why);
+    ck_assert_ptr_nonnull(why);
+    ck_assert_ptr_null(strstr(why, "secret"));
+    {
+        const char *want = "invalid JSON body: duplicate object key at "
+                           "line 1, column ";
+        ck_assert_msg(strncmp(why, want, strlen(want)) == 0, "%s", why);
+    }
+    web_arena_free(a);
+}
+END_TEST
+
+START_TEST(media_type_matching)
+{
+    ck_assert(web_media_type_is("application/json", "application/json"));
+    ck_assert(web_media_type_is(" Application/JSON ; charset=utf-8",
+                                "application/json"));
+    ck_assert(!web_media_type_is("application/jsonx", "application/json"));
+    ck_assert(!web_media_type_is(NULL, "application/json"));
+}
+END_TEST
+
+/* ---- require, checked against a request ---------------------------------- */
+
+static const web_route_conf *require_route(web_conf **c, const char *text)
+{
+    char err[256];
+    ck_assert_msg(web_conf_parse(text, strlen(text), "q.conf", c, err,
+                                 sizeof err) == WEB_OK, "%s", err);
+    return &(*c)->routes[0];
+}
+
+START_TEST(require_all_present)
+{
+    web_conf *c;
+    const web_route_conf *rt = require_route(
+        &c, "route POST /x { require $body_a $http_x_k $arg_q; respond 200; }");
+    const char *env[] = {"REQUEST_METHOD=POST", "DOCUMENT_URI=/x",
+                         "QUERY_STRING=q=1", "HTTP_X_K=v", NULL};
+    web_arena *a = web_arena_create(0, 0);
+    web_request *r = mkreq(a, env, "{\"a\":0}", "application/json");
+    const web_source *missing = (const web_source *)1;
+    /* 0 is present: only absent, null and "" are missing */
+    ck_assert_int_eq(web_route_check_required(rt, r, NULL, &missing), WEB_OK);
+    ck_assert_ptr_null(missing);
+    web_arena_free(a);
+    web_conf_free(c);
+}
+END_TEST
+
+static const struct {
+    const char *body;
+    const char *header;  /* HTTP_X_K=... or NULL */
+    int rc;
+    size_t missing;      /* index in the require list */
+} req_missing_cases[] = {
+    {"{\"b\":1}", "HTTP_X_K=v", WEB_EREQUIRED, 0},
+    {"{\"a\":null}", "HTTP_X_K=v", WEB_EREQUIRED, 0},
+    {"{\"a\":\"\"}", "HTTP_X_K=v", WEB_EREQUIRED, 0},
+    {"{\"a\":false}", NULL, WEB_EREQUIRED, 1},
+    {"{\"a\":1}", "HTTP_X_K=", WEB_EREQUIRED, 1},
+    {"{\"a\":", "HTTP_X_K=v", WEB_EBADJSON, 0},
+    {"{\"a\":1}", "HTTP_X_K=\xff", WEB_EUTF8, 0},
+};
+
+START_TEST(require_reports_the_first_missing)
+{
+    web_conf *c;
+    const web_route_conf *rt = require_route(
+        &c, "route POST /x { require $body_a $http_x_k; respond 200; }");
+    /* a NULL header ends the list early: no X-K at all */
+    const char *env[] = {"REQUEST_METHOD=POST", "DOCUMENT_URI=/x",
+                         "CONTENT_TYPE=application/json",
+                         req_missing_cases[_i].header, NULL};
+    const char *body = req_missing_cases[_i].body;
+    web_arena *a = web_arena_create(0, 0);
+    web_request *r;
+    const web_source *missing = NULL;
+    ck_assert_int_eq(web_request_begin(&r, a, (char *const *)env, NULL),
+                     WEB_OK);
+    ck_assert_int_eq(web_request_set_body(r, body, strlen(body), 1024),
+                     WEB_OK);
+    ck_assert_int_eq(web_route_check_required(rt, r, NULL, &missing),
+                     req_missing_cases[_i].rc);
+    if (req_missing_cases[_i].rc == WEB_EREQUIRED)
+        ck_assert_ptr_eq(missing,
+                         &rt->requires[req_missing_cases[_i].missing]);
+    else
+        ck_assert_ptr_null(missing);
+    web_arena_free(a);
+    web_conf_free(c);
+}
+END_TEST
+
+/* A route without require reads nothing: its body is not parsed. */
+START_TEST(require_none_reads_nothing)
+{
+    web_conf *c;
+    const web_route_conf *rt = require_route(
+        &c, "route POST /x { respond 200; }");
+    web_arena *a = web_arena_create(0, 0);
+    web_request *r = begin_json(a, "{\"a\":", NULL);
+    ck_assert_int_eq(web_route_check_required(rt, r, NULL, NULL), WEB_OK);
+    ck_assert_uint_eq(web_request_body_parses(r), 0);
+    web_arena_free(a);
+    web_conf_free(c);
+}
+END_TEST
+
+static const struct {
+    web_source_kind kind;
+    const char *text;
+    const char *what;
+    const char *name;
+} client_names[] = {
+    {WEB_SRC_BODY, "user.email", "body field", "user.email"},
+    {WEB_SRC_HTTP, "X_User_ID", "header", "x-user-id"},
+    {WEB_SRC_ARG, "page", "query argument", "page"},
+    {WEB_SRC_SEG, "id", "path segment", "id"},
+    {WEB_SRC_CONTENT_TYPE, NULL, "value", "$content_type"},
+};
+
+START_TEST(source_client_names)
+{
+    web_source src;
+    char buf[64];
+    const char *what = NULL;
+    memset(&src, 0, sizeof src);
+    src.kind = client_names[_i].kind;
+    src.text = client_names[_i].text;
+    src.len = src.text ? strlen(src.text) : 0;
+    ck_assert_str_eq(web_source_client_name(&src, &what, buf, sizeof buf),
+                     client_names[_i].name);
+    ck_assert_str_eq(what, client_names[_i].what);
+    /* cut to the buffer, never past it */
+    ck_assert_uint_le(strlen(web_source_client_name(&src, NULL, buf, 4)), 3);
+}
+END_TEST
+
 /* ==== router ============================================================= */
 
 static const struct {
@@ -1089,7 +1508,9 @@ START_TEST(conf_shipped)
     ck_assert_int_eq(c->pool.admission, WEB_ADMIT_WAIT);
     ck_assert_int_eq(c->pool.admission_wait_ms, 100);
     ck_assert_int_eq(c->pool.drain_timeout_ms, 30000);
-    ck_assert_uint_eq(c->nroutes, 6);
+    ck_assert_uint_eq(c->nroutes, 7);
+    ck_assert_uint_eq(c->server.max_json_depth, 32);
+    ck_assert_uint_eq(c->server.max_json_elements, 10000);
 
     rt = &c->routes[0];
     ck_assert_uint_eq(rt->methods, WEB_M_ANY);
@@ -1155,6 +1576,25 @@ START_TEST(conf_shipped)
     ck_assert_str_eq(rt->paths[0], "/_status");
     ck_assert_str_eq(rt->handler, "status");
     ck_assert_int_eq(rt->status, 0);
+
+    /* POST /users: require and a route max_body, documented by example */
+    rt = &c->routes[6];
+    ck_assert_uint_eq(rt->methods, WEB_M_POST);
+    ck_assert_str_eq(rt->paths[0], "/users");
+    ck_assert_uint_eq(rt->max_body, 4096);
+    ck_assert_uint_eq(rt->nrequires, 2);
+    ck_assert_str_eq(web_source_name(&rt->requires[0], b, sizeof b),
+                     "$body_id");
+    ck_assert_str_eq(web_source_name(&rt->requires[1], b, sizeof b),
+                     "$body_name");
+    ck_assert_int_eq(rt->reads_body, 1);
+    ck_assert_int_eq(rt->status, 202);
+    d = &rt->defers[0];
+    ck_assert_int_eq(d->kind, WEB_DEFER_UPSERT);
+    ck_assert_str_eq(d->table, "users");
+    /* /seen and /logout keep "if": a missing header is not an error */
+    ck_assert_uint_eq(c->routes[1].nrequires, 0);
+    ck_assert_uint_eq(c->routes[2].nrequires, 0);
 
     ck_assert_int_eq(web_conf_router(c, &router), WEB_OK);
     ck_assert_int_eq(web_router_match(router, "DELETE", "/log/a/b", 8, &m),
@@ -1324,6 +1764,49 @@ static const struct {
      "t.conf:3: invalid \"path\": a PostgreSQL URI must not contain "
      "whitespace or control characters (percent-encode them)"},
     {"database {\n path \"\";\n}\n", "t.conf:2: empty value for \"path\""},
+    /* body bounds (issue 13, item 2) */
+    {"server { max_body 1k; }\nroute POST /x {\n respond 200;\n"
+     " max_body 2k;\n}\n",
+     "t.conf:2: route max_body 2048 is larger than the server's max_body "
+     "1024"},
+    {"route POST /x {\n respond 200;\n max_body 2m;\n}\nserver {\n"
+     " max_body 1m;\n}\n",
+     "t.conf:1: route max_body 2097152 is larger than the server's max_body "
+     "1048576"},
+    {"route POST /x {\n respond 200;\n max_body 0;\n}\n",
+     "t.conf:3: \"max_body\" must be at least 1 byte in a route (leave it "
+     "out to use the server's)"},
+    {"route POST /x {\n respond 200;\n max_body 1k;\n max_body 2k;\n}\n",
+     "t.conf:4: duplicate directive \"max_body\""},
+    {"route POST /x {\n respond 200;\n max_body lots;\n}\n",
+     "t.conf:3: invalid size \"lots\" for \"max_body\""},
+    {"server {\n max_json_depth 0;\n}\n",
+     "t.conf:2: \"max_json_depth\" must be between 1 and 1024, not 0"},
+    {"server {\n max_json_depth 2048;\n}\n",
+     "t.conf:2: \"max_json_depth\" must be between 1 and 1024, not 2048"},
+    {"server {\n max_json_elements 0;\n}\n",
+     "t.conf:2: \"max_json_elements\" must be between 1 and 10000000, not 0"},
+    {"route POST /x {\n respond 200;\n maxbody 1k;\n}\n",
+     "t.conf:3: unknown directive \"maxbody\" in \"route\" (expected "
+     "handler, respond, require, max_body or defer)"},
+    /* require (issue 13, item 9) */
+    {"route POST /x {\n respond 200;\n require;\n}\n",
+     "t.conf:3: invalid number of arguments in \"require\""},
+    {"route POST /x {\n respond 200;\n require $arg_a \"lit\";\n}\n",
+     "t.conf:3: \"require\" needs a $variable, not \"lit\""},
+    {"route POST /x {\n respond 200;\n require raw:1;\n}\n",
+     "t.conf:3: \"require\" needs a $variable, not \"raw:1\""},
+    {"route POST /x {\n respond 200;\n require\n   $body_a\n   $nope;\n}\n",
+     "t.conf:5: unknown variable \"$nope\""},
+    {"route POST /x {\n respond 200;\n require $seg_id;\n}\n",
+     "t.conf:3: variable \"$seg_id\": path \"/x\" has no segment \":id\""},
+    {"route POST /x {\n respond 200;\n require { }\n}\n",
+     "t.conf:3: \"require\" takes no block"},
+    {"route POST /x {\n respond 200;\n defer insert t {\n  require $body_a;\n"
+     "  a $body_a;\n }\n}\n",
+     "t.conf:4: \"require\" belongs to the route, not to \"defer insert\" "
+     "(quote it for a column named require)"},
+    {"require $arg_a;\n", "t.conf:1: unknown directive \"require\""},
 };
 
 START_TEST(conf_error_table)
@@ -1335,6 +1818,78 @@ START_TEST(conf_error_table)
     ck_assert_int_eq(rc, WEB_ECONF);
     ck_assert_ptr_null(c);
     ck_assert_str_eq(err, conf_errors[_i].msg);
+}
+END_TEST
+
+/* The body bounds: defaults, server directives, a route's max_body, and
+ * which routes read their body. */
+START_TEST(conf_body_bounds)
+{
+    static const char *text =
+        "server { max_body 64k; max_json_depth 8; max_json_elements 500; }\n"
+        "route POST /a { max_body 1k; respond 200;\n"
+        "  defer insert t { v $body_v; } }\n"
+        "route POST /b { respond 200; defer insert t { v $arg_v; } }\n"
+        "route POST /c { respond 200;\n"
+        "  defer delete t { if $body_ok; where id $arg_id; } }\n"
+        "route POST /d { respond 200;\n"
+        "  defer update t { set v $uri; where id $body_user.id; } }\n"
+        "route POST /e { handler h; }\n";
+    web_conf *c;
+    char err[256];
+    ck_assert_int_eq(web_conf_parse(text, strlen(text), "b.conf", &c, err,
+                                    sizeof err), WEB_OK);
+    ck_assert_uint_eq(c->server.max_json_depth, 8);
+    ck_assert_uint_eq(c->server.max_json_elements, 500);
+    ck_assert_uint_eq(c->routes[0].max_body, 1024);
+    ck_assert_int_eq(c->routes[0].reads_body, 1);
+    ck_assert_uint_eq(c->routes[1].max_body, 0);
+    ck_assert_int_eq(c->routes[1].reads_body, 0);
+    ck_assert_int_eq(c->routes[2].reads_body, 1); /* an "if" counts */
+    ck_assert_int_eq(c->routes[3].reads_body, 1); /* a "where" too */
+    ck_assert_int_eq(c->routes[4].reads_body, 0); /* handler: own rule */
+    web_conf_free(c);
+    c = web_conf_default();
+    ck_assert_ptr_nonnull(c);
+    ck_assert_uint_eq(c->server.max_json_depth, 32);
+    ck_assert_uint_eq(c->server.max_json_elements, 10000);
+    web_conf_free(c);
+}
+END_TEST
+
+/* "require $VAR ...;" may be repeated; its values make the route read
+ * its body when one is a $body_ field; a column named require is still
+ * possible, quoted. */
+START_TEST(conf_require)
+{
+    static const char *text =
+        "route POST /a/:id {\n"
+        "  require $body_email $http_x_user_id;\n"
+        "  require $seg_id;\n"
+        "  respond 201;\n"
+        "}\n"
+        "route POST /b { require $arg_v; handler h; }\n"
+        "route POST /c { respond 200;\n"
+        "  defer insert t { \"require\" $arg_v; } }\n";
+    web_conf *c;
+    char err[256], b[64];
+    const web_route_conf *rt;
+    ck_assert_int_eq(web_conf_parse(text, strlen(text), "r.conf", &c, err,
+                                    sizeof err), WEB_OK);
+    rt = &c->routes[0];
+    ck_assert_uint_eq(rt->nrequires, 3);
+    ck_assert_str_eq(web_source_name(&rt->requires[0], b, sizeof b),
+                     "$body_email");
+    ck_assert_str_eq(web_source_name(&rt->requires[1], b, sizeof b),
+                     "$http_x_user_id");
+    ck_assert_str_eq(web_source_name(&rt->requires[2], b, sizeof b),
+                     "$seg_id");
+    ck_assert_int_eq(rt->reads_body, 1); /* through the require alone */
+    ck_assert_uint_eq(c->routes[1].nrequires, 1);
+    ck_assert_int_eq(c->routes[1].reads_body, 0);
+    ck_assert_uint_eq(c->routes[2].nrequires, 0);
+    ck_assert_str_eq(c->routes[2].defers[0].cols[0].column, "require");
+    web_conf_free(c);
 }
 END_TEST
 
@@ -1974,7 +2529,7 @@ END_TEST
 START_TEST(strerror_all)
 {
     int rc;
-    for (rc = WEB_OK; rc >= WEB_EFULL; rc--) {
+    for (rc = WEB_OK; rc >= WEB_EREQUIRED; rc--) {
         ck_assert_str_ne(web_strerror(rc), "unknown error");
         ck_assert_int_ge(web_http_status(rc), 200);
     }
@@ -1982,6 +2537,7 @@ START_TEST(strerror_all)
     ck_assert_int_eq(web_http_status(-1000), 500);
     ck_assert_int_eq(web_http_status(WEB_ENOTFOUND), 404);
     ck_assert_int_eq(web_http_status(WEB_EMETHOD), 405);
+    ck_assert_int_eq(web_http_status(WEB_EREQUIRED), 400);
 }
 END_TEST
 
@@ -2035,6 +2591,29 @@ static Suite *web_suite(void)
     tcase_add_test(t, json_empty_body_is_no_json);
     suite_add_tcase(s, t);
 
+    t = tc("body");
+    tcase_add_test(t, body_not_parsed_until_a_field_is_read);
+    tcase_add_test(t, body_parsed_once);
+    tcase_add_test(t, body_form_parsed_lazily);
+    tcase_add_test(t, body_init_parses_at_once);
+    tcase_add_test(t, body_other_or_dropped_never_parsed);
+    tcase_add_test(t, body_route_max_body_unit);
+    tcase_add_loop_test(t, body_json_element_bound, 0, NELEM(elem_cases));
+    tcase_add_loop_test(t, body_json_depth_configurable, 0,
+                        NELEM(cdepth_cases));
+    tcase_add_test(t, body_json_bound_stops_jansson_early);
+    tcase_add_test(t, body_json_reason_does_not_echo_the_body);
+    tcase_add_test(t, media_type_matching);
+    suite_add_tcase(s, t);
+
+    t = tc("require");
+    tcase_add_test(t, require_all_present);
+    tcase_add_loop_test(t, require_reports_the_first_missing, 0,
+                        NELEM(req_missing_cases));
+    tcase_add_test(t, require_none_reads_nothing);
+    tcase_add_loop_test(t, source_client_names, 0, NELEM(client_names));
+    suite_add_tcase(s, t);
+
     t = tc("router");
     tcase_add_loop_test(t, router_table, 0, NELEM(match_cases));
     tcase_add_loop_test(t, router_table_reversed, 0, NELEM(match_cases));
@@ -2049,6 +2628,8 @@ static Suite *web_suite(void)
     t = tc("conf");
     tcase_add_test(t, conf_shipped);
     tcase_add_loop_test(t, conf_error_table, 0, NELEM(conf_errors));
+    tcase_add_test(t, conf_body_bounds);
+    tcase_add_test(t, conf_require);
     tcase_add_loop_test(t, conf_identifiers_refused, 0, NELEM(bad_idents));
     tcase_add_test(t, conf_full_grammar);
     tcase_add_loop_test(t, conf_suffixes, 0, NELEM(size_cases));

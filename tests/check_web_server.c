@@ -350,6 +350,40 @@ static int h_bighdr(web_call *call, void *ud)
     return web_respond(call, 200, NULL, "BODYLINE: injected\r\n", 20);
 }
 
+/* Reads the body field "a" twice (the parse must happen once) and
+ * answers its text; a parse error goes back to the server as it is. */
+static int h_field(web_call *call, void *ud)
+{
+    web_value v1, v2;
+    int rc;
+    (void)ud;
+    rc = web_request_body_field(web_call_request(call), "a", &v1);
+    if (rc != WEB_OK)
+        return rc;
+    rc = web_request_body_field(web_call_request(call), "a", &v2);
+    if (rc != WEB_OK)
+        return rc;
+    if (v1.type != WEB_V_TEXT || v2.type != WEB_V_TEXT || v1.s != v2.s)
+        return web_respond(call, 200, NULL, "absent", 6);
+    return web_respond(call, 200, NULL, v1.s, v1.len);
+}
+
+/* Never looks at the body. */
+static int h_nofield(web_call *call, void *ud)
+{
+    (void)ud;
+    return web_respond(call, 200, NULL, "nofield", 7);
+}
+
+/* Counts its calls (the server runs in the test's process). */
+static int counted_calls;
+static int h_counted(web_call *call, void *ud)
+{
+    (void)ud;
+    counted_calls++;
+    return web_respond(call, 200, NULL, "counted", 7);
+}
+
 static void start_server(struct fixture *f, const char *conf_text)
 {
     char eb[512];
@@ -357,7 +391,10 @@ static void start_server(struct fixture *f, const char *conf_text)
     sqlite3 *db;
     web_server_config sc;
     web_handler_def h[] = {{"status", web_handler_status, NULL},
-                           {"bighdr", h_bighdr, NULL}};
+                           {"bighdr", h_bighdr, NULL},
+                           {"field", h_field, NULL},
+                           {"nofield", h_nofield, NULL},
+                           {"counted", h_counted, NULL}};
 
     memset(f, 0, sizeof *f);
     f->dir = tu_mkdtemp("wu-srv");
@@ -384,7 +421,7 @@ static void start_server(struct fixture *f, const char *conf_text)
     sc.conf = f->conf;
     sc.pool = f->pool;
     sc.handlers = h;
-    sc.nhandlers = 2;
+    sc.nhandlers = sizeof h / sizeof h[0];
     {
         char listen[300];
         snprintf(listen, sizeof listen, "unix:%s", f->sock);
@@ -684,6 +721,453 @@ START_TEST(server_limits_straight_fastcgi)
 }
 END_TEST
 
+/* ---- request bodies: parsed lazily, only for a route that reads them -------- */
+
+static const char *body_conf =
+    "server { threads 2; max_body 1m; log stderr; log_level error; }\n"
+    "pool { workers 1; queue 64; }\n"
+    "route any /log { respond 200 \"logged\";\n"
+    "  defer insert logs { method $request_method; path $uri; timestamp $time_iso; } }\n"
+    "route POST /json { respond 201 \"ok\";\n"
+    "  defer insert logs { method $request_method; path $body_path;"
+    " timestamp $body_ts; } }\n"
+    "route POST /field { handler field; }\n"
+    "route POST /nofield { handler nofield; }\n"
+    "route GET /_status { handler status; }\n";
+
+/* A counter from the status route's JSON, or -1 when it is not there. */
+static long status_counter(const char *sock, const char *name)
+{
+    const char *st[] = {"REQUEST_METHOD=GET", "DOCUMENT_URI=/_status", NULL};
+    char *out = NULL, key[96], *p;
+    int status = 0;
+    long v = -1;
+    ck_assert_int_eq(fc_request(sock, st, NULL, 0, 5000, &out, &status), 0);
+    ck_assert_int_eq(status, 200);
+    snprintf(key, sizeof key, "\"%s\":", name);
+    p = strstr(out, key);
+    if (p != NULL)
+        v = strtol(p + strlen(key), NULL, 10);
+    free(out);
+    return v;
+}
+
+/* POST body (len bytes, Content-Type: application/json) to path; returns
+ * the status, *out (if not NULL) the reply. */
+static int post_json(const char *sock, const char *path, const char *body,
+                     size_t len, char **out)
+{
+    char uri[128], *o = NULL;
+    const char *params[] = {"REQUEST_METHOD=POST", uri,
+                            "CONTENT_TYPE=application/json", NULL};
+    int status = 0;
+    snprintf(uri, sizeof uri, "DOCUMENT_URI=%s", path);
+    ck_assert_int_eq(fc_request(sock, params, body, len, 10000, &o, &status), 0);
+    if (out != NULL)
+        *out = o;
+    else
+        free(o);
+    return status;
+}
+
+/* "[0,0,...,0]" with n zeros (malloc'd); *len its length. */
+static char *zeros_array(size_t n, size_t *len)
+{
+    char *b = malloc(2 * n + 2);
+    size_t o = 0;
+    ck_assert_ptr_nonnull(b);
+    b[o++] = '[';
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0)
+            b[o++] = ',';
+        b[o++] = '0';
+    }
+    b[o++] = ']';
+    *len = o;
+    return b;
+}
+
+/* Item 2 of issue 13: a 404 never runs the JSON parser, whatever its body
+ * (it answered 400 "malformed JSON" and parsed 1 MB before routing). */
+START_TEST(body_not_parsed_for_404)
+{
+    struct fixture f;
+    size_t len;
+    char *big = zeros_array(400000, &len), *deep = malloc(5000);
+
+    ck_assert_ptr_nonnull(deep);
+    memset(deep, '[', 5000);
+    start_server(&f, body_conf);
+    ck_assert_int_eq(post_json(f.sock, "/nope", "{\"a\":", 5, NULL), 404);
+    ck_assert_int_eq(post_json(f.sock, "/nope", deep, 5000, NULL), 404);
+    ck_assert_int_eq(post_json(f.sock, "/nope", big, len, NULL), 404);
+    ck_assert_int_eq(status_counter(f.sock, "bodies_parsed"), 0);
+    stop_server(&f);
+    ck_assert_int_eq(count_rows(f.db), 0);
+    cleanup(&f);
+    free(big);
+    free(deep);
+}
+END_TEST
+
+/* A declarative route whose values are not $body_ fields does its work
+ * whatever the body holds: it is never parsed. */
+START_TEST(body_not_parsed_for_route_without_body_fields)
+{
+    struct fixture f;
+    size_t len;
+    char *big = zeros_array(400000, &len);
+    start_server(&f, body_conf);
+    ck_assert_int_eq(post_json(f.sock, "/log", "{\"a\":", 5, NULL), 200);
+    ck_assert_int_eq(post_json(f.sock, "/log", big, len, NULL), 200);
+    ck_assert_int_eq(status_counter(f.sock, "bodies_parsed"), 0);
+    stop_server(&f);
+    ck_assert_int_eq(count_rows(f.db), 2);
+    cleanup(&f);
+    free(big);
+}
+END_TEST
+
+/* A route reading two $body_ fields parses its body once. */
+START_TEST(body_parsed_once_for_body_route)
+{
+    struct fixture f;
+    const char *ok = "{\"path\":\"/p\",\"ts\":\"t\"}";
+    start_server(&f, body_conf);
+    ck_assert_int_eq(post_json(f.sock, "/json", ok, strlen(ok), NULL), 201);
+    ck_assert_int_eq(status_counter(f.sock, "bodies_parsed"), 1);
+    ck_assert_int_eq(post_json(f.sock, "/json", "{\"path\":", 8, NULL), 400);
+    ck_assert_int_eq(status_counter(f.sock, "bodies_parsed"), 2);
+    ck_assert_int_eq(status_counter(f.sock, "bodies_refused"), 1);
+    stop_server(&f);
+    ck_assert_int_eq(count_rows(f.db), 1);
+    cleanup(&f);
+}
+END_TEST
+
+/* A C handler gets the same lazy parse: one that never reads a field
+ * answers whatever the body; one that reads a field twice parses once
+ * and sees a malformed body as 400. */
+START_TEST(body_lazy_for_handlers)
+{
+    struct fixture f;
+    char *out = NULL;
+    start_server(&f, body_conf);
+    ck_assert_int_eq(post_json(f.sock, "/nofield", "{\"a\":", 5, NULL), 200);
+    ck_assert_int_eq(status_counter(f.sock, "bodies_parsed"), 0);
+    ck_assert_int_eq(post_json(f.sock, "/field", "{\"a\":\"v\"}", 9, &out), 200);
+    ck_assert_ptr_nonnull(strstr(out, "\r\n\r\nv"));
+    free(out);
+    ck_assert_int_eq(status_counter(f.sock, "bodies_parsed"), 1);
+    ck_assert_int_eq(post_json(f.sock, "/field", "{\"a\":", 5, NULL), 400);
+    ck_assert_int_eq(status_counter(f.sock, "bodies_parsed"), 2);
+    stop_server(&f);
+    cleanup(&f);
+}
+END_TEST
+
+/* The element bound (default 10,000 array elements and object members):
+ * a body of 10,001 numbers is refused with 400 and a reason, without a
+ * crash; 10,000 pass. */
+START_TEST(body_json_element_limit)
+{
+    struct fixture f;
+    size_t len, n;
+    char *arr = zeros_array(10001, &len), *body = malloc(len + 64), *out = NULL;
+
+    ck_assert_ptr_nonnull(body);
+    start_server(&f, body_conf);
+    /* {"path":"/e","ts":"t","a":[0,...]}: 2 members + "a" + its elements */
+    n = (size_t)sprintf(body, "{\"path\":\"/e\",\"ts\":\"t\",\"a\":%.*s}",
+                        (int)len, arr);
+    ck_assert_int_eq(post_json(f.sock, "/json", body, n, &out), 400);
+    ck_assert_msg(strstr(out, "more than 10000") != NULL, "%s", out);
+    free(out);
+    /* 9,997 zeros + 3 members = 10,000 */
+    free(arr);
+    arr = zeros_array(9997, &len);
+    n = (size_t)sprintf(body, "{\"path\":\"/e\",\"ts\":\"t\",\"a\":%.*s}",
+                        (int)len, arr);
+    ck_assert_int_eq(post_json(f.sock, "/json", body, n, NULL), 201);
+    stop_server(&f);
+    ck_assert_int_eq(count_rows(f.db), 1);
+    cleanup(&f);
+    free(arr);
+    free(body);
+}
+END_TEST
+
+/* Both JSON bounds are conf directives.  Elements are array elements
+ * and object members at every level: {"path":..,"x":[1,2,3]} has 5. */
+START_TEST(body_json_limits_from_conf)
+{
+    struct fixture f;
+    char *out = NULL;
+    const char *conf =
+        "server { threads 1; max_json_depth 3; max_json_elements 5;"
+        " log stderr; log_level error; }\n"
+        "route POST /json { respond 201 \"ok\";\n"
+        "  defer insert logs { method $request_method; path $body_path;"
+        " timestamp $time_iso; } }\n";
+    const char *deep_ok = "{\"path\":\"/d\",\"x\":[[1]]}";
+    const char *deep_bad = "{\"path\":\"/d\",\"x\":[[[1]]]}";
+    const char *many_ok = "{\"path\":\"/m\",\"x\":[1,2,3]}";
+    const char *many_bad = "{\"path\":\"/m\",\"x\":[1,2,3,4]}";
+    start_server(&f, conf);
+    ck_assert_int_eq(post_json(f.sock, "/json", deep_ok, strlen(deep_ok), NULL),
+                     201);
+    ck_assert_int_eq(post_json(f.sock, "/json", deep_bad, strlen(deep_bad),
+                               &out), 400);
+    ck_assert_msg(strstr(out, "deeper than 3") != NULL, "%s", out);
+    free(out);
+    ck_assert_int_eq(post_json(f.sock, "/json", many_ok, strlen(many_ok), NULL),
+                     201);
+    ck_assert_int_eq(post_json(f.sock, "/json", many_bad, strlen(many_bad),
+                               &out), 400);
+    ck_assert_msg(strstr(out, "more than 5") != NULL, "%s", out);
+    free(out);
+    stop_server(&f);
+    ck_assert_int_eq(count_rows(f.db), 2);
+    cleanup(&f);
+}
+END_TEST
+
+/* A route's own max_body: over it 413 (whether or not the route reads
+ * the body, and from CONTENT_LENGTH alone); other routes keep the
+ * server's. */
+START_TEST(body_route_max_body)
+{
+    struct fixture f;
+    char body[64];
+    const char *conf =
+        "server { threads 1; max_body 1k; log stderr; log_level error; }\n"
+        "route POST /small { max_body 16; respond 201 \"ok\";\n"
+        "  defer insert logs { method $request_method; path $body_path;"
+        " timestamp $time_iso; } }\n"
+        "route POST /tiny { max_body 8; respond 200 \"ok\"; }\n"
+        "route POST /big { respond 200 \"ok\"; }\n";
+    const char *claim[] = {"REQUEST_METHOD=POST", "DOCUMENT_URI=/tiny",
+                           "CONTENT_LENGTH=9", NULL};
+    char *out = NULL;
+    int status = 0;
+
+    start_server(&f, conf);
+    /* {"path":"/abcde"} is 17 bytes, {"path":"/abcd"} 16 */
+    ck_assert_int_eq(post_json(f.sock, "/small", "{\"path\":\"/abcde\"}", 17,
+                               NULL), 413);
+    ck_assert_int_eq(post_json(f.sock, "/small", "{\"path\":\"/abcd\"}", 16,
+                               NULL), 201);
+    ck_assert_int_eq(post_json(f.sock, "/tiny", "123456789", 9, NULL), 413);
+    ck_assert_int_eq(post_json(f.sock, "/tiny", "12345678", 8, NULL), 200);
+    ck_assert_int_eq(fc_request(f.sock, claim, NULL, 0, 5000, &out, &status), 0);
+    ck_assert_int_eq(status, 413);
+    free(out);
+    memset(body, 'x', sizeof body);
+    ck_assert_int_eq(post_json(f.sock, "/big", body, sizeof body, NULL), 200);
+    stop_server(&f);
+    ck_assert_int_eq(count_rows(f.db), 1);
+    cleanup(&f);
+}
+END_TEST
+
+/* ---- require: 400 before admission when a value is missing (item 9) ------- */
+
+static const char *require_conf =
+    "server { threads 2; log stderr; log_level error; }\n"
+    "pool { workers 1; queue 64; }\n"
+    "route POST /signup { require $body_email; respond 201 \"ok\";\n"
+    "  defer insert logs { method $request_method; path $body_email;"
+    " timestamp $time_iso; } }\n"
+    "route POST /hdr { require $http_x_user_id $arg_v; respond 200 \"ok\";\n"
+    "  defer insert logs { method $request_method; path $http_x_user_id;"
+    " timestamp $arg_v; } }\n"
+    "route POST /h { require $arg_id; handler counted; }\n"
+    "route GET /_status { handler status; }\n";
+
+/* POST to path with a Content-Type (NULL: none) and an optional extra
+ * param; returns the status, *out the reply (caller frees). */
+static int post_ct(const char *sock, const char *path, const char *ctype,
+                   const char *extra, const char *body, char **out)
+{
+    char uri[128], ct[128];
+    const char *params[5] = {"REQUEST_METHOD=POST", uri, NULL, NULL, NULL};
+    size_t k = 2;
+    int status = 0;
+    snprintf(uri, sizeof uri, "DOCUMENT_URI=%s", path);
+    if (ctype != NULL) {
+        snprintf(ct, sizeof ct, "CONTENT_TYPE=%s", ctype);
+        params[k++] = ct;
+    }
+    if (extra != NULL)
+        params[k++] = extra;
+    ck_assert_int_eq(fc_request(sock, params, body, body ? strlen(body) : 0,
+                                5000, out, &status), 0);
+    return status;
+}
+
+/* The reply's body (after the blank line). */
+static const char *reply_body(const char *out)
+{
+    const char *p = strstr(out, "\r\n\r\n");
+    ck_assert_ptr_nonnull(p);
+    return p + 4;
+}
+
+START_TEST(require_missing_answers_400_text)
+{
+    struct fixture f;
+    char *out = NULL;
+    start_server(&f, require_conf);
+    ck_assert_int_eq(post_ct(f.sock, "/signup",
+                             "application/x-www-form-urlencoded", NULL,
+                             "name=ann", &out), 400);
+    ck_assert_ptr_nonnull(strstr(out, "Content-Type: text/plain"));
+    ck_assert_str_eq(reply_body(out),
+                     "400 Bad Request: missing body field \"email\"\n");
+    free(out);
+    /* no body at all, and an empty value, are missing too */
+    ck_assert_int_eq(post_ct(f.sock, "/signup", NULL, NULL, NULL, &out), 400);
+    free(out);
+    ck_assert_int_eq(post_ct(f.sock, "/signup",
+                             "application/x-www-form-urlencoded", NULL,
+                             "email=", &out), 400);
+    free(out);
+    /* refused before admission: nothing was registered, nothing written */
+    ck_assert_int_eq(status_counter(f.sock, "tasks_admitted"), 0);
+    ck_assert_int_eq(status_counter(f.sock, "requests_missing_required"), 3);
+    stop_server(&f);
+    ck_assert_int_eq(count_rows(f.db), 0);
+    cleanup(&f);
+}
+END_TEST
+
+START_TEST(require_missing_answers_400_json_to_json)
+{
+    struct fixture f;
+    char *out = NULL;
+    start_server(&f, require_conf);
+    ck_assert_int_eq(post_ct(f.sock, "/signup", "application/json", NULL,
+                             "{\"name\":\"ann\"}", &out), 400);
+    ck_assert_ptr_nonnull(strstr(out, "Content-Type: application/json"));
+    ck_assert_str_eq(reply_body(out),
+                     "{\"status\":400,\"error\":\"missing body field "
+                     "\\\"email\\\"\",\"field\":\"email\"}\n");
+    free(out);
+    /* JSON null is missing as well */
+    ck_assert_int_eq(post_ct(f.sock, "/signup", "application/json", NULL,
+                             "{\"email\":null}", &out), 400);
+    free(out);
+    ck_assert_int_eq(status_counter(f.sock, "tasks_admitted"), 0);
+    stop_server(&f);
+    ck_assert_int_eq(count_rows(f.db), 0);
+    cleanup(&f);
+}
+END_TEST
+
+START_TEST(require_present_answers_2xx_and_writes)
+{
+    struct fixture f;
+    char *out = NULL;
+    start_server(&f, require_conf);
+    ck_assert_int_eq(post_ct(f.sock, "/signup", "application/json", NULL,
+                             "{\"email\":\"a@example.org\"}", &out), 201);
+    free(out);
+    ck_assert_int_eq(post_ct(f.sock, "/signup",
+                             "application/x-www-form-urlencoded", NULL,
+                             "email=b%40example.org", &out), 201);
+    free(out);
+    ck_assert_int_eq(post_ct(f.sock, "/hdr", NULL, "HTTP_X_USER_ID=u1", NULL,
+                             &out), 400); /* still no ?v= */
+    free(out);
+    stop_server(&f);
+    ck_assert_int_eq(count_rows(f.db), 2);
+    cleanup(&f);
+}
+END_TEST
+
+/* Every listed value is checked, in order; the first missing one is
+ * named, in the client's terms. */
+START_TEST(require_names_the_first_missing_value)
+{
+    struct fixture f;
+    char *out = NULL;
+    const char *q[] = {"REQUEST_METHOD=POST", "DOCUMENT_URI=/hdr",
+                       "QUERY_STRING=v=1", "HTTP_X_USER_ID=u1", NULL};
+    int status = 0;
+    start_server(&f, require_conf);
+    ck_assert_int_eq(post_ct(f.sock, "/hdr", NULL, NULL, NULL, &out), 400);
+    ck_assert_str_eq(reply_body(out),
+                     "400 Bad Request: missing header \"x-user-id\"\n");
+    free(out);
+    ck_assert_int_eq(post_ct(f.sock, "/hdr", NULL, "HTTP_X_USER_ID=", NULL,
+                             &out), 400);
+    ck_assert_str_eq(reply_body(out),
+                     "400 Bad Request: missing header \"x-user-id\"\n");
+    free(out);
+    ck_assert_int_eq(post_ct(f.sock, "/hdr", NULL, "HTTP_X_USER_ID=u1", NULL,
+                             &out), 400);
+    ck_assert_str_eq(reply_body(out),
+                     "400 Bad Request: missing query argument \"v\"\n");
+    free(out);
+    ck_assert_int_eq(fc_request(f.sock, q, NULL, 0, 5000, &out, &status), 0);
+    ck_assert_int_eq(status, 200);
+    free(out);
+    stop_server(&f);
+    ck_assert_int_eq(count_rows(f.db), 1);
+    cleanup(&f);
+}
+END_TEST
+
+/* A handler route's require is checked before the handler runs. */
+START_TEST(require_checked_before_a_handler)
+{
+    struct fixture f;
+    char *out = NULL;
+    const char *ok[] = {"REQUEST_METHOD=POST", "DOCUMENT_URI=/h",
+                        "QUERY_STRING=id=7", NULL};
+    int status = 0;
+    counted_calls = 0;
+    start_server(&f, require_conf);
+    ck_assert_int_eq(post_ct(f.sock, "/h", NULL, NULL, NULL, &out), 400);
+    free(out);
+    ck_assert_int_eq(counted_calls, 0);
+    ck_assert_int_eq(fc_request(f.sock, ok, NULL, 0, 5000, &out, &status), 0);
+    ck_assert_int_eq(status, 200);
+    free(out);
+    ck_assert_int_eq(counted_calls, 1);
+    stop_server(&f);
+    cleanup(&f);
+}
+END_TEST
+
+/* The rule for every error answer the server writes itself: JSON when
+ * the request's Content-Type is application/json, text otherwise. */
+START_TEST(errors_are_json_for_json_requests)
+{
+    struct fixture f;
+    char *out = NULL;
+    start_server(&f, require_conf);
+    ck_assert_int_eq(post_ct(f.sock, "/nope", "application/json", NULL, "{}",
+                             &out), 404);
+    ck_assert_ptr_nonnull(strstr(out, "Content-Type: application/json"));
+    ck_assert_str_eq(reply_body(out),
+                     "{\"status\":404,\"error\":\"Not Found\"}\n");
+    free(out);
+    ck_assert_int_eq(post_ct(f.sock, "/nope", "text/plain", NULL, "{}", &out),
+                     404);
+    ck_assert_str_eq(reply_body(out), "404 Not Found\n");
+    free(out);
+    ck_assert_int_eq(post_ct(f.sock, "/signup", "application/json", NULL,
+                             "{\"email\":", &out), 400);
+    ck_assert_msg(strncmp(reply_body(out),
+                          "{\"status\":400,\"error\":\"invalid JSON body: ",
+                          39) == 0, "%s", out);
+    free(out);
+    stop_server(&f);
+    cleanup(&f);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("web_server");
@@ -713,6 +1197,27 @@ static Suite *suite(void)
     tcase_add_test(tc, server_answers_straight_fastcgi);
     tcase_add_test(tc, server_limits_straight_fastcgi);
     tcase_add_test(tc, server_db_lost_answers_503);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("body");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, body_not_parsed_for_404);
+    tcase_add_test(tc, body_not_parsed_for_route_without_body_fields);
+    tcase_add_test(tc, body_parsed_once_for_body_route);
+    tcase_add_test(tc, body_lazy_for_handlers);
+    tcase_add_test(tc, body_json_element_limit);
+    tcase_add_test(tc, body_json_limits_from_conf);
+    tcase_add_test(tc, body_route_max_body);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("require");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, require_missing_answers_400_text);
+    tcase_add_test(tc, require_missing_answers_400_json_to_json);
+    tcase_add_test(tc, require_present_answers_2xx_and_writes);
+    tcase_add_test(tc, require_names_the_first_missing_value);
+    tcase_add_test(tc, require_checked_before_a_handler);
+    tcase_add_test(tc, errors_are_json_for_json_requests);
     suite_add_tcase(s, tc);
     return s;
 }

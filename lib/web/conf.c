@@ -31,7 +31,8 @@
  *   web_conf, so web_conf_free is one call and a failed parse leaks
  *   nothing.  Bounds: text 1 MiB, word 64 KiB, 64 args per statement,
  *   block depth 8, WEB_MAX_ROUTES routes, 64 columns / conditions per
- *   deferred query, 32 deferred queries per route, 16 paths per route.
+ *   deferred query, 32 deferred queries per route, 16 paths per route,
+ *   64 required values per route.
  *
  *   The result is immutable after parsing: read it from any thread.
  */
@@ -594,6 +595,17 @@ static int do_server(pctx *c, const node *blk)
                 (rc = get_num(c, d, 0, 1, 100000, &v)))
                 return rc;
             c->conf->server.max_query_args = (size_t)v;
+        } else if (strcmp(nm, "max_json_depth") == 0) {
+            /* jansson's own bound is JSON_PARSER_MAX_DEPTH (2048) */
+            if ((rc = arity(c, d, 1, 1)) ||
+                (rc = get_num(c, d, 0, 1, 1024, &v)))
+                return rc;
+            c->conf->server.max_json_depth = (size_t)v;
+        } else if (strcmp(nm, "max_json_elements") == 0) {
+            if ((rc = arity(c, d, 1, 1)) ||
+                (rc = get_num(c, d, 0, 1, 10000000, &v)))
+                return rc;
+            c->conf->server.max_json_elements = (size_t)v;
         } else if (strcmp(nm, "log") == 0) {
             if ((rc = arity(c, d, 1, 1)) ||
                 (rc = get_str(c, d, 0, &c->conf->server.log)))
@@ -1170,6 +1182,14 @@ static int do_defer(pctx *c, const web_route_conf *route, const node *d,
         int keyword = !s->name.quoted;
         if ((rc = no_block(c, s)))
             return rc;
+        if (keyword && strcmp(nm, "require") == 0) {
+            /* A column named "require" can still be written quoted; an
+             * unquoted one is almost surely a require in the wrong
+             * block, which would silently become a column. */
+            return perr(c, s->name.line, "\"require\" belongs to the "
+                        "route, not to \"%s\" (quote it for a column named "
+                        "require)", what);
+        }
         if (keyword && strcmp(nm, "if") == 0) {
             web_source *nc;
             if ((rc = arity(c, s, 1, 1)))
@@ -1295,9 +1315,74 @@ static int valid_ctype(const char *s)
     return slash != NULL;
 }
 
+static int any_body_src(const web_source *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (s[i].kind == WEB_SRC_BODY)
+            return 1;
+    return 0;
+}
+
+static int any_body_col(const web_column *cols, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (cols[i].src.kind == WEB_SRC_BODY)
+            return 1;
+    return 0;
+}
+
+/* Does any value of the route read a body field?  Only such a route gets
+ * its body kept and (lazily) parsed. */
+static int route_reads_body(const web_route_conf *r)
+{
+    if (any_body_src(r->requires, r->nrequires))
+        return 1;
+    for (size_t k = 0; k < r->ndefers; k++) {
+        const web_defer *d = &r->defers[k];
+        if (any_body_src(d->conds, d->nconds) ||
+            any_body_col(d->cols, d->ncols) ||
+            any_body_col(d->sets, d->nsets) ||
+            any_body_col(d->wheres, d->nwheres))
+            return 1;
+    }
+    return 0;
+}
+
+/* "require $VAR ...;": appended to the route's list (the directive may be
+ * repeated).  Only request values make sense: a literal or raw: is always
+ * present. */
+static int add_requires(pctx *c, web_route_conf *r, const node *s,
+                        web_source **reqs, size_t *cap)
+{
+    int rc = arity(c, s, 1, CONF_MAX_ARGS);
+    if (rc != WEB_OK)
+        return rc;
+    for (size_t a = 0; a < s->nargs; a++) {
+        web_source *nr;
+        if (r->nrequires == CONF_MAX_COLS)
+            return perr(c, s->args[a].line, "too many required values (at "
+                        "most %u)", CONF_MAX_COLS);
+        nr = grow(c, *reqs, r->nrequires, cap, sizeof(web_source));
+        if (nr == NULL)
+            return oom(c);
+        *reqs = nr;
+        rc = get_source(c, r, &s->args[a], &nr[r->nrequires]);
+        if (rc != WEB_OK)
+            return rc;
+        if (nr[r->nrequires].kind == WEB_SRC_LITERAL ||
+            nr[r->nrequires].kind == WEB_SRC_RAW)
+            return perr(c, s->args[a].line, "\"require\" needs a "
+                        "$variable, not \"%s\"", s->args[a].s);
+        r->nrequires++;
+        r->requires = *reqs;
+    }
+    return WEB_OK;
+}
+
 static int do_route(pctx *c, const node *d, web_route_conf *r)
 {
-    size_t k, dcap = 0;
+    size_t k, dcap = 0, rcap = 0;
+    web_source *reqs = NULL;
     web_defer *defers = NULL;
     const char **paths;
     int rc, have_respond = 0;
@@ -1345,12 +1430,28 @@ static int do_route(pctx *c, const node *d, web_route_conf *r)
             r->ndefers++;
             continue;
         }
+        if (strcmp(nm, "require") == 0) {
+            if ((rc = no_block(c, s)) ||
+                (rc = add_requires(c, r, s, &reqs, &rcap)))
+                return rc;
+            continue;
+        }
         if ((rc = no_block(c, s)) || (rc = once(c, &seen, s)))
             return rc;
         if (strcmp(nm, "handler") == 0) {
             if ((rc = arity(c, s, 1, 1)) ||
                 (rc = get_ident(c, &s->args[0], "handler", &r->handler)))
                 return rc;
+        } else if (strcmp(nm, "max_body") == 0) {
+            uint64_t v;
+            if ((rc = arity(c, s, 1, 1)) ||
+                (rc = get_size(c, s, 0, 1024u * 1024u * 1024u, &v)))
+                return rc;
+            if (v == 0)
+                return perr(c, s->args[0].line, "\"max_body\" must be at "
+                            "least 1 byte in a route (leave it out to use "
+                            "the server's)");
+            r->max_body = (size_t)v;
         } else if (strcmp(nm, "respond") == 0) {
             uint64_t st;
             size_t bi;
@@ -1372,10 +1473,12 @@ static int do_route(pctx *c, const node *d, web_route_conf *r)
             }
         } else {
             return perr(c, s->name.line, "unknown directive \"%s\" in "
-                        "\"route\" (expected handler, respond or defer)", nm);
+                        "\"route\" (expected handler, respond, require, "
+                        "max_body or defer)", nm);
         }
     }
     r->defers = defers;
+    r->reads_body = route_reads_body(r);
     if (r->handler != NULL && have_respond)
         return perr(c, d->name.line, "route has both \"handler\" and "
                     "\"respond\"; use one");
@@ -1436,6 +1539,21 @@ static int do_top(pctx *c, const node *kids, size_t nkids)
     return WEB_OK;
 }
 
+/* A route's max_body may only lower the server's: the server sizes its
+ * buffers and arenas for its own max_body.  Checked once every block is
+ * read, since "server" may come after the routes. */
+static int check_route_bounds(pctx *c)
+{
+    const web_conf *cf = c->conf;
+    for (size_t i = 0; i < cf->nroutes; i++)
+        if (cf->routes[i].max_body > cf->server.max_body)
+            return perr(c, cf->routes[i].line,
+                        "route max_body %zu is larger than the server's "
+                        "max_body %zu", cf->routes[i].max_body,
+                        cf->server.max_body);
+    return WEB_OK;
+}
+
 /* ==== entry points ======================================================== */
 
 static web_conf *conf_new(const char *name)
@@ -1456,6 +1574,8 @@ static web_conf *conf_new(const char *name)
     c->server.max_body = 1024 * 1024;
     c->server.max_params = 1000;
     c->server.max_query_args = 1000;
+    c->server.max_json_depth = 32;
+    c->server.max_json_elements = 10000;
     c->server.log = "stderr";
     c->server.log_level = WEB_LOG_INFO;
     c->database.path = "var/waituntil.db";
@@ -1525,6 +1645,8 @@ int web_conf_parse(const char *text, size_t n, const char *name,
     rc = parse_block(&c, &kids, &nkids, 0, 0);
     if (rc == WEB_OK)
         rc = do_top(&c, kids, nkids);
+    if (rc == WEB_OK)
+        rc = check_route_bounds(&c);
     if (rc != WEB_OK) {
         web_conf_free(c.conf);
         return rc;

@@ -19,6 +19,19 @@
  *   After web_request_init returns, nothing points into envp or the body
  *   buffer: libfcgi frees both in FCGX_Finish_r.
  *
+ *   Body: copied out as bytes, parsed only when something reads a field
+ *   (web_request_parse_body, called by the body accessors), once, and
+ *   bounded: the server reads the body after routing, so a route that
+ *   reads no $body_ field (and a 404) never reaches a parser.  A JSON body
+ *   reaches jansson through json_load_callback in 1 KiB chunks; the feeder
+ *   counts depth and elements in each chunk before handing it over and
+ *   stops the parse (returns an error to jansson) at the first chunk past
+ *   a bound, so jansson never builds more than max_json_elements values
+ *   nor recurses deeper than max_json_depth, and a 1 MB "[0,0,...]" costs
+ *   a scan of the first ~20 kB, not a 27 MB tree.  The counting happens
+ *   on the raw text, strings skipped with their escapes; jansson still
+ *   validates every byte it is given.
+ *
  *   Path: DOCUMENT_URI (nginx $uri) is preferred because it is what nginx
  *   matched its location against, after its own decoding, merging and
  *   internal rewrites; decoding it again would decode twice ("%2525").  It
@@ -44,6 +57,19 @@ typedef struct param {
 
 enum { BODY_OTHER = 0, BODY_FORM, BODY_JSON };
 
+/* What the lazy body parse leaves behind.  Reached through a pointer so
+ * that accessors taking a const web_request can fill it once. */
+struct body_parse {
+    int done;          /* the parse ran (or there was nothing to parse) */
+    int rc;            /* its result, returned again on every call */
+    int kind;          /* BODY_* */
+    unsigned parses;   /* times a parser ran: 0 or 1 */
+    web_kv *form;
+    size_t nform;
+    json_t *json;
+    char why[112];     /* reason for the client when rc != WEB_OK */
+};
+
 struct web_request {
     web_arena *arena;
     const char *method;
@@ -65,10 +91,9 @@ struct web_request {
     size_t nheaders;
     web_kv *args;
     size_t nargs;
-    web_kv *form;
-    size_t nform;
-    json_t *json;
-    int body_kind;
+    int body_set;      /* web_request_set_body ran */
+    web_limits lim;    /* bounds for the lazy parse */
+    struct body_parse *bp;
 };
 
 void web_limits_default(web_limits *lim)
@@ -78,6 +103,7 @@ void web_limits_default(web_limits *lim)
     lim->max_query_args = 1000;
     lim->max_body = 1024 * 1024;
     lim->max_json_depth = 32;
+    lim->max_json_elements = 10000;
 }
 
 /* ---- urlencoded -------------------------------------------------------- */
@@ -262,32 +288,86 @@ int web_path_normalize(web_arena *a, const char *s, size_t n, int decode,
 
 /* ---- JSON -------------------------------------------------------------- */
 
-/* Nesting depth of a JSON text, stopping early past max; strings skipped
- * with their escapes so brackets inside them do not count. */
-static size_t json_depth(const char *s, size_t n, size_t max)
+enum { FEED_OK = 0, FEED_DEEP, FEED_MANY };
+
+/* json_load_callback's source: hands the body to jansson in chunks and
+ * counts, before each chunk is handed over, the nesting depth and the
+ * elements (array elements and object members: every ',' outside
+ * strings, plus one for a container that is not empty).  State carries
+ * across chunks (inside a string, after a backslash, just after '[' or
+ * '{'). */
+struct json_feed {
+    const char *s;
+    size_t n, off;
+    size_t depth, max_depth;
+    size_t elems, max_elems;
+    int in_str, esc, opened;
+    int over;          /* FEED_*: which bound stopped the parse */
+};
+
+static size_t json_feed_chunk(void *buf, size_t buflen, void *data)
 {
-    size_t i, d = 0, top = 0;
-    int in_str = 0;
+    struct json_feed *f = data;
+    size_t n = f->n - f->off, i;
+    const char *p = f->s + f->off;
+    if (f->over != FEED_OK)
+        return (size_t)-1;
+    if (n > buflen)
+        n = buflen;
     for (i = 0; i < n; i++) {
-        char c = s[i];
-        if (in_str) {
-            if (c == '\\')
-                i++;
+        char c = p[i];
+        if (f->in_str) {
+            if (f->esc)
+                f->esc = 0;
+            else if (c == '\\')
+                f->esc = 1;
             else if (c == '"')
-                in_str = 0;
-        } else if (c == '"') {
-            in_str = 1;
-        } else if (c == '[' || c == '{') {
-            if (++d > top) {
-                top = d;
-                if (top > max)
-                    return top;
-            }
-        } else if ((c == ']' || c == '}') && d > 0) {
-            d--;
+                f->in_str = 0;
+            continue;
         }
+        if (c == ' ' || c == '\t' || c == '\n' || c == '\r')
+            continue;
+        if (f->opened) {
+            f->opened = 0;
+            if (c != ']' && c != '}')
+                f->elems++;
+        }
+        if (c == '"') {
+            f->in_str = 1;
+        } else if (c == '[' || c == '{') {
+            f->opened = 1;
+            if (++f->depth > f->max_depth)
+                f->over = FEED_DEEP;
+        } else if (c == ']' || c == '}') {
+            if (f->depth > 0)
+                f->depth--;
+        } else if (c == ',') {
+            f->elems++;
+        }
+        if (f->elems > f->max_elems && f->over == FEED_OK)
+            f->over = FEED_MANY;
+        if (f->over != FEED_OK)
+            return (size_t)-1; /* jansson stops: "read error" (EOF) */
     }
-    return top;
+    memcpy(buf, p, n);
+    f->off += n;
+    return n;
+}
+
+/* A short reason for a jansson error, without quoting the input. */
+static const char *json_why(const json_error_t *e)
+{
+    switch (json_error_code(e)) {
+    case json_error_invalid_utf8: return "invalid UTF-8";
+    case json_error_premature_end_of_input: return "unexpected end";
+    case json_error_end_of_input_expected: return "data after the value";
+    case json_error_null_character: return "\\u0000 in a string";
+    case json_error_null_byte_in_key: return "\\u0000 in a key";
+    case json_error_duplicate_key: return "duplicate object key";
+    case json_error_numeric_overflow: return "number out of range";
+    case json_error_stack_overflow: return "nested too deeply";
+    default: return "syntax error";
+    }
 }
 
 static void json_dispose(void *p)
@@ -295,11 +375,62 @@ static void json_dispose(void *p)
     json_decref((json_t *)p);
 }
 
+static int parse_json(const web_request *r, struct body_parse *bp)
+{
+    struct json_feed f;
+    json_error_t err;
+    json_t *j;
+    int rc;
+
+    memset(&f, 0, sizeof f);
+    f.s = r->body;
+    f.n = r->body_len;
+    f.max_depth = r->lim.max_json_depth;
+    f.max_elems = r->lim.max_json_elements;
+    j = json_load_callback(json_feed_chunk, &f,
+                           JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &err);
+    if (j == NULL) {
+        if (f.over == FEED_DEEP)
+            snprintf(bp->why, sizeof bp->why,
+                     "JSON body nested deeper than %zu levels", f.max_depth);
+        else if (f.over == FEED_MANY)
+            snprintf(bp->why, sizeof bp->why,
+                     "JSON body has more than %zu elements", f.max_elems);
+        else if (json_error_code(&err) == json_error_out_of_memory)
+            return WEB_ENOMEM;
+        else
+            snprintf(bp->why, sizeof bp->why,
+                     "invalid JSON body: %s at line %d, column %d",
+                     json_why(&err), err.line, err.column);
+        return WEB_EBADJSON;
+    }
+    if (f.over != FEED_OK) {
+        /* A complete value before the chunk that went past a bound: the
+         * rest was never checked, so the body is refused all the same. */
+        json_decref(j);
+        snprintf(bp->why, sizeof bp->why, "%s",
+                 f.over == FEED_DEEP ? "JSON body nested too deeply"
+                                     : "JSON body has too many elements");
+        return WEB_EBADJSON;
+    }
+    rc = web_arena_on_reset(r->arena, json_dispose, j);
+    if (rc != WEB_OK) {
+        json_decref(j);
+        return rc;
+    }
+    bp->json = j;
+    bp->kind = BODY_JSON;
+    return WEB_OK;
+}
+
 /* ---- helpers ----------------------------------------------------------- */
 
-static int media_type_is(const char *ct, const char *want)
+int web_media_type_is(const char *ct, const char *want)
 {
-    size_t wl = strlen(want), i = 0;
+    size_t wl, i = 0;
+    if (ct == NULL || want == NULL)
+        return 0;
+    wl = strlen(want);
     while (ct[i] == ' ' || ct[i] == '\t')
         i++;
     if (strncasecmp(ct + i, want, wl) != 0)
@@ -416,63 +547,90 @@ static int copy_params(web_request *r, char *const *envp,
     return WEB_OK;
 }
 
-static int parse_body(web_request *r, const web_limits *lim)
+/* The parse itself (web_request_parse_body runs it once). */
+static int parse_body(const web_request *r, struct body_parse *bp)
 {
     int rc;
-    if (r->ctype == NULL || r->body_len == 0)
+    if (r->ctype == NULL || r->body == NULL || r->body_len == 0)
         return WEB_OK;
-    if (media_type_is(r->ctype, "application/x-www-form-urlencoded")) {
-        r->body_kind = BODY_FORM;
-        return web_urlencoded_parse(r->arena, r->body, r->body_len,
-                                    lim->max_query_args, &r->form, &r->nform);
+    if (web_media_type_is(r->ctype, "application/x-www-form-urlencoded")) {
+        bp->parses++;
+        rc = web_urlencoded_parse(r->arena, r->body, r->body_len,
+                                  r->lim.max_query_args, &bp->form,
+                                  &bp->nform);
+        if (rc == WEB_ETOOMANY)
+            snprintf(bp->why, sizeof bp->why,
+                     "form body has more than %zu fields",
+                     r->lim.max_query_args);
+        else if (rc == WEB_EBADQUERY)
+            snprintf(bp->why, sizeof bp->why,
+                     "invalid form body (bad escape, NUL or invalid UTF-8)");
+        if (rc == WEB_OK)
+            bp->kind = BODY_FORM;
+        return rc;
     }
-    if (media_type_is(r->ctype, "application/json")) {
-        json_error_t err;
-        json_t *j;
-        if (json_depth(r->body, r->body_len, lim->max_json_depth) >
-            lim->max_json_depth)
-            return WEB_EBADJSON;
-        j = json_loadb(r->body, r->body_len,
-                       JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &err);
-        if (j == NULL)
-            return WEB_EBADJSON;
-        rc = web_arena_on_reset(r->arena, json_dispose, j);
-        if (rc != WEB_OK) {
-            json_decref(j);
-            return rc;
-        }
-        r->json = j;
-        r->body_kind = BODY_JSON;
+    if (web_media_type_is(r->ctype, "application/json")) {
+        bp->parses++;
+        return parse_json(r, bp);
     }
     return WEB_OK;
 }
 
-int web_request_init(web_request **out, web_arena *a, char *const *envp,
-                     const void *body, size_t body_len, const web_limits *lim)
+int web_request_parse_body(const web_request *r)
 {
-    web_limits defl;
+    struct body_parse *bp;
+    if (r == NULL || r->bp == NULL)
+        return WEB_EINVAL;
+    bp = r->bp;
+    if (!bp->done) {
+        bp->rc = parse_body(r, bp);
+        bp->done = 1;
+    }
+    return bp->rc;
+}
+
+unsigned web_request_body_parses(const web_request *r)
+{
+    return (r != NULL && r->bp != NULL) ? r->bp->parses : 0;
+}
+
+int web_request_body_result(const web_request *r, const char **why)
+{
+    int rc = (r != NULL && r->bp != NULL && r->bp->done) ? r->bp->rc
+                                                           : WEB_OK;
+    if (why != NULL)
+        *why = rc != WEB_OK && r->bp->why[0] != '\0' ? r->bp->why : NULL;
+    return rc;
+}
+
+int web_request_begin(web_request **out, web_arena *a, char *const *envp,
+                      const web_limits *lim)
+{
     web_request *r;
     const param *p;
     int rc;
     if (out == NULL)
         return WEB_EINVAL;
     *out = NULL;
-    if (a == NULL || (body == NULL && body_len > 0))
+    if (a == NULL)
         return WEB_EINVAL;
-    if (lim == NULL) {
-        web_limits_default(&defl);
-        lim = &defl;
-    }
     r = web_arena_alloc(a, sizeof(*r));
     if (r == NULL)
         return WEB_ETOOBIG;
     memset(r, 0, sizeof(*r));
     r->arena = a;
     r->clen = -1;
+    if (lim != NULL)
+        r->lim = *lim;
+    else
+        web_limits_default(&r->lim);
+    lim = &r->lim;
+    r->bp = web_arena_alloc(a, sizeof(*r->bp));
+    if (r->bp == NULL)
+        return WEB_ETOOBIG;
+    memset(r->bp, 0, sizeof(*r->bp));
     clock_gettime(CLOCK_REALTIME, &r->time);
 
-    if (body_len > lim->max_body)
-        return WEB_ETOOBIG;
     rc = copy_params(r, envp, lim);
     if (rc != WEB_OK)
         return rc;
@@ -490,8 +648,6 @@ int web_request_init(web_request **out, web_arena *a, char *const *envp,
             return WEB_EBADREQ;
         if ((uint64_t)r->clen > lim->max_body)
             return WEB_ETOOBIG;
-        if ((uint64_t)r->clen != body_len)
-            return WEB_EBADREQ;
     }
     p = find_param(r, "CONTENT_TYPE");
     if (p != NULL && p->val_len > 0)
@@ -539,8 +695,30 @@ int web_request_init(web_request **out, web_arena *a, char *const *envp,
             return rc;
     }
 
-    if (body_len > 0) {
-        char *b = web_arena_alloc_aligned(a, body_len + 1, 1);
+    p = find_param(r, "REQUEST_ID");
+    if (p != NULL && id_valid(p->val, p->val_len))
+        r->id = p->val;
+    else if ((rc = make_id(r)) != WEB_OK)
+        return rc;
+    *out = r;
+    return WEB_OK;
+}
+
+int web_request_set_body(web_request *r, const void *body, size_t body_len,
+                         size_t max_body)
+{
+    if (r == NULL || r->body_set)
+        return WEB_EINVAL;
+    r->body_set = 1;
+    if (max_body > r->lim.max_body)
+        max_body = r->lim.max_body;
+    if (body_len > max_body ||
+        (r->clen >= 0 && (uint64_t)r->clen > max_body))
+        return WEB_ETOOBIG;
+    if (r->clen >= 0 && (uint64_t)r->clen != body_len)
+        return WEB_EBADREQ;
+    if (body != NULL && body_len > 0) {
+        char *b = web_arena_alloc_aligned(r->arena, body_len + 1, 1);
         if (b == NULL)
             return WEB_ETOOBIG;
         memcpy(b, body, body_len);
@@ -548,14 +726,32 @@ int web_request_init(web_request **out, web_arena *a, char *const *envp,
         r->body = b;
         r->body_len = body_len;
     }
-    rc = parse_body(r, lim);
-    if (rc != WEB_OK)
-        return rc;
+    return WEB_OK;
+}
 
-    p = find_param(r, "REQUEST_ID");
-    if (p != NULL && id_valid(p->val, p->val_len))
-        r->id = p->val;
-    else if ((rc = make_id(r)) != WEB_OK)
+int web_request_init(web_request **out, web_arena *a, char *const *envp,
+                     const void *body, size_t body_len, const web_limits *lim)
+{
+    web_limits defl;
+    web_request *r;
+    int rc;
+    if (out == NULL)
+        return WEB_EINVAL;
+    *out = NULL;
+    if (a == NULL || (body == NULL && body_len > 0))
+        return WEB_EINVAL;
+    if (lim == NULL) {
+        web_limits_default(&defl);
+        lim = &defl;
+    }
+    if (body_len > lim->max_body)
+        return WEB_ETOOBIG;
+    rc = web_request_begin(&r, a, envp, lim);
+    if (rc == WEB_OK)
+        rc = web_request_set_body(r, body, body_len, lim->max_body);
+    if (rc == WEB_OK)
+        rc = web_request_parse_body(r);
+    if (rc != WEB_OK)
         return rc;
     *out = r;
     return WEB_OK;
@@ -703,12 +899,16 @@ const web_kv *web_request_arg_at(const web_request *r, size_t i)
 
 size_t web_request_form_count(const web_request *r)
 {
-    return r ? r->nform : 0;
+    if (r == NULL || web_request_parse_body(r) != WEB_OK)
+        return 0;
+    return r->bp->nform;
 }
 
 const web_kv *web_request_form_at(const web_request *r, size_t i)
 {
-    return (r && i < r->nform) ? &r->form[i] : NULL;
+    if (r == NULL || web_request_parse_body(r) != WEB_OK)
+        return NULL;
+    return i < r->bp->nform ? &r->bp->form[i] : NULL;
 }
 
 /* The member at a dotted path; a literal key with dots wins. */
@@ -741,13 +941,17 @@ int web_request_body_field(const web_request *r, const char *key,
                            web_value *out)
 {
     json_t *v;
+    int rc;
     if (out == NULL)
         return WEB_EINVAL;
     memset(out, 0, sizeof(*out));
     if (r == NULL || key == NULL)
         return WEB_EINVAL;
-    if (r->body_kind == BODY_FORM) {
-        const web_kv *kv = kv_find(r->form, r->nform, key);
+    rc = web_request_parse_body(r);
+    if (rc != WEB_OK)
+        return rc;
+    if (r->bp->kind == BODY_FORM) {
+        const web_kv *kv = kv_find(r->bp->form, r->bp->nform, key);
         if (kv != NULL) {
             out->type = WEB_V_TEXT;
             out->s = kv->val;
@@ -755,9 +959,9 @@ int web_request_body_field(const web_request *r, const char *key,
         }
         return WEB_OK;
     }
-    if (r->body_kind != BODY_JSON)
+    if (r->bp->kind != BODY_JSON)
         return WEB_OK;
-    v = json_path(r->json, key);
+    v = json_path(r->bp->json, key);
     if (v == NULL)
         return WEB_OK;
     switch (json_typeof(v)) {

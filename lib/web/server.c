@@ -12,12 +12,22 @@
  * counters.
  *
  * Per request:
- *   1. read the body to its end (not trusting CONTENT_LENGTH) up to
- *      max_body; past it the answer is 413;
- *   2. copy params and body into the arena (web_request_init): from here
- *      on nothing points into libfcgi's memory;
- *   3. route; run the C handler or the declarative action, which buffers
- *      the response in the arena and registers deferred work;
+ *   1. copy the params into the arena (web_request_begin) and route;
+ *   2. read the body to its end (not trusting CONTENT_LENGTH) up to the
+ *      route's max_body (the server's for a 404/405); past it the answer
+ *      is 413.  Only a route that can read body fields (a $body_ value,
+ *      or a C handler) keeps it (web_request_set_body copies it into the
+ *      arena); any other body is read into a scratch buffer and dropped,
+ *      never parsed: a 1 MB JSON body posted to a 404 costs a read, not a
+ *      jansson tree.  The body is always read to its end, so nginx is
+ *      never answered while it is still sending.  From here on nothing
+ *      points into libfcgi's memory;
+ *   3. check the route's "require" values (a missing one is answered 400
+ *      here, before anything is registered); run the C handler or the
+ *      declarative action, which buffers the
+ *      response in the arena and registers deferred work; the first read
+ *      of a body field parses the body, once, within max_json_depth and
+ *      max_json_elements;
  *   4. defer_admit: a full queue, or a database that is failing or lost
  *      (DEFER_EUNAVAIL: its writes would fail), turns the answer into
  *      503 + Retry-After while the client can still be told (DESIGN.md
@@ -87,7 +97,8 @@ struct web_server {
     time_t started_at;
 
     atomic_uint_fast64_t accepted, finished, s2xx, s3xx, s4xx, s5xx,
-        rejected_503, unavail_503, client_gone, accept_errors;
+        rejected_503, unavail_503, client_gone, accept_errors,
+        bodies_parsed, bodies_refused, missing_required;
 };
 
 struct resp_header {
@@ -103,6 +114,8 @@ struct web_call {
     const web_route_conf *route;
     defer_ctx *dctx;
     const char *label;
+    int json_errors;         /* the request's Content-Type is JSON: the
+                                server's own error answers are JSON */
     int status;              /* 0 until web_respond */
     const char *ctype;
     const char *body;
@@ -301,21 +314,94 @@ static int write_response(FCGX_Request *rq, const web_call *c, int head,
     return FCGX_GetError(rq->out);
 }
 
-/* An error answer built without the handler (404, 413, 503...). */
-static void set_error(web_call *c, int status, const char *text)
+/* Append s to buf (capacity cap, *o used) as the inside of a JSON
+ * string: escaped, valid UTF-8 (a string that is not has its bytes over
+ * 0x7f written as '?'), cut with "..." at a character boundary when it
+ * does not fit in cap - reserve bytes. */
+static void json_put(char *buf, size_t cap, size_t *o, size_t reserve,
+                     const char *s)
 {
-    char body[160];
-    int n = snprintf(body, sizeof body, "%d %s%s%s\n", status, reason(status),
-                     text ? ": " : "", text ? text : "");
+    int utf8 = web_utf8_valid(s, strlen(s));
+    for (; *s != '\0'; s++) {
+        unsigned char ch = (unsigned char)*s;
+        char esc[8];
+        size_t n, need;
+        if (ch == '"' || ch == '\\')
+            n = (size_t)snprintf(esc, sizeof esc, "\\%c", ch);
+        else if (ch < 0x20 || ch == 0x7f)
+            n = (size_t)snprintf(esc, sizeof esc, "\\u%04x", ch);
+        else if (ch >= 0x80 && !utf8)
+            n = (size_t)snprintf(esc, sizeof esc, "?");
+        else
+            n = (size_t)snprintf(esc, sizeof esc, "%c", ch);
+        /* Room for this piece, a later "..." and the reserve; at a
+         * UTF-8 lead byte, for the whole character, so that a cut never
+         * falls inside one. */
+        need = n + 3 + reserve + (utf8 && ch >= 0xc0 ? 3 : 0);
+        if (cap - *o < need) {
+            memcpy(buf + *o, "...", 3);
+            *o += 3;
+            return;
+        }
+        memcpy(buf + *o, esc, n);
+        *o += n;
+    }
+}
+
+/* An error answer built without the handler (404, 413, 503...): text
+ * ("400 Bad Request: TEXT"), or for a JSON request
+ * {"status":400,"error":"TEXT"[,"field":"FIELD"]}.  text NULL: the
+ * status's reason alone; field: the name of a missing value. */
+static void set_error_field(web_call *c, int status, const char *text,
+                            const char *field)
+{
+    char body[512];
+    size_t n = 0;
+    const char *ctype = "text/plain; charset=utf-8";
+    if (c->json_errors) {
+        /* the reserve keeps room for what follows each string */
+        n = (size_t)snprintf(body, sizeof body, "{\"status\":%d,\"error\":\"",
+                             status);
+        json_put(body, sizeof body, &n, 200,
+                 text != NULL ? text : reason(status));
+        body[n++] = '"';
+        if (field != NULL) {
+            memcpy(body + n, ",\"field\":\"", 10);
+            n += 10;
+            json_put(body, sizeof body, &n, 8, field);
+            body[n++] = '"';
+        }
+        memcpy(body + n, "}\n", 2);
+        n += 2;
+        ctype = "application/json";
+    } else {
+        int k = snprintf(body, sizeof body, "%d %s%s%s\n", status,
+                         reason(status), text ? ": " : "", text ? text : "");
+        n = k < 0 ? 0 : (size_t)k < sizeof body ? (size_t)k : sizeof body - 1;
+    }
     c->nhdrs = 0;
-    if (web_respond(c, status, "text/plain; charset=utf-8", body,
-                    n > 0 ? (size_t)n : 0) != WEB_OK) {
+    if (web_respond(c, status, ctype, body, n) != WEB_OK) {
         /* Arena full: answer the status with an empty body. */
         c->status = status;
         c->ctype = NULL;
         c->body = NULL;
         c->body_len = 0;
     }
+}
+
+static void set_error(web_call *c, int status, const char *text)
+{
+    set_error_field(c, status, text, NULL);
+}
+
+/* 400 naming the value a route's "require" found missing. */
+static void set_missing(web_call *c, const web_source *missing)
+{
+    char name[128], text[192];
+    const char *what = "value";
+    web_source_client_name(missing, &what, name, sizeof name);
+    snprintf(text, sizeof text, "missing %s \"%s\"", what, name);
+    set_error_field(c, 400, text, name);
 }
 
 /* ---- one request ------------------------------------------------------------ */
@@ -332,6 +418,7 @@ struct thread_state {
 
 #define BODY_TOO_BIG ((size_t)-1)
 #define BODY_BROKEN ((size_t)-2)
+#define DRAIN_CHUNK 16384
 
 /* Read the whole body; returns its length, BODY_TOO_BIG past max (or when
  * the buffer cannot grow), BODY_BROKEN when the stream failed midway (a
@@ -366,6 +453,24 @@ static size_t read_body(struct thread_state *t, size_t max)
     return FCGX_GetError(t->rq.in) != 0 ? BODY_BROKEN : len;
 }
 
+/* Read the body to its end without keeping it, for a route that never
+ * reads it (or no route at all): the same bounds and results as
+ * read_body, in a fixed buffer. */
+static size_t drain_body(struct thread_state *t, size_t max)
+{
+    char scratch[DRAIN_CHUNK];
+    size_t len = 0;
+    for (;;) {
+        int got = FCGX_GetStr(scratch, (int)sizeof scratch, t->rq.in);
+        if (got <= 0)
+            break;
+        len += (size_t)got;
+        if (len > max)
+            return BODY_TOO_BIG;
+    }
+    return FCGX_GetError(t->rq.in) != 0 ? BODY_BROKEN : len;
+}
+
 static const web_handler_def *find_handler(const web_server *s,
                                            const char *name)
 {
@@ -375,15 +480,86 @@ static const web_handler_def *find_handler(const web_server *s,
     return NULL;
 }
 
+/* Steps 1 and 2: params, route, body.  Returns WEB_OK when the route
+ * is to run; otherwise the answer is already set on the call. */
+static int take_request(struct thread_state *t, web_call *call, int *head)
+{
+    web_server *s = t->srv;
+    web_request *req = NULL;
+    const char *path;
+    size_t path_len = 0, limit = s->limits.max_body, body_len;
+    int rc, mrc = WEB_ENOTFOUND, keep = 0;
+
+    rc = web_request_begin(&req, t->arena, t->rq.envp, &s->limits);
+    if (rc == WEB_ETOOBIG) {
+        /* CONTENT_LENGTH over max_body: answered without reading. */
+        set_error(call, 413, "body larger than max_body");
+        return rc;
+    }
+    if (rc == WEB_OK) {
+        call->req = req;
+        *head = web_request_method_bit(req) == WEB_M_HEAD;
+        path = web_request_path(req, &path_len);
+        mrc = web_router_match(s->router, web_request_method(req), path,
+                               path_len, &call->match);
+        if (mrc == WEB_OK) {
+            call->route = call->match.data;
+            call->label = call->match.pattern;
+            if (call->route->max_body > 0)
+                limit = call->route->max_body;
+            keep = call->route->handler != NULL || call->route->reads_body;
+        }
+        if (web_request_content_length(req) > (int64_t)limit) {
+            set_error(call, 413, "body larger than max_body");
+            return WEB_ETOOBIG;
+        }
+    }
+    body_len = keep ? read_body(t, limit) : drain_body(t, limit);
+    if (body_len == BODY_TOO_BIG) {
+        set_error(call, 413, "body larger than max_body");
+        return WEB_ETOOBIG;
+    }
+    if (body_len == BODY_BROKEN) {
+        set_error(call, 400, "request body cut short");
+        return WEB_EBADREQ;
+    }
+    if (rc != WEB_OK) {
+        set_error(call, web_http_status(rc), web_strerror(rc));
+        return rc;
+    }
+    if (mrc == WEB_EMETHOD) {
+        set_error(call, 405, NULL);
+        web_add_header(call, "Allow", call->match.allow_str);
+        return mrc;
+    }
+    if (mrc != WEB_OK) {
+        set_error(call, mrc == WEB_ENOTFOUND ? 404 : 500, NULL);
+        return mrc;
+    }
+    rc = web_request_set_body(req, keep ? t->body : NULL, body_len, limit);
+    if (rc != WEB_OK) {
+        set_error(call, web_http_status(rc), web_strerror(rc));
+        return rc;
+    }
+    return WEB_OK;
+}
+
+/* The answer to a route that failed with rc: a body the parser refused
+ * gets the parser's reason, anything else web_strerror's text. */
+static void set_route_error(web_call *c, int rc)
+{
+    const char *why = NULL;
+    int brc = web_request_body_result(c->req, &why);
+    set_error(c, web_http_status(rc),
+              brc == rc && why != NULL ? why : web_strerror(rc));
+}
+
 static void serve_one(struct thread_state *t)
 {
     web_server *s = t->srv;
     web_call call;
-    web_request *req = NULL;
-    size_t body_len;
+    const web_source *missing = NULL;
     int rc, head = 0, admitted = 0, sent = 0;
-    const char *path;
-    size_t path_len = 0;
     char qbuf[256];
 
     memset(&call, 0, sizeof call);
@@ -392,46 +568,36 @@ static void serve_one(struct thread_state *t)
     call.dctx = t->dctx;
     call.label = "-";
 
-    body_len = read_body(t, s->limits.max_body);
-    if (body_len == BODY_TOO_BIG) {
-        set_error(&call, 413, "body larger than max_body");
+    /* The rule for the server's own error answers: JSON to a client that
+     * sent JSON, text to anyone else (read before anything can fail). */
+    call.json_errors = web_media_type_is(FCGX_GetParam("CONTENT_TYPE",
+                                                       t->rq.envp),
+                                         "application/json");
+    if (take_request(t, &call, &head) != WEB_OK)
         goto answer;
-    }
-    if (body_len == BODY_BROKEN) {
-        set_error(&call, 400, "request body cut short");
-        goto answer;
-    }
-    rc = web_request_init(&req, t->arena, t->rq.envp, t->body, body_len,
-                          &s->limits);
-    if (rc != WEB_OK) {
-        set_error(&call, web_http_status(rc), web_strerror(rc));
-        goto answer;
-    }
-    call.req = req;
-    head = web_request_method_bit(req) == WEB_M_HEAD;
-    path = web_request_path(req, &path_len);
-    rc = web_router_match(s->router, web_request_method(req), path, path_len,
-                          &call.match);
-    if (rc == WEB_EMETHOD) {
-        set_error(&call, 405, NULL);
-        web_add_header(&call, "Allow", call.match.allow_str);
-        goto answer;
-    }
-    if (rc != WEB_OK) {
-        set_error(&call, rc == WEB_ENOTFOUND ? 404 : 500, NULL);
-        goto answer;
-    }
-    call.route = call.match.data;
-    call.label = call.match.pattern;
 
-    if (call.route->handler != NULL) {
+    /* "require" first: a missing value is the client's error, answered
+     * before the handler runs or any write is registered. */
+    rc = web_route_check_required(call.route, call.req, &call.match,
+                                  &missing);
+    if (rc == WEB_OK && call.route->handler != NULL) {
         const web_handler_def *h = find_handler(s, call.route->handler);
         rc = h ? h->fn(&call, h->ud) : WEB_EINVAL; /* checked at create */
-    } else {
+    } else if (rc == WEB_OK) {
         rc = web_respond(&call, call.route->status, call.route->content_type,
                          call.route->body, call.route->body_len);
         if (rc == WEB_OK)
             rc = web_call_register_defers(&call, call.route);
+    }
+    if (web_request_body_parses(call.req) > 0) {
+        atomic_fetch_add(&s->bodies_parsed, 1);
+        if (web_request_body_result(call.req, NULL) != WEB_OK)
+            atomic_fetch_add(&s->bodies_refused, 1);
+    }
+    if (rc == WEB_EREQUIRED && missing != NULL) {
+        atomic_fetch_add(&s->missing_required, 1);
+        set_missing(&call, missing);
+        goto answer;
     }
     if (rc != WEB_OK) {
         int st = web_http_status(rc);
@@ -440,7 +606,7 @@ static void serve_one(struct thread_state *t)
             web_logf(s->log, WEB_LOG_ERROR, "handler_failed",
                      "route=%s rc=%d", web_log_q(qbuf, sizeof qbuf, call.label),
                      rc);
-        set_error(&call, st, web_strerror(rc));
+        set_route_error(&call, rc);
         goto answer;
     }
 
@@ -780,6 +946,8 @@ int web_server_create(web_server **out, const web_server_config *cfg,
     s->limits.max_body = cfg->conf->server.max_body;
     s->limits.max_params = cfg->conf->server.max_params;
     s->limits.max_query_args = cfg->conf->server.max_query_args;
+    s->limits.max_json_depth = cfg->conf->server.max_json_depth;
+    s->limits.max_json_elements = cfg->conf->server.max_json_elements;
     if (cfg->nhandlers > 0) {
         s->handlers = calloc(cfg->nhandlers, sizeof *s->handlers);
         if (s->handlers == NULL) {
@@ -964,6 +1132,9 @@ void web_server_stats_get(web_server *s, web_server_stats *o)
     o->unavail_503 = atomic_load(&s->unavail_503);
     o->client_gone = atomic_load(&s->client_gone);
     o->accept_errors = atomic_load(&s->accept_errors);
+    o->bodies_parsed = atomic_load(&s->bodies_parsed);
+    o->bodies_refused = atomic_load(&s->bodies_refused);
+    o->missing_required = atomic_load(&s->missing_required);
     o->threads = atomic_load(&s->running);
     o->started_unix = (int64_t)s->started_at;
 }

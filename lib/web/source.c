@@ -106,6 +106,64 @@ int web_value_present(const web_value *v)
     return !(v->type == WEB_V_TEXT && v->len == 0);
 }
 
+int web_route_check_required(const web_route_conf *route,
+                             const web_request *r, const web_match *m,
+                             const web_source **missing)
+{
+    if (missing != NULL)
+        *missing = NULL;
+    if (route == NULL)
+        return WEB_EINVAL;
+    for (size_t i = 0; i < route->nrequires; i++) {
+        web_value v;
+        int rc = web_source_eval(&route->requires[i], r, m, &v);
+        if (rc != WEB_OK)
+            return rc;
+        if (!web_value_present(&v)) {
+            if (missing != NULL)
+                *missing = &route->requires[i];
+            return WEB_EREQUIRED;
+        }
+    }
+    return WEB_OK;
+}
+
+const char *web_source_client_name(const web_source *s, const char **what,
+                                   char *buf, size_t buflen)
+{
+    const char *w = "value";
+    size_t n, i;
+    if (buf == NULL || buflen == 0)
+        return buf;
+    if (s == NULL) {
+        snprintf(buf, buflen, "-");
+        if (what != NULL)
+            *what = w;
+        return buf;
+    }
+    switch (s->kind) {
+    case WEB_SRC_BODY: w = "body field"; break;
+    case WEB_SRC_HTTP: w = "header"; break;
+    case WEB_SRC_ARG: w = "query argument"; break;
+    case WEB_SRC_SEG: w = "path segment"; break;
+    default:
+        if (what != NULL)
+            *what = w;
+        return web_source_name(s, buf, buflen);
+    }
+    if (what != NULL)
+        *what = w;
+    n = s->len < buflen - 1 ? s->len : buflen - 1;
+    memcpy(buf, s->text, n);
+    buf[n] = '\0';
+    if (s->kind == WEB_SRC_HTTP)
+        for (i = 0; i < n; i++)
+            buf[i] = buf[i] == '_' ? '-'
+                     : (buf[i] >= 'A' && buf[i] <= 'Z') ? (char)(buf[i] + 32)
+                                                        : buf[i];
+    return buf;
+}
+
 const char *web_source_name(const web_source *s, char *buf, size_t buflen)
 {
     static const char *const fixed[] = {

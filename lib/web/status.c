@@ -102,6 +102,12 @@ int web_handler_status(web_call *call, void *ud)
          "lost", ss.unavail_503, 0},
         {"client_gone", "Responses whose write failed", ss.client_gone, 0},
         {"accept_errors", "FCGX_Accept_r failures", ss.accept_errors, 0},
+        {"bodies_parsed", "Request bodies parsed (form or JSON; only for "
+         "routes that read a body field)", ss.bodies_parsed, 0},
+        {"bodies_refused", "Request bodies refused by the parser or its "
+         "bounds (400)", ss.bodies_refused, 0},
+        {"requests_missing_required", "400 answers: a value a route "
+         "requires was missing", ss.missing_required, 0},
         {"request_threads", "Request threads", ss.threads, 1},
         {"tasks_admitted", "Deferred tasks admitted", ds.admitted, 0},
         {"tasks_rejected", "Deferred tasks rejected at admission", ds.rejected, 0},

@@ -25,6 +25,7 @@ const char *web_strerror(int rc)
     case WEB_ECONF: return "configuration error";
     case WEB_EIO: return "I/O error";
     case WEB_EFULL: return "table full";
+    case WEB_EREQUIRED: return "a required value is missing";
     default: return "unknown error";
     }
 }
@@ -40,7 +41,8 @@ int web_http_status(int rc)
     case WEB_EBADPATH:
     case WEB_EBADQUERY:
     case WEB_EBADJSON:
-    case WEB_EUTF8: return 400;
+    case WEB_EUTF8:
+    case WEB_EREQUIRED: return 400;
     case WEB_ENOTFOUND: return 404;
     case WEB_EMETHOD: return 405;
     default: return 500;

@@ -24,7 +24,11 @@
  * depth, and it parses from a (pointer, length) buffer without a NUL.
  * cJSON accepts invalid UTF-8 and duplicate keys silently; json-c has no
  * duplicate-key switch and a different ownership style.  We add a lower,
- * configurable depth limit in front of it (web_limits.max_json_depth).
+ * configurable depth limit and an element bound in front of it
+ * (web_limits.max_json_depth, max_json_elements), counted while jansson
+ * reads the body through json_load_callback, so an over-limit body is
+ * refused after at most one 1 KiB chunk past the bound: jansson never
+ * holds more than max_json_elements values.
  *
  * Link: -ljansson (pkg-config jansson).  No libfcgi here.
  */
@@ -58,13 +62,15 @@ enum {
     WEB_EBADPATH = -7,    /* bad escape, %00, '..' above root...    -> 400 */
     WEB_EBADQUERY = -8,   /* bad escape / %00 / invalid UTF-8 in
                              query string or form body              -> 400 */
-    WEB_EBADJSON = -9,    /* malformed JSON body (or too deep)      -> 400 */
+    WEB_EBADJSON = -9,    /* malformed JSON body, or past its depth
+                             or element bound                       -> 400 */
     WEB_EUTF8 = -10,      /* a value is not valid UTF-8             -> 400 */
     WEB_ENOTFOUND = -11,  /* no route for the path                  -> 404 */
     WEB_EMETHOD = -12,    /* path known, method not allowed         -> 405 */
     WEB_ECONF = -13,      /* configuration error (see errbuf)             */
     WEB_EIO = -14,        /* could not read a file (see errbuf)           */
-    WEB_EFULL = -15       /* a fixed table is full (routes, captures)     */
+    WEB_EFULL = -15,      /* a fixed table is full (routes, captures)     */
+    WEB_EREQUIRED = -16   /* a route's "require" value is missing   -> 400 */
 };
 
 /* Static English text for a status code; never NULL.  Thread-safe. */
@@ -160,10 +166,17 @@ typedef struct web_limits {
     size_t max_query_args;  /* query args, and form fields, default 1000   */
     size_t max_body;        /* body bytes, default 1 MiB                   */
     size_t max_json_depth;  /* nesting of a JSON body, default 32          */
+    size_t max_json_elements; /* array elements plus object members in
+                               a JSON body, all levels, default 10000     */
 } web_limits;
 
 /* Fill *lim with the defaults above. */
 WEB_API void web_limits_default(web_limits *lim);
+
+/* 1 if the Content-Type value ct names the media type type
+ * ("application/json"): compared case-insensitively, blanks around it
+ * and parameters after ';' ignored.  0 for NULL.  Thread-safe. */
+WEB_API int web_media_type_is(const char *ct, const char *type);
 
 /* A typed value: a query/form/JSON field or an evaluated conf source. */
 typedef enum web_vtype {
@@ -241,8 +254,9 @@ typedef struct web_request web_request;
  *           and equal body_len when present; a body over max_body ->
  *           WEB_ETOOBIG.  A form body (application/x-www-form-urlencoded)
  *           is parsed like a query; a JSON body (application/json) is
- *           parsed with jansson (duplicate keys and depth > max_json_depth
- *           refused) -> WEB_EBADJSON.  Other types are kept as bytes.
+ *           parsed with jansson (duplicate keys, depth > max_json_depth
+ *           and more than max_json_elements elements refused) ->
+ *           WEB_EBADJSON.  Other types are kept as bytes.
  *   id      REQUEST_ID (nginx $request_id) if it is 1..64 bytes of
  *           [A-Za-z0-9._-]; else 32 random hex digits are generated.
  *   time    arrival time, CLOCK_REALTIME, taken here.
@@ -250,12 +264,65 @@ typedef struct web_request web_request;
  * without '=' are ignored.  Limits: more than max_params entries ->
  * WEB_ETOOMANY; one entry longer than max_param_len -> WEB_EHEADER.
  *
+ * This is web_request_begin + web_request_set_body + web_request_parse_body
+ * in one call: the body is parsed here, at once.  A server should use the
+ * three steps instead, so that only a route that reads body fields pays
+ * for parsing (see below).
+ *
  * lim may be NULL (defaults).  On success *out lives in the arena; on error
  * *out is NULL and whatever was allocated is left in the arena (reset it).
  */
 WEB_API int web_request_init(web_request **out, web_arena *a,
                              char *const *envp, const void *body,
                              size_t body_len, const web_limits *lim);
+
+/*
+ * The same request in steps, for a server that routes before it reads
+ * the body (DESIGN: a body is parsed only when something reads a field):
+ *
+ * web_request_begin copies everything but the body, as web_request_init
+ * does (method, path, query and its args, headers, id, time; the same
+ * errors), and checks CONTENT_LENGTH's syntax and that it is at most
+ * lim->max_body (WEB_ETOOBIG).  lim is copied (NULL: defaults); its JSON
+ * and form bounds apply to the later parse.
+ *
+ * web_request_set_body attaches the body once the caller has read it:
+ * body_len must be <= max_body (the route's bound, at most the one given
+ * to begin; else WEB_ETOOBIG, as is a CONTENT_LENGTH over it) and equal
+ * CONTENT_LENGTH when that was given (else WEB_EBADREQ).  The bytes are
+ * copied into the arena; nothing is parsed.  body NULL with body_len > 0
+ * means the caller read the body and dropped it (a route that never reads
+ * it): the length is checked, no byte is kept, and the request behaves as
+ * one without a body.  A second call -> WEB_EINVAL.
+ *
+ * web_request_parse_body parses the body (form or JSON, as
+ * web_request_init describes) the first time it is called and returns the
+ * same result on every later call without parsing again.  The body
+ * accessors below (web_request_body_field, web_request_form_*) call it
+ * themselves, so a handler that reads a field gets the same lazy, bounded
+ * parse.  Errors: WEB_EBADJSON (malformed, too deep, too many elements),
+ * WEB_EBADQUERY (bad form body), WEB_ETOOMANY (more form fields than
+ * max_query_args), WEB_ETOOBIG/WEB_ENOMEM.  The request is logically
+ * const: the parse result is cached in it, so, as for every accessor, one
+ * thread at a time.
+ */
+WEB_API int web_request_begin(web_request **out, web_arena *a,
+                              char *const *envp, const web_limits *lim);
+WEB_API int web_request_set_body(web_request *r, const void *body,
+                                 size_t body_len, size_t max_body);
+WEB_API int web_request_parse_body(const web_request *r);
+
+/* How many times a body parser (form or JSON) ran on r: 0 until a body
+ * field is first read (or web_request_parse_body is called) on a form or
+ * JSON body, then 1 for good.  For tests and counters; never parses. */
+WEB_API unsigned web_request_body_parses(const web_request *r);
+
+/* The result of the body parse if it ran and failed: its error code, and
+ * in *why (if not NULL) a short English reason for the client ("JSON body
+ * nested deeper than 32 levels", "invalid JSON body: duplicate object key
+ * at line 1, column 12"); the reason never quotes the body.  WEB_OK (and
+ * *why NULL) when the parse succeeded or has not run.  Never parses. */
+WEB_API int web_request_body_result(const web_request *r, const char **why);
 
 /* Accessors.  Strings are NUL-terminated arena copies; *len (if not NULL)
  * gets their length.  "Absent" is NULL (len 0).  Not thread-safe against a
@@ -294,7 +361,9 @@ WEB_API const char *web_request_arg(const web_request *r, const char *key,
 WEB_API size_t web_request_arg_count(const web_request *r);
 WEB_API const web_kv *web_request_arg_at(const web_request *r, size_t i);
 
-/* Form fields (application/x-www-form-urlencoded bodies): same rules. */
+/* Form fields (application/x-www-form-urlencoded bodies): same rules.
+ * The first call parses the body (web_request_parse_body); when that
+ * fails the count is 0. */
 WEB_API size_t web_request_form_count(const web_request *r);
 WEB_API const web_kv *web_request_form_at(const web_request *r, size_t i);
 
@@ -304,7 +373,9 @@ WEB_API const web_kv *web_request_form_at(const web_request *r, size_t i);
  * descends into objects (a literal key containing '.' is tried first).
  * Strings -> TEXT, integers -> INT, reals -> REAL, true/false -> BOOL,
  * null -> NULL, objects/arrays -> TEXT holding compact JSON.  Anything
- * else (no such key, no body, other content type) -> ABSENT.  Returns
+ * else (no such key, no body, other content type) -> ABSENT.  The first
+ * call parses the body (web_request_parse_body) and returns its error if
+ * it fails (WEB_EBADJSON...: the request is bad, answer 400).  Returns
  * WEB_OK, or WEB_ENOMEM/WEB_ETOOBIG when compact JSON cannot be stored.
  */
 WEB_API int web_request_body_field(const web_request *r, const char *key,
@@ -450,6 +521,18 @@ typedef struct web_route_conf {
     size_t body_len;
     const web_defer *defers;   /* run after the response, in order */
     size_t ndefers;
+    const web_source *requires; /* "require $VAR ...;": every one must be
+                                  present (web_value_present), else 400
+                                  before the handler or any defer runs */
+    size_t nrequires;
+    size_t max_body;           /* "max_body SIZE;": body bound of this
+                                  route, at most the server's; 0 = the
+                                  server's */
+    int reads_body;            /* a value of this route (a require, an if,
+                                  a column) is a $body_ field:
+                                  its body is kept and parsed (lazily).  A
+                                  handler route keeps its body too; any
+                                  other route's body is read and dropped */
 } web_route_conf;
 
 typedef enum web_admission {
@@ -556,6 +639,8 @@ typedef struct web_conf {
         size_t max_body;         /* default 1 MiB */
         size_t max_params;       /* default 1000 */
         size_t max_query_args;   /* default 1000 */
+        size_t max_json_depth;   /* default 32 */
+        size_t max_json_elements; /* default 10000 */
         const char *log;         /* "stderr" or a file path */
         web_log_level log_level; /* default info */
     } server;
@@ -641,6 +726,31 @@ WEB_API int web_source_eval(const web_source *src, const web_request *r,
  * not empty text (an empty X-User-ID header counts as missing, as an empty
  * string is falsy in the JavaScript original). */
 WEB_API int web_value_present(const web_value *v);
+
+/*
+ * Check a route's "require" list against a request (m: its match, for
+ * $seg_): every source must evaluate to a present value.  WEB_OK;
+ * WEB_EREQUIRED with *missing (if not NULL) the first source that is
+ * absent, JSON null or empty; or the error of evaluating one (WEB_EUTF8,
+ * or the body's parse error such as WEB_EBADJSON: reading a $body_ value
+ * parses the body).  *missing is NULL unless WEB_EREQUIRED.  A route
+ * without "require" is WEB_OK at once and reads nothing.
+ */
+WEB_API int web_route_check_required(const web_route_conf *route,
+                                     const web_request *r, const web_match *m,
+                                     const web_source **missing);
+
+/*
+ * How a client would name a source, for an answer that says what is
+ * missing: *what (if not NULL) gets "body field", "header", "query
+ * argument", "path segment" or "value"; buf gets the name: the field
+ * ("user.email"), the header in lower case with '-' ("x-user-id"), the
+ * argument or segment name, or the conf variable ("$content_type") for
+ * the others.  Returns buf (NUL-terminated, cut to buflen).  Thread-safe.
+ */
+WEB_API const char *web_source_client_name(const web_source *s,
+                                           const char **what, char *buf,
+                                           size_t buflen);
 
 #ifdef __cplusplus
 }

@@ -4,12 +4,14 @@
  * status route.  Builds on web.h (request, router, conf) and lib/defer.
  *
  * A request's way through (DESIGN.md):
- *   FCGX_Accept_r -> body read (bounded) -> web_request_init (copied into
- *   the thread's arena) -> route -> handler or declarative action (the
- *   response is buffered, deferred work registered) -> defer_admit (503 if
- *   the queue is full or the database failing) -> response written ->
- *   FCGX_Finish_r ->
- *   defer_submit -> arena reset.  Nothing owned by libfcgi is touched
+ *   FCGX_Accept_r -> params copied (web_request_begin, into the thread's
+ *   arena) -> route -> body read to its end, bounded by the route's
+ *   max_body, kept only if the route can read body fields -> the route's
+ *   "require" values (400 if one is missing) -> handler or
+ *   declarative action (the response is buffered, deferred work
+ *   registered; a body field read parses the body, once) -> defer_admit
+ *   (503 if the queue is full or the database failing) -> response
+ *   written -> FCGX_Finish_r -> defer_submit -> arena reset.  Nothing owned by libfcgi is touched
  *   after FCGX_Finish_r.
  *
  * Conventions as in web.h: WEB_OK / WEB_E* codes, create/free pairs.
@@ -177,6 +179,10 @@ typedef struct web_server_stats {
                                 failing or lost (DEFER_EUNAVAIL) */
     uint64_t client_gone;    /* the write to nginx failed (client left) */
     uint64_t accept_errors;  /* FCGX_Accept_r failures (EMFILE...) */
+    uint64_t bodies_parsed;  /* form/JSON bodies parsed (only routes that
+                                read a body field ever parse one) */
+    uint64_t bodies_refused; /* ... refused by the parser or its bounds */
+    uint64_t missing_required; /* 400: a "require" value was missing */
     unsigned threads;        /* request threads running */
     int64_t started_unix;    /* when the server started */
 } web_server_stats;

@@ -83,6 +83,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             memset(&m, 0, sizeof m);
             if (rt->npaths == 0 || (rt->handler == NULL) == (rt->status == 0))
                 abort();
+            if (rt->max_body > c->server.max_body)
+                abort();
+            for (j = 0; j < rt->nrequires; j++) {
+                web_value v;
+                if (rt->requires[j].kind == WEB_SRC_LITERAL ||
+                    rt->requires[j].kind == WEB_SRC_RAW)
+                    abort();
+                if (rt->requires[j].kind == WEB_SRC_BODY && !rt->reads_body)
+                    abort();
+                (void)web_source_eval(&rt->requires[j], r, &m, &v);
+            }
+            {
+                /* the fixed request's body is valid JSON: only a missing
+                 * value or a header that is not UTF-8 may be reported */
+                int rc2 = web_route_check_required(rt, r, &m, NULL);
+                if (rc2 != WEB_OK && rc2 != WEB_EREQUIRED &&
+                    rc2 != WEB_EUTF8)
+                    abort();
+            }
             for (j = 0; j < rt->npaths; j++)
                 if (web_pattern_check(rt->paths[j], NULL, 0) != WEB_OK)
                     abort();

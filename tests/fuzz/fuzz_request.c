@@ -2,6 +2,10 @@
  * fuzz_request.c -- libFuzzer harness for the request side: envp copy-out,
  * path normalisation, query/form/JSON parsing, router.
  *
+ * The same input also goes through the server's steps (web_request_begin,
+ * web_request_set_body, the lazy parse) with JSON bounds of depth 4 and 16
+ * elements: the parse runs at most once and a refusal has a reason.
+ *
  * Input layout: lines up to the first empty line are FastCGI params
  * ("NAME=value", at most 64); the rest is the body.  The whole input is
  * also given, raw, to web_urlencoded_parse, web_path_normalize (both
@@ -167,6 +171,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         (void)web_request_body_field(r, "a.b", &v);
         (void)web_request_header(r, "x-user-id", NULL);
         if (strlen(web_request_id(r)) == 0)
+            abort();
+    }
+    web_arena_reset(a);
+
+    /* the same request in the server's steps, with small JSON bounds so
+     * that the feeder's early stop is reached: the parse runs at most
+     * once, and a refusal always has a reason */
+    lim.max_json_depth = 4;
+    lim.max_json_elements = 16;
+    if (web_request_begin(&r, a, envp, &lim) == WEB_OK &&
+        web_request_set_body(r, body, body_len, 4096) == WEB_OK) {
+        web_value v;
+        const char *why = NULL;
+        int rc1 = web_request_body_field(r, "a", &v);
+        int rc2 = web_request_parse_body(r);
+        if (rc1 != rc2 || web_request_body_parses(r) > 1)
+            abort();
+        if (web_request_body_result(r, &why) != rc2 ||
+            (rc2 == WEB_EBADJSON && why == NULL))
+            abort();
+        if (rc2 == WEB_OK && v.type == WEB_V_TEXT &&
+            !web_utf8_valid(v.s, v.len))
             abort();
     }
     /* the request pointers die here; the arena is reused, as in a server */
