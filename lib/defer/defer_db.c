@@ -326,12 +326,11 @@ int defer__db_fatal(const defer_runner *r, int rc)
 int defer__db_open(defer_runner *r, char *eb, size_t el)
 {
     defer_pool *p = r->pool;
-    int rc;
 
     if (p->cfg.pg_conninfo != NULL) {
 #ifdef HAVE_LIBPQ
         qb_pg *pg = NULL;
-        rc = qb_pg_open(&pg, p->cfg.pg_conninfo, &p->cfg.pg, eb, el);
+        int rc = qb_pg_open(&pg, p->cfg.pg_conninfo, &p->cfg.pg, eb, el);
         if (rc != QB_OK)
             return rc;
         r->pg = pg;

@@ -37,7 +37,10 @@ if [ "$SC" = fulllog ]; then
     sed -e "s|^\( *\)log stderr;|\1log $W/db/waituntil.log;|" "$CONF" > "$W/conf"
     CONF=$W/conf LOG=$W/db/waituntil.log
 fi
-stack_start "$SRC" "$W/build" "$W/prefix" "$PORT" "$DB" "$CONF" || exit 1
+stack_start "$SRC" "$W/build" "$W/prefix" "$PORT" "$DB" "$CONF" || {
+    case $SC in full*) umount "$W/db" ;; esac
+    exit 1
+}
 URL=http://127.0.0.1:$PORT
 cat > "$W/count.lua" <<'L'
 threads = {}
