@@ -414,7 +414,7 @@ out:
 #ifdef HAVE_LIBPQ
 /* Run one statement built in the PostgreSQL dialect, rows discarded. */
 static int pg_run(qb_pg *db, const char *sql, size_t nargs,
-                  const qb_value *args, qb_pg_result **out)
+                  const qb_value *args, qb_result **out)
 {
     qb_query *q = NULL;
     int rc = qb_query_raw_dialect(&q, QB_DIALECT_POSTGRES, sql, nargs, args,
@@ -454,10 +454,10 @@ static int pg_explain(qb_pg *db, const web_defer_tpl *t, char *eb, size_t el)
 /* How many of list are not recorded in the migrations table, read
  * without qb_pg_migrations_unapplied (which creates the table: a write).
  * The table name is qb_pg's default, the one main.c applies with. */
-static int pg_pending(qb_pg *db, const qb_pg_migration *list, size_t n,
+static int pg_pending(qb_pg *db, const qb_migration *list, size_t n,
                       size_t *pending)
 {
-    qb_pg_result *res = NULL;
+    qb_result *res = NULL;
     int rc = pg_run(db, "SELECT name FROM migrations", 0, NULL, &res);
 
     *pending = n;
@@ -465,14 +465,14 @@ static int pg_pending(qb_pg *db, const qb_pg_migration *list, size_t n,
         /* 42P01 undefined_table: nothing was ever applied. */
         return strcmp(qb_pg_sqlstate(db), "42P01") == 0 ? QB_OK : rc;
     for (size_t i = 0; i < n; i++)
-        for (size_t j = 0; j < qb_pg_result_rows(res); j++) {
-            const char *nm = qb_pg_result_text(res, j, 0, NULL);
+        for (size_t j = 0; j < qb_result_rows(res); j++) {
+            const char *nm = qb_result_text(res, j, 0, NULL);
             if (nm != NULL && strcmp(nm, list[i].name) == 0) {
                 (*pending)--;
                 break;
             }
         }
-    qb_pg_result_free(res);
+    qb_result_free(res);
     return QB_OK;
 }
 
@@ -480,7 +480,7 @@ static int check_pg(const web_conf *conf, const char *uri,
                     const char *mig_dir)
 {
     qb_migration *list = NULL;
-    qb_pg_migration *pl = NULL;
+    qb_migration *pl = NULL;
     qb_pg_config cfg;
     qb_pg *db = NULL;
     size_t n = 0, pending = 0;

@@ -201,7 +201,7 @@ static int migrate_pg(const web_conf *conf, const char *uri,
                       const char *mig_dir, web_log *log)
 {
     qb_migration *list = NULL;
-    qb_pg_migration *pl = NULL;
+    qb_migration *pl = NULL;
     size_t n = 0, applied = 0, failed_at = 0;
     qb_pg *db = NULL;
     qb_pg_config cfg;

@@ -84,26 +84,26 @@ static qb_pg *db_fresh(const char *schema)
 }
 
 /* First-column values of every row joined with ',' (NULL as "-"). */
-static const char *ids(const qb_pg_result *r)
+static const char *ids(const qb_result *r)
 {
     static char buf[1024];
     size_t off = 0;
     buf[0] = '\0';
-    for (size_t i = 0; i < qb_pg_result_rows(r) && off < sizeof buf - 32;
+    for (size_t i = 0; i < qb_result_rows(r) && off < sizeof buf - 32;
          i++) {
         const char *sep = i ? "," : "";
-        switch (qb_pg_result_type(r, i, 0)) {
+        switch (qb_result_type(r, i, 0)) {
         case QB_V_NULL:
             off += (size_t)snprintf(buf + off, sizeof buf - off, "%s-", sep);
             break;
         case QB_V_TEXT:
             off += (size_t)snprintf(buf + off, sizeof buf - off, "%s%.64s",
-                                    sep, qb_pg_result_text(r, i, 0, NULL));
+                                    sep, qb_result_text(r, i, 0, NULL));
             break;
         default:
             off += (size_t)snprintf(buf + off, sizeof buf - off, "%s%lld",
                                     sep,
-                                    (long long)qb_pg_result_int(r, i, 0));
+                                    (long long)qb_result_int(r, i, 0));
             break;
         }
     }
@@ -111,9 +111,9 @@ static const char *ids(const qb_pg_result *r)
 }
 
 /* Execute q, expect QB_OK, return the result (caller frees). */
-static qb_pg_result *run_ok(qb_pg *db, const qb_query *q)
+static qb_result *run_ok(qb_pg *db, const qb_query *q)
 {
-    qb_pg_result *r = NULL;
+    qb_result *r = NULL;
     int rc = qb_pg_exec(db, q, &r);
     ck_assert_msg(rc == QB_OK, "exec %s: %s (%s) [%s]", qb_query_sql(q),
                   qb_pg_strerror(rc), qb_pg_errmsg(db), qb_pg_sqlstate(db));
@@ -136,9 +136,9 @@ static const char *query_ids(qb_pg *db, const char *sql)
 {
     static char keep[1024];
     qb_query *q = raw(sql, 0, NULL, QB_FETCH_ALL);
-    qb_pg_result *r = run_ok(db, q);
+    qb_result *r = run_ok(db, q);
     snprintf(keep, sizeof keep, "%s", ids(r));
-    qb_pg_result_free(r);
+    qb_result_free(r);
     qb_query_free(q);
     return keep;
 }
@@ -146,9 +146,9 @@ static const char *query_ids(qb_pg *db, const char *sql)
 static int64_t scalar(qb_pg *db, const char *sql)
 {
     qb_query *q = raw(sql, 0, NULL, QB_FETCH_ONE);
-    qb_pg_result *r = run_ok(db, q);
-    int64_t v = qb_pg_result_int(r, 0, 0);
-    qb_pg_result_free(r);
+    qb_result *r = run_ok(db, q);
+    int64_t v = qb_result_int(r, 0, 0);
+    qb_result_free(r);
     qb_query_free(q);
     return v;
 }
@@ -205,7 +205,7 @@ END_TEST
 
 START_TEST(test_null_handles)
 {
-    qb_pg_result *r = (qb_pg_result *)1;
+    qb_result *r = (qb_result *)1;
     int64_t t = 5;
     ck_assert_int_eq(qb_pg_open(NULL, g_dsn, NULL, NULL, 0), QB_EINVAL);
     ck_assert_int_eq(qb_pg_exec(NULL, NULL, &r), QB_EINVAL);
@@ -218,12 +218,12 @@ START_TEST(test_null_handles)
     ck_assert_int_eq(qb_pg_in_transaction(NULL), 0);
     ck_assert_str_eq(qb_pg_sqlstate(NULL), "");
     qb_pg_close(NULL);
-    qb_pg_result_free(NULL);
+    qb_result_free(NULL);
     /* A NULL result reads as NULL cells. */
-    ck_assert_uint_eq(qb_pg_result_rows(NULL), 0);
-    ck_assert_int_eq(qb_pg_result_type(NULL, 0, 0), QB_V_NULL);
-    ck_assert_ptr_null(qb_pg_result_text(NULL, 0, 0, NULL));
-    ck_assert_int_eq(qb_pg_result_colindex(NULL, "x"), QB_EINVAL);
+    ck_assert_uint_eq(qb_result_rows(NULL), 0);
+    ck_assert_int_eq(qb_result_type(NULL, 0, 0), QB_V_NULL);
+    ck_assert_ptr_null(qb_result_text(NULL, 0, 0, NULL));
+    ck_assert_int_eq(qb_result_colindex(NULL, "x"), QB_EINVAL);
 }
 END_TEST
 
@@ -236,7 +236,7 @@ START_TEST(test_insert_one_returning)
                          "at timestamp DEFAULT now())");
     qb_insert *ins = pg_ins("t");
     qb_query *q = NULL;
-    qb_pg_result *r;
+    qb_result *r;
 
     qb_insert_set(ins, "name", qb_text("first"));
     qb_insert_set(ins, "n", qb_int(7));
@@ -244,13 +244,13 @@ START_TEST(test_insert_one_returning)
     ck_assert_int_eq(qb_insert_build(ins, &q), QB_OK);
     ck_assert_ptr_null(strstr(qb_query_sql(q), "?"));
     r = run_ok(db, q);
-    ck_assert_uint_eq(qb_pg_result_rows(r), 1);
-    ck_assert_int_eq(qb_pg_result_changes(r), 1);
-    ck_assert_int_eq(qb_pg_result_type_by(r, 0, "id"), QB_V_INT);
-    ck_assert_int_eq(qb_pg_result_int_by(r, 0, "id"), 1);
-    ck_assert_str_eq(qb_pg_result_text_by(r, 0, "name", NULL), "first");
-    ck_assert_int_eq(qb_pg_result_int_by(r, 0, "n"), 7);
-    qb_pg_result_free(r);
+    ck_assert_uint_eq(qb_result_rows(r), 1);
+    ck_assert_int_eq(qb_result_changes(r), 1);
+    ck_assert_int_eq(qb_result_type_by(r, 0, "id"), QB_V_INT);
+    ck_assert_int_eq(qb_result_int_by(r, 0, "id"), 1);
+    ck_assert_str_eq(qb_result_text_by(r, 0, "name", NULL), "first");
+    ck_assert_int_eq(qb_result_int_by(r, 0, "n"), 7);
+    qb_result_free(r);
     /* Without out: runs, allocates nothing. */
     ck_assert_int_eq(qb_pg_exec(db, q, NULL), QB_OK);
     ck_assert_int_eq(scalar(db, "SELECT count(*) FROM t"), 2);
@@ -268,7 +268,7 @@ START_TEST(test_insert_bulk_chain)
                          "label text)");
     qb_insert *ins = pg_ins("t");
     qb_query *q = NULL;
-    qb_pg_result *r;
+    qb_result *r;
     size_t links = 0;
 
     for (int i = 1; i <= 7; i++) {
@@ -287,9 +287,9 @@ START_TEST(test_insert_bulk_chain)
     ck_assert_uint_eq(links, 4);
     r = run_ok(db, q);
     ck_assert_str_eq(ids(r), "1,2,3,4,5,6,7");
-    ck_assert_int_eq(qb_pg_result_changes(r), 7);
+    ck_assert_int_eq(qb_result_changes(r), 7);
     ck_assert_int_eq(qb_pg_in_transaction(db), 0);
-    qb_pg_result_free(r);
+    qb_result_free(r);
     ck_assert_str_eq(query_ids(db, "SELECT label FROM t WHERE id = 7"),
                      "row7");
     qb_query_free(q);
@@ -305,7 +305,7 @@ START_TEST(test_insert_chain_atomic)
                          "INSERT INTO t VALUES (5)");
     qb_insert *ins = pg_ins("t");
     qb_query *q = NULL;
-    qb_pg_result *r = (qb_pg_result *)1;
+    qb_result *r = (qb_result *)1;
 
     for (int i = 1; i <= 5; i++) {
         if (i > 1)
@@ -341,7 +341,7 @@ START_TEST(test_upsert)
     const char *const key[] = { "k" };
     qb_insert *ins = pg_ins("kv");
     qb_query *q = NULL;
-    qb_pg_result *r;
+    qb_result *r;
 
     qb_insert_set(ins, "k", qb_text("a"));
     qb_insert_set(ins, "v", qb_int(42));
@@ -351,9 +351,9 @@ START_TEST(test_upsert)
     qb_insert_returning(ins, "k, v, hits");
     ck_assert_int_eq(qb_insert_build(ins, &q), QB_OK);
     r = run_ok(db, q);
-    ck_assert_int_eq(qb_pg_result_int_by(r, 0, "v"), 42);
-    ck_assert_int_eq(qb_pg_result_int_by(r, 0, "hits"), 2);
-    qb_pg_result_free(r);
+    ck_assert_int_eq(qb_result_int_by(r, 0, "v"), 42);
+    ck_assert_int_eq(qb_result_int_by(r, 0, "hits"), 2);
+    qb_result_free(r);
     qb_query_free(q);
     qb_insert_free(ins);
 
@@ -365,8 +365,8 @@ START_TEST(test_upsert)
     ck_assert_int_eq(qb_insert_build(ins, &q), QB_OK);
     ck_assert_ptr_nonnull(strstr(qb_query_sql(q), "DO NOTHING"));
     r = run_ok(db, q);
-    ck_assert_int_eq(qb_pg_result_changes(r), 0);
-    qb_pg_result_free(r);
+    ck_assert_int_eq(qb_result_changes(r), 0);
+    qb_result_free(r);
     ck_assert_int_eq(scalar(db, "SELECT v FROM kv WHERE k = 'a'"), 42);
     qb_query_free(q);
     qb_insert_free(ins);
@@ -379,7 +379,7 @@ START_TEST(test_update_where_returning)
     qb_pg *db = db_fresh(seed);
     qb_update *u = qb_update_new("users");
     qb_query *q = NULL;
-    qb_pg_result *r;
+    qb_result *r;
 
     qb_update_dialect(u, QB_DIALECT_POSTGRES);
     qb_update_set(u, "age", qb_raw("age + 1"));
@@ -389,12 +389,12 @@ START_TEST(test_update_where_returning)
     qb_update_returning(u, "id, age");
     ck_assert_int_eq(qb_update_build(u, &q), QB_OK);
     r = run_ok(db, q);
-    ck_assert_int_eq(qb_pg_result_changes(r), 2);
-    ck_assert_uint_eq(qb_pg_result_rows(r), 2);
+    ck_assert_int_eq(qb_result_changes(r), 2);
+    ck_assert_uint_eq(qb_result_rows(r), 2);
     ck_assert_int_eq(scalar(db, "SELECT age FROM users WHERE id = 4"), 53);
     ck_assert_str_eq(query_ids(db, "SELECT name FROM users WHERE id = 3"),
                      "Team ops");
-    qb_pg_result_free(r);
+    qb_result_free(r);
     qb_query_free(q);
     qb_update_free(u);
     qb_pg_close(db);
@@ -406,7 +406,7 @@ START_TEST(test_delete_where_returning)
     qb_pg *db = db_fresh(seed);
     qb_delete *d = qb_delete_new("orders");
     qb_query *q = NULL;
-    qb_pg_result *r;
+    qb_result *r;
 
     qb_delete_dialect(d, QB_DIALECT_POSTGRES);
     QB_DELETE_WHERE(d, "user_id = ? AND amount < ?", qb_int(4),
@@ -414,9 +414,9 @@ START_TEST(test_delete_where_returning)
     qb_delete_returning(d, "item");
     ck_assert_int_eq(qb_delete_build(d, &q), QB_OK);
     r = run_ok(db, q);
-    ck_assert_int_eq(qb_pg_result_changes(r), 2);
-    ck_assert_uint_eq(qb_pg_result_rows(r), 2);
-    qb_pg_result_free(r);
+    ck_assert_int_eq(qb_result_changes(r), 2);
+    ck_assert_uint_eq(qb_result_rows(r), 2);
+    qb_result_free(r);
     ck_assert_int_eq(scalar(db, "SELECT count(*) FROM orders"), 4);
     qb_query_free(q);
     qb_delete_free(d);
@@ -590,7 +590,7 @@ START_TEST(test_select)
     qb_pg *db = db_fresh(seed);
     qb_select *s = pg_sel(c->table);
     qb_query *q = NULL;
-    qb_pg_result *r;
+    qb_result *r;
 
     c->build(s);
     ck_assert_msg(qb_select_build(s, c->fetch, &q) == QB_OK, "%s: %s",
@@ -598,8 +598,8 @@ START_TEST(test_select)
     r = run_ok(db, q);
     ck_assert_msg(strcmp(ids(r), c->want) == 0, "%s: got %s want %s (%s)",
                   c->what, ids(r), c->want, qb_query_sql(q));
-    ck_assert_int_eq(qb_pg_result_changes(r), 0);
-    qb_pg_result_free(r);
+    ck_assert_int_eq(qb_result_changes(r), 0);
+    qb_result_free(r);
     qb_query_free(q);
     qb_select_free(s);
     qb_pg_close(db);
@@ -624,9 +624,9 @@ START_TEST(test_count)
     ck_assert_int_eq(qb_select_build_count(s, &q), QB_OK);
     ck_assert_str_eq(query_ids(db, "SELECT 1"), "1");
     {
-        qb_pg_result *r = run_ok(db, q);
-        ck_assert_int_eq(qb_pg_result_int(r, 0, 0), 2);
-        qb_pg_result_free(r);
+        qb_result *r = run_ok(db, q);
+        ck_assert_int_eq(qb_result_int(r, 0, 0), 2);
+        qb_result_free(r);
     }
     qb_query_free(q);
     /* A raw query has no count statement. */
@@ -644,12 +644,12 @@ START_TEST(test_raw_placeholders)
     qb_query *q = raw("SELECT id FROM users WHERE dept = ?2 AND age > ?1 "
                       "AND name <> ?2 ORDER BY id", 2,
                       QB_VALS(qb_int(30), qb_text("eng")), QB_FETCH_ALL);
-    qb_pg_result *r;
+    qb_result *r;
 
     ck_assert_ptr_nonnull(strstr(qb_query_sql(q), "$2"));
     r = run_ok(db, q);
     ck_assert_str_eq(ids(r), "1,2");
-    qb_pg_result_free(r);
+    qb_result_free(r);
     qb_query_free(q);
     qb_pg_close(db);
 }
@@ -679,18 +679,18 @@ START_TEST(test_raw_literals)
     const lit_case *c = &lit_cases[_i];
     qb_pg *db = db_fresh(NULL);
     qb_query *q = raw(c->sql, 1, QB_VALS(qb_int(7)), QB_FETCH_ALL);
-    qb_pg_result *r = run_ok(db, q);
+    qb_result *r = run_ok(db, q);
     char got[256];
     size_t off = 0;
 
-    ck_assert_uint_eq(qb_pg_result_rows(r), 1);
+    ck_assert_uint_eq(qb_result_rows(r), 1);
     got[0] = '\0';
-    for (size_t i = 0; i < qb_pg_result_cols(r); i++) {
-        const char *t = qb_pg_result_text(r, 0, i, NULL);
+    for (size_t i = 0; i < qb_result_cols(r); i++) {
+        const char *t = qb_result_text(r, 0, i, NULL);
         char num[32];
-        if (qb_pg_result_type(r, 0, i) == QB_V_INT) {
+        if (qb_result_type(r, 0, i) == QB_V_INT) {
             snprintf(num, sizeof num, "%lld",
-                     (long long)qb_pg_result_int(r, 0, i));
+                     (long long)qb_result_int(r, 0, i));
             t = num;
         }
         off += (size_t)snprintf(got + off, sizeof got - off, "%s%s",
@@ -699,7 +699,7 @@ START_TEST(test_raw_literals)
     }
     ck_assert_msg(strcmp(got, c->want) == 0, "%s\n  sent %s\n  got  %s",
                   c->sql, qb_query_sql(q), got);
-    qb_pg_result_free(r);
+    qb_result_free(r);
     qb_query_free(q);
     qb_pg_close(db);
 }
@@ -719,62 +719,62 @@ START_TEST(test_typed_results)
                       "'2024-01-02 03:04:05'::timestamp AS n, "
                       "'{\"a\":1}'::jsonb AS o, ''::bytea AS p, "
                       "''::text AS q", 0, NULL, QB_FETCH_ONE);
-    qb_pg_result *r = run_ok(db, q);
+    qb_result *r = run_ok(db, q);
     size_t len = 99;
     const unsigned char *b;
 
-    ck_assert_uint_eq(qb_pg_result_cols(r), 17);
-    ck_assert_str_eq(qb_pg_result_colname(r, 0), "a");
-    ck_assert_ptr_null(qb_pg_result_colname(r, 17));
-    ck_assert_uint_eq(qb_pg_result_coltype(r, 2), 20);
-    ck_assert_int_eq(qb_pg_result_type_by(r, 0, "a"), QB_V_INT);
-    ck_assert_int_eq(qb_pg_result_int_by(r, 0, "a"), 1);
-    ck_assert_int_eq(qb_pg_result_int_by(r, 0, "b"), 2);
-    ck_assert(qb_pg_result_int_by(r, 0, "c") == INT64_MAX);
-    ck_assert_int_eq(qb_pg_result_type_by(r, 0, "d"), QB_V_REAL);
-    ck_assert_double_eq(qb_pg_result_real_by(r, 0, "d"), 1.5);
-    ck_assert_double_eq(qb_pg_result_real_by(r, 0, "e"), 2.25);
-    ck_assert_int_eq(qb_pg_result_int_by(r, 0, "e"), 2);
-    ck_assert_int_eq(qb_pg_result_type_by(r, 0, "f"), QB_V_BOOL);
-    ck_assert_int_eq(qb_pg_result_int_by(r, 0, "f"), 1);
-    ck_assert_int_eq(qb_pg_result_int_by(r, 0, "g"), 0);
-    ck_assert_double_eq(qb_pg_result_real_by(r, 0, "f"), 1.0);
-    ck_assert_ptr_null(qb_pg_result_text_by(r, 0, "f", NULL));
-    ck_assert_int_eq(qb_pg_result_type_by(r, 0, "h"), QB_V_TEXT);
-    ck_assert_str_eq(qb_pg_result_text_by(r, 0, "h", &len), "txt");
+    ck_assert_uint_eq(qb_result_cols(r), 17);
+    ck_assert_str_eq(qb_result_colname(r, 0), "a");
+    ck_assert_ptr_null(qb_result_colname(r, 17));
+    ck_assert_uint_eq(qb_result_coltype(r, 2), 20);
+    ck_assert_int_eq(qb_result_type_by(r, 0, "a"), QB_V_INT);
+    ck_assert_int_eq(qb_result_int_by(r, 0, "a"), 1);
+    ck_assert_int_eq(qb_result_int_by(r, 0, "b"), 2);
+    ck_assert(qb_result_int_by(r, 0, "c") == INT64_MAX);
+    ck_assert_int_eq(qb_result_type_by(r, 0, "d"), QB_V_REAL);
+    ck_assert_double_eq(qb_result_real_by(r, 0, "d"), 1.5);
+    ck_assert_double_eq(qb_result_real_by(r, 0, "e"), 2.25);
+    ck_assert_int_eq(qb_result_int_by(r, 0, "e"), 2);
+    ck_assert_int_eq(qb_result_type_by(r, 0, "f"), QB_V_BOOL);
+    ck_assert_int_eq(qb_result_int_by(r, 0, "f"), 1);
+    ck_assert_int_eq(qb_result_int_by(r, 0, "g"), 0);
+    ck_assert_double_eq(qb_result_real_by(r, 0, "f"), 1.0);
+    ck_assert_ptr_null(qb_result_text_by(r, 0, "f", NULL));
+    ck_assert_int_eq(qb_result_type_by(r, 0, "h"), QB_V_TEXT);
+    ck_assert_str_eq(qb_result_text_by(r, 0, "h", &len), "txt");
     ck_assert_uint_eq(len, 3);
-    ck_assert_int_eq(qb_pg_result_type_by(r, 0, "i"), QB_V_BLOB);
-    b = qb_pg_result_blob_by(r, 0, "i", &len);
+    ck_assert_int_eq(qb_result_type_by(r, 0, "i"), QB_V_BLOB);
+    b = qb_result_blob_by(r, 0, "i", &len);
     ck_assert_uint_eq(len, 3);
     ck_assert(b[0] == 0 && b[1] == 0xff && b[2] == 'A');
-    ck_assert_int_eq(qb_pg_result_type_by(r, 0, "j"), QB_V_NULL);
-    ck_assert(qb_pg_result_is_null_by(r, 0, "j"));
-    ck_assert_int_eq(qb_pg_result_int_by(r, 0, "j"), 0);
-    ck_assert_ptr_null(qb_pg_result_text_by(r, 0, "j", &len));
+    ck_assert_int_eq(qb_result_type_by(r, 0, "j"), QB_V_NULL);
+    ck_assert(qb_result_is_null_by(r, 0, "j"));
+    ck_assert_int_eq(qb_result_int_by(r, 0, "j"), 0);
+    ck_assert_ptr_null(qb_result_text_by(r, 0, "j", &len));
     ck_assert_uint_eq(len, 0);
     /* numeric stays exact text; the numeric accessors parse it */
-    ck_assert_int_eq(qb_pg_result_type_by(r, 0, "k"), QB_V_TEXT);
-    ck_assert_str_eq(qb_pg_result_text_by(r, 0, "k", NULL),
+    ck_assert_int_eq(qb_result_type_by(r, 0, "k"), QB_V_TEXT);
+    ck_assert_str_eq(qb_result_text_by(r, 0, "k", NULL),
                      "12.345678901234567890");
-    ck_assert_int_eq(qb_pg_result_int_by(r, 0, "k"), 12);
-    ck_assert_double_eq_tol(qb_pg_result_real_by(r, 0, "k"), 12.3456789,
+    ck_assert_int_eq(qb_result_int_by(r, 0, "k"), 12);
+    ck_assert_double_eq_tol(qb_result_real_by(r, 0, "k"), 12.3456789,
                             1e-6);
-    ck_assert(isinf(qb_pg_result_real_by(r, 0, "l")));
-    ck_assert(qb_pg_result_int_by(r, 0, "l") == INT64_MAX);
-    ck_assert(isnan(qb_pg_result_real_by(r, 0, "m")));
-    ck_assert_int_eq(qb_pg_result_int_by(r, 0, "m"), 0);
-    ck_assert_str_eq(qb_pg_result_text_by(r, 0, "n", NULL),
+    ck_assert(isinf(qb_result_real_by(r, 0, "l")));
+    ck_assert(qb_result_int_by(r, 0, "l") == INT64_MAX);
+    ck_assert(isnan(qb_result_real_by(r, 0, "m")));
+    ck_assert_int_eq(qb_result_int_by(r, 0, "m"), 0);
+    ck_assert_str_eq(qb_result_text_by(r, 0, "n", NULL),
                      "2024-01-02 03:04:05");
-    ck_assert_str_eq(qb_pg_result_text_by(r, 0, "o", NULL), "{\"a\": 1}");
-    ck_assert_ptr_nonnull(qb_pg_result_blob_by(r, 0, "p", &len));
+    ck_assert_str_eq(qb_result_text_by(r, 0, "o", NULL), "{\"a\": 1}");
+    ck_assert_ptr_nonnull(qb_result_blob_by(r, 0, "p", &len));
     ck_assert_uint_eq(len, 0);
-    ck_assert_str_eq(qb_pg_result_text_by(r, 0, "q", &len), "");
+    ck_assert_str_eq(qb_result_text_by(r, 0, "q", &len), "");
     /* out of range and unknown names read as NULL cells */
-    ck_assert_int_eq(qb_pg_result_type(r, 1, 0), QB_V_NULL);
-    ck_assert_int_eq(qb_pg_result_type(r, 0, 99), QB_V_NULL);
-    ck_assert_int_eq(qb_pg_result_type_by(r, 0, "nope"), QB_V_NULL);
-    ck_assert_int_eq(qb_pg_result_colindex(r, "nope"), QB_EINVAL);
-    qb_pg_result_free(r);
+    ck_assert_int_eq(qb_result_type(r, 1, 0), QB_V_NULL);
+    ck_assert_int_eq(qb_result_type(r, 0, 99), QB_V_NULL);
+    ck_assert_int_eq(qb_result_type_by(r, 0, "nope"), QB_V_NULL);
+    ck_assert_int_eq(qb_result_colindex(r, "nope"), QB_EINVAL);
+    qb_result_free(r);
     qb_query_free(q);
     qb_pg_close(db);
 }
@@ -789,7 +789,7 @@ START_TEST(test_param_types)
                          "j jsonb, ts timestamp, bl bytea)");
     qb_insert *ins = pg_ins("v");
     qb_query *q = NULL;
-    qb_pg_result *r;
+    qb_result *r;
 
     qb_insert_set(ins, "i", qb_int(INT64_MIN));
     qb_insert_set(ins, "i4", qb_text("12"));   /* untyped text -> integer */
@@ -803,30 +803,30 @@ START_TEST(test_param_types)
     qb_insert_returning(ins, "*");
     ck_assert_int_eq(qb_insert_build(ins, &q), QB_OK);
     r = run_ok(db, q);
-    ck_assert(qb_pg_result_int_by(r, 0, "i") == INT64_MIN);
-    ck_assert_int_eq(qb_pg_result_int_by(r, 0, "i4"), 12);
-    ck_assert(isinf(qb_pg_result_real_by(r, 0, "r")) &&
-              qb_pg_result_real_by(r, 0, "r") < 0);
-    ck_assert_str_eq(qb_pg_result_text_by(r, 0, "nm", NULL), "0.1");
-    ck_assert_int_eq(qb_pg_result_type_by(r, 0, "b"), QB_V_BOOL);
-    ck_assert_int_eq(qb_pg_result_int_by(r, 0, "b"), 1);
-    ck_assert_int_eq(qb_pg_result_type_by(r, 0, "t"), QB_V_TEXT);
-    ck_assert_str_eq(qb_pg_result_text_by(r, 0, "t", NULL), "");
-    ck_assert_str_eq(qb_pg_result_text_by(r, 0, "j", NULL),
+    ck_assert(qb_result_int_by(r, 0, "i") == INT64_MIN);
+    ck_assert_int_eq(qb_result_int_by(r, 0, "i4"), 12);
+    ck_assert(isinf(qb_result_real_by(r, 0, "r")) &&
+              qb_result_real_by(r, 0, "r") < 0);
+    ck_assert_str_eq(qb_result_text_by(r, 0, "nm", NULL), "0.1");
+    ck_assert_int_eq(qb_result_type_by(r, 0, "b"), QB_V_BOOL);
+    ck_assert_int_eq(qb_result_int_by(r, 0, "b"), 1);
+    ck_assert_int_eq(qb_result_type_by(r, 0, "t"), QB_V_TEXT);
+    ck_assert_str_eq(qb_result_text_by(r, 0, "t", NULL), "");
+    ck_assert_str_eq(qb_result_text_by(r, 0, "j", NULL),
                      "{\"k\": [1, 2]}");
-    ck_assert_str_eq(qb_pg_result_text_by(r, 0, "ts", NULL),
+    ck_assert_str_eq(qb_result_text_by(r, 0, "ts", NULL),
                      "2020-02-29 12:00:00");
-    ck_assert_int_eq(qb_pg_result_type_by(r, 0, "bl"), QB_V_BLOB);
-    qb_pg_result_free(r);
+    ck_assert_int_eq(qb_result_type_by(r, 0, "bl"), QB_V_BLOB);
+    qb_result_free(r);
     qb_query_free(q);
     qb_insert_free(ins);
     /* A double survives the text round trip bit for bit. */
     q = raw("SELECT ? = 0.1::float8 + 0.2::float8 AS same, ? AS back", 2,
             QB_VALS(qb_real(0.1 + 0.2), qb_real(1.0 / 3.0)), QB_FETCH_ONE);
     r = run_ok(db, q);
-    ck_assert_int_eq(qb_pg_result_int_by(r, 0, "same"), 1);
-    ck_assert(qb_pg_result_real_by(r, 0, "back") == 1.0 / 3.0);
-    qb_pg_result_free(r);
+    ck_assert_int_eq(qb_result_int_by(r, 0, "same"), 1);
+    ck_assert(qb_result_real_by(r, 0, "back") == 1.0 / 3.0);
+    qb_result_free(r);
     qb_query_free(q);
     qb_pg_close(db);
 }
@@ -837,21 +837,21 @@ START_TEST(test_nulls)
     qb_pg *db = db_fresh("CREATE TABLE t (id integer, s text, b bytea)");
     qb_insert *ins = pg_ins("t");
     qb_query *q = NULL;
-    qb_pg_result *r;
+    qb_result *r;
 
     qb_insert_set(ins, "id", qb_null());
     qb_insert_set(ins, "s", qb_text(NULL));
     qb_insert_set(ins, "b", qb_null());
     ck_assert_int_eq(qb_insert_build(ins, &q), QB_OK);
-    qb_pg_result_free(run_ok(db, q));
+    qb_result_free(run_ok(db, q));
     qb_query_free(q);
     q = raw("SELECT id, s, b, ?::text AS p FROM t WHERE s IS NULL", 1,
             QB_VALS(qb_null()), QB_FETCH_ALL);
     r = run_ok(db, q);
-    ck_assert_uint_eq(qb_pg_result_rows(r), 1);
+    ck_assert_uint_eq(qb_result_rows(r), 1);
     for (size_t c = 0; c < 4; c++)
-        ck_assert(qb_pg_result_is_null(r, 0, c));
-    qb_pg_result_free(r);
+        ck_assert(qb_result_is_null(r, 0, c));
+    qb_result_free(r);
     qb_query_free(q);
     qb_insert_free(ins);
     qb_pg_close(db);
@@ -877,7 +877,7 @@ START_TEST(test_text_roundtrip)
     qb_insert *ins = pg_ins("t");
     qb_select *s = pg_sel("t");
     qb_query *q = NULL;
-    qb_pg_result *r;
+    qb_result *r;
     size_t len = 0;
 
     qb_insert_set(ins, "s", qb_text(t));
@@ -888,10 +888,10 @@ START_TEST(test_text_roundtrip)
     QB_WHERE(s, "s = ?", qb_text_ref(t));
     ck_assert_int_eq(qb_select_build(s, QB_FETCH_ALL, &q), QB_OK);
     r = run_ok(db, q);
-    ck_assert_uint_eq(qb_pg_result_rows(r), 1);
-    ck_assert_mem_eq(qb_pg_result_text(r, 0, 0, &len), t, strlen(t) + 1);
+    ck_assert_uint_eq(qb_result_rows(r), 1);
+    ck_assert_mem_eq(qb_result_text(r, 0, 0, &len), t, strlen(t) + 1);
     ck_assert_uint_eq(len, strlen(t));
-    qb_pg_result_free(r);
+    qb_result_free(r);
     qb_query_free(q);
     qb_select_free(s);
     qb_insert_free(ins);
@@ -916,7 +916,7 @@ START_TEST(test_bytea_roundtrip)
     qb_pg *db = db_fresh("CREATE TABLE t (id integer, b bytea)");
     unsigned char all[512];
     qb_query *q;
-    qb_pg_result *r;
+    qb_result *r;
     size_t len = 0;
 
     for (size_t i = 0; i < sizeof all; i++)
@@ -930,13 +930,13 @@ START_TEST(test_bytea_roundtrip)
             "ORDER BY id", 1, QB_VALS(qb_blob_ref(all, sizeof all)),
             QB_FETCH_ALL);
     r = run_ok(db, q);
-    ck_assert_uint_eq(qb_pg_result_rows(r), 2);
-    ck_assert_int_eq(qb_pg_result_int_by(r, 0, "n"), 512);
-    ck_assert_mem_eq(qb_pg_result_blob(r, 0, 0, &len), all, sizeof all);
+    ck_assert_uint_eq(qb_result_rows(r), 2);
+    ck_assert_int_eq(qb_result_int_by(r, 0, "n"), 512);
+    ck_assert_mem_eq(qb_result_blob(r, 0, 0, &len), all, sizeof all);
     ck_assert_uint_eq(len, sizeof all);
-    ck_assert_ptr_nonnull(qb_pg_result_blob(r, 1, 0, &len));
+    ck_assert_ptr_nonnull(qb_result_blob(r, 1, 0, &len));
     ck_assert_uint_eq(len, 0);
-    qb_pg_result_free(r);
+    qb_result_free(r);
     qb_query_free(q);
     qb_pg_close(db);
 }
@@ -998,7 +998,7 @@ START_TEST(test_dialect_refused)
     qb_select *s = qb_select_new("users");  /* SQLite by default */
     qb_insert *ins = pg_ins("users");
     qb_query *q = NULL;
-    qb_pg_result *r = (qb_pg_result *)1;
+    qb_result *r = (qb_result *)1;
 
     QB_WHERE(s, "id = ?", qb_int(1));
     ck_assert_int_eq(qb_select_build(s, QB_FETCH_ALL, &q), QB_OK);
@@ -1082,7 +1082,7 @@ START_TEST(test_errors)
                          "CREATE TABLE c (uid integer REFERENCES u(id));"
                          "SET statement_timeout = '100ms'");
     qb_query *q = raw(c->sql, 0, NULL, QB_FETCH_ALL);
-    qb_pg_result *r = (qb_pg_result *)1;
+    qb_result *r = (qb_result *)1;
     int rc = qb_pg_exec(db, q, &r);
 
     ck_assert_msg(rc == c->rc, "%s: rc %d (%s)", c->sql, rc,
@@ -1241,15 +1241,15 @@ START_TEST(test_batch)
     qb_query *dup = raw("INSERT INTO t VALUES (1)", 0, NULL, QB_FETCH_NONE);
     const qb_query *ok[2] = { a, b };
     const qb_query *bad[3] = { b, dup, a };
-    qb_pg_result *res[3] = { NULL, NULL, NULL };
+    qb_result *res[3] = { NULL, NULL, NULL };
     size_t at = 99;
 
     ck_assert_int_eq(qb_pg_batch(db, ok, 2, res, &at), QB_OK);
     ck_assert_uint_eq(at, 2);
-    ck_assert_int_eq(qb_pg_result_int(res[0], 0, 0), 1);
-    ck_assert_int_eq(qb_pg_result_int(res[1], 0, 0), 2);
-    qb_pg_result_free(res[0]);
-    qb_pg_result_free(res[1]);
+    ck_assert_int_eq(qb_result_int(res[0], 0, 0), 1);
+    ck_assert_int_eq(qb_result_int(res[1], 0, 0), 2);
+    qb_result_free(res[0]);
+    qb_result_free(res[1]);
     sh(db, "DELETE FROM t WHERE id = 2");
     ck_assert_int_eq(qb_pg_batch(db, bad, 3, res, &at), QB_ECONSTRAINT);
     ck_assert_uint_eq(at, 1);
@@ -1403,13 +1403,13 @@ static int before_fn(void *ud, const qb_query *q)
 }
 
 static void after_fn(void *ud, const qb_query *q, int rc,
-                     const qb_pg_result *res, int64_t ns)
+                     const qb_result *res, int64_t ns)
 {
     obs_log *l = ud;
     (void)q;
     (void)ns;
     l->afters++;
-    l->after_rows = rc == QB_OK ? qb_pg_result_rows(res) : 0;
+    l->after_rows = rc == QB_OK ? qb_result_rows(res) : 0;
 }
 
 START_TEST(test_logger_hooks)
@@ -1419,7 +1419,7 @@ START_TEST(test_logger_hooks)
     qb_query *ok = raw("SELECT id FROM users WHERE id < ?", 1,
                        QB_VALS(qb_int(3)), QB_FETCH_ALL);
     qb_query *bad = raw("SELECT nope FROM users", 0, NULL, QB_FETCH_ALL);
-    qb_pg_result *r = NULL;
+    qb_result *r = NULL;
     int64_t n = 0;
 
     memset(&l, 0, sizeof l);
@@ -1430,7 +1430,7 @@ START_TEST(test_logger_hooks)
     ck_assert_int_eq(l.afters, 1);
     ck_assert_uint_eq(l.after_rows, 2);
     ck_assert_str_eq(l.sql[0], qb_query_sql(ok));
-    qb_pg_result_free(r);
+    qb_result_free(r);
     ck_assert_int_eq(qb_pg_exec(db, bad, NULL), QB_ESQL);
     ck_assert_int_eq(l.calls, 2);
     ck_assert_int_eq(l.errors, 1);
@@ -1481,7 +1481,7 @@ END_TEST
 
 /* ---- migrations -------------------------------------------------------- */
 
-static const qb_pg_migration migs[] = {
+static const qb_migration migs[] = {
     { "0001_users.sql", "CREATE TABLE users (id SERIAL PRIMARY KEY, "
                         "name text NOT NULL);" },
     { "0002_posts.sql", "CREATE TABLE posts (id SERIAL PRIMARY KEY, "
@@ -1536,7 +1536,7 @@ START_TEST(test_migrations_apply)
 {
     qb_pg *db = db_fresh(NULL);
     obs_log l;
-    qb_pg_result *r = NULL;
+    qb_result *r = NULL;
     size_t applied = 99, failed = 99, idx[3], nidx = 99;
 
     memset(&l, 0, sizeof l);
@@ -1562,14 +1562,14 @@ START_TEST(test_migrations_apply)
                                             NULL), QB_OK);
     ck_assert_uint_eq(applied, 1);
     ck_assert_int_eq(qb_pg_migrations_applied(db, NULL, &r), QB_OK);
-    ck_assert_uint_eq(qb_pg_result_rows(r), 3);
-    ck_assert_str_eq(qb_pg_result_text_by(r, 0, "name", NULL),
+    ck_assert_uint_eq(qb_result_rows(r), 3);
+    ck_assert_str_eq(qb_result_text_by(r, 0, "name", NULL),
                      "0001_users.sql");
-    ck_assert_str_eq(qb_pg_result_text_by(r, 2, "name", NULL),
+    ck_assert_str_eq(qb_result_text_by(r, 2, "name", NULL),
                      "0003_seed.sql");
-    ck_assert_int_eq(qb_pg_result_int_by(r, 2, "id"), 3);
-    ck_assert_int_eq(qb_pg_result_type_by(r, 0, "applied_at"), QB_V_TEXT);
-    qb_pg_result_free(r);
+    ck_assert_int_eq(qb_result_int_by(r, 2, "id"), 3);
+    ck_assert_int_eq(qb_result_type_by(r, 0, "applied_at"), QB_V_TEXT);
+    qb_result_free(r);
     ck_assert_int_eq(scalar(db, "SELECT count(*) FROM users"), 1);
     qb_pg_close(db);
 }
@@ -1578,12 +1578,12 @@ END_TEST
 START_TEST(test_migrations_failure)
 {
     qb_pg *db = db_fresh(NULL);
-    const qb_pg_migration bad[] = {
+    const qb_migration bad[] = {
         { "a", "CREATE TABLE a (x integer);" },
         { "b", "CREATE TABLE b (x integer); SELECT * FROM missing_table;" },
         { "c", "CREATE TABLE c (x integer);" },
     };
-    const qb_pg_migration commits[] = {
+    const qb_migration commits[] = {
         { "d", "CREATE TABLE d (x integer); COMMIT;" },
     };
     size_t applied = 99, failed = 99;
@@ -1650,7 +1650,7 @@ START_TEST(test_migrations_stray_placeholder)
 {
     const stray_case *c = &stray_cases[_i];
     qb_pg *db = db_fresh(NULL);
-    const qb_pg_migration m[3] = {
+    const qb_migration m[3] = {
         { "0001_ok.sql", "CREATE TABLE m0 (a int);" },
         { "0002_bad.sql", c->sql },
         { "0003_after.sql", "CREATE TABLE m2 (a int);" },
@@ -1689,7 +1689,7 @@ END_TEST
 START_TEST(test_migrations_own_params_run)
 {
     qb_pg *db = db_fresh(NULL);
-    const qb_pg_migration m[1] = {
+    const qb_migration m[1] = {
         { "0001_fn.sql",
           "CREATE FUNCTION addx(integer, integer) RETURNS integer\n"
           "  LANGUAGE SQL IMMUTABLE RETURN $1 + $2;\n"
@@ -1764,7 +1764,7 @@ START_TEST(test_pg_cases)
     const case_entry *ce = case_of(id);
     qb_pg *db = db_fresh(case_schema);
     case_out o;
-    qb_pg_result *r;
+    qb_result *r;
 
     ck_assert_ptr_nonnull(ce);
     memset(&o, 0, sizeof o);
@@ -1776,20 +1776,20 @@ START_TEST(test_pg_cases)
         if (id == 243) {
             /* the migrations table: drop users first, the statement must
              * work on a fresh database and be idempotent */
-            qb_pg_result_free(run_ok(db, o.q));
-            qb_pg_result_free(run_ok(db, o.q));
+            qb_result_free(run_ok(db, o.q));
+            qb_result_free(run_ok(db, o.q));
             ck_assert_int_eq(scalar(db, "SELECT count(*) FROM migrations"),
                              0);
         } else {
             r = run_ok(db, o.q);
             if (id == 240) {
-                ck_assert_int_eq(qb_pg_result_changes(r), 1);
+                ck_assert_int_eq(qb_result_changes(r), 1);
                 ck_assert_str_eq(query_ids(db, "SELECT name FROM users "
                                            "WHERE id = 42"), "Alice");
             } else {
                 ck_assert_str_eq(ids(r), pg_case_want[_i]);
             }
-            qb_pg_result_free(r);
+            qb_result_free(r);
         }
     } else {
         /* 244/245: the six statements of PGQB's apply().  Run them in
@@ -1797,7 +1797,7 @@ START_TEST(test_pg_cases)
          * takes one statement, so it goes through the migration runner,
          * which sends it as workers-qb does (no parameters). */
         const char *mig_sql = qb_query_sql(o.hist[3]);
-        qb_pg_migration m = { "0001_create_users_table.sql", mig_sql };
+        qb_migration m = { "0001_create_users_table.sql", mig_sql };
         obs_log l;
         size_t applied = 0;
 
@@ -2013,7 +2013,7 @@ START_TEST(test_cache_hits_evictions)
     qb_pg *db = db_cached(2);
     qb_pg_cache_info st;
     qb_query *q[3];
-    qb_pg_result *r;
+    qb_result *r;
 
     q[0] = raw("SELECT ?::int + 1", 1, QB_VALS(qb_int(1)), QB_FETCH_ONE);
     q[1] = raw("SELECT ?::int + 2", 1, QB_VALS(qb_int(1)), QB_FETCH_ONE);
@@ -2040,8 +2040,8 @@ START_TEST(test_cache_hits_evictions)
     ck_assert_int_eq(scalar(db, "SELECT count(*) FROM pg_prepared_statements"),
                      2);
     r = run_ok(db, q[2]);
-    ck_assert_int_eq(qb_pg_result_int(r, 0, 0), 4);
-    qb_pg_result_free(r);
+    ck_assert_int_eq(qb_result_int(r, 0, 0), 4);
+    qb_result_free(r);
     /* A prepare error is reported and nothing is cached. */
     {
         qb_query *bad = raw("SELEC ?", 1, QB_VALS(qb_int(1)), QB_FETCH_ONE);
@@ -2065,17 +2065,17 @@ START_TEST(test_cache_stale)
     qb_pg *db = db_cached(8);
     qb_pg_cache_info st;
     qb_query *q = raw("SELECT * FROM t", 0, NULL, QB_FETCH_ALL);
-    qb_pg_result *r;
+    qb_result *r;
 
     sh(db, "CREATE TABLE t (a integer); INSERT INTO t VALUES (1)");
-    qb_pg_result_free(run_ok(db, q));
+    qb_result_free(run_ok(db, q));
     sh(db, "ALTER TABLE t ADD COLUMN b text DEFAULT 'x'");
     r = run_ok(db, q);
-    ck_assert_uint_eq(qb_pg_result_cols(r), 2);
-    ck_assert_str_eq(qb_pg_result_text_by(r, 0, "b", NULL), "x");
-    qb_pg_result_free(r);
+    ck_assert_uint_eq(qb_result_cols(r), 2);
+    ck_assert_str_eq(qb_result_text_by(r, 0, "b", NULL), "x");
+    qb_result_free(r);
     sh(db, "DEALLOCATE ALL");
-    qb_pg_result_free(run_ok(db, q));
+    qb_result_free(run_ok(db, q));
     qb_pg_cache_stats(db, &st);
     ck_assert_uint_eq(st.replans, 2);
     /* Inside a transaction the refusal aborts it: reported, not retried. */
@@ -2085,8 +2085,8 @@ START_TEST(test_cache_stale)
     ck_assert_str_eq(qb_pg_sqlstate(db), "0A000");
     ck_assert_int_eq(qb_pg_rollback(db), QB_OK);
     r = run_ok(db, q);
-    ck_assert_uint_eq(qb_pg_result_cols(r), 3);
-    qb_pg_result_free(r);
+    ck_assert_uint_eq(qb_result_cols(r), 3);
+    qb_result_free(r);
     qb_query_free(q);
     qb_pg_close(db);
 }

@@ -563,7 +563,7 @@ static int pg_one_text(defer_runner *r, const char *sql, const char *arg,
 {
 #ifdef HAVE_LIBPQ
     qb_query *q = NULL;
-    qb_pg_result *res = NULL;
+    qb_result *res = NULL;
     qb_value v = qb_text(arg != NULL ? arg : "");
     const char *s;
     int rc = qb_query_raw_dialect(&q, QB_DIALECT_POSTGRES, sql,
@@ -573,9 +573,9 @@ static int pg_one_text(defer_runner *r, const char *sql, const char *arg,
     qb_query_free(q);
     if (rc != QB_OK)
         return rc;
-    s = qb_pg_result_text(res, 0, 0, NULL);
+    s = qb_result_text(res, 0, 0, NULL);
     snprintf(buf, len, "%s", s != NULL ? s : "");
-    qb_pg_result_free(res);
+    qb_result_free(res);
     return QB_OK;
 #else
     (void)r, (void)sql, (void)arg, (void)buf, (void)len;

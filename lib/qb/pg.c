@@ -105,37 +105,14 @@ struct qb_pg {
     pg_stmt *lru_head, *lru_tail;
     uint64_t next_id;
     qb_pg_cache_info st;
-    qb_pg_logger_fn logger;
+    qb_logger_fn logger;
     void *logger_ud;
-    qb_pg_before_fn before;
-    qb_pg_after_fn after;
+    qb_before_fn before;
+    qb_after_fn after;
     void *hook_ud;
     int connect_timeout_ms; /* bound of qb_pg_reset */
     char sqlstate[6];
     char errmsg[PG_ERRMSG_MAX];
-};
-
-/* TEXT/BLOB bytes live in the result's arena (offsets: it moves when it
- * grows), each followed by a NUL. */
-typedef struct pg_cell {
-    qb_vtype type;
-    union {
-        int64_t i;
-        double d;
-        struct { size_t off, n; } b;
-    } u;
-} pg_cell;
-
-struct qb_pg_result {
-    int cols_set;
-    size_t ncols;
-    char **names;          /* ncols pointers, then the strings: one block */
-    unsigned *types;
-    size_t nrows, rowcap;
-    pg_cell *cells;        /* nrows * ncols */
-    char *bytes;
-    size_t nbytes, bytecap;
-    int64_t changes;
 };
 
 typedef struct pg_obs {
@@ -269,7 +246,7 @@ static int obs_begin(qb_pg *db, const qb_query *q, pg_obs *o)
 }
 
 static void obs_end(qb_pg *db, const qb_query *q, const pg_obs *o, int rc,
-                    const qb_pg_result *res)
+                    const qb_result *res)
 {
     int64_t d;
     if (!o->on)
@@ -421,75 +398,25 @@ static int params_make(qb_pg *db, const qb_value *p, size_t n, pg_params *pp)
 
 /* ---- results ----------------------------------------------------------- */
 
-QB_API void qb_pg_result_free(qb_pg_result *r)
+static const char *field_name(const void *res, size_t i)
 {
-    if (r == NULL)
-        return;
-    free(r->names);
-    free(r->types);
-    free(r->cells);
-    free(r->bytes);
-    free(r);
+    return PQfname((const PGresult *)res, (int)i);
 }
 
-static int result_set_columns(qb_pg *db, qb_pg_result *r, const PGresult *res)
+static int result_set_columns(qb_pg *db, qb_result *r, const PGresult *res)
 {
     int nf = PQnfields(res);
-    size_t total = 0, i;
-    char *s;
 
-    r->cols_set = 1;
-    if (nf <= 0)
-        return QB_OK;
-    for (i = 0; i < (size_t)nf; i++) {
-        const char *nm = PQfname(res, (int)i);
-        total += strlen(nm ? nm : "") + 1;
-    }
-    r->names = malloc((size_t)nf * sizeof(char *) + total);
-    r->types = malloc((size_t)nf * sizeof(unsigned));
-    if (r->names == NULL || r->types == NULL)
+    if (qbi_result_set_columns(r, nf > 0 ? (size_t)nf : 0, field_name, res) !=
+        QB_OK)
         return db_fail(db, QB_ENOMEM, NULL, "out of memory");
-    s = (char *)(r->names + nf);
-    for (i = 0; i < (size_t)nf; i++) {
-        const char *nm = PQfname(res, (int)i);
-        size_t l = strlen(nm ? nm : "") + 1;
-        memcpy(s, nm ? nm : "", l);
-        r->names[i] = s;
+    for (size_t i = 0; i < r->ncols; i++)
         r->types[i] = (unsigned)PQftype(res, (int)i);
-        s += l;
-    }
-    r->ncols = (size_t)nf;
-    return QB_OK;
-}
-
-static int arena_put(qb_pg_result *r, const void *p, size_t n, size_t *off)
-{
-    if (n > SIZE_MAX - 1 - r->nbytes)
-        return QB_ENOMEM;
-    if (r->bytecap - r->nbytes < n + 1) {
-        size_t cap = r->bytecap ? r->bytecap : 256;
-        char *nb;
-        while (cap - r->nbytes < n + 1) {
-            if (cap > SIZE_MAX / 2)
-                return QB_ENOMEM;
-            cap *= 2;
-        }
-        nb = realloc(r->bytes, cap);
-        if (nb == NULL)
-            return QB_ENOMEM;
-        r->bytes = nb;
-        r->bytecap = cap;
-    }
-    if (n > 0)
-        memcpy(r->bytes + r->nbytes, p, n);
-    r->bytes[r->nbytes + n] = '\0';
-    *off = r->nbytes;
-    r->nbytes += n + 1;
     return QB_OK;
 }
 
 /* Decode one text-format value of type oid into cell. */
-static int cell_fill(qb_pg_result *r, pg_cell *cell, Oid oid, const char *v,
+static int cell_fill(qb_result *r, qbi_cell *cell, Oid oid, const char *v,
                      size_t len)
 {
     unsigned char *bin;
@@ -519,222 +446,37 @@ static int cell_fill(qb_pg_result *r, pg_cell *cell, Oid oid, const char *v,
         bin = PQunescapeBytea((const unsigned char *)v, &bl);
         if (bin == NULL)
             return QB_ENOMEM;
-        cell->type = QB_V_BLOB;
-        rc = arena_put(r, bin, bl, &cell->u.b.off);
-        cell->u.b.n = bl;
+        rc = qbi_cell_set_bytes(r, cell, QB_V_BLOB, bin, bl);
         PQfreemem(bin);
         return rc;
     default:
-        cell->type = QB_V_TEXT;
-        cell->u.b.n = len;
-        return arena_put(r, v, len, &cell->u.b.off);
+        return qbi_cell_set_bytes(r, cell, QB_V_TEXT, v, len);
     }
 }
 
-static int result_append_row(qb_pg *db, qb_pg_result *r, const PGresult *res,
+static int result_append_row(qb_pg *db, qb_result *r, const PGresult *res,
                              int row)
 {
-    pg_cell *cells;
+    qbi_cell *cells;
 
     if ((size_t)PQnfields(res) != r->ncols)
         return db_fail(db, QB_ESQL, NULL,
                        "statements of one chain return different columns");
     if (r->ncols == 0)
         return QB_OK;
-    if (r->nrows == r->rowcap) {
-        size_t cap = r->rowcap ? r->rowcap * 2 : 8;
-        pg_cell *nc;
-        if (cap > SIZE_MAX / sizeof(pg_cell) / r->ncols)
-            return db_fail(db, QB_ENOMEM, NULL, "result too large");
-        nc = realloc(r->cells, cap * r->ncols * sizeof(pg_cell));
-        if (nc == NULL)
-            return db_fail(db, QB_ENOMEM, NULL, "out of memory");
-        r->cells = nc;
-        r->rowcap = cap;
-    }
-    cells = r->cells + r->nrows * r->ncols;
+    cells = qbi_result_add_row(r);
+    if (cells == NULL)
+        return db_fail(db, QB_ENOMEM, NULL, "out of memory");
     for (size_t c = 0; c < r->ncols; c++) {
         int ci = (int)c;
-        pg_cell *cell = &cells[c];
-        cell->type = QB_V_NULL;
         if (PQgetisnull(res, row, ci))
             continue;
-        if (cell_fill(r, cell, PQftype(res, ci), PQgetvalue(res, row, ci),
+        if (cell_fill(r, &cells[c], PQftype(res, ci),
+                      PQgetvalue(res, row, ci),
                       (size_t)PQgetlength(res, row, ci)) != QB_OK)
             return db_fail(db, QB_ENOMEM, NULL, "out of memory");
     }
-    r->nrows++;
     return QB_OK;
-}
-
-static const pg_cell *cell_at(const qb_pg_result *r, size_t row, size_t col)
-{
-    if (r == NULL || row >= r->nrows || col >= r->ncols)
-        return NULL;
-    return &r->cells[row * r->ncols + col];
-}
-
-QB_API size_t qb_pg_result_rows(const qb_pg_result *r)
-{
-    return r ? r->nrows : 0;
-}
-
-QB_API size_t qb_pg_result_cols(const qb_pg_result *r)
-{
-    return r ? r->ncols : 0;
-}
-
-QB_API const char *qb_pg_result_colname(const qb_pg_result *r, size_t col)
-{
-    if (r == NULL || col >= r->ncols)
-        return NULL;
-    return r->names[col];
-}
-
-QB_API int qb_pg_result_colindex(const qb_pg_result *r, const char *name)
-{
-    if (r == NULL || name == NULL)
-        return QB_EINVAL;
-    for (size_t i = 0; i < r->ncols && i < (size_t)INT_MAX; i++)
-        if (strcmp(r->names[i], name) == 0)
-            return (int)i;
-    return QB_EINVAL;
-}
-
-QB_API unsigned qb_pg_result_coltype(const qb_pg_result *r, size_t col)
-{
-    if (r == NULL || col >= r->ncols)
-        return 0;
-    return r->types[col];
-}
-
-QB_API int64_t qb_pg_result_changes(const qb_pg_result *r)
-{
-    return r ? r->changes : 0;
-}
-
-QB_API qb_vtype qb_pg_result_type(const qb_pg_result *r, size_t row,
-                                  size_t col)
-{
-    const pg_cell *c = cell_at(r, row, col);
-    return c ? c->type : QB_V_NULL;
-}
-
-QB_API int qb_pg_result_is_null(const qb_pg_result *r, size_t row,
-                                size_t col)
-{
-    return qb_pg_result_type(r, row, col) == QB_V_NULL;
-}
-
-QB_API int64_t qb_pg_result_int(const qb_pg_result *r, size_t row, size_t col)
-{
-    const pg_cell *c = cell_at(r, row, col);
-    if (c == NULL)
-        return 0;
-    switch (c->type) {
-    case QB_V_INT:
-    case QB_V_BOOL:
-        return c->u.i;
-    case QB_V_REAL:
-        if (c->u.d != c->u.d)
-            return 0;
-        if (c->u.d >= 9223372036854775807.0)
-            return INT64_MAX;
-        if (c->u.d <= -9223372036854775808.0)
-            return INT64_MIN;
-        return (int64_t)c->u.d;
-    case QB_V_TEXT:
-        return strtoll(r->bytes + c->u.b.off, NULL, 10);
-    default:
-        return 0;
-    }
-}
-
-QB_API double qb_pg_result_real(const qb_pg_result *r, size_t row, size_t col)
-{
-    const pg_cell *c = cell_at(r, row, col);
-    if (c == NULL)
-        return 0.0;
-    switch (c->type) {
-    case QB_V_INT:
-    case QB_V_BOOL:
-        return (double)c->u.i;
-    case QB_V_REAL:
-        return c->u.d;
-    case QB_V_TEXT:
-        return strtod(r->bytes + c->u.b.off, NULL);
-    default:
-        return 0.0;
-    }
-}
-
-static const void *cell_bytes(const qb_pg_result *r, size_t row, size_t col,
-                              size_t *len)
-{
-    const pg_cell *c = cell_at(r, row, col);
-    if (c == NULL || (c->type != QB_V_TEXT && c->type != QB_V_BLOB)) {
-        if (len != NULL)
-            *len = 0;
-        return NULL;
-    }
-    if (len != NULL)
-        *len = c->u.b.n;
-    return r->bytes + c->u.b.off;
-}
-
-QB_API const char *qb_pg_result_text(const qb_pg_result *r, size_t row,
-                                     size_t col, size_t *len)
-{
-    return cell_bytes(r, row, col, len);
-}
-
-QB_API const void *qb_pg_result_blob(const qb_pg_result *r, size_t row,
-                                     size_t col, size_t *len)
-{
-    return cell_bytes(r, row, col, len);
-}
-
-/* By name: an unknown name maps past the end (a NULL cell). */
-static size_t col_of(const qb_pg_result *r, const char *name)
-{
-    int i = qb_pg_result_colindex(r, name);
-    return i < 0 ? SIZE_MAX : (size_t)i;
-}
-
-QB_API qb_vtype qb_pg_result_type_by(const qb_pg_result *r, size_t row,
-                                     const char *name)
-{
-    return qb_pg_result_type(r, row, col_of(r, name));
-}
-
-QB_API int qb_pg_result_is_null_by(const qb_pg_result *r, size_t row,
-                                   const char *name)
-{
-    return qb_pg_result_is_null(r, row, col_of(r, name));
-}
-
-QB_API int64_t qb_pg_result_int_by(const qb_pg_result *r, size_t row,
-                                   const char *name)
-{
-    return qb_pg_result_int(r, row, col_of(r, name));
-}
-
-QB_API double qb_pg_result_real_by(const qb_pg_result *r, size_t row,
-                                   const char *name)
-{
-    return qb_pg_result_real(r, row, col_of(r, name));
-}
-
-QB_API const char *qb_pg_result_text_by(const qb_pg_result *r, size_t row,
-                                        const char *name, size_t *len)
-{
-    return qb_pg_result_text(r, row, col_of(r, name), len);
-}
-
-QB_API const void *qb_pg_result_blob_by(const qb_pg_result *r, size_t row,
-                                        const char *name, size_t *len)
-{
-    return qb_pg_result_blob(r, row, col_of(r, name), len);
 }
 
 /* ---- running statements ------------------------------------------------ */
@@ -981,7 +723,7 @@ static int is_dml_tag(const char *tag)
 
 /* Run one statement of q; rows go to r per fetch (r may be NULL). */
 static int run_link(qb_pg *db, const qb_query *q, qb_fetch fetch,
-                    qb_pg_result *r)
+                    qb_result *r)
 {
     pg_params pp;
     PGresult *res;
@@ -1072,19 +814,14 @@ static int tx_close(qb_pg *db, int mode, int rc)
     return rc;
 }
 
-static qb_pg_result *result_new(void)
-{
-    return calloc(1, sizeof(qb_pg_result));
-}
-
 /* q and its chain; *out (if out) receives a result on success only. */
-static int run_query(qb_pg *db, const qb_query *q, qb_pg_result **out)
+static int run_query(qb_pg *db, const qb_query *q, qb_result **out)
 {
-    qb_pg_result *r = NULL;
+    qb_result *r = NULL;
     int rc, mode;
 
     if (out != NULL) {
-        r = result_new();
+        r = qbi_result_new();
         if (r == NULL)
             return db_fail(db, QB_ENOMEM, NULL, "out of memory");
     }
@@ -1097,7 +834,7 @@ static int run_query(qb_pg *db, const qb_query *q, qb_pg_result **out)
         rc = tx_close(db, mode, rc);
     }
     if (rc != QB_OK) {
-        qb_pg_result_free(r);
+        qb_result_free(r);
         r = NULL;
     }
     if (out != NULL)
@@ -1105,10 +842,10 @@ static int run_query(qb_pg *db, const qb_query *q, qb_pg_result **out)
     return rc;
 }
 
-static int exec_observed(qb_pg *db, const qb_query *q, qb_pg_result **out)
+static int exec_observed(qb_pg *db, const qb_query *q, qb_result **out)
 {
     pg_obs o;
-    qb_pg_result *r = NULL;
+    qb_result *r = NULL;
     int rc = obs_begin(db, q, &o);
     if (rc == QB_OK)
         rc = run_query(db, q, out ? &r : NULL);
@@ -1118,7 +855,7 @@ static int exec_observed(qb_pg *db, const qb_query *q, qb_pg_result **out)
     return rc;
 }
 
-QB_API int qb_pg_exec(qb_pg *db, const qb_query *q, qb_pg_result **out)
+QB_API int qb_pg_exec(qb_pg *db, const qb_query *q, qb_result **out)
 {
     if (out != NULL)
         *out = NULL;
@@ -1132,7 +869,7 @@ QB_API int qb_pg_exec(qb_pg *db, const qb_query *q, qb_pg_result **out)
 QB_API int qb_pg_count(qb_pg *db, const qb_query *q, int64_t *total)
 {
     struct qb_query v;
-    qb_pg_result *r = NULL;
+    qb_result *r = NULL;
     int rc;
 
     if (total != NULL)
@@ -1152,13 +889,13 @@ QB_API int qb_pg_count(qb_pg *db, const qb_query *q, int64_t *total)
     v.kind = QB_KIND_SELECT;
     rc = exec_observed(db, &v, &r);
     if (rc == QB_OK)
-        *total = qb_pg_result_int(r, 0, 0);
-    qb_pg_result_free(r);
+        *total = qb_result_int(r, 0, 0);
+    qb_result_free(r);
     return rc;
 }
 
 QB_API int qb_pg_batch(qb_pg *db, const qb_query *const *qs, size_t n,
-                       qb_pg_result **results, size_t *failed_at)
+                       qb_result **results, size_t *failed_at)
 {
     int rc, mode;
     size_t i;
@@ -1189,7 +926,7 @@ QB_API int qb_pg_batch(qb_pg *db, const qb_query *const *qs, size_t n,
     rc = tx_close(db, mode, rc);
     if (rc != QB_OK && results != NULL)
         for (i = 0; i < n; i++) {
-            qb_pg_result_free(results[i]);
+            qb_result_free(results[i]);
             results[i] = NULL;
         }
     return rc;
@@ -1534,7 +1271,7 @@ static int mig_init(qb_pg *db, const char *table)
     return exec_observed(db, &v, NULL);
 }
 
-static int mig_applied(qb_pg *db, const char *table, qb_pg_result **out)
+static int mig_applied(qb_pg *db, const char *table, qb_result **out)
 {
     char sql[PG_IDENT_MAX + 48];
     struct qb_query v;
@@ -1547,7 +1284,7 @@ static int mig_applied(qb_pg *db, const char *table, qb_pg_result **out)
 }
 
 QB_API int qb_pg_migrations_applied(qb_pg *db, const char *table,
-                                    qb_pg_result **out)
+                                    qb_result **out)
 {
     int rc;
     if (out != NULL)
@@ -1563,10 +1300,10 @@ QB_API int qb_pg_migrations_applied(qb_pg *db, const char *table,
 }
 
 static int mig_unapplied(qb_pg *db, const char *table,
-                         const qb_pg_migration *list, size_t n, size_t *idx,
+                         const qb_migration *list, size_t n, size_t *idx,
                          size_t *nidx)
 {
-    qb_pg_result *done = NULL;
+    qb_result *done = NULL;
     int rc, col;
     size_t k = 0;
 
@@ -1577,23 +1314,23 @@ static int mig_unapplied(qb_pg *db, const char *table,
     rc = mig_applied(db, table, &done);
     if (rc != QB_OK)
         return rc;
-    col = qb_pg_result_colindex(done, "name");
+    col = qb_result_colindex(done, "name");
     for (size_t i = 0; i < n; i++) {
         int seen = 0;
         for (size_t j = 0; col >= 0 && j < done->nrows && !seen; j++) {
-            const char *nm = qb_pg_result_text(done, j, (size_t)col, NULL);
+            const char *nm = qb_result_text(done, j, (size_t)col, NULL);
             seen = nm != NULL && strcmp(nm, list[i].name) == 0;
         }
         if (!seen)
             idx[k++] = i;
     }
-    qb_pg_result_free(done);
+    qb_result_free(done);
     *nidx = k;
     return QB_OK;
 }
 
 QB_API int qb_pg_migrations_unapplied(qb_pg *db, const char *table,
-                                      const qb_pg_migration *list, size_t n,
+                                      const qb_migration *list, size_t n,
                                       size_t *idx, size_t *nidx)
 {
     int rc;
@@ -1705,7 +1442,7 @@ static int mig_script(qb_pg *db, const char *sql)
 }
 
 /* One migration in its own transaction.  *did: committed by us. */
-static int mig_one(qb_pg *db, const char *table, const qb_pg_migration *m,
+static int mig_one(qb_pg *db, const char *table, const qb_migration *m,
                    int *did)
 {
     char lock[PG_IDENT_MAX + 64], sel[PG_IDENT_MAX + 48];
@@ -1748,7 +1485,7 @@ static int mig_one(qb_pg *db, const char *table, const qb_pg_migration *m,
 }
 
 QB_API int qb_pg_migrations_apply(qb_pg *db, const char *table,
-                                  const qb_pg_migration *list, size_t n,
+                                  const qb_migration *list, size_t n,
                                   size_t *applied, size_t *failed_at)
 {
     size_t *idx = NULL, k = 0, count = 0;
@@ -1777,7 +1514,7 @@ QB_API int qb_pg_migrations_apply(qb_pg *db, const char *table,
         return db_fail(db, QB_ENOMEM, NULL, "out of memory");
     rc = mig_unapplied(db, table, list, n, idx, &k);
     for (size_t j = 0; rc == QB_OK && j < k; j++) {
-        const qb_pg_migration *m = &list[idx[j]];
+        const qb_migration *m = &list[idx[j]];
         struct qb_query v;
         qb_value name;
         pg_obs o;
@@ -1808,7 +1545,7 @@ QB_API int qb_pg_migrations_apply(qb_pg *db, const char *table,
 
 /* ---- logger and hooks -------------------------------------------------- */
 
-QB_API void qb_pg_set_logger(qb_pg *db, qb_pg_logger_fn fn, void *ud)
+QB_API void qb_pg_set_logger(qb_pg *db, qb_logger_fn fn, void *ud)
 {
     if (db == NULL)
         return;
@@ -1816,8 +1553,8 @@ QB_API void qb_pg_set_logger(qb_pg *db, qb_pg_logger_fn fn, void *ud)
     db->logger_ud = ud;
 }
 
-QB_API void qb_pg_set_hooks(qb_pg *db, qb_pg_before_fn before,
-                            qb_pg_after_fn after, void *ud)
+QB_API void qb_pg_set_hooks(qb_pg *db, qb_before_fn before,
+                            qb_after_fn after, void *ud)
 {
     if (db == NULL)
         return;

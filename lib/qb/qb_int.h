@@ -6,6 +6,7 @@
 #define WAITUNTIL_QB_INT_H
 
 #include "qb.h"
+#include "qb_conn.h"
 
 struct qb_query {
     char *sql;            /* NUL-terminated, owned, rendered for dialect */
@@ -25,5 +26,44 @@ struct qb_query {
      * allocation. */
     const char *blk_lo, *blk_hi;
 };
+
+/* ---- results (result.c), shared by both executors ------------------------
+ * A qb_result under construction: columns first, then rows appended one
+ * at a time and their cells filled.  TEXT/BLOB bytes live in the result's
+ * arena (offsets: it moves when it grows), each followed by a NUL.  The
+ * functions return QB_OK or QB_ENOMEM and record no message: the executor
+ * that calls them does. */
+typedef struct qbi_cell {
+    qb_vtype type;
+    union {
+        int64_t i;
+        double d;
+        struct { size_t off, n; } b;
+    } u;
+} qbi_cell;
+
+struct qb_result {
+    int cols_set;          /* the first statement's columns were taken */
+    size_t ncols;
+    char **names;          /* ncols pointers, then the strings: one block */
+    unsigned *types;       /* ncols engine type ids (PostgreSQL OIDs; 0) */
+    size_t nrows, rowcap;
+    qbi_cell *cells;       /* nrows * ncols */
+    char *bytes;
+    size_t nbytes, bytecap;
+    int64_t changes, last_rowid;
+};
+
+qb_result *qbi_result_new(void);
+/* Take n column names (name(src, i), NULL read as "") and zero types. */
+int qbi_result_set_columns(qb_result *r, size_t n,
+                           const char *(*name)(const void *src, size_t i),
+                           const void *src);
+/* A new row of NULL cells at the end; NULL on ENOMEM (nothing added). */
+qbi_cell *qbi_result_add_row(qb_result *r);
+/* Copy n bytes (p may be NULL when n is 0) into cell as type (TEXT or
+ * BLOB). */
+int qbi_cell_set_bytes(qb_result *r, qbi_cell *cell, qb_vtype type,
+                       const void *p, size_t n);
 
 #endif /* WAITUNTIL_QB_INT_H */

@@ -48,6 +48,7 @@
 #define WAITUNTIL_QB_PG_H
 
 #include "qb.h"
+#include "qb_conn.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -60,7 +61,6 @@ extern "C" {
 struct pg_conn; /* libpq's PGconn */
 
 typedef struct qb_pg qb_pg;
-typedef struct qb_pg_result qb_pg_result;
 
 typedef struct qb_pg_config {
     int connect_timeout_s;        /* 0 = default 10; at most 3600.  Also
@@ -146,7 +146,7 @@ QB_API const char *qb_pg_sqlstate(const qb_pg *db);
 /*
  * Execute q (every link of a chain in order, inside one transaction: BEGIN
  * ... COMMIT when none is open, else a savepoint).  If out is non-NULL, on
- * success *out receives a qb_pg_result (free with qb_pg_result_free): rows
+ * success *out receives a qb_result (free with qb_result_free): rows
  * per q's fetch type (ALL: every row, ONE: the first, NONE: none; rows of
  * a chain are concatenated) plus the changes count; on error *out is NULL.
  * params[i] binds to $i+1; the highest $N in the SQL (outside literals,
@@ -160,7 +160,7 @@ QB_API const char *qb_pg_sqlstate(const qb_pg *db);
  * Returns QB_OK or a code from the list atop this header.  The logger and
  * hooks run once per call, on every path.
  */
-QB_API int qb_pg_exec(qb_pg *db, const qb_query *q, qb_pg_result **out);
+QB_API int qb_pg_exec(qb_pg *db, const qb_query *q, qb_result **out);
 
 /* Run q's count statement (q->count_sql, built for SELECTs) with q's
  * params; *total receives its first column.  QB_EINVAL if q has none.
@@ -174,7 +174,7 @@ QB_API int qb_pg_count(qb_pg *db, const qb_query *q, int64_t *total);
  * the message names it.  Logger/hooks once per query run.  n == 0 is
  * QB_OK; NULL qs or element: QB_EINVAL before running. */
 QB_API int qb_pg_batch(qb_pg *db, const qb_query *const *qs, size_t n,
-                       qb_pg_result **results, size_t *failed_at);
+                       qb_result **results, size_t *failed_at);
 
 /* Run qs[0..n) in order inside the transaction the caller opened, with
  * libpq's pipeline mode: the statements go out together and are answered
@@ -202,61 +202,8 @@ QB_API int qb_pg_savepoint(qb_pg *db, const char *name);
 QB_API int qb_pg_release(qb_pg *db, const char *name);
 QB_API int qb_pg_rollback_to(qb_pg *db, const char *name); /* and release */
 
-/* ---- results ---------------------------------------------------------------
- * A materialised copy of the rows: it owns every byte and does not refer to
- * the connection.  Cell types come from the column type OIDs:
- *   int2 int4 int8 oid           -> QB_V_INT
- *   float4 float8                -> QB_V_REAL (NaN/Infinity kept)
- *   bool                         -> QB_V_BOOL (_int reads 0/1)
- *   bytea                        -> QB_V_BLOB (decoded bytes)
- *   NULL of any type             -> QB_V_NULL
- *   anything else (text, varchar, numeric, timestamp, json, uuid...)
- *                                -> QB_V_TEXT, PostgreSQL's text form
- * (numeric stays text so no digit is lost; _int/_real parse it).
- * Out-of-range rows/columns and unknown names read as NULL cells.
- * Conversions as in qb_sqlite.h: _int on REAL truncates (clamped), on TEXT
- * parses a leading integer; _real on INT/BOOL converts, on TEXT parses;
- * _text/_blob return the bytes of a TEXT or BLOB cell (NUL-terminated,
- * non-NULL even when empty) and NULL for other types. */
-QB_API size_t qb_pg_result_rows(const qb_pg_result *r);
-QB_API size_t qb_pg_result_cols(const qb_pg_result *r);
-QB_API const char *qb_pg_result_colname(const qb_pg_result *r, size_t col);
-/* Index of the first column named name (exact match), or QB_EINVAL. */
-QB_API int qb_pg_result_colindex(const qb_pg_result *r, const char *name);
-/* PostgreSQL type OID of a column (0 if out of range). */
-QB_API unsigned qb_pg_result_coltype(const qb_pg_result *r, size_t col);
-/* Rows inserted/updated/deleted (summed over a chain); 0 for SELECT. */
-QB_API int64_t qb_pg_result_changes(const qb_pg_result *r);
-
-QB_API qb_vtype qb_pg_result_type(const qb_pg_result *r, size_t row,
-                                  size_t col);
-QB_API int qb_pg_result_is_null(const qb_pg_result *r, size_t row,
-                                size_t col);
-QB_API int64_t qb_pg_result_int(const qb_pg_result *r, size_t row,
-                                size_t col);
-QB_API double qb_pg_result_real(const qb_pg_result *r, size_t row,
-                                size_t col);
-QB_API const char *qb_pg_result_text(const qb_pg_result *r, size_t row,
-                                     size_t col, size_t *len);
-QB_API const void *qb_pg_result_blob(const qb_pg_result *r, size_t row,
-                                     size_t col, size_t *len);
-
-/* The same by column name (first column of that name). */
-QB_API qb_vtype qb_pg_result_type_by(const qb_pg_result *r, size_t row,
-                                     const char *name);
-QB_API int qb_pg_result_is_null_by(const qb_pg_result *r, size_t row,
-                                   const char *name);
-QB_API int64_t qb_pg_result_int_by(const qb_pg_result *r, size_t row,
-                                   const char *name);
-QB_API double qb_pg_result_real_by(const qb_pg_result *r, size_t row,
-                                   const char *name);
-QB_API const char *qb_pg_result_text_by(const qb_pg_result *r, size_t row,
-                                        const char *name, size_t *len);
-QB_API const void *qb_pg_result_blob_by(const qb_pg_result *r, size_t row,
-                                        const char *name, size_t *len);
-
-/* NULL is a no-op. */
-QB_API void qb_pg_result_free(qb_pg_result *r);
+/* Results (qb_result and its accessors, qb_result_coltype for the type
+ * OIDs) are declared in qb_conn.h. */
 
 /* ---- migrations ------------------------------------------------------------
  * workers-qb PGQB's migrations, made safe.  table: NULL = "migrations",
@@ -276,20 +223,16 @@ QB_API void qb_pg_result_free(qb_pg_result *r);
  * placeholder is $N, the query has 0 value(s)" (SQLSTATE 42P02 kept); a
  * $N that belongs to the SQL (a routine's RETURN or BEGIN ATOMIC body,
  * PREPARE) runs, and `?` is PostgreSQL's operator there, not a
- * placeholder.  Not inside an open transaction (QB_EMISUSE).  Same layout
- * as qb_sqlite.h's qb_migration; name and sql must both be non-NULL. */
-typedef struct qb_pg_migration {
-    const char *name;
-    const char *sql;
-} qb_pg_migration;
+ * placeholder.  Not inside an open transaction (QB_EMISUSE).  The list is
+ * of qb_migration (qb_conn.h); name and sql must both be non-NULL. */
 
 /* Applied migrations as rows (id, name, applied_at) ordered by id. */
 QB_API int qb_pg_migrations_applied(qb_pg *db, const char *table,
-                                    qb_pg_result **out);
+                                    qb_result **out);
 /* Indices (into list) not applied yet, in list order; idx has room for n;
  * *nidx receives how many. */
 QB_API int qb_pg_migrations_unapplied(qb_pg *db, const char *table,
-                                      const qb_pg_migration *list, size_t n,
+                                      const qb_migration *list, size_t n,
                                       size_t *idx, size_t *nidx);
 /* Apply the unapplied ones in list order.  On the first failure nothing
  * after it runs, *failed_at (if non-NULL) is its index and the message is
@@ -298,25 +241,16 @@ QB_API int qb_pg_migrations_unapplied(qb_pg *db, const char *table,
  * migration attempted (the query logged is its sql with its name as the
  * one param), plus the setup and listing statements. */
 QB_API int qb_pg_migrations_apply(qb_pg *db, const char *table,
-                                  const qb_pg_migration *list, size_t n,
+                                  const qb_migration *list, size_t n,
                                   size_t *applied, size_t *failed_at);
 
 /* ---- logger and hooks ------------------------------------------------------
- * Same types and rules as qb_sqlite.h's (synchronous, on the calling
- * thread, must not call back into db; the query is valid only during the
- * call; no clock read when none is installed).  The after hook gets the
- * qb_pg_result handed to the caller (NULL if none or on error). */
-typedef void (*qb_pg_logger_fn)(void *ud, const qb_query *q,
-                                int64_t duration_ns, int rc,
-                                const char *errmsg);
-typedef int (*qb_pg_before_fn)(void *ud, const qb_query *q);
-typedef void (*qb_pg_after_fn)(void *ud, const qb_query *q, int rc,
-                               const qb_pg_result *res, int64_t duration_ns);
+ * The callback types and their rules are in qb_conn.h. */
 
 /* Install (or, with NULL, remove) the callbacks.  No-op on a NULL db. */
-QB_API void qb_pg_set_logger(qb_pg *db, qb_pg_logger_fn fn, void *ud);
-QB_API void qb_pg_set_hooks(qb_pg *db, qb_pg_before_fn before,
-                            qb_pg_after_fn after, void *ud);
+QB_API void qb_pg_set_logger(qb_pg *db, qb_logger_fn fn, void *ud);
+QB_API void qb_pg_set_hooks(qb_pg *db, qb_before_fn before,
+                            qb_after_fn after, void *ud);
 
 #ifdef __cplusplus
 }

@@ -12,6 +12,7 @@
 #define WAITUNTIL_QB_SQLITE_H
 
 #include "qb.h"
+#include "qb_conn.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -20,7 +21,6 @@ extern "C" {
 struct sqlite3;
 
 typedef struct qb_db qb_db;
-typedef struct qb_result qb_result;
 
 typedef struct qb_db_config {
     const char *journal_mode;  /* "WAL" (default, also for NULL), "DELETE",
@@ -109,55 +109,7 @@ typedef struct qb_cache_stats {
 /* Counters of db's prepared-statement cache.  NULL arguments are ignored. */
 QB_API void qb_db_cache_stats(const qb_db *db, qb_cache_stats *out);
 
-/* ---- results -------------------------------------------------------------
- * A qb_result is a materialised copy of the rows a statement returned: it
- * owns every byte and does not reference the connection, so it may outlive
- * further calls on db (but free it before qb_db_close by convention).
- * Column types are SQLite's storage classes, reported as qb_vtype
- * (QB_V_NULL, QB_V_INT, QB_V_REAL, QB_V_TEXT, QB_V_BLOB).
- * Out-of-range rows/columns and unknown names read as NULL cells (type
- * QB_V_NULL, 0, 0.0, NULL pointer with *len = 0) -- never a crash.
- * Conversions: _int on REAL truncates, on TEXT parses a leading integer;
- * _real on INT converts, on TEXT parses; _text/_blob return the bytes of a
- * TEXT or BLOB cell (TEXT is NUL-terminated, BLOB pointers are non-NULL even
- * when empty) and NULL for any other type. */
-
-QB_API size_t qb_result_rows(const qb_result *r);
-QB_API size_t qb_result_cols(const qb_result *r);
-/* Column name (as SQLite reports it), NULL if col is out of range. */
-QB_API const char *qb_result_colname(const qb_result *r, size_t col);
-/* Index of the first column named name (exact match), or QB_EINVAL. */
-QB_API int qb_result_colindex(const qb_result *r, const char *name);
-/* Rows changed by the statement(s) (summed over a chain) and the last
- * rowid after it ran; 0 for plain SELECTs. */
-QB_API int64_t qb_result_changes(const qb_result *r);
-QB_API int64_t qb_result_last_insert_rowid(const qb_result *r);
-
-QB_API qb_vtype qb_result_type(const qb_result *r, size_t row, size_t col);
-QB_API int qb_result_is_null(const qb_result *r, size_t row, size_t col);
-QB_API int64_t qb_result_int(const qb_result *r, size_t row, size_t col);
-QB_API double qb_result_real(const qb_result *r, size_t row, size_t col);
-QB_API const char *qb_result_text(const qb_result *r, size_t row, size_t col,
-                                  size_t *len);
-QB_API const void *qb_result_blob(const qb_result *r, size_t row, size_t col,
-                                  size_t *len);
-
-/* The same accessors by column name (first column of that name). */
-QB_API qb_vtype qb_result_type_by(const qb_result *r, size_t row,
-                                  const char *name);
-QB_API int qb_result_is_null_by(const qb_result *r, size_t row,
-                                const char *name);
-QB_API int64_t qb_result_int_by(const qb_result *r, size_t row,
-                                const char *name);
-QB_API double qb_result_real_by(const qb_result *r, size_t row,
-                                const char *name);
-QB_API const char *qb_result_text_by(const qb_result *r, size_t row,
-                                     const char *name, size_t *len);
-QB_API const void *qb_result_blob_by(const qb_result *r, size_t row,
-                                     const char *name, size_t *len);
-
-/* NULL is a no-op. */
-QB_API void qb_result_free(qb_result *r);
+/* Results (qb_result and its accessors) are declared in qb_conn.h. */
 
 /* ---- cursor ----------------------------------------------------------------
  * Step a single statement (not a chain) row by row without materialising.
@@ -251,10 +203,7 @@ QB_API int qb_batch(qb_db *db, const qb_query *const *qs, size_t n,
  * placeholder(s), the query has 0 value(s)", and the migration is rolled
  * back.  Migrations must not be run inside an open transaction
  * (QB_EMISUSE). */
-typedef struct qb_migration {
-    const char *name;
-    const char *sql;
-} qb_migration;
+/* qb_migration is declared in qb_conn.h. */
 
 /* Applied migrations as rows (id, name, applied_at) ordered by id. */
 QB_API int qb_migrations_applied(qb_db *db, const char *table,
@@ -281,27 +230,7 @@ QB_API int qb_migrations_apply(qb_db *db, const char *table,
                                size_t *applied, size_t *failed_at);
 
 /* ---- logger and hooks ------------------------------------------------------
- * Called on the thread that runs the call, synchronously; they must not
- * call back into db.  The query passed is the one being executed (for
- * qb_count: a view of q whose sql is the count statement); it is only
- * valid during the callback.  Calls with a NULL db or NULL query are not
- * observed (nothing to attribute them to).  When no callback is set the
- * executor does not even read the clock. */
-
-/* Once per execution, success or error: duration_ns >= 0; rc is the
- * status the call returns; errmsg is db's message on error, else NULL. */
-typedef void (*qb_logger_fn)(void *ud, const qb_query *q, int64_t duration_ns,
-                             int rc, const char *errmsg);
-
-/* Before each execution.  Return 0 to proceed; any other value vetoes it:
- * nothing runs and the call returns QB_EINVAL ("vetoed by before hook"),
- * which is logged and passed to the after hook. */
-typedef int (*qb_before_fn)(void *ud, const qb_query *q);
-
-/* After each execution (after the logger): res is the result handed to the
- * caller (NULL if none or on error), valid only during the call. */
-typedef void (*qb_after_fn)(void *ud, const qb_query *q, int rc,
-                            const qb_result *res, int64_t duration_ns);
+ * The callback types and their rules are in qb_conn.h. */
 
 /* Install (or, with NULL, remove) the callbacks.  No-op on a NULL db. */
 QB_API void qb_db_set_logger(qb_db *db, qb_logger_fn fn, void *ud);

@@ -88,27 +88,6 @@ struct qb_db {
     char errmsg[QB_ERRMSG_MAX];
 };
 
-/* A materialised cell.  TEXT and BLOB bytes live in the result's arena
- * (offsets, since the arena moves when it grows), each followed by a NUL. */
-typedef struct qb_cell {
-    qb_vtype type;
-    union {
-        int64_t i;
-        double d;
-        struct { size_t off, n; } b;
-    } u;
-} qb_cell;
-
-struct qb_result {
-    size_t ncols;
-    char **names;          /* ncols pointers, then the strings: one block */
-    size_t nrows, rowcap;
-    qb_cell *cells;        /* nrows * ncols */
-    char *bytes;
-    size_t nbytes, bytecap;
-    int64_t changes, last_rowid;
-};
-
 typedef struct qb_obs {
     int on;
     int64_t t0;
@@ -514,101 +493,42 @@ static int bind_params(qb_db *db, sqlite3_stmt *st, const qb_value *p,
 
 /* ---- results ----------------------------------------------------------- */
 
-static qb_result *result_new(void)
+static const char *col_name(const void *st, size_t i)
 {
-    return calloc(1, sizeof(qb_result));
-}
-
-QB_API void qb_result_free(qb_result *r)
-{
-    if (r == NULL)
-        return;
-    free(r->names);
-    free(r->cells);
-    free(r->bytes);
-    free(r);
+    return sqlite3_column_name((sqlite3_stmt *)st, (int)i);
 }
 
 static int result_set_columns(qb_db *db, qb_result *r, sqlite3_stmt *st)
 {
     int nc = sqlite3_column_count(st);
-    size_t total = 0, i;
-    char *s;
 
-    if (nc <= 0)
-        return QB_OK;
-    for (i = 0; i < (size_t)nc; i++) {
-        const char *n = sqlite3_column_name(st, (int)i);
-        if (n == NULL)
+    /* sqlite3_column_name returns NULL only when out of memory. */
+    for (int i = 0; i < nc; i++)
+        if (sqlite3_column_name(st, i) == NULL)
             return db_fail(db, QB_ENOMEM, SQLITE_NOMEM, "out of memory");
-        total += strlen(n) + 1;
-    }
-    r->names = malloc((size_t)nc * sizeof(char *) + total);
-    if (r->names == NULL)
+    if (qbi_result_set_columns(r, nc > 0 ? (size_t)nc : 0, col_name, st) !=
+        QB_OK)
         return db_fail(db, QB_ENOMEM, SQLITE_NOMEM, "out of memory");
-    s = (char *)(r->names + nc);
-    for (i = 0; i < (size_t)nc; i++) {
-        const char *n = sqlite3_column_name(st, (int)i);
-        size_t l = strlen(n) + 1;
-        memcpy(s, n, l);
-        r->names[i] = s;
-        s += l;
-    }
-    r->ncols = (size_t)nc;
-    return QB_OK;
-}
-
-static int arena_put(qb_result *r, const void *p, size_t n, size_t *off)
-{
-    if (n > SIZE_MAX - 1 - r->nbytes)
-        return QB_ENOMEM;
-    if (r->bytecap - r->nbytes < n + 1) {
-        size_t cap = r->bytecap ? r->bytecap : 256;
-        char *nb;
-        while (cap - r->nbytes < n + 1) {
-            if (cap > SIZE_MAX / 2)
-                return QB_ENOMEM;
-            cap *= 2;
-        }
-        nb = realloc(r->bytes, cap);
-        if (nb == NULL)
-            return QB_ENOMEM;
-        r->bytes = nb;
-        r->bytecap = cap;
-    }
-    if (n > 0)
-        memcpy(r->bytes + r->nbytes, p, n);
-    r->bytes[r->nbytes + n] = '\0';
-    *off = r->nbytes;
-    r->nbytes += n + 1;
     return QB_OK;
 }
 
 static int result_append_row(qb_db *db, qb_result *r, sqlite3_stmt *st)
 {
-    qb_cell *row;
+    qbi_cell *row;
 
     if ((size_t)sqlite3_column_count(st) != r->ncols)
         return db_fail(db, QB_ESQL, 0,
                        "statements of one chain return different columns");
     if (r->ncols == 0)
         return QB_OK;
-    if (r->nrows == r->rowcap) {
-        size_t cap = r->rowcap ? r->rowcap * 2 : 8;
-        qb_cell *nc;
-        if (cap > SIZE_MAX / sizeof(qb_cell) / r->ncols)
-            return db_fail(db, QB_ENOMEM, SQLITE_NOMEM, "result too large");
-        nc = realloc(r->cells, cap * r->ncols * sizeof(qb_cell));
-        if (nc == NULL)
-            return db_fail(db, QB_ENOMEM, SQLITE_NOMEM, "out of memory");
-        r->cells = nc;
-        r->rowcap = cap;
-    }
-    row = r->cells + r->nrows * r->ncols;
+    row = qbi_result_add_row(r);
+    if (row == NULL)
+        return db_fail(db, QB_ENOMEM, SQLITE_NOMEM, "out of memory");
     for (size_t c = 0; c < r->ncols; c++) {
         int ci = (int)c;
-        qb_cell *cell = &row[c];
+        qbi_cell *cell = &row[c];
         const void *p;
+        qb_vtype t;
         size_t n;
         switch (sqlite3_column_type(st, ci)) {
         case SQLITE_INTEGER:
@@ -620,184 +540,22 @@ static int result_append_row(qb_db *db, qb_result *r, sqlite3_stmt *st)
             cell->u.d = sqlite3_column_double(st, ci);
             continue;
         case SQLITE_TEXT:
-            cell->type = QB_V_TEXT;
+            t = QB_V_TEXT;
             p = sqlite3_column_text(st, ci);
             break;
         case SQLITE_BLOB:
-            cell->type = QB_V_BLOB;
+            t = QB_V_BLOB;
             p = sqlite3_column_blob(st, ci);
             break;
         default:
-            cell->type = QB_V_NULL;
             continue;
         }
         n = (size_t)sqlite3_column_bytes(st, ci);
-        if (p == NULL && n > 0)
+        if ((p == NULL && n > 0) ||
+            qbi_cell_set_bytes(r, cell, t, p, n) != QB_OK)
             return db_fail(db, QB_ENOMEM, SQLITE_NOMEM, "out of memory");
-        if (arena_put(r, p, n, &cell->u.b.off) != QB_OK)
-            return db_fail(db, QB_ENOMEM, SQLITE_NOMEM, "out of memory");
-        cell->u.b.n = n;
     }
-    r->nrows++;
     return QB_OK;
-}
-
-static const qb_cell *cell_at(const qb_result *r, size_t row, size_t col)
-{
-    if (r == NULL || row >= r->nrows || col >= r->ncols)
-        return NULL;
-    return &r->cells[row * r->ncols + col];
-}
-
-QB_API size_t qb_result_rows(const qb_result *r) { return r ? r->nrows : 0; }
-QB_API size_t qb_result_cols(const qb_result *r) { return r ? r->ncols : 0; }
-
-QB_API const char *qb_result_colname(const qb_result *r, size_t col)
-{
-    if (r == NULL || col >= r->ncols)
-        return NULL;
-    return r->names[col];
-}
-
-QB_API int qb_result_colindex(const qb_result *r, const char *name)
-{
-    if (r == NULL || name == NULL)
-        return QB_EINVAL;
-    for (size_t i = 0; i < r->ncols && i < (size_t)INT_MAX; i++)
-        if (strcmp(r->names[i], name) == 0)
-            return (int)i;
-    return QB_EINVAL;
-}
-
-QB_API int64_t qb_result_changes(const qb_result *r)
-{
-    return r ? r->changes : 0;
-}
-
-QB_API int64_t qb_result_last_insert_rowid(const qb_result *r)
-{
-    return r ? r->last_rowid : 0;
-}
-
-QB_API qb_vtype qb_result_type(const qb_result *r, size_t row, size_t col)
-{
-    const qb_cell *c = cell_at(r, row, col);
-    return c ? c->type : QB_V_NULL;
-}
-
-QB_API int qb_result_is_null(const qb_result *r, size_t row, size_t col)
-{
-    return qb_result_type(r, row, col) == QB_V_NULL;
-}
-
-QB_API int64_t qb_result_int(const qb_result *r, size_t row, size_t col)
-{
-    const qb_cell *c = cell_at(r, row, col);
-    if (c == NULL)
-        return 0;
-    switch (c->type) {
-    case QB_V_INT:
-        return c->u.i;
-    case QB_V_REAL:
-        /* Clamp like SQLite does instead of overflowing (UB). */
-        if (c->u.d >= 9223372036854775807.0)
-            return INT64_MAX;
-        if (c->u.d <= -9223372036854775808.0)
-            return INT64_MIN;
-        if (c->u.d != c->u.d)
-            return 0;
-        return (int64_t)c->u.d;
-    case QB_V_TEXT:
-        return strtoll(r->bytes + c->u.b.off, NULL, 10);
-    default:
-        return 0;
-    }
-}
-
-QB_API double qb_result_real(const qb_result *r, size_t row, size_t col)
-{
-    const qb_cell *c = cell_at(r, row, col);
-    if (c == NULL)
-        return 0.0;
-    switch (c->type) {
-    case QB_V_INT:
-        return (double)c->u.i;
-    case QB_V_REAL:
-        return c->u.d;
-    case QB_V_TEXT:
-        return strtod(r->bytes + c->u.b.off, NULL);
-    default:
-        return 0.0;
-    }
-}
-
-static const void *cell_bytes(const qb_result *r, size_t row, size_t col,
-                              size_t *len)
-{
-    const qb_cell *c = cell_at(r, row, col);
-    if (c == NULL || (c->type != QB_V_TEXT && c->type != QB_V_BLOB)) {
-        if (len != NULL)
-            *len = 0;
-        return NULL;
-    }
-    if (len != NULL)
-        *len = c->u.b.n;
-    return r->bytes + c->u.b.off;
-}
-
-QB_API const char *qb_result_text(const qb_result *r, size_t row, size_t col,
-                                  size_t *len)
-{
-    return cell_bytes(r, row, col, len);
-}
-
-QB_API const void *qb_result_blob(const qb_result *r, size_t row, size_t col,
-                                  size_t *len)
-{
-    return cell_bytes(r, row, col, len);
-}
-
-/* By name: an unknown name maps to an index past the end (a NULL cell). */
-static size_t col_of(const qb_result *r, const char *name)
-{
-    int i = qb_result_colindex(r, name);
-    return i < 0 ? SIZE_MAX : (size_t)i;
-}
-
-QB_API qb_vtype qb_result_type_by(const qb_result *r, size_t row,
-                                  const char *name)
-{
-    return qb_result_type(r, row, col_of(r, name));
-}
-
-QB_API int qb_result_is_null_by(const qb_result *r, size_t row,
-                                const char *name)
-{
-    return qb_result_is_null(r, row, col_of(r, name));
-}
-
-QB_API int64_t qb_result_int_by(const qb_result *r, size_t row,
-                                const char *name)
-{
-    return qb_result_int(r, row, col_of(r, name));
-}
-
-QB_API double qb_result_real_by(const qb_result *r, size_t row,
-                                const char *name)
-{
-    return qb_result_real(r, row, col_of(r, name));
-}
-
-QB_API const char *qb_result_text_by(const qb_result *r, size_t row,
-                                     const char *name, size_t *len)
-{
-    return qb_result_text(r, row, col_of(r, name), len);
-}
-
-QB_API const void *qb_result_blob_by(const qb_result *r, size_t row,
-                                     const char *name, size_t *len)
-{
-    return qb_result_blob(r, row, col_of(r, name), len);
 }
 
 /* ---- execution --------------------------------------------------------- */
@@ -923,7 +681,7 @@ static int run_query(qb_db *db, const qb_query *q, qb_result **out)
     int rc, mode;
 
     if (out != NULL) {
-        r = result_new();
+        r = qbi_result_new();
         if (r == NULL)
             return db_fail(db, QB_ENOMEM, SQLITE_NOMEM, "out of memory");
     }
