@@ -6,8 +6,7 @@
 
 #include "defer.h"
 #include "qb.h"
-#include "qb_pg.h"
-#include "qb_sqlite.h"
+#include "qb_conn.h"
 #include "web.h"
 #include "web_server.h"
 
@@ -22,7 +21,7 @@ extern const size_t app_nhandlers;
 /* Where log_sync opens its per-thread connections (set before start).
  * NULL path: log_sync has no database (a PostgreSQL pool: it answers
  * 501, being the SQLite-only benchmark baseline). */
-void app_set_sync_db(const char *path, const qb_db_config *cfg);
+void app_set_sync_db(const char *path, const qb_conn_config *cfg);
 
 /* Load the .sql files of dir in name order into a list of migrations (malloc'd).
  * WEB_OK, or WEB_EIO/WEB_ENOMEM with a message in errbuf. */
@@ -33,13 +32,6 @@ void app_migrations_free(qb_migration *list, size_t n);
 /* The folder holding an engine's migrations: mig_dir itself for SQLite,
  * mig_dir/postgresql for PostgreSQL.  malloc'd; NULL when out of memory. */
 char *app_migrations_dir(const char *mig_dir, web_db_engine engine);
-
-/* The connection app_check_defers checks against: one of the two set
- * (pg only in a build with libpq), the other NULL. */
-typedef struct app_db {
-    qb_db *sqlite;
-    qb_pg *pg;
-} app_db;
 
 /* Receives each failure of app_check_defers: one line, no newline, valid
  * during the call. */
@@ -55,14 +47,15 @@ typedef void (*app_report_fn)(void *ud, const char *line);
  * FILE is conf->file, LINE the defer block's, N its rank in the route
  * (from 1), MESSAGE the builder's or the engine's (first line), and
  * " (AGAINST)" is added when the statement was built and against is
- * non-NULL.  The one check used by -t (scratch or live schema) and by the
+ * non-NULL.  db (NULL: build only) must be of dialect's engine.  The
+ * one check used by -t (scratch or live schema) and by the
  * start after its migrations.  Calls db from this thread only.
  * Returns WEB_OK, WEB_ECONF when a statement failed (*nbad, if non-NULL,
- * says how many), WEB_EINVAL for a NULL conf or report or both
- * connections set.
+ * says how many), WEB_EINVAL for a NULL conf or report or a db of
+ * another dialect.
  */
 int app_check_defers(const web_conf *conf, qb_dialect dialect,
-                     const app_db *db, const char *against,
+                     qb_conn *db, const char *against,
                      app_report_fn report, void *ud, size_t *nbad);
 
 /* `waituntil -t`: conf already parsed; db_path is the database to use

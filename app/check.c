@@ -82,33 +82,47 @@ static int check_routes(const web_conf *conf, const char *conf_path,
  * One function for -t and for the start, so that they cannot disagree:
  * app_check_defers builds each defer block's statement as the server
  * does and has the engine compile it against the connection's schema.
- * SQLite prepares it (compiles, resolves every table, column and
- * function); PostgreSQL EXPLAINs it with NULL parameters (parse analysis
- * and planning; nothing runs). */
+ * Both engines EXPLAIN it with every parameter NULL: SQLite compiles it
+ * (resolving every table, column and function) and lists its bytecode;
+ * PostgreSQL runs parse analysis and planning.  Nothing is executed. */
 
-#ifdef HAVE_LIBPQ
-static int pg_explain(qb_pg *db, const web_defer_tpl *t, char *eb, size_t el);
-#endif
+/* Run one statement in db's dialect; rows into *out if out is non-NULL. */
+static int conn_run(qb_conn *db, const char *sql, size_t nargs,
+                    const qb_value *args, qb_result **out)
+{
+    qb_query *q = NULL;
+    int rc = qb_query_raw_dialect(&q, qb_conn_dialect(db), sql, nargs, args,
+                                  out != NULL ? QB_FETCH_ALL : QB_FETCH_NONE);
+    if (rc == QB_OK)
+        rc = qb_exec(db, q, out);
+    qb_query_free(q);
+    return rc;
+}
 
 /* QB_OK if the connection compiles t's statement, else QB_ESQL (or
- * QB_ENOMEM) with the engine's message in eb. */
-static int stmt_compiles(const app_db *db, const web_defer_tpl *t, char *eb,
+ * QB_ENOMEM) with the engine's message (first line) in eb.  The NULLs are
+ * untyped, so PostgreSQL infers each type from its column. */
+static int stmt_compiles(qb_conn *db, const web_defer_tpl *t, char *eb,
                          size_t el)
 {
-    if (db->sqlite != NULL) {
-        sqlite3 *h = qb_db_sqlite(db->sqlite);
-        sqlite3_stmt *st = NULL;
-        int rc = sqlite3_prepare_v2(h, web_defer_tpl_sql(t), -1, &st, NULL);
-        if (rc != SQLITE_OK)
-            snprintf(eb, el, "%s", sqlite3_errmsg(h));
-        sqlite3_finalize(st);
-        return rc == SQLITE_OK ? QB_OK : QB_ESQL;
+    const char *sql = web_defer_tpl_sql(t);
+    size_t np = qb_query_nparams(web_defer_tpl_query(t));
+    qb_value *nulls = calloc(np ? np : 1, sizeof *nulls);
+    char *text = NULL;
+    int rc = QB_ENOMEM;
+
+    if (nulls != NULL && asprintf(&text, "EXPLAIN %s", sql) >= 0) {
+        for (size_t i = 0; i < np; i++)
+            nulls[i] = qb_null();
+        rc = conn_run(db, text, np, nulls, NULL);
+        free(text);
     }
-#ifdef HAVE_LIBPQ
-    if (db->pg != NULL)
-        return pg_explain(db->pg, t, eb, el);
-#endif
-    return QB_OK;
+    free(nulls);
+    if (rc == QB_OK)
+        return QB_OK;
+    snprintf(eb, el, "%s", rc == QB_ENOMEM ? "out of memory" : qb_errmsg(db));
+    eb[strcspn(eb, "\n")] = '\0';
+    return rc;
 }
 
 /* "GET|POST /a /b/:id" or "any /log": the route as the conf wrote it. */
@@ -137,7 +151,7 @@ static void route_name(const web_route_conf *rc, char *buf, size_t len)
 }
 
 int app_check_defers(const web_conf *conf, qb_dialect dialect,
-                     const app_db *db, const char *against,
+                     qb_conn *db, const char *against,
                      app_report_fn report, void *ud, size_t *nbad)
 {
     size_t bad = 0;
@@ -145,7 +159,7 @@ int app_check_defers(const web_conf *conf, qb_dialect dialect,
     if (nbad != NULL)
         *nbad = 0;
     if (conf == NULL || report == NULL ||
-        (db != NULL && db->sqlite != NULL && db->pg != NULL))
+        (db != NULL && qb_conn_dialect(db) != dialect))
         return WEB_EINVAL;
     for (size_t r = 0; r < conf->nroutes; r++) {
         const web_route_conf *rc = &conf->routes[r];
@@ -329,10 +343,9 @@ static int check_sqlite(const web_conf *conf, const char *db_path,
 {
     qb_migration *list = NULL;
     size_t n = 0, applied = 0, failed_at = 0, pending = 0;
-    qb_db *mem = NULL, *live = NULL;
-    qb_db_config cfg;
+    qb_conn *mem = NULL, *live = NULL, *target = NULL;
+    qb_conn_config cfg;
     web_db_dir_state dst = WEB_DB_DIR_READY;
-    app_db target = {NULL, NULL};
     const char *against = "schema from the migrations";
     char eb[1024], dir[PATH_MAX];
     int bad = 0, rc;
@@ -357,9 +370,10 @@ static int check_sqlite(const web_conf *conf, const char *db_path,
     }
     if (strcmp(db_path, ":memory:") != 0 && access(db_path, F_OK) == 0) {
         memset(&cfg, 0, sizeof cfg);
+        cfg.engine = QB_ENGINE_SQLITE;
         cfg.readonly = 1;
-        if (qb_db_open(&live, db_path, &cfg, eb, sizeof eb) != QB_OK ||
-            sqlite_pending(qb_db_sqlite(live), list, n, &pending, eb,
+        if (qb_open(&live, db_path, &cfg, eb, sizeof eb) != QB_OK ||
+            sqlite_pending(qb_conn_sqlite(live), list, n, &pending, eb,
                            sizeof eb) != QB_OK) {
             fprintf(stderr, "waituntil: database %s: %s\n", db_path, eb);
             bad = 1;
@@ -371,12 +385,12 @@ static int check_sqlite(const web_conf *conf, const char *db_path,
         against = pending > 0
                       ? "schema of the database after its pending migrations"
                       : "schema of the database";
-        target.sqlite = live;
+        target = live;
     }
     if (live == NULL || pending > 0) {
-        if (qb_db_open(&mem, ":memory:", NULL, eb, sizeof eb) != QB_OK ||
-            (live != NULL && sqlite_copy_schema(qb_db_sqlite(live),
-                                                qb_db_sqlite(mem), eb,
+        if (qb_open(&mem, ":memory:", NULL, eb, sizeof eb) != QB_OK ||
+            (live != NULL && sqlite_copy_schema(qb_conn_sqlite(live),
+                                                qb_conn_sqlite(mem), eb,
                                                 sizeof eb) != QB_OK)) {
             fprintf(stderr, "waituntil: database %s: %s\n",
                     live != NULL ? db_path : ":memory:", eb);
@@ -390,80 +404,40 @@ static int check_sqlite(const web_conf *conf, const char *db_path,
                 fprintf(stderr,
                         "waituntil: database %s: pending migration %s/%s "
                         "fails: %s\n",
-                        db_path, mig_dir, nm, qb_db_errmsg(mem));
+                        db_path, mig_dir, nm, qb_errmsg(mem));
             else
                 fprintf(stderr, "waituntil: %s/%s: %s\n", mig_dir, nm,
-                        qb_db_errmsg(mem));
+                        qb_errmsg(mem));
             bad = 1;
             goto out;
         }
-        target.sqlite = mem;
+        target = mem;
     }
-    if (app_check_defers(conf, QB_DIALECT_SQLITE, &target, against, print_line,
+    if (app_check_defers(conf, QB_DIALECT_SQLITE, target, against, print_line,
                          NULL, NULL) != WEB_OK)
         bad = 1;
 out:
-    qb_db_close(live);
-    qb_db_close(mem);
+    qb_close(live);
+    qb_close(mem);
     app_migrations_free(list, n);
     return bad;
 }
 
 /* ---- PostgreSQL ----------------------------------------------------------- */
 
-#ifdef HAVE_LIBPQ
-/* Run one statement built in the PostgreSQL dialect, rows discarded. */
-static int pg_run(qb_pg *db, const char *sql, size_t nargs,
-                  const qb_value *args, qb_result **out)
-{
-    qb_query *q = NULL;
-    int rc = qb_query_raw_dialect(&q, QB_DIALECT_POSTGRES, sql, nargs, args,
-                                  out != NULL ? QB_FETCH_ALL : QB_FETCH_NONE);
-    if (rc == QB_OK)
-        rc = qb_pg_exec(db, q, out);
-    qb_query_free(q);
-    return rc;
-}
-
-/* EXPLAIN the statement with every parameter NULL (untyped, so the server
- * infers each type from its column): parse analysis and planning check
- * tables, columns, functions and types; nothing is executed. */
-static int pg_explain(qb_pg *db, const web_defer_tpl *t, char *eb, size_t el)
-{
-    const char *sql = web_defer_tpl_sql(t);
-    size_t np = qb_query_nparams(web_defer_tpl_query(t));
-    qb_value *nulls = calloc(np ? np : 1, sizeof *nulls);
-    char *text = NULL;
-    int rc = QB_ENOMEM;
-
-    if (nulls != NULL && asprintf(&text, "EXPLAIN %s", sql) >= 0) {
-        for (size_t i = 0; i < np; i++)
-            nulls[i] = qb_null();
-        rc = pg_run(db, text, np, nulls, NULL);
-        free(text);
-    }
-    free(nulls);
-    if (rc == QB_OK)
-        return QB_OK;
-    snprintf(eb, el, "%s", rc == QB_ENOMEM ? "out of memory"
-                                           : qb_pg_errmsg(db));
-    eb[strcspn(eb, "\n")] = '\0';
-    return rc;
-}
-
 /* How many of list are not recorded in the migrations table, read
- * without qb_pg_migrations_unapplied (which creates the table: a write).
- * The table name is qb_pg's default, the one main.c applies with. */
-static int pg_pending(qb_pg *db, const qb_migration *list, size_t n,
+ * without qb_migrations_unapplied (which creates the table: a write).
+ * The table name is qb's default, the one main.c applies with. */
+static int pg_pending(qb_conn *db, const qb_migration *list, size_t n,
                       size_t *pending)
 {
     qb_result *res = NULL;
-    int rc = pg_run(db, "SELECT name FROM migrations", 0, NULL, &res);
+    int rc = conn_run(db, "SELECT name FROM migrations", 0, NULL, &res);
 
     *pending = n;
     if (rc != QB_OK)
         /* 42P01 undefined_table: nothing was ever applied. */
-        return strcmp(qb_pg_sqlstate(db), "42P01") == 0 ? QB_OK : rc;
+        return strcmp(qb_sqlstate(db), "42P01") == 0 ? QB_OK : rc;
     for (size_t i = 0; i < n; i++)
         for (size_t j = 0; j < qb_result_rows(res); j++) {
             const char *nm = qb_result_text(res, j, 0, NULL);
@@ -480,14 +454,20 @@ static int check_pg(const web_conf *conf, const char *uri,
                     const char *mig_dir)
 {
     qb_migration *list = NULL;
-    qb_migration *pl = NULL;
-    qb_pg_config cfg;
-    qb_pg *db = NULL;
+    qb_conn_config cfg;
+    qb_conn *db = NULL;
     size_t n = 0, pending = 0;
     char eb[512], red[512];
     int bad;
 
     web_db_path_redact(uri, red, sizeof red);
+    if (!qb_engine_available(QB_ENGINE_POSTGRES)) {
+        fprintf(stderr, "waituntil: database %s: %s\n", red, APP_NO_PG);
+        /* The statements can still be built: report their errors too. */
+        app_check_defers(conf, QB_DIALECT_POSTGRES, NULL, NULL, print_line,
+                         NULL, NULL);
+        return 1;
+    }
     if (app_migrations_load(mig_dir, &list, &n, eb, sizeof eb) != WEB_OK) {
         fprintf(stderr, "waituntil: %s\n", eb);
         return 1;
@@ -495,20 +475,11 @@ static int check_pg(const web_conf *conf, const char *uri,
     /* Statements in the PostgreSQL dialect: no server needed. */
     bad = app_check_defers(conf, QB_DIALECT_POSTGRES, NULL, NULL, print_line,
                            NULL, NULL) != WEB_OK;
-    pl = calloc(n ? n : 1, sizeof *pl);
-    if (pl == NULL) {
-        fprintf(stderr, "waituntil: out of memory\n");
-        bad = 1;
-        goto out;
-    }
-    for (size_t i = 0; i < n; i++) {
-        pl[i].name = list[i].name;
-        pl[i].sql = list[i].sql;
-    }
     memset(&cfg, 0, sizeof cfg);
+    cfg.engine = QB_ENGINE_POSTGRES;
     cfg.connect_timeout_s = 5;
     cfg.application_name = "waituntil -t";
-    if (qb_pg_open(&db, uri, &cfg, eb, sizeof eb) != QB_OK) {
+    if (qb_open(&db, uri, &cfg, eb, sizeof eb) != QB_OK) {
         eb[strcspn(eb, "\n")] = '\0';
         /* Down, unreachable from here, or refusing us: the conf itself
          * may still be right (the server may be up at start). */
@@ -519,10 +490,10 @@ static int check_pg(const web_conf *conf, const char *uri,
         goto out;
     }
     /* Every transaction of this session is read-only: -t cannot write. */
-    if (pg_run(db, "SET default_transaction_read_only = on", 0, NULL,
-               NULL) != QB_OK ||
-        pg_pending(db, pl, n, &pending) != QB_OK) {
-        snprintf(eb, sizeof eb, "%s", qb_pg_errmsg(db));
+    if (conn_run(db, "SET default_transaction_read_only = on", 0, NULL,
+                 NULL) != QB_OK ||
+        pg_pending(db, list, n, &pending) != QB_OK) {
+        snprintf(eb, sizeof eb, "%s", qb_errmsg(db));
         eb[strcspn(eb, "\n")] = '\0';
         fprintf(stderr, "waituntil: database %s: %s\n", red, eb);
         bad = 1;
@@ -539,30 +510,14 @@ static int check_pg(const web_conf *conf, const char *uri,
                 "against its schema until the migrations are applied\n",
                 red);
     else
-        bad = app_check_defers(conf, QB_DIALECT_POSTGRES,
-                               &(app_db){.sqlite = NULL, .pg = db},
+        bad = app_check_defers(conf, QB_DIALECT_POSTGRES, db,
                                "schema of the database", print_line, NULL,
                                NULL) != WEB_OK;
 out:
-    qb_pg_close(db);
-    free(pl);
+    qb_close(db);
     app_migrations_free(list, n);
     return bad;
 }
-#else
-static int check_pg(const web_conf *conf, const char *uri,
-                    const char *mig_dir)
-{
-    char red[512];
-    (void)mig_dir;
-    fprintf(stderr, "waituntil: database %s: %s\n",
-            web_db_path_redact(uri, red, sizeof red), APP_NO_PG);
-    /* The statements can still be built: report their errors too. */
-    app_check_defers(conf, QB_DIALECT_POSTGRES, NULL, NULL, print_line, NULL,
-                     NULL);
-    return 1;
-}
-#endif
 
 int app_check(const web_conf *conf, const char *conf_path, const char *db_path,
               const char *mig_dir)

@@ -73,19 +73,10 @@ struct slow_arg {
 /* Run q on the task's connection, whichever engine the pool has. */
 static int env_exec(defer_env *env, const qb_query *q)
 {
-    int rc;
-#ifdef HAVE_LIBPQ
-    qb_pg *pg = defer_env_pg(env);
-    if (pg != NULL) {
-        rc = qb_pg_exec(pg, q, NULL);
-        if (rc != QB_OK)
-            defer_env_set_error(env, qb_pg_errmsg(pg));
-        return rc;
-    }
-#endif
-    rc = qb_exec(defer_env_db(env), q, NULL);
+    qb_conn *db = defer_env_db(env);
+    int rc = qb_exec(db, q, NULL);
     if (rc != QB_OK)
-        defer_env_set_error(env, qb_db_errmsg(defer_env_db(env)));
+        defer_env_set_error(env, qb_errmsg(db));
     return rc;
 }
 
@@ -103,8 +94,7 @@ static int slow_run(defer_env *env, void *p)
     ins = qb_insert_new("logs");
     if (ins == NULL)
         return -1;
-    qb_insert_dialect(ins, defer_env_pg(env) != NULL ? QB_DIALECT_POSTGRES
-                                                     : QB_DIALECT_SQLITE);
+    qb_insert_dialect(ins, qb_conn_dialect(defer_env_db(env)));
     qb_insert_set(ins, "method", qb_text(a->method));
     qb_insert_set(ins, "path", qb_text(a->path));
     qb_insert_set(ins, "timestamp", qb_text(a->time));
@@ -148,16 +138,16 @@ static int h_slow(web_call *call, void *ud)
 static pthread_key_t sync_key;
 static pthread_once_t sync_once = PTHREAD_ONCE_INIT;
 static const char *sync_db_path;
-static qb_db_config sync_db_cfg;
+static qb_conn_config sync_db_cfg;
 
-static void sync_close(void *p) { qb_db_close(p); }
+static void sync_close(void *p) { qb_close(p); }
 static int sync_key_rc = -1; /* pthread_key_create's result */
 static void sync_init(void)
 {
     sync_key_rc = pthread_key_create(&sync_key, sync_close);
 }
 
-void app_set_sync_db(const char *path, const qb_db_config *cfg)
+void app_set_sync_db(const char *path, const qb_conn_config *cfg)
 {
     sync_db_path = path;
     if (cfg != NULL)
@@ -169,7 +159,7 @@ static int h_log_sync(web_call *call, void *ud)
     const web_request *r = web_call_request(call);
     struct timespec ts = web_request_time(r);
     char iso[25];
-    qb_db *db;
+    qb_conn *db;
     qb_insert *ins;
     qb_query *q = NULL;
     size_t plen = 0;
@@ -189,10 +179,10 @@ static int h_log_sync(web_call *call, void *ud)
         return WEB_EINVAL;
     db = pthread_getspecific(sync_key);
     if (db == NULL) {
-        if (qb_db_open(&db, sync_db_path, &sync_db_cfg, NULL, 0) != QB_OK)
+        if (qb_open(&db, sync_db_path, &sync_db_cfg, NULL, 0) != QB_OK)
             return WEB_EIO;
         if (pthread_setspecific(sync_key, db) != 0) {
-            qb_db_close(db); /* not kept: open again next time */
+            qb_close(db); /* not kept: open again next time */
             return WEB_ENOMEM;
         }
     }

@@ -16,8 +16,8 @@
  * file's missing folder is created (one level, web_db_dir_prepare), the
  * engine's migrations are applied (SQLite: the migrations folder,
  * PostgreSQL: its postgresql/ subfolder), then the pool opens its
- * connections; the logs show a URI with its password masked.  PostgreSQL code is built only
- * with libpq (HAVE_LIBPQ); without it a URI fails the start and -t.
+ * connections; the logs show a URI with its password masked.  A build
+ * without libpq (qb_engine_available) refuses a URI at start and in -t.
  */
 #define _GNU_SOURCE
 #include "app.h"
@@ -150,12 +150,20 @@ char *app_migrations_dir(const char *mig_dir, web_db_engine engine)
     return out;
 }
 
-static void db_config(const web_conf *conf, qb_db_config *db)
+static void db_config(const web_conf *conf, web_db_engine engine,
+                      qb_conn_config *db)
 {
     memset(db, 0, sizeof *db);
     db->journal_mode = conf->database.journal_mode;
     db->synchronous = conf->database.synchronous;
     db->busy_timeout_ms = (int)conf->database.busy_timeout_ms;
+    if (engine == WEB_DB_POSTGRESQL) {
+        db->engine = QB_ENGINE_POSTGRES;
+        db->application_name = "waituntil";
+        db->stmt_cache_size = conf->database.statement_cache;
+    } else {
+        db->engine = QB_ENGINE_SQLITE;
+    }
 }
 
 /* app_check_defers' reporter at start: one error line per statement. */
@@ -170,11 +178,11 @@ static void log_line(void *ud, const char *line)
  * statement must compile against the live schema (the check -t makes),
  * or the server would answer 2xx and fail each write in the background.
  * WEB_OK or WEB_ECONF (each failure logged, then start_failed). */
-static int check_live(const web_conf *conf, qb_dialect dialect,
-                      const app_db *db, web_log *log)
+static int check_live(const web_conf *conf, qb_conn *db, web_log *log)
 {
     size_t nbad = 0;
-    int rc = app_check_defers(conf, dialect, db, "schema of the database",
+    int rc = app_check_defers(conf, qb_conn_dialect(db), db,
+                              "schema of the database",
                               log_line, log, &nbad);
     if (rc == WEB_OK)
         return WEB_OK;
@@ -185,138 +193,85 @@ static int check_live(const web_conf *conf, qb_dialect dialect,
     return WEB_ECONF;
 }
 
-#ifdef HAVE_LIBPQ
-/* Drop libpq's trailing newline (and anything after a first line). */
+/* Drop a trailing newline (libpq's) and anything after a first line. */
 static void one_line(char *s)
 {
     s[strcspn(s, "\n")] = '\0';
 }
 
-/* PostgreSQL: connect to uri and apply mig_dir's migrations in name order
- * (qb_pg locks the migrations table, so instances starting together
- * queue and each migration runs once), then check the deferred
- * statements against the schema on that session (EXPLAIN: nothing
- * runs). */
-static int migrate_pg(const web_conf *conf, const char *uri,
-                      const char *mig_dir, web_log *log)
-{
-    qb_migration *list = NULL;
-    qb_migration *pl = NULL;
-    size_t n = 0, applied = 0, failed_at = 0;
-    qb_pg *db = NULL;
-    qb_pg_config cfg;
-    char eb[512], q[600], q2[600], red[512];
-    int rc;
-
-    web_log_q(q2, sizeof q2, web_db_path_redact(uri, red, sizeof red));
-    if (app_migrations_load(mig_dir, &list, &n, eb, sizeof eb) != WEB_OK) {
-        web_logf(log, WEB_LOG_ERROR, "migrations_failed", "error=%s",
-                 web_log_q(q, sizeof q, eb));
-        return WEB_EIO;
-    }
-    pl = calloc(n ? n : 1, sizeof *pl);
-    if (pl == NULL) {
-        app_migrations_free(list, n);
-        web_logf(log, WEB_LOG_ERROR, "migrations_failed",
-                 "error=\"out of memory\"");
-        return WEB_ENOMEM;
-    }
-    for (size_t i = 0; i < n; i++) {
-        pl[i].name = list[i].name;
-        pl[i].sql = list[i].sql;
-    }
-    memset(&cfg, 0, sizeof cfg);
-    cfg.application_name = "waituntil";
-    if (qb_pg_open(&db, uri, &cfg, eb, sizeof eb) != QB_OK) {
-        one_line(eb);
-        web_logf(log, WEB_LOG_ERROR, "db_open_failed",
-                 "engine=postgresql db=%s error=%s", q2,
-                 web_log_q(q, sizeof q, eb));
-        rc = WEB_EIO;
-    } else if (qb_pg_migrations_apply(db, NULL, pl, n, &applied,
-                                      &failed_at) != QB_OK) {
-        snprintf(eb, sizeof eb, "%s", qb_pg_errmsg(db));
-        one_line(eb);
-        web_logf(log, WEB_LOG_ERROR, "migrations_failed",
-                 "engine=postgresql db=%s error=%s", q2,
-                 web_log_q(q, sizeof q, eb));
-        rc = WEB_EIO;
-    } else {
-        web_logf(log, WEB_LOG_INFO, "migrations",
-                 "engine=postgresql dir=%s found=%zu applied=%zu", mig_dir,
-                 n, applied);
-        rc = check_live(conf, QB_DIALECT_POSTGRES,
-                        &(app_db){.sqlite = NULL, .pg = db}, log);
-    }
-    qb_pg_close(db);
-    free(pl);
-    app_migrations_free(list, n);
-    return rc;
-}
-#endif
-
-/* SQLite: make the database's folder if it is missing (one level), open
- * the database, apply the migrations in name order and check the
- * deferred statements against the result.  PostgreSQL: migrate_pg. */
+/* Make a SQLite database's folder if it is missing (one level), open the
+ * database, apply the migrations in name order and check the deferred
+ * statements against the result.  On PostgreSQL the migrations table is
+ * locked while a migration runs, so instances starting together queue
+ * and each migration runs once; the statements are checked on that
+ * session (EXPLAIN: nothing runs). */
 static int migrate(const web_conf *conf, web_db_engine engine,
                    const char *db_path, const char *mig_dir, web_log *log)
 {
+    int pg = engine == WEB_DB_POSTGRESQL;
     qb_migration *list = NULL;
     size_t n = 0, applied = 0, failed_at = 0;
-    qb_db *db = NULL;
-    qb_db_config cfg;
+    qb_conn *db = NULL;
+    qb_conn_config cfg;
     web_db_dir_state dst = WEB_DB_DIR_READY;
-    char eb[1024], q[1100], q2[600], dir[PATH_MAX];
+    char eb[1024], q[1100], q2[600], dir[PATH_MAX], red[512];
     int rc;
 
-    if (engine == WEB_DB_POSTGRESQL) {
-#ifdef HAVE_LIBPQ
-        return migrate_pg(conf, db_path, mig_dir, log);
-#else
+    if (pg && !qb_engine_available(QB_ENGINE_POSTGRES)) {
         web_logf(log, WEB_LOG_ERROR, "db_unsupported",
                  "engine=postgresql error=\"%s\"", APP_NO_PG);
         return WEB_EINVAL;
-#endif
     }
-    /* sqlite3 makes the file, not its folder (var/ in a fresh prefix):
-     * make that one level here, or say precisely why not; `-t` asks
-     * web_db_dir_prepare the same question. */
-    rc = web_db_dir_prepare(db_path, WEB_DB_DIR_CREATE, &dst, dir, sizeof dir,
-                            eb, sizeof eb);
-    if (rc != WEB_OK) {
-        web_logf(log, WEB_LOG_ERROR, "db_dir_failed", "error=%s",
-                 web_log_q(q, sizeof q, rc == WEB_ENOMEM ? "out of memory"
-                                                          : eb));
-        return rc;
+    if (pg) {
+        web_log_q(q2, sizeof q2, web_db_path_redact(db_path, red, sizeof red));
+    } else {
+        /* sqlite3 makes the file, not its folder (var/ in a fresh
+         * prefix): make that one level here, or say precisely why not;
+         * `-t` asks web_db_dir_prepare the same question. */
+        rc = web_db_dir_prepare(db_path, WEB_DB_DIR_CREATE, &dst, dir,
+                                sizeof dir, eb, sizeof eb);
+        if (rc != WEB_OK) {
+            web_logf(log, WEB_LOG_ERROR, "db_dir_failed", "error=%s",
+                     web_log_q(q, sizeof q,
+                               rc == WEB_ENOMEM ? "out of memory" : eb));
+            return rc;
+        }
+        if (dst == WEB_DB_DIR_MADE)
+            web_logf(log, WEB_LOG_INFO, "db_dir_created", "path=%s mode=%04o",
+                     web_log_q(q, sizeof q, dir), (unsigned)WEB_DB_DIR_MODE);
+        web_log_q(q2, sizeof q2, db_path);
     }
-    if (dst == WEB_DB_DIR_MADE)
-        web_logf(log, WEB_LOG_INFO, "db_dir_created", "path=%s mode=%04o",
-                 web_log_q(q, sizeof q, dir), (unsigned)WEB_DB_DIR_MODE);
     if (app_migrations_load(mig_dir, &list, &n, eb, sizeof eb) != WEB_OK) {
         web_logf(log, WEB_LOG_ERROR, "migrations_failed", "error=%s",
                  web_log_q(q, sizeof q, eb));
         return WEB_EIO;
     }
-    db_config(conf, &cfg);
-    rc = qb_db_open(&db, db_path, &cfg, eb, sizeof eb);
-    if (rc != QB_OK) {
-        web_logf(log, WEB_LOG_ERROR, "db_open_failed", "path=%s error=%s",
-                 web_log_q(q2, sizeof q2, db_path), web_log_q(q, sizeof q, eb));
-        app_migrations_free(list, n);
-        return WEB_EIO;
-    }
-    rc = qb_migrations_apply(db, NULL, list, n, &applied, &failed_at);
-    if (rc != QB_OK) {
-        web_logf(log, WEB_LOG_ERROR, "migrations_failed", "error=%s",
-                 web_log_q(q, sizeof q, qb_db_errmsg(db)));
+    db_config(conf, engine, &cfg);
+    if (qb_open(&db, db_path, &cfg, eb, sizeof eb) != QB_OK) {
+        one_line(eb);
+        web_logf(log, WEB_LOG_ERROR, "db_open_failed", "%s=%s error=%s",
+                 pg ? "engine=postgresql db" : "path", q2,
+                 web_log_q(q, sizeof q, eb));
+        rc = WEB_EIO;
+    } else if (qb_migrations_apply(db, NULL, list, n, &applied,
+                                   &failed_at) != QB_OK) {
+        snprintf(eb, sizeof eb, "%s", qb_errmsg(db));
+        one_line(eb);
+        if (pg)
+            web_logf(log, WEB_LOG_ERROR, "migrations_failed",
+                     "engine=postgresql db=%s error=%s", q2,
+                     web_log_q(q, sizeof q, eb));
+        else
+            web_logf(log, WEB_LOG_ERROR, "migrations_failed", "error=%s",
+                     web_log_q(q, sizeof q, eb));
         rc = WEB_EIO;
     } else {
-        web_logf(log, WEB_LOG_INFO, "migrations", "dir=%s found=%zu applied=%zu",
-                 mig_dir, n, applied);
-        rc = check_live(conf, QB_DIALECT_SQLITE,
-                        &(app_db){.sqlite = db, .pg = NULL}, log);
+        web_logf(log, WEB_LOG_INFO, "migrations",
+                 "%sdir=%s found=%zu applied=%zu",
+                 pg ? "engine=postgresql " : "", mig_dir, n, applied);
+        rc = check_live(conf, db, log);
     }
-    qb_db_close(db);
+    qb_close(db);
     app_migrations_free(list, n);
     return rc;
 }
@@ -339,15 +294,12 @@ static void pool_config(const web_conf *conf, web_db_engine engine,
     pc->drain_ms = (unsigned)conf->pool.drain_timeout_ms;
     pc->busy_retries = conf->pool.busy_retries;
     pc->batch_delay_us = (unsigned)conf->pool.batch_delay_ms * 1000u;
-    if (engine == WEB_DB_POSTGRESQL) {
+    if (engine == WEB_DB_POSTGRESQL)
         pc->pg_conninfo = db_path; /* the pool copies it */
-        pc->pg.application_name = "waituntil";
-        pc->pg.stmt_cache_size = conf->database.statement_cache;
-    } else {
+    else
         pc->db_path = db_path;
-    }
     pc->reconnect_ms = (unsigned)conf->database.reconnect_ms;
-    db_config(conf, &pc->db);
+    db_config(conf, engine, &pc->db);
     pc->log = web_log_defer_sink;
     pc->log_ud = log;
     pc->log_level = conf->server.log_level <= WEB_LOG_DEBUG  ? DEFER_LOG_DEBUG

@@ -30,7 +30,7 @@
 
 #include "defer.h"
 #include "qb.h"
-#include "qb_sqlite.h"
+#include "qb_conn.h"
 #include "testutil.h"
 
 /* ==== fixtures: temp dir, database, log capture ========================== */
@@ -1074,7 +1074,7 @@ typedef struct seen_arg {
 static int see_row(defer_env *env, void *arg)
 {
     seen_arg *a = arg;
-    qb_db *db = defer_env_db(env);
+    qb_conn *db = defer_env_db(env);
     qb_query *q = NULL;
     qb_result *res = NULL;
     qb_value v = qb_int(a->v);
@@ -1393,7 +1393,7 @@ END_TEST
 /* A callback that leaves a transaction open is rolled back and failed. */
 static int leave_tx_open(defer_env *env, void *arg)
 {
-    qb_db *db = defer_env_db(env);
+    qb_conn *db = defer_env_db(env);
     qb_query *q = NULL;
     qb_value v = qb_int(777);
     (void)arg;
@@ -1408,7 +1408,7 @@ static int leave_tx_open(defer_env *env, void *arg)
 
 static int own_tx(defer_env *env, void *arg)
 {
-    qb_db *db = defer_env_db(env);
+    qb_conn *db = defer_env_db(env);
     qb_query *q = NULL;
     qb_value v = qb_int(888);
     int rc;

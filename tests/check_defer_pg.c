@@ -24,7 +24,7 @@
 #include "defer.h"
 #include "defer_int.h" /* defer__fault_commit: test-only fault injection */
 #include "qb.h"
-#include "qb_pg.h"
+#include "qb_conn.h"
 #include "testutil.h"
 #include "pg/pg_proxy.h"
 
@@ -115,8 +115,8 @@ static void pg_cfg(defer_config *cfg, const char *dsn, unsigned workers)
     cfg->name = "pgtest";
     cfg->workers = workers;
     cfg->pg_conninfo = dsn;
-    cfg->pg.application_name = "defer_pg_test";
-    cfg->pg.stmt_cache_size = g_cache;
+    cfg->db.application_name = "defer_pg_test";
+    cfg->db.stmt_cache_size = g_cache;
     cfg->batch_delay_us = 1000;
     cfg->log = cap_log;
     cfg->log_level = DEFER_LOG_DEBUG;
@@ -769,18 +769,19 @@ START_TEST(server_restart_mid_load)
 }
 END_TEST
 
-/* Callbacks get the worker's qb_pg; no SQLite handle on a PG pool. */
+/* Callbacks get the worker's qb_conn; no SQLite handle on a PG pool. */
 static int cb_env(defer_env *env, void *arg)
 {
-    qb_pg *pg = defer_env_pg(env);
+    qb_conn *pg = defer_env_db(env);
     qb_query *q = q_sql("INSERT INTO t (id, v) VALUES (42, 'cb')", 0, NULL);
     int rc;
     (void)arg;
-    if (pg == NULL || defer_env_db(env) != NULL) {
+    if (pg == NULL || qb_conn_engine(pg) != QB_ENGINE_POSTGRES ||
+        qb_conn_sqlite(pg) != NULL) {
         qb_query_free(q);
         return 1;
     }
-    rc = qb_pg_exec(pg, q, NULL);
+    rc = qb_exec(pg, q, NULL);
     qb_query_free(q);
     return rc == QB_OK ? 0 : 1;
 }

@@ -1,5 +1,5 @@
 /*
- * check_qb_pg.c -- lib/qb's PostgreSQL executor (qb_pg.h) against a real,
+ * check_qb_pg.c -- lib/qb's PostgreSQL executor (qb_conn.h) against a real,
  * private PostgreSQL server.
  *
  * The server comes from the environment: WU_PG_DSN is its libpq connection
@@ -33,7 +33,7 @@
 
 #include "qb.h"
 #include "qb_int.h" /* count_sql */
-#include "qb_pg.h"
+#include "qb_conn.h"
 #include "testutil.h"
 #include "pg/pg_proxy.h"
 
@@ -48,35 +48,49 @@ static size_t g_cache;        /* stmt_cache_size of db_connect; main runs
 /* ---- helpers ----------------------------------------------------------- */
 
 /* Run trusted setup SQL (several statements allowed) on db's connection. */
-static void sh(qb_pg *db, const char *sql)
+static void sh(qb_conn *db, const char *sql)
 {
-    PGresult *res = PQexec(qb_pg_conn(db), sql);
+    PGresult *res = PQexec(qb_conn_pg(db), sql);
     ExecStatusType s = PQresultStatus(res);
     ck_assert_msg(s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK,
                   "setup failed: %s: %s", sql,
-                  PQerrorMessage(qb_pg_conn(db)));
+                  PQerrorMessage(qb_conn_pg(db)));
     PQclear(res);
 }
 
-static qb_pg *db_connect(void)
+/* qb_open on PostgreSQL whatever the conninfo looks like (cfg may be
+ * NULL: the defaults). */
+static int pg_open(qb_conn **out, const char *dsn, const qb_conn_config *cfg,
+                   char *err, size_t errlen)
+{
+    qb_conn_config c;
+    if (cfg != NULL)
+        c = *cfg;
+    else
+        memset(&c, 0, sizeof c);
+    c.engine = QB_ENGINE_POSTGRES;
+    return qb_open(out, dsn, &c, err, errlen);
+}
+
+static qb_conn *db_connect(void)
 {
     char err[256] = "";
-    qb_pg_config cfg;
-    qb_pg *db = NULL;
+    qb_conn_config cfg;
+    qb_conn *db = NULL;
     int rc;
 
     memset(&cfg, 0, sizeof cfg);
     cfg.stmt_cache_size = g_cache;
-    rc = qb_pg_open(&db, g_dsn, &cfg, err, sizeof err);
+    rc = pg_open(&db, g_dsn, &cfg, err, sizeof err);
     ck_assert_msg(rc == QB_OK, "connect: %s", err);
     ck_assert_ptr_nonnull(db);
     return db;
 }
 
 /* A connection on an empty public schema, plus schema (may be NULL). */
-static qb_pg *db_fresh(const char *schema)
+static qb_conn *db_fresh(const char *schema)
 {
-    qb_pg *db = db_connect();
+    qb_conn *db = db_connect();
     sh(db, "DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public");
     if (schema != NULL)
         sh(db, schema);
@@ -111,12 +125,12 @@ static const char *ids(const qb_result *r)
 }
 
 /* Execute q, expect QB_OK, return the result (caller frees). */
-static qb_result *run_ok(qb_pg *db, const qb_query *q)
+static qb_result *run_ok(qb_conn *db, const qb_query *q)
 {
     qb_result *r = NULL;
-    int rc = qb_pg_exec(db, q, &r);
+    int rc = qb_exec(db, q, &r);
     ck_assert_msg(rc == QB_OK, "exec %s: %s (%s) [%s]", qb_query_sql(q),
-                  qb_pg_strerror(rc), qb_pg_errmsg(db), qb_pg_sqlstate(db));
+                  qb_strerror(rc), qb_errmsg(db), qb_sqlstate(db));
     ck_assert_ptr_nonnull(r);
     return r;
 }
@@ -132,7 +146,7 @@ static qb_query *raw(const char *sql, size_t n, const qb_value *v,
 }
 
 /* Run raw SQL and return the first column of its rows as a list. */
-static const char *query_ids(qb_pg *db, const char *sql)
+static const char *query_ids(qb_conn *db, const char *sql)
 {
     static char keep[1024];
     qb_query *q = raw(sql, 0, NULL, QB_FETCH_ALL);
@@ -143,7 +157,7 @@ static const char *query_ids(qb_pg *db, const char *sql)
     return keep;
 }
 
-static int64_t scalar(qb_pg *db, const char *sql)
+static int64_t scalar(qb_conn *db, const char *sql)
 {
     qb_query *q = raw(sql, 0, NULL, QB_FETCH_ONE);
     qb_result *r = run_ok(db, q);
@@ -191,15 +205,15 @@ static qb_insert *pg_ins(const char *table)
 START_TEST(test_open_bad_host)
 {
     char err[256] = "";
-    qb_pg *db = (qb_pg *)1;
-    int rc = qb_pg_open(&db, "host=/nonexistent/wu-pg dbname=x "
+    qb_conn *db = (qb_conn *)1;
+    int rc = pg_open(&db, "host=/nonexistent/wu-pg dbname=x "
                         "connect_timeout=2", NULL, err, sizeof err);
-    ck_assert_int_eq(rc, QB_PG_ECONN);
+    ck_assert_int_eq(rc, QB_ECONN);
     ck_assert_ptr_null(db);
     ck_assert_msg(err[0] != '\0', "no message");
-    ck_assert_str_eq(qb_pg_strerror(QB_PG_ECONN),
+    ck_assert_str_eq(qb_strerror(QB_ECONN),
                      "connection to the database lost: reset and retry");
-    ck_assert_str_eq(qb_pg_strerror(QB_EBUSY), qb_strerror(QB_EBUSY));
+    ck_assert_str_eq(qb_strerror(QB_EBUSY), qb_strerror(QB_EBUSY));
 }
 END_TEST
 
@@ -207,17 +221,17 @@ START_TEST(test_null_handles)
 {
     qb_result *r = (qb_result *)1;
     int64_t t = 5;
-    ck_assert_int_eq(qb_pg_open(NULL, g_dsn, NULL, NULL, 0), QB_EINVAL);
-    ck_assert_int_eq(qb_pg_exec(NULL, NULL, &r), QB_EINVAL);
+    ck_assert_int_eq(pg_open(NULL, g_dsn, NULL, NULL, 0), QB_EINVAL);
+    ck_assert_int_eq(qb_exec(NULL, NULL, &r), QB_EINVAL);
     ck_assert_ptr_null(r);
-    ck_assert_int_eq(qb_pg_count(NULL, NULL, &t), QB_EINVAL);
+    ck_assert_int_eq(qb_count(NULL, NULL, &t), QB_EINVAL);
     ck_assert_int_eq(t, 0);
-    ck_assert_int_eq(qb_pg_begin(NULL), QB_EINVAL);
-    ck_assert_int_eq(qb_pg_reset(NULL), QB_EINVAL);
-    ck_assert_int_eq(qb_pg_connected(NULL), 0);
-    ck_assert_int_eq(qb_pg_in_transaction(NULL), 0);
-    ck_assert_str_eq(qb_pg_sqlstate(NULL), "");
-    qb_pg_close(NULL);
+    ck_assert_int_eq(qb_begin(NULL), QB_EINVAL);
+    ck_assert_int_eq(qb_reset(NULL), QB_EINVAL);
+    ck_assert_int_eq(qb_connected(NULL), 0);
+    ck_assert_int_eq(qb_in_transaction(NULL), 0);
+    ck_assert_str_eq(qb_sqlstate(NULL), "");
+    qb_close(NULL);
     qb_result_free(NULL);
     /* A NULL result reads as NULL cells. */
     ck_assert_uint_eq(qb_result_rows(NULL), 0);
@@ -231,7 +245,7 @@ END_TEST
 
 START_TEST(test_insert_one_returning)
 {
-    qb_pg *db = db_fresh("CREATE TABLE t (id serial PRIMARY KEY, "
+    qb_conn *db = db_fresh("CREATE TABLE t (id serial PRIMARY KEY, "
                          "name text NOT NULL, n integer, "
                          "at timestamp DEFAULT now())");
     qb_insert *ins = pg_ins("t");
@@ -252,11 +266,11 @@ START_TEST(test_insert_one_returning)
     ck_assert_int_eq(qb_result_int_by(r, 0, "n"), 7);
     qb_result_free(r);
     /* Without out: runs, allocates nothing. */
-    ck_assert_int_eq(qb_pg_exec(db, q, NULL), QB_OK);
+    ck_assert_int_eq(qb_exec(db, q, NULL), QB_OK);
     ck_assert_int_eq(scalar(db, "SELECT count(*) FROM t"), 2);
     qb_query_free(q);
     qb_insert_free(ins);
-    qb_pg_close(db);
+    qb_close(db);
 }
 END_TEST
 
@@ -264,7 +278,7 @@ END_TEST
  * transaction and returns every link's rows. */
 START_TEST(test_insert_bulk_chain)
 {
-    qb_pg *db = db_fresh("CREATE TABLE t (id integer PRIMARY KEY, "
+    qb_conn *db = db_fresh("CREATE TABLE t (id integer PRIMARY KEY, "
                          "label text)");
     qb_insert *ins = pg_ins("t");
     qb_query *q = NULL;
@@ -288,20 +302,20 @@ START_TEST(test_insert_bulk_chain)
     r = run_ok(db, q);
     ck_assert_str_eq(ids(r), "1,2,3,4,5,6,7");
     ck_assert_int_eq(qb_result_changes(r), 7);
-    ck_assert_int_eq(qb_pg_in_transaction(db), 0);
+    ck_assert_int_eq(qb_in_transaction(db), 0);
     qb_result_free(r);
     ck_assert_str_eq(query_ids(db, "SELECT label FROM t WHERE id = 7"),
                      "row7");
     qb_query_free(q);
     qb_insert_free(ins);
-    qb_pg_close(db);
+    qb_close(db);
 }
 END_TEST
 
 /* The last link fails: nothing of the chain stays. */
 START_TEST(test_insert_chain_atomic)
 {
-    qb_pg *db = db_fresh("CREATE TABLE t (id integer PRIMARY KEY);"
+    qb_conn *db = db_fresh("CREATE TABLE t (id integer PRIMARY KEY);"
                          "INSERT INTO t VALUES (5)");
     qb_insert *ins = pg_ins("t");
     qb_query *q = NULL;
@@ -314,28 +328,28 @@ START_TEST(test_insert_chain_atomic)
     }
     qb_insert_max_params(ins, 2);
     ck_assert_int_eq(qb_insert_build(ins, &q), QB_OK);
-    ck_assert_int_eq(qb_pg_exec(db, q, &r), QB_ECONSTRAINT);
+    ck_assert_int_eq(qb_exec(db, q, &r), QB_ECONSTRAINT);
     ck_assert_ptr_null(r);
-    ck_assert_str_eq(qb_pg_sqlstate(db), "23505");
-    ck_assert_int_eq(qb_pg_in_transaction(db), 0);
+    ck_assert_str_eq(qb_sqlstate(db), "23505");
+    ck_assert_int_eq(qb_in_transaction(db), 0);
     ck_assert_str_eq(query_ids(db, "SELECT id FROM t ORDER BY id"), "5");
     /* Inside a caller's transaction the chain uses a savepoint: the
      * caller's earlier work survives the chain's failure. */
-    ck_assert_int_eq(qb_pg_begin(db), QB_OK);
+    ck_assert_int_eq(qb_begin(db), QB_OK);
     sh(db, "INSERT INTO t VALUES (100)");
-    ck_assert_int_eq(qb_pg_exec(db, q, NULL), QB_ECONSTRAINT);
-    ck_assert_int_eq(qb_pg_in_transaction(db), 1);
-    ck_assert_int_eq(qb_pg_commit(db), QB_OK);
+    ck_assert_int_eq(qb_exec(db, q, NULL), QB_ECONSTRAINT);
+    ck_assert_int_eq(qb_in_transaction(db), 1);
+    ck_assert_int_eq(qb_commit(db), QB_OK);
     ck_assert_str_eq(query_ids(db, "SELECT id FROM t ORDER BY id"), "5,100");
     qb_query_free(q);
     qb_insert_free(ins);
-    qb_pg_close(db);
+    qb_close(db);
 }
 END_TEST
 
 START_TEST(test_upsert)
 {
-    qb_pg *db = db_fresh("CREATE TABLE kv (k text PRIMARY KEY, v integer, "
+    qb_conn *db = db_fresh("CREATE TABLE kv (k text PRIMARY KEY, v integer, "
                          "hits integer DEFAULT 1);"
                          "INSERT INTO kv VALUES ('a', 1, 1)");
     const char *const key[] = { "k" };
@@ -370,13 +384,13 @@ START_TEST(test_upsert)
     ck_assert_int_eq(scalar(db, "SELECT v FROM kv WHERE k = 'a'"), 42);
     qb_query_free(q);
     qb_insert_free(ins);
-    qb_pg_close(db);
+    qb_close(db);
 }
 END_TEST
 
 START_TEST(test_update_where_returning)
 {
-    qb_pg *db = db_fresh(seed);
+    qb_conn *db = db_fresh(seed);
     qb_update *u = qb_update_new("users");
     qb_query *q = NULL;
     qb_result *r;
@@ -397,13 +411,13 @@ START_TEST(test_update_where_returning)
     qb_result_free(r);
     qb_query_free(q);
     qb_update_free(u);
-    qb_pg_close(db);
+    qb_close(db);
 }
 END_TEST
 
 START_TEST(test_delete_where_returning)
 {
-    qb_pg *db = db_fresh(seed);
+    qb_conn *db = db_fresh(seed);
     qb_delete *d = qb_delete_new("orders");
     qb_query *q = NULL;
     qb_result *r;
@@ -420,7 +434,7 @@ START_TEST(test_delete_where_returning)
     ck_assert_int_eq(scalar(db, "SELECT count(*) FROM orders"), 4);
     qb_query_free(q);
     qb_delete_free(d);
-    qb_pg_close(db);
+    qb_close(db);
 }
 END_TEST
 
@@ -587,7 +601,7 @@ static const sel_case sel_cases[] = {
 START_TEST(test_select)
 {
     const sel_case *c = &sel_cases[_i];
-    qb_pg *db = db_fresh(seed);
+    qb_conn *db = db_fresh(seed);
     qb_select *s = pg_sel(c->table);
     qb_query *q = NULL;
     qb_result *r;
@@ -602,13 +616,13 @@ START_TEST(test_select)
     qb_result_free(r);
     qb_query_free(q);
     qb_select_free(s);
-    qb_pg_close(db);
+    qb_close(db);
 }
 END_TEST
 
 START_TEST(test_count)
 {
-    qb_pg *db = db_fresh(seed);
+    qb_conn *db = db_fresh(seed);
     qb_select *s = pg_sel("users");
     qb_query *q = NULL;
     int64_t total = -1;
@@ -617,7 +631,7 @@ START_TEST(test_count)
     qb_select_paginate(s, 1, 1);
     ck_assert_int_eq(qb_select_build(s, QB_FETCH_ALL, &q), QB_OK);
     ck_assert_ptr_nonnull(q->count_sql);
-    ck_assert_int_eq(qb_pg_count(db, q, &total), QB_OK);
+    ck_assert_int_eq(qb_count(db, q, &total), QB_OK);
     ck_assert_int_eq(total, 2);
     qb_query_free(q);
     /* The standalone count query. */
@@ -631,16 +645,16 @@ START_TEST(test_count)
     qb_query_free(q);
     /* A raw query has no count statement. */
     q = raw("SELECT 1", 0, NULL, QB_FETCH_ONE);
-    ck_assert_int_eq(qb_pg_count(db, q, &total), QB_EINVAL);
+    ck_assert_int_eq(qb_count(db, q, &total), QB_EINVAL);
     qb_query_free(q);
     qb_select_free(s);
-    qb_pg_close(db);
+    qb_close(db);
 }
 END_TEST
 
 START_TEST(test_raw_placeholders)
 {
-    qb_pg *db = db_fresh(seed);
+    qb_conn *db = db_fresh(seed);
     qb_query *q = raw("SELECT id FROM users WHERE dept = ?2 AND age > ?1 "
                       "AND name <> ?2 ORDER BY id", 2,
                       QB_VALS(qb_int(30), qb_text("eng")), QB_FETCH_ALL);
@@ -651,7 +665,7 @@ START_TEST(test_raw_placeholders)
     ck_assert_str_eq(ids(r), "1,2");
     qb_result_free(r);
     qb_query_free(q);
-    qb_pg_close(db);
+    qb_close(db);
 }
 END_TEST
 
@@ -677,7 +691,7 @@ static const lit_case lit_cases[] = {
 START_TEST(test_raw_literals)
 {
     const lit_case *c = &lit_cases[_i];
-    qb_pg *db = db_fresh(NULL);
+    qb_conn *db = db_fresh(NULL);
     qb_query *q = raw(c->sql, 1, QB_VALS(qb_int(7)), QB_FETCH_ALL);
     qb_result *r = run_ok(db, q);
     char got[256];
@@ -701,7 +715,7 @@ START_TEST(test_raw_literals)
                   c->sql, qb_query_sql(q), got);
     qb_result_free(r);
     qb_query_free(q);
-    qb_pg_close(db);
+    qb_close(db);
 }
 END_TEST
 
@@ -709,7 +723,7 @@ END_TEST
 
 START_TEST(test_typed_results)
 {
-    qb_pg *db = db_fresh(NULL);
+    qb_conn *db = db_fresh(NULL);
     qb_query *q = raw("SELECT 1::int2 AS a, 2::int4 AS b, "
                       "9223372036854775807::int8 AS c, 1.5::float4 AS d, "
                       "2.25::float8 AS e, true AS f, false AS g, "
@@ -776,7 +790,7 @@ START_TEST(test_typed_results)
     ck_assert_int_eq(qb_result_colindex(r, "nope"), QB_EINVAL);
     qb_result_free(r);
     qb_query_free(q);
-    qb_pg_close(db);
+    qb_close(db);
 }
 END_TEST
 
@@ -784,7 +798,7 @@ END_TEST
  * read back). */
 START_TEST(test_param_types)
 {
-    qb_pg *db = db_fresh("CREATE TABLE v (i bigint, i4 integer, r double "
+    qb_conn *db = db_fresh("CREATE TABLE v (i bigint, i4 integer, r double "
                          "precision, nm numeric, b boolean, t text, "
                          "j jsonb, ts timestamp, bl bytea)");
     qb_insert *ins = pg_ins("v");
@@ -828,13 +842,13 @@ START_TEST(test_param_types)
     ck_assert(qb_result_real_by(r, 0, "back") == 1.0 / 3.0);
     qb_result_free(r);
     qb_query_free(q);
-    qb_pg_close(db);
+    qb_close(db);
 }
 END_TEST
 
 START_TEST(test_nulls)
 {
-    qb_pg *db = db_fresh("CREATE TABLE t (id integer, s text, b bytea)");
+    qb_conn *db = db_fresh("CREATE TABLE t (id integer, s text, b bytea)");
     qb_insert *ins = pg_ins("t");
     qb_query *q = NULL;
     qb_result *r;
@@ -854,7 +868,7 @@ START_TEST(test_nulls)
     qb_result_free(r);
     qb_query_free(q);
     qb_insert_free(ins);
-    qb_pg_close(db);
+    qb_close(db);
 }
 END_TEST
 
@@ -873,7 +887,7 @@ static const char *const texts[] = {
 START_TEST(test_text_roundtrip)
 {
     const char *t = texts[_i];
-    qb_pg *db = db_fresh("CREATE TABLE t (id serial, s text)");
+    qb_conn *db = db_fresh("CREATE TABLE t (id serial, s text)");
     qb_insert *ins = pg_ins("t");
     qb_select *s = pg_sel("t");
     qb_query *q = NULL;
@@ -882,7 +896,7 @@ START_TEST(test_text_roundtrip)
 
     qb_insert_set(ins, "s", qb_text(t));
     ck_assert_int_eq(qb_insert_build(ins, &q), QB_OK);
-    ck_assert_int_eq(qb_pg_exec(db, q, NULL), QB_OK);
+    ck_assert_int_eq(qb_exec(db, q, NULL), QB_OK);
     qb_query_free(q);
     qb_select_fields(s, "s, length(s) AS n");
     QB_WHERE(s, "s = ?", qb_text_ref(t));
@@ -895,25 +909,25 @@ START_TEST(test_text_roundtrip)
     qb_query_free(q);
     qb_select_free(s);
     qb_insert_free(ins);
-    qb_pg_close(db);
+    qb_close(db);
 }
 END_TEST
 
 START_TEST(test_text_nul_refused)
 {
-    qb_pg *db = db_fresh(NULL);
+    qb_conn *db = db_fresh(NULL);
     qb_query *q = raw("SELECT ?::text", 1, QB_VALS(qb_textn("a\0b", 3)),
                       QB_FETCH_ONE);
-    ck_assert_int_eq(qb_pg_exec(db, q, NULL), QB_EINVAL);
-    ck_assert_ptr_nonnull(strstr(qb_pg_errmsg(db), "NUL"));
+    ck_assert_int_eq(qb_exec(db, q, NULL), QB_EINVAL);
+    ck_assert_ptr_nonnull(strstr(qb_errmsg(db), "NUL"));
     qb_query_free(q);
-    qb_pg_close(db);
+    qb_close(db);
 }
 END_TEST
 
 START_TEST(test_bytea_roundtrip)
 {
-    qb_pg *db = db_fresh("CREATE TABLE t (id integer, b bytea)");
+    qb_conn *db = db_fresh("CREATE TABLE t (id integer, b bytea)");
     unsigned char all[512];
     qb_query *q;
     qb_result *r;
@@ -924,7 +938,7 @@ START_TEST(test_bytea_roundtrip)
     q = raw("INSERT INTO t VALUES (1, ?), (2, ?)", 2,
             QB_VALS(qb_blob(all, sizeof all), qb_blob_ref("", 0)),
             QB_FETCH_NONE);
-    ck_assert_int_eq(qb_pg_exec(db, q, NULL), QB_OK);
+    ck_assert_int_eq(qb_exec(db, q, NULL), QB_OK);
     qb_query_free(q);
     q = raw("SELECT b, length(b) AS n FROM t WHERE b = ? OR id = 2 "
             "ORDER BY id", 1, QB_VALS(qb_blob_ref(all, sizeof all)),
@@ -938,7 +952,7 @@ START_TEST(test_bytea_roundtrip)
     ck_assert_uint_eq(len, 0);
     qb_result_free(r);
     qb_query_free(q);
-    qb_pg_close(db);
+    qb_close(db);
 }
 END_TEST
 
@@ -971,7 +985,7 @@ static const ph_case ph_cases[] = {
 START_TEST(test_placeholder_count)
 {
     const ph_case *c = &ph_cases[_i];
-    qb_pg *db = db_fresh(NULL);
+    qb_conn *db = db_fresh(NULL);
     qb_value v[2] = { qb_int(1), qb_int(2) };
     qb_query *q = NULL;
     int rc;
@@ -980,13 +994,13 @@ START_TEST(test_placeholder_count)
      * SQL reaches the executor exactly as written. */
     ck_assert_int_eq(qb_query_raw(&q, c->sql, c->n, v, QB_FETCH_ALL), QB_OK);
     q->dialect = QB_DIALECT_POSTGRES;
-    rc = qb_pg_exec(db, q, NULL);
+    rc = qb_exec(db, q, NULL);
     ck_assert_msg(rc == c->rc, "%s: rc %d (%s)", c->sql, rc,
-                  qb_pg_errmsg(db));
+                  qb_errmsg(db));
     if (rc == QB_EINVAL)
-        ck_assert_ptr_nonnull(strstr(qb_pg_errmsg(db), "placeholder"));
+        ck_assert_ptr_nonnull(strstr(qb_errmsg(db), "placeholder"));
     qb_query_free(q);
-    qb_pg_close(db);
+    qb_close(db);
 }
 END_TEST
 
@@ -994,7 +1008,7 @@ END_TEST
 
 START_TEST(test_dialect_refused)
 {
-    qb_pg *db = db_fresh(seed);
+    qb_conn *db = db_fresh(seed);
     qb_select *s = qb_select_new("users");  /* SQLite by default */
     qb_insert *ins = pg_ins("users");
     qb_query *q = NULL;
@@ -1002,13 +1016,13 @@ START_TEST(test_dialect_refused)
 
     QB_WHERE(s, "id = ?", qb_int(1));
     ck_assert_int_eq(qb_select_build(s, QB_FETCH_ALL, &q), QB_OK);
-    ck_assert_int_eq(qb_pg_exec(db, q, &r), QB_EDIALECT);
+    ck_assert_int_eq(qb_exec(db, q, &r), QB_EDIALECT);
     ck_assert_ptr_null(r);
-    ck_assert_ptr_nonnull(strstr(qb_pg_errmsg(db), "dialect"));
-    ck_assert_str_eq(qb_pg_sqlstate(db), "");
+    ck_assert_ptr_nonnull(strstr(qb_errmsg(db), "dialect"));
+    ck_assert_str_eq(qb_sqlstate(db), "");
     qb_query_free(q);
     ck_assert_int_eq(QB_RAW(&q, "SELECT 1", QB_FETCH_ALL), QB_OK);
-    ck_assert_int_eq(qb_pg_exec(db, q, NULL), QB_EDIALECT);
+    ck_assert_int_eq(qb_exec(db, q, NULL), QB_EDIALECT);
     qb_query_free(q);
     /* The builder refuses SQLite-only syntax in the PG dialect. */
     qb_insert_set(ins, "id", qb_int(9));
@@ -1039,14 +1053,14 @@ START_TEST(test_dialect_refused)
         qb_delete_free(d);
         q = raw("DELETE FROM users WHERE age > ? ORDER BY age DESC LIMIT 1",
                 1, QB_VALS(qb_int(30)), QB_FETCH_ALL);
-        ck_assert_int_eq(qb_pg_exec(db, q, NULL), QB_ESQL);
-        ck_assert_str_eq(qb_pg_sqlstate(db), "42601");
+        ck_assert_int_eq(qb_exec(db, q, NULL), QB_ESQL);
+        ck_assert_str_eq(qb_sqlstate(db), "42601");
         qb_query_free(q);
         ck_assert_int_eq(scalar(db, "SELECT count(*) FROM users"), 5);
     }
     qb_insert_free(ins);
     qb_select_free(s);
-    qb_pg_close(db);
+    qb_close(db);
 }
 END_TEST
 
@@ -1076,25 +1090,25 @@ static const err_case err_cases[] = {
 START_TEST(test_errors)
 {
     const err_case *c = &err_cases[_i];
-    qb_pg *db = db_fresh("CREATE TABLE u (id integer PRIMARY KEY, "
+    qb_conn *db = db_fresh("CREATE TABLE u (id integer PRIMARY KEY, "
                          "name text NOT NULL, n integer CHECK (n >= 0));"
                          "INSERT INTO u VALUES (1, 'one', 1);"
                          "CREATE TABLE c (uid integer REFERENCES u(id));"
                          "SET statement_timeout = '100ms'");
     qb_query *q = raw(c->sql, 0, NULL, QB_FETCH_ALL);
     qb_result *r = (qb_result *)1;
-    int rc = qb_pg_exec(db, q, &r);
+    int rc = qb_exec(db, q, &r);
 
     ck_assert_msg(rc == c->rc, "%s: rc %d (%s)", c->sql, rc,
-                  qb_pg_errmsg(db));
+                  qb_errmsg(db));
     ck_assert_ptr_null(r);
-    ck_assert_str_eq(qb_pg_sqlstate(db), c->state);
-    ck_assert_msg(strlen(qb_pg_errmsg(db)) > 0, "empty message");
+    ck_assert_str_eq(qb_sqlstate(db), c->state);
+    ck_assert_msg(strlen(qb_errmsg(db)) > 0, "empty message");
     /* The connection stays usable. */
-    ck_assert_int_eq(qb_pg_connected(db), 1);
+    ck_assert_int_eq(qb_connected(db), 1);
     ck_assert_int_eq(scalar(db, "SELECT count(*) FROM u"), 1);
     qb_query_free(q);
-    qb_pg_close(db);
+    qb_close(db);
 }
 END_TEST
 
@@ -1102,9 +1116,9 @@ END_TEST
  * deterministically (no timing involved). */
 START_TEST(test_busy_mapping)
 {
-    qb_pg *a = db_fresh("CREATE TABLE acc (id integer PRIMARY KEY, "
+    qb_conn *a = db_fresh("CREATE TABLE acc (id integer PRIMARY KEY, "
                         "bal integer); INSERT INTO acc VALUES (1, 10)");
-    qb_pg *b = db_connect();
+    qb_conn *b = db_connect();
     qb_query *upd = raw("UPDATE acc SET bal = bal + ? WHERE id = 1", 1,
                         QB_VALS(qb_int(1)), QB_FETCH_NONE);
     qb_query *nowait = raw("SELECT bal FROM acc WHERE id = 1 FOR UPDATE "
@@ -1112,25 +1126,25 @@ START_TEST(test_busy_mapping)
 
     /* serialization_failure: A's snapshot predates B's committed update */
     sh(a, "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT bal FROM acc");
-    ck_assert_int_eq(qb_pg_exec(b, upd, NULL), QB_OK);
-    ck_assert_int_eq(qb_pg_exec(a, upd, NULL), QB_EBUSY);
-    ck_assert_str_eq(qb_pg_sqlstate(a), "40001");
-    ck_assert_int_eq(qb_pg_in_transaction(a), 1);  /* aborted, still open */
-    ck_assert_int_eq(qb_pg_rollback(a), QB_OK);
-    ck_assert_int_eq(qb_pg_exec(a, upd, NULL), QB_OK); /* retry works */
+    ck_assert_int_eq(qb_exec(b, upd, NULL), QB_OK);
+    ck_assert_int_eq(qb_exec(a, upd, NULL), QB_EBUSY);
+    ck_assert_str_eq(qb_sqlstate(a), "40001");
+    ck_assert_int_eq(qb_in_transaction(a), 1);  /* aborted, still open */
+    ck_assert_int_eq(qb_rollback(a), QB_OK);
+    ck_assert_int_eq(qb_exec(a, upd, NULL), QB_OK); /* retry works */
 
     /* lock_not_available */
-    ck_assert_int_eq(qb_pg_begin(a), QB_OK);
-    ck_assert_int_eq(qb_pg_exec(a, nowait, NULL), QB_OK);
-    ck_assert_int_eq(qb_pg_exec(b, nowait, NULL), QB_EBUSY);
-    ck_assert_str_eq(qb_pg_sqlstate(b), "55P03");
-    ck_assert_int_eq(qb_pg_commit(a), QB_OK);
-    ck_assert_int_eq(qb_pg_exec(b, nowait, NULL), QB_OK);
+    ck_assert_int_eq(qb_begin(a), QB_OK);
+    ck_assert_int_eq(qb_exec(a, nowait, NULL), QB_OK);
+    ck_assert_int_eq(qb_exec(b, nowait, NULL), QB_EBUSY);
+    ck_assert_str_eq(qb_sqlstate(b), "55P03");
+    ck_assert_int_eq(qb_commit(a), QB_OK);
+    ck_assert_int_eq(qb_exec(b, nowait, NULL), QB_OK);
     ck_assert_int_eq(scalar(a, "SELECT bal FROM acc"), 12);
     qb_query_free(upd);
     qb_query_free(nowait);
-    qb_pg_close(b);
-    qb_pg_close(a);
+    qb_close(b);
+    qb_close(a);
 }
 END_TEST
 
@@ -1139,40 +1153,40 @@ END_TEST
  * one that detects the cycle and is cancelled, deterministically. */
 START_TEST(test_deadlock_mapping)
 {
-    qb_pg *a = db_fresh("CREATE TABLE r (id integer PRIMARY KEY, v integer);"
+    qb_conn *a = db_fresh("CREATE TABLE r (id integer PRIMARY KEY, v integer);"
                         "INSERT INTO r VALUES (1, 0), (2, 0)");
-    qb_pg *b = db_connect();
+    qb_conn *b = db_connect();
     qb_query *lock1 = raw("UPDATE r SET v = v + 1 WHERE id = ?", 1,
                           QB_VALS(qb_int(1)), QB_FETCH_NONE);
     qb_query *lock2 = raw("UPDATE r SET v = v + 1 WHERE id = ?", 1,
                           QB_VALS(qb_int(2)), QB_FETCH_NONE);
-    PGconn *ca = qb_pg_conn(a);
+    PGconn *ca = qb_conn_pg(a);
     PGresult *res;
 
     sh(a, "SET deadlock_timeout = '30s'");
     sh(b, "SET deadlock_timeout = '100ms'");
-    ck_assert_int_eq(qb_pg_begin(a), QB_OK);
-    ck_assert_int_eq(qb_pg_exec(a, lock1, NULL), QB_OK);
-    ck_assert_int_eq(qb_pg_begin(b), QB_OK);
-    ck_assert_int_eq(qb_pg_exec(b, lock2, NULL), QB_OK);
+    ck_assert_int_eq(qb_begin(a), QB_OK);
+    ck_assert_int_eq(qb_exec(a, lock1, NULL), QB_OK);
+    ck_assert_int_eq(qb_begin(b), QB_OK);
+    ck_assert_int_eq(qb_exec(b, lock2, NULL), QB_OK);
     ck_assert_int_eq(PQsendQuery(ca, "UPDATE r SET v = v + 1 WHERE id = 2"),
                      1);
     /* B blocks until its deadlock check runs, then fails. */
-    ck_assert_int_eq(qb_pg_exec(b, lock1, NULL), QB_EBUSY);
-    ck_assert_str_eq(qb_pg_sqlstate(b), "40P01");
-    ck_assert_int_eq(qb_pg_rollback(b), QB_OK);
+    ck_assert_int_eq(qb_exec(b, lock1, NULL), QB_EBUSY);
+    ck_assert_str_eq(qb_sqlstate(b), "40P01");
+    ck_assert_int_eq(qb_rollback(b), QB_OK);
     /* A's update goes through once B is gone. */
     res = PQgetResult(ca);
     ck_assert_int_eq(PQresultStatus(res), PGRES_COMMAND_OK);
     PQclear(res);
     while ((res = PQgetResult(ca)) != NULL)
         PQclear(res);
-    ck_assert_int_eq(qb_pg_commit(a), QB_OK);
+    ck_assert_int_eq(qb_commit(a), QB_OK);
     ck_assert_int_eq(scalar(a, "SELECT sum(v) FROM r"), 2);
     qb_query_free(lock1);
     qb_query_free(lock2);
-    qb_pg_close(b);
-    qb_pg_close(a);
+    qb_close(b);
+    qb_close(a);
 }
 END_TEST
 
@@ -1180,60 +1194,60 @@ END_TEST
 
 START_TEST(test_transactions)
 {
-    qb_pg *db = db_fresh("CREATE TABLE t (id integer PRIMARY KEY)");
+    qb_conn *db = db_fresh("CREATE TABLE t (id integer PRIMARY KEY)");
     qb_query *ins1 = raw("INSERT INTO t VALUES (1)", 0, NULL, QB_FETCH_NONE);
     qb_query *ins2 = raw("INSERT INTO t VALUES (2)", 0, NULL, QB_FETCH_NONE);
     qb_query *ins3 = raw("INSERT INTO t VALUES (3)", 0, NULL, QB_FETCH_NONE);
 
-    ck_assert_int_eq(qb_pg_begin(db), QB_OK);
-    ck_assert_int_eq(qb_pg_in_transaction(db), 1);
-    ck_assert_int_eq(qb_pg_exec(db, ins1, NULL), QB_OK);
-    ck_assert_int_eq(qb_pg_rollback(db), QB_OK);
-    ck_assert_int_eq(qb_pg_in_transaction(db), 0);
+    ck_assert_int_eq(qb_begin(db), QB_OK);
+    ck_assert_int_eq(qb_in_transaction(db), 1);
+    ck_assert_int_eq(qb_exec(db, ins1, NULL), QB_OK);
+    ck_assert_int_eq(qb_rollback(db), QB_OK);
+    ck_assert_int_eq(qb_in_transaction(db), 0);
     ck_assert_int_eq(scalar(db, "SELECT count(*) FROM t"), 0);
 
-    ck_assert_int_eq(qb_pg_begin(db), QB_OK);
-    ck_assert_int_eq(qb_pg_exec(db, ins1, NULL), QB_OK);
-    ck_assert_int_eq(qb_pg_savepoint(db, "sp1"), QB_OK);
-    ck_assert_int_eq(qb_pg_exec(db, ins2, NULL), QB_OK);
-    ck_assert_int_eq(qb_pg_rollback_to(db, "sp1"), QB_OK);
-    ck_assert_int_eq(qb_pg_savepoint(db, "sp2"), QB_OK);
-    ck_assert_int_eq(qb_pg_exec(db, ins3, NULL), QB_OK);
-    ck_assert_int_eq(qb_pg_release(db, "sp2"), QB_OK);
+    ck_assert_int_eq(qb_begin(db), QB_OK);
+    ck_assert_int_eq(qb_exec(db, ins1, NULL), QB_OK);
+    ck_assert_int_eq(qb_savepoint(db, "sp1"), QB_OK);
+    ck_assert_int_eq(qb_exec(db, ins2, NULL), QB_OK);
+    ck_assert_int_eq(qb_rollback_to(db, "sp1"), QB_OK);
+    ck_assert_int_eq(qb_savepoint(db, "sp2"), QB_OK);
+    ck_assert_int_eq(qb_exec(db, ins3, NULL), QB_OK);
+    ck_assert_int_eq(qb_release(db, "sp2"), QB_OK);
     /* A failing statement aborts the transaction; rolling back to a
      * savepoint taken before it recovers. */
-    ck_assert_int_eq(qb_pg_savepoint(db, "sp3"), QB_OK);
-    ck_assert_int_eq(qb_pg_exec(db, ins1, NULL), QB_ECONSTRAINT);
-    ck_assert_int_eq(qb_pg_exec(db, ins2, NULL), QB_ESQL);
-    ck_assert_str_eq(qb_pg_sqlstate(db), "25P02");
-    ck_assert_int_eq(qb_pg_rollback_to(db, "sp3"), QB_OK);
-    ck_assert_int_eq(qb_pg_commit(db), QB_OK);
+    ck_assert_int_eq(qb_savepoint(db, "sp3"), QB_OK);
+    ck_assert_int_eq(qb_exec(db, ins1, NULL), QB_ECONSTRAINT);
+    ck_assert_int_eq(qb_exec(db, ins2, NULL), QB_ESQL);
+    ck_assert_str_eq(qb_sqlstate(db), "25P02");
+    ck_assert_int_eq(qb_rollback_to(db, "sp3"), QB_OK);
+    ck_assert_int_eq(qb_commit(db), QB_OK);
     ck_assert_str_eq(query_ids(db, "SELECT id FROM t ORDER BY id"), "1,3");
 
     /* COMMIT of an aborted transaction is an error, and ends it. */
-    ck_assert_int_eq(qb_pg_begin(db), QB_OK);
-    ck_assert_int_eq(qb_pg_exec(db, ins2, NULL), QB_OK);
-    ck_assert_int_eq(qb_pg_exec(db, ins1, NULL), QB_ECONSTRAINT);
-    ck_assert_int_eq(qb_pg_commit(db), QB_ESQL);
-    ck_assert_str_eq(qb_pg_sqlstate(db), "25P02");
-    ck_assert_int_eq(qb_pg_in_transaction(db), 0);
+    ck_assert_int_eq(qb_begin(db), QB_OK);
+    ck_assert_int_eq(qb_exec(db, ins2, NULL), QB_OK);
+    ck_assert_int_eq(qb_exec(db, ins1, NULL), QB_ECONSTRAINT);
+    ck_assert_int_eq(qb_commit(db), QB_ESQL);
+    ck_assert_str_eq(qb_sqlstate(db), "25P02");
+    ck_assert_int_eq(qb_in_transaction(db), 0);
     ck_assert_str_eq(query_ids(db, "SELECT id FROM t ORDER BY id"), "1,3");
 
     /* Bad savepoint names never reach the server. */
-    ck_assert_int_eq(qb_pg_savepoint(db, "x; DROP TABLE t"), QB_EINVAL);
-    ck_assert_int_eq(qb_pg_savepoint(db, NULL), QB_EINVAL);
+    ck_assert_int_eq(qb_savepoint(db, "x; DROP TABLE t"), QB_EINVAL);
+    ck_assert_int_eq(qb_savepoint(db, NULL), QB_EINVAL);
     /* COMMIT with no transaction: a warning only in PostgreSQL. */
-    ck_assert_int_eq(qb_pg_commit(db), QB_OK);
+    ck_assert_int_eq(qb_commit(db), QB_OK);
     qb_query_free(ins1);
     qb_query_free(ins2);
     qb_query_free(ins3);
-    qb_pg_close(db);
+    qb_close(db);
 }
 END_TEST
 
 START_TEST(test_batch)
 {
-    qb_pg *db = db_fresh("CREATE TABLE t (id integer PRIMARY KEY)");
+    qb_conn *db = db_fresh("CREATE TABLE t (id integer PRIMARY KEY)");
     qb_query *a = raw("INSERT INTO t VALUES (?) RETURNING id", 1,
                       QB_VALS(qb_int(1)), QB_FETCH_ALL);
     qb_query *b = raw("INSERT INTO t VALUES (?) RETURNING id", 1,
@@ -1244,24 +1258,24 @@ START_TEST(test_batch)
     qb_result *res[3] = { NULL, NULL, NULL };
     size_t at = 99;
 
-    ck_assert_int_eq(qb_pg_batch(db, ok, 2, res, &at), QB_OK);
+    ck_assert_int_eq(qb_batch(db, ok, 2, res, &at), QB_OK);
     ck_assert_uint_eq(at, 2);
     ck_assert_int_eq(qb_result_int(res[0], 0, 0), 1);
     ck_assert_int_eq(qb_result_int(res[1], 0, 0), 2);
     qb_result_free(res[0]);
     qb_result_free(res[1]);
     sh(db, "DELETE FROM t WHERE id = 2");
-    ck_assert_int_eq(qb_pg_batch(db, bad, 3, res, &at), QB_ECONSTRAINT);
+    ck_assert_int_eq(qb_batch(db, bad, 3, res, &at), QB_ECONSTRAINT);
     ck_assert_uint_eq(at, 1);
     ck_assert(res[0] == NULL && res[1] == NULL && res[2] == NULL);
-    ck_assert_ptr_nonnull(strstr(qb_pg_errmsg(db), "batch query 1"));
+    ck_assert_ptr_nonnull(strstr(qb_errmsg(db), "batch query 1"));
     ck_assert_str_eq(query_ids(db, "SELECT id FROM t ORDER BY id"), "1");
-    ck_assert_int_eq(qb_pg_batch(db, NULL, 0, NULL, NULL), QB_OK);
-    ck_assert_int_eq(qb_pg_batch(db, NULL, 1, NULL, NULL), QB_EINVAL);
+    ck_assert_int_eq(qb_batch(db, NULL, 0, NULL, NULL), QB_OK);
+    ck_assert_int_eq(qb_batch(db, NULL, 1, NULL, NULL), QB_EINVAL);
     qb_query_free(a);
     qb_query_free(b);
     qb_query_free(dup);
-    qb_pg_close(db);
+    qb_close(db);
 }
 END_TEST
 
@@ -1270,7 +1284,7 @@ END_TEST
  * the rest. */
 START_TEST(test_pipeline)
 {
-    qb_pg *db = db_fresh("CREATE TABLE t (id integer PRIMARY KEY)");
+    qb_conn *db = db_fresh("CREATE TABLE t (id integer PRIMARY KEY)");
     const qb_query *qs[150];
     qb_query *own[150], *bulk = NULL, *dup;
     qb_insert *ins = qb_insert_new("t");
@@ -1283,13 +1297,13 @@ START_TEST(test_pipeline)
         qs[i] = own[i];
     }
     /* Outside a transaction: refused, nothing sent. */
-    ck_assert_int_eq(qb_pg_pipeline(db, qs, 3, &at), QB_EMISUSE);
+    ck_assert_int_eq(qb_pipeline(db, qs, 3, &at), QB_EMISUSE);
     ck_assert_uint_eq(at, 3);
     /* 150 statements: three Syncs (64 + 64 + 22). */
-    ck_assert_int_eq(qb_pg_begin(db), QB_OK);
-    ck_assert_int_eq(qb_pg_pipeline(db, qs, 150, &at), QB_OK);
+    ck_assert_int_eq(qb_begin(db), QB_OK);
+    ck_assert_int_eq(qb_pipeline(db, qs, 150, &at), QB_OK);
     ck_assert_uint_eq(at, 150);
-    ck_assert_int_eq(qb_pg_commit(db), QB_OK);
+    ck_assert_int_eq(qb_commit(db), QB_OK);
     ck_assert_str_eq(query_ids(db, "SELECT count(*) FROM t"), "150");
 
     /* A chain (bulk insert) runs link by link. */
@@ -1297,9 +1311,9 @@ START_TEST(test_pipeline)
     qb_insert_set(ins, "id", qb_int(1000));
     ck_assert_int_eq(qb_insert_build(ins, &bulk), QB_OK);
     qs[0] = bulk;
-    ck_assert_int_eq(qb_pg_begin(db), QB_OK);
-    ck_assert_int_eq(qb_pg_pipeline(db, qs, 1, &at), QB_OK);
-    ck_assert_int_eq(qb_pg_commit(db), QB_OK);
+    ck_assert_int_eq(qb_begin(db), QB_OK);
+    ck_assert_int_eq(qb_pipeline(db, qs, 1, &at), QB_OK);
+    ck_assert_int_eq(qb_commit(db), QB_OK);
     ck_assert_str_eq(query_ids(db, "SELECT count(*) FROM t"), "151");
 
     /* Failure at index 70 (second chunk): reported there, the rest not
@@ -1309,36 +1323,36 @@ START_TEST(test_pipeline)
     for (i = 0; i < 150; i++)
         qs[i] = own[i];
     qs[70] = dup;
-    ck_assert_int_eq(qb_pg_begin(db), QB_OK);
-    ck_assert_int_eq(qb_pg_pipeline(db, qs, 150, &at), QB_ECONSTRAINT);
+    ck_assert_int_eq(qb_begin(db), QB_OK);
+    ck_assert_int_eq(qb_pipeline(db, qs, 150, &at), QB_ECONSTRAINT);
     ck_assert_uint_eq(at, 70);
-    ck_assert_str_eq(qb_pg_sqlstate(db), "23505");
-    ck_assert_ptr_nonnull(strstr(qb_pg_errmsg(db), "pipeline query 70"));
-    ck_assert_int_eq(qb_pg_in_transaction(db), 1);
-    ck_assert_int_eq(qb_pg_rollback(db), QB_OK);
+    ck_assert_str_eq(qb_sqlstate(db), "23505");
+    ck_assert_ptr_nonnull(strstr(qb_errmsg(db), "pipeline query 70"));
+    ck_assert_int_eq(qb_in_transaction(db), 1);
+    ck_assert_int_eq(qb_rollback(db), QB_OK);
     ck_assert_str_eq(query_ids(db, "SELECT count(*) FROM t"), "0");
     /* The connection is usable afterwards, in and out of pipelines. */
-    ck_assert_int_eq(qb_pg_begin(db), QB_OK);
-    ck_assert_int_eq(qb_pg_pipeline(db, qs, 70, &at), QB_OK);
-    ck_assert_int_eq(qb_pg_commit(db), QB_OK);
+    ck_assert_int_eq(qb_begin(db), QB_OK);
+    ck_assert_int_eq(qb_pipeline(db, qs, 70, &at), QB_OK);
+    ck_assert_int_eq(qb_commit(db), QB_OK);
     ck_assert_str_eq(query_ids(db, "SELECT count(*) FROM t"), "70");
-    ck_assert_int_eq(qb_pg_pipeline(db, NULL, 0, NULL), QB_OK);
-    ck_assert_int_eq(qb_pg_pipeline(NULL, qs, 1, NULL), QB_EINVAL);
+    ck_assert_int_eq(qb_pipeline(db, NULL, 0, NULL), QB_OK);
+    ck_assert_int_eq(qb_pipeline(NULL, qs, 1, NULL), QB_EINVAL);
 
     for (i = 0; i < 150; i++)
         qb_query_free(own[i]);
     qb_query_free(dup);
     qb_query_free(bulk);
     qb_insert_free(ins);
-    qb_pg_close(db);
+    qb_close(db);
 }
 END_TEST
 
-/* The session dies in the middle of a pipeline: QB_PG_ECONN; after
- * qb_pg_reset the connection runs pipelines again. */
+/* The session dies in the middle of a pipeline: QB_ECONN; after
+ * qb_reset the connection runs pipelines again. */
 START_TEST(test_pipeline_conn_lost)
 {
-    qb_pg *db = db_fresh("CREATE TABLE t (id integer PRIMARY KEY)");
+    qb_conn *db = db_fresh("CREATE TABLE t (id integer PRIMARY KEY)");
     qb_query *a = raw("INSERT INTO t VALUES (1)", 0, NULL, QB_FETCH_NONE);
     qb_query *kill = raw("SELECT pg_terminate_backend(pg_backend_pid())", 0,
                          NULL, QB_FETCH_NONE);
@@ -1346,20 +1360,20 @@ START_TEST(test_pipeline_conn_lost)
     const qb_query *qs[3] = { a, kill, b };
     size_t at = 99;
 
-    ck_assert_int_eq(qb_pg_begin(db), QB_OK);
-    ck_assert_int_eq(qb_pg_pipeline(db, qs, 3, &at), QB_PG_ECONN);
+    ck_assert_int_eq(qb_begin(db), QB_OK);
+    ck_assert_int_eq(qb_pipeline(db, qs, 3, &at), QB_ECONN);
     ck_assert_uint_eq(at, 1);
-    ck_assert_int_eq(qb_pg_reset(db), QB_OK);
-    ck_assert_int_eq(qb_pg_in_transaction(db), 0);
+    ck_assert_int_eq(qb_reset(db), QB_OK);
+    ck_assert_int_eq(qb_in_transaction(db), 0);
     qs[1] = b;
-    ck_assert_int_eq(qb_pg_begin(db), QB_OK);
-    ck_assert_int_eq(qb_pg_pipeline(db, qs, 2, &at), QB_OK);
-    ck_assert_int_eq(qb_pg_commit(db), QB_OK);
+    ck_assert_int_eq(qb_begin(db), QB_OK);
+    ck_assert_int_eq(qb_pipeline(db, qs, 2, &at), QB_OK);
+    ck_assert_int_eq(qb_commit(db), QB_OK);
     ck_assert_str_eq(query_ids(db, "SELECT id FROM t ORDER BY id"), "1,2");
     qb_query_free(a);
     qb_query_free(kill);
     qb_query_free(b);
-    qb_pg_close(db);
+    qb_close(db);
 }
 END_TEST
 
@@ -1414,7 +1428,7 @@ static void after_fn(void *ud, const qb_query *q, int rc,
 
 START_TEST(test_logger_hooks)
 {
-    qb_pg *db = db_fresh(seed);
+    qb_conn *db = db_fresh(seed);
     obs_log l;
     qb_query *ok = raw("SELECT id FROM users WHERE id < ?", 1,
                        QB_VALS(qb_int(3)), QB_FETCH_ALL);
@@ -1423,20 +1437,20 @@ START_TEST(test_logger_hooks)
     int64_t n = 0;
 
     memset(&l, 0, sizeof l);
-    qb_pg_set_logger(db, log_fn, &l);
-    qb_pg_set_hooks(db, before_fn, after_fn, &l);
-    ck_assert_int_eq(qb_pg_exec(db, ok, &r), QB_OK);
+    qb_set_logger(db, log_fn, &l);
+    qb_set_hooks(db, before_fn, after_fn, &l);
+    ck_assert_int_eq(qb_exec(db, ok, &r), QB_OK);
     ck_assert_int_eq(l.calls, 1);
     ck_assert_int_eq(l.afters, 1);
     ck_assert_uint_eq(l.after_rows, 2);
     ck_assert_str_eq(l.sql[0], qb_query_sql(ok));
     qb_result_free(r);
-    ck_assert_int_eq(qb_pg_exec(db, bad, NULL), QB_ESQL);
+    ck_assert_int_eq(qb_exec(db, bad, NULL), QB_ESQL);
     ck_assert_int_eq(l.calls, 2);
     ck_assert_int_eq(l.errors, 1);
     ck_assert_int_eq(l.last_rc, QB_ESQL);
     l.veto_next = 1;
-    ck_assert_int_eq(qb_pg_exec(db, ok, NULL), QB_EINVAL);
+    ck_assert_int_eq(qb_exec(db, ok, NULL), QB_EINVAL);
     ck_assert_int_eq(l.vetoes, 1);
     ck_assert_int_eq(l.calls, 3);
     ck_assert_int_eq(l.afters, 3);
@@ -1445,7 +1459,7 @@ START_TEST(test_logger_hooks)
         qb_query *mis = raw("SELECT ?::int", 1, QB_VALS(qb_int(1)),
                             QB_FETCH_ALL);
         mis->nparams = 0;
-        ck_assert_int_eq(qb_pg_exec(db, mis, NULL), QB_EINVAL);
+        ck_assert_int_eq(qb_exec(db, mis, NULL), QB_EINVAL);
         mis->nparams = 1;
         qb_query_free(mis);
     }
@@ -1456,7 +1470,7 @@ START_TEST(test_logger_hooks)
         qb_query *q = NULL;
         QB_WHERE(s, "age > ?", qb_int(40));
         ck_assert_int_eq(qb_select_build(s, QB_FETCH_ALL, &q), QB_OK);
-        ck_assert_int_eq(qb_pg_count(db, q, &n), QB_OK);
+        ck_assert_int_eq(qb_count(db, q, &n), QB_OK);
         ck_assert_int_eq(n, 2);
         ck_assert_int_eq(l.calls, 5);
         ck_assert_str_eq(l.sql[4], q->count_sql);
@@ -1464,18 +1478,18 @@ START_TEST(test_logger_hooks)
         qb_select_free(s);
     }
     /* Transactions are not queries. */
-    ck_assert_int_eq(qb_pg_begin(db), QB_OK);
-    ck_assert_int_eq(qb_pg_rollback(db), QB_OK);
+    ck_assert_int_eq(qb_begin(db), QB_OK);
+    ck_assert_int_eq(qb_rollback(db), QB_OK);
     ck_assert_int_eq(l.calls, 5);
     /* Removed: nothing observed. */
-    qb_pg_set_logger(db, NULL, NULL);
-    qb_pg_set_hooks(db, NULL, NULL, NULL);
-    ck_assert_int_eq(qb_pg_exec(db, ok, NULL), QB_OK);
+    qb_set_logger(db, NULL, NULL);
+    qb_set_hooks(db, NULL, NULL, NULL);
+    ck_assert_int_eq(qb_exec(db, ok, NULL), QB_OK);
     ck_assert_int_eq(l.calls, 5);
     ck_assert_int_eq(l.afters, 5);
     qb_query_free(ok);
     qb_query_free(bad);
-    qb_pg_close(db);
+    qb_close(db);
 }
 END_TEST
 
@@ -1494,7 +1508,7 @@ static const qb_migration migs[] = {
  * the logger once per query run. */
 START_TEST(test_pipeline_observers)
 {
-    qb_pg *db = db_fresh("CREATE TABLE t (id integer PRIMARY KEY)");
+    qb_conn *db = db_fresh("CREATE TABLE t (id integer PRIMARY KEY)");
     qb_query *a = raw("INSERT INTO t VALUES (1)", 0, NULL, QB_FETCH_NONE);
     qb_query *b = raw("INSERT INTO t VALUES (1)", 0, NULL, QB_FETCH_NONE);
     qb_query *c = raw("INSERT INTO t VALUES (3)", 0, NULL, QB_FETCH_NONE);
@@ -1503,45 +1517,45 @@ START_TEST(test_pipeline_observers)
     size_t at;
 
     memset(&l, 0, sizeof l);
-    qb_pg_set_logger(db, log_fn, &l);
-    qb_pg_set_hooks(db, before_fn, after_fn, &l);
-    ck_assert_int_eq(qb_pg_begin(db), QB_OK);
-    ck_assert_int_eq(qb_pg_pipeline(db, qs, 3, &at), QB_ECONSTRAINT);
+    qb_set_logger(db, log_fn, &l);
+    qb_set_hooks(db, before_fn, after_fn, &l);
+    ck_assert_int_eq(qb_begin(db), QB_OK);
+    ck_assert_int_eq(qb_pipeline(db, qs, 3, &at), QB_ECONSTRAINT);
     ck_assert_uint_eq(at, 1);
     /* a ran (ok), b failed; c was not run: no log line for it. */
     ck_assert_int_eq(l.calls, 2);
     ck_assert_int_eq(l.errors, 1);
     ck_assert_int_eq(l.afters, 2);
-    ck_assert_int_eq(qb_pg_rollback(db), QB_OK);
+    ck_assert_int_eq(qb_rollback(db), QB_OK);
 
     memset(&l, 0, sizeof l);
     l.veto_next = 1;
     qs[1] = c;
-    ck_assert_int_eq(qb_pg_begin(db), QB_OK);
-    ck_assert_int_eq(qb_pg_pipeline(db, qs, 2, &at), QB_EINVAL);
+    ck_assert_int_eq(qb_begin(db), QB_OK);
+    ck_assert_int_eq(qb_pipeline(db, qs, 2, &at), QB_EINVAL);
     ck_assert_uint_eq(at, 0);
     ck_assert_int_eq(l.vetoes, 1);
-    ck_assert_int_eq(qb_pg_commit(db), QB_OK); /* nothing was sent */
-    qb_pg_set_logger(db, NULL, NULL);
-    qb_pg_set_hooks(db, NULL, NULL, NULL);
+    ck_assert_int_eq(qb_commit(db), QB_OK); /* nothing was sent */
+    qb_set_logger(db, NULL, NULL);
+    qb_set_hooks(db, NULL, NULL, NULL);
     ck_assert_str_eq(query_ids(db, "SELECT count(*) FROM t"), "0");
     qb_query_free(a);
     qb_query_free(b);
     qb_query_free(c);
-    qb_pg_close(db);
+    qb_close(db);
 }
 END_TEST
 
 START_TEST(test_migrations_apply)
 {
-    qb_pg *db = db_fresh(NULL);
+    qb_conn *db = db_fresh(NULL);
     obs_log l;
     qb_result *r = NULL;
     size_t applied = 99, failed = 99, idx[3], nidx = 99;
 
     memset(&l, 0, sizeof l);
-    qb_pg_set_logger(db, log_fn, &l);
-    ck_assert_int_eq(qb_pg_migrations_apply(db, NULL, migs, 2, &applied,
+    qb_set_logger(db, log_fn, &l);
+    ck_assert_int_eq(qb_migrations_apply(db, NULL, migs, 2, &applied,
                                             &failed), QB_OK);
     ck_assert_uint_eq(applied, 2);
     ck_assert_uint_eq(failed, 2);
@@ -1551,17 +1565,17 @@ START_TEST(test_migrations_apply)
     ck_assert_str_eq(l.sql[1], "SELECT * FROM migrations ORDER BY id");
     ck_assert_str_eq(l.sql[2], migs[0].sql);
     /* idempotent */
-    ck_assert_int_eq(qb_pg_migrations_apply(db, NULL, migs, 2, &applied,
+    ck_assert_int_eq(qb_migrations_apply(db, NULL, migs, 2, &applied,
                                             NULL), QB_OK);
     ck_assert_uint_eq(applied, 0);
-    ck_assert_int_eq(qb_pg_migrations_unapplied(db, NULL, migs, 3, idx,
+    ck_assert_int_eq(qb_migrations_unapplied(db, NULL, migs, 3, idx,
                                                 &nidx), QB_OK);
     ck_assert_uint_eq(nidx, 1);
     ck_assert_uint_eq(idx[0], 2);
-    ck_assert_int_eq(qb_pg_migrations_apply(db, NULL, migs, 3, &applied,
+    ck_assert_int_eq(qb_migrations_apply(db, NULL, migs, 3, &applied,
                                             NULL), QB_OK);
     ck_assert_uint_eq(applied, 1);
-    ck_assert_int_eq(qb_pg_migrations_applied(db, NULL, &r), QB_OK);
+    ck_assert_int_eq(qb_migrations_applied(db, NULL, &r), QB_OK);
     ck_assert_uint_eq(qb_result_rows(r), 3);
     ck_assert_str_eq(qb_result_text_by(r, 0, "name", NULL),
                      "0001_users.sql");
@@ -1571,13 +1585,13 @@ START_TEST(test_migrations_apply)
     ck_assert_int_eq(qb_result_type_by(r, 0, "applied_at"), QB_V_TEXT);
     qb_result_free(r);
     ck_assert_int_eq(scalar(db, "SELECT count(*) FROM users"), 1);
-    qb_pg_close(db);
+    qb_close(db);
 }
 END_TEST
 
 START_TEST(test_migrations_failure)
 {
-    qb_pg *db = db_fresh(NULL);
+    qb_conn *db = db_fresh(NULL);
     const qb_migration bad[] = {
         { "a", "CREATE TABLE a (x integer);" },
         { "b", "CREATE TABLE b (x integer); SELECT * FROM missing_table;" },
@@ -1588,45 +1602,45 @@ START_TEST(test_migrations_failure)
     };
     size_t applied = 99, failed = 99;
 
-    ck_assert_int_eq(qb_pg_migrations_apply(db, "schema_log", bad, 3,
+    ck_assert_int_eq(qb_migrations_apply(db, "schema_log", bad, 3,
                                             &applied, &failed), QB_ESQL);
     ck_assert_uint_eq(applied, 1);
     ck_assert_uint_eq(failed, 1);
-    ck_assert_str_eq(qb_pg_sqlstate(db), "42P01");
-    ck_assert_msg(strncmp(qb_pg_errmsg(db), "migration 'b': ", 15) == 0,
-                  "%s", qb_pg_errmsg(db));
+    ck_assert_str_eq(qb_sqlstate(db), "42P01");
+    ck_assert_msg(strncmp(qb_errmsg(db), "migration 'b': ", 15) == 0,
+                  "%s", qb_errmsg(db));
     /* b's first statement was rolled back with it; c never ran */
     ck_assert_int_eq(scalar(db, "SELECT count(*) FROM pg_tables WHERE "
                      "schemaname = 'public' AND tablename IN ('a','b','c')"),
                      1);
     ck_assert_int_eq(scalar(db, "SELECT count(*) FROM schema_log"), 1);
-    ck_assert_int_eq(qb_pg_in_transaction(db), 0);
+    ck_assert_int_eq(qb_in_transaction(db), 0);
 
     /* A migration may not end the transaction itself. */
-    ck_assert_int_eq(qb_pg_migrations_apply(db, NULL, commits, 1, &applied,
+    ck_assert_int_eq(qb_migrations_apply(db, NULL, commits, 1, &applied,
                                             &failed), QB_EINVAL);
     ck_assert_uint_eq(failed, 0);
-    ck_assert_int_eq(qb_pg_in_transaction(db), 0);
+    ck_assert_int_eq(qb_in_transaction(db), 0);
 
     /* Not inside a transaction; bad table names. */
-    ck_assert_int_eq(qb_pg_begin(db), QB_OK);
-    ck_assert_int_eq(qb_pg_migrations_apply(db, NULL, bad, 1, NULL, NULL),
+    ck_assert_int_eq(qb_begin(db), QB_OK);
+    ck_assert_int_eq(qb_migrations_apply(db, NULL, bad, 1, NULL, NULL),
                      QB_EMISUSE);
-    ck_assert_int_eq(qb_pg_rollback(db), QB_OK);
-    ck_assert_int_eq(qb_pg_migrations_apply(db, "x y", bad, 1, NULL, NULL),
+    ck_assert_int_eq(qb_rollback(db), QB_OK);
+    ck_assert_int_eq(qb_migrations_apply(db, "x y", bad, 1, NULL, NULL),
                      QB_EINVAL);
-    qb_pg_close(db);
+    qb_close(db);
 }
 END_TEST
 
 /* A $N left in a migration (the server: 42P02 "there is no parameter")
- * is refused the way qb_pg_exec refuses a count mismatch: QB_EINVAL with
+ * is refused the way qb_exec refuses a count mismatch: QB_EINVAL with
  * the same message, naming the file and the statement, the migration
  * rolled back.  A $N that belongs to the SQL (an SQL-standard function
  * body, BEGIN ATOMIC, PREPARE) or sits in a literal or comment runs. */
 typedef struct stray_case {
     const char *sql;    /* the second migration's script */
-    const char *stmt;   /* the statement named, as qb_pg_exec gets it */
+    const char *stmt;   /* the statement named, as qb_exec gets it */
     const char *where;  /* "statement K at line L" */
 } stray_case;
 
@@ -1649,7 +1663,7 @@ static const stray_case stray_cases[] = {
 START_TEST(test_migrations_stray_placeholder)
 {
     const stray_case *c = &stray_cases[_i];
-    qb_pg *db = db_fresh(NULL);
+    qb_conn *db = db_fresh(NULL);
     const qb_migration m[3] = {
         { "0001_ok.sql", "CREATE TABLE m0 (a int);" },
         { "0002_bad.sql", c->sql },
@@ -1659,36 +1673,36 @@ START_TEST(test_migrations_stray_placeholder)
     char exec_msg[256], want[512];
     qb_query *q = NULL;
 
-    /* what qb_pg_exec says about that statement, sent as written */
+    /* what qb_exec says about that statement, sent as written */
     ck_assert_int_eq(qb_query_raw(&q, c->stmt, 0, NULL, QB_FETCH_NONE),
                      QB_OK);
     q->dialect = QB_DIALECT_POSTGRES;
-    ck_assert_int_eq(qb_pg_exec(db, q, NULL), QB_EINVAL);
-    snprintf(exec_msg, sizeof exec_msg, "%s", qb_pg_errmsg(db));
+    ck_assert_int_eq(qb_exec(db, q, NULL), QB_EINVAL);
+    snprintf(exec_msg, sizeof exec_msg, "%s", qb_errmsg(db));
     ck_assert_ptr_nonnull(strstr(exec_msg, "parameter count mismatch"));
     qb_query_free(q);
 
-    ck_assert_int_eq(qb_pg_migrations_apply(db, NULL, m, 3, &applied,
+    ck_assert_int_eq(qb_migrations_apply(db, NULL, m, 3, &applied,
                                             &failed), QB_EINVAL);
     ck_assert_uint_eq(applied, 1);
     ck_assert_uint_eq(failed, 1);
     snprintf(want, sizeof want, "migration '0002_bad.sql': %s (%s): %s",
              c->where, c->stmt, exec_msg);
-    ck_assert_str_eq(qb_pg_errmsg(db), want);
-    ck_assert_int_eq(qb_pg_in_transaction(db), 0);
+    ck_assert_str_eq(qb_errmsg(db), want);
+    ck_assert_int_eq(qb_in_transaction(db), 0);
     ck_assert_int_eq(scalar(db, "SELECT count(*) FROM pg_tables WHERE "
                      "schemaname = 'public' AND tablename LIKE 'm_'"), 1);
     ck_assert_int_eq(scalar(db, "SELECT count(*) FROM pg_proc WHERE "
                      "proname IN ('addx', 'f3')"), 0);
     ck_assert_int_eq(scalar(db, "SELECT count(*) FROM migrations"), 1);
-    qb_pg_close(db);
+    qb_close(db);
 }
 END_TEST
 
 /* ... and the same placeholders where they are the SQL's own apply. */
 START_TEST(test_migrations_own_params_run)
 {
-    qb_pg *db = db_fresh(NULL);
+    qb_conn *db = db_fresh(NULL);
     const qb_migration m[1] = {
         { "0001_fn.sql",
           "CREATE FUNCTION addx(integer, integer) RETURNS integer\n"
@@ -1701,11 +1715,11 @@ START_TEST(test_migrations_own_params_run)
     };
     size_t applied = 9;
 
-    ck_assert_int_eq(qb_pg_migrations_apply(db, NULL, m, 1, &applied, NULL),
+    ck_assert_int_eq(qb_migrations_apply(db, NULL, m, 1, &applied, NULL),
                      QB_OK);
     ck_assert_uint_eq(applied, 1);
     ck_assert_int_eq(scalar(db, "SELECT addx(1, 2) + f3(5) + f4(7)"), 23);
-    qb_pg_close(db);
+    qb_close(db);
 }
 END_TEST
 
@@ -1762,7 +1776,7 @@ START_TEST(test_pg_cases)
 {
     int id = pg_case_ids[_i];
     const case_entry *ce = case_of(id);
-    qb_pg *db = db_fresh(case_schema);
+    qb_conn *db = db_fresh(case_schema);
     case_out o;
     qb_result *r;
 
@@ -1805,24 +1819,24 @@ START_TEST(test_pg_cases)
         sh(db, "DROP TABLE users");
         for (size_t i = 0; i < 6; i++) {
             if (i == 3 && id == 245) {
-                ck_assert_int_eq(qb_pg_exec(db, o.hist[i], NULL), QB_ESQL);
-                ck_assert_str_eq(qb_pg_sqlstate(db), "42601");
-                ck_assert_int_eq(qb_pg_rollback(db), QB_OK);
-                ck_assert_int_eq(qb_pg_begin(db), QB_OK);
+                ck_assert_int_eq(qb_exec(db, o.hist[i], NULL), QB_ESQL);
+                ck_assert_str_eq(qb_sqlstate(db), "42601");
+                ck_assert_int_eq(qb_rollback(db), QB_OK);
+                ck_assert_int_eq(qb_begin(db), QB_OK);
                 sh(db, mig_sql);
                 continue;
             }
-            ck_assert_msg(qb_pg_exec(db, o.hist[i], NULL) == QB_OK,
+            ck_assert_msg(qb_exec(db, o.hist[i], NULL) == QB_OK,
                           "case %d statement %zu: %s", id, i,
-                          qb_pg_errmsg(db));
+                          qb_errmsg(db));
         }
         ck_assert_int_eq(scalar(db, "SELECT count(*) FROM migrations"), 1);
         ck_assert_int_eq(scalar(db, "SELECT count(*) FROM users"), 0);
         /* The runner does the same and logs PGQB's first statements. */
         sh(db, "DROP TABLE migrations; DROP TABLE users CASCADE");
         memset(&l, 0, sizeof l);
-        qb_pg_set_logger(db, log_fn, &l);
-        ck_assert_int_eq(qb_pg_migrations_apply(db, NULL, &m, 1, &applied,
+        qb_set_logger(db, log_fn, &l);
+        ck_assert_int_eq(qb_migrations_apply(db, NULL, &m, 1, &applied,
                                                 NULL), QB_OK);
         ck_assert_uint_eq(applied, 1);
         ck_assert_str_eq(l.sql[0], qb_query_sql(o.hist[0]));
@@ -1836,36 +1850,36 @@ START_TEST(test_pg_cases)
     qb_query_free(o.q);
     free(o.errmsg);
     free(o.text);
-    qb_pg_close(db);
+    qb_close(db);
 }
 END_TEST
 
 /* ---- reconnect --------------------------------------------------------- */
 
 /* pg_ctl restart between two queries: the first query after it fails with
- * QB_PG_ECONN, qb_pg_reset reconnects, the next query succeeds. */
+ * QB_ECONN, qb_reset reconnects, the next query succeeds. */
 START_TEST(test_reconnect)
 {
-    qb_pg *db = db_fresh("CREATE TABLE t (id integer)");
+    qb_conn *db = db_fresh("CREATE TABLE t (id integer)");
     qb_query *ins = raw("INSERT INTO t VALUES (?)", 1, QB_VALS(qb_int(1)),
                         QB_FETCH_NONE);
     int rc, st;
 
-    ck_assert_int_eq(qb_pg_exec(db, ins, NULL), QB_OK);
+    ck_assert_int_eq(qb_exec(db, ins, NULL), QB_OK);
     st = system(g_restart);
     ck_assert_msg(st == 0, "restart command failed: %s", g_restart);
-    rc = qb_pg_exec(db, ins, NULL);
-    ck_assert_msg(rc == QB_PG_ECONN, "rc %d (%s) [%s]", rc, qb_pg_errmsg(db),
-                  qb_pg_sqlstate(db));
-    ck_assert_int_eq(qb_pg_connected(db), 0);
+    rc = qb_exec(db, ins, NULL);
+    ck_assert_msg(rc == QB_ECONN, "rc %d (%s) [%s]", rc, qb_errmsg(db),
+                  qb_sqlstate(db));
+    ck_assert_int_eq(qb_connected(db), 0);
     /* Still down: the same code again, no crash. */
-    ck_assert_int_eq(qb_pg_exec(db, ins, NULL), QB_PG_ECONN);
-    ck_assert_int_eq(qb_pg_reset(db), QB_OK);
-    ck_assert_int_eq(qb_pg_connected(db), 1);
-    ck_assert_int_eq(qb_pg_exec(db, ins, NULL), QB_OK);
+    ck_assert_int_eq(qb_exec(db, ins, NULL), QB_ECONN);
+    ck_assert_int_eq(qb_reset(db), QB_OK);
+    ck_assert_int_eq(qb_connected(db), 1);
+    ck_assert_int_eq(qb_exec(db, ins, NULL), QB_OK);
     ck_assert_int_eq(scalar(db, "SELECT count(*) FROM t"), 2);
     qb_query_free(ins);
-    qb_pg_close(db);
+    qb_close(db);
 }
 END_TEST
 
@@ -1874,63 +1888,63 @@ static int stop_at(void *arg)
     return tu_now_ms() >= *(const int64_t *)arg;
 }
 
-/* A server that accepts and never answers: qb_pg_reset_until gives up at
+/* A server that accepts and never answers: qb_reset_until gives up at
  * its bound or when told to stop, not at libpq's connect_timeout (10 s
  * here), and the handle works again once the server does. */
 START_TEST(test_reset_until_hung_server)
 {
     char dsn[1200], err[256] = "";
-    qb_pg_config cfg;
-    qb_pg *db = NULL;
+    qb_conn_config cfg;
+    qb_conn *db = NULL;
     tu_proxy *px = pg_proxy(g_dsn, dsn, sizeof dsn);
     qb_query *sel = raw("SELECT 1", 0, NULL, QB_FETCH_ONE);
     int64_t t0, dt, stop;
 
     memset(&cfg, 0, sizeof cfg);
     cfg.stmt_cache_size = g_cache;
-    ck_assert_msg(qb_pg_open(&db, dsn, &cfg, err, sizeof err) == QB_OK, "%s",
+    ck_assert_msg(pg_open(&db, dsn, &cfg, err, sizeof err) == QB_OK, "%s",
                   err);
-    ck_assert_int_eq(qb_pg_exec(db, sel, NULL), QB_OK);
+    ck_assert_int_eq(qb_exec(db, sel, NULL), QB_OK);
     tu_proxy_hang(px, 1);
     tu_proxy_cut(px);
-    ck_assert_int_eq(qb_pg_exec(db, sel, NULL), QB_PG_ECONN);
+    ck_assert_int_eq(qb_exec(db, sel, NULL), QB_ECONN);
 
     t0 = tu_now_ms();
-    ck_assert_int_eq(qb_pg_reset_until(db, 300, NULL, NULL), QB_PG_ECONN);
+    ck_assert_int_eq(qb_reset_until(db, 300, NULL, NULL), QB_ECONN);
     dt = tu_now_ms() - t0;
     ck_assert_msg(dt >= 290 && dt < 2000, "gave up after %lld ms",
                   (long long)dt);
-    ck_assert_msg(strstr(qb_pg_errmsg(db), "timed out") != NULL, "%s",
-                  qb_pg_errmsg(db));
-    ck_assert_int_eq(qb_pg_connected(db), 0);
-    ck_assert_int_eq(qb_pg_exec(db, sel, NULL), QB_PG_ECONN);
+    ck_assert_msg(strstr(qb_errmsg(db), "timed out") != NULL, "%s",
+                  qb_errmsg(db));
+    ck_assert_int_eq(qb_connected(db), 0);
+    ck_assert_int_eq(qb_exec(db, sel, NULL), QB_ECONN);
 
     t0 = tu_now_ms();
     stop = t0 + 200;
-    ck_assert_int_eq(qb_pg_reset_until(db, 60000, stop_at, &stop),
-                     QB_PG_ECONN);
+    ck_assert_int_eq(qb_reset_until(db, 60000, stop_at, &stop),
+                     QB_ECONN);
     dt = tu_now_ms() - t0;
     ck_assert_msg(dt >= 190 && dt < 2000, "stopped after %lld ms",
                   (long long)dt);
-    ck_assert_msg(strstr(qb_pg_errmsg(db), "stopped") != NULL, "%s",
-                  qb_pg_errmsg(db));
-    ck_assert_int_eq(qb_pg_reset_until(db, 0, NULL, NULL), QB_EINVAL);
-    ck_assert_int_eq(qb_pg_reset_until(NULL, 10, NULL, NULL), QB_EINVAL);
+    ck_assert_msg(strstr(qb_errmsg(db), "stopped") != NULL, "%s",
+                  qb_errmsg(db));
+    ck_assert_int_eq(qb_reset_until(db, 0, NULL, NULL), QB_EINVAL);
+    ck_assert_int_eq(qb_reset_until(NULL, 10, NULL, NULL), QB_EINVAL);
 
     tu_proxy_hang(px, 0);
-    ck_assert_msg(qb_pg_reset_until(db, 5000, NULL, NULL) == QB_OK, "%s",
-                  qb_pg_errmsg(db));
-    ck_assert_int_eq(qb_pg_connected(db), 1);
-    ck_assert_int_eq(qb_pg_exec(db, sel, NULL), QB_OK);
+    ck_assert_msg(qb_reset_until(db, 5000, NULL, NULL) == QB_OK, "%s",
+                  qb_errmsg(db));
+    ck_assert_int_eq(qb_connected(db), 1);
+    ck_assert_int_eq(qb_exec(db, sel, NULL), QB_OK);
     qb_query_free(sel);
-    qb_pg_close(db);
+    qb_close(db);
     tu_proxy_stop(px);
 }
 END_TEST
 
-static const char *conn_opt(qb_pg *db, const char *key, char *out, size_t n)
+static const char *conn_opt(qb_conn *db, const char *key, char *out, size_t n)
 {
-    PQconninfoOption *o = PQconninfo(qb_pg_conn(db));
+    PQconninfoOption *o = PQconninfo(qb_conn_pg(db));
     ck_assert_ptr_nonnull(o);
     out[0] = '\0';
     for (PQconninfoOption *i = o; i->keyword != NULL; i++)
@@ -1945,64 +1959,64 @@ static const char *conn_opt(qb_pg *db, const char *key, char *out, size_t n)
 START_TEST(test_tcp_settings)
 {
     char dsn[1200], dsn2[1300], err[256] = "", v[32];
-    qb_pg_config cfg;
-    qb_pg *db = NULL;
+    qb_conn_config cfg;
+    qb_conn *db = NULL;
     tu_proxy *px = pg_proxy(g_dsn, dsn, sizeof dsn);
 
     memset(&cfg, 0, sizeof cfg);
     cfg.connect_timeout_s = 7;
-    ck_assert_msg(qb_pg_open(&db, dsn, &cfg, err, sizeof err) == QB_OK, "%s",
+    ck_assert_msg(pg_open(&db, dsn, &cfg, err, sizeof err) == QB_OK, "%s",
                   err);
     ck_assert_str_eq(conn_opt(db, "tcp_user_timeout", v, sizeof v), "7000");
     ck_assert_str_eq(conn_opt(db, "keepalives_idle", v, sizeof v), "10");
     ck_assert_str_eq(conn_opt(db, "keepalives_interval", v, sizeof v), "3");
     ck_assert_str_eq(conn_opt(db, "keepalives_count", v, sizeof v), "3");
-    qb_pg_close(db);
+    qb_close(db);
     snprintf(dsn2, sizeof dsn2, "%s tcp_user_timeout=1234 keepalives_idle=60",
              dsn);
-    ck_assert_msg(qb_pg_open(&db, dsn2, &cfg, err, sizeof err) == QB_OK, "%s",
+    ck_assert_msg(pg_open(&db, dsn2, &cfg, err, sizeof err) == QB_OK, "%s",
                   err);
     ck_assert_str_eq(conn_opt(db, "tcp_user_timeout", v, sizeof v), "1234");
     ck_assert_str_eq(conn_opt(db, "keepalives_idle", v, sizeof v), "60");
-    qb_pg_close(db);
+    qb_close(db);
     tu_proxy_stop(px);
 }
 END_TEST
 
-/* A connect_timeout in the connection string bounds qb_pg_reset_until
+/* A connect_timeout in the connection string bounds qb_reset_until
  * too (as it bounds libpq's blocking connect). */
 START_TEST(test_conninfo_connect_timeout)
 {
     char dsn[1200], dsn2[1300], err[256] = "";
-    qb_pg *db = NULL;
+    qb_conn *db = NULL;
     tu_proxy *px = pg_proxy(g_dsn, dsn, sizeof dsn);
     int64_t t0, dt;
 
     snprintf(dsn2, sizeof dsn2, "%s connect_timeout=2", dsn);
-    ck_assert_msg(qb_pg_open(&db, dsn2, NULL, err, sizeof err) == QB_OK, "%s",
+    ck_assert_msg(pg_open(&db, dsn2, NULL, err, sizeof err) == QB_OK, "%s",
                   err);
     tu_proxy_hang(px, 1);
     tu_proxy_cut(px);
     t0 = tu_now_ms();
-    ck_assert_int_eq(qb_pg_reset_until(db, 60000, NULL, NULL), QB_PG_ECONN);
+    ck_assert_int_eq(qb_reset_until(db, 60000, NULL, NULL), QB_ECONN);
     dt = tu_now_ms() - t0;
     ck_assert_msg(dt >= 1900 && dt < 5000, "gave up after %lld ms",
                   (long long)dt);
-    qb_pg_close(db);
+    qb_close(db);
     tu_proxy_stop(px);
 }
 END_TEST
 
 /* ---- statement cache --------------------------------------------------- */
 
-static qb_pg *db_cached(size_t size)
+static qb_conn *db_cached(size_t size)
 {
     char err[256] = "";
-    qb_pg_config cfg;
-    qb_pg *db = NULL;
+    qb_conn_config cfg;
+    qb_conn *db = NULL;
     memset(&cfg, 0, sizeof cfg);
     cfg.stmt_cache_size = size;
-    ck_assert_msg(qb_pg_open(&db, g_dsn, &cfg, err, sizeof err) == QB_OK,
+    ck_assert_msg(pg_open(&db, g_dsn, &cfg, err, sizeof err) == QB_OK,
                   "%s", err);
     sh(db, "DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public");
     return db;
@@ -2010,8 +2024,8 @@ static qb_pg *db_cached(size_t size)
 
 START_TEST(test_cache_hits_evictions)
 {
-    qb_pg *db = db_cached(2);
-    qb_pg_cache_info st;
+    qb_conn *db = db_cached(2);
+    qb_cache_stats st;
     qb_query *q[3];
     qb_result *r;
 
@@ -2019,21 +2033,21 @@ START_TEST(test_cache_hits_evictions)
     q[1] = raw("SELECT ?::int + 2", 1, QB_VALS(qb_int(1)), QB_FETCH_ONE);
     q[2] = raw("SELECT ?::int + 3", 1, QB_VALS(qb_int(1)), QB_FETCH_ONE);
     for (int k = 0; k < 3; k++)
-        ck_assert_int_eq(qb_pg_exec(db, q[0], NULL), QB_OK);
-    qb_pg_cache_stats(db, &st);
+        ck_assert_int_eq(qb_exec(db, q[0], NULL), QB_OK);
+    qb_conn_cache_stats(db, &st);
     ck_assert_uint_eq(st.misses, 1);
     ck_assert_uint_eq(st.hits, 2);
     ck_assert_uint_eq(st.size, 1);
     ck_assert_uint_eq(st.capacity, 2);
     /* Same SQL, another parameter type: another statement. */
     q[0]->params[0] = qb_null();
-    ck_assert_int_eq(qb_pg_exec(db, q[0], NULL), QB_OK);
-    qb_pg_cache_stats(db, &st);
+    ck_assert_int_eq(qb_exec(db, q[0], NULL), QB_OK);
+    qb_conn_cache_stats(db, &st);
     ck_assert_uint_eq(st.misses, 2);
     ck_assert_uint_eq(st.evictions, 0);
-    ck_assert_int_eq(qb_pg_exec(db, q[1], NULL), QB_OK);
-    ck_assert_int_eq(qb_pg_exec(db, q[2], NULL), QB_OK);
-    qb_pg_cache_stats(db, &st);
+    ck_assert_int_eq(qb_exec(db, q[1], NULL), QB_OK);
+    ck_assert_int_eq(qb_exec(db, q[2], NULL), QB_OK);
+    qb_conn_cache_stats(db, &st);
     ck_assert_uint_eq(st.evictions, 2);
     ck_assert_uint_eq(st.size, 2);
     /* Evicted statements are deallocated on the server. */
@@ -2045,15 +2059,15 @@ START_TEST(test_cache_hits_evictions)
     /* A prepare error is reported and nothing is cached. */
     {
         qb_query *bad = raw("SELEC ?", 1, QB_VALS(qb_int(1)), QB_FETCH_ONE);
-        ck_assert_int_eq(qb_pg_exec(db, bad, NULL), QB_ESQL);
-        ck_assert_str_eq(qb_pg_sqlstate(db), "42601");
+        ck_assert_int_eq(qb_exec(db, bad, NULL), QB_ESQL);
+        ck_assert_str_eq(qb_sqlstate(db), "42601");
         qb_query_free(bad);
     }
-    qb_pg_cache_stats(db, &st);
+    qb_conn_cache_stats(db, &st);
     ck_assert_uint_eq(st.size, 2);
     for (int k = 0; k < 3; k++)
         qb_query_free(q[k]);
-    qb_pg_close(db);
+    qb_close(db);
 }
 END_TEST
 
@@ -2062,8 +2076,8 @@ END_TEST
  * transaction). */
 START_TEST(test_cache_stale)
 {
-    qb_pg *db = db_cached(8);
-    qb_pg_cache_info st;
+    qb_conn *db = db_cached(8);
+    qb_cache_stats st;
     qb_query *q = raw("SELECT * FROM t", 0, NULL, QB_FETCH_ALL);
     qb_result *r;
 
@@ -2076,19 +2090,19 @@ START_TEST(test_cache_stale)
     qb_result_free(r);
     sh(db, "DEALLOCATE ALL");
     qb_result_free(run_ok(db, q));
-    qb_pg_cache_stats(db, &st);
+    qb_conn_cache_stats(db, &st);
     ck_assert_uint_eq(st.replans, 2);
     /* Inside a transaction the refusal aborts it: reported, not retried. */
     sh(db, "ALTER TABLE t ADD COLUMN c integer");
-    ck_assert_int_eq(qb_pg_begin(db), QB_OK);
-    ck_assert_int_eq(qb_pg_exec(db, q, NULL), QB_ESQL);
-    ck_assert_str_eq(qb_pg_sqlstate(db), "0A000");
-    ck_assert_int_eq(qb_pg_rollback(db), QB_OK);
+    ck_assert_int_eq(qb_begin(db), QB_OK);
+    ck_assert_int_eq(qb_exec(db, q, NULL), QB_ESQL);
+    ck_assert_str_eq(qb_sqlstate(db), "0A000");
+    ck_assert_int_eq(qb_rollback(db), QB_OK);
     r = run_ok(db, q);
     ck_assert_uint_eq(qb_result_cols(r), 3);
     qb_result_free(r);
     qb_query_free(q);
-    qb_pg_close(db);
+    qb_close(db);
 }
 END_TEST
 
@@ -2096,45 +2110,45 @@ END_TEST
  * transaction), the entry forgotten, the retry re-prepares. */
 START_TEST(test_pipeline_stale)
 {
-    qb_pg *db = db_cached(8);
-    qb_pg_cache_info st;
+    qb_conn *db = db_cached(8);
+    qb_cache_stats st;
     qb_query *q = raw("SELECT * FROM t", 0, NULL, QB_FETCH_NONE);
     const qb_query *qs[2] = { q, q };
     size_t at;
 
     sh(db, "CREATE TABLE t (a integer)");
-    ck_assert_int_eq(qb_pg_begin(db), QB_OK);
-    ck_assert_int_eq(qb_pg_pipeline(db, qs, 2, &at), QB_OK);
-    ck_assert_int_eq(qb_pg_commit(db), QB_OK);
+    ck_assert_int_eq(qb_begin(db), QB_OK);
+    ck_assert_int_eq(qb_pipeline(db, qs, 2, &at), QB_OK);
+    ck_assert_int_eq(qb_commit(db), QB_OK);
     sh(db, "ALTER TABLE t ADD COLUMN b text");
-    ck_assert_int_eq(qb_pg_begin(db), QB_OK);
-    ck_assert_int_eq(qb_pg_pipeline(db, qs, 2, &at), QB_EBUSY);
+    ck_assert_int_eq(qb_begin(db), QB_OK);
+    ck_assert_int_eq(qb_pipeline(db, qs, 2, &at), QB_EBUSY);
     ck_assert_uint_eq(at, 0);
-    ck_assert_int_eq(qb_pg_rollback(db), QB_OK);
-    ck_assert_int_eq(qb_pg_begin(db), QB_OK);
-    ck_assert_int_eq(qb_pg_pipeline(db, qs, 2, &at), QB_OK);
-    ck_assert_int_eq(qb_pg_commit(db), QB_OK);
-    qb_pg_cache_stats(db, &st);
+    ck_assert_int_eq(qb_rollback(db), QB_OK);
+    ck_assert_int_eq(qb_begin(db), QB_OK);
+    ck_assert_int_eq(qb_pipeline(db, qs, 2, &at), QB_OK);
+    ck_assert_int_eq(qb_commit(db), QB_OK);
+    qb_conn_cache_stats(db, &st);
     ck_assert_uint_eq(st.replans, 1);
     qb_query_free(q);
-    qb_pg_close(db);
+    qb_close(db);
 }
 END_TEST
 
 START_TEST(test_cache_bad_config)
 {
-    qb_pg_config cfg;
-    qb_pg *db = (qb_pg *)1;
+    qb_conn_config cfg;
+    qb_conn *db = (qb_conn *)1;
     char err[128] = "";
     memset(&cfg, 0, sizeof cfg);
     cfg.stmt_cache_size = 4097;
-    ck_assert_int_eq(qb_pg_open(&db, g_dsn, &cfg, err, sizeof err),
+    ck_assert_int_eq(pg_open(&db, g_dsn, &cfg, err, sizeof err),
                      QB_EINVAL);
     ck_assert_ptr_null(db);
     ck_assert_str_eq(err, "stmt_cache_size out of range");
     cfg.stmt_cache_size = 0;
     cfg.connect_timeout_s = -1;
-    ck_assert_int_eq(qb_pg_open(&db, g_dsn, &cfg, err, sizeof err),
+    ck_assert_int_eq(pg_open(&db, g_dsn, &cfg, err, sizeof err),
                      QB_EINVAL);
 }
 END_TEST
@@ -2151,8 +2165,8 @@ static TCase *tc(Suite *s, const char *name)
 
 static Suite *pg_suite(void)
 {
-    Suite *s = suite_create(g_cache ? "qb_pg (statement cache 4)"
-                                    : "qb_pg (no statement cache)");
+    Suite *s = suite_create(g_cache ? "qb_conn (statement cache 4)"
+                                    : "qb_conn (no statement cache)");
     TCase *t;
 
     t = tc(s, "connection");

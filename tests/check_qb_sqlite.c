@@ -24,18 +24,18 @@
 
 #include "qb.h"
 #include "qb_int.h"
-#include "qb_sqlite.h"
+#include "qb_conn.h"
 #include "testutil.h"
 
 /* ---- fixtures ------------------------------------------------------------ */
 
 typedef struct fx {
-    qb_db *db;
+    qb_conn *db;
     char *dir;      /* on-disk variant only */
     char path[512];
 } fx;
 
-static void fx_open_cfg(fx *f, int disk, const qb_db_config *cfg)
+static void fx_open_cfg(fx *f, int disk, const qb_conn_config *cfg)
 {
     char err[256];
     memset(f, 0, sizeof *f);
@@ -46,7 +46,7 @@ static void fx_open_cfg(fx *f, int disk, const qb_db_config *cfg)
     } else {
         snprintf(f->path, sizeof f->path, ":memory:");
     }
-    ck_assert_int_eq(qb_db_open(&f->db, f->path, cfg, err, sizeof err), QB_OK);
+    ck_assert_int_eq(qb_open(&f->db, f->path, cfg, err, sizeof err), QB_OK);
     ck_assert_ptr_nonnull(f->db);
 }
 
@@ -54,7 +54,7 @@ static void fx_open(fx *f, int disk) { fx_open_cfg(f, disk, NULL); }
 
 static void fx_close(fx *f)
 {
-    qb_db_close(f->db);
+    qb_close(f->db);
     f->db = NULL;
     if (f->dir != NULL) {
         tu_rmtree(f->dir);
@@ -72,7 +72,7 @@ static qb_query *mkq(const char *sql, size_t n, const qb_value *a, qb_fetch f)
 }
 
 /* Run sql (no params) and return the status. */
-static int run(qb_db *db, const char *sql)
+static int run(qb_conn *db, const char *sql)
 {
     qb_query *q = mkq(sql, 0, NULL, QB_FETCH_NONE);
     int rc = qb_exec(db, q, NULL);
@@ -81,7 +81,7 @@ static int run(qb_db *db, const char *sql)
 }
 
 /* First column of the first row of sql, as int64. */
-static int64_t scalar(qb_db *db, const char *sql)
+static int64_t scalar(qb_conn *db, const char *sql)
 {
     qb_query *q = mkq(sql, 0, NULL, QB_FETCH_ONE);
     qb_result *r = NULL;
@@ -95,7 +95,7 @@ static int64_t scalar(qb_db *db, const char *sql)
 }
 
 /* t(id, name, score) with rows (1,'a',10) (2,'b',20) (3,'c',30). */
-static void seed(qb_db *db)
+static void seed(qb_conn *db)
 {
     ck_assert_int_eq(run(db, "CREATE TABLE t (id INTEGER PRIMARY KEY, "
                              "name TEXT UNIQUE, score INTEGER)"), QB_OK);
@@ -174,8 +174,8 @@ START_TEST(test_open_defaults)
     ck_assert_int_eq(scalar(f.db, "PRAGMA synchronous"), 1);   /* NORMAL */
     ck_assert_int_eq(scalar(f.db, "PRAGMA busy_timeout"), 5000);
     ck_assert_int_eq(scalar(f.db, "PRAGMA foreign_keys"), 1);
-    ck_assert_ptr_nonnull(qb_db_sqlite(f.db));
-    ck_assert_str_eq(qb_db_errmsg(f.db), "not an error");
+    ck_assert_ptr_nonnull(qb_conn_sqlite(f.db));
+    ck_assert_str_eq(qb_errmsg(f.db), "not an error");
     fx_close(&f);
 }
 END_TEST
@@ -183,12 +183,14 @@ END_TEST
 START_TEST(test_open_config_applied)
 {
     fx f;
-    qb_db_config cfg = { "DELETE", "FULL", 123, 0, 8 };
+    qb_conn_config cfg = {.journal_mode = "DELETE", .synchronous = "FULL",
+                          .busy_timeout_ms = 123, .readonly = 0,
+                          .stmt_cache_size = 8};
     qb_cache_stats st;
     fx_open_cfg(&f, 1, &cfg);
     ck_assert_int_eq(scalar(f.db, "PRAGMA synchronous"), 2);
     ck_assert_int_eq(scalar(f.db, "PRAGMA busy_timeout"), 123);
-    qb_db_cache_stats(f.db, &st);
+    qb_conn_cache_stats(f.db, &st);
     ck_assert_uint_eq(st.capacity, 8);
     fx_close(&f);
 }
@@ -208,10 +210,12 @@ static const struct bad_cfg {
 START_TEST(test_open_config_invalid)
 {
     const struct bad_cfg *b = &bad_cfgs[_i];
-    qb_db_config cfg = { b->jm, b->sync, b->busy, 0, b->cache };
-    qb_db *db = (qb_db *)&cfg;   /* must be overwritten with NULL */
+    qb_conn_config cfg = {.journal_mode = b->jm, .synchronous = b->sync,
+                          .busy_timeout_ms = b->busy, .readonly = 0,
+                          .stmt_cache_size = b->cache};
+    qb_conn *db = (qb_conn *)&cfg;   /* must be overwritten with NULL */
     char err[128] = "x";
-    ck_assert_int_eq(qb_db_open(&db, ":memory:", &cfg, err, sizeof err),
+    ck_assert_int_eq(qb_open(&db, ":memory:", &cfg, err, sizeof err),
                      QB_EINVAL);
     ck_assert_ptr_null(db);
     ck_assert_int_gt(strlen(err), 0);
@@ -220,29 +224,31 @@ END_TEST
 
 START_TEST(test_open_bad_path)
 {
-    qb_db *db = NULL;
+    qb_conn *db = NULL;
     char err[256] = "";
-    ck_assert_int_eq(qb_db_open(&db, "/nonexistent-dir/qb/x.db", NULL, err,
+    ck_assert_int_eq(qb_open(&db, "/nonexistent-dir/qb/x.db", NULL, err,
                                 sizeof err), QB_ESQL);
     ck_assert_ptr_null(db);
     ck_assert_ptr_nonnull(strstr(err, "cannot open"));
-    ck_assert_int_eq(qb_db_open(NULL, ":memory:", NULL, NULL, 0), QB_EINVAL);
-    ck_assert_int_eq(qb_db_open(&db, NULL, NULL, NULL, 0), QB_EINVAL);
+    ck_assert_int_eq(qb_open(NULL, ":memory:", NULL, NULL, 0), QB_EINVAL);
+    ck_assert_int_eq(qb_open(&db, NULL, NULL, NULL, 0), QB_EINVAL);
 }
 END_TEST
 
 START_TEST(test_open_readonly)
 {
     fx f;
-    qb_db *ro = NULL;
-    qb_db_config cfg = { NULL, NULL, 100, 1, 0 };
+    qb_conn *ro = NULL;
+    qb_conn_config cfg = {.journal_mode = NULL, .synchronous = NULL,
+                          .busy_timeout_ms = 100, .readonly = 1,
+                          .stmt_cache_size = 0};
     fx_open(&f, 1);
     seed(f.db);
-    ck_assert_int_eq(qb_db_open(&ro, f.path, &cfg, NULL, 0), QB_OK);
+    ck_assert_int_eq(qb_open(&ro, f.path, &cfg, NULL, 0), QB_OK);
     ck_assert_int_eq(scalar(ro, "SELECT count(*) FROM t"), 3);
     ck_assert_int_eq(run(ro, "DELETE FROM t"), QB_ESQL);
-    ck_assert_int_eq(qb_db_errcode(ro) & 0xff, SQLITE_READONLY);
-    qb_db_close(ro);
+    ck_assert_int_eq(qb_errcode(ro) & 0xff, SQLITE_READONLY);
+    qb_close(ro);
     fx_close(&f);
 }
 END_TEST
@@ -324,7 +330,7 @@ START_TEST(test_statement_kinds)
         ck_assert_int_eq(qb_result_changes(r), k->changes);
     } else {
         ck_assert_ptr_null(r);
-        ck_assert_str_ne(qb_db_errmsg(f.db), "not an error");
+        ck_assert_str_ne(qb_errmsg(f.db), "not an error");
     }
     qb_result_free(r);
     /* Same query again without out: same status, nothing allocated. */
@@ -332,7 +338,7 @@ START_TEST(test_statement_kinds)
         ck_assert_int_eq(qb_exec(f.db, q, NULL), k->rc);
     qb_query_free(q);
     ck_assert_int_eq(scalar(f.db, k->check), k->check_val);
-    ck_assert_int_ne(sqlite3_get_autocommit(qb_db_sqlite(f.db)), 0);
+    ck_assert_int_ne(sqlite3_get_autocommit(qb_conn_sqlite(f.db)), 0);
     fx_close(&f);
 }
 END_TEST
@@ -542,8 +548,8 @@ START_TEST(test_param_count)
     ck_assert_int_eq(qb_exec(f.db, q, &r), c->rc);
     if (c->rc != QB_OK) {
         ck_assert_ptr_null(r);
-        ck_assert_ptr_nonnull(strstr(qb_db_errmsg(f.db), "parameter count"));
-        ck_assert_int_eq(qb_db_errcode(f.db), SQLITE_RANGE);
+        ck_assert_ptr_nonnull(strstr(qb_errmsg(f.db), "parameter count"));
+        ck_assert_int_eq(qb_errcode(f.db), SQLITE_RANGE);
     }
     qb_result_free(r);
     qb_query_free(q);
@@ -581,11 +587,11 @@ START_TEST(test_sql_shapes)
     ck_assert_ptr_nonnull(q->sql);
     q->sql_len = strlen(c->sql);
     ck_assert_msg(qb_exec(f.db, q, NULL) == c->rc, "'%s': %s", c->sql,
-                  qb_db_errmsg(f.db));
+                  qb_errmsg(f.db));
     qb_query_free(q);
     if (c->msg != NULL)
-        ck_assert_msg(strstr(qb_db_errmsg(f.db), c->msg) != NULL,
-                      "message '%s' lacks '%s'", qb_db_errmsg(f.db), c->msg);
+        ck_assert_msg(strstr(qb_errmsg(f.db), c->msg) != NULL,
+                      "message '%s' lacks '%s'", qb_errmsg(f.db), c->msg);
     ck_assert_int_eq(scalar(f.db, "SELECT 3"), 3);
     fx_close(&f);
 }
@@ -606,11 +612,11 @@ END_TEST
 
 /* ---- statement cache -------------------------------------------------------- */
 
-static int count_stmts(qb_db *db, const char *sql, sqlite3_stmt **found)
+static int count_stmts(qb_conn *db, const char *sql, sqlite3_stmt **found)
 {
     int n = 0;
-    for (sqlite3_stmt *s = sqlite3_next_stmt(qb_db_sqlite(db), NULL); s;
-         s = sqlite3_next_stmt(qb_db_sqlite(db), s))
+    for (sqlite3_stmt *s = sqlite3_next_stmt(qb_conn_sqlite(db), NULL); s;
+         s = sqlite3_next_stmt(qb_conn_sqlite(db), s))
         if (strcmp(sqlite3_sql(s), sql) == 0) {
             n++;
             if (found != NULL)
@@ -626,7 +632,7 @@ START_TEST(test_cache_hit_same_statement)
     sqlite3_stmt *s1 = NULL, *s2 = NULL;
     fx_open(&f, _i);
     seed(f.db);
-    qb_db_cache_stats(f.db, &a);
+    qb_conn_cache_stats(f.db, &a);
     ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM t WHERE id > 0"), 3);
     ck_assert_int_eq(count_stmts(f.db, "SELECT count(*) FROM t WHERE id > 0",
                                  &s1), 1);
@@ -634,7 +640,7 @@ START_TEST(test_cache_hit_same_statement)
     ck_assert_int_eq(count_stmts(f.db, "SELECT count(*) FROM t WHERE id > 0",
                                  &s2), 1);
     ck_assert_ptr_eq(s1, s2);
-    qb_db_cache_stats(f.db, &b);
+    qb_conn_cache_stats(f.db, &b);
     ck_assert_uint_eq(b.misses - a.misses, 1);
     ck_assert_uint_eq(b.hits - a.hits, 1);
     ck_assert_uint_eq(b.size, a.size + 1);
@@ -646,7 +652,9 @@ END_TEST
 
 START_TEST(test_cache_lru_eviction)
 {
-    qb_db_config cfg = { NULL, NULL, 0, 0, 4 };
+    qb_conn_config cfg = {.journal_mode = NULL, .synchronous = NULL,
+                          .busy_timeout_ms = 0, .readonly = 0,
+                          .stmt_cache_size = 4};
     qb_cache_stats st;
     fx f;
     fx_open_cfg(&f, _i, &cfg);
@@ -657,7 +665,7 @@ START_TEST(test_cache_lru_eviction)
     ck_assert_int_eq(scalar(f.db, "SELECT 4"), 4);
     ck_assert_int_eq(scalar(f.db, "SELECT 1"), 1);
     ck_assert_int_eq(scalar(f.db, "SELECT 5"), 5);
-    qb_db_cache_stats(f.db, &st);
+    qb_conn_cache_stats(f.db, &st);
     ck_assert_uint_eq(st.size, 4);
     ck_assert_uint_eq(st.evictions, 1);
     ck_assert_int_eq(count_stmts(f.db, "SELECT 2", NULL), 0);
@@ -665,7 +673,7 @@ START_TEST(test_cache_lru_eviction)
     ck_assert_uint_eq(st.hits, 1);
     ck_assert_int_eq(scalar(f.db, "SELECT 1"), 1);      /* still cached */
     ck_assert_int_eq(scalar(f.db, "SELECT 2"), 2);      /* re-prepared */
-    qb_db_cache_stats(f.db, &st);
+    qb_conn_cache_stats(f.db, &st);
     ck_assert_uint_eq(st.hits, 2);
     ck_assert_uint_eq(st.misses, 6);
     ck_assert_uint_eq(st.evictions, 2);
@@ -691,7 +699,7 @@ START_TEST(test_cache_in_use_not_shared)
     ck_assert_int_eq(qb_exec(f.db, q, &r), QB_OK);
     ck_assert_uint_eq(qb_result_rows(r), 3);
     qb_result_free(r);
-    qb_db_cache_stats(f.db, &st);
+    qb_conn_cache_stats(f.db, &st);
     ck_assert_uint_eq(st.transient, 1);
     /* The cursor was not disturbed. */
     ck_assert_int_eq(qb_cursor_next(c), QB_OK);
@@ -700,7 +708,7 @@ START_TEST(test_cache_in_use_not_shared)
     ck_assert_int_eq(count_stmts(f.db, "SELECT id FROM t ORDER BY id", NULL),
                      1);
     ck_assert_int_eq(qb_exec(f.db, q, NULL), QB_OK);
-    qb_db_cache_stats(f.db, &st);
+    qb_conn_cache_stats(f.db, &st);
     ck_assert_uint_eq(st.transient, 1);
     ck_assert_uint_ge(st.hits, 1);
     qb_query_free(q);
@@ -721,16 +729,16 @@ START_TEST(test_cache_reuse_after_error)
     v[1] = qb_text("dup");
     q = mkq("INSERT INTO t (id, name) VALUES (?1, ?2)", 2, v, QB_FETCH_NONE);
     ck_assert_int_eq(qb_exec(f.db, q, NULL), QB_ECONSTRAINT);
-    ck_assert_int_eq(qb_db_errcode(f.db), SQLITE_CONSTRAINT_PRIMARYKEY);
-    ck_assert_ptr_nonnull(strstr(qb_db_errmsg(f.db), "UNIQUE"));
+    ck_assert_int_eq(qb_errcode(f.db), SQLITE_CONSTRAINT_PRIMARYKEY);
+    ck_assert_ptr_nonnull(strstr(qb_errmsg(f.db), "UNIQUE"));
     count_stmts(f.db, "INSERT INTO t (id, name) VALUES (?1, ?2)", &s);
     ck_assert_int_eq(sqlite3_stmt_busy(s), 0);
     qb_query_free(q);
-    qb_db_cache_stats(f.db, &a);
+    qb_conn_cache_stats(f.db, &a);
     v[0] = qb_int(10);
     q = mkq("INSERT INTO t (id, name) VALUES (?1, ?2)", 2, v, QB_FETCH_NONE);
     ck_assert_int_eq(qb_exec(f.db, q, NULL), QB_OK);
-    qb_db_cache_stats(f.db, &b);
+    qb_conn_cache_stats(f.db, &b);
     ck_assert_uint_eq(b.hits - a.hits, 1);
     ck_assert_uint_eq(b.misses, a.misses);
     ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM t WHERE id = 10"), 1);
@@ -769,7 +777,7 @@ START_TEST(test_cursor_10k)
     ck_assert_int_eq(qb_commit(f.db), QB_OK);
 
     rec_init(&lg);
-    qb_db_set_logger(f.db, rec_logger, &lg);
+    qb_set_logger(f.db, rec_logger, &lg);
     sel = mkq("SELECT id, v, b FROM big ORDER BY id", 0, NULL, QB_FETCH_ALL);
     ck_assert_int_eq(qb_cursor_open(f.db, sel, &c), QB_OK);
     ck_assert_uint_eq(qb_cursor_cols(c), 3);
@@ -825,7 +833,7 @@ START_TEST(test_cursor_abandoned_and_errors)
     fx_open(&f, 0);
     seed(f.db);
     rec_init(&lg);
-    qb_db_set_logger(f.db, rec_logger, &lg);
+    qb_set_logger(f.db, rec_logger, &lg);
 
     q = mkq("SELECT id FROM t", 0, NULL, QB_FETCH_ALL);
     ck_assert_int_eq(qb_cursor_open(f.db, q, &c), QB_OK);
@@ -921,7 +929,7 @@ START_TEST(test_savepoints_nested)
     ck_assert_int_eq(qb_savepoint(f.db, "outer_sp"), QB_OK);
     ck_assert_int_eq(run(f.db, "DELETE FROM t"), QB_OK);
     ck_assert_int_eq(qb_rollback_to(f.db, "outer_sp"), QB_OK);
-    ck_assert_int_ne(sqlite3_get_autocommit(qb_db_sqlite(f.db)), 0);
+    ck_assert_int_ne(sqlite3_get_autocommit(qb_conn_sqlite(f.db)), 0);
     ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM t"), 5);
     fx_close(&f);
 }
@@ -939,7 +947,7 @@ START_TEST(test_savepoint_names)
     ck_assert_int_eq(qb_savepoint(f.db, n), QB_EINVAL);
     ck_assert_int_eq(qb_release(f.db, n), QB_EINVAL);
     ck_assert_int_eq(qb_rollback_to(f.db, n), QB_EINVAL);
-    ck_assert_int_ne(sqlite3_get_autocommit(qb_db_sqlite(f.db)), 0);
+    ck_assert_int_ne(sqlite3_get_autocommit(qb_conn_sqlite(f.db)), 0);
     fx_close(&f);
 }
 END_TEST
@@ -973,7 +981,7 @@ START_TEST(test_chain_commits_whole)
     ck_assert_uint_eq(qb_result_rows(r), 3);             /* concatenated */
     ck_assert_int_eq(qb_result_int(r, 2, 0), 6);
     ck_assert_int_eq(qb_result_changes(r), 3);
-    ck_assert_int_ne(sqlite3_get_autocommit(qb_db_sqlite(f.db)), 0);
+    ck_assert_int_ne(sqlite3_get_autocommit(qb_conn_sqlite(f.db)), 0);
     ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM t"), 6);
     qb_result_free(r);
     qb_query_free(q);
@@ -991,7 +999,7 @@ START_TEST(test_chain_rolls_back_whole)
     q = chain3("y1", "y2", "a", QB_FETCH_NONE);    /* 'a' is UNIQUE-taken */
     ck_assert_int_eq(qb_exec(f.db, q, &r), QB_ECONSTRAINT);
     ck_assert_ptr_null(r);
-    ck_assert_int_ne(sqlite3_get_autocommit(qb_db_sqlite(f.db)), 0);
+    ck_assert_int_ne(sqlite3_get_autocommit(qb_conn_sqlite(f.db)), 0);
     ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM t"), 3);
     qb_query_free(q);
 
@@ -1001,7 +1009,7 @@ START_TEST(test_chain_rolls_back_whole)
     ck_assert_int_eq(run(f.db, "INSERT INTO t (name) VALUES ('mine')"), QB_OK);
     q = chain3("z1", "z2", "b", QB_FETCH_NONE);
     ck_assert_int_eq(qb_exec(f.db, q, NULL), QB_ECONSTRAINT);
-    ck_assert_int_eq(sqlite3_get_autocommit(qb_db_sqlite(f.db)), 0);
+    ck_assert_int_eq(sqlite3_get_autocommit(qb_conn_sqlite(f.db)), 0);
     ck_assert_int_eq(qb_commit(f.db), QB_OK);
     ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM t"), 4);
     ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM t WHERE name LIKE "
@@ -1030,8 +1038,8 @@ START_TEST(test_batch_atomic)
     ck_assert_uint_eq(failed, 2);
     for (int i = 0; i < 4; i++)
         ck_assert_ptr_null(res[i]);
-    ck_assert_ptr_nonnull(strstr(qb_db_errmsg(f.db), "batch query 2"));
-    ck_assert_int_ne(sqlite3_get_autocommit(qb_db_sqlite(f.db)), 0);
+    ck_assert_ptr_nonnull(strstr(qb_errmsg(f.db), "batch query 2"));
+    ck_assert_int_ne(sqlite3_get_autocommit(qb_conn_sqlite(f.db)), 0);
     ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM t"), 3);
     ck_assert_int_eq(scalar(f.db, "SELECT sum(score) FROM t"), 60);
     for (int i = 0; i < 4; i++)
@@ -1094,7 +1102,7 @@ START_TEST(test_batch_in_transaction)
                 QB_FETCH_NONE);
     ck_assert_int_eq(qb_batch(f.db, (const qb_query *const *)qs, 2, NULL,
                               NULL), QB_ECONSTRAINT);
-    ck_assert_int_eq(sqlite3_get_autocommit(qb_db_sqlite(f.db)), 0);
+    ck_assert_int_eq(sqlite3_get_autocommit(qb_conn_sqlite(f.db)), 0);
     ck_assert_int_eq(qb_commit(f.db), QB_OK);
     ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM t WHERE name = "
                                   "'keep'"), 1);
@@ -1123,7 +1131,7 @@ static qb_query *page_query(int64_t per_page, int64_t page)
     return q;
 }
 
-static void seed_pages(qb_db *db, int n)
+static void seed_pages(qb_conn *db, int n)
 {
     char sql[128];
     ck_assert_int_eq(run(db, "CREATE TABLE p (id INTEGER PRIMARY KEY, v)"),
@@ -1149,7 +1157,7 @@ START_TEST(test_count)
     q->count_sql = NULL;
     ck_assert_int_eq(qb_count(f.db, q, &total), QB_EINVAL);
     ck_assert_int_eq(total, 0);
-    ck_assert_ptr_nonnull(strstr(qb_db_errmsg(f.db), "count"));
+    ck_assert_ptr_nonnull(strstr(qb_errmsg(f.db), "count"));
     ck_assert_int_eq(qb_count(f.db, q, NULL), QB_EINVAL);
     qb_query_free(q);
     fx_close(&f);
@@ -1183,7 +1191,7 @@ START_TEST(test_paginate)
     fx_open(&f, 0);
     seed_pages(f.db, c->rows);
     rec_init(&lg);
-    qb_db_set_logger(f.db, rec_logger, &lg);
+    qb_set_logger(f.db, rec_logger, &lg);
     q = page_query(c->per_page, c->page);
     ck_assert_int_eq(qb_paginate(f.db, q, c->page, c->per_page, &r, &pg),
                      QB_OK);
@@ -1197,7 +1205,7 @@ START_TEST(test_paginate)
     ck_assert_int_eq(pg.has_next, c->has_next);
     ck_assert_int_eq(pg.has_prev, c->has_prev);
     ck_assert_int_eq(lg.calls, 2);                 /* count + rows */
-    ck_assert_int_ne(sqlite3_get_autocommit(qb_db_sqlite(f.db)), 0);
+    ck_assert_int_ne(sqlite3_get_autocommit(qb_conn_sqlite(f.db)), 0);
     qb_result_free(r);
     qb_query_free(q);
     fx_close(&f);
@@ -1214,13 +1222,13 @@ START_TEST(test_paginate_invalid)
     fx_open(&f, 0);
     seed_pages(f.db, 3);
     rec_init(&lg);
-    qb_db_set_logger(f.db, rec_logger, &lg);
+    qb_set_logger(f.db, rec_logger, &lg);
     q = page_query(10, 1);
     ck_assert_int_eq(qb_paginate(f.db, q, 0, 10, &r, &pg), QB_ECONFIG);
     ck_assert_ptr_null(r);
-    ck_assert_ptr_nonnull(strstr(qb_db_errmsg(f.db), "Invalid page value: 0"));
+    ck_assert_ptr_nonnull(strstr(qb_errmsg(f.db), "Invalid page value: 0"));
     ck_assert_int_eq(qb_paginate(f.db, q, 1, -3, &r, &pg), QB_ECONFIG);
-    ck_assert_ptr_nonnull(strstr(qb_db_errmsg(f.db), "Invalid perPage"));
+    ck_assert_ptr_nonnull(strstr(qb_errmsg(f.db), "Invalid perPage"));
     ck_assert_int_eq(qb_paginate(f.db, q, 1, 10, NULL, &pg), QB_EINVAL);
     ck_assert_int_eq(lg.calls, 0);                 /* nothing ran */
     /* A failing data statement: error, nothing returned, no open txn. */
@@ -1230,7 +1238,7 @@ START_TEST(test_paginate_invalid)
     q->nparams = 1;
     ck_assert_int_eq(qb_paginate(f.db, q, 1, 10, &r, &pg), QB_ESQL);
     ck_assert_ptr_null(r);
-    ck_assert_int_ne(sqlite3_get_autocommit(qb_db_sqlite(f.db)), 0);
+    ck_assert_int_ne(sqlite3_get_autocommit(qb_conn_sqlite(f.db)), 0);
     qb_query_free(q);
     fx_close(&f);
 }
@@ -1324,14 +1332,14 @@ START_TEST(test_migrations_failure_stops)
                      QB_OK);
     ck_assert_uint_eq(applied, 2);
     rec_init(&lg);
-    qb_db_set_logger(f.db, rec_logger, &lg);
+    qb_set_logger(f.db, rec_logger, &lg);
     ck_assert_int_eq(qb_migrations_apply(f.db, NULL, list, 5, &applied,
                                          &failed), QB_ESQL);
     ck_assert_uint_eq(applied, 1);            /* 0003 committed first */
     ck_assert_uint_eq(failed, 3);
-    ck_assert_ptr_nonnull(strstr(qb_db_errmsg(f.db),
+    ck_assert_ptr_nonnull(strstr(qb_errmsg(f.db),
                                  "migration '0004_broken'"));
-    ck_assert_ptr_nonnull(strstr(qb_db_errmsg(f.db), "nowhere"));
+    ck_assert_ptr_nonnull(strstr(qb_errmsg(f.db), "nowhere"));
     ck_assert_int_eq(lg.last_rc, QB_ESQL);
     ck_assert_str_eq(lg.last_sql, list[3].sql);
     ck_assert(lg.msg_ok);
@@ -1341,7 +1349,7 @@ START_TEST(test_migrations_failure_stops)
     ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM sqlite_master WHERE "
                                   "name IN ('half', 'after_t')"), 0);
     ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM users"), 1);
-    ck_assert_int_ne(sqlite3_get_autocommit(qb_db_sqlite(f.db)), 0);
+    ck_assert_int_ne(sqlite3_get_autocommit(qb_conn_sqlite(f.db)), 0);
     ck_assert_int_eq(qb_migrations_unapplied(f.db, NULL, list, 5, idx, &n),
                      QB_OK);
     ck_assert_uint_eq(n, 2);
@@ -1397,11 +1405,11 @@ START_TEST(test_migrations_script_ends_txn)
                      QB_EINVAL);
     ck_assert_uint_eq(applied, 0);
     ck_assert_uint_eq(failed, 0);
-    ck_assert_ptr_nonnull(strstr(qb_db_errmsg(f.db), "must not end"));
+    ck_assert_ptr_nonnull(strstr(qb_errmsg(f.db), "must not end"));
     ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM migrations"), 0);
     ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM sqlite_master WHERE "
                                   "name = 's3'"), 0);
-    ck_assert_int_ne(sqlite3_get_autocommit(qb_db_sqlite(f.db)), 0);
+    ck_assert_int_ne(sqlite3_get_autocommit(qb_conn_sqlite(f.db)), 0);
     fx_close(&f);
 }
 END_TEST
@@ -1461,11 +1469,11 @@ START_TEST(test_migrations_stray_placeholder)
     /* what qb_exec says about that statement */
     ck_assert_int_eq(run(f.db, "CREATE TABLE m1 (a)"), QB_OK);
     ck_assert_int_eq(run(f.db, stmt), QB_EINVAL);
-    snprintf(exec_msg, sizeof exec_msg, "%s", qb_db_errmsg(f.db));
+    snprintf(exec_msg, sizeof exec_msg, "%s", qb_errmsg(f.db));
     ck_assert_int_eq(run(f.db, "DROP TABLE m1"), QB_OK);
 
     rec_init(&lg);
-    qb_db_set_logger(f.db, rec_logger, &lg);
+    qb_set_logger(f.db, rec_logger, &lg);
     ck_assert_int_eq(qb_migrations_apply(f.db, NULL, m, 3, &applied,
                                          &failed), QB_EINVAL);
     ck_assert_uint_eq(applied, 1);
@@ -1474,7 +1482,7 @@ START_TEST(test_migrations_stray_placeholder)
     snprintf(want, sizeof want, "migration '0002_bad.sql': statement 3 at "
              "line 4 (INSERT INTO m1 VALUES (%s)): %s", stray_cases[_i].ph,
              exec_msg);
-    ck_assert_str_eq(qb_db_errmsg(f.db), want);
+    ck_assert_str_eq(qb_errmsg(f.db), want);
     snprintf(want, sizeof want, "parameter count mismatch: the statement "
              "has %d placeholder(s), the query has 0 value(s)",
              stray_cases[_i].count);
@@ -1483,8 +1491,8 @@ START_TEST(test_migrations_stray_placeholder)
     ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM sqlite_master WHERE "
                                   "name IN ('m1', 'm2', 'm3')"), 0);
     ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM migrations"), 1);
-    ck_assert_int_ne(sqlite3_get_autocommit(qb_db_sqlite(f.db)), 0);
-    qb_db_set_logger(f.db, NULL, NULL);
+    ck_assert_int_ne(sqlite3_get_autocommit(qb_conn_sqlite(f.db)), 0);
+    qb_set_logger(f.db, NULL, NULL);
     fx_close(&f);
 }
 END_TEST
@@ -1504,7 +1512,7 @@ START_TEST(test_migrations_stray_placeholder_long)
     fx_open(&f, 0);
     ck_assert_int_eq(qb_migrations_apply(f.db, NULL, &m, 1, NULL, NULL),
                      QB_EINVAL);
-    msg = qb_db_errmsg(f.db);
+    msg = qb_errmsg(f.db);
     /* the 60th byte is the first of the 5th e-acute's two: cut before it */
     ck_assert_str_eq(msg, "migration '0001_long.sql': statement 2 at line 3 "
                           "(INSERT INTO m1 (a) SELECT 'abcdecaf\xc3\xa9 "
@@ -1540,7 +1548,7 @@ static const struct log_case {
     { OP_MIGRATE, QB_OK, 3, QB_OK },   /* setup, listing, one migration */
 };
 
-static int do_op(qb_db *db, int op)
+static int do_op(qb_conn *db, int op)
 {
     qb_query *q = NULL, *q2 = NULL;
     qb_result *r = NULL;
@@ -1618,14 +1626,14 @@ START_TEST(test_logger_every_path)
     fx_open(&f, 0);
     seed(f.db);
     rec_init(&lg);
-    qb_db_set_logger(f.db, rec_logger, &lg);
+    qb_set_logger(f.db, rec_logger, &lg);
     ck_assert_int_eq(do_op(f.db, c->op), c->rc);
     ck_assert_int_eq(lg.calls, c->calls);
     ck_assert_int_eq(lg.last_rc, c->last_rc);
     ck_assert_int_eq(lg.neg_dur, 0);
     ck_assert(lg.msg_ok);
     /* Unset: silent. */
-    qb_db_set_logger(f.db, NULL, NULL);
+    qb_set_logger(f.db, NULL, NULL);
     do_op(f.db, c->op);
     ck_assert_int_eq(lg.calls, c->calls);
     fx_close(&f);
@@ -1639,7 +1647,7 @@ START_TEST(test_logger_sees_query)
     qb_query *q;
     fx_open(&f, 0);
     rec_init(&lg);
-    qb_db_set_logger(f.db, rec_logger, &lg);
+    qb_set_logger(f.db, rec_logger, &lg);
     q = mkq("SELECT 1", 0, NULL, QB_FETCH_ONE);
     ck_assert_int_eq(qb_exec(f.db, q, NULL), QB_OK);
     ck_assert_ptr_eq(lg.last_q, q);
@@ -1675,8 +1683,8 @@ START_TEST(test_hooks_veto_and_after)
     fx_open(&f, _i);
     seed(f.db);
     rec_init(&h);
-    qb_db_set_hooks(f.db, rec_before, rec_after, &h);
-    qb_db_set_logger(f.db, rec_logger, &h);
+    qb_set_hooks(f.db, rec_before, rec_after, &h);
+    qb_set_logger(f.db, rec_logger, &h);
 
     q = mkq("SELECT id FROM t", 0, NULL, QB_FETCH_ALL);
     ck_assert_int_eq(qb_exec(f.db, q, &r), QB_OK);
@@ -1691,7 +1699,7 @@ START_TEST(test_hooks_veto_and_after)
     q = mkq("DELETE FROM t", 0, NULL, QB_FETCH_NONE);
     ck_assert_int_eq(qb_exec(f.db, q, &r), QB_EINVAL);
     ck_assert_ptr_null(r);
-    ck_assert_ptr_nonnull(strstr(qb_db_errmsg(f.db), "vetoed"));
+    ck_assert_ptr_nonnull(strstr(qb_errmsg(f.db), "vetoed"));
     ck_assert_int_eq(h.befores, 2);
     ck_assert_int_eq(h.afters, 2);
     ck_assert_int_eq(h.after_rc, QB_EINVAL);
@@ -1705,7 +1713,7 @@ START_TEST(test_hooks_veto_and_after)
     qb_query_free(q);
     ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM t"), 3);
 
-    qb_db_set_hooks(f.db, NULL, NULL, NULL);
+    qb_set_hooks(f.db, NULL, NULL, NULL);
     ck_assert_int_eq(scalar(f.db, "SELECT 1"), 1);
     ck_assert_int_eq(h.befores, 4);   /* the scalar() before unhooking */
     ck_assert_int_eq(h.afters, 4);
@@ -1718,19 +1726,21 @@ END_TEST
 START_TEST(test_busy_mapping)
 {
     fx f;
-    qb_db *b = NULL;
-    qb_db_config cfg = { NULL, NULL, 30, 0, 0 };
+    qb_conn *b = NULL;
+    qb_conn_config cfg = {.journal_mode = NULL, .synchronous = NULL,
+                          .busy_timeout_ms = 30, .readonly = 0,
+                          .stmt_cache_size = 0};
     qb_query *ins, *chain, *qs[1];
     size_t failed = 99;
     fx_open(&f, 1);
     seed(f.db);
-    ck_assert_int_eq(qb_db_open(&b, f.path, &cfg, NULL, 0), QB_OK);
+    ck_assert_int_eq(qb_open(&b, f.path, &cfg, NULL, 0), QB_OK);
     ck_assert_int_eq(qb_begin(f.db), QB_OK);          /* A holds the lock */
 
     ins = mkq("INSERT INTO t (name) VALUES ('from_b')", 0, NULL,
               QB_FETCH_NONE);
     ck_assert_int_eq(qb_exec(b, ins, NULL), QB_EBUSY);
-    ck_assert_int_eq(qb_db_errcode(b) & 0xff, SQLITE_BUSY);
+    ck_assert_int_eq(qb_errcode(b) & 0xff, SQLITE_BUSY);
     ck_assert_int_eq(qb_begin(b), QB_EBUSY);
     chain = chain3("c1", "c2", "c3", QB_FETCH_NONE);
     ck_assert_int_eq(qb_exec(b, chain, NULL), QB_EBUSY);
@@ -1738,7 +1748,7 @@ START_TEST(test_busy_mapping)
     ck_assert_int_eq(qb_batch(b, (const qb_query *const *)qs, 1, NULL,
                               &failed), QB_EBUSY);
     ck_assert_uint_eq(failed, 0);
-    ck_assert_int_ne(sqlite3_get_autocommit(qb_db_sqlite(b)), 0);
+    ck_assert_int_ne(sqlite3_get_autocommit(qb_conn_sqlite(b)), 0);
     /* Readers are not blocked in WAL. */
     ck_assert_int_eq(scalar(b, "SELECT count(*) FROM t"), 3);
 
@@ -1748,7 +1758,7 @@ START_TEST(test_busy_mapping)
     ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM t"), 7);
     qb_query_free(ins);
     qb_query_free(chain);
-    qb_db_close(b);
+    qb_close(b);
     fx_close(&f);
 }
 END_TEST
@@ -1766,13 +1776,13 @@ START_TEST(test_interrupt_mapping)
     qb_query *slow, *chain;
     fx_open(&f, _i);
     seed(f.db);
-    s = qb_db_sqlite(f.db);
+    s = qb_conn_sqlite(f.db);
     sqlite3_progress_handler(s, 1000, interrupt_progress, s);
     slow = mkq("WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM "
                "c WHERE i < 10000000) SELECT count(*) FROM c", 0, NULL,
                QB_FETCH_ONE);
     ck_assert_int_eq(qb_exec(f.db, slow, NULL), QB_EINTERRUPT);
-    ck_assert_int_eq(qb_db_errcode(f.db), SQLITE_INTERRUPT);
+    ck_assert_int_eq(qb_errcode(f.db), SQLITE_INTERRUPT);
     /* Inside a chain whose third link is slow: SQLite aborts the
      * transaction; the first two links are gone, none is left open. */
     chain = chain3("i1", "i2", "i3", QB_FETCH_NONE);
@@ -1807,9 +1817,11 @@ typedef struct worker {
 static void *worker_main(void *arg)
 {
     worker *w = arg;
-    qb_db *db = NULL;
-    qb_db_config cfg = { NULL, NULL, 10000, 0, 0 };
-    w->rc = qb_db_open(&db, w->path, &cfg, NULL, 0);
+    qb_conn *db = NULL;
+    qb_conn_config cfg = {.journal_mode = NULL, .synchronous = NULL,
+                          .busy_timeout_ms = 10000, .readonly = 0,
+                          .stmt_cache_size = 0};
+    w->rc = qb_open(&db, w->path, &cfg, NULL, 0);
     for (int t = 0; w->rc == QB_OK && t < 10; t++) {
         w->rc = qb_begin(db);
         for (int i = 0; w->rc == QB_OK && i < 20; i++) {
@@ -1826,7 +1838,7 @@ static void *worker_main(void *arg)
         if (w->rc == QB_OK)
             w->inserted += 20;
     }
-    qb_db_close(db);
+    qb_close(db);
     return NULL;
 }
 
@@ -1891,13 +1903,14 @@ START_TEST(test_misuse_null_db)
     ck_assert_int_eq(qb_rollback_to(NULL, "a"), QB_EINVAL);
     ck_assert_int_eq(qb_changes(NULL), 0);
     ck_assert_int_eq(qb_last_insert_rowid(NULL), 0);
-    ck_assert_ptr_null(qb_db_sqlite(NULL));
-    ck_assert_ptr_nonnull(qb_db_errmsg(NULL));
-    ck_assert_int_eq(qb_db_errcode(NULL), SQLITE_MISUSE);
-    qb_db_cache_stats(NULL, &st);
-    qb_db_set_logger(NULL, rec_logger, NULL);
-    qb_db_set_hooks(NULL, rec_before, rec_after, NULL);
-    qb_db_close(NULL);
+    ck_assert_ptr_null(qb_conn_sqlite(NULL));
+    ck_assert_ptr_nonnull(qb_errmsg(NULL));
+    ck_assert_int_eq(qb_errcode(NULL), 0); /* no engine, no engine code */
+    ck_assert_str_eq(qb_sqlstate(NULL), "");
+    qb_conn_cache_stats(NULL, &st);
+    qb_set_logger(NULL, rec_logger, NULL);
+    qb_set_hooks(NULL, rec_before, rec_after, NULL);
+    qb_close(NULL);
     qb_result_free(NULL);
     qb_cursor_close(NULL);
     qb_query_free(q);
@@ -1913,10 +1926,10 @@ START_TEST(test_misuse_null_query)
     rec lg;
     fx_open(&f, 0);
     rec_init(&lg);
-    qb_db_set_logger(f.db, rec_logger, &lg);
+    qb_set_logger(f.db, rec_logger, &lg);
     ck_assert_int_eq(qb_exec(f.db, NULL, &r), QB_EINVAL);
     ck_assert_ptr_null(r);
-    ck_assert_ptr_nonnull(strstr(qb_db_errmsg(f.db), "NULL query"));
+    ck_assert_ptr_nonnull(strstr(qb_errmsg(f.db), "NULL query"));
     ck_assert_int_eq(qb_explain(f.db, NULL, &r), QB_EINVAL);
     ck_assert_int_eq(qb_cursor_open(f.db, NULL, &c), QB_EINVAL);
     ck_assert_ptr_null(c);
@@ -1930,11 +1943,11 @@ END_TEST
 START_TEST(test_persist_reopen)
 {
     fx f;
-    qb_db *again = NULL;
+    qb_conn *again = NULL;
     fx_open(&f, 1);
     seed(f.db);
-    qb_db_close(f.db);
-    ck_assert_int_eq(qb_db_open(&again, f.path, NULL, NULL, 0), QB_OK);
+    qb_close(f.db);
+    ck_assert_int_eq(qb_open(&again, f.path, NULL, NULL, 0), QB_OK);
     f.db = again;
     ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM t"), 3);
     fx_close(&f);
@@ -1943,7 +1956,7 @@ END_TEST
 
 /* ---- with the builder (qb.h) ---------------------------------------------------- */
 
-static void users_table(qb_db *db)
+static void users_table(qb_conn *db)
 {
     qb_query *q = NULL;
     ck_assert_int_eq(qb_create_table(&q, QB_DIALECT_SQLITE, "users",
@@ -1998,7 +2011,7 @@ START_TEST(test_builder_bulk_chain)
     q = bulk_users(30, 40, "u31");
     ck_assert_int_eq(qb_exec(f.db, q, NULL), QB_ECONSTRAINT);
     ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM users"), 25);
-    ck_assert_int_ne(sqlite3_get_autocommit(qb_db_sqlite(f.db)), 0);
+    ck_assert_int_ne(sqlite3_get_autocommit(qb_conn_sqlite(f.db)), 0);
     qb_query_free(q);
     fx_close(&f);
 }

@@ -52,14 +52,14 @@
  *
  * ON POSTGRESQL (cfg.pg_conninfo) the same rules hold with these
  * differences.  Each worker owns one connection (the pool's connections)
- * and sends a batch's SQL tasks as one pipeline (qb_pg_pipeline);
+ * and sends a batch's SQL tasks as one pipeline (qb_pipeline);
  * workers' transactions may overlap (no writer turn: PostgreSQL has row
  * locks), so deadlocks and serialization failures (40P01, 40001, 55P03:
  * QB_EBUSY) are retried like SQLITE_BUSY.  The task budget is the
  * session's statement_timeout; at the shutdown deadline running
  * statements are stopped by closing their sessions (no new connection
  * is needed, so a hung server cannot hold shutdown up; COMMIT is never
- * cut).  A lost connection (QB_PG_ECONN: server restart) rolls the
+ * cut).  A lost connection (QB_ECONN: server restart) rolls the
  * transaction back on the server; the worker reconnects with backoff and
  * replays it, for at most reconnect_ms (each attempt bounded by what is
  * left of it and by the shutdown deadline), then fails its tasks.
@@ -153,8 +153,7 @@
 #include <stdint.h>
 
 #include "qb.h"
-#include "qb_pg.h"
-#include "qb_sqlite.h"
+#include "qb_conn.h"
 
 #if defined(__GNUC__) && defined(DEFER_BUILDING)
 #define DEFER_API __attribute__((visibility("default")))
@@ -225,13 +224,15 @@ typedef struct defer_config {
     unsigned busy_retries;       /* transaction retries on BUSY; default 5 */
     unsigned busy_backoff_ms;    /* first backoff, doubles, x16 cap; def 10 */
     const char *db_path;         /* SQLite file; NULL: no SQLite */
-    qb_db_config db;             /* pragmas for each worker connection;
-                                    db.busy_timeout_ms bounds one wait */
+    qb_conn_config db;           /* options of each worker connection
+                                    (SQLite pragmas, PostgreSQL connect
+                                    timeout and application name, the
+                                    statement cache); db.busy_timeout_ms
+                                    bounds one lock wait on both */
     const char *pg_conninfo;     /* PostgreSQL (libpq URI or key=value
                                     string) instead of SQLite; db_path
                                     must then be NULL.  Neither set: no
                                     database, SQL tasks refused. */
-    qb_pg_config pg;             /* options of each PostgreSQL connection */
     unsigned reconnect_ms;       /* PostgreSQL: how long a transaction
                                     whose connection was lost keeps
                                     reconnecting (backoff 50 ms doubling
@@ -382,7 +383,7 @@ DEFER_API void defer_ctx_free(defer_ctx *ctx);
 DEFER_API int defer_wait_until(defer_ctx *ctx, defer_fn fn, void *arg,
                                defer_free_fn arg_free, const char *label);
 
-/* Register the SQL task q (run with qb_exec or qb_pg_exec, rows
+/* Register the SQL task q (run with qb_exec, rows
  * discarded).  Takes ownership of q on every path (qb_query_free).
  * Errors as above, plus DEFER_EINVAL when q is NULL, the pool has no
  * database, or q was built for another dialect than the pool's
@@ -439,13 +440,12 @@ DEFER_API void defer_ctx_discard(defer_ctx *ctx);
 /* ---- inside a callback -------------------------------------------------- */
 
 /* The running thread's connection (worker's writer, or the ctx's inline
- * connection); NULL if the pool has no SQLite database, or while it is
- * lost (DATABASE HEALTH: the connection was closed).  Only valid during
- * the callback; do not close it; leave no transaction open. */
-DEFER_API qb_db *defer_env_db(defer_env *env);
-/* The same for a pool on PostgreSQL (NULL otherwise).  After QB_PG_ECONN
- * the callback may qb_pg_reset it. */
-DEFER_API qb_pg *defer_env_pg(defer_env *env);
+ * connection), SQLite or PostgreSQL as the pool's; NULL if the pool has
+ * no database, or while a SQLite database is lost (DATABASE HEALTH: the
+ * connection was closed).  Only valid during the callback; do not close
+ * it; leave no transaction open.  After QB_ECONN the callback may
+ * qb_reset it. */
+DEFER_API qb_conn *defer_env_db(defer_env *env);
 /* The task's label. */
 DEFER_API const char *defer_env_label(const defer_env *env);
 /* Worker index 0..workers-1, or -1 when running inline. */

@@ -1,13 +1,13 @@
 /*
- * defer_db.c -- the two database engines behind one small interface, so
- * that defer_run.c's group commit is written once.
+ * defer_db.c -- a runner's connection: opening it, the PostgreSQL session
+ * settings, cutting it at the deadline, the SQLite file it writes to.
  *
  * DESIGN
  *
- * A runner holds at most one connection: a qb_db (SQLite) or a qb_pg
- * (PostgreSQL), chosen by the pool's configuration.  The calls below map
- * one-to-one onto qb_sqlite.h / qb_pg.h; what differs between the engines
- * is kept here:
+ * A runner holds at most one qb_conn (qb_conn.h), SQLite or PostgreSQL as
+ * the pool's configuration says; every call goes through qb_conn's one
+ * API, so nothing here includes an engine's client library.  What still
+ * differs between the engines is kept here:
  *   - time: SQLite statements are stopped by the progress handler that
  *     defer_run.c installs; PostgreSQL ones by the session's
  *     statement_timeout (the task budget) and, at the shutdown deadline,
@@ -21,9 +21,9 @@
  *   - lock waits: SQLite's busy handler (db.busy_timeout_ms) versus the
  *     session's lock_timeout (the same value): a wait past it is 55P03,
  *     QB_EBUSY, and the transaction is retried like SQLITE_BUSY;
- *   - a lost connection (PostgreSQL only): QB_PG_ECONN; defer__db_reset
+ *   - a lost connection (PostgreSQL only): QB_ECONN; defer__db_reset
  *     reconnects without blocking past its bound or the shutdown deadline
- *     (qb_pg_reset_until) and sets the session up again.
+ *     (qb_reset_until) and sets the session up again.
  *
  * SQLite file identity: at open, the runner records the st_dev/st_ino
  * of the path SQLite resolved (sqlite3_db_filename) after SQLite's own
@@ -54,24 +54,25 @@
 #include <unistd.h>
 
 #include <sqlite3.h>
-#ifdef HAVE_LIBPQ
-#include <libpq-fe.h>
-#endif
 
 int defer__db_is_pg(const defer_pool *p)
 {
     return p->cfg.pg_conninfo != NULL;
 }
 
-#ifdef HAVE_LIBPQ
-/* Run one parameterless statement on the session (SET ...). */
-static int pg_simple(qb_pg *pg, const char *sql)
+static int is_pg(const defer_runner *r)
+{
+    return qb_conn_engine(r->db) == QB_ENGINE_POSTGRES;
+}
+
+/* Run one parameterless statement on the connection (SET ...). */
+static int run_simple(qb_conn *c, const char *sql)
 {
     qb_query *q = NULL;
-    int rc = qb_query_raw_dialect(&q, QB_DIALECT_POSTGRES, sql, 0, NULL,
+    int rc = qb_query_raw_dialect(&q, qb_conn_dialect(c), sql, 0, NULL,
                                   QB_FETCH_NONE);
     if (rc == QB_OK)
-        rc = qb_pg_exec(pg, q, NULL);
+        rc = qb_exec(c, q, NULL);
     qb_query_free(q);
     return rc;
 }
@@ -101,27 +102,27 @@ static int pg_session(defer_runner *r)
     /* First, so that a server stalling during the SETs can be cut too.
      * Without a duplicate (EMFILE) the session is refused: a worker the
      * deadline cannot stop would be reported hung. */
-    sock_set(r, fcntl(PQsocket(qb_pg_conn(r->pg)), F_DUPFD_CLOEXEC, 0));
+    int fd = qb_conn_socket(r->db);
+    sock_set(r, fd >= 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1);
     if (r->sock < 0)
         return QB_ENOMEM;
     snprintf(sql, sizeof sql, "SET statement_timeout = %u",
              p->cfg.task_budget_ms);
-    rc = pg_simple(r->pg, sql);
+    rc = run_simple(r->db, sql);
     if (rc == QB_OK) {
         snprintf(sql, sizeof sql, "SET lock_timeout = %d",
                  p->cfg.db.busy_timeout_ms > 0 ? p->cfg.db.busy_timeout_ms
                                                : 0);
-        rc = pg_simple(r->pg, sql);
+        rc = run_simple(r->db, sql);
     }
     if (rc == QB_OK &&
-        pg_simple(r->pg, "SET client_connection_check_interval = 1000") ==
-            QB_PG_ECONN)
-        rc = QB_PG_ECONN;
+        run_simple(r->db, "SET client_connection_check_interval = 1000") ==
+            QB_ECONN)
+        rc = QB_ECONN;
     if (rc != QB_OK)
         sock_set(r, -1);
     return rc;
 }
-#endif
 
 /* ---- SQLite: the file a connection writes to ---------------------------- */
 
@@ -243,7 +244,7 @@ static char *read_tables(sqlite3 *db)
 static int sqlite_open(defer_runner *r, int probe, char *eb, size_t el)
 {
     defer_pool *p = r->pool;
-    qb_db *db = NULL;
+    qb_conn *db = NULL;
     sqlite3 *s;
     unsigned gen;
     int rc;
@@ -254,10 +255,14 @@ static int sqlite_open(defer_runner *r, int probe, char *eb, size_t el)
         return QB_EMISUSE;
     }
     gen = atomic_load(&p->hl.gen);
-    rc = qb_db_open(&db, p->cfg.db_path, &p->cfg.db, eb, el);
+    {
+        qb_conn_config cfg = p->cfg.db;
+        cfg.engine = QB_ENGINE_SQLITE;
+        rc = qb_open(&db, p->cfg.db_path, &cfg, eb, el);
+    }
     if (rc != QB_OK)
         return rc;
-    s = qb_db_sqlite(db);
+    s = qb_conn_sqlite(db);
     if (p->cfg.db_init_sql != NULL) {
         char *err = NULL;
         if (sqlite3_exec(s, p->cfg.db_init_sql, NULL, NULL, &err) !=
@@ -265,13 +270,13 @@ static int sqlite_open(defer_runner *r, int probe, char *eb, size_t el)
             if (eb != NULL)
                 snprintf(eb, el, "db_init_sql: %s", err ? err : "failed");
             sqlite3_free(err);
-            qb_db_close(db);
+            qb_close(db);
             return QB_ESQL;
         }
     }
     rc = fileid_read(s, &r->file, eb, el);
     if (rc != QB_OK) {
-        qb_db_close(db);
+        qb_close(db);
         return rc;
     }
     /* The first connection (during create, before any other thread):
@@ -286,7 +291,7 @@ static int sqlite_open(defer_runner *r, int probe, char *eb, size_t el)
             if (eb != NULL)
                 snprintf(eb, el, "out of memory");
             defer__fileid_clear(&r->file);
-            qb_db_close(db);
+            qb_close(db);
             return QB_ENOMEM;
         }
     }
@@ -309,7 +314,7 @@ int defer__db_fatal(const defer_runner *r, int rc)
     if (r->db == NULL || rc == QB_OK || rc == QB_EBUSY ||
         rc == QB_EINTERRUPT)
         return 0;
-    code = qb_db_errcode(r->db) & 0xff;
+    code = qb_errcode(r->db) & 0xff;
     switch (code) {
     case SQLITE_FULL:
     case SQLITE_READONLY:
@@ -328,24 +333,21 @@ int defer__db_open(defer_runner *r, char *eb, size_t el)
     defer_pool *p = r->pool;
 
     if (p->cfg.pg_conninfo != NULL) {
-#ifdef HAVE_LIBPQ
-        qb_pg *pg = NULL;
-        int rc = qb_pg_open(&pg, p->cfg.pg_conninfo, &p->cfg.pg, eb, el);
+        qb_conn *pg = NULL;
+        qb_conn_config cfg = p->cfg.db;
+        int rc;
+        cfg.engine = QB_ENGINE_POSTGRES;
+        rc = qb_open(&pg, p->cfg.pg_conninfo, &cfg, eb, el);
         if (rc != QB_OK)
             return rc;
-        r->pg = pg;
+        defer__runner_set_db(r, pg);
         rc = pg_session(r);
         if (rc != QB_OK) {
             if (eb != NULL)
-                snprintf(eb, el, "session setup: %s", qb_pg_errmsg(pg));
+                snprintf(eb, el, "session setup: %s", qb_errmsg(pg));
             defer__db_close(r);
         }
         return rc;
-#else
-        if (eb != NULL)
-            snprintf(eb, el, "built without PostgreSQL support");
-        return QB_EINVAL;
-#endif
     }
     if (p->cfg.db_path != NULL)
         return sqlite_open(r, 0, eb, el);
@@ -354,108 +356,82 @@ int defer__db_open(defer_runner *r, char *eb, size_t el)
 
 void defer__db_close(defer_runner *r)
 {
-    if (r->db != NULL) {
-        defer_pool *p = r->pool;
-        int nockpt;
-        defer__lock(p);
-        /* To a file someone truncated: write nothing more into it. */
-        nockpt = r->gen != atomic_load(&p->hl.gen) &&
-                 p->hl.lost_kind == DEFER_FILE_TRUNCATED;
-        defer__unlock(p);
-        if (nockpt)
-            (void)sqlite3_db_config(qb_db_sqlite(r->db),
-                                    SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1,
-                                    (int *)NULL);
-        qb_db_close(r->db);
+    defer_pool *p = r->pool;
+    int nockpt;
+
+    if (r->db == NULL)
+        return;
+    if (is_pg(r)) {
+        sock_set(r, -1);
+        qb_close(r->db);
         r->db = NULL;
-        defer__lock(p);
-        defer__health_closed(r);
-        defer__unlock(p);
-        defer__fileid_clear(&r->file);
+        return;
     }
-#ifdef HAVE_LIBPQ
-    sock_set(r, -1);
-    qb_pg_close(r->pg);
-#endif
-    r->pg = NULL;
+    defer__lock(p);
+    /* To a file someone truncated: write nothing more into it. */
+    nockpt = r->gen != atomic_load(&p->hl.gen) &&
+             p->hl.lost_kind == DEFER_FILE_TRUNCATED;
+    defer__unlock(p);
+    if (nockpt)
+        (void)sqlite3_db_config(qb_conn_sqlite(r->db),
+                                SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1,
+                                (int *)NULL);
+    qb_close(r->db);
+    r->db = NULL;
+    defer__lock(p);
+    defer__health_closed(r);
+    defer__unlock(p);
+    defer__fileid_clear(&r->file);
 }
 
 int defer__db_connected(const defer_runner *r)
 {
-    return r->db != NULL || r->pg != NULL;
+    return r->db != NULL;
 }
 
-#ifdef HAVE_LIBPQ
 static int reset_stop(void *arg)
 {
     return atomic_load(&((defer_runner *)arg)->pool->abort);
 }
-#endif
 
 int defer__db_reset(defer_runner *r, int timeout_ms)
 {
-#ifdef HAVE_LIBPQ
     int rc;
-    if (r->pg == NULL)
+    if (r->db == NULL || !is_pg(r))
         return QB_EINVAL;
     sock_set(r, -1); /* the old session is gone: nothing to stop */
-    rc = qb_pg_reset_until(r->pg, timeout_ms, reset_stop, r);
+    rc = qb_reset_until(r->db, timeout_ms, reset_stop, r);
     if (rc == QB_OK)
         rc = pg_session(r);
     return rc;
-#else
-    (void)r;
-    (void)timeout_ms;
-    return QB_EINVAL;
-#endif
 }
 
 void defer__db_cancel(defer_runner *r)
 {
-#ifdef HAVE_LIBPQ
     (void)pthread_mutex_lock(&r->cancel_mu);
     if (r->sock >= 0 && !r->in_commit)
         (void)shutdown(r->sock, SHUT_RDWR);
     (void)pthread_mutex_unlock(&r->cancel_mu);
-#else
-    (void)r;
-#endif
 }
 
-#ifdef HAVE_LIBPQ
-/* PostgreSQL reports a cancelled or timed-out statement as 57014
- * (QB_EINTERRUPT); tell the budget from the shutdown deadline the way the
- * SQLite progress handler does. */
+/* A cancelled or timed-out statement is QB_EINTERRUPT; on PostgreSQL
+ * (57014) tell the budget from the shutdown deadline the way the SQLite
+ * progress handler does (it has set r->why before interrupting). */
 static int note_why(defer_runner *r, int rc)
 {
-    if (rc == QB_EINTERRUPT && r->why == WHY_NONE)
+    if (rc == QB_EINTERRUPT && r->why == WHY_NONE && is_pg(r))
         r->why = atomic_load(&r->pool->abort) ? WHY_ABORT : WHY_BUDGET;
     return rc;
 }
-#endif
-
-/* On a PostgreSQL runner, return the qb_pg call's result (through
- * note_why); otherwise fall through to the SQLite call. */
-#ifdef HAVE_LIBPQ
-#define ON_PG(r, call)                                                       \
-    do {                                                                     \
-        if ((r)->pg != NULL)                                                 \
-            return note_why((r), (call));                                    \
-    } while (0)
-#else
-#define ON_PG(r, call) ((void)0)
-#endif
 
 int defer__db_exec(defer_runner *r, const qb_query *q)
 {
-    ON_PG(r, qb_pg_exec(r->pg, q, NULL));
-    return qb_exec(r->db, q, NULL);
+    return note_why(r, qb_exec(r->db, q, NULL));
 }
 
 int defer__db_begin(defer_runner *r)
 {
-    ON_PG(r, qb_pg_begin(r->pg));
-    return qb_begin(r->db);
+    return note_why(r, qb_begin(r->db));
 }
 
 /* Test-only fault injection (tests/check_defer_pg.c), 0 in production:
@@ -464,7 +440,6 @@ int defer__db_begin(defer_runner *r)
  * instead (DEFER_FAULT_NO_COMMIT), as a crash or a network cut would. */
 atomic_int defer__fault_commit;
 
-#ifdef HAVE_LIBPQ
 static void set_in_commit(defer_runner *r, int on)
 {
     (void)pthread_mutex_lock(&r->cancel_mu);
@@ -472,104 +447,71 @@ static void set_in_commit(defer_runner *r, int on)
     (void)pthread_mutex_unlock(&r->cancel_mu);
 }
 
-static int pg_commit(defer_runner *r)
-{
-    int f = atomic_exchange(&defer__fault_commit, 0);
-    int rc;
-    set_in_commit(r, 1);
-    rc = f == DEFER_FAULT_NO_COMMIT ? qb_pg_rollback(r->pg)
-                                    : qb_pg_commit(r->pg);
-    set_in_commit(r, 0);
-    if (f != 0 && rc == QB_OK) {
-        (void)pg_simple(r->pg, "SELECT pg_terminate_backend(pg_backend_pid())");
-        return QB_PG_ECONN;
-    }
-    return rc;
-}
-#endif
-
 int defer__db_commit(defer_runner *r)
 {
-    ON_PG(r, pg_commit(r));
-    return qb_commit(r->db);
+    int f, rc;
+    if (!is_pg(r))
+        return qb_commit(r->db);
+    f = atomic_exchange(&defer__fault_commit, 0);
+    set_in_commit(r, 1);
+    rc = f == DEFER_FAULT_NO_COMMIT ? qb_rollback(r->db) : qb_commit(r->db);
+    set_in_commit(r, 0);
+    if (f != 0 && rc == QB_OK) {
+        (void)run_simple(r->db,
+                         "SELECT pg_terminate_backend(pg_backend_pid())");
+        return QB_ECONN;
+    }
+    return note_why(r, rc);
 }
 
 int defer__db_rollback(defer_runner *r)
 {
-    ON_PG(r, qb_pg_rollback(r->pg));
-    return qb_rollback(r->db);
+    return note_why(r, qb_rollback(r->db));
 }
 
 int defer__db_savepoint(defer_runner *r, const char *name)
 {
-    ON_PG(r, qb_pg_savepoint(r->pg, name));
-    return qb_savepoint(r->db, name);
+    return note_why(r, qb_savepoint(r->db, name));
 }
 
 int defer__db_release(defer_runner *r, const char *name)
 {
-    ON_PG(r, qb_pg_release(r->pg, name));
-    return qb_release(r->db, name);
+    return note_why(r, qb_release(r->db, name));
 }
 
 int defer__db_rollback_to(defer_runner *r, const char *name)
 {
-    ON_PG(r, qb_pg_rollback_to(r->pg, name));
-    return qb_rollback_to(r->db, name);
+    return note_why(r, qb_rollback_to(r->db, name));
 }
 
 int defer__db_pipeline(defer_runner *r, const qb_query *const *qs, size_t n,
                        size_t *failed_at)
 {
-#ifdef HAVE_LIBPQ
-    if (r->pg != NULL)
-        return note_why(r, qb_pg_pipeline(r->pg, qs, n, failed_at));
-#endif
-    (void)r, (void)qs, (void)n;
-    *failed_at = 0;
-    return QB_EINVAL;
+    return note_why(r, qb_pipeline(r->db, qs, n, failed_at));
 }
 
 int defer__db_in_tx(defer_runner *r)
 {
-#ifdef HAVE_LIBPQ
-    if (r->pg != NULL)
-        return qb_pg_in_transaction(r->pg);
-#endif
-    return r->db != NULL && !sqlite3_get_autocommit(qb_db_sqlite(r->db));
+    return r->db != NULL && qb_in_transaction(r->db);
 }
 
 const char *defer__db_errmsg(const defer_runner *r)
 {
-#ifdef HAVE_LIBPQ
-    if (r->pg != NULL)
-        return qb_pg_errmsg(r->pg);
-#endif
-    return r->db != NULL ? qb_db_errmsg(r->db) : "no database connection";
-}
-
-const char *defer__db_strerror(int rc)
-{
-#ifdef HAVE_LIBPQ
-    return qb_pg_strerror(rc);
-#else
-    return qb_strerror(rc);
-#endif
+    return r->db != NULL ? qb_errmsg(r->db) : "no database connection";
 }
 
 /* Read one text cell of a one-row query into buf ("" for NULL). */
-static int pg_one_text(defer_runner *r, const char *sql, const char *arg,
-                       char *buf, size_t len)
+static int one_text(defer_runner *r, const char *sql, const char *arg,
+                    char *buf, size_t len)
 {
-#ifdef HAVE_LIBPQ
     qb_query *q = NULL;
     qb_result *res = NULL;
     qb_value v = qb_text(arg != NULL ? arg : "");
     const char *s;
-    int rc = qb_query_raw_dialect(&q, QB_DIALECT_POSTGRES, sql,
+    int rc = qb_query_raw_dialect(&q, qb_conn_dialect(r->db), sql,
                                   arg != NULL ? 1 : 0, &v, QB_FETCH_ONE);
     if (rc == QB_OK)
-        rc = note_why(r, qb_pg_exec(r->pg, q, &res));
+        rc = note_why(r, qb_exec(r->db, q, &res));
     qb_query_free(q);
     if (rc != QB_OK)
         return rc;
@@ -577,22 +519,18 @@ static int pg_one_text(defer_runner *r, const char *sql, const char *arg,
     snprintf(buf, len, "%s", s != NULL ? s : "");
     qb_result_free(res);
     return QB_OK;
-#else
-    (void)r, (void)sql, (void)arg, (void)buf, (void)len;
-    return QB_EINVAL;
-#endif
 }
 
 int defer__db_xact_id(defer_runner *r, char *buf, size_t len)
 {
-    return pg_one_text(r, "SELECT pg_current_xact_id()::text", NULL, buf,
+    return one_text(r, "SELECT pg_current_xact_id()::text", NULL, buf,
                        len);
 }
 
 int defer__db_xact_status(defer_runner *r, const char *xid, int *status)
 {
     char s[32];
-    int rc = pg_one_text(r, "SELECT pg_xact_status(?::xid8)", xid, s,
+    int rc = one_text(r, "SELECT pg_xact_status(?::xid8)", xid, s,
                          sizeof s);
     if (rc != QB_OK)
         return rc;

@@ -236,7 +236,9 @@ void defer__health_report(defer_runner *r, int kind, const char *why)
 
 static int stale(const defer_runner *r)
 {
-    return r->db != NULL && r->gen != atomic_load(&r->pool->hl.gen);
+    /* Generations track the SQLite file; a PostgreSQL session has none. */
+    return r->db != NULL && is_sqlite(r->pool) &&
+           r->gen != atomic_load(&r->pool->hl.gen);
 }
 
 static void close_stale(defer_runner *r)
@@ -395,7 +397,7 @@ static int probe_write(defer_runner *r, int code, int *lost_kind, char *eb,
                        size_t el)
 {
     defer_pool *p = r->pool;
-    sqlite3 *db = qb_db_sqlite(r->db);
+    sqlite3 *db = qb_conn_sqlite(r->db);
     char ck[256] = "";
     int rc;
 
@@ -592,7 +594,7 @@ static void try_reopen(defer_pool *p)
         note(p, text);
         return;
     }
-    if (tables_missing(qb_db_sqlite(r->db), p->hl.tables, missing,
+    if (tables_missing(qb_conn_sqlite(r->db), p->hl.tables, missing,
                        sizeof missing)) {
         snprintf(text, sizeof text, "the file at the path lacks table(s) "
                  "%s: not written (restart to run the migrations)",

@@ -98,8 +98,7 @@ enum { DEFER_FILE_OK = 0, DEFER_FILE_REMOVED, DEFER_FILE_REPLACED,
  * thread at a time; counters are flushed into the pool under its lock. */
 typedef struct defer_runner {
     defer_pool *pool;
-    qb_db *db;                 /* SQLite connection, or NULL */
-    qb_pg *pg;                 /* PostgreSQL connection, or NULL */
+    qb_conn *db;               /* the connection, or NULL */
     pthread_mutex_t cancel_mu; /* leaf lock: sock, in_commit */
     int sock;                  /* dup of pg's socket for defer__db_cancel,
                                   or -1 */
@@ -238,7 +237,7 @@ int defer__db_release(defer_runner *r, const char *name);
 int defer__db_rollback_to(defer_runner *r, const char *name);
 int defer__db_in_tx(defer_runner *r);
 /* PostgreSQL: qs[0..n) in one pipeline inside the open transaction
- * (qb_pg_pipeline); on failure *failed_at is the failing index. */
+ * (qb_pipeline); on failure *failed_at is the failing index. */
 int defer__db_pipeline(defer_runner *r, const qb_query *const *qs, size_t n,
                        size_t *failed_at);
 const char *defer__db_errmsg(const defer_runner *r);
@@ -254,7 +253,6 @@ int defer__db_open_probe(defer_runner *r, char *eb, size_t el);
  * than ENOENT/ENOTDIR) or DEFER_FILE_*; why gets a sentence. */
 int defer__fileid_check(defer_fileid *id, char *why, size_t len);
 void defer__fileid_clear(defer_fileid *id);
-const char *defer__db_strerror(int rc); /* qb_strerror + QB_PG_ECONN */
 /* PostgreSQL: the open transaction's id as text; and, on a new session,
  * what became of it (DEFER_XACT_*). */
 int defer__db_xact_id(defer_runner *r, char *buf, size_t len);
@@ -265,8 +263,8 @@ int defer__db_xact_status(defer_runner *r, const char *xid, int *status);
 /* Set up a runner (db may be NULL); installs the progress and busy
  * handlers on db.  slots: array of pool->batch_cap. */
 void defer__runner_init(defer_runner *r, defer_pool *p, int worker,
-                        qb_db *db);
-void defer__runner_set_db(defer_runner *r, qb_db *db);
+                        qb_conn *db);
+void defer__runner_set_db(defer_runner *r, qb_conn *db);
 /* Close the connection and free what runner_init allocated. */
 void defer__runner_fini(defer_runner *r);
 

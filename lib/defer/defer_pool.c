@@ -432,13 +432,11 @@ static int check_config(const defer_config *c, char *errbuf, size_t len)
         set_err(errbuf, len, "db_path and pg_conninfo are exclusive");
         return DEFER_EINVAL;
     }
-#ifndef HAVE_LIBPQ
-    if (c->pg_conninfo != NULL) {
+    if (c->pg_conninfo != NULL && !qb_engine_available(QB_ENGINE_POSTGRES)) {
         set_err(errbuf, len, "built without PostgreSQL support "
                 "(configure --with-postgresql; Debian: libpq-dev)");
         return DEFER_EINVAL;
     }
-#endif
     return DEFER_OK;
 }
 
@@ -527,13 +525,13 @@ DEFER_API int defer_pool_create(defer_pool **out, const defer_config *cfg,
     p->name = dup_or_null(cfg->name != NULL ? cfg->name : "defer", &oom);
     p->db_path = dup_or_null(cfg->db_path, &oom);
     p->pg_conninfo = dup_or_null(cfg->pg_conninfo, &oom);
-    p->pg_appname = dup_or_null(cfg->pg.application_name, &oom);
+    p->pg_appname = dup_or_null(cfg->db.application_name, &oom);
     p->journal_mode = dup_or_null(cfg->db.journal_mode, &oom);
     p->synchronous = dup_or_null(cfg->db.synchronous, &oom);
     p->cfg.name = p->name;
     p->cfg.db_path = p->db_path;
     p->cfg.pg_conninfo = p->pg_conninfo;
-    p->cfg.pg.application_name = p->pg_appname;
+    p->cfg.db.application_name = p->pg_appname;
     p->cfg.db.journal_mode = p->journal_mode;
     p->cfg.db.synchronous = p->synchronous;
     if (p->cfg.policy == DEFER_POLICY_REJECT)
@@ -599,7 +597,7 @@ DEFER_API int defer_pool_create(defer_pool **out, const defer_config *cfg,
             /* The conninfo may hold a password: never echo it. */
             set_err(errbuf, errbuf_len, "worker %u: open %s: %s (%s)", i,
                     p->db_path != NULL ? p->db_path : "PostgreSQL", msg,
-                    defer__db_strerror(qrc));
+                    qb_strerror(qrc));
             pool_free(p);
             return qrc == QB_ENOMEM ? DEFER_ENOMEM
                    : qrc == QB_EINVAL ? DEFER_EINVAL : DEFER_EDB;

@@ -11,7 +11,7 @@
  *
  * An SQL segment: take the pool's writer token, BEGIN IMMEDIATE, run the
  * tasks, COMMIT.  On PostgreSQL the first pass sends the segment's tasks
- * as one pipeline (qb_pg_pipeline: one round trip, not one per task);
+ * as one pipeline (qb_pipeline: one round trip, not one per task);
  * a failure there is handled like a failure of the first pass below.  Savepoints cost two extra statements per task, and
  * failures are rare, so the first pass runs without them: on the first
  * failure the whole transaction is rolled back, the failed task is marked
@@ -349,18 +349,18 @@ static int busy_cb(void *ud, int count)
     return !aborted(p);
 }
 
-void defer__runner_set_db(defer_runner *r, qb_db *db)
+void defer__runner_set_db(defer_runner *r, qb_conn *db)
 {
+    sqlite3 *s = qb_conn_sqlite(db);
     r->db = db;
-    if (db != NULL) {
-        sqlite3 *s = qb_db_sqlite(db);
+    if (s != NULL) {
         sqlite3_progress_handler(s, PROGRESS_OPS, progress_cb, r);
         (void)sqlite3_busy_handler(s, busy_cb, r);
     }
 }
 
 void defer__runner_init(defer_runner *r, defer_pool *p, int worker,
-                        qb_db *db)
+                        qb_conn *db)
 {
     memset(r, 0, sizeof *r);
     /* Default attributes: cannot fail on Linux. */
@@ -400,14 +400,9 @@ static uint64_t rnd(defer_runner *r)
 
 /* ---- the env seen by callbacks ------------------------------------------ */
 
-DEFER_API qb_db *defer_env_db(defer_env *env)
+DEFER_API qb_conn *defer_env_db(defer_env *env)
 {
     return env != NULL ? env->r->db : NULL;
-}
-
-DEFER_API qb_pg *defer_env_pg(defer_env *env)
-{
-    return env != NULL ? env->r->pg : NULL;
 }
 
 DEFER_API const char *defer_env_label(const defer_env *env)
@@ -626,7 +621,7 @@ static int conn_retry(defer_runner *r)
         if (aborted(p))
             return -1;
         /* One attempt may use what is left of the budget (at least
-         * 50 ms; qb_pg_reset_until keeps it within the connect timeout). */
+         * 50 ms; qb_reset_until keeps it within the connect timeout). */
         left = (limit - (defer__now_ns() - r->conn_since)) / 1000000;
         if (left < 50)
             left = 50;
@@ -663,7 +658,7 @@ static int commit_outcome(defer_runner *r)
         for (;;) {
             int st = DEFER_XACT_UNKNOWN;
             int rc = defer__db_xact_status(r, r->xid, &st);
-            if (rc == QB_PG_ECONN)
+            if (rc == QB_ECONN)
                 break; /* lost again: reconnect */
             if (rc != QB_OK || st == DEFER_XACT_UNKNOWN)
                 return -2;
@@ -764,7 +759,7 @@ static void fail_fatal(defer_runner *r, defer_task **t,
  * it; the segment is replayed with savepoints). */
 static int first_pass_failure(defer_runner *r, int rc)
 {
-    if (rc == QB_PG_ECONN)
+    if (rc == QB_ECONN)
         return X_CONN;
     rollback_if_open(r);
     if (r->why == WHY_ABORT)
@@ -792,7 +787,7 @@ static int exec_one(defer_runner *r, defer_task *t, struct defer_slot *s,
         return x;
     }
     rc = defer__db_savepoint(r, SP_NAME);
-    if (rc == QB_PG_ECONN)
+    if (rc == QB_ECONN)
         return X_CONN;
     if (rc == QB_EBUSY) {
         rollback_if_open(r);
@@ -808,13 +803,13 @@ static int exec_one(defer_runner *r, defer_task *t, struct defer_slot *s,
         ? defer__now_ns() + (int64_t)p->cfg.task_budget_ms * 1000000 : 0;
     rc = defer__db_exec(r, t->arg);
     r->stmt_deadline_ns = 0;
-    if (rc == QB_PG_ECONN)
+    if (rc == QB_ECONN)
         return X_CONN;
     if (rc == QB_OK) {
         rc = defer__db_release(r, SP_NAME);
         if (rc == QB_OK)
             return X_OK;
-        if (rc == QB_PG_ECONN)
+        if (rc == QB_ECONN)
             return X_CONN;
         rollback_if_open(r);
         if (rc == QB_EBUSY)
@@ -834,7 +829,7 @@ static int exec_one(defer_runner *r, defer_task *t, struct defer_slot *s,
     if (!defer__db_in_tx(r))
         return X_RESTART; /* SQLite rolled the whole transaction back */
     rc = defer__db_rollback_to(r, SP_NAME);
-    if (rc == QB_PG_ECONN)
+    if (rc == QB_ECONN)
         return X_CONN;
     if (rc != QB_OK) {
         rollback_if_open(r);
@@ -936,7 +931,7 @@ static int after_conn_loss(defer_runner *r, defer_task **t,
     if (br < 0)
         *left_why = "deadline passed while reconnecting";
     else
-        fail_rest(r, t, s, n, QB_PG_ECONN,
+        fail_rest(r, t, s, n, QB_ECONN,
                   "connection lost; reconnect budget spent: ");
     return 0;
 }
@@ -978,7 +973,8 @@ static void run_sql(defer_runner *r, defer_task **t, size_t n)
     const char *left_why = NULL;
     unsigned tries = 0;
     size_t i;
-    int rc, br, use_sp = 0, pg = r->pg != NULL;
+    int rc, br, use_sp = 0;
+    int pg = qb_conn_engine(r->db) == QB_ENGINE_POSTGRES;
     int lost = DEFER_FILE_OK;
     char lost_why[DEFER_ERRMSG_MAX] = "";
 
@@ -1033,7 +1029,7 @@ static void run_sql(defer_runner *r, defer_task **t, size_t n)
             left_why = "deadline passed before it ran";
             break;
         }
-        if (rc == QB_PG_ECONN) {
+        if (rc == QB_ECONN) {
             if (after_conn_loss(r, t, s, n, &left_why))
                 continue;
             break;
@@ -1107,7 +1103,7 @@ static void run_sql(defer_runner *r, defer_task **t, size_t n)
              * lost with the connection (commit_outcome). */
             r->why = WHY_NONE;
             rc = defer__db_xact_id(r, r->xid, sizeof r->xid);
-            if (rc == QB_PG_ECONN) {
+            if (rc == QB_ECONN) {
                 if (after_conn_loss(r, t, s, n, &left_why))
                     continue;
                 break;
@@ -1136,7 +1132,7 @@ static void run_sql(defer_runner *r, defer_task **t, size_t n)
             r->n_commits++;
             break;
         }
-        if (rc == QB_PG_ECONN) {
+        if (rc == QB_ECONN) {
             int oc = r->xid[0] != '\0' ? commit_outcome(r) : -2;
             if (oc == 1) {
                 r->n_commits++;

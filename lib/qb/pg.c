@@ -1,5 +1,5 @@
 /*
- * pg.c -- the qb executor on PostgreSQL (see qb_pg.h for the contract).
+ * pg.c -- the qb executor on PostgreSQL (the driver behind qb_conn.h).
  *
  * DESIGN
  *
@@ -26,7 +26,7 @@
  * that contain '$': a$1 is a name, not a parameter), the same rules that
  * qb_query_raw_dialect numbers `?` by.
  *
- * Statement cache (optional, qb_pg_config.stmt_cache_size).  Prepared
+ * Statement cache (optional, qb_conn_config.stmt_cache_size).  Prepared
  * statements named qb<N>, keyed by the SQL bytes AND the parameter type
  * OIDs (a type is fixed at PREPARE; the same SQL bound with an int one time
  * and a NULL the next needs two statements).  FNV-1a picks a bucket, an LRU
@@ -36,7 +36,7 @@
  * accepts -- 0A000 "cached plan must not change result type" after ALTER
  * TABLE, 26000 after a DEALLOCATE ALL behind our back -- is dropped and,
  * outside a transaction, prepared again once.  Prepared statements die
- * with the session, so qb_pg_reset empties the cache.
+ * with the session, so qb_reset empties the cache.
  *
  * Transactions.  Work spanning statements (a chain, a batch, a migration)
  * opens BEGIN when the session is idle, else SAVEPOINT qb_pg_tx, and on
@@ -52,7 +52,8 @@
  * sends to idle sessions).  Every return path of an observed call passes
  * through obs_end, which calls the logger and the after hook exactly once.
  */
-#include "qb_pg.h"
+#include "config.h"
+#include "qb_drv.h"
 #include "qb_priv.h"
 
 #include <errno.h>
@@ -97,39 +98,23 @@ typedef struct pg_stmt {
     char name[24];
 } pg_stmt;
 
+typedef struct qb_pg qb_pg;
+
 struct qb_pg {
+    qb_conn base;          /* first: a qb_conn * is a qb_pg * */
     PGconn *conn;
     /* statement cache (cap 0: off) */
     pg_stmt **buckets;
     size_t nbuckets, ncached, cap;
     pg_stmt *lru_head, *lru_tail;
     uint64_t next_id;
-    qb_pg_cache_info st;
-    qb_logger_fn logger;
-    void *logger_ud;
-    qb_before_fn before;
-    qb_after_fn after;
-    void *hook_ud;
-    int connect_timeout_ms; /* bound of qb_pg_reset */
-    char sqlstate[6];
-    char errmsg[PG_ERRMSG_MAX];
+    qb_cache_stats st;
+    int connect_timeout_ms; /* bound of qb_reset */
 };
-
-typedef struct pg_obs {
-    int on;
-    int64_t t0;
-} pg_obs;
 
 enum { TX_NONE = 0, TX_BEGIN, TX_SAVEPOINT };
 
 /* ---- errors ------------------------------------------------------------ */
-
-QB_API const char *qb_pg_strerror(int rc)
-{
-    if (rc == QB_PG_ECONN)
-        return "connection to the database lost: reset and retry";
-    return qb_strerror(rc);
-}
 
 static int conn_bad(const qb_pg *db)
 {
@@ -139,7 +124,7 @@ static int conn_bad(const qb_pg *db)
 static int map_state(const char *st, int bad)
 {
     if (bad)
-        return QB_PG_ECONN;
+        return QB_ECONN;
     if (st == NULL || strlen(st) != 5)
         return QB_ESQL;
     if (strcmp(st, "40001") == 0 || strcmp(st, "40P01") == 0 ||
@@ -156,7 +141,7 @@ static int map_state(const char *st, int bad)
     if ((strncmp(st, "08", 2) == 0 && strcmp(st, "08P01") != 0) ||
         strcmp(st, "57P01") == 0 || strcmp(st, "57P02") == 0 ||
         strcmp(st, "57P03") == 0)
-        return QB_PG_ECONN;
+        return QB_ECONN;
     return QB_ESQL;
 }
 
@@ -169,10 +154,10 @@ static void set_msg(qb_pg *db, const char *msg)
     n = strlen(msg);
     while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
         n--;
-    if (n >= sizeof db->errmsg)
-        n = sizeof db->errmsg - 1;
-    memcpy(db->errmsg, msg, n);
-    db->errmsg[n] = '\0';
+    if (n >= sizeof db->base.errmsg)
+        n = sizeof db->base.errmsg - 1;
+    memcpy(db->base.errmsg, msg, n);
+    db->base.errmsg[n] = '\0';
 }
 
 __attribute__((format(printf, 4, 5)))
@@ -180,9 +165,8 @@ static int db_fail(qb_pg *db, int rc, const char *state, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(db->errmsg, sizeof db->errmsg, fmt, ap);
+    rc = qbi_vfail(&db->base, rc, 0, state, fmt, ap);
     va_end(ap);
-    snprintf(db->sqlstate, sizeof db->sqlstate, "%s", state ? state : "");
     return rc;
 }
 
@@ -199,71 +183,15 @@ static int db_pg_fail(qb_pg *db, const PGresult *res)
     if ((msg == NULL || *msg == '\0') && db->conn != NULL)
         msg = PQerrorMessage(db->conn);
     set_msg(db, msg);
-    snprintf(db->sqlstate, sizeof db->sqlstate, "%s",
+    snprintf(db->base.sqlstate, sizeof db->base.sqlstate, "%s",
              st != NULL && strlen(st) == 5 ? st : "");
     return map_state(st, conn_bad(db));
-}
-
-/* Put "prefix: " in front of the current message (batches, migrations). */
-__attribute__((format(printf, 2, 3)))
-static void db_prefix(qb_pg *db, const char *fmt, ...)
-{
-    char tmp[PG_ERRMSG_MAX];
-    size_t h, m;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(tmp, sizeof tmp - 2, fmt, ap);
-    va_end(ap);
-    h = strlen(tmp);
-    memcpy(tmp + h, ": ", 3);
-    h += 2;
-    m = strlen(db->errmsg);
-    if (m > sizeof tmp - 1 - h)
-        m = sizeof tmp - 1 - h;
-    memcpy(tmp + h, db->errmsg, m);
-    tmp[h + m] = '\0';
-    memcpy(db->errmsg, tmp, sizeof tmp);
-}
-
-/* ---- observers --------------------------------------------------------- */
-
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static int obs_begin(qb_pg *db, const qb_query *q, pg_obs *o)
-{
-    o->on = db->logger != NULL || db->before != NULL || db->after != NULL;
-    if (!o->on)
-        return QB_OK;
-    o->t0 = now_ns();
-    if (db->before != NULL && db->before(db->hook_ud, q) != 0)
-        return db_fail(db, QB_EINVAL, NULL, "query vetoed by the before hook");
-    return QB_OK;
-}
-
-static void obs_end(qb_pg *db, const qb_query *q, const pg_obs *o, int rc,
-                    const qb_result *res)
-{
-    int64_t d;
-    if (!o->on)
-        return;
-    d = now_ns() - o->t0;
-    if (d < 0)
-        d = 0;
-    if (db->logger != NULL)
-        db->logger(db->logger_ud, q, d, rc, rc != QB_OK ? db->errmsg : NULL);
-    if (db->after != NULL)
-        db->after(db->hook_ud, q, rc, rc == QB_OK ? res : NULL, d);
 }
 
 /* ---- placeholder scan -------------------------------------------------- */
 
 /* One text for a placeholder count that does not match the values, which
- * qb_pg_exec and migrations both report (highest $N, values). */
+ * qb_exec and migrations both report (highest $N, values). */
 #define COUNT_MISMATCH "parameter count mismatch: the statement's highest " \
                        "placeholder is $%zu, the query has %zu value(s)"
 
@@ -491,8 +419,8 @@ static int sql_run(qb_pg *db, const char *sql, int quiet)
     ExecStatusType s;
 
     if (quiet) {
-        memcpy(saved, db->errmsg, sizeof saved);
-        memcpy(saved_st, db->sqlstate, sizeof saved_st);
+        memcpy(saved, db->base.errmsg, sizeof saved);
+        memcpy(saved_st, db->base.sqlstate, sizeof saved_st);
     }
     res = PQexec(db->conn, sql);
     s = PQresultStatus(res);
@@ -505,8 +433,8 @@ static int sql_run(qb_pg *db, const char *sql, int quiet)
                      "an earlier error: COMMIT rolled it back");
     PQclear(res);
     if (quiet) {
-        memcpy(db->errmsg, saved, sizeof saved);
-        memcpy(db->sqlstate, saved_st, sizeof saved_st);
+        memcpy(db->base.errmsg, saved, sizeof saved);
+        memcpy(db->base.sqlstate, saved_st, sizeof saved_st);
     }
     return rc;
 }
@@ -685,8 +613,9 @@ static int send_stmt(qb_pg *db, const qb_query *q, size_t len,
     }
 }
 
-QB_API void qb_pg_cache_stats(const qb_pg *db, qb_pg_cache_info *out)
+static void pd_cache_stats(const qb_conn *c_, qb_cache_stats *out)
 {
+    const qb_pg *db = (const qb_pg *)c_;
     if (db == NULL || out == NULL)
         return;
     *out = db->st;
@@ -785,7 +714,7 @@ static int tx_open(qb_pg *db, int *mode)
             *mode = TX_SAVEPOINT;
         return rc;
     default:
-        return db_fail(db, QB_PG_ECONN, NULL, "connection not usable (%s)",
+        return db_fail(db, QB_ECONN, NULL, "connection not usable (%s)",
                        conn_bad(db) ? "lost" : "busy");
     }
 }
@@ -844,19 +773,20 @@ static int run_query(qb_pg *db, const qb_query *q, qb_result **out)
 
 static int exec_observed(qb_pg *db, const qb_query *q, qb_result **out)
 {
-    pg_obs o;
+    qbi_obs o;
     qb_result *r = NULL;
-    int rc = obs_begin(db, q, &o);
+    int rc = qbi_obs_begin(&db->base, q, &o);
     if (rc == QB_OK)
         rc = run_query(db, q, out ? &r : NULL);
-    obs_end(db, q, &o, rc, r);
+    qbi_obs_end(&db->base, q, &o, rc, r);
     if (out != NULL)
         *out = r;
     return rc;
 }
 
-QB_API int qb_pg_exec(qb_pg *db, const qb_query *q, qb_result **out)
+static int pd_exec(qb_conn *c_, const qb_query *q, qb_result **out)
 {
+    qb_pg *db = (qb_pg *)c_;
     if (out != NULL)
         *out = NULL;
     if (db == NULL)
@@ -866,8 +796,9 @@ QB_API int qb_pg_exec(qb_pg *db, const qb_query *q, qb_result **out)
     return exec_observed(db, q, out);
 }
 
-QB_API int qb_pg_count(qb_pg *db, const qb_query *q, int64_t *total)
+static int pd_count(qb_conn *c_, const qb_query *q, int64_t *total)
 {
+    qb_pg *db = (qb_pg *)c_;
     struct qb_query v;
     qb_result *r = NULL;
     int rc;
@@ -894,9 +825,10 @@ QB_API int qb_pg_count(qb_pg *db, const qb_query *q, int64_t *total)
     return rc;
 }
 
-QB_API int qb_pg_batch(qb_pg *db, const qb_query *const *qs, size_t n,
+static int pd_batch(qb_conn *c_, const qb_query *const *qs, size_t n,
                        qb_result **results, size_t *failed_at)
 {
+    qb_pg *db = (qb_pg *)c_;
     int rc, mode;
     size_t i;
 
@@ -918,7 +850,7 @@ QB_API int qb_pg_batch(qb_pg *db, const qb_query *const *qs, size_t n,
     for (i = 0; rc == QB_OK && i < n; i++) {
         rc = exec_observed(db, qs[i], results ? &results[i] : NULL);
         if (rc != QB_OK) {
-            db_prefix(db, "batch query %zu", i);
+            qbi_prefix(&db->base, "batch query %zu", i);
             if (failed_at != NULL)
                 *failed_at = i;
         }
@@ -1058,11 +990,12 @@ static int pipe_chunk(qb_pg *db, pipe_link *lk, size_t a, size_t b,
     return QB_OK;
 }
 
-QB_API int qb_pg_pipeline(qb_pg *db, const qb_query *const *qs, size_t n,
+static int pd_pipeline(qb_conn *c_, const qb_query *const *qs, size_t n,
                           size_t *failed_at)
 {
+    qb_pg *db = (qb_pg *)c_;
     pipe_link *lk = NULL;
-    pg_obs *obs = NULL;
+    qbi_obs *obs = NULL;
     size_t nl = 0, i, bad = 0, nobs = 0;
     uint64_t evictions;
     int rc = QB_OK;
@@ -1076,7 +1009,7 @@ QB_API int qb_pg_pipeline(qb_pg *db, const qb_query *const *qs, size_t n,
     if (qs == NULL)
         return db_fail(db, QB_EINVAL, NULL, "NULL query list");
     if (PQtransactionStatus(db->conn) != PQTRANS_INTRANS)
-        return db_fail(db, conn_bad(db) ? QB_PG_ECONN : QB_EMISUSE, NULL,
+        return db_fail(db, conn_bad(db) ? QB_ECONN : QB_EMISUSE, NULL,
                        "a pipeline runs inside an open transaction");
     for (i = 0; i < n; i++) {
         if (qs[i] == NULL) {
@@ -1092,7 +1025,7 @@ QB_API int qb_pg_pipeline(qb_pg *db, const qb_query *const *qs, size_t n,
     for (i = 0; i < n; i++) {
         rc = exec_observed(db, qs[i], NULL);
         if (rc != QB_OK) {
-            db_prefix(db, "pipeline query %zu", i);
+            qbi_prefix(&db->base, "pipeline query %zu", i);
             if (failed_at != NULL)
                 *failed_at = i;
             return rc;
@@ -1139,15 +1072,15 @@ QB_API int qb_pg_pipeline(qb_pg *db, const qb_query *const *qs, size_t n,
     /* Observers: the before hooks in order (a veto stops the pipeline
      * there); each query's logger/after hook once it is answered. */
     for (i = 0; rc == QB_OK && i < n; i++, nobs++) {
-        rc = obs_begin(db, qs[i], &obs[i]);
+        rc = qbi_obs_begin(&db->base, qs[i], &obs[i]);
         if (rc != QB_OK)
             bad = i;
     }
     if (rc != QB_OK) {
         /* Nothing was sent: report the failing query, skip the rest. */
         if (nobs > bad)
-            obs_end(db, qs[bad], &obs[bad], rc, NULL);
-        db_prefix(db, "pipeline query %zu", bad);
+            qbi_obs_end(&db->base, qs[bad], &obs[bad], rc, NULL);
+        qbi_prefix(&db->base, "pipeline query %zu", bad);
         if (failed_at != NULL)
             *failed_at = bad;
         free(lk);
@@ -1173,11 +1106,11 @@ QB_API int qb_pg_pipeline(qb_pg *db, const qb_query *const *qs, size_t n,
     for (i = 0; i < n; i++) {
         if (rc != QB_OK && i > bad)
             break;
-        obs_end(db, qs[i], &obs[i], rc != QB_OK && i == bad ? rc : QB_OK,
+        qbi_obs_end(&db->base, qs[i], &obs[i], rc != QB_OK && i == bad ? rc : QB_OK,
                 NULL);
     }
     if (rc != QB_OK) {
-        db_prefix(db, "pipeline query %zu", bad);
+        qbi_prefix(&db->base, "pipeline query %zu", bad);
         if (failed_at != NULL)
             *failed_at = bad;
     }
@@ -1189,18 +1122,21 @@ QB_API int qb_pg_pipeline(qb_pg *db, const qb_query *const *qs, size_t n,
 
 /* ---- transactions ------------------------------------------------------ */
 
-QB_API int qb_pg_begin(qb_pg *db)
+static int pd_begin(qb_conn *c_)
 {
+    qb_pg *db = (qb_pg *)c_;
     return db ? sql_run(db, "BEGIN", 0) : QB_EINVAL;
 }
 
-QB_API int qb_pg_commit(qb_pg *db)
+static int pd_commit(qb_conn *c_)
 {
+    qb_pg *db = (qb_pg *)c_;
     return db ? sql_run(db, "COMMIT", 0) : QB_EINVAL;
 }
 
-QB_API int qb_pg_rollback(qb_pg *db)
+static int pd_rollback(qb_conn *c_)
 {
+    qb_pg *db = (qb_pg *)c_;
     return db ? sql_run(db, "ROLLBACK", 0) : QB_EINVAL;
 }
 
@@ -1218,18 +1154,21 @@ static int sp_run(qb_pg *db, const char *verb, const char *name)
     return sql_run(db, buf, 0);
 }
 
-QB_API int qb_pg_savepoint(qb_pg *db, const char *name)
+static int pd_savepoint(qb_conn *c_, const char *name)
 {
+    qb_pg *db = (qb_pg *)c_;
     return sp_run(db, "SAVEPOINT", name);
 }
 
-QB_API int qb_pg_release(qb_pg *db, const char *name)
+static int pd_release(qb_conn *c_, const char *name)
 {
+    qb_pg *db = (qb_pg *)c_;
     return sp_run(db, "RELEASE SAVEPOINT", name);
 }
 
-QB_API int qb_pg_rollback_to(qb_pg *db, const char *name)
+static int pd_rollback_to(qb_conn *c_, const char *name)
 {
+    qb_pg *db = (qb_pg *)c_;
     int rc = sp_run(db, "ROLLBACK TO SAVEPOINT", name);
     if (rc == QB_OK)
         rc = sp_run(db, "RELEASE SAVEPOINT", name);
@@ -1283,9 +1222,10 @@ static int mig_applied(qb_pg *db, const char *table, qb_result **out)
     return exec_observed(db, &v, out);
 }
 
-QB_API int qb_pg_migrations_applied(qb_pg *db, const char *table,
+static int pd_migrations_applied(qb_conn *c_, const char *table,
                                     qb_result **out)
 {
+    qb_pg *db = (qb_pg *)c_;
     int rc;
     if (out != NULL)
         *out = NULL;
@@ -1329,10 +1269,11 @@ static int mig_unapplied(qb_pg *db, const char *table,
     return QB_OK;
 }
 
-QB_API int qb_pg_migrations_unapplied(qb_pg *db, const char *table,
+static int pd_migrations_unapplied(qb_conn *c_, const char *table,
                                       const qb_migration *list, size_t n,
                                       size_t *idx, size_t *nidx)
 {
+    qb_pg *db = (qb_pg *)c_;
     int rc;
     if (nidx != NULL)
         *nidx = 0;
@@ -1385,7 +1326,7 @@ static size_t char_offset(qb_pg *db, const char *s, size_t n,
 }
 
 /* The server found a $N with no value in migration script s (42P02;
- * errpos: where, or NULL).  Report it the way qb_pg_exec reports a count
+ * errpos: where, or NULL).  Report it the way qb_exec reports a count
  * mismatch (check_link), naming the statement.  When no statement with a
  * $N is found there, the server's error stays as it is (QB_ESQL). */
 static int mig_stray_param(qb_pg *db, const char *s, const char *errpos)
@@ -1421,7 +1362,7 @@ static int mig_stray_param(qb_pg *db, const char *s, const char *errpos)
 /* A migration's script as one simple-protocol message (several
  * statements, no parameters).  A $N that is the SQL's own (a routine's
  * body, PREPARE) is the server's business; one with no value is refused
- * like qb_pg_exec refuses it: only the server can tell which is which,
+ * like qb_exec refuses it: only the server can tell which is which,
  * so it is its 42P02 that is translated, inside the migration's
  * transaction, which the caller rolls back. */
 static int mig_script(qb_pg *db, const char *sql)
@@ -1433,7 +1374,7 @@ static int mig_script(qb_pg *db, const char *sql)
     if (res == NULL || (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK &&
                         s != PGRES_EMPTY_QUERY)) {
         rc = db_pg_fail(db, res);
-        if (rc == QB_ESQL && strcmp(db->sqlstate, "42P02") == 0)
+        if (rc == QB_ESQL && strcmp(db->base.sqlstate, "42P02") == 0)
             rc = mig_stray_param(db, sql, PQresultErrorField(res,
                                      PG_DIAG_STATEMENT_POSITION));
     }
@@ -1484,10 +1425,11 @@ static int mig_one(qb_pg *db, const char *table, const qb_migration *m,
     return rc;
 }
 
-QB_API int qb_pg_migrations_apply(qb_pg *db, const char *table,
+static int pd_migrations_apply(qb_conn *c_, const char *table,
                                   const qb_migration *list, size_t n,
                                   size_t *applied, size_t *failed_at)
 {
+    qb_pg *db = (qb_pg *)c_;
     size_t *idx = NULL, k = 0, count = 0;
     int rc;
 
@@ -1503,7 +1445,7 @@ QB_API int qb_pg_migrations_apply(qb_pg *db, const char *table,
     if (rc != QB_OK)
         return rc;
     if (PQtransactionStatus(db->conn) != PQTRANS_IDLE)
-        return db_fail(db, conn_bad(db) ? QB_PG_ECONN : QB_EMISUSE, NULL,
+        return db_fail(db, conn_bad(db) ? QB_ECONN : QB_EMISUSE, NULL,
                        "migrations cannot run inside an open transaction");
     if (n == 0)
         return QB_OK;
@@ -1517,7 +1459,7 @@ QB_API int qb_pg_migrations_apply(qb_pg *db, const char *table,
         const qb_migration *m = &list[idx[j]];
         struct qb_query v;
         qb_value name;
-        pg_obs o;
+        qbi_obs o;
         int did = 0;
 
         memset(&name, 0, sizeof name);
@@ -1526,41 +1468,21 @@ QB_API int qb_pg_migrations_apply(qb_pg *db, const char *table,
         name.u.b.p = m->name;
         name.u.b.n = strlen(m->name);
         qview(&v, m->sql, &name, 1, QB_FETCH_NONE, QB_KIND_RAW);
-        rc = obs_begin(db, &v, &o);
+        rc = qbi_obs_begin(&db->base, &v, &o);
         if (rc == QB_OK)
             rc = mig_one(db, table, m, &did);
         if (rc != QB_OK) {
-            db_prefix(db, "migration '%s'", m->name);
+            qbi_prefix(&db->base, "migration '%s'", m->name);
             if (failed_at != NULL)
                 *failed_at = idx[j];
         }
-        obs_end(db, &v, &o, rc, NULL);
+        qbi_obs_end(&db->base, &v, &o, rc, NULL);
         count += (size_t)did;
     }
     free(idx);
     if (applied != NULL)
         *applied = count;
     return rc;
-}
-
-/* ---- logger and hooks -------------------------------------------------- */
-
-QB_API void qb_pg_set_logger(qb_pg *db, qb_logger_fn fn, void *ud)
-{
-    if (db == NULL)
-        return;
-    db->logger = fn;
-    db->logger_ud = ud;
-}
-
-QB_API void qb_pg_set_hooks(qb_pg *db, qb_before_fn before,
-                            qb_after_fn after, void *ud)
-{
-    if (db == NULL)
-        return;
-    db->before = before;
-    db->after = after;
-    db->hook_ud = ud;
 }
 
 /* ---- connection -------------------------------------------------------- */
@@ -1608,9 +1530,8 @@ static int conninfo_timeout_ms(PGconn *conn, int dflt)
     return ms;
 }
 
-QB_API int qb_pg_open(qb_pg **out, const char *conninfo,
-                      const qb_pg_config *cfg, char *errbuf,
-                      size_t errbuf_len)
+static int pd_open(qb_conn **out, const char *conninfo,
+                   const qb_conn_config *cfg, char *errbuf, size_t errbuf_len)
 {
     /* application_name, connect_timeout and the TCP settings come before
      * dbname so the connection string may override them; client_encoding
@@ -1664,6 +1585,7 @@ QB_API int qb_pg_open(qb_pg **out, const char *conninfo,
         errbuf_put(errbuf, errbuf_len, "out of memory");
         return QB_ENOMEM;
     }
+    qbi_conn_init(&db->base, &qbi_pg_driver);
     if (cfg != NULL && cfg->stmt_cache_size > 0) {
         db->cap = cfg->stmt_cache_size;
         db->nbuckets = 1;
@@ -1688,16 +1610,17 @@ QB_API int qb_pg_open(qb_pg **out, const char *conninfo,
         PQfinish(db->conn);
         free(db->buckets);
         free(db);
-        return QB_PG_ECONN;
+        return QB_ECONN;
     }
     db->connect_timeout_ms = conninfo_timeout_ms(db->conn, timeout * 1000);
     PQsetNoticeProcessor(db->conn, notice_drop, NULL);
-    *out = db;
+    *out = &db->base;
     return QB_OK;
 }
 
-QB_API void qb_pg_close(qb_pg *db)
+static void pd_close(qb_conn *c_)
 {
+    qb_pg *db = (qb_pg *)c_;
     if (db == NULL)
         return;
     cache_forget_all(db);   /* the session's end frees them server-side */
@@ -1706,39 +1629,33 @@ QB_API void qb_pg_close(qb_pg *db)
     free(db);
 }
 
-QB_API int qb_pg_reset(qb_pg *db)
-{
-    if (db == NULL)
-        return QB_EINVAL;
-    return qb_pg_reset_until(db, db->connect_timeout_ms, NULL, NULL);
-}
-
 /* libpq's documented non-blocking connection loop: wait for the socket
  * in the direction the last poll asked for (writable at first), in steps
  * of at most 100 ms so that stop and the deadline are seen in time.  The
  * socket may change between polls (another address, another host), so it
  * is fetched every time.  connect_timeout does not apply here: the
  * deadline replaces it. */
-QB_API int qb_pg_reset_until(qb_pg *db, int timeout_ms,
-                             int (*stop)(void *arg), void *arg)
+static int pd_reset_until(qb_conn *c_, int timeout_ms,
+                          int (*stop)(void *arg), void *arg)
 {
+    qb_pg *db = (qb_pg *)c_;
     PostgresPollingStatusType ps = PGRES_POLLING_WRITING;
     int64_t t0, end;
     const char *why = NULL;
 
-    if (db == NULL || timeout_ms <= 0)
+    if (db == NULL || timeout_ms < 0)
         return QB_EINVAL;
-    if (timeout_ms > db->connect_timeout_ms)
+    if (timeout_ms == 0 || timeout_ms > db->connect_timeout_ms)
         timeout_ms = db->connect_timeout_ms;
     cache_forget_all(db);
-    db->sqlstate[0] = '\0';
-    t0 = now_ns();
+    db->base.sqlstate[0] = '\0';
+    t0 = qbi_now_ns();
     end = t0 + (int64_t)timeout_ms * 1000000;
     if (!PQresetStart(db->conn))
         ps = PGRES_POLLING_FAILED;
     while (ps != PGRES_POLLING_OK && ps != PGRES_POLLING_FAILED) {
         struct pollfd pfd;
-        int64_t left = end - now_ns();
+        int64_t left = end - qbi_now_ns();
         int n;
         if (left <= 0) {
             why = "timed out";
@@ -1764,27 +1681,29 @@ QB_API int qb_pg_reset_until(qb_pg *db, int timeout_ms,
             ps = PQresetPoll(db->conn);
     }
     if (ps == PGRES_POLLING_OK && PQstatus(db->conn) == CONNECTION_OK) {
-        db->errmsg[0] = '\0';
+        db->base.errmsg[0] = '\0';
         return QB_OK;
     }
     if (why != NULL) {
         char m[96];
         snprintf(m, sizeof m, "connection attempt %s after %lld ms", why,
-                 (long long)((now_ns() - t0) / 1000000));
+                 (long long)((qbi_now_ns() - t0) / 1000000));
         set_msg(db, m);
     } else {
         set_msg(db, PQerrorMessage(db->conn));
     }
-    return QB_PG_ECONN;
+    return QB_ECONN;
 }
 
-QB_API int qb_pg_connected(const qb_pg *db)
+static int pd_connected(const qb_conn *c_)
 {
+    const qb_pg *db = (const qb_pg *)c_;
     return db != NULL && !conn_bad(db);
 }
 
-QB_API int qb_pg_in_transaction(const qb_pg *db)
+static int pd_in_transaction(const qb_conn *c_)
 {
+    const qb_pg *db = (const qb_pg *)c_;
     PGTransactionStatusType s;
     if (db == NULL)
         return 0;
@@ -1792,17 +1711,55 @@ QB_API int qb_pg_in_transaction(const qb_pg *db)
     return s == PQTRANS_INTRANS || s == PQTRANS_INERROR;
 }
 
-QB_API struct pg_conn *qb_pg_conn(qb_pg *db)
+static void *pd_handle(qb_conn *c_)
 {
+    qb_pg *db = (qb_pg *)c_;
     return db ? db->conn : NULL;
 }
 
-QB_API const char *qb_pg_errmsg(const qb_pg *db)
+static int pd_socket(qb_conn *c_)
 {
-    return db ? db->errmsg : "NULL handle";
+    qb_pg *db = (qb_pg *)c_;
+    return db->conn != NULL ? PQsocket(db->conn) : -1;
 }
 
-QB_API const char *qb_pg_sqlstate(const qb_pg *db)
+static int pd_tx(qb_conn *c, qbi_tx_op op, const char *name)
 {
-    return db ? db->sqlstate : "";
+    switch (op) {
+    case QBI_TX_BEGIN:
+        return pd_begin(c);
+    case QBI_TX_COMMIT:
+        return pd_commit(c);
+    case QBI_TX_ROLLBACK:
+        return pd_rollback(c);
+    case QBI_TX_SAVEPOINT:
+        return pd_savepoint(c, name);
+    case QBI_TX_RELEASE:
+        return pd_release(c, name);
+    case QBI_TX_ROLLBACK_TO:
+        return pd_rollback_to(c, name);
+    }
+    return QB_EINVAL;
 }
+
+const qbi_driver qbi_pg_driver = {
+    .name = "PostgreSQL",
+    .engine = QB_ENGINE_POSTGRES,
+    .dialect = QB_DIALECT_POSTGRES,
+    .open = pd_open,
+    .close = pd_close,
+    .handle = pd_handle,
+    .socket = pd_socket,
+    .reset_until = pd_reset_until,
+    .connected = pd_connected,
+    .in_transaction = pd_in_transaction,
+    .exec = pd_exec,
+    .count = pd_count,
+    .batch = pd_batch,
+    .pipeline = pd_pipeline,
+    .tx = pd_tx,
+    .cache_stats = pd_cache_stats,
+    .mig_applied = pd_migrations_applied,
+    .mig_unapplied = pd_migrations_unapplied,
+    .mig_apply = pd_migrations_apply,
+};

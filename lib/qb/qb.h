@@ -2,8 +2,9 @@
  * qb.h -- waituntil's query builder: SQL text plus bound values.
  *
  * A C port of workers-qb 1.14.0 (see README "Query builder").  This header
- * is the whole builder API; execution lives in qb_sqlite.h (and, later,
- * other engines), so building a statement needs no database at all.
+ * is the whole builder API; execution lives in qb_conn.h (one connection
+ * API, a SQLite and a PostgreSQL driver), so building a statement needs
+ * no database at all.
  *
  * Conventions (same as SQLite's):
  *   - int status codes: QB_OK (0) or a named negative QB_E*; qb_strerror().
@@ -48,7 +49,8 @@ enum {
     QB_EINTERRUPT = -10, /* statement interrupted (time budget) */
     QB_ECONSTRAINT = -11, /* constraint violation */
     QB_EDONE = -12,     /* cursor exhausted (not an error for callers) */
-    QB_EMISUSE = -13    /* API used out of order */
+    QB_EMISUSE = -13,   /* API used out of order */
+    QB_ECONN = -14      /* connection lost (PostgreSQL): qb_reset, retry */
 };
 
 /* Static English text for a status code; never NULL. Thread-safe. */

@@ -1,5 +1,5 @@
 /*
- * sqlite.c -- the qb executor on SQLite (see qb_sqlite.h for the contract).
+ * sqlite.c -- the qb executor on SQLite (the driver behind qb_conn.h).
  *
  * DESIGN
  *
@@ -38,7 +38,7 @@
  * (obs_begin/obs_end), which calls the logger and the after hook exactly
  * once.
  */
-#include "qb_sqlite.h"
+#include "qb_drv.h"
 #include "qb_priv.h"
 
 #include <limits.h>
@@ -69,7 +69,10 @@ typedef struct qb_stmt {
     char sql[];                          /* cached only: the key */
 } qb_stmt;
 
+typedef struct qb_db qb_db;
+
 struct qb_db {
+    qb_conn base;                        /* first: a qb_conn * is a qb_db * */
     sqlite3 *db;
     /* statement cache */
     qb_stmt **buckets;
@@ -77,28 +80,14 @@ struct qb_db {
     size_t ncached, cap;
     qb_stmt *lru_head, *lru_tail;
     qb_cache_stats st;
-    /* observers */
-    qb_logger_fn logger;
-    void *logger_ud;
-    qb_before_fn before;
-    qb_after_fn after;
-    void *hook_ud;
-    /* last error */
-    int errcode;
-    char errmsg[QB_ERRMSG_MAX];
 };
-
-typedef struct qb_obs {
-    int on;
-    int64_t t0;
-} qb_obs;
 
 struct qb_cursor {
     qb_db *db;
     const qb_query *q;
     qb_stmt *e;            /* NULL once finished */
     int state;             /* CUR_* or a sticky error */
-    qb_obs obs;
+    qbi_obs obs;
 };
 
 enum { CUR_OPEN = 1, CUR_ROW = 2, CUR_DONE = 3 };
@@ -128,9 +117,8 @@ static int db_fail(qb_db *db, int rc, int sqlite_rc, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(db->errmsg, sizeof db->errmsg, fmt, ap);
+    rc = qbi_vfail(&db->base, rc, sqlite_rc, NULL, fmt, ap);
     va_end(ap);
-    db->errcode = sqlite_rc;
     return rc;
 }
 
@@ -145,64 +133,6 @@ static int db_sqlite_fail(qb_db *db, int src)
     else
         m = sqlite3_errstr(src);
     return db_fail(db, map_sqlite(src), src, "%s", m);
-}
-
-/* Put "prefix: " in front of the current message (context for batches
- * and migrations). */
-__attribute__((format(printf, 2, 3)))
-static void db_prefix(qb_db *db, const char *fmt, ...)
-{
-    char tmp[QB_ERRMSG_MAX];
-    size_t h, m;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(tmp, sizeof tmp - 2, fmt, ap);
-    va_end(ap);
-    h = strlen(tmp);
-    memcpy(tmp + h, ": ", 3);
-    h += 2;
-    /* Truncating the SQLite part is fine: the prefix is the context. */
-    m = strlen(db->errmsg);
-    if (m > sizeof tmp - 1 - h)
-        m = sizeof tmp - 1 - h;
-    memcpy(tmp + h, db->errmsg, m);
-    tmp[h + m] = '\0';
-    memcpy(db->errmsg, tmp, sizeof tmp);
-}
-
-/* ---- observers --------------------------------------------------------- */
-
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static int obs_begin(qb_db *db, const qb_query *q, qb_obs *o)
-{
-    o->on = db->logger != NULL || db->before != NULL || db->after != NULL;
-    if (!o->on)
-        return QB_OK;
-    o->t0 = now_ns();
-    if (db->before != NULL && db->before(db->hook_ud, q) != 0)
-        return db_fail(db, QB_EINVAL, 0, "query vetoed by the before hook");
-    return QB_OK;
-}
-
-static void obs_end(qb_db *db, const qb_query *q, const qb_obs *o, int rc,
-                    const qb_result *res)
-{
-    int64_t d;
-    if (!o->on)
-        return;
-    d = now_ns() - o->t0;
-    if (d < 0)
-        d = 0;
-    if (db->logger != NULL)
-        db->logger(db->logger_ud, q, d, rc, rc != QB_OK ? db->errmsg : NULL);
-    if (db->after != NULL)
-        db->after(db->hook_ud, q, rc, rc == QB_OK ? res : NULL, d);
 }
 
 /* ---- statement cache --------------------------------------------------- */
@@ -417,11 +347,11 @@ static void cache_destroy(qb_db *db)
 static int sql_run(qb_db *db, const char *sql, int quiet)
 {
     char saved[QB_ERRMSG_MAX];
-    int saved_code = db->errcode, rc = QB_OK, s;
+    int saved_code = db->base.errcode, rc = QB_OK, s;
     qb_stmt *e;
 
     if (quiet)
-        memcpy(saved, db->errmsg, sizeof saved);
+        memcpy(saved, db->base.errmsg, sizeof saved);
     rc = cache_acquire(db, sql, strlen(sql), &e);
     if (rc == QB_OK) {
         while ((s = sqlite3_step(e->stmt)) == SQLITE_ROW)
@@ -431,8 +361,8 @@ static int sql_run(qb_db *db, const char *sql, int quiet)
         cache_release(db, e);
     }
     if (quiet) {
-        memcpy(db->errmsg, saved, sizeof saved);
-        db->errcode = saved_code;
+        memcpy(db->base.errmsg, saved, sizeof saved);
+        db->base.errcode = saved_code;
     }
     return rc;
 }
@@ -705,19 +635,20 @@ static int run_query(qb_db *db, const qb_query *q, qb_result **out)
 /* One observed execution: hooks, logger, run. */
 static int exec_observed(qb_db *db, const qb_query *q, qb_result **out)
 {
-    qb_obs o;
+    qbi_obs o;
     qb_result *r = NULL;
-    int rc = obs_begin(db, q, &o);
+    int rc = qbi_obs_begin(&db->base, q, &o);
     if (rc == QB_OK)
         rc = run_query(db, q, out ? &r : NULL);
-    obs_end(db, q, &o, rc, r);
+    qbi_obs_end(&db->base, q, &o, rc, r);
     if (out != NULL)
         *out = r;
     return rc;
 }
 
-QB_API int qb_exec(qb_db *db, const qb_query *q, qb_result **out)
+static int sq_exec(qb_conn *c_, const qb_query *q, qb_result **out)
 {
+    qb_db *db = (qb_db *)c_;
     if (out != NULL)
         *out = NULL;
     if (db == NULL)
@@ -727,8 +658,9 @@ QB_API int qb_exec(qb_db *db, const qb_query *q, qb_result **out)
     return exec_observed(db, q, out);
 }
 
-QB_API int qb_explain(qb_db *db, const qb_query *q, qb_result **out)
+static int sq_explain(qb_conn *c_, const qb_query *q, qb_result **out)
 {
+    qb_db *db = (qb_db *)c_;
     struct qb_query v;
     if (out != NULL)
         *out = NULL;
@@ -766,8 +698,9 @@ static int count_run(qb_db *db, const qb_query *v, int64_t *total)
     return rc;
 }
 
-QB_API int qb_count(qb_db *db, const qb_query *q, int64_t *total)
+static int sq_count(qb_conn *c_, const qb_query *q, int64_t *total)
 {
+    qb_db *db = (qb_db *)c_;
     struct qb_query v;
     int rc;
     if (total != NULL)
@@ -782,10 +715,11 @@ QB_API int qb_count(qb_db *db, const qb_query *q, int64_t *total)
     return count_run(db, &v, total);
 }
 
-QB_API int qb_paginate(qb_db *db, const qb_query *q, int64_t page,
+static int sq_paginate(qb_conn *c_, const qb_query *q, int64_t page,
                        int64_t per_page, qb_result **out,
                        qb_pagination *info)
 {
+    qb_db *db = (qb_db *)c_;
     struct qb_query cv, dv;
     int64_t total = 0;
     int rc, mode = TX_NONE;
@@ -836,9 +770,10 @@ QB_API int qb_paginate(qb_db *db, const qb_query *q, int64_t page,
 
 /* ---- batches ----------------------------------------------------------- */
 
-QB_API int qb_batch(qb_db *db, const qb_query *const *qs, size_t n,
+static int sq_batch(qb_conn *c_, const qb_query *const *qs, size_t n,
                     qb_result **results, size_t *failed_at)
 {
+    qb_db *db = (qb_db *)c_;
     size_t i, failed = n;
     int rc, mode;
 
@@ -863,13 +798,13 @@ QB_API int qb_batch(qb_db *db, const qb_query *const *qs, size_t n,
     rc = tx_open(db, "qb_batch", &mode);
     if (rc != QB_OK) {
         failed = 0;
-        db_prefix(db, "batch: cannot open a transaction");
+        qbi_prefix(&db->base, "batch: cannot open a transaction");
     }
     for (i = 0; rc == QB_OK && i < n; i++) {
         rc = exec_observed(db, qs[i], results ? &results[i] : NULL);
         if (rc != QB_OK) {
             failed = i;
-            db_prefix(db, "batch query %zu", i);
+            qbi_prefix(&db->base, "batch query %zu", i);
         }
     }
     rc = tx_close(db, mode, "qb_batch", rc);
@@ -893,14 +828,15 @@ static void cursor_finish(qb_cursor *c, int rc)
     cache_release(c->db, c->e);
     c->e = NULL;
     c->state = rc == QB_OK ? CUR_DONE : rc;
-    obs_end(c->db, c->q, &c->obs, rc, NULL);
+    qbi_obs_end(&c->db->base, c->q, &c->obs, rc, NULL);
 }
 
-QB_API int qb_cursor_open(qb_db *db, const qb_query *q, qb_cursor **out)
+static int sq_cursor_open(qb_conn *c_, const qb_query *q, qb_cursor **out)
 {
+    qb_db *db = (qb_db *)c_;
     qb_cursor *c = NULL;
     qb_stmt *e = NULL;
-    qb_obs o;
+    qbi_obs o;
     int rc;
 
     if (out != NULL)
@@ -909,7 +845,7 @@ QB_API int qb_cursor_open(qb_db *db, const qb_query *q, qb_cursor **out)
         return QB_EINVAL;
     if (q == NULL || out == NULL)
         return db_fail(db, QB_EINVAL, 0, "NULL query or output");
-    rc = obs_begin(db, q, &o);
+    rc = qbi_obs_begin(&db->base, q, &o);
     if (rc == QB_OK && q->next != NULL)
         rc = db_fail(db, QB_EINVAL, 0, "a cursor cannot run a chain");
     if (rc == QB_OK)
@@ -922,7 +858,7 @@ QB_API int qb_cursor_open(qb_db *db, const qb_query *q, qb_cursor **out)
         rc = db_fail(db, QB_ENOMEM, SQLITE_NOMEM, "out of memory");
     if (rc != QB_OK) {
         cache_release(db, e);
-        obs_end(db, q, &o, rc, NULL);
+        qbi_obs_end(&db->base, q, &o, rc, NULL);
         return rc;
     }
     c->db = db;
@@ -1106,9 +1042,10 @@ static int mig_applied(qb_db *db, const char *table, qb_result **out)
     return exec_observed(db, &v, out);
 }
 
-QB_API int qb_migrations_applied(qb_db *db, const char *table,
+static int sq_migrations_applied(qb_conn *c_, const char *table,
                                  qb_result **out)
 {
+    qb_db *db = (qb_db *)c_;
     int rc;
     if (out != NULL)
         *out = NULL;
@@ -1152,10 +1089,11 @@ static int mig_unapplied(qb_db *db, const char *table,
     return QB_OK;
 }
 
-QB_API int qb_migrations_unapplied(qb_db *db, const char *table,
+static int sq_migrations_unapplied(qb_conn *c_, const char *table,
                                    const qb_migration *list, size_t n,
                                    size_t *idx, size_t *nidx)
 {
+    qb_db *db = (qb_db *)c_;
     int rc;
     if (nidx != NULL)
         *nidx = 0;
@@ -1282,10 +1220,11 @@ static int mig_one(qb_db *db, const char *table, const qb_migration *m,
     return rc;
 }
 
-QB_API int qb_migrations_apply(qb_db *db, const char *table,
+static int sq_migrations_apply(qb_conn *c_, const char *table,
                                const qb_migration *list, size_t n,
                                size_t *applied, size_t *failed_at)
 {
+    qb_db *db = (qb_db *)c_;
     size_t *idx = NULL, k = 0, count = 0;
     int rc;
 
@@ -1315,7 +1254,7 @@ QB_API int qb_migrations_apply(qb_db *db, const char *table,
         const qb_migration *m = &list[idx[j]];
         struct qb_query v;
         qb_value name;
-        qb_obs o;
+        qbi_obs o;
         int did = 0;
 
         memset(&name, 0, sizeof name);
@@ -1324,15 +1263,15 @@ QB_API int qb_migrations_apply(qb_db *db, const char *table,
         name.u.b.p = m->name;
         name.u.b.n = strlen(m->name);
         qview(&v, m->sql, &name, 1, QB_FETCH_NONE, QB_KIND_RAW);
-        rc = obs_begin(db, &v, &o);
+        rc = qbi_obs_begin(&db->base, &v, &o);
         if (rc == QB_OK)
             rc = mig_one(db, table, m, &did);
         if (rc != QB_OK) {
-            db_prefix(db, "migration '%s'", m->name);
+            qbi_prefix(&db->base, "migration '%s'", m->name);
             if (failed_at != NULL)
                 *failed_at = idx[j];
         }
-        obs_end(db, &v, &o, rc, NULL);
+        qbi_obs_end(&db->base, &v, &o, rc, NULL);
         count += (size_t)did;
     }
     free(idx);
@@ -1341,40 +1280,23 @@ QB_API int qb_migrations_apply(qb_db *db, const char *table,
     return rc;
 }
 
-/* ---- logger and hooks -------------------------------------------------- */
-
-QB_API void qb_db_set_logger(qb_db *db, qb_logger_fn fn, void *ud)
-{
-    if (db == NULL)
-        return;
-    db->logger = fn;
-    db->logger_ud = ud;
-}
-
-QB_API void qb_db_set_hooks(qb_db *db, qb_before_fn before, qb_after_fn after,
-                            void *ud)
-{
-    if (db == NULL)
-        return;
-    db->before = before;
-    db->after = after;
-    db->hook_ud = ud;
-}
-
 /* ---- transactions ------------------------------------------------------ */
 
-QB_API int qb_begin(qb_db *db)
+static int sq_begin(qb_conn *c_)
 {
+    qb_db *db = (qb_db *)c_;
     return db ? sql_run(db, "BEGIN IMMEDIATE", 0) : QB_EINVAL;
 }
 
-QB_API int qb_commit(qb_db *db)
+static int sq_commit(qb_conn *c_)
 {
+    qb_db *db = (qb_db *)c_;
     return db ? sql_run(db, "COMMIT", 0) : QB_EINVAL;
 }
 
-QB_API int qb_rollback(qb_db *db)
+static int sq_rollback(qb_conn *c_)
 {
+    qb_db *db = (qb_db *)c_;
     return db ? sql_run(db, "ROLLBACK", 0) : QB_EINVAL;
 }
 
@@ -1389,8 +1311,9 @@ static int sp_sql(qb_db *db, char *buf, size_t len, const char *verb,
     return QB_OK;
 }
 
-QB_API int qb_savepoint(qb_db *db, const char *name)
+static int sq_savepoint(qb_conn *c_, const char *name)
 {
+    qb_db *db = (qb_db *)c_;
     char buf[QB_IDENT_MAX + 24];
     int rc;
     if (db == NULL)
@@ -1399,8 +1322,9 @@ QB_API int qb_savepoint(qb_db *db, const char *name)
     return rc == QB_OK ? sql_run(db, buf, 0) : rc;
 }
 
-QB_API int qb_release(qb_db *db, const char *name)
+static int sq_release(qb_conn *c_, const char *name)
 {
+    qb_db *db = (qb_db *)c_;
     char buf[QB_IDENT_MAX + 24];
     int rc;
     if (db == NULL)
@@ -1409,8 +1333,9 @@ QB_API int qb_release(qb_db *db, const char *name)
     return rc == QB_OK ? sql_run(db, buf, 0) : rc;
 }
 
-QB_API int qb_rollback_to(qb_db *db, const char *name)
+static int sq_rollback_to(qb_conn *c_, const char *name)
 {
+    qb_db *db = (qb_db *)c_;
     char buf[QB_IDENT_MAX + 24];
     int rc;
     if (db == NULL)
@@ -1426,35 +1351,29 @@ QB_API int qb_rollback_to(qb_db *db, const char *name)
     return rc;
 }
 
-QB_API int64_t qb_changes(const qb_db *db)
+static int64_t sq_changes(const qb_conn *c_)
 {
+    const qb_db *db = (const qb_db *)c_;
     return db ? sqlite3_changes64(db->db) : 0;
 }
 
-QB_API int64_t qb_last_insert_rowid(const qb_db *db)
+static int64_t sq_last_insert_rowid(const qb_conn *c_)
 {
+    const qb_db *db = (const qb_db *)c_;
     return db ? sqlite3_last_insert_rowid(db->db) : 0;
 }
 
 /* ---- open / close ------------------------------------------------------ */
 
-QB_API sqlite3 *qb_db_sqlite(qb_db *db)
+static void *sq_handle(qb_conn *c_)
 {
+    qb_db *db = (qb_db *)c_;
     return db ? db->db : NULL;
 }
 
-QB_API const char *qb_db_errmsg(const qb_db *db)
+static void sq_db_cache_stats(const qb_conn *c_, qb_cache_stats *out)
 {
-    return db ? db->errmsg : "NULL database handle";
-}
-
-QB_API int qb_db_errcode(const qb_db *db)
-{
-    return db ? db->errcode : SQLITE_MISUSE;
-}
-
-QB_API void qb_db_cache_stats(const qb_db *db, qb_cache_stats *out)
-{
+    const qb_db *db = (const qb_db *)c_;
     if (db == NULL || out == NULL)
         return;
     *out = db->st;
@@ -1521,8 +1440,10 @@ static int db_setup(qb_db *db, const char *jm, const char *sync, int busy,
     return rc;
 }
 
-QB_API int qb_db_open(qb_db **out, const char *path, const qb_db_config *cfg,
-                      char *errbuf, size_t errbuf_len)
+static void sq_db_close(qb_conn *c_);
+
+static int sq_open(qb_conn **out, const char *path,
+                   const qb_conn_config *cfg, char *errbuf, size_t errbuf_len)
 {
     static const char *const journal_modes[] = {
         "DELETE", "TRUNCATE", "PERSIST", "MEMORY", "WAL", "OFF", NULL };
@@ -1573,9 +1494,10 @@ QB_API int qb_db_open(qb_db **out, const char *path, const qb_db_config *cfg,
         free(db);
         OPEN_FAIL(QB_ENOMEM, "out of memory");
     }
+    qbi_conn_init(&db->base, &qbi_sqlite_driver);
     db->nbuckets = nb;
     db->cap = cap;
-    snprintf(db->errmsg, sizeof db->errmsg, "not an error");
+    snprintf(db->base.errmsg, sizeof db->base.errmsg, "not an error");
 
     flags = (ro ? SQLITE_OPEN_READONLY
                 : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
@@ -1586,23 +1508,24 @@ QB_API int qb_db_open(qb_db **out, const char *path, const qb_db_config *cfg,
         if (errbuf != NULL && errbuf_len > 0)
             snprintf(errbuf, errbuf_len, "cannot open %s: %s", path, m);
         rc = map_sqlite(rc) == QB_ENOMEM ? QB_ENOMEM : QB_ESQL;
-        qb_db_close(db);
+        sq_db_close(&db->base);
         return rc;
     }
     rc = db_setup(db, jm, sync, busy, ro);
     if (rc != QB_OK) {
         if (errbuf != NULL && errbuf_len > 0)
-            snprintf(errbuf, errbuf_len, "%s: %s", path, db->errmsg);
-        qb_db_close(db);
+            snprintf(errbuf, errbuf_len, "%s: %s", path, db->base.errmsg);
+        sq_db_close(&db->base);
         return rc;
     }
 #undef OPEN_FAIL
-    *out = db;
+    *out = &db->base;
     return QB_OK;
 }
 
-QB_API void qb_db_close(qb_db *db)
+static void sq_db_close(qb_conn *c_)
 {
+    qb_db *db = (qb_db *)c_;
     if (db == NULL)
         return;
     cache_destroy(db);
@@ -1611,3 +1534,50 @@ QB_API void qb_db_close(qb_db *db)
     sqlite3_close_v2(db->db);
     free(db);
 }
+
+static int sq_in_transaction(const qb_conn *c_)
+{
+    return !sqlite3_get_autocommit(((const qb_db *)c_)->db);
+}
+
+static int sq_tx(qb_conn *c, qbi_tx_op op, const char *name)
+{
+    switch (op) {
+    case QBI_TX_BEGIN:
+        return sq_begin(c);
+    case QBI_TX_COMMIT:
+        return sq_commit(c);
+    case QBI_TX_ROLLBACK:
+        return sq_rollback(c);
+    case QBI_TX_SAVEPOINT:
+        return sq_savepoint(c, name);
+    case QBI_TX_RELEASE:
+        return sq_release(c, name);
+    case QBI_TX_ROLLBACK_TO:
+        return sq_rollback_to(c, name);
+    }
+    return QB_EINVAL;
+}
+
+const qbi_driver qbi_sqlite_driver = {
+    .name = "SQLite",
+    .engine = QB_ENGINE_SQLITE,
+    .dialect = QB_DIALECT_SQLITE,
+    .open = sq_open,
+    .close = sq_db_close,
+    .handle = sq_handle,
+    .in_transaction = sq_in_transaction,
+    .exec = sq_exec,
+    .count = sq_count,
+    .paginate = sq_paginate,
+    .explain = sq_explain,
+    .batch = sq_batch,
+    .tx = sq_tx,
+    .changes = sq_changes,
+    .last_rowid = sq_last_insert_rowid,
+    .cache_stats = sq_db_cache_stats,
+    .cursor_open = sq_cursor_open,
+    .mig_applied = sq_migrations_applied,
+    .mig_unapplied = sq_migrations_unapplied,
+    .mig_apply = sq_migrations_apply,
+};

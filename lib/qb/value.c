@@ -23,6 +23,7 @@ QB_API const char *qb_strerror(int rc)
     case QB_ECONSTRAINT: return "constraint violation";
     case QB_EDONE: return "no more rows";
     case QB_EMISUSE: return "API misuse";
+    case QB_ECONN: return "connection to the database lost: reset and retry";
     default: return "unknown error";
     }
 }

@@ -653,7 +653,7 @@ static int do_database(pctx *c, const node *blk)
             rc = get_time(c, d, 0, &c->conf->database.reconnect_ms);
         } else if (strcmp(nm, "statement_cache") == 0) {
             uint64_t v = 0;
-            rc = get_num(c, d, 0, 0, 4096, &v); /* qb_pg's bound */
+            rc = get_num(c, d, 0, 0, 4096, &v); /* qb_conn's PostgreSQL bound */
             c->conf->database.statement_cache = (unsigned)v;
         } else if (strcmp(nm, "journal_mode") == 0) {
             rc = get_choice(c, d, 0, journal, &ch);

@@ -30,7 +30,7 @@
 
 #include "defer.h"
 #include "qb.h"
-#include "qb_sqlite.h"
+#include "qb_conn.h"
 #include "testutil.h"
 
 #define REPS 3

@@ -3,7 +3,7 @@
  * versus hand-written sqlite3 calls.  A benchmark, not a test: it prints
  * plain key=value lines and always exits 0 unless setup fails.
  *
- * One qb_db (default config: WAL, synchronous=NORMAL) on a file in a fresh
+ * One qb_conn (default config: WAL, synchronous=NORMAL) on a file in a fresh
  * temp directory; every measurement inserts into the same 3-column table on
  * the same connection, N rows inside one transaction, table emptied between
  * measurements (outside the timed region).  Each measurement runs 3 times,
@@ -34,7 +34,7 @@
 #include <unistd.h>
 
 #include "qb.h"
-#include "qb_sqlite.h"
+#include "qb_conn.h"
 #include "testutil.h"
 
 #define REPS 3
@@ -104,64 +104,64 @@ static qb_query *build_insert(long i)
     return q;
 }
 
-static void run_sql(qb_db *db, const char *sql)
+static void run_sql(qb_conn *db, const char *sql)
 {
     char *err = NULL;
-    if (sqlite3_exec(qb_db_sqlite(db), sql, NULL, NULL, &err) != SQLITE_OK) {
+    if (sqlite3_exec(qb_conn_sqlite(db), sql, NULL, NULL, &err) != SQLITE_OK) {
         fprintf(stderr, "bench_qb: %s: %s\n", sql, err ? err : "");
         sqlite3_free(err);
         exit(1);
     }
 }
 
-static void reset_table(qb_db *db)
+static void reset_table(qb_conn *db)
 {
     run_sql(db, "DELETE FROM t");
 }
 
 /* (a) */
-static timing bench_qb_insert(qb_db *db, long n)
+static timing bench_qb_insert(qb_conn *db, long n)
 {
     timing t;
     reset_table(db);
     t_start();
     if (qb_begin(db) != QB_OK)
-        die("begin", qb_db_errmsg(db));
+        die("begin", qb_errmsg(db));
     for (long i = 0; i < n; i++) {
         qb_query *q = build_insert(i);
         if (qb_exec(db, q, NULL) != QB_OK)
-            die("qb_exec", qb_db_errmsg(db));
+            die("qb_exec", qb_errmsg(db));
         qb_query_free(q);
     }
     if (qb_commit(db) != QB_OK)
-        die("commit", qb_db_errmsg(db));
+        die("commit", qb_errmsg(db));
     t = t_stop(n);
     return t;
 }
 
 /* (e) the executor alone: one prebuilt query executed n times. */
-static timing bench_qb_exec(qb_db *db, long n)
+static timing bench_qb_exec(qb_conn *db, long n)
 {
     qb_query *q = build_insert(7);
     timing t;
     reset_table(db);
     t_start();
     if (qb_begin(db) != QB_OK)
-        die("begin", qb_db_errmsg(db));
+        die("begin", qb_errmsg(db));
     for (long i = 0; i < n; i++)
         if (qb_exec(db, q, NULL) != QB_OK)
-            die("qb_exec", qb_db_errmsg(db));
+            die("qb_exec", qb_errmsg(db));
     if (qb_commit(db) != QB_OK)
-        die("commit", qb_db_errmsg(db));
+        die("commit", qb_errmsg(db));
     t = t_stop(n);
     qb_query_free(q);
     return t;
 }
 
 /* (b) */
-static timing bench_raw_insert(qb_db *db, long n)
+static timing bench_raw_insert(qb_conn *db, long n)
 {
-    sqlite3 *s = qb_db_sqlite(db);
+    sqlite3 *s = qb_conn_sqlite(db);
     sqlite3_stmt *st = NULL;
     timing t;
     reset_table(db);
@@ -229,7 +229,7 @@ int main(int argc, char **argv)
     timing a[REPS], b[REPS], c[REPS], e[REPS];
     char path[4096], err[256];
     char *dir;
-    qb_db *db = NULL;
+    qb_conn *db = NULL;
     struct mallinfo2 m0, m1;
     long r0, r1;
     qb_cache_stats st;
@@ -240,7 +240,7 @@ int main(int argc, char **argv)
     if (dir == NULL)
         die("mkdtemp", "failed");
     snprintf(path, sizeof path, "%s/bench.db", dir);
-    if (qb_db_open(&db, path, NULL, err, sizeof err) != QB_OK)
+    if (qb_open(&db, path, NULL, err, sizeof err) != QB_OK)
         die("open", err);
     run_sql(db, "CREATE TABLE t (a INTEGER, b TEXT, c REAL)");
 
@@ -263,7 +263,7 @@ int main(int argc, char **argv)
     m1 = mallinfo2();
     r1 = rss_kb();
 
-    qb_db_cache_stats(db, &st);
+    qb_conn_cache_stats(db, &st);
 #ifdef BENCH_RAW_BUILD
     printf("builder=qb_query_raw\n");
 #else
@@ -290,7 +290,7 @@ int main(int argc, char **argv)
     printf("cache_hits=%llu\n", (unsigned long long)st.hits);
     printf("cache_misses=%llu\n", (unsigned long long)st.misses);
 
-    qb_db_close(db);
+    qb_close(db);
     tu_rmtree(dir);
     free(dir);
     return 0;

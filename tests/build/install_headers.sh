@@ -25,19 +25,19 @@ cat > "$T_TMP/app.c" <<'EOF'
 #include <stdio.h>
 #include <string.h>
 #include <waituntil/qb.h>
-#include <waituntil/qb_sqlite.h>
+#include <waituntil/qb_conn.h>
 #include <waituntil/defer.h>
 
 int main(void)
 {
-    qb_db *db = NULL;
+    qb_conn *db = NULL;
     qb_query *q = NULL;
     qb_value v[2];
     defer_config cfg;
     defer_pool *pool = NULL;
     char err[256];
 
-    if (qb_db_open(&db, ":memory:", NULL, err, sizeof err) != QB_OK)
+    if (qb_open(&db, ":memory:", NULL, err, sizeof err) != QB_OK)
         return 1;
     if (qb_query_raw(&q, "CREATE TABLE logs(method TEXT, path TEXT)", 0,
                      NULL, QB_FETCH_NONE) != QB_OK ||
@@ -51,7 +51,7 @@ int main(void)
         qb_exec(db, q, NULL) != QB_OK)
         return 3;
     qb_query_free(q);
-    qb_db_close(db);
+    qb_close(db);
     defer_config_init(&cfg);
     cfg.workers = 1;
     if (defer_pool_create(&pool, &cfg, err, sizeof err) != DEFER_OK)
@@ -92,4 +92,37 @@ fi
 out=$(LD_LIBRARY_PATH=$libdir "$T_TMP/app" 2>"$T_TMP/app.err")
 [ "$out" = "ok" ] && t_ok "the program runs on the installed libraries" ||
     t_fail "the program runs on the installed libraries" "$out $(cat "$T_TMP/app.err")"
+
+# The README's "query builder on its own" example, as printed, compiles
+# against the installed headers (wrapped in a function that declares the
+# variables it uses).
+readme=$TESTS_SRCDIR/../README.md
+awk '/^## The query builder on its own/ { on = 1 }
+     on && /^```c$/ { code = 1; next }
+     code && /^```$/ { exit }
+     code { print }' "$readme" > "$T_TMP/snippet.body"
+{
+    grep '^#include' "$T_TMP/snippet.body"
+    echo 'int readme(const char *target, const char *method, const char *path,'
+    echo '           const char *iso_time, const char *user_id,'
+    echo '           const char *session_id);'
+    echo 'int readme(const char *target, const char *method, const char *path,'
+    echo '           const char *iso_time, const char *user_id,'
+    echo '           const char *session_id)'
+    echo '{'
+    echo '    int rc;'
+    echo '    char err[256];'
+    grep -v '^#include' "$T_TMP/snippet.body"
+    echo '    return rc;'
+    echo '}'
+} > "$T_TMP/snippet.c"
+if [ "$(grep -c qb_exec "$T_TMP/snippet.c")" -ge 3 ] &&
+   ${CC:-cc} -std=c11 -Wall -Wno-declaration-after-statement -Werror -c \
+        "$T_TMP/snippet.c" -o "$T_TMP/snippet.o" $(pc --cflags waituntil-qb) \
+        >"$T_TMP/snippet.log" 2>&1; then
+    t_ok "the README's query builder example compiles as printed"
+else
+    t_fail "the README's query builder example compiles as printed" \
+        "$(head -n 20 "$T_TMP/snippet.log") $(head -n 5 "$T_TMP/snippet.c")"
+fi
 t_done
