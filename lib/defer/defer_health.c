@@ -21,8 +21,10 @@
  * LOST: gen is bumped, so every open connection is "stale".  Stale
  * connections are closed by their owners: a worker at once (the monitor
  * wakes idle workers; defer__health_idle), a worker busy with a batch
- * when it ends (defer__health_sync), a ctx's inline connection at its
- * next defer_admit or at defer_ctx_free.  The -wal and -shm next to the
+ * before its next SQL segment or callback (defer__health_sync), a ctx's
+ * inline connection at its next defer_admit or at defer_ctx_free.  The
+ * same call reopens a runner's connection after recovery, for callbacks
+ * as for SQL segments.  The -wal and -shm next to the
  * path belong to the old file, and SQLite leaves them there: it does not
  * checkpoint (nor delete them) on close once the file moved
  * (SQLITE_FCNTL_HAS_MOVED), and a truncated file is closed without a

@@ -339,8 +339,9 @@ int defer__health_admit(defer_pool *p, defer_runner *r, size_t n);
 /* A worker about to wait for work, under mu: close its connection to a
  * lost file (drops and retakes mu).  1 if it did (look again). */
 int defer__health_idle(defer_worker *w);
-/* Before a SQLite segment runs: close a connection to a lost file,
- * reopen after recovery.  DEFER_OK or DEFER_EUNAVAIL with why set. */
+/* Before a SQLite segment or callback runs: close a connection to a lost
+ * file, reopen after recovery.  DEFER_OK or DEFER_EUNAVAIL with why set
+ * (a callback runs anyway, with defer_env_db NULL). */
 int defer__health_sync(defer_runner *r, char *why, size_t len);
 /* A segment ended with r->fatal set (or the file check failed): enter
  * FAILING or LOST.  kind DEFER_FILE_* (OK: look at r->fatal). */
