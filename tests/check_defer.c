@@ -2909,8 +2909,7 @@ START_TEST(test_db_replaced_with_its_wal_keeps_the_wal)
     } while (tu_now_ms() < end);
     ck_assert_msg(s.db_reopened == 1, "not reopened: %s", s.db_reason);
     /* the new database's rows are still there */
-    ck_assert_int_eq(scalar_at(g_db, "SELECT count(*) FROM t WHERE v >= 900"),
-                     3);
+    ck_assert_int_eq(db_scalar("SELECT count(*) FROM t WHERE v >= 900"), 3);
     ck_assert_int_eq(try_insert(p, c, 5000, "/after"), DEFER_OK);
     ck_assert_int_eq(defer_pool_shutdown(p, 10000), DEFER_OK);
     defer_pool_stats(p, &s);
