@@ -2776,6 +2776,151 @@ START_TEST(test_db_full_refuses_then_recovers)
 }
 END_TEST
 
+/* A callback that writes through the task's connection (as the app's
+ * /slow does): records whether it had one. */
+typedef struct envw {
+    atomic_int runs, had_db;
+    int64_t v;
+} envw;
+
+static int envw_run(defer_env *env, void *arg)
+{
+    envw *e = arg;
+    qb_conn *db = defer_env_db(env);
+    char sql[96];
+    atomic_fetch_add(&e->runs, 1);
+    if (db == NULL) {
+        defer_env_set_error(env, "no connection");
+        return -1;
+    }
+    atomic_store(&e->had_db, 1);
+    snprintf(sql, sizeof sql, "INSERT INTO t(v) VALUES (%lld)",
+             (long long)e->v);
+    if (sqlite3_exec(qb_conn_sqlite(db), sql, NULL, NULL, NULL) != SQLITE_OK) {
+        defer_env_set_error(env, sqlite3_errmsg(qb_conn_sqlite(db)));
+        return -1;
+    }
+    return 0;
+}
+
+/* After the pool reopened a replaced file, a callback (no SQL task in
+ * between) gets the connection to it: the worker that closed its
+ * connection to the lost file opens the new one for callbacks too. */
+START_TEST(test_db_reopened_callback_gets_connection)
+{
+    defer_config cfg = base_cfg();
+    defer_pool *p;
+    defer_ctx *c;
+    defer_stats s;
+    envw e;
+    char copy[4200], sql[4300];
+    int i;
+
+    cfg.workers = 1;
+    p = mkpool(&cfg);
+    c = mkctx(p);
+    for (i = 0; i < 5; i++)
+        ck_assert_int_eq(try_insert(p, c, i, "/before"), DEFER_OK);
+    ck_assert(STAT_AT_LEAST(p, ok, 5, 10000));
+    snprintf(copy, sizeof copy, "%s/copy.db", g_dir);
+    snprintf(sql, sizeof sql, "VACUUM INTO '%s'", copy);
+    db_exec(sql);
+    ck_assert_int_eq(rename(copy, g_db), 0);
+    ck_assert(STAT_AT_LEAST(p, db_reopened, 1, 20000));
+    ck_assert(wait_db_state(p, DEFER_DB_OK, 10000));
+
+    atomic_init(&e.runs, 0);
+    atomic_init(&e.had_db, 0);
+    e.v = 4242;
+    ck_assert_int_eq(defer_wait_until(c, envw_run, &e, NULL, "/cb"),
+                     DEFER_OK);
+    ck_assert_int_eq(defer_admit(p, c), DEFER_OK);
+    defer_submit(p, c);
+    ck_assert(wait_depth(p, 0, 10000));
+    ck_assert_int_eq(defer_pool_shutdown(p, 10000), DEFER_OK);
+    defer_pool_stats(p, &s);
+    defer_ctx_free(c);
+    defer_pool_destroy(p);
+    ck_assert_int_eq(atomic_load(&e.runs), 1);
+    ck_assert_msg(atomic_load(&e.had_db) == 1,
+                  "the callback ran without a connection after the reopen");
+    ck_assert_uint_eq(s.ok, 6);
+    ck_assert_uint_eq(s.failed, 0);
+    ck_assert_int_eq(db_scalar("SELECT count(*) FROM t WHERE v = 4242"), 1);
+    assert_reconciled(&s);
+}
+END_TEST
+
+/* A database put at the path together with its -wal and -shm (a restore
+ * of all three, or another process writing it) before the pool looks
+ * again: those files are the new database's, not the lost one's, and
+ * must not be removed -- its rows live in that -wal. */
+START_TEST(test_db_replaced_with_its_wal_keeps_the_wal)
+{
+    defer_config cfg = base_cfg();
+    defer_pool *p;
+    defer_ctx *c;
+    defer_stats s;
+    sqlite3 *db = NULL;
+    char nw[4200], from[4300], to[4300];
+    const char *sfx[3] = { "-wal", "-shm", "" };
+    int64_t end;
+    int i;
+
+    p = mkpool(&cfg);
+    c = mkctx(p);
+    for (i = 0; i < 5; i++)
+        ck_assert_int_eq(try_insert(p, c, i, "/before"), DEFER_OK);
+    ck_assert(STAT_AT_LEAST(p, ok, 5, 10000));
+
+    /* the new database: its rows in its -wal, not checkpointed */
+    snprintf(nw, sizeof nw, "%s/new.db", g_dir);
+    ck_assert_int_eq(sqlite3_open(nw, &db), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(db, "PRAGMA journal_mode=WAL;"
+                                  "PRAGMA wal_autocheckpoint=0;"
+                                  "CREATE TABLE t(id INTEGER PRIMARY KEY,"
+                                  " v INTEGER UNIQUE, note TEXT);"
+                                  "INSERT INTO t(v) VALUES (900), (901),"
+                                  " (902)", NULL, NULL, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_db_config(db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+                                       1, (int *)NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_close(db), SQLITE_OK);
+    snprintf(from, sizeof from, "%s-wal", nw);
+    ck_assert(exists(from));
+    /* -wal and -shm first, the database last: the pool sees the path
+     * change only when all three are in place */
+    for (i = 0; i < 3; i++) {
+        snprintf(from, sizeof from, "%s%s", nw, sfx[i]);
+        snprintf(to, sizeof to, "%s%s", g_db, sfx[i]);
+        ck_assert_int_eq(rename(from, to), 0);
+    }
+    /* (no look at it from here: closing the last connection to it would
+     * checkpoint the -wal into it) */
+
+    /* the pool notices, closes its connections to the old file and then
+     * either reopens at the path or says why not */
+    ck_assert(STAT_AT_LEAST(p, db_lost, 1, 10000));
+    end = tu_now_ms() + 20000;
+    do {
+        defer_pool_stats(p, &s);
+        if (s.db_reopened > 0 || strstr(s.db_reason, "now:") != NULL)
+            break;
+        sleep_ms(10);
+    } while (tu_now_ms() < end);
+    ck_assert_msg(s.db_reopened == 1, "not reopened: %s", s.db_reason);
+    /* the new database's rows are still there */
+    ck_assert_int_eq(db_scalar("SELECT count(*) FROM t WHERE v >= 900"), 3);
+    ck_assert_int_eq(try_insert(p, c, 5000, "/after"), DEFER_OK);
+    ck_assert_int_eq(defer_pool_shutdown(p, 10000), DEFER_OK);
+    defer_pool_stats(p, &s);
+    defer_ctx_free(c);
+    defer_pool_destroy(p);
+    ck_assert(integrity_ok(g_db));
+    ck_assert_int_eq(db_scalar("SELECT count(*) FROM t WHERE v >= 900"), 4);
+    assert_reconciled(&s);
+}
+END_TEST
+
 /* ==== main =============================================================== */
 
 static TCase *tc(Suite *s, const char *name, int timeout)
@@ -2854,6 +2999,8 @@ int main(void)
     tcase_add_test(t, test_db_replaced_by_copy_reopens);
     tcase_add_test(t, test_db_replaced_without_schema_stays_lost);
     tcase_add_test(t, test_db_full_refuses_then_recovers);
+    tcase_add_test(t, test_db_reopened_callback_gets_connection);
+    tcase_add_test(t, test_db_replaced_with_its_wal_keeps_the_wal);
 
     sr = srunner_create(s);
     srunner_run_all(sr, CK_ENV);

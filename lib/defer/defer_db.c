@@ -174,6 +174,27 @@ static int fileid_read(sqlite3 *db, defer_fileid *id, char *eb, size_t el)
     id->dev = st.st_dev;
     id->ino = st.st_ino;
     id->page_size = page;
+    /* The PRAGMA read the file: in WAL mode its -wal and -shm exist now
+     * and keep their inodes while a connection of ours is open on it.
+     * They are what may be removed once the file is lost, and only they
+     * (defer_health.c). */
+    {
+        static const char *const sfx[2] = { "-wal", "-shm" };
+        size_t n = strlen(fn);
+        int k;
+        char *side = malloc(n + 5);
+        for (k = 0; side != NULL && k < 2; k++) {
+            struct stat ss;
+            memcpy(side, fn, n);
+            memcpy(side + n, sfx[k], 5);
+            if (stat(side, &ss) == 0) {
+                id->side_dev[id->nside] = ss.st_dev;
+                id->side_ino[id->nside] = ss.st_ino;
+                id->nside++;
+            }
+        }
+        free(side);
+    }
     id->floor = st.st_size >= (off_t)page ? (int64_t)page : 0;
     return QB_OK;
 }

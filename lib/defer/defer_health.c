@@ -21,8 +21,10 @@
  * LOST: gen is bumped, so every open connection is "stale".  Stale
  * connections are closed by their owners: a worker at once (the monitor
  * wakes idle workers; defer__health_idle), a worker busy with a batch
- * when it ends (defer__health_sync), a ctx's inline connection at its
- * next defer_admit or at defer_ctx_free.  The -wal and -shm next to the
+ * before its next SQL segment or callback (defer__health_sync), a ctx's
+ * inline connection at its next defer_admit or at defer_ctx_free.  The
+ * same call reopens a runner's connection after recovery, for callbacks
+ * as for SQL segments.  The -wal and -shm next to the
  * path belong to the old file, and SQLite leaves them there: it does not
  * checkpoint (nor delete them) on close once the file moved
  * (SQLITE_FCNTL_HAS_MOVED), and a truncated file is closed without a
@@ -31,10 +33,15 @@
  * read them as part of its file: after "mv other.db" over the database
  * they made the new file look like the old one, and checkpointing them
  * into it made it "database disk image is malformed"; after "rm" a new
- * database created at the path (a restart) would inherit them.  So
- * their st_dev/st_ino are recorded on entering LOST and, once no
- * connection of ours to the old file is open, the monitor removes them
- * unapplied if the names still lead to the same files.  The pool counts open connections per
+ * database created at the path (a restart) would inherit them.  So each
+ * connection records the st_dev/st_ino of the -wal/-shm it opened with
+ * the file (defer_db.c), the pool keeps those of its file
+ * (defer__health_opened), and on entering LOST the ones still at the
+ * path are noted -- only those: a database put at the path with its own
+ * -wal/-shm before we looked (a restore of all three, another process)
+ * keeps them, or its rows in that -wal would be deleted.  Once no
+ * connection of ours to the old file is open, the monitor removes the
+ * noted ones unapplied if the names still lead to the same files.  The pool counts open connections per
  * generation (open_now/open_stale, defer__health_opened/closed) and
  * opens nothing at the path while a stale one is open or the old
  * -wal/-shm could not be removed.
@@ -137,6 +144,28 @@ static void side_name(const char *path, int k, char *buf, size_t len)
     snprintf(buf, len, "%s%s", path, k == 0 ? "-wal" : "-shm");
 }
 
+/* Under mu: is st one of the -wal/-shm our connections had open with
+ * the pool's file? */
+static int own_side(const defer_pool *p, const struct stat *st)
+{
+    int j;
+    for (j = 0; j < p->hl.own_nside; j++)
+        if (st->st_dev == p->hl.own_dev[j] && st->st_ino == p->hl.own_ino[j])
+            return 1;
+    return 0;
+}
+
+/* Under mu: the -wal/-shm recorded in id become the pool's own. */
+static void own_sides_from(defer_pool *p, const defer_fileid *id)
+{
+    int j;
+    p->hl.own_nside = id->nside;
+    for (j = 0; j < id->nside; j++) {
+        p->hl.own_dev[j] = id->side_dev[j];
+        p->hl.own_ino[j] = id->side_ino[j];
+    }
+}
+
 /* path: the lost file's name (the caller's own copy: a worker's
  * connection's, or the monitor's hl.file). */
 static void enter_lost(defer_pool *p, int kind, const char *why,
@@ -167,8 +196,8 @@ static void enter_lost(defer_pool *p, int kind, const char *why,
         p->hl.wal_removed = 0;
         p->hl.nside = 0;
         for (k = 0; k < 2; k++) {
-            if (!have[k])
-                continue;
+            if (!have[k] || !own_side(p, &side[k]))
+                continue; /* not the lost file's: came with a new one */
             p->hl.side_dev[p->hl.nside] = side[k].st_dev;
             p->hl.side_ino[p->hl.nside] = side[k].st_ino;
             p->hl.nside++;
@@ -306,10 +335,16 @@ int defer__health_sync(defer_runner *r, char *why, size_t len)
 void defer__health_opened(defer_runner *r)
 {
     defer_pool *p = r->pool;
-    if (r->gen == atomic_load(&p->hl.gen))
+    if (r->gen == atomic_load(&p->hl.gen)) {
         p->hl.open_now++;
-    else
+        /* On the pool's file: its -wal/-shm as they are now (they only
+         * change once every connection to it closed). */
+        if (r->file.path != NULL && p->hl.file.path != NULL &&
+            r->file.dev == p->hl.file.dev && r->file.ino == p->hl.file.ino)
+            own_sides_from(p, &r->file);
+    } else {
         p->hl.open_stale++; /* LOST while it opened: close it */
+    }
 }
 
 void defer__health_closed(defer_runner *r)
@@ -622,6 +657,7 @@ static void try_reopen(defer_pool *p)
         free(p->hl.file.path);
         p->hl.file = r->file;
         p->hl.file.path = path;
+        own_sides_from(p, &r->file);
         p->st.db_reopened++;
         defer__unlock(p);
     }

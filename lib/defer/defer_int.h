@@ -88,6 +88,9 @@ typedef struct defer_fileid {
     ino_t ino;
     int64_t floor;             /* a size below this means "truncated" */
     unsigned page_size;
+    int nside;                 /* its -wal/-shm at the path, as stat(2) */
+    dev_t side_dev[2];         /* saw them once the connection had read */
+    ino_t side_ino[2];         /* the file (WAL: both exist then) */
 } defer_fileid;
 
 /* Why a database is LOST (defer_fileid_check results). */
@@ -155,9 +158,14 @@ typedef struct defer_health {
     unsigned open_now;         /* SQLite connections open on gen */
     unsigned open_stale;       /* ... on an older gen (to the lost file) */
     int wal_removed;           /* the lost file's -wal/-shm were removed */
-    int nside;                 /* its -wal/-shm seen on entering LOST: */
-    dev_t side_dev[2];         /* they stay at the path (SQLite does not */
-    ino_t side_ino[2];         /* checkpoint a moved file on close) */
+    int own_nside;             /* the -wal/-shm of the pool's file, as */
+    dev_t own_dev[2];          /* the last connection opened on it saw */
+    ino_t own_ino[2];          /* them (defer__health_opened) */
+    int nside;                 /* those of them still at the path on */
+    dev_t side_dev[2];         /* entering LOST: they stay there (SQLite */
+    ino_t side_ino[2];         /* does not checkpoint a moved file on
+                                  close); never a -wal/-shm that came with
+                                  a file put at the path since */
     int captured;              /* file and tables below were read (by the
                                   first connection, during create) */
     defer_fileid file;         /* the file the pool writes to */
@@ -337,8 +345,9 @@ int defer__health_admit(defer_pool *p, defer_runner *r, size_t n);
 /* A worker about to wait for work, under mu: close its connection to a
  * lost file (drops and retakes mu).  1 if it did (look again). */
 int defer__health_idle(defer_worker *w);
-/* Before a SQLite segment runs: close a connection to a lost file,
- * reopen after recovery.  DEFER_OK or DEFER_EUNAVAIL with why set. */
+/* Before a SQLite segment or callback runs: close a connection to a lost
+ * file, reopen after recovery.  DEFER_OK or DEFER_EUNAVAIL with why set
+ * (a callback runs anyway, with defer_env_db NULL). */
 int defer__health_sync(defer_runner *r, char *why, size_t len);
 /* A segment ended with r->fatal set (or the file check failed): enter
  * FAILING or LOST.  kind DEFER_FILE_* (OK: look at r->fatal). */

@@ -467,6 +467,16 @@ static void run_callback(defer_runner *r, defer_task *t)
     }
     if (!claim(t))
         return;
+    {
+        /* SQLite (a no-op on PostgreSQL): the callback writes through
+         * defer_env_db too.  Not through a connection to a lost file
+         * (closed here: the callback sees NULL while the pool is LOST),
+         * and after a reopen through the new one -- a worker that only
+         * runs callbacks reopens here, not at an SQL segment that may
+         * never come. */
+        char why[DEFER_ERRMSG_MAX];
+        (void)defer__health_sync(r, why, sizeof why);
+    }
     r->env.task = t;
     r->env.has_err = 0;
     r->env.err[0] = '\0';
