@@ -133,6 +133,9 @@ static int perr_at(pctx *c, const char *file, int line, const char *fmt,
                    ...) __attribute__((format(printf, 4, 5)));
 
 static int vperr_at(pctx *c, const char *file, int line, const char *fmt,
+                    va_list ap) __attribute__((format(printf, 4, 0)));
+
+static int vperr_at(pctx *c, const char *file, int line, const char *fmt,
                     va_list ap)
 {
     if (!c->failed && c->errlen > 0) {
