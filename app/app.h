@@ -3,6 +3,7 @@
 #define WAITUNTIL_APP_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "defer.h"
 #include "qb.h"
@@ -79,5 +80,24 @@ int app_check_defers(const web_conf *conf, qb_dialect dialect,
  * Prints nginx -t style lines; returns 0 if all is well, -1 if not. */
 int app_check(const web_conf *conf, const char *conf_path,
               const char *db_path, const char *mig_dir);
+
+/* ---- info.c: -V and -T -------------------------------------------------- */
+
+/* Where the start takes things from, every path resolved against the
+ * prefix (prefix "" stands for "/"). */
+typedef struct app_paths {
+    const char *prefix, *conf, *listen, *db, *migrations, *log;
+} app_paths;
+
+/* `-V`: the version, configure's arguments, the default conf and prefix,
+ * and the versions of libsqlite3, libjansson and libpq found at run
+ * time. */
+void app_version_print(FILE *f);
+
+/* `-T`: a header with the resolved paths, then every file the conf was
+ * read from (the main one, then each included one, in reading order),
+ * each after a "# configuration file PATH:" line.  0, or -1 if a file
+ * could not be read again or f failed. */
+int app_conf_dump(FILE *f, const web_conf *conf, const app_paths *p);
 
 #endif

@@ -42,8 +42,7 @@ static const char *kind_name(web_defer_kind k)
 }
 
 /* Handlers exist, defer blocks fit tasks_per_request.  1 if not. */
-static int check_routes(const web_conf *conf, const char *conf_path,
-                        web_db_engine engine)
+static int check_routes(const web_conf *conf, web_db_engine engine)
 {
     int bad = 0;
     for (size_t r = 0; r < conf->nroutes; r++) {
@@ -55,7 +54,7 @@ static int check_routes(const web_conf *conf, const char *conf_path,
                     break;
             if (h == app_nhandlers) {
                 fprintf(stderr, "waituntil: %s:%d: unknown handler \"%s\"\n",
-                        conf_path, rc->line, rc->handler);
+                        rc->file, rc->line, rc->handler);
                 bad = 1;
             } else if (engine == WEB_DB_POSTGRESQL &&
                        strcmp(rc->handler, "log_sync") == 0) {
@@ -63,14 +62,14 @@ static int check_routes(const web_conf *conf, const char *conf_path,
                 fprintf(stderr,
                         "waituntil: warning: %s:%d: handler \"log_sync\" "
                         "answers 501 on PostgreSQL (SQLite only)\n",
-                        conf_path, rc->line);
+                        rc->file, rc->line);
             }
         }
         if (rc->ndefers > conf->pool.tasks_per_request) {
             fprintf(stderr,
                     "waituntil: %s:%d: route has %zu defer blocks, more than "
                     "pool tasks_per_request (%zu)\n",
-                    conf_path, rc->line, rc->ndefers,
+                    rc->file, rc->line, rc->ndefers,
                     conf->pool.tasks_per_request);
             bad = 1;
         }
@@ -181,7 +180,7 @@ int app_check_defers(const web_conf *conf, qb_dialect dialect,
                 eb[strcspn(eb, "\n")] = '\0';
                 snprintf(line, sizeof line,
                          "%s:%d: route %s: defer %zu: %s %s: %s%s%s%s",
-                         conf->file, d->line, rname, k + 1,
+                         d->file, d->line, rname, k + 1,
                          kind_name(d->kind), d->table, eb,
                          built && against != NULL ? " (" : "",
                          built && against != NULL ? against : "",
@@ -528,7 +527,7 @@ int app_check(const web_conf *conf, const char *conf_path, const char *db_path,
 
     fprintf(stderr, "waituntil: the configuration file %s syntax is ok\n",
             conf_path);
-    bad = check_routes(conf, conf_path, engine);
+    bad = check_routes(conf, engine);
     if (dir == NULL) {
         fprintf(stderr, "waituntil: out of memory\n");
         bad = 1;

@@ -1,7 +1,21 @@
 /*
  * main.c -- the waituntil program: wiring and signals.
  *
- *   waituntil [-c FILE] [-p PREFIX] [-l LISTEN] [-d DB] [-t] [-v]
+ *   waituntil [-c FILE] [-p PREFIX] [-l LISTEN] [-d DB] [-t|-T] [-v|-V|-h]
+ *
+ * Paths: relative paths in the conf are resolved against the prefix (-p,
+ * default "/"), and so is the default conf, SYSCONFDIR/waituntil/
+ * waituntil.conf (configure's sysconfdir), so an installed program finds
+ * its installed conf with no flags, and `-p DIR` moves a whole installed
+ * tree (DESTDIR) at once.  An explicit -c FILE is taken as given (from
+ * the current directory when relative).  The installed conf names the
+ * socket, database, migrations and log relative to "/" (see
+ * Makefile.am, conf/waituntil.conf's install rule); the source tree's
+ * conf is relative to the source tree: run it with -p SRCDIR.
+ *
+ * systemd: READY=1 once listening, STOPPING=1 at TERM/INT, STATUS= and,
+ * with WatchdogSec=, WATCHDOG=1 while the pool makes progress (notify.c;
+ * no libsystemd).
  *
  * DESIGN: every signal we handle is blocked in main before any thread
  * exists, so every thread inherits the mask and main alone receives them
@@ -25,6 +39,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -34,22 +49,32 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "notify.h"
 
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: waituntil [-c FILE] [-p PREFIX] [-l LISTEN] [-d DB] [-t] [-v]\n"
-            "  -c FILE    configuration (default conf/waituntil.conf)\n"
-            "  -p PREFIX  directory relative paths in the conf are resolved\n"
-            "             against (default: the current directory)\n"
+            "usage: waituntil [-c FILE] [-p PREFIX] [-l LISTEN] [-d DB] [-t|-T]\n"
+            "       waituntil -v | -V | --version | -h | --help\n"
+            "  -c FILE    configuration (default PREFIX%s)\n"
+            "  -p PREFIX  folder relative paths in the conf are resolved\n"
+            "             against, and the default conf (default %s)\n"
             "  -l LISTEN  override server.listen (unix:PATH, HOST:PORT, stdin)\n"
             "  -d DB      override database.path (a file, or a\n"
             "             postgresql:// URI for PostgreSQL)\n"
             "  -t         check the conf and the database schema, then exit\n"
-            "  -v         print the version and exit\n");
+            "  -T         like -t, and print the conf with its resolved paths\n"
+            "             (every file read, includes too) to stdout\n"
+            "  -v         print the version and exit\n"
+            "  -V, --version  the version, configure's arguments and the\n"
+            "             library versions\n"
+            "  -h, --help this text\n"
+            "Signals: TERM/INT drain and exit; HUP/USR1 reopen the log.\n",
+            WU_DEFAULT_CONF, WU_DEFAULT_PREFIX);
 }
 
-/* PREFIX/path for relative paths; returns a malloc'd string. */
+/* PREFIX/path for relative paths; returns a malloc'd string.  The prefix
+ * has no trailing '/' ("" is the root). */
 static char *resolve(const char *prefix, const char *path)
 {
     char *out;
@@ -59,6 +84,20 @@ static char *resolve(const char *prefix, const char *path)
         return strdup(path);
     if (asprintf(&out, "%s/%s", prefix, path) < 0)
         return NULL;
+    return out;
+}
+
+/* The prefix without trailing slashes, so that "/" gives "" and
+ * resolve() then yields "/var/..." rather than "//var/...". */
+static char *prefix_norm(const char *p)
+{
+    char *out = strdup(p);
+    size_t n;
+    if (out == NULL)
+        return NULL;
+    n = strlen(out);
+    while (n > 0 && out[n - 1] == '/')
+        out[--n] = '\0';
     return out;
 }
 
@@ -310,9 +349,16 @@ static void pool_config(const web_conf *conf, web_db_engine engine,
 
 int main(int argc, char **argv)
 {
-    const char *conf_path = "conf/waituntil.conf", *prefix = NULL;
+    static const struct option longopts[] = {
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *conf_path = NULL, *prefix_opt = WU_DEFAULT_PREFIX;
     const char *listen = NULL, *db_opt = NULL;
-    int test_only = 0, opt, exit_code = 1, rc;
+    char *prefix = NULL, *conf_default = NULL;
+    int test_only = 0, dump = 0, opt, exit_code = 1, rc;
+    app_notify *notify = NULL;
     unsigned stuck = 0;
     char eb[1024], qe[1100];
     web_conf *conf = NULL;
@@ -327,14 +373,18 @@ int main(int argc, char **argv)
     sigset_t set;
     defer_config pc;
 
-    while ((opt = getopt(argc, argv, "c:p:l:d:tvh")) != -1) {
+    while ((opt = getopt_long(argc, argv, "c:p:l:d:tTvVh", longopts,
+                              NULL)) != -1) {
         switch (opt) {
         case 'c': conf_path = optarg; break;
-        case 'p': prefix = optarg; break;
+        case 'p': prefix_opt = optarg; break;
         case 'l': listen = optarg; break;
         case 'd': db_opt = optarg; break;
         case 't': test_only = 1; break;
+        case 'T': test_only = dump = 1; break;
+        /* -v keeps its one line (scripts read it); -V says everything. */
         case 'v': printf("waituntil %s\n", PACKAGE_VERSION); return 0;
+        case 'V': app_version_print(stdout); return 0;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 1;
         }
@@ -343,6 +393,18 @@ int main(int argc, char **argv)
         usage(stderr);
         return 1;
     }
+    /* The default conf moves with the prefix: -p DESTDIR runs a tree
+     * installed there with its own conf. */
+    prefix = prefix_norm(prefix_opt);
+    if (prefix == NULL || (conf_path == NULL &&
+                           asprintf(&conf_default, "%s%s", prefix,
+                                    WU_DEFAULT_CONF) < 0)) {
+        fprintf(stderr, "waituntil: out of memory\n");
+        free(prefix);
+        return 1;
+    }
+    if (conf_path == NULL)
+        conf_path = conf_default;
 
     rc = web_conf_load(conf_path, &conf, eb, sizeof eb);
     if (rc != WEB_OK) {
@@ -350,7 +412,7 @@ int main(int argc, char **argv)
         if (test_only)
             fprintf(stderr, "waituntil: configuration file %s test failed\n",
                     conf_path);
-        return 1;
+        goto out;
     }
     /* The engine follows the path actually used: -d may switch it.  A
      * PostgreSQL URI is never resolved against the prefix. */
@@ -369,17 +431,52 @@ int main(int argc, char **argv)
         fprintf(stderr, "waituntil: out of memory\n");
         goto out;
     }
+    if (conf->server.log != NULL && strcmp(conf->server.log, "stderr") != 0)
+        log_path = resolve(prefix, conf->server.log);
+    {
+        const char *spec = listen ? listen : conf->server.listen;
+        /* unix:relative/path is resolved against the prefix too. */
+        if (spec != NULL && strncmp(spec, "unix:", 5) == 0 && spec[5] != '/') {
+            char *p = resolve(prefix, spec + 5);
+            if (p == NULL || asprintf(&listen_resolved, "unix:%s", p) < 0)
+                listen_resolved = NULL;
+            free(p);
+            if (listen_resolved == NULL) {
+                fprintf(stderr, "waituntil: out of memory\n");
+                goto out;
+            }
+        }
+    }
     if (test_only) {
         exit_code = app_check(conf, conf_path, db_path, mig_dir) == 0 ? 0 : 1;
+        if (dump) {
+            app_paths ap = {
+                .prefix = prefix, .conf = conf_path,
+                .listen = listen_resolved ? listen_resolved
+                          : listen        ? listen
+                                          : conf->server.listen,
+                .db = db_path, .migrations = mig_dir, .log = log_path,
+            };
+            if (app_conf_dump(stdout, conf, &ap) != 0)
+                exit_code = 1;
+        }
         goto out;
     }
 
-    if (conf->server.log != NULL && strcmp(conf->server.log, "stderr") != 0)
-        log_path = resolve(prefix, conf->server.log);
     if (web_log_open(&log, log_path ? log_path : "stderr",
                      conf->server.log_level, eb, sizeof eb) != WEB_OK) {
         fprintf(stderr, "waituntil: %s\n", eb);
         goto out;
+    }
+
+    if (app_notify_open(&notify, eb, sizeof eb) != WEB_OK) {
+        if (notify == NULL) {
+            web_logf(log, WEB_LOG_ERROR, "start_failed",
+                     "error=\"out of memory\"");
+            goto out;
+        }
+        web_logf(log, WEB_LOG_WARN, "notify_disabled", "error=%s",
+                 web_log_q(qe, sizeof qe, eb));
     }
 
     /* Before any thread exists: the mask is inherited by all of them. */
@@ -421,17 +518,9 @@ int main(int argc, char **argv)
         goto out;
     }
     {
-        char *l = NULL;
-        const char *spec = listen ? listen : conf->server.listen;
-        /* unix:relative/path is resolved against the prefix too. */
-        if (spec != NULL && strncmp(spec, "unix:", 5) == 0 && spec[5] != '/') {
-            char *p = resolve(prefix, spec + 5);
-            if (p != NULL && asprintf(&l, "unix:%s", p) < 0)
-                l = NULL;
-            free(p);
-            listen_resolved = l;
-            spec = l;
-        }
+        const char *spec = listen_resolved ? listen_resolved
+                           : listen        ? listen
+                                           : conf->server.listen;
         web_server_config sc = {
             .conf = conf,
             .pool = pool,
@@ -459,6 +548,22 @@ int main(int argc, char **argv)
              PACKAGE_VERSION, web_server_listen_name(srv),
              web_db_engine_name(engine), qdb, conf->server.threads,
              conf->pool.workers, conf->pool.queue);
+    {
+        char msg[600];
+        snprintf(msg, sizeof msg,
+                 "READY=1\nSTATUS=listening on %s, %u request threads, "
+                 "%u workers\nMAINPID=%ld",
+                 web_server_listen_name(srv), conf->server.threads,
+                 conf->pool.workers, (long)getpid());
+        app_notify_send(notify, msg);
+        if (app_notify_start(notify, pool, srv) != WEB_OK)
+            web_logf(log, WEB_LOG_WARN, "notify_ticker_failed",
+                     "error=\"pthread_create\" watchdog_usec=%llu",
+                     (unsigned long long)app_notify_watchdog_usec(notify));
+        else if (app_notify_enabled(notify))
+            web_logf(log, WEB_LOG_INFO, "notify", "ready=1 watchdog_usec=%llu",
+                     (unsigned long long)app_notify_watchdog_usec(notify));
+    }
 
     for (;;) {
         int sig = 0;
@@ -474,6 +579,17 @@ int main(int argc, char **argv)
             continue;
         }
         web_logf(log, WEB_LOG_INFO, "stopping", "signal=%d", sig);
+        {
+            defer_stats ds;
+            char msg[300];
+            defer_pool_stats(pool, &ds);
+            snprintf(msg, sizeof msg,
+                     "STOPPING=1\nSTATUS=stopping: draining %llu waiting "
+                     "writes (deadline %lld ms)",
+                     (unsigned long long)(ds.queued + ds.in_flight),
+                     (long long)conf->pool.drain_timeout_ms);
+            app_notify_send(notify, msg);
+        }
         break;
     }
 
@@ -517,6 +633,7 @@ int main(int argc, char **argv)
     }
 
 out:
+    app_notify_close(notify); /* its ticker reads srv and pool */
     web_server_free(srv);
     defer_pool_destroy(pool);
     web_log_close(log);
@@ -526,5 +643,7 @@ out:
     free(eng_dir);
     free(log_path);
     free(listen_resolved);
+    free(prefix);
+    free(conf_default);
     return exit_code;
 }

@@ -2124,6 +2124,156 @@ START_TEST(conf_too_large)
 }
 END_TEST
 
+
+/* ---- include ---------------------------------------------------------------- */
+
+/* Write text into DIR/name. */
+static void put_file(const char *dir, const char *name, const char *text)
+{
+    char path[512];
+    FILE *f;
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* Load DIR/main.conf: the rc, the message in err. */
+static int load_main(const char *dir, web_conf **c, char *err, size_t el)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/main.conf", dir);
+    return web_conf_load(path, c, err, el);
+}
+
+/* A pattern takes the matching files in name order, relative to the
+ * including file's folder; a file included inside a block lands in it. */
+START_TEST(conf_include_order_and_place)
+{
+    char *dir = tu_mkdtemp("wu-inc");
+    char sub[512], err[512], want[600];
+    web_conf *c = NULL;
+    snprintf(sub, sizeof sub, "%s/conf.d", dir);
+    ck_assert_int_eq(mkdir(sub, 0700), 0);
+    put_file(dir, "main.conf",
+             "include conf.d/*.conf;\n"
+             "route GET /a {\n    include body.inc;\n}\n"
+             "include conf.d/none-*.conf;\n");
+    put_file(dir, "body.inc", "respond 201 \"from body.inc\";\n");
+    put_file(sub, "20-b.conf", "route GET /b { respond 200 \"b\"; }\n");
+    put_file(sub, "10-s.conf", "server { threads 3; }\n# comment\n"
+                               "include ../pool.inc;\n");
+    put_file(dir, "pool.inc", "pool { workers 1; }\n");
+    ck_assert_int_eq(load_main(dir, &c, err, sizeof err), WEB_OK);
+    ck_assert_uint_eq(c->server.threads, 3);
+    ck_assert_uint_eq(c->pool.workers, 1);
+    ck_assert_uint_eq(c->nroutes, 2);
+    ck_assert_str_eq(c->routes[0].paths[0], "/b");
+    ck_assert_int_eq(c->routes[0].line, 1);
+    snprintf(want, sizeof want, "%s/conf.d/20-b.conf", dir);
+    ck_assert_str_eq(c->routes[0].file, want);
+    ck_assert_str_eq(c->routes[1].paths[0], "/a");
+    ck_assert_int_eq(c->routes[1].status, 201);
+    ck_assert_int_eq(c->routes[1].line, 2);
+    snprintf(want, sizeof want, "%s/main.conf", dir);
+    ck_assert_str_eq(c->routes[1].file, want);
+    /* main, 10-s, ../pool.inc, 20-b, body.inc: in reading order */
+    ck_assert_uint_eq(c->nfiles, 5);
+    ck_assert_str_eq(c->files[0], want);
+    snprintf(want, sizeof want, "%s/conf.d/../pool.inc", dir);
+    ck_assert_str_eq(c->files[2], want);
+    web_conf_free(c);
+    tu_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
+/* An error inside an included file names that file and its line; an
+ * include that fails names the including file and the include's line. */
+START_TEST(conf_include_errors)
+{
+    static const struct {
+        const char *main, *inc, *want; /* want: after "DIR/" */
+    } cases[] = {
+        {"server { threads 2; }\ninclude a.inc;\n",
+         "\nroute GET /x { respond 200 \"x\" }\n",
+         "a.inc:2: expected ';' after \"respond 200 x\""},
+        {"\n\ninclude missing.conf;\n", "",
+         "main.conf:3: include \"DIR/missing.conf\": cannot open: No such "
+         "file or directory"},
+        {"include a.inc;\n", "\ninclude main.conf;\n",
+         "a.inc:2: include \"DIR/main.conf\": include cycle (DIR/main.conf "
+         "is being read already)"},
+        {"include a.inc;\n", "include a.inc;\n",
+         "a.inc:1: include \"DIR/a.inc\": include cycle (DIR/a.inc is being "
+         "read already)"},
+        {"include x*/a.conf;\n", "",
+         "main.conf:1: include \"x*/a.conf\": a pattern may only be in the "
+         "file name, not in a folder"},
+        {"include a.inc b.inc;\n", "",
+         "main.conf:1: \"include\" needs one FILE or PATTERN, e.g. include "
+         "conf.d/*.conf;"},
+        {"include a.inc { }\n", "",
+         "main.conf:1: \"include\" takes no block"},
+        {"route GET /x { respond 200 \"x\"; }\ninclude a.inc;\n",
+         "route GET /x { respond 200 \"y\"; }\n",
+         "a.inc:1: duplicate route for \"/x\" (first on DIR/main.conf:1)"},
+        {"include .;\n", "", "main.conf:1: include \"DIR/.\": not a regular file"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *dir = tu_mkdtemp("wu-inc");
+        char err[512], want[1024], *o = want;
+        const char *w = cases[i].want;
+        web_conf *c = NULL;
+        put_file(dir, "main.conf", cases[i].main);
+        put_file(dir, "a.inc", cases[i].inc);
+        o += sprintf(o, "%s/", dir);
+        for (; *w; w++) /* DIR stands for the folder */
+            if (strncmp(w, "DIR", 3) == 0) {
+                o += sprintf(o, "%s", dir);
+                w += 2;
+            } else {
+                *o++ = *w;
+            }
+        *o = '\0';
+        ck_assert_int_eq(load_main(dir, &c, err, sizeof err), WEB_ECONF);
+        ck_assert_ptr_null(c);
+        ck_assert_str_eq(err, want);
+        tu_rmtree(dir);
+        free(dir);
+    }
+}
+END_TEST
+
+/* Nesting is bounded: a chain of 9 includes is refused at the 9th. */
+START_TEST(conf_include_depth)
+{
+    char *dir = tu_mkdtemp("wu-inc");
+    char err[512], name[32], text[64];
+    web_conf *c = NULL;
+    put_file(dir, "main.conf", "include i1.inc;\n");
+    for (int k = 1; k <= 9; k++) {
+        snprintf(name, sizeof name, "i%d.inc", k);
+        snprintf(text, sizeof text, "include i%d.inc;\n", k + 1);
+        put_file(dir, name, text);
+    }
+    put_file(dir, "i10.inc", "server { threads 2; }\n");
+    ck_assert_int_eq(load_main(dir, &c, err, sizeof err), WEB_ECONF);
+    ck_assert_msg(strstr(err, "i8.inc:1: include") != NULL &&
+                      strstr(err, "includes nested too deeply (at most 8)") !=
+                          NULL,
+                  "%s", err);
+    /* 8 deep is fine */
+    put_file(dir, "i8.inc", "server { threads 2; }\n");
+    ck_assert_int_eq(load_main(dir, &c, err, sizeof err), WEB_OK);
+    ck_assert_uint_eq(c->server.threads, 2);
+    web_conf_free(c);
+    tu_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 /* ---- the database a conf names ------------------------------------------- */
 
 static const struct {
@@ -2635,6 +2785,9 @@ static Suite *web_suite(void)
     tcase_add_loop_test(t, conf_suffixes, 0, NELEM(size_cases));
     tcase_add_test(t, conf_defaults_and_io);
     tcase_add_test(t, conf_too_large);
+    tcase_add_test(t, conf_include_order_and_place);
+    tcase_add_test(t, conf_include_errors);
+    tcase_add_test(t, conf_include_depth);
     suite_add_tcase(s, t);
 
     t = tc("database");

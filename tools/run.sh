@@ -13,9 +13,18 @@ if [ ! -x "$build/app/waituntil" ]; then
     exit 1
 fi
 tail_pid=
-trap 'echo; echo "stopping (waituntil drains first)"; stack_stop
-      [ -z "$tail_pid" ] || kill "$tail_pid" 2>/dev/null; exit 0' INT TERM
+# Ctrl-C reaches this script only (STACK_OWN_SESSION): stop waituntil
+# with SIGTERM and wait until its drain is over and it has exited, then
+# stop nginx (QUIT: graceful).  The order matters: nginx keeps answering
+# clients while waituntil finishes what it accepted.
+trap 'echo; echo "stopping: waituntil first (SIGTERM, drain), then nginx"
+      stack_stop_app TERM
+      echo "waituntil exited (status $STACK_APP_RC); stopping nginx"
+      stack_stop
+      [ -z "$tail_pid" ] || kill "$tail_pid" 2>/dev/null
+      exit "$STACK_APP_RC"' INT TERM
 STACK_ACCESS_LOG=${ACCESS_LOG:-off}
+STACK_OWN_SESSION=1
 stack_start "$src" "$build" "$build/var/run" "$PORT" "$DB" || { stack_stop; exit 1; }
 echo "waituntil: http://127.0.0.1:$PORT/  (db $DB, logs $build/var/run/logs)"
 echo "try: curl -s http://127.0.0.1:$PORT/log ; Ctrl-C to stop"

@@ -9,6 +9,11 @@
 #     loaded machine start slowly).  Sets STACK_APP_PID,
 #     STACK_NGINX_PID.  Extra waituntil arguments: $STACK_APP_ARGS;
 #     a wrapper (valgrind...) for the app: $STACK_APP_WRAPPER.
+#     STACK_OWN_SESSION=1 starts both in sessions of their own, out of
+#     the terminal's reach, so that Ctrl-C reaches only the caller, which
+#     then stops them in order (make run: waituntil drains, then nginx).
+#     Without it nginx, which sets its own SIGINT handler, would get the
+#     terminal's SIGINT too and stop at once, before waituntil's drain.
 #   stack_stop_app [SIGNAL]   signal the app (default TERM), wait for it;
 #                             its exit status goes to STACK_APP_RC
 #   stack_stop                stop both (app first: it drains)
@@ -38,8 +43,14 @@ stack_start() {
         -e "s|@ACCESS_LOG@|${STACK_ACCESS_LOG:-$STACK_PREFIX/logs/access.log}|g" \
         "$st_src/nginx/dev.conf.in" > "$STACK_PREFIX/conf/nginx.conf"
 
+    st_setsid=
+    if [ "${STACK_OWN_SESSION:-0}" = 1 ] && command -v setsid >/dev/null; then
+        # A background job of this (non-interactive) shell is not a group
+        # leader, so setsid(1) execs in place: $! stays the process's pid.
+        st_setsid=setsid
+    fi
     # The app first, so nginx never answers 502 while it starts.
-    ${STACK_APP_WRAPPER:-} "$STACK_APP" -c "$st_conf" -p "$st_src" -l "unix:$STACK_SOCKET" \
+    $st_setsid ${STACK_APP_WRAPPER:-} "$STACK_APP" -c "$st_conf" -p "$st_src" -l "unix:$STACK_SOCKET" \
         -d "$st_db" ${STACK_APP_ARGS:-} 2>>"$STACK_PREFIX/logs/waituntil.log" &
     STACK_APP_PID=$!
     # The socket file appears at bind(), a moment before listen(): nginx
@@ -54,7 +65,7 @@ stack_start() {
         fi
         sleep 0.1
     done
-    "$st_nginx" -p "$STACK_PREFIX" -c "$STACK_PREFIX/conf/nginx.conf" \
+    $st_setsid "$st_nginx" -p "$STACK_PREFIX" -c "$STACK_PREFIX/conf/nginx.conf" \
         -g 'daemon off;' 2>>"$STACK_PREFIX/logs/nginx.stderr" &
     STACK_NGINX_PID=$!
     st_end=$(($(date +%s) + ${STACK_WAIT_S:-120}))

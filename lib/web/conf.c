@@ -34,6 +34,24 @@
  *   deferred query, 32 deferred queries per route, 16 paths per route,
  *   64 required values per route.
  *
+ *   include FILE;  and  include PATTERN;  (a glob in the file name only,
+ *   "conf.d/" followed by "*.conf") read other files in pass 1: their statements take the
+ *   place of the include, at any depth, as if pasted there, so pass 2
+ *   never sees an include.  A relative FILE is taken from the folder of
+ *   the file that includes it (of NAME for web_conf_parse).  A pattern
+ *   matching nothing includes nothing (nginx's rule); a plain FILE that
+ *   cannot be read is an error.  Only regular files are read.  Bounds:
+ *   include nesting 8 deep, 64 files in all (the main one counted),
+ *   4 MiB of text in all; a file that includes itself, directly or
+ *   through others, is an error (files are told apart by device and
+ *   inode, so a symlink or "./" changes nothing).
+ *
+ *   Positions.  Every token carries a location: the file's index in
+ *   pctx.files shifted left by LOC_BITS, plus the line.  Index 0 is the
+ *   main file, so without includes a location is just the line.  perr
+ *   decodes it, so an error inside an included file names that file and
+ *   its line; the public structs get the plain line and the file's name.
+ *
  *   The result is immutable after parsing: read it from any thread.
  */
 #define _GNU_SOURCE
@@ -41,6 +59,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <glob.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,6 +75,17 @@
 #define CONF_MAX_COLS 64u
 #define CONF_MAX_DEFERS 32u
 #define CONF_MAX_PATHS 16u
+#define CONF_MAX_FILES 64u             /* main file + included files */
+#define CONF_MAX_INCLUDE_DEPTH 8       /* include inside include ... */
+#define CONF_MAX_TOTAL (4u * 1024u * 1024u) /* text of all files */
+
+/* A location: file index << LOC_BITS | line.  A file holds at most
+ * CONF_MAX_TEXT bytes, so a line number fits in LOC_BITS bits, and
+ * CONF_MAX_FILES << LOC_BITS fits in an int. */
+#define LOC_BITS 21
+#define LOC(file, line) ((int)(((unsigned)(file) << LOC_BITS) | (unsigned)(line)))
+#define LOC_FILE(loc) ((unsigned)(loc) >> LOC_BITS)
+#define LOC_LINE(loc) ((int)((unsigned)(loc) & ((1u << LOC_BITS) - 1u)))
 
 enum { T_EOF = 0, T_WORD, T_SEMI, T_LBRACE, T_RBRACE };
 
@@ -79,8 +109,17 @@ typedef struct node {
 typedef struct pctx {
     const char *text;
     size_t n, i;
-    int line;
-    const char *file;
+    int line;             /* a location: LOC(file index, line) */
+    const char *file;     /* the main file's name */
+    const char **files;   /* names of the files read; [0] = file */
+    size_t nfiles, files_cap;
+    size_t total;         /* bytes of text read, all files */
+    struct {
+        dev_t dev;
+        ino_t ino;          /* 0: text given to web_conf_parse */
+        size_t idx;         /* in files */
+    } open[CONF_MAX_INCLUDE_DEPTH + 1]; /* files being read, outermost first */
+    size_t nopen;
     web_arena *a;
     web_conf *conf;
     char *err;
@@ -88,22 +127,53 @@ typedef struct pctx {
     int failed;
 } pctx;
 
-static int perr(pctx *c, int line, const char *fmt, ...)
+static int perr(pctx *c, int loc, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+static int perr_at(pctx *c, const char *file, int line, const char *fmt,
+                   ...) __attribute__((format(printf, 4, 5)));
 
-static int perr(pctx *c, int line, const char *fmt, ...)
+static int vperr_at(pctx *c, const char *file, int line, const char *fmt,
+                    va_list ap) __attribute__((format(printf, 4, 0)));
+
+static int vperr_at(pctx *c, const char *file, int line, const char *fmt,
+                    va_list ap)
 {
     if (!c->failed && c->errlen > 0) {
-        va_list ap;
-        int w = snprintf(c->err, c->errlen, "%s:%d: ", c->file, line);
-        if (w >= 0 && (size_t)w < c->errlen) {
-            va_start(ap, fmt);
+        int w = snprintf(c->err, c->errlen, "%s:%d: ", file, line);
+        if (w >= 0 && (size_t)w < c->errlen)
             vsnprintf(c->err + w, c->errlen - (size_t)w, fmt, ap);
-            va_end(ap);
-        }
     }
     c->failed = 1;
     return WEB_ECONF;
+}
+
+/* The name of the file a location is in. */
+static const char *loc_file(const pctx *c, int loc)
+{
+    unsigned f = LOC_FILE(loc);
+    return f < c->nfiles ? c->files[f] : c->file;
+}
+
+/* "FILE:LINE: message" for a location (a token's line field). */
+static int perr(pctx *c, int loc, const char *fmt, ...)
+{
+    va_list ap;
+    int rc;
+    va_start(ap, fmt);
+    rc = vperr_at(c, loc_file(c, loc), LOC_LINE(loc), fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+/* The same for a position already decoded (a route's file and line). */
+static int perr_at(pctx *c, const char *file, int line, const char *fmt, ...)
+{
+    va_list ap;
+    int rc;
+    va_start(ap, fmt);
+    rc = vperr_at(c, file, line, fmt, ap);
+    va_end(ap);
+    return rc;
 }
 
 static int oom(pctx *c)
@@ -268,8 +338,26 @@ static const char *tok_desc(const tok *t)
     }
 }
 
+static int do_include(pctx *c, const node *d, node **kids, size_t *nkids,
+                      size_t *cap, int depth);
+
+/* Append d to the statement list kids. */
+static int add_node(pctx *c, node **kids, size_t *nkids, size_t *cap,
+                    const node *d)
+{
+    node *nk = grow(c, *kids, *nkids, cap, sizeof(node));
+    if (nk == NULL)
+        return oom(c);
+    *kids = nk;
+    (*kids)[(*nkids)++] = *d;
+    return WEB_OK;
+}
+
+/* Statements up to the "}" closing a block opened on open_line (a
+ * location), or up to the end of the file when top (the top of a file:
+ * the main one, or an included one whose statements land at depth). */
 static int parse_block(pctx *c, node **kids, size_t *nkids, int depth,
-                       int open_line)
+                       int open_line, int top)
 {
     size_t cap = 0;
     *kids = NULL;
@@ -282,14 +370,15 @@ static int parse_block(pctx *c, node **kids, size_t *nkids, int depth,
         if (rc != WEB_OK)
             return rc;
         if (t.type == T_EOF) {
-            if (depth > 0)
+            if (!top)
                 return perr(c, t.line,
                             "unexpected end of file, expected \"}\" to close "
-                            "the block opened on line %d", open_line);
+                            "the block opened on line %d",
+                            LOC_LINE(open_line));
             return WEB_OK;
         }
         if (t.type == T_RBRACE) {
-            if (depth == 0)
+            if (top)
                 return perr(c, t.line, "unexpected \"}\"");
             return WEB_OK;
         }
@@ -318,7 +407,7 @@ static int parse_block(pctx *c, node **kids, size_t *nkids, int depth,
             if (depth + 1 >= CONF_MAX_DEPTH)
                 return perr(c, t.line, "blocks nested too deeply");
             d.block = 1;
-            rc = parse_block(c, &d.kids, &d.nkids, depth + 1, t.line);
+            rc = parse_block(c, &d.kids, &d.nkids, depth + 1, t.line, 0);
             if (rc != WEB_OK)
                 return rc;
         } else if (t.type != T_SEMI) {
@@ -327,14 +416,184 @@ static int parse_block(pctx *c, node **kids, size_t *nkids, int depth,
             return perr(c, line, "expected ';' after \"%s\"",
                         stmt_text(&d, d.nargs, sb, sizeof sb));
         }
-        {
-            node *nk = grow(c, *kids, *nkids, &cap, sizeof(node));
-            if (nk == NULL)
-                return oom(c);
-            *kids = nk;
-            (*kids)[(*nkids)++] = d;
-        }
+        rc = strcmp(d.name.s, "include") == 0
+                 ? do_include(c, &d, kids, nkids, &cap, depth)
+                 : add_node(c, kids, nkids, &cap, &d);
+        if (rc != WEB_OK)
+            return rc;
     }
+}
+
+/* ---- include ---------------------------------------------------------------
+ * Read one file (path, shown as path in messages) and append its
+ * statements to kids.  loc is the include directive's location. */
+static int include_file(pctx *c, int loc, const char *path, node **kids,
+                        size_t *nkids, size_t *cap, int depth)
+{
+    char eb[128], *buf = NULL;
+    const char *saved_text = c->text;
+    size_t saved_n = c->n, saved_i = c->i, got = 0, nk = 0;
+    int saved_line = c->line, fd, rc;
+    struct stat st;
+    node *ikids = NULL;
+    const char **nf;
+
+    if (c->nfiles >= CONF_MAX_FILES)
+        return perr(c, loc, "too many files included (at most %u in all)",
+                    CONF_MAX_FILES - 1);
+    /* O_NONBLOCK: a FIFO must not hang the parse; it is refused below. */
+    fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0)
+        return perr(c, loc, "include \"%s\": cannot open: %s", path,
+                    strerror_r(errno, eb, sizeof eb));
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return perr(c, loc, "include \"%s\": not a regular file", path);
+    }
+    for (size_t k = 0; k < c->nopen; k++)
+        if (c->open[k].ino != 0 && c->open[k].dev == st.st_dev &&
+            c->open[k].ino == st.st_ino) {
+            close(fd);
+            return perr(c, loc, "include \"%s\": include cycle (%s is "
+                        "being read already)", path,
+                        c->files[c->open[k].idx]);
+        }
+    if (c->nopen > CONF_MAX_INCLUDE_DEPTH) {
+        close(fd);
+        return perr(c, loc, "include \"%s\": includes nested too deeply "
+                    "(at most %d)", path, CONF_MAX_INCLUDE_DEPTH);
+    }
+    buf = malloc(CONF_MAX_TEXT + 1);
+    if (buf == NULL) {
+        close(fd);
+        return oom(c);
+    }
+    for (;;) {
+        ssize_t r = read(fd, buf + got, CONF_MAX_TEXT + 1 - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            rc = perr(c, loc, "include \"%s\": read error: %s", path,
+                      strerror_r(errno, eb, sizeof eb));
+            goto out;
+        }
+        if (r == 0 || (got += (size_t)r) > CONF_MAX_TEXT)
+            break;
+    }
+    if (got > CONF_MAX_TEXT) {
+        rc = perr(c, loc, "include \"%s\": file too large (more than %u "
+                  "bytes)", path, CONF_MAX_TEXT);
+        goto out;
+    }
+    if (got > CONF_MAX_TOTAL - c->total) {
+        rc = perr(c, loc, "include \"%s\": the files add up to more than "
+                  "%u bytes", path, CONF_MAX_TOTAL);
+        goto out;
+    }
+    c->total += got;
+    nf = grow(c, c->files, c->nfiles, &c->files_cap, sizeof *c->files);
+    if (nf == NULL || (nf[c->nfiles] = web_arena_strdup(c->a, path)) == NULL) {
+        rc = oom(c);
+        goto out;
+    }
+    c->files = nf;
+    c->open[c->nopen].dev = st.st_dev;
+    c->open[c->nopen].ino = st.st_ino;
+    c->open[c->nopen].idx = c->nfiles;
+    c->nopen++;
+    c->text = buf;
+    c->n = got;
+    c->i = 0;
+    c->line = LOC(c->nfiles, 1);
+    c->nfiles++;
+    rc = parse_block(c, &ikids, &nk, depth, loc, 1);
+    c->nopen--;
+    c->text = saved_text;
+    c->n = saved_n;
+    c->i = saved_i;
+    c->line = saved_line;
+    for (size_t k = 0; rc == WEB_OK && k < nk; k++)
+        rc = add_node(c, kids, nkids, cap, &ikids[k]);
+out:
+    close(fd);
+    free(buf);
+    return rc;
+}
+
+/* Write s into out (of len) with glob's special bytes escaped, so that a
+ * folder named "a*b" is taken literally. */
+static int glob_escape(const char *s, size_t n, char *out, size_t len)
+{
+    size_t o = 0;
+    for (size_t k = 0; k < n; k++) {
+        if (strchr("*?[]\\", s[k]) != NULL) {
+            if (o + 1 >= len)
+                return -1;
+            out[o++] = '\\';
+        }
+        if (o + 1 >= len)
+            return -1;
+        out[o++] = s[k];
+    }
+    out[o] = '\0';
+    return 0;
+}
+
+/* "include FILE;" or "include PATTERN;" (d): the statements of each file,
+ * in name order, appended to kids. */
+static int do_include(pctx *c, const node *d, node **kids, size_t *nkids,
+                      size_t *cap, int depth)
+{
+    const char *arg, *from, *slash;
+    char path[4096];
+    size_t dirlen = 0;
+    int rc = WEB_OK, magic;
+    glob_t g;
+
+    if (d->block)
+        return perr(c, d->name.line, "\"include\" takes no block");
+    if (d->nargs != 1)
+        return perr(c, d->name.line, "\"include\" needs one FILE or "
+                    "PATTERN, e.g. include conf.d/*.conf;");
+    arg = d->args[0].s;
+    if (arg[0] == '\0' || strlen(arg) != d->args[0].n)
+        return perr(c, d->args[0].line, "invalid include \"%s\"", arg);
+    slash = strrchr(arg, '/');
+    magic = strpbrk(arg, "*?[") != NULL;
+    if (magic && slash != NULL && strpbrk(arg, "*?[") < slash)
+        return perr(c, d->args[0].line, "include \"%s\": a pattern may "
+                    "only be in the file name, not in a folder", arg);
+    /* Relative to the including file's folder. */
+    from = loc_file(c, d->name.line);
+    if (arg[0] != '/' && (slash = strrchr(from, '/')) != NULL)
+        dirlen = (size_t)(slash - from) + 1;
+    if (!magic) {
+        if (dirlen + strlen(arg) >= sizeof path)
+            return perr(c, d->args[0].line, "include path too long");
+        memcpy(path, from, dirlen);
+        strcpy(path + dirlen, arg);
+        return include_file(c, d->name.line, path, kids, nkids, cap, depth);
+    }
+    if (glob_escape(from, dirlen, path, sizeof path) != 0 ||
+        strlen(path) + strlen(arg) >= sizeof path)
+        return perr(c, d->args[0].line, "include path too long");
+    strcat(path, arg);
+    switch (glob(path, 0, NULL, &g)) {
+    case 0:
+        break;
+    case GLOB_NOMATCH:
+        return WEB_OK; /* nothing to include (nginx's rule) */
+    case GLOB_NOSPACE:
+        return oom(c);
+    default:
+        return perr(c, d->args[0].line, "include \"%s\": cannot read the "
+                    "folder", arg);
+    }
+    for (size_t k = 0; rc == WEB_OK && k < g.gl_pathc; k++)
+        rc = include_file(c, d->name.line, g.gl_pathv[k], kids, nkids, cap,
+                          depth);
+    globfree(&g);
+    return rc;
 }
 
 /* ==== pass 2: meaning ==================================================== */
@@ -531,11 +790,19 @@ static int no_duplicate(pctx *c, const web_route_conf *routes, size_t last)
             continue;
         for (size_t a = 0; a < r->npaths; a++)
             for (size_t b = 0; b < routes[i].npaths; b++)
-                if (strcmp(r->paths[a], routes[i].paths[b]) == 0)
-                    return perr(c, r->line,
-                                "duplicate route for \"%s\" (first on "
-                                "line %d)",
-                                r->paths[a], routes[i].line);
+                if (strcmp(r->paths[a], routes[i].paths[b]) != 0)
+                    continue;
+                else if (strcmp(r->file, routes[i].file) == 0)
+                    return perr_at(c, r->file, r->line,
+                                   "duplicate route for \"%s\" (first on "
+                                   "line %d)",
+                                   r->paths[a], routes[i].line);
+                else
+                    return perr_at(c, r->file, r->line,
+                                   "duplicate route for \"%s\" (first on "
+                                   "%s:%d)",
+                                   r->paths[a], routes[i].file,
+                                   routes[i].line);
     }
     return WEB_OK;
 }
@@ -1150,7 +1417,7 @@ static int add_col(pctx *c, const web_route_conf *route, colvec *cv,
         return oom(c);
     cv->v = nv;
     cv->v[cv->n].column = name;
-    cv->v[cv->n].line = col->line;
+    cv->v[cv->n].line = LOC_LINE(col->line);
     rc = get_source(c, route, val, &cv->v[cv->n].src);
     if (rc != WEB_OK)
         return rc;
@@ -1174,7 +1441,8 @@ static int do_defer(pctx *c, const web_route_conf *route, const node *d,
         (rc = get_ident(c, &d->args[1], "table", &df->table)))
         return rc;
     df->kind = (web_defer_kind)kind;
-    df->line = d->name.line;
+    df->line = LOC_LINE(d->name.line);
+    df->file = loc_file(c, d->name.line);
     snprintf(what, sizeof what, "defer %s", kinds[kind]);
     for (k = 0; k < d->nkids; k++) {
         const node *s = &d->kids[k];
@@ -1395,7 +1663,8 @@ static int do_route(pctx *c, const node *d, web_route_conf *r)
     if (d->nargs - 1 > CONF_MAX_PATHS)
         return perr(c, d->args[CONF_MAX_PATHS + 1].line,
                     "too many paths (at most %u)", CONF_MAX_PATHS);
-    r->line = d->name.line;
+    r->line = LOC_LINE(d->name.line);
+    r->file = loc_file(c, d->name.line);
     if ((rc = parse_methods(c, &d->args[0], &r->methods)))
         return rc;
     paths = web_arena_alloc(c->a, (d->nargs - 1) * sizeof(char *));
@@ -1547,10 +1816,10 @@ static int check_route_bounds(pctx *c)
     const web_conf *cf = c->conf;
     for (size_t i = 0; i < cf->nroutes; i++)
         if (cf->routes[i].max_body > cf->server.max_body)
-            return perr(c, cf->routes[i].line,
-                        "route max_body %zu is larger than the server's "
-                        "max_body %zu", cf->routes[i].max_body,
-                        cf->server.max_body);
+            return perr_at(c, cf->routes[i].file, cf->routes[i].line,
+                           "route max_body %zu is larger than the server's "
+                           "max_body %zu", cf->routes[i].max_body,
+                           cf->server.max_body);
     return WEB_OK;
 }
 
@@ -1612,8 +1881,11 @@ void web_conf_free(web_conf *c)
         web_arena_free(c->mem_);
 }
 
-int web_conf_parse(const char *text, size_t n, const char *name,
-                   web_conf **out, char *errbuf, size_t errlen)
+/* Parse text named name; st: the main file's identity when it was read
+ * from a file (so that including it again is a cycle), else NULL. */
+static int conf_parse(const char *text, size_t n, const char *name,
+                      const struct stat *st, web_conf **out, char *errbuf,
+                      size_t errlen)
 {
     pctx c;
     node *kids;
@@ -1634,7 +1906,7 @@ int web_conf_parse(const char *text, size_t n, const char *name,
     c.errlen = errbuf ? errlen : 0;
     c.text = text;
     c.n = n;
-    c.line = 1;
+    c.line = LOC(0, 1);
     if (n > CONF_MAX_TEXT)
         return perr(&c, 1, "file too large (more than %u bytes)",
                     CONF_MAX_TEXT);
@@ -1642,7 +1914,19 @@ int web_conf_parse(const char *text, size_t n, const char *name,
     if (c.conf == NULL)
         return oom(&c);
     c.a = c.conf->mem_;
-    rc = parse_block(&c, &kids, &nkids, 0, 0);
+    c.total = n;
+    c.files = grow(&c, NULL, 0, &c.files_cap, sizeof *c.files);
+    if (c.files == NULL) {
+        web_conf_free(c.conf);
+        return oom(&c);
+    }
+    c.files[0] = c.conf->file;
+    c.nfiles = 1;
+    c.open[0].dev = st != NULL ? st->st_dev : 0;
+    c.open[0].ino = st != NULL ? st->st_ino : 0;
+    c.open[0].idx = 0;
+    c.nopen = 1;
+    rc = parse_block(&c, &kids, &nkids, 0, 0, 1);
     if (rc == WEB_OK)
         rc = do_top(&c, kids, nkids);
     if (rc == WEB_OK)
@@ -1651,8 +1935,16 @@ int web_conf_parse(const char *text, size_t n, const char *name,
         web_conf_free(c.conf);
         return rc;
     }
+    c.conf->files = c.files;
+    c.conf->nfiles = c.nfiles;
     *out = c.conf;
     return WEB_OK;
+}
+
+int web_conf_parse(const char *text, size_t n, const char *name,
+                   web_conf **out, char *errbuf, size_t errlen)
+{
+    return conf_parse(text, n, name, NULL, out, errbuf, errlen);
 }
 
 int web_conf_load(const char *path, web_conf **out, char *errbuf,
@@ -1661,6 +1953,7 @@ int web_conf_load(const char *path, web_conf **out, char *errbuf,
     FILE *f;
     char *buf;
     size_t n;
+    struct stat st;
     int rc;
     if (out == NULL)
         return WEB_EINVAL;
@@ -1675,6 +1968,8 @@ int web_conf_load(const char *path, web_conf **out, char *errbuf,
                      strerror_r(errno, eb, sizeof eb));
         return WEB_EIO;
     }
+    if (fstat(fileno(f), &st) != 0)
+        memset(&st, 0, sizeof st);
     buf = malloc(CONF_MAX_TEXT + 1);
     if (buf == NULL) {
         fclose(f);
@@ -1689,7 +1984,7 @@ int web_conf_load(const char *path, web_conf **out, char *errbuf,
         return WEB_EIO;
     }
     fclose(f);
-    rc = web_conf_parse(buf, n, path, out, errbuf, errlen);
+    rc = conf_parse(buf, n, path, &st, out, errbuf, errlen);
     free(buf);
     return rc;
 }

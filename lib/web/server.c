@@ -887,7 +887,8 @@ static int make_templates(web_server *s, char *eb, size_t el)
             return err(eb, el, WEB_ECONF,
                        "%s:%d: route has %zu defer blocks, more than pool "
                        "tasks_per_request (%zu)",
-                       conf->file ? conf->file : "conf", conf->routes[i].line,
+                       conf->routes[i].file ? conf->routes[i].file : "conf",
+                       conf->routes[i].line,
                        conf->routes[i].ndefers, conf->pool.tasks_per_request);
         s->tpl_off[i] = k;
         for (size_t j = 0; j < conf->routes[i].ndefers; j++, k++) {
@@ -900,7 +901,7 @@ static int make_templates(web_server *s, char *eb, size_t el)
                 return WEB_ENOMEM;
             if (rc != QB_OK)
                 return err(eb, el, WEB_ECONF, "%s:%d: defer on %s: %s",
-                           conf->file ? conf->file : "conf", d->line,
+                           d->file ? d->file : "conf", d->line,
                            d->table, why);
         }
     }
@@ -928,7 +929,7 @@ int web_server_create(web_server **out, const web_server_config *cfg,
                 break;
         if (j == cfg->nhandlers)
             return err(eb, el, WEB_ECONF, "%s:%d: unknown handler \"%s\"",
-                       cfg->conf->file ? cfg->conf->file : "conf", r->line,
+                       r->file ? r->file : "conf", r->line,
                        r->handler);
     }
     if (cfg->conf->server.threads == 0 ||

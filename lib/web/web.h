@@ -497,6 +497,7 @@ typedef struct web_defer {
     web_defer_kind kind;
     const char *table;      /* validated identifier */
     int line;
+    const char *file;       /* the conf file the block is in (include) */
     const web_source *conds;   /* "if": run only when all are present */
     size_t nconds;
     const web_column *cols;    /* INSERT/UPSERT column values */
@@ -511,6 +512,8 @@ typedef struct web_defer {
 
 typedef struct web_route_conf {
     int line;
+    const char *file;          /* the conf file the route is in: the main
+                                  file's name or an included file's path */
     unsigned methods;          /* WEB_M_* */
     const char *const *paths;  /* validated patterns */
     size_t npaths;
@@ -677,12 +680,23 @@ typedef struct web_conf {
     } pool;
     const web_route_conf *routes;
     size_t nroutes;
+    const char *const *files;  /* every file read, in reading order:
+                                  [0] is file, then each included one
+                                  (as named in messages) */
+    size_t nfiles;
     web_arena *mem_;  /* private: owns every byte of the tree */
 } web_conf;
 
 /*
  * Parse configuration text (n bytes; need not be NUL-terminated; at most
- * 1 MiB).  name is used in messages ("conf/waituntil.conf").  On success
+ * 1 MiB).  name is used in messages ("conf/waituntil.conf").  An
+ * "include FILE;" or "include PATTERN;" (a glob in the file name, as
+ * conf.d/[*].conf without the brackets) reads files from the file system,
+ * relative to the folder of the including file (of name for the
+ * text itself): each file's statements take the include's place.  A
+ * pattern matching nothing includes nothing; a named FILE must exist.
+ * At most 8 nested, 64 files and 4 MiB in all; a cycle is an error;
+ * messages name the included file and its line.  On success
  * *out is a tree owned by the caller (web_conf_free).  On failure *out is
  * NULL, the return is WEB_ECONF (or WEB_ENOMEM), and errbuf receives one
  * line "NAME:LINE: what was expected", e.g.

@@ -9,6 +9,55 @@ APP=$TOP_BUILDDIR/app/waituntil
 out=$("$APP" -v)
 case $out in "waituntil "[0-9]*) t_ok "-v prints the version ($out)" ;;
 *) t_fail "-v" "$out" ;; esac
+[ "$(printf '%s\n' "$out" | wc -l)" -eq 1 ] && t_ok "-v prints one line, as before" ||
+    t_fail "-v one line" "$out"
+
+for o in -h --help; do
+    if "$APP" $o >"$T_TMP/out" 2>"$T_TMP/err" && grep -q "^usage: waituntil" "$T_TMP/out" &&
+        [ ! -s "$T_TMP/err" ]; then
+        t_ok "$o: usage on stdout, exit 0"
+    else
+        t_fail "$o" "$(cat "$T_TMP/out" "$T_TMP/err")"
+    fi
+done
+"$APP" -x >"$T_TMP/out" 2>"$T_TMP/err" && t_fail "an unknown option exits 1" ||
+    { grep -q "^usage:" "$T_TMP/err" && t_ok "an unknown option: usage on stderr, exit 1" ||
+        t_fail "unknown option" "$(cat "$T_TMP/err")"; }
+for o in -V --version; do
+    "$APP" $o >"$T_TMP/out" 2>&1
+    if head -n 1 "$T_TMP/out" | grep -q "^waituntil [0-9]" &&
+        grep -q "^configure arguments:" "$T_TMP/out" &&
+        grep -q "^libsqlite3 [0-9]" "$T_TMP/out" && grep -q "^libjansson [0-9]" "$T_TMP/out" &&
+        grep -q "^libpq" "$T_TMP/out"; then
+        t_ok "$o: version, configure arguments, library versions"
+    else
+        t_fail "$o" "$(cat "$T_TMP/out")"
+    fi
+done
+
+# include: -t reads included files, errors name them, -T prints them.
+mkdir -p "$T_TMP/inc/conf.d"
+printf 'include conf.d/*.conf;\nroute GET /x { include x.part; }\n' >"$T_TMP/inc/main.conf"
+printf 'respond 200 "x";\n' >"$T_TMP/inc/x.part"
+printf 'route GET /y { respond 200 "y"; }\n' >"$T_TMP/inc/conf.d/y.conf"
+if "$APP" -T -c "$T_TMP/inc/main.conf" -p "$TOP_SRCDIR" -d "$T_TMP/none.db" \
+        >"$T_TMP/out" 2>"$T_TMP/err" &&
+    grep -q "^# configuration file $T_TMP/inc/main.conf:" "$T_TMP/out" &&
+    grep -q "^# configuration file $T_TMP/inc/conf.d/y.conf:" "$T_TMP/out" &&
+    grep -q "^# configuration file $T_TMP/inc/x.part:" "$T_TMP/out" &&
+    grep -q '^route GET /y { respond 200 "y"; }' "$T_TMP/out" &&
+    grep -q "^# database:   $T_TMP/none.db (sqlite)" "$T_TMP/out" &&
+    grep -q "test is successful" "$T_TMP/err"; then
+    t_ok "-T: checks like -t, prints every file read (includes too) and the paths"
+else
+    t_fail "-T with includes" "$(cat "$T_TMP/out" "$T_TMP/err")"
+fi
+printf 'route GET /y { respond 200 "y" }\n' >"$T_TMP/inc/conf.d/y.conf"
+"$APP" -t -c "$T_TMP/inc/main.conf" -p "$TOP_SRCDIR" -d "$T_TMP/none.db" \
+    >"$T_TMP/out" 2>&1 && t_fail "-t: an error in an included file exits 1" ||
+    { grep -qF "$T_TMP/inc/conf.d/y.conf:1: expected ';'" "$T_TMP/out" &&
+        t_ok "-t: an error in an included file names that file and line" ||
+        t_fail "-t include error" "$(cat "$T_TMP/out")"; }
 
 "$APP" -t -c "$TOP_SRCDIR/conf/waituntil.conf" -p "$TOP_SRCDIR" \
     -d "$T_TMP/none.db" >"$T_TMP/out" 2>&1 &&

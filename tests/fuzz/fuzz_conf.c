@@ -7,8 +7,13 @@
  *     whose paths are valid patterns, and which builds a router;
  *   - every source of every deferred query evaluates against a fixed
  *     request without error other than the documented ones.
+ * Includes: the input is named FUZZ_CONF_DIR/f.conf, so a relative
+ * "include" reads the fixtures of tests/fuzz/conf/include/ (a few small
+ * files, one including itself); a failed parse must then name some file
+ * and line ("PATH:LINE: ...").
  * Build and run: see tests/fuzz/conf/README.md.
  */
+#define _GNU_SOURCE /* memmem */
 #include "web.h"
 
 #include <stdint.h>
@@ -16,6 +21,22 @@
 #include <string.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#ifndef FUZZ_CONF_DIR
+#define FUZZ_CONF_DIR "tests/fuzz/conf/include"
+#endif
+#define FUZZ_NAME FUZZ_CONF_DIR "/f.conf"
+
+/* "PATH:LINE: " at the start of err. */
+static int has_position(const char *err)
+{
+    const char *p = strstr(err, ":");
+    if (p == NULL || p == err || p[1] < '0' || p[1] > '9')
+        return 0;
+    for (p++; *p >= '0' && *p <= '9'; p++)
+        ;
+    return p[0] == ':' && p[1] == ' ';
+}
 
 static void check_ident(const char *s)
 {
@@ -57,11 +78,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         "CONTENT_LENGTH=20", "REMOTE_ADDR=::1", NULL};
     static const char body[] = "{\"n\":1,\"o\":{\"k\":[]}}"; /* 20 */
     web_conf *c = NULL;
-    char err[256];
-    int rc = web_conf_parse((const char *)data, size, "f.conf", &c, err,
+    char err[512];
+    int rc = web_conf_parse((const char *)data, size, FUZZ_NAME, &c, err,
                             sizeof err);
     if (rc != WEB_OK) {
-        if (c != NULL || strncmp(err, "f.conf:", 7) != 0)
+        /* Without an include every message is about the input itself. */
+        if (c != NULL || (rc == WEB_ECONF && !has_position(err)) ||
+            (memmem(data, size, "include", 7) == NULL &&
+             strncmp(err, FUZZ_NAME ":", strlen(FUZZ_NAME ":")) != 0))
             abort();
         return 0;
     }

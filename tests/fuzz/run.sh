@@ -41,7 +41,8 @@ build() {
     case $1 in
     conf | request)
         # shellcheck disable=SC2086,SC2046  # word lists on purpose
-        $cc $san -DWEB_BUILDING -Ilib/web "tests/fuzz/fuzz_$1.c" $web_src \
+        $cc $san -DWEB_BUILDING -DFUZZ_CONF_DIR="\"$top/tests/fuzz/conf/include\"" \
+            -Ilib/web "tests/fuzz/fuzz_$1.c" $web_src \
             $(pkg-config --cflags --libs jansson) -o "$out/bin/fuzz_$1" ;;
     qb)
         # shellcheck disable=SC2086
