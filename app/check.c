@@ -564,6 +564,67 @@ static int check_pg(const web_conf *conf, const char *uri,
 }
 #endif
 
+/* ---- a reload's check: the running database, read-only ---------------- */
+
+int app_check_live(const web_conf *conf, const char *db_path,
+                   app_report_fn report, void *ud, size_t *nbad, char *eb,
+                   size_t el)
+{
+    web_db_engine engine = web_db_engine_of(db_path);
+    int rc;
+
+    if (nbad != NULL)
+        *nbad = 0;
+    if (engine == WEB_DB_POSTGRESQL) {
+#ifdef HAVE_LIBPQ
+        qb_pg *db = NULL;
+        qb_pg_config cfg;
+        memset(&cfg, 0, sizeof cfg);
+        cfg.connect_timeout_s = 5;
+        cfg.application_name = "waituntil reload";
+        if (qb_pg_open(&db, db_path, &cfg, eb, el) != QB_OK) {
+            eb[strcspn(eb, "\n")] = '\0';
+            return WEB_EIO;
+        }
+        /* Like -t: the session cannot write. */
+        if (pg_run(db, "SET default_transaction_read_only = on", 0, NULL,
+                   NULL) != QB_OK) {
+            snprintf(eb, el, "%s", qb_pg_errmsg(db));
+            eb[strcspn(eb, "\n")] = '\0';
+            qb_pg_close(db);
+            return WEB_EIO;
+        }
+        rc = app_check_defers(conf, QB_DIALECT_POSTGRES,
+                              &(app_db){.sqlite = NULL, .pg = db},
+                              "schema of the database", report, ud, nbad);
+        qb_pg_close(db);
+        return rc;
+#else
+        snprintf(eb, el, "%s", APP_NO_PG);
+        return WEB_EINVAL;
+#endif
+    }
+    if (strcmp(db_path, ":memory:") == 0) {
+        /* No schema another connection could see: build them only. */
+        return app_check_defers(conf, QB_DIALECT_SQLITE, NULL, NULL, report,
+                                ud, nbad);
+    }
+    {
+        qb_db *db = NULL;
+        qb_db_config cfg;
+        memset(&cfg, 0, sizeof cfg);
+        cfg.readonly = 1;
+        cfg.busy_timeout_ms = 5000;
+        if (qb_db_open(&db, db_path, &cfg, eb, el) != QB_OK)
+            return WEB_EIO;
+        rc = app_check_defers(conf, QB_DIALECT_SQLITE,
+                              &(app_db){.sqlite = db, .pg = NULL},
+                              "schema of the database", report, ud, nbad);
+        qb_db_close(db);
+        return rc;
+    }
+}
+
 int app_check(const web_conf *conf, const char *conf_path, const char *db_path,
               const char *mig_dir)
 {
