@@ -28,6 +28,8 @@ e2e_start "$INFLIGHT"
 LOG=$(ops_log)
 
 expect "a route not yet in the conf answers 404" "$(ops_code /added)" 404
+# Written once the threads accept, right before the `started` line.
+ops_wait_count 'event=started ' 1
 t_check "the pid file names the app" \
     test "$(cat "$T_TMP/prefix/waituntil.pid")" = "$STACK_APP_PID"
 

@@ -33,6 +33,9 @@ STACK_APP_WRAPPER="python3 $T_TMP/activate.py $SOCK self"
 e2e_start
 LOG=$(ops_log)
 
+# The app answers a moment before it logs `started` (the threads accept
+# first): wait for the line.
+ops_wait_count 'event=started ' 1
 grep -q "event=started .*listen=unix:$SOCK inherited=systemd" "$LOG" &&
     t_ok "the app takes the socket from LISTEN_FDS" || t_fail "inherited" "$(e2e_log)"
 expect "it answers through nginx" "$(ops_code /hello)" 200

@@ -35,6 +35,7 @@ LOAD=$!
 under_way() { [ "$(sql "SELECT count(*) FROM logs WHERE path LIKE '/log/u%'")" -ge 50 ]; }
 t_wait_for "" under_way || t_fail "load under way" "$(e2e_log)"
 
+ops_wait_count 'event=started ' 1 # the pid file is written right before
 ops_sig upgrade && t_ok "waituntil -s upgrade signals the app" ||
     t_fail "-s upgrade" "$(e2e_log)"
 ops_wait_count 'event=started .*inherited=upgrade' 1 &&
