@@ -8,8 +8,8 @@
  * thread blocked on a kept connection stall the others).  Each thread owns
  * one FCGX_Request, one arena, one body buffer and one defer_ctx, reused
  * for every request it serves: nothing is shared between request threads
- * but the immutable conf/router, the pool (thread-safe) and the atomic
- * counters.
+ * but the conf generations (immutable, refcounted: below), the pool
+ * (thread-safe) and the atomic counters.
  *
  * Per request:
  *   1. copy the params into the arena (web_request_begin) and route;
