@@ -59,6 +59,21 @@ int app_check_defers(const web_conf *conf, qb_dialect dialect,
                      qb_conn *db, const char *against,
                      app_report_fn report, void *ud, size_t *nbad);
 
+/*
+ * A reload's check of a new conf against the running database: every
+ * deferred statement built (app_check_defers) and compiled against the
+ * live schema through a read-only connection of its own (SQLite:
+ * prepare; PostgreSQL: EXPLAIN in a read-only session).  No migration is
+ * applied: a statement that needs a pending one fails here (they are
+ * applied by a start or a binary upgrade).  A ":memory:" database is not
+ * reachable from another connection: the statements are only built.
+ * Returns WEB_OK; WEB_ECONF with one report line per failing statement;
+ * WEB_EIO / WEB_EINVAL when the database cannot be opened (eb says why).
+ */
+int app_check_live(const web_conf *conf, const char *db_path,
+                   app_report_fn report, void *ud, size_t *nbad, char *eb,
+                   size_t el);
+
 /* `waituntil -t`: conf already parsed; db_path is the database to use
  * (the conf's or -d's, resolved), its engine told by web_db_engine_of.
  * Checks every route's handler, that no route has more defer blocks than
@@ -99,5 +114,59 @@ void app_version_print(FILE *f);
  * each after a "# configuration file PATH:" line.  0, or -1 if a file
  * could not be read again or f failed. */
 int app_conf_dump(FILE *f, const web_conf *conf, const app_paths *p);
+/* ---- operations (ops.c) ------------------------------------------------ */
+
+/* The pid file: conf's `pid` (relative to prefix), else waituntil.pid in
+ * the folder of a unix socket (listen_spec "unix:PATH", already resolved
+ * or relative to prefix), else PREFIX/var/waituntil.pid.  malloc'd. */
+char *app_pid_path(const web_conf *conf, const char *prefix,
+                   const char *listen_spec);
+/* Write our pid (aside, then renamed).  WEB_OK or WEB_EIO (eb says why). */
+int app_pid_write(const char *path, char *eb, size_t el);
+/* The pid in a pid file, or -1 (eb says why). */
+long app_pid_read(const char *path, char *eb, size_t el);
+/* Remove the pid file if it holds our pid (a successor's stays). */
+void app_pid_remove_if_ours(const char *path);
+/* -s NAME: reload (HUP), stop (TERM), quit (QUIT), reopen (USR1),
+ * upgrade (USR2) to the pid in pid_path.  Exit status: 0 or 1 (the
+ * reason on stderr). */
+int app_signal(const char *pid_path, const char *name);
+
+/* A listening socket this process was given. */
+typedef struct app_inherited {
+    int fd;            /* -1: none */
+    int external;      /* systemd's: never shut down or unlinked */
+    int from_upgrade;  /* WAITUNTIL_LISTEN_FD: a binary upgrade */
+    long old_pid;      /* from_upgrade: the old process (our parent) */
+} app_inherited;
+/* Read (and remove from the environment) WAITUNTIL_LISTEN_FD [+
+ * WAITUNTIL_LISTEN_EXTERNAL] or systemd's LISTEN_FDS/LISTEN_PID.
+ * Returns 1 (found), 0 (none) or -1 (malformed; eb says why). */
+int app_listen_inherited(app_inherited *out, char *eb, size_t el);
+
+/* Remember argv and the binary's path (before getopt).  WEB_OK or
+ * WEB_ENOMEM. */
+int app_upgrade_init(int argc, char **argv);
+void app_upgrade_free(void);
+const char *app_upgrade_exe(void);
+/* fork + exec the binary again with listen_fd handed over (the
+ * environment names it).  The child's pid, or -1 (eb says why). */
+long app_upgrade_spawn(int listen_fd, int external, char *eb, size_t el);
+
+/* What a reload needs to know of the running process. */
+typedef struct app_reload_ctx {
+    const char *conf_path;
+    const web_conf *running;  /* the start's conf (fixed settings) */
+    const char *db_path;      /* the running database (resolved) */
+    int listen_overridden;    /* -l given: server.listen not compared */
+    int db_overridden;        /* -d given: database.path not compared */
+    web_server *srv;
+    web_log *log;
+} app_reload_ctx;
+/* SIGHUP: re-read the conf, check it against the running database and
+ * server, swap it in for new requests (see ops.c).  Logs
+ * reload_failed / reload_needs_restart / reloaded.  WEB_OK or the
+ * failure's code (the running conf stays). */
+int app_reload(const app_reload_ctx *c);
 
 #endif

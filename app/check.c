@@ -518,6 +518,56 @@ out:
     return bad;
 }
 
+/* ---- a reload's check: the running database, read-only ---------------- */
+
+int app_check_live(const web_conf *conf, const char *db_path,
+                   app_report_fn report, void *ud, size_t *nbad, char *eb,
+                   size_t el)
+{
+    int pg = web_db_engine_of(db_path) == WEB_DB_POSTGRESQL;
+    qb_conn_config cfg;
+    qb_conn *db = NULL;
+    int rc;
+
+    if (nbad != NULL)
+        *nbad = 0;
+    if (pg && !qb_engine_available(QB_ENGINE_POSTGRES)) {
+        snprintf(eb, el, "%s", APP_NO_PG);
+        return WEB_EINVAL;
+    }
+    if (!pg && strcmp(db_path, ":memory:") == 0) {
+        /* No schema another connection could see: build them only. */
+        return app_check_defers(conf, QB_DIALECT_SQLITE, NULL, NULL, report,
+                                ud, nbad);
+    }
+    memset(&cfg, 0, sizeof cfg);
+    if (pg) {
+        cfg.engine = QB_ENGINE_POSTGRES;
+        cfg.connect_timeout_s = 5;
+        cfg.application_name = "waituntil reload";
+    } else {
+        cfg.engine = QB_ENGINE_SQLITE;
+        cfg.readonly = 1;
+        cfg.busy_timeout_ms = 5000;
+    }
+    if (qb_open(&db, db_path, &cfg, eb, el) != QB_OK) {
+        eb[strcspn(eb, "\n")] = '\0';
+        return WEB_EIO;
+    }
+    /* Like -t: a PostgreSQL session that cannot write. */
+    if (pg && conn_run(db, "SET default_transaction_read_only = on", 0, NULL,
+                       NULL) != QB_OK) {
+        snprintf(eb, el, "%s", qb_errmsg(db));
+        eb[strcspn(eb, "\n")] = '\0';
+        qb_close(db);
+        return WEB_EIO;
+    }
+    rc = app_check_defers(conf, qb_conn_dialect(db), db,
+                          "schema of the database", report, ud, nbad);
+    qb_close(db);
+    return rc;
+}
+
 int app_check(const web_conf *conf, const char *conf_path, const char *db_path,
               const char *mig_dir)
 {

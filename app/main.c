@@ -2,6 +2,7 @@
  * main.c -- the waituntil program: wiring and signals.
  *
  *   waituntil [-c FILE] [-p PREFIX] [-l LISTEN] [-d DB] [-t|-T] [-v|-V|-h]
+ *   waituntil -s reload|stop|quit|reopen|upgrade [-c FILE] [-p PREFIX]
  *
  * Paths: relative paths in the conf are resolved against the prefix (-p,
  * default "/"), and so is the default conf, SYSCONFDIR/waituntil/
@@ -19,9 +20,11 @@
  *
  * DESIGN: every signal we handle is blocked in main before any thread
  * exists, so every thread inherits the mask and main alone receives them
- * with sigwait(): TERM/INT stop the server (no new requests, in-flight
- * ones finish), then the pool drains within the conf deadline; HUP reopens
- * the log.  SIGPIPE is ignored: a write to a vanished peer returns EPIPE.
+ * with sigwait(): TERM/INT/QUIT stop the server (no new requests,
+ * in-flight ones finish), then the pool drains within the conf deadline;
+ * HUP reopens the log and reloads the conf, USR1 reopens the log, USR2
+ * starts a binary upgrade and CHLD reaps its process (ops.c).  SIGPIPE is
+ * ignored: a write to a vanished peer returns EPIPE.
  * Exit status: 0 after a clean drain, 1 if deferred work was left or the
  * start failed (conf, database, socket).
  *
@@ -46,6 +49,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -55,6 +59,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: waituntil [-c FILE] [-p PREFIX] [-l LISTEN] [-d DB] [-t|-T]\n"
+            "       waituntil -s SIGNAL [-c FILE] [-p PREFIX] [-l LISTEN]\n"
             "       waituntil -v | -V | --version | -h | --help\n"
             "  -c FILE    configuration (default PREFIX%s)\n"
             "  -p PREFIX  folder relative paths in the conf are resolved\n"
@@ -68,8 +73,11 @@ static void usage(FILE *f)
             "  -v         print the version and exit\n"
             "  -V, --version  the version, configure's arguments and the\n"
             "             library versions\n"
+            "  -s SIGNAL  signal the running process named by the pid file:\n"
+            "             reload, stop, quit, reopen or upgrade\n"
             "  -h, --help this text\n"
-            "Signals: TERM/INT drain and exit; HUP/USR1 reopen the log.\n",
+            "Signals: TERM/INT/QUIT drain and exit; HUP reloads the conf and\n"
+            "reopens the log; USR1 reopens the log; USR2 upgrades the binary.\n",
             WU_DEFAULT_CONF, WU_DEFAULT_PREFIX);
 }
 
@@ -99,6 +107,23 @@ static char *prefix_norm(const char *p)
     while (n > 0 && out[n - 1] == '/')
         out[--n] = '\0';
     return out;
+}
+
+/* The listen spec actually used: -l, else the conf's, with a relative
+ * unix:path resolved against the prefix (*owned: what to free). */
+static const char *listen_spec(const char *prefix, const char *opt,
+                               const web_conf *conf, char **owned)
+{
+    const char *spec = opt ? opt : conf->server.listen;
+    *owned = NULL;
+    if (spec != NULL && strncmp(spec, "unix:", 5) == 0 && spec[5] != '/') {
+        char *p = resolve(prefix, spec + 5);
+        if (p != NULL && asprintf(owned, "unix:%s", p) < 0)
+            *owned = NULL;
+        free(p);
+        return *owned;
+    }
+    return spec;
 }
 
 static int sql_file(const struct dirent *d)
@@ -347,6 +372,82 @@ static void pool_config(const web_conf *conf, web_db_engine engine,
                                                              : DEFER_LOG_ERROR;
 }
 
+/* ---- binary upgrade (ops.c has the design) ------------------------------ */
+
+/* Our upgrade child has not exited (a zombie not yet reaped has). */
+static int child_running(long pid)
+{
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    return waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+           si.si_pid == 0;
+}
+
+/* SIGCHLD: reap every exited child; when it is the upgrade's new
+ * process, the upgrade is over and we are alone again: our pid file gets
+ * its name back (nginx does the same).  Returns the upgrade pid left. */
+static long reap_children(long upgrade_pid, const char *pid_path,
+                          const char *oldbin, web_log *log)
+{
+    int status = 0;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        if ((long)pid != upgrade_pid)
+            continue;
+        web_logf(log, WEB_LOG_WARN, "upgrade_child_exited",
+                 "pid=%ld status=%d signal=%d", (long)pid,
+                 WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+                 WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+        if (pid_path != NULL && oldbin != NULL &&
+            rename(oldbin, pid_path) != 0)
+            web_logf(log, WEB_LOG_ERROR, "pid_file_failed",
+                     "error=\"rename %s back: %s\"", oldbin, strerror(errno));
+        upgrade_pid = 0;
+    }
+    return upgrade_pid;
+}
+
+/* SIGUSR2: start the new binary on our socket.  Returns the upgrade pid
+ * (the one running, or the new one, or 0). */
+static long upgrade(long upgrade_pid, const app_inherited *inh,
+                    web_server *srv, const char *pid_path, const char *oldbin,
+                    web_log *log)
+{
+    char eb[512], q[600];
+    long pid;
+
+    if (upgrade_pid > 0) {
+        web_logf(log, WEB_LOG_WARN, "upgrade_refused",
+                 "reason=\"an upgrade is running\" new_pid=%ld",
+                 upgrade_pid);
+        return upgrade_pid;
+    }
+    if (inh->from_upgrade && getppid() == inh->old_pid) {
+        web_logf(log, WEB_LOG_WARN, "upgrade_refused",
+                 "reason=\"the old process still runs: stop it first\" "
+                 "old_pid=%ld",
+                 inh->old_pid);
+        return 0;
+    }
+    /* The new process writes pid_path; ours moves aside so that -s and
+     * the operator find both. */
+    if (pid_path != NULL && oldbin != NULL && rename(pid_path, oldbin) != 0)
+        web_logf(log, WEB_LOG_WARN, "pid_file_failed",
+                 "error=\"rename to %s: %s\"", oldbin, strerror(errno));
+    pid = app_upgrade_spawn(web_server_listen_fd(srv), inh->external, eb,
+                            sizeof eb);
+    if (pid < 0) {
+        web_logf(log, WEB_LOG_ERROR, "upgrade_failed", "error=%s",
+                 web_log_q(q, sizeof q, eb));
+        if (pid_path != NULL && oldbin != NULL)
+            rename(oldbin, pid_path);
+        return 0;
+    }
+    web_logf(log, WEB_LOG_INFO, "upgrade_started", "new_pid=%ld exe=%s",
+             pid, web_log_q(q, sizeof q, app_upgrade_exe()));
+    return pid;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -355,7 +456,7 @@ int main(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     const char *conf_path = NULL, *prefix_opt = WU_DEFAULT_PREFIX;
-    const char *listen = NULL, *db_opt = NULL;
+    const char *listen = NULL, *db_opt = NULL, *signal_name = NULL;
     char *prefix = NULL, *conf_default = NULL;
     int test_only = 0, dump = 0, opt, exit_code = 1, rc;
     app_notify *notify = NULL;
@@ -369,29 +470,41 @@ int main(int argc, char **argv)
     const char *db_spec;
     char *db_path = NULL, *mig_dir = NULL, *log_path = NULL, *eng_dir = NULL;
     char red[512], qdb[600];
-    char *listen_resolved = NULL;
+    char *listen_resolved = NULL, *pid_path = NULL, *oldbin = NULL;
+    char fdspec[32];
+    long upgrade_pid = 0;
+    app_inherited inh;
     sigset_t set;
     defer_config pc;
 
-    while ((opt = getopt_long(argc, argv, "c:p:l:d:tTvVh", longopts,
+    /* Before getopt: the upgrade execs the very same argv. */
+    if (app_upgrade_init(argc, argv) != WEB_OK) {
+        fprintf(stderr, "waituntil: out of memory\n");
+        return 1;
+    }
+    while ((opt = getopt_long(argc, argv, "c:p:l:d:s:tTvVh", longopts,
                               NULL)) != -1) {
         switch (opt) {
         case 'c': conf_path = optarg; break;
         case 'p': prefix_opt = optarg; break;
         case 'l': listen = optarg; break;
         case 'd': db_opt = optarg; break;
+        case 's': signal_name = optarg; break;
         case 't': test_only = 1; break;
         case 'T': test_only = dump = 1; break;
         /* -v keeps its one line (scripts read it); -V says everything. */
-        case 'v': printf("waituntil %s\n", PACKAGE_VERSION); return 0;
-        case 'V': app_version_print(stdout); return 0;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 1;
+        case 'v':
+            printf("waituntil %s\n", PACKAGE_VERSION);
+            exit_code = 0;
+            goto out;
+        case 'V': app_version_print(stdout); exit_code = 0; goto out;
+        case 'h': usage(stdout); exit_code = 0; goto out;
+        default: usage(stderr); goto out;
         }
     }
     if (optind != argc) {
         usage(stderr);
-        return 1;
+        goto out;
     }
     /* The default conf moves with the prefix: -p DESTDIR runs a tree
      * installed there with its own conf. */
@@ -412,6 +525,14 @@ int main(int argc, char **argv)
         if (test_only)
             fprintf(stderr, "waituntil: configuration file %s test failed\n",
                     conf_path);
+        goto out;
+    }
+    if (signal_name != NULL) {
+        /* -s: the conf (and -p, -l) only say where the pid file is. */
+        pid_path = app_pid_path(conf, prefix,
+                                listen_spec(prefix, listen, conf,
+                                            &listen_resolved));
+        exit_code = pid_path != NULL ? app_signal(pid_path, signal_name) : 1;
         goto out;
     }
     /* The engine follows the path actually used: -d may switch it.  A
@@ -491,6 +612,8 @@ int main(int argc, char **argv)
      * log like HUP; USR2's default action would kill without a drain. */
     sigaddset(&set, SIGUSR1);
     sigaddset(&set, SIGUSR2);
+    /* Blocked, SIGCHLD stays pending for sigwait (an upgrade's child). */
+    sigaddset(&set, SIGCHLD);
     if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0) {
         fprintf(stderr, "waituntil: cannot block signals\n");
         goto out;
@@ -504,6 +627,12 @@ int main(int argc, char **argv)
     eng_dir = app_migrations_dir(mig_dir, engine);
     if (eng_dir == NULL) {
         web_logf(log, WEB_LOG_ERROR, "start_failed", "error=\"out of memory\"");
+        goto out;
+    }
+    rc = app_listen_inherited(&inh, eb, sizeof eb);
+    if (rc < 0) {
+        web_logf(log, WEB_LOG_ERROR, "start_failed", "error=%s",
+                 web_log_q(qe, sizeof qe, eb));
         goto out;
     }
     if (migrate(conf, engine, db_path, eng_dir, log) != WEB_OK)
@@ -521,6 +650,13 @@ int main(int argc, char **argv)
         const char *spec = listen_resolved ? listen_resolved
                            : listen        ? listen
                                            : conf->server.listen;
+        pid_path = app_pid_path(conf, prefix, spec);
+        if (inh.fd >= 0) {
+            /* A predecessor's or systemd's socket: its address wins over
+             * the conf's (changing it needs a full restart). */
+            snprintf(fdspec, sizeof fdspec, "fd:%d", inh.fd);
+            spec = fdspec;
+        }
         web_server_config sc = {
             .conf = conf,
             .pool = pool,
@@ -542,10 +678,24 @@ int main(int argc, char **argv)
                  web_strerror(rc));
         goto out;
     }
+    if (pid_path == NULL ||
+        app_pid_write(pid_path, eb, sizeof eb) != WEB_OK) {
+        /* The server runs without it; only -s needs it. */
+        web_logf(log, WEB_LOG_WARN, "pid_file_failed", "error=%s",
+                 web_log_q(qe, sizeof qe,
+                           pid_path == NULL ? "out of memory" : eb));
+        free(pid_path);
+        pid_path = NULL;
+    }
+    if (pid_path != NULL && asprintf(&oldbin, "%s.oldbin", pid_path) < 0)
+        oldbin = NULL;
     web_logf(log, WEB_LOG_INFO, "started",
-             "version=%s listen=%s engine=%s db=%s threads=%u workers=%u "
-             "queue=%zu",
-             PACKAGE_VERSION, web_server_listen_name(srv),
+             "version=%s pid=%ld listen=%s inherited=%s engine=%s db=%s "
+             "threads=%u workers=%u queue=%zu",
+             PACKAGE_VERSION, (long)getpid(), web_server_listen_name(srv),
+             inh.fd < 0           ? "no"
+             : inh.from_upgrade   ? "upgrade"
+                                  : "systemd",
              web_db_engine_name(engine), qdb, conf->server.threads,
              conf->pool.workers, conf->pool.queue);
     {
@@ -569,16 +719,62 @@ int main(int argc, char **argv)
         int sig = 0;
         if (sigwait(&set, &sig) != 0)
             continue;
+        if (sig == SIGCHLD) {
+            upgrade_pid = reap_children(upgrade_pid, pid_path, oldbin, log);
+            continue;
+        }
         if (sig == SIGUSR2) {
-            web_logf(log, WEB_LOG_INFO, "signal_ignored", "signal=%d", sig);
+            upgrade_pid = upgrade(upgrade_pid, &inh, srv, pid_path, oldbin,
+                                  log);
             continue;
         }
         if (sig == SIGHUP || sig == SIGUSR1) {
             web_logf(log, WEB_LOG_INFO, "reopen_log", "ok=%d",
                      web_log_reopen(log) == WEB_OK);
+            if (sig == SIGHUP) {
+                app_reload_ctx rc_ctx = {
+                    .conf_path = conf_path,
+                    .running = conf,
+                    .db_path = db_path,
+                    .listen_overridden = listen != NULL || inh.fd >= 0,
+                    .db_overridden = db_opt != NULL,
+                    .srv = srv,
+                    .log = log,
+                };
+                char msg[160];
+                struct timespec now;
+                /* systemd's reload protocol (Type=notify-reload and
+                 * ExecReload= both accept it): RELOADING=1 with the
+                 * monotonic time, then READY=1 once the new conf (or,
+                 * after a refused one, the old) is what answers. */
+                clock_gettime(CLOCK_MONOTONIC, &now);
+                snprintf(msg, sizeof msg,
+                         "RELOADING=1\nMONOTONIC_USEC=%llu\n"
+                         "STATUS=reloading the configuration",
+                         (unsigned long long)now.tv_sec * 1000000ull +
+                             (unsigned long long)now.tv_nsec / 1000ull);
+                app_notify_send(notify, msg);
+                rc = app_reload(&rc_ctx);
+                snprintf(msg, sizeof msg, "READY=1\nSTATUS=%s",
+                         rc == WEB_OK ? "reloaded; listening"
+                                      : "reload refused (see the log); "
+                                        "running the previous conf");
+                app_notify_send(notify, msg);
+            }
             continue;
         }
-        web_logf(log, WEB_LOG_INFO, "stopping", "signal=%d", sig);
+        {
+            /* The socket is shared when a successor accepts on it (our
+             * upgrade child, or we are the child and our old process
+             * still runs) or systemd keeps it: then it must not be shut
+             * down, and the connections queued on it are theirs. */
+            int shared = inh.external ||
+                         (upgrade_pid > 0 && child_running(upgrade_pid)) ||
+                         (inh.from_upgrade && getppid() == inh.old_pid);
+            web_server_set_shared(srv, shared);
+            web_logf(log, WEB_LOG_INFO, "stopping", "signal=%d shared=%d",
+                     sig, shared);
+        }
         {
             defer_stats ds;
             char msg[300];
@@ -622,6 +818,8 @@ int main(int argc, char **argv)
                  (unsigned long long)ds.rejected,
                  (unsigned long long)ds.inline_run);
         exit_code = rc == DEFER_OK && stuck == 0 ? 0 : 1;
+        app_pid_remove_if_ours(pid_path);
+        app_pid_remove_if_ours(oldbin);
         if (rc != DEFER_OK || stuck > 0) {
             /* A hung worker or a stuck request thread may still touch the
              * pool, the server or the log: free nothing under it, and end
@@ -645,5 +843,8 @@ out:
     free(listen_resolved);
     free(prefix);
     free(conf_default);
+    free(pid_path);
+    free(oldbin);
+    app_upgrade_free();
     return exit_code;
 }

@@ -877,6 +877,10 @@ static int do_server(pctx *c, const node *blk)
             if ((rc = arity(c, d, 1, 1)) ||
                 (rc = get_str(c, d, 0, &c->conf->server.log)))
                 return rc;
+        } else if (strcmp(nm, "pid") == 0) {
+            if ((rc = arity(c, d, 1, 1)) ||
+                (rc = get_str(c, d, 0, &c->conf->server.pid)))
+                return rc;
         } else if (strcmp(nm, "log_level") == 0) {
             int ch;
             if ((rc = arity(c, d, 1, 1)) ||
@@ -1846,6 +1850,7 @@ static web_conf *conf_new(const char *name)
     c->server.max_json_depth = 32;
     c->server.max_json_elements = 10000;
     c->server.log = "stderr";
+    c->server.pid = NULL;
     c->server.log_level = WEB_LOG_INFO;
     c->database.path = "var/waituntil.db";
     c->database.journal_mode = "wal";

@@ -8,8 +8,8 @@
  * thread blocked on a kept connection stall the others).  Each thread owns
  * one FCGX_Request, one arena, one body buffer and one defer_ctx, reused
  * for every request it serves: nothing is shared between request threads
- * but the immutable conf/router, the pool (thread-safe) and the atomic
- * counters.
+ * but the conf generations (immutable, refcounted: below), the pool
+ * (thread-safe) and the atomic counters.
  *
  * Per request:
  *   1. copy the params into the arena (web_request_begin) and route;
@@ -36,13 +36,45 @@
  *      then reset the arena.  A failed write (client gone) is counted and
  *      logged but does not cancel the deferred work (waitUntil semantics).
  *
- * Shutdown: web_server_stop sets `stopping` and calls
- * shutdown(listen_fd, SHUT_RDWR); on Linux that wakes every thread blocked
- * in accept() (EINVAL) and refuses new connects; the threads go on
- * answering the connections still in the backlog (accept() returns them
- * until it is empty) and a thread in the middle of a request finishes it.
- * Then the threads are joined.  Lock order: none held across calls here;
- * the pool and the log have their own leaf locks.
+ * Generations (reload).  Everything a request reads from the conf -- the
+ * routes, the router, the defer templates, the request limits -- lives in
+ * one immutable, reference-counted `struct gen`.  The server holds one
+ * reference to the current generation (s->gen, under gen_lock).  A request
+ * thread takes a reference right after FCGX_Accept_r returns (lock, read
+ * s->gen, refs++, unlock) and drops it when the request is finished and
+ * its tasks submitted; nothing it reads from the conf is read through
+ * anything else.  web_server_reload builds and checks a new generation
+ * outside the lock, swaps s->gen under it and drops the server's
+ * reference to the old one: requests already accepted finish on the
+ * generation they took, new ones get the new one, and the old generation
+ * is freed by whichever thread drops its last reference (refs reaches 0
+ * exactly once: the server's own reference is dropped only after the swap,
+ * so no thread can find it in s->gen with refs 0).  Deferred tasks never
+ * point into a generation: a task's query is a copy (qb_query_rebind) and
+ * its label is copied by the pool.  gen_lock is a leaf: nothing else is
+ * taken under it, and it is held for a pointer read and an increment.
+ *
+ * Accepting.  The listening socket is non-blocking.  A thread calls
+ * FCGX_Accept_r; when there is nothing to accept (-EAGAIN: empty backlog,
+ * or another thread or process took the connection) it polls the socket
+ * and the server's wake eventfd, then tries again.  The socket may be
+ * shared with another process (a successor started by a binary upgrade,
+ * which accepts on the same socket; or systemd, which keeps it between
+ * starts): both then take connections from the one backlog, each
+ * answering what it accepted.
+ *
+ * Shutdown: web_server_stop shuts the socket down (shutdown(SHUT_RDWR):
+ * new connects are refused, so nginx moves on), then sets `stopping` to
+ * STOP_DRAIN and wakes the pollers; the threads go on answering the
+ * connections still in the backlog (accept() returns them until it is
+ * empty, then EAGAIN or EINVAL: empty for good, as nothing new can queue)
+ * and a thread in the middle of a request finishes it.  When the socket
+ * is shared (web_server_set_shared), shutting it down would stop the
+ * other process too: `stopping` becomes STOP_LEAVE instead and the
+ * threads stop accepting at once, leaving the backlog to the other
+ * process; the socket file is never unlinked then.  Then the threads are
+ * joined.  Lock order: none held across calls here; the pool and the log
+ * have their own leaf locks.
  */
 #define _GNU_SOURCE
 #include "web_server.h"
@@ -53,6 +85,8 @@
 #include <fcgiapp.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -60,6 +94,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -70,19 +105,40 @@
 #define LISTEN_BACKLOG 1024
 #define MAX_RESP_HEADERS 16
 
-struct web_server {
+/* What a request reads from the conf (see DESIGN): immutable once
+ * published, freed when the last reference is dropped. */
+typedef struct gen {
+    atomic_uint refs;
+    uint64_t id;            /* 1 at create, +1 per reload */
     const web_conf *conf;
-    defer_pool *pool;
-    web_log *log;
+    web_conf *owned;        /* conf to free with the generation (reloads) */
     web_router *router;
-    web_handler_def *handlers;
-    size_t nhandlers;
-    web_defer_tpl **tpls;  /* every route's defer blocks, in order */
-    size_t *tpl_off;       /* route i's first template: tpls[tpl_off[i]] */
+    web_defer_tpl **tpls;   /* every route's defer blocks, in order */
+    size_t *tpl_off;        /* route i's first template: tpls[tpl_off[i]] */
     size_t ntpls;
     web_limits limits;
+} gen;
+
+enum { STOP_NONE = 0, STOP_DRAIN, STOP_LEAVE };
+
+struct web_server {
+    const web_conf *conf;   /* the first conf: settings fixed at start */
+    defer_pool *pool;
+    web_log *log;
+    web_handler_def *handlers;
+    size_t nhandlers;
+    size_t max_body;        /* server.max_body at start (arenas are sized
+                               from it): a reload cannot raise it */
+
+    pthread_mutex_t gen_lock; /* leaf: guards `gen` (the pointer) */
+    gen *gen;                 /* current; the server holds one reference */
+    uint64_t gen_next;        /* main thread only (create/reload) */
+    atomic_uint gens_live;    /* generations not yet freed */
 
     int listen_fd;
+    int wake_fd;            /* eventfd: written once at stop */
+    int shared;             /* the socket is shared: never shut down or
+                               unlinked (main thread only) */
     char listen_name[128];
     char *unix_path;      /* set when we created a unix socket */
     dev_t unix_dev;
@@ -92,7 +148,8 @@ struct web_server {
     unsigned nthreads;      /* main thread only (start/stop) */
     atomic_uint running;    /* request threads inside their loop */
     unsigned stuck;         /* threads a bounded stop gave up on */
-    atomic_int stopping;
+    atomic_int stop_once;
+    atomic_int stopping;    /* STOP_* */
     int started;
     time_t started_at;
 
@@ -108,6 +165,7 @@ struct resp_header {
 
 struct web_call {
     web_server *srv;
+    const gen *gen;          /* the generation this request took */
     web_arena *arena;
     const web_request *req;
     web_match match;
@@ -142,12 +200,13 @@ qb_dialect web_call_dialect(const web_call *c)
 const web_defer_tpl *web_call_defer_tpl(const web_call *c, size_t k)
 {
     size_t ri;
-    if (c == NULL || c->route == NULL || c->srv->tpl_off == NULL)
+    if (c == NULL || c->route == NULL || c->gen == NULL ||
+        c->gen->tpl_off == NULL)
         return NULL;
-    ri = (size_t)(c->route - c->srv->conf->routes);
-    if (ri >= c->srv->conf->nroutes || k >= c->route->ndefers)
+    ri = (size_t)(c->route - c->gen->conf->routes);
+    if (ri >= c->gen->conf->nroutes || k >= c->route->ndefers)
         return NULL;
-    return c->srv->tpls[c->srv->tpl_off[ri] + k];
+    return c->gen->tpls[c->gen->tpl_off[ri] + k];
 }
 
 int web_respond(web_call *c, int status, const char *ctype, const void *body,
@@ -404,6 +463,67 @@ static void set_missing(web_call *c, const web_source *missing)
     set_error_field(c, 400, text, name);
 }
 
+/* ---- generations ------------------------------------------------------------ */
+
+/* A mutex that cannot be locked or unlocked is a corrupted server: there
+ * is no way to serve on without it. */
+static void gen_lock(web_server *s)
+{
+    int rc = pthread_mutex_lock(&s->gen_lock);
+    if (rc != 0) {
+        web_logf(s->log, WEB_LOG_ERROR, "mutex_failed", "op=lock rc=%d", rc);
+        abort();
+    }
+}
+
+static void gen_unlock(web_server *s)
+{
+    int rc = pthread_mutex_unlock(&s->gen_lock);
+    if (rc != 0) {
+        web_logf(s->log, WEB_LOG_ERROR, "mutex_failed", "op=unlock rc=%d", rc);
+        abort();
+    }
+}
+
+static void gen_free(gen *g)
+{
+    if (g == NULL)
+        return;
+    web_router_free(g->router);
+    for (size_t i = 0; g->tpls != NULL && i < g->ntpls; i++)
+        web_defer_tpl_free(g->tpls[i]);
+    free(g->tpls);
+    free(g->tpl_off);
+    web_conf_free(g->owned);
+    free(g);
+}
+
+/* The current generation, with a reference the caller drops with
+ * gen_release. */
+static gen *gen_acquire(web_server *s)
+{
+    gen *g;
+    gen_lock(s);
+    g = s->gen;
+    atomic_fetch_add_explicit(&g->refs, 1, memory_order_relaxed);
+    gen_unlock(s);
+    return g;
+}
+
+/* Drop a reference; the last one frees the generation.  acq_rel: every
+ * read of g by a thread that dropped its reference happens before the
+ * free. */
+static void gen_release(web_server *s, gen *g)
+{
+    if (atomic_fetch_sub_explicit(&g->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    atomic_fetch_sub(&s->gens_live, 1);
+    if (g->id > 1)
+        web_logf(s->log, WEB_LOG_INFO, "generation_freed", "generation=%llu",
+                 (unsigned long long)g->id);
+    gen_free(g);
+}
+
 /* ---- one request ------------------------------------------------------------ */
 
 struct thread_state {
@@ -484,13 +604,13 @@ static const web_handler_def *find_handler(const web_server *s,
  * is to run; otherwise the answer is already set on the call. */
 static int take_request(struct thread_state *t, web_call *call, int *head)
 {
-    web_server *s = t->srv;
+    const gen *g = call->gen;
     web_request *req = NULL;
     const char *path;
-    size_t path_len = 0, limit = s->limits.max_body, body_len;
+    size_t path_len = 0, limit = g->limits.max_body, body_len;
     int rc, mrc = WEB_ENOTFOUND, keep = 0;
 
-    rc = web_request_begin(&req, t->arena, t->rq.envp, &s->limits);
+    rc = web_request_begin(&req, t->arena, t->rq.envp, &g->limits);
     if (rc == WEB_ETOOBIG) {
         /* CONTENT_LENGTH over max_body: answered without reading. */
         set_error(call, 413, "body larger than max_body");
@@ -500,7 +620,7 @@ static int take_request(struct thread_state *t, web_call *call, int *head)
         call->req = req;
         *head = web_request_method_bit(req) == WEB_M_HEAD;
         path = web_request_path(req, &path_len);
-        mrc = web_router_match(s->router, web_request_method(req), path,
+        mrc = web_router_match(g->router, web_request_method(req), path,
                                path_len, &call->match);
         if (mrc == WEB_OK) {
             call->route = call->match.data;
@@ -554,7 +674,7 @@ static void set_route_error(web_call *c, int rc)
               brc == rc && why != NULL ? why : web_strerror(rc));
 }
 
-static void serve_one(struct thread_state *t)
+static void serve_one(struct thread_state *t, const gen *g)
 {
     web_server *s = t->srv;
     web_call call;
@@ -564,6 +684,7 @@ static void serve_one(struct thread_state *t)
 
     memset(&call, 0, sizeof call);
     call.srv = s;
+    call.gen = g;
     call.arena = t->arena;
     call.dctx = t->dctx;
     call.label = "-";
@@ -658,6 +779,25 @@ answer:
     web_arena_reset(t->arena);
 }
 
+/* Until the listening socket has a connection for us or the server is
+ * stopping (the wake eventfd).  Signals are blocked in request threads,
+ * so EINTR is rare; any wake-up only means "try accept again". */
+static void wait_listen(web_server *s)
+{
+    struct pollfd p[2];
+    p[0].fd = s->listen_fd;
+    p[0].events = POLLIN;
+    p[0].revents = 0;
+    p[1].fd = s->wake_fd;
+    p[1].events = POLLIN;
+    p[1].revents = 0;
+    if (poll(p, 2, -1) < 0 && errno != EINTR) {
+        /* Cannot poll (ENOMEM): do not spin on accept. */
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
 static void *request_thread(void *arg)
 {
     struct thread_state *t = arg;
@@ -672,19 +812,34 @@ static void *request_thread(void *arg)
                  t->index);
     atomic_fetch_add(&s->running, 1);
     for (;;) {
-        int rc = FCGX_Accept_r(&t->rq);
-        if (atomic_load(&s->stopping)) {
-            if (rc < 0)
-                break;
-            /* After shutdown(listen_fd) new connects are refused (nginx
-             * moves on), but accept() still hands out the connections
-             * already in the backlog, then fails.  nginx has sent those
+        /* Read before accept: STOP_DRAIN is stored only after the socket
+         * was shut down, so an empty backlog seen after it is empty for
+         * good (nothing new can queue). */
+        int st = atomic_load(&s->stopping), rc;
+        if (st == STOP_LEAVE)
+            break; /* the backlog is the other process's now */
+        rc = FCGX_Accept_r(&t->rq);
+        if (rc >= 0) {
+            gen *g = gen_acquire(s);
+            backoff_ms = 10;
+            last_logged = 0;
+            /* While stopping (STOP_DRAIN) accept() still hands out the
+             * connections already in the backlog; nginx has sent those
              * requests and never re-sends a POST: answer every one. */
             atomic_fetch_add(&s->accepted, 1);
-            serve_one(t);
+            serve_one(t, g);
+            gen_release(s, g);
             continue;
         }
-        if (rc < 0) {
+        if (rc == -EAGAIN || rc == -EWOULDBLOCK) {
+            if (st != STOP_NONE)
+                break;
+            wait_listen(s);
+            continue;
+        }
+        if (st != STOP_NONE)
+            break; /* EINVAL after shutdown(): the backlog is empty */
+        {
             /* EMFILE/ENFILE/ENOMEM come back as -errno: a transient
              * shortage must not kill the thread.  Back off and retry. */
             struct timespec ts = {(time_t)(backoff_ms / 1000),
@@ -699,12 +854,7 @@ static void *request_thread(void *arg)
             }
             nanosleep(&ts, NULL);
             backoff_ms = backoff_ms >= 500 ? 1000 : backoff_ms * 2;
-            continue;
         }
-        backoff_ms = 10;
-        last_logged = 0;
-        atomic_fetch_add(&s->accepted, 1);
-        serve_one(t);
     }
     FCGX_Free(&t->rq, 1);
     atomic_fetch_sub(&s->running, 1);
@@ -848,13 +998,81 @@ static int open_tcp(web_server *s, const char *spec, char *eb, size_t el)
     return WEB_OK;
 }
 
+/* "fd:N": a listening socket this process inherited (a binary upgrade's
+ * WAITUNTIL_LISTEN_FD, systemd's LISTEN_FDS).  Named after its address;
+ * a unix socket's file is remembered like one we made, so that the last
+ * process to use it unlinks it (unless web_server_set_shared). */
+static int open_inherited(web_server *s, const char *spec, char *eb,
+                          size_t el)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    char *end = NULL;
+    long fd;
+    int acc = 0;
+    socklen_t len = sizeof acc;
+
+    errno = 0;
+    fd = strtol(spec, &end, 10);
+    if (errno != 0 || end == spec || *end != '\0' || fd < 0 || fd > 1 << 20)
+        return err(eb, el, WEB_ECONF, "listen fd:%s: not a descriptor number",
+                   spec);
+    if (getsockopt((int)fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &len) != 0 ||
+        !acc)
+        return err(eb, el, WEB_ECONF,
+                   "listen fd:%ld: not a listening socket", fd);
+    memset(&ss, 0, sizeof ss);
+    if (getsockname((int)fd, (struct sockaddr *)&ss, &sl) != 0)
+        return err(eb, el, WEB_EIO, "listen fd:%ld: getsockname: %s", fd,
+                   strerror(errno));
+    s->listen_fd = (int)fd;
+    if (ss.ss_family == AF_UNIX) {
+        const struct sockaddr_un *su = (const struct sockaddr_un *)&ss;
+        struct stat st;
+        size_t n = sl > offsetof(struct sockaddr_un, sun_path)
+                       ? sl - offsetof(struct sockaddr_un, sun_path)
+                       : 0;
+        char path[sizeof su->sun_path + 1];
+        if (n > sizeof su->sun_path)
+            n = sizeof su->sun_path;
+        memcpy(path, su->sun_path, n);
+        path[n] = '\0';
+        if (path[0] != '\0' && stat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {
+            s->unix_path = strdup(path);
+            if (s->unix_path == NULL)
+                return WEB_ENOMEM;
+            s->unix_dev = st.st_dev;
+            s->unix_ino = st.st_ino;
+        }
+        snprintf(s->listen_name, sizeof s->listen_name, "unix:%s",
+                 path[0] != '\0' ? path : "(unnamed)");
+    } else {
+        char host[INET6_ADDRSTRLEN + 2], port[16];
+        if (getnameinfo((struct sockaddr *)&ss, sl, host, sizeof host, port,
+                        sizeof port, NI_NUMERICHOST | NI_NUMERICSERV) != 0)
+            snprintf(s->listen_name, sizeof s->listen_name, "fd:%ld", fd);
+        else
+            snprintf(s->listen_name, sizeof s->listen_name,
+                     ss.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host,
+                     port);
+    }
+    /* Not for the handlers' children; the upgrade clears it in the one
+     * child that must have it. */
+    if (fcntl((int)fd, F_SETFD, FD_CLOEXEC) != 0)
+        return err(eb, el, WEB_EIO, "listen fd:%ld: %s", fd, strerror(errno));
+    return WEB_OK;
+}
+
 static int open_listener(web_server *s, const char *spec, char *eb, size_t el)
 {
+    int rc, fl;
     if (spec == NULL || *spec == '\0')
         return err(eb, el, WEB_ECONF, "no listen address");
-    if (strncmp(spec, "unix:", 5) == 0)
-        return open_unix(s, spec + 5, s->conf->server.socket_mode, eb, el);
-    if (strcmp(spec, "stdin") == 0) {
+    if (strncmp(spec, "unix:", 5) == 0) {
+        rc = open_unix(s, spec + 5, s->conf->server.socket_mode, eb, el);
+    } else if (strncmp(spec, "fd:", 3) == 0) {
+        rc = open_inherited(s, spec + 3, eb, el);
+    } else if (strcmp(spec, "stdin") == 0) {
         int acc = 0;
         socklen_t len = sizeof acc;
         if (getsockopt(0, SOL_SOCKET, SO_ACCEPTCONN, &acc, &len) != 0 || !acc)
@@ -862,50 +1080,131 @@ static int open_listener(web_server *s, const char *spec, char *eb, size_t el)
                        "listen stdin: fd 0 is not a listening socket");
         s->listen_fd = 0;
         snprintf(s->listen_name, sizeof s->listen_name, "stdin");
-        return WEB_OK;
+        rc = WEB_OK;
+    } else {
+        rc = open_tcp(s, spec, eb, el);
     }
-    return open_tcp(s, spec, eb, el);
+    if (rc != WEB_OK)
+        return rc;
+    /* Non-blocking (see DESIGN: accept, poll on EAGAIN).  accept()ed
+     * connections do not inherit it on Linux: libfcgi reads them
+     * blocking as before. */
+    fl = fcntl(s->listen_fd, F_GETFL);
+    if (fl < 0 || fcntl(s->listen_fd, F_SETFL, fl | O_NONBLOCK) != 0)
+        return err(eb, el, WEB_EIO, "listen %s: cannot make it non-blocking: "
+                   "%s", s->listen_name, strerror(errno));
+    return WEB_OK;
 }
 
 /* ---- lifecycle ---------------------------------------------------------- */
 
-/* Build every defer block's statement once (see action.c), in the
- * pool's dialect: the pool refuses queries rendered for another one. */
-static int make_templates(web_server *s, char *eb, size_t el)
+/* The file a route or defer block is in: its own (include), else the
+ * conf's, else "conf". */
+static const char *conf_file(const web_conf *c, const char *own)
 {
-    const web_conf *conf = s->conf;
+    return own != NULL ? own : c->file ? c->file : "conf";
+}
+
+/*
+ * Build a generation from conf (borrowed; `owned` is freed with the
+ * generation, on failure too): every route's handler must be registered,
+ * no route may have more defer blocks than the pool takes per request
+ * (tasks_per_request of the first conf: the pool is not rebuilt), no
+ * route's max_body may pass the server's (of the first conf: the request
+ * arenas are sized from it), and every defer block's statement is built
+ * once (see action.c) in the pool's dialect, which refuses queries
+ * rendered for another one.
+ */
+static int gen_build(web_server *s, const web_conf *conf, web_conf *owned,
+                     gen **out, char *eb, size_t el)
+{
     qb_dialect dialect = defer_pool_dialect(s->pool);
-    size_t n = 0, k = 0;
-    for (size_t i = 0; i < conf->nroutes; i++)
-        n += conf->routes[i].ndefers;
-    s->tpl_off = calloc(conf->nroutes ? conf->nroutes : 1, sizeof *s->tpl_off);
-    s->tpls = calloc(n ? n : 1, sizeof *s->tpls);
-    if (s->tpl_off == NULL || s->tpls == NULL)
+    size_t n = 0, k = 0, per_request = s->conf->pool.tasks_per_request;
+    gen *g;
+    int rc = WEB_OK;
+
+    *out = NULL;
+    g = calloc(1, sizeof *g);
+    if (g == NULL) {
+        web_conf_free(owned);
         return WEB_ENOMEM;
+    }
+    g->conf = conf;
+    g->owned = owned;
+    atomic_init(&g->refs, 1);
+    web_limits_default(&g->limits);
+    g->limits.max_body = s->max_body;
+    g->limits.max_params = conf->server.max_params;
+    g->limits.max_query_args = conf->server.max_query_args;
+    g->limits.max_json_depth = conf->server.max_json_depth;
+    g->limits.max_json_elements = conf->server.max_json_elements;
     for (size_t i = 0; i < conf->nroutes; i++) {
-        if (conf->routes[i].ndefers > conf->pool.tasks_per_request)
-            return err(eb, el, WEB_ECONF,
-                       "%s:%d: route has %zu defer blocks, more than pool "
-                       "tasks_per_request (%zu)",
-                       conf->routes[i].file ? conf->routes[i].file : "conf",
-                       conf->routes[i].line,
-                       conf->routes[i].ndefers, conf->pool.tasks_per_request);
-        s->tpl_off[i] = k;
+        const web_route_conf *r = &conf->routes[i];
+        size_t j;
+        n += r->ndefers;
+        if (r->handler != NULL) {
+            for (j = 0; j < s->nhandlers; j++)
+                if (strcmp(s->handlers[j].name, r->handler) == 0)
+                    break;
+            if (j == s->nhandlers) {
+                rc = err(eb, el, WEB_ECONF, "%s:%d: unknown handler \"%s\"",
+                         conf_file(conf, r->file), r->line, r->handler);
+                goto fail;
+            }
+        }
+        if (r->ndefers > per_request) {
+            rc = err(eb, el, WEB_ECONF,
+                     "%s:%d: route has %zu defer blocks, more than pool "
+                     "tasks_per_request (%zu)",
+                     conf_file(conf, r->file), r->line, r->ndefers, per_request);
+            goto fail;
+        }
+        if (r->max_body > s->max_body) {
+            rc = err(eb, el, WEB_ECONF,
+                     "%s:%d: route max_body %zu is above the running "
+                     "server's max_body %zu (server max_body changes need "
+                     "a restart)",
+                     conf_file(conf, r->file), r->line, r->max_body, s->max_body);
+            goto fail;
+        }
+    }
+    g->tpl_off = calloc(conf->nroutes ? conf->nroutes : 1, sizeof *g->tpl_off);
+    g->tpls = calloc(n ? n : 1, sizeof *g->tpls);
+    if (g->tpl_off == NULL || g->tpls == NULL) {
+        rc = WEB_ENOMEM;
+        goto fail;
+    }
+    for (size_t i = 0; i < conf->nroutes; i++) {
+        g->tpl_off[i] = k;
         for (size_t j = 0; j < conf->routes[i].ndefers; j++, k++) {
             const web_defer *d = &conf->routes[i].defers[j];
             char why[400];
-            int rc = web_defer_tpl_create(d, dialect, &s->tpls[k], why,
-                                          sizeof why);
-            s->ntpls = k + 1;
-            if (rc == QB_ENOMEM)
-                return WEB_ENOMEM;
-            if (rc != QB_OK)
-                return err(eb, el, WEB_ECONF, "%s:%d: defer on %s: %s",
-                           d->file ? d->file : "conf", d->line,
-                           d->table, why);
+            int qrc = web_defer_tpl_create(d, dialect, &g->tpls[k], why,
+                                           sizeof why);
+            g->ntpls = k + 1;
+            if (qrc == QB_ENOMEM) {
+                rc = WEB_ENOMEM;
+                goto fail;
+            }
+            if (qrc != QB_OK) {
+                rc = err(eb, el, WEB_ECONF, "%s:%d: defer on %s: %s",
+                         conf_file(conf, d->file), d->line, d->table, why);
+                goto fail;
+            }
         }
     }
+    rc = web_conf_router(conf, &g->router);
+    if (rc != WEB_OK) {
+        rc = err(eb, el, rc, "cannot build the router: %s", web_strerror(rc));
+        goto fail;
+    }
+    g->id = ++s->gen_next;
+    atomic_fetch_add(&s->gens_live, 1);
+    *out = g;
     return WEB_OK;
+fail:
+    gen_free(g);
+    return rc;
 }
 
 int web_server_create(web_server **out, const web_server_config *cfg,
@@ -919,19 +1218,6 @@ int web_server_create(web_server **out, const web_server_config *cfg,
     *out = NULL;
     if (cfg == NULL || cfg->conf == NULL || cfg->pool == NULL)
         return err(eb, el, WEB_EINVAL, "server needs a conf and a pool");
-    for (size_t i = 0; i < cfg->conf->nroutes; i++) {
-        const web_route_conf *r = &cfg->conf->routes[i];
-        size_t j;
-        if (r->handler == NULL)
-            continue;
-        for (j = 0; j < cfg->nhandlers; j++)
-            if (strcmp(cfg->handlers[j].name, r->handler) == 0)
-                break;
-        if (j == cfg->nhandlers)
-            return err(eb, el, WEB_ECONF, "%s:%d: unknown handler \"%s\"",
-                       r->file ? r->file : "conf", r->line,
-                       r->handler);
-    }
     if (cfg->conf->server.threads == 0 ||
         cfg->conf->server.threads > MAX_THREADS)
         return err(eb, el, WEB_ECONF, "threads must be 1..%d", MAX_THREADS);
@@ -940,15 +1226,16 @@ int web_server_create(web_server **out, const web_server_config *cfg,
     if (s == NULL)
         return WEB_ENOMEM;
     s->listen_fd = -1;
+    s->wake_fd = -1;
     s->conf = cfg->conf;
     s->pool = cfg->pool;
     s->log = cfg->log;
-    web_limits_default(&s->limits);
-    s->limits.max_body = cfg->conf->server.max_body;
-    s->limits.max_params = cfg->conf->server.max_params;
-    s->limits.max_query_args = cfg->conf->server.max_query_args;
-    s->limits.max_json_depth = cfg->conf->server.max_json_depth;
-    s->limits.max_json_elements = cfg->conf->server.max_json_elements;
+    s->max_body = cfg->conf->server.max_body;
+    rc = pthread_mutex_init(&s->gen_lock, NULL);
+    if (rc != 0) {
+        free(s);
+        return err(eb, el, WEB_EIO, "pthread_mutex_init: %s", strerror(rc));
+    }
     if (cfg->nhandlers > 0) {
         s->handlers = calloc(cfg->nhandlers, sizeof *s->handlers);
         if (s->handlers == NULL) {
@@ -958,15 +1245,16 @@ int web_server_create(web_server **out, const web_server_config *cfg,
         memcpy(s->handlers, cfg->handlers, cfg->nhandlers * sizeof *s->handlers);
         s->nhandlers = cfg->nhandlers;
     }
-    rc = make_templates(s, eb, el);
+    rc = gen_build(s, cfg->conf, NULL, &s->gen, eb, el);
     if (rc != WEB_OK) {
         web_server_free(s);
         return rc;
     }
-    rc = web_conf_router(cfg->conf, &s->router);
-    if (rc != WEB_OK) {
+    s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (s->wake_fd < 0) {
+        rc = err(eb, el, WEB_EIO, "eventfd: %s", strerror(errno));
         web_server_free(s);
-        return err(eb, el, rc, "cannot build the router: %s", web_strerror(rc));
+        return rc;
     }
     if (FCGX_Init() != 0) {
         web_server_free(s);
@@ -981,6 +1269,42 @@ int web_server_create(web_server **out, const web_server_config *cfg,
     s->started_at = time(NULL);
     *out = s;
     return WEB_OK;
+}
+
+int web_server_reload(web_server *s, web_conf *conf, uint64_t *generation,
+                      char *eb, size_t el)
+{
+    gen *g = NULL, *old;
+    int rc;
+
+    if (s == NULL || conf == NULL) {
+        web_conf_free(conf);
+        return err(eb, el, WEB_EINVAL, "reload needs a server and a conf");
+    }
+    rc = gen_build(s, conf, conf, &g, eb, el); /* takes conf */
+    if (rc != WEB_OK)
+        return rc;
+    gen_lock(s);
+    old = s->gen;
+    s->gen = g;
+    gen_unlock(s);
+    if (generation != NULL)
+        *generation = g->id;
+    /* The server's reference: the old generation is freed here, or by
+     * the request that finishes on it last. */
+    gen_release(s, old);
+    return WEB_OK;
+}
+
+void web_server_set_shared(web_server *s, int shared)
+{
+    if (s != NULL)
+        s->shared = shared != 0;
+}
+
+int web_server_listen_fd(const web_server *s)
+{
+    return s ? s->listen_fd : -1;
 }
 
 static void free_thread_state(struct thread_state *t)
@@ -1014,7 +1338,7 @@ int web_server_start(web_server *s)
         return WEB_EIO;
     for (unsigned i = 0; i < s->conf->server.threads; i++) {
         struct thread_state *t = calloc(1, sizeof *t);
-        size_t arena_max = s->limits.max_body * 3 + (4u << 20);
+        size_t arena_max = s->max_body * 3 + (4u << 20);
         if (t == NULL) {
             rc = WEB_ENOMEM;
             break;
@@ -1045,15 +1369,24 @@ int web_server_start(web_server *s)
 unsigned web_server_stop_within(web_server *s, unsigned timeout_ms)
 {
     struct timespec end;
-    if (s == NULL || !s->started || atomic_exchange(&s->stopping, 1))
+    uint64_t one = 1;
+    if (s == NULL || !s->started || atomic_exchange(&s->stop_once, 1))
         return s ? s->stuck : 0;
-    /* Wakes the threads blocked in accept() (EINVAL on Linux), which
-     * FCGX_Accept_r returns as an error; `stopping` tells the loop it is
-     * the end.  No FCGX_ShutdownPending(): it sets a process-wide libfcgi
-     * flag that no call clears, so a second server in the same process
-     * (tests without fork) could never accept again. */
-    if (s->listen_fd >= 0)
+    /* Not shared: shut the socket down first (new connects are refused,
+     * accept() hands out the backlog, then reports it empty), and only
+     * then say STOP_DRAIN, so that a thread that reads it knows the
+     * backlog can only shrink.  Shared: the other process keeps
+     * accepting on it; leave at once.  No FCGX_ShutdownPending(): it
+     * sets a process-wide libfcgi flag that no call clears, so a second
+     * server in the same process (tests without fork) could never accept
+     * again. */
+    if (!s->shared && s->listen_fd >= 0)
         shutdown(s->listen_fd, SHUT_RDWR);
+    atomic_store(&s->stopping, s->shared ? STOP_LEAVE : STOP_DRAIN);
+    /* Wake every poller; the counter stays non-zero, so it wakes any
+     * later poll too. */
+    if (write(s->wake_fd, &one, sizeof one) != (ssize_t)sizeof one)
+        web_logf(s->log, WEB_LOG_ERROR, "wake_failed", "errno=%d", errno);
     /* pthread_timedjoin_np measures against CLOCK_REALTIME. */
     clock_gettime(CLOCK_REALTIME, &end);
     end.tv_sec += (time_t)(timeout_ms / 1000);
@@ -1101,19 +1434,22 @@ void web_server_free(web_server *s)
         return; /* a stuck thread still uses s: leak it, the process ends */
     if (s->listen_fd > 0)
         close(s->listen_fd);
+    if (s->wake_fd >= 0)
+        close(s->wake_fd);
     if (s->unix_path != NULL) {
-        /* Unlink only our own socket, not a successor's at the same path. */
+        /* Unlink only our own socket, not a successor's at the same path,
+         * and not one another process still accepts on. */
         struct stat st;
-        if (stat(s->unix_path, &st) == 0 && st.st_dev == s->unix_dev &&
-            st.st_ino == s->unix_ino)
+        if (!s->shared && stat(s->unix_path, &st) == 0 &&
+            st.st_dev == s->unix_dev && st.st_ino == s->unix_ino)
             unlink(s->unix_path);
         free(s->unix_path);
     }
-    web_router_free(s->router);
-    for (size_t i = 0; s->tpls != NULL && i < s->ntpls; i++)
-        web_defer_tpl_free(s->tpls[i]);
-    free(s->tpls);
-    free(s->tpl_off);
+    /* Every request thread was joined: the server's is the last
+     * reference. */
+    if (s->gen != NULL)
+        gen_release(s, s->gen);
+    pthread_mutex_destroy(&s->gen_lock);
     free(s->handlers);
     free(s);
 }
@@ -1138,6 +1474,10 @@ void web_server_stats_get(web_server *s, web_server_stats *o)
     o->missing_required = atomic_load(&s->missing_required);
     o->threads = atomic_load(&s->running);
     o->started_unix = (int64_t)s->started_at;
+    gen_lock(s);
+    o->generation = s->gen->id;
+    gen_unlock(s);
+    o->generations_live = atomic_load(&s->gens_live);
 }
 
 const char *web_server_listen_name(const web_server *s)

@@ -109,6 +109,11 @@ int web_handler_status(web_call *call, void *ud)
         {"requests_missing_required", "400 answers: a value a route "
          "requires was missing", ss.missing_required, 0},
         {"request_threads", "Request threads", ss.threads, 1},
+        {"conf_generation", "Conf generation new requests get (1 at "
+         "start, +1 per reload)", ss.generation, 1},
+        {"conf_generations_live", "Conf generations still in use (the "
+         "current one and those of requests accepted before a reload)",
+         ss.generations_live, 1},
         {"tasks_admitted", "Deferred tasks admitted", ds.admitted, 0},
         {"tasks_rejected", "Deferred tasks rejected at admission", ds.rejected, 0},
         {"tasks_refused", "Deferred task registrations refused", ds.refused, 0},

@@ -645,6 +645,9 @@ typedef struct web_conf {
         size_t max_json_depth;   /* default 32 */
         size_t max_json_elements; /* default 10000 */
         const char *log;         /* "stderr" or a file path */
+        const char *pid;         /* pid file; NULL: the program's default
+                                    (waituntil: waituntil.pid next to a
+                                    unix socket, else var/waituntil.pid) */
         web_log_level log_level; /* default info */
     } server;
     struct {

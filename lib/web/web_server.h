@@ -185,6 +185,11 @@ typedef struct web_server_stats {
     uint64_t missing_required; /* 400: a "require" value was missing */
     unsigned threads;        /* request threads running */
     int64_t started_unix;    /* when the server started */
+    uint64_t generation;     /* the conf generation new requests get: 1
+                                at start, +1 per successful reload */
+    unsigned generations_live; /* generations not freed yet: the current
+                                one, plus older ones that requests
+                                accepted before a reload still use */
 } web_server_stats;
 
 /*
@@ -194,7 +199,13 @@ typedef struct web_server_stats {
  *               socket file is replaced, a live one (another instance
  *               answering) is an error;
  *   HOST:PORT   TCP on a numeric address (127.0.0.1:9000, [::1]:9000);
- *   stdin       the listening socket inherited on fd 0 (spawn-fcgi).
+ *   stdin       the listening socket inherited on fd 0 (spawn-fcgi);
+ *   fd:N        a listening socket inherited on descriptor N (a binary
+ *               upgrade's WAITUNTIL_LISTEN_FD, systemd's LISTEN_FDS):
+ *               named after its address; a unix socket's file is
+ *               unlinked at free like one the server made, unless
+ *               web_server_set_shared.
+ * The socket is made non-blocking (threads poll it).
  * Calls FCGX_Init (process-wide, idempotent): create servers before
  * starting any thread.  WEB_OK, WEB_ECONF / WEB_EIO (errbuf says why),
  * WEB_ENOMEM.
@@ -227,6 +238,41 @@ WEB_API void web_server_stats_get(web_server *srv, web_server_stats *out);
 
 /* Where the server listens ("unix:/path", "127.0.0.1:9000", "stdin"). */
 WEB_API const char *web_server_listen_name(const web_server *srv);
+
+/* The listening socket (to hand it to a successor process), or -1. */
+WEB_API int web_server_listen_fd(const web_server *srv);
+
+/*
+ * Reload: new requests get conf's routes, templates and request limits
+ * (a new "generation"); requests already accepted finish on the
+ * generation they started with, which is freed when the last of them
+ * ends.  Takes conf on every path (freed with its generation, or at
+ * once on failure).  conf is checked the way web_server_create checks
+ * the first one: every `handler` registered, defer blocks within the
+ * running pool's tasks_per_request, every route's max_body within the
+ * running server's, every deferred statement built in the pool's
+ * dialect; on failure the running generation stays and errbuf says why
+ * ("FILE:LINE: ...").  Settings fixed at create (listen, socket_mode,
+ * threads, server.max_body, everything of the pool and the database)
+ * are not read from conf: compare them yourself to tell the operator.
+ * *generation (if not NULL) gets the new generation's number.  Call
+ * from one thread at a time, not from a request thread.  WEB_OK,
+ * WEB_ECONF, WEB_ENOMEM, WEB_EINVAL.
+ */
+WEB_API int web_server_reload(web_server *srv, web_conf *conf,
+                              uint64_t *generation, char *errbuf,
+                              size_t errlen);
+
+/*
+ * Say that the listening socket is shared with another process that goes
+ * on accepting on it (the successor of a binary upgrade; systemd, which
+ * keeps a socket it passed between starts).  A stop then neither shuts
+ * the socket down (that would stop the other process too) nor answers
+ * the connections still queued on it (the other process will), and
+ * web_server_free never unlinks its file.  Call before the stop, from
+ * the thread that stops the server.
+ */
+WEB_API void web_server_set_shared(web_server *srv, int shared);
 
 /*
  * The status handler (register it as "status"): the server's and the

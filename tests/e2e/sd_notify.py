@@ -4,7 +4,8 @@ NOTIFY_SOCKET (a datagram socket this test binds, in the abstract
 namespace and as a path) receives READY=1 once the server listens,
 STATUS= lines, WATCHDOG=1 while the pool idles or makes progress, none
 while a write is stuck behind a lock held by this test, WATCHDOG=1 again
-once it is released, and STOPPING=1 at SIGTERM; exit status 0.
+once it is released, RELOADING=1 (with MONOTONIC_USEC) then READY=1
+at SIGHUP, and STOPPING=1 at SIGTERM; exit status 0.
 
 Every wait is for a datagram, a socket or a row, bounded by T_WAIT_S
 (default 120 s); nothing sleeps a fixed time.  The watchdog interval is
@@ -211,6 +212,17 @@ def main():
         rcv2.wait(lambda m: "READY=1" in m.split("\n"),
                   "path socket: READY=1 arrives", seen)
         ok("path socket: READY=1 arrives")
+        # A reload (SIGHUP): RELOADING=1 with MONOTONIC_USEC, then READY=1.
+        p.send_signal(signal.SIGHUP)
+        rel = rcv2.wait(lambda m: "RELOADING=1" in m.split("\n"),
+                        "SIGHUP: RELOADING=1 arrives")
+        check(any(l.startswith("MONOTONIC_USEC=") and l[15:].isdigit()
+                  for l in rel.split("\n")),
+              "RELOADING=1 comes with MONOTONIC_USEC=<digits>", rel)
+        after = rcv2.wait(lambda m: "READY=1" in m.split("\n"),
+                          "SIGHUP: READY=1 after RELOADING=1")
+        check("STATUS=reloaded; listening" in after.split("\n"),
+              "READY=1 after the reload says it reloaded", after)
         stop(p, rcv2, "path socket")
         check(not any("WATCHDOG=1" in m for m in rcv2.msgs),
               "without WATCHDOG_USEC no WATCHDOG=1 is sent", rcv2.msgs)
