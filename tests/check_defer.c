@@ -1534,7 +1534,9 @@ START_TEST(test_deadline_with_hung_callback)
     rc = defer_pool_shutdown(p, 300);
     dt = tu_now_ms() - t0;
     ck_assert_int_eq(rc, DEFER_ETIMEDOUT);
-    ck_assert_msg(dt >= 290 && dt <= 1300, "shutdown took %lld ms",
+    /* Bounded by deadline + grace (800 ms), not by the callback (which
+     * never returns here); the slack is for a loaded machine. */
+    ck_assert_msg(dt >= 290 && dt <= 800 + 10000, "shutdown took %lld ms",
                   (long long)dt);
     defer_pool_stats(p, &s);
     ck_assert_uint_eq(s.hung, 1);
@@ -1643,6 +1645,11 @@ START_TEST(test_deadline_interrupts_sql)
 
     cfg.workers = 1;
     cfg.task_budget_ms = 0; /* no budget: only the deadline stops it */
+    /* "Interrupted, not hung" must not depend on the worker being
+     * scheduled within the default 500 ms on a loaded machine: a long
+     * grace still tells them apart (SLOW_INSERT runs for minutes unless
+     * interrupted), and shutdown returns as soon as the worker leaves. */
+    cfg.grace_ms = 20000; /* below the tcase timeout (60 s) */
     p = mkpool(&cfg);
     c = mkctx(p);
     ck_assert_int_eq(defer_wait_until_query(c, q_ins(1), "/d"), DEFER_OK);
@@ -1656,9 +1663,9 @@ START_TEST(test_deadline_interrupts_sql)
     defer_pool_stats(p, &s);
     defer_ctx_free(c);
     defer_pool_destroy(p);
-    ck_assert_msg(dt <= 1300, "shutdown took %lld ms", (long long)dt);
+    ck_assert_msg(dt < 20000, "shutdown took %lld ms", (long long)dt);
     /* interrupted, not hung: both tasks of the rolled-back transaction
-     * are reported left */
+     * are reported left (the time it took is a benchmark's business) */
     ck_assert_uint_eq(s.hung, 0);
     ck_assert_uint_eq(s.left, 2);
     ck_assert_int_eq(log_count("event=task_left", "label=\"/d/slow\"",

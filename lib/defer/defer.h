@@ -84,8 +84,8 @@
  * interrupted transaction were rolled back: they count as left), reports
  * every task that did not run ("left": label and SQL, one log line each,
  * arg_free called once), and joins the workers.  A worker stuck in a
- * callback that does not return within 500 ms after the deadline is
- * reported "hung", detached, and keeps the pool's memory alive until it
+ * callback that does not return within grace_ms (500 ms) after the
+ * deadline is reported "hung", detached, and keeps the pool's memory alive until it
  * returns (the pool is then freed by that thread); the call returns
  * DEFER_ETIMEDOUT.  The tasks that worker had taken behind the hung one
  * are reported left at once, but the worker owns them until it returns:
@@ -221,6 +221,10 @@ typedef struct defer_config {
     defer_policy policy;         /* default DEFER_POLICY_WAIT */
     unsigned admit_wait_ms;      /* WAIT bound; default 100 */
     unsigned drain_ms;           /* deadline used by destroy; default 30000 */
+    unsigned grace_ms;           /* after a shutdown's deadline, how long a
+                                    worker has to leave (an interrupted
+                                    statement rolling back) before it is
+                                    reported hung; default (and 0) 500 */
     unsigned busy_retries;       /* transaction retries on BUSY; default 5 */
     unsigned busy_backoff_ms;    /* first backoff, doubles, x16 cap; def 10 */
     const char *db_path;         /* SQLite file; NULL: no SQLite */

@@ -16,7 +16,8 @@
 
 #define DEFER_LABEL_MAX 127
 #define DEFER_ERRMSG_MAX 256
-#define DEFER_GRACE_MS 500 /* after the deadline, before a worker is "hung" */
+#define DEFER_GRACE_MS 500 /* default grace_ms: after the deadline, before a
+                              worker is "hung" */
 
 /*
  * Task states.  A task is created TAKEN-ready (state T_READY) and only

@@ -132,6 +132,7 @@ DEFER_API void defer_config_init(defer_config *cfg)
     cfg->policy = DEFER_POLICY_WAIT;
     cfg->admit_wait_ms = 100;
     cfg->drain_ms = 30000;
+    cfg->grace_ms = DEFER_GRACE_MS;
     cfg->busy_retries = 5;
     cfg->busy_backoff_ms = 10;
     cfg->reconnect_ms = 10000;
@@ -420,7 +421,7 @@ static int check_config(const defer_config *c, char *errbuf, size_t len)
         return DEFER_EINVAL;
     }
     if (c->task_budget_ms > 86400000u || c->admit_wait_ms > 86400000u ||
-        c->drain_ms > 86400000u) {
+        c->drain_ms > 86400000u || c->grace_ms > 86400000u) {
         set_err(errbuf, len, "time bounds must be at most one day");
         return DEFER_EINVAL;
     }
@@ -747,7 +748,9 @@ DEFER_API int defer_pool_shutdown(defer_pool *p, unsigned deadline_ms)
                    "queued at deadline");
 
     defer__lock(p);
-    grace_end = defer__now_ns() + (int64_t)DEFER_GRACE_MS * 1000000;
+    grace_end = defer__now_ns() +
+                (int64_t)(p->cfg.grace_ms ? p->cfg.grace_ms : DEFER_GRACE_MS) *
+                    1000000;
     for (;;) {
         unsigned still = 0;
         int64_t until = grace_end;
