@@ -345,6 +345,21 @@ static int run_query(qb_conn *c, const qb_query *q, qb_result **out)
     return rc;
 }
 
+int qbi_check_link(qb_conn *c, const qb_query *q)
+{
+    if (q->sql == NULL)
+        return qbi_fail(c, QB_EINVAL, 0, NULL, "query has no SQL text");
+    if (q->dialect != c->drv->dialect)
+        return qbi_fail(c, QB_EDIALECT, 0, NULL, "query was rendered for "
+                        "another SQL dialect%s",
+                        c->drv->dialect == QB_DIALECT_POSTGRES
+                            ? " (build it with QB_DIALECT_POSTGRES)" : "");
+    if (q->nparams > 0 && q->params == NULL)
+        return qbi_fail(c, QB_EINVAL, 0, NULL,
+                        "query has no parameter array");
+    return QB_OK;
+}
+
 int qbi_row_begin(qb_conn *c, qb_result *r, size_t ncols, qbi_cell **row)
 {
     *row = NULL;

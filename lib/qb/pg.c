@@ -539,18 +539,15 @@ static int send_stmt(qb_pg *db, const qb_query *q, size_t len,
     }
 }
 
+/* qbi_check_link, then what only PostgreSQL needs: no NUL in the text,
+ * the highest $N matching the values (see DESIGN: Placeholders). */
 static int check_link(qb_pg *db, const qb_query *q)
 {
     size_t len, maxp;
-    if (q->sql == NULL)
-        return db_fail(db, QB_EINVAL, NULL, "query has no SQL text");
-    if (q->dialect != QB_DIALECT_POSTGRES)
-        return db_fail(db, QB_EDIALECT, NULL, "query was rendered for "
-                       "another SQL dialect (build it with "
-                       "QB_DIALECT_POSTGRES)");
-    if (q->nparams > 0 && q->params == NULL)
-        return db_fail(db, QB_EINVAL, NULL, "query has no parameter array");
-    len = q->sql_len ? q->sql_len : strlen(q->sql);
+    int rc = qbi_check_link(&db->base, q);
+    if (rc != QB_OK)
+        return rc;
+    len = qbi_sql_len(q);
     if (memchr(q->sql, '\0', len) != NULL)
         return db_fail(db, QB_EINVAL, NULL, "SQL text holds a NUL byte");
     maxp = max_placeholder(q->sql, len);
@@ -584,8 +581,7 @@ static int pd_run_link(qb_conn *c, const qb_query *q, qb_fetch fetch,
         free(pp.block);
         return rc;
     }
-    rc = send_stmt(db, q, q->sql_len ? q->sql_len : strlen(q->sql), &pp,
-                   &res);
+    rc = send_stmt(db, q, qbi_sql_len(q), &pp, &res);
     free(pp.block);
     if (rc != QB_OK)
         return rc;
@@ -802,9 +798,8 @@ static int pd_pipeline(qb_conn *c_, const qb_query *const *qs, size_t n,
                 pg_params pp;
                 rc = params_make(db, l->params, l->nparams, &pp);
                 if (rc == QB_OK)
-                    rc = cache_get(db, l->sql,
-                                   l->sql_len ? l->sql_len : strlen(l->sql),
-                                   l->nparams, pp.types, &lk[nl].e);
+                    rc = cache_get(db, l->sql, qbi_sql_len(l), l->nparams,
+                                   pp.types, &lk[nl].e);
                 free(pp.block);
             }
             lk[nl].q = qs[i];

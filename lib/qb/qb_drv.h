@@ -165,6 +165,11 @@ void qbi_obs_end(qb_conn *c, const qb_query *q, const qbi_obs *o, int rc,
  * result on success, else NULL. */
 int qbi_exec(qb_conn *c, const qb_query *q, qb_result **out);
 
+/* The checks every engine makes on a query (one link of a chain) before
+ * running it: SQL text, dialect, parameter array.  QB_OK or an error
+ * recorded on c. */
+int qbi_check_link(qb_conn *c, const qb_query *q);
+
 /* Start a row of r for a statement returning ncols columns: *row is the
  * new row of NULL cells, or NULL when there is nothing to fill (no
  * columns, or an error: QB_ESQL when the statements of a chain return

@@ -440,23 +440,6 @@ static int result_append_row(qb_db *db, qb_result *r, sqlite3_stmt *st)
 
 /* ---- execution --------------------------------------------------------- */
 
-static int check_link(qb_db *db, const qb_query *q)
-{
-    if (q->sql == NULL)
-        return db_fail(db, QB_EINVAL, 0, "query has no SQL text");
-    if (q->dialect != QB_DIALECT_SQLITE)
-        return db_fail(db, QB_EDIALECT, 0,
-                       "query was rendered for another SQL dialect");
-    if (q->nparams > 0 && q->params == NULL)
-        return db_fail(db, QB_EINVAL, 0, "query has no parameter array");
-    return QB_OK;
-}
-
-static size_t sql_len(const qb_query *q)
-{
-    return q->sql_len ? q->sql_len : strlen(q->sql);
-}
-
 /* Run one statement of q; rows go to r per fetch (r may be NULL). */
 static int sq_run_link(qb_conn *c, const qb_query *q, qb_fetch fetch,
                        qb_result *r)
@@ -467,10 +450,10 @@ static int sq_run_link(qb_conn *c, const qb_query *q, qb_fetch fetch,
     int rc, s, stop_early;
     int64_t total0 = 0;
 
-    rc = check_link(db, q);
+    rc = qbi_check_link(&db->base, q);
     if (rc != QB_OK)
         return rc;
-    rc = cache_acquire(db, q->sql, sql_len(q), &e);
+    rc = cache_acquire(db, q->sql, qbi_sql_len(q), &e);
     if (rc != QB_OK)
         return rc;
     st = e->stmt;
@@ -538,9 +521,9 @@ static int sq_cursor_open(qb_conn *c_, const qb_query *q, qb_cursor **out)
     if (rc == QB_OK && q->next != NULL)
         rc = db_fail(db, QB_EINVAL, 0, "a cursor cannot run a chain");
     if (rc == QB_OK)
-        rc = check_link(db, q);
+        rc = qbi_check_link(&db->base, q);
     if (rc == QB_OK)
-        rc = cache_acquire(db, q->sql, sql_len(q), &e);
+        rc = cache_acquire(db, q->sql, qbi_sql_len(q), &e);
     if (rc == QB_OK)
         rc = bind_params(db, e->stmt, q->params, q->nparams);
     if (rc == QB_OK && (c = calloc(1, sizeof *c)) == NULL)
