@@ -38,19 +38,18 @@
  * outside a transaction, prepared again once.  Prepared statements die
  * with the session, so qb_reset empties the cache.
  *
- * Transactions.  Work spanning statements (a chain, a batch, a migration)
- * opens BEGIN when the session is idle, else SAVEPOINT qb_pg_tx, and on
- * error rolls back exactly that scope.  PostgreSQL specifics handled here:
- * a COMMIT of an aborted transaction "succeeds" with the command tag
- * ROLLBACK, which we turn into an error; a failed COMMIT has already ended
- * the transaction, so we only ROLLBACK when the session is still in one.
+ * Transactions.  conn.c opens and closes our own scopes (BEGIN when idle,
+ * else a SAVEPOINT) through pd_run_sql.  PostgreSQL specifics handled
+ * here: a COMMIT of an aborted transaction "succeeds" with the command tag
+ * ROLLBACK, which pd_run_sql turns into an error; the session's
+ * transaction status (pd_tx_state) says whether there is anything left to
+ * roll back, since a failed COMMIT has already ended the transaction.
  *
- * Errors.  The first error of a call is recorded (message + SQLSTATE);
- * cleanup statements run "quiet" so they cannot overwrite it.  A lost
- * connection is recognised from libpq's status (CONNECTION_BAD) as well as
- * from SQLSTATE classes 08 and 57P01..03 (the FATAL a restarting server
- * sends to idle sessions).  Every return path of an observed call passes
- * through obs_end, which calls the logger and the after hook exactly once.
+ * Errors.  The first error of a call is recorded (message + SQLSTATE).  A
+ * lost connection is recognised from libpq's status (CONNECTION_BAD) as
+ * well as from SQLSTATE classes 08 and 57P01..03 (the FATAL a restarting
+ * server sends to idle sessions).  A pipeline passes through the observer
+ * itself: each query's logger and after hook run once it is answered.
  */
 #include "config.h"
 #include "qb_drv.h"
@@ -70,10 +69,7 @@
 
 #include <libpq-fe.h>
 
-#define PG_ERRMSG_MAX 1024
-#define PG_IDENT_MAX 128
 #define PG_MAX_PARAMS 65535u          /* protocol limit: int16 count */
-#define PG_TX_SP "qb_pg_tx"
 #define PG_CACHE_MAX 4096u
 
 /* Type OIDs (pg_type.h is a server header; these are fixed forever). */
@@ -89,8 +85,8 @@
 /* ---- handles ----------------------------------------------------------- */
 
 typedef struct pg_stmt {
+    qbi_lru lru;                         /* first */
     struct pg_stmt *hnext;               /* bucket chain */
-    struct pg_stmt *prev, *next;         /* LRU, head = most recent */
     uint64_t hash;
     size_t len, n;                       /* SQL bytes, parameter count */
     const Oid *types;                    /* n OIDs, in this block */
@@ -103,16 +99,13 @@ typedef struct qb_pg qb_pg;
 struct qb_pg {
     qb_conn base;          /* first: a qb_conn * is a qb_pg * */
     PGconn *conn;
-    /* statement cache (cap 0: off) */
+    /* statement cache (base.cache.capacity 0: off; its LRU list and
+     * counters: base.lru, base.cache) */
     pg_stmt **buckets;
-    size_t nbuckets, ncached, cap;
-    pg_stmt *lru_head, *lru_tail;
+    size_t nbuckets;
     uint64_t next_id;
-    qb_cache_stats st;
     int connect_timeout_ms; /* bound of qb_reset */
 };
-
-enum { TX_NONE = 0, TX_BEGIN, TX_SAVEPOINT };
 
 /* ---- errors ------------------------------------------------------------ */
 
@@ -160,15 +153,8 @@ static void set_msg(qb_pg *db, const char *msg)
     db->base.errmsg[n] = '\0';
 }
 
-__attribute__((format(printf, 4, 5)))
-static int db_fail(qb_pg *db, int rc, const char *state, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    rc = qbi_vfail(&db->base, rc, 0, state, fmt, ap);
-    va_end(ap);
-    return rc;
-}
+#define db_fail(db, rc, state, ...) \
+    qbi_fail(&(db)->base, rc, 0, state, __VA_ARGS__)
 
 /* Record the error of res (NULL: the connection's message) and map it. */
 static int db_pg_fail(qb_pg *db, const PGresult *res)
@@ -260,10 +246,10 @@ static int params_make(qb_pg *db, const qb_value *p, size_t n, pg_params *pp)
     }
     head = n * (sizeof(char *) + 2 * sizeof(int) + sizeof(Oid));
     if (scratch > SIZE_MAX - head)
-        return db_fail(db, QB_ENOMEM, NULL, "out of memory");
+        return qbi_nomem(&db->base);
     pp->block = malloc(head + scratch);
     if (pp->block == NULL)
-        return db_fail(db, QB_ENOMEM, NULL, "out of memory");
+        return qbi_nomem(&db->base);
     /* Pointers first: the strictest alignment leads the block. */
     pp->vals = (const char **)pp->block;
     pp->lens = (int *)(pp->vals + n);
@@ -337,7 +323,7 @@ static int result_set_columns(qb_pg *db, qb_result *r, const PGresult *res)
 
     if (qbi_result_set_columns(r, nf > 0 ? (size_t)nf : 0, field_name, res) !=
         QB_OK)
-        return db_fail(db, QB_ENOMEM, NULL, "out of memory");
+        return qbi_nomem(&db->base);
     for (size_t i = 0; i < r->ncols; i++)
         r->types[i] = (unsigned)PQftype(res, (int)i);
     return QB_OK;
@@ -386,15 +372,10 @@ static int result_append_row(qb_pg *db, qb_result *r, const PGresult *res,
                              int row)
 {
     qbi_cell *cells;
+    int rc = qbi_row_begin(&db->base, r, (size_t)PQnfields(res), &cells);
 
-    if ((size_t)PQnfields(res) != r->ncols)
-        return db_fail(db, QB_ESQL, NULL,
-                       "statements of one chain return different columns");
-    if (r->ncols == 0)
-        return QB_OK;
-    cells = qbi_result_add_row(r);
     if (cells == NULL)
-        return db_fail(db, QB_ENOMEM, NULL, "out of memory");
+        return rc;
     for (size_t c = 0; c < r->ncols; c++) {
         int ci = (int)c;
         if (PQgetisnull(res, row, ci))
@@ -402,42 +383,12 @@ static int result_append_row(qb_pg *db, qb_result *r, const PGresult *res,
         if (cell_fill(r, &cells[c], PQftype(res, ci),
                       PQgetvalue(res, row, ci),
                       (size_t)PQgetlength(res, row, ci)) != QB_OK)
-            return db_fail(db, QB_ENOMEM, NULL, "out of memory");
+            return qbi_nomem(&db->base);
     }
     return QB_OK;
 }
 
 /* ---- running statements ------------------------------------------------ */
-
-/* Internal SQL (no params, simple protocol; may hold several statements).
- * quiet: keep the recorded error (cleanup paths). */
-static int sql_run(qb_pg *db, const char *sql, int quiet)
-{
-    char saved[PG_ERRMSG_MAX], saved_st[6];
-    PGresult *res;
-    int rc = QB_OK;
-    ExecStatusType s;
-
-    if (quiet) {
-        memcpy(saved, db->base.errmsg, sizeof saved);
-        memcpy(saved_st, db->base.sqlstate, sizeof saved_st);
-    }
-    res = PQexec(db->conn, sql);
-    s = PQresultStatus(res);
-    if (res == NULL || (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK &&
-                        s != PGRES_EMPTY_QUERY))
-        rc = db_pg_fail(db, res);
-    else if (strcmp(sql, "COMMIT") == 0 &&
-             strcmp(PQcmdStatus(res), "ROLLBACK") == 0)
-        rc = db_fail(db, QB_ESQL, "25P02", "the transaction was aborted by "
-                     "an earlier error: COMMIT rolled it back");
-    PQclear(res);
-    if (quiet) {
-        memcpy(db->base.errmsg, saved, sizeof saved);
-        memcpy(db->base.sqlstate, saved_st, sizeof saved_st);
-    }
-    return rc;
-}
 
 /* ---- statement cache --------------------------------------------------- */
 
@@ -457,30 +408,6 @@ static uint64_t key_hash(const char *sql, size_t len, const Oid *types,
     return h ^ (h >> 32);
 }
 
-static void lru_unlink(qb_pg *db, pg_stmt *e)
-{
-    if (e->prev != NULL)
-        e->prev->next = e->next;
-    else
-        db->lru_head = e->next;
-    if (e->next != NULL)
-        e->next->prev = e->prev;
-    else
-        db->lru_tail = e->prev;
-    e->prev = e->next = NULL;
-}
-
-static void lru_push_front(qb_pg *db, pg_stmt *e)
-{
-    e->prev = NULL;
-    e->next = db->lru_head;
-    if (db->lru_head != NULL)
-        db->lru_head->prev = e;
-    db->lru_head = e;
-    if (db->lru_tail == NULL)
-        db->lru_tail = e;
-}
-
 /* Remove e from the cache; DEALLOCATE it on the server when asked and the
  * session can still run commands. */
 static void cache_drop(qb_pg *db, pg_stmt *e, int dealloc)
@@ -489,8 +416,8 @@ static void cache_drop(qb_pg *db, pg_stmt *e, int dealloc)
     while (*pp != e)
         pp = &(*pp)->hnext;
     *pp = e->hnext;
-    lru_unlink(db, e);
-    db->ncached--;
+    qbi_lru_unlink(&e->lru);
+    db->base.cache.size--;
     if (dealloc && !conn_bad(db) &&
         PQtransactionStatus(db->conn) != PQTRANS_INERROR) {
         char sql[48];
@@ -503,16 +430,16 @@ static void cache_drop(qb_pg *db, pg_stmt *e, int dealloc)
 /* Forget every entry without telling the server (its session is gone). */
 static void cache_forget_all(qb_pg *db)
 {
-    pg_stmt *e = db->lru_head;
-    while (e != NULL) {
-        pg_stmt *nx = e->next;
-        free(e);
-        e = nx;
+    qbi_lru *n = db->base.lru.next;
+    while (n != &db->base.lru) {
+        qbi_lru *nx = n->next;
+        free(n);                /* the node is its entry's first member */
+        n = nx;
     }
-    db->lru_head = db->lru_tail = NULL;
+    db->base.lru.prev = db->base.lru.next = &db->base.lru;
     if (db->buckets != NULL)
         memset(db->buckets, 0, db->nbuckets * sizeof *db->buckets);
-    db->ncached = 0;
+    db->base.cache.size = 0;
 }
 
 /* The prepared statement for (sql, types), preparing it on a miss. */
@@ -531,19 +458,17 @@ static int cache_get(qb_pg *db, const char *sql, size_t len, size_t n,
             (n == 0 || memcmp(e->types, types, tsz) == 0))
             break;
     if (e != NULL) {
-        db->st.hits++;
-        if (db->lru_head != e) {
-            lru_unlink(db, e);
-            lru_push_front(db, e);
-        }
+        db->base.cache.hits++;
+        qbi_lru_unlink(&e->lru);
+        qbi_lru_push_front(&db->base.lru, &e->lru);
         *out = e;
         return QB_OK;
     }
     if (len > SIZE_MAX - sizeof *e - tsz - 1)
-        return db_fail(db, QB_ENOMEM, NULL, "out of memory");
+        return qbi_nomem(&db->base);
     e = malloc(sizeof *e + tsz + len + 1);
     if (e == NULL)
-        return db_fail(db, QB_ENOMEM, NULL, "out of memory");
+        return qbi_nomem(&db->base);
     memset(e, 0, sizeof *e);
     p = (char *)(e + 1);
     if (tsz > 0)
@@ -565,15 +490,16 @@ static int cache_get(qb_pg *db, const char *sql, size_t len, size_t n,
     }
     PQclear(res);
     /* Evict only now: a statement that fails to prepare costs nothing. */
-    if (db->ncached >= db->cap && db->lru_tail != NULL) {
-        cache_drop(db, db->lru_tail, 1);
-        db->st.evictions++;
+    if (db->base.cache.size >= db->base.cache.capacity &&
+        db->base.lru.prev != &db->base.lru) {
+        cache_drop(db, (pg_stmt *)db->base.lru.prev, 1);
+        db->base.cache.evictions++;
     }
     e->hnext = db->buckets[b];
     db->buckets[b] = e;
-    lru_push_front(db, e);
-    db->ncached++;
-    db->st.misses++;
+    qbi_lru_push_front(&db->base.lru, &e->lru);
+    db->base.cache.size++;
+    db->base.cache.misses++;
     *out = e;
     return QB_OK;
 }
@@ -587,7 +513,7 @@ static int send_stmt(qb_pg *db, const qb_query *q, size_t len,
     int rc;
 
     *res = NULL;
-    if (db->cap == 0) {
+    if (db->base.cache.capacity == 0) {
         *res = PQexecParams(db->conn, q->sql, (int)q->nparams, pp->types,
                             pp->vals, pp->lens, pp->fmts, 0);
         return QB_OK;
@@ -604,7 +530,7 @@ static int send_stmt(qb_pg *db, const qb_query *q, size_t len,
             (strcmp(st, "0A000") != 0 && strcmp(st, "26000") != 0))
             return QB_OK;
         /* Stale: the server refuses this prepared statement now. */
-        db->st.replans++;
+        db->base.cache.replans++;
         cache_drop(db, e, strcmp(st, "26000") != 0);
         if (PQtransactionStatus(db->conn) != PQTRANS_IDLE)
             return QB_OK;          /* the error aborted the transaction */
@@ -613,28 +539,15 @@ static int send_stmt(qb_pg *db, const qb_query *q, size_t len,
     }
 }
 
-static void pd_cache_stats(const qb_conn *c_, qb_cache_stats *out)
-{
-    const qb_pg *db = (const qb_pg *)c_;
-    if (db == NULL || out == NULL)
-        return;
-    *out = db->st;
-    out->size = db->ncached;
-    out->capacity = db->cap;
-}
-
+/* qbi_check_link, then what only PostgreSQL needs: no NUL in the text,
+ * the highest $N matching the values (see DESIGN: Placeholders). */
 static int check_link(qb_pg *db, const qb_query *q)
 {
     size_t len, maxp;
-    if (q->sql == NULL)
-        return db_fail(db, QB_EINVAL, NULL, "query has no SQL text");
-    if (q->dialect != QB_DIALECT_POSTGRES)
-        return db_fail(db, QB_EDIALECT, NULL, "query was rendered for "
-                       "another SQL dialect (build it with "
-                       "QB_DIALECT_POSTGRES)");
-    if (q->nparams > 0 && q->params == NULL)
-        return db_fail(db, QB_EINVAL, NULL, "query has no parameter array");
-    len = q->sql_len ? q->sql_len : strlen(q->sql);
+    int rc = qbi_check_link(&db->base, q);
+    if (rc != QB_OK)
+        return rc;
+    len = qbi_sql_len(q);
     if (memchr(q->sql, '\0', len) != NULL)
         return db_fail(db, QB_EINVAL, NULL, "SQL text holds a NUL byte");
     maxp = max_placeholder(q->sql, len);
@@ -651,9 +564,10 @@ static int is_dml_tag(const char *tag)
 }
 
 /* Run one statement of q; rows go to r per fetch (r may be NULL). */
-static int run_link(qb_pg *db, const qb_query *q, qb_fetch fetch,
-                    qb_result *r)
+static int pd_run_link(qb_conn *c, const qb_query *q, qb_fetch fetch,
+                       qb_result *r)
 {
+    qb_pg *db = (qb_pg *)c;
     pg_params pp;
     PGresult *res;
     ExecStatusType s;
@@ -667,8 +581,7 @@ static int run_link(qb_pg *db, const qb_query *q, qb_fetch fetch,
         free(pp.block);
         return rc;
     }
-    rc = send_stmt(db, q, q->sql_len ? q->sql_len : strlen(q->sql), &pp,
-                   &res);
+    rc = send_stmt(db, q, qbi_sql_len(q), &pp, &res);
     free(pp.block);
     if (rc != QB_OK)
         return rc;
@@ -693,174 +606,6 @@ static int run_link(qb_pg *db, const qb_query *q, qb_fetch fetch,
             r->changes += strtoll(PQcmdTuples(res), NULL, 10);
     }
     PQclear(res);
-    return rc;
-}
-
-/* Open our own scope: BEGIN when idle, else a savepoint. */
-static int tx_open(qb_pg *db, int *mode)
-{
-    int rc;
-    *mode = TX_NONE;
-    switch (PQtransactionStatus(db->conn)) {
-    case PQTRANS_IDLE:
-        rc = sql_run(db, "BEGIN", 0);
-        if (rc == QB_OK)
-            *mode = TX_BEGIN;
-        return rc;
-    case PQTRANS_INTRANS:
-    case PQTRANS_INERROR: /* the SAVEPOINT fails with the server's 25P02 */
-        rc = sql_run(db, "SAVEPOINT " PG_TX_SP, 0);
-        if (rc == QB_OK)
-            *mode = TX_SAVEPOINT;
-        return rc;
-    default:
-        return db_fail(db, QB_ECONN, NULL, "connection not usable (%s)",
-                       conn_bad(db) ? "lost" : "busy");
-    }
-}
-
-/* Close what tx_open opened: commit/release on success, else roll back.
- * Returns the final status. */
-static int tx_close(qb_pg *db, int mode, int rc)
-{
-    if (mode == TX_NONE)
-        return rc;
-    if (rc == QB_OK) {
-        rc = sql_run(db, mode == TX_BEGIN ? "COMMIT"
-                                          : "RELEASE SAVEPOINT " PG_TX_SP, 0);
-        if (rc == QB_OK)
-            return QB_OK;
-    }
-    if (conn_bad(db))
-        return rc;   /* the server rolled back whatever was open */
-    if (mode == TX_BEGIN) {
-        if (PQtransactionStatus(db->conn) != PQTRANS_IDLE)
-            sql_run(db, "ROLLBACK", 1);
-    } else {
-        sql_run(db, "ROLLBACK TO SAVEPOINT " PG_TX_SP "; RELEASE SAVEPOINT "
-                PG_TX_SP, 1);
-    }
-    return rc;
-}
-
-/* q and its chain; *out (if out) receives a result on success only. */
-static int run_query(qb_pg *db, const qb_query *q, qb_result **out)
-{
-    qb_result *r = NULL;
-    int rc, mode;
-
-    if (out != NULL) {
-        r = qbi_result_new();
-        if (r == NULL)
-            return db_fail(db, QB_ENOMEM, NULL, "out of memory");
-    }
-    if (q->next == NULL) {
-        rc = run_link(db, q, q->fetch, r);
-    } else {
-        rc = tx_open(db, &mode);
-        for (const qb_query *l = q; rc == QB_OK && l != NULL; l = l->next)
-            rc = run_link(db, l, q->fetch, r);
-        rc = tx_close(db, mode, rc);
-    }
-    if (rc != QB_OK) {
-        qb_result_free(r);
-        r = NULL;
-    }
-    if (out != NULL)
-        *out = r;
-    return rc;
-}
-
-static int exec_observed(qb_pg *db, const qb_query *q, qb_result **out)
-{
-    qbi_obs o;
-    qb_result *r = NULL;
-    int rc = qbi_obs_begin(&db->base, q, &o);
-    if (rc == QB_OK)
-        rc = run_query(db, q, out ? &r : NULL);
-    qbi_obs_end(&db->base, q, &o, rc, r);
-    if (out != NULL)
-        *out = r;
-    return rc;
-}
-
-static int pd_exec(qb_conn *c_, const qb_query *q, qb_result **out)
-{
-    qb_pg *db = (qb_pg *)c_;
-    if (out != NULL)
-        *out = NULL;
-    if (db == NULL)
-        return QB_EINVAL;
-    if (q == NULL)
-        return db_fail(db, QB_EINVAL, NULL, "NULL query");
-    return exec_observed(db, q, out);
-}
-
-static int pd_count(qb_conn *c_, const qb_query *q, int64_t *total)
-{
-    qb_pg *db = (qb_pg *)c_;
-    struct qb_query v;
-    qb_result *r = NULL;
-    int rc;
-
-    if (total != NULL)
-        *total = 0;
-    if (db == NULL)
-        return QB_EINVAL;
-    if (q == NULL || total == NULL)
-        return db_fail(db, QB_EINVAL, NULL, "NULL query or output");
-    if (q->count_sql == NULL)
-        return db_fail(db, QB_EINVAL, NULL, "query has no count statement");
-    v = *q;
-    v.sql = q->count_sql;
-    v.sql_len = strlen(q->count_sql);
-    v.count_sql = NULL;
-    v.next = NULL;
-    v.fetch = QB_FETCH_ONE;
-    v.kind = QB_KIND_SELECT;
-    rc = exec_observed(db, &v, &r);
-    if (rc == QB_OK)
-        *total = qb_result_int(r, 0, 0);
-    qb_result_free(r);
-    return rc;
-}
-
-static int pd_batch(qb_conn *c_, const qb_query *const *qs, size_t n,
-                       qb_result **results, size_t *failed_at)
-{
-    qb_pg *db = (qb_pg *)c_;
-    int rc, mode;
-    size_t i;
-
-    if (failed_at != NULL)
-        *failed_at = n;
-    if (results != NULL)
-        for (i = 0; i < n; i++)
-            results[i] = NULL;
-    if (db == NULL)
-        return QB_EINVAL;
-    if (n == 0)
-        return QB_OK;
-    if (qs == NULL)
-        return db_fail(db, QB_EINVAL, NULL, "NULL query list");
-    for (i = 0; i < n; i++)
-        if (qs[i] == NULL)
-            return db_fail(db, QB_EINVAL, NULL, "batch query %zu is NULL", i);
-    rc = tx_open(db, &mode);
-    for (i = 0; rc == QB_OK && i < n; i++) {
-        rc = exec_observed(db, qs[i], results ? &results[i] : NULL);
-        if (rc != QB_OK) {
-            qbi_prefix(&db->base, "batch query %zu", i);
-            if (failed_at != NULL)
-                *failed_at = i;
-        }
-    }
-    rc = tx_close(db, mode, rc);
-    if (rc != QB_OK && results != NULL)
-        for (i = 0; i < n; i++) {
-            qb_result_free(results[i]);
-            results[i] = NULL;
-        }
     return rc;
 }
 
@@ -954,7 +699,7 @@ static int pipe_chunk(qb_pg *db, pipe_link *lk, size_t a, size_t b,
                 (strcmp(state, "0A000") == 0 || strcmp(state, "26000") == 0)) {
                 /* A cached plan went stale (schema change): forget it and
                  * let the caller retry the transaction. */
-                db->st.replans++;
+                db->base.cache.replans++;
                 for (size_t j = i + 1; j < b; j++)
                     if (lk[j].e == lk[i].e)
                         lk[j].e = NULL;
@@ -1023,7 +768,7 @@ static int pd_pipeline(qb_conn *c_, const qb_query *const *qs, size_t n,
     }
 #ifndef LIBPQ_HAS_PIPELINING
     for (i = 0; i < n; i++) {
-        rc = exec_observed(db, qs[i], NULL);
+        rc = qbi_exec(&db->base, qs[i], NULL);
         if (rc != QB_OK) {
             qbi_prefix(&db->base, "pipeline query %zu", i);
             if (failed_at != NULL)
@@ -1038,24 +783,23 @@ static int pd_pipeline(qb_conn *c_, const qb_query *const *qs, size_t n,
     if (lk == NULL || obs == NULL) {
         free(lk);
         free(obs);
-        return db_fail(db, QB_ENOMEM, NULL, "out of memory");
+        return qbi_nomem(&db->base);
     }
     /* Check every link and find its prepared statement first (a miss
      * prepares it now, outside the pipeline).  Should the cache evict
      * meanwhile, an entry picked earlier may be gone: send all unnamed. */
-    evictions = db->st.evictions;
+    evictions = db->base.cache.evictions;
     nl = 0;
     for (i = 0; rc == QB_OK && i < n; i++) {
         for (const qb_query *l = qs[i]; rc == QB_OK && l != NULL;
              l = l->next) {
             rc = check_link(db, l);
-            if (rc == QB_OK && db->cap > 0) {
+            if (rc == QB_OK && db->base.cache.capacity > 0) {
                 pg_params pp;
                 rc = params_make(db, l->params, l->nparams, &pp);
                 if (rc == QB_OK)
-                    rc = cache_get(db, l->sql,
-                                   l->sql_len ? l->sql_len : strlen(l->sql),
-                                   l->nparams, pp.types, &lk[nl].e);
+                    rc = cache_get(db, l->sql, qbi_sql_len(l), l->nparams,
+                                   pp.types, &lk[nl].e);
                 free(pp.block);
             }
             lk[nl].q = qs[i];
@@ -1066,7 +810,7 @@ static int pd_pipeline(qb_conn *c_, const qb_query *const *qs, size_t n,
         if (rc != QB_OK)
             bad = i;
     }
-    if (rc == QB_OK && db->st.evictions != evictions)
+    if (rc == QB_OK && db->base.cache.evictions != evictions)
         for (i = 0; i < nl; i++)
             lk[i].e = NULL;
     /* Observers: the before hooks in order (a veto stops the pipeline
@@ -1118,188 +862,6 @@ static int pd_pipeline(qb_conn *c_, const qb_query *const *qs, size_t n,
     free(obs);
     return rc;
 #endif
-}
-
-/* ---- transactions ------------------------------------------------------ */
-
-static int pd_begin(qb_conn *c_)
-{
-    qb_pg *db = (qb_pg *)c_;
-    return db ? sql_run(db, "BEGIN", 0) : QB_EINVAL;
-}
-
-static int pd_commit(qb_conn *c_)
-{
-    qb_pg *db = (qb_pg *)c_;
-    return db ? sql_run(db, "COMMIT", 0) : QB_EINVAL;
-}
-
-static int pd_rollback(qb_conn *c_)
-{
-    qb_pg *db = (qb_pg *)c_;
-    return db ? sql_run(db, "ROLLBACK", 0) : QB_EINVAL;
-}
-
-/* "<verb> <name>" for a savepoint command; names are plain identifiers
- * because they are pasted (savepoints take no parameters). */
-static int sp_run(qb_pg *db, const char *verb, const char *name)
-{
-    char buf[PG_IDENT_MAX + 40];
-    if (db == NULL)
-        return QB_EINVAL;
-    if (name == NULL || !qb_ident_valid(name) || strchr(name, '.') != NULL ||
-        strlen(name) > PG_IDENT_MAX)
-        return db_fail(db, QB_EINVAL, NULL, "invalid savepoint name");
-    snprintf(buf, sizeof buf, "%s %s", verb, name);
-    return sql_run(db, buf, 0);
-}
-
-static int pd_savepoint(qb_conn *c_, const char *name)
-{
-    qb_pg *db = (qb_pg *)c_;
-    return sp_run(db, "SAVEPOINT", name);
-}
-
-static int pd_release(qb_conn *c_, const char *name)
-{
-    qb_pg *db = (qb_pg *)c_;
-    return sp_run(db, "RELEASE SAVEPOINT", name);
-}
-
-static int pd_rollback_to(qb_conn *c_, const char *name)
-{
-    qb_pg *db = (qb_pg *)c_;
-    int rc = sp_run(db, "ROLLBACK TO SAVEPOINT", name);
-    if (rc == QB_OK)
-        rc = sp_run(db, "RELEASE SAVEPOINT", name);
-    return rc;
-}
-
-/* ---- migrations -------------------------------------------------------- */
-
-static void qview(struct qb_query *v, const char *sql, const qb_value *params,
-                  size_t n, qb_fetch fetch, qb_kind kind)
-{
-    memset(v, 0, sizeof *v);
-    v->sql = (char *)sql;            /* views never write through these */
-    v->sql_len = strlen(sql);
-    v->params = (qb_value *)params;
-    v->nparams = n;
-    v->fetch = fetch;
-    v->kind = kind;
-    v->dialect = QB_DIALECT_POSTGRES;
-}
-
-static int mig_table(qb_pg *db, const char **table)
-{
-    if (*table == NULL)
-        *table = "migrations";
-    if (!qb_ident_valid(*table) || strlen(*table) > PG_IDENT_MAX)
-        return db_fail(db, QB_EINVAL, NULL, "invalid migrations table name");
-    return QB_OK;
-}
-
-static int mig_init(qb_pg *db, const char *table)
-{
-    char sql[PG_IDENT_MAX + 160];
-    struct qb_query v;
-    snprintf(sql, sizeof sql, "CREATE TABLE IF NOT EXISTS %s ( id SERIAL "
-             "PRIMARY KEY, name TEXT UNIQUE, applied_at TIMESTAMP DEFAULT "
-             "CURRENT_TIMESTAMP NOT NULL)", table);
-    qview(&v, sql, NULL, 0, QB_FETCH_NONE, QB_KIND_RAW);
-    return exec_observed(db, &v, NULL);
-}
-
-static int mig_applied(qb_pg *db, const char *table, qb_result **out)
-{
-    char sql[PG_IDENT_MAX + 48];
-    struct qb_query v;
-    int rc = mig_init(db, table);
-    if (rc != QB_OK)
-        return rc;
-    snprintf(sql, sizeof sql, "SELECT * FROM %s ORDER BY id", table);
-    qview(&v, sql, NULL, 0, QB_FETCH_ALL, QB_KIND_SELECT);
-    return exec_observed(db, &v, out);
-}
-
-static int pd_migrations_applied(qb_conn *c_, const char *table,
-                                    qb_result **out)
-{
-    qb_pg *db = (qb_pg *)c_;
-    int rc;
-    if (out != NULL)
-        *out = NULL;
-    if (db == NULL)
-        return QB_EINVAL;
-    if (out == NULL)
-        return db_fail(db, QB_EINVAL, NULL, "NULL output");
-    rc = mig_table(db, &table);
-    if (rc != QB_OK)
-        return rc;
-    return mig_applied(db, table, out);
-}
-
-static int mig_unapplied(qb_pg *db, const char *table,
-                         const qb_migration *list, size_t n, size_t *idx,
-                         size_t *nidx)
-{
-    qb_result *done = NULL;
-    int rc, col;
-    size_t k = 0;
-
-    for (size_t i = 0; i < n; i++)
-        if (list[i].name == NULL || list[i].sql == NULL)
-            return db_fail(db, QB_EINVAL, NULL,
-                           "migration %zu has no name or no SQL", i);
-    rc = mig_applied(db, table, &done);
-    if (rc != QB_OK)
-        return rc;
-    col = qb_result_colindex(done, "name");
-    for (size_t i = 0; i < n; i++) {
-        int seen = 0;
-        for (size_t j = 0; col >= 0 && j < done->nrows && !seen; j++) {
-            const char *nm = qb_result_text(done, j, (size_t)col, NULL);
-            seen = nm != NULL && strcmp(nm, list[i].name) == 0;
-        }
-        if (!seen)
-            idx[k++] = i;
-    }
-    qb_result_free(done);
-    *nidx = k;
-    return QB_OK;
-}
-
-static int pd_migrations_unapplied(qb_conn *c_, const char *table,
-                                      const qb_migration *list, size_t n,
-                                      size_t *idx, size_t *nidx)
-{
-    qb_pg *db = (qb_pg *)c_;
-    int rc;
-    if (nidx != NULL)
-        *nidx = 0;
-    if (db == NULL)
-        return QB_EINVAL;
-    if (nidx == NULL || (n > 0 && (list == NULL || idx == NULL)))
-        return db_fail(db, QB_EINVAL, NULL, "NULL migration list or output");
-    rc = mig_table(db, &table);
-    if (rc != QB_OK)
-        return rc;
-    return mig_unapplied(db, table, list, n, idx, nidx);
-}
-
-/* Run "<sql> $1" with name bound; *row tells whether a row came back. */
-static int run_named(qb_pg *db, const char *sql, const char *name, int *row)
-{
-    const char *vals[1] = { name };
-    PGresult *res = PQexecParams(db->conn, sql, 1, NULL, vals, NULL, NULL, 0);
-    ExecStatusType s = PQresultStatus(res);
-    int rc = QB_OK;
-    if (res == NULL || (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK))
-        rc = db_pg_fail(db, res);
-    else if (row != NULL)
-        *row = PQntuples(res) > 0;
-    PQclear(res);
-    return rc;
 }
 
 /* Byte offset of the 1-based character position pos (an error field) in
@@ -1359,13 +921,15 @@ static int mig_stray_param(qb_pg *db, const char *s, const char *errpos)
                    maxp, (size_t)0);
 }
 
-/* A migration's script as one simple-protocol message (several
- * statements, no parameters).  A $N that is the SQL's own (a routine's
+/* sql as one simple-protocol message (several statements, nothing
+ * bound).  Our own SQL (script 0): a COMMIT of an aborted transaction
+ * "succeeds" with the command tag ROLLBACK, which is an error here.  A
+ * migration's script (script 1): a $N that is the SQL's own (a routine's
  * body, PREPARE) is the server's business; one with no value is refused
- * like qb_exec refuses it: only the server can tell which is which,
- * so it is its 42P02 that is translated, inside the migration's
- * transaction, which the caller rolls back. */
-static int mig_script(qb_pg *db, const char *sql)
+ * like qb_exec refuses it: only the server can tell which is which, so it
+ * is its 42P02 that is translated, inside the migration's transaction,
+ * which the caller rolls back. */
+static int simple_run(qb_pg *db, const char *sql, int script)
 {
     PGresult *res = PQexec(db->conn, sql);
     ExecStatusType s = PQresultStatus(res);
@@ -1374,115 +938,27 @@ static int mig_script(qb_pg *db, const char *sql)
     if (res == NULL || (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK &&
                         s != PGRES_EMPTY_QUERY)) {
         rc = db_pg_fail(db, res);
-        if (rc == QB_ESQL && strcmp(db->base.sqlstate, "42P02") == 0)
+        if (script && rc == QB_ESQL &&
+            strcmp(db->base.sqlstate, "42P02") == 0)
             rc = mig_stray_param(db, sql, PQresultErrorField(res,
                                      PG_DIAG_STATEMENT_POSITION));
+    } else if (!script && strcmp(sql, "COMMIT") == 0 &&
+               strcmp(PQcmdStatus(res), "ROLLBACK") == 0) {
+        rc = db_fail(db, QB_ESQL, "25P02", "the transaction was aborted by "
+                     "an earlier error: COMMIT rolled it back");
     }
     PQclear(res);
     return rc;
 }
 
-/* One migration in its own transaction.  *did: committed by us. */
-static int mig_one(qb_pg *db, const char *table, const qb_migration *m,
-                   int *did)
+static int pd_run_sql(qb_conn *c, const char *sql)
 {
-    char lock[PG_IDENT_MAX + 64], sel[PG_IDENT_MAX + 48];
-    char ins[PG_IDENT_MAX + 48];
-    int rc, applied = 0;
-
-    *did = 0;
-    snprintf(lock, sizeof lock, "LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE",
-             table);
-    snprintf(sel, sizeof sel, "SELECT 1 FROM %s WHERE name = $1", table);
-    snprintf(ins, sizeof ins, "INSERT INTO %s (name) VALUES ($1)", table);
-    rc = sql_run(db, "BEGIN", 0);
-    if (rc != QB_OK)
-        return rc;
-    /* The lock queues concurrent appliers; then look again: another
-     * process may have applied this one while we were listing. */
-    rc = sql_run(db, lock, 0);
-    if (rc == QB_OK)
-        rc = run_named(db, sel, m->name, &applied);
-    if (rc == QB_OK && !applied) {
-        rc = mig_script(db, m->sql);
-        /* A script that ends our transaction would record its name outside
-         * it (and may have committed half of itself): refuse it. */
-        if (rc == QB_OK && PQtransactionStatus(db->conn) != PQTRANS_INTRANS)
-            rc = db_fail(db, QB_EINVAL, NULL, "migration SQL must not end "
-                         "the transaction (COMMIT/ROLLBACK/END)");
-        if (rc == QB_OK)
-            rc = run_named(db, ins, m->name, NULL);
-    }
-    if (rc == QB_OK) {
-        rc = sql_run(db, "COMMIT", 0);
-        if (rc == QB_OK) {
-            *did = !applied;
-            return QB_OK;
-        }
-    }
-    if (!conn_bad(db) && PQtransactionStatus(db->conn) != PQTRANS_IDLE)
-        sql_run(db, "ROLLBACK", 1);
-    return rc;
+    return simple_run((qb_pg *)c, sql, 0);
 }
 
-static int pd_migrations_apply(qb_conn *c_, const char *table,
-                                  const qb_migration *list, size_t n,
-                                  size_t *applied, size_t *failed_at)
+static int pd_run_script(qb_conn *c, const char *sql)
 {
-    qb_pg *db = (qb_pg *)c_;
-    size_t *idx = NULL, k = 0, count = 0;
-    int rc;
-
-    if (applied != NULL)
-        *applied = 0;
-    if (failed_at != NULL)
-        *failed_at = n;
-    if (db == NULL)
-        return QB_EINVAL;
-    if (n > 0 && list == NULL)
-        return db_fail(db, QB_EINVAL, NULL, "NULL migration list");
-    rc = mig_table(db, &table);
-    if (rc != QB_OK)
-        return rc;
-    if (PQtransactionStatus(db->conn) != PQTRANS_IDLE)
-        return db_fail(db, conn_bad(db) ? QB_ECONN : QB_EMISUSE, NULL,
-                       "migrations cannot run inside an open transaction");
-    if (n == 0)
-        return QB_OK;
-    if (n > SIZE_MAX / sizeof *idx)
-        return db_fail(db, QB_ENOMEM, NULL, "out of memory");
-    idx = malloc(n * sizeof *idx);
-    if (idx == NULL)
-        return db_fail(db, QB_ENOMEM, NULL, "out of memory");
-    rc = mig_unapplied(db, table, list, n, idx, &k);
-    for (size_t j = 0; rc == QB_OK && j < k; j++) {
-        const qb_migration *m = &list[idx[j]];
-        struct qb_query v;
-        qb_value name;
-        qbi_obs o;
-        int did = 0;
-
-        memset(&name, 0, sizeof name);
-        name.type = QB_V_TEXT;
-        name.flags = QB_VF_BORROWED;
-        name.u.b.p = m->name;
-        name.u.b.n = strlen(m->name);
-        qview(&v, m->sql, &name, 1, QB_FETCH_NONE, QB_KIND_RAW);
-        rc = qbi_obs_begin(&db->base, &v, &o);
-        if (rc == QB_OK)
-            rc = mig_one(db, table, m, &did);
-        if (rc != QB_OK) {
-            qbi_prefix(&db->base, "migration '%s'", m->name);
-            if (failed_at != NULL)
-                *failed_at = idx[j];
-        }
-        qbi_obs_end(&db->base, &v, &o, rc, NULL);
-        count += (size_t)did;
-    }
-    free(idx);
-    if (applied != NULL)
-        *applied = count;
-    return rc;
+    return simple_run((qb_pg *)c, sql, 1);
 }
 
 /* ---- connection -------------------------------------------------------- */
@@ -1587,9 +1063,9 @@ static int pd_open(qb_conn **out, const char *conninfo,
     }
     qbi_conn_init(&db->base, &qbi_pg_driver);
     if (cfg != NULL && cfg->stmt_cache_size > 0) {
-        db->cap = cfg->stmt_cache_size;
+        db->base.cache.capacity = cfg->stmt_cache_size;
         db->nbuckets = 1;
-        while (db->nbuckets < db->cap * 2)
+        while (db->nbuckets < db->base.cache.capacity * 2)
             db->nbuckets <<= 1;
         db->buckets = calloc(db->nbuckets, sizeof *db->buckets);
         if (db->buckets == NULL) {
@@ -1701,14 +1177,17 @@ static int pd_connected(const qb_conn *c_)
     return db != NULL && !conn_bad(db);
 }
 
-static int pd_in_transaction(const qb_conn *c_)
+static int pd_tx_state(const qb_conn *c_)
 {
-    const qb_pg *db = (const qb_pg *)c_;
-    PGTransactionStatusType s;
-    if (db == NULL)
-        return 0;
-    s = PQtransactionStatus(db->conn);
-    return s == PQTRANS_INTRANS || s == PQTRANS_INERROR;
+    switch (PQtransactionStatus(((const qb_pg *)c_)->conn)) {
+    case PQTRANS_IDLE:
+        return QBI_TX_IDLE;
+    case PQTRANS_INTRANS:
+    case PQTRANS_INERROR:
+        return QBI_TX_OPEN;
+    default:            /* a command in progress, or no connection */
+        return QBI_TX_UNUSABLE;
+    }
 }
 
 static void *pd_handle(qb_conn *c_)
@@ -1723,43 +1202,24 @@ static int pd_socket(qb_conn *c_)
     return db->conn != NULL ? PQsocket(db->conn) : -1;
 }
 
-static int pd_tx(qb_conn *c, qbi_tx_op op, const char *name)
-{
-    switch (op) {
-    case QBI_TX_BEGIN:
-        return pd_begin(c);
-    case QBI_TX_COMMIT:
-        return pd_commit(c);
-    case QBI_TX_ROLLBACK:
-        return pd_rollback(c);
-    case QBI_TX_SAVEPOINT:
-        return pd_savepoint(c, name);
-    case QBI_TX_RELEASE:
-        return pd_release(c, name);
-    case QBI_TX_ROLLBACK_TO:
-        return pd_rollback_to(c, name);
-    }
-    return QB_EINVAL;
-}
-
 const qbi_driver qbi_pg_driver = {
     .name = "PostgreSQL",
     .engine = QB_ENGINE_POSTGRES,
     .dialect = QB_DIALECT_POSTGRES,
+    .begin_sql = "BEGIN",
+    .release_sql = "RELEASE SAVEPOINT",
+    .rollback_to_sql = "ROLLBACK TO SAVEPOINT",
+    .mig_id = "SERIAL PRIMARY KEY",
+    .mig_lock = "IN SHARE ROW EXCLUSIVE MODE",
     .open = pd_open,
     .close = pd_close,
     .handle = pd_handle,
     .socket = pd_socket,
     .reset_until = pd_reset_until,
     .connected = pd_connected,
-    .in_transaction = pd_in_transaction,
-    .exec = pd_exec,
-    .count = pd_count,
-    .batch = pd_batch,
+    .tx_state = pd_tx_state,
+    .run_link = pd_run_link,
+    .run_sql = pd_run_sql,
+    .run_script = pd_run_script,
     .pipeline = pd_pipeline,
-    .tx = pd_tx,
-    .cache_stats = pd_cache_stats,
-    .mig_applied = pd_migrations_applied,
-    .mig_unapplied = pd_migrations_unapplied,
-    .mig_apply = pd_migrations_apply,
 };

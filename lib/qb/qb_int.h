@@ -5,6 +5,8 @@
 #ifndef WAITUNTIL_QB_INT_H
 #define WAITUNTIL_QB_INT_H
 
+#include <string.h>
+
 #include "qb.h"
 #include "qb_conn.h"
 
@@ -26,6 +28,12 @@ struct qb_query {
      * allocation. */
     const char *blk_lo, *blk_hi;
 };
+
+/* q's SQL length (sql_len 0: not known, count it). */
+static inline size_t qbi_sql_len(const qb_query *q)
+{
+    return q->sql_len ? q->sql_len : strlen(q->sql);
+}
 
 /* ---- results (result.c), shared by both executors ------------------------
  * A qb_result under construction: columns first, then rows appended one

@@ -23,20 +23,16 @@
  * read (the clock is read only when a logger or hook is installed), no
  * transaction statements (a single statement is atomic on its own).
  *
- * Transactions.  Work that spans statements (a chain, a batch, a page =
- * count + rows) is wrapped in BEGIN IMMEDIATE/COMMIT when the connection is
- * in autocommit mode, otherwise in a SAVEPOINT, so it nests inside a
- * caller's transaction.  On error we roll back exactly what we opened, and
- * only if SQLite has not already rolled it back (some errors -- interrupt,
- * disk full -- end the transaction themselves; sqlite3_get_autocommit
- * tells).  A COMMIT that fails (SQLITE_BUSY leaves the transaction open) is
- * followed by ROLLBACK, so "error" always means "nothing committed here".
+ * Transactions.  conn.c opens and closes our own scopes (BEGIN IMMEDIATE
+ * when idle, else a SAVEPOINT) through sq_run_sql; what is SQLite's here:
+ * sqlite3_get_autocommit says whether a transaction is open (some errors
+ * -- interrupt, disk full -- end it themselves), a SAVEPOINT outside a
+ * transaction opens a deferred one (qb_paginate's snapshot), and a COMMIT
+ * that fails with SQLITE_BUSY leaves the transaction open.
  *
  * Errors.  The first error of a call is recorded on the handle (extended
- * code + message); cleanup statements run "quiet" so they cannot overwrite
- * it.  Every return path of a public call passes through the observer
- * (obs_begin/obs_end), which calls the logger and the after hook exactly
- * once.
+ * code + message).  A cursor passes through the observer itself
+ * (qbi_obs_begin at open, qbi_obs_end once when it finishes).
  */
 #include "qb_drv.h"
 #include "qb_priv.h"
@@ -51,16 +47,14 @@
 
 #include <sqlite3.h>
 
-#define QB_ERRMSG_MAX 1024
 #define QB_CACHE_DEFAULT 64
 #define QB_CACHE_MAX 65536
-#define QB_IDENT_MAX 128
 
 /* ---- handle ------------------------------------------------------------ */
 
 typedef struct qb_stmt {
+    qbi_lru lru;                         /* first; cached only */
     struct qb_stmt *hnext;               /* bucket chain (cached only) */
-    struct qb_stmt *lru_prev, *lru_next; /* cached only */
     sqlite3_stmt *stmt;
     uint64_t hash;
     size_t len;
@@ -74,12 +68,9 @@ typedef struct qb_db qb_db;
 struct qb_db {
     qb_conn base;                        /* first: a qb_conn * is a qb_db * */
     sqlite3 *db;
-    /* statement cache */
+    /* statement cache (its LRU list and counters: base.lru, base.cache) */
     qb_stmt **buckets;
     size_t nbuckets;                     /* power of two */
-    size_t ncached, cap;
-    qb_stmt *lru_head, *lru_tail;
-    qb_cache_stats st;
 };
 
 struct qb_cursor {
@@ -91,7 +82,6 @@ struct qb_cursor {
 };
 
 enum { CUR_OPEN = 1, CUR_ROW = 2, CUR_DONE = 3 };
-enum { TX_NONE = 0, TX_BEGIN, TX_SAVEPOINT };
 
 /* ---- errors ------------------------------------------------------------ */
 
@@ -112,15 +102,8 @@ static int map_sqlite(int rc)
     }
 }
 
-__attribute__((format(printf, 4, 5)))
-static int db_fail(qb_db *db, int rc, int sqlite_rc, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    rc = qbi_vfail(&db->base, rc, sqlite_rc, NULL, fmt, ap);
-    va_end(ap);
-    return rc;
-}
+#define db_fail(db, rc, code, ...) \
+    qbi_fail(&(db)->base, rc, code, NULL, __VA_ARGS__)
 
 /* Record the error SQLite just returned (src) and map it.  The handle's
  * message matches src only if nothing ran since; otherwise use the
@@ -157,28 +140,10 @@ static uint64_t sql_hash(const char *s, size_t n)
     return h ^ (h >> 32);
 }
 
-static void lru_unlink(qb_db *db, qb_stmt *e)
+/* The entry of LRU node n, NULL for the list's sentinel. */
+static qb_stmt *lru_entry(qb_db *db, qbi_lru *n)
 {
-    if (e->lru_prev != NULL)
-        e->lru_prev->lru_next = e->lru_next;
-    else
-        db->lru_head = e->lru_next;
-    if (e->lru_next != NULL)
-        e->lru_next->lru_prev = e->lru_prev;
-    else
-        db->lru_tail = e->lru_prev;
-    e->lru_prev = e->lru_next = NULL;
-}
-
-static void lru_push_front(qb_db *db, qb_stmt *e)
-{
-    e->lru_prev = NULL;
-    e->lru_next = db->lru_head;
-    if (db->lru_head != NULL)
-        db->lru_head->lru_prev = e;
-    db->lru_head = e;
-    if (db->lru_tail == NULL)
-        db->lru_tail = e;
+    return n == &db->base.lru ? NULL : (qb_stmt *)n;
 }
 
 static void bucket_unlink(qb_db *db, qb_stmt *e)
@@ -192,17 +157,17 @@ static void bucket_unlink(qb_db *db, qb_stmt *e)
 /* Finalize the least recently used idle entry; 0 if every entry is busy. */
 static int cache_evict_one(qb_db *db)
 {
-    qb_stmt *e = db->lru_tail;
+    qb_stmt *e = lru_entry(db, db->base.lru.prev);
     while (e != NULL && e->in_use)
-        e = e->lru_prev;
+        e = lru_entry(db, e->lru.prev);
     if (e == NULL)
         return 0;
-    lru_unlink(db, e);
+    qbi_lru_unlink(&e->lru);
     bucket_unlink(db, e);
     sqlite3_finalize(e->stmt);
     free(e);
-    db->ncached--;
-    db->st.evictions++;
+    db->base.cache.size--;
+    db->base.cache.evictions++;
     return 1;
 }
 
@@ -255,14 +220,14 @@ static int cache_acquire(qb_db *db, const char *sql, size_t len, qb_stmt **out)
 {
     uint64_t h;
     size_t b;
-    qb_stmt *e = db->lru_head;
+    qb_stmt *e = lru_entry(db, db->base.lru.next);
     int cache_it, rc;
     sqlite3_stmt *st;
 
     /* Fast path: the statement used last again (a loop of one insert). */
     if (e != NULL && e->len == len && !e->in_use &&
         memcmp(e->sql, sql, len) == 0) {
-        db->st.hits++;
+        db->base.cache.hits++;
         e->in_use = 1;
         *out = e;
         return QB_OK;
@@ -273,23 +238,22 @@ static int cache_acquire(qb_db *db, const char *sql, size_t len, qb_stmt **out)
         if (e->hash == h && e->len == len && memcmp(e->sql, sql, len) == 0)
             break;
     if (e != NULL && !e->in_use) {
-        db->st.hits++;
-        if (db->lru_head != e) {
-            lru_unlink(db, e);
-            lru_push_front(db, e);
-        }
+        db->base.cache.hits++;
+        qbi_lru_unlink(&e->lru);
+        qbi_lru_push_front(&db->base.lru, &e->lru);
         e->in_use = 1;
         *out = e;
         return QB_OK;
     }
-    cache_it = e == NULL && (db->ncached < db->cap || cache_evict_one(db));
+    cache_it = e == NULL && (db->base.cache.size < db->base.cache.capacity ||
+                             cache_evict_one(db));
     rc = prepare_one(db, sql, len, cache_it, &st);
     if (rc != QB_OK)
         return rc;
     e = malloc(sizeof *e + (cache_it ? len + 1 : 0));
     if (e == NULL) {
         sqlite3_finalize(st);
-        return db_fail(db, QB_ENOMEM, SQLITE_NOMEM, "out of memory");
+        return qbi_nomem(&db->base);
     }
     memset(e, 0, sizeof *e);
     e->stmt = st;
@@ -302,11 +266,11 @@ static int cache_acquire(qb_db *db, const char *sql, size_t len, qb_stmt **out)
         e->sql[len] = '\0';
         e->hnext = db->buckets[b];
         db->buckets[b] = e;
-        lru_push_front(db, e);
-        db->ncached++;
-        db->st.misses++;
+        qbi_lru_push_front(&db->base.lru, &e->lru);
+        db->base.cache.size++;
+        db->base.cache.misses++;
     } else {
-        db->st.transient++;
+        db->base.cache.transient++;
     }
     *out = e;
     return QB_OK;
@@ -329,41 +293,31 @@ static void cache_release(qb_db *db, qb_stmt *e)
 
 static void cache_destroy(qb_db *db)
 {
-    qb_stmt *e = db->lru_head;
+    qb_stmt *e = lru_entry(db, db->base.lru.next);
     while (e != NULL) {
-        qb_stmt *n = e->lru_next;
+        qb_stmt *n = lru_entry(db, e->lru.next);
         sqlite3_finalize(e->stmt);
         free(e);
         e = n;
     }
-    db->lru_head = db->lru_tail = NULL;
     free(db->buckets);
-    db->buckets = NULL;
-    db->ncached = 0;
 }
 
-/* Run internal SQL text (no params, rows discarded) through the cache.
- * quiet: keep the handle's current error (used on cleanup paths). */
-static int sql_run(qb_db *db, const char *sql, int quiet)
+/* Run internal SQL text (no params, rows discarded) through the cache. */
+static int sq_run_sql(qb_conn *c, const char *sql)
 {
-    char saved[QB_ERRMSG_MAX];
-    int saved_code = db->base.errcode, rc = QB_OK, s;
+    qb_db *db = (qb_db *)c;
     qb_stmt *e;
+    int rc, s;
 
-    if (quiet)
-        memcpy(saved, db->base.errmsg, sizeof saved);
     rc = cache_acquire(db, sql, strlen(sql), &e);
-    if (rc == QB_OK) {
-        while ((s = sqlite3_step(e->stmt)) == SQLITE_ROW)
-            ;
-        if (s != SQLITE_DONE)
-            rc = db_sqlite_fail(db, s);
-        cache_release(db, e);
-    }
-    if (quiet) {
-        memcpy(db->base.errmsg, saved, sizeof saved);
-        db->base.errcode = saved_code;
-    }
+    if (rc != QB_OK)
+        return rc;
+    while ((s = sqlite3_step(e->stmt)) == SQLITE_ROW)
+        ;
+    if (s != SQLITE_DONE)
+        rc = db_sqlite_fail(db, s);
+    cache_release(db, e);
     return rc;
 }
 
@@ -435,25 +389,21 @@ static int result_set_columns(qb_db *db, qb_result *r, sqlite3_stmt *st)
     /* sqlite3_column_name returns NULL only when out of memory. */
     for (int i = 0; i < nc; i++)
         if (sqlite3_column_name(st, i) == NULL)
-            return db_fail(db, QB_ENOMEM, SQLITE_NOMEM, "out of memory");
+            return qbi_nomem(&db->base);
     if (qbi_result_set_columns(r, nc > 0 ? (size_t)nc : 0, col_name, st) !=
         QB_OK)
-        return db_fail(db, QB_ENOMEM, SQLITE_NOMEM, "out of memory");
+        return qbi_nomem(&db->base);
     return QB_OK;
 }
 
 static int result_append_row(qb_db *db, qb_result *r, sqlite3_stmt *st)
 {
     qbi_cell *row;
+    int rc = qbi_row_begin(&db->base, r, (size_t)sqlite3_column_count(st),
+                           &row);
 
-    if ((size_t)sqlite3_column_count(st) != r->ncols)
-        return db_fail(db, QB_ESQL, 0,
-                       "statements of one chain return different columns");
-    if (r->ncols == 0)
-        return QB_OK;
-    row = qbi_result_add_row(r);
     if (row == NULL)
-        return db_fail(db, QB_ENOMEM, SQLITE_NOMEM, "out of memory");
+        return rc;
     for (size_t c = 0; c < r->ncols; c++) {
         int ci = (int)c;
         qbi_cell *cell = &row[c];
@@ -483,42 +433,27 @@ static int result_append_row(qb_db *db, qb_result *r, sqlite3_stmt *st)
         n = (size_t)sqlite3_column_bytes(st, ci);
         if ((p == NULL && n > 0) ||
             qbi_cell_set_bytes(r, cell, t, p, n) != QB_OK)
-            return db_fail(db, QB_ENOMEM, SQLITE_NOMEM, "out of memory");
+            return qbi_nomem(&db->base);
     }
     return QB_OK;
 }
 
 /* ---- execution --------------------------------------------------------- */
 
-static int check_link(qb_db *db, const qb_query *q)
-{
-    if (q->sql == NULL)
-        return db_fail(db, QB_EINVAL, 0, "query has no SQL text");
-    if (q->dialect != QB_DIALECT_SQLITE)
-        return db_fail(db, QB_EDIALECT, 0,
-                       "query was rendered for another SQL dialect");
-    if (q->nparams > 0 && q->params == NULL)
-        return db_fail(db, QB_EINVAL, 0, "query has no parameter array");
-    return QB_OK;
-}
-
-static size_t sql_len(const qb_query *q)
-{
-    return q->sql_len ? q->sql_len : strlen(q->sql);
-}
-
 /* Run one statement of q; rows go to r per fetch (r may be NULL). */
-static int run_link(qb_db *db, const qb_query *q, qb_fetch fetch, qb_result *r)
+static int sq_run_link(qb_conn *c, const qb_query *q, qb_fetch fetch,
+                       qb_result *r)
 {
+    qb_db *db = (qb_db *)c;
     qb_stmt *e;
     sqlite3_stmt *st;
     int rc, s, stop_early;
     int64_t total0 = 0;
 
-    rc = check_link(db, q);
+    rc = qbi_check_link(&db->base, q);
     if (rc != QB_OK)
         return rc;
-    rc = cache_acquire(db, q->sql, sql_len(q), &e);
+    rc = cache_acquire(db, q->sql, qbi_sql_len(q), &e);
     if (rc != QB_OK)
         return rc;
     st = e->stmt;
@@ -557,269 +492,6 @@ static int run_link(qb_db *db, const qb_query *q, qb_fetch fetch, qb_result *r)
     return rc;
 }
 
-/* Open our own transaction scope: BEGIN IMMEDIATE in autocommit mode,
- * else a savepoint named sp. */
-static int tx_open(qb_db *db, const char *sp, int *mode)
-{
-    char buf[QB_IDENT_MAX + 16];
-    int rc;
-    if (sqlite3_get_autocommit(db->db)) {
-        rc = sql_run(db, "BEGIN IMMEDIATE", 0);
-        *mode = rc == QB_OK ? TX_BEGIN : TX_NONE;
-        return rc;
-    }
-    snprintf(buf, sizeof buf, "SAVEPOINT %s", sp);
-    rc = sql_run(db, buf, 0);
-    *mode = rc == QB_OK ? TX_SAVEPOINT : TX_NONE;
-    return rc;
-}
-
-/* Close the scope tx_open made: commit/release if rc is QB_OK, else roll
- * back.  Returns the final status (a failed COMMIT is rolled back). */
-static int tx_close(qb_db *db, int mode, const char *sp, int rc)
-{
-    char buf[QB_IDENT_MAX + 24];
-
-    if (mode == TX_NONE)
-        return rc;
-    if (rc == QB_OK) {
-        if (mode == TX_BEGIN) {
-            rc = sql_run(db, "COMMIT", 0);
-        } else {
-            snprintf(buf, sizeof buf, "RELEASE %s", sp);
-            rc = sql_run(db, buf, 0);
-        }
-        if (rc == QB_OK)
-            return QB_OK;
-    }
-    if (mode == TX_BEGIN) {
-        if (!sqlite3_get_autocommit(db->db))
-            sql_run(db, "ROLLBACK", 1);
-    } else if (!sqlite3_get_autocommit(db->db)) {
-        snprintf(buf, sizeof buf, "ROLLBACK TO %s", sp);
-        sql_run(db, buf, 1);
-        snprintf(buf, sizeof buf, "RELEASE %s", sp);
-        sql_run(db, buf, 1);
-    }
-    return rc;
-}
-
-/* q and its chain; *out (if out) receives a result on success only. */
-static int run_query(qb_db *db, const qb_query *q, qb_result **out)
-{
-    qb_result *r = NULL;
-    int rc, mode;
-
-    if (out != NULL) {
-        r = qbi_result_new();
-        if (r == NULL)
-            return db_fail(db, QB_ENOMEM, SQLITE_NOMEM, "out of memory");
-    }
-    if (q->next == NULL) {
-        rc = run_link(db, q, q->fetch, r);
-    } else {
-        rc = tx_open(db, "qb_chain", &mode);
-        for (const qb_query *l = q; rc == QB_OK && l != NULL; l = l->next)
-            rc = run_link(db, l, q->fetch, r);
-        rc = tx_close(db, mode, "qb_chain", rc);
-    }
-    if (rc != QB_OK) {
-        qb_result_free(r);
-        r = NULL;
-    }
-    if (out != NULL)
-        *out = r;
-    return rc;
-}
-
-/* One observed execution: hooks, logger, run. */
-static int exec_observed(qb_db *db, const qb_query *q, qb_result **out)
-{
-    qbi_obs o;
-    qb_result *r = NULL;
-    int rc = qbi_obs_begin(&db->base, q, &o);
-    if (rc == QB_OK)
-        rc = run_query(db, q, out ? &r : NULL);
-    qbi_obs_end(&db->base, q, &o, rc, r);
-    if (out != NULL)
-        *out = r;
-    return rc;
-}
-
-static int sq_exec(qb_conn *c_, const qb_query *q, qb_result **out)
-{
-    qb_db *db = (qb_db *)c_;
-    if (out != NULL)
-        *out = NULL;
-    if (db == NULL)
-        return QB_EINVAL;
-    if (q == NULL)
-        return db_fail(db, QB_EINVAL, 0, "NULL query");
-    return exec_observed(db, q, out);
-}
-
-static int sq_explain(qb_conn *c_, const qb_query *q, qb_result **out)
-{
-    qb_db *db = (qb_db *)c_;
-    struct qb_query v;
-    if (out != NULL)
-        *out = NULL;
-    if (db == NULL)
-        return QB_EINVAL;
-    if (q == NULL)
-        return db_fail(db, QB_EINVAL, 0, "NULL query");
-    v = *q;
-    v.fetch = QB_FETCH_ALL;
-    return exec_observed(db, &v, out);
-}
-
-/* A view of q that runs its count statement. */
-static int count_view(qb_db *db, const qb_query *q, struct qb_query *v)
-{
-    if (q->count_sql == NULL)
-        return db_fail(db, QB_EINVAL, 0, "query has no count statement");
-    *v = *q;
-    v->sql = q->count_sql;
-    v->sql_len = strlen(q->count_sql);
-    v->count_sql = NULL;
-    v->next = NULL;
-    v->fetch = QB_FETCH_ONE;
-    v->kind = QB_KIND_SELECT;
-    return QB_OK;
-}
-
-static int count_run(qb_db *db, const qb_query *v, int64_t *total)
-{
-    qb_result *r = NULL;
-    int rc = exec_observed(db, v, &r);
-    if (rc == QB_OK)
-        *total = qb_result_int(r, 0, 0);
-    qb_result_free(r);
-    return rc;
-}
-
-static int sq_count(qb_conn *c_, const qb_query *q, int64_t *total)
-{
-    qb_db *db = (qb_db *)c_;
-    struct qb_query v;
-    int rc;
-    if (total != NULL)
-        *total = 0;
-    if (db == NULL)
-        return QB_EINVAL;
-    if (q == NULL || total == NULL)
-        return db_fail(db, QB_EINVAL, 0, "NULL query or output");
-    rc = count_view(db, q, &v);
-    if (rc != QB_OK)
-        return rc;
-    return count_run(db, &v, total);
-}
-
-static int sq_paginate(qb_conn *c_, const qb_query *q, int64_t page,
-                       int64_t per_page, qb_result **out,
-                       qb_pagination *info)
-{
-    qb_db *db = (qb_db *)c_;
-    struct qb_query cv, dv;
-    int64_t total = 0;
-    int rc, mode = TX_NONE;
-
-    if (out != NULL)
-        *out = NULL;
-    if (info != NULL)
-        memset(info, 0, sizeof *info);
-    if (db == NULL)
-        return QB_EINVAL;
-    if (q == NULL || out == NULL || info == NULL)
-        return db_fail(db, QB_EINVAL, 0, "NULL query or output");
-    if (page < 1)
-        return db_fail(db, QB_ECONFIG, 0, "Invalid page value: %lld. Page "
-                       "must be an integer >= 1.", (long long)page);
-    if (per_page < 1)
-        return db_fail(db, QB_ECONFIG, 0, "Invalid perPage value: %lld. "
-                       "perPage must be an integer >= 1.",
-                       (long long)per_page);
-    rc = count_view(db, q, &cv);
-    if (rc != QB_OK)
-        return rc;
-    dv = *q;
-    dv.fetch = QB_FETCH_ALL;
-
-    /* A deferred savepoint: count and rows read one snapshot. */
-    rc = sql_run(db, "SAVEPOINT qb_paginate", 0);
-    if (rc == QB_OK)
-        mode = TX_SAVEPOINT;
-    if (rc == QB_OK)
-        rc = count_run(db, &cv, &total);
-    if (rc == QB_OK)
-        rc = exec_observed(db, &dv, out);
-    rc = tx_close(db, mode, "qb_paginate", rc);
-    if (rc != QB_OK) {
-        qb_result_free(*out);
-        *out = NULL;
-        return rc;
-    }
-    info->page = page;
-    info->per_page = per_page;
-    info->total = total;
-    info->total_pages = total / per_page + (total % per_page != 0);
-    info->has_next = page < info->total_pages;
-    info->has_prev = page > 1;
-    return QB_OK;
-}
-
-/* ---- batches ----------------------------------------------------------- */
-
-static int sq_batch(qb_conn *c_, const qb_query *const *qs, size_t n,
-                    qb_result **results, size_t *failed_at)
-{
-    qb_db *db = (qb_db *)c_;
-    size_t i, failed = n;
-    int rc, mode;
-
-    if (failed_at != NULL)
-        *failed_at = n;
-    if (results != NULL)
-        for (i = 0; i < n; i++)
-            results[i] = NULL;
-    if (db == NULL)
-        return QB_EINVAL;
-    if (n == 0)
-        return QB_OK;
-    if (qs == NULL)
-        return db_fail(db, QB_EINVAL, 0, "NULL query array");
-    for (i = 0; i < n; i++)
-        if (qs[i] == NULL) {
-            if (failed_at != NULL)
-                *failed_at = i;
-            return db_fail(db, QB_EINVAL, 0, "batch query %zu is NULL", i);
-        }
-
-    rc = tx_open(db, "qb_batch", &mode);
-    if (rc != QB_OK) {
-        failed = 0;
-        qbi_prefix(&db->base, "batch: cannot open a transaction");
-    }
-    for (i = 0; rc == QB_OK && i < n; i++) {
-        rc = exec_observed(db, qs[i], results ? &results[i] : NULL);
-        if (rc != QB_OK) {
-            failed = i;
-            qbi_prefix(&db->base, "batch query %zu", i);
-        }
-    }
-    rc = tx_close(db, mode, "qb_batch", rc);
-    if (rc != QB_OK) {
-        if (results != NULL)
-            for (i = 0; i < n; i++) {
-                qb_result_free(results[i]);
-                results[i] = NULL;
-            }
-        if (failed_at != NULL)
-            *failed_at = failed;
-    }
-    return rc;
-}
-
 /* ---- cursor ------------------------------------------------------------ */
 
 /* Finish once: give the statement back, then log. */
@@ -849,23 +521,19 @@ static int sq_cursor_open(qb_conn *c_, const qb_query *q, qb_cursor **out)
     if (rc == QB_OK && q->next != NULL)
         rc = db_fail(db, QB_EINVAL, 0, "a cursor cannot run a chain");
     if (rc == QB_OK)
-        rc = check_link(db, q);
+        rc = qbi_check_link(&db->base, q);
     if (rc == QB_OK)
-        rc = cache_acquire(db, q->sql, sql_len(q), &e);
+        rc = cache_acquire(db, q->sql, qbi_sql_len(q), &e);
     if (rc == QB_OK)
         rc = bind_params(db, e->stmt, q->params, q->nparams);
     if (rc == QB_OK && (c = calloc(1, sizeof *c)) == NULL)
-        rc = db_fail(db, QB_ENOMEM, SQLITE_NOMEM, "out of memory");
+        rc = qbi_nomem(&db->base);
     if (rc != QB_OK) {
         cache_release(db, e);
         qbi_obs_end(&db->base, q, &o, rc, NULL);
         return rc;
     }
-    c->db = db;
-    c->q = q;
-    c->e = e;
-    c->state = CUR_OPEN;
-    c->obs = o;
+    *c = (qb_cursor){.db = db, .q = q, .e = e, .state = CUR_OPEN, .obs = o};
     *out = c;
     return QB_OK;
 }
@@ -997,122 +665,13 @@ QB_API const void *qb_cursor_blob(const qb_cursor *c, size_t col, size_t *len)
 
 /* ---- migrations -------------------------------------------------------- */
 
-static void qview(struct qb_query *v, const char *sql, const qb_value *params,
-                  size_t n, qb_fetch fetch, qb_kind kind)
-{
-    memset(v, 0, sizeof *v);
-    v->sql = (char *)sql;            /* views never write through these */
-    v->sql_len = strlen(sql);
-    v->params = (qb_value *)params;
-    v->nparams = n;
-    v->fetch = fetch;
-    v->kind = kind;
-    v->dialect = QB_DIALECT_SQLITE;
-}
-
-static int mig_table(qb_db *db, const char **table)
-{
-    if (*table == NULL)
-        *table = "migrations";
-    if (!qb_ident_valid(*table) || strlen(*table) > QB_IDENT_MAX)
-        return db_fail(db, QB_EINVAL, 0, "invalid migrations table name");
-    return QB_OK;
-}
-
-static int mig_init(qb_db *db, const char *table)
-{
-    char sql[QB_IDENT_MAX + 160];
-    struct qb_query v;
-    snprintf(sql, sizeof sql, "CREATE TABLE IF NOT EXISTS %s ( id INTEGER "
-             "PRIMARY KEY AUTOINCREMENT, name TEXT UNIQUE, applied_at "
-             "TIMESTAMP DEFAULT CURRENT_TIMESTAMP NOT NULL)", table);
-    qview(&v, sql, NULL, 0, QB_FETCH_NONE, QB_KIND_RAW);
-    return exec_observed(db, &v, NULL);
-}
-
-static int mig_applied(qb_db *db, const char *table, qb_result **out)
-{
-    char sql[QB_IDENT_MAX + 48];
-    struct qb_query v;
-    int rc = mig_init(db, table);
-    if (rc != QB_OK)
-        return rc;
-    snprintf(sql, sizeof sql, "SELECT * FROM %s ORDER BY id", table);
-    qview(&v, sql, NULL, 0, QB_FETCH_ALL, QB_KIND_SELECT);
-    return exec_observed(db, &v, out);
-}
-
-static int sq_migrations_applied(qb_conn *c_, const char *table,
-                                 qb_result **out)
-{
-    qb_db *db = (qb_db *)c_;
-    int rc;
-    if (out != NULL)
-        *out = NULL;
-    if (db == NULL)
-        return QB_EINVAL;
-    if (out == NULL)
-        return db_fail(db, QB_EINVAL, 0, "NULL output");
-    rc = mig_table(db, &table);
-    if (rc != QB_OK)
-        return rc;
-    return mig_applied(db, table, out);
-}
-
-static int mig_unapplied(qb_db *db, const char *table,
-                         const qb_migration *list, size_t n, size_t *idx,
-                         size_t *nidx)
-{
-    qb_result *done = NULL;
-    int rc, col;
-    size_t k = 0;
-
-    for (size_t i = 0; i < n; i++)
-        if (list[i].name == NULL || list[i].sql == NULL)
-            return db_fail(db, QB_EINVAL, 0,
-                           "migration %zu has no name or no SQL", i);
-    rc = mig_applied(db, table, &done);
-    if (rc != QB_OK)
-        return rc;
-    col = qb_result_colindex(done, "name");
-    for (size_t i = 0; i < n; i++) {
-        int seen = 0;
-        for (size_t j = 0; col >= 0 && j < done->nrows && !seen; j++) {
-            const char *nm = qb_result_text(done, j, (size_t)col, NULL);
-            seen = nm != NULL && strcmp(nm, list[i].name) == 0;
-        }
-        if (!seen)
-            idx[k++] = i;
-    }
-    qb_result_free(done);
-    *nidx = k;
-    return QB_OK;
-}
-
-static int sq_migrations_unapplied(qb_conn *c_, const char *table,
-                                   const qb_migration *list, size_t n,
-                                   size_t *idx, size_t *nidx)
-{
-    qb_db *db = (qb_db *)c_;
-    int rc;
-    if (nidx != NULL)
-        *nidx = 0;
-    if (db == NULL)
-        return QB_EINVAL;
-    if (nidx == NULL || (n > 0 && (list == NULL || idx == NULL)))
-        return db_fail(db, QB_EINVAL, 0, "NULL migration list or output");
-    rc = mig_table(db, &table);
-    if (rc != QB_OK)
-        return rc;
-    return mig_unapplied(db, table, list, n, idx, nidx);
-}
-
 /* Run a script statement by statement (uncached: it runs once).  Nothing
  * is bound, so a statement with a placeholder (?, ?N, :x, @x, $x) would
  * run with NULL in it: it is refused as qb_exec refuses a count mismatch
  * (bind_params: QB_EINVAL, the same message), naming the statement. */
-static int run_script(qb_db *db, const char *sql)
+static int sq_run_script(qb_conn *c, const char *sql)
 {
+    qb_db *db = (qb_db *)c;
     const char *p = sql, *end = sql + strlen(sql), *tail;
     sqlite3_stmt *st;
     int s, rc = QB_OK, np;
@@ -1154,213 +713,14 @@ static int run_script(qb_db *db, const char *sql)
     return rc;
 }
 
-/* Bind name to a cached "<...> ?" statement and step it; *row tells
- * whether it returned a row. */
-static int run_named(qb_db *db, const char *sql, const char *name, int *row)
-{
-    qb_value v;
-    qb_stmt *e;
-    int rc, s;
-
-    memset(&v, 0, sizeof v);
-    v.type = QB_V_TEXT;
-    v.u.b.p = name;
-    v.u.b.n = strlen(name);
-    rc = cache_acquire(db, sql, strlen(sql), &e);
-    if (rc != QB_OK)
-        return rc;
-    rc = bind_params(db, e->stmt, &v, 1);
-    if (rc == QB_OK) {
-        s = sqlite3_step(e->stmt);
-        if (row != NULL)
-            *row = s == SQLITE_ROW;
-        if (s == SQLITE_ROW)
-            s = SQLITE_DONE;    /* one row is all we ask for */
-        if (s != SQLITE_DONE)
-            rc = db_sqlite_fail(db, s);
-    }
-    cache_release(db, e);
-    return rc;
-}
-
-/* One migration in its own transaction.  *did: committed by us. */
-static int mig_one(qb_db *db, const char *table, const qb_migration *m,
-                   int *did)
-{
-    char sel[QB_IDENT_MAX + 48], ins[QB_IDENT_MAX + 48];
-    int rc, applied = 0;
-
-    *did = 0;
-    snprintf(sel, sizeof sel, "SELECT 1 FROM %s WHERE name = ?", table);
-    snprintf(ins, sizeof ins, "INSERT INTO %s (name) VALUES (?)", table);
-    rc = sql_run(db, "BEGIN IMMEDIATE", 0);
-    if (rc != QB_OK)
-        return rc;
-    /* Re-check under the write lock: another process may have won. */
-    rc = run_named(db, sel, m->name, &applied);
-    if (rc == QB_OK && !applied) {
-        rc = run_script(db, m->sql);
-        /* A script that ends our transaction would record its name outside
-         * it (and may have committed half of itself): refuse it. */
-        if (rc == QB_OK && sqlite3_get_autocommit(db->db))
-            return db_fail(db, QB_EINVAL, 0, "migration SQL must not end "
-                           "the transaction (COMMIT/ROLLBACK/END)");
-        if (rc == QB_OK)
-            rc = run_named(db, ins, m->name, NULL);
-    }
-    if (rc == QB_OK) {
-        rc = sql_run(db, "COMMIT", 0);
-        if (rc == QB_OK) {
-            *did = !applied;
-            return QB_OK;
-        }
-    }
-    if (!sqlite3_get_autocommit(db->db))
-        sql_run(db, "ROLLBACK", 1);
-    return rc;
-}
-
-static int sq_migrations_apply(qb_conn *c_, const char *table,
-                               const qb_migration *list, size_t n,
-                               size_t *applied, size_t *failed_at)
-{
-    qb_db *db = (qb_db *)c_;
-    size_t *idx = NULL, k = 0, count = 0;
-    int rc;
-
-    if (applied != NULL)
-        *applied = 0;
-    if (failed_at != NULL)
-        *failed_at = n;
-    if (db == NULL)
-        return QB_EINVAL;
-    if (n > 0 && list == NULL)
-        return db_fail(db, QB_EINVAL, 0, "NULL migration list");
-    rc = mig_table(db, &table);
-    if (rc != QB_OK)
-        return rc;
-    if (!sqlite3_get_autocommit(db->db))
-        return db_fail(db, QB_EMISUSE, 0,
-                       "migrations cannot run inside an open transaction");
-    if (n == 0)
-        return QB_OK;
-    if (n > SIZE_MAX / sizeof *idx)
-        return db_fail(db, QB_ENOMEM, SQLITE_NOMEM, "out of memory");
-    idx = malloc(n * sizeof *idx);
-    if (idx == NULL)
-        return db_fail(db, QB_ENOMEM, SQLITE_NOMEM, "out of memory");
-    rc = mig_unapplied(db, table, list, n, idx, &k);
-    for (size_t j = 0; rc == QB_OK && j < k; j++) {
-        const qb_migration *m = &list[idx[j]];
-        struct qb_query v;
-        qb_value name;
-        qbi_obs o;
-        int did = 0;
-
-        memset(&name, 0, sizeof name);
-        name.type = QB_V_TEXT;
-        name.flags = QB_VF_BORROWED;
-        name.u.b.p = m->name;
-        name.u.b.n = strlen(m->name);
-        qview(&v, m->sql, &name, 1, QB_FETCH_NONE, QB_KIND_RAW);
-        rc = qbi_obs_begin(&db->base, &v, &o);
-        if (rc == QB_OK)
-            rc = mig_one(db, table, m, &did);
-        if (rc != QB_OK) {
-            qbi_prefix(&db->base, "migration '%s'", m->name);
-            if (failed_at != NULL)
-                *failed_at = idx[j];
-        }
-        qbi_obs_end(&db->base, &v, &o, rc, NULL);
-        count += (size_t)did;
-    }
-    free(idx);
-    if (applied != NULL)
-        *applied = count;
-    return rc;
-}
-
-/* ---- transactions ------------------------------------------------------ */
-
-static int sq_begin(qb_conn *c_)
-{
-    qb_db *db = (qb_db *)c_;
-    return db ? sql_run(db, "BEGIN IMMEDIATE", 0) : QB_EINVAL;
-}
-
-static int sq_commit(qb_conn *c_)
-{
-    qb_db *db = (qb_db *)c_;
-    return db ? sql_run(db, "COMMIT", 0) : QB_EINVAL;
-}
-
-static int sq_rollback(qb_conn *c_)
-{
-    qb_db *db = (qb_db *)c_;
-    return db ? sql_run(db, "ROLLBACK", 0) : QB_EINVAL;
-}
-
-/* Savepoint names are pasted into SQL: plain identifiers only. */
-static int sp_sql(qb_db *db, char *buf, size_t len, const char *verb,
-                  const char *name)
-{
-    if (name == NULL || !qb_ident_valid(name) || strchr(name, '.') != NULL ||
-        strlen(name) > QB_IDENT_MAX)
-        return db_fail(db, QB_EINVAL, 0, "invalid savepoint name");
-    snprintf(buf, len, "%s %s", verb, name);
-    return QB_OK;
-}
-
-static int sq_savepoint(qb_conn *c_, const char *name)
-{
-    qb_db *db = (qb_db *)c_;
-    char buf[QB_IDENT_MAX + 24];
-    int rc;
-    if (db == NULL)
-        return QB_EINVAL;
-    rc = sp_sql(db, buf, sizeof buf, "SAVEPOINT", name);
-    return rc == QB_OK ? sql_run(db, buf, 0) : rc;
-}
-
-static int sq_release(qb_conn *c_, const char *name)
-{
-    qb_db *db = (qb_db *)c_;
-    char buf[QB_IDENT_MAX + 24];
-    int rc;
-    if (db == NULL)
-        return QB_EINVAL;
-    rc = sp_sql(db, buf, sizeof buf, "RELEASE", name);
-    return rc == QB_OK ? sql_run(db, buf, 0) : rc;
-}
-
-static int sq_rollback_to(qb_conn *c_, const char *name)
-{
-    qb_db *db = (qb_db *)c_;
-    char buf[QB_IDENT_MAX + 24];
-    int rc;
-    if (db == NULL)
-        return QB_EINVAL;
-    rc = sp_sql(db, buf, sizeof buf, "ROLLBACK TO", name);
-    if (rc == QB_OK)
-        rc = sql_run(db, buf, 0);
-    /* ROLLBACK TO keeps the savepoint open; the contract also releases. */
-    if (rc == QB_OK) {
-        snprintf(buf, sizeof buf, "RELEASE %s", name);
-        rc = sql_run(db, buf, 0);
-    }
-    return rc;
-}
-
 static int64_t sq_changes(const qb_conn *c_)
 {
-    const qb_db *db = (const qb_db *)c_;
-    return db ? sqlite3_changes64(db->db) : 0;
+    return sqlite3_changes64(((const qb_db *)c_)->db);
 }
 
 static int64_t sq_last_insert_rowid(const qb_conn *c_)
 {
-    const qb_db *db = (const qb_db *)c_;
-    return db ? sqlite3_last_insert_rowid(db->db) : 0;
+    return sqlite3_last_insert_rowid(((const qb_db *)c_)->db);
 }
 
 /* ---- open / close ------------------------------------------------------ */
@@ -1369,16 +729,6 @@ static void *sq_handle(qb_conn *c_)
 {
     qb_db *db = (qb_db *)c_;
     return db ? db->db : NULL;
-}
-
-static void sq_db_cache_stats(const qb_conn *c_, qb_cache_stats *out)
-{
-    const qb_db *db = (const qb_db *)c_;
-    if (db == NULL || out == NULL)
-        return;
-    *out = db->st;
-    out->size = db->ncached;
-    out->capacity = db->cap;
 }
 
 static int word_in(const char *w, const char *const *set)
@@ -1496,7 +846,7 @@ static int sq_open(qb_conn **out, const char *path,
     }
     qbi_conn_init(&db->base, &qbi_sqlite_driver);
     db->nbuckets = nb;
-    db->cap = cap;
+    db->base.cache.capacity = cap;
     snprintf(db->base.errmsg, sizeof db->base.errmsg, "not an error");
 
     flags = (ro ? SQLITE_OPEN_READONLY
@@ -1535,49 +885,31 @@ static void sq_db_close(qb_conn *c_)
     free(db);
 }
 
-static int sq_in_transaction(const qb_conn *c_)
+static int sq_tx_state(const qb_conn *c_)
 {
-    return !sqlite3_get_autocommit(((const qb_db *)c_)->db);
-}
-
-static int sq_tx(qb_conn *c, qbi_tx_op op, const char *name)
-{
-    switch (op) {
-    case QBI_TX_BEGIN:
-        return sq_begin(c);
-    case QBI_TX_COMMIT:
-        return sq_commit(c);
-    case QBI_TX_ROLLBACK:
-        return sq_rollback(c);
-    case QBI_TX_SAVEPOINT:
-        return sq_savepoint(c, name);
-    case QBI_TX_RELEASE:
-        return sq_release(c, name);
-    case QBI_TX_ROLLBACK_TO:
-        return sq_rollback_to(c, name);
-    }
-    return QB_EINVAL;
+    return sqlite3_get_autocommit(((const qb_db *)c_)->db) ? QBI_TX_IDLE
+                                                           : QBI_TX_OPEN;
 }
 
 const qbi_driver qbi_sqlite_driver = {
     .name = "SQLite",
     .engine = QB_ENGINE_SQLITE,
     .dialect = QB_DIALECT_SQLITE,
+    .nomem_code = SQLITE_NOMEM,
+    .explain = 1,
+    .snapshot_sp = 1,
+    .begin_sql = "BEGIN IMMEDIATE",
+    .release_sql = "RELEASE",
+    .rollback_to_sql = "ROLLBACK TO",
+    .mig_id = "INTEGER PRIMARY KEY AUTOINCREMENT",
     .open = sq_open,
     .close = sq_db_close,
     .handle = sq_handle,
-    .in_transaction = sq_in_transaction,
-    .exec = sq_exec,
-    .count = sq_count,
-    .paginate = sq_paginate,
-    .explain = sq_explain,
-    .batch = sq_batch,
-    .tx = sq_tx,
+    .tx_state = sq_tx_state,
+    .run_link = sq_run_link,
+    .run_sql = sq_run_sql,
+    .run_script = sq_run_script,
     .changes = sq_changes,
     .last_rowid = sq_last_insert_rowid,
-    .cache_stats = sq_db_cache_stats,
     .cursor_open = sq_cursor_open,
-    .mig_applied = sq_migrations_applied,
-    .mig_unapplied = sq_migrations_unapplied,
-    .mig_apply = sq_migrations_apply,
 };
