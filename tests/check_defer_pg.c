@@ -247,15 +247,29 @@ START_TEST(wrong_dialect_refused)
     defer_stats st;
     qb_query *q = NULL;
     qb_value v = qb_int(1);
+    qb_insert *ins;
 
     pg_cfg(&cfg, g_dsn, 1);
     p = pool_new(&cfg);
     ck_assert_int_eq(defer_ctx_create(p, &ctx), DEFER_OK);
+    /* SQLite's rendering converts (the dialect follows the pool)... */
     ck_assert_int_eq(qb_query_raw(&q, "INSERT INTO t (id) VALUES (?)", 1, &v,
                                   QB_FETCH_NONE), QB_OK);
+    ck_assert_int_eq(defer_wait_until_query(ctx, q, "/t"), DEFER_OK);
+    /* ...SQLite-only text does not: refused at registration. */
+    ins = qb_insert_new("t");
+    qb_insert_set(ins, "id", qb_int(2));
+    qb_insert_or(ins, QB_CONFLICT_IGNORE);
+    ck_assert_int_eq(qb_insert_build(ins, &q), QB_OK);
+    qb_insert_free(ins);
     ck_assert_int_eq(defer_wait_until_query(ctx, q, "/t"), DEFER_EINVAL);
+    ck_assert_int_eq(defer_admit(p, ctx), DEFER_OK);
+    defer_submit(p, ctx);
+    ck_assert_int_eq(defer_pool_shutdown(p, 10000), DEFER_OK);
     defer_pool_stats(p, &st);
     ck_assert_uint_eq(st.refused, 1);
+    ck_assert_uint_eq(st.ok, 1);
+    ck_assert_int_eq(scalar(c, "SELECT count(*) FROM t WHERE id = 1"), 1);
     defer_ctx_free(ctx);
     defer_pool_destroy(p);
     PQfinish(c);

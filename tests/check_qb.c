@@ -1343,6 +1343,125 @@ START_TEST(test_query_rebind)
 }
 END_TEST
 
+/* qb_query_convert: a SQLite rendering that uses nothing PostgreSQL lacks
+ * becomes PostgreSQL's (chains and count statements too); SQLite-only
+ * text and PostgreSQL -> SQLite are QB_EDIALECT. */
+START_TEST(test_query_convert)
+{
+    qb_insert *ins = qb_insert_new("logs");
+    qb_select *s = qb_select_new("users");
+    qb_update *u;
+    qb_delete *d;
+    qb_query *q = NULL, *pq = NULL;
+    const qb_query *l;
+
+    /* a bulk insert split into a chain of two statements */
+    qb_insert_max_params(ins, 2);
+    qb_insert_set(ins, "a", qb_int(1));
+    qb_insert_set(ins, "b", qb_text("x?"));
+    qb_insert_next_row(ins);
+    qb_insert_set(ins, "a", qb_int(2));
+    qb_insert_set(ins, "b", qb_text("y"));
+    ck_assert_int_eq(qb_insert_build(ins, &q), QB_OK);
+    qb_insert_free(ins);
+    ck_assert_ptr_nonnull(qb_query_next(q));
+    ck_assert_int_eq(qb_query_convert(q, QB_DIALECT_POSTGRES, &pq), QB_OK);
+    for (l = pq; l != NULL; l = qb_query_next(l)) {
+        ck_assert_int_eq(qb_query_dialect(l), QB_DIALECT_POSTGRES);
+        ck_assert_ptr_null(strchr(qb_query_sql(l), '?'));
+        ck_assert_ptr_nonnull(strstr(qb_query_sql(l), "$2"));
+        ck_assert_uint_eq(qb_query_nparams(l), 2);
+    }
+    ck_assert_str_eq(qb_query_sql(pq), "INSERT INTO logs (a, b) VALUES ($1, $2)");
+    ck_assert_mem_eq(qb_query_params(qb_query_next(pq))[1].u.b.p, "y", 1);
+    qb_query_free(pq);
+    /* a PostgreSQL query does not go back */
+    ck_assert_int_eq(qb_query_convert(q, QB_DIALECT_SQLITE, &pq), QB_OK);
+    qb_query_free(pq); /* same dialect: a copy */
+    qb_query_free(q);
+
+    /* a SELECT with its count statement; a literal's ? stays text */
+    QB_WHERE(s, "name <> 'a?b' AND id = ?", qb_int(7));
+    ck_assert_int_eq(qb_select_build(s, QB_FETCH_ALL, &q), QB_OK);
+    ck_assert_int_eq(qb_query_convert(q, QB_DIALECT_POSTGRES, &pq), QB_OK);
+    ck_assert_ptr_nonnull(strstr(qb_query_sql(pq), "'a?b' AND id = $1"));
+    ck_assert_ptr_nonnull(pq->count_sql);
+    ck_assert_ptr_nonnull(strstr(pq->count_sql, "id = $1"));
+    ck_assert_int_eq(qb_query_convert(pq, QB_DIALECT_SQLITE, &q), QB_EDIALECT);
+    ck_assert_ptr_null(q);
+    qb_query_free(pq);
+    /* OFFSET without LIMIT renders SQLite's LIMIT -1: not convertible */
+    qb_select_offset(s, 3);
+    ck_assert_int_eq(qb_select_build(s, QB_FETCH_ALL, &q), QB_OK);
+    ck_assert_int_eq(qb_query_convert(q, QB_DIALECT_POSTGRES, &pq),
+                     QB_EDIALECT);
+    ck_assert_ptr_null(pq);
+    qb_query_free(q);
+    /* EXPLAIN QUERY PLAN is SQLite's */
+    qb_select_limit(s, 1);
+    ck_assert_int_eq(qb_select_build_explain(s, &q), QB_OK);
+    ck_assert_int_eq(qb_query_convert(q, QB_DIALECT_POSTGRES, &pq),
+                     QB_EDIALECT);
+    qb_query_free(q);
+    qb_select_free(s);
+
+    /* INSERT OR / UPDATE OR / DELETE ... LIMIT are SQLite's */
+    ins = qb_insert_new("t");
+    qb_insert_set(ins, "a", qb_int(1));
+    qb_insert_or(ins, QB_CONFLICT_IGNORE);
+    ck_assert_int_eq(qb_insert_build(ins, &q), QB_OK);
+    ck_assert_int_eq(qb_query_convert(q, QB_DIALECT_POSTGRES, &pq),
+                     QB_EDIALECT);
+    qb_query_free(q);
+    qb_insert_free(ins);
+    u = qb_update_new("t");
+    qb_update_set(u, "a", qb_int(1));
+    QB_UPDATE_WHERE(u, "id = ?", qb_int(2));
+    ck_assert_int_eq(qb_update_build(u, &q), QB_OK);
+    ck_assert_int_eq(qb_query_convert(q, QB_DIALECT_POSTGRES, &pq), QB_OK);
+    /* WHERE values bind first, then SET: the numbers travel unchanged */
+    ck_assert_str_eq(qb_query_sql(pq), "UPDATE t SET a = $2 WHERE id = $1");
+    qb_query_free(pq);
+    qb_query_free(q);
+    qb_update_or(u, QB_CONFLICT_REPLACE);
+    ck_assert_int_eq(qb_update_build(u, &q), QB_OK);
+    ck_assert_int_eq(qb_query_convert(q, QB_DIALECT_POSTGRES, &pq),
+                     QB_EDIALECT);
+    qb_query_free(q);
+    qb_update_free(u);
+    d = qb_delete_new("t");
+    QB_DELETE_WHERE(d, "id = ?", qb_int(2));
+    qb_delete_returning(d, "id");
+    ck_assert_int_eq(qb_delete_build(d, &q), QB_OK);
+    ck_assert_int_eq(qb_query_convert(q, QB_DIALECT_POSTGRES, &pq), QB_OK);
+    ck_assert_str_eq(qb_query_sql(pq), "DELETE FROM t WHERE id = $1 RETURNING id");
+    qb_query_free(pq);
+    qb_query_free(q);
+    qb_delete_limit(d, 1);
+    ck_assert_int_eq(qb_delete_build(d, &q), QB_OK);
+    ck_assert_int_eq(qb_query_convert(q, QB_DIALECT_POSTGRES, &pq),
+                     QB_EDIALECT);
+    qb_query_free(q);
+    qb_delete_free(d);
+
+    /* a rebound template keeps its convertibility; bad arguments */
+    ck_assert_int_eq(qb_query_raw(&q, "INSERT INTO t VALUES (?1, ?1)", 1,
+                                  QB_VALS(qb_int(1)), QB_FETCH_NONE), QB_OK);
+    ck_assert_int_eq(qb_query_rebind(q, 1, QB_VALS(qb_int(5)), &pq), QB_OK);
+    qb_query_free(q);
+    ck_assert_int_eq(qb_query_convert(pq, QB_DIALECT_POSTGRES, &q), QB_OK);
+    ck_assert_str_eq(qb_query_sql(q), "INSERT INTO t VALUES ($1, $1)");
+    ck_assert_int_eq(qb_query_params(q)[0].u.i, 5);
+    qb_query_free(q);
+    ck_assert_int_eq(qb_query_convert(NULL, QB_DIALECT_POSTGRES, &q),
+                     QB_EINVAL);
+    ck_assert_int_eq(qb_query_convert(pq, (qb_dialect)42, &q), QB_EINVAL);
+    ck_assert_int_eq(qb_query_convert(pq, QB_DIALECT_POSTGRES, NULL),
+                     QB_EINVAL);
+    qb_query_free(pq);
+}
+END_TEST
+
 START_TEST(test_reg_raw_empty_sql_terminated)
 {
     qb_query *q = NULL, *pq = NULL;
@@ -1719,6 +1838,7 @@ static Suite *qb_suite(void)
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_reg_raw_empty_sql_terminated);
     tcase_add_test(tc, test_query_rebind);
+    tcase_add_test(tc, test_query_convert);
     tcase_add_loop_test(tc, test_reg_query_block_aligned, 0,
                         (int)(sizeof reg_text_lens / sizeof reg_text_lens[0]));
     tcase_add_loop_test(tc, test_reg_collapse_when_needed, 0, RC_N);

@@ -1013,17 +1013,44 @@ START_TEST(test_dialect_refused)
     qb_insert *ins = pg_ins("users");
     qb_query *q = NULL;
     qb_result *r = (qb_result *)1;
+    int64_t total = -1;
 
-    QB_WHERE(s, "id = ?", qb_int(1));
+    /* The dialect follows the connection: a query rendered for SQLite
+     * that uses nothing PostgreSQL lacks runs as it is (re-rendered). */
+    QB_WHERE(s, "id = ? AND name <> 'a?b'", qb_int(1));
     ck_assert_int_eq(qb_select_build(s, QB_FETCH_ALL, &q), QB_OK);
-    ck_assert_int_eq(qb_exec(db, q, &r), QB_EDIALECT);
-    ck_assert_ptr_null(r);
-    ck_assert_ptr_nonnull(strstr(qb_errmsg(db), "dialect"));
-    ck_assert_str_eq(qb_sqlstate(db), "");
+    ck_assert_int_eq(qb_query_dialect(q), QB_DIALECT_SQLITE);
+    ck_assert_int_eq(qb_exec(db, q, &r), QB_OK);
+    ck_assert_uint_eq(qb_result_rows(r), 1);
+    qb_result_free(r);
+    ck_assert_int_eq(qb_count(db, q, &total), QB_OK);
+    ck_assert_int_eq(total, 1);
     qb_query_free(q);
     ck_assert_int_eq(QB_RAW(&q, "SELECT 1", QB_FETCH_ALL), QB_OK);
-    ck_assert_int_eq(qb_exec(db, q, NULL), QB_EDIALECT);
+    ck_assert_int_eq(qb_exec(db, q, NULL), QB_OK);
     qb_query_free(q);
+    /* SQLite-only text does not convert: refused before anything runs. */
+    {
+        qb_select *o = qb_select_new("users");
+        qb_select_offset(o, 1); /* SQLite: LIMIT -1 OFFSET 1 */
+        ck_assert_int_eq(qb_select_build(o, QB_FETCH_ALL, &q), QB_OK);
+        r = (qb_result *)1;
+        ck_assert_int_eq(qb_exec(db, q, &r), QB_EDIALECT);
+        ck_assert_ptr_null(r);
+        ck_assert_ptr_nonnull(strstr(qb_errmsg(db), "dialect"));
+        ck_assert_str_eq(qb_sqlstate(db), "");
+        qb_query_free(q);
+        qb_select_free(o);
+    }
+    {
+        /* and a PostgreSQL query never runs on SQLite */
+        qb_conn *lite = NULL;
+        ck_assert_int_eq(qb_open(&lite, ":memory:", NULL, NULL, 0), QB_OK);
+        q = raw("SELECT ?", 1, QB_VALS(qb_int(1)), QB_FETCH_ALL);
+        ck_assert_int_eq(qb_exec(lite, q, NULL), QB_EDIALECT);
+        qb_query_free(q);
+        qb_close(lite);
+    }
     /* The builder refuses SQLite-only syntax in the PG dialect. */
     qb_insert_set(ins, "id", qb_int(9));
     qb_insert_or(ins, QB_CONFLICT_IGNORE);

@@ -389,9 +389,11 @@ DEFER_API int defer_wait_until(defer_ctx *ctx, defer_fn fn, void *arg,
 
 /* Register the SQL task q (run with qb_exec, rows
  * discarded).  Takes ownership of q on every path (qb_query_free).
- * Errors as above, plus DEFER_EINVAL when q is NULL, the pool has no
- * database, or q was built for another dialect than the pool's
- * (defer_pool_dialect). */
+ * A query rendered for the other dialect than the pool's
+ * (defer_pool_dialect) is converted here (qb_query_convert: a builder's
+ * default SQLite rendering runs on a PostgreSQL pool as it is).  Errors as
+ * above, plus DEFER_EINVAL when q is NULL, the pool has no database, or q
+ * does not convert (SQLite-only text, or PostgreSQL's on SQLite). */
 DEFER_API int defer_wait_until_query(defer_ctx *ctx, qb_query *q,
                                      const char *label);
 

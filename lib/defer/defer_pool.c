@@ -1029,9 +1029,21 @@ static void free_query(void *q)
 DEFER_API int defer_wait_until_query(defer_ctx *c, qb_query *q,
                                      const char *label)
 {
-    if (c == NULL || q == NULL ||
-        (c->pool->db_path == NULL && c->pool->pg_conninfo == NULL) ||
+    if (c != NULL && q != NULL &&
         qb_query_dialect(q) != defer_pool_dialect(c->pool)) {
+        /* The dialect follows the pool: converted once, here, in the
+         * request's thread (QB_EDIALECT when it cannot be). */
+        qb_query *conv = NULL;
+        (void)qb_query_convert(q, defer_pool_dialect(c->pool), &conv);
+        qb_query_free(q);
+        q = conv;
+        if (q == NULL) {
+            count_refused(c->pool);
+            return DEFER_EINVAL;
+        }
+    }
+    if (c == NULL || q == NULL ||
+        (c->pool->db_path == NULL && c->pool->pg_conninfo == NULL)) {
         qb_query_free(q);
         if (c != NULL)
             count_refused(c->pool);

@@ -669,6 +669,7 @@ void qbi_rctx_init(qbi_rctx *r, qb_dialect d, int explicit_num)
     r->dialect = d;
     r->explicit_num = explicit_num;
     r->no_push = 0;
+    r->sqlite_only = 0;
     r->counter = 0;
     r->maxemit = 0;
     r->params = r->params_inl;
@@ -970,8 +971,13 @@ int qbi_rctx_finish(qbi_rctx *r, qb_kind kind, qb_fetch fetch,
         rc = rctx_text(count);
     if (rc != QB_OK)
         return rc;
-    return qbi_query_make(kind, fetch, r->dialect, r->sb.p, r->sb.len,
-                          count != NULL ? count->sb.p : NULL,
-                          count != NULL ? count->sb.len : 0, r->params,
-                          r->nparams, out);
+    rc = qbi_query_make(kind, fetch, r->dialect, r->sb.p, r->sb.len,
+                        count != NULL ? count->sb.p : NULL,
+                        count != NULL ? count->sb.len : 0, r->params,
+                        r->nparams, out);
+    if (rc == QB_OK)
+        (*out)->portable = r->dialect == QB_DIALECT_SQLITE &&
+                           !r->sqlite_only &&
+                           (count == NULL || !count->sqlite_only);
+    return rc;
 }

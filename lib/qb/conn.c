@@ -418,6 +418,38 @@ QB_API int qb_in_transaction(const qb_conn *c)
     return c != NULL && c->drv->tx_state(c) == QBI_TX_OPEN;
 }
 
+/* The dialect follows the connection: a query rendered for the other
+ * one is converted (qb_query_convert) into *tmp, which the caller frees;
+ * one that does not convert is left as it is, for qbi_check_link to
+ * refuse with its message.  *use is what to run.  QB_OK or QB_ENOMEM. */
+static int for_conn(qb_conn *c, const qb_query *q, qb_query **tmp,
+                    const qb_query **use)
+{
+    int rc;
+    *tmp = NULL;
+    *use = q;
+    if (q == NULL || q->dialect == c->drv->dialect)
+        return QB_OK;
+    rc = qb_query_convert(q, c->drv->dialect, tmp);
+    if (rc == QB_ENOMEM)
+        return qbi_nomem(c);
+    if (rc == QB_OK)
+        *use = *tmp;
+    return QB_OK;
+}
+
+/* qbi_exec of q in c's dialect. */
+static int exec_for(qb_conn *c, const qb_query *q, qb_result **out)
+{
+    qb_query *tmp;
+    const qb_query *use;
+    int rc = for_conn(c, q, &tmp, &use);
+    if (rc == QB_OK)
+        rc = qbi_exec(c, use, out);
+    qb_query_free(tmp);
+    return rc;
+}
+
 QB_API int qb_exec(qb_conn *c, const qb_query *q, qb_result **out)
 {
     if (out != NULL)
@@ -426,7 +458,7 @@ QB_API int qb_exec(qb_conn *c, const qb_query *q, qb_result **out)
         return QB_EINVAL;
     if (q == NULL)
         return qbi_fail(c, QB_EINVAL, 0, NULL, "NULL query");
-    return qbi_exec(c, q, out);
+    return exec_for(c, q, out);
 }
 
 QB_API int qb_explain(qb_conn *c, const qb_query *q, qb_result **out)
@@ -476,6 +508,7 @@ static int count_run(qb_conn *c, const qb_query *v, int64_t *total)
 QB_API int qb_count(qb_conn *c, const qb_query *q, int64_t *total)
 {
     struct qb_query v;
+    qb_query *tmp = NULL;
     int rc;
     if (total != NULL)
         *total = 0;
@@ -483,8 +516,13 @@ QB_API int qb_count(qb_conn *c, const qb_query *q, int64_t *total)
         return QB_EINVAL;
     if (q == NULL || total == NULL)
         return qbi_fail(c, QB_EINVAL, 0, NULL, "NULL query or output");
-    rc = count_view(c, q, &v);
-    return rc == QB_OK ? count_run(c, &v, total) : rc;
+    rc = for_conn(c, q, &tmp, &q);
+    if (rc == QB_OK)
+        rc = count_view(c, q, &v);
+    if (rc == QB_OK)
+        rc = count_run(c, &v, total);
+    qb_query_free(tmp);
+    return rc;
 }
 
 QB_API int qb_paginate(qb_conn *c, const qb_query *q, int64_t page,
@@ -492,6 +530,7 @@ QB_API int qb_paginate(qb_conn *c, const qb_query *q, int64_t page,
                        qb_pagination *info)
 {
     struct qb_query cv, dv;
+    qb_query *tmp = NULL;
     int64_t total = 0;
     int rc, mode = SCOPE_NONE;
 
@@ -512,9 +551,13 @@ QB_API int qb_paginate(qb_conn *c, const qb_query *q, int64_t page,
         return qbi_fail(c, QB_ECONFIG, 0, NULL, "Invalid perPage value: "
                         "%lld. perPage must be an integer >= 1.",
                         (long long)per_page);
-    rc = count_view(c, q, &cv);
-    if (rc != QB_OK)
+    rc = for_conn(c, q, &tmp, &q);
+    if (rc == QB_OK)
+        rc = count_view(c, q, &cv);
+    if (rc != QB_OK) {
+        qb_query_free(tmp);
         return rc;
+    }
     dv = *q;
     dv.fetch = QB_FETCH_ALL;
 
@@ -527,6 +570,7 @@ QB_API int qb_paginate(qb_conn *c, const qb_query *q, int64_t page,
     if (rc == QB_OK)
         rc = qbi_exec(c, &dv, out);
     rc = scope_close(c, mode, "qb_paginate", rc);
+    qb_query_free(tmp);
     if (rc != QB_OK) {
         qb_result_free(*out);
         *out = NULL;
@@ -574,7 +618,7 @@ QB_API int qb_batch(qb_conn *c, const qb_query *const *qs, size_t n,
         qbi_prefix(c, "batch: cannot open a transaction");
     }
     for (i = 0; rc == QB_OK && i < n; i++) {
-        rc = qbi_exec(c, qs[i], results ? &results[i] : NULL);
+        rc = exec_for(c, qs[i], results ? &results[i] : NULL);
         if (rc != QB_OK) {
             failed = i;
             qbi_prefix(c, "batch query %zu", i);
@@ -593,13 +637,44 @@ QB_API int qb_batch(qb_conn *c, const qb_query *const *qs, size_t n,
     return rc;
 }
 
+/* The driver's pipeline over qs in c's dialect: queries of the other
+ * dialect converted into a copy of the array first. */
+static int pipeline_for(qb_conn *c, const qb_query *const *qs, size_t n,
+                        size_t *failed_at)
+{
+    const qb_query **use;
+    qb_query **tmp;
+    size_t i, k = 0;
+    int rc = QB_OK;
+
+    if (qs != NULL)
+        for (i = 0; i < n; i++)
+            if (qs[i] != NULL && qs[i]->dialect != c->drv->dialect)
+                k++;
+    if (k == 0)
+        return c->drv->pipeline(c, qs, n, failed_at);
+    use = calloc(n, sizeof *use);
+    tmp = calloc(n, sizeof *tmp);
+    if (use == NULL || tmp == NULL)
+        rc = qbi_nomem(c);
+    for (i = 0; rc == QB_OK && i < n; i++)
+        rc = for_conn(c, qs[i], &tmp[i], &use[i]);
+    if (rc == QB_OK)
+        rc = c->drv->pipeline(c, use, n, failed_at);
+    for (i = 0; tmp != NULL && i < n; i++)
+        qb_query_free(tmp[i]);
+    free(tmp);
+    free(use);
+    return rc;
+}
+
 QB_API int qb_pipeline(qb_conn *c, const qb_query *const *qs, size_t n,
                        size_t *failed_at)
 {
     if (c == NULL)
         return QB_EINVAL;
     if (c->drv->pipeline != NULL)
-        return c->drv->pipeline(c, qs, n, failed_at);
+        return pipeline_for(c, qs, n, failed_at);
     /* One by one, inside the caller's transaction. */
     if (qs == NULL && n > 0)
         return QB_EINVAL;
@@ -607,7 +682,7 @@ QB_API int qb_pipeline(qb_conn *c, const qb_query *const *qs, size_t n,
         return qbi_fail(c, QB_EMISUSE, 0, NULL,
                         "qb_pipeline: no transaction is open");
     for (size_t i = 0; i < n; i++) {
-        int rc = qs[i] == NULL ? QB_EINVAL : qbi_exec(c, qs[i], NULL);
+        int rc = qs[i] == NULL ? QB_EINVAL : exec_for(c, qs[i], NULL);
         if (rc != QB_OK) {
             if (failed_at != NULL)
                 *failed_at = i;

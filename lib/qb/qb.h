@@ -456,6 +456,20 @@ QB_API int qb_delete_build(const qb_delete *d, qb_query **out);
 QB_API int qb_query_raw_dialect(qb_query **out, qb_dialect d, const char *sql,
                                 size_t nargs, const qb_value *args,
                                 qb_fetch fetch);
+
+/* q (and its chain) rendered for dialect d, as a new query (*out; the
+ * caller frees it): the same statements, values copied.  Builders and
+ * qb_query_raw render for SQLite unless told otherwise; such a query that
+ * uses nothing PostgreSQL lacks converts to QB_DIALECT_POSTGRES by having
+ * its placeholders re-rendered (the rules of qb_query_raw_dialect).  What
+ * does not convert is QB_EDIALECT: SQLite-only text the builder wrote
+ * (INSERT/UPDATE OR ..., DELETE with ORDER BY/LIMIT/OFFSET, OFFSET without
+ * LIMIT, EXPLAIN QUERY PLAN) and any PostgreSQL query to SQLite.  Raw SQL
+ * is only re-rendered, not checked: SQL PostgreSQL lacks fails there.  q
+ * already of d: a copy.  QB_EINVAL, QB_ENOMEM; *out NULL on error.
+ * qb_exec and the other qb_conn.h calls do this by themselves for a query
+ * of the other dialect. */
+QB_API int qb_query_convert(const qb_query *q, qb_dialect d, qb_query **out);
 /* CREATE TABLE [IF NOT EXISTS] name ( schema ): schema is trusted SQL. */
 QB_API int qb_create_table(qb_query **out, qb_dialect d, const char *table,
                            const char *schema, int if_not_exists);

@@ -9,10 +9,12 @@
  * transaction).  Each engine is a driver behind a table of functions
  * (lib/qb/qb_drv.h); nothing here names an engine's library.
  *
- * Dialect: a query must be rendered for the connection's engine; build
- * it with qb_conn_dialect(c) (qb_select_dialect and friends).  A query
- * rendered for the other engine is refused with QB_EDIALECT before
- * anything runs.
+ * Dialect: the dialect follows the connection.  A query rendered for the
+ * other engine is converted for each call (qb_query_convert: builders'
+ * default SQLite rendering runs on PostgreSQL as it is); one that does not
+ * convert (SQLite-only text, or PostgreSQL's on SQLite) is refused with
+ * QB_EDIALECT before anything runs.  Building with qb_conn_dialect(c)
+ * (qb_select_dialect and friends) saves the conversion.
  *
  * Thread-safety: a qb_conn is used by one thread at a time; use one per
  * thread.  Results are independent of the connection (see below); a

@@ -19,6 +19,8 @@ struct qb_query {
     qb_fetch fetch;
     qb_kind kind;
     qb_dialect dialect;
+    unsigned char portable; /* SQLite text using nothing PostgreSQL lacks:
+                               qb_query_convert may re-render it */
     char *count_sql;      /* SELECT only: the count() statement, or NULL;
                              binds the same params */
     struct qb_query *next; /* chained statement (bulk insert split) */

@@ -261,6 +261,7 @@ typedef struct qbi_rctx {
     qb_dialect dialect;
     int explicit_num;  /* always render ?N */
     int no_push;       /* replaying a subquery: numbers only */
+    int sqlite_only;   /* rendered something PostgreSQL lacks */
     size_t counter;    /* parameters assigned so far */
     size_t maxemit;    /* largest index written so far */
     qb_value *params;  /* borrowed pointers into builders' values */

@@ -83,6 +83,7 @@ int qbi_query_make(qb_kind kind, qb_fetch fetch, qb_dialect dialect,
     q->kind = kind;
     q->fetch = fetch;
     q->dialect = dialect;
+    q->portable = 0;
     q->next = NULL;
     q->nparams = nparams;
     q->params = nparams > 0 ? (qb_value *)(void *)((char *)q + poff) : NULL;
@@ -174,6 +175,9 @@ int qbi_query_raw(qb_query **out, qb_dialect d, const char *sql,
     if (rc == QB_OK)
         rc = qbi_query_make(QB_KIND_RAW, fetch, d, sb.p, sb.len, NULL, 0,
                             args, nargs, out);
+    /* Raw SQLite text converts the way qb_query_raw_dialect would. */
+    if (rc == QB_OK)
+        (*out)->portable = d == QB_DIALECT_SQLITE;
     qbi_sb_free(&sb);
     return rc;
 }
@@ -198,10 +202,13 @@ QB_API int qb_query_rebind(const qb_query *tpl, size_t nargs,
     for (i = 0; i < nargs; i++)
         if (!qbi_value_bindable(&args[i]))
             return QB_EINVAL;
-    return qbi_query_make(tpl->kind, tpl->fetch, tpl->dialect, tpl->sql,
-                          tpl->sql_len, tpl->count_sql,
-                          tpl->count_sql ? strlen(tpl->count_sql) : 0, args,
-                          nargs, out);
+    if (qbi_query_make(tpl->kind, tpl->fetch, tpl->dialect, tpl->sql,
+                       tpl->sql_len, tpl->count_sql,
+                       tpl->count_sql ? strlen(tpl->count_sql) : 0, args,
+                       nargs, out) != QB_OK)
+        return QB_ENOMEM;
+    (*out)->portable = tpl->portable;
+    return QB_OK;
 }
 
 QB_API const char *qb_query_sql(const qb_query *q)

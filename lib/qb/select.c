@@ -943,8 +943,10 @@ static void render(qbi_rctx *r, const qb_select *s, const sel_mode *m)
         qbi_sb_adds(sb, " LIMIT ");
         qbi_sb_addnum(sb, 0, lim);
     }
-    else if (has_off && r->dialect == QB_DIALECT_SQLITE)
+    else if (has_off && r->dialect == QB_DIALECT_SQLITE) {
         qbi_sb_adds(sb, " LIMIT -1"); /* SQLite needs LIMIT before OFFSET */
+        r->sqlite_only = 1;
+    }
     if (has_off) {
         qbi_sb_adds(sb, " OFFSET ");
         qbi_sb_addnum(sb, 0, off);
@@ -975,8 +977,10 @@ static int build_mode(const qb_select *s, const sel_mode *m, qb_fetch fetch,
         return QB_EINVAL;
 
     qbi_rctx_init(&r, s->dialect, 0);
-    if (prefix != NULL)
+    if (prefix != NULL) {
         qbi_sb_adds(&r.sb, prefix);
+        r.sqlite_only = 1; /* EXPLAIN QUERY PLAN */
+    }
     render(&r, s, m);
     if (r.err == QB_OK && r.nparams > QBI_DEFAULT_MAX_PARAMS)
         r.err = QB_EINVAL;

@@ -697,6 +697,7 @@ static int insert_link(const qb_insert *ins, size_t from, size_t to,
     /* The statement proper; rows continue the numbering. */
     qbi_sb_add(&r.sb, "INSERT ", 7);
     if (ins->orc != QB_CONFLICT_NONE) {
+        r.sqlite_only = 1;
         qbi_sb_add(&r.sb, "OR ", 3);
         qbi_sb_adds(&r.sb, conflict_sql(ins->orc));
         qbi_sb_addc(&r.sb, ' ');
@@ -975,6 +976,7 @@ QB_API int qb_update_build(const qb_update *u, qb_query **out)
     part_end(&r, &set);
     qbi_sb_add(&r.sb, "UPDATE ", 7);
     if (u->orc != QB_CONFLICT_NONE) {
+        r.sqlite_only = 1;
         qbi_sb_add(&r.sb, "OR ", 3);
         qbi_sb_adds(&r.sb, conflict_sql(u->orc));
         qbi_sb_addc(&r.sb, ' ');
@@ -1140,6 +1142,9 @@ QB_API int qb_delete_build(const qb_delete *d, qb_query **out)
         qbi_sb_adds(&r.sb, " RETURNING ");
         qbi_strlist_join(&r.sb, &d->returning, ", ");
     }
+    /* (PostgreSQL has no DELETE ... ORDER BY / LIMIT / OFFSET) */
+    if (d->order_by.n > 0 || d->has_limit || d->has_offset)
+        r.sqlite_only = 1;
     if (d->order_by.n > 0) {
         qbi_sb_adds(&r.sb, " ORDER BY ");
         qbi_strlist_join(&r.sb, &d->order_by, ", ");
@@ -1167,6 +1172,45 @@ QB_API int qb_delete_build(const qb_delete *d, qb_query **out)
 
 /* ---- raw in a dialect, DDL --------------------------------------------- */
 
+/* Append sql[0..n) to sb with SQLite's placeholders (`?N` is N, a bare
+ * `?` one more than the largest so far) rendered as PostgreSQL's `$N`;
+ * a `?` inside a PostgreSQL literal or comment is not a placeholder. */
+static void pg_placeholders(qbi_sb *sb, const char *sql, size_t n)
+{
+    size_t i, j, k, idx, maxidx = 0;
+    int closed;
+
+    for (i = 0; i < n;) {
+        j = qbi_sql_skip(sql, n, i, QB_DIALECT_POSTGRES, &closed);
+        if (j == i) {
+            qbi_sb_addc(sb, sql[i++]);
+            continue;
+        }
+        if (sql[i] != '?') {
+            qbi_sb_add(sb, sql + i, j - i);
+            i = j;
+            continue;
+        }
+        /* a placeholder token, ? or ?N */
+        idx = 0;
+        for (k = i + 1; k < j; k++)
+            if (idx < 1000000)
+                idx = idx * 10 + (size_t)(sql[k] - '0');
+        if (j == i + 1)
+            idx = maxidx + 1;
+        if (idx > maxidx)
+            maxidx = idx;
+        /* keep the parameter a token of its own, as `?` was: a$1 is a
+         * name, and PostgreSQL 16 refuses $1abc ("trailing junk") */
+        if (sb->len > 0 && qbi_pg_idchar((unsigned char)sb->p[sb->len - 1]))
+            qbi_sb_addc(sb, ' ');
+        qbi_sb_addnum(sb, '$', (int64_t)idx);
+        if (j < n && qbi_pg_idchar((unsigned char)sql[j]))
+            qbi_sb_addc(sb, ' ');
+        i = j;
+    }
+}
+
 QB_API int qb_query_raw_dialect(qb_query **out, qb_dialect d, const char *sql,
                                 size_t nargs, const qb_value *args,
                                 qb_fetch fetch)
@@ -1174,8 +1218,7 @@ QB_API int qb_query_raw_dialect(qb_query **out, qb_dialect d, const char *sql,
     qb_query *q, *pq = NULL;
     char buf[512];
     qbi_sb sb;
-    size_t n, i, j, k, idx, maxidx = 0;
-    int rc, closed;
+    int rc;
 
     if (out == NULL)
         return QB_EINVAL;
@@ -1187,40 +1230,8 @@ QB_API int qb_query_raw_dialect(qb_query **out, qb_dialect d, const char *sql,
     rc = qbi_query_raw(&q, d, sql, nargs, args, fetch);
     if (rc != QB_OK)
         return rc;
-    /* SQLite's numbering rule (?N is N; a bare ? is one more than the
-     * largest so far) decides which value each placeholder binds; a `?`
-     * inside a PostgreSQL literal or comment is not a placeholder. */
     qbi_sb_init_buf(&sb, buf, sizeof buf);
-    n = q->sql_len;
-    for (i = 0; i < n;) {
-        j = qbi_sql_skip(q->sql, n, i, d, &closed);
-        if (j == i) {
-            qbi_sb_addc(&sb, q->sql[i++]);
-            continue;
-        }
-        if (q->sql[i] != '?') {
-            qbi_sb_add(&sb, q->sql + i, j - i);
-            i = j;
-            continue;
-        }
-        /* a placeholder token, ? or ?N */
-        idx = 0;
-        for (k = i + 1; k < j; k++)
-            if (idx < 1000000)
-                idx = idx * 10 + (size_t)(q->sql[k] - '0');
-        if (j == i + 1)
-            idx = maxidx + 1;
-        if (idx > maxidx)
-            maxidx = idx;
-        /* keep the parameter a token of its own, as `?` was: a$1 is a
-         * name, and PostgreSQL 16 refuses $1abc ("trailing junk") */
-        if (sb.len > 0 && qbi_pg_idchar((unsigned char)sb.p[sb.len - 1]))
-            qbi_sb_addc(&sb, ' ');
-        qbi_sb_addnum(&sb, '$', (int64_t)idx);
-        if (j < n && qbi_pg_idchar((unsigned char)q->sql[j]))
-            qbi_sb_addc(&sb, ' ');
-        i = j;
-    }
+    pg_placeholders(&sb, q->sql, q->sql_len);
     rc = sb.err;
     if (rc == QB_OK)
         rc = qbi_query_make(QB_KIND_RAW, fetch, QB_DIALECT_POSTGRES, sb.p,
@@ -1230,6 +1241,58 @@ QB_API int qb_query_raw_dialect(qb_query **out, qb_dialect d, const char *sql,
     if (rc != QB_OK)
         return rc;
     *out = pq;
+    return QB_OK;
+}
+
+/* One link of qb_query_convert: its SQL and count SQL re-rendered, the
+ * values copied. */
+static int convert_one(const qb_query *q, qb_query **out)
+{
+    char buf[512], cbuf[256];
+    qbi_sb sb, cb;
+    int rc;
+
+    qbi_sb_init_buf(&sb, buf, sizeof buf);
+    qbi_sb_init_buf(&cb, cbuf, sizeof cbuf);
+    pg_placeholders(&sb, q->sql, qbi_sql_len(q));
+    if (q->count_sql != NULL)
+        pg_placeholders(&cb, q->count_sql, strlen(q->count_sql));
+    rc = sb.err != QB_OK ? sb.err : cb.err;
+    if (rc == QB_OK)
+        rc = qbi_query_make(q->kind, q->fetch, QB_DIALECT_POSTGRES, sb.p,
+                            sb.len, q->count_sql != NULL ? cb.p : NULL,
+                            cb.len, q->params, q->nparams, out);
+    qbi_sb_free(&sb);
+    qbi_sb_free(&cb);
+    return rc;
+}
+
+QB_API int qb_query_convert(const qb_query *q, qb_dialect d, qb_query **out)
+{
+    qb_query *head = NULL, **tail = &head;
+    const qb_query *l;
+
+    if (out == NULL)
+        return QB_EINVAL;
+    *out = NULL;
+    if (q == NULL || (d != QB_DIALECT_SQLITE && d != QB_DIALECT_POSTGRES))
+        return QB_EINVAL;
+    if (q->dialect == d) {
+        *out = qb_query_dup(q);
+        return *out != NULL ? QB_OK : QB_ENOMEM;
+    }
+    for (l = q; l != NULL; l = l->next)
+        if (d != QB_DIALECT_POSTGRES || !l->portable || l->sql == NULL)
+            return QB_EDIALECT;
+    for (l = q; l != NULL; l = l->next) {
+        int rc = convert_one(l, tail);
+        if (rc != QB_OK) {
+            qb_query_free(head);
+            return rc;
+        }
+        tail = &(*tail)->next;
+    }
+    *out = head;
     return QB_OK;
 }
 

@@ -125,4 +125,44 @@ else
     t_fail "the README's query builder example compiles as printed" \
         "$(head -n 20 "$T_TMP/snippet.log") $(head -n 5 "$T_TMP/snippet.c")"
 fi
+# ... and makes the seed's three writes on a SQLite file.
+if [ -f "$T_TMP/snippet.o" ] && command -v sqlite3 >/dev/null; then
+    cat > "$T_TMP/snippet_main.c" <<'EOF'
+#include <stdio.h>
+int readme(const char *target, const char *method, const char *path,
+           const char *iso_time, const char *user_id,
+           const char *session_id);
+int main(int argc, char **argv)
+{
+    (void)argc;
+    printf("%d\n", readme(argv[1], "GET", "/readme", "2026-12-04T00:00:00Z",
+                          "u1", "s1"));
+    return 0;
+}
+EOF
+    db=$T_TMP/readme.db
+    sqlite3 "$db" "CREATE TABLE logs (method TEXT, path TEXT, timestamp TEXT);
+        CREATE TABLE users (id TEXT PRIMARY KEY, last_seen TEXT);
+        CREATE TABLE sessions (id TEXT PRIMARY KEY);
+        INSERT INTO users (id) VALUES ('u1');
+        INSERT INTO sessions VALUES ('s1'), ('s2');"
+    # shellcheck disable=SC2086
+    if ${CC:-cc} -std=c11 -Wall -Werror $san "$T_TMP/snippet_main.c" \
+            "$T_TMP/snippet.o" -o "$T_TMP/snippet" $flags \
+            -Wl,-rpath,"$libdir" >"$T_TMP/snippet_ld.log" 2>&1; then
+        rc=$(LD_LIBRARY_PATH=$libdir "$T_TMP/snippet" "$db" 2>&1)
+        got=$(sqlite3 "$db" "SELECT (SELECT count(*) FROM logs WHERE
+            path = '/readme') || ' ' || (SELECT count(*) FROM users WHERE
+            last_seen IS NOT NULL) || ' ' || (SELECT group_concat(id) FROM
+            sessions)")
+        if [ "$rc" = 0 ] && [ "$got" = "1 1 s2" ]; then
+            t_ok "the README's example makes the seed's three writes"
+        else
+            t_fail "the README's example makes the seed's three writes" \
+                "rc=$rc rows: $got"
+        fi
+    else
+        t_fail "the README's example links" "$(head -n 20 "$T_TMP/snippet_ld.log")"
+    fi
+fi
 t_done
