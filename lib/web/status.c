@@ -159,8 +159,9 @@ int web_handler_status(web_call *call, void *ud)
          ss.status_5xx, NULL},
         {"responses_503_queue_full", "responses_503_queue_full_total", NULL,
          COUNTER, 0, ss.rejected_503,
-         "503 answers because the deferred queue was full (also in "
-         "responses_total code 5xx)."},
+         "503 answers because the deferred queue was full, the writer "
+         "stalled or the pool was stopping (also in responses_total code "
+         "5xx)."},
         {"responses_503_db_unavailable", "responses_503_db_unavailable_total",
          NULL, COUNTER, 0, ss.unavail_503,
          "503 answers because the database was failing or lost (also in "

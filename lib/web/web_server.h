@@ -174,7 +174,9 @@ typedef struct web_server_stats {
     uint64_t accepted;       /* requests accepted from nginx */
     uint64_t finished;       /* ... answered and finished */
     uint64_t status_2xx, status_3xx, status_4xx, status_5xx;
-    uint64_t rejected_503;   /* answered 503 because the queue was full */
+    uint64_t rejected_503;   /* answered 503 because the queue was full
+                                (DEFER_EFULL) or the pool was stopping
+                                (DEFER_ESHUTDOWN) */
     uint64_t unavail_503;    /* answered 503 because the database was
                                 failing or lost (DEFER_EUNAVAIL) */
     uint64_t client_gone;    /* the write to nginx failed (client left) */
