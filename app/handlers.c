@@ -18,6 +18,7 @@
 #include "app.h"
 
 #include <pthread.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -204,8 +205,12 @@ static int h_log_sync(web_call *call, void *ud)
                        33);
 }
 
+/* sqlite3_version: the library the program runs with, not the header it
+ * was built with. */
+static web_status_info status_info = {PACKAGE_VERSION, sqlite3_version};
+
 const web_handler_def app_handlers[] = {
-    {"status", web_handler_status, NULL},
+    {"status", web_handler_status, &status_info},
     {"touch", h_touch, NULL},
     {"slow", h_slow, NULL},
     {"log_sync", h_log_sync, NULL},

@@ -1054,6 +1054,7 @@ START_TEST(test_request_larger_than_batch)
     ck_assert_uint_eq(s.batches, 3);
     ck_assert_uint_eq(s.batch_hist[0], 2);
     ck_assert_uint_eq(s.batch_hist[2], 1);
+    ck_assert_uint_eq(s.batch_tasks, 7); /* 1 + 5 + 1 */
     ck_assert_int_eq(tr->norder, 7);
     for (i = 0; i < 7; i++)
         ck_assert_int_eq(tr->order[i], i);
@@ -1737,6 +1738,8 @@ START_TEST(test_counters_reconcile)
     for (k = 0; k < DEFER_HIST_BUCKETS; k++)
         hist += s.batch_hist[k];
     ck_assert_uint_eq(hist, s.batches);
+    /* every admitted task was taken in a batch exactly once */
+    ck_assert_uint_eq(s.batch_tasks, s.admitted);
     for (k = 0; k < id; k++)
         ck_assert_int_eq(atomic_load(&tr->frees[k]), 1);
     assert_reconciled(&s);

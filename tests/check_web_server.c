@@ -5,6 +5,7 @@
  */
 #define _GNU_SOURCE
 #include <check.h>
+#include <jansson.h>
 #include <fcntl.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -333,7 +334,12 @@ static const char *server_conf =
     "route any /log { respond 200 \"logged\";\n"
     "  defer insert logs { method $request_method; path $uri; timestamp $time_iso; } }\n"
     "route GET /_status { handler status; }\n"
+    "route GET /_status_bare { handler status_bare; }\n"
     "route GET /bighdr { handler bighdr; }\n";
+
+/* What the status handler says about the program: a quote and a
+ * backslash, to see them escaped in both formats. */
+static web_status_info status_info = {"9.9.9-test", "3.0.0 \"q\\"};
 
 /* Refuses framing headers, then adds more header bytes than fit. */
 static int h_bighdr(web_call *call, void *ud)
@@ -384,13 +390,16 @@ static int h_counted(web_call *call, void *ud)
     return web_respond(call, 200, NULL, "counted", 7);
 }
 
-static void start_server(struct fixture *f, const char *conf_text)
+/* start_server with the database file named dbname in the test's dir. */
+static void start_server_db(struct fixture *f, const char *conf_text,
+                            const char *dbname)
 {
     char eb[512];
     defer_config pc;
     sqlite3 *db;
     web_server_config sc;
-    web_handler_def h[] = {{"status", web_handler_status, NULL},
+    web_handler_def h[] = {{"status", web_handler_status, &status_info},
+                           {"status_bare", web_handler_status, NULL},
                            {"bighdr", h_bighdr, NULL},
                            {"field", h_field, NULL},
                            {"nofield", h_nofield, NULL},
@@ -400,7 +409,7 @@ static void start_server(struct fixture *f, const char *conf_text)
     f->dir = tu_mkdtemp("wu-srv");
     ck_assert_ptr_nonnull(f->dir);
     snprintf(f->sock, sizeof f->sock, "%s/app.sock", f->dir);
-    snprintf(f->db, sizeof f->db, "%s/app.db", f->dir);
+    snprintf(f->db, sizeof f->db, "%s/%s", f->dir, dbname);
     ck_assert_int_eq(sqlite3_open(f->db, &db), SQLITE_OK);
     ck_assert_int_eq(sqlite3_exec(db,
                                   "CREATE TABLE logs (id INTEGER PRIMARY KEY, "
@@ -429,6 +438,11 @@ static void start_server(struct fixture *f, const char *conf_text)
         ck_assert_int_eq(web_server_create(&f->srv, &sc, eb, sizeof eb), WEB_OK);
     }
     ck_assert_int_eq(web_server_start(f->srv), WEB_OK);
+}
+
+static void start_server(struct fixture *f, const char *conf_text)
+{
+    start_server_db(f, conf_text, "app.db");
 }
 
 /* Stop the server, drain the pool (everything admitted must land). */
@@ -497,8 +511,10 @@ START_TEST(server_refuses_live_socket_and_unknown_handler)
     snprintf(listen, sizeof listen, "unix:%s", f.sock);
     sc.listen = listen;
     sc.handlers = (web_handler_def[]){{"status", web_handler_status, NULL},
+                                      {"status_bare", web_handler_status,
+                                       NULL},
                                       {"bighdr", h_bighdr, NULL}};
-    sc.nhandlers = 2;
+    sc.nhandlers = 3;
     ck_assert_int_eq(web_server_create(&other, &sc, eb, sizeof eb), WEB_EIO);
     ck_assert_ptr_nonnull(strstr(eb, "in use"));
     ck_assert_int_eq(web_conf_parse(bad, strlen(bad), "bad.conf", &conf, eb,
@@ -578,12 +594,33 @@ START_TEST(server_answers_straight_fastcgi)
     ck_assert_int_eq(status, 200);
     free(out);
 
-    /* The status names the engine and has the PostgreSQL counters (zero
-     * on SQLite), in both formats. */
+    /* The status names the version, the SQLite library (escaped) and the
+     * engine, the start and uptime, and has the PostgreSQL counters
+     * (zero on SQLite), in both formats. */
     ck_assert_int_eq(fc_request(f.sock, st, NULL, 0, TU_WAIT_MS, &out, &status),
                      0);
     ck_assert_int_eq(status, 200);
-    ck_assert_ptr_nonnull(strstr(out, "\"engine\":\"sqlite\""));
+    ck_assert_ptr_nonnull(strstr(out, "Content-Type: application/json\r\n"));
+    ck_assert_ptr_nonnull(strstr(
+        out, "\r\n\r\n{\"version\":\"9.9.9-test\",\"sqlite_version\":"
+             "\"3.0.0 \\\"q\\\\\",\"engine\":\"sqlite\",\"started_unix\":"));
+    ck_assert_ptr_nonnull(strstr(out, ",\"uptime_seconds\":"));
+    {
+        json_error_t je;
+        json_t *j = json_loads(strstr(out, "\r\n\r\n") + 4, 0, &je);
+        ck_assert_msg(j != NULL, "status JSON: %s", je.text);
+        ck_assert_str_eq(json_string_value(json_object_get(j, "version")),
+                         "9.9.9-test");
+        ck_assert_str_eq(
+            json_string_value(json_object_get(j, "sqlite_version")),
+            "3.0.0 \"q\\");
+        ck_assert(json_is_integer(json_object_get(j, "uptime_seconds")));
+        ck_assert(json_is_integer(json_object_get(j, "batch_tasks")));
+        ck_assert_uint_eq(json_array_size(json_object_get(j,
+                                                          "batch_size_hist")),
+                          DEFER_HIST_BUCKETS);
+        json_decref(j);
+    }
     ck_assert_ptr_nonnull(strstr(out, ",\"conn_lost\":0,"));
     ck_assert_ptr_nonnull(strstr(out, ",\"reconnects\":0,"));
     ck_assert_ptr_nonnull(strstr(out, ",\"commit_unknown\":0,"));
@@ -593,11 +630,40 @@ START_TEST(server_answers_straight_fastcgi)
         fc_request(f.sock, st_prom, NULL, 0, TU_WAIT_MS, &out, &status), 0);
     ck_assert_int_eq(status, 200);
     ck_assert_ptr_nonnull(
-        strstr(out, "\nwaituntil_database_info{engine=\"sqlite\"} 1\n"));
-    ck_assert_ptr_nonnull(strstr(out, "\nwaituntil_conn_lost 0\n"));
-    ck_assert_ptr_nonnull(strstr(out, "\nwaituntil_reconnects 0\n"));
-    ck_assert_ptr_nonnull(strstr(out, "\nwaituntil_commit_unknown 0\n"));
+        strstr(out, "Content-Type: text/plain; version=0.0.4; "
+                    "charset=utf-8\r\n"));
+    ck_assert_ptr_nonnull(
+        strstr(out, "\n# TYPE waituntil_build_info gauge\n"
+                    "waituntil_build_info{version=\"9.9.9-test\",sqlite=\"3.0.0 "
+                    "\\\"q\\\\\",engine=\"sqlite\"} 1\n"));
+    ck_assert_ptr_nonnull(
+        strstr(out, "\n# TYPE waituntil_start_time_seconds gauge\n"
+                    "waituntil_start_time_seconds "));
+    ck_assert_ptr_nonnull(
+        strstr(out, "\n# TYPE waituntil_conn_lost_total counter\n"
+                    "waituntil_conn_lost_total 0\n"));
+    ck_assert_ptr_nonnull(strstr(out, "\nwaituntil_reconnects_total 0\n"));
+    ck_assert_ptr_nonnull(strstr(out, "\nwaituntil_commit_unknown_total 0\n"));
+    ck_assert_ptr_nonnull(
+        strstr(out, "\n# TYPE waituntil_responses_total counter\n"
+                    "waituntil_responses_total{code=\"2xx\"} "));
+    ck_assert_ptr_nonnull(strstr(out, "\nwaituntil_responses_total{code=\"5xx\"} "));
+    ck_assert_ptr_nonnull(
+        strstr(out, "\n# TYPE waituntil_db_unavailable_seconds_total counter\n"
+                    "waituntil_db_unavailable_seconds_total 0.000\n"));
+    ck_assert_ptr_nonnull(
+        strstr(out, "\n# TYPE waituntil_batch_size histogram\n"
+                    "waituntil_batch_size_bucket{le=\"1\"} "));
+    ck_assert_ptr_nonnull(
+        strstr(out, "\nwaituntil_batch_size_bucket{le=\"32767\"} "));
+    ck_assert_ptr_nonnull(
+        strstr(out, "\nwaituntil_batch_size_bucket{le=\"+Inf\"} "));
+    ck_assert_ptr_nonnull(strstr(out, "\nwaituntil_batch_size_sum "));
     ck_assert_ptr_nonnull(strstr(out, "\nwaituntil_batch_size_count "));
+    /* The old names are gone: no counter without _total, no ms. */
+    ck_assert_ptr_null(strstr(out, "\nwaituntil_conn_lost "));
+    ck_assert_ptr_null(strstr(out, "_ms"));
+    ck_assert_ptr_null(strstr(out, "waituntil_database_info"));
     free(out);
     stop_server(&f); /* drains */
     ck_assert_int_eq(count_rows(f.db), 1); /* the POST /log, nothing else */
@@ -668,10 +734,106 @@ START_TEST(server_db_lost_answers_503)
         strstr(out, "\nwaituntil_db_state_info{state=\"lost\",reason=\""
                     "database file "));
     ck_assert_ptr_nonnull(
-        strstr(out, "\nwaituntil_responses_503_db_unavailable 1\n"));
+        strstr(out, "\nwaituntil_responses_503_db_unavailable_total 1\n"));
+    ck_assert_ptr_nonnull(strstr(out, "\nwaituntil_tasks_unavailable_total 1\n"));
+    ck_assert_ptr_nonnull(strstr(out, "\nwaituntil_db_lost_total 1\n"));
     free(out);
     stop_server(&f);
     ck_assert_int_ne(access(f.db, F_OK), 0); /* nothing made at the path */
+    cleanup(&f);
+}
+END_TEST
+
+/* The database's reason names its file, and a file name is any bytes: a
+ * quote, a backslash, a newline, a control byte and a byte that is not
+ * UTF-8 come out as valid JSON and as a valid Prometheus label value
+ * (the format's three escapes; the control byte dropped, the bad byte
+ * U+FFFD in both). */
+START_TEST(server_status_escapes_db_reason)
+{
+    struct fixture f;
+    char *out = NULL;
+    int status = 0, i;
+    json_error_t je;
+    json_t *j;
+    const char *reason;
+    const char *log[] = {"REQUEST_METHOD=GET", "DOCUMENT_URI=/log", NULL};
+    const char *st[] = {"REQUEST_METHOD=GET", "DOCUMENT_URI=/_status", NULL};
+    const char *st_prom[] = {"REQUEST_METHOD=GET", "DOCUMENT_URI=/_status",
+                             "QUERY_STRING=format=prometheus", NULL};
+
+    start_server_db(&f, server_conf, "q\"b\\s\nn\x01" "c\xff.db");
+    ck_assert_int_eq(unlink(f.db), 0);
+    /* Until the pool sees it (at the latest ~1 s): a write is promised. */
+    for (i = 0; i < 1000; i++) {
+        ck_assert_int_eq(fc_request(f.sock, log, NULL, 0, TU_WAIT_MS, &out,
+                                    &status), 0);
+        free(out);
+        out = NULL;
+        if (status == 503)
+            break;
+        ck_assert_int_eq(status, 200);
+        usleep(10000);
+    }
+    ck_assert_int_eq(status, 503);
+
+    ck_assert_int_eq(fc_request(f.sock, st, NULL, 0, TU_WAIT_MS, &out,
+                                &status), 0);
+    ck_assert_int_eq(status, 200);
+    j = json_loads(strstr(out, "\r\n\r\n") + 4, 0, &je);
+    ck_assert_msg(j != NULL, "status JSON: %s", je.text);
+    ck_assert_str_eq(json_string_value(json_object_get(j, "db_status")),
+                     "lost");
+    reason = json_string_value(json_object_get(j, "db_reason"));
+    ck_assert_ptr_nonnull(reason);
+    ck_assert_ptr_nonnull(strstr(reason, "/q\"b\\s\nn\x01" "c\xef\xbf\xbd.db "
+                                         "was removed"));
+    json_decref(j);
+    free(out);
+
+    ck_assert_int_eq(fc_request(f.sock, st_prom, NULL, 0, TU_WAIT_MS, &out,
+                                &status), 0);
+    ck_assert_int_eq(status, 200);
+    ck_assert_ptr_nonnull(
+        strstr(out, "/q\\\"b\\\\s\\nnc\xef\xbf\xbd.db was removed\"} 1\n"));
+    ck_assert_ptr_nonnull(
+        strstr(out, "\nwaituntil_db_state_info{state=\"lost\",reason=\""
+                    "database file "));
+    free(out);
+    stop_server(&f);
+    cleanup(&f);
+}
+END_TEST
+
+/* Registered without its info (ud NULL), the handler says "unknown"
+ * rather than nothing. */
+START_TEST(server_status_without_info)
+{
+    struct fixture f;
+    char *out = NULL;
+    int status = 0;
+    const char *st[] = {"REQUEST_METHOD=GET", "DOCUMENT_URI=/_status_bare",
+                        NULL};
+    const char *st_prom[] = {"REQUEST_METHOD=GET",
+                             "DOCUMENT_URI=/_status_bare",
+                             "QUERY_STRING=format=prometheus", NULL};
+
+    start_server(&f, server_conf);
+    ck_assert_int_eq(fc_request(f.sock, st, NULL, 0, TU_WAIT_MS, &out,
+                                &status), 0);
+    ck_assert_int_eq(status, 200);
+    ck_assert_ptr_nonnull(
+        strstr(out, "{\"version\":\"unknown\",\"sqlite_version\":\"unknown\","
+                    "\"engine\":\"sqlite\","));
+    free(out);
+    ck_assert_int_eq(fc_request(f.sock, st_prom, NULL, 0, TU_WAIT_MS, &out,
+                                &status), 0);
+    ck_assert_int_eq(status, 200);
+    ck_assert_ptr_nonnull(
+        strstr(out, "\nwaituntil_build_info{version=\"unknown\",sqlite="
+                    "\"unknown\",engine=\"sqlite\"} 1\n"));
+    free(out);
+    stop_server(&f);
     cleanup(&f);
 }
 END_TEST
@@ -1197,6 +1359,8 @@ static Suite *suite(void)
     tcase_add_test(tc, server_answers_straight_fastcgi);
     tcase_add_test(tc, server_limits_straight_fastcgi);
     tcase_add_test(tc, server_db_lost_answers_503);
+    tcase_add_test(tc, server_status_escapes_db_reason);
+    tcase_add_test(tc, server_status_without_info);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("body");

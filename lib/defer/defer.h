@@ -319,7 +319,10 @@ typedef struct defer_stats {
                                outcome could not be learnt afterwards */
     uint64_t commits;       /* transactions committed by workers */
     uint64_t batches;       /* batches taken from the queue by workers */
-    uint64_t batch_hist[DEFER_HIST_BUCKETS]; /* [k]: sizes 2^k..2^(k+1)-1 */
+    uint64_t batch_hist[DEFER_HIST_BUCKETS]; /* [k]: sizes 2^k..2^(k+1)-1;
+                               the last bucket: every size from 2^15 on */
+    uint64_t batch_tasks;   /* tasks taken in those batches (sum of the
+                               batch sizes) */
     uint64_t reserved;      /* slots held by admitted, unsubmitted ctxs */
     uint64_t queued;        /* tasks waiting in the queue */
     uint64_t in_flight;     /* tasks taken by a worker, not finished */

@@ -282,6 +282,7 @@ static void *worker_main(void *arg)
         p->st.in_flight += n;
         p->st.batches++;
         p->st.batch_hist[hist_bucket(n)]++;
+        p->st.batch_tasks += n;
         w->nbatch = n;
         p->progress_ns = defer__now_ns();
         if (p->qhead != NULL && p->idle > 0)

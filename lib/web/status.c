@@ -1,18 +1,30 @@
 /*
  * status.c -- the status route: server and pool counters as JSON, or in
- * Prometheus text format (?format=prometheus).
+ * Prometheus text format (?format=prometheus, exposition format 0.0.4).
+ *
+ * One table (metrics[] in web_handler_status) drives both formats, so they
+ * cannot disagree.  Each entry names its JSON key and its Prometheus
+ * family; the Prometheus names follow the project's conventions
+ * (https://prometheus.io/docs/practices/naming/): prefix waituntil_,
+ * counters end in _total, durations are in seconds (_seconds), a
+ * dimension is a label (responses_total{code="2xx"}), not a name.  The
+ * JSON keys are older and stay as they were: scripts and tests read them.
+ * README.md ("Status and metrics") documents every key and family in one
+ * table, and tests/e2e/status.sh fails when the output and the table
+ * differ.
  */
 #define _GNU_SOURCE
 #include "web_server.h"
 #include "web_srv_int.h"
 
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
 struct out {
-    char buf[16384];
+    char buf[32768];
     size_t len;
     int overflow;
 };
@@ -34,21 +46,50 @@ static void add(struct out *o, const char *fmt, ...)
         o->len += (size_t)n;
 }
 
-/* s as the inside of a JSON string (or, prom, a Prometheus label value:
- * the same escapes for \\ " and newline; other control bytes dropped). */
-static void add_escaped(struct out *o, const char *s, int prom)
+enum esc { ESC_JSON, ESC_LABEL, ESC_HELP };
+
+/*
+ * s as the inside of a JSON string, a Prometheus label value or a
+ * Prometheus HELP text.  All three must be valid UTF-8: a byte that does
+ * not start a valid sequence (a file name is any bytes) becomes U+FFFD.
+ * JSON escapes " \ and control bytes; a label value escapes \ " and
+ * newline (the only escapes the format has) and drops other control
+ * bytes; HELP escapes \ and newline only.
+ */
+static void add_escaped(struct out *o, const char *s, enum esc mode)
 {
-    for (; *s != '\0'; s++) {
+    size_t rest = strlen(s);
+    while (rest > 0) {
         unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            add(o, "\\%c", c);
+        size_t k;
+        if (c >= 0x80) {
+            /* The shortest prefix that is valid UTF-8 is one sequence. */
+            for (k = 2; k <= 4 && k <= rest; k++)
+                if (web_utf8_valid(s, k))
+                    break;
+            if (k <= 4 && k <= rest)
+                add(o, "%.*s", (int)k, s);
+            else {
+                add(o, "\xef\xbf\xbd");
+                k = 1;
+            }
+            s += k;
+            rest -= k;
+            continue;
+        }
+        if (c == '\\')
+            add(o, "\\\\");
+        else if (c == '"' && mode != ESC_HELP)
+            add(o, "\\\"");
         else if (c == '\n')
             add(o, "\\n");
         else if (c < 0x20 || c == 0x7f) {
-            if (!prom)
+            if (mode == ESC_JSON)
                 add(o, "\\u%04x", c);
         } else
             add(o, "%c", c);
+        s++;
+        rest--;
     }
 }
 
@@ -58,25 +99,30 @@ static const char *db_state_name(int st)
                                                                  : "ok";
 }
 
-/* One table drives both formats, so they can never disagree. */
+enum kind { COUNTER, GAUGE };
+
 struct metric {
-    const char *name;
-    const char *help;
+    const char *json;  /* JSON key */
+    const char *prom;  /* Prometheus family after "waituntil_"; NULL: JSON
+                          only (the histogram's parts, written apart) */
+    const char *label; /* this sample's label pair, or NULL */
+    enum kind kind;
+    int ms;            /* value is in milliseconds: Prometheus gets seconds */
     uint64_t value;
-    int gauge;
+    const char *help;  /* the family's HELP (first entry of a family) */
 };
 
 int web_handler_status(web_call *call, void *ud)
 {
+    const web_status_info *info = ud;
     web_server_stats ss;
     defer_stats ds;
     struct out o;
-    const char *fmt, *engine;
+    const char *fmt, *engine, *version, *sqlite;
     int prom;
     size_t i, n;
-    (void)ud;
-
-    uint64_t log_dropped;
+    uint64_t log_dropped, uptime;
+    time_t now;
 
     web_server_stats_get(web_call_server(call), &ss);
     defer_pool_stats(web_srv_pool(web_call_server(call)), &ds);
@@ -84,123 +130,220 @@ int web_handler_status(web_call *call, void *ud)
                      QB_DIALECT_POSTGRES
                  ? "postgresql"
                  : "sqlite";
+    version = info != NULL && info->version != NULL ? info->version
+                                                    : "unknown";
+    sqlite = info != NULL && info->sqlite != NULL ? info->sqlite : "unknown";
     fmt = web_request_arg(web_call_request(call), "format", NULL);
     prom = fmt != NULL && strcmp(fmt, "prometheus") == 0;
     /* The pool logs through the server's log (or its own stderr line). */
     log_dropped = web_log_dropped(web_call_log(call)) + ds.log_dropped;
+    /* Wall clock, like started_unix: a clock set back gives 0, not a
+     * huge number. */
+    now = time(NULL);
+    uptime = (int64_t)now > ss.started_unix
+                 ? (uint64_t)((int64_t)now - ss.started_unix)
+                 : 0;
 
-    struct metric m[] = {
-        {"requests_accepted", "Requests accepted from nginx", ss.accepted, 0},
-        {"requests_finished", "Requests answered and finished", ss.finished, 0},
-        {"responses_2xx", "Responses with status 2xx", ss.status_2xx, 0},
-        {"responses_3xx", "Responses with status 3xx", ss.status_3xx, 0},
-        {"responses_4xx", "Responses with status 4xx", ss.status_4xx, 0},
-        {"responses_5xx", "Responses with status 5xx", ss.status_5xx, 0},
-        {"responses_503_queue_full", "503 answers: deferred queue full",
-         ss.rejected_503, 0},
-        {"responses_503_db_unavailable", "503 answers: database failing or "
-         "lost", ss.unavail_503, 0},
-        {"client_gone", "Responses whose write failed", ss.client_gone, 0},
-        {"accept_errors", "FCGX_Accept_r failures", ss.accept_errors, 0},
-        {"bodies_parsed", "Request bodies parsed (form or JSON; only for "
-         "routes that read a body field)", ss.bodies_parsed, 0},
-        {"bodies_refused", "Request bodies refused by the parser or its "
-         "bounds (400)", ss.bodies_refused, 0},
-        {"requests_missing_required", "400 answers: a value a route "
-         "requires was missing", ss.missing_required, 0},
-        {"request_threads", "Request threads", ss.threads, 1},
-        {"conf_generation", "Conf generation new requests get (1 at "
-         "start, +1 per reload)", ss.generation, 1},
-        {"conf_generations_live", "Conf generations still in use (the "
-         "current one and those of requests accepted before a reload)",
-         ss.generations_live, 1},
-        {"tasks_admitted", "Deferred tasks admitted", ds.admitted, 0},
-        {"tasks_rejected", "Deferred tasks rejected at admission", ds.rejected, 0},
-        {"tasks_refused", "Deferred task registrations refused", ds.refused, 0},
-        {"admit_waits", "Requests whose admission waited for queue room",
-         ds.admit_waits, 0},
-        {"admit_stalled", "Requests refused at once: queue full and the "
-         "writer stalled", ds.admit_stalled, 0},
-        {"tasks_unavailable", "Deferred tasks refused at admission: "
-         "database failing or lost", ds.unavail, 0},
-        {"tasks_inline", "Deferred tasks run inline", ds.inline_run, 0},
-        {"tasks_inline_failed", "Inline tasks that failed", ds.inline_failed, 0},
-        {"tasks_ok", "Deferred tasks that succeeded", ds.ok, 0},
-        {"tasks_failed", "Deferred tasks that failed", ds.failed, 0},
-        {"tasks_left", "Deferred tasks left at shutdown", ds.left, 0},
-        {"tasks_timeouts", "SQL tasks interrupted by the time budget",
-         ds.timeouts, 0},
-        {"busy_retries", "Transaction retries (busy, deadlock, lost "
-         "connection)", ds.retried, 0},
-        {"conn_lost", "PostgreSQL: transactions whose connection was lost",
-         ds.conn_lost, 0},
-        {"reconnects", "PostgreSQL: successful reconnects", ds.reconnects, 0},
-        {"commit_unknown", "PostgreSQL: tasks failed because the outcome of "
-         "their COMMIT could not be learnt", ds.commit_unknown, 0},
-        {"commits", "Group-commit transactions", ds.commits, 0},
-        {"batches", "Batches taken by workers", ds.batches, 0},
-        {"queue_reserved", "Slots reserved by admitted requests", ds.reserved, 1},
-        {"queue_queued", "Tasks waiting in the queue", ds.queued, 1},
-        {"queue_in_flight", "Tasks running", ds.in_flight, 1},
-        {"queue_depth", "Slots in use", ds.depth, 1},
-        {"queue_depth_hwm", "High-water mark of slots in use", ds.depth_hwm, 1},
-        {"db_state", "Database state: 0 ok, 1 failing (writes fail for "
-         "good: disk full, read-only, corrupt, I/O error), 2 lost (file "
-         "removed, replaced or truncated)", (uint64_t)ds.db_state, 1},
-        {"db_failing", "Episodes of the failing state", ds.db_failing, 0},
-        {"db_lost", "Episodes of the lost state", ds.db_lost, 0},
-        {"db_reopened", "Lost databases reopened at the path",
-         ds.db_reopened, 0},
-        {"db_probes", "Probe transactions while failing or lost",
-         ds.db_probes, 0},
-        {"db_unavailable_ms", "Time spent failing or lost (ms)",
-         ds.db_unavail_ms, 0},
-        {"log_repeated", "Log lines folded into repeated=N summaries",
-         ds.log_repeated, 0},
-        {"log_dropped", "Log lines that could not be written", log_dropped,
-         0},
+    const struct metric m[] = {
+        {"requests_accepted", "requests_accepted_total", NULL, COUNTER, 0,
+         ss.accepted, "Requests accepted from nginx."},
+        {"requests_finished", "requests_finished_total", NULL, COUNTER, 0,
+         ss.finished, "Requests answered and finished."},
+        {"responses_2xx", "responses_total", "code=\"2xx\"", COUNTER, 0,
+         ss.status_2xx, "Responses by status class."},
+        {"responses_3xx", "responses_total", "code=\"3xx\"", COUNTER, 0,
+         ss.status_3xx, NULL},
+        {"responses_4xx", "responses_total", "code=\"4xx\"", COUNTER, 0,
+         ss.status_4xx, NULL},
+        {"responses_5xx", "responses_total", "code=\"5xx\"", COUNTER, 0,
+         ss.status_5xx, NULL},
+        {"responses_503_queue_full", "responses_503_queue_full_total", NULL,
+         COUNTER, 0, ss.rejected_503,
+         "503 answers because the deferred queue was full, the writer "
+         "stalled or the pool was stopping (also in responses_total code "
+         "5xx)."},
+        {"responses_503_db_unavailable", "responses_503_db_unavailable_total",
+         NULL, COUNTER, 0, ss.unavail_503,
+         "503 answers because the database was failing or lost (also in "
+         "responses_total code 5xx)."},
+        {"client_gone", "client_gone_total", NULL, COUNTER, 0, ss.client_gone,
+         "Responses whose write to nginx failed (the client left)."},
+        {"accept_errors", "accept_errors_total", NULL, COUNTER, 0,
+         ss.accept_errors, "FCGX_Accept_r failures (EMFILE...)."},
+        {"bodies_parsed", "bodies_parsed_total", NULL, COUNTER, 0,
+         ss.bodies_parsed, "Request bodies parsed (form or JSON; only "
+         "routes that read a body field parse one)."},
+        {"bodies_refused", "bodies_refused_total", NULL, COUNTER, 0,
+         ss.bodies_refused, "Request bodies refused by the parser or its "
+         "bounds (400, 413)."},
+        {"requests_missing_required", "requests_missing_required_total",
+         NULL, COUNTER, 0, ss.missing_required,
+         "400 answers: a value the route requires was missing."},
+        {"request_threads", "request_threads", NULL, GAUGE, 0, ss.threads,
+         "Request threads running."},
+        {"conf_generation", "conf_generation", NULL, GAUGE, 0, ss.generation,
+         "Conf generation new requests get (1 at start, +1 per reload)."},
+        {"conf_generations_live", "conf_generations_live", NULL, GAUGE, 0,
+         ss.generations_live, "Conf generations still in use (the current "
+         "one and those of requests accepted before a reload)."},
+        {"tasks_admitted", "tasks_admitted_total", NULL, COUNTER, 0,
+         ds.admitted, "Deferred tasks admitted to the queue."},
+        {"tasks_rejected", "tasks_rejected_total", NULL, COUNTER, 0,
+         ds.rejected, "Registered deferred tasks refused at admission, "
+         "before the answer (queue full, shutdown, database unavailable: "
+         "the request got 503); also inline tasks skipped at the shutdown "
+         "deadline."},
+        {"tasks_refused", "tasks_refused_total", NULL, COUNTER, 0,
+         ds.refused, "Deferred tasks never registered: the handler's "
+         "registration call failed (too many per request, misuse, out of "
+         "memory)."},
+        {"admit_waits", "admit_waits_total", NULL, COUNTER, 0, ds.admit_waits,
+         "Requests whose admission waited for queue room (admission "
+         "wait)."},
+        {"admit_stalled", "admit_stalled_total", NULL, COUNTER, 0,
+         ds.admit_stalled, "Requests refused at once: queue full and the "
+         "writer stalled."},
+        {"tasks_unavailable", "tasks_unavailable_total", NULL, COUNTER, 0,
+         ds.unavail, "Deferred tasks refused at admission because the "
+         "database was failing or lost (also in tasks_rejected_total)."},
+        {"tasks_inline", "tasks_inline_total", NULL, COUNTER, 0,
+         ds.inline_run, "Deferred tasks run inline in the request thread "
+         "(admission inline, queue full)."},
+        {"tasks_inline_failed", "tasks_inline_failed_total", NULL, COUNTER,
+         0, ds.inline_failed, "Inline tasks that failed."},
+        {"tasks_ok", "tasks_ok_total", NULL, COUNTER, 0, ds.ok,
+         "Admitted tasks that ran and succeeded."},
+        {"tasks_failed", "tasks_failed_total", NULL, COUNTER, 0, ds.failed,
+         "Admitted tasks that ran and failed (each one logged)."},
+        {"tasks_left", "tasks_left_total", NULL, COUNTER, 0, ds.left,
+         "Admitted tasks not run at the shutdown deadline."},
+        {"tasks_timeouts", "tasks_timeouts_total", NULL, COUNTER, 0,
+         ds.timeouts, "SQL tasks interrupted by the task time budget."},
+        {"busy_retries", "busy_retries_total", NULL, COUNTER, 0, ds.retried,
+         "Transaction retries (busy, deadlock, lost connection)."},
+        {"conn_lost", "conn_lost_total", NULL, COUNTER, 0, ds.conn_lost,
+         "PostgreSQL: transactions whose connection was lost."},
+        {"reconnects", "reconnects_total", NULL, COUNTER, 0, ds.reconnects,
+         "PostgreSQL: successful reconnects."},
+        {"commit_unknown", "commit_unknown_total", NULL, COUNTER, 0,
+         ds.commit_unknown, "PostgreSQL: tasks failed because the outcome "
+         "of their COMMIT could not be learnt."},
+        {"commits", "commits_total", NULL, COUNTER, 0, ds.commits,
+         "Group-commit transactions committed by the workers."},
+        {"batches", NULL, NULL, COUNTER, 0, ds.batches, NULL},
+        {"batch_tasks", NULL, NULL, COUNTER, 0, ds.batch_tasks, NULL},
+        {"queue_reserved", "queue_reserved", NULL, GAUGE, 0, ds.reserved,
+         "Queue slots reserved by admitted requests not yet submitted."},
+        {"queue_queued", "queue_queued", NULL, GAUGE, 0, ds.queued,
+         "Tasks waiting in the queue."},
+        {"queue_in_flight", "queue_in_flight", NULL, GAUGE, 0, ds.in_flight,
+         "Tasks running on a worker."},
+        {"queue_depth", "queue_depth", NULL, GAUGE, 0, ds.depth,
+         "Queue slots in use (reserved + queued + in flight)."},
+        {"queue_depth_hwm", "queue_depth_hwm", NULL, GAUGE, 0, ds.depth_hwm,
+         "High-water mark of queue slots in use."},
+        {"db_state", "db_state", NULL, GAUGE, 0, (uint64_t)ds.db_state,
+         "Database state: 0 ok, 1 failing, 2 lost."},
+        {"db_failing", "db_failing_total", NULL, COUNTER, 0, ds.db_failing,
+         "Episodes of the failing state (disk full, read-only, corrupt, "
+         "I/O error)."},
+        {"db_lost", "db_lost_total", NULL, COUNTER, 0, ds.db_lost,
+         "Episodes of the lost state (file removed, replaced or "
+         "truncated)."},
+        {"db_reopened", "db_reopened_total", NULL, COUNTER, 0, ds.db_reopened,
+         "Lost databases reopened at the path."},
+        {"db_probes", "db_probes_total", NULL, COUNTER, 0, ds.db_probes,
+         "Probe transactions while failing or lost."},
+        {"db_unavailable_ms", "db_unavailable_seconds_total", NULL, COUNTER,
+         1, ds.db_unavail_ms, "Time the database spent failing or lost "
+         "(the current episode included)."},
+        {"log_repeated", "log_repeated_total", NULL, COUNTER, 0,
+         ds.log_repeated, "Log lines folded into repeated=N summaries."},
+        {"log_dropped", "log_dropped_total", NULL, COUNTER, 0, log_dropped,
+         "Log lines that could not be written."},
     };
     n = sizeof m / sizeof m[0];
 
     memset(&o, 0, sizeof o);
     if (prom) {
-        add(&o, "# HELP waituntil_database_info The database engine\n"
-                "# TYPE waituntil_database_info gauge\n"
-                "waituntil_database_info{engine=\"%s\"} 1\n",
-            engine);
-        for (i = 0; i < n; i++)
-            add(&o, "# HELP waituntil_%s %s\n# TYPE waituntil_%s %s\n"
-                    "waituntil_%s %" PRIu64 "\n",
-                m[i].name, m[i].help, m[i].name,
-                m[i].gauge ? "gauge" : "counter", m[i].name, m[i].value);
-        add(&o, "# HELP waituntil_db_state_info Database state and why\n"
+        const char *family = NULL;
+        add(&o, "# HELP waituntil_build_info The program's version, the "
+                "SQLite library it runs with, and the database engine.\n"
+                "# TYPE waituntil_build_info gauge\n"
+                "waituntil_build_info{version=\"");
+        add_escaped(&o, version, ESC_LABEL);
+        add(&o, "\",sqlite=\"");
+        add_escaped(&o, sqlite, ESC_LABEL);
+        add(&o, "\",engine=\"%s\"} 1\n", engine);
+        add(&o, "# HELP waituntil_start_time_seconds When the server "
+                "started, in seconds since the Unix epoch.\n"
+                "# TYPE waituntil_start_time_seconds gauge\n"
+                "waituntil_start_time_seconds %" PRId64 "\n",
+            ss.started_unix);
+        for (i = 0; i < n; i++) {
+            if (m[i].prom == NULL)
+                continue;
+            /* A family's samples are consecutive in m[]. */
+            if (family == NULL || strcmp(family, m[i].prom) != 0) {
+                family = m[i].prom;
+                add(&o, "# HELP waituntil_%s ", family);
+                add_escaped(&o, m[i].help != NULL ? m[i].help : "",
+                            ESC_HELP);
+                add(&o, "\n# TYPE waituntil_%s %s\n", family,
+                    m[i].kind == COUNTER ? "counter" : "gauge");
+            }
+            add(&o, "waituntil_%s", family);
+            if (m[i].label != NULL)
+                add(&o, "{%s}", m[i].label);
+            if (m[i].ms)
+                add(&o, " %" PRIu64 ".%03u\n", m[i].value / 1000,
+                    (unsigned)(m[i].value % 1000));
+            else
+                add(&o, " %" PRIu64 "\n", m[i].value);
+        }
+        add(&o, "# HELP waituntil_db_state_info Database state and why "
+                "(reason empty when ok).\n"
                 "# TYPE waituntil_db_state_info gauge\n"
                 "waituntil_db_state_info{state=\"%s\",reason=\"",
             db_state_name(ds.db_state));
-        add_escaped(&o, ds.db_reason, 1);
+        add_escaped(&o, ds.db_reason, ESC_LABEL);
         add(&o, "\"} 1\n");
-        add(&o, "# HELP waituntil_batch_size Tasks per batch (power-of-two buckets)\n"
+        /* batch_hist[k] counts sizes 2^k..2^(k+1)-1, the last bucket
+         * every size from 2^(DEFER_HIST_BUCKETS-1) on: so its bound is
+         * +Inf, and the others' is 2^(k+1)-1 (sizes are integers). */
+        add(&o, "# HELP waituntil_batch_size Tasks per batch taken by a "
+                "worker.\n"
                 "# TYPE waituntil_batch_size histogram\n");
         {
             uint64_t cum = 0;
-            for (i = 0; i < DEFER_HIST_BUCKETS; i++) {
+            for (i = 0; i + 1 < DEFER_HIST_BUCKETS; i++) {
                 cum += ds.batch_hist[i];
-                add(&o, "waituntil_batch_size_bucket{le=\"%llu\"} %" PRIu64 "\n",
+                add(&o,
+                    "waituntil_batch_size_bucket{le=\"%llu\"} %" PRIu64 "\n",
                     (unsigned long long)((2ull << i) - 1), cum);
             }
-            add(&o, "waituntil_batch_size_bucket{le=\"+Inf\"} %" PRIu64 "\n"
-                    "waituntil_batch_size_count %" PRIu64 "\n",
-                cum, ds.batches);
+            cum += ds.batch_hist[DEFER_HIST_BUCKETS - 1];
+            add(&o,
+                "waituntil_batch_size_bucket{le=\"+Inf\"} %" PRIu64 "\n"
+                "waituntil_batch_size_sum %" PRIu64 "\n"
+                "waituntil_batch_size_count %" PRIu64 "\n",
+                cum, ds.batch_tasks, ds.batches);
         }
     } else {
-        add(&o, "{\"started_unix\":%" PRId64 ",\"engine\":\"%s\"",
-            ss.started_unix, engine);
+        add(&o, "{\"version\":\"");
+        add_escaped(&o, version, ESC_JSON);
+        add(&o, "\",\"sqlite_version\":\"");
+        add_escaped(&o, sqlite, ESC_JSON);
+        add(&o,
+            "\",\"engine\":\"%s\",\"started_unix\":%" PRId64
+            ",\"uptime_seconds\":%" PRIu64,
+            engine, ss.started_unix, uptime);
         add(&o, ",\"db_status\":\"%s\",\"db_reason\":\"",
             db_state_name(ds.db_state));
-        add_escaped(&o, ds.db_reason, 0);
+        add_escaped(&o, ds.db_reason, ESC_JSON);
         add(&o, "\"");
         for (i = 0; i < n; i++)
-            add(&o, ",\"%s\":%" PRIu64, m[i].name, m[i].value);
+            add(&o, ",\"%s\":%" PRIu64, m[i].json, m[i].value);
         add(&o, ",\"batch_size_hist\":[");
         for (i = 0; i < DEFER_HIST_BUCKETS; i++)
             add(&o, "%s%" PRIu64, i ? "," : "", ds.batch_hist[i]);

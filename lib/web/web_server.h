@@ -174,7 +174,9 @@ typedef struct web_server_stats {
     uint64_t accepted;       /* requests accepted from nginx */
     uint64_t finished;       /* ... answered and finished */
     uint64_t status_2xx, status_3xx, status_4xx, status_5xx;
-    uint64_t rejected_503;   /* answered 503 because the queue was full */
+    uint64_t rejected_503;   /* answered 503 because the queue was full
+                                (DEFER_EFULL) or the pool was stopping
+                                (DEFER_ESHUTDOWN) */
     uint64_t unavail_503;    /* answered 503 because the database was
                                 failing or lost (DEFER_EUNAVAIL) */
     uint64_t client_gone;    /* the write to nginx failed (client left) */
@@ -274,11 +276,23 @@ WEB_API int web_server_reload(web_server *srv, web_conf *conf,
  */
 WEB_API void web_server_set_shared(web_server *srv, int shared);
 
+/* What the status handler says about the program (its ud).  Both
+ * strings are borrowed (static, or outliving the server); NULL fields
+ * and a NULL ud read "unknown". */
+typedef struct web_status_info {
+    const char *version; /* the program's version (PACKAGE_VERSION) */
+    const char *sqlite;  /* the SQLite library run with (sqlite3_version) */
+} web_status_info;
+
 /*
- * The status handler (register it as "status"): the server's and the
- * pool's counters as JSON, or in Prometheus text format with
- * ?format=prometheus.  Both name the database engine ("engine":"sqlite"
- * or "postgresql"; waituntil_database_info{engine="..."} 1).
+ * The status handler (register it as "status", ud a const
+ * web_status_info * or NULL): the server's and the pool's counters as
+ * JSON, or in Prometheus text format (0.0.4) with ?format=prometheus.
+ * Both give the version, the SQLite library, the database engine
+ * ("engine":"sqlite" or "postgresql"; waituntil_build_info{version=...,
+ * sqlite=...,engine=...} 1), the start time and every counter; README.md
+ * ("Status and metrics") lists each JSON key with its Prometheus name.
+ * WEB_ENOMEM if the text does not fit its 32 KiB buffer.
  */
 WEB_API int web_handler_status(web_call *call, void *ud);
 

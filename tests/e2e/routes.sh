@@ -148,8 +148,8 @@ rows=$(sql "SELECT count(*) FROM logs")
 # Every logs row is one task (the slow callback's too); the other tasks
 # are /seen u1, /logout s1, the injected /seen and the touch upsert: 4.
 expect "status tasks_ok matches the writes made" "$ok" "$((rows + 4))"
-pr=$(curl -s "$E2E_URL/_status?format=prometheus" | grep -c '^waituntil_tasks_ok ')
-expect "status in Prometheus format" "$pr" "1"
+pr=$(curl -s "$E2E_URL/_status?format=prometheus" | grep '^waituntil_tasks_ok_total ')
+expect "status in Prometheus format: the same tasks_ok" "$pr" "waituntil_tasks_ok_total $ok"
 
 # ---- USR1 does not stop the server (libfcgi's USR1 handler would) ----
 # Asked once the app has handled it (its log says so), not after a pause.
