@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 # private one); its package must not start a cluster (policy-rc.d below).
 PKGS="gcc make autoconf automake libtool pkg-config libfcgi-dev libsqlite3-dev
 libjansson-dev libpq-dev check nginx-light curl sqlite3 python3"
-[ "$target" != check ] || PKGS="$PKGS postgresql man-db"
+[ "$target" != check ] || PKGS="$PKGS postgresql man-db python3-prometheus-client"
 
 missing=
 for p in $PKGS; do

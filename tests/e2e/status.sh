@@ -63,6 +63,34 @@ out=$($CHECK prom "$T_TMP/prom" 2>&1) &&
 out=$($CHECK readme "$README" "$T_TMP/json" "$T_TMP/prom" 2>&1) &&
     t_ok "README's status table matches the JSON keys and the Prometheus families" ||
     t_fail "README status table vs output" "$out"
+# The reference parser: the Prometheus Python client's (Debian's
+# python3-prometheus-client, installed by tools/dev.sh check and CI; it
+# lives in Debian's own python3, which a pyenv python3 may shadow).
+pyprom=
+for py in python3 /usr/bin/python3; do
+    if "$py" -c 'import prometheus_client' 2>/dev/null; then pyprom=$py; break; fi
+done
+if [ -n "$pyprom" ]; then
+    out=$("$pyprom" - "$T_TMP/prom" 2>&1 <<'EOF'
+import sys
+from prometheus_client.parser import text_string_to_metric_families
+fams = list(text_string_to_metric_families(open(sys.argv[1]).read()))
+names = {f.name for f in fams}
+assert "waituntil_build_info" in names, sorted(names)
+assert any(f.name == "waituntil_tasks_ok" and f.type == "counter"
+           for f in fams), [(f.name, f.type) for f in fams][:10]
+hist = [f for f in fams if f.type == "histogram"]
+assert hist and {s.name for s in hist[0].samples} >= {
+    hist[0].name + "_bucket", hist[0].name + "_sum",
+    hist[0].name + "_count"}, hist
+print(len(fams))
+EOF
+) && t_ok "prometheus_client's parser reads it ($out families)" ||
+        t_fail "prometheus_client's parser" "$out"
+else
+    t_fail "prometheus_client's parser" \
+        "python3-prometheus-client is not installed (tools/dev.sh check installs it)"
+fi
 if command -v promtool >/dev/null; then
     out=$(promtool check metrics < "$T_TMP/prom" 2>&1) &&
         t_ok "promtool check metrics: clean" || t_fail "promtool" "$out"
