@@ -1387,6 +1387,7 @@ START_TEST(test_query_convert)
     ck_assert_ptr_nonnull(strstr(qb_query_sql(pq), "'a?b' AND id = $1"));
     ck_assert_ptr_nonnull(pq->count_sql);
     ck_assert_ptr_nonnull(strstr(pq->count_sql, "id = $1"));
+    qb_query_free(q);
     ck_assert_int_eq(qb_query_convert(pq, QB_DIALECT_SQLITE, &q), QB_EDIALECT);
     ck_assert_ptr_null(q);
     qb_query_free(pq);
