@@ -1,26 +1,14 @@
 /*
- * check_qb_pg.c -- lib/qb's PostgreSQL executor (qb_conn.h) against a real,
- * private PostgreSQL server.
+ * qb_conn_pg.c -- the executor's PostgreSQL-only cases, a suite of
+ * tests/check_qb_conn (see check_qb_conn.c), built when libpq is
+ * (QB_TEST_PG): SQLSTATEs and their mapping, PostgreSQL's types, lost
+ * connections, qb_reset_until and TCP settings through tests/pg/
+ * pg_proxy.h, pipelines, the statement cache keyed by parameter types,
+ * and workers-qb's PostgreSQL cases (238-245) run for real.
  *
- * The server comes from the environment: WU_PG_DSN is its libpq connection
- * string (tests/pg/pg_env.sh start DIR prints one).  Without it the program
- * exits 77, which automake reports as SKIP.  WU_PG_RESTART, if set, is a
- * shell command that restarts that server (pg_env.sh restart DIR); the
- * reconnect test runs only when it is given.  Every test starts from an
- * empty "public" schema, so the database must be a throw-away one.
- *
- * Build by hand (until the automake build lands):
- *   gcc -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes \
- *     -Wstrict-prototypes -Wformat=2 -g -O1 -fvisibility=hidden \
- *     -DQB_BUILDING -Ilib/qb -Itests tests/check_qb_pg.c tests/testutil.c \
- *     lib/qb/strbuf.c lib/qb/value.c lib/qb/query.c lib/qb/clause.c \
- *     lib/qb/select.c lib/qb/write.c lib/qb/pg.c \
- *     $(pkg-config --cflags --libs check jansson libpq) -pthread \
- *     -o /tmp/check_qb_pg
- *   D=$(mktemp -d /tmp/wu-pg.XXXXXX)
- *   export WU_PG_DSN="$(sh tests/pg/pg_env.sh start $D)"
- *   export WU_PG_RESTART="sh tests/pg/pg_env.sh restart $D"
- *   TESTS_SRCDIR=tests /tmp/check_qb_pg; sh tests/pg/pg_env.sh stop $D
+ * The server is WU_PG_DSN's; WU_PG_RESTART, if set, restarts it (the
+ * reconnect case runs only then).  Every test starts from an empty
+ * "public" schema.
  */
 #include <check.h>
 #include <jansson.h>
@@ -31,19 +19,12 @@
 
 #include <libpq-fe.h>
 
-#include "qb.h"
-#include "qb_int.h" /* count_sql */
-#include "qb_conn.h"
-#include "testutil.h"
+#include "qb_conn_test.h"
 #include "pg/pg_proxy.h"
 
 #include "qb/cases.c"
 
-static const char *g_dsn;     /* WU_PG_DSN */
-static const char *g_restart; /* WU_PG_RESTART or NULL */
 static json_t *g_cases;       /* tests/qb/cases.json, read-only */
-static size_t g_cache;        /* stmt_cache_size of db_connect; main runs
-                                 the suite once without, once with */
 
 /* ---- helpers ----------------------------------------------------------- */
 
@@ -97,44 +78,6 @@ static qb_conn *db_fresh(const char *schema)
     return db;
 }
 
-/* First-column values of every row joined with ',' (NULL as "-"). */
-static const char *ids(const qb_result *r)
-{
-    static char buf[1024];
-    size_t off = 0;
-    buf[0] = '\0';
-    for (size_t i = 0; i < qb_result_rows(r) && off < sizeof buf - 32;
-         i++) {
-        const char *sep = i ? "," : "";
-        switch (qb_result_type(r, i, 0)) {
-        case QB_V_NULL:
-            off += (size_t)snprintf(buf + off, sizeof buf - off, "%s-", sep);
-            break;
-        case QB_V_TEXT:
-            off += (size_t)snprintf(buf + off, sizeof buf - off, "%s%.64s",
-                                    sep, qb_result_text(r, i, 0, NULL));
-            break;
-        default:
-            off += (size_t)snprintf(buf + off, sizeof buf - off, "%s%lld",
-                                    sep,
-                                    (long long)qb_result_int(r, i, 0));
-            break;
-        }
-    }
-    return buf;
-}
-
-/* Execute q, expect QB_OK, return the result (caller frees). */
-static qb_result *run_ok(qb_conn *db, const qb_query *q)
-{
-    qb_result *r = NULL;
-    int rc = qb_exec(db, q, &r);
-    ck_assert_msg(rc == QB_OK, "exec %s: %s (%s) [%s]", qb_query_sql(q),
-                  qb_strerror(rc), qb_errmsg(db), qb_sqlstate(db));
-    ck_assert_ptr_nonnull(r);
-    return r;
-}
-
 /* Raw PostgreSQL-dialect query; `?` become $N. */
 static qb_query *raw(const char *sql, size_t n, const qb_value *v,
                      qb_fetch f)
@@ -145,29 +88,7 @@ static qb_query *raw(const char *sql, size_t n, const qb_value *v,
     return q;
 }
 
-/* Run raw SQL and return the first column of its rows as a list. */
-static const char *query_ids(qb_conn *db, const char *sql)
-{
-    static char keep[1024];
-    qb_query *q = raw(sql, 0, NULL, QB_FETCH_ALL);
-    qb_result *r = run_ok(db, q);
-    snprintf(keep, sizeof keep, "%s", ids(r));
-    qb_result_free(r);
-    qb_query_free(q);
-    return keep;
-}
-
-static int64_t scalar(qb_conn *db, const char *sql)
-{
-    qb_query *q = raw(sql, 0, NULL, QB_FETCH_ONE);
-    qb_result *r = run_ok(db, q);
-    int64_t v = qb_result_int(r, 0, 0);
-    qb_result_free(r);
-    qb_query_free(q);
-    return v;
-}
-
-static const char seed[] =
+static const char users_seed[] =
     "CREATE TABLE users (id integer PRIMARY KEY, name text NOT NULL, "
     "  email text, dept text, age integer, score double precision, "
     "  active boolean NOT NULL DEFAULT true);"
@@ -390,7 +311,7 @@ END_TEST
 
 START_TEST(test_update_where_returning)
 {
-    qb_conn *db = db_fresh(seed);
+    qb_conn *db = db_fresh(users_seed);
     qb_update *u = qb_update_new("users");
     qb_query *q = NULL;
     qb_result *r;
@@ -417,7 +338,7 @@ END_TEST
 
 START_TEST(test_delete_where_returning)
 {
-    qb_conn *db = db_fresh(seed);
+    qb_conn *db = db_fresh(users_seed);
     qb_delete *d = qb_delete_new("orders");
     qb_query *q = NULL;
     qb_result *r;
@@ -601,7 +522,7 @@ static const sel_case sel_cases[] = {
 START_TEST(test_select)
 {
     const sel_case *c = &sel_cases[_i];
-    qb_conn *db = db_fresh(seed);
+    qb_conn *db = db_fresh(users_seed);
     qb_select *s = pg_sel(c->table);
     qb_query *q = NULL;
     qb_result *r;
@@ -622,7 +543,7 @@ END_TEST
 
 START_TEST(test_count)
 {
-    qb_conn *db = db_fresh(seed);
+    qb_conn *db = db_fresh(users_seed);
     qb_select *s = pg_sel("users");
     qb_query *q = NULL;
     int64_t total = -1;
@@ -654,7 +575,7 @@ END_TEST
 
 START_TEST(test_raw_placeholders)
 {
-    qb_conn *db = db_fresh(seed);
+    qb_conn *db = db_fresh(users_seed);
     qb_query *q = raw("SELECT id FROM users WHERE dept = ?2 AND age > ?1 "
                       "AND name <> ?2 ORDER BY id", 2,
                       QB_VALS(qb_int(30), qb_text("eng")), QB_FETCH_ALL);
@@ -1008,7 +929,7 @@ END_TEST
 
 START_TEST(test_dialect_refused)
 {
-    qb_conn *db = db_fresh(seed);
+    qb_conn *db = db_fresh(users_seed);
     qb_select *s = qb_select_new("users");  /* SQLite by default */
     qb_insert *ins = pg_ins("users");
     qb_query *q = NULL;
@@ -1428,7 +1349,7 @@ static void after_fn(void *ud, const qb_query *q, int rc,
 
 START_TEST(test_logger_hooks)
 {
-    qb_conn *db = db_fresh(seed);
+    qb_conn *db = db_fresh(users_seed);
     obs_log l;
     qb_query *ok = raw("SELECT id FROM users WHERE id < ?", 1,
                        QB_VALS(qb_int(3)), QB_FETCH_ALL);
@@ -2155,18 +2076,10 @@ END_TEST
 
 /* ---- suite ------------------------------------------------------------- */
 
-static TCase *tc(Suite *s, const char *name)
+Suite *qb_conn_pg_suite(void)
 {
-    TCase *t = tcase_create(name);
-    tcase_set_timeout(t, 60);
-    suite_add_tcase(s, t);
-    return t;
-}
-
-static Suite *pg_suite(void)
-{
-    Suite *s = suite_create(g_cache ? "qb_conn (statement cache 4)"
-                                    : "qb_conn (no statement cache)");
+    Suite *s = suite_create(g_cache ? "qb_conn postgres (statement cache 4)"
+                                    : "qb_conn postgres (no statement cache)");
     TCase *t;
 
     t = tc(s, "connection");
@@ -2229,40 +2142,27 @@ static Suite *pg_suite(void)
     return s;
 }
 
-int main(void)
+/* ---- setup ------------------------------------------------------------- */
+
+void pg_reset_schema(qb_conn *db)
+{
+    sh(db, "DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public");
+}
+
+int qb_conn_pg_init(void)
 {
     json_error_t jerr;
-    SRunner *sr;
-    int failed;
-
-    g_dsn = getenv("WU_PG_DSN");
-    if (g_dsn == NULL || *g_dsn == '\0') {
-        fprintf(stderr, "check_qb_pg: WU_PG_DSN not set: skipped "
-                "(tests/pg/pg_env.sh starts a private server)\n");
-        return 77;
-    }
-    g_restart = getenv("WU_PG_RESTART");
-    if (g_restart != NULL && *g_restart == '\0')
-        g_restart = NULL;
-    if (g_restart == NULL)
-        fprintf(stderr, "check_qb_pg: WU_PG_RESTART not set: the reconnect "
-                "test is not run\n");
     g_cases = json_load_file(tu_data_path("qb/cases.json"), 0, &jerr);
     if (g_cases == NULL) {
-        fprintf(stderr, "check_qb_pg: cannot load cases.json: %s\n",
+        fprintf(stderr, "check_qb_conn: cannot load cases.json: %s\n",
                 jerr.text);
-        return 1;
+        return -1;
     }
-    /* Everything twice: unnamed statements, then a small statement cache
-     * (evictions happen) -- the two ways a statement reaches the server. */
-    failed = 0;
-    for (int pass = 0; pass < 2; pass++) {
-        g_cache = pass == 0 ? 0 : 4;
-        sr = srunner_create(pg_suite());
-        srunner_run_all(sr, CK_NORMAL);
-        failed += srunner_ntests_failed(sr);
-        srunner_free(sr);
-    }
+    return 0;
+}
+
+void qb_conn_pg_fini(void)
+{
     json_decref(g_cases);
-    return failed == 0 ? 0 : 1;
+    g_cases = NULL;
 }

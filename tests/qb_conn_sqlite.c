@@ -1,17 +1,14 @@
 /*
- * check_qb_sqlite.c -- the qb executor on SQLite (lib/qb/sqlite.c).
+ * qb_conn_sqlite.c -- the executor's SQLite-only cases, a suite of
+ * tests/check_qb_conn (see check_qb_conn.c): pragmas and open options,
+ * the statement cache seen through sqlite3_next_stmt, cursors, EXPLAIN
+ * QUERY PLAN, SQLITE_BUSY and SQLITE_INTERRUPT, one handle per thread,
+ * files that outlive a connection.
  *
  * Queries are made with qb_query_raw; chains and count statements are
- * also assembled through qb_int.h the way the builder produces them, and
- * the "builder" case runs queries from the builder API itself.  Most
- * tests run twice (loop index parity): on ":memory:" and on a file in a
- * fresh temp directory (WAL).
- *
- * Build by hand (until the automake build lands):
- *   gcc -std=gnu11 -Wall -Wextra -Werror -g -O1 -DQB_BUILDING \
- *       -Ilib/qb -Itests tests/check_qb_sqlite.c tests/testutil.c \
- *       lib/qb/[a-z]*.c \
- *       $(pkg-config --cflags --libs check sqlite3) -pthread
+ * also assembled through qb_int.h the way the builder produces them.
+ * Most tests run twice (loop index parity): on ":memory:" and on a file
+ * in a fresh temp directory (WAL).
  */
 #define _GNU_SOURCE
 #include <check.h>
@@ -22,141 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "qb.h"
-#include "qb_int.h"
-#include "qb_conn.h"
-#include "testutil.h"
+#include "qb_conn_test.h"
 
-/* ---- fixtures ------------------------------------------------------------ */
-
-typedef struct fx {
-    qb_conn *db;
-    char *dir;      /* on-disk variant only */
-    char path[512];
-} fx;
-
-static void fx_open_cfg(fx *f, int disk, const qb_conn_config *cfg)
-{
-    char err[256];
-    memset(f, 0, sizeof *f);
-    if (disk) {
-        f->dir = tu_mkdtemp("qbsql");
-        ck_assert_ptr_nonnull(f->dir);
-        snprintf(f->path, sizeof f->path, "%s/t.db", f->dir);
-    } else {
-        snprintf(f->path, sizeof f->path, ":memory:");
-    }
-    ck_assert_int_eq(qb_open(&f->db, f->path, cfg, err, sizeof err), QB_OK);
-    ck_assert_ptr_nonnull(f->db);
-}
-
-static void fx_open(fx *f, int disk) { fx_open_cfg(f, disk, NULL); }
-
-static void fx_close(fx *f)
-{
-    qb_close(f->db);
-    f->db = NULL;
-    if (f->dir != NULL) {
-        tu_rmtree(f->dir);
-        free(f->dir);
-        f->dir = NULL;
-    }
-}
-
-static qb_query *mkq(const char *sql, size_t n, const qb_value *a, qb_fetch f)
-{
-    qb_query *q = NULL;
-    ck_assert_int_eq(qb_query_raw(&q, sql, n, a, f), QB_OK);
-    ck_assert_ptr_nonnull(q);
-    return q;
-}
-
-/* Run sql (no params) and return the status. */
-static int run(qb_conn *db, const char *sql)
-{
-    qb_query *q = mkq(sql, 0, NULL, QB_FETCH_NONE);
-    int rc = qb_exec(db, q, NULL);
-    qb_query_free(q);
-    return rc;
-}
-
-/* First column of the first row of sql, as int64. */
-static int64_t scalar(qb_conn *db, const char *sql)
-{
-    qb_query *q = mkq(sql, 0, NULL, QB_FETCH_ONE);
-    qb_result *r = NULL;
-    int64_t v;
-    ck_assert_int_eq(qb_exec(db, q, &r), QB_OK);
-    ck_assert_uint_eq(qb_result_rows(r), 1);
-    v = qb_result_int(r, 0, 0);
-    qb_result_free(r);
-    qb_query_free(q);
-    return v;
-}
-
-/* t(id, name, score) with rows (1,'a',10) (2,'b',20) (3,'c',30). */
-static void seed(qb_conn *db)
-{
-    ck_assert_int_eq(run(db, "CREATE TABLE t (id INTEGER PRIMARY KEY, "
-                             "name TEXT UNIQUE, score INTEGER)"), QB_OK);
-    ck_assert_int_eq(run(db, "INSERT INTO t (name, score) VALUES "
-                             "('a', 10), ('b', 20), ('c', 30)"), QB_OK);
-}
-
-/* ---- logger / hook recorders --------------------------------------------- */
-
-typedef struct rec {
-    int calls;
-    int last_rc;
-    int64_t last_dur;
-    int neg_dur;
-    int msg_ok;      /* errmsg NULL exactly when rc == QB_OK, every call */
-    const qb_query *last_q;
-    char last_sql[256];
-    int befores, afters, veto;
-    const qb_result *after_res;
-    int after_rc;
-} rec;
-
-static void rec_logger(void *ud, const qb_query *q, int64_t d, int rc,
-                       const char *msg)
-{
-    rec *r = ud;
-    r->calls++;
-    r->last_rc = rc;
-    r->last_dur = d;
-    if (d < 0)
-        r->neg_dur = 1;
-    if ((rc == QB_OK) != (msg == NULL))
-        r->msg_ok = 0;
-    r->last_q = q;
-    snprintf(r->last_sql, sizeof r->last_sql, "%s", q ? q->sql : "(null)");
-}
-
-static int rec_before(void *ud, const qb_query *q)
-{
-    rec *r = ud;
-    (void)q;
-    r->befores++;
-    return r->veto;
-}
-
-static void rec_after(void *ud, const qb_query *q, int rc, const qb_result *res,
-                      int64_t d)
-{
-    rec *r = ud;
-    (void)q;
-    (void)d;
-    r->afters++;
-    r->after_rc = rc;
-    r->after_res = res;
-}
-
-static void rec_init(rec *r)
-{
-    memset(r, 0, sizeof *r);
-    r->msg_ok = 1;
-}
+#define NELEM(a) (int)(sizeof(a) / sizeof((a)[0]))
 
 /* ---- open / config -------------------------------------------------------- */
 
@@ -2109,21 +1974,11 @@ START_TEST(test_builder_update_delete)
 }
 END_TEST
 
-/* ---- runner --------------------------------------------------------------------- */
+/* ---- suite ------------------------------------------------------------------------ */
 
-#define NELEM(a) (int)(sizeof(a) / sizeof((a)[0]))
-
-static TCase *tc(Suite *s, const char *name)
+Suite *qb_conn_sqlite_suite(void)
 {
-    TCase *t = tcase_create(name);
-    tcase_set_timeout(t, 60);
-    suite_add_tcase(s, t);
-    return t;
-}
-
-static Suite *qb_sqlite_suite(void)
-{
-    Suite *s = suite_create("qb_sqlite");
+    Suite *s = suite_create("qb_conn sqlite");
     TCase *t;
 
     t = tc(s, "open");
@@ -2202,14 +2057,4 @@ static Suite *qb_sqlite_suite(void)
     tcase_add_test(t, test_misuse_null_db);
     tcase_add_test(t, test_misuse_null_query);
     return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(qb_sqlite_suite());
-    int failed;
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }
