@@ -180,6 +180,20 @@ void seed(qb_conn *db)
                              "('a', 10), ('b', 20), ('c', 30)"), QB_OK);
 }
 
+qb_query *chain3(const char *n0, const char *n1, const char *n2,
+                        qb_fetch fetch)
+{
+    const char *names[3] = { n0, n1, n2 };
+    qb_query *head = NULL, **tail = &head;
+    for (int i = 0; i < 3; i++) {
+        qb_value v = qb_text(names[i]);
+        *tail = mkq("INSERT INTO t (name) VALUES (?1) RETURNING id", 1, &v,
+                    fetch);
+        tail = &(*tail)->next;
+    }
+    return head;
+}
+
 int64_t relations(qb_conn *db, const char *quoted_names)
 {
     char sql[512];

@@ -1113,59 +1113,6 @@ END_TEST
 
 /* ---- transactions ------------------------------------------------------ */
 
-START_TEST(test_transactions)
-{
-    qb_conn *db = db_fresh("CREATE TABLE t (id integer PRIMARY KEY)");
-    qb_query *ins1 = raw("INSERT INTO t VALUES (1)", 0, NULL, QB_FETCH_NONE);
-    qb_query *ins2 = raw("INSERT INTO t VALUES (2)", 0, NULL, QB_FETCH_NONE);
-    qb_query *ins3 = raw("INSERT INTO t VALUES (3)", 0, NULL, QB_FETCH_NONE);
-
-    ck_assert_int_eq(qb_begin(db), QB_OK);
-    ck_assert_int_eq(qb_in_transaction(db), 1);
-    ck_assert_int_eq(qb_exec(db, ins1, NULL), QB_OK);
-    ck_assert_int_eq(qb_rollback(db), QB_OK);
-    ck_assert_int_eq(qb_in_transaction(db), 0);
-    ck_assert_int_eq(scalar(db, "SELECT count(*) FROM t"), 0);
-
-    ck_assert_int_eq(qb_begin(db), QB_OK);
-    ck_assert_int_eq(qb_exec(db, ins1, NULL), QB_OK);
-    ck_assert_int_eq(qb_savepoint(db, "sp1"), QB_OK);
-    ck_assert_int_eq(qb_exec(db, ins2, NULL), QB_OK);
-    ck_assert_int_eq(qb_rollback_to(db, "sp1"), QB_OK);
-    ck_assert_int_eq(qb_savepoint(db, "sp2"), QB_OK);
-    ck_assert_int_eq(qb_exec(db, ins3, NULL), QB_OK);
-    ck_assert_int_eq(qb_release(db, "sp2"), QB_OK);
-    /* A failing statement aborts the transaction; rolling back to a
-     * savepoint taken before it recovers. */
-    ck_assert_int_eq(qb_savepoint(db, "sp3"), QB_OK);
-    ck_assert_int_eq(qb_exec(db, ins1, NULL), QB_ECONSTRAINT);
-    ck_assert_int_eq(qb_exec(db, ins2, NULL), QB_ESQL);
-    ck_assert_str_eq(qb_sqlstate(db), "25P02");
-    ck_assert_int_eq(qb_rollback_to(db, "sp3"), QB_OK);
-    ck_assert_int_eq(qb_commit(db), QB_OK);
-    ck_assert_str_eq(query_ids(db, "SELECT id FROM t ORDER BY id"), "1,3");
-
-    /* COMMIT of an aborted transaction is an error, and ends it. */
-    ck_assert_int_eq(qb_begin(db), QB_OK);
-    ck_assert_int_eq(qb_exec(db, ins2, NULL), QB_OK);
-    ck_assert_int_eq(qb_exec(db, ins1, NULL), QB_ECONSTRAINT);
-    ck_assert_int_eq(qb_commit(db), QB_ESQL);
-    ck_assert_str_eq(qb_sqlstate(db), "25P02");
-    ck_assert_int_eq(qb_in_transaction(db), 0);
-    ck_assert_str_eq(query_ids(db, "SELECT id FROM t ORDER BY id"), "1,3");
-
-    /* Bad savepoint names never reach the server. */
-    ck_assert_int_eq(qb_savepoint(db, "x; DROP TABLE t"), QB_EINVAL);
-    ck_assert_int_eq(qb_savepoint(db, NULL), QB_EINVAL);
-    /* COMMIT with no transaction: a warning only in PostgreSQL. */
-    ck_assert_int_eq(qb_commit(db), QB_OK);
-    qb_query_free(ins1);
-    qb_query_free(ins2);
-    qb_query_free(ins3);
-    qb_close(db);
-}
-END_TEST
-
 START_TEST(test_batch)
 {
     qb_conn *db = db_fresh("CREATE TABLE t (id integer PRIMARY KEY)");
@@ -2113,7 +2060,6 @@ Suite *qb_conn_pg_suite(void)
     tcase_add_test(t, test_busy_mapping);
     tcase_add_test(t, test_deadlock_mapping);
     t = tc(s, "transactions");
-    tcase_add_test(t, test_transactions);
     tcase_add_test(t, test_batch);
     tcase_add_test(t, test_pipeline);
     tcase_add_test(t, test_pipeline_conn_lost);

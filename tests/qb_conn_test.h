@@ -66,6 +66,10 @@ const char *query_ids(qb_conn *db, const char *sql);
 /* t(id, name UNIQUE, score) with rows (1,'a',10) (2,'b',20) (3,'c',30);
  * id is the rowid on SQLite, serial on PostgreSQL. */
 void seed(qb_conn *db);
+/* Three linked inserts into seed()'s t of names n0..n2, each RETURNING
+ * id: a chain as the builder splits a bulk insert. */
+qb_query *chain3(const char *n0, const char *n1, const char *n2,
+                 qb_fetch fetch);
 /* The number of tables (and indexes, sequences...) of the schema named in
  * the comma-separated quoted list, e.g. "'a', 'b'". */
 int64_t relations(qb_conn *db, const char *quoted_names);
