@@ -844,8 +844,12 @@ static int pd_batch(qb_conn *c_, const qb_query *const *qs, size_t n,
     if (qs == NULL)
         return db_fail(db, QB_EINVAL, NULL, "NULL query list");
     for (i = 0; i < n; i++)
-        if (qs[i] == NULL)
+        if (qs[i] == NULL) {
+            /* the index of the NULL element, as SQLite's driver says */
+            if (failed_at != NULL)
+                *failed_at = i;
             return db_fail(db, QB_EINVAL, NULL, "batch query %zu is NULL", i);
+        }
     rc = tx_open(db, &mode);
     for (i = 0; rc == QB_OK && i < n; i++) {
         rc = exec_observed(db, qs[i], results ? &results[i] : NULL);
