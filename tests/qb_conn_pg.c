@@ -541,38 +541,6 @@ START_TEST(test_select)
 }
 END_TEST
 
-START_TEST(test_count)
-{
-    qb_conn *db = db_fresh(users_seed);
-    qb_select *s = pg_sel("users");
-    qb_query *q = NULL;
-    int64_t total = -1;
-
-    QB_WHERE(s, "dept = ?", qb_text("eng"));
-    qb_select_paginate(s, 1, 1);
-    ck_assert_int_eq(qb_select_build(s, QB_FETCH_ALL, &q), QB_OK);
-    ck_assert_ptr_nonnull(q->count_sql);
-    ck_assert_int_eq(qb_count(db, q, &total), QB_OK);
-    ck_assert_int_eq(total, 2);
-    qb_query_free(q);
-    /* The standalone count query. */
-    ck_assert_int_eq(qb_select_build_count(s, &q), QB_OK);
-    ck_assert_str_eq(query_ids(db, "SELECT 1"), "1");
-    {
-        qb_result *r = run_ok(db, q);
-        ck_assert_int_eq(qb_result_int(r, 0, 0), 2);
-        qb_result_free(r);
-    }
-    qb_query_free(q);
-    /* A raw query has no count statement. */
-    q = raw("SELECT 1", 0, NULL, QB_FETCH_ONE);
-    ck_assert_int_eq(qb_count(db, q, &total), QB_EINVAL);
-    qb_query_free(q);
-    qb_select_free(s);
-    qb_close(db);
-}
-END_TEST
-
 START_TEST(test_raw_placeholders)
 {
     qb_conn *db = db_fresh(users_seed);
@@ -1112,40 +1080,6 @@ START_TEST(test_deadlock_mapping)
 END_TEST
 
 /* ---- transactions ------------------------------------------------------ */
-
-START_TEST(test_batch)
-{
-    qb_conn *db = db_fresh("CREATE TABLE t (id integer PRIMARY KEY)");
-    qb_query *a = raw("INSERT INTO t VALUES (?) RETURNING id", 1,
-                      QB_VALS(qb_int(1)), QB_FETCH_ALL);
-    qb_query *b = raw("INSERT INTO t VALUES (?) RETURNING id", 1,
-                      QB_VALS(qb_int(2)), QB_FETCH_ALL);
-    qb_query *dup = raw("INSERT INTO t VALUES (1)", 0, NULL, QB_FETCH_NONE);
-    const qb_query *ok[2] = { a, b };
-    const qb_query *bad[3] = { b, dup, a };
-    qb_result *res[3] = { NULL, NULL, NULL };
-    size_t at = 99;
-
-    ck_assert_int_eq(qb_batch(db, ok, 2, res, &at), QB_OK);
-    ck_assert_uint_eq(at, 2);
-    ck_assert_int_eq(qb_result_int(res[0], 0, 0), 1);
-    ck_assert_int_eq(qb_result_int(res[1], 0, 0), 2);
-    qb_result_free(res[0]);
-    qb_result_free(res[1]);
-    sh(db, "DELETE FROM t WHERE id = 2");
-    ck_assert_int_eq(qb_batch(db, bad, 3, res, &at), QB_ECONSTRAINT);
-    ck_assert_uint_eq(at, 1);
-    ck_assert(res[0] == NULL && res[1] == NULL && res[2] == NULL);
-    ck_assert_ptr_nonnull(strstr(qb_errmsg(db), "batch query 1"));
-    ck_assert_str_eq(query_ids(db, "SELECT id FROM t ORDER BY id"), "1");
-    ck_assert_int_eq(qb_batch(db, NULL, 0, NULL, NULL), QB_OK);
-    ck_assert_int_eq(qb_batch(db, NULL, 1, NULL, NULL), QB_EINVAL);
-    qb_query_free(a);
-    qb_query_free(b);
-    qb_query_free(dup);
-    qb_close(db);
-}
-END_TEST
 
 /* Pipeline: many statements answered together inside the caller's
  * transaction; the first failure is reported with its index and stops
@@ -2043,7 +1977,6 @@ Suite *qb_conn_pg_suite(void)
     tcase_add_test(t, test_update_where_returning);
     tcase_add_test(t, test_delete_where_returning);
     tcase_add_loop_test(t, test_select, 0, (int)NSEL);
-    tcase_add_test(t, test_count);
     tcase_add_test(t, test_raw_placeholders);
     tcase_add_loop_test(t, test_raw_literals, 0, (int)NLIT);
     t = tc(s, "types");
@@ -2060,7 +1993,6 @@ Suite *qb_conn_pg_suite(void)
     tcase_add_test(t, test_busy_mapping);
     tcase_add_test(t, test_deadlock_mapping);
     t = tc(s, "transactions");
-    tcase_add_test(t, test_batch);
     tcase_add_test(t, test_pipeline);
     tcase_add_test(t, test_pipeline_conn_lost);
     t = tc(s, "observers");

@@ -223,6 +223,313 @@ START_TEST(test_chain_rolls_back_whole)
 }
 END_TEST
 
+/* ---- batches ------------------------------------------------------------- */
+
+START_TEST(test_batch_atomic)
+{
+    fx f;
+    qb_query *qs[4];
+    qb_result *res[4];
+    size_t failed = 99;
+    fx_open(&f, _i);
+    seed(f.db);
+    qs[0] = mkq("INSERT INTO t (name) VALUES ('b1')", 0, NULL, QB_FETCH_NONE);
+    qs[1] = mkq("UPDATE t SET score = 0", 0, NULL, QB_FETCH_NONE);
+    qs[2] = mkq("INSERT INTO t (name) VALUES ('a')", 0, NULL, QB_FETCH_NONE);
+    qs[3] = mkq("DELETE FROM t", 0, NULL, QB_FETCH_NONE);
+    ck_assert_int_eq(qb_batch(f.db, (const qb_query *const *)qs, 4, res,
+                              &failed), QB_ECONSTRAINT);
+    ASSERT_CODE(f.db, SQLITE_CONSTRAINT_UNIQUE, "23505");
+    ck_assert_uint_eq(failed, 2);
+    for (int i = 0; i < 4; i++)
+        ck_assert_ptr_null(res[i]);
+    ck_assert_ptr_nonnull(strstr(qb_errmsg(f.db), "batch query 2"));
+    ck_assert_int_eq(qb_in_transaction(f.db), 0);
+    ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM t"), 3);
+    ck_assert_int_eq(scalar(f.db, "SELECT sum(score) FROM t"), 60);
+    for (int i = 0; i < 4; i++)
+        qb_query_free(qs[i]);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(test_batch_results)
+{
+    fx f;
+    qb_query *qs[3], *a, *b, *dup;
+    qb_result *res[3];
+    size_t failed = 99;
+    fx_open(&f, _i);
+    seed(f.db);
+    qs[0] = mkq("INSERT INTO t (name) VALUES ('n') RETURNING id", 0, NULL,
+                QB_FETCH_ONE);
+    qs[1] = mkq("SELECT id FROM t ORDER BY id", 0, NULL, QB_FETCH_ALL);
+    qs[2] = mkq("DELETE FROM t WHERE id = 1", 0, NULL, QB_FETCH_NONE);
+    ck_assert_int_eq(qb_batch(f.db, (const qb_query *const *)qs, 3, res,
+                              &failed), QB_OK);
+    ck_assert_uint_eq(failed, 3);
+    ck_assert_uint_eq(qb_result_rows(res[0]), 1);
+    ck_assert_int_eq(qb_result_int(res[0], 0, 0), 4);
+    ck_assert_uint_eq(qb_result_rows(res[1]), 4);
+    ck_assert_uint_eq(qb_result_rows(res[2]), 0);
+    ck_assert_int_eq(qb_result_changes(res[2]), 1);
+    for (int i = 0; i < 3; i++) {
+        qb_result_free(res[i]);
+        qb_query_free(qs[i]);
+    }
+    /* No results wanted, empty batch, NULL element. */
+    qs[0] = mkq("INSERT INTO t (name) VALUES ('m')", 0, NULL, QB_FETCH_NONE);
+    ck_assert_int_eq(qb_batch(f.db, (const qb_query *const *)qs, 1, NULL,
+                              NULL), QB_OK);
+    ck_assert_int_eq(qb_batch(f.db, NULL, 0, NULL, NULL), QB_OK);
+    qs[1] = NULL;
+    ck_assert_int_eq(qb_batch(f.db, (const qb_query *const *)qs, 2, res,
+                              &failed), QB_EINVAL);
+    ck_assert_uint_eq(failed, 1);
+    ck_assert_int_eq(qb_batch(f.db, NULL, 2, NULL, NULL), QB_EINVAL);
+    ck_assert_int_eq(qb_batch(f.db, NULL, 1, NULL, NULL), QB_EINVAL);
+    ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM t"), 4);
+    qb_query_free(qs[0]);
+
+    /* RETURNING rows of each query; a failure at index 1 of 3 leaves
+     * nothing of the batch and no result. */
+    a = mkq("INSERT INTO t (id) VALUES (?) RETURNING id", 1,
+            QB_VALS(qb_int(11)), QB_FETCH_ALL);
+    b = mkq("INSERT INTO t (id) VALUES (?) RETURNING id", 1,
+            QB_VALS(qb_int(12)), QB_FETCH_ALL);
+    dup = mkq("INSERT INTO t (id) VALUES (11)", 0, NULL, QB_FETCH_NONE);
+    qs[0] = a;
+    qs[1] = b;
+    ck_assert_int_eq(qb_batch(f.db, (const qb_query *const *)qs, 2, res,
+                              &failed), QB_OK);
+    ck_assert_uint_eq(failed, 2);
+    ck_assert_int_eq(qb_result_int(res[0], 0, 0), 11);
+    ck_assert_int_eq(qb_result_int(res[1], 0, 0), 12);
+    qb_result_free(res[0]);
+    qb_result_free(res[1]);
+    ck_assert_int_eq(run(f.db, "DELETE FROM t WHERE id = 12"), QB_OK);
+    qs[0] = b;
+    qs[1] = dup;
+    qs[2] = a;
+    ck_assert_int_eq(qb_batch(f.db, (const qb_query *const *)qs, 3, res,
+                              &failed), QB_ECONSTRAINT);
+    ck_assert_uint_eq(failed, 1);
+    ck_assert(res[0] == NULL && res[1] == NULL && res[2] == NULL);
+    ck_assert_ptr_nonnull(strstr(qb_errmsg(f.db), "batch query 1"));
+    ck_assert_str_eq(query_ids(f.db, "SELECT id FROM t WHERE id > 10 "
+                                     "ORDER BY id"), "11");
+    qb_query_free(a);
+    qb_query_free(b);
+    qb_query_free(dup);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(test_batch_in_transaction)
+{
+    fx f;
+    qb_query *qs[2];
+    fx_open(&f, _i);
+    seed(f.db);
+    ck_assert_int_eq(qb_begin(f.db), QB_OK);
+    ck_assert_int_eq(run(f.db, "INSERT INTO t (name) VALUES ('keep')"), QB_OK);
+    qs[0] = mkq("INSERT INTO t (name) VALUES ('gone')", 0, NULL,
+                QB_FETCH_NONE);
+    qs[1] = mkq("INSERT INTO t (name) VALUES ('keep')", 0, NULL,
+                QB_FETCH_NONE);
+    ck_assert_int_eq(qb_batch(f.db, (const qb_query *const *)qs, 2, NULL,
+                              NULL), QB_ECONSTRAINT);
+    ck_assert_int_eq(qb_in_transaction(f.db), 1);
+    ck_assert_int_eq(qb_commit(f.db), QB_OK);
+    ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM t WHERE name = "
+                                  "'keep'"), 1);
+    ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM t WHERE name = "
+                                  "'gone'"), 0);
+    qb_query_free(qs[0]);
+    qb_query_free(qs[1]);
+    fx_close(&f);
+}
+END_TEST
+
+/* ---- count, paginate --------------------------------------------------------- */
+
+static qb_query *page_query(int64_t per_page, int64_t page)
+{
+    char sql[160];
+    qb_value min = qb_int(0);
+    qb_query *q;
+    snprintf(sql, sizeof sql, "SELECT * FROM p WHERE v > ?1 ORDER BY id "
+             "LIMIT %lld OFFSET %lld", (long long)per_page,
+             (long long)((page - 1) * per_page));
+    q = mkq(sql, 1, &min, QB_FETCH_ALL);
+    /* count_sql is used as written: in the engine's placeholder form */
+    q->count_sql = strdup(g_pg ? "SELECT count(*) as total FROM p WHERE "
+                                 "v > $1 LIMIT 1"
+                               : "SELECT count(*) as total FROM p WHERE "
+                                 "v > ?1 LIMIT 1");
+    ck_assert_ptr_nonnull(q->count_sql);
+    return q;
+}
+
+static void seed_pages(qb_conn *db, int n)
+{
+    char sql[128];
+    ck_assert_int_eq(run(db, g_pg ? "CREATE TABLE p (id serial PRIMARY KEY, "
+                                    "v integer)"
+                                  : "CREATE TABLE p (id INTEGER PRIMARY KEY, "
+                                    "v)"), QB_OK);
+    snprintf(sql, sizeof sql, "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL "
+             "SELECT i + 1 FROM c WHERE i < %d) INSERT INTO p (v) SELECT i "
+             "FROM c", n);
+    if (n > 0)
+        ck_assert_int_eq(run(db, sql), QB_OK);
+}
+
+START_TEST(test_count)
+{
+    fx f;
+    qb_query *q;
+    qb_select *s;
+    qb_result *r;
+    int64_t total = -1;
+    fx_open(&f, _i);
+    seed_pages(f.db, 25);
+    q = page_query(10, 1);
+    ck_assert_int_eq(qb_count(f.db, q, &total), QB_OK);
+    ck_assert_int_eq(total, 25);
+    free(q->count_sql);
+    q->count_sql = NULL;
+    ck_assert_int_eq(qb_count(f.db, q, &total), QB_EINVAL);
+    ck_assert_int_eq(total, 0);
+    ck_assert_ptr_nonnull(strstr(qb_errmsg(f.db), "count"));
+    ck_assert_int_eq(qb_count(f.db, q, NULL), QB_EINVAL);
+    qb_query_free(q);
+
+    /* The builder's count statement, through qb_count and standalone; a
+     * raw query has none. */
+    s = qb_select_new("p");
+    ck_assert_ptr_nonnull(s);
+    qb_select_dialect(s, DIALECT);
+    QB_WHERE(s, "v > ?", qb_int(20));
+    qb_select_paginate(s, 1, 1);
+    ck_assert_int_eq(qb_select_build(s, QB_FETCH_ALL, &q), QB_OK);
+    ck_assert_ptr_nonnull(q->count_sql);
+    ck_assert_int_eq(qb_count(f.db, q, &total), QB_OK);
+    ck_assert_int_eq(total, 5);
+    qb_query_free(q);
+    ck_assert_int_eq(qb_select_build_count(s, &q), QB_OK);
+    r = run_ok(f.db, q);
+    ck_assert_int_eq(qb_result_int(r, 0, 0), 5);
+    qb_result_free(r);
+    qb_query_free(q);
+    qb_select_free(s);
+    q = mkq("SELECT 1", 0, NULL, QB_FETCH_ONE);
+    ck_assert_int_eq(qb_count(f.db, q, &total), QB_EINVAL);
+    qb_query_free(q);
+    fx_close(&f);
+}
+END_TEST
+
+static const struct page_case {
+    int rows;
+    int64_t page, per_page;
+    size_t got;
+    int64_t first_id, total_pages;
+    int has_next, has_prev;
+} pages[] = {
+    { 25, 1, 10, 10, 1, 3, 1, 0 },
+    { 25, 2, 10, 10, 11, 3, 1, 1 },
+    { 25, 3, 10, 5, 21, 3, 0, 1 },
+    { 25, 4, 10, 0, 0, 3, 0, 1 },
+    { 20, 2, 10, 10, 11, 2, 0, 1 },
+    { 0, 1, 10, 0, 0, 0, 0, 0 },
+    { 7, 1, 1, 1, 1, 7, 1, 0 },
+};
+
+START_TEST(test_paginate)
+{
+    const struct page_case *c = &pages[_i];
+    fx f;
+    qb_query *q;
+    qb_result *r = NULL;
+    qb_pagination pg;
+    rec lg;
+    fx_open(&f, 0);
+    seed_pages(f.db, c->rows);
+    rec_init(&lg);
+    qb_set_logger(f.db, rec_logger, &lg);
+    q = page_query(c->per_page, c->page);
+    if (g_pg) {
+        /* SQLite only for now (qb_conn.h): refused, nothing run. */
+        ck_assert_int_eq(qb_paginate(f.db, q, c->page, c->per_page, &r,
+                                     &pg), QB_EDIALECT);
+        ck_assert_ptr_null(r);
+        ck_assert_ptr_nonnull(strstr(qb_errmsg(f.db), "not available"));
+        ck_assert_int_eq(lg.calls, 0);
+        qb_query_free(q);
+        fx_close(&f);
+        return;
+    }
+    ck_assert_int_eq(qb_paginate(f.db, q, c->page, c->per_page, &r, &pg),
+                     QB_OK);
+    ck_assert_uint_eq(qb_result_rows(r), c->got);
+    if (c->got > 0)
+        ck_assert_int_eq(qb_result_int_by(r, 0, "id"), c->first_id);
+    ck_assert_int_eq(pg.page, c->page);
+    ck_assert_int_eq(pg.per_page, c->per_page);
+    ck_assert_int_eq(pg.total, c->rows);
+    ck_assert_int_eq(pg.total_pages, c->total_pages);
+    ck_assert_int_eq(pg.has_next, c->has_next);
+    ck_assert_int_eq(pg.has_prev, c->has_prev);
+    ck_assert_int_eq(lg.calls, 2);                 /* count + rows */
+    ck_assert_int_eq(qb_in_transaction(f.db), 0);
+    qb_result_free(r);
+    qb_query_free(q);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(test_paginate_invalid)
+{
+    fx f;
+    qb_query *q;
+    qb_result *r = (qb_result *)&f;
+    qb_pagination pg;
+    rec lg;
+    fx_open(&f, 0);
+    seed_pages(f.db, 3);
+    rec_init(&lg);
+    qb_set_logger(f.db, rec_logger, &lg);
+    q = page_query(10, 1);
+    if (g_pg) {
+        /* SQLite only for now: refused before the arguments are read. */
+        ck_assert_int_eq(qb_paginate(f.db, q, 0, 10, &r, &pg), QB_EDIALECT);
+        ck_assert_ptr_null(r);
+        ck_assert_int_eq(lg.calls, 0);
+        qb_query_free(q);
+        fx_close(&f);
+        return;
+    }
+    ck_assert_int_eq(qb_paginate(f.db, q, 0, 10, &r, &pg), QB_ECONFIG);
+    ck_assert_ptr_null(r);
+    ck_assert_ptr_nonnull(strstr(qb_errmsg(f.db), "Invalid page value: 0"));
+    ck_assert_int_eq(qb_paginate(f.db, q, 1, -3, &r, &pg), QB_ECONFIG);
+    ck_assert_ptr_nonnull(strstr(qb_errmsg(f.db), "Invalid perPage"));
+    ck_assert_int_eq(qb_paginate(f.db, q, 1, 10, NULL, &pg), QB_EINVAL);
+    ck_assert_int_eq(lg.calls, 0);                 /* nothing ran */
+    /* A failing data statement: error, nothing returned, no open txn. */
+    free(q->sql);
+    q->sql = strdup("SELECT * FROM nope LIMIT 10");
+    q->sql_len = strlen(q->sql);
+    q->nparams = 1;
+    ck_assert_int_eq(qb_paginate(f.db, q, 1, 10, &r, &pg), QB_ESQL);
+    ck_assert_ptr_null(r);
+    ck_assert_int_eq(qb_in_transaction(f.db), 0);
+    qb_query_free(q);
+    fx_close(&f);
+}
+END_TEST
+
 /* ---- suite -------------------------------------------------------------- */
 
 Suite *qb_conn_shared_suite(void)
@@ -236,5 +543,15 @@ Suite *qb_conn_shared_suite(void)
     tcase_add_loop_test(t, test_savepoint_names, 0, NELEM(bad_sp));
     tcase_add_loop_test(t, test_chain_commits_whole, 0, NVAR);
     tcase_add_loop_test(t, test_chain_rolls_back_whole, 0, NVAR);
+
+    t = tc(s, "batch");
+    tcase_add_loop_test(t, test_batch_atomic, 0, NVAR);
+    tcase_add_loop_test(t, test_batch_results, 0, NVAR);
+    tcase_add_loop_test(t, test_batch_in_transaction, 0, NVAR);
+
+    t = tc(s, "count_paginate");
+    tcase_add_loop_test(t, test_count, 0, NVAR);
+    tcase_add_loop_test(t, test_paginate, 0, g_pg ? 1 : NELEM(pages));
+    tcase_add_test(t, test_paginate_invalid);
     return s;
 }
