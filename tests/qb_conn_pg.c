@@ -138,30 +138,6 @@ START_TEST(test_open_bad_host)
 }
 END_TEST
 
-START_TEST(test_null_handles)
-{
-    qb_result *r = (qb_result *)1;
-    int64_t t = 5;
-    ck_assert_int_eq(pg_open(NULL, g_dsn, NULL, NULL, 0), QB_EINVAL);
-    ck_assert_int_eq(qb_exec(NULL, NULL, &r), QB_EINVAL);
-    ck_assert_ptr_null(r);
-    ck_assert_int_eq(qb_count(NULL, NULL, &t), QB_EINVAL);
-    ck_assert_int_eq(t, 0);
-    ck_assert_int_eq(qb_begin(NULL), QB_EINVAL);
-    ck_assert_int_eq(qb_reset(NULL), QB_EINVAL);
-    ck_assert_int_eq(qb_connected(NULL), 0);
-    ck_assert_int_eq(qb_in_transaction(NULL), 0);
-    ck_assert_str_eq(qb_sqlstate(NULL), "");
-    qb_close(NULL);
-    qb_result_free(NULL);
-    /* A NULL result reads as NULL cells. */
-    ck_assert_uint_eq(qb_result_rows(NULL), 0);
-    ck_assert_int_eq(qb_result_type(NULL, 0, 0), QB_V_NULL);
-    ck_assert_ptr_null(qb_result_text(NULL, 0, 0, NULL));
-    ck_assert_int_eq(qb_result_colindex(NULL, "x"), QB_EINVAL);
-}
-END_TEST
-
 /* ---- statement kinds --------------------------------------------------- */
 
 START_TEST(test_insert_one_returning)
@@ -894,64 +870,6 @@ START_TEST(test_placeholder_count)
 END_TEST
 
 /* ---- dialect ----------------------------------------------------------- */
-
-START_TEST(test_dialect_refused)
-{
-    qb_conn *db = db_fresh(users_seed);
-    qb_select *s = qb_select_new("users");  /* SQLite by default */
-    qb_insert *ins = pg_ins("users");
-    qb_query *q = NULL;
-    qb_result *r = (qb_result *)1;
-
-    QB_WHERE(s, "id = ?", qb_int(1));
-    ck_assert_int_eq(qb_select_build(s, QB_FETCH_ALL, &q), QB_OK);
-    ck_assert_int_eq(qb_exec(db, q, &r), QB_EDIALECT);
-    ck_assert_ptr_null(r);
-    ck_assert_ptr_nonnull(strstr(qb_errmsg(db), "dialect"));
-    ck_assert_str_eq(qb_sqlstate(db), "");
-    qb_query_free(q);
-    ck_assert_int_eq(QB_RAW(&q, "SELECT 1", QB_FETCH_ALL), QB_OK);
-    ck_assert_int_eq(qb_exec(db, q, NULL), QB_EDIALECT);
-    qb_query_free(q);
-    /* The builder refuses SQLite-only syntax in the PG dialect. */
-    qb_insert_set(ins, "id", qb_int(9));
-    qb_insert_or(ins, QB_CONFLICT_IGNORE);
-    ck_assert_int_eq(qb_insert_build(ins, &q), QB_EDIALECT);
-    ck_assert_ptr_null(q);
-    qb_select_dialect(s, QB_DIALECT_POSTGRES);
-    ck_assert_int_eq(qb_select_build_explain(s, &q), QB_EDIALECT);
-    ck_assert_ptr_null(q);
-    {
-        qb_update *u = qb_update_new("users");
-        qb_update_dialect(u, QB_DIALECT_POSTGRES);
-        qb_update_set(u, "age", qb_int(1));
-        qb_update_or(u, QB_CONFLICT_REPLACE);
-        ck_assert_int_eq(qb_update_build(u, &q), QB_EDIALECT);
-        qb_update_free(u);
-    }
-    {
-        /* The server has no DELETE ... LIMIT; the builder says so first. */
-        qb_delete *d = qb_delete_new("users");
-        qb_delete_dialect(d, QB_DIALECT_POSTGRES);
-        QB_DELETE_WHERE(d, "age > ?", qb_int(30));
-        qb_delete_order_by(d, "age", QB_ORDER_DESC);
-        qb_delete_limit(d, 1);
-        ck_assert_int_eq(qb_delete_build(d, &q), QB_EDIALECT);
-        ck_assert_ptr_null(q);
-        ck_assert_ptr_nonnull(strstr(qb_delete_errmsg(d), "SQLite only"));
-        qb_delete_free(d);
-        q = raw("DELETE FROM users WHERE age > ? ORDER BY age DESC LIMIT 1",
-                1, QB_VALS(qb_int(30)), QB_FETCH_ALL);
-        ck_assert_int_eq(qb_exec(db, q, NULL), QB_ESQL);
-        ck_assert_str_eq(qb_sqlstate(db), "42601");
-        qb_query_free(q);
-        ck_assert_int_eq(scalar(db, "SELECT count(*) FROM users"), 5);
-    }
-    qb_insert_free(ins);
-    qb_select_free(s);
-    qb_close(db);
-}
-END_TEST
 
 /* ---- errors ------------------------------------------------------------ */
 
@@ -1965,7 +1883,6 @@ Suite *qb_conn_pg_suite(void)
 
     t = tc(s, "connection");
     tcase_add_test(t, test_open_bad_host);
-    tcase_add_test(t, test_null_handles);
     tcase_add_test(t, test_reset_until_hung_server);
     tcase_add_test(t, test_tcp_settings);
     tcase_add_test(t, test_conninfo_connect_timeout);
@@ -1988,7 +1905,6 @@ Suite *qb_conn_pg_suite(void)
     tcase_add_test(t, test_bytea_roundtrip);
     tcase_add_loop_test(t, test_placeholder_count, 0, (int)NPH);
     t = tc(s, "errors");
-    tcase_add_test(t, test_dialect_refused);
     tcase_add_loop_test(t, test_errors, 0, (int)NERR);
     tcase_add_test(t, test_busy_mapping);
     tcase_add_test(t, test_deadlock_mapping);

@@ -530,6 +530,214 @@ START_TEST(test_paginate_invalid)
 }
 END_TEST
 
+/* ---- dialect, misuse ----------------------------------------------------------- */
+
+/* A query rendered for the other engine is refused before anything runs;
+ * the builder refuses SQLite-only syntax in the PostgreSQL dialect. */
+START_TEST(test_dialect_refused)
+{
+    fx f;
+    qb_dialect other = g_pg ? QB_DIALECT_SQLITE : QB_DIALECT_POSTGRES;
+    qb_select *s = qb_select_new("t");
+    qb_insert *ins = qb_insert_new("t");
+    qb_query *q = NULL;
+    qb_result *r = (qb_result *)&f;
+    fx_open(&f, 0);
+    seed(f.db);
+    ck_assert_int_eq(qb_query_raw_dialect(&q, other, "SELECT 1", 0, NULL,
+                                          QB_FETCH_ALL), QB_OK);
+    ck_assert_int_eq(qb_exec(f.db, q, &r), QB_EDIALECT);
+    ck_assert_ptr_null(r);
+    ck_assert_ptr_nonnull(strstr(qb_errmsg(f.db), "dialect"));
+    ck_assert_str_eq(qb_sqlstate(f.db), "");
+    qb_query_free(q);
+    qb_select_dialect(s, other);
+    QB_WHERE(s, "id = ?", qb_int(1));
+    ck_assert_int_eq(qb_select_build(s, QB_FETCH_ALL, &q), QB_OK);
+    ck_assert_int_eq(qb_exec(f.db, q, NULL), QB_EDIALECT);
+    qb_query_free(q);
+
+    /* The builder refuses SQLite-only syntax in the PG dialect. */
+    qb_insert_dialect(ins, QB_DIALECT_POSTGRES);
+    qb_insert_set(ins, "id", qb_int(9));
+    qb_insert_or(ins, QB_CONFLICT_IGNORE);
+    ck_assert_int_eq(qb_insert_build(ins, &q), QB_EDIALECT);
+    ck_assert_ptr_null(q);
+    qb_select_dialect(s, QB_DIALECT_POSTGRES);
+    ck_assert_int_eq(qb_select_build_explain(s, &q), QB_EDIALECT);
+    ck_assert_ptr_null(q);
+    {
+        qb_update *u = qb_update_new("t");
+        qb_update_dialect(u, QB_DIALECT_POSTGRES);
+        qb_update_set(u, "score", qb_int(1));
+        qb_update_or(u, QB_CONFLICT_REPLACE);
+        ck_assert_int_eq(qb_update_build(u, &q), QB_EDIALECT);
+        qb_update_free(u);
+    }
+    {
+        /* PostgreSQL has no DELETE ... LIMIT; the builder says so first,
+         * and the server refuses the raw statement. */
+        qb_delete *d = qb_delete_new("t");
+        qb_delete_dialect(d, QB_DIALECT_POSTGRES);
+        QB_DELETE_WHERE(d, "score > ?", qb_int(15));
+        qb_delete_order_by(d, "score", QB_ORDER_DESC);
+        qb_delete_limit(d, 1);
+        ck_assert_int_eq(qb_delete_build(d, &q), QB_EDIALECT);
+        ck_assert_ptr_null(q);
+        ck_assert_ptr_nonnull(strstr(qb_delete_errmsg(d), "SQLite only"));
+        qb_delete_free(d);
+        if (g_pg) {
+            q = mkq("DELETE FROM t WHERE score > ? ORDER BY score DESC "
+                    "LIMIT 1", 1, QB_VALS(qb_int(15)), QB_FETCH_ALL);
+            ck_assert_int_eq(qb_exec(f.db, q, NULL), QB_ESQL);
+            ck_assert_str_eq(qb_sqlstate(f.db), "42601");
+            qb_query_free(q);
+        }
+        ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM t"), 3);
+    }
+    qb_insert_free(ins);
+    qb_select_free(s);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(test_misuse_null_db)
+{
+    qb_query *q = mkq("SELECT 1", 0, NULL, QB_FETCH_ALL);
+    qb_result *r = (qb_result *)q;
+    qb_cursor *c = (qb_cursor *)q;
+    qb_conn *db = (qb_conn *)q;
+    qb_pagination pg;
+    qb_cache_stats st;
+    int64_t total = 5;
+    size_t n = 5;
+    const qb_query *qs[1] = { q };
+
+    ck_assert_int_eq(qb_open(NULL, g_pg ? g_dsn : ":memory:", NULL, NULL, 0),
+                     QB_EINVAL);
+    ck_assert_int_eq(qb_open(&db, NULL, NULL, NULL, 0), QB_EINVAL);
+    ck_assert_int_eq(qb_exec(NULL, q, &r), QB_EINVAL);
+    ck_assert_ptr_null(r);
+    r = (qb_result *)q;
+    ck_assert_int_eq(qb_exec(NULL, NULL, &r), QB_EINVAL);
+    ck_assert_ptr_null(r);
+    ck_assert_int_eq(qb_cursor_open(NULL, q, &c), QB_EINVAL);
+    ck_assert_ptr_null(c);
+    ck_assert_int_eq(qb_count(NULL, q, &total), QB_EINVAL);
+    ck_assert_int_eq(total, 0);
+    total = 5;
+    ck_assert_int_eq(qb_count(NULL, NULL, &total), QB_EINVAL);
+    ck_assert_int_eq(total, 0);
+    ck_assert_int_eq(qb_paginate(NULL, q, 1, 1, &r, &pg), QB_EINVAL);
+    ck_assert_int_eq(qb_explain(NULL, q, &r), QB_EINVAL);
+    ck_assert_int_eq(qb_batch(NULL, qs, 1, NULL, NULL), QB_EINVAL);
+    ck_assert_int_eq(qb_pipeline(NULL, qs, 1, NULL), QB_EINVAL);
+    ck_assert_int_eq(qb_migrations_apply(NULL, NULL, NULL, 0, &n, NULL),
+                     QB_EINVAL);
+    ck_assert_int_eq(qb_migrations_applied(NULL, NULL, &r), QB_EINVAL);
+    ck_assert_int_eq(qb_migrations_unapplied(NULL, NULL, NULL, 0, NULL, &n),
+                     QB_EINVAL);
+    ck_assert_int_eq(qb_begin(NULL), QB_EINVAL);
+    ck_assert_int_eq(qb_commit(NULL), QB_EINVAL);
+    ck_assert_int_eq(qb_rollback(NULL), QB_EINVAL);
+    ck_assert_int_eq(qb_savepoint(NULL, "a"), QB_EINVAL);
+    ck_assert_int_eq(qb_release(NULL, "a"), QB_EINVAL);
+    ck_assert_int_eq(qb_rollback_to(NULL, "a"), QB_EINVAL);
+    ck_assert_int_eq(qb_reset(NULL), QB_EINVAL);
+    ck_assert_int_eq(qb_connected(NULL), 0);
+    ck_assert_int_eq(qb_in_transaction(NULL), 0);
+    ck_assert_int_eq(qb_changes(NULL), 0);
+    ck_assert_int_eq(qb_last_insert_rowid(NULL), 0);
+    ck_assert_ptr_null(qb_conn_sqlite(NULL));
+    ck_assert_ptr_null(qb_conn_pg(NULL));
+    ck_assert_ptr_nonnull(qb_errmsg(NULL));
+    ck_assert_int_eq(qb_errcode(NULL), 0); /* no engine, no engine code */
+    ck_assert_str_eq(qb_sqlstate(NULL), "");
+    qb_conn_cache_stats(NULL, &st);
+    qb_set_logger(NULL, rec_logger, NULL);
+    qb_set_hooks(NULL, rec_before, rec_after, NULL);
+    qb_close(NULL);
+    qb_result_free(NULL);
+    qb_cursor_close(NULL);
+    /* A NULL result reads as NULL cells. */
+    ck_assert_uint_eq(qb_result_rows(NULL), 0);
+    ck_assert_uint_eq(qb_result_cols(NULL), 0);
+    ck_assert_int_eq(qb_result_type(NULL, 0, 0), QB_V_NULL);
+    ck_assert_ptr_null(qb_result_text(NULL, 0, 0, NULL));
+    ck_assert_int_eq(qb_result_colindex(NULL, "x"), QB_EINVAL);
+    ck_assert_int_eq(qb_result_int(NULL, 0, 0), 0);
+    qb_query_free(q);
+}
+END_TEST
+
+START_TEST(test_misuse_null_query)
+{
+    fx f;
+    qb_result *r = (qb_result *)&f;
+    qb_cursor *c = (qb_cursor *)&f;
+    int64_t total = 3;
+    rec lg;
+    fx_open(&f, 0);
+    rec_init(&lg);
+    qb_set_logger(f.db, rec_logger, &lg);
+    ck_assert_int_eq(qb_exec(f.db, NULL, &r), QB_EINVAL);
+    ck_assert_ptr_null(r);
+    ck_assert_ptr_nonnull(strstr(qb_errmsg(f.db), "NULL query"));
+    ck_assert_int_eq(qb_explain(f.db, NULL, &r), g_pg ? QB_EDIALECT
+                                                      : QB_EINVAL);
+    ck_assert_int_eq(qb_cursor_open(f.db, NULL, &c), g_pg ? QB_EDIALECT
+                                                          : QB_EINVAL);
+    ck_assert_ptr_null(c);
+    ck_assert_int_eq(qb_count(f.db, NULL, &total), QB_EINVAL);
+    ck_assert_int_eq(lg.calls, 0);      /* nothing to attribute a log to */
+    ck_assert_int_eq(scalar(f.db, "SELECT 1"), 1);
+    fx_close(&f);
+}
+END_TEST
+
+/* ---- parameter count -------------------------------------------------------------- */
+
+static const struct param_case {
+    const char *sql;
+    size_t nargs;
+    int rc;
+} param_cases[] = {
+    { "SELECT ?1 + ?2", 1, QB_EINVAL },
+    { "SELECT ?1 + ?2", 3, QB_EINVAL },
+    { "SELECT ?", 0, QB_EINVAL },
+    { "SELECT 1", 1, QB_EINVAL },
+    { "SELECT ?2", 1, QB_EINVAL },        /* highest index counts */
+    { "SELECT ?1 + ?1", 1, QB_OK },       /* reuse is one value */
+    { "SELECT ?1, ?3", 3, QB_OK },
+};
+
+START_TEST(test_param_count)
+{
+    const struct param_case *c = &param_cases[_i];
+    qb_value a[3] = { qb_int(1), qb_int(2), qb_int(3) };
+    fx f;
+    qb_query *q;
+    qb_result *r = NULL;
+    fx_open(&f, 0);
+    q = mkq(c->sql, c->nargs, a, QB_FETCH_ONE);
+    ck_assert_int_eq(qb_exec(f.db, q, &r), c->rc);
+    if (c->rc != QB_OK) {
+        ck_assert_ptr_null(r);
+        ck_assert_ptr_nonnull(strstr(qb_errmsg(f.db), "parameter count"));
+        /* refused by qb: SQLite's code for it, no SQLSTATE */
+        if (g_pg)
+            ck_assert_str_eq(qb_sqlstate(f.db), "");
+        else
+            ck_assert_int_eq(qb_errcode(f.db), SQLITE_RANGE);
+    }
+    qb_result_free(r);
+    qb_query_free(q);
+    /* The connection (and the cached statement) stay usable. */
+    ck_assert_int_eq(scalar(f.db, "SELECT 7"), 7);
+    fx_close(&f);
+}
+END_TEST
+
 /* ---- suite -------------------------------------------------------------- */
 
 Suite *qb_conn_shared_suite(void)
@@ -543,6 +751,12 @@ Suite *qb_conn_shared_suite(void)
     tcase_add_loop_test(t, test_savepoint_names, 0, NELEM(bad_sp));
     tcase_add_loop_test(t, test_chain_commits_whole, 0, NVAR);
     tcase_add_loop_test(t, test_chain_rolls_back_whole, 0, NVAR);
+
+    t = tc(s, "misuse");
+    tcase_add_test(t, test_dialect_refused);
+    tcase_add_test(t, test_misuse_null_db);
+    tcase_add_test(t, test_misuse_null_query);
+    tcase_add_loop_test(t, test_param_count, 0, NELEM(param_cases));
 
     t = tc(s, "batch");
     tcase_add_loop_test(t, test_batch_atomic, 0, NVAR);

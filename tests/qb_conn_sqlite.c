@@ -387,43 +387,6 @@ END_TEST
 
 /* ---- parameter count, SQL shape ------------------------------------------- */
 
-static const struct param_case {
-    const char *sql;
-    size_t nargs;
-    int rc;
-} param_cases[] = {
-    { "SELECT ?1 + ?2", 1, QB_EINVAL },
-    { "SELECT ?1 + ?2", 3, QB_EINVAL },
-    { "SELECT ?", 0, QB_EINVAL },
-    { "SELECT 1", 1, QB_EINVAL },
-    { "SELECT ?2", 1, QB_EINVAL },        /* highest index counts */
-    { "SELECT ?1 + ?1", 1, QB_OK },       /* reuse is one value */
-    { "SELECT ?1, ?3", 3, QB_OK },
-};
-
-START_TEST(test_param_count)
-{
-    const struct param_case *c = &param_cases[_i];
-    qb_value a[3] = { qb_int(1), qb_int(2), qb_int(3) };
-    fx f;
-    qb_query *q;
-    qb_result *r = NULL;
-    fx_open(&f, 0);
-    q = mkq(c->sql, c->nargs, a, QB_FETCH_ONE);
-    ck_assert_int_eq(qb_exec(f.db, q, &r), c->rc);
-    if (c->rc != QB_OK) {
-        ck_assert_ptr_null(r);
-        ck_assert_ptr_nonnull(strstr(qb_errmsg(f.db), "parameter count"));
-        ck_assert_int_eq(qb_errcode(f.db), SQLITE_RANGE);
-    }
-    qb_result_free(r);
-    qb_query_free(q);
-    /* The connection (and the cached statement) stay usable. */
-    ck_assert_int_eq(scalar(f.db, "SELECT 7"), 7);
-    fx_close(&f);
-}
-END_TEST
-
 static const struct shape_case {
     const char *sql;
     int rc;
@@ -458,19 +421,6 @@ START_TEST(test_sql_shapes)
         ck_assert_msg(strstr(qb_errmsg(f.db), c->msg) != NULL,
                       "message '%s' lacks '%s'", qb_errmsg(f.db), c->msg);
     ck_assert_int_eq(scalar(f.db, "SELECT 3"), 3);
-    fx_close(&f);
-}
-END_TEST
-
-START_TEST(test_dialect_refused)
-{
-    fx f;
-    qb_query *q;
-    fx_open(&f, 0);
-    q = mkq("SELECT 1", 0, NULL, QB_FETCH_ALL);
-    q->dialect = QB_DIALECT_POSTGRES;
-    ck_assert_int_eq(qb_exec(f.db, q, NULL), QB_EDIALECT);
-    qb_query_free(q);
     fx_close(&f);
 }
 END_TEST
@@ -1374,77 +1324,7 @@ START_TEST(test_threads_own_handles)
 }
 END_TEST
 
-/* ---- misuse ------------------------------------------------------------------- */
-
-START_TEST(test_misuse_null_db)
-{
-    qb_query *q = mkq("SELECT 1", 0, NULL, QB_FETCH_ALL);
-    qb_result *r = (qb_result *)q;
-    qb_cursor *c = (qb_cursor *)q;
-    qb_pagination pg;
-    qb_cache_stats st;
-    int64_t total = 5;
-    size_t n = 5;
-    const qb_query *qs[1] = { q };
-
-    ck_assert_int_eq(qb_exec(NULL, q, &r), QB_EINVAL);
-    ck_assert_ptr_null(r);
-    ck_assert_int_eq(qb_cursor_open(NULL, q, &c), QB_EINVAL);
-    ck_assert_ptr_null(c);
-    ck_assert_int_eq(qb_count(NULL, q, &total), QB_EINVAL);
-    ck_assert_int_eq(total, 0);
-    ck_assert_int_eq(qb_paginate(NULL, q, 1, 1, &r, &pg), QB_EINVAL);
-    ck_assert_int_eq(qb_explain(NULL, q, &r), QB_EINVAL);
-    ck_assert_int_eq(qb_batch(NULL, qs, 1, NULL, NULL), QB_EINVAL);
-    ck_assert_int_eq(qb_migrations_apply(NULL, NULL, NULL, 0, &n, NULL),
-                     QB_EINVAL);
-    ck_assert_int_eq(qb_migrations_applied(NULL, NULL, &r), QB_EINVAL);
-    ck_assert_int_eq(qb_migrations_unapplied(NULL, NULL, NULL, 0, NULL, &n),
-                     QB_EINVAL);
-    ck_assert_int_eq(qb_begin(NULL), QB_EINVAL);
-    ck_assert_int_eq(qb_commit(NULL), QB_EINVAL);
-    ck_assert_int_eq(qb_rollback(NULL), QB_EINVAL);
-    ck_assert_int_eq(qb_savepoint(NULL, "a"), QB_EINVAL);
-    ck_assert_int_eq(qb_release(NULL, "a"), QB_EINVAL);
-    ck_assert_int_eq(qb_rollback_to(NULL, "a"), QB_EINVAL);
-    ck_assert_int_eq(qb_changes(NULL), 0);
-    ck_assert_int_eq(qb_last_insert_rowid(NULL), 0);
-    ck_assert_ptr_null(qb_conn_sqlite(NULL));
-    ck_assert_ptr_nonnull(qb_errmsg(NULL));
-    ck_assert_int_eq(qb_errcode(NULL), 0); /* no engine, no engine code */
-    ck_assert_str_eq(qb_sqlstate(NULL), "");
-    qb_conn_cache_stats(NULL, &st);
-    qb_set_logger(NULL, rec_logger, NULL);
-    qb_set_hooks(NULL, rec_before, rec_after, NULL);
-    qb_close(NULL);
-    qb_result_free(NULL);
-    qb_cursor_close(NULL);
-    qb_query_free(q);
-}
-END_TEST
-
-START_TEST(test_misuse_null_query)
-{
-    fx f;
-    qb_result *r = (qb_result *)&f;
-    qb_cursor *c = (qb_cursor *)&f;
-    int64_t total = 3;
-    rec lg;
-    fx_open(&f, 0);
-    rec_init(&lg);
-    qb_set_logger(f.db, rec_logger, &lg);
-    ck_assert_int_eq(qb_exec(f.db, NULL, &r), QB_EINVAL);
-    ck_assert_ptr_null(r);
-    ck_assert_ptr_nonnull(strstr(qb_errmsg(f.db), "NULL query"));
-    ck_assert_int_eq(qb_explain(f.db, NULL, &r), QB_EINVAL);
-    ck_assert_int_eq(qb_cursor_open(f.db, NULL, &c), QB_EINVAL);
-    ck_assert_ptr_null(c);
-    ck_assert_int_eq(qb_count(f.db, NULL, &total), QB_EINVAL);
-    ck_assert_int_eq(lg.calls, 0);      /* nothing to attribute a log to */
-    ck_assert_int_eq(scalar(f.db, "SELECT 1"), 1);
-    fx_close(&f);
-}
-END_TEST
+/* ---- files ------------------------------------------------------------------- */
 
 START_TEST(test_persist_reopen)
 {
@@ -1634,9 +1514,7 @@ Suite *qb_conn_sqlite_suite(void)
     tcase_add_loop_test(t, test_statement_kinds, 0, NKINDS * 2);
     tcase_add_loop_test(t, test_last_insert_rowid, 0, 2);
     tcase_add_loop_test(t, test_fetch_types, 0, NELEM(fetches) * 2);
-    tcase_add_loop_test(t, test_param_count, 0, NELEM(param_cases));
     tcase_add_loop_test(t, test_sql_shapes, 0, NELEM(shapes));
-    tcase_add_test(t, test_dialect_refused);
 
     t = tc(s, "rows");
     tcase_add_loop_test(t, test_bind_types, 0, 2);
@@ -1680,7 +1558,5 @@ Suite *qb_conn_sqlite_suite(void)
     tcase_add_test(t, test_busy_mapping);
     tcase_add_test(t, test_threads_own_handles);
     tcase_add_loop_test(t, test_interrupt_mapping, 0, 2);
-    tcase_add_test(t, test_misuse_null_db);
-    tcase_add_test(t, test_misuse_null_query);
     return s;
 }
