@@ -778,18 +778,6 @@ START_TEST(test_text_roundtrip)
 }
 END_TEST
 
-START_TEST(test_text_nul_refused)
-{
-    qb_conn *db = db_fresh(NULL);
-    qb_query *q = raw("SELECT ?::text", 1, QB_VALS(qb_textn("a\0b", 3)),
-                      QB_FETCH_ONE);
-    ck_assert_int_eq(qb_exec(db, q, NULL), QB_EINVAL);
-    ck_assert_ptr_nonnull(strstr(qb_errmsg(db), "NUL"));
-    qb_query_free(q);
-    qb_close(db);
-}
-END_TEST
-
 START_TEST(test_bytea_roundtrip)
 {
     qb_conn *db = db_fresh("CREATE TABLE t (id integer, b bytea)");
@@ -1901,7 +1889,6 @@ Suite *qb_conn_pg_suite(void)
     tcase_add_test(t, test_param_types);
     tcase_add_test(t, test_nulls);
     tcase_add_loop_test(t, test_text_roundtrip, 0, (int)NTEXTS);
-    tcase_add_test(t, test_text_nul_refused);
     tcase_add_test(t, test_bytea_roundtrip);
     tcase_add_loop_test(t, test_placeholder_count, 0, (int)NPH);
     t = tc(s, "errors");

@@ -738,6 +738,309 @@ START_TEST(test_param_count)
 }
 END_TEST
 
+/* ---- statement kinds (table-driven) --------------------------------------- */
+
+static const struct kind_case {
+    const char *sql;
+    int nargs;
+    int64_t a0, a1;
+    qb_fetch fetch;
+    int rc;
+    size_t rows;
+    int64_t first;         /* first column of row 0, if rows > 0 */
+    int64_t changes;
+    const char *check;     /* scalar query run afterwards ... */
+    int64_t check_val;     /* ... and its expected value */
+    const char *rel;       /* or: relations(rel) (engine's catalog) */
+    int sqlite_code;       /* on error: SQLite's extended code ... */
+    const char *sqlstate;  /* ... and PostgreSQL's SQLSTATE */
+} kinds[] = {
+    { "SELECT id, name FROM t ORDER BY id", 0, 0, 0, QB_FETCH_ALL,
+      QB_OK, 3, 1, 0, "SELECT count(*) FROM t", 3, NULL, 0, NULL },
+    { "SELECT id FROM t WHERE id > ?1 ORDER BY id", 1, 1, 0, QB_FETCH_ONE,
+      QB_OK, 1, 2, 0, "SELECT count(*) FROM t", 3, NULL, 0, NULL },
+    { "SELECT id FROM t WHERE id > ?1", 1, 99, 0, QB_FETCH_ONE,
+      QB_OK, 0, 0, 0, "SELECT count(*) FROM t", 3, NULL, 0, NULL },
+    { "SELECT id FROM t", 0, 0, 0, QB_FETCH_NONE,
+      QB_OK, 0, 0, 0, "SELECT count(*) FROM t", 3, NULL, 0, NULL },
+    { "WITH x AS (SELECT score FROM t WHERE score >= ?1) "
+      "SELECT sum(score) FROM x", 1, 20, 0, QB_FETCH_ONE,
+      QB_OK, 1, 50, 0, "SELECT count(*) FROM t", 3, NULL, 0, NULL },
+    { "INSERT INTO t (name, score) VALUES (?1, ?2)", 2, 0, 40, QB_FETCH_NONE,
+      QB_OK, 0, 0, 1, "SELECT score FROM t WHERE id = 4", 40, NULL, 0, NULL },
+    { "INSERT INTO t (name, score) VALUES ('d', ?1), ('e', ?2) "
+      "RETURNING id", 2, 5, 6, QB_FETCH_ALL,
+      QB_OK, 2, 4, 2, "SELECT count(*) FROM t", 5, NULL, 0, NULL },
+    { "UPDATE t SET score = score + ?1 WHERE id <= ?2", 2, 10, 2,
+      QB_FETCH_NONE, QB_OK, 0, 0, 2, "SELECT sum(score) FROM t", 80, NULL, 0, NULL },
+    /* ONE from a writer: first row returned, every row still updated. */
+    { "UPDATE t SET score = ?1 RETURNING id", 1, 7, 0, QB_FETCH_ONE,
+      QB_OK, 1, 1, 3, "SELECT sum(score) FROM t", 21, NULL, 0, NULL },
+    { "DELETE FROM t WHERE id = ?1", 1, 3, 0, QB_FETCH_NONE,
+      QB_OK, 0, 0, 1, "SELECT count(*) FROM t", 2, NULL, 0, NULL },
+    { "DELETE FROM t WHERE id = ?1", 1, 42, 0, QB_FETCH_NONE,
+      QB_OK, 0, 0, 0, "SELECT count(*) FROM t", 3, NULL, 0, NULL },
+    { "CREATE TABLE u (x INTEGER)", 0, 0, 0, QB_FETCH_NONE,
+      QB_OK, 0, 0, 0, NULL, 1, "'u'", 0, NULL },
+    { "CREATE INDEX t_score ON t (score)", 0, 0, 0, QB_FETCH_NONE,
+      QB_OK, 0, 0, 0, NULL, 1, "'t_score'", 0, NULL },
+    { "DROP TABLE t", 0, 0, 0, QB_FETCH_NONE,
+      QB_OK, 0, 0, 0, NULL, 0, "'t'", 0, NULL },
+    { "INSERT INTO t (id, name) VALUES (?1, 'zz')", 1, 1, 0, QB_FETCH_NONE,
+      QB_ECONSTRAINT, 0, 0, 0, "SELECT count(*) FROM t", 3, NULL,
+      SQLITE_CONSTRAINT_PRIMARYKEY, "23505" },
+    { "SELEKT 1", 0, 0, 0, QB_FETCH_ALL,
+      QB_ESQL, 0, 0, 0, "SELECT count(*) FROM t", 3, NULL, SQLITE_ERROR,
+      "42601" },
+    { "SELECT * FROM missing_table", 0, 0, 0, QB_FETCH_ALL,
+      QB_ESQL, 0, 0, 0, "SELECT count(*) FROM t", 3, NULL, SQLITE_ERROR,
+      "42P01" },
+};
+#define NKINDS (int)(sizeof kinds / sizeof kinds[0])
+
+START_TEST(test_statement_kinds)
+{
+    const struct kind_case *k = &kinds[_i / NVAR];
+    qb_value a[2];
+    qb_query *q;
+    qb_result *r = (qb_result *)&a;   /* must be overwritten */
+    fx f;
+
+    fx_open(&f, _i % NVAR);
+    seed(f.db);
+    a[0] = k->sql[0] == 'I' && k->a0 == 0 ? qb_text("d") : qb_int(k->a0);
+    a[1] = qb_int(k->a1);
+    q = mkq(k->sql, (size_t)k->nargs, a, k->fetch);
+    ck_assert_int_eq(qb_exec(f.db, q, &r), k->rc);
+    if (k->rc == QB_OK) {
+        ck_assert_ptr_nonnull(r);
+        ck_assert_uint_eq(qb_result_rows(r), k->rows);
+        if (k->rows > 0)
+            ck_assert_int_eq(qb_result_int(r, 0, 0), k->first);
+        ck_assert_int_eq(qb_result_changes(r), k->changes);
+    } else {
+        ck_assert_ptr_null(r);
+        ck_assert_str_ne(qb_errmsg(f.db), "not an error");
+        ASSERT_CODE(f.db, k->sqlite_code, k->sqlstate);
+    }
+    qb_result_free(r);
+    /* Same query again without out: same status, nothing allocated. */
+    if (k->rc != QB_OK)
+        ck_assert_int_eq(qb_exec(f.db, q, NULL), k->rc);
+    qb_query_free(q);
+    if (k->rel != NULL)
+        ck_assert_int_eq(relations(f.db, k->rel), k->check_val);
+    else
+        ck_assert_int_eq(scalar(f.db, k->check), k->check_val);
+    ck_assert_int_eq(qb_in_transaction(f.db), 0);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(test_last_insert_rowid)
+{
+    fx f;
+    qb_value v = qb_text("zz");
+    qb_query *q;
+    qb_result *r = NULL;
+    fx_open(&f, _i);
+    seed(f.db);
+    q = mkq("INSERT INTO t (name) VALUES (?1)", 1, &v, QB_FETCH_NONE);
+    ck_assert_int_eq(qb_exec(f.db, q, &r), QB_OK);
+    ck_assert_int_eq(qb_result_changes(r), 1);
+    /* SQLite only: PostgreSQL has no last rowid (use RETURNING), and
+     * qb_changes is SQLite's (qb_conn.h) */
+    ck_assert_int_eq(qb_result_last_insert_rowid(r), g_pg ? 0 : 4);
+    ck_assert_int_eq(qb_last_insert_rowid(f.db), g_pg ? 0 : 4);
+    ck_assert_int_eq(qb_changes(f.db), g_pg ? 0 : 1);
+    qb_result_free(r);
+    qb_query_free(q);
+    fx_close(&f);
+}
+END_TEST
+
+/* ---- binding and typed rows ----------------------------------------------- */
+
+START_TEST(test_bind_types)
+{
+    static const char nul_text[] = { 'a', '\0', 'b' };
+    static const unsigned char blob[] = { 0, 1, 2, 0xff };
+    qb_value v[9];
+    qb_query *ins, *sel;
+    qb_result *r = NULL;
+    size_t n = 0;
+    const void *p;
+    fx f;
+
+    fx_open(&f, _i);
+    ck_assert_int_eq(run(f.db, g_pg ? "CREATE TABLE v (a integer, b bigint, "
+                                      "c bigint, d double precision, e text, "
+                                      "f text, g bytea, h bytea, i boolean)"
+                                    : "CREATE TABLE v (a, b, c, d, e, f, g, "
+                                      "h, i)"), QB_OK);
+    v[0] = qb_null();
+    v[1] = qb_int(INT64_MIN);
+    v[2] = qb_int(INT64_MAX);
+    v[3] = qb_real(-2.5);
+    v[4] = qb_textn(nul_text, sizeof nul_text);
+    v[5] = qb_text("");
+    v[6] = qb_blob(blob, sizeof blob);
+    v[7] = qb_blob(NULL, 0);
+    v[8] = qb_bool(5);
+    ins = mkq("INSERT INTO v VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+              9, v, QB_FETCH_NONE);
+    if (g_pg) {
+        /* PostgreSQL text cannot hold a NUL byte: refused before it is
+         * sent; the same row with "a<NUL>" cut to "a" goes in. */
+        ck_assert_int_eq(qb_exec(f.db, ins, NULL), QB_EINVAL);
+        ck_assert_ptr_nonnull(strstr(qb_errmsg(f.db), "NUL"));
+        ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM v"), 0);
+        qb_query_free(ins);
+        v[4] = qb_textn(nul_text, 1);
+        ins = mkq("INSERT INTO v VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                  9, v, QB_FETCH_NONE);
+    }
+    ck_assert_int_eq(qb_exec(f.db, ins, NULL), QB_OK);
+    sel = mkq(g_pg ? "SELECT a, b, c, d, e, f, g, h, i, pg_typeof(h)::text "
+                     "AS th FROM v"
+                   : "SELECT a, b, c, d, e, f, g, h, i, typeof(h) AS th "
+                     "FROM v", 0, NULL, QB_FETCH_ONE);
+    ck_assert_int_eq(qb_exec(f.db, sel, &r), QB_OK);
+    ck_assert_uint_eq(qb_result_cols(r), 10);
+    ck_assert_int_eq(qb_result_type(r, 0, 0), QB_V_NULL);
+    ck_assert_int_eq(qb_result_is_null(r, 0, 0), 1);
+    ck_assert_int_eq(qb_result_type(r, 0, 1), QB_V_INT);
+    ck_assert(qb_result_int(r, 0, 1) == INT64_MIN);
+    ck_assert(qb_result_int_by(r, 0, "c") == INT64_MAX);
+    ck_assert_int_eq(qb_result_type_by(r, 0, "d"), QB_V_REAL);
+    ck_assert(qb_result_real_by(r, 0, "d") == -2.5);
+    ck_assert_int_eq(qb_result_type(r, 0, 4), QB_V_TEXT);
+    p = qb_result_text(r, 0, 4, &n);
+    ck_assert_uint_eq(n, g_pg ? 1 : 3);
+    ck_assert_mem_eq(p, nul_text, n);
+    ck_assert_str_eq(qb_result_text_by(r, 0, "f", &n), "");
+    ck_assert_uint_eq(n, 0);
+    ck_assert_int_eq(qb_result_type_by(r, 0, "f"), QB_V_TEXT);
+    ck_assert_int_eq(qb_result_type(r, 0, 6), QB_V_BLOB);
+    p = qb_result_blob_by(r, 0, "g", &n);
+    ck_assert_uint_eq(n, sizeof blob);
+    ck_assert_mem_eq(p, blob, sizeof blob);
+    /* Empty blob stays a blob (not NULL), with a usable pointer. */
+    ck_assert_str_eq(qb_result_text_by(r, 0, "th", NULL),
+                     g_pg ? "bytea" : "blob");
+    ck_assert_ptr_nonnull(qb_result_blob(r, 0, 7, &n));
+    ck_assert_uint_eq(n, 0);
+    /* qb_bool: a BOOL cell on PostgreSQL, SQLite stores the integer 1 */
+    ck_assert_int_eq(qb_result_type_by(r, 0, "i"), g_pg ? QB_V_BOOL
+                                                        : QB_V_INT);
+    ck_assert_int_eq(qb_result_int_by(r, 0, "i"), 1);
+    ck_assert_int_eq(qb_result_is_null_by(r, 0, "i"), 0);
+    /* Conversions between storage classes. */
+    ck_assert(qb_result_real(r, 0, 2) == (double)INT64_MAX);
+    ck_assert_int_eq(qb_result_int(r, 0, 3), -2);
+    ck_assert_ptr_null(qb_result_text(r, 0, 1, &n));
+    ck_assert_uint_eq(n, 0);
+    qb_result_free(r);
+    qb_query_free(sel);
+    qb_query_free(ins);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(test_result_names_and_bounds)
+{
+    fx f;
+    qb_query *q;
+    qb_result *r = NULL;
+    size_t n = 99;
+    fx_open(&f, 0);
+    seed(f.db);
+    q = mkq("SELECT id, name AS label, score FROM t ORDER BY id", 0, NULL,
+            QB_FETCH_ALL);
+    ck_assert_int_eq(qb_exec(f.db, q, &r), QB_OK);
+    ck_assert_uint_eq(qb_result_rows(r), 3);
+    ck_assert_uint_eq(qb_result_cols(r), 3);
+    ck_assert_str_eq(qb_result_colname(r, 1), "label");
+    ck_assert_ptr_null(qb_result_colname(r, 3));
+    ck_assert_int_eq(qb_result_colindex(r, "score"), 2);
+    ck_assert_int_eq(qb_result_colindex(r, "nope"), QB_EINVAL);
+    ck_assert_str_eq(qb_result_text_by(r, 2, "label", NULL), "c");
+    ck_assert_int_eq(qb_result_int_by(r, 1, "score"), 20);
+    /* Out of range and unknown names read as NULL cells. */
+    ck_assert_int_eq(qb_result_type(r, 3, 0), QB_V_NULL);
+    ck_assert_int_eq(qb_result_is_null(r, 0, 9), 1);
+    ck_assert_int_eq(qb_result_int_by(r, 0, "nope"), 0);
+    ck_assert(qb_result_real_by(r, 0, "nope") == 0.0);
+    ck_assert_ptr_null(qb_result_text_by(r, 0, "nope", &n));
+    ck_assert_uint_eq(n, 0);
+    ck_assert_ptr_null(qb_result_blob(r, 7, 7, NULL));
+    /* NULL result handle. */
+    ck_assert_uint_eq(qb_result_rows(NULL), 0);
+    ck_assert_uint_eq(qb_result_cols(NULL), 0);
+    ck_assert_int_eq(qb_result_colindex(NULL, "id"), QB_EINVAL);
+    ck_assert_int_eq(qb_result_int(NULL, 0, 0), 0);
+    qb_result_free(r);
+    qb_query_free(q);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(test_result_large_rows)
+{
+    /* Enough rows and bytes to make the row and byte arenas grow. */
+    fx f;
+    qb_query *q;
+    qb_result *r = NULL;
+    size_t n = 0;
+    fx_open(&f, 0);
+    q = mkq(g_pg ? "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 "
+                   "FROM c WHERE i < 3000) SELECT i, lpad(i::text, 100, '0') "
+                   "AS s FROM c"
+                 : "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 "
+                   "FROM c WHERE i < 3000) SELECT i, printf('%0100d', i) AS s "
+                   "FROM c", 0, NULL, QB_FETCH_ALL);
+    ck_assert_int_eq(qb_exec(f.db, q, &r), QB_OK);
+    ck_assert_uint_eq(qb_result_rows(r), 3000);
+    for (size_t i = 0; i < 3000; i += 499) {
+        const char *s = qb_result_text(r, i, 1, &n);
+        ck_assert_int_eq(qb_result_int(r, i, 0), (int64_t)i + 1);
+        ck_assert_uint_eq(n, 100);
+        ck_assert_int_eq(strtoll(s, NULL, 10), (long long)i + 1);
+    }
+    qb_result_free(r);
+    qb_query_free(q);
+    fx_close(&f);
+}
+END_TEST
+
+static const struct fetch_case {
+    qb_fetch fetch;
+    size_t rows;
+} fetches[] = {
+    { QB_FETCH_NONE, 0 }, { QB_FETCH_ONE, 1 }, { QB_FETCH_ALL, 3 },
+};
+
+START_TEST(test_fetch_types)
+{
+    const struct fetch_case *c = &fetches[_i / NVAR];
+    fx f;
+    qb_query *q;
+    qb_result *r = NULL;
+    fx_open(&f, _i % NVAR);
+    seed(f.db);
+    q = mkq("SELECT name FROM t ORDER BY id DESC", 0, NULL, c->fetch);
+    ck_assert_int_eq(qb_exec(f.db, q, &r), QB_OK);
+    ck_assert_uint_eq(qb_result_rows(r), c->rows);
+    ck_assert_uint_eq(qb_result_cols(r), 1);
+    if (c->rows > 0)
+        ck_assert_str_eq(qb_result_text(r, 0, 0, NULL), "c");
+    qb_result_free(r);
+    qb_query_free(q);
+    fx_close(&f);
+}
+END_TEST
+
+
 /* ---- suite -------------------------------------------------------------- */
 
 Suite *qb_conn_shared_suite(void)
@@ -751,6 +1054,16 @@ Suite *qb_conn_shared_suite(void)
     tcase_add_loop_test(t, test_savepoint_names, 0, NELEM(bad_sp));
     tcase_add_loop_test(t, test_chain_commits_whole, 0, NVAR);
     tcase_add_loop_test(t, test_chain_rolls_back_whole, 0, NVAR);
+
+    t = tc(s, "exec");
+    tcase_add_loop_test(t, test_statement_kinds, 0, NKINDS * NVAR);
+    tcase_add_loop_test(t, test_last_insert_rowid, 0, NVAR);
+    tcase_add_loop_test(t, test_fetch_types, 0, NELEM(fetches) * NVAR);
+
+    t = tc(s, "rows");
+    tcase_add_loop_test(t, test_bind_types, 0, NVAR);
+    tcase_add_test(t, test_result_names_and_bounds);
+    tcase_add_test(t, test_result_large_rows);
 
     t = tc(s, "misuse");
     tcase_add_test(t, test_dialect_refused);
