@@ -211,6 +211,9 @@ void rec_logger(void *ud, const qb_query *q, int64_t d, int rc,
                 const char *msg)
 {
     rec *r = ud;
+    if (r->calls < 8)
+        snprintf(r->sql[r->calls], sizeof r->sql[0], "%s",
+                 q ? q->sql : "(null)");
     r->calls++;
     r->last_rc = rc;
     r->last_dur = d;

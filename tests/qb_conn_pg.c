@@ -1203,15 +1203,6 @@ END_TEST
 
 /* ---- migrations -------------------------------------------------------- */
 
-static const qb_migration migs[] = {
-    { "0001_users.sql", "CREATE TABLE users (id SERIAL PRIMARY KEY, "
-                        "name text NOT NULL);" },
-    { "0002_posts.sql", "CREATE TABLE posts (id SERIAL PRIMARY KEY, "
-                        "user_id integer REFERENCES users(id)); "
-                        "CREATE INDEX posts_user ON posts (user_id);" },
-    { "0003_seed.sql", "INSERT INTO users (name) VALUES ('root');" },
-};
-
 /* Observers in a pipeline: before hooks first (a veto sends nothing),
  * the logger once per query run. */
 START_TEST(test_pipeline_observers)
@@ -1250,93 +1241,6 @@ START_TEST(test_pipeline_observers)
     qb_query_free(a);
     qb_query_free(b);
     qb_query_free(c);
-    qb_close(db);
-}
-END_TEST
-
-START_TEST(test_migrations_apply)
-{
-    qb_conn *db = db_fresh(NULL);
-    obs_log l;
-    qb_result *r = NULL;
-    size_t applied = 99, failed = 99, idx[3], nidx = 99;
-
-    memset(&l, 0, sizeof l);
-    qb_set_logger(db, log_fn, &l);
-    ck_assert_int_eq(qb_migrations_apply(db, NULL, migs, 2, &applied,
-                                            &failed), QB_OK);
-    ck_assert_uint_eq(applied, 2);
-    ck_assert_uint_eq(failed, 2);
-    /* setup + listing + one per migration */
-    ck_assert_int_eq(l.calls, 4);
-    ck_assert_ptr_nonnull(strstr(l.sql[0], "SERIAL PRIMARY KEY"));
-    ck_assert_str_eq(l.sql[1], "SELECT * FROM migrations ORDER BY id");
-    ck_assert_str_eq(l.sql[2], migs[0].sql);
-    /* idempotent */
-    ck_assert_int_eq(qb_migrations_apply(db, NULL, migs, 2, &applied,
-                                            NULL), QB_OK);
-    ck_assert_uint_eq(applied, 0);
-    ck_assert_int_eq(qb_migrations_unapplied(db, NULL, migs, 3, idx,
-                                                &nidx), QB_OK);
-    ck_assert_uint_eq(nidx, 1);
-    ck_assert_uint_eq(idx[0], 2);
-    ck_assert_int_eq(qb_migrations_apply(db, NULL, migs, 3, &applied,
-                                            NULL), QB_OK);
-    ck_assert_uint_eq(applied, 1);
-    ck_assert_int_eq(qb_migrations_applied(db, NULL, &r), QB_OK);
-    ck_assert_uint_eq(qb_result_rows(r), 3);
-    ck_assert_str_eq(qb_result_text_by(r, 0, "name", NULL),
-                     "0001_users.sql");
-    ck_assert_str_eq(qb_result_text_by(r, 2, "name", NULL),
-                     "0003_seed.sql");
-    ck_assert_int_eq(qb_result_int_by(r, 2, "id"), 3);
-    ck_assert_int_eq(qb_result_type_by(r, 0, "applied_at"), QB_V_TEXT);
-    qb_result_free(r);
-    ck_assert_int_eq(scalar(db, "SELECT count(*) FROM users"), 1);
-    qb_close(db);
-}
-END_TEST
-
-START_TEST(test_migrations_failure)
-{
-    qb_conn *db = db_fresh(NULL);
-    const qb_migration bad[] = {
-        { "a", "CREATE TABLE a (x integer);" },
-        { "b", "CREATE TABLE b (x integer); SELECT * FROM missing_table;" },
-        { "c", "CREATE TABLE c (x integer);" },
-    };
-    const qb_migration commits[] = {
-        { "d", "CREATE TABLE d (x integer); COMMIT;" },
-    };
-    size_t applied = 99, failed = 99;
-
-    ck_assert_int_eq(qb_migrations_apply(db, "schema_log", bad, 3,
-                                            &applied, &failed), QB_ESQL);
-    ck_assert_uint_eq(applied, 1);
-    ck_assert_uint_eq(failed, 1);
-    ck_assert_str_eq(qb_sqlstate(db), "42P01");
-    ck_assert_msg(strncmp(qb_errmsg(db), "migration 'b': ", 15) == 0,
-                  "%s", qb_errmsg(db));
-    /* b's first statement was rolled back with it; c never ran */
-    ck_assert_int_eq(scalar(db, "SELECT count(*) FROM pg_tables WHERE "
-                     "schemaname = 'public' AND tablename IN ('a','b','c')"),
-                     1);
-    ck_assert_int_eq(scalar(db, "SELECT count(*) FROM schema_log"), 1);
-    ck_assert_int_eq(qb_in_transaction(db), 0);
-
-    /* A migration may not end the transaction itself. */
-    ck_assert_int_eq(qb_migrations_apply(db, NULL, commits, 1, &applied,
-                                            &failed), QB_EINVAL);
-    ck_assert_uint_eq(failed, 0);
-    ck_assert_int_eq(qb_in_transaction(db), 0);
-
-    /* Not inside a transaction; bad table names. */
-    ck_assert_int_eq(qb_begin(db), QB_OK);
-    ck_assert_int_eq(qb_migrations_apply(db, NULL, bad, 1, NULL, NULL),
-                     QB_EMISUSE);
-    ck_assert_int_eq(qb_rollback(db), QB_OK);
-    ck_assert_int_eq(qb_migrations_apply(db, "x y", bad, 1, NULL, NULL),
-                     QB_EINVAL);
     qb_close(db);
 }
 END_TEST
@@ -1902,8 +1806,6 @@ Suite *qb_conn_pg_suite(void)
     tcase_add_test(t, test_logger_hooks);
     tcase_add_test(t, test_pipeline_observers);
     t = tc(s, "migrations");
-    tcase_add_test(t, test_migrations_apply);
-    tcase_add_test(t, test_migrations_failure);
     tcase_add_loop_test(t, test_migrations_stray_placeholder, 0, (int)NSTRAY);
     tcase_add_test(t, test_migrations_own_params_run);
     t = tc(s, "workers-qb cases");

@@ -1041,6 +1041,217 @@ START_TEST(test_fetch_types)
 END_TEST
 
 
+/* ---- migrations ------------------------------------------------------------------ */
+
+static const qb_migration migs_sqlite[] = {
+    { "0002_users", "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT);"
+                    "\n-- a comment between statements\n"
+                    "CREATE INDEX users_name ON users (name);" },
+    { "0001_logs", "CREATE TABLE logs (id INTEGER PRIMARY KEY, msg TEXT)" },
+    { "0003_seed", "INSERT INTO users (name) VALUES ('root'); "
+                   "PRAGMA user_version;   " },
+};
+static const qb_migration migs_pg[] = {
+    { "0002_users", "CREATE TABLE users (id SERIAL PRIMARY KEY, name TEXT);"
+                    "\n-- a comment between statements\n"
+                    "CREATE INDEX users_name ON users (name);" },
+    { "0001_logs", "CREATE TABLE logs (id SERIAL PRIMARY KEY, msg TEXT)" },
+    { "0003_seed", "INSERT INTO users (name) VALUES ('root'); "
+                   "SELECT 1;   " },
+};
+#define migs_ok (g_pg ? migs_pg : migs_sqlite)
+
+START_TEST(test_migrations_apply_order)
+{
+    fx f;
+    size_t applied = 99, failed = 99, idx[3], n = 99;
+    qb_result *r = NULL;
+    rec lg;
+    fx_open(&f, _i);
+    ck_assert_int_eq(qb_migrations_unapplied(f.db, NULL, migs_ok, 3, idx, &n),
+                     QB_OK);
+    ck_assert_uint_eq(n, 3);
+    rec_init(&lg);
+    qb_set_logger(f.db, rec_logger, &lg);
+    ck_assert_int_eq(qb_migrations_apply(f.db, NULL, migs_ok, 2, &applied,
+                                         &failed), QB_OK);
+    ck_assert_uint_eq(applied, 2);
+    ck_assert_uint_eq(failed, 2);
+    /* setup + listing + one per migration */
+    ck_assert_int_eq(lg.calls, 4);
+    ck_assert_ptr_nonnull(strstr(lg.sql[0], g_pg ? "SERIAL PRIMARY KEY"
+                                                 : "INTEGER PRIMARY KEY"));
+    ck_assert_str_eq(lg.sql[1], "SELECT * FROM migrations ORDER BY id");
+    ck_assert_str_eq(lg.sql[2], migs_ok[0].sql);
+    qb_set_logger(f.db, NULL, NULL);
+    /* idempotent */
+    ck_assert_int_eq(qb_migrations_apply(f.db, NULL, migs_ok, 2, &applied,
+                                         NULL), QB_OK);
+    ck_assert_uint_eq(applied, 0);
+    ck_assert_int_eq(qb_migrations_unapplied(f.db, NULL, migs_ok, 3, idx, &n),
+                     QB_OK);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_uint_eq(idx[0], 2);
+    ck_assert_int_eq(qb_migrations_apply(f.db, NULL, migs_ok, 3, &applied,
+                                         &failed), QB_OK);
+    ck_assert_uint_eq(applied, 1);
+    ck_assert_uint_eq(failed, 3);
+    ck_assert_int_eq(qb_migrations_applied(f.db, NULL, &r), QB_OK);
+    ck_assert_uint_eq(qb_result_rows(r), 3);
+    /* List order, not name order; ids ascending. */
+    for (size_t i = 0; i < 3; i++) {
+        ck_assert_str_eq(qb_result_text_by(r, i, "name", NULL),
+                         migs_ok[i].name);
+        ck_assert_int_eq(qb_result_int_by(r, i, "id"), (int64_t)i + 1);
+        ck_assert_int_eq(qb_result_is_null_by(r, i, "applied_at"), 0);
+        ck_assert_int_eq(qb_result_type_by(r, i, "applied_at"), QB_V_TEXT);
+    }
+    qb_result_free(r);
+    ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM users"), 1);
+    ck_assert_int_eq(relations(f.db, "'users_name'"), 1);
+    /* Idempotent. */
+    ck_assert_int_eq(qb_migrations_apply(f.db, NULL, migs_ok, 3, &applied,
+                                         NULL), QB_OK);
+    ck_assert_uint_eq(applied, 0);
+    ck_assert_int_eq(qb_migrations_unapplied(f.db, NULL, migs_ok, 3, idx, &n),
+                     QB_OK);
+    ck_assert_uint_eq(n, 0);
+    ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM users"), 1);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(test_migrations_failure_stops)
+{
+    fx f;
+    qb_migration list[5];
+    size_t applied = 99, failed = 99, idx[5], n = 0;
+    qb_result *r = NULL;
+    rec lg;
+    fx_open(&f, _i);
+    memcpy(list, migs_ok, sizeof migs_sqlite);
+    list[3].name = "0004_broken";
+    list[3].sql = "CREATE TABLE half (x integer); INSERT INTO half VALUES (1); "
+                  "INSERT INTO nowhere VALUES (1);";
+    list[4].name = "0005_after";
+    list[4].sql = "CREATE TABLE after_t (x integer)";
+    ck_assert_int_eq(qb_migrations_apply(f.db, NULL, list, 2, &applied, NULL),
+                     QB_OK);
+    ck_assert_uint_eq(applied, 2);
+    rec_init(&lg);
+    qb_set_logger(f.db, rec_logger, &lg);
+    ck_assert_int_eq(qb_migrations_apply(f.db, NULL, list, 5, &applied,
+                                         &failed), QB_ESQL);
+    ck_assert_uint_eq(applied, 1);            /* 0003 committed first */
+    ck_assert_uint_eq(failed, 3);
+    ASSERT_CODE(f.db, SQLITE_ERROR, "42P01");
+    ck_assert_msg(strncmp(qb_errmsg(f.db), "migration '0004_broken': ",
+                          25) == 0, "%s", qb_errmsg(f.db));
+    ck_assert_ptr_nonnull(strstr(qb_errmsg(f.db), "nowhere"));
+    ck_assert_int_eq(lg.last_rc, QB_ESQL);
+    ck_assert_str_eq(lg.last_sql, list[3].sql);
+    ck_assert(lg.msg_ok);
+    /* table setup + listing + 0003 + 0004 */
+    ck_assert_int_eq(lg.calls, 4);
+    /* Only the failing one rolled back; nothing after it ran. */
+    ck_assert_int_eq(relations(f.db, "'half', 'after_t'"), 0);
+    ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM users"), 1);
+    ck_assert_int_eq(qb_in_transaction(f.db), 0);
+    ck_assert_int_eq(qb_migrations_unapplied(f.db, NULL, list, 5, idx, &n),
+                     QB_OK);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_uint_eq(idx[0], 3);
+    ck_assert_uint_eq(idx[1], 4);
+    ck_assert_int_eq(qb_migrations_applied(f.db, NULL, &r), QB_OK);
+    ck_assert_uint_eq(qb_result_rows(r), 3);
+    qb_result_free(r);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(test_migrations_table_and_misuse)
+{
+    fx f;
+    size_t applied = 0, n = 0, idx[1];
+    qb_result *r = NULL;
+    qb_migration nameless = { NULL, "SELECT 1" };
+    fx_open(&f, 0);
+    ck_assert_int_eq(qb_migrations_apply(f.db, "schema_versions", migs_ok, 1,
+                                         &applied, NULL), QB_OK);
+    ck_assert_uint_eq(applied, 1);
+    ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM schema_versions"), 1);
+    ck_assert_int_eq(relations(f.db, "'migrations'"), 0);
+    ck_assert_int_eq(qb_migrations_apply(f.db, "x; DROP TABLE users", migs_ok,
+                                         1, &applied, NULL), QB_EINVAL);
+    ck_assert_int_eq(qb_migrations_apply(f.db, "x y", migs_ok, 1, &applied,
+                                         NULL), QB_EINVAL);
+    ck_assert_int_eq(qb_migrations_applied(f.db, "bad name", &r), QB_EINVAL);
+    ck_assert_ptr_null(r);
+    ck_assert_int_eq(qb_migrations_unapplied(f.db, NULL, &nameless, 1, idx,
+                                             &n), QB_EINVAL);
+    ck_assert_int_eq(qb_begin(f.db), QB_OK);
+    ck_assert_int_eq(qb_migrations_apply(f.db, NULL, migs_ok, 1, &applied,
+                                         NULL), QB_EMISUSE);
+    ck_assert_int_eq(qb_in_transaction(f.db), 1);
+    ck_assert_int_eq(qb_rollback(f.db), QB_OK);
+    ck_assert_int_eq(qb_migrations_apply(f.db, NULL, NULL, 0, &applied, NULL),
+                     QB_OK);
+    ck_assert_uint_eq(applied, 0);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(test_migrations_script_ends_txn)
+{
+    fx f;
+    qb_migration m[2] = {
+        { "sneaky", "CREATE TABLE s1 (x integer); COMMIT; "
+                    "CREATE TABLE s2 (x integer)" },
+        { "next", "CREATE TABLE s3 (x integer)" },
+    };
+    size_t applied = 9, failed = 9;
+    fx_open(&f, 0);
+    ck_assert_int_eq(qb_migrations_apply(f.db, NULL, m, 2, &applied, &failed),
+                     QB_EINVAL);
+    ck_assert_uint_eq(applied, 0);
+    ck_assert_uint_eq(failed, 0);
+    ck_assert_ptr_nonnull(strstr(qb_errmsg(f.db), "must not end"));
+    ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM migrations"), 0);
+    /* whatever the script committed stays (qb_conn.h); the next
+     * migration never ran */
+    ck_assert_int_eq(relations(f.db, "'s1', 's2'"), 2);
+    ck_assert_int_eq(relations(f.db, "'s3'"), 0);
+    ck_assert_int_eq(qb_in_transaction(f.db), 0);
+    /* ... nor end it as its last statement. */
+    m[0].sql = "CREATE TABLE d (x integer); COMMIT;";
+    ck_assert_int_eq(qb_migrations_apply(f.db, NULL, m, 1, &applied, &failed),
+                     QB_EINVAL);
+    ck_assert_uint_eq(failed, 0);
+    ck_assert_int_eq(relations(f.db, "'d'"), 1);
+    ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM migrations"), 0);
+    ck_assert_int_eq(qb_in_transaction(f.db), 0);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(test_migrations_name_is_bound)
+{
+    /* A hostile name is stored verbatim, never executed. */
+    fx f;
+    qb_migration m = { "x'); DROP TABLE migrations; --", "SELECT 1" };
+    qb_result *r = NULL;
+    fx_open(&f, 0);
+    ck_assert_int_eq(qb_migrations_apply(f.db, NULL, &m, 1, NULL, NULL),
+                     QB_OK);
+    ck_assert_int_eq(qb_migrations_applied(f.db, NULL, &r), QB_OK);
+    ck_assert_uint_eq(qb_result_rows(r), 1);
+    ck_assert_str_eq(qb_result_text_by(r, 0, "name", NULL), m.name);
+    qb_result_free(r);
+    fx_close(&f);
+}
+END_TEST
+
+
 /* ---- suite -------------------------------------------------------------- */
 
 Suite *qb_conn_shared_suite(void)
@@ -1064,6 +1275,13 @@ Suite *qb_conn_shared_suite(void)
     tcase_add_loop_test(t, test_bind_types, 0, NVAR);
     tcase_add_test(t, test_result_names_and_bounds);
     tcase_add_test(t, test_result_large_rows);
+
+    t = tc(s, "migrations");
+    tcase_add_loop_test(t, test_migrations_apply_order, 0, NVAR);
+    tcase_add_loop_test(t, test_migrations_failure_stops, 0, NVAR);
+    tcase_add_test(t, test_migrations_table_and_misuse);
+    tcase_add_test(t, test_migrations_name_is_bound);
+    tcase_add_test(t, test_migrations_script_ends_txn);
 
     t = tc(s, "misuse");
     tcase_add_test(t, test_dialect_refused);

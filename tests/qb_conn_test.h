@@ -84,6 +84,7 @@ typedef struct rec {
     int msg_ok;      /* errmsg NULL exactly when rc == QB_OK, every call */
     const qb_query *last_q;
     char last_sql[256];
+    char sql[8][256]; /* the first 8 calls' SQL */
     int befores, afters, veto;
     const qb_result *after_res;
     int after_rc;
