@@ -1134,73 +1134,6 @@ static void after_fn(void *ud, const qb_query *q, int rc,
     l->after_rows = rc == QB_OK ? qb_result_rows(res) : 0;
 }
 
-START_TEST(test_logger_hooks)
-{
-    qb_conn *db = db_fresh(users_seed);
-    obs_log l;
-    qb_query *ok = raw("SELECT id FROM users WHERE id < ?", 1,
-                       QB_VALS(qb_int(3)), QB_FETCH_ALL);
-    qb_query *bad = raw("SELECT nope FROM users", 0, NULL, QB_FETCH_ALL);
-    qb_result *r = NULL;
-    int64_t n = 0;
-
-    memset(&l, 0, sizeof l);
-    qb_set_logger(db, log_fn, &l);
-    qb_set_hooks(db, before_fn, after_fn, &l);
-    ck_assert_int_eq(qb_exec(db, ok, &r), QB_OK);
-    ck_assert_int_eq(l.calls, 1);
-    ck_assert_int_eq(l.afters, 1);
-    ck_assert_uint_eq(l.after_rows, 2);
-    ck_assert_str_eq(l.sql[0], qb_query_sql(ok));
-    qb_result_free(r);
-    ck_assert_int_eq(qb_exec(db, bad, NULL), QB_ESQL);
-    ck_assert_int_eq(l.calls, 2);
-    ck_assert_int_eq(l.errors, 1);
-    ck_assert_int_eq(l.last_rc, QB_ESQL);
-    l.veto_next = 1;
-    ck_assert_int_eq(qb_exec(db, ok, NULL), QB_EINVAL);
-    ck_assert_int_eq(l.vetoes, 1);
-    ck_assert_int_eq(l.calls, 3);
-    ck_assert_int_eq(l.afters, 3);
-    /* Argument errors found after the hook starts are logged too. */
-    {
-        qb_query *mis = raw("SELECT ?::int", 1, QB_VALS(qb_int(1)),
-                            QB_FETCH_ALL);
-        mis->nparams = 0;
-        ck_assert_int_eq(qb_exec(db, mis, NULL), QB_EINVAL);
-        mis->nparams = 1;
-        qb_query_free(mis);
-    }
-    ck_assert_int_eq(l.calls, 4);
-    /* count: logged once, with the count statement */
-    {
-        qb_select *s = pg_sel("users");
-        qb_query *q = NULL;
-        QB_WHERE(s, "age > ?", qb_int(40));
-        ck_assert_int_eq(qb_select_build(s, QB_FETCH_ALL, &q), QB_OK);
-        ck_assert_int_eq(qb_count(db, q, &n), QB_OK);
-        ck_assert_int_eq(n, 2);
-        ck_assert_int_eq(l.calls, 5);
-        ck_assert_str_eq(l.sql[4], q->count_sql);
-        qb_query_free(q);
-        qb_select_free(s);
-    }
-    /* Transactions are not queries. */
-    ck_assert_int_eq(qb_begin(db), QB_OK);
-    ck_assert_int_eq(qb_rollback(db), QB_OK);
-    ck_assert_int_eq(l.calls, 5);
-    /* Removed: nothing observed. */
-    qb_set_logger(db, NULL, NULL);
-    qb_set_hooks(db, NULL, NULL, NULL);
-    ck_assert_int_eq(qb_exec(db, ok, NULL), QB_OK);
-    ck_assert_int_eq(l.calls, 5);
-    ck_assert_int_eq(l.afters, 5);
-    qb_query_free(ok);
-    qb_query_free(bad);
-    qb_close(db);
-}
-END_TEST
-
 /* ---- migrations -------------------------------------------------------- */
 
 /* Observers in a pipeline: before hooks first (a veto sends nothing),
@@ -1803,7 +1736,6 @@ Suite *qb_conn_pg_suite(void)
     tcase_add_test(t, test_pipeline);
     tcase_add_test(t, test_pipeline_conn_lost);
     t = tc(s, "observers");
-    tcase_add_test(t, test_logger_hooks);
     tcase_add_test(t, test_pipeline_observers);
     t = tc(s, "migrations");
     tcase_add_loop_test(t, test_migrations_stray_placeholder, 0, (int)NSTRAY);

@@ -1252,6 +1252,238 @@ START_TEST(test_migrations_name_is_bound)
 END_TEST
 
 
+/* ---- logger and hooks (table-driven over execution paths) ------------------------ */
+
+enum { OP_EXEC_OK, OP_EXEC_ERR, OP_EXEC_PARAMS, OP_CHAIN_ERR, OP_CURSOR,
+       OP_COUNT, OP_BATCH, OP_BATCH_ERR, OP_PAGINATE, OP_EXPLAIN,
+       OP_MIGRATE, OP_NOPS };
+
+static const struct log_case {
+    int op;
+    int rc;        /* expected status of the call */
+    int calls;     /* logger calls */
+    int last_rc;   /* rc of the last logger call */
+    int sqlite_only; /* PostgreSQL: QB_EDIALECT, nothing logged */
+} log_cases[] = {
+    { OP_EXEC_OK, QB_OK, 1, QB_OK, 0 },
+    { OP_EXEC_ERR, QB_ESQL, 1, QB_ESQL, 0 },
+    { OP_EXEC_PARAMS, QB_EINVAL, 1, QB_EINVAL, 0 },
+    { OP_CHAIN_ERR, QB_ECONSTRAINT, 1, QB_ECONSTRAINT, 0 },
+    { OP_CURSOR, QB_OK, 1, QB_OK, 1 },
+    { OP_COUNT, QB_OK, 1, QB_OK, 0 },
+    { OP_BATCH, QB_OK, 2, QB_OK, 0 },
+    { OP_BATCH_ERR, QB_ECONSTRAINT, 2, QB_ECONSTRAINT, 0 },
+    { OP_PAGINATE, QB_OK, 2, QB_OK, 1 },
+    { OP_EXPLAIN, QB_OK, 1, QB_OK, 1 },
+    { OP_MIGRATE, QB_OK, 3, QB_OK, 0 }, /* setup, listing, one migration */
+};
+
+static int do_op(qb_conn *db, int op)
+{
+    qb_query *q = NULL, *q2 = NULL;
+    qb_result *r = NULL;
+    qb_cursor *c = NULL;
+    qb_pagination pg;
+    int64_t total;
+    size_t fa;
+    int rc;
+    const qb_query *qs[2];
+    qb_migration m = { "m1", "CREATE TABLE m1 (x integer)" };
+
+    switch (op) {
+    case OP_EXEC_OK:
+        q = mkq("SELECT * FROM t", 0, NULL, QB_FETCH_ALL);
+        rc = qb_exec(db, q, &r);
+        break;
+    case OP_EXEC_ERR:
+        q = mkq("SELECT * FROM nope", 0, NULL, QB_FETCH_ALL);
+        rc = qb_exec(db, q, &r);
+        break;
+    case OP_EXEC_PARAMS:
+        q = mkq("SELECT ?1", 0, NULL, QB_FETCH_ALL);
+        rc = qb_exec(db, q, NULL);
+        break;
+    case OP_CHAIN_ERR:
+        q = chain3("k1", "k2", "a", QB_FETCH_NONE);
+        rc = qb_exec(db, q, NULL);
+        break;
+    case OP_CURSOR:
+        q = mkq("SELECT * FROM t", 0, NULL, QB_FETCH_ALL);
+        rc = qb_cursor_open(db, q, &c);
+        while (rc == QB_OK)
+            rc = qb_cursor_next(c);
+        rc = rc == QB_EDONE ? QB_OK : rc;
+        qb_cursor_close(c);
+        break;
+    case OP_COUNT:
+        q = mkq("SELECT * FROM t LIMIT 2", 0, NULL, QB_FETCH_ALL);
+        q->count_sql = strdup("SELECT count(*) AS total FROM t");
+        rc = qb_count(db, q, &total);
+        break;
+    case OP_BATCH:
+    case OP_BATCH_ERR:
+        q = mkq("INSERT INTO t (name) VALUES ('new')", 0, NULL, QB_FETCH_NONE);
+        q2 = mkq(op == OP_BATCH ? "SELECT 1" : "INSERT INTO t (name) VALUES "
+                 "('new')", 0, NULL, QB_FETCH_ALL);
+        qs[0] = q;
+        qs[1] = q2;
+        rc = qb_batch(db, qs, 2, NULL, &fa);
+        break;
+    case OP_PAGINATE:
+        q = mkq("SELECT * FROM t LIMIT 2 OFFSET 0", 0, NULL, QB_FETCH_ALL);
+        q->count_sql = strdup("SELECT count(*) AS total FROM t");
+        rc = qb_paginate(db, q, 1, 2, &r, &pg);
+        break;
+    case OP_EXPLAIN:
+        q = mkq(g_pg ? "EXPLAIN SELECT * FROM t"
+                     : "EXPLAIN QUERY PLAN SELECT * FROM t", 0, NULL,
+                QB_FETCH_ALL);
+        rc = qb_explain(db, q, &r);
+        break;
+    default:
+        rc = qb_migrations_apply(db, NULL, &m, 1, NULL, NULL);
+        break;
+    }
+    qb_result_free(r);
+    qb_query_free(q);
+    qb_query_free(q2);
+    return rc;
+}
+
+START_TEST(test_logger_every_path)
+{
+    const struct log_case *c = &log_cases[_i];
+    fx f;
+    rec lg;
+    fx_open(&f, 0);
+    seed(f.db);
+    rec_init(&lg);
+    qb_set_logger(f.db, rec_logger, &lg);
+    if (g_pg && c->sqlite_only) {
+        /* SQLite only for now (qb_conn.h): refused, nothing logged */
+        ck_assert_int_eq(do_op(f.db, c->op), QB_EDIALECT);
+        ck_assert_int_eq(lg.calls, 0);
+        fx_close(&f);
+        return;
+    }
+    ck_assert_int_eq(do_op(f.db, c->op), c->rc);
+    ck_assert_int_eq(lg.calls, c->calls);
+    ck_assert_int_eq(lg.last_rc, c->last_rc);
+    ck_assert_int_eq(lg.neg_dur, 0);
+    ck_assert(lg.msg_ok);
+    /* Unset: silent. */
+    qb_set_logger(f.db, NULL, NULL);
+    do_op(f.db, c->op);
+    ck_assert_int_eq(lg.calls, c->calls);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(test_logger_sees_query)
+{
+    fx f;
+    rec lg;
+    qb_query *q;
+    fx_open(&f, 0);
+    rec_init(&lg);
+    qb_set_logger(f.db, rec_logger, &lg);
+    q = mkq("SELECT 1", 0, NULL, QB_FETCH_ONE);
+    ck_assert_int_eq(qb_exec(f.db, q, NULL), QB_OK);
+    ck_assert_ptr_eq(lg.last_q, q);
+    ck_assert_int_ge(lg.last_dur, 0);
+    qb_query_free(q);
+    /* A slow statement has a visibly positive duration. */
+    q = mkq("WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c "
+            "WHERE i < 200000) SELECT count(*) FROM c", 0, NULL, QB_FETCH_ONE);
+    ck_assert_int_eq(qb_exec(f.db, q, NULL), QB_OK);
+    ck_assert_int_gt(lg.last_dur, 0);
+    qb_query_free(q);
+    /* qb_count logs the count statement it ran. */
+    q = mkq("SELECT 1 LIMIT 1", 0, NULL, QB_FETCH_ALL);
+    q->count_sql = strdup("SELECT 5 AS total");
+    {
+        int64_t total = 0;
+        ck_assert_int_eq(qb_count(f.db, q, &total), QB_OK);
+        ck_assert_int_eq(total, 5);
+    }
+    ck_assert_str_eq(lg.last_sql, "SELECT 5 AS total");
+    qb_query_free(q);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(test_hooks_veto_and_after)
+{
+    fx f;
+    rec h;
+    qb_query *q;
+    qb_result *r = NULL;
+    qb_cursor *c = NULL;
+    fx_open(&f, _i);
+    seed(f.db);
+    rec_init(&h);
+    qb_set_hooks(f.db, rec_before, rec_after, &h);
+    qb_set_logger(f.db, rec_logger, &h);
+
+    q = mkq("SELECT id FROM t", 0, NULL, QB_FETCH_ALL);
+    ck_assert_int_eq(qb_exec(f.db, q, &r), QB_OK);
+    ck_assert_int_eq(h.befores, 1);
+    ck_assert_int_eq(h.afters, 1);
+    ck_assert_int_eq(h.after_rc, QB_OK);
+    ck_assert_ptr_eq(h.after_res, r);
+    ck_assert_uint_eq(qb_result_rows(h.after_res), 3);
+    ck_assert_str_eq(h.sql[0], qb_query_sql(q));
+    qb_result_free(r);
+    qb_query_free(q);
+
+    h.veto = 1;
+    q = mkq("DELETE FROM t", 0, NULL, QB_FETCH_NONE);
+    ck_assert_int_eq(qb_exec(f.db, q, &r), QB_EINVAL);
+    ck_assert_ptr_null(r);
+    ck_assert_ptr_nonnull(strstr(qb_errmsg(f.db), "vetoed"));
+    ck_assert_int_eq(h.befores, 2);
+    ck_assert_int_eq(h.afters, 2);
+    ck_assert_int_eq(h.after_rc, QB_EINVAL);
+    ck_assert_ptr_null(h.after_res);
+    ck_assert_int_eq(h.calls, 2);                 /* the veto is logged */
+    ck_assert_int_eq(h.last_rc, QB_EINVAL);
+    /* a cursor: vetoed on SQLite; PostgreSQL has none (QB_EDIALECT,
+     * before any hook) */
+    ck_assert_int_eq(qb_cursor_open(f.db, q, &c), g_pg ? QB_EDIALECT
+                                                       : QB_EINVAL);
+    ck_assert_ptr_null(c);
+    ck_assert_int_eq(h.afters, g_pg ? 2 : 3);
+    h.veto = 0;
+    qb_query_free(q);
+    ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM t"), 3);
+    ck_assert_int_eq(h.afters, g_pg ? 3 : 4);
+    ck_assert_int_eq(h.after_rc, QB_OK);
+
+    /* Argument errors found after the hooks start are logged too. */
+    q = mkq("SELECT ?1", 1, QB_VALS(qb_int(1)), QB_FETCH_ALL);
+    q->nparams = 0;
+    ck_assert_int_eq(qb_exec(f.db, q, NULL), QB_EINVAL);
+    q->nparams = 1;
+    qb_query_free(q);
+    ck_assert_int_eq(h.calls, g_pg ? 4 : 5);
+    ck_assert_int_eq(h.last_rc, QB_EINVAL);
+    /* Transactions are not queries. */
+    ck_assert_int_eq(qb_begin(f.db), QB_OK);
+    ck_assert_int_eq(qb_rollback(f.db), QB_OK);
+    ck_assert_int_eq(h.calls, g_pg ? 4 : 5);
+    ck_assert(h.msg_ok);
+
+    qb_set_hooks(f.db, NULL, NULL, NULL);
+    qb_set_logger(f.db, NULL, NULL);
+    ck_assert_int_eq(scalar(f.db, "SELECT 1"), 1);
+    ck_assert_int_eq(h.befores, g_pg ? 4 : 5);   /* nothing after unhooking */
+    ck_assert_int_eq(h.afters, g_pg ? 4 : 5);
+    ck_assert_int_eq(h.calls, g_pg ? 4 : 5);
+    fx_close(&f);
+}
+END_TEST
+
+
 /* ---- suite -------------------------------------------------------------- */
 
 Suite *qb_conn_shared_suite(void)
@@ -1282,6 +1514,11 @@ Suite *qb_conn_shared_suite(void)
     tcase_add_test(t, test_migrations_table_and_misuse);
     tcase_add_test(t, test_migrations_name_is_bound);
     tcase_add_test(t, test_migrations_script_ends_txn);
+
+    t = tc(s, "observe");
+    tcase_add_loop_test(t, test_logger_every_path, 0, NELEM(log_cases));
+    tcase_add_test(t, test_logger_sees_query);
+    tcase_add_loop_test(t, test_hooks_veto_and_after, 0, NVAR);
 
     t = tc(s, "misuse");
     tcase_add_test(t, test_dialect_refused);
