@@ -94,6 +94,44 @@ void fx_close(fx *f)
     }
 }
 
+void script(qb_conn *db, const char *sql)
+{
+    char *err = NULL;
+    if (g_pg) {
+#ifdef QB_TEST_PG
+        pg_script(db, sql);
+#endif
+        return;
+    }
+    ck_assert_msg(sqlite3_exec(qb_conn_sqlite(db), sql, NULL, NULL, &err) ==
+                  SQLITE_OK, "setup failed: %s: %s", sql, err);
+}
+
+qb_conn *fresh(const char *schema)
+{
+    fx f;
+    fx_open(&f, 0);
+    if (schema != NULL)
+        script(f.db, schema);
+    return f.db;
+}
+
+qb_select *sel_new(const char *table)
+{
+    qb_select *s = qb_select_new(table);
+    ck_assert_ptr_nonnull(s);
+    qb_select_dialect(s, DIALECT);
+    return s;
+}
+
+qb_insert *ins_new(const char *table)
+{
+    qb_insert *ins = qb_insert_new(table);
+    ck_assert_ptr_nonnull(ins);
+    qb_insert_dialect(ins, DIALECT);
+    return ins;
+}
+
 qb_query *mkq(const char *sql, size_t n, const qb_value *a, qb_fetch f)
 {
     qb_query *q = NULL;

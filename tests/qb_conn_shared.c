@@ -1484,6 +1484,546 @@ START_TEST(test_hooks_veto_and_after)
 END_TEST
 
 
+/* ---- builder statements (users/orders) -------------------------------------- */
+
+static const char users_seed_pg[] =
+    "CREATE TABLE users (id integer PRIMARY KEY, name text NOT NULL, "
+    "  email text, dept text, age integer, score double precision, "
+    "  active boolean NOT NULL DEFAULT true);"
+    "INSERT INTO users VALUES "
+    "  (1, 'Ann', 'ann@x.org', 'eng', 31, 9.5, true),"
+    "  (2, 'Bob', 'bob@spam.com', 'eng', 45, 7.25, false),"
+    "  (3, 'Cid', NULL, 'ops', 28, 8.0, true),"
+    "  (4, 'Dee', 'dee@x.org', 'ops', 52, 6.5, true),"
+    "  (5, 'Eve', 'eve@x.org', 'sales', 39, NULL, false);"
+    "CREATE TABLE orders (id serial PRIMARY KEY, "
+    "  user_id integer REFERENCES users(id), amount numeric(10,2), "
+    "  item text);"
+    "INSERT INTO orders (user_id, amount, item) VALUES (1, 10.50, 'pen'),"
+    "  (1, 5.25, 'ink'), (2, 99.99, 'desk'), (4, 1.00, 'clip'),"
+    "  (4, 2.00, 'tape'), (4, 3.00, 'glue');";
+/* The same on SQLite: a rowid id, booleans stored as 1/0. */
+static const char users_seed_sqlite[] =
+    "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+    "  email TEXT, dept TEXT, age INTEGER, score REAL, "
+    "  active INTEGER NOT NULL DEFAULT 1);"
+    "INSERT INTO users VALUES "
+    "  (1, 'Ann', 'ann@x.org', 'eng', 31, 9.5, 1),"
+    "  (2, 'Bob', 'bob@spam.com', 'eng', 45, 7.25, 0),"
+    "  (3, 'Cid', NULL, 'ops', 28, 8.0, 1),"
+    "  (4, 'Dee', 'dee@x.org', 'ops', 52, 6.5, 1),"
+    "  (5, 'Eve', 'eve@x.org', 'sales', 39, NULL, 0);"
+    "CREATE TABLE orders (id INTEGER PRIMARY KEY, "
+    "  user_id INTEGER REFERENCES users(id), amount NUMERIC(10,2), "
+    "  item TEXT);"
+    "INSERT INTO orders (user_id, amount, item) VALUES (1, 10.50, 'pen'),"
+    "  (1, 5.25, 'ink'), (2, 99.99, 'desk'), (4, 1.00, 'clip'),"
+    "  (4, 2.00, 'tape'), (4, 3.00, 'glue');";
+#define users_seed (g_pg ? users_seed_pg : users_seed_sqlite)
+
+
+START_TEST(test_insert_one_returning)
+{
+    qb_conn *db = fresh(g_pg ? "CREATE TABLE t (id serial PRIMARY KEY, "
+                               "name text NOT NULL, n integer, "
+                               "at timestamp DEFAULT now())"
+                             : "CREATE TABLE t (id INTEGER PRIMARY KEY, "
+                               "name TEXT NOT NULL, n INTEGER, "
+                               "at TEXT DEFAULT CURRENT_TIMESTAMP)");
+    qb_insert *ins = ins_new("t");
+    qb_query *q = NULL;
+    qb_result *r;
+
+    qb_insert_set(ins, "name", qb_text("first"));
+    qb_insert_set(ins, "n", qb_int(7));
+    qb_insert_returning(ins, "id, name, n");
+    ck_assert_int_eq(qb_insert_build(ins, &q), QB_OK);
+    /* rendered with the engine's placeholders */
+    ck_assert_ptr_null(strstr(qb_query_sql(q), g_pg ? "?" : "$"));
+    r = run_ok(db, q);
+    ck_assert_uint_eq(qb_result_rows(r), 1);
+    ck_assert_int_eq(qb_result_changes(r), 1);
+    ck_assert_int_eq(qb_result_type_by(r, 0, "id"), QB_V_INT);
+    ck_assert_int_eq(qb_result_int_by(r, 0, "id"), 1);
+    ck_assert_str_eq(qb_result_text_by(r, 0, "name", NULL), "first");
+    ck_assert_int_eq(qb_result_int_by(r, 0, "n"), 7);
+    qb_result_free(r);
+    /* Without out: runs, allocates nothing. */
+    ck_assert_int_eq(qb_exec(db, q, NULL), QB_OK);
+    ck_assert_int_eq(scalar(db, "SELECT count(*) FROM t"), 2);
+    qb_query_free(q);
+    qb_insert_free(ins);
+    qb_close(db);
+}
+END_TEST
+
+/* A bulk insert split into a chain by the parameter limit runs in one
+ * transaction and returns every link's rows. */
+START_TEST(test_insert_bulk_chain)
+{
+    qb_conn *db = fresh("CREATE TABLE t (id integer PRIMARY KEY, "
+                         "label text)");
+    qb_insert *ins = ins_new("t");
+    qb_query *q = NULL;
+    qb_result *r;
+    size_t links = 0;
+
+    for (int i = 1; i <= 7; i++) {
+        char lab[16];
+        if (i > 1)
+            qb_insert_next_row(ins);
+        snprintf(lab, sizeof lab, "row%d", i);
+        qb_insert_set(ins, "id", qb_int(i));
+        qb_insert_set(ins, "label", qb_text(lab));
+    }
+    qb_insert_returning(ins, "id");
+    qb_insert_max_params(ins, 4);  /* 2 rows per statement */
+    ck_assert_int_eq(qb_insert_build(ins, &q), QB_OK);
+    for (const qb_query *l = q; l != NULL; l = qb_query_next(l))
+        links++;
+    ck_assert_uint_eq(links, 4);
+    r = run_ok(db, q);
+    ck_assert_str_eq(ids(r), "1,2,3,4,5,6,7");
+    ck_assert_int_eq(qb_result_changes(r), 7);
+    ck_assert_int_eq(qb_in_transaction(db), 0);
+    qb_result_free(r);
+    ck_assert_str_eq(query_ids(db, "SELECT label FROM t WHERE id = 7"),
+                     "row7");
+    qb_query_free(q);
+    qb_insert_free(ins);
+    qb_close(db);
+}
+END_TEST
+
+/* The last link fails: nothing of the chain stays. */
+START_TEST(test_insert_chain_atomic)
+{
+    qb_conn *db = fresh("CREATE TABLE t (id integer PRIMARY KEY);"
+                         "INSERT INTO t VALUES (5)");
+    qb_insert *ins = ins_new("t");
+    qb_query *q = NULL;
+    qb_result *r = (qb_result *)1;
+
+    for (int i = 1; i <= 5; i++) {
+        if (i > 1)
+            qb_insert_next_row(ins);
+        qb_insert_set(ins, "id", qb_int(i));
+    }
+    qb_insert_max_params(ins, 2);
+    ck_assert_int_eq(qb_insert_build(ins, &q), QB_OK);
+    ck_assert_int_eq(qb_exec(db, q, &r), QB_ECONSTRAINT);
+    ck_assert_ptr_null(r);
+    ASSERT_CODE(db, SQLITE_CONSTRAINT_PRIMARYKEY, "23505");
+    ck_assert_int_eq(qb_in_transaction(db), 0);
+    ck_assert_str_eq(query_ids(db, "SELECT id FROM t ORDER BY id"), "5");
+    /* Inside a caller's transaction the chain uses a savepoint: the
+     * caller's earlier work survives the chain's failure. */
+    ck_assert_int_eq(qb_begin(db), QB_OK);
+    script(db, "INSERT INTO t VALUES (100)");
+    ck_assert_int_eq(qb_exec(db, q, NULL), QB_ECONSTRAINT);
+    ck_assert_int_eq(qb_in_transaction(db), 1);
+    ck_assert_int_eq(qb_commit(db), QB_OK);
+    ck_assert_str_eq(query_ids(db, "SELECT id FROM t ORDER BY id"), "5,100");
+    qb_query_free(q);
+    qb_insert_free(ins);
+    qb_close(db);
+}
+END_TEST
+
+START_TEST(test_upsert)
+{
+    qb_conn *db = fresh("CREATE TABLE kv (k text PRIMARY KEY, v integer, "
+                         "hits integer DEFAULT 1);"
+                         "INSERT INTO kv VALUES ('a', 1, 1)");
+    const char *const key[] = { "k" };
+    qb_insert *ins = ins_new("kv");
+    qb_query *q = NULL;
+    qb_result *r;
+
+    qb_insert_set(ins, "k", qb_text("a"));
+    qb_insert_set(ins, "v", qb_int(42));
+    qb_insert_on_conflict(ins, 1, key);
+    qb_insert_on_conflict_set(ins, "v", qb_raw("excluded.v"));
+    qb_insert_on_conflict_set(ins, "hits", qb_raw("kv.hits + 1"));
+    qb_insert_returning(ins, "k, v, hits");
+    ck_assert_int_eq(qb_insert_build(ins, &q), QB_OK);
+    r = run_ok(db, q);
+    ck_assert_int_eq(qb_result_int_by(r, 0, "v"), 42);
+    ck_assert_int_eq(qb_result_int_by(r, 0, "hits"), 2);
+    qb_result_free(r);
+    qb_query_free(q);
+    qb_insert_free(ins);
+
+    /* DO NOTHING: no change, no row returned. */
+    ins = ins_new("kv");
+    qb_insert_set(ins, "k", qb_text("a"));
+    qb_insert_set(ins, "v", qb_int(-1));
+    qb_insert_on_conflict(ins, 1, key);
+    ck_assert_int_eq(qb_insert_build(ins, &q), QB_OK);
+    ck_assert_ptr_nonnull(strstr(qb_query_sql(q), "DO NOTHING"));
+    r = run_ok(db, q);
+    ck_assert_int_eq(qb_result_changes(r), 0);
+    qb_result_free(r);
+    ck_assert_int_eq(scalar(db, "SELECT v FROM kv WHERE k = 'a'"), 42);
+    qb_query_free(q);
+    qb_insert_free(ins);
+    qb_close(db);
+}
+END_TEST
+
+START_TEST(test_update_where_returning)
+{
+    qb_conn *db = fresh(users_seed);
+    qb_update *u = qb_update_new("users");
+    qb_query *q = NULL;
+    qb_result *r;
+
+    qb_update_dialect(u, DIALECT);
+    qb_update_set(u, "age", qb_raw("age + 1"));
+    qb_update_set(u, "name", qb_text("Team ops"));
+    QB_UPDATE_WHERE(u, "dept = ?", qb_text("ops"));
+    QB_UPDATE_WHERE(u, "active = ?", qb_bool(1));
+    qb_update_returning(u, "id, age");
+    ck_assert_int_eq(qb_update_build(u, &q), QB_OK);
+    r = run_ok(db, q);
+    ck_assert_int_eq(qb_result_changes(r), 2);
+    ck_assert_uint_eq(qb_result_rows(r), 2);
+    ck_assert_int_eq(scalar(db, "SELECT age FROM users WHERE id = 4"), 53);
+    ck_assert_str_eq(query_ids(db, "SELECT name FROM users WHERE id = 3"),
+                     "Team ops");
+    qb_result_free(r);
+    qb_query_free(q);
+    qb_update_free(u);
+    qb_close(db);
+}
+END_TEST
+
+START_TEST(test_delete_where_returning)
+{
+    qb_conn *db = fresh(users_seed);
+    qb_delete *d = qb_delete_new("orders");
+    qb_query *q = NULL;
+    qb_result *r;
+
+    qb_delete_dialect(d, DIALECT);
+    QB_DELETE_WHERE(d, "user_id = ? AND amount < ?", qb_int(4),
+                    qb_real(2.5));
+    qb_delete_returning(d, "item");
+    ck_assert_int_eq(qb_delete_build(d, &q), QB_OK);
+    r = run_ok(db, q);
+    ck_assert_int_eq(qb_result_changes(r), 2);
+    ck_assert_uint_eq(qb_result_rows(r), 2);
+    qb_result_free(r);
+    ck_assert_int_eq(scalar(db, "SELECT count(*) FROM orders"), 4);
+    qb_query_free(q);
+    qb_delete_free(d);
+    qb_close(db);
+}
+END_TEST
+
+/* ---- selects (table-driven) -------------------------------------------- */
+
+typedef struct sel_case {
+    const char *what;
+    void (*build)(qb_select *s);
+    const char *table;
+    qb_fetch fetch;
+    const char *want;      /* first column of every row */
+} sel_case;
+
+static void s_where(qb_select *s)
+{
+    QB_WHERE(s, "age > ?", qb_int(40));
+    qb_select_order_by(s, "id", QB_ORDER_NONE);
+}
+
+static void s_or_where(qb_select *s)
+{
+    QB_WHERE(s, "dept = ?", qb_text("eng"));
+    QB_OR_WHERE(s, "age > ?", qb_int(50));
+    qb_select_order_by(s, "id", QB_ORDER_NONE);
+}
+
+static void s_in_int(qb_select *s)
+{
+    QB_WHERE_IN(s, "id", qb_int(2), qb_int(4), qb_int(5));
+    qb_select_order_by(s, "id", QB_ORDER_NONE);
+}
+
+static void s_in_text_not(qb_select *s)
+{
+    qb_select_where_in(s, QB_NOT, "dept", 2,
+                       QB_VALS(qb_text("eng"), qb_text("sales")));
+    qb_select_order_by(s, "id", QB_ORDER_NONE);
+}
+
+static void s_in_cols(qb_select *s)
+{
+    const char *const cols[] = { "dept", "active" };
+    qb_select_where_in_cols(s, QB_AND, 2, cols, 2,
+                            QB_VALS(qb_text("eng"), qb_bool(1),
+                                    qb_text("ops"), qb_bool(1)));
+    qb_select_order_by(s, "id", QB_ORDER_NONE);
+}
+
+static void s_between(qb_select *s)
+{
+    qb_select_where_between(s, QB_AND, "age", qb_int(30), qb_int(45));
+    qb_select_order_by(s, "id", QB_ORDER_NONE);
+}
+
+static void s_like(qb_select *s)
+{
+    qb_select_where_like(s, QB_AND, "email", qb_text("%@x.org"));
+    qb_select_order_by(s, "id", QB_ORDER_NONE);
+}
+
+static void s_null(qb_select *s)
+{
+    qb_select_where_null(s, QB_AND, "email");
+}
+
+static void s_real(qb_select *s)
+{
+    QB_WHERE(s, "score >= ?", qb_real(8.0));
+    qb_select_order_by(s, "id", QB_ORDER_NONE);
+}
+
+static void s_join(qb_select *s)
+{
+    qb_select_fields(s, "DISTINCT users.id");
+    qb_select_inner_join(s, "orders", "o", "o.user_id = users.id");
+    QB_WHERE(s, "o.amount > ?", qb_real(5.0));
+    qb_select_order_by(s, "users.id", QB_ORDER_NONE);
+}
+
+static void s_left_join(qb_select *s)
+{
+    qb_select_fields(s, "users.id");
+    qb_select_left_join(s, "orders", NULL, "orders.user_id = users.id");
+    qb_select_where_null(s, QB_AND, "orders.id");
+    qb_select_order_by(s, "users.id", QB_ORDER_NONE);
+}
+
+static void s_group_having(qb_select *s)
+{
+    qb_select_fields(s, "user_id, count(*) AS n");
+    qb_select_group_by(s, "user_id");
+    QB_HAVING(s, "count(*) >= ?", qb_int(2));
+    qb_select_order_by(s, "user_id", QB_ORDER_NONE);
+}
+
+static void s_order_limit_offset(qb_select *s)
+{
+    qb_select_fields(s, "id");
+    qb_select_order_by(s, "age", QB_ORDER_DESC);
+    qb_select_limit(s, 2);
+    qb_select_offset(s, 1);
+}
+
+static void s_offset_only(qb_select *s)
+{
+    qb_select_order_by(s, "id", QB_ORDER_NONE);
+    qb_select_offset(s, 3);
+}
+
+static void s_one(qb_select *s)
+{
+    QB_WHERE(s, "active = ?", qb_bool(0));
+    qb_select_order_by(s, "id", QB_ORDER_DESC);
+}
+
+static void s_distinct_on(qb_select *s)
+{
+    qb_select_distinct_on(s, "dept");
+    qb_select_fields(s, "id, dept");
+    qb_select_order_by(s, "dept", QB_ORDER_NONE);
+    qb_select_order_by(s, "id", QB_ORDER_NONE);
+}
+
+static void s_subquery(qb_select *s)
+{
+    qb_select *sub = sel_new("orders");
+    qb_select_fields(sub, "user_id");
+    QB_WHERE(sub, "item = ?", qb_text("desk"));
+    QB_WHERE(s, "age > ? AND (id IN ?1 OR id = ?)", qb_int(0),
+             qb_subquery(sub), qb_int(3));
+    qb_select_order_by(s, "id", QB_ORDER_NONE);
+    qb_select_free(sub);
+}
+
+static void s_paginate(qb_select *s)
+{
+    qb_select_order_by(s, "id", QB_ORDER_NONE);
+    qb_select_paginate(s, 2, 2);
+}
+
+static const sel_case sel_cases[] = {
+    { "where", s_where, "users", QB_FETCH_ALL, "2,4" },
+    { "orWhere", s_or_where, "users", QB_FETCH_ALL, "1,2,4" },
+    { "whereIn int", s_in_int, "users", QB_FETCH_ALL, "2,4,5" },
+    { "whereNotIn text", s_in_text_not, "users", QB_FETCH_ALL, "3,4" },
+    { "whereIn columns", s_in_cols, "users", QB_FETCH_ALL, "1,3,4" },
+    { "between", s_between, "users", QB_FETCH_ALL, "1,2,5" },
+    { "like", s_like, "users", QB_FETCH_ALL, "1,4,5" },
+    { "is null", s_null, "users", QB_FETCH_ALL, "3" },
+    { "real param", s_real, "users", QB_FETCH_ALL, "1,3" },
+    { "inner join", s_join, "users", QB_FETCH_ALL, "1,2" },
+    { "left join", s_left_join, "users", QB_FETCH_ALL, "3,5" },
+    { "group/having", s_group_having, "orders", QB_FETCH_ALL, "1,4" },
+    { "order/limit/offset", s_order_limit_offset, "users", QB_FETCH_ALL,
+      "2,5" },
+    { "offset only", s_offset_only, "users", QB_FETCH_ALL, "4,5" },
+    { "fetch one", s_one, "users", QB_FETCH_ONE, "5" },
+    { "subquery", s_subquery, "users", QB_FETCH_ALL, "2,3" },
+    { "paginate", s_paginate, "users", QB_FETCH_ALL, "3,4" },
+    /* PostgreSQL only: the last one */
+    { "distinct on", s_distinct_on, "users", QB_FETCH_ALL, "1,3,5" },
+};
+#define NSEL (sizeof sel_cases / sizeof sel_cases[0])
+#define NSEL_ENGINE ((int)NSEL - (g_pg ? 0 : 1))
+
+START_TEST(test_select)
+{
+    const sel_case *c = &sel_cases[_i];
+    qb_conn *db = fresh(users_seed);
+    qb_select *s = sel_new(c->table);
+    qb_query *q = NULL;
+    qb_result *r;
+
+    c->build(s);
+    ck_assert_msg(qb_select_build(s, c->fetch, &q) == QB_OK, "%s: %s",
+                  c->what, qb_select_errmsg(s));
+    r = run_ok(db, q);
+    ck_assert_msg(strcmp(ids(r), c->want) == 0, "%s: got %s want %s (%s)",
+                  c->what, ids(r), c->want, qb_query_sql(q));
+    ck_assert_int_eq(qb_result_changes(r), 0);
+    qb_result_free(r);
+    qb_query_free(q);
+    qb_select_free(s);
+    qb_close(db);
+}
+END_TEST
+
+START_TEST(test_raw_placeholders)
+{
+    qb_conn *db = fresh(users_seed);
+    qb_query *q = mkq("SELECT id FROM users WHERE dept = ?2 AND age > ?1 "
+                      "AND name <> ?2 ORDER BY id", 2,
+                      QB_VALS(qb_int(30), qb_text("eng")), QB_FETCH_ALL);
+    qb_result *r;
+
+    ck_assert_ptr_nonnull(strstr(qb_query_sql(q), g_pg ? "$2" : "?2"));
+    r = run_ok(db, q);
+    ck_assert_str_eq(ids(r), "1,2");
+    qb_result_free(r);
+    qb_query_free(q);
+    qb_close(db);
+}
+END_TEST
+
+/* Raw SQL with `?` inside PostgreSQL literals and comments, executed:
+ * only the real placeholders are numbered, the literals come back
+ * byte for byte (whitespace runs included), and the one value binds. */
+START_TEST(test_nulls)
+{
+    qb_conn *db = fresh("CREATE TABLE t (id integer, s text, b bytea)");
+    qb_insert *ins = ins_new("t");
+    qb_query *q = NULL;
+    qb_result *r;
+
+    qb_insert_set(ins, "id", qb_null());
+    qb_insert_set(ins, "s", qb_text(NULL));
+    qb_insert_set(ins, "b", qb_null());
+    ck_assert_int_eq(qb_insert_build(ins, &q), QB_OK);
+    qb_result_free(run_ok(db, q));
+    qb_query_free(q);
+    q = mkq("SELECT id, s, b, CAST(? AS text) AS p FROM t WHERE s IS NULL", 1,
+            QB_VALS(qb_null()), QB_FETCH_ALL);
+    r = run_ok(db, q);
+    ck_assert_uint_eq(qb_result_rows(r), 1);
+    for (size_t c = 0; c < 4; c++)
+        ck_assert(qb_result_is_null(r, 0, c));
+    qb_result_free(r);
+    qb_query_free(q);
+    qb_insert_free(ins);
+    qb_close(db);
+}
+END_TEST
+
+static const char *const texts[] = {
+    "O'Reilly",
+    "\"double\" and 'single' '' quotes",
+    "$1 ? ?1 $$ $tag$ -- not a comment /* nor this */ ; DROP TABLE t;",
+    "back\\slash \\x00 \\'",
+    "h\xc3\xa9llo \xe2\x80\x94 \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x8e\x89",
+    "line1\nline2\r\n\ttab",
+    "",
+};
+#define NTEXTS (sizeof texts / sizeof texts[0])
+
+/* Text values round-trip byte for byte and compare equal as parameters. */
+START_TEST(test_text_roundtrip)
+{
+    const char *t = texts[_i];
+    qb_conn *db = fresh("CREATE TABLE t (id serial, s text)");
+    qb_insert *ins = ins_new("t");
+    qb_select *s = sel_new("t");
+    qb_query *q = NULL;
+    qb_result *r;
+    size_t len = 0;
+
+    qb_insert_set(ins, "s", qb_text(t));
+    ck_assert_int_eq(qb_insert_build(ins, &q), QB_OK);
+    ck_assert_int_eq(qb_exec(db, q, NULL), QB_OK);
+    qb_query_free(q);
+    qb_select_fields(s, "s, length(s) AS n");
+    QB_WHERE(s, "s = ?", qb_text_ref(t));
+    ck_assert_int_eq(qb_select_build(s, QB_FETCH_ALL, &q), QB_OK);
+    r = run_ok(db, q);
+    ck_assert_uint_eq(qb_result_rows(r), 1);
+    ck_assert_mem_eq(qb_result_text(r, 0, 0, &len), t, strlen(t) + 1);
+    ck_assert_uint_eq(len, strlen(t));
+    qb_result_free(r);
+    qb_query_free(q);
+    qb_select_free(s);
+    qb_insert_free(ins);
+    qb_close(db);
+}
+END_TEST
+
+START_TEST(test_bytea_roundtrip)
+{
+    qb_conn *db = fresh("CREATE TABLE t (id integer, b bytea)");
+    unsigned char all[512];
+    qb_query *q;
+    qb_result *r;
+    size_t len = 0;
+
+    for (size_t i = 0; i < sizeof all; i++)
+        all[i] = (unsigned char)(i * 7 + (i >> 8));
+    q = mkq("INSERT INTO t VALUES (1, ?), (2, ?)", 2,
+            QB_VALS(qb_blob(all, sizeof all), qb_blob_ref("", 0)),
+            QB_FETCH_NONE);
+    ck_assert_int_eq(qb_exec(db, q, NULL), QB_OK);
+    qb_query_free(q);
+    q = mkq("SELECT b, length(b) AS n FROM t WHERE b = ? OR id = 2 "
+            "ORDER BY id", 1, QB_VALS(qb_blob_ref(all, sizeof all)),
+            QB_FETCH_ALL);
+    r = run_ok(db, q);
+    ck_assert_uint_eq(qb_result_rows(r), 2);
+    ck_assert_int_eq(qb_result_int_by(r, 0, "n"), 512);
+    ck_assert_mem_eq(qb_result_blob(r, 0, 0, &len), all, sizeof all);
+    ck_assert_uint_eq(len, sizeof all);
+    ck_assert_ptr_nonnull(qb_result_blob(r, 1, 0, &len));
+    ck_assert_uint_eq(len, 0);
+    qb_result_free(r);
+    qb_query_free(q);
+    qb_close(db);
+}
+END_TEST
+
+
 /* ---- suite -------------------------------------------------------------- */
 
 Suite *qb_conn_shared_suite(void)
@@ -1519,6 +2059,21 @@ Suite *qb_conn_shared_suite(void)
     tcase_add_loop_test(t, test_logger_every_path, 0, NELEM(log_cases));
     tcase_add_test(t, test_logger_sees_query);
     tcase_add_loop_test(t, test_hooks_veto_and_after, 0, NVAR);
+
+    t = tc(s, "builder");
+    tcase_add_test(t, test_insert_one_returning);
+    tcase_add_test(t, test_insert_bulk_chain);
+    tcase_add_test(t, test_insert_chain_atomic);
+    tcase_add_test(t, test_upsert);
+    tcase_add_test(t, test_update_where_returning);
+    tcase_add_test(t, test_delete_where_returning);
+    tcase_add_loop_test(t, test_select, 0, NSEL_ENGINE);
+    tcase_add_test(t, test_raw_placeholders);
+
+    t = tc(s, "values");
+    tcase_add_test(t, test_nulls);
+    tcase_add_loop_test(t, test_text_roundtrip, 0, (int)NTEXTS);
+    tcase_add_test(t, test_bytea_roundtrip);
 
     t = tc(s, "misuse");
     tcase_add_test(t, test_dialect_refused);

@@ -49,6 +49,17 @@ void fx_open_cfg(fx *f, int variant, const qb_conn_config *cfg);
 void fx_open(fx *f, int variant);
 void fx_close(fx *f);
 
+/* A connection on an empty database (SQLite: ":memory:"), plus trusted
+ * setup SQL schema (several statements allowed; may be NULL); close it
+ * with qb_close. */
+qb_conn *fresh(const char *schema);
+/* Run trusted setup SQL (several statements allowed) through the
+ * engine's own library: nothing logged, nothing cached. */
+void script(qb_conn *db, const char *sql);
+/* Builders in the engine's dialect. */
+qb_select *sel_new(const char *table);
+qb_insert *ins_new(const char *table);
+
 /* A raw query in the engine's dialect (`?`, `?N` become `$N` on
  * PostgreSQL). */
 qb_query *mkq(const char *sql, size_t n, const qb_value *a, qb_fetch f);
@@ -111,6 +122,8 @@ int qb_conn_pg_init(void);
 void qb_conn_pg_fini(void);
 /* Empty the public schema through libpq (nothing logged or cached). */
 void pg_reset_schema(qb_conn *db);
+/* script() on PostgreSQL. */
+void pg_script(qb_conn *db, const char *sql);
 #endif
 
 #endif
