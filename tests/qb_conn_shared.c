@@ -2024,6 +2024,184 @@ START_TEST(test_bytea_roundtrip)
 END_TEST
 
 
+/* ---- the builder end to end (members) ---------------------------------------------------- */
+
+/* members: the builder's own CREATE TABLE; active takes qb_bool (a
+ * boolean on PostgreSQL, 1/0 on SQLite), n an integer. */
+static void users_table(qb_conn *db)
+{
+    qb_query *q = NULL;
+    ck_assert_int_eq(qb_create_table(&q, DIALECT, "members",
+                                     g_pg ? "id serial PRIMARY KEY, name text "
+                                            "UNIQUE, active boolean, "
+                                            "n integer"
+                                          : "id INTEGER PRIMARY KEY, name TEXT "
+                                            "UNIQUE, active INTEGER, "
+                                            "n INTEGER", 0), QB_OK);
+    ck_assert_int_eq(qb_exec(db, q, NULL), QB_OK);
+    qb_query_free(q);
+}
+
+/* Bulk insert of names u<from>..u<to-1> (plus an optional extra name),
+ * split into a chain of 3-row statements. */
+static qb_query *bulk_users(int from, int to, const char *extra)
+{
+    qb_insert *ins = ins_new("members");
+    qb_query *q = NULL;
+    char name[32];
+    ck_assert_ptr_nonnull(ins);
+    for (int i = from; i < to; i++) {
+        if (i > from)
+            qb_insert_next_row(ins);
+        snprintf(name, sizeof name, "u%02d", i);
+        qb_insert_set(ins, "name", qb_text(name));
+        qb_insert_set(ins, "active", qb_bool(i % 2 == 0));
+    }
+    if (extra != NULL) {
+        qb_insert_next_row(ins);
+        qb_insert_set(ins, "name", qb_text(extra));
+        qb_insert_set(ins, "active", qb_bool(0));
+    }
+    qb_insert_max_params(ins, 6);
+    ck_assert_msg(qb_insert_build(ins, &q) == QB_OK, "%s",
+                  qb_insert_errmsg(ins));
+    qb_insert_free(ins);
+    return q;
+}
+
+START_TEST(test_builder_bulk_chain)
+{
+    fx f;
+    qb_query *q;
+    qb_result *r = NULL;
+    fx_open(&f, _i);
+    users_table(f.db);
+    q = bulk_users(0, 25, NULL);
+    ck_assert_ptr_nonnull(qb_query_next(q));     /* really a chain */
+    ck_assert_int_eq(qb_exec(f.db, q, &r), QB_OK);
+    ck_assert_int_eq(qb_result_changes(r), 25);
+    qb_result_free(r);
+    qb_query_free(q);
+    ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM members"), 25);
+    /* A duplicate in the last link rolls the whole chain back. */
+    q = bulk_users(30, 40, "u31");
+    ck_assert_int_eq(qb_exec(f.db, q, NULL), QB_ECONSTRAINT);
+    ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM members"), 25);
+    ck_assert_int_eq(qb_in_transaction(f.db), 0);
+    qb_query_free(q);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(test_builder_select_paths)
+{
+    fx f;
+    qb_query *q, *cq, *eq, *one;
+    qb_result *r = NULL;
+    qb_select *s;
+    qb_pagination pg;
+    int64_t total = 0;
+    fx_open(&f, _i);
+    users_table(f.db);
+    q = bulk_users(0, 25, NULL);
+    ck_assert_int_eq(qb_exec(f.db, q, NULL), QB_OK);
+    qb_query_free(q);
+
+    s = sel_new("members");
+    qb_select_where(s, "active = ?", 1, (qb_value[]){ qb_bool(1) });
+    qb_select_order_by(s, "id", QB_ORDER_ASC);
+    qb_select_paginate(s, 2, 5);
+    ck_assert_int_eq(qb_select_build(s, QB_FETCH_ALL, &q), QB_OK);
+    if (g_pg) {
+        /* qb_paginate is SQLite's only: the page itself through qb_exec */
+        ck_assert_int_eq(qb_paginate(f.db, q, 2, 5, &r, &pg), QB_EDIALECT);
+        ck_assert_ptr_null(r);
+        r = run_ok(f.db, q);
+        ck_assert_uint_eq(qb_result_rows(r), 5);
+        ck_assert_str_eq(qb_result_text_by(r, 0, "name", NULL), "u10");
+    } else {
+        ck_assert_int_eq(qb_paginate(f.db, q, 2, 5, &r, &pg), QB_OK);
+        ck_assert_uint_eq(qb_result_rows(r), 5);
+        ck_assert_str_eq(qb_result_text_by(r, 0, "name", NULL), "u10");
+        ck_assert_int_eq(pg.total, 13);
+        ck_assert_int_eq(pg.total_pages, 3);
+        ck_assert_int_eq(pg.has_next, 1);
+        ck_assert_int_eq(pg.has_prev, 1);
+    }
+    qb_result_free(r);
+    ck_assert_msg(qb_count(f.db, q, &total) == QB_OK, "count: %s [%s] %s",
+                  qb_errmsg(f.db), qb_sqlstate(f.db), q->count_sql);
+    ck_assert_int_eq(total, 13);
+    qb_query_free(q);
+
+    ck_assert_int_eq(qb_select_build_count(s, &cq), QB_OK);
+    ck_assert_int_eq(qb_exec(f.db, cq, &r), QB_OK);
+    ck_assert_int_eq(qb_result_int_by(r, 0, "total"), 13);
+    qb_result_free(r);
+    qb_query_free(cq);
+
+    if (g_pg) {
+        /* explain() is SQLite's EXPLAIN QUERY PLAN: not in PG's dialect */
+        ck_assert_int_eq(qb_select_build_explain(s, &eq), QB_EDIALECT);
+        ck_assert_ptr_null(eq);
+    } else {
+        ck_assert_int_eq(qb_select_build_explain(s, &eq), QB_OK);
+        ck_assert_int_eq(qb_explain(f.db, eq, &r), QB_OK);
+        ck_assert_uint_ge(qb_result_rows(r), 1);
+        qb_result_free(r);
+        qb_query_free(eq);
+    }
+
+    ck_assert_int_eq(qb_select_build(s, QB_FETCH_ONE, &one), QB_OK);
+    ck_assert_int_eq(qb_exec(f.db, one, &r), QB_OK);
+    ck_assert_uint_eq(qb_result_rows(r), 1);
+    qb_result_free(r);
+    qb_query_free(one);
+    qb_select_free(s);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(test_builder_update_delete)
+{
+    fx f;
+    qb_query *q;
+    qb_result *r = NULL;
+    qb_update *u;
+    qb_delete *d;
+    fx_open(&f, _i);
+    users_table(f.db);
+    q = bulk_users(0, 6, NULL);
+    ck_assert_int_eq(qb_exec(f.db, q, NULL), QB_OK);
+    qb_query_free(q);
+
+    u = qb_update_new("members");
+    qb_update_dialect(u, DIALECT);
+    qb_update_set(u, "n", qb_int(7));
+    qb_update_where(u, "id > ?", 1, (qb_value[]){ qb_int(3) });
+    ck_assert_int_eq(qb_update_build(u, &q), QB_OK);
+    ck_assert_int_eq(qb_exec(f.db, q, &r), QB_OK);
+    ck_assert_int_eq(qb_result_changes(r), 3);
+    qb_result_free(r);
+    qb_query_free(q);
+    qb_update_free(u);
+
+    d = qb_delete_new("members");
+    qb_delete_dialect(d, DIALECT);
+    qb_delete_where(d, "n = ?", 1, (qb_value[]){ qb_int(7) });
+    qb_delete_returning(d, "name");
+    ck_assert_int_eq(qb_delete_build(d, &q), QB_OK);
+    ck_assert_int_eq(qb_exec(f.db, q, &r), QB_OK);
+    ck_assert_uint_eq(qb_result_rows(r), 3);
+    ck_assert_int_eq(qb_result_changes(r), 3);
+    qb_result_free(r);
+    qb_query_free(q);
+    qb_delete_free(d);
+    ck_assert_int_eq(scalar(f.db, "SELECT count(*) FROM members"), 3);
+    fx_close(&f);
+}
+END_TEST
+
 /* ---- suite -------------------------------------------------------------- */
 
 Suite *qb_conn_shared_suite(void)
@@ -2069,6 +2247,10 @@ Suite *qb_conn_shared_suite(void)
     tcase_add_test(t, test_delete_where_returning);
     tcase_add_loop_test(t, test_select, 0, NSEL_ENGINE);
     tcase_add_test(t, test_raw_placeholders);
+
+    tcase_add_loop_test(t, test_builder_bulk_chain, 0, NVAR);
+    tcase_add_loop_test(t, test_builder_select_paths, 0, NVAR);
+    tcase_add_loop_test(t, test_builder_update_delete, 0, NVAR);
 
     t = tc(s, "values");
     tcase_add_test(t, test_nulls);
