@@ -1226,6 +1226,19 @@ Suite *qb_conn_pg_suite(void)
 
 /* ---- setup ------------------------------------------------------------- */
 
+int pg_prepared(qb_conn *db, const char *sql)
+{
+    const char *v[1] = { sql };
+    PGresult *res = PQexecParams(qb_conn_pg(db), "SELECT count(*) FROM "
+                                 "pg_prepared_statements WHERE statement = $1",
+                                 1, NULL, v, NULL, NULL, 0);
+    int n;
+    ck_assert_int_eq(PQresultStatus(res), PGRES_TUPLES_OK);
+    n = atoi(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return n;
+}
+
 void pg_script(qb_conn *db, const char *sql)
 {
     sh(db, sql);

@@ -2202,6 +2202,60 @@ START_TEST(test_builder_update_delete)
 }
 END_TEST
 
+/* ---- statement cache ------------------------------------------------------ */
+
+/* Prepared statements of that SQL the engine holds for db: SQLite's
+ * sqlite3_next_stmt list, PostgreSQL's pg_prepared_statements (read
+ * through libpq, so the cache is not touched). */
+static int engine_stmts(qb_conn *db, const char *sql)
+{
+    int n = 0;
+    if (g_pg) {
+#ifdef QB_TEST_PG
+        return pg_prepared(db, sql);
+#endif
+    }
+    for (sqlite3_stmt *s = sqlite3_next_stmt(qb_conn_sqlite(db), NULL); s;
+         s = sqlite3_next_stmt(qb_conn_sqlite(db), s))
+        if (strcmp(sqlite3_sql(s), sql) == 0)
+            n++;
+    return n;
+}
+
+/* The LRU: stats and the engine's own statements agree (the pass's
+ * g_cache is overridden by the config's 4 on PostgreSQL). */
+START_TEST(test_cache_lru_eviction)
+{
+    qb_conn_config cfg = {.journal_mode = NULL, .synchronous = NULL,
+                          .busy_timeout_ms = 0, .readonly = 0,
+                          .stmt_cache_size = 4};
+    qb_cache_stats st;
+    fx f;
+    fx_open_cfg(&f, _i, &cfg);
+    /* A..D fill the cache; touching A makes B the least recent. */
+    ck_assert_int_eq(scalar(f.db, "SELECT 1"), 1);
+    ck_assert_int_eq(scalar(f.db, "SELECT 2"), 2);
+    ck_assert_int_eq(scalar(f.db, "SELECT 3"), 3);
+    ck_assert_int_eq(scalar(f.db, "SELECT 4"), 4);
+    ck_assert_int_eq(scalar(f.db, "SELECT 1"), 1);
+    ck_assert_int_eq(scalar(f.db, "SELECT 5"), 5);
+    qb_conn_cache_stats(f.db, &st);
+    ck_assert_uint_eq(st.size, 4);
+    ck_assert_uint_eq(st.evictions, 1);
+    ck_assert_int_eq(engine_stmts(f.db, "SELECT 2"), 0);
+    ck_assert_int_eq(engine_stmts(f.db, "SELECT 1"), 1);
+    ck_assert_uint_eq(st.hits, 1);
+    ck_assert_int_eq(scalar(f.db, "SELECT 1"), 1);      /* still cached */
+    ck_assert_int_eq(scalar(f.db, "SELECT 2"), 2);      /* re-prepared */
+    qb_conn_cache_stats(f.db, &st);
+    ck_assert_uint_eq(st.hits, 2);
+    ck_assert_uint_eq(st.misses, 6);
+    ck_assert_uint_eq(st.evictions, 2);
+    ck_assert_uint_le(st.size, st.capacity);
+    fx_close(&f);
+}
+END_TEST
+
 /* ---- suite -------------------------------------------------------------- */
 
 Suite *qb_conn_shared_suite(void)
@@ -2256,6 +2310,9 @@ Suite *qb_conn_shared_suite(void)
     tcase_add_test(t, test_nulls);
     tcase_add_loop_test(t, test_text_roundtrip, 0, (int)NTEXTS);
     tcase_add_test(t, test_bytea_roundtrip);
+
+    t = tc(s, "cache");
+    tcase_add_loop_test(t, test_cache_lru_eviction, 0, NVAR);
 
     t = tc(s, "misuse");
     tcase_add_test(t, test_dialect_refused);

@@ -198,38 +198,6 @@ START_TEST(test_cache_hit_same_statement)
 }
 END_TEST
 
-START_TEST(test_cache_lru_eviction)
-{
-    qb_conn_config cfg = {.journal_mode = NULL, .synchronous = NULL,
-                          .busy_timeout_ms = 0, .readonly = 0,
-                          .stmt_cache_size = 4};
-    qb_cache_stats st;
-    fx f;
-    fx_open_cfg(&f, _i, &cfg);
-    /* A..D fill the cache; touching A makes B the least recent. */
-    ck_assert_int_eq(scalar(f.db, "SELECT 1"), 1);
-    ck_assert_int_eq(scalar(f.db, "SELECT 2"), 2);
-    ck_assert_int_eq(scalar(f.db, "SELECT 3"), 3);
-    ck_assert_int_eq(scalar(f.db, "SELECT 4"), 4);
-    ck_assert_int_eq(scalar(f.db, "SELECT 1"), 1);
-    ck_assert_int_eq(scalar(f.db, "SELECT 5"), 5);
-    qb_conn_cache_stats(f.db, &st);
-    ck_assert_uint_eq(st.size, 4);
-    ck_assert_uint_eq(st.evictions, 1);
-    ck_assert_int_eq(count_stmts(f.db, "SELECT 2", NULL), 0);
-    ck_assert_int_eq(count_stmts(f.db, "SELECT 1", NULL), 1);
-    ck_assert_uint_eq(st.hits, 1);
-    ck_assert_int_eq(scalar(f.db, "SELECT 1"), 1);      /* still cached */
-    ck_assert_int_eq(scalar(f.db, "SELECT 2"), 2);      /* re-prepared */
-    qb_conn_cache_stats(f.db, &st);
-    ck_assert_uint_eq(st.hits, 2);
-    ck_assert_uint_eq(st.misses, 6);
-    ck_assert_uint_eq(st.evictions, 2);
-    ck_assert_uint_le(st.size, st.capacity);
-    fx_close(&f);
-}
-END_TEST
-
 START_TEST(test_cache_in_use_not_shared)
 {
     fx f;
@@ -731,7 +699,6 @@ Suite *qb_conn_sqlite_suite(void)
 
     t = tc(s, "cache");
     tcase_add_loop_test(t, test_cache_hit_same_statement, 0, 2);
-    tcase_add_loop_test(t, test_cache_lru_eviction, 0, 2);
     tcase_add_loop_test(t, test_cache_in_use_not_shared, 0, 2);
     tcase_add_loop_test(t, test_cache_reuse_after_error, 0, 2);
 

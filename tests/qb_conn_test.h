@@ -122,6 +122,8 @@ int qb_conn_pg_init(void);
 void qb_conn_pg_fini(void);
 /* Empty the public schema through libpq (nothing logged or cached). */
 void pg_reset_schema(qb_conn *db);
+/* Statements of that SQL text in pg_prepared_statements. */
+int pg_prepared(qb_conn *db, const char *sql);
 /* script() on PostgreSQL. */
 void pg_script(qb_conn *db, const char *sql);
 #endif
