@@ -695,6 +695,57 @@ START_TEST(test_misuse_null_query)
 }
 END_TEST
 
+/* ---- SQL shape ---------------------------------------------------------------- */
+
+static const struct shape_case {
+    const char *sql;
+    int rc;
+    const char *msg;
+    int pg_rc;           /* PostgreSQL's status ... */
+    const char *pg_msg;  /* ... and message */
+} shapes[] = {
+    /* qb_conn.h says SQL holding more than one statement is refused
+     * (QB_EINVAL): SQLite's driver does; PostgreSQL's sends it and the
+     * server refuses it (QB_ESQL, 42601) -- a driver difference. */
+    { "SELECT 1; SELECT 2", QB_EINVAL, "more than one", QB_ESQL,
+      "cannot insert multiple commands" },
+    { "SELECT 1;", QB_OK, NULL, QB_OK, NULL },
+    { "SELECT 1; -- trailing comment", QB_OK, NULL, QB_OK, NULL },
+    { "SELECT 1; /* block */ ;", QB_OK, NULL, QB_OK, NULL },
+    { "", QB_EINVAL, "empty", QB_EINVAL, "empty" },
+    { "-- only a comment", QB_EINVAL, "empty", QB_EINVAL, "empty" },
+    { "SELECT 'unterminated", QB_ESQL, "unrecognized token", QB_ESQL,
+      "unterminated quoted string" },
+};
+
+START_TEST(test_sql_shapes)
+{
+    const struct shape_case *c = &shapes[_i];
+    const char *msg;
+    qb_query *q;
+    int rc;
+    fx f;
+    fx_open(&f, 0);
+    /* Set the text directly: this checks the executor, not the builder's
+     * whitespace handling. */
+    q = mkq("SELECT 0", 0, NULL, QB_FETCH_ALL);
+    free(q->sql);
+    q->sql = strdup(c->sql);
+    ck_assert_ptr_nonnull(q->sql);
+    q->sql_len = strlen(c->sql);
+    rc = qb_exec(f.db, q, NULL);
+    ck_assert_msg(rc == (g_pg ? c->pg_rc : c->rc), "'%s': %d %s [%s]",
+                  c->sql, rc, qb_errmsg(f.db), qb_sqlstate(f.db));
+    qb_query_free(q);
+    msg = g_pg ? c->pg_msg : c->msg;
+    if (msg != NULL)
+        ck_assert_msg(strstr(qb_errmsg(f.db), msg) != NULL,
+                      "message '%s' lacks '%s'", qb_errmsg(f.db), msg);
+    ck_assert_int_eq(scalar(f.db, "SELECT 3"), 3);
+    fx_close(&f);
+}
+END_TEST
+
 /* ---- parameter count -------------------------------------------------------------- */
 
 static const struct param_case {
@@ -2319,6 +2370,7 @@ Suite *qb_conn_shared_suite(void)
     tcase_add_test(t, test_misuse_null_db);
     tcase_add_test(t, test_misuse_null_query);
     tcase_add_loop_test(t, test_param_count, 0, NELEM(param_cases));
+    tcase_add_loop_test(t, test_sql_shapes, 0, NELEM(shapes));
 
     t = tc(s, "batch");
     tcase_add_loop_test(t, test_batch_atomic, 0, NVAR);

@@ -118,46 +118,6 @@ START_TEST(test_open_readonly)
 }
 END_TEST
 
-/* ---- SQL shape ------------------------------------------------------------- */
-
-static const struct shape_case {
-    const char *sql;
-    int rc;
-    const char *msg;
-} shapes[] = {
-    { "SELECT 1; SELECT 2", QB_EINVAL, "more than one" },
-    { "SELECT 1;", QB_OK, NULL },
-    { "SELECT 1; -- trailing comment", QB_OK, NULL },
-    { "SELECT 1; /* block */ ;", QB_OK, NULL },
-    { "", QB_EINVAL, "empty" },
-    { "-- only a comment", QB_EINVAL, "empty" },
-    { "SELECT 'unterminated", QB_ESQL, "unrecognized token" },
-};
-
-START_TEST(test_sql_shapes)
-{
-    const struct shape_case *c = &shapes[_i];
-    qb_query *q;
-    fx f;
-    fx_open(&f, 0);
-    /* Set the text directly: this checks the executor, not the builder's
-     * whitespace handling. */
-    q = mkq("SELECT 0", 0, NULL, QB_FETCH_ALL);
-    free(q->sql);
-    q->sql = strdup(c->sql);
-    ck_assert_ptr_nonnull(q->sql);
-    q->sql_len = strlen(c->sql);
-    ck_assert_msg(qb_exec(f.db, q, NULL) == c->rc, "'%s': %s", c->sql,
-                  qb_errmsg(f.db));
-    qb_query_free(q);
-    if (c->msg != NULL)
-        ck_assert_msg(strstr(qb_errmsg(f.db), c->msg) != NULL,
-                      "message '%s' lacks '%s'", qb_errmsg(f.db), c->msg);
-    ck_assert_int_eq(scalar(f.db, "SELECT 3"), 3);
-    fx_close(&f);
-}
-END_TEST
-
 /* ---- statement cache -------------------------------------------------------- */
 
 static int count_stmts(qb_conn *db, const char *sql, sqlite3_stmt **found)
@@ -695,7 +655,6 @@ Suite *qb_conn_sqlite_suite(void)
     tcase_add_test(t, test_persist_reopen);
 
     t = tc(s, "exec");
-    tcase_add_loop_test(t, test_sql_shapes, 0, NELEM(shapes));
 
     t = tc(s, "cache");
     tcase_add_loop_test(t, test_cache_hit_same_statement, 0, 2);
