@@ -253,6 +253,8 @@ void rec_logger(void *ud, const qb_query *q, int64_t d, int rc,
         snprintf(r->sql[r->calls], sizeof r->sql[0], "%s",
                  q ? q->sql : "(null)");
     r->calls++;
+    if (rc != QB_OK)
+        r->errors++;
     r->last_rc = rc;
     r->last_dur = d;
     if (d < 0)

@@ -566,10 +566,8 @@ END_TEST
 /* ---- logger and hooks -------------------------------------------------- */
 
 typedef struct obs_log {
-    int calls, errors, afters, vetoes;
+    int calls, errors;
     int last_rc;
-    int veto_next;
-    size_t after_rows;
     char sql[8][256];
 } obs_log;
 
@@ -590,71 +588,7 @@ static void log_fn(void *ud, const qb_query *q, int64_t ns, int rc,
     }
 }
 
-static int before_fn(void *ud, const qb_query *q)
-{
-    obs_log *l = ud;
-    (void)q;
-    if (l->veto_next) {
-        l->veto_next = 0;
-        l->vetoes++;
-        return 1;
-    }
-    return 0;
-}
-
-static void after_fn(void *ud, const qb_query *q, int rc,
-                     const qb_result *res, int64_t ns)
-{
-    obs_log *l = ud;
-    (void)q;
-    (void)ns;
-    l->afters++;
-    l->after_rows = rc == QB_OK ? qb_result_rows(res) : 0;
-}
-
 /* ---- migrations -------------------------------------------------------- */
-
-/* Observers in a pipeline: before hooks first (a veto sends nothing),
- * the logger once per query run. */
-START_TEST(test_pipeline_observers)
-{
-    qb_conn *db = db_fresh("CREATE TABLE t (id integer PRIMARY KEY)");
-    qb_query *a = raw("INSERT INTO t VALUES (1)", 0, NULL, QB_FETCH_NONE);
-    qb_query *b = raw("INSERT INTO t VALUES (1)", 0, NULL, QB_FETCH_NONE);
-    qb_query *c = raw("INSERT INTO t VALUES (3)", 0, NULL, QB_FETCH_NONE);
-    const qb_query *qs[3] = { a, b, c };
-    obs_log l;
-    size_t at;
-
-    memset(&l, 0, sizeof l);
-    qb_set_logger(db, log_fn, &l);
-    qb_set_hooks(db, before_fn, after_fn, &l);
-    ck_assert_int_eq(qb_begin(db), QB_OK);
-    ck_assert_int_eq(qb_pipeline(db, qs, 3, &at), QB_ECONSTRAINT);
-    ck_assert_uint_eq(at, 1);
-    /* a ran (ok), b failed; c was not run: no log line for it. */
-    ck_assert_int_eq(l.calls, 2);
-    ck_assert_int_eq(l.errors, 1);
-    ck_assert_int_eq(l.afters, 2);
-    ck_assert_int_eq(qb_rollback(db), QB_OK);
-
-    memset(&l, 0, sizeof l);
-    l.veto_next = 1;
-    qs[1] = c;
-    ck_assert_int_eq(qb_begin(db), QB_OK);
-    ck_assert_int_eq(qb_pipeline(db, qs, 2, &at), QB_EINVAL);
-    ck_assert_uint_eq(at, 0);
-    ck_assert_int_eq(l.vetoes, 1);
-    ck_assert_int_eq(qb_commit(db), QB_OK); /* nothing was sent */
-    qb_set_logger(db, NULL, NULL);
-    qb_set_hooks(db, NULL, NULL, NULL);
-    ck_assert_str_eq(query_ids(db, "SELECT count(*) FROM t"), "0");
-    qb_query_free(a);
-    qb_query_free(b);
-    qb_query_free(c);
-    qb_close(db);
-}
-END_TEST
 
 /* A $N left in a migration (the server: 42P02 "there is no parameter")
  * is refused the way qb_exec refuses a count mismatch: QB_EINVAL with
@@ -1203,7 +1137,6 @@ Suite *qb_conn_pg_suite(void)
     tcase_add_test(t, test_pipeline);
     tcase_add_test(t, test_pipeline_conn_lost);
     t = tc(s, "observers");
-    tcase_add_test(t, test_pipeline_observers);
     t = tc(s, "migrations");
     tcase_add_loop_test(t, test_migrations_stray_placeholder, 0, (int)NSTRAY);
     tcase_add_test(t, test_migrations_own_params_run);

@@ -2307,6 +2307,57 @@ START_TEST(test_cache_lru_eviction)
 }
 END_TEST
 
+/* ---- pipelines ------------------------------------------------------------ */
+
+/* Observers in a pipeline: before hooks first (a veto sends nothing),
+ * the logger once per query run.  PostgreSQL sends the statements as one
+ * pipeline, SQLite runs them one by one: the same observations. */
+START_TEST(test_pipeline_observers)
+{
+    qb_conn *db = fresh("CREATE TABLE t (id integer PRIMARY KEY)");
+    qb_query *a = mkq("INSERT INTO t VALUES (1)", 0, NULL, QB_FETCH_NONE);
+    qb_query *b = mkq("INSERT INTO t VALUES (1)", 0, NULL, QB_FETCH_NONE);
+    qb_query *c = mkq("INSERT INTO t VALUES (3)", 0, NULL, QB_FETCH_NONE);
+    const qb_query *qs[3] = { a, b, c };
+    rec l;
+    size_t at;
+
+    rec_init(&l);
+    qb_set_logger(db, rec_logger, &l);
+    qb_set_hooks(db, rec_before, rec_after, &l);
+    ck_assert_int_eq(qb_begin(db), QB_OK);
+    ck_assert_int_eq(qb_pipeline(db, qs, 3, &at), QB_ECONSTRAINT);
+    ck_assert_uint_eq(at, 1);
+    ASSERT_CODE(db, SQLITE_CONSTRAINT_PRIMARYKEY, "23505");
+    /* a ran (ok), b failed; c was not run: no log line for it. */
+    ck_assert_int_eq(l.calls, 2);
+    ck_assert_int_eq(l.errors, 1);
+    ck_assert_int_eq(l.last_rc, QB_ECONSTRAINT);
+    ck_assert(l.msg_ok);
+    /* PostgreSQL asks every before hook first, then sends; SQLite asks
+     * each in turn and stops at the failure */
+    ck_assert_int_eq(l.befores, g_pg ? 3 : 2);
+    ck_assert_int_eq(l.afters, 2);
+    ck_assert_int_eq(qb_rollback(db), QB_OK);
+
+    rec_init(&l);
+    l.veto = 1;
+    qs[1] = c;
+    ck_assert_int_eq(qb_begin(db), QB_OK);
+    ck_assert_int_eq(qb_pipeline(db, qs, 2, &at), QB_EINVAL);
+    ck_assert_uint_eq(at, 0);
+    ck_assert_int_eq(l.befores, 1);   /* the first veto stops it */
+    ck_assert_int_eq(qb_commit(db), QB_OK); /* nothing was sent */
+    qb_set_logger(db, NULL, NULL);
+    qb_set_hooks(db, NULL, NULL, NULL);
+    ck_assert_str_eq(query_ids(db, "SELECT count(*) FROM t"), "0");
+    qb_query_free(a);
+    qb_query_free(b);
+    qb_query_free(c);
+    qb_close(db);
+}
+END_TEST
+
 /* ---- suite -------------------------------------------------------------- */
 
 Suite *qb_conn_shared_suite(void)
@@ -2373,6 +2424,7 @@ Suite *qb_conn_shared_suite(void)
     tcase_add_loop_test(t, test_sql_shapes, 0, NELEM(shapes));
 
     t = tc(s, "batch");
+    tcase_add_test(t, test_pipeline_observers);
     tcase_add_loop_test(t, test_batch_atomic, 0, NVAR);
     tcase_add_loop_test(t, test_batch_results, 0, NVAR);
     tcase_add_loop_test(t, test_batch_in_transaction, 0, NVAR);

@@ -89,6 +89,7 @@ int64_t relations(qb_conn *db, const char *quoted_names);
 
 typedef struct rec {
     int calls;
+    int errors;      /* calls with rc != QB_OK */
     int last_rc;
     int64_t last_dur;
     int neg_dur;
