@@ -418,6 +418,7 @@ START_TEST(test_count)
     ck_assert_int_eq(total, 5);
     qb_query_free(q);
     ck_assert_int_eq(qb_select_build_count(s, &q), QB_OK);
+    ck_assert_str_eq(query_ids(f.db, "SELECT 1"), "1");
     r = run_ok(f.db, q);
     ck_assert_int_eq(qb_result_int(r, 0, 0), 5);
     qb_result_free(r);
