@@ -920,7 +920,11 @@ static void render(qbi_rctx *r, const qb_select *s, const sel_mode *m)
         qbi_sb_addc(sb, ' ');
         render(r, s->setops[i].sub, NULL);
     }
-    if (s->order_by.n > 0) {
+    /* count(): workers-qb keeps ORDER BY, which SQLite ignores; on
+     * PostgreSQL an ORDER BY column outside the aggregate is an error
+     * (42803), and the order cannot change a count. */
+    if (s->order_by.n > 0 &&
+        !(m != NULL && m->count && r->dialect == QB_DIALECT_POSTGRES)) {
         qbi_sb_adds(sb, " ORDER BY ");
         qbi_strlist_join(sb, &s->order_by, ", ");
     }

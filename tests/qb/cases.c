@@ -9,7 +9,7 @@
  * statement(s) they would run; the comparison is on that SQL and its
  * values.  What only an engine can show (logger called once, duration,
  * result shapes, migration bookkeeping in a real transaction) is covered
- * by tests/check_qb_sqlite.c, the executor's test.
+ * by tests/check_qb_conn.c, the executor's test.
  */
 
 typedef struct case_out {
@@ -1688,7 +1688,7 @@ static const case_entry case_table[] = {
     { 13, c_12, NULL, NULL }, { 14, c_14, NULL, NULL }, { 15, c_14, NULL, NULL },
     { 16, c_16, NULL, NULL }, { 17, c_16, NULL, NULL },
     { 18, c_18, "count: compares the count statement; rows counted by "
-                "check_qb_sqlite", NULL },
+                "check_qb_conn", NULL },
     { 19, c_19, "count", NULL }, { 20, c_20, "count", NULL }, { 21, c_21, "count", NULL },
     { 22, c_22, NULL, NULL }, { 23, c_23, NULL, NULL }, { 24, c_24, NULL, NULL },
     { 25, c_25, NULL, NULL }, { 26, c_26, NULL, NULL }, { 27, c_26, NULL, NULL },
@@ -1777,12 +1777,12 @@ static const case_entry case_table[] = {
     { 242, c_242, NULL, NULL },
     { 243, c_243, "pg migrations initialize(): the CREATE TABLE statement", NULL },
     { 244, c_244, "pg migrations apply(): the six statements; running them "
-                  "in a transaction is the executor's (check_qb_sqlite)", NULL },
+                  "in a transaction is the executor's (check_qb_conn)", NULL },
     { 245, c_245, "pg migrations apply(): multi-command migration text", NULL },
     { 246, c_246, "logger: the statement logged; logger calls and duration "
-                  "are checked by check_qb_sqlite", NULL },
+                  "are checked by check_qb_conn", NULL },
     { 247, c_246, "logger on error: same statement; the failing run is "
-                  "check_qb_sqlite's", NULL },
+                  "check_qb_conn's", NULL },
 };
 
 #define NCASES (sizeof case_table / sizeof case_table[0])

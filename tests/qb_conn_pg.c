@@ -1,26 +1,14 @@
 /*
- * check_qb_pg.c -- lib/qb's PostgreSQL executor (qb_conn.h) against a real,
- * private PostgreSQL server.
+ * qb_conn_pg.c -- the executor's PostgreSQL-only cases, a suite of
+ * tests/check_qb_conn (see check_qb_conn.c), built when libpq is
+ * (QB_TEST_PG): SQLSTATEs and their mapping, PostgreSQL's types, lost
+ * connections, qb_reset_until and TCP settings through tests/pg/
+ * pg_proxy.h, pipelines, the statement cache keyed by parameter types,
+ * and workers-qb's PostgreSQL cases (238-245) run for real.
  *
- * The server comes from the environment: WU_PG_DSN is its libpq connection
- * string (tests/pg/pg_env.sh start DIR prints one).  Without it the program
- * exits 77, which automake reports as SKIP.  WU_PG_RESTART, if set, is a
- * shell command that restarts that server (pg_env.sh restart DIR); the
- * reconnect test runs only when it is given.  Every test starts from an
- * empty "public" schema, so the database must be a throw-away one.
- *
- * Build by hand (until the automake build lands):
- *   gcc -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes \
- *     -Wstrict-prototypes -Wformat=2 -g -O1 -fvisibility=hidden \
- *     -DQB_BUILDING -Ilib/qb -Itests tests/check_qb_pg.c tests/testutil.c \
- *     lib/qb/strbuf.c lib/qb/value.c lib/qb/query.c lib/qb/clause.c \
- *     lib/qb/select.c lib/qb/write.c lib/qb/pg.c \
- *     $(pkg-config --cflags --libs check jansson libpq) -pthread \
- *     -o /tmp/check_qb_pg
- *   D=$(mktemp -d /tmp/wu-pg.XXXXXX)
- *   export WU_PG_DSN="$(sh tests/pg/pg_env.sh start $D)"
- *   export WU_PG_RESTART="sh tests/pg/pg_env.sh restart $D"
- *   TESTS_SRCDIR=tests /tmp/check_qb_pg; sh tests/pg/pg_env.sh stop $D
+ * The server is WU_PG_DSN's; WU_PG_RESTART, if set, restarts it (the
+ * reconnect case runs only then).  Every test starts from an empty
+ * "public" schema.
  */
 #include <check.h>
 #include <jansson.h>
@@ -31,19 +19,12 @@
 
 #include <libpq-fe.h>
 
-#include "qb.h"
-#include "qb_int.h" /* count_sql */
-#include "qb_conn.h"
-#include "testutil.h"
+#include "qb_conn_test.h"
 #include "pg/pg_proxy.h"
 
 #include "qb/cases.c"
 
-static const char *g_dsn;     /* WU_PG_DSN */
-static const char *g_restart; /* WU_PG_RESTART or NULL */
 static json_t *g_cases;       /* tests/qb/cases.json, read-only */
-static size_t g_cache;        /* stmt_cache_size of db_connect; main runs
-                                 the suite once without, once with */
 
 /* ---- helpers ----------------------------------------------------------- */
 
@@ -97,44 +78,6 @@ static qb_conn *db_fresh(const char *schema)
     return db;
 }
 
-/* First-column values of every row joined with ',' (NULL as "-"). */
-static const char *ids(const qb_result *r)
-{
-    static char buf[1024];
-    size_t off = 0;
-    buf[0] = '\0';
-    for (size_t i = 0; i < qb_result_rows(r) && off < sizeof buf - 32;
-         i++) {
-        const char *sep = i ? "," : "";
-        switch (qb_result_type(r, i, 0)) {
-        case QB_V_NULL:
-            off += (size_t)snprintf(buf + off, sizeof buf - off, "%s-", sep);
-            break;
-        case QB_V_TEXT:
-            off += (size_t)snprintf(buf + off, sizeof buf - off, "%s%.64s",
-                                    sep, qb_result_text(r, i, 0, NULL));
-            break;
-        default:
-            off += (size_t)snprintf(buf + off, sizeof buf - off, "%s%lld",
-                                    sep,
-                                    (long long)qb_result_int(r, i, 0));
-            break;
-        }
-    }
-    return buf;
-}
-
-/* Execute q, expect QB_OK, return the result (caller frees). */
-static qb_result *run_ok(qb_conn *db, const qb_query *q)
-{
-    qb_result *r = NULL;
-    int rc = qb_exec(db, q, &r);
-    ck_assert_msg(rc == QB_OK, "exec %s: %s (%s) [%s]", qb_query_sql(q),
-                  qb_strerror(rc), qb_errmsg(db), qb_sqlstate(db));
-    ck_assert_ptr_nonnull(r);
-    return r;
-}
-
 /* Raw PostgreSQL-dialect query; `?` become $N. */
 static qb_query *raw(const char *sql, size_t n, const qb_value *v,
                      qb_fetch f)
@@ -143,53 +86,6 @@ static qb_query *raw(const char *sql, size_t n, const qb_value *v,
     ck_assert_int_eq(qb_query_raw_dialect(&q, QB_DIALECT_POSTGRES, sql, n, v,
                                           f), QB_OK);
     return q;
-}
-
-/* Run raw SQL and return the first column of its rows as a list. */
-static const char *query_ids(qb_conn *db, const char *sql)
-{
-    static char keep[1024];
-    qb_query *q = raw(sql, 0, NULL, QB_FETCH_ALL);
-    qb_result *r = run_ok(db, q);
-    snprintf(keep, sizeof keep, "%s", ids(r));
-    qb_result_free(r);
-    qb_query_free(q);
-    return keep;
-}
-
-static int64_t scalar(qb_conn *db, const char *sql)
-{
-    qb_query *q = raw(sql, 0, NULL, QB_FETCH_ONE);
-    qb_result *r = run_ok(db, q);
-    int64_t v = qb_result_int(r, 0, 0);
-    qb_result_free(r);
-    qb_query_free(q);
-    return v;
-}
-
-static const char seed[] =
-    "CREATE TABLE users (id integer PRIMARY KEY, name text NOT NULL, "
-    "  email text, dept text, age integer, score double precision, "
-    "  active boolean NOT NULL DEFAULT true);"
-    "INSERT INTO users VALUES "
-    "  (1, 'Ann', 'ann@x.org', 'eng', 31, 9.5, true),"
-    "  (2, 'Bob', 'bob@spam.com', 'eng', 45, 7.25, false),"
-    "  (3, 'Cid', NULL, 'ops', 28, 8.0, true),"
-    "  (4, 'Dee', 'dee@x.org', 'ops', 52, 6.5, true),"
-    "  (5, 'Eve', 'eve@x.org', 'sales', 39, NULL, false);"
-    "CREATE TABLE orders (id serial PRIMARY KEY, "
-    "  user_id integer REFERENCES users(id), amount numeric(10,2), "
-    "  item text);"
-    "INSERT INTO orders (user_id, amount, item) VALUES (1, 10.50, 'pen'),"
-    "  (1, 5.25, 'ink'), (2, 99.99, 'desk'), (4, 1.00, 'clip'),"
-    "  (4, 2.00, 'tape'), (4, 3.00, 'glue');";
-
-static qb_select *pg_sel(const char *table)
-{
-    qb_select *s = qb_select_new(table);
-    ck_assert_ptr_nonnull(s);
-    qb_select_dialect(s, QB_DIALECT_POSTGRES);
-    return s;
 }
 
 static qb_insert *pg_ins(const char *table)
@@ -217,461 +113,6 @@ START_TEST(test_open_bad_host)
 }
 END_TEST
 
-START_TEST(test_null_handles)
-{
-    qb_result *r = (qb_result *)1;
-    int64_t t = 5;
-    ck_assert_int_eq(pg_open(NULL, g_dsn, NULL, NULL, 0), QB_EINVAL);
-    ck_assert_int_eq(qb_exec(NULL, NULL, &r), QB_EINVAL);
-    ck_assert_ptr_null(r);
-    ck_assert_int_eq(qb_count(NULL, NULL, &t), QB_EINVAL);
-    ck_assert_int_eq(t, 0);
-    ck_assert_int_eq(qb_begin(NULL), QB_EINVAL);
-    ck_assert_int_eq(qb_reset(NULL), QB_EINVAL);
-    ck_assert_int_eq(qb_connected(NULL), 0);
-    ck_assert_int_eq(qb_in_transaction(NULL), 0);
-    ck_assert_str_eq(qb_sqlstate(NULL), "");
-    qb_close(NULL);
-    qb_result_free(NULL);
-    /* A NULL result reads as NULL cells. */
-    ck_assert_uint_eq(qb_result_rows(NULL), 0);
-    ck_assert_int_eq(qb_result_type(NULL, 0, 0), QB_V_NULL);
-    ck_assert_ptr_null(qb_result_text(NULL, 0, 0, NULL));
-    ck_assert_int_eq(qb_result_colindex(NULL, "x"), QB_EINVAL);
-}
-END_TEST
-
-/* ---- statement kinds --------------------------------------------------- */
-
-START_TEST(test_insert_one_returning)
-{
-    qb_conn *db = db_fresh("CREATE TABLE t (id serial PRIMARY KEY, "
-                         "name text NOT NULL, n integer, "
-                         "at timestamp DEFAULT now())");
-    qb_insert *ins = pg_ins("t");
-    qb_query *q = NULL;
-    qb_result *r;
-
-    qb_insert_set(ins, "name", qb_text("first"));
-    qb_insert_set(ins, "n", qb_int(7));
-    qb_insert_returning(ins, "id, name, n");
-    ck_assert_int_eq(qb_insert_build(ins, &q), QB_OK);
-    ck_assert_ptr_null(strstr(qb_query_sql(q), "?"));
-    r = run_ok(db, q);
-    ck_assert_uint_eq(qb_result_rows(r), 1);
-    ck_assert_int_eq(qb_result_changes(r), 1);
-    ck_assert_int_eq(qb_result_type_by(r, 0, "id"), QB_V_INT);
-    ck_assert_int_eq(qb_result_int_by(r, 0, "id"), 1);
-    ck_assert_str_eq(qb_result_text_by(r, 0, "name", NULL), "first");
-    ck_assert_int_eq(qb_result_int_by(r, 0, "n"), 7);
-    qb_result_free(r);
-    /* Without out: runs, allocates nothing. */
-    ck_assert_int_eq(qb_exec(db, q, NULL), QB_OK);
-    ck_assert_int_eq(scalar(db, "SELECT count(*) FROM t"), 2);
-    qb_query_free(q);
-    qb_insert_free(ins);
-    qb_close(db);
-}
-END_TEST
-
-/* A bulk insert split into a chain by the parameter limit runs in one
- * transaction and returns every link's rows. */
-START_TEST(test_insert_bulk_chain)
-{
-    qb_conn *db = db_fresh("CREATE TABLE t (id integer PRIMARY KEY, "
-                         "label text)");
-    qb_insert *ins = pg_ins("t");
-    qb_query *q = NULL;
-    qb_result *r;
-    size_t links = 0;
-
-    for (int i = 1; i <= 7; i++) {
-        char lab[16];
-        if (i > 1)
-            qb_insert_next_row(ins);
-        snprintf(lab, sizeof lab, "row%d", i);
-        qb_insert_set(ins, "id", qb_int(i));
-        qb_insert_set(ins, "label", qb_text(lab));
-    }
-    qb_insert_returning(ins, "id");
-    qb_insert_max_params(ins, 4);  /* 2 rows per statement */
-    ck_assert_int_eq(qb_insert_build(ins, &q), QB_OK);
-    for (const qb_query *l = q; l != NULL; l = qb_query_next(l))
-        links++;
-    ck_assert_uint_eq(links, 4);
-    r = run_ok(db, q);
-    ck_assert_str_eq(ids(r), "1,2,3,4,5,6,7");
-    ck_assert_int_eq(qb_result_changes(r), 7);
-    ck_assert_int_eq(qb_in_transaction(db), 0);
-    qb_result_free(r);
-    ck_assert_str_eq(query_ids(db, "SELECT label FROM t WHERE id = 7"),
-                     "row7");
-    qb_query_free(q);
-    qb_insert_free(ins);
-    qb_close(db);
-}
-END_TEST
-
-/* The last link fails: nothing of the chain stays. */
-START_TEST(test_insert_chain_atomic)
-{
-    qb_conn *db = db_fresh("CREATE TABLE t (id integer PRIMARY KEY);"
-                         "INSERT INTO t VALUES (5)");
-    qb_insert *ins = pg_ins("t");
-    qb_query *q = NULL;
-    qb_result *r = (qb_result *)1;
-
-    for (int i = 1; i <= 5; i++) {
-        if (i > 1)
-            qb_insert_next_row(ins);
-        qb_insert_set(ins, "id", qb_int(i));
-    }
-    qb_insert_max_params(ins, 2);
-    ck_assert_int_eq(qb_insert_build(ins, &q), QB_OK);
-    ck_assert_int_eq(qb_exec(db, q, &r), QB_ECONSTRAINT);
-    ck_assert_ptr_null(r);
-    ck_assert_str_eq(qb_sqlstate(db), "23505");
-    ck_assert_int_eq(qb_in_transaction(db), 0);
-    ck_assert_str_eq(query_ids(db, "SELECT id FROM t ORDER BY id"), "5");
-    /* Inside a caller's transaction the chain uses a savepoint: the
-     * caller's earlier work survives the chain's failure. */
-    ck_assert_int_eq(qb_begin(db), QB_OK);
-    sh(db, "INSERT INTO t VALUES (100)");
-    ck_assert_int_eq(qb_exec(db, q, NULL), QB_ECONSTRAINT);
-    ck_assert_int_eq(qb_in_transaction(db), 1);
-    ck_assert_int_eq(qb_commit(db), QB_OK);
-    ck_assert_str_eq(query_ids(db, "SELECT id FROM t ORDER BY id"), "5,100");
-    qb_query_free(q);
-    qb_insert_free(ins);
-    qb_close(db);
-}
-END_TEST
-
-START_TEST(test_upsert)
-{
-    qb_conn *db = db_fresh("CREATE TABLE kv (k text PRIMARY KEY, v integer, "
-                         "hits integer DEFAULT 1);"
-                         "INSERT INTO kv VALUES ('a', 1, 1)");
-    const char *const key[] = { "k" };
-    qb_insert *ins = pg_ins("kv");
-    qb_query *q = NULL;
-    qb_result *r;
-
-    qb_insert_set(ins, "k", qb_text("a"));
-    qb_insert_set(ins, "v", qb_int(42));
-    qb_insert_on_conflict(ins, 1, key);
-    qb_insert_on_conflict_set(ins, "v", qb_raw("excluded.v"));
-    qb_insert_on_conflict_set(ins, "hits", qb_raw("kv.hits + 1"));
-    qb_insert_returning(ins, "k, v, hits");
-    ck_assert_int_eq(qb_insert_build(ins, &q), QB_OK);
-    r = run_ok(db, q);
-    ck_assert_int_eq(qb_result_int_by(r, 0, "v"), 42);
-    ck_assert_int_eq(qb_result_int_by(r, 0, "hits"), 2);
-    qb_result_free(r);
-    qb_query_free(q);
-    qb_insert_free(ins);
-
-    /* DO NOTHING: no change, no row returned. */
-    ins = pg_ins("kv");
-    qb_insert_set(ins, "k", qb_text("a"));
-    qb_insert_set(ins, "v", qb_int(-1));
-    qb_insert_on_conflict(ins, 1, key);
-    ck_assert_int_eq(qb_insert_build(ins, &q), QB_OK);
-    ck_assert_ptr_nonnull(strstr(qb_query_sql(q), "DO NOTHING"));
-    r = run_ok(db, q);
-    ck_assert_int_eq(qb_result_changes(r), 0);
-    qb_result_free(r);
-    ck_assert_int_eq(scalar(db, "SELECT v FROM kv WHERE k = 'a'"), 42);
-    qb_query_free(q);
-    qb_insert_free(ins);
-    qb_close(db);
-}
-END_TEST
-
-START_TEST(test_update_where_returning)
-{
-    qb_conn *db = db_fresh(seed);
-    qb_update *u = qb_update_new("users");
-    qb_query *q = NULL;
-    qb_result *r;
-
-    qb_update_dialect(u, QB_DIALECT_POSTGRES);
-    qb_update_set(u, "age", qb_raw("age + 1"));
-    qb_update_set(u, "name", qb_text("Team ops"));
-    QB_UPDATE_WHERE(u, "dept = ?", qb_text("ops"));
-    QB_UPDATE_WHERE(u, "active = ?", qb_bool(1));
-    qb_update_returning(u, "id, age");
-    ck_assert_int_eq(qb_update_build(u, &q), QB_OK);
-    r = run_ok(db, q);
-    ck_assert_int_eq(qb_result_changes(r), 2);
-    ck_assert_uint_eq(qb_result_rows(r), 2);
-    ck_assert_int_eq(scalar(db, "SELECT age FROM users WHERE id = 4"), 53);
-    ck_assert_str_eq(query_ids(db, "SELECT name FROM users WHERE id = 3"),
-                     "Team ops");
-    qb_result_free(r);
-    qb_query_free(q);
-    qb_update_free(u);
-    qb_close(db);
-}
-END_TEST
-
-START_TEST(test_delete_where_returning)
-{
-    qb_conn *db = db_fresh(seed);
-    qb_delete *d = qb_delete_new("orders");
-    qb_query *q = NULL;
-    qb_result *r;
-
-    qb_delete_dialect(d, QB_DIALECT_POSTGRES);
-    QB_DELETE_WHERE(d, "user_id = ? AND amount < ?", qb_int(4),
-                    qb_real(2.5));
-    qb_delete_returning(d, "item");
-    ck_assert_int_eq(qb_delete_build(d, &q), QB_OK);
-    r = run_ok(db, q);
-    ck_assert_int_eq(qb_result_changes(r), 2);
-    ck_assert_uint_eq(qb_result_rows(r), 2);
-    qb_result_free(r);
-    ck_assert_int_eq(scalar(db, "SELECT count(*) FROM orders"), 4);
-    qb_query_free(q);
-    qb_delete_free(d);
-    qb_close(db);
-}
-END_TEST
-
-/* ---- selects (table-driven) -------------------------------------------- */
-
-typedef struct sel_case {
-    const char *what;
-    void (*build)(qb_select *s);
-    const char *table;
-    qb_fetch fetch;
-    const char *want;      /* first column of every row */
-} sel_case;
-
-static void s_where(qb_select *s)
-{
-    QB_WHERE(s, "age > ?", qb_int(40));
-    qb_select_order_by(s, "id", QB_ORDER_NONE);
-}
-
-static void s_or_where(qb_select *s)
-{
-    QB_WHERE(s, "dept = ?", qb_text("eng"));
-    QB_OR_WHERE(s, "age > ?", qb_int(50));
-    qb_select_order_by(s, "id", QB_ORDER_NONE);
-}
-
-static void s_in_int(qb_select *s)
-{
-    QB_WHERE_IN(s, "id", qb_int(2), qb_int(4), qb_int(5));
-    qb_select_order_by(s, "id", QB_ORDER_NONE);
-}
-
-static void s_in_text_not(qb_select *s)
-{
-    qb_select_where_in(s, QB_NOT, "dept", 2,
-                       QB_VALS(qb_text("eng"), qb_text("sales")));
-    qb_select_order_by(s, "id", QB_ORDER_NONE);
-}
-
-static void s_in_cols(qb_select *s)
-{
-    const char *const cols[] = { "dept", "active" };
-    qb_select_where_in_cols(s, QB_AND, 2, cols, 2,
-                            QB_VALS(qb_text("eng"), qb_bool(1),
-                                    qb_text("ops"), qb_bool(1)));
-    qb_select_order_by(s, "id", QB_ORDER_NONE);
-}
-
-static void s_between(qb_select *s)
-{
-    qb_select_where_between(s, QB_AND, "age", qb_int(30), qb_int(45));
-    qb_select_order_by(s, "id", QB_ORDER_NONE);
-}
-
-static void s_like(qb_select *s)
-{
-    qb_select_where_like(s, QB_AND, "email", qb_text("%@x.org"));
-    qb_select_order_by(s, "id", QB_ORDER_NONE);
-}
-
-static void s_null(qb_select *s)
-{
-    qb_select_where_null(s, QB_AND, "email");
-}
-
-static void s_real(qb_select *s)
-{
-    QB_WHERE(s, "score >= ?", qb_real(8.0));
-    qb_select_order_by(s, "id", QB_ORDER_NONE);
-}
-
-static void s_join(qb_select *s)
-{
-    qb_select_fields(s, "DISTINCT users.id");
-    qb_select_inner_join(s, "orders", "o", "o.user_id = users.id");
-    QB_WHERE(s, "o.amount > ?", qb_real(5.0));
-    qb_select_order_by(s, "users.id", QB_ORDER_NONE);
-}
-
-static void s_left_join(qb_select *s)
-{
-    qb_select_fields(s, "users.id");
-    qb_select_left_join(s, "orders", NULL, "orders.user_id = users.id");
-    qb_select_where_null(s, QB_AND, "orders.id");
-    qb_select_order_by(s, "users.id", QB_ORDER_NONE);
-}
-
-static void s_group_having(qb_select *s)
-{
-    qb_select_fields(s, "user_id, count(*) AS n");
-    qb_select_group_by(s, "user_id");
-    QB_HAVING(s, "count(*) >= ?", qb_int(2));
-    qb_select_order_by(s, "user_id", QB_ORDER_NONE);
-}
-
-static void s_order_limit_offset(qb_select *s)
-{
-    qb_select_fields(s, "id");
-    qb_select_order_by(s, "age", QB_ORDER_DESC);
-    qb_select_limit(s, 2);
-    qb_select_offset(s, 1);
-}
-
-static void s_offset_only(qb_select *s)
-{
-    qb_select_order_by(s, "id", QB_ORDER_NONE);
-    qb_select_offset(s, 3);
-}
-
-static void s_one(qb_select *s)
-{
-    QB_WHERE(s, "active = ?", qb_bool(0));
-    qb_select_order_by(s, "id", QB_ORDER_DESC);
-}
-
-static void s_distinct_on(qb_select *s)
-{
-    qb_select_distinct_on(s, "dept");
-    qb_select_fields(s, "id, dept");
-    qb_select_order_by(s, "dept", QB_ORDER_NONE);
-    qb_select_order_by(s, "id", QB_ORDER_NONE);
-}
-
-static void s_subquery(qb_select *s)
-{
-    qb_select *sub = pg_sel("orders");
-    qb_select_fields(sub, "user_id");
-    QB_WHERE(sub, "item = ?", qb_text("desk"));
-    QB_WHERE(s, "age > ? AND (id IN ?1 OR id = ?)", qb_int(0),
-             qb_subquery(sub), qb_int(3));
-    qb_select_order_by(s, "id", QB_ORDER_NONE);
-    qb_select_free(sub);
-}
-
-static void s_paginate(qb_select *s)
-{
-    qb_select_order_by(s, "id", QB_ORDER_NONE);
-    qb_select_paginate(s, 2, 2);
-}
-
-static const sel_case sel_cases[] = {
-    { "where", s_where, "users", QB_FETCH_ALL, "2,4" },
-    { "orWhere", s_or_where, "users", QB_FETCH_ALL, "1,2,4" },
-    { "whereIn int", s_in_int, "users", QB_FETCH_ALL, "2,4,5" },
-    { "whereNotIn text", s_in_text_not, "users", QB_FETCH_ALL, "3,4" },
-    { "whereIn columns", s_in_cols, "users", QB_FETCH_ALL, "1,3,4" },
-    { "between", s_between, "users", QB_FETCH_ALL, "1,2,5" },
-    { "like", s_like, "users", QB_FETCH_ALL, "1,4,5" },
-    { "is null", s_null, "users", QB_FETCH_ALL, "3" },
-    { "real param", s_real, "users", QB_FETCH_ALL, "1,3" },
-    { "inner join", s_join, "users", QB_FETCH_ALL, "1,2" },
-    { "left join", s_left_join, "users", QB_FETCH_ALL, "3,5" },
-    { "group/having", s_group_having, "orders", QB_FETCH_ALL, "1,4" },
-    { "order/limit/offset", s_order_limit_offset, "users", QB_FETCH_ALL,
-      "2,5" },
-    { "offset only", s_offset_only, "users", QB_FETCH_ALL, "4,5" },
-    { "fetch one", s_one, "users", QB_FETCH_ONE, "5" },
-    { "distinct on", s_distinct_on, "users", QB_FETCH_ALL, "1,3,5" },
-    { "subquery", s_subquery, "users", QB_FETCH_ALL, "2,3" },
-    { "paginate", s_paginate, "users", QB_FETCH_ALL, "3,4" },
-};
-#define NSEL (sizeof sel_cases / sizeof sel_cases[0])
-
-START_TEST(test_select)
-{
-    const sel_case *c = &sel_cases[_i];
-    qb_conn *db = db_fresh(seed);
-    qb_select *s = pg_sel(c->table);
-    qb_query *q = NULL;
-    qb_result *r;
-
-    c->build(s);
-    ck_assert_msg(qb_select_build(s, c->fetch, &q) == QB_OK, "%s: %s",
-                  c->what, qb_select_errmsg(s));
-    r = run_ok(db, q);
-    ck_assert_msg(strcmp(ids(r), c->want) == 0, "%s: got %s want %s (%s)",
-                  c->what, ids(r), c->want, qb_query_sql(q));
-    ck_assert_int_eq(qb_result_changes(r), 0);
-    qb_result_free(r);
-    qb_query_free(q);
-    qb_select_free(s);
-    qb_close(db);
-}
-END_TEST
-
-START_TEST(test_count)
-{
-    qb_conn *db = db_fresh(seed);
-    qb_select *s = pg_sel("users");
-    qb_query *q = NULL;
-    int64_t total = -1;
-
-    QB_WHERE(s, "dept = ?", qb_text("eng"));
-    qb_select_paginate(s, 1, 1);
-    ck_assert_int_eq(qb_select_build(s, QB_FETCH_ALL, &q), QB_OK);
-    ck_assert_ptr_nonnull(q->count_sql);
-    ck_assert_int_eq(qb_count(db, q, &total), QB_OK);
-    ck_assert_int_eq(total, 2);
-    qb_query_free(q);
-    /* The standalone count query. */
-    ck_assert_int_eq(qb_select_build_count(s, &q), QB_OK);
-    ck_assert_str_eq(query_ids(db, "SELECT 1"), "1");
-    {
-        qb_result *r = run_ok(db, q);
-        ck_assert_int_eq(qb_result_int(r, 0, 0), 2);
-        qb_result_free(r);
-    }
-    qb_query_free(q);
-    /* A raw query has no count statement. */
-    q = raw("SELECT 1", 0, NULL, QB_FETCH_ONE);
-    ck_assert_int_eq(qb_count(db, q, &total), QB_EINVAL);
-    qb_query_free(q);
-    qb_select_free(s);
-    qb_close(db);
-}
-END_TEST
-
-START_TEST(test_raw_placeholders)
-{
-    qb_conn *db = db_fresh(seed);
-    qb_query *q = raw("SELECT id FROM users WHERE dept = ?2 AND age > ?1 "
-                      "AND name <> ?2 ORDER BY id", 2,
-                      QB_VALS(qb_int(30), qb_text("eng")), QB_FETCH_ALL);
-    qb_result *r;
-
-    ck_assert_ptr_nonnull(strstr(qb_query_sql(q), "$2"));
-    r = run_ok(db, q);
-    ck_assert_str_eq(ids(r), "1,2");
-    qb_result_free(r);
-    qb_query_free(q);
-    qb_close(db);
-}
-END_TEST
-
-/* Raw SQL with `?` inside PostgreSQL literals and comments, executed:
- * only the real placeholders are numbered, the literals come back
- * byte for byte (whitespace runs included), and the one value binds. */
 typedef struct lit_case {
     const char *sql;    /* run with the one value 7 */
     const char *want;   /* row 0's columns joined with '|' */
@@ -846,116 +287,6 @@ START_TEST(test_param_types)
 }
 END_TEST
 
-START_TEST(test_nulls)
-{
-    qb_conn *db = db_fresh("CREATE TABLE t (id integer, s text, b bytea)");
-    qb_insert *ins = pg_ins("t");
-    qb_query *q = NULL;
-    qb_result *r;
-
-    qb_insert_set(ins, "id", qb_null());
-    qb_insert_set(ins, "s", qb_text(NULL));
-    qb_insert_set(ins, "b", qb_null());
-    ck_assert_int_eq(qb_insert_build(ins, &q), QB_OK);
-    qb_result_free(run_ok(db, q));
-    qb_query_free(q);
-    q = raw("SELECT id, s, b, ?::text AS p FROM t WHERE s IS NULL", 1,
-            QB_VALS(qb_null()), QB_FETCH_ALL);
-    r = run_ok(db, q);
-    ck_assert_uint_eq(qb_result_rows(r), 1);
-    for (size_t c = 0; c < 4; c++)
-        ck_assert(qb_result_is_null(r, 0, c));
-    qb_result_free(r);
-    qb_query_free(q);
-    qb_insert_free(ins);
-    qb_close(db);
-}
-END_TEST
-
-static const char *const texts[] = {
-    "O'Reilly",
-    "\"double\" and 'single' '' quotes",
-    "$1 ? ?1 $$ $tag$ -- not a comment /* nor this */ ; DROP TABLE t;",
-    "back\\slash \\x00 \\'",
-    "h\xc3\xa9llo \xe2\x80\x94 \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x8e\x89",
-    "line1\nline2\r\n\ttab",
-    "",
-};
-#define NTEXTS (sizeof texts / sizeof texts[0])
-
-/* Text values round-trip byte for byte and compare equal as parameters. */
-START_TEST(test_text_roundtrip)
-{
-    const char *t = texts[_i];
-    qb_conn *db = db_fresh("CREATE TABLE t (id serial, s text)");
-    qb_insert *ins = pg_ins("t");
-    qb_select *s = pg_sel("t");
-    qb_query *q = NULL;
-    qb_result *r;
-    size_t len = 0;
-
-    qb_insert_set(ins, "s", qb_text(t));
-    ck_assert_int_eq(qb_insert_build(ins, &q), QB_OK);
-    ck_assert_int_eq(qb_exec(db, q, NULL), QB_OK);
-    qb_query_free(q);
-    qb_select_fields(s, "s, length(s) AS n");
-    QB_WHERE(s, "s = ?", qb_text_ref(t));
-    ck_assert_int_eq(qb_select_build(s, QB_FETCH_ALL, &q), QB_OK);
-    r = run_ok(db, q);
-    ck_assert_uint_eq(qb_result_rows(r), 1);
-    ck_assert_mem_eq(qb_result_text(r, 0, 0, &len), t, strlen(t) + 1);
-    ck_assert_uint_eq(len, strlen(t));
-    qb_result_free(r);
-    qb_query_free(q);
-    qb_select_free(s);
-    qb_insert_free(ins);
-    qb_close(db);
-}
-END_TEST
-
-START_TEST(test_text_nul_refused)
-{
-    qb_conn *db = db_fresh(NULL);
-    qb_query *q = raw("SELECT ?::text", 1, QB_VALS(qb_textn("a\0b", 3)),
-                      QB_FETCH_ONE);
-    ck_assert_int_eq(qb_exec(db, q, NULL), QB_EINVAL);
-    ck_assert_ptr_nonnull(strstr(qb_errmsg(db), "NUL"));
-    qb_query_free(q);
-    qb_close(db);
-}
-END_TEST
-
-START_TEST(test_bytea_roundtrip)
-{
-    qb_conn *db = db_fresh("CREATE TABLE t (id integer, b bytea)");
-    unsigned char all[512];
-    qb_query *q;
-    qb_result *r;
-    size_t len = 0;
-
-    for (size_t i = 0; i < sizeof all; i++)
-        all[i] = (unsigned char)(i * 7 + (i >> 8));
-    q = raw("INSERT INTO t VALUES (1, ?), (2, ?)", 2,
-            QB_VALS(qb_blob(all, sizeof all), qb_blob_ref("", 0)),
-            QB_FETCH_NONE);
-    ck_assert_int_eq(qb_exec(db, q, NULL), QB_OK);
-    qb_query_free(q);
-    q = raw("SELECT b, length(b) AS n FROM t WHERE b = ? OR id = 2 "
-            "ORDER BY id", 1, QB_VALS(qb_blob_ref(all, sizeof all)),
-            QB_FETCH_ALL);
-    r = run_ok(db, q);
-    ck_assert_uint_eq(qb_result_rows(r), 2);
-    ck_assert_int_eq(qb_result_int_by(r, 0, "n"), 512);
-    ck_assert_mem_eq(qb_result_blob(r, 0, 0, &len), all, sizeof all);
-    ck_assert_uint_eq(len, sizeof all);
-    ck_assert_ptr_nonnull(qb_result_blob(r, 1, 0, &len));
-    ck_assert_uint_eq(len, 0);
-    qb_result_free(r);
-    qb_query_free(q);
-    qb_close(db);
-}
-END_TEST
-
 /* ---- placeholders ------------------------------------------------------ */
 
 typedef struct ph_case {
@@ -1005,91 +336,6 @@ START_TEST(test_placeholder_count)
 END_TEST
 
 /* ---- dialect ----------------------------------------------------------- */
-
-START_TEST(test_dialect_refused)
-{
-    qb_conn *db = db_fresh(seed);
-    qb_select *s = qb_select_new("users");  /* SQLite by default */
-    qb_insert *ins = pg_ins("users");
-    qb_query *q = NULL;
-    qb_result *r = (qb_result *)1;
-    int64_t total = -1;
-
-    /* The dialect follows the connection: a query rendered for SQLite
-     * that uses nothing PostgreSQL lacks runs as it is (re-rendered). */
-    QB_WHERE(s, "id = ? AND name <> 'a?b'", qb_int(1));
-    ck_assert_int_eq(qb_select_build(s, QB_FETCH_ALL, &q), QB_OK);
-    ck_assert_int_eq(qb_query_dialect(q), QB_DIALECT_SQLITE);
-    ck_assert_int_eq(qb_exec(db, q, &r), QB_OK);
-    ck_assert_uint_eq(qb_result_rows(r), 1);
-    qb_result_free(r);
-    ck_assert_int_eq(qb_count(db, q, &total), QB_OK);
-    ck_assert_int_eq(total, 1);
-    qb_query_free(q);
-    ck_assert_int_eq(QB_RAW(&q, "SELECT 1", QB_FETCH_ALL), QB_OK);
-    ck_assert_int_eq(qb_exec(db, q, NULL), QB_OK);
-    qb_query_free(q);
-    /* SQLite-only text does not convert: refused before anything runs. */
-    {
-        qb_select *o = qb_select_new("users");
-        qb_select_offset(o, 1); /* SQLite: LIMIT -1 OFFSET 1 */
-        ck_assert_int_eq(qb_select_build(o, QB_FETCH_ALL, &q), QB_OK);
-        r = (qb_result *)1;
-        ck_assert_int_eq(qb_exec(db, q, &r), QB_EDIALECT);
-        ck_assert_ptr_null(r);
-        ck_assert_ptr_nonnull(strstr(qb_errmsg(db), "dialect"));
-        ck_assert_str_eq(qb_sqlstate(db), "");
-        qb_query_free(q);
-        qb_select_free(o);
-    }
-    {
-        /* and a PostgreSQL query never runs on SQLite */
-        qb_conn *lite = NULL;
-        ck_assert_int_eq(qb_open(&lite, ":memory:", NULL, NULL, 0), QB_OK);
-        q = raw("SELECT ?", 1, QB_VALS(qb_int(1)), QB_FETCH_ALL);
-        ck_assert_int_eq(qb_exec(lite, q, NULL), QB_EDIALECT);
-        qb_query_free(q);
-        qb_close(lite);
-    }
-    /* The builder refuses SQLite-only syntax in the PG dialect. */
-    qb_insert_set(ins, "id", qb_int(9));
-    qb_insert_or(ins, QB_CONFLICT_IGNORE);
-    ck_assert_int_eq(qb_insert_build(ins, &q), QB_EDIALECT);
-    ck_assert_ptr_null(q);
-    qb_select_dialect(s, QB_DIALECT_POSTGRES);
-    ck_assert_int_eq(qb_select_build_explain(s, &q), QB_EDIALECT);
-    ck_assert_ptr_null(q);
-    {
-        qb_update *u = qb_update_new("users");
-        qb_update_dialect(u, QB_DIALECT_POSTGRES);
-        qb_update_set(u, "age", qb_int(1));
-        qb_update_or(u, QB_CONFLICT_REPLACE);
-        ck_assert_int_eq(qb_update_build(u, &q), QB_EDIALECT);
-        qb_update_free(u);
-    }
-    {
-        /* The server has no DELETE ... LIMIT; the builder says so first. */
-        qb_delete *d = qb_delete_new("users");
-        qb_delete_dialect(d, QB_DIALECT_POSTGRES);
-        QB_DELETE_WHERE(d, "age > ?", qb_int(30));
-        qb_delete_order_by(d, "age", QB_ORDER_DESC);
-        qb_delete_limit(d, 1);
-        ck_assert_int_eq(qb_delete_build(d, &q), QB_EDIALECT);
-        ck_assert_ptr_null(q);
-        ck_assert_ptr_nonnull(strstr(qb_delete_errmsg(d), "SQLite only"));
-        qb_delete_free(d);
-        q = raw("DELETE FROM users WHERE age > ? ORDER BY age DESC LIMIT 1",
-                1, QB_VALS(qb_int(30)), QB_FETCH_ALL);
-        ck_assert_int_eq(qb_exec(db, q, NULL), QB_ESQL);
-        ck_assert_str_eq(qb_sqlstate(db), "42601");
-        qb_query_free(q);
-        ck_assert_int_eq(scalar(db, "SELECT count(*) FROM users"), 5);
-    }
-    qb_insert_free(ins);
-    qb_select_free(s);
-    qb_close(db);
-}
-END_TEST
 
 /* ---- errors ------------------------------------------------------------ */
 
@@ -1219,93 +465,6 @@ END_TEST
 
 /* ---- transactions ------------------------------------------------------ */
 
-START_TEST(test_transactions)
-{
-    qb_conn *db = db_fresh("CREATE TABLE t (id integer PRIMARY KEY)");
-    qb_query *ins1 = raw("INSERT INTO t VALUES (1)", 0, NULL, QB_FETCH_NONE);
-    qb_query *ins2 = raw("INSERT INTO t VALUES (2)", 0, NULL, QB_FETCH_NONE);
-    qb_query *ins3 = raw("INSERT INTO t VALUES (3)", 0, NULL, QB_FETCH_NONE);
-
-    ck_assert_int_eq(qb_begin(db), QB_OK);
-    ck_assert_int_eq(qb_in_transaction(db), 1);
-    ck_assert_int_eq(qb_exec(db, ins1, NULL), QB_OK);
-    ck_assert_int_eq(qb_rollback(db), QB_OK);
-    ck_assert_int_eq(qb_in_transaction(db), 0);
-    ck_assert_int_eq(scalar(db, "SELECT count(*) FROM t"), 0);
-
-    ck_assert_int_eq(qb_begin(db), QB_OK);
-    ck_assert_int_eq(qb_exec(db, ins1, NULL), QB_OK);
-    ck_assert_int_eq(qb_savepoint(db, "sp1"), QB_OK);
-    ck_assert_int_eq(qb_exec(db, ins2, NULL), QB_OK);
-    ck_assert_int_eq(qb_rollback_to(db, "sp1"), QB_OK);
-    ck_assert_int_eq(qb_savepoint(db, "sp2"), QB_OK);
-    ck_assert_int_eq(qb_exec(db, ins3, NULL), QB_OK);
-    ck_assert_int_eq(qb_release(db, "sp2"), QB_OK);
-    /* A failing statement aborts the transaction; rolling back to a
-     * savepoint taken before it recovers. */
-    ck_assert_int_eq(qb_savepoint(db, "sp3"), QB_OK);
-    ck_assert_int_eq(qb_exec(db, ins1, NULL), QB_ECONSTRAINT);
-    ck_assert_int_eq(qb_exec(db, ins2, NULL), QB_ESQL);
-    ck_assert_str_eq(qb_sqlstate(db), "25P02");
-    ck_assert_int_eq(qb_rollback_to(db, "sp3"), QB_OK);
-    ck_assert_int_eq(qb_commit(db), QB_OK);
-    ck_assert_str_eq(query_ids(db, "SELECT id FROM t ORDER BY id"), "1,3");
-
-    /* COMMIT of an aborted transaction is an error, and ends it. */
-    ck_assert_int_eq(qb_begin(db), QB_OK);
-    ck_assert_int_eq(qb_exec(db, ins2, NULL), QB_OK);
-    ck_assert_int_eq(qb_exec(db, ins1, NULL), QB_ECONSTRAINT);
-    ck_assert_int_eq(qb_commit(db), QB_ESQL);
-    ck_assert_str_eq(qb_sqlstate(db), "25P02");
-    ck_assert_int_eq(qb_in_transaction(db), 0);
-    ck_assert_str_eq(query_ids(db, "SELECT id FROM t ORDER BY id"), "1,3");
-
-    /* Bad savepoint names never reach the server. */
-    ck_assert_int_eq(qb_savepoint(db, "x; DROP TABLE t"), QB_EINVAL);
-    ck_assert_int_eq(qb_savepoint(db, NULL), QB_EINVAL);
-    /* COMMIT with no transaction: a warning only in PostgreSQL. */
-    ck_assert_int_eq(qb_commit(db), QB_OK);
-    qb_query_free(ins1);
-    qb_query_free(ins2);
-    qb_query_free(ins3);
-    qb_close(db);
-}
-END_TEST
-
-START_TEST(test_batch)
-{
-    qb_conn *db = db_fresh("CREATE TABLE t (id integer PRIMARY KEY)");
-    qb_query *a = raw("INSERT INTO t VALUES (?) RETURNING id", 1,
-                      QB_VALS(qb_int(1)), QB_FETCH_ALL);
-    qb_query *b = raw("INSERT INTO t VALUES (?) RETURNING id", 1,
-                      QB_VALS(qb_int(2)), QB_FETCH_ALL);
-    qb_query *dup = raw("INSERT INTO t VALUES (1)", 0, NULL, QB_FETCH_NONE);
-    const qb_query *ok[2] = { a, b };
-    const qb_query *bad[3] = { b, dup, a };
-    qb_result *res[3] = { NULL, NULL, NULL };
-    size_t at = 99;
-
-    ck_assert_int_eq(qb_batch(db, ok, 2, res, &at), QB_OK);
-    ck_assert_uint_eq(at, 2);
-    ck_assert_int_eq(qb_result_int(res[0], 0, 0), 1);
-    ck_assert_int_eq(qb_result_int(res[1], 0, 0), 2);
-    qb_result_free(res[0]);
-    qb_result_free(res[1]);
-    sh(db, "DELETE FROM t WHERE id = 2");
-    ck_assert_int_eq(qb_batch(db, bad, 3, res, &at), QB_ECONSTRAINT);
-    ck_assert_uint_eq(at, 1);
-    ck_assert(res[0] == NULL && res[1] == NULL && res[2] == NULL);
-    ck_assert_ptr_nonnull(strstr(qb_errmsg(db), "batch query 1"));
-    ck_assert_str_eq(query_ids(db, "SELECT id FROM t ORDER BY id"), "1");
-    ck_assert_int_eq(qb_batch(db, NULL, 0, NULL, NULL), QB_OK);
-    ck_assert_int_eq(qb_batch(db, NULL, 1, NULL, NULL), QB_EINVAL);
-    qb_query_free(a);
-    qb_query_free(b);
-    qb_query_free(dup);
-    qb_close(db);
-}
-END_TEST
-
 /* Pipeline: many statements answered together inside the caller's
  * transaction; the first failure is reported with its index and stops
  * the rest. */
@@ -1407,10 +566,8 @@ END_TEST
 /* ---- logger and hooks -------------------------------------------------- */
 
 typedef struct obs_log {
-    int calls, errors, afters, vetoes;
+    int calls, errors;
     int last_rc;
-    int veto_next;
-    size_t after_rows;
     char sql[8][256];
 } obs_log;
 
@@ -1431,234 +588,7 @@ static void log_fn(void *ud, const qb_query *q, int64_t ns, int rc,
     }
 }
 
-static int before_fn(void *ud, const qb_query *q)
-{
-    obs_log *l = ud;
-    (void)q;
-    if (l->veto_next) {
-        l->veto_next = 0;
-        l->vetoes++;
-        return 1;
-    }
-    return 0;
-}
-
-static void after_fn(void *ud, const qb_query *q, int rc,
-                     const qb_result *res, int64_t ns)
-{
-    obs_log *l = ud;
-    (void)q;
-    (void)ns;
-    l->afters++;
-    l->after_rows = rc == QB_OK ? qb_result_rows(res) : 0;
-}
-
-START_TEST(test_logger_hooks)
-{
-    qb_conn *db = db_fresh(seed);
-    obs_log l;
-    qb_query *ok = raw("SELECT id FROM users WHERE id < ?", 1,
-                       QB_VALS(qb_int(3)), QB_FETCH_ALL);
-    qb_query *bad = raw("SELECT nope FROM users", 0, NULL, QB_FETCH_ALL);
-    qb_result *r = NULL;
-    int64_t n = 0;
-
-    memset(&l, 0, sizeof l);
-    qb_set_logger(db, log_fn, &l);
-    qb_set_hooks(db, before_fn, after_fn, &l);
-    ck_assert_int_eq(qb_exec(db, ok, &r), QB_OK);
-    ck_assert_int_eq(l.calls, 1);
-    ck_assert_int_eq(l.afters, 1);
-    ck_assert_uint_eq(l.after_rows, 2);
-    ck_assert_str_eq(l.sql[0], qb_query_sql(ok));
-    qb_result_free(r);
-    ck_assert_int_eq(qb_exec(db, bad, NULL), QB_ESQL);
-    ck_assert_int_eq(l.calls, 2);
-    ck_assert_int_eq(l.errors, 1);
-    ck_assert_int_eq(l.last_rc, QB_ESQL);
-    l.veto_next = 1;
-    ck_assert_int_eq(qb_exec(db, ok, NULL), QB_EINVAL);
-    ck_assert_int_eq(l.vetoes, 1);
-    ck_assert_int_eq(l.calls, 3);
-    ck_assert_int_eq(l.afters, 3);
-    /* Argument errors found after the hook starts are logged too. */
-    {
-        qb_query *mis = raw("SELECT ?::int", 1, QB_VALS(qb_int(1)),
-                            QB_FETCH_ALL);
-        mis->nparams = 0;
-        ck_assert_int_eq(qb_exec(db, mis, NULL), QB_EINVAL);
-        mis->nparams = 1;
-        qb_query_free(mis);
-    }
-    ck_assert_int_eq(l.calls, 4);
-    /* count: logged once, with the count statement */
-    {
-        qb_select *s = pg_sel("users");
-        qb_query *q = NULL;
-        QB_WHERE(s, "age > ?", qb_int(40));
-        ck_assert_int_eq(qb_select_build(s, QB_FETCH_ALL, &q), QB_OK);
-        ck_assert_int_eq(qb_count(db, q, &n), QB_OK);
-        ck_assert_int_eq(n, 2);
-        ck_assert_int_eq(l.calls, 5);
-        ck_assert_str_eq(l.sql[4], q->count_sql);
-        qb_query_free(q);
-        qb_select_free(s);
-    }
-    /* Transactions are not queries. */
-    ck_assert_int_eq(qb_begin(db), QB_OK);
-    ck_assert_int_eq(qb_rollback(db), QB_OK);
-    ck_assert_int_eq(l.calls, 5);
-    /* Removed: nothing observed. */
-    qb_set_logger(db, NULL, NULL);
-    qb_set_hooks(db, NULL, NULL, NULL);
-    ck_assert_int_eq(qb_exec(db, ok, NULL), QB_OK);
-    ck_assert_int_eq(l.calls, 5);
-    ck_assert_int_eq(l.afters, 5);
-    qb_query_free(ok);
-    qb_query_free(bad);
-    qb_close(db);
-}
-END_TEST
-
 /* ---- migrations -------------------------------------------------------- */
-
-static const qb_migration migs[] = {
-    { "0001_users.sql", "CREATE TABLE users (id SERIAL PRIMARY KEY, "
-                        "name text NOT NULL);" },
-    { "0002_posts.sql", "CREATE TABLE posts (id SERIAL PRIMARY KEY, "
-                        "user_id integer REFERENCES users(id)); "
-                        "CREATE INDEX posts_user ON posts (user_id);" },
-    { "0003_seed.sql", "INSERT INTO users (name) VALUES ('root');" },
-};
-
-/* Observers in a pipeline: before hooks first (a veto sends nothing),
- * the logger once per query run. */
-START_TEST(test_pipeline_observers)
-{
-    qb_conn *db = db_fresh("CREATE TABLE t (id integer PRIMARY KEY)");
-    qb_query *a = raw("INSERT INTO t VALUES (1)", 0, NULL, QB_FETCH_NONE);
-    qb_query *b = raw("INSERT INTO t VALUES (1)", 0, NULL, QB_FETCH_NONE);
-    qb_query *c = raw("INSERT INTO t VALUES (3)", 0, NULL, QB_FETCH_NONE);
-    const qb_query *qs[3] = { a, b, c };
-    obs_log l;
-    size_t at;
-
-    memset(&l, 0, sizeof l);
-    qb_set_logger(db, log_fn, &l);
-    qb_set_hooks(db, before_fn, after_fn, &l);
-    ck_assert_int_eq(qb_begin(db), QB_OK);
-    ck_assert_int_eq(qb_pipeline(db, qs, 3, &at), QB_ECONSTRAINT);
-    ck_assert_uint_eq(at, 1);
-    /* a ran (ok), b failed; c was not run: no log line for it. */
-    ck_assert_int_eq(l.calls, 2);
-    ck_assert_int_eq(l.errors, 1);
-    ck_assert_int_eq(l.afters, 2);
-    ck_assert_int_eq(qb_rollback(db), QB_OK);
-
-    memset(&l, 0, sizeof l);
-    l.veto_next = 1;
-    qs[1] = c;
-    ck_assert_int_eq(qb_begin(db), QB_OK);
-    ck_assert_int_eq(qb_pipeline(db, qs, 2, &at), QB_EINVAL);
-    ck_assert_uint_eq(at, 0);
-    ck_assert_int_eq(l.vetoes, 1);
-    ck_assert_int_eq(qb_commit(db), QB_OK); /* nothing was sent */
-    qb_set_logger(db, NULL, NULL);
-    qb_set_hooks(db, NULL, NULL, NULL);
-    ck_assert_str_eq(query_ids(db, "SELECT count(*) FROM t"), "0");
-    qb_query_free(a);
-    qb_query_free(b);
-    qb_query_free(c);
-    qb_close(db);
-}
-END_TEST
-
-START_TEST(test_migrations_apply)
-{
-    qb_conn *db = db_fresh(NULL);
-    obs_log l;
-    qb_result *r = NULL;
-    size_t applied = 99, failed = 99, idx[3], nidx = 99;
-
-    memset(&l, 0, sizeof l);
-    qb_set_logger(db, log_fn, &l);
-    ck_assert_int_eq(qb_migrations_apply(db, NULL, migs, 2, &applied,
-                                            &failed), QB_OK);
-    ck_assert_uint_eq(applied, 2);
-    ck_assert_uint_eq(failed, 2);
-    /* setup + listing + one per migration */
-    ck_assert_int_eq(l.calls, 4);
-    ck_assert_ptr_nonnull(strstr(l.sql[0], "SERIAL PRIMARY KEY"));
-    ck_assert_str_eq(l.sql[1], "SELECT * FROM migrations ORDER BY id");
-    ck_assert_str_eq(l.sql[2], migs[0].sql);
-    /* idempotent */
-    ck_assert_int_eq(qb_migrations_apply(db, NULL, migs, 2, &applied,
-                                            NULL), QB_OK);
-    ck_assert_uint_eq(applied, 0);
-    ck_assert_int_eq(qb_migrations_unapplied(db, NULL, migs, 3, idx,
-                                                &nidx), QB_OK);
-    ck_assert_uint_eq(nidx, 1);
-    ck_assert_uint_eq(idx[0], 2);
-    ck_assert_int_eq(qb_migrations_apply(db, NULL, migs, 3, &applied,
-                                            NULL), QB_OK);
-    ck_assert_uint_eq(applied, 1);
-    ck_assert_int_eq(qb_migrations_applied(db, NULL, &r), QB_OK);
-    ck_assert_uint_eq(qb_result_rows(r), 3);
-    ck_assert_str_eq(qb_result_text_by(r, 0, "name", NULL),
-                     "0001_users.sql");
-    ck_assert_str_eq(qb_result_text_by(r, 2, "name", NULL),
-                     "0003_seed.sql");
-    ck_assert_int_eq(qb_result_int_by(r, 2, "id"), 3);
-    ck_assert_int_eq(qb_result_type_by(r, 0, "applied_at"), QB_V_TEXT);
-    qb_result_free(r);
-    ck_assert_int_eq(scalar(db, "SELECT count(*) FROM users"), 1);
-    qb_close(db);
-}
-END_TEST
-
-START_TEST(test_migrations_failure)
-{
-    qb_conn *db = db_fresh(NULL);
-    const qb_migration bad[] = {
-        { "a", "CREATE TABLE a (x integer);" },
-        { "b", "CREATE TABLE b (x integer); SELECT * FROM missing_table;" },
-        { "c", "CREATE TABLE c (x integer);" },
-    };
-    const qb_migration commits[] = {
-        { "d", "CREATE TABLE d (x integer); COMMIT;" },
-    };
-    size_t applied = 99, failed = 99;
-
-    ck_assert_int_eq(qb_migrations_apply(db, "schema_log", bad, 3,
-                                            &applied, &failed), QB_ESQL);
-    ck_assert_uint_eq(applied, 1);
-    ck_assert_uint_eq(failed, 1);
-    ck_assert_str_eq(qb_sqlstate(db), "42P01");
-    ck_assert_msg(strncmp(qb_errmsg(db), "migration 'b': ", 15) == 0,
-                  "%s", qb_errmsg(db));
-    /* b's first statement was rolled back with it; c never ran */
-    ck_assert_int_eq(scalar(db, "SELECT count(*) FROM pg_tables WHERE "
-                     "schemaname = 'public' AND tablename IN ('a','b','c')"),
-                     1);
-    ck_assert_int_eq(scalar(db, "SELECT count(*) FROM schema_log"), 1);
-    ck_assert_int_eq(qb_in_transaction(db), 0);
-
-    /* A migration may not end the transaction itself. */
-    ck_assert_int_eq(qb_migrations_apply(db, NULL, commits, 1, &applied,
-                                            &failed), QB_EINVAL);
-    ck_assert_uint_eq(failed, 0);
-    ck_assert_int_eq(qb_in_transaction(db), 0);
-
-    /* Not inside a transaction; bad table names. */
-    ck_assert_int_eq(qb_begin(db), QB_OK);
-    ck_assert_int_eq(qb_migrations_apply(db, NULL, bad, 1, NULL, NULL),
-                     QB_EMISUSE);
-    ck_assert_int_eq(qb_rollback(db), QB_OK);
-    ck_assert_int_eq(qb_migrations_apply(db, "x y", bad, 1, NULL, NULL),
-                     QB_EINVAL);
-    qb_close(db);
-}
-END_TEST
 
 /* A $N left in a migration (the server: 42P02 "there is no parameter")
  * is refused the way qb_exec refuses a count mismatch: QB_EINVAL with
@@ -2182,61 +1112,32 @@ END_TEST
 
 /* ---- suite ------------------------------------------------------------- */
 
-static TCase *tc(Suite *s, const char *name)
+Suite *qb_conn_pg_suite(void)
 {
-    TCase *t = tcase_create(name);
-    tcase_set_timeout(t, 60);
-    suite_add_tcase(s, t);
-    return t;
-}
-
-static Suite *pg_suite(void)
-{
-    Suite *s = suite_create(g_cache ? "qb_conn (statement cache 4)"
-                                    : "qb_conn (no statement cache)");
+    Suite *s = suite_create(g_cache ? "qb_conn postgres (statement cache 4)"
+                                    : "qb_conn postgres (no statement cache)");
     TCase *t;
 
     t = tc(s, "connection");
     tcase_add_test(t, test_open_bad_host);
-    tcase_add_test(t, test_null_handles);
     tcase_add_test(t, test_reset_until_hung_server);
     tcase_add_test(t, test_tcp_settings);
     tcase_add_test(t, test_conninfo_connect_timeout);
     t = tc(s, "statements");
-    tcase_add_test(t, test_insert_one_returning);
-    tcase_add_test(t, test_insert_bulk_chain);
-    tcase_add_test(t, test_insert_chain_atomic);
-    tcase_add_test(t, test_upsert);
-    tcase_add_test(t, test_update_where_returning);
-    tcase_add_test(t, test_delete_where_returning);
-    tcase_add_loop_test(t, test_select, 0, (int)NSEL);
-    tcase_add_test(t, test_count);
-    tcase_add_test(t, test_raw_placeholders);
     tcase_add_loop_test(t, test_raw_literals, 0, (int)NLIT);
     t = tc(s, "types");
     tcase_add_test(t, test_typed_results);
     tcase_add_test(t, test_param_types);
-    tcase_add_test(t, test_nulls);
-    tcase_add_loop_test(t, test_text_roundtrip, 0, (int)NTEXTS);
-    tcase_add_test(t, test_text_nul_refused);
-    tcase_add_test(t, test_bytea_roundtrip);
     tcase_add_loop_test(t, test_placeholder_count, 0, (int)NPH);
     t = tc(s, "errors");
-    tcase_add_test(t, test_dialect_refused);
     tcase_add_loop_test(t, test_errors, 0, (int)NERR);
     tcase_add_test(t, test_busy_mapping);
     tcase_add_test(t, test_deadlock_mapping);
     t = tc(s, "transactions");
-    tcase_add_test(t, test_transactions);
-    tcase_add_test(t, test_batch);
     tcase_add_test(t, test_pipeline);
     tcase_add_test(t, test_pipeline_conn_lost);
     t = tc(s, "observers");
-    tcase_add_test(t, test_logger_hooks);
-    tcase_add_test(t, test_pipeline_observers);
     t = tc(s, "migrations");
-    tcase_add_test(t, test_migrations_apply);
-    tcase_add_test(t, test_migrations_failure);
     tcase_add_loop_test(t, test_migrations_stray_placeholder, 0, (int)NSTRAY);
     tcase_add_test(t, test_migrations_own_params_run);
     t = tc(s, "workers-qb cases");
@@ -2256,40 +1157,45 @@ static Suite *pg_suite(void)
     return s;
 }
 
-int main(void)
+/* ---- setup ------------------------------------------------------------- */
+
+int pg_prepared(qb_conn *db, const char *sql)
+{
+    const char *v[1] = { sql };
+    PGresult *res = PQexecParams(qb_conn_pg(db), "SELECT count(*) FROM "
+                                 "pg_prepared_statements WHERE statement = $1",
+                                 1, NULL, v, NULL, NULL, 0);
+    int n;
+    ck_assert_int_eq(PQresultStatus(res), PGRES_TUPLES_OK);
+    n = atoi(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return n;
+}
+
+void pg_script(qb_conn *db, const char *sql)
+{
+    sh(db, sql);
+}
+
+void pg_reset_schema(qb_conn *db)
+{
+    sh(db, "DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public");
+}
+
+int qb_conn_pg_init(void)
 {
     json_error_t jerr;
-    SRunner *sr;
-    int failed;
-
-    g_dsn = getenv("WU_PG_DSN");
-    if (g_dsn == NULL || *g_dsn == '\0') {
-        fprintf(stderr, "check_qb_pg: WU_PG_DSN not set: skipped "
-                "(tests/pg/pg_env.sh starts a private server)\n");
-        return 77;
-    }
-    g_restart = getenv("WU_PG_RESTART");
-    if (g_restart != NULL && *g_restart == '\0')
-        g_restart = NULL;
-    if (g_restart == NULL)
-        fprintf(stderr, "check_qb_pg: WU_PG_RESTART not set: the reconnect "
-                "test is not run\n");
     g_cases = json_load_file(tu_data_path("qb/cases.json"), 0, &jerr);
     if (g_cases == NULL) {
-        fprintf(stderr, "check_qb_pg: cannot load cases.json: %s\n",
+        fprintf(stderr, "check_qb_conn: cannot load cases.json: %s\n",
                 jerr.text);
-        return 1;
+        return -1;
     }
-    /* Everything twice: unnamed statements, then a small statement cache
-     * (evictions happen) -- the two ways a statement reaches the server. */
-    failed = 0;
-    for (int pass = 0; pass < 2; pass++) {
-        g_cache = pass == 0 ? 0 : 4;
-        sr = srunner_create(pg_suite());
-        srunner_run_all(sr, CK_NORMAL);
-        failed += srunner_ntests_failed(sr);
-        srunner_free(sr);
-    }
+    return 0;
+}
+
+void qb_conn_pg_fini(void)
+{
     json_decref(g_cases);
-    return failed == 0 ? 0 : 1;
+    g_cases = NULL;
 }

@@ -1,3 +1,0 @@
-#!/bin/sh
-# lib/qb on PostgreSQL (see check_pg.sh).
-. "$TESTS_SRCDIR/pg/check_pg.sh"
