@@ -9,12 +9,19 @@ command -v sqlite3 >/dev/null || t_skip_all "sqlite3 CLI not installed"
     t_skip_all "nginx not installed"
 [ -x "$TOP_BUILDDIR/app/waituntil" ] || t_skip_all "app/waituntil not built"
 
-# e2e_start [EXTRA-CONF-TEXT]: the shipped conf plus extra routes/settings
-# (later blocks of the same name override: the test conf is the shipped
-# one with test routes appended), on a free port in $T_TMP.
+# e2e_start [EXTRA-CONF-TEXT]: the shipped conf plus extra routes
+# appended (a block may be given once: server settings go in
+# $E2E_SERVER, lines put at the top of the shipped server block), on a
+# free port in $T_TMP.
 e2e_start() {
     E2E_CONF=$T_TMP/waituntil.conf
-    cat "$TOP_SRCDIR/conf/waituntil.conf" > "$E2E_CONF"
+    if [ -n "${E2E_SERVER:-}" ]; then
+        printf '%s\n' "$E2E_SERVER" > "$T_TMP/server.inc"
+        sed "/^server {/r $T_TMP/server.inc" "$TOP_SRCDIR/conf/waituntil.conf" \
+            > "$E2E_CONF"
+    else
+        cat "$TOP_SRCDIR/conf/waituntil.conf" > "$E2E_CONF"
+    fi
     printf '%s\n' "${1:-}" >> "$E2E_CONF"
     E2E_DB=$T_TMP/db/waituntil.db
     E2E_PORT=$(stack_free_port)
