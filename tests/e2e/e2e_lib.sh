@@ -11,14 +11,19 @@ command -v sqlite3 >/dev/null || t_skip_all "sqlite3 CLI not installed"
 
 # e2e_start [EXTRA-CONF-TEXT]: the shipped conf plus extra routes
 # appended (a block may be given once: server settings go in
-# $E2E_SERVER, lines put at the top of the shipped server block), on a
-# free port in $T_TMP.
+# $E2E_SERVER, one directive a line, which take the place of the shipped
+# server block's directives of the same names), on a free port in $T_TMP.
 e2e_start() {
     E2E_CONF=$T_TMP/waituntil.conf
     if [ -n "${E2E_SERVER:-}" ]; then
         printf '%s\n' "$E2E_SERVER" > "$T_TMP/server.inc"
-        sed "/^server {/r $T_TMP/server.inc" "$TOP_SRCDIR/conf/waituntil.conf" \
-            > "$E2E_CONF"
+        awk -v inc="$T_TMP/server.inc" '
+            BEGIN { while ((getline l < inc) > 0) { split(l, w, " ");
+                    if (w[1] != "") name[w[1]] = 1; add = add l "\n" } }
+            /^server \{/ { print; printf "%s", add; in_srv = 1; next }
+            in_srv && /^}/ { in_srv = 0 }
+            in_srv { split($0, w, " "); if (w[1] in name) next }
+            { print }' "$TOP_SRCDIR/conf/waituntil.conf" > "$E2E_CONF"
     else
         cat "$TOP_SRCDIR/conf/waituntil.conf" > "$E2E_CONF"
     fi
