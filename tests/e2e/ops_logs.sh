@@ -18,6 +18,9 @@ STACK_ACCESS_LOG="$T_TMP/prefix/logs/access.log; log_format rid '\$request_id \$
 export STACK_ACCESS_LOG
 E2E_SERVER="    access_log $ACC;
     log_values on;"
+# The left write at the end: a short drain, so SIGTERM gives up on a write
+# stuck behind a lock within a second or so.
+E2E_POOL="    drain_timeout 1s;"
 e2e_start '
 route POST /adduser {
     respond 201 "added";
@@ -93,4 +96,24 @@ curl -s -o /dev/null "$E2E_URL/hello?after=rotate"
 t_wait_for "" has_line 'uri="/hello?after=rotate"' "$ACC" 'status=200' &&
     t_ok "after USR1 the access log is written to the new file" ||
     t_fail "access log reopened" "$(ls -l "$T_TMP/prefix/logs")"
+
+# ---- a write left at shutdown names its request and values ---------------
+# An outside connection holds the write lock: the write waits in the
+# pool; SIGTERM's drain (1 s) ends before it can run, so it is left.
+e2e_lock_hold || t_fail "outside lock taken"
+URI2='/adduser?id=u2&name=Left%20behind'
+expect "a write behind the lock is answered" "$(post "$URI2")" 201
+t_wait_for "" test -n "$(nginx_rid "$URI2")" || t_fail "nginx logs the id"
+rid2=$(nginx_rid "$URI2")
+stack_stop_app TERM
+e2e_lock_release
+left=$(grep -F 'event=task_left' "$LOG" | grep -F 'label="/adduser"' | head -n 1)
+printf '# left: %s\n' "$left"
+case $left in
+*" request_id=$rid2 "*"values=\"1:'u2' 2:'Left behind'\""*)
+    t_ok "the left write's line carries nginx's request id and its values" ;;
+*) t_fail "left line" "$(e2e_log)" ;;
+esac
+expect "the left write was not written" \
+    "$(sql "SELECT count(*) FROM users WHERE id='u2'")" 0
 t_done
