@@ -930,10 +930,11 @@ START_TEST(server_failed_write_names_request)
     ck_assert_uint_eq(ss.access_dropped, 0);
     pthread_mutex_lock(&g_cap.mu);
     ck_assert_msg(strstr(g_cap.buf, "event=task_failed worker=0 "
-                                    "request_id=feedbeef02 label=\"/dup\"") !=
-                      NULL, "%s", g_cap.buf);
-    ck_assert_msg(strstr(g_cap.buf, "values=\"1:'7' 2:'POST' 3:'/dup' "
-                                    "4:'t0'\"") != NULL, "%s", g_cap.buf);
+                                    "label=\"/dup\" kind=sql") != NULL,
+                  "%s", g_cap.buf);
+    ck_assert_msg(strstr(g_cap.buf, "\" request_id=feedbeef02 values=\"1:'7' "
+                                    "2:'POST' 3:'/dup' 4:'t0'\"\n") != NULL,
+                  "%s", g_cap.buf);
     ck_assert_ptr_null(strstr(g_cap.buf, "feedbeef01"));
     pthread_mutex_unlock(&g_cap.mu);
     web_access_log_close(g_fix_access);

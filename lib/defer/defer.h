@@ -136,9 +136,10 @@
  * task_over_budget, ...) name the request that admitted it and, for an SQL
  * task, the values bound to its statement, so that an operator can tell
  * which data was lost and write it again:
- *     pool=P event=task_failed worker=0 request_id=ID label="/route"
- *     kind=sql rc=.. error=".." detail=".." sql=".." values="1:'a' 2:42"
- * request_id is the one given to defer_ctx_set_request_id when the task
+ *     pool=P event=task_failed worker=0 label="/route" kind=sql rc=..
+ *     error=".." detail=".." sql=".." request_id=ID values="1:'a' 2:42"
+ * (request_id and values come last, after the keys lines had before
+ * them, so that what matched those lines still matches).  request_id is the one given to defer_ctx_set_request_id when the task
  * was registered, or "-".  values (key left out for callback tasks and
  * with DEFER_VALUES_OFF) lists the bound values in placeholder order as
  * INDEX:VALUE separated by spaces: NULL, integers, reals (%.17g), text in

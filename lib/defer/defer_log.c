@@ -39,7 +39,7 @@
 
 #define RL_SLOTS 16
 #define RL_KEY_MAX 320
-#define RL_LINE_MAX 3584 /* defer_run.c's LOG_LINE_MAX */
+#define RL_LINE_MAX 4000 /* defer_run.c's LOG_LINE_MAX */
 #define RL_WINDOW_NS INT64_C(1000000000)
 
 typedef struct rl_slot {

@@ -58,11 +58,13 @@
 #define PROGRESS_OPS 1000
 #define SP_NAME "defer_task"
 /* A task's line: at most LOG_LINE_MAX - 1 bytes, whatever it holds (the
- * web log adds ~50 bytes of ts= and level= to it within its 4096).
+ * web log adds ~45 bytes of ts= and level= to it within its 4096; a
+ * summary adds " repeated=N").  The bounds below add up to less, so
+ * request_id and values, written last, are not cut off.
  * Each quoted value is cut at its own bound, and at what is left of the
  * line less LB_RESERVE, so that a cut value still gets its closing quote
  * and the keys after it still fit. */
-#define LOG_LINE_MAX 3584
+#define LOG_LINE_MAX 4000
 #define LB_RESERVE 16
 #define LOG_SQL_MAX 1000
 #define LOG_VALUE_MAX 400
@@ -496,8 +498,6 @@ static void format_line(lbuf *b, const defer_pool *p, const char *event,
     lb_puts(b, event);
     if (worker >= 0)
         lb_kvi(b, "worker", worker);
-    if (t != NULL && with_task)
-        lb_rid(b, defer__task_rid(t));
     if (t != NULL) {
         lb_kv(b, "label", t->label, LOG_VALUE_MAX);
         lb_puts(b, t->fn != NULL ? " kind=callback" : " kind=sql");
@@ -509,6 +509,10 @@ static void format_line(lbuf *b, const defer_pool *p, const char *event,
     lb_kv(b, "detail", detail, LOG_VALUE_MAX);
     if (t != NULL && t->fn == NULL)
         lb_kv(b, "sql", qb_query_sql(t->arg), LOG_SQL_MAX);
+    /* New keys go last, so that what consumers of these lines match on
+     * ("worker=N label=... kind=sql detail=...") keeps its order. */
+    if (t != NULL && with_task)
+        lb_rid(b, defer__task_rid(t));
     if (t != NULL && t->fn == NULL && with_task &&
         p->cfg.log_values != DEFER_VALUES_OFF) {
         char vals[LOG_VALUES_RAW];
