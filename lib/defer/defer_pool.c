@@ -50,6 +50,14 @@
  * monitor).  A ctx holds a reference on the pool (refs), since freeing
  * it closes its inline connection, which the pool counts.
  *
+ * REQUEST IDS: defer_ctx_set_request_id copies the id into the ctx (one
+ * thread's, no lock); add_task copies it again into the task, in the
+ * same allocation as the label, so a task carries it without a pointer
+ * into anything another thread may free or reuse (the ctx is reset for
+ * the next request as soon as it is submitted).  Read-only from then
+ * on: workers and shutdown read it like the label, under the rules of
+ * defer_int.h (shutdown formats its reports under mu).
+ *
  * WRITER TOKEN: SQLite (WAL) has one writer.  Rather than let the pool's
  * own workers collide on SQLITE_BUSY and sleep in the busy handler, a
  * worker takes the pool's writer token for the length of a transaction;
