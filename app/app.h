@@ -102,6 +102,7 @@ int app_check(const web_conf *conf, const char *conf_path,
  * prefix (prefix "" stands for "/"). */
 typedef struct app_paths {
     const char *prefix, *conf, *listen, *db, *migrations, *log;
+    const char *access_log;      /* NULL: off */
 } app_paths;
 
 /* `-V`: the version, configure's arguments, the default conf and prefix,

@@ -74,13 +74,15 @@ int app_conf_dump(FILE *f, const web_conf *conf, const app_paths *p)
             "# listen:     %s\n"
             "# database:   %s (%s)\n"
             "# migrations: %s\n"
-            "# log:        %s\n",
+            "# log:        %s\n"
+            "# access log: %s\n",
             p->prefix[0] != '\0' ? p->prefix : "/", p->conf,
             p->listen != NULL ? p->listen : "-",
             web_db_path_redact(p->db, red, sizeof red),
             web_db_engine_name(web_db_engine_of(p->db)),
             p->migrations != NULL ? p->migrations : "-",
-            p->log != NULL ? p->log : "stderr");
+            p->log != NULL ? p->log : "stderr",
+            p->access_log != NULL ? p->access_log : "off");
     for (size_t i = 0; i < conf->nfiles; i++) {
         fprintf(f, "\n# configuration file %s:\n", conf->files[i]);
         if (copy_file(f, conf->files[i]) != 0) {

@@ -366,6 +366,11 @@ static void pool_config(const web_conf *conf, web_db_engine engine,
     db_config(conf, engine, &pc->db);
     pc->log = web_log_defer_sink;
     pc->log_ud = log;
+    pc->log_values = conf->server.log_values == WEB_LOG_VALUES_REDACT
+                         ? DEFER_VALUES_REDACT
+                     : conf->server.log_values == WEB_LOG_VALUES_OFF
+                         ? DEFER_VALUES_OFF
+                         : DEFER_VALUES_ON;
     pc->log_level = conf->server.log_level <= WEB_LOG_DEBUG  ? DEFER_LOG_DEBUG
                     : conf->server.log_level <= WEB_LOG_INFO ? DEFER_LOG_INFO
                     : conf->server.log_level <= WEB_LOG_WARN ? DEFER_LOG_WARN
@@ -469,6 +474,8 @@ int main(int argc, char **argv)
     web_db_engine engine;
     const char *db_spec;
     char *db_path = NULL, *mig_dir = NULL, *log_path = NULL, *eng_dir = NULL;
+    char *access_path = NULL;
+    web_access_log *access = NULL;
     char red[512], qdb[600];
     char *listen_resolved = NULL, *pid_path = NULL, *oldbin = NULL;
     char fdspec[32];
@@ -554,6 +561,9 @@ int main(int argc, char **argv)
     }
     if (conf->server.log != NULL && strcmp(conf->server.log, "stderr") != 0)
         log_path = resolve(prefix, conf->server.log);
+    if (conf->server.access_log != NULL &&
+        strcmp(conf->server.access_log, "stderr") != 0)
+        access_path = resolve(prefix, conf->server.access_log);
     {
         const char *spec = listen ? listen : conf->server.listen;
         /* unix:relative/path is resolved against the prefix too. */
@@ -577,6 +587,8 @@ int main(int argc, char **argv)
                           : listen        ? listen
                                           : conf->server.listen,
                 .db = db_path, .migrations = mig_dir, .log = log_path,
+                .access_log = access_path != NULL ? access_path
+                                                  : conf->server.access_log,
             };
             if (app_conf_dump(stdout, conf, &ap) != 0)
                 exit_code = 1;
@@ -587,6 +599,15 @@ int main(int argc, char **argv)
     if (web_log_open(&log, log_path ? log_path : "stderr",
                      conf->server.log_level, eb, sizeof eb) != WEB_OK) {
         fprintf(stderr, "waituntil: %s\n", eb);
+        goto out;
+    }
+
+    if (conf->server.access_log != NULL &&
+        web_access_log_open(&access,
+                            access_path ? access_path : "stderr", log, eb,
+                            sizeof eb) != WEB_OK) {
+        web_logf(log, WEB_LOG_ERROR, "start_failed", "error=%s",
+                 web_log_q(qe, sizeof qe, eb));
         goto out;
     }
 
@@ -664,6 +685,7 @@ int main(int argc, char **argv)
             .nhandlers = app_nhandlers,
             .log = log,
             .listen = spec,
+            .access_log = access,
         };
         rc = web_server_create(&srv, &sc, eb, sizeof eb);
     }
@@ -731,6 +753,9 @@ int main(int argc, char **argv)
         if (sig == SIGHUP || sig == SIGUSR1) {
             web_logf(log, WEB_LOG_INFO, "reopen_log", "ok=%d",
                      web_log_reopen(log) == WEB_OK);
+            if (access != NULL)
+                web_logf(log, WEB_LOG_INFO, "reopen_access_log", "ok=%d",
+                         web_access_log_reopen(access) == WEB_OK);
             if (sig == SIGHUP) {
                 app_reload_ctx rc_ctx = {
                     .conf_path = conf_path,
@@ -834,12 +859,14 @@ out:
     app_notify_close(notify); /* its ticker reads srv and pool */
     web_server_free(srv);
     defer_pool_destroy(pool);
+    web_access_log_close(access);
     web_log_close(log);
     web_conf_free(conf);
     free(db_path);
     free(mig_dir);
     free(eng_dir);
     free(log_path);
+    free(access_path);
     free(listen_resolved);
     free(prefix);
     free(conf_default);

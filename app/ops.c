@@ -422,6 +422,8 @@ static unsigned log_restart_only(const app_reload_ctx *c, const web_conf *n)
     NUM(server.max_body, "server.max_body");
     STR(server.log, "server.log");
     NUM(server.log_level, "server.log_level");
+    NUM(server.log_values, "server.log_values");
+    STR(server.access_log, "server.access_log");
     STR(server.pid, "server.pid");
     if (!c->db_overridden &&
         str_differs(o->database.path, n->database.path)) {

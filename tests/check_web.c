@@ -1496,6 +1496,8 @@ START_TEST(conf_shipped)
     ck_assert_uint_eq(c->server.max_params, 1000);
     ck_assert_str_eq(c->server.log, "stderr");
     ck_assert_int_eq(c->server.log_level, WEB_LOG_INFO);
+    ck_assert_int_eq(c->server.log_values, WEB_LOG_VALUES_ON);
+    ck_assert_ptr_null(c->server.access_log);
     ck_assert_str_eq(c->database.path, "var/waituntil.db");
     ck_assert_str_eq(c->database.journal_mode, "wal");
     ck_assert_int_eq(c->database.busy_timeout_ms, 5000);
@@ -1728,6 +1730,13 @@ static const struct {
     {"server {\n log_level loud;\n}\n",
      "t.conf:2: invalid value \"loud\" for \"log_level\", expected one of: "
      "debug, info, notice, warn, error"},
+    {"server {\n log_values maybe;\n}\n",
+     "t.conf:2: invalid value \"maybe\" for \"log_values\", expected one of: "
+     "on, redact, off"},
+    {"server {\n access_log;\n}\n",
+     "t.conf:2: invalid number of arguments in \"access_log\""},
+    {"server {\n access_log a.log;\n access_log b.log;\n}\n",
+     "t.conf:3: duplicate directive \"access_log\""},
     {"server {\n threads\x01 4;\n}\n",
      "t.conf:2: unexpected control character 0x01"},
     {"route GET /x {\n respond 200;\n defer insert t {\n  a $http_a.b;\n"
@@ -1936,7 +1945,7 @@ static const char full_conf[] =
     "# everything at once\n"
     "server { listen 127.0.0.1:9000; threads 8; max_body 64k; "
     "max_params 50; max_args 20; log 'var/log file.log'; log_level debug; "
-    "socket_mode 600; }\n"
+    "socket_mode 600; log_values redact; access_log var/access.log; }\n"
     "database { path \"/tmp/x.db\"; journal_mode delete; synchronous full; "
     "busy_timeout 250ms; migrations m; reconnect 3s; statement_cache 0; }\n"
     "pool { workers 3; queue 10; tasks_per_request 4; batch 7; "
@@ -1977,6 +1986,8 @@ START_TEST(conf_full_grammar)
     ck_assert_uint_eq(c->server.max_query_args, 20);
     ck_assert_str_eq(c->server.log, "var/log file.log");
     ck_assert_int_eq(c->server.log_level, WEB_LOG_DEBUG);
+    ck_assert_int_eq(c->server.log_values, WEB_LOG_VALUES_REDACT);
+    ck_assert_str_eq(c->server.access_log, "var/access.log");
     ck_assert_uint_eq(c->server.socket_mode, 0600);
     ck_assert_str_eq(c->database.path, "/tmp/x.db");
     ck_assert_str_eq(c->database.journal_mode, "delete");
@@ -2052,6 +2063,24 @@ static const struct {
     int64_t ms;
 } time_cases[] = {{"0", 0}, {"7", 7000}, {"500ms", 500}, {"30s", 30000},
                   {"5m", 300000}, {"2h", 7200000}, {"1d", 86400000}};
+
+START_TEST(conf_access_log_off)
+{
+    web_conf *c;
+    char err[256];
+    const char *text = "server { access_log off; log_values off; }\n";
+    ck_assert_int_eq(web_conf_parse(text, strlen(text), "a.conf", &c, err,
+                                    sizeof err), WEB_OK);
+    ck_assert_ptr_null(c->server.access_log);
+    ck_assert_int_eq(c->server.log_values, WEB_LOG_VALUES_OFF);
+    web_conf_free(c);
+    text = "server { access_log stderr; }\n";
+    ck_assert_int_eq(web_conf_parse(text, strlen(text), "a.conf", &c, err,
+                                    sizeof err), WEB_OK);
+    ck_assert_str_eq(c->server.access_log, "stderr");
+    web_conf_free(c);
+}
+END_TEST
 
 START_TEST(conf_suffixes)
 {
@@ -2782,6 +2811,7 @@ static Suite *web_suite(void)
     tcase_add_test(t, conf_require);
     tcase_add_loop_test(t, conf_identifiers_refused, 0, NELEM(bad_idents));
     tcase_add_test(t, conf_full_grammar);
+    tcase_add_test(t, conf_access_log_off);
     tcase_add_loop_test(t, conf_suffixes, 0, NELEM(size_cases));
     tcase_add_test(t, conf_defaults_and_io);
     tcase_add_test(t, conf_too_large);

@@ -7,13 +7,16 @@
 #include <check.h>
 #include <jansson.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include "fcgi_client.h"
@@ -316,6 +319,229 @@ START_TEST(defer_template_shipped_pg)
 }
 END_TEST
 
+
+/* ---- the access log ------------------------------------------------------ */
+
+static web_access_rec arec(const char *method, const char *uri,
+                           const char *rid)
+{
+    web_access_rec r;
+    memset(&r, 0, sizeof r);
+    r.time.tv_sec = 1764840600; /* 2025-12-04T09:30:00Z */
+    r.time.tv_nsec = 123000000;
+    r.method = method;
+    r.uri = uri;
+    r.request_id = rid;
+    r.status = 204;
+    r.bytes = 12;
+    r.duration_ns = 1234567;
+    r.writes = 2;
+    return r;
+}
+
+static const struct {
+    const char *uri;
+    int redact;
+    const char *want; /* the uri= value */
+} acc_cases[] = {
+    {"/log?page=%2Fhome", 0, "\"/log?page=%2Fhome\""}, /* '=': quoted */
+    {"/users/u1/touch", 0, "/users/u1/touch"},
+    {"/a b", 0, "\"/a b\""},
+    {"/x?q=\"1\"", 0, "\"/x?q=\\\"1\\\"\""},
+    {"/nl\nstatus=500 request_id=fake", 0,
+     "\"/nl\\x0astatus=500 request_id=fake\""},
+    {"/bs\\\x7f\xc3\xa9", 0, "\"/bs\\\\\\x7f\\xc3\\xa9\""},
+    {"/log?email=ann%40example.org", 1, "\"/log?(redacted len=23)\""},
+    {"/log", 1, "/log"},
+    {NULL, 0, "-"},
+};
+
+START_TEST(access_format_escapes)
+{
+    char line[WEB_ACCESS_LINE_MAX], want[512];
+    web_access_rec r = arec("POST", acc_cases[_i].uri, "abc123");
+    size_t n = web_access_format(line, sizeof line, &r, acc_cases[_i].redact);
+
+    snprintf(want, sizeof want,
+             "ts=2025-12-04T09:30:00.123Z event=access method=POST uri=%s "
+             "status=204 bytes=12 duration_ms=1.235 writes=2 "
+             "request_id=abc123\n",
+             acc_cases[_i].want);
+    ck_assert_str_eq(line, want);
+    ck_assert_uint_eq(n, strlen(want));
+    /* one line, whatever the uri held */
+    ck_assert_ptr_eq(strchr(line, '\n'), line + n - 1);
+}
+END_TEST
+
+START_TEST(access_format_bounds)
+{
+    char line[WEB_ACCESS_LINE_MAX], small[100];
+    char *uri = malloc(10000);
+    web_access_rec r;
+    size_t n;
+
+    ck_assert_ptr_nonnull(uri);
+    memset(uri, '"', 9999); /* each byte escapes to two */
+    uri[0] = '/';
+    uri[9999] = '\0';
+    r = arec(NULL, uri, NULL);
+    r.writes = 0;
+    r.writes_inline = 3;
+    n = web_access_format(line, sizeof line, &r, 0);
+    ck_assert_uint_lt(n, sizeof line);
+    ck_assert_ptr_eq(strchr(line, '\n'), line + n - 1);
+    ck_assert_ptr_nonnull(strstr(line, "method=- uri=\"/\\\""));
+    ck_assert_ptr_nonnull(strstr(line, "...\" status=204"));
+    ck_assert_ptr_nonnull(strstr(line, " writes=0 writes_inline=3 "
+                                       "request_id=-\n"));
+    /* too small a buffer: nothing, never a cut line */
+    ck_assert_uint_eq(web_access_format(small, sizeof small, &r, 0), 0);
+    ck_assert_str_eq(small, "");
+    free(uri);
+}
+END_TEST
+
+/* Writers never wait for a reopen and no line is lost or torn across
+ * it: every line lands whole in the old file or the new one.  Each writer
+ * goes on until it has seen the reopen done, then writes 10 more (which
+ * must be in the new file). */
+enum { ACC_THREADS = 4, ACC_AFTER = 10, ACC_CAP = 200000 };
+
+static atomic_int acc_rotated;
+
+struct acc_writer {
+    web_access_log *al;
+    int id;
+};
+
+static void *acc_write_main(void *arg)
+{
+    struct acc_writer *w = arg;
+    char rid[32];
+    int i, after = -1;
+    for (i = 0; i < ACC_CAP && after < ACC_AFTER; i++) {
+        web_access_rec r;
+        snprintf(rid, sizeof rid, "w%d-%d", w->id, i);
+        r = arec("GET", "/x", rid);
+        web_access_log_write(w->al, &r, 0);
+        if (after >= 0)
+            after++;
+        else if (atomic_load(&acc_rotated))
+            after = 0;
+    }
+    return NULL;
+}
+
+static int count_whole_lines(const char *text)
+{
+    int n = 0;
+    const char *p = text;
+    while (p != NULL && *p != '\0') {
+        const char *nl = strchr(p, '\n');
+        ck_assert_ptr_nonnull(nl);
+        ck_assert_msg(strncmp(p, "ts=", 3) == 0, "torn line: %.80s", p);
+        ck_assert_msg(memmem(p, (size_t)(nl - p), " request_id=w", 13) !=
+                          NULL, "torn line: %.80s", p);
+        n++;
+        p = nl + 1;
+    }
+    return n;
+}
+
+START_TEST(access_log_reopen_under_writers)
+{
+    char *dir = tu_mkdtemp("wu-acc");
+    char path[512], moved[512], eb[256];
+    web_access_log *al = NULL;
+    pthread_t th[ACC_THREADS];
+    struct acc_writer w[ACC_THREADS];
+    char *a, *b;
+    int i, total;
+
+    ck_assert_ptr_nonnull(dir);
+    snprintf(path, sizeof path, "%s/access.log", dir);
+    snprintf(moved, sizeof moved, "%s/access.log.1", dir);
+    ck_assert_int_eq(web_access_log_open(&al, path, NULL, eb, sizeof eb),
+                     WEB_OK);
+    for (i = 0; i < ACC_THREADS; i++) {
+        w[i].al = al;
+        w[i].id = i;
+        ck_assert_int_eq(pthread_create(&th[i], NULL, acc_write_main, &w[i]),
+                         0);
+    }
+    /* once some lines are in, rotate under the writers */
+    {
+        int64_t end = tu_now_ms() + TU_WAIT_MS;
+        while (web_access_log_written(al) < 100 && tu_now_ms() < end)
+            sched_yield();
+    }
+    ck_assert_uint_ge(web_access_log_written(al), 100);
+    ck_assert_int_eq(rename(path, moved), 0);
+    ck_assert_int_eq(web_access_log_reopen(al), WEB_OK);
+    atomic_store(&acc_rotated, 1);
+    for (i = 0; i < ACC_THREADS; i++)
+        ck_assert_int_eq(pthread_join(th[i], NULL), 0);
+    ck_assert_uint_eq(web_access_log_dropped(al), 0);
+    a = tu_read_file(moved, NULL);
+    b = tu_read_file(path, NULL);
+    ck_assert_ptr_nonnull(a);
+    ck_assert_ptr_nonnull(b);
+    total = count_whole_lines(a) + count_whole_lines(b);
+    ck_assert_int_eq(total, (int)web_access_log_written(al));
+    ck_assert_int_ge(count_whole_lines(a), 100);
+    ck_assert_int_ge(count_whole_lines(b), ACC_THREADS * ACC_AFTER);
+    web_access_log_close(al);
+    free(a);
+    free(b);
+    ck_assert_int_eq(web_access_log_open(&al, "/nonexistent-dir/a.log", NULL,
+                                         eb, sizeof eb), WEB_EIO);
+    ck_assert_ptr_nonnull(strstr(eb, "/nonexistent-dir/a.log"));
+    tu_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
+/* A failing access log (disk full) is counted and said once on the
+ * main log, never retried. */
+START_TEST(access_log_failures_counted)
+{
+    char *dir = tu_mkdtemp("wu-accfull");
+    char path[512], eb[256];
+    web_log *log = NULL;
+    web_access_log *al = NULL;
+    web_access_rec r = arec("GET", "/", "r");
+    char *text;
+    int i;
+
+    ck_assert_ptr_nonnull(dir);
+    if (access("/dev/full", W_OK) != 0) {
+        tu_rmtree(dir);
+        free(dir);
+        return;
+    }
+    snprintf(path, sizeof path, "%s/main.log", dir);
+    ck_assert_int_eq(web_log_open(&log, path, WEB_LOG_INFO, eb, sizeof eb),
+                     WEB_OK);
+    ck_assert_int_eq(web_access_log_open(&al, "/dev/full", log, eb, sizeof eb),
+                     WEB_OK);
+    for (i = 0; i < 5; i++)
+        web_access_log_write(al, &r, 0);
+    ck_assert_uint_eq(web_access_log_dropped(al), 5);
+    ck_assert_uint_eq(web_access_log_written(al), 0);
+    web_access_log_close(al);
+    web_log_close(log);
+    text = tu_read_file(path, NULL);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_ptr_nonnull(strstr(text, "event=access_log_failed errno=28 "));
+    ck_assert_ptr_null(strstr(strstr(text, "access_log_failed") + 1,
+                              "access_log_failed"));
+    free(text);
+    tu_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 /* ---- a whole server, spoken to over FastCGI ------------------------------- */
 
 struct fixture {
@@ -390,6 +616,30 @@ static int h_counted(web_call *call, void *ud)
     return web_respond(call, 200, NULL, "counted", 7);
 }
 
+/* Set by a test before start_server: the server's access log and a
+ * capture of the pool's log lines (NULL: none, the pool logs errors to
+ * stderr). */
+static web_access_log *g_fix_access;
+typedef struct cap {
+    pthread_mutex_t mu;
+    char buf[65536];
+    size_t len;
+} cap;
+static cap g_cap = {PTHREAD_MUTEX_INITIALIZER, "", 0};
+static int g_fix_capture;
+
+static void cap_line(void *ud, int level, const char *line)
+{
+    cap *c = ud;
+    (void)level;
+    pthread_mutex_lock(&c->mu);
+    c->len += (size_t)snprintf(c->buf + c->len, sizeof c->buf - c->len,
+                               "%s\n", line);
+    if (c->len >= sizeof c->buf)
+        c->len = sizeof c->buf - 1;
+    pthread_mutex_unlock(&c->mu);
+}
+
 /* start_server with the database file named dbname in the test's dir. */
 static void start_server_db(struct fixture *f, const char *conf_text,
                             const char *dbname)
@@ -425,12 +675,22 @@ static void start_server_db(struct fixture *f, const char *conf_text,
     pc.queue_capacity = f->conf->pool.queue;
     pc.db_path = f->db;
     pc.log_level = DEFER_LOG_ERROR;
+    if (g_fix_capture) {
+        pc.log = cap_line;
+        pc.log_ud = &g_cap;
+    }
+    pc.log_values = f->conf->server.log_values == WEB_LOG_VALUES_REDACT
+                        ? DEFER_VALUES_REDACT
+                    : f->conf->server.log_values == WEB_LOG_VALUES_OFF
+                        ? DEFER_VALUES_OFF
+                        : DEFER_VALUES_ON;
     ck_assert_int_eq(defer_pool_create(&f->pool, &pc, eb, sizeof eb), DEFER_OK);
     memset(&sc, 0, sizeof sc);
     sc.conf = f->conf;
     sc.pool = f->pool;
     sc.handlers = h;
     sc.nhandlers = sizeof h / sizeof h[0];
+    sc.access_log = g_fix_access;
     {
         char listen[300];
         snprintf(listen, sizeof listen, "unix:%s", f->sock);
@@ -674,6 +934,106 @@ END_TEST
 /* The database file removed under the server: once the pool sees it,
  * requests with deferred writes get 503 + Retry-After before their
  * answer, and the status says why. */
+/* A failed write's line names the request that admitted it (the id the
+ * FastCGI params carried, as nginx's $request_id) and its values; the
+ * access log has a line per request with the same id. */
+START_TEST(server_failed_write_names_request)
+{
+    static const char conf[] =
+        "server { threads 2; log stderr; log_level error; }\n"
+        "pool { workers 1; queue 64; }\n"
+        "route POST /dup { respond 201 \"added\";\n"
+        "  defer insert logs { id $arg_id; method $request_method;"
+        " path $uri; timestamp \"t0\"; } }\n";
+    const char *req1[] = {"REQUEST_METHOD=POST", "DOCUMENT_URI=/dup",
+                          "QUERY_STRING=id=7", "REQUEST_URI=/dup?id=7",
+                          "REQUEST_ID=feedbeef01", NULL};
+    const char *req2[] = {"REQUEST_METHOD=POST", "DOCUMENT_URI=/dup",
+                          "QUERY_STRING=id=8", "REQUEST_URI=/dup?id=8",
+                          "REQUEST_ID=feedbeef02", NULL};
+    struct fixture f;
+    char path[512], eb[256], *out = NULL, *text;
+    int status = 0;
+    defer_stats ds;
+    web_server_stats ss;
+    int64_t end;
+
+    g_cap.len = 0;
+    g_cap.buf[0] = '\0';
+    g_fix_capture = 1;
+    {
+        char *d = tu_mkdtemp("wu-acc-srv");
+        ck_assert_ptr_nonnull(d);
+        snprintf(path, sizeof path, "%s/access.log", d);
+        ck_assert_int_eq(web_access_log_open(&g_fix_access, path, NULL, eb,
+                                             sizeof eb), WEB_OK);
+        free(d);
+    }
+    start_server(&f, conf);
+    {
+        /* id 7 is taken: request 1's write fails, request 2's (id 8)
+         * lands, whatever order the two submits reach the pool in (each
+         * is submitted after its answer has gone). */
+        sqlite3 *db;
+        ck_assert_int_eq(sqlite3_open(f.db, &db), SQLITE_OK);
+        sqlite3_busy_timeout(db, TU_WAIT_MS);
+        ck_assert_int_eq(sqlite3_exec(db, "INSERT INTO logs (id, method, "
+                                          "path, timestamp) VALUES (7, 'x', "
+                                          "'x', 'x')", NULL, NULL, NULL),
+                         SQLITE_OK);
+        sqlite3_close(db);
+    }
+    ck_assert_int_eq(fc_request(f.sock, req1, NULL, 0, TU_WAIT_MS, &out,
+                                &status), 0);
+    ck_assert_int_eq(status, 201);
+    free(out);
+    ck_assert_int_eq(fc_request(f.sock, req2, NULL, 0, TU_WAIT_MS, &out,
+                                &status), 0);
+    ck_assert_int_eq(status, 201);
+    free(out);
+    /* Both writes ran, and both access lines are out (each is written
+     * after its answer reached us). */
+    end = tu_now_ms() + TU_WAIT_MS;
+    do {
+        defer_pool_stats(f.pool, &ds);
+        web_server_stats_get(f.srv, &ss);
+        if (ds.ok + ds.failed >= 2 && ss.access_lines >= 2)
+            break;
+        usleep(5000);
+    } while (tu_now_ms() < end);
+    stop_server(&f);
+    g_fix_capture = 0;
+    ck_assert_uint_eq(ds.ok, 1);
+    ck_assert_uint_eq(ds.failed, 1);
+    ck_assert_uint_eq(ss.access_lines, 2);
+    ck_assert_uint_eq(ss.access_dropped, 0);
+    pthread_mutex_lock(&g_cap.mu);
+    ck_assert_msg(strstr(g_cap.buf, "event=task_failed worker=0 "
+                                    "label=\"/dup\" kind=sql") != NULL,
+                  "%s", g_cap.buf);
+    ck_assert_msg(strstr(g_cap.buf, "\" request_id=feedbeef01 values=\"1:'7' "
+                                    "2:'POST' 3:'/dup' 4:'t0'\"\n") != NULL,
+                  "%s", g_cap.buf);
+    ck_assert_ptr_null(strstr(g_cap.buf, "feedbeef02"));
+    pthread_mutex_unlock(&g_cap.mu);
+    web_access_log_close(g_fix_access);
+    g_fix_access = NULL;
+    text = tu_read_file(path, NULL);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_msg(strstr(text, " event=access method=POST uri=\"/dup?id=7\" "
+                               "status=201 bytes=5 duration_ms=") != NULL,
+                  "%s", text);
+    ck_assert_ptr_nonnull(strstr(text, " uri=\"/dup?id=8\" status=201 "));
+    ck_assert_ptr_nonnull(strstr(text, " writes=1 request_id=feedbeef01\n"));
+    ck_assert_ptr_nonnull(strstr(text, " writes=1 request_id=feedbeef02\n"));
+    free(text);
+    unlink(path);
+    *strrchr(path, '/') = '\0';
+    tu_rmtree(path);
+    cleanup(&f);
+}
+END_TEST
+
 START_TEST(server_db_lost_answers_503)
 {
     struct fixture f;
@@ -1339,6 +1699,11 @@ static Suite *suite(void)
     tcase_add_test(tc, log_quote_truncates);
     tcase_add_test(tc, log_file_levels_and_reopen);
     tcase_add_test(tc, log_dropped_counted_then_said);
+    tcase_add_loop_test(tc, access_format_escapes, 0,
+                        sizeof acc_cases / sizeof acc_cases[0]);
+    tcase_add_test(tc, access_format_bounds);
+    tcase_add_test(tc, access_log_reopen_under_writers);
+    tcase_add_test(tc, access_log_failures_counted);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("defer_build");
@@ -1361,6 +1726,7 @@ static Suite *suite(void)
     tcase_add_test(tc, server_db_lost_answers_503);
     tcase_add_test(tc, server_status_escapes_db_reason);
     tcase_add_test(tc, server_status_without_info);
+    tcase_add_test(tc, server_failed_write_names_request);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("body");

@@ -132,13 +132,37 @@
  *   logged once (db_lost, db_failing, db_recovered, db_reopened).
  *   PostgreSQL pools have no file and never enter these states.
  *
+ * LOG LINES about a task (task_failed, task_left, task_hung, task_rejected,
+ * task_over_budget, ...) name the request that admitted it and, for an SQL
+ * task, the values bound to its statement, so that an operator can tell
+ * which data was lost and write it again:
+ *     pool=P event=task_failed worker=0 label="/route" kind=sql rc=..
+ *     error=".." detail=".." sql=".." request_id=ID values="1:'a' 2:42"
+ * (request_id and values come last, after the keys lines had before
+ * them, so that what matched those lines still matches).  request_id is the one given to defer_ctx_set_request_id when the task
+ * was registered, or "-".  values (key left out for callback tasks and
+ * with DEFER_VALUES_OFF) lists the bound values in placeholder order as
+ * INDEX:VALUE separated by spaces: NULL, integers, reals (%.17g), text in
+ * single quotes (a quote doubled, as in SQL), blobs as x'HEX'.  Text is
+ * cut after 64 bytes (at a character boundary) and a blob after 32, each
+ * then followed by ...(len=N), N the whole length; past 600 bytes the list
+ * ends with ...(N values).  A chain's links are separated by " | ".  The
+ * whole value is one logfmt string: '"', '\', control bytes and bytes
+ * that are not UTF-8 are escaped (\", \\, \n, \t, \xNN), so no value
+ * can end the line or start a key.  DEFER_VALUES_REDACT writes each
+ * value's type instead (text and blob with their length: text(len=5)).
+ *
  * LOG REPEATS: a line identical to an earlier one in event, rc and
- * detail (the label and SQL may differ) within a second is not written;
- * at most once a second a summary is: the last such line plus
- * " repeated=N" (N lines folded into it).  So for each kind of failure
- * the log holds its first line and one line per second, and the lines
- * plus their repeated= counts add up to the events.  Shutdown's reports
- * (task_left, task_hung, shutdown, drain_deadline) are never folded.
+ * detail (the label, SQL, request id and values may differ) within a
+ * second is not written; at most once a second a summary is: the last
+ * such line WITHOUT its request_id and values, plus " repeated=N" (N
+ * lines folded into it).  So the first line of a burst carries its
+ * request's id and values; the tasks folded into a summary are counted,
+ * not named (their requests are in the access log, if one is kept).  For
+ * each kind of failure the log holds its first line and one line per
+ * second, and the lines plus their repeated= counts add up to the
+ * events.  Shutdown's reports (task_left, task_hung, shutdown,
+ * drain_deadline) are never folded: each names its request and values.
  * Summaries still pending are written by defer_pool_shutdown.
  *
  * ACCOUNTING: once shutdown has returned and every admitted ctx has been
@@ -206,6 +230,13 @@ enum {
  * must be thread-safe; it must not call back into the pool. */
 typedef void (*defer_log_fn)(void *ud, int level, const char *line);
 
+/* What a task's log line says about its bound values (LOG LINES). */
+typedef enum defer_log_values {
+    DEFER_VALUES_ON = 0,   /* the values, bounded and escaped */
+    DEFER_VALUES_REDACT,   /* each value's type (and length), no content */
+    DEFER_VALUES_OFF       /* no values key */
+} defer_log_values;
+
 typedef struct defer_config {
     const char *name;            /* pool name in logs; default "defer" */
     unsigned workers;            /* worker threads; default 2; 1..256 */
@@ -251,6 +282,7 @@ typedef struct defer_config {
                                     log_dropped) */
     void *log_ud;
     int log_level;               /* lowest level logged; default INFO */
+    defer_log_values log_values; /* default DEFER_VALUES_ON */
 } defer_config;
 
 /* Fill cfg with the defaults above (db: WAL, synchronous NORMAL,
@@ -400,6 +432,18 @@ DEFER_API int defer_wait_until(defer_ctx *ctx, defer_fn fn, void *arg,
 DEFER_API int defer_wait_until_query(defer_ctx *ctx, qb_query *q,
                                      const char *label);
 
+#define DEFER_REQUEST_ID_MAX 64
+
+/* The id of the request ctx now serves (nginx's $request_id, say), for
+ * the log lines of the tasks registered from now on (LOG LINES): copied
+ * into ctx, cut to DEFER_REQUEST_ID_MAX bytes, and into each task as it
+ * is registered (in the task's own allocation: no extra malloc).  NULL or
+ * "" clears it.  Cleared too whenever ctx is emptied (submit, discard,
+ * a refused or inline admission), so a reused ctx never lends one
+ * request's id to the next.  DEFER_OK, or DEFER_EINVAL for a NULL ctx.
+ * Same thread rules as the ctx. */
+DEFER_API int defer_ctx_set_request_id(defer_ctx *ctx, const char *id);
+
 /* Number of tasks registered on ctx and not yet handed over. */
 DEFER_API size_t defer_ctx_count(const defer_ctx *ctx);
 
@@ -457,6 +501,8 @@ DEFER_API void defer_ctx_discard(defer_ctx *ctx);
 DEFER_API qb_conn *defer_env_db(defer_env *env);
 /* The task's label. */
 DEFER_API const char *defer_env_label(const defer_env *env);
+/* The request id the task was registered with, or "-". */
+DEFER_API const char *defer_env_request_id(const defer_env *env);
 /* Worker index 0..workers-1, or -1 when running inline. */
 DEFER_API int defer_env_worker(const defer_env *env);
 /* Non-zero once the task's time budget is spent or the shutdown deadline

@@ -57,8 +57,16 @@ typedef struct defer_task {
     defer_free_fn arg_free;
     size_t req_len;            /* first task of a request: its task count */
     atomic_int state;
-    char label[];              /* NUL-terminated copy */
+    unsigned short rid_off;    /* label + rid_off: the request id ("" none) */
+    char label[];              /* NUL-terminated copy, then the request id's
+                                  (one allocation: no malloc per id) */
 } defer_task;
+
+/* The request id a task was registered with ("" when none). */
+static inline const char *defer__task_rid(const defer_task *t)
+{
+    return t->label + t->rid_off;
+}
 
 /* Why the progress handler stopped a statement. */
 enum { WHY_NONE = 0, WHY_BUDGET, WHY_ABORT };
@@ -316,6 +324,14 @@ char *defer__task_line(const defer_pool *p, int level, const char *event,
 /* Write a line made by defer__task_line (NULL: nothing).  Not under mu. */
 void defer__log_line(defer_pool *p, int level, const char *line);
 
+/* The values bound to q's statement (and its chain's) in the form of
+ * the "values" key (defer.h, LOG LINES), NOT yet escaped for logfmt:
+ * written into buf (always NUL-terminated when len > 0, cut to fit);
+ * returns the length written.  mode DEFER_VALUES_ON or _REDACT (OFF:
+ * writes ""). */
+size_t defer__format_values(char *buf, size_t len, const qb_query *q,
+                            int mode);
+
 /* Report a task not run (left/rejected) and free it: arg_free + free. */
 void defer__drop_task(defer_pool *p, defer_task *t, int level,
                       const char *event, const char *why);
@@ -363,12 +379,13 @@ void defer__health_closed(defer_runner *r);
 
 int defer__rl_init(defer_pool *p);     /* DEFER_OK or DEFER_ENOMEM */
 void defer__rl_fini(defer_pool *p);
-/* One line about to be written: 1 write it, 0 folded; either way, if
- * sum[0] is not NUL afterwards, write that summary line first (level
+/* One line about to be written: 1 write it, 0 folded (then keep, the
+ * line's form for a summary, is what a summary will show); either way,
+ * if sum[0] is not NUL afterwards, write that summary line first (level
  * *sum_level). */
 int defer__rl_pass(defer_pool *p, int level, const char *event, int rc,
-                   const char *detail, const char *line, char *sum,
-                   size_t sum_len, int *sum_level);
+                   const char *detail, const char *keep,
+                   char *sum, size_t sum_len, int *sum_level);
 /* Write the summaries whose second is over (all when force); after
  * force, folding stops (lines pass). */
 void defer__rl_flush(defer_pool *p, int force);

@@ -6,16 +6,20 @@
  * DESIGN
  *
  * A line's key is its event, rc and detail: what went wrong, not which
- * task it happened to (label and SQL are left out, or a route's every
- * task would be a new key).  The first line of a key is written and
- * opens a one-second window; lines of that key inside the window are
- * counted and not written; the last of them is kept.  When the window is
- * over (checked by the next line of the key, and by the pool's monitor
- * thread every half second) and lines were folded, the kept line is
- * written with " repeated=N" appended, and a new window opens; a window
- * that folded nothing closes the key.  So a failure repeating all the
- * time gives its first line and then one summary a second, and the
- * written lines plus their repeated= counts add up to the events.
+ * task it happened to (label, SQL, request id and values are left out,
+ * or a route's every task would be a new key).  The first line of a key
+ * is written whole, request id and values included, and opens a
+ * one-second window; lines of that key inside the window are counted and
+ * not written; the last of them is kept, in the form the caller gives
+ * for it (defer_run.c: without request_id and values, since a summary
+ * stands for N tasks and naming one of them would mislead).  When the
+ * window is over (checked by the next line of the key, and by the pool's
+ * monitor thread every half second) and lines were folded, the kept line
+ * is written with " repeated=N" appended, and a new window opens; a
+ * window that folded nothing closes the key.  So a failure repeating all
+ * the time gives its first line (with its request) and then one summary
+ * a second (with a count), and the written lines plus their repeated=
+ * counts add up to the events.
  *
  * Keys live in a small table (RL_SLOTS); when every slot holds an open
  * window, a line of a new key is written unfolded (never dropped).
@@ -35,7 +39,7 @@
 
 #define RL_SLOTS 16
 #define RL_KEY_MAX 320
-#define RL_LINE_MAX 2048
+#define RL_LINE_MAX 4000 /* defer_run.c's LOG_LINE_MAX */
 #define RL_WINDOW_NS INT64_C(1000000000)
 
 typedef struct rl_slot {
@@ -132,8 +136,8 @@ static void summarize(rl_slot *sl, int64_t now, char *sum, size_t len,
 }
 
 int defer__rl_pass(defer_pool *p, int level, const char *event, int rc,
-                   const char *detail, const char *line, char *sum,
-                   size_t sum_len, int *sum_level)
+                   const char *detail, const char *keep,
+                   char *sum, size_t sum_len, int *sum_level)
 {
     defer_rl *rl = p->rl;
     char key[RL_KEY_MAX];
@@ -173,7 +177,7 @@ int defer__rl_pass(defer_pool *p, int level, const char *event, int rc,
                 summarize(hit, now, sum, sum_len, sum_level);
                 hit->folded = 1;
                 hit->level = level;
-                snprintf(hit->line, sizeof hit->line, "%s", line);
+                snprintf(hit->line, sizeof hit->line, "%s", keep);
                 atomic_fetch_add(&rl->repeated, 1);
                 pass = 0;
             } else {
@@ -182,7 +186,7 @@ int defer__rl_pass(defer_pool *p, int level, const char *event, int rc,
         } else {
             hit->folded++;
             hit->level = level;
-            snprintf(hit->line, sizeof hit->line, "%s", line);
+            snprintf(hit->line, sizeof hit->line, "%s", keep);
             atomic_fetch_add(&rl->repeated, 1);
             pass = 0;
         }

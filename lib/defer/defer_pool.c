@@ -50,6 +50,14 @@
  * monitor).  A ctx holds a reference on the pool (refs), since freeing
  * it closes its inline connection, which the pool counts.
  *
+ * REQUEST IDS: defer_ctx_set_request_id copies the id into the ctx (one
+ * thread's, no lock); add_task copies it again into the task, in the
+ * same allocation as the label, so a task carries it without a pointer
+ * into anything another thread may free or reuse (the ctx is reset for
+ * the next request as soon as it is submitted).  Read-only from then
+ * on: workers and shutdown read it like the label, under the rules of
+ * defer_int.h (shutdown formats its reports under mu).
+ *
  * WRITER TOKEN: SQLite (WAL) has one writer.  Rather than let the pool's
  * own workers collide on SQLITE_BUSY and sleep in the busy handler, a
  * worker takes the pool's writer token for the length of a transaction;
@@ -94,6 +102,8 @@ struct defer_ctx {
     int db_tried;              /* inline connection open attempted */
     defer_task **scratch;      /* max_tasks_per_request entries */
     defer_runner run;          /* inline runs */
+    size_t rid_len;            /* the request id tasks get (set_request_id) */
+    char rid[DEFER_REQUEST_ID_MAX + 1];
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -424,6 +434,12 @@ static int check_config(const defer_config *c, char *errbuf, size_t len)
     if (c->task_budget_ms > 86400000u || c->admit_wait_ms > 86400000u ||
         c->drain_ms > 86400000u || c->grace_ms > 86400000u) {
         set_err(errbuf, len, "time bounds must be at most one day");
+        return DEFER_EINVAL;
+    }
+    if (c->log_values != DEFER_VALUES_ON &&
+        c->log_values != DEFER_VALUES_REDACT &&
+        c->log_values != DEFER_VALUES_OFF) {
+        set_err(errbuf, len, "unknown log_values %d", (int)c->log_values);
         return DEFER_EINVAL;
     }
     if (c->reconnect_ms > 86400000u) {
@@ -911,6 +927,18 @@ static void ctx_reset(defer_ctx *c)
     c->head = c->tail = NULL;
     c->n = 0;
     c->admitted = 0;
+    c->rid_len = 0;
+    c->rid[0] = '\0';
+}
+
+DEFER_API int defer_ctx_set_request_id(defer_ctx *c, const char *id)
+{
+    if (c == NULL)
+        return DEFER_EINVAL;
+    c->rid_len = id != NULL ? strnlen(id, DEFER_REQUEST_ID_MAX) : 0;
+    memcpy(c->rid, id != NULL ? id : "", c->rid_len);
+    c->rid[c->rid_len] = '\0';
+    return DEFER_OK;
 }
 
 DEFER_API void defer_ctx_discard(defer_ctx *c)
@@ -984,7 +1012,9 @@ static int add_task(defer_ctx *c, defer_fn fn, void *arg,
     if (label == NULL)
         label = "-";
     len = strnlen(label, DEFER_LABEL_MAX);
-    t = malloc(sizeof *t + len + 1);
+    /* label, NUL, request id, NUL: the id lives in the task's own
+     * allocation (both bounded: 127 + 64 bytes). */
+    t = malloc(sizeof *t + len + 1 + c->rid_len + 1);
     if (t == NULL) {
         if (arg_free != NULL)
             arg_free(arg);
@@ -999,6 +1029,9 @@ static int add_task(defer_ctx *c, defer_fn fn, void *arg,
     atomic_init(&t->state, T_READY);
     memcpy(t->label, label, len);
     t->label[len] = '\0';
+    t->rid_off = (unsigned short)(len + 1);
+    memcpy(t->label + len + 1, c->rid, c->rid_len);
+    t->label[len + 1 + c->rid_len] = '\0';
     if (c->tail != NULL)
         c->tail->next = t;
     else

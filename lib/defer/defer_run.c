@@ -57,9 +57,22 @@
 
 #define PROGRESS_OPS 1000
 #define SP_NAME "defer_task"
-#define LOG_LINE_MAX 2048
+/* A task's line: at most LOG_LINE_MAX - 1 bytes, whatever it holds (the
+ * web log adds ~45 bytes of ts= and level= to it within its 4096; a
+ * summary adds " repeated=N").  The bounds below add up to less, so
+ * request_id and values, written last, are not cut off.
+ * Each quoted value is cut at its own bound, and at what is left of the
+ * line less LB_RESERVE, so that a cut value still gets its closing quote
+ * and the keys after it still fit. */
+#define LOG_LINE_MAX 4000
+#define LB_RESERVE 16
 #define LOG_SQL_MAX 1000
 #define LOG_VALUE_MAX 400
+#define LOG_RID_MAX 200        /* a request id that needs quoting */
+#define LOG_VALUES_RAW 600     /* the values list, before escaping */
+#define LOG_VALUES_MAX 1200    /* ... after */
+#define LOG_TEXT_CUT 64        /* one text value's bytes shown */
+#define LOG_BLOB_CUT 32        /* one blob's bytes shown (hex) */
 
 enum { S_PENDING = 0, S_OK, S_FAILED };
 
@@ -163,38 +176,105 @@ static void lb_puts(lbuf *b, const char *s)
         lb_putc(b, *s++);
 }
 
-/* key="value", escaped so that the line stays one parseable line. */
+/* Length of the UTF-8 sequence at s (n bytes left), or 0 when s does
+ * not start a well-formed one (a stray continuation byte, a cut or
+ * overlong sequence, a lead byte over F4). */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+    size_t k, i;
+    if (s[0] < 0x80)
+        return 1;
+    if (s[0] >= 0xc2 && s[0] <= 0xdf)
+        k = 2;
+    else if (s[0] >= 0xe0 && s[0] <= 0xef)
+        k = 3;
+    else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+        k = 4;
+    else
+        return 0;
+    if (k > n)
+        return 0;
+    for (i = 1; i < k; i++)
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+    if ((s[0] == 0xe0 && s[1] < 0xa0) || (s[0] == 0xf0 && s[1] < 0x90) ||
+        (s[0] == 0xf4 && s[1] > 0x8f))
+        return 0;
+    return k;
+}
+
+/* key="value", escaped so that the line stays one parseable logfmt line
+ * whatever v holds: '"' and '\\' escaped, control bytes and bytes that
+ * are not UTF-8 written \xNN (\n, \t for those two), so no byte of v can
+ * end the line, end the quoted string or start a key.  At most max bytes
+ * of output for v (and never past the line's reserve); a cut value ends
+ * in "..." inside the quotes. */
 static void lb_kv(lbuf *b, const char *key, const char *v, size_t max)
 {
     static const char hex[] = "0123456789abcdef";
-    size_t i;
+    const unsigned char *p = (const unsigned char *)v;
+    size_t i, n, out = 0, room;
     if (v == NULL)
         return;
     lb_putc(b, ' ');
     lb_puts(b, key);
     lb_puts(b, "=\"");
-    for (i = 0; v[i] != '\0'; i++) {
-        unsigned char c = (unsigned char)v[i];
-        if (i >= max) {
+    room = sizeof b->s - 1 - b->n;
+    room = room > LB_RESERVE + 4 ? room - LB_RESERVE - 4 : 0;
+    if (max > room)
+        max = room;
+    n = strlen(v);
+    for (i = 0; i < n;) {
+        char e[8];
+        size_t k = utf8_len(p + i, n - i), el;
+        if (k == 1 && (p[i] == '"' || p[i] == '\\')) {
+            e[0] = '\\';
+            e[1] = (char)p[i];
+            el = 2;
+        } else if (k == 1 && p[i] == '\n') {
+            memcpy(e, "\\n", 2);
+            el = 2;
+        } else if (k == 1 && p[i] == '\t') {
+            memcpy(e, "\\t", 2);
+            el = 2;
+        } else if (k == 0 || (k == 1 && (p[i] < 0x20 || p[i] == 0x7f))) {
+            e[0] = '\\';
+            e[1] = 'x';
+            e[2] = hex[p[i] >> 4];
+            e[3] = hex[p[i] & 15];
+            el = 4;
+            k = 1;
+        } else {
+            memcpy(e, p + i, k);
+            el = k;
+        }
+        if (out + el > max) {
             lb_puts(b, "...");
             break;
         }
-        if (c == '"' || c == '\\') {
-            lb_putc(b, '\\');
-            lb_putc(b, (char)c);
-        } else if (c == '\n') {
-            lb_puts(b, "\\n");
-        } else if (c == '\t') {
-            lb_puts(b, "\\t");
-        } else if (c < 0x20 || c == 0x7f) {
-            lb_puts(b, "\\x");
-            lb_putc(b, hex[c >> 4]);
-            lb_putc(b, hex[c & 15]);
-        } else {
-            lb_putc(b, (char)c);
-        }
+        for (size_t j = 0; j < el; j++)
+            lb_putc(b, e[j]);
+        out += el;
+        i += k;
     }
     lb_putc(b, '"');
+}
+
+/* The request id: bare when it is a plain token ([A-Za-z0-9._-], what
+ * nginx's $request_id is), "-" when there is none, else quoted. */
+static void lb_rid(lbuf *b, const char *rid)
+{
+    size_t i;
+    for (i = 0; rid[i] != '\0'; i++) {
+        char c = rid[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+              (c >= 'A' && c <= 'Z') || c == '.' || c == '_' || c == '-')) {
+            lb_kv(b, "request_id", rid, LOG_RID_MAX);
+            return;
+        }
+    }
+    lb_puts(b, " request_id=");
+    lb_puts(b, i > 0 ? rid : "-");
 }
 
 static void lb_kvi(lbuf *b, const char *key, long long v)
@@ -232,11 +312,183 @@ int defer__log_enabled(const defer_pool *p, int level)
     return level >= p->cfg.log_level;
 }
 
+/* ---- a task's bound values (defer.h, LOG LINES) ---------------------- */
+
+typedef struct vbuf {
+    char *s;
+    size_t len, n;  /* capacity, used (s[n] is NUL) */
+    int full;       /* something did not fit */
+} vbuf;
+
+static void vb_put(vbuf *v, const char *s, size_t n)
+{
+    if (v->full || v->len - 1 - v->n < n) {
+        v->full = 1;
+        return;
+    }
+    memcpy(v->s + v->n, s, n);
+    v->n += n;
+    v->s[v->n] = '\0';
+}
+
+static void vb_str(vbuf *v, const char *s)
+{
+    vb_put(v, s, strlen(s));
+}
+
+/* Text bytes cut to at most max, at a character boundary. */
+static size_t text_cut(const unsigned char *s, size_t n, size_t max)
+{
+    size_t k;
+    if (n <= max)
+        return n;
+    k = max;
+    /* back off over continuation bytes (at most 3) to a lead byte */
+    while (k > 0 && max - k < 3 && (s[k] & 0xc0) == 0x80)
+        k--;
+    return (s[k] & 0xc0) == 0x80 ? max : k;
+}
+
+/* One value, formatted (mode ON) or typed (REDACT), into v as a unit:
+ * all of it or nothing (v->full). */
+static void vb_value(vbuf *v, size_t idx, const qb_value *val, int mode)
+{
+    static const char hex[] = "0123456789abcdef";
+    char one[LOG_TEXT_CUT * 2 + LOG_BLOB_CUT * 2 + 64];
+    vbuf u = {one, sizeof one, 0, 0};
+    char num[64];
+    one[0] = '\0';
+    snprintf(num, sizeof num, "%zu:", idx);
+    vb_str(&u, num);
+    switch (val->type) {
+    case QB_V_NULL:
+        vb_str(&u, "NULL");
+        break;
+    case QB_V_INT:
+        if (mode == DEFER_VALUES_REDACT)
+            vb_str(&u, "int");
+        else {
+            snprintf(num, sizeof num, "%" PRId64, val->u.i);
+            vb_str(&u, num);
+        }
+        break;
+    case QB_V_BOOL:
+        vb_str(&u, mode == DEFER_VALUES_REDACT ? "bool"
+                   : val->u.i                  ? "1"
+                                               : "0");
+        break;
+    case QB_V_REAL:
+        if (mode == DEFER_VALUES_REDACT)
+            vb_str(&u, "real");
+        else {
+            snprintf(num, sizeof num, "%.17g", val->u.d);
+            vb_str(&u, num);
+        }
+        break;
+    case QB_V_TEXT: {
+        const unsigned char *t = val->u.b.p;
+        size_t n = t != NULL ? val->u.b.n : 0, cut, i;
+        if (mode == DEFER_VALUES_REDACT) {
+            snprintf(num, sizeof num, "text(len=%zu)", n);
+            vb_str(&u, num);
+            break;
+        }
+        cut = text_cut(t, n, LOG_TEXT_CUT);
+        vb_put(&u, "'", 1);
+        for (i = 0; i < cut; i++) {
+            if (t[i] == '\'')
+                vb_put(&u, "''", 2);
+            else
+                vb_put(&u, (const char *)t + i, 1);
+        }
+        vb_put(&u, "'", 1);
+        if (cut < n) {
+            snprintf(num, sizeof num, "...(len=%zu)", n);
+            vb_str(&u, num);
+        }
+        break;
+    }
+    case QB_V_BLOB: {
+        const unsigned char *t = val->u.b.p;
+        size_t n = t != NULL ? val->u.b.n : 0, i;
+        if (mode == DEFER_VALUES_REDACT) {
+            snprintf(num, sizeof num, "blob(len=%zu)", n);
+            vb_str(&u, num);
+            break;
+        }
+        vb_put(&u, "x'", 2);
+        for (i = 0; i < n && i < LOG_BLOB_CUT; i++) {
+            char h[2] = {hex[t[i] >> 4], hex[t[i] & 15]};
+            vb_put(&u, h, 2);
+        }
+        vb_put(&u, "'", 1);
+        if (n > LOG_BLOB_CUT) {
+            snprintf(num, sizeof num, "...(len=%zu)", n);
+            vb_str(&u, num);
+        }
+        break;
+    }
+    case QB_V_RAW:
+        vb_str(&u, "raw"); /* never bound; listed for the index */
+        break;
+    default:
+        vb_str(&u, "subquery");
+        break;
+    }
+    vb_put(v, one, u.n);
+}
+
+size_t defer__format_values(char *buf, size_t len, const qb_query *q,
+                            int mode)
+{
+    vbuf v = {buf, len, 0, 0};
+    size_t total = 0, shown = 0;
+    const qb_query *l;
+    char tail[48];
+
+    if (buf == NULL || len == 0)
+        return 0;
+    buf[0] = '\0';
+    if (q == NULL || mode == DEFER_VALUES_OFF || len < sizeof tail + 1)
+        return 0;
+    for (l = q; l != NULL; l = qb_query_next(l))
+        total += qb_query_nparams(l);
+    /* room for the " ...(N values)" tail is kept back until the end */
+    v.len = len - sizeof tail;
+    for (l = q; l != NULL && !v.full; l = qb_query_next(l)) {
+        const qb_value *vals = qb_query_params(l);
+        size_t i, n = qb_query_nparams(l);
+        if (l != q)
+            vb_str(&v, " |");
+        for (i = 0; i < n && !v.full; i++) {
+            size_t before = v.n;
+            if (v.n > 0)
+                vb_put(&v, " ", 1);
+            vb_value(&v, i + 1, &vals[i], mode);
+            if (v.full) {
+                v.n = before; /* a value is shown whole or not at all */
+                buf[v.n] = '\0';
+            } else {
+                shown++;
+            }
+        }
+    }
+    if (shown < total) {
+        v.len = len;
+        v.full = 0;
+        snprintf(tail, sizeof tail, "%s...(%zu values)", v.n > 0 ? " " : "",
+                 total);
+        vb_str(&v, tail);
+    }
+    return v.n;
+}
+
 /* The line emit writes, without the level; touches nothing but p's
- * immutable fields and t, so it may run under pool->mu. */
+ * immutable fields and t, so it may run under pool->mu.  with_task: the
+ * request id and the values too (not in a repeat summary's kept line). */
 static void format_line(lbuf *b, const defer_pool *p, const char *event,
                         const defer_task *t, int worker, int has_rc, int rc,
-                        const char *rcstr, const char *detail)
+                        const char *rcstr, const char *detail, int with_task)
 {
     b->n = 0;
     b->s[0] = '\0';
@@ -257,6 +509,17 @@ static void format_line(lbuf *b, const defer_pool *p, const char *event,
     lb_kv(b, "detail", detail, LOG_VALUE_MAX);
     if (t != NULL && t->fn == NULL)
         lb_kv(b, "sql", qb_query_sql(t->arg), LOG_SQL_MAX);
+    /* New keys go last, so that what consumers of these lines match on
+     * ("worker=N label=... kind=sql detail=...") keeps its order. */
+    if (t != NULL && with_task)
+        lb_rid(b, defer__task_rid(t));
+    if (t != NULL && t->fn == NULL && with_task &&
+        p->cfg.log_values != DEFER_VALUES_OFF) {
+        char vals[LOG_VALUES_RAW];
+        defer__format_values(vals, sizeof vals, t->arg,
+                             (int)p->cfg.log_values);
+        lb_kv(b, "values", vals, LOG_VALUES_MAX);
+    }
 }
 
 void defer__log_line(defer_pool *p, int level, const char *line)
@@ -272,7 +535,7 @@ char *defer__task_line(const defer_pool *p, int level, const char *event,
     lbuf b;
     if (!defer__log_enabled(p, level))
         return NULL;
-    format_line(&b, p, event, t, worker, 0, 0, NULL, detail);
+    format_line(&b, p, event, t, worker, 0, 0, NULL, detail, 1);
     return strdup(b.s);
 }
 
@@ -280,15 +543,24 @@ static void emit(defer_pool *p, int level, const char *event,
                  const defer_task *t, int worker, int has_rc, int rc,
                  const char *rcstr, const char *detail)
 {
-    lbuf b;
+    lbuf b, keep;
     char sum[LOG_LINE_MAX + 32];
     int pass, sum_level = level;
     if (!defer__log_enabled(p, level))
         return;
-    format_line(&b, p, event, t, worker, has_rc, rc, rcstr, detail);
-    /* Fold repeats (defer_log.c): the key leaves label and SQL out. */
-    pass = defer__rl_pass(p, level, event, has_rc ? rc : 0, detail, b.s,
-                           sum, sizeof sum, &sum_level);
+    format_line(&b, p, event, t, worker, has_rc, rc, rcstr, detail, 1);
+    /* What a repeat summary would show of this line: no request id and
+     * no values, which would name one of the N folded tasks as if it
+     * were all of them.  Formatted only for a task's line (the rest are
+     * the same either way); this is the failure path, not a hot one. */
+    if (t != NULL)
+        format_line(&keep, p, event, t, worker, has_rc, rc, rcstr, detail,
+                    0);
+    /* Fold repeats (defer_log.c): the key leaves label, SQL, request id
+     * and values out. */
+    pass = defer__rl_pass(p, level, event, has_rc ? rc : 0, detail,
+                          t != NULL ? keep.s : b.s, sum, sizeof sum,
+                          &sum_level);
     if (sum[0] != '\0')
         defer__log_write(p, sum_level, sum);
     if (pass)
@@ -408,6 +680,15 @@ DEFER_API qb_conn *defer_env_db(defer_env *env)
 DEFER_API const char *defer_env_label(const defer_env *env)
 {
     return env != NULL && env->task != NULL ? env->task->label : "-";
+}
+
+DEFER_API const char *defer_env_request_id(const defer_env *env)
+{
+    const char *rid;
+    if (env == NULL || env->task == NULL)
+        return "-";
+    rid = defer__task_rid(env->task);
+    return rid[0] != '\0' ? rid : "-";
 }
 
 DEFER_API int defer_env_worker(const defer_env *env)

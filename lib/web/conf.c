@@ -811,6 +811,8 @@ static int do_server(pctx *c, const node *blk)
 {
     static const char *const levels[] = {"debug", "info", "notice", "warn",
                                          "error", NULL};
+    /* web_log_values order */
+    static const char *const values[] = {"on", "redact", "off", NULL};
     seen_set seen = {{0}, 0};
     size_t k;
     for (k = 0; k < blk->nkids; k++) {
@@ -887,6 +889,17 @@ static int do_server(pctx *c, const node *blk)
                 (rc = get_choice(c, d, 0, levels, &ch)))
                 return rc;
             c->conf->server.log_level = (web_log_level)ch;
+        } else if (strcmp(nm, "log_values") == 0) {
+            int ch;
+            if ((rc = arity(c, d, 1, 1)) ||
+                (rc = get_choice(c, d, 0, values, &ch)))
+                return rc;
+            c->conf->server.log_values = (web_log_values)ch;
+        } else if (strcmp(nm, "access_log") == 0) {
+            const char *a = NULL;
+            if ((rc = arity(c, d, 1, 1)) || (rc = get_str(c, d, 0, &a)))
+                return rc;
+            c->conf->server.access_log = strcmp(a, "off") == 0 ? NULL : a;
         } else {
             return perr(c, d->name.line, "unknown directive \"%s\" in "
                         "\"server\"", nm);
@@ -1852,6 +1865,8 @@ static web_conf *conf_new(const char *name)
     c->server.log = "stderr";
     c->server.pid = NULL;
     c->server.log_level = WEB_LOG_INFO;
+    c->server.log_values = WEB_LOG_VALUES_ON;
+    c->server.access_log = NULL;
     c->database.path = "var/waituntil.db";
     c->database.journal_mode = "wal";
     c->database.synchronous = "normal";

@@ -35,6 +35,16 @@
  *   5. write the response, FCGX_Finish_r, then defer_submit (cannot fail),
  *      then reset the arena.  A failed write (client gone) is counted and
  *      logged but does not cancel the deferred work (waitUntil semantics).
+ *      With an access log, its line is formatted before FCGX_Finish_r
+ *      (libfcgi's params are still there for a request web_request_begin
+ *      refused) and written after defer_submit, with no lock: one
+ *      write(2) on an O_APPEND descriptor (access.c).
+ *
+ * Request ids.  Right after step 1 the request's id (nginx's $request_id,
+ * or the one web_request_begin made) is given to the thread's defer_ctx,
+ * which copies it into every task the route registers: a failed or left
+ * write's log line names the request.  Set for every request (NULL when
+ * there is no parsed request), so a reused ctx never lends an id.
  *
  * Generations (reload).  Everything a request reads from the conf -- the
  * routes, the router, the defer templates, the request limits -- lives in
@@ -125,6 +135,8 @@ struct web_server {
     const web_conf *conf;   /* the first conf: settings fixed at start */
     defer_pool *pool;
     web_log *log;
+    web_access_log *access_log; /* borrowed; NULL: off */
+    int redact_query;       /* server.log_values redact (fixed at start) */
     web_handler_def *handlers;
     size_t nhandlers;
     size_t max_body;        /* server.max_body at start (arenas are sized
@@ -311,9 +323,10 @@ static void count_status(web_server *s, int status)
 }
 
 /* Write status line, headers and (unless HEAD) the body.  Returns 0 or the
- * stream's error (EPIPE when nginx/the client went away). */
+ * stream's error (EPIPE when nginx/the client went away).  *sent_bytes:
+ * the body bytes handed to libfcgi. */
 static int write_response(FCGX_Request *rq, const web_call *c, int head,
-                          int *sent_status)
+                          int *sent_status, uint64_t *sent_bytes)
 {
     char hdr[4096];
     size_t n = 0;
@@ -353,6 +366,7 @@ static int write_response(FCGX_Request *rq, const web_call *c, int head,
     memcpy(hdr + n, "\r\n", 2);
     n += 2;
     *sent_status = status;
+    *sent_bytes = 0;
     FCGX_PutStr(hdr, (int)n, rq->out);
     if (!head && body_len > 0 && status != 204 && status != 304) {
         /* FCGX_PutStr takes an int length: write in bounded pieces. */
@@ -365,6 +379,7 @@ static int write_response(FCGX_Request *rq, const web_call *c, int head,
                 break;
             off += piece;
         }
+        *sent_bytes = off;
     }
     /* Flushing before FCGX_Finish_r costs a write, but it is how a write
      * error (the client or nginx went away) becomes visible to count and
@@ -674,13 +689,53 @@ static void set_route_error(web_call *c, int rc)
               brc == rc && why != NULL ? why : web_strerror(rc));
 }
 
+/* The request's access log line (web_server.h), made before
+ * FCGX_Finish_r while libfcgi's params are still there for a request
+ * that web_request_begin refused; written after it. */
+static size_t access_line(struct thread_state *t, const web_call *c,
+                          int status, uint64_t bytes,
+                          const struct timespec *t0, size_t writes,
+                          size_t writes_inline, char *buf, size_t len)
+{
+    web_access_rec r;
+    struct timespec t1;
+    char **envp = t->rq.envp;
+
+    memset(&r, 0, sizeof r);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    clock_gettime(CLOCK_REALTIME, &r.time);
+    r.duration_ns = (int64_t)(t1.tv_sec - t0->tv_sec) * 1000000000 +
+                    (t1.tv_nsec - t0->tv_nsec);
+    if (c->req != NULL) {
+        size_t plen = 0;
+        r.method = web_request_method(c->req);
+        r.uri = web_request_param(c->req, "REQUEST_URI", NULL);
+        if (r.uri == NULL)
+            r.uri = web_request_path(c->req, &plen);
+        r.request_id = web_request_id(c->req);
+    } else {
+        r.method = FCGX_GetParam("REQUEST_METHOD", envp);
+        r.uri = FCGX_GetParam("REQUEST_URI", envp);
+        r.request_id = FCGX_GetParam("REQUEST_ID", envp);
+    }
+    r.status = status;
+    r.bytes = bytes;
+    r.writes = writes;
+    r.writes_inline = writes_inline;
+    return web_access_format(buf, len, &r, t->srv->redact_query);
+}
+
 static void serve_one(struct thread_state *t, const gen *g)
 {
     web_server *s = t->srv;
     web_call call;
     const web_source *missing = NULL;
     int rc, head = 0, admitted = 0, sent = 0;
+    size_t ntasks = 0, nwrites = 0, ninline = 0, alen = 0;
+    uint64_t sent_bytes = 0;
+    struct timespec t0 = {0, 0};
     char qbuf[256];
+    char aline[WEB_ACCESS_LINE_MAX];
 
     memset(&call, 0, sizeof call);
     call.srv = s;
@@ -688,13 +743,23 @@ static void serve_one(struct thread_state *t, const gen *g)
     call.arena = t->arena;
     call.dctx = t->dctx;
     call.label = "-";
+    if (s->access_log != NULL)
+        clock_gettime(CLOCK_MONOTONIC, &t0);
 
     /* The rule for the server's own error answers: JSON to a client that
      * sent JSON, text to anyone else (read before anything can fail). */
     call.json_errors = web_media_type_is(FCGX_GetParam("CONTENT_TYPE",
                                                        t->rq.envp),
                                          "application/json");
-    if (take_request(t, &call, &head) != WEB_OK)
+    rc = take_request(t, &call, &head);
+    /* Every task the route registers is logged with this request's id
+     * (the pool copies it into each task; a failed write's line names
+     * it).  Set for every request, so a reused ctx never keeps the last
+     * one's. */
+    defer_ctx_set_request_id(t->dctx, call.req != NULL
+                                          ? web_request_id(call.req)
+                                          : NULL);
+    if (rc != WEB_OK)
         goto answer;
 
     /* "require" first: a missing value is the client's error, answered
@@ -733,13 +798,15 @@ static void serve_one(struct thread_state *t, const gen *g)
 
     /* Admission before the response is final (a request without deferred
      * work has nothing to reserve: skip the pool's lock). */
-    rc = defer_ctx_count(t->dctx) == 0 ? DEFER_INLINE
-                                       : defer_admit(s->pool, t->dctx);
+    ntasks = defer_ctx_count(t->dctx);
+    rc = ntasks == 0 ? DEFER_INLINE : defer_admit(s->pool, t->dctx);
     switch (rc) {
     case DEFER_OK:
         admitted = 1;
+        nwrites = ntasks;
         break;
     case DEFER_INLINE:
+        ninline = ntasks;
         break; /* the work already ran in this thread, or there was none */
     case DEFER_EFULL:
     case DEFER_ESHUTDOWN:
@@ -763,8 +830,11 @@ static void serve_one(struct thread_state *t, const gen *g)
     }
 
 answer:
-    rc = write_response(&t->rq, &call, head, &sent);
+    rc = write_response(&t->rq, &call, head, &sent, &sent_bytes);
     count_status(s, sent); /* the status actually sent (500 if cut) */
+    if (s->access_log != NULL)
+        alen = access_line(t, &call, sent, sent_bytes, &t0, nwrites, ninline,
+                           aline, sizeof aline);
     FCGX_Finish_r(&t->rq);
     /* From here on nothing of libfcgi's (envp, streams) is touched. */
     if (admitted)
@@ -776,6 +846,10 @@ answer:
                  "route=%s errno=%d deferred_kept=%d",
                  web_log_q(qbuf, sizeof qbuf, call.label), rc, admitted);
     }
+    /* After the answer and the submit: the client never waits for it.
+     * No lock: one write(2) per line (access.c). */
+    if (alen > 0)
+        web_access_log_line(s->access_log, aline, alen);
     web_arena_reset(t->arena);
 }
 
@@ -1230,6 +1304,8 @@ int web_server_create(web_server **out, const web_server_config *cfg,
     s->conf = cfg->conf;
     s->pool = cfg->pool;
     s->log = cfg->log;
+    s->access_log = cfg->access_log;
+    s->redact_query = cfg->conf->server.log_values == WEB_LOG_VALUES_REDACT;
     s->max_body = cfg->conf->server.max_body;
     rc = pthread_mutex_init(&s->gen_lock, NULL);
     if (rc != 0) {
@@ -1472,6 +1548,8 @@ void web_server_stats_get(web_server *s, web_server_stats *o)
     o->bodies_parsed = atomic_load(&s->bodies_parsed);
     o->bodies_refused = atomic_load(&s->bodies_refused);
     o->missing_required = atomic_load(&s->missing_required);
+    o->access_lines = web_access_log_written(s->access_log);
+    o->access_dropped = web_access_log_dropped(s->access_log);
     o->threads = atomic_load(&s->running);
     o->started_unix = (int64_t)s->started_at;
     gen_lock(s);

@@ -549,6 +549,15 @@ typedef enum web_log_level {
     WEB_LOG_ERROR
 } web_log_level;
 
+/* server.log_values: what a failed or left write's log line shows of
+ * the values bound to its statement (defer.h, LOG LINES). */
+typedef enum web_log_values {
+    WEB_LOG_VALUES_ON = 0,  /* the values, bounded and escaped */
+    WEB_LOG_VALUES_REDACT,  /* types and lengths only; the access log's
+                               query string is redacted too */
+    WEB_LOG_VALUES_OFF      /* nothing of them */
+} web_log_values;
+
 /* ---- the database a conf names -------------------------------------------
  * database.path is either a SQLite file (relative paths are resolved
  * against the program's -p prefix) or a libpq URI, which selects
@@ -649,6 +658,9 @@ typedef struct web_conf {
                                     (waituntil: waituntil.pid next to a
                                     unix socket, else var/waituntil.pid) */
         web_log_level log_level; /* default info */
+        web_log_values log_values; /* default on */
+        const char *access_log;  /* "stderr" or a file path; NULL: off
+                                    (the default) */
     } server;
     struct {
         const char *path;          /* default "var/waituntil.db"; a

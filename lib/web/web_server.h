@@ -66,6 +66,74 @@ WEB_API uint64_t web_log_dropped(const web_log *log);
 /* A defer_log_fn that writes the pool's lines to the web_log in ud. */
 WEB_API void web_log_defer_sink(void *ud, int level, const char *line);
 
+/* ==== the access log ===================================================== */
+
+/*
+ * One logfmt line per request (conf: server { access_log PATH|stderr; }):
+ *   ts=2026-12-04T09:30:00.123Z event=access method=POST
+ *   uri="/log?page=%2Fhome" status=204 bytes=0 duration_ms=0.412 writes=1
+ *   request_id=0c2f...
+ * ts: when the line was made (the response had been written); uri:
+ * REQUEST_URI as nginx sent it (quoted and escaped when it holds a space,
+ * '"', '=', '\\' or a byte outside printable ASCII, each such byte as
+ * \xNN; cut with "..." past WEB_ACCESS_URI_MAX bytes); status: the status
+ * actually sent; bytes: response body bytes (0 for HEAD, 204, 304);
+ * duration_ms: milliseconds (3 decimals) from accepting the request to
+ * its response flushed to nginx, FCGX_Finish_r excluded; writes: the
+ * request's deferred tasks admitted to the pool (0 when refused: 503),
+ * and writes_inline=N when the policy ran them in the request thread;
+ * request_id: nginx's $request_id (or the id web_request made), "-" for
+ * a request too broken to have one.  With redact_query the query string
+ * is replaced by "?(redacted len=N)".
+ *
+ * Threads: any request thread writes without a lock (one write(2) per
+ * line, O_APPEND); reopen from one thread at a time, concurrently with
+ * the writers.  A write that fails is counted, never retried or waited
+ * for (DESIGN in access.c).
+ */
+typedef struct web_access_log web_access_log;
+
+#define WEB_ACCESS_LINE_MAX 4096  /* one line, newline included */
+#define WEB_ACCESS_URI_MAX 2048   /* the uri value's bytes, escaped */
+
+typedef struct web_access_rec {
+    struct timespec time;        /* the line's ts (CLOCK_REALTIME) */
+    const char *method;          /* NULL: "-" */
+    const char *uri;             /* NULL: "-" */
+    const char *request_id;      /* NULL or "": "-" */
+    int status;
+    uint64_t bytes;
+    int64_t duration_ns;
+    size_t writes;               /* admitted */
+    size_t writes_inline;        /* run inline (policy inline) */
+} web_access_rec;
+
+/* Open target ("stderr" or a file path, O_APPEND, created 0640); log
+ * (borrowed, may be NULL) gets one line when writing starts failing and
+ * one when it works again.  WEB_OK, WEB_EIO (errbuf says why),
+ * WEB_ENOMEM, WEB_EINVAL. */
+WEB_API int web_access_log_open(web_access_log **out, const char *target,
+                                web_log *log, char *errbuf, size_t errlen);
+/* NULL: no-op.  No writer may be running. */
+WEB_API void web_access_log_close(web_access_log *al);
+/* Open the path again and put it in place of the old file without
+ * disturbing writers (after logrotate; SIGHUP/SIGUSR1).  WEB_OK (also
+ * for stderr), or WEB_EIO with the old file still in use. */
+WEB_API int web_access_log_reopen(web_access_log *al);
+/* Format r as one line, newline included, into buf (len at least
+ * WEB_ACCESS_LINE_MAX; else "" and 0).  Returns the length. */
+WEB_API size_t web_access_format(char *buf, size_t len,
+                                 const web_access_rec *r, int redact_query);
+/* Write a line (web_access_format's) / format and write r.  NULL al:
+ * nothing.  Never blocks on a lock; failures are counted. */
+WEB_API void web_access_log_line(web_access_log *al, const char *line,
+                                 size_t len);
+WEB_API void web_access_log_write(web_access_log *al,
+                                  const web_access_rec *r, int redact_query);
+/* Lines written whole / lines lost (write failed or cut short). */
+WEB_API uint64_t web_access_log_written(const web_access_log *al);
+WEB_API uint64_t web_access_log_dropped(const web_access_log *al);
+
 /* ==== handlers =========================================================== */
 
 typedef struct web_server web_server;
@@ -168,6 +236,7 @@ typedef struct web_server_config {
     size_t nhandlers;
     web_log *log;                /* borrowed; NULL = stderr */
     const char *listen;          /* overrides conf->server.listen if set */
+    web_access_log *access_log;  /* borrowed; NULL: no access log */
 } web_server_config;
 
 typedef struct web_server_stats {
@@ -185,6 +254,8 @@ typedef struct web_server_stats {
                                 read a body field ever parse one) */
     uint64_t bodies_refused; /* ... refused by the parser or its bounds */
     uint64_t missing_required; /* 400: a "require" value was missing */
+    uint64_t access_lines;   /* access log lines written whole */
+    uint64_t access_dropped; /* ... lost (write failed or cut short) */
     unsigned threads;        /* request threads running */
     int64_t started_unix;    /* when the server started */
     uint64_t generation;     /* the conf generation new requests get: 1

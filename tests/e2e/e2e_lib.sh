@@ -9,12 +9,24 @@ command -v sqlite3 >/dev/null || t_skip_all "sqlite3 CLI not installed"
     t_skip_all "nginx not installed"
 [ -x "$TOP_BUILDDIR/app/waituntil" ] || t_skip_all "app/waituntil not built"
 
-# e2e_start [EXTRA-CONF-TEXT]: the shipped conf plus extra routes/settings
-# (later blocks of the same name override: the test conf is the shipped
-# one with test routes appended), on a free port in $T_TMP.
+# e2e_start [EXTRA-CONF-TEXT]: the shipped conf plus extra routes
+# appended (a block may be given once: server and pool settings go in
+# $E2E_SERVER and $E2E_POOL, one directive a line, which take the place
+# of the shipped block's directives of the same names), on a free port
+# in $T_TMP.
 e2e_start() {
     E2E_CONF=$T_TMP/waituntil.conf
-    cat "$TOP_SRCDIR/conf/waituntil.conf" > "$E2E_CONF"
+    printf '%s\n' "${E2E_SERVER:-}" > "$T_TMP/server.inc"
+    printf '%s\n' "${E2E_POOL:-}" > "$T_TMP/pool.inc"
+    awk -v srv="$T_TMP/server.inc" -v pool="$T_TMP/pool.inc" '
+        function load(f, b,   l, w) {
+            while ((getline l < f) > 0) { split(l, w, " ");
+                if (w[1] != "") { name[b, w[1]] = 1; add[b] = add[b] l "\n" } } }
+        BEGIN { load(srv, "server"); load(pool, "pool") }
+        /^(server|pool) \{/ { print; blk = $1; printf "%s", add[blk]; next }
+        blk != "" && /^}/ { blk = "" }
+        blk != "" { split($0, w, " "); if ((blk, w[1]) in name) next }
+        { print }' "$TOP_SRCDIR/conf/waituntil.conf" > "$E2E_CONF"
     printf '%s\n' "${1:-}" >> "$E2E_CONF"
     E2E_DB=$T_TMP/db/waituntil.db
     E2E_PORT=$(stack_free_port)
