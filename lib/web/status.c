@@ -261,6 +261,11 @@ int web_handler_status(web_call *call, void *ud)
          ds.log_repeated, "Log lines folded into repeated=N summaries."},
         {"log_dropped", "log_dropped_total", NULL, COUNTER, 0, log_dropped,
          "Log lines that could not be written."},
+        {"access_lines", "access_lines_total", NULL, COUNTER, 0,
+         ss.access_lines, "Access log lines written whole."},
+        {"access_dropped", "access_dropped_total", NULL, COUNTER, 0,
+         ss.access_dropped, "Access log lines lost (write failed or cut "
+         "short)."},
     };
     n = sizeof m / sizeof m[0];
 

@@ -87,6 +87,15 @@ t_wait_for "" has_line 'uri=/hello ' "$ACC" 'status=200 bytes=5' &&
     t_fail "hello access line" "$(tail -n 3 "$ACC")"
 has_line 'uri=/hello ' "$ACC" ' writes=0 ' || t_fail "hello writes=0" "$(tail -n 3 "$ACC")"
 expect "every access line starts with ts=" "$(grep -vc '^ts=' "$ACC")" 0
+# /_status counts them: at least the lines in the file (the status
+# request's own line is written after its answer), none dropped.
+n_acc=$(wc -l < "$ACC")
+st=$(e2e_status)
+a_lines=$(e2e_field "$st" access_lines)
+[ "${a_lines:-0}" -ge "$n_acc" ] 2>/dev/null &&
+    t_ok "/_status access_lines ($a_lines) >= lines in the file ($n_acc)" ||
+    t_fail "/_status access_lines" "got '$a_lines', file has $n_acc"
+expect "/_status access_dropped" "$(e2e_field "$st" access_dropped)" 0
 
 # ---- reopen: the access log follows a rotation -----------------------------
 mv "$ACC" "$ACC.1"
