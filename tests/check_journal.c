@@ -571,6 +571,34 @@ START_TEST(test_callbacks_are_not_journaled)
 }
 END_TEST
 
+START_TEST(test_fsync_level_groups_syncs)
+{
+    defer_config c = jcfg();
+    defer_pool *p;
+    defer_ctx *ctx = NULL;
+    defer_stats st;
+    int v;
+
+    c.journal = DEFER_JOURNAL_FSYNC;
+    p = mkpool_cfg(&c);
+    ck_assert_int_eq(defer_ctx_create(p, &ctx), DEFER_OK);
+    for (v = 0; v < 50; v++) {
+        ck_assert_int_eq(defer_wait_until_query(ctx, q_ins("t", v), "/w"),
+                         DEFER_OK);
+        ck_assert_int_eq(defer_admit(p, ctx), DEFER_OK);
+        defer_submit(p, ctx);
+    }
+    defer_ctx_free(ctx);
+    defer_pool_stats(p, &st);
+    /* One fdatasync per group write, before admit returned. */
+    ck_assert_uint_eq(st.j_fsyncs, st.j_appends);
+    ck_assert_uint_ge(st.j_fsyncs, 1);
+    ck_assert_uint_eq(st.j_records, 50);
+    run_and_close(p);
+    ck_assert_int_eq(db_scalar("SELECT count(*) FROM t"), 50);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("journal");
@@ -590,6 +618,7 @@ int main(void)
     tcase_add_test(tc, test_rotation_bounds_the_files);
     tcase_add_test(tc, test_append_failure_is_admission_failure);
     tcase_add_test(tc, test_callbacks_are_not_journaled);
+    tcase_add_test(tc, test_fsync_level_groups_syncs);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_ENV);
