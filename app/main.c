@@ -49,6 +49,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -99,7 +100,8 @@ static char *resolve(const char *prefix, const char *path)
  * to a SQLite database (DB.journal), else var/waituntil.journal.  NULL
  * when the journal is off or the database is in memory. */
 static char *journal_path(const web_conf *conf, const char *prefix,
-                          web_db_engine engine, const char *db_path)
+                          web_db_engine engine, const char *db_path,
+                          const char *listen_spec)
 {
     char *out = NULL;
     if (conf->pool.journal == 0)
@@ -112,6 +114,18 @@ static char *journal_path(const web_conf *conf, const char *prefix,
         if (asprintf(&out, "%s.journal", db_path) < 0)
             return NULL;
         return out;
+    }
+    /* PostgreSQL: next to a unix socket, like the pid file (instances
+     * sharing a folder get journal.1, .2...: the pool locks each). */
+    if (listen_spec != NULL && strncmp(listen_spec, "unix:", 5) == 0 &&
+        strrchr(listen_spec + 5, '/') != NULL) {
+        const char *path = listen_spec + 5;
+        int n = (int)(strrchr(path, '/') - path);
+        if (path[0] != '/' && prefix != NULL)
+            return asprintf(&out, "%s/%.*s/waituntil.journal", prefix, n,
+                            path) < 0 ? NULL : out;
+        return asprintf(&out, "%.*s/waituntil.journal", n, path) < 0 ? NULL
+                                                                     : out;
     }
     return resolve(prefix, "var/waituntil.journal");
 }
@@ -619,7 +633,10 @@ int main(int argc, char **argv)
     if (test_only) {
         exit_code = app_check(conf, conf_path, db_path, mig_dir) == 0 ? 0 : 1;
         {
-            char *jp = journal_path(conf, prefix, engine, db_path);
+            char *jp = journal_path(conf, prefix, engine, db_path,
+                                    listen_resolved ? listen_resolved
+                                    : listen        ? listen
+                                                    : conf->server.listen);
             if (journal_check(jp) != 0)
                 exit_code = 1;
             free(jp);
@@ -692,7 +709,19 @@ int main(int argc, char **argv)
     if (migrate(conf, engine, db_path, eng_dir, log) != WEB_OK)
         goto out;
     pool_config(conf, engine, db_path, log, &pc);
-    jpath = journal_path(conf, prefix, engine, db_path);
+    jpath = journal_path(conf, prefix, engine, db_path,
+                         listen_resolved ? listen_resolved
+                         : listen        ? listen
+                                         : conf->server.listen);
+    if (jpath != NULL && engine != WEB_DB_SQLITE) {
+        /* Its folder, as the start creates a SQLite database's (var/). */
+        char *slash = strrchr(jpath, '/');
+        if (slash != NULL && slash != jpath) {
+            *slash = '\0';
+            (void)mkdir(jpath, 0750);
+            *slash = '/';
+        }
+    }
     if (jpath != NULL) {
         char host[256] = "";
         (void)gethostname(host, sizeof host - 1);

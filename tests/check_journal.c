@@ -181,8 +181,10 @@ static int count_files(const char *suffix_prefix)
     struct dirent *e;
     int n = 0;
     ck_assert_ptr_nonnull(d);
+    /* journal.<16 hex>: the journal's files (not .lock, .dead...) */
     while ((e = readdir(d)) != NULL)
-        if (strncmp(e->d_name, suffix_prefix, strlen(suffix_prefix)) == 0)
+        if (strncmp(e->d_name, suffix_prefix, strlen(suffix_prefix)) == 0 &&
+            strlen(e->d_name) == strlen(suffix_prefix) + 16)
             n++;
     closedir(d);
     return n;
@@ -599,6 +601,53 @@ START_TEST(test_fsync_level_groups_syncs)
 }
 END_TEST
 
+START_TEST(test_second_process_takes_next_journal)
+{
+    defer_config c = jcfg();
+    defer_pool *p;
+    defer_stats st;
+    int status = 0;
+    pid_t pid = fork();
+
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        /* Two pools on one journal_path (a binary upgrade, or two
+         * instances): the second finds it locked and writes journal.1.
+         * Both die with writes admitted and not run. */
+        defer_config cc = jcfg();
+        defer_pool *a = NULL, *b = NULL;
+        defer_ctx *ca = NULL, *cb = NULL;
+        char err[256];
+        int v;
+        if (defer_pool_create(&a, &cc, err, sizeof err) != DEFER_OK ||
+            defer_pool_create(&b, &cc, err, sizeof err) != DEFER_OK)
+            _exit(10);
+        for (v = 0; v < 3; v++) {
+            if (defer_ctx_create(a, &ca) != DEFER_OK ||
+                defer_ctx_create(b, &cb) != DEFER_OK ||
+                defer_wait_until_query(ca, q_ins("t", v), "/a") ||
+                defer_wait_until_query(cb, q_ins("t", 100 + v), "/b") ||
+                defer_admit(a, ca) != DEFER_OK ||
+                defer_admit(b, cb) != DEFER_OK)
+                _exit(11);
+        }
+        kill(getpid(), SIGKILL);
+        _exit(14);
+    }
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFSIGNALED(status));
+    ck_assert_int_eq(count_files("journal."), 1);
+    ck_assert_int_eq(count_files("journal.1."), 1);
+    /* One start replays both (their locks died with the process). */
+    p = mkpool_cfg(&c);
+    defer_pool_stats(p, &st);
+    ck_assert_uint_eq(st.j_replayed, 6);
+    run_and_close(p);
+    ck_assert_int_eq(db_scalar("SELECT count(*) FROM t"), 6);
+    ck_assert_int_eq(count_files("journal.1."), 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("journal");
@@ -619,6 +668,7 @@ int main(void)
     tcase_add_test(tc, test_append_failure_is_admission_failure);
     tcase_add_test(tc, test_callbacks_are_not_journaled);
     tcase_add_test(tc, test_fsync_level_groups_syncs);
+    tcase_add_test(tc, test_second_process_takes_next_journal);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_ENV);

@@ -102,6 +102,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -694,6 +695,7 @@ struct defer_journal {
     defer_pool *pool;
     int level;
     int fd;                    /* the current (newest) file */
+    int lock_fd;               /* flock on base.lock, held for life */
     size_t rotate;
     char *base, *dir, *name, *dead_path, *jid;
     uint64_t next_seq;
@@ -862,6 +864,8 @@ static void journal_free(defer_journal *j)
         return;
     if (j->fd >= 0)
         close(j->fd);
+    if (j->lock_fd >= 0)
+        close(j->lock_fd);
     for (f = j->files; f != NULL; f = next) {
         next = f->next;
         free(f->path);
@@ -1262,14 +1266,124 @@ static void prune_all_but_last(replay *rp, uint64_t last)
                   2, v, NULL);
 }
 
-int defer__journal_start(defer_pool *p, defer_runner *r, char *eb, size_t el)
+/* Replay the files of the journal j names now (j->dir, name, jid) on db:
+ * see REPLAY above.  *max_seq: the highest seq it knows of. */
+static int replay_base(defer_journal *j, qb_conn *db, uint64_t *max_seq,
+                       char *eb, size_t el)
 {
-    defer_journal *j;
     jname *names = NULL;
     size_t nn = 0, i;
     replay rp;
+    qb_value mv[2];
     int rc;
+
+    memset(&rp, 0, sizeof rp);
+    rp.j = j;
+    rp.db = db;
+    rp.d = qb_conn_dialect(db);
+    rp.done_sorted = 1;
+    mv[0] = qb_text(j->jid);
+    mv[1] = qb_int(0);
+    rc = setup_table(&rp, eb, el);
+    if (rc == QB_OK)
+        rc = load_applied(&rp);
+    if (rc == QB_OK)
+        rc = qb_query_raw_dialect(&rp.mark_tpl, rp.d,
+                                  "INSERT INTO waituntil_applied (jid, seq) "
+                                  "VALUES (?1, ?2)",
+                                  2, mv, QB_FETCH_NONE);
+    if (rc != QB_OK) {
+        if (eb[0] == '\0')
+            snprintf(eb, el, "journal: %s", qb_strerror(rc));
+        replay_free(&rp);
+        return DEFER_EDB;
+    }
+    if (list_files(j->dir, j->name, &names, &nn) != 0) {
+        snprintf(eb, el, "journal: cannot list %s: %s", j->dir,
+                 strerror(errno));
+        replay_free(&rp);
+        return DEFER_EDB;
+    }
+    for (i = 0; i < nn; i++) {
+        if (names[i].first > 0 && names[i].first - 1 > rp.max_seq)
+            rp.max_seq = names[i].first - 1;
+        rc = replay_file(&rp, names[i].path, eb, el);
+        if (rc != QB_OK) {
+            replay_free(&rp);
+            free_names(names, nn);
+            return rc == QB_ENOMEM ? DEFER_ENOMEM : DEFER_EDB;
+        }
+    }
+    if (nn > 0)
+        jlog(j->pool, j->dead || j->torn ? DEFER_LOG_WARN : DEFER_LOG_INFO,
+             "journal_replayed", 0,
+             "journal=%s files=%zu replayed=%llu skipped=%llu dead=%llu "
+             "torn=%llu",
+             j->base, nn, (unsigned long long)j->replayed,
+             (unsigned long long)j->skipped, (unsigned long long)j->dead,
+             (unsigned long long)j->torn);
+    /* Everything is committed now: the files can go. */
+    for (i = 0; i < nn; i++)
+        (void)unlink(names[i].path);
+    free_names(names, nn);
+    if (nn > 0)
+        sync_dir(j);
+    prune_all_but_last(&rp, rp.max_seq);
+    *max_seq = rp.max_seq;
+    replay_free(&rp);
+    return DEFER_OK;
+}
+
+/* Take base's lock (base.lock, flock): >= 0 the fd holding it; -1 with
+ * errno EWOULDBLOCK when another live process holds it. */
+static int lock_base(const char *base)
+{
+    char *lp = NULL;
+    int fd;
+    if (asprintf(&lp, "%s.lock", base) < 0) {
+        errno = ENOMEM;
+        return -1;
+    }
+    fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    free(lp);
+    if (fd < 0)
+        return -1;
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e == EWOULDBLOCK ? EWOULDBLOCK : e;
+        return -1;
+    }
+    return fd;
+}
+
+static void names_free(defer_journal *j)
+{
+    free(j->base);
+    free(j->dir);
+    free(j->name);
+    free(j->dead_path);
+    free(j->jid);
+    j->base = j->dir = j->name = j->dead_path = j->jid = NULL;
+}
+
+/* Which journal a process writes: journal_path, or while another live
+ * process holds it (a binary upgrade, two instances on one path)
+ * journal_path.1 ... .7, the first whose lock is free.  Each journal has
+ * its own id in waituntil_applied (journal_id, journal_id.K).  At start
+ * every journal whose lock is free is replayed (a crashed process's
+ * journal is replayed by the next start, whichever name it takes). */
+#define JCANDIDATES 8
+
+int defer__journal_start(defer_pool *p, defer_runner *r, char *eb, size_t el)
+{
+    defer_journal *j;
+    char *own[5] = {NULL, NULL, NULL, NULL, NULL};
+    uint64_t own_max = 0;
+    int own_lock = -1, rc = DEFER_OK;
+    unsigned k;
     qb_value mv[2], pv[2];
+    const char *jid0;
 
     eb[0] = '\0';
     if (p->cfg.journal == DEFER_JOURNAL_OFF)
@@ -1289,86 +1403,90 @@ int defer__journal_start(defer_pool *p, defer_runner *r, char *eb, size_t el)
         return DEFER_ENOMEM;
     }
     j->fd = -1;
+    j->lock_fd = -1;
     j->pool = p;
     j->level = p->cfg.journal;
     j->rotate = p->cfg.journal_rotate_bytes ? p->cfg.journal_rotate_bytes
                                             : JROTATE_DEFAULT;
-    j->jid = strdup(p->cfg.journal_id ? p->cfg.journal_id
-                                      : p->cfg.journal_path);
     if (pthread_mutex_init(&j->mu, NULL) != 0) {
-        free(j->jid);
         free(j);
         snprintf(eb, el, "journal: mutex init failed");
         return DEFER_ETHREAD;
     }
     if (pthread_cond_init(&j->cv, NULL) != 0) {
         (void)pthread_mutex_destroy(&j->mu);
-        free(j->jid);
         free(j);
         snprintf(eb, el, "journal: cond init failed");
         return DEFER_ETHREAD;
     }
-    if (j->jid == NULL || !split_base(j, p->cfg.journal_path)) {
-        journal_free(j);
-        snprintf(eb, el, "journal: bad journal_path or out of memory");
-        return DEFER_EINVAL;
-    }
-    memset(&rp, 0, sizeof rp);
-    rp.j = j;
-    rp.db = r->db;
-    rp.d = qb_conn_dialect(r->db);
-    rp.done_sorted = 1;
-    mv[0] = qb_text(j->jid);
-    mv[1] = qb_int(0);
-    rc = setup_table(&rp, eb, el);
-    if (rc == QB_OK)
-        rc = load_applied(&rp);
-    if (rc == QB_OK)
-        rc = qb_query_raw_dialect(&rp.mark_tpl, rp.d,
-                                  "INSERT INTO waituntil_applied (jid, seq) "
-                                  "VALUES (?1, ?2)",
-                                  2, mv, QB_FETCH_NONE);
-    if (rc != QB_OK) {
-        if (eb[0] == '\0')
-            snprintf(eb, el, "journal: %s", qb_strerror(rc));
-        replay_free(&rp);
-        journal_free(j);
-        return DEFER_EDB;
-    }
-    if (list_files(j->dir, j->name, &names, &nn) != 0) {
-        snprintf(eb, el, "journal: cannot list %s: %s", j->dir,
-                 strerror(errno));
-        replay_free(&rp);
-        journal_free(j);
-        return DEFER_EDB;
-    }
-    for (i = 0; i < nn; i++) {
-        if (names[i].first > 0 && names[i].first - 1 > rp.max_seq)
-            rp.max_seq = names[i].first - 1;
-        rc = replay_file(&rp, names[i].path, eb, el);
-        if (rc != QB_OK) {
-            replay_free(&rp);
-            free_names(names, nn);
-            journal_free(j);
-            return rc == QB_ENOMEM ? DEFER_ENOMEM : DEFER_EDB;
+    jid0 = p->cfg.journal_id ? p->cfg.journal_id : p->cfg.journal_path;
+    for (k = 0; k < JCANDIDATES && rc == DEFER_OK; k++) {
+        char *cb = NULL, *cj = NULL;
+        uint64_t ms = 0;
+        int lfd;
+        if (k == 0 ? (cb = strdup(p->cfg.journal_path)) == NULL
+                   : asprintf(&cb, "%s.%u", p->cfg.journal_path, k) < 0) {
+            rc = DEFER_ENOMEM;
+            break;
+        }
+        lfd = lock_base(cb);
+        if (lfd < 0) {
+            int e = errno;
+            if (e != EWOULDBLOCK) {
+                snprintf(eb, el, "journal: lock %s.lock: %s", cb,
+                         strerror(e));
+                rc = DEFER_EDB;
+            }
+            free(cb);
+            continue; /* a live process writes it */
+        }
+        if (k == 0 ? (cj = strdup(jid0)) == NULL
+                   : asprintf(&cj, "%s.%u", jid0, k) < 0) {
+            close(lfd);
+            free(cb);
+            rc = DEFER_ENOMEM;
+            break;
+        }
+        j->jid = cj;
+        if (!split_base(j, cb)) {
+            snprintf(eb, el, "journal: bad journal_path %s", cb);
+            rc = DEFER_EINVAL;
+        } else {
+            rc = replay_base(j, r->db, &ms, eb, el);
+        }
+        free(cb);
+        if (rc == DEFER_OK && own_lock < 0) {
+            /* The first free one is ours: keep its names and lock. */
+            own[0] = j->base;
+            own[1] = j->dir;
+            own[2] = j->name;
+            own[3] = j->dead_path;
+            own[4] = j->jid;
+            j->base = j->dir = j->name = j->dead_path = j->jid = NULL;
+            own_lock = lfd;
+            own_max = ms;
+        } else {
+            names_free(j);
+            close(lfd); /* replayed and empty: free for others */
         }
     }
-    if (nn > 0 || j->replayed || j->dead || j->torn)
-        jlog(p, j->dead || j->torn ? DEFER_LOG_WARN : DEFER_LOG_INFO,
-             "journal_replayed", 0,
-             "files=%zu replayed=%llu skipped=%llu dead=%llu torn=%llu",
-             nn, (unsigned long long)j->replayed,
-             (unsigned long long)j->skipped, (unsigned long long)j->dead,
-             (unsigned long long)j->torn);
-    /* Everything is committed now: the files can go. */
-    for (i = 0; i < nn; i++)
-        (void)unlink(names[i].path);
-    free_names(names, nn);
-    if (nn > 0)
-        sync_dir(j);
-    prune_all_but_last(&rp, rp.max_seq);
-    replay_free(&rp);
-    j->next_seq = rp.max_seq + 1;
+    if (rc == DEFER_OK && own_lock < 0) {
+        snprintf(eb, el, "journal: %s and its %u alternatives are all held "
+                 "by running processes", p->cfg.journal_path,
+                 JCANDIDATES - 1);
+        rc = DEFER_EDB;
+    }
+    j->base = own[0];
+    j->dir = own[1];
+    j->name = own[2];
+    j->dead_path = own[3];
+    j->jid = own[4];
+    j->lock_fd = own_lock;
+    if (rc != DEFER_OK) {
+        journal_free(j);
+        return rc;
+    }
+    j->next_seq = own_max + 1;
     j->cur = j->files = file_new(j, j->next_seq, &j->fd, eb, el);
     if (j->cur == NULL) {
         journal_free(j);
@@ -1379,11 +1497,11 @@ int defer__journal_start(defer_pool *p, defer_runner *r, char *eb, size_t el)
     mv[1] = qb_int(0);
     pv[0] = qb_text(j->jid);
     pv[1] = qb_int(0);
-    if (qb_query_raw_dialect(&j->mark_tpl, rp.d,
+    if (qb_query_raw_dialect(&j->mark_tpl, qb_conn_dialect(r->db),
                              "INSERT INTO waituntil_applied (jid, seq) "
                              "VALUES (?1, ?2)",
                              2, mv, QB_FETCH_NONE) != QB_OK ||
-        qb_query_raw_dialect(&j->prune_tpl, rp.d,
+        qb_query_raw_dialect(&j->prune_tpl, qb_conn_dialect(r->db),
                              "DELETE FROM waituntil_applied WHERE jid = ?1 "
                              "AND seq < ?2",
                              2, pv, QB_FETCH_NONE) != QB_OK) {
@@ -1391,6 +1509,11 @@ int defer__journal_start(defer_pool *p, defer_runner *r, char *eb, size_t el)
         journal_free(j);
         return DEFER_ENOMEM;
     }
+    if (j->replayed || j->dead || j->torn)
+        jlog(p, DEFER_LOG_INFO, "journal_ready", 0,
+             "journal=%s replayed=%llu dead=%llu torn=%llu", j->base,
+             (unsigned long long)j->replayed, (unsigned long long)j->dead,
+             (unsigned long long)j->torn);
     p->journal = j;
     return DEFER_OK;
 }
@@ -1778,8 +1901,15 @@ DEFER_API int defer_journal_inspect(const char *path, defer_journal_info *out,
         return DEFER_EINVAL;
     }
     if (list_files(j.dir, j.name, &names, &nn) != 0) {
-        snprintf(eb, el, "journal: cannot list %s: %s", j.dir,
-                 strerror(errno));
+        int e = errno;
+        if (e == ENOENT) { /* not created yet: nothing pending */
+            free(j.base);
+            free(j.dir);
+            free(j.name);
+            free(j.dead_path);
+            return DEFER_OK;
+        }
+        snprintf(eb, el, "journal: cannot list %s: %s", j.dir, strerror(e));
         free(j.base);
         free(j.dir);
         free(j.name);
