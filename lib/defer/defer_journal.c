@@ -88,6 +88,21 @@
  * never committed keeps its file until the next start replays it.  At
  * a clean shutdown with nothing pending every file is removed.
  *
+ * ONE WRITER PER JOURNAL.  A process holds flock(journal_path.lock) for
+ * its life.  A second process on the same path (a binary upgrade, whose
+ * old process is still draining; instances sharing a folder) takes the
+ * first free of journal_path.1 ... .7, each with its own id in
+ * waituntil_applied (journal_id.K).  At start every journal whose lock
+ * is free is replayed (a crashed process's journal is replayed by the
+ * next start, whatever name that one takes); a journal whose lock is
+ * held belongs to a live process and is left alone.
+ *
+ * NOT COVERED (yet): a task whose transaction failed as a whole (busy
+ * past busy_retries, a lost PostgreSQL connection past reconnect_ms) is
+ * reported failed but its record stays pending, so the next start runs
+ * it again (it may then land: a write logged as failed can appear after
+ * a restart); the failing task also pins its file until then.
+ *
  * LOCK ORDER: j->mu is a leaf lock, never held with pool->mu, never held
  * across I/O or SQL.
  */
