@@ -1662,7 +1662,9 @@ static int append(defer_journal *j, unsigned char *buf, size_t len,
             last = q->last_seq;
         }
         (void)pthread_mutex_unlock(&j->mu);
-        err = write_group(j, g, at, &fns);
+        /* Broken meanwhile (a group could not be cut off): writing after
+         * its bytes would put answered records behind garbage. */
+        err = j->broken ? -EIO : write_group(j, g, at, &fns);
         if (err == 0 && at + nbytes >= j->rotate)
             nf = file_new(j, last + 1, &rotated_fd, eb, sizeof eb);
         if (pthread_mutex_lock(&j->mu) != 0)
