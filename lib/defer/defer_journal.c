@@ -833,7 +833,8 @@ static int list_files(const char *dir, const char *name, jname **out,
         n++;
     }
     closedir(d);
-    qsort(v, n, sizeof *v, cmp_jname);
+    if (n > 1) /* (qsort's base may not be NULL, even for 0 items) */
+        qsort(v, n, sizeof *v, cmp_jname);
     *out = v;
     *n_out = n;
     return 0;
@@ -1011,7 +1012,8 @@ static int load_applied(replay *rp)
         rp->applied[i] = (uint64_t)qb_result_int(res, i, 0);
     rp->napplied = n;
     qb_result_free(res);
-    qsort(rp->applied, n, sizeof *rp->applied, cmp_u64);
+    if (n > 1)
+        qsort(rp->applied, n, sizeof *rp->applied, cmp_u64);
     return QB_OK;
 }
 
