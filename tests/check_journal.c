@@ -13,6 +13,7 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -648,6 +649,70 @@ START_TEST(test_second_process_takes_next_journal)
 }
 END_TEST
 
+typedef struct admitter {
+    defer_pool *p;
+    int from, n, bad;
+} admitter;
+
+static void *admit_loop(void *arg)
+{
+    admitter *a = arg;
+    defer_ctx *ctx = NULL;
+    int v;
+    if (defer_ctx_create(a->p, &ctx) != DEFER_OK) {
+        a->bad = 1;
+        return NULL;
+    }
+    for (v = a->from; v < a->from + a->n; v++) {
+        qb_query *q = NULL;
+        qb_value x[2] = {qb_int(v), qb_text("concurrent")};
+        if (qb_query_raw(&q, "INSERT INTO t(v, note) VALUES (?1, ?2)", 2, x,
+                         QB_FETCH_NONE) != QB_OK ||
+            defer_wait_until_query(ctx, q, "/c") != DEFER_OK ||
+            defer_admit(a->p, ctx) != DEFER_OK) {
+            a->bad = 1;
+            break;
+        }
+        defer_submit(a->p, ctx);
+    }
+    defer_ctx_free(ctx);
+    return NULL;
+}
+
+START_TEST(test_concurrent_admitters_group_append)
+{
+    defer_config c = jcfg();
+    defer_pool *p;
+    defer_stats st;
+    pthread_t th[4];
+    admitter a[4];
+    int k;
+
+    c.journal_rotate_bytes = 64 * 1024; /* rotate under concurrency too */
+    p = mkpool_cfg(&c);
+    for (k = 0; k < 4; k++) {
+        a[k].p = p;
+        a[k].from = k * 1000;
+        a[k].n = 1000;
+        a[k].bad = 0;
+        ck_assert_int_eq(pthread_create(&th[k], NULL, admit_loop, &a[k]), 0);
+    }
+    for (k = 0; k < 4; k++) {
+        ck_assert_int_eq(pthread_join(th[k], NULL), 0);
+        ck_assert_int_eq(a[k].bad, 0);
+    }
+    ck_assert_int_eq(defer_pool_shutdown(p, 60000), DEFER_OK);
+    defer_pool_stats(p, &st);
+    ck_assert_uint_eq(st.j_records, 4000);
+    ck_assert_uint_le(st.j_appends, 4000);
+    ck_assert_uint_eq(st.j_pending, 0);
+    defer_pool_destroy(p);
+    ck_assert_int_eq(db_scalar("SELECT count(DISTINCT v) FROM t"), 4000);
+    ck_assert_int_eq(db_scalar("SELECT count(*) FROM t"), 4000);
+    ck_assert_int_eq(count_files("journal."), 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("journal");
@@ -669,6 +734,7 @@ int main(void)
     tcase_add_test(tc, test_callbacks_are_not_journaled);
     tcase_add_test(tc, test_fsync_level_groups_syncs);
     tcase_add_test(tc, test_second_process_takes_next_journal);
+    tcase_add_test(tc, test_concurrent_admitters_group_append);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_ENV);
