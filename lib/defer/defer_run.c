@@ -1138,6 +1138,11 @@ static void run_sql(defer_runner *r, defer_task **t, size_t n)
         }
         /* The journal's applied rows commit with the writes (or not). */
         rc = defer__journal_mark(r, t, n);
+        if (rc == QB_ECONN) { /* as any statement of the transaction */
+            if (after_conn_loss(r, t, s, n, &left_why))
+                continue;
+            break;
+        }
         if (rc != QB_OK) {
             rollback_if_open(r);
             if (rc == QB_EBUSY && (br = busy_retry(r, &tries)) > 0)
