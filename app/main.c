@@ -49,6 +49,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -93,6 +94,66 @@ static char *resolve(const char *prefix, const char *path)
     if (asprintf(&out, "%s/%s", prefix, path) < 0)
         return NULL;
     return out;
+}
+
+/* The journal's files (issue 15): journal_path from the conf, else next
+ * to a SQLite database (DB.journal), else var/waituntil.journal.  NULL
+ * when the journal is off or the database is in memory. */
+static char *journal_path(const web_conf *conf, const char *prefix,
+                          web_db_engine engine, const char *db_path,
+                          const char *listen_spec)
+{
+    char *out = NULL;
+    if (conf->pool.journal == 0)
+        return NULL;
+    if (conf->pool.journal_path != NULL)
+        return resolve(prefix, conf->pool.journal_path);
+    if (engine == WEB_DB_SQLITE) {
+        if (strcmp(db_path, ":memory:") == 0)
+            return NULL;
+        if (asprintf(&out, "%s.journal", db_path) < 0)
+            return NULL;
+        return out;
+    }
+    /* PostgreSQL: next to a unix socket, like the pid file (instances
+     * sharing a folder get journal.1, .2...: the pool locks each). */
+    if (listen_spec != NULL && strncmp(listen_spec, "unix:", 5) == 0 &&
+        strrchr(listen_spec + 5, '/') != NULL) {
+        const char *path = listen_spec + 5;
+        int n = (int)(strrchr(path, '/') - path);
+        if (path[0] != '/' && prefix != NULL)
+            return asprintf(&out, "%s/%.*s/waituntil.journal", prefix, n,
+                            path) < 0 ? NULL : out;
+        return asprintf(&out, "%.*s/waituntil.journal", n, path) < 0 ? NULL
+                                                                     : out;
+    }
+    return resolve(prefix, "var/waituntil.journal");
+}
+
+/* What -t says about the journal: what is in it, and whether it can be
+ * written.  0 ok, -1 not. */
+static int journal_check(const char *jpath)
+{
+    defer_journal_info ji;
+    char eb[512] = "";
+    if (jpath == NULL) {
+        fprintf(stderr, "waituntil: journal off\n");
+        return 0;
+    }
+    if (defer_journal_inspect(jpath, &ji, eb, sizeof eb) != DEFER_OK) {
+        fprintf(stderr, "waituntil: journal %s: %s\n", jpath, eb);
+        return -1;
+    }
+    fprintf(stderr,
+            "waituntil: journal %s: %llu file(s), %llu bytes, %llu "
+            "record(s) (seq %llu..%llu; those not yet applied are replayed "
+            "at start)%s\n",
+            jpath, (unsigned long long)ji.files, (unsigned long long)ji.bytes,
+            (unsigned long long)ji.records,
+            (unsigned long long)ji.first_seq, (unsigned long long)ji.last_seq,
+            ji.torn_bytes || ji.corrupt_bytes ? ", with a torn or corrupt tail"
+                                              : "");
+    return 0;
 }
 
 /* The prefix without trailing slashes, so that "/" gives "" and
@@ -476,6 +537,7 @@ int main(int argc, char **argv)
     char *db_path = NULL, *mig_dir = NULL, *log_path = NULL, *eng_dir = NULL;
     char *access_path = NULL;
     web_access_log *access = NULL;
+    char *jpath = NULL, *jid = NULL;
     char red[512], qdb[600];
     char *listen_resolved = NULL, *pid_path = NULL, *oldbin = NULL;
     char fdspec[32];
@@ -580,6 +642,15 @@ int main(int argc, char **argv)
     }
     if (test_only) {
         exit_code = app_check(conf, conf_path, db_path, mig_dir) == 0 ? 0 : 1;
+        {
+            char *jp = journal_path(conf, prefix, engine, db_path,
+                                    listen_resolved ? listen_resolved
+                                    : listen        ? listen
+                                                    : conf->server.listen);
+            if (journal_check(jp) != 0)
+                exit_code = 1;
+            free(jp);
+        }
         if (dump) {
             app_paths ap = {
                 .prefix = prefix, .conf = conf_path,
@@ -659,6 +730,30 @@ int main(int argc, char **argv)
     if (migrate(conf, engine, db_path, eng_dir, log) != WEB_OK)
         goto out;
     pool_config(conf, engine, db_path, log, &pc);
+    jpath = journal_path(conf, prefix, engine, db_path,
+                         listen_resolved ? listen_resolved
+                         : listen        ? listen
+                                         : conf->server.listen);
+    if (jpath != NULL && engine != WEB_DB_SQLITE) {
+        /* Its folder, as the start creates a SQLite database's (var/). */
+        char *slash = strrchr(jpath, '/');
+        if (slash != NULL && slash != jpath) {
+            *slash = '\0';
+            (void)mkdir(jpath, 0750);
+            *slash = '/';
+        }
+    }
+    if (jpath != NULL) {
+        char host[256] = "";
+        (void)gethostname(host, sizeof host - 1);
+        /* Several instances on one PostgreSQL: each its own journal id. */
+        if (asprintf(&jid, "%s:%s", host, jpath) < 0)
+            jid = NULL;
+        pc.journal = conf->pool.journal == 2 ? DEFER_JOURNAL_FSYNC
+                                             : DEFER_JOURNAL_WRITE;
+        pc.journal_path = jpath;
+        pc.journal_id = jid;
+    }
     app_set_sync_db(engine == WEB_DB_SQLITE ? db_path : NULL, &pc.db);
     rc = defer_pool_create(&pool, &pc, eb, sizeof eb);
     if (rc != DEFER_OK) {
@@ -863,6 +958,8 @@ out:
     web_log_close(log);
     web_conf_free(conf);
     free(db_path);
+    free(jpath);
+    free(jid);
     free(mig_dir);
     free(eng_dir);
     free(log_path);

@@ -165,6 +165,24 @@
  * drain_deadline) are never folded: each names its request and values.
  * Summaries still pending are written by defer_pool_shutdown.
  *
+ * JOURNAL (cfg.journal, DESIGN atop defer_journal.c): with a level
+ * other than OFF, defer_admit appends every SQL task of the request
+ * (defer_wait_until_query: the rendered SQL and its bound values) to an
+ * append-only journal before it answers DEFER_OK, and the transaction
+ * that commits a task also records its journal sequence number in the
+ * table waituntil_applied (created by the pool).  defer_pool_create
+ * replays, before any worker starts, every journaled task that has no
+ * such row, exactly once; a task that fails at replay goes to the
+ * dead-letter file journal_path.dead.  CALLBACK TASKS (defer_wait_until
+ * with a function pointer) CANNOT BE JOURNALED: they are lost on a
+ * crash as without a journal.  Tasks run inline (DEFER_INLINE) finished
+ * before the answer and need no journal.  A failed append refuses the
+ * request with DEFER_EJOURNAL (answer 503).  The levels:
+ *   WRITE  write(2) before the answer: survives SIGKILL and crashes of
+ *          the process, not an OS crash or power loss.
+ *   FSYNC  + a group fdatasync before the answer: survives power loss
+ *          (with a durable database: SQLite synchronous=FULL).
+ *
  * ACCOUNTING: once shutdown has returned and every admitted ctx has been
  * submitted, admitted == ok + failed + left exactly.  Tasks run inline
  * (policy INLINE) are not admitted; they are counted in inline_run, of
@@ -203,7 +221,9 @@ enum {
     DEFER_EDB = -7,        /* a worker database could not be opened */
     DEFER_ETHREAD = -8,    /* creating a thread or sync object failed */
     DEFER_EMISUSE = -9,    /* called out of order (e.g. submit w/o admit) */
-    DEFER_EUNAVAIL = -10   /* database failing or lost: not admitting */
+    DEFER_EUNAVAIL = -10,  /* database failing or lost: not admitting */
+    DEFER_EJOURNAL = -11   /* the journal append failed (disk full, I/O
+                              error): not admitting (answer 503) */
 };
 
 /* Static English text for a status code; never NULL.  Thread-safe. */
@@ -236,6 +256,14 @@ typedef enum defer_log_values {
     DEFER_VALUES_REDACT,   /* each value's type (and length), no content */
     DEFER_VALUES_OFF       /* no values key */
 } defer_log_values;
+/* Journal levels (cfg.journal; JOURNAL below). */
+typedef enum defer_journal_level {
+    DEFER_JOURNAL_OFF = 0,  /* no journal: a crash loses queued writes */
+    DEFER_JOURNAL_WRITE,    /* write(2) before the answer: survives the
+                               death of the process (SIGKILL, crash) */
+    DEFER_JOURNAL_FSYNC     /* write(2) + group fdatasync before the
+                               answer: survives power loss / OS crash */
+} defer_journal_level;
 
 typedef struct defer_config {
     const char *name;            /* pool name in logs; default "defer" */
@@ -277,6 +305,17 @@ typedef struct defer_config {
                                     the pool opens, after the pragmas of
                                     db (e.g. "PRAGMA cache_size=-8000");
                                     NULL: none.  A failure fails the open. */
+    defer_journal_level journal; /* default DEFER_JOURNAL_OFF (the library;
+                                    the server's conf defaults to WRITE) */
+    const char *journal_path;    /* journal files are journal_path.<seq>,
+                                    dead letters journal_path.dead;
+                                    required unless journal is OFF */
+    const char *journal_id;      /* this journal's name in the database's
+                                    waituntil_applied table (several
+                                    instances on one PostgreSQL need
+                                    distinct ids); NULL: journal_path */
+    size_t journal_rotate_bytes; /* start a new file past this size;
+                                    default 64 MiB */
     defer_log_fn log;            /* NULL: one line to stderr (a line that
                                     cannot be written is counted in
                                     log_dropped) */
@@ -376,6 +415,19 @@ typedef struct defer_stats {
                                included) */
     uint64_t log_repeated;  /* log lines folded into repeated= summaries */
     uint64_t log_dropped;   /* default log lines that could not be written */
+    /* journal (see JOURNAL above; all 0 when off) */
+    uint64_t j_appends;     /* group writes (one per leader turn) */
+    uint64_t j_records;     /* records appended (one per SQL task) */
+    uint64_t j_bytes;       /* bytes appended */
+    uint64_t j_pending;     /* records appended, not yet committed (gauge) */
+    uint64_t j_file_bytes;  /* bytes in the journal's files (gauge) */
+    uint64_t j_fsyncs;      /* fdatasync calls (level FSYNC) */
+    uint64_t j_fsync_ns;    /* time spent in them */
+    uint64_t j_failed;      /* appends that failed (tasks refused 503) */
+    uint64_t j_replayed;    /* records replayed at start */
+    uint64_t j_skipped;     /* records at start already applied (or dups) */
+    uint64_t j_dead;        /* records moved to the dead-letter file */
+    uint64_t j_torn;        /* torn tail records dropped at start */
     char db_reason[400];    /* why not OK ("" when OK) */
 } defer_stats;
 
@@ -388,6 +440,25 @@ DEFER_API void defer_pool_stats(defer_pool *pool, defer_stats *out);
 /* The dialect SQL tasks must be built for: QB_DIALECT_POSTGRES when the
  * pool runs on PostgreSQL, else QB_DIALECT_SQLITE.  Thread-safe. */
 DEFER_API qb_dialect defer_pool_dialect(const defer_pool *pool);
+
+/* What a journal holds (defer_journal_inspect: for `waituntil -t`). */
+typedef struct defer_journal_info {
+    uint64_t files;         /* journal files */
+    uint64_t bytes;         /* their size */
+    uint64_t records;       /* valid records (applied or not: the database
+                               knows which) */
+    uint64_t first_seq, last_seq; /* of those records; 0 when none */
+    uint64_t torn_bytes;    /* a cut last record (dropped at start) */
+    uint64_t corrupt_bytes; /* bytes after a bad record (set aside) */
+} defer_journal_info;
+
+/* Read the journal files of journal_path (no database, no locks: run it
+ * while the server is stopped or accept a snapshot) and check that a new
+ * file can be created next to them.  DEFER_OK, DEFER_EINVAL, DEFER_EDB
+ * (message in eb). */
+DEFER_API int defer_journal_inspect(const char *journal_path,
+                                    defer_journal_info *out, char *eb,
+                                    size_t eb_len);
 
 /* ---- tasks -------------------------------------------------------------- */
 

@@ -56,6 +56,8 @@ typedef struct defer_task {
     void *arg;
     defer_free_fn arg_free;
     size_t req_len;            /* first task of a request: its task count */
+    uint64_t jseq;             /* journal sequence number; 0: not journaled
+                                  (or already committed) */
     atomic_int state;
     unsigned short rid_off;    /* label + rid_off: the request id ("" none) */
     char label[];              /* NUL-terminated copy, then the request id's
@@ -221,6 +223,7 @@ struct defer_pool {
     defer_stats st;            /* depth/queued/... maintained live */
     defer_health hl;           /* database health (defer_health.c) */
     defer_rl *rl;              /* log repeat folding; NULL: off */
+    struct defer_journal *journal; /* NULL: journal off (defer_journal.c) */
     atomic_uint_least64_t log_dropped; /* default log lines not written */
 };
 
@@ -374,6 +377,28 @@ void defer__health_stats(defer_pool *p, defer_stats *out);
 /* Connection accounting (defer_db.c), under mu. */
 void defer__health_opened(defer_runner *r);
 void defer__health_closed(defer_runner *r);
+
+/* ---- defer_journal.c ------------------------------------------------ */
+
+typedef struct defer_journal defer_journal;
+
+/* Open the journal, replay what it holds on r's connection (before any
+ * worker runs), start a new file; sets p->journal.  DEFER_OK (also when
+ * the journal is off) or an error with a message in eb. */
+int defer__journal_start(defer_pool *p, defer_runner *r, char *eb,
+                         size_t el);
+/* At pool free: close; remove the files when nothing is pending. */
+void defer__journal_free(defer_pool *p);
+/* defer_admit, slots reserved, not under mu: append the SQL tasks of the
+ * list head as records and set their jseq.  DEFER_OK or DEFER_EJOURNAL. */
+int defer__journal_admit(defer_pool *p, defer_task *head);
+/* Inside a segment's transaction, just before COMMIT: record the jseq of
+ * t[0..n) in waituntil_applied.  QB_OK or the failing qb code. */
+int defer__journal_mark(defer_runner *r, defer_task **t, size_t n);
+/* After that COMMIT succeeded: the records are applied. */
+void defer__journal_committed(defer_pool *p, defer_task **t, size_t n);
+/* The j_* counters into *out (not under mu). */
+void defer__journal_stats(defer_pool *p, defer_stats *out);
 
 /* ---- defer_log.c ------------------------------------------------------ */
 

@@ -123,6 +123,7 @@ DEFER_API const char *defer_strerror(int rc)
     case DEFER_ETHREAD: return "thread creation failed";
     case DEFER_EMISUSE: return "called out of order";
     case DEFER_EUNAVAIL: return "database unavailable (failing or lost)";
+    case DEFER_EJOURNAL: return "journal append failed";
     default: return "unknown error";
     }
 }
@@ -381,6 +382,7 @@ static void pool_free(defer_pool *p)
         free(p->workers[i].batch);
     }
     free(p->workers);
+    defer__journal_free(p);
     defer__health_fini(p);
     defer__rl_fini(p);
     (void)pthread_cond_destroy(&p->work_cv);
@@ -621,6 +623,18 @@ DEFER_API int defer_pool_create(defer_pool **out, const defer_config *cfg,
                    : qrc == QB_EINVAL ? DEFER_EINVAL : DEFER_EDB;
         }
     }
+
+    /* Replay the journal on the first connection before any worker (or
+     * any request) runs. */
+    if (p->cfg.journal != DEFER_JOURNAL_OFF) {
+        rc = defer__journal_start(p, &p->workers[0].run, errbuf, errbuf_len);
+        if (rc != DEFER_OK) {
+            pool_free(p);
+            return rc;
+        }
+    }
+    /* The journal copied them; the caller's strings are not kept. */
+    p->cfg.journal_path = p->cfg.journal_id = NULL;
 
     /* Workers inherit a fully blocked signal mask: signals belong to the
      * application's main thread, never to a pool thread. */
@@ -888,6 +902,7 @@ DEFER_API void defer_pool_stats(defer_pool *p, defer_stats *out)
     defer__health_stats(p, out);
     defer__rl_stats(p, out);
     defer__unlock(p);
+    defer__journal_stats(p, out); /* its own leaf lock, not under mu */
 }
 
 /* ---- contexts and registration ------------------------------------------ */
@@ -1026,6 +1041,7 @@ static int add_task(defer_ctx *c, defer_fn fn, void *arg,
     t->arg = arg;
     t->arg_free = arg_free;
     t->req_len = 0;
+    t->jseq = 0;
     atomic_init(&t->state, T_READY);
     memcpy(t->label, label, len);
     t->label[len] = '\0';
@@ -1213,6 +1229,17 @@ DEFER_API int defer_admit(defer_pool *p, defer_ctx *c)
     p->st.admitted += n;
     update_hwm(p);
     defer__unlock(p);
+    /* The slots are ours: now the journal (never for a full queue). */
+    if (p->journal != NULL && defer__journal_admit(p, c->head) != DEFER_OK) {
+        defer__lock(p);
+        p->st.reserved -= n;
+        p->st.admitted -= n;
+        p->st.rejected += n;
+        defer__broadcast(&p->space_cv);
+        defer__unlock(p);
+        reject(p, c, "journal append failed");
+        return DEFER_EJOURNAL;
+    }
     c->admitted = 1;
     return DEFER_OK;
 }

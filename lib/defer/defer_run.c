@@ -1417,16 +1417,35 @@ static void run_sql(defer_runner *r, defer_task **t, size_t n)
                 break;
             }
         }
+        /* The journal's applied rows commit with the writes (or not). */
+        rc = defer__journal_mark(r, t, n);
+        if (rc == QB_ECONN) { /* as any statement of the transaction */
+            if (after_conn_loss(r, t, s, n, &left_why))
+                continue;
+            break;
+        }
+        if (rc != QB_OK) {
+            rollback_if_open(r);
+            if (rc == QB_EBUSY && (br = busy_retry(r, &tries)) > 0)
+                continue;
+            for (i = 0; i < n; i++)
+                if (s[i].st == S_OK)
+                    s[i].st = S_PENDING;
+            fail_rest(r, t, s, n, rc, "journal mark: ");
+            break;
+        }
         r->why = WHY_NONE;
         rc = defer__db_commit(r);
         if (rc == QB_OK) {
             r->n_commits++;
+            defer__journal_committed(p, t, n);
             break;
         }
         if (rc == QB_ECONN) {
             int oc = r->xid[0] != '\0' ? commit_outcome(r) : -2;
             if (oc == 1) {
                 r->n_commits++;
+                defer__journal_committed(p, t, n);
                 emit(p, DEFER_LOG_WARN, "commit_confirmed", NULL, r->worker,
                      0, 0, NULL, "COMMIT answer lost with the connection; "
                      "the server says it committed");

@@ -1000,6 +1000,25 @@ static int do_pool(pctx *c, const node *blk)
         }
         if ((rc = arity(c, d, 1, 1)))
             return rc;
+        if (strcmp(nm, "journal") == 0) {
+            const char *s = d->args[0].s;
+            if (strcmp(s, "off") == 0)
+                c->conf->pool.journal = 0;
+            else if (strcmp(s, "write") == 0)
+                c->conf->pool.journal = 1;
+            else if (strcmp(s, "fsync") == 0)
+                c->conf->pool.journal = 2;
+            else
+                return perr(c, d->args[0].line, "invalid value \"%s\" for "
+                            "\"journal\", expected one of: off, write, "
+                            "fsync", s);
+            continue;
+        }
+        if (strcmp(nm, "journal_path") == 0) {
+            if ((rc = get_str(c, d, 0, &c->conf->pool.journal_path)))
+                return rc;
+            continue;
+        }
         if (strcmp(nm, "workers") == 0) {
             rc = get_num(c, d, 0, 1, 256, &v); /* the pool's bound */
             c->conf->pool.workers = (unsigned)v;
@@ -1885,6 +1904,8 @@ static web_conf *conf_new(const char *name)
     c->pool.drain_timeout_ms = 30000;
     c->pool.busy_retries = 5;
     c->pool.batch_delay_ms = 2;
+    c->pool.journal = 1;
+    c->pool.journal_path = NULL;
     c->routes = NULL;
     c->nroutes = 0;
     return c;

@@ -815,6 +815,11 @@ static void serve_one(struct thread_state *t, const gen *g)
                                                 : "shutting down");
         web_add_header(&call, "Retry-After", "1");
         break;
+    case DEFER_EJOURNAL: /* disk full under the journal: nothing promised */
+        atomic_fetch_add(&s->unavail_503, 1);
+        set_error(&call, 503, "journal unavailable");
+        web_add_header(&call, "Retry-After", "1");
+        break;
     case DEFER_EUNAVAIL:
         /* The pool probes the database once a second. */
         atomic_fetch_add(&s->unavail_503, 1);

@@ -1,0 +1,1988 @@
+/*
+ * defer_journal.c -- the journal of admitted SQL tasks: appended before
+ * the response is final, replayed exactly once at the next start.
+ *
+ * DESIGN
+ *
+ * WHAT IS WRITTEN.  One record per SQL task (a qb_query; chains are one
+ * record with several links).  Callback tasks (defer_wait_until with a
+ * function pointer) are not journaled: a function pointer means nothing
+ * to the next process.  A record is
+ *
+ *     u32 len    payload bytes (little-endian, <= JREC_MAX)
+ *     u32 crc    CRC-32C of the payload followed by the 8 bytes of seq
+ *     u64 seq    journal sequence number, increasing, never reused
+ *     payload    u8 version (1), u8 dialect, u16 label length + label,
+ *                u16 links; per link: u32 SQL length + SQL text, u16
+ *                nparams, per value u8 type + (INT/BOOL/REAL: 8 bytes;
+ *                TEXT/BLOB: u32 length + bytes; NULL: nothing)
+ *
+ * The SQL is the rendered text of the task's dialect; the values are the
+ * bound values (values are bound again at replay, never pasted).
+ *
+ * WHEN.  defer_admit reserves the request's slots first (so a full queue
+ * never touches the file), then encodes the request's SQL tasks (outside
+ * any lock) and appends them; only when the append returned does admit
+ * answer DEFER_OK, and the caller writes the response and calls
+ * FCGX_Finish_r.  A failed append (ENOSPC, EIO) releases the slots and
+ * answers DEFER_EJOURNAL: the server answers 503, before the response.
+ *
+ * GROUP APPEND (PostgreSQL's group commit, the pool's own batches).
+ * j->mu is held only to queue a request and assign its sequence numbers
+ * (which fixes the file order: the queue order is the seq order), never
+ * across a syscall.  The first thread that finds no writer becomes the
+ * leader: it takes the whole queue, drops the lock, writev(2)s every
+ * waiting request's records at once (fdatasync once at level FSYNC),
+ * then wakes them all; threads that queued meanwhile form the next
+ * group.  A failed or short write is cut back with ftruncate to the size
+ * before the group, so a failed group leaves no bytes behind it (a torn
+ * record can only be the last one: a crash during write(2)).  If even
+ * that fails the journal is broken: every later append fails (503).
+ *
+ * WHAT EACH LEVEL SURVIVES.  write: once write(2) returned, the bytes
+ * are in the kernel's page cache; the process may die at any instant
+ * (SIGKILL, a crash) and nothing answered is lost.  Not power loss or an
+ * OS crash.  fsync: the answer waits for the group's fdatasync (and a
+ * new file's directory entry is synced): power loss loses nothing
+ * answered either -- as long as the database itself is durable
+ * (synchronous=FULL on SQLite: a commit lost to power loss would be
+ * replayed only while its records are still in the journal).  off: the
+ * queue (up to pool.queue tasks) is lost on any crash.
+ *
+ * EXACTLY ONCE.  The transaction that commits a segment of SQL tasks
+ * also inserts (jid, seq) of every journaled task of the segment into
+ * waituntil_applied (defer__journal_mark, just before COMMIT), so the
+ * row and the writes commit or roll back together.  A task that failed
+ * alone (its savepoint rolled back) is marked too: its failure was
+ * decided and logged; it is not retried.  Tasks of a segment that did
+ * not commit (left at the shutdown deadline, a busy or lost database)
+ * have no row and are replayed at the next start.  Segments commit out
+ * of seq order (several workers), hence a row per record, not one
+ * high-water mark; rows below the first seq of the oldest file still
+ * present are pruned (in a later segment's transaction), the newest row
+ * is always kept, so sequence numbers stay increasing across restarts.
+ *
+ * REPLAY (defer_pool_create, after the connections opened, before any
+ * worker starts, so before the first accept).  Files in seq order, the
+ * records of each in file order (= seq order).  A record whose (jid,
+ * seq) row exists is skipped (so is a second copy of a record).  Others
+ * run on the first worker's connection, in transactions of up to
+ * JREPLAY_CHUNK records, each under a savepoint, and get their row in
+ * the same transaction.  A record that fails is rolled back to its
+ * savepoint and written to the dead-letter file (journal_path.dead, one
+ * text line: seq, reason, label, SQL with values) -- poison never stops
+ * the start; the failure is logged and counted.  A transaction-level
+ * failure (busy, disk full) is retried busy_retries times, then the
+ * pool fails to start with the journal intact.  A record that fails its
+ * checksum or is cut short at the end of the last file is a torn tail:
+ * its write never returned, so it was never acknowledged; it is dropped
+ * and counted.  A bad record followed by more bytes is corruption: the
+ * rest of that file is copied to journal_path.corrupt and logged.  When
+ * every file is applied they are removed and a new file starts at the
+ * next seq.
+ *
+ * ROTATION.  Files are journal_path.<16 hex digits: first seq>.  Past
+ * journal_rotate_bytes the leader starts a new file.  Each file counts
+ * its records not yet committed (defer__journal_committed); an older
+ * file whose count reaches zero is unlinked.  A record whose segment
+ * never committed keeps its file until the next start replays it.  At
+ * a clean shutdown with nothing pending every file is removed.
+ *
+ * ONE WRITER PER JOURNAL.  A process holds flock(journal_path.lock) for
+ * its life.  A second process on the same path (a binary upgrade, whose
+ * old process is still draining; instances sharing a folder) takes the
+ * first free of journal_path.1 ... .7, each with its own id in
+ * waituntil_applied (journal_id.K).  At start every journal whose lock
+ * is free is replayed (a crashed process's journal is replayed by the
+ * next start, whatever name that one takes); a journal whose lock is
+ * held belongs to a live process and is left alone.
+ *
+ * NOT COVERED (yet): a task whose transaction failed as a whole (busy
+ * past busy_retries, a lost PostgreSQL connection past reconnect_ms) is
+ * reported failed but its record stays pending, so the next start runs
+ * it again (it may then land: a write logged as failed can appear after
+ * a restart); the failing task also pins its file until then.
+ *
+ * LOCK ORDER: j->mu is a leaf lock, never held with pool->mu, never held
+ * across I/O or SQL.
+ */
+#define _GNU_SOURCE
+#include "config.h"
+#include "defer_int.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define JHDR 16u
+#define JREC_MAX ((uint32_t)64 << 20)
+#define JREPLAY_CHUNK 32768u
+#define JROTATE_DEFAULT ((size_t)64 << 20)
+#define JVERSION 1u
+
+/* ---- CRC-32C (Castagnoli), table-driven ------------------------------- */
+
+static uint32_t crc_tab[256];
+static int crc_use_hw; /* set once by crc_init */
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
+
+static void crc_init(void)
+{
+    uint32_t i, k, c;
+    for (i = 0; i < 256; i++) {
+        c = i;
+        for (k = 0; k < 8; k++)
+            c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+        crc_tab[i] = c;
+    }
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    crc_use_hw = __builtin_cpu_supports("sse4.2");
+#endif
+}
+
+static uint32_t crc_sw(uint32_t crc, const unsigned char *p, size_t n)
+{
+    while (n-- > 0)
+        crc = crc_tab[(crc ^ *p++) & 0xFF] ^ (crc >> 8);
+    return crc;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+/* SSE4.2's crc32 instruction computes the same CRC-32C (replay reads
+ * every byte of the journal through it: 8 bytes a cycle or so). */
+__attribute__((target("sse4.2"))) static uint32_t
+crc_hw(uint32_t crc, const unsigned char *p, size_t n)
+{
+    uint64_t c = crc;
+    while (n >= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        c = __builtin_ia32_crc32di(c, w);
+        p += 8;
+        n -= 8;
+    }
+    while (n-- > 0)
+        c = __builtin_ia32_crc32qi((uint32_t)c, *p++);
+    return (uint32_t)c;
+}
+#endif
+
+/* Running CRC: start with crc = 0xFFFFFFFF, finish with ~crc. */
+static uint32_t crc_update(uint32_t crc, const void *buf, size_t n)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (crc_use_hw)
+        return crc_hw(crc, buf, n);
+#endif
+    return crc_sw(crc, buf, n);
+}
+
+static void put32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)v;
+    p[1] = (unsigned char)(v >> 8);
+    p[2] = (unsigned char)(v >> 16);
+    p[3] = (unsigned char)(v >> 24);
+}
+
+static void put64(unsigned char *p, uint64_t v)
+{
+    put32(p, (uint32_t)v);
+    put32(p + 4, (uint32_t)(v >> 32));
+}
+
+static uint32_t get32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+           (uint32_t)p[3] << 24;
+}
+
+static uint64_t get64(const unsigned char *p)
+{
+    return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
+}
+
+/* The record's checksum: payload, then seq. */
+static uint32_t rec_crc(uint32_t payload_crc, uint64_t seq)
+{
+    unsigned char s[8];
+    put64(s, seq);
+    return ~crc_update(payload_crc, s, 8);
+}
+
+/* ---- encoding ----------------------------------------------------------- */
+
+typedef struct jbuf {
+    unsigned char *p;
+    size_t len, cap;
+    int oom;
+} jbuf;
+
+static void jb_need(jbuf *b, size_t n)
+{
+    size_t cap;
+    unsigned char *np;
+    if (b->oom)
+        return;
+    if (n <= b->cap - b->len)
+        return;
+    cap = b->cap ? b->cap : 256;
+    while (cap - b->len < n) {
+        if (cap > SIZE_MAX / 2) {
+            b->oom = 1;
+            return;
+        }
+        cap *= 2;
+    }
+    np = realloc(b->p, cap);
+    if (np == NULL) {
+        b->oom = 1;
+        return;
+    }
+    b->p = np;
+    b->cap = cap;
+}
+
+static void jb_put(jbuf *b, const void *p, size_t n)
+{
+    jb_need(b, n);
+    if (!b->oom && n > 0) {
+        memcpy(b->p + b->len, p, n);
+        b->len += n;
+    }
+}
+
+static void jb_u8(jbuf *b, unsigned v)
+{
+    unsigned char c = (unsigned char)v;
+    jb_put(b, &c, 1);
+}
+
+static void jb_u16(jbuf *b, unsigned v)
+{
+    unsigned char c[2] = {(unsigned char)v, (unsigned char)(v >> 8)};
+    jb_put(b, c, 2);
+}
+
+static void jb_u32(jbuf *b, uint32_t v)
+{
+    unsigned char c[4];
+    put32(c, v);
+    jb_put(b, c, 4);
+}
+
+static void jb_u64(jbuf *b, uint64_t v)
+{
+    unsigned char c[8];
+    put64(c, v);
+    jb_put(b, c, 8);
+}
+
+/* Append one record for q (seq and crc left to seal()).  Returns the
+ * payload's running CRC via *pcrc; DEFER_OK, DEFER_ENOMEM, or
+ * DEFER_EINVAL for a value that cannot be journaled. */
+static int encode_task(jbuf *b, const defer_task *t, uint32_t *pcrc)
+{
+    const qb_query *q = t->arg, *l;
+    size_t start = b->len, lab = strlen(t->label), nl = 0, i;
+    size_t plen;
+
+    for (l = q; l != NULL; l = qb_query_next(l))
+        nl++;
+    if (nl > 0xFFFF)
+        return DEFER_EINVAL;
+    jb_need(b, JHDR);
+    if (b->oom)
+        return DEFER_ENOMEM;
+    memset(b->p + b->len, 0, JHDR);
+    b->len += JHDR;
+    jb_u8(b, JVERSION);
+    jb_u8(b, (unsigned)qb_query_dialect(q));
+    jb_u16(b, (unsigned)lab);
+    jb_put(b, t->label, lab);
+    jb_u16(b, (unsigned)nl);
+    for (l = q; l != NULL; l = qb_query_next(l)) {
+        const char *sql = qb_query_sql(l);
+        size_t sl = strlen(sql), np = qb_query_nparams(l);
+        const qb_value *v = qb_query_params(l);
+        if (sl > JREC_MAX || np > 0xFFFF)
+            return DEFER_EINVAL;
+        jb_u32(b, (uint32_t)sl);
+        jb_put(b, sql, sl);
+        jb_u16(b, (unsigned)np);
+        for (i = 0; i < np; i++) {
+            double d;
+            uint64_t u;
+            switch (v[i].type) {
+            case QB_V_NULL:
+                jb_u8(b, QB_V_NULL);
+                break;
+            case QB_V_INT:
+            case QB_V_BOOL:
+                jb_u8(b, QB_V_INT);
+                jb_u64(b, (uint64_t)v[i].u.i);
+                break;
+            case QB_V_REAL:
+                d = v[i].u.d;
+                memcpy(&u, &d, 8);
+                jb_u8(b, QB_V_REAL);
+                jb_u64(b, u);
+                break;
+            case QB_V_TEXT:
+            case QB_V_BLOB:
+                if (v[i].u.b.n > JREC_MAX)
+                    return DEFER_EINVAL;
+                jb_u8(b, v[i].type);
+                jb_u32(b, (uint32_t)v[i].u.b.n);
+                jb_put(b, v[i].u.b.p, v[i].u.b.n);
+                break;
+            default:
+                return DEFER_EINVAL; /* RAW/SELECT are never bound */
+            }
+        }
+    }
+    if (b->oom)
+        return DEFER_ENOMEM;
+    plen = b->len - start - JHDR;
+    if (plen > JREC_MAX)
+        return DEFER_EINVAL;
+    put32(b->p + start, (uint32_t)plen);
+    *pcrc = crc_update(0xFFFFFFFFu, b->p + start + JHDR, plen);
+    return DEFER_OK;
+}
+
+/* Replay builds each record's statement from its SQL text; records of a
+ * route share it, so the rendered statement is kept (qb_query_rebind:
+ * no lexing per record).  A few entries, replaced round-robin. */
+#define QCACHE 8
+typedef struct qcache {
+    char *sql[QCACHE];
+    unsigned dialect[QCACHE];
+    size_t np[QCACHE];
+    qb_query *tpl[QCACHE];
+    unsigned next;
+} qcache;
+
+static void qcache_free(qcache *c)
+{
+    unsigned i;
+    for (i = 0; i < QCACHE; i++) {
+        free(c->sql[i]);
+        qb_query_free(c->tpl[i]);
+    }
+    memset(c, 0, sizeof *c);
+}
+
+static int build_query(qcache *c, unsigned dialect, const char *sql,
+                       size_t np, const qb_value *vals, qb_query **out)
+{
+    unsigned i;
+    int rc;
+    if (c == NULL)
+        return qb_query_raw_dialect(out, (qb_dialect)dialect, sql, np, vals,
+                                    QB_FETCH_NONE);
+    for (i = 0; i < QCACHE; i++)
+        if (c->tpl[i] != NULL && c->dialect[i] == dialect &&
+            c->np[i] == np && strcmp(c->sql[i], sql) == 0)
+            return qb_query_rebind(c->tpl[i], np, vals, out);
+    i = c->next++ % QCACHE;
+    free(c->sql[i]);
+    qb_query_free(c->tpl[i]);
+    c->tpl[i] = NULL;
+    c->sql[i] = strdup(sql);
+    if (c->sql[i] == NULL)
+        return QB_ENOMEM;
+    rc = qb_query_raw_dialect(&c->tpl[i], (qb_dialect)dialect, sql, np, vals,
+                              QB_FETCH_NONE);
+    if (rc != QB_OK) {
+        free(c->sql[i]);
+        c->sql[i] = NULL;
+        c->tpl[i] = NULL;
+        return rc;
+    }
+    c->dialect[i] = dialect;
+    c->np[i] = np;
+    return qb_query_rebind(c->tpl[i], np, vals, out);
+}
+
+/* A decoded record: the queries to run and the label.  Values point into
+ * the record (qb_query_raw_dialect copies them). */
+typedef struct jrec {
+    uint64_t seq;
+    const unsigned char *rec;   /* header + payload */
+    size_t rec_len;
+} jrec;
+
+/* Decode rec's payload into queries (a chain run in order).  QB codes;
+ * on failure why says what is malformed. */
+static int decode(qcache *cache, const unsigned char *p, size_t n,
+                  qb_query ***qs_out,
+                  size_t *nq_out, char *label, size_t label_len,
+                  char *why, size_t why_len)
+{
+    size_t pos = 0, nl, k, i;
+    unsigned dialect, lab;
+    qb_query **qs = NULL;
+    qb_value *vals = NULL;
+    int rc = QB_EINVAL;
+
+#define NEED(x)                                                              \
+    do {                                                                     \
+        if ((size_t)(x) > n - pos) {                                         \
+            snprintf(why, why_len, "record payload cut short");              \
+            goto fail;                                                       \
+        }                                                                    \
+    } while (0)
+
+    *qs_out = NULL;
+    *nq_out = 0;
+    NEED(4);
+    if (p[0] != JVERSION) {
+        snprintf(why, why_len, "unknown record version %u", p[0]);
+        goto fail;
+    }
+    dialect = p[1];
+    lab = (unsigned)p[2] | (unsigned)p[3] << 8;
+    pos = 4;
+    NEED(lab);
+    snprintf(label, label_len, "%.*s", (int)lab, (const char *)p + pos);
+    pos += lab;
+    NEED(2);
+    nl = (size_t)p[pos] | (size_t)p[pos + 1] << 8;
+    pos += 2;
+    qs = calloc(nl ? nl : 1, sizeof *qs);
+    if (qs == NULL) {
+        rc = QB_ENOMEM;
+        goto fail;
+    }
+    for (k = 0; k < nl; k++) {
+        size_t sl, np;
+        char *sql;
+        NEED(4);
+        sl = get32(p + pos);
+        pos += 4;
+        NEED(sl);
+        sql = strndup((const char *)p + pos, sl);
+        if (sql == NULL) {
+            rc = QB_ENOMEM;
+            goto fail;
+        }
+        pos += sl;
+        if (pos > n - 2) {
+            free(sql);
+            NEED(2);
+        }
+        np = (size_t)p[pos] | (size_t)p[pos + 1] << 8;
+        pos += 2;
+        free(vals);
+        vals = calloc(np ? np : 1, sizeof *vals);
+        if (vals == NULL) {
+            free(sql);
+            rc = QB_ENOMEM;
+            goto fail;
+        }
+        for (i = 0; i < np; i++) {
+            unsigned ty;
+            uint64_t u;
+            if (pos >= n) {
+                free(sql);
+                NEED(1);
+            }
+            ty = p[pos++];
+            switch (ty) {
+            case QB_V_NULL:
+                vals[i] = qb_null();
+                break;
+            case QB_V_INT:
+            case QB_V_REAL:
+                if (8 > n - pos) {
+                    free(sql);
+                    NEED(8);
+                }
+                u = get64(p + pos);
+                pos += 8;
+                if (ty == QB_V_INT) {
+                    vals[i] = qb_int((int64_t)u);
+                } else {
+                    double d;
+                    memcpy(&d, &u, 8);
+                    vals[i] = qb_real(d);
+                }
+                break;
+            case QB_V_TEXT:
+            case QB_V_BLOB: {
+                size_t vl;
+                if (4 > n - pos) {
+                    free(sql);
+                    NEED(4);
+                }
+                vl = get32(p + pos);
+                pos += 4;
+                if (vl > n - pos) {
+                    free(sql);
+                    NEED(vl);
+                }
+                vals[i] = ty == QB_V_TEXT
+                              ? qb_textn((const char *)p + pos, vl)
+                              : qb_blob(p + pos, vl);
+                pos += vl;
+                break;
+            }
+            default:
+                free(sql);
+                snprintf(why, why_len, "unknown value type %u", ty);
+                goto fail;
+            }
+        }
+        rc = build_query(cache, dialect, sql, np, vals, &qs[k]);
+        free(sql);
+        if (rc != QB_OK) {
+            snprintf(why, why_len, "rebuilding the query: %s",
+                     qb_strerror(rc));
+            goto fail;
+        }
+    }
+    if (pos != n) {
+        snprintf(why, why_len, "trailing bytes in record");
+        rc = QB_EINVAL;
+        goto fail;
+    }
+    free(vals);
+    *qs_out = qs;
+    *nq_out = nl;
+    return QB_OK;
+fail:
+    free(vals);
+    if (qs != NULL)
+        for (k = 0; k < nl; k++)
+            qb_query_free(qs[k]);
+    free(qs);
+    return rc == QB_OK ? QB_EINVAL : rc;
+#undef NEED
+}
+
+static void free_qs(qb_query **qs, size_t n)
+{
+    size_t i;
+    if (qs == NULL)
+        return;
+    for (i = 0; i < n; i++)
+        qb_query_free(qs[i]);
+    free(qs);
+}
+
+/* ---- scanning a file ---------------------------------------------------- */
+
+enum { SCAN_OK = 0, SCAN_TORN, SCAN_CORRUPT };
+
+/* Next record at buf[*pos..n): SCAN_OK with *r filled and *pos advanced,
+ * or SCAN_TORN (nothing valid from *pos to the end: a cut or a bad last
+ * record), or SCAN_CORRUPT (a bad record with bytes after it). */
+static int scan_next(const unsigned char *buf, size_t n, size_t *pos, jrec *r)
+{
+    size_t left = n - *pos;
+    uint32_t len, crc;
+    uint64_t seq;
+
+    if (left == 0)
+        return SCAN_TORN; /* the caller checks for the clean end first */
+    if (left < JHDR)
+        return SCAN_TORN;
+    len = get32(buf + *pos);
+    crc = get32(buf + *pos + 4);
+    seq = get64(buf + *pos + 8);
+    if (len > JREC_MAX || len > left - JHDR)
+        return len > JREC_MAX && left > JHDR + JREC_MAX ? SCAN_CORRUPT
+                                                        : SCAN_TORN;
+    if (rec_crc(crc_update(0xFFFFFFFFu, buf + *pos + JHDR, len), seq) != crc)
+        return left - JHDR - len == 0 ? SCAN_TORN : SCAN_CORRUPT;
+    r->seq = seq;
+    r->rec = buf + *pos;
+    r->rec_len = JHDR + (size_t)len;
+    *pos += JHDR + (size_t)len;
+    return SCAN_OK;
+}
+
+/* The file's bytes, mapped read-only (no copy: replay reads each byte
+ * once).  *out NULL for an empty file.  unmap_all releases. */
+static int map_all(const char *path, unsigned char **out, size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    void *m;
+    *out = NULL;
+    *len = 0;
+    if (fd < 0)
+        return -1;
+    if (fstat(fd, &st) != 0) {
+        close(fd);
+        return -1;
+    }
+    if (st.st_size == 0) {
+        close(fd);
+        return 0;
+    }
+    m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (m == MAP_FAILED)
+        return -1;
+    (void)madvise(m, (size_t)st.st_size, MADV_SEQUENTIAL);
+    *out = m;
+    *len = (size_t)st.st_size;
+    return 0;
+}
+
+static void unmap_all(unsigned char *p, size_t len)
+{
+    if (p != NULL)
+        (void)munmap(p, len);
+}
+
+static int read_all(const char *path, unsigned char **out, size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    unsigned char *b;
+    size_t got = 0;
+
+    *out = NULL;
+    *len = 0;
+    if (fd < 0)
+        return -1;
+    if (fstat(fd, &st) != 0) {
+        close(fd);
+        return -1;
+    }
+    b = malloc(st.st_size > 0 ? (size_t)st.st_size : 1);
+    if (b == NULL) {
+        close(fd);
+        errno = ENOMEM;
+        return -1;
+    }
+    while (got < (size_t)st.st_size) {
+        ssize_t k = read(fd, b + got, (size_t)st.st_size - got);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            break;
+        got += (size_t)k;
+    }
+    close(fd);
+    *out = b;
+    *len = got;
+    return 0;
+}
+
+/* ---- the journal -------------------------------------------------------- */
+
+typedef struct jfile {
+    struct jfile *next;
+    uint64_t first;            /* from the name: lower bound of its seqs */
+    uint64_t last;             /* highest seq written into it */
+    uint64_t pending;          /* records not committed */
+    uint64_t size;
+    char *path;
+} jfile;
+
+typedef struct jreq {
+    struct jreq *next;
+    unsigned char *buf;
+    size_t len;
+    uint64_t last_seq;
+    size_t nrec;
+    int done;
+    int rc;
+} jreq;
+
+struct defer_journal {
+    pthread_mutex_t mu;        /* leaf lock; never across I/O */
+    pthread_cond_t cv;         /* a group was written */
+    defer_pool *pool;
+    int level;
+    int fd;                    /* the current (newest) file */
+    int lock_fd;               /* flock on base.lock, held for life */
+    size_t rotate;
+    char *base, *dir, *name, *dead_path, *jid;
+    uint64_t next_seq;
+    jfile *files, *cur;        /* oldest first; cur is the last */
+    jreq *qhead, *qtail;
+    int writing, broken;
+    qb_query *mark_tpl, *prune_tpl;
+    uint64_t prune_below, pruned; /* rows seq < prune_below may go */
+    /* counters (under mu) */
+    uint64_t appends, records, bytes, pending, file_bytes, fsyncs, fsync_ns,
+        failed, replayed, skipped, dead, torn;
+};
+
+static void jlog(defer_pool *p, int level, const char *event, int rc,
+                 const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static void jlog(defer_pool *p, int level, const char *event, int rc,
+                 const char *fmt, ...)
+{
+    char d[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(d, sizeof d, fmt, ap);
+    va_end(ap);
+    defer__log(p, level, event, NULL, -1, rc, d);
+}
+
+static char *file_path(const defer_journal *j, uint64_t first)
+{
+    char *s = NULL;
+    if (asprintf(&s, "%s.%016llx", j->base, (unsigned long long)first) < 0)
+        return NULL;
+    return s;
+}
+
+static void sync_dir(const defer_journal *j)
+{
+    int fd = open(j->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        (void)fsync(fd);
+        close(fd);
+    }
+}
+
+/* Open a new current file named for first (not under mu). */
+static jfile *file_new(defer_journal *j, uint64_t first, int *fd_out,
+                       char *eb, size_t el)
+{
+    jfile *f = calloc(1, sizeof *f);
+    int fd;
+    if (f == NULL || (f->path = file_path(j, first)) == NULL) {
+        free(f);
+        snprintf(eb, el, "out of memory");
+        return NULL;
+    }
+    fd = open(f->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        snprintf(eb, el, "open %s: %s", f->path, strerror(errno));
+        free(f->path);
+        free(f);
+        return NULL;
+    }
+    if (j->level == DEFER_JOURNAL_FSYNC)
+        sync_dir(j);
+    f->first = first;
+    f->last = first ? first - 1 : 0;
+    *fd_out = fd;
+    return f;
+}
+
+/* Existing journal files, sorted by first seq.  -1 on error (errno). */
+typedef struct jname {
+    uint64_t first;
+    char *path;
+} jname;
+
+static int cmp_jname(const void *a, const void *b)
+{
+    const jname *x = a, *y = b;
+    return x->first < y->first ? -1 : x->first > y->first;
+}
+
+static int list_files(const char *dir, const char *name, jname **out,
+                      size_t *n_out)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    jname *v = NULL;
+    size_t n = 0, cap = 0, nl = strlen(name);
+
+    *out = NULL;
+    *n_out = 0;
+    if (d == NULL)
+        return -1;
+    while ((e = readdir(d)) != NULL) {
+        const char *s = e->d_name;
+        char *end;
+        unsigned long long first;
+        size_t i;
+        if (strncmp(s, name, nl) != 0 || s[nl] != '.' ||
+            strlen(s + nl + 1) != 16)
+            continue;
+        for (i = 0; i < 16; i++)
+            if (!strchr("0123456789abcdef", s[nl + 1 + i]))
+                break;
+        if (i < 16)
+            continue;
+        first = strtoull(s + nl + 1, &end, 16);
+        if (n == cap) {
+            jname *nv;
+            cap = cap ? cap * 2 : 8;
+            nv = realloc(v, cap * sizeof *v);
+            if (nv == NULL)
+                goto oom;
+            v = nv;
+        }
+        if (asprintf(&v[n].path, "%s/%s", dir, s) < 0)
+            goto oom;
+        v[n].first = first;
+        n++;
+    }
+    closedir(d);
+    if (n > 1) /* (qsort's base may not be NULL, even for 0 items) */
+        qsort(v, n, sizeof *v, cmp_jname);
+    *out = v;
+    *n_out = n;
+    return 0;
+oom:
+    closedir(d);
+    while (n > 0)
+        free(v[--n].path);
+    free(v);
+    errno = ENOMEM;
+    return -1;
+}
+
+static void free_names(jname *v, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++)
+        free(v[i].path);
+    free(v);
+}
+
+/* Split base into directory and file name. */
+static int split_base(defer_journal *j, const char *base)
+{
+    const char *slash = strrchr(base, '/');
+    j->base = strdup(base);
+    if (slash == NULL) {
+        j->dir = strdup(".");
+        j->name = strdup(base);
+    } else {
+        j->dir = slash == base ? strdup("/")
+                               : strndup(base, (size_t)(slash - base));
+        j->name = strdup(slash + 1);
+    }
+    if (asprintf(&j->dead_path, "%s.dead", base) < 0)
+        j->dead_path = NULL;
+    return j->base && j->dir && j->name && j->dead_path && j->name[0];
+}
+
+static void journal_free(defer_journal *j)
+{
+    jfile *f, *next;
+    if (j == NULL)
+        return;
+    if (j->fd >= 0)
+        close(j->fd);
+    if (j->lock_fd >= 0)
+        close(j->lock_fd);
+    for (f = j->files; f != NULL; f = next) {
+        next = f->next;
+        free(f->path);
+        free(f);
+    }
+    qb_query_free(j->mark_tpl);
+    qb_query_free(j->prune_tpl);
+    free(j->base);
+    free(j->dir);
+    free(j->name);
+    free(j->dead_path);
+    free(j->jid);
+    (void)pthread_cond_destroy(&j->cv);
+    (void)pthread_mutex_destroy(&j->mu);
+    free(j);
+}
+
+/* ---- replay ------------------------------------------------------------- */
+
+static int run_raw(qb_conn *db, qb_dialect d, const char *sql, size_t n,
+                   const qb_value *v, qb_result **res)
+{
+    qb_query *q = NULL;
+    int rc = qb_query_raw_dialect(&q, d, sql, n, v,
+                                  res ? QB_FETCH_ALL : QB_FETCH_NONE);
+    if (rc == QB_OK)
+        rc = qb_exec(db, q, res);
+    qb_query_free(q);
+    return rc;
+}
+
+/* The dead-letter file: one line per record that failed at replay. */
+static void dead_letter(defer_journal *j, uint64_t seq, const char *label,
+                        qb_query **qs, size_t nq, const char *why)
+{
+    FILE *f = fopen(j->dead_path, "ae");
+    size_t i;
+    if (f == NULL) {
+        jlog(j->pool, DEFER_LOG_ERROR, "journal_dead_letter_failed", 0,
+             "path=%s error=\"%s\" seq=%llu", j->dead_path, strerror(errno),
+             (unsigned long long)seq);
+        return;
+    }
+    fprintf(f, "seq=%llu label=%s reason=\"%s\"",
+            (unsigned long long)seq, label, why);
+    for (i = 0; i < nq; i++) {
+        char *s = qb_query_debug_sql(qs[i]);
+        fprintf(f, " sql=\"%s\"", s ? s : "?");
+        free(s);
+    }
+    fputc('\n', f);
+    if (j->level == DEFER_JOURNAL_FSYNC)
+        (void)fflush(f), (void)fdatasync(fileno(f));
+    fclose(f);
+}
+
+/* Copy buf[from..n) of file path to journal_path.corrupt. */
+static void save_corrupt(defer_journal *j, const char *path,
+                         const unsigned char *buf, size_t from, size_t n)
+{
+    char *cp = NULL;
+    FILE *f;
+    if (asprintf(&cp, "%s.corrupt", j->base) < 0)
+        return;
+    f = fopen(cp, "ae");
+    if (f != NULL) {
+        (void)fwrite(buf + from, 1, n - from, f);
+        fclose(f);
+    }
+    jlog(j->pool, DEFER_LOG_ERROR, "journal_corrupt", 0,
+         "file=%s offset=%zu bytes=%zu saved=%s", path, from, n - from, cp);
+    free(cp);
+}
+
+typedef struct replay {
+    defer_journal *j;
+    qb_conn *db;
+    qb_dialect d;
+    uint64_t max_seq;          /* highest seq seen (files and table) */
+    uint64_t *applied;         /* rows of waituntil_applied at start, */
+    size_t napplied;           /* sorted */
+    uint64_t *done;            /* seqs run or dead-lettered by this */
+    size_t ndone, cap_done;    /* replay, in the order they were */
+    int done_sorted;           /* (sorted while they come in order) */
+    qcache cache;
+    qb_query *mark_tpl;
+} replay;
+
+static int has_seq(const uint64_t *v, size_t n, uint64_t seq)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (v[mid] == seq)
+            return 1;
+        if (v[mid] < seq)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The applied rows (one query, sorted in memory): no query per record. */
+static int load_applied(replay *rp)
+{
+    qb_value v = qb_text(rp->j->jid);
+    qb_result *res = NULL;
+    size_t i, n;
+    int rc = run_raw(rp->db, rp->d,
+                     "SELECT seq FROM waituntil_applied WHERE jid = ?1", 1,
+                     &v, &res);
+    if (rc != QB_OK)
+        return rc;
+    n = qb_result_rows(res);
+    rp->applied = malloc((n ? n : 1) * sizeof *rp->applied);
+    if (rp->applied == NULL) {
+        qb_result_free(res);
+        return QB_ENOMEM;
+    }
+    for (i = 0; i < n; i++)
+        rp->applied[i] = (uint64_t)qb_result_int(res, i, 0);
+    rp->napplied = n;
+    qb_result_free(res);
+    if (n > 1)
+        qsort(rp->applied, n, sizeof *rp->applied, cmp_u64);
+    return QB_OK;
+}
+
+static int seen(replay *rp, uint64_t seq)
+{
+    size_t i;
+    if (has_seq(rp->applied, rp->napplied, seq))
+        return 1;
+    if (rp->ndone == 0 || seq > rp->done[rp->ndone - 1])
+        return 0;
+    if (rp->done_sorted)
+        return has_seq(rp->done, rp->ndone, seq);
+    for (i = 0; i < rp->ndone; i++) /* files out of order: rare */
+        if (rp->done[i] == seq)
+            return 1;
+    return 0;
+}
+
+static int note_done(replay *rp, uint64_t seq)
+{
+    if (rp->ndone == rp->cap_done) {
+        size_t cap = rp->cap_done ? rp->cap_done * 2 : 4096;
+        uint64_t *nd = realloc(rp->done, cap * sizeof *nd);
+        if (nd == NULL)
+            return QB_ENOMEM;
+        rp->done = nd;
+        rp->cap_done = cap;
+    }
+    if (rp->ndone > 0 && seq < rp->done[rp->ndone - 1])
+        rp->done_sorted = 0;
+    rp->done[rp->ndone++] = seq;
+    return QB_OK;
+}
+
+static int mark_one(replay *rp, uint64_t seq)
+{
+    qb_value v[2] = {qb_text_ref(rp->j->jid), qb_int((int64_t)seq)};
+    qb_query *q = NULL;
+    int rc = qb_query_rebind(rp->mark_tpl, 2, v, &q);
+    if (rc == QB_OK)
+        rc = qb_exec(rp->db, q, NULL);
+    qb_query_free(q);
+    return rc == QB_OK ? note_done(rp, seq) : rc;
+}
+
+/* What became of a record in the current pass. */
+enum { R_RAN = 0, R_SKIPPED, R_DEAD, R_FAILED_FAST };
+
+/* One record: skip, run, or dead-letter.  With savepoints (sp) a failing
+ * record is rolled back alone and dead-lettered; without, a failure is
+ * R_FAILED_FAST and the caller redoes the chunk with savepoints (the
+ * pool's own first pass / replay pass).  A QB code when the transaction
+ * itself failed (the caller retries the chunk). */
+static int replay_one(replay *rp, const jrec *r, int sp, int *what)
+{
+    defer_journal *j = rp->j;
+    qb_query **qs = NULL;
+    size_t nq = 0, i;
+    char label[DEFER_LABEL_MAX + 1] = "-", why[DEFER_ERRMSG_MAX] = "";
+    int rc;
+
+    *what = R_SKIPPED;
+    if (seen(rp, r->seq))
+        return QB_OK;
+    rc = decode(&rp->cache, r->rec + JHDR, r->rec_len - JHDR, &qs, &nq,
+                label, sizeof label, why, sizeof why);
+    if (rc == QB_ENOMEM)
+        return rc;
+    if (rc == QB_OK) {
+        if (sp && (rc = qb_savepoint(rp->db, "wu_journal")) != QB_OK) {
+            free_qs(qs, nq);
+            return rc;
+        }
+        for (i = 0; i < nq && rc == QB_OK; i++)
+            rc = qb_exec(rp->db, qs[i], NULL);
+        if (rc == QB_OK) {
+            if (sp && (rc = qb_release(rp->db, "wu_journal")) != QB_OK) {
+                free_qs(qs, nq);
+                return rc;
+            }
+            *what = R_RAN;
+        } else {
+            snprintf(why, sizeof why, "%s: %s", qb_strerror(rc),
+                     qb_errmsg(rp->db));
+            if (rc == QB_EBUSY || rc == QB_ECONN ||
+                !qb_in_transaction(rp->db)) {
+                free_qs(qs, nq);
+                return rc; /* the transaction's problem, not the record's */
+            }
+            if (!sp) {
+                free_qs(qs, nq);
+                *what = R_FAILED_FAST;
+                return QB_OK;
+            }
+            rc = qb_rollback_to(rp->db, "wu_journal");
+            if (rc != QB_OK) {
+                free_qs(qs, nq);
+                return rc;
+            }
+        }
+    }
+    if (why[0] != '\0') {
+        /* Written now, even if the chunk is retried: a line too many in
+         * the dead-letter file is better than one missing. */
+        dead_letter(j, r->seq, label, qs, nq, why);
+        jlog(j->pool, DEFER_LOG_ERROR, "journal_dead_letter", 0,
+             "seq=%llu route=%s reason=\"%s\" file=%s",
+             (unsigned long long)r->seq, label, why, j->dead_path);
+        *what = R_DEAD;
+    }
+    free_qs(qs, nq);
+    return mark_one(rp, r->seq);
+}
+
+/* Replay records in chunks of one transaction each: first without
+ * savepoints; a record failing alone rolls the chunk back and it runs
+ * again with one savepoint per record.  A QB code on a transaction that
+ * kept failing. */
+static int replay_records(replay *rp, const jrec *recs, size_t n)
+{
+    defer_pool *p = rp->j->pool;
+    size_t at = 0;
+    while (at < n) {
+        size_t end = n - at > JREPLAY_CHUNK ? at + JREPLAY_CHUNK : n, i;
+        size_t ndone0 = rp->ndone;
+        int sorted0 = rp->done_sorted;
+        uint64_t nrun = 0, nskip = 0, ndead = 0;
+        unsigned tries = 0;
+        int rc, sp = 0;
+        for (;;) {
+            int what = R_RAN, fast_fail = 0;
+            nrun = nskip = ndead = 0;
+            rc = qb_begin(rp->db);
+            for (i = at; i < end && rc == QB_OK; i++) {
+                rc = replay_one(rp, &recs[i], sp, &what);
+                if (rc != QB_OK)
+                    break;
+                if (what == R_FAILED_FAST) {
+                    fast_fail = 1;
+                    break;
+                }
+                nrun += what == R_RAN;
+                nskip += what == R_SKIPPED;
+                ndead += what == R_DEAD;
+            }
+            if (rc == QB_OK && !fast_fail)
+                rc = qb_commit(rp->db);
+            if (rc == QB_OK && !fast_fail)
+                break;
+            if (qb_in_transaction(rp->db))
+                (void)qb_rollback(rp->db);
+            /* Nothing of the chunk committed. */
+            rp->ndone = ndone0;
+            rp->done_sorted = sorted0;
+            if (fast_fail) {
+                sp = 1;
+                continue;
+            }
+            if (tries++ >= p->cfg.busy_retries)
+                return rc;
+            if (rc == QB_ECONN)
+                (void)qb_reset_until(rp->db, 1000, NULL, NULL);
+            usleep(10000u << (tries < 5 ? tries : 5));
+        }
+        rp->j->replayed += nrun;
+        rp->j->skipped += nskip;
+        rp->j->dead += ndead;
+        at = end;
+    }
+    return QB_OK;
+}
+
+/* Replay one file: scan, replay the valid records, deal with the tail.
+ * last_file: a bad record at the end is a torn tail. */
+static int replay_file(replay *rp, const char *path, char *eb, size_t el)
+{
+    defer_journal *j = rp->j;
+    unsigned char *buf;
+    size_t n, pos = 0, nrec = 0, cap = 0;
+    jrec *recs = NULL, r;
+    int st = SCAN_OK, rc;
+
+    if (map_all(path, &buf, &n) != 0) {
+        snprintf(eb, el, "journal: read %s: %s", path, strerror(errno));
+        return QB_ESQL;
+    }
+    while (pos < n && (st = scan_next(buf, n, &pos, &r)) == SCAN_OK) {
+        if (nrec == cap) {
+            jrec *nr;
+            cap = cap ? cap * 2 : 1024;
+            nr = realloc(recs, cap * sizeof *recs);
+            if (nr == NULL) {
+                free(recs);
+                unmap_all(buf, n);
+                snprintf(eb, el, "journal: out of memory");
+                return QB_ENOMEM;
+            }
+            recs = nr;
+        }
+        recs[nrec++] = r;
+        if (r.seq > rp->max_seq)
+            rp->max_seq = r.seq;
+    }
+    if (pos < n && st == SCAN_TORN) {
+        j->torn++;
+        jlog(j->pool, DEFER_LOG_WARN, "journal_torn_tail", 0,
+             "file=%s offset=%zu bytes=%zu (never acknowledged: dropped)",
+             path, pos, n - pos);
+    } else if (pos < n && st == SCAN_CORRUPT) {
+        save_corrupt(j, path, buf, pos, n);
+    }
+    rc = replay_records(rp, recs, nrec);
+    if (rc != QB_OK)
+        snprintf(eb, el, "journal: replaying %s: %s (%s)", path,
+                 qb_strerror(rc), qb_errmsg(rp->db));
+    free(recs);
+    unmap_all(buf, n);
+    return rc;
+}
+
+static int setup_table(replay *rp, char *eb, size_t el)
+{
+    qb_result *res = NULL;
+    qb_value v = qb_text(rp->j->jid);
+    /* One row per applied record, keyed by (journal, seq): on SQLite
+     * WITHOUT ROWID, so a row costs one b-tree insert, not two. */
+    int rc = run_raw(rp->db, rp->d,
+                     rp->d == QB_DIALECT_SQLITE
+                         ? "CREATE TABLE IF NOT EXISTS waituntil_applied ("
+                           "jid TEXT NOT NULL, seq BIGINT NOT NULL, "
+                           "PRIMARY KEY (jid, seq)) WITHOUT ROWID"
+                         : "CREATE TABLE IF NOT EXISTS waituntil_applied ("
+                           "jid TEXT NOT NULL, seq BIGINT NOT NULL, "
+                           "PRIMARY KEY (jid, seq))",
+                     0, NULL, NULL);
+    if (rc == QB_OK)
+        rc = run_raw(rp->db, rp->d,
+                     "SELECT max(seq) FROM waituntil_applied WHERE jid = ?1",
+                     1, &v, &res);
+    if (rc != QB_OK) {
+        snprintf(eb, el, "journal: waituntil_applied: %s (%s)",
+                 qb_strerror(rc), qb_errmsg(rp->db));
+        qb_result_free(res);
+        return rc;
+    }
+    if (qb_result_rows(res) > 0 && !qb_result_is_null(res, 0, 0))
+        rp->max_seq = (uint64_t)qb_result_int(res, 0, 0);
+    qb_result_free(res);
+    return QB_OK;
+}
+
+static void replay_free(replay *rp)
+{
+    free(rp->applied);
+    free(rp->done);
+    qcache_free(&rp->cache);
+    qb_query_free(rp->mark_tpl);
+    rp->applied = rp->done = NULL;
+    rp->mark_tpl = NULL;
+}
+
+static void prune_all_but_last(replay *rp, uint64_t last)
+{
+    qb_value v[2] = {qb_text(rp->j->jid), qb_int((int64_t)last)};
+    (void)run_raw(rp->db, rp->d,
+                  "DELETE FROM waituntil_applied WHERE jid = ?1 AND seq < ?2",
+                  2, v, NULL);
+}
+
+/* Replay the files of the journal j names now (j->dir, name, jid) on db:
+ * see REPLAY above.  *max_seq: the highest seq it knows of. */
+static int replay_base(defer_journal *j, qb_conn *db, uint64_t *max_seq,
+                       char *eb, size_t el)
+{
+    jname *names = NULL;
+    size_t nn = 0, i;
+    replay rp;
+    qb_value mv[2];
+    int rc;
+
+    memset(&rp, 0, sizeof rp);
+    rp.j = j;
+    rp.db = db;
+    rp.d = qb_conn_dialect(db);
+    rp.done_sorted = 1;
+    mv[0] = qb_text(j->jid);
+    mv[1] = qb_int(0);
+    rc = setup_table(&rp, eb, el);
+    if (rc == QB_OK)
+        rc = load_applied(&rp);
+    if (rc == QB_OK)
+        rc = qb_query_raw_dialect(&rp.mark_tpl, rp.d,
+                                  "INSERT INTO waituntil_applied (jid, seq) "
+                                  "VALUES (?1, ?2)",
+                                  2, mv, QB_FETCH_NONE);
+    if (rc != QB_OK) {
+        if (eb[0] == '\0')
+            snprintf(eb, el, "journal: %s", qb_strerror(rc));
+        replay_free(&rp);
+        return DEFER_EDB;
+    }
+    if (list_files(j->dir, j->name, &names, &nn) != 0) {
+        snprintf(eb, el, "journal: cannot list %s: %s", j->dir,
+                 strerror(errno));
+        replay_free(&rp);
+        return DEFER_EDB;
+    }
+    for (i = 0; i < nn; i++) {
+        if (names[i].first > 0 && names[i].first - 1 > rp.max_seq)
+            rp.max_seq = names[i].first - 1;
+        rc = replay_file(&rp, names[i].path, eb, el);
+        if (rc != QB_OK) {
+            replay_free(&rp);
+            free_names(names, nn);
+            return rc == QB_ENOMEM ? DEFER_ENOMEM : DEFER_EDB;
+        }
+    }
+    if (nn > 0)
+        jlog(j->pool, j->dead || j->torn ? DEFER_LOG_WARN : DEFER_LOG_INFO,
+             "journal_replayed", 0,
+             "journal=%s files=%zu replayed=%llu skipped=%llu dead=%llu "
+             "torn=%llu",
+             j->base, nn, (unsigned long long)j->replayed,
+             (unsigned long long)j->skipped, (unsigned long long)j->dead,
+             (unsigned long long)j->torn);
+    /* Everything is committed now: the files can go. */
+    for (i = 0; i < nn; i++)
+        (void)unlink(names[i].path);
+    free_names(names, nn);
+    if (nn > 0)
+        sync_dir(j);
+    prune_all_but_last(&rp, rp.max_seq);
+    *max_seq = rp.max_seq;
+    replay_free(&rp);
+    return DEFER_OK;
+}
+
+/* Take base's lock (base.lock, flock): >= 0 the fd holding it; -1 with
+ * errno EWOULDBLOCK when another live process holds it. */
+static int lock_base(const char *base)
+{
+    char *lp = NULL;
+    int fd;
+    if (asprintf(&lp, "%s.lock", base) < 0) {
+        errno = ENOMEM;
+        return -1;
+    }
+    fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    free(lp);
+    if (fd < 0)
+        return -1;
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e == EWOULDBLOCK ? EWOULDBLOCK : e;
+        return -1;
+    }
+    return fd;
+}
+
+static void names_free(defer_journal *j)
+{
+    free(j->base);
+    free(j->dir);
+    free(j->name);
+    free(j->dead_path);
+    free(j->jid);
+    j->base = j->dir = j->name = j->dead_path = j->jid = NULL;
+}
+
+/* Which journal a process writes: journal_path, or while another live
+ * process holds it (a binary upgrade, two instances on one path)
+ * journal_path.1 ... .7, the first whose lock is free.  Each journal has
+ * its own id in waituntil_applied (journal_id, journal_id.K).  At start
+ * every journal whose lock is free is replayed (a crashed process's
+ * journal is replayed by the next start, whichever name it takes). */
+#define JCANDIDATES 8
+
+int defer__journal_start(defer_pool *p, defer_runner *r, char *eb, size_t el)
+{
+    defer_journal *j;
+    char *own[5] = {NULL, NULL, NULL, NULL, NULL};
+    uint64_t own_max = 0;
+    int own_lock = -1, rc = DEFER_OK;
+    unsigned k;
+    qb_value mv[2], pv[2];
+    const char *jid0;
+
+    eb[0] = '\0';
+    if (p->cfg.journal == DEFER_JOURNAL_OFF)
+        return DEFER_OK;
+    (void)pthread_once(&crc_once, crc_init);
+    if (p->cfg.journal_path == NULL || p->cfg.journal_path[0] == '\0') {
+        snprintf(eb, el, "journal: no journal_path");
+        return DEFER_EINVAL;
+    }
+    if (r->db == NULL) {
+        snprintf(eb, el, "journal: the pool has no database");
+        return DEFER_EINVAL;
+    }
+    j = calloc(1, sizeof *j);
+    if (j == NULL) {
+        snprintf(eb, el, "out of memory");
+        return DEFER_ENOMEM;
+    }
+    j->fd = -1;
+    j->lock_fd = -1;
+    j->pool = p;
+    j->level = p->cfg.journal;
+    j->rotate = p->cfg.journal_rotate_bytes ? p->cfg.journal_rotate_bytes
+                                            : JROTATE_DEFAULT;
+    if (pthread_mutex_init(&j->mu, NULL) != 0) {
+        free(j);
+        snprintf(eb, el, "journal: mutex init failed");
+        return DEFER_ETHREAD;
+    }
+    if (pthread_cond_init(&j->cv, NULL) != 0) {
+        (void)pthread_mutex_destroy(&j->mu);
+        free(j);
+        snprintf(eb, el, "journal: cond init failed");
+        return DEFER_ETHREAD;
+    }
+    jid0 = p->cfg.journal_id ? p->cfg.journal_id : p->cfg.journal_path;
+    for (k = 0; k < JCANDIDATES && rc == DEFER_OK; k++) {
+        char *cb = NULL, *cj = NULL;
+        uint64_t ms = 0;
+        int lfd;
+        if (k == 0 ? (cb = strdup(p->cfg.journal_path)) == NULL
+                   : asprintf(&cb, "%s.%u", p->cfg.journal_path, k) < 0) {
+            rc = DEFER_ENOMEM;
+            break;
+        }
+        lfd = lock_base(cb);
+        if (lfd < 0) {
+            int e = errno;
+            if (e != EWOULDBLOCK) {
+                snprintf(eb, el, "journal: lock %s.lock: %s", cb,
+                         strerror(e));
+                rc = DEFER_EDB;
+            }
+            free(cb);
+            continue; /* a live process writes it */
+        }
+        if (k == 0 ? (cj = strdup(jid0)) == NULL
+                   : asprintf(&cj, "%s.%u", jid0, k) < 0) {
+            close(lfd);
+            free(cb);
+            rc = DEFER_ENOMEM;
+            break;
+        }
+        j->jid = cj;
+        if (!split_base(j, cb)) {
+            snprintf(eb, el, "journal: bad journal_path %s", cb);
+            rc = DEFER_EINVAL;
+        } else {
+            rc = replay_base(j, r->db, &ms, eb, el);
+        }
+        free(cb);
+        if (rc == DEFER_OK && own_lock < 0) {
+            /* The first free one is ours: keep its names and lock. */
+            own[0] = j->base;
+            own[1] = j->dir;
+            own[2] = j->name;
+            own[3] = j->dead_path;
+            own[4] = j->jid;
+            j->base = j->dir = j->name = j->dead_path = j->jid = NULL;
+            own_lock = lfd;
+            own_max = ms;
+        } else {
+            names_free(j);
+            close(lfd); /* replayed and empty: free for others */
+        }
+    }
+    if (rc == DEFER_OK && own_lock < 0) {
+        snprintf(eb, el, "journal: %s and its %u alternatives are all held "
+                 "by running processes", p->cfg.journal_path,
+                 JCANDIDATES - 1);
+        rc = DEFER_EDB;
+    }
+    j->base = own[0];
+    j->dir = own[1];
+    j->name = own[2];
+    j->dead_path = own[3];
+    j->jid = own[4];
+    j->lock_fd = own_lock;
+    if (rc != DEFER_OK) {
+        journal_free(j);
+        return rc;
+    }
+    j->next_seq = own_max + 1;
+    j->cur = j->files = file_new(j, j->next_seq, &j->fd, eb, el);
+    if (j->cur == NULL) {
+        journal_free(j);
+        return DEFER_EDB;
+    }
+    j->prune_below = j->pruned = j->next_seq;
+    mv[0] = qb_text(j->jid);
+    mv[1] = qb_int(0);
+    pv[0] = qb_text(j->jid);
+    pv[1] = qb_int(0);
+    if (qb_query_raw_dialect(&j->mark_tpl, qb_conn_dialect(r->db),
+                             "INSERT INTO waituntil_applied (jid, seq) "
+                             "VALUES (?1, ?2)",
+                             2, mv, QB_FETCH_NONE) != QB_OK ||
+        qb_query_raw_dialect(&j->prune_tpl, qb_conn_dialect(r->db),
+                             "DELETE FROM waituntil_applied WHERE jid = ?1 "
+                             "AND seq < ?2",
+                             2, pv, QB_FETCH_NONE) != QB_OK) {
+        snprintf(eb, el, "journal: out of memory");
+        journal_free(j);
+        return DEFER_ENOMEM;
+    }
+    if (j->replayed || j->dead || j->torn)
+        jlog(p, DEFER_LOG_INFO, "journal_ready", 0,
+             "journal=%s replayed=%llu dead=%llu torn=%llu", j->base,
+             (unsigned long long)j->replayed, (unsigned long long)j->dead,
+             (unsigned long long)j->torn);
+    p->journal = j;
+    return DEFER_OK;
+}
+
+void defer__journal_free(defer_pool *p)
+{
+    defer_journal *j = p->journal;
+    jfile *f;
+    if (j == NULL)
+        return;
+    /* Nothing pending (every record committed): nothing to replay. */
+    if (j->pending == 0 && !j->broken)
+        for (f = j->files; f != NULL; f = f->next)
+            (void)unlink(f->path);
+    journal_free(j);
+    p->journal = NULL;
+}
+
+/* ---- append ------------------------------------------------------------- */
+
+static int write_all(int fd, struct iovec *iov, int n)
+{
+    while (n > 0) {
+        ssize_t k = writev(fd, iov, n > IOV_MAX ? IOV_MAX : n);
+        if (k < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        if (k == 0) {
+            errno = EIO;
+            return -1;
+        }
+        while (n > 0 && (size_t)k >= iov->iov_len) {
+            k -= (ssize_t)iov->iov_len;
+            iov++;
+            n--;
+        }
+        if (n > 0) {
+            iov->iov_base = (char *)iov->iov_base + k;
+            iov->iov_len -= (size_t)k;
+        }
+    }
+    return 0;
+}
+
+/* The leader's turn: write group g (not under mu).  0 or an errno. */
+static int write_group(defer_journal *j, jreq *g, uint64_t at,
+                       uint64_t *fsync_ns)
+{
+    struct iovec stack[64], *iov = stack;
+    int n = 0, cnt = 0, err = 0;
+    jreq *q;
+
+    for (q = g; q != NULL; q = q->next)
+        cnt++;
+    if (cnt > 64 && (iov = malloc((size_t)cnt * sizeof *iov)) == NULL)
+        return ENOMEM;
+    for (q = g; q != NULL; q = q->next) {
+        iov[n].iov_base = q->buf;
+        iov[n].iov_len = q->len;
+        n++;
+    }
+    if (write_all(j->fd, iov, n) != 0)
+        err = errno ? errno : EIO;
+    if (err == 0 && j->level == DEFER_JOURNAL_FSYNC) {
+        int64_t t0 = defer__now_ns();
+        if (fdatasync(j->fd) != 0)
+            err = errno ? errno : EIO;
+        *fsync_ns = (uint64_t)(defer__now_ns() - t0);
+    }
+    if (err != 0 && ftruncate(j->fd, (off_t)at) != 0)
+        err = -err; /* could not cut the group off: broken */
+    if (iov != stack)
+        free(iov);
+    return err;
+}
+
+/* Append buf (nrec sealed-later records) as one request: blocks until a
+ * leader wrote it.  DEFER_OK or DEFER_EJOURNAL. */
+static int append(defer_journal *j, unsigned char *buf, size_t len,
+                  const uint32_t *pcrc, const size_t *offs, size_t nrec,
+                  uint64_t *first_seq)
+{
+    jreq me, *g, *q;
+    size_t i;
+
+    memset(&me, 0, sizeof me);
+    me.buf = buf;
+    me.len = len;
+    me.nrec = nrec;
+    if (pthread_mutex_lock(&j->mu) != 0)
+        abort();
+    if (j->broken) {
+        j->failed++;
+        (void)pthread_mutex_unlock(&j->mu);
+        return DEFER_EJOURNAL;
+    }
+    *first_seq = j->next_seq;
+    for (i = 0; i < nrec; i++) {
+        unsigned char *h = buf + offs[i];
+        uint64_t seq = j->next_seq++;
+        put64(h + 8, seq);
+        put32(h + 4, rec_crc(pcrc[i], seq));
+    }
+    me.last_seq = j->next_seq - 1;
+    if (j->qtail != NULL)
+        j->qtail->next = &me;
+    else
+        j->qhead = &me;
+    j->qtail = &me;
+    while (!me.done) {
+        uint64_t at, fns = 0, nbytes = 0, nr = 0, last = 0;
+        int err, rotated_fd = -1;
+        jfile *nf = NULL;
+        char eb[256] = "";
+
+        if (j->writing) {
+            if (pthread_cond_wait(&j->cv, &j->mu) != 0)
+                abort();
+            continue;
+        }
+        /* Leader: take everyone queued. */
+        g = j->qhead;
+        j->qhead = j->qtail = NULL;
+        j->writing = 1;
+        at = j->cur->size;
+        for (q = g; q != NULL; q = q->next) {
+            nbytes += q->len;
+            nr += q->nrec;
+            last = q->last_seq;
+        }
+        (void)pthread_mutex_unlock(&j->mu);
+        /* Broken meanwhile (a group could not be cut off): writing after
+         * its bytes would put answered records behind garbage. */
+        err = j->broken ? -EIO : write_group(j, g, at, &fns);
+        if (err == 0 && at + nbytes >= j->rotate)
+            nf = file_new(j, last + 1, &rotated_fd, eb, sizeof eb);
+        if (pthread_mutex_lock(&j->mu) != 0)
+            abort();
+        if (err == 0) {
+            j->cur->size += nbytes;
+            j->cur->last = last;
+            j->cur->pending += nr;
+            j->appends++;
+            j->records += nr;
+            j->bytes += nbytes;
+            j->pending += nr;
+            j->file_bytes += nbytes;
+            if (j->level == DEFER_JOURNAL_FSYNC) {
+                j->fsyncs++;
+                j->fsync_ns += fns;
+            }
+            if (nf != NULL) {
+                int old = j->fd;
+                j->cur->next = nf;
+                j->cur = nf;
+                j->fd = rotated_fd;
+                close(old); /* no one writes it any more */
+            }
+        } else {
+            for (q = g; q != NULL; q = q->next)
+                j->failed += q->nrec;
+            if (err < 0)
+                j->broken = 1;
+        }
+        for (q = g; q != NULL; q = q->next) {
+            q->rc = err == 0 ? DEFER_OK : DEFER_EJOURNAL;
+            q->done = 1;
+        }
+        j->writing = 0;
+        (void)pthread_cond_broadcast(&j->cv);
+        if (err != 0) {
+            (void)pthread_mutex_unlock(&j->mu);
+            jlog(j->pool, DEFER_LOG_ERROR, "journal_append_failed",
+                 DEFER_EJOURNAL, "file=%s error=\"%s\"%s", j->cur->path,
+                 strerror(err < 0 ? -err : err),
+                 err < 0 ? " (could not cut the group off: journal broken "
+                           "until restart)" : "");
+            if (pthread_mutex_lock(&j->mu) != 0)
+                abort();
+        }
+        if (nf == NULL && eb[0] != '\0') {
+            (void)pthread_mutex_unlock(&j->mu);
+            jlog(j->pool, DEFER_LOG_WARN, "journal_rotate_failed", 0, "%s",
+                 eb);
+            if (pthread_mutex_lock(&j->mu) != 0)
+                abort();
+        }
+    }
+    (void)pthread_mutex_unlock(&j->mu);
+    return me.rc;
+}
+
+int defer__journal_admit(defer_pool *p, defer_task *head)
+{
+    defer_journal *j = p->journal;
+    jbuf b = {0};
+    uint32_t pcrc[64], *pc = pcrc;
+    size_t offs[64], *of = offs, n = 0, cap = 64, i;
+    uint64_t first = 0;
+    defer_task *t;
+    int rc = DEFER_OK;
+
+    if (j == NULL)
+        return DEFER_OK;
+    for (t = head; t != NULL; t = t->next)
+        if (t->fn == NULL)
+            n++;
+    if (n == 0)
+        return DEFER_OK;
+    if (n > cap) {
+        pc = malloc(n * sizeof *pc);
+        of = malloc(n * sizeof *of);
+        if (pc == NULL || of == NULL) {
+            rc = DEFER_ENOMEM;
+            goto out;
+        }
+    }
+    i = 0;
+    for (t = head; t != NULL; t = t->next) {
+        if (t->fn != NULL)
+            continue;
+        of[i] = b.len;
+        rc = encode_task(&b, t, &pc[i]);
+        if (rc != DEFER_OK)
+            goto out;
+        i++;
+    }
+    rc = append(j, b.p, b.len, pc, of, n, &first);
+    if (rc == DEFER_OK)
+        for (t = head; t != NULL; t = t->next)
+            if (t->fn == NULL)
+                t->jseq = first++;
+out:
+    if (rc == DEFER_ENOMEM || rc == DEFER_EINVAL) {
+        jlog(p, DEFER_LOG_ERROR, "journal_encode_failed", rc, "%s",
+             defer_strerror(rc));
+        rc = DEFER_EJOURNAL;
+    }
+    if (pc != pcrc)
+        free(pc);
+    if (of != offs)
+        free(of);
+    free(b.p);
+    return rc;
+}
+
+/* ---- commit hooks ------------------------------------------------------- */
+
+int defer__journal_mark(defer_runner *r, defer_task **t, size_t n)
+{
+    defer_journal *j = r->pool->journal;
+    uint64_t prune = 0;
+    size_t i;
+    int rc = QB_OK;
+
+    if (j == NULL || r->worker < 0)
+        return QB_OK;
+    for (i = 0; i < n && rc == QB_OK; i++) {
+        qb_value v[2];
+        qb_query *q = NULL;
+        if (t[i]->jseq == 0)
+            continue;
+        v[0] = qb_text_ref(j->jid);
+        v[1] = qb_int((int64_t)t[i]->jseq);
+        rc = qb_query_rebind(j->mark_tpl, 2, v, &q);
+        if (rc == QB_OK)
+            rc = defer__db_exec(r, q);
+        qb_query_free(q);
+    }
+    if (rc != QB_OK)
+        return rc;
+    if (pthread_mutex_lock(&j->mu) != 0)
+        abort();
+    if (j->prune_below > j->pruned)
+        prune = j->prune_below;
+    (void)pthread_mutex_unlock(&j->mu);
+    if (prune != 0) {
+        qb_value v[2];
+        qb_query *q = NULL;
+        v[0] = qb_text_ref(j->jid);
+        v[1] = qb_int((int64_t)prune);
+        rc = qb_query_rebind(j->prune_tpl, 2, v, &q);
+        if (rc == QB_OK)
+            rc = defer__db_exec(r, q);
+        qb_query_free(q);
+        if (rc == QB_OK) {
+            /* Counted pruned only if the transaction commits: if not, a
+             * later one prunes again (deleting nothing is harmless). */
+            if (pthread_mutex_lock(&j->mu) != 0)
+                abort();
+            if (prune > j->pruned)
+                j->pruned = prune;
+            (void)pthread_mutex_unlock(&j->mu);
+        }
+    }
+    return rc;
+}
+
+void defer__journal_committed(defer_pool *p, defer_task **t, size_t n)
+{
+    defer_journal *j = p->journal;
+    char *gone[8];
+    size_t ngone = 0, i;
+    jfile *f, **pf;
+
+    if (j == NULL)
+        return;
+    if (pthread_mutex_lock(&j->mu) != 0)
+        abort();
+    for (i = 0; i < n; i++) {
+        uint64_t s = t[i]->jseq;
+        if (s == 0)
+            continue;
+        for (f = j->files; f != NULL; f = f->next)
+            if (s >= f->first && s <= f->last)
+                break;
+        if (f != NULL && f->pending > 0) {
+            f->pending--;
+            j->pending--;
+        }
+        t[i]->jseq = 0; /* committed once */
+    }
+    /* Older files with nothing pending go, oldest first. */
+    pf = &j->files;
+    while ((f = *pf) != NULL && f != j->cur && f->pending == 0 &&
+           ngone < 8) {
+        *pf = f->next;
+        j->file_bytes -= f->size;
+        gone[ngone++] = f->path;
+        free(f);
+    }
+    if (ngone > 0)
+        j->prune_below = j->files->first;
+    (void)pthread_mutex_unlock(&j->mu);
+    for (i = 0; i < ngone; i++) {
+        (void)unlink(gone[i]);
+        free(gone[i]);
+    }
+}
+
+void defer__journal_stats(defer_pool *p, defer_stats *out)
+{
+    defer_journal *j = p->journal;
+    if (j == NULL)
+        return;
+    if (pthread_mutex_lock(&j->mu) != 0)
+        abort();
+    out->j_appends = j->appends;
+    out->j_records = j->records;
+    out->j_bytes = j->bytes;
+    out->j_pending = j->pending;
+    out->j_file_bytes = j->file_bytes;
+    out->j_fsyncs = j->fsyncs;
+    out->j_fsync_ns = j->fsync_ns;
+    out->j_failed = j->failed;
+    out->j_replayed = j->replayed;
+    out->j_skipped = j->skipped;
+    out->j_dead = j->dead;
+    out->j_torn = j->torn;
+    (void)pthread_mutex_unlock(&j->mu);
+}
+
+/* ---- inspection (-t) ----------------------------------------------------- */
+
+DEFER_API int defer_journal_inspect(const char *path, defer_journal_info *out,
+                                    char *eb, size_t el)
+{
+    defer_journal j;
+    jname *names = NULL;
+    size_t nn = 0, i;
+
+    if (path == NULL || out == NULL) {
+        snprintf(eb, el, "journal: no path");
+        return DEFER_EINVAL;
+    }
+    memset(out, 0, sizeof *out);
+    memset(&j, 0, sizeof j);
+    (void)pthread_once(&crc_once, crc_init);
+    if (!split_base(&j, path)) {
+        free(j.base);
+        free(j.dir);
+        free(j.name);
+        free(j.dead_path);
+        snprintf(eb, el, "journal: bad path %s", path);
+        return DEFER_EINVAL;
+    }
+    if (list_files(j.dir, j.name, &names, &nn) != 0) {
+        int e = errno;
+        if (e == ENOENT) { /* not created yet: nothing pending */
+            free(j.base);
+            free(j.dir);
+            free(j.name);
+            free(j.dead_path);
+            return DEFER_OK;
+        }
+        snprintf(eb, el, "journal: cannot list %s: %s", j.dir, strerror(e));
+        free(j.base);
+        free(j.dir);
+        free(j.name);
+        free(j.dead_path);
+        return DEFER_EDB;
+    }
+    for (i = 0; i < nn; i++) {
+        unsigned char *buf;
+        size_t n, pos = 0;
+        jrec r;
+        int st = SCAN_OK;
+        if (read_all(names[i].path, &buf, &n) != 0)
+            continue;
+        out->files++;
+        out->bytes += n;
+        while (pos < n && (st = scan_next(buf, n, &pos, &r)) == SCAN_OK) {
+            out->records++;
+            if (out->first_seq == 0 || r.seq < out->first_seq)
+                out->first_seq = r.seq;
+            if (r.seq > out->last_seq)
+                out->last_seq = r.seq;
+        }
+        if (pos < n) {
+            if (st == SCAN_TORN)
+                out->torn_bytes += n - pos;
+            else
+                out->corrupt_bytes += n - pos;
+        }
+        free(buf);
+    }
+    free_names(names, nn);
+    {
+        /* Can a new file be created next to them? */
+        char *probe = NULL;
+        int fd = -1;
+        if (asprintf(&probe, "%s.probe", j.base) >= 0)
+            fd = open(probe, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd < 0) {
+            snprintf(eb, el, "journal: cannot create files next to %s: %s",
+                     path, strerror(errno));
+            free(probe);
+            free(j.base);
+            free(j.dir);
+            free(j.name);
+            free(j.dead_path);
+            return DEFER_EDB;
+        }
+        close(fd);
+        (void)unlink(probe);
+        free(probe);
+    }
+    free(j.base);
+    free(j.dir);
+    free(j.name);
+    free(j.dead_path);
+    return DEFER_OK;
+}

@@ -1,0 +1,744 @@
+/*
+ * check_journal.c -- lib/defer's journal (issue 15): append, replay
+ * exactly once, torn and corrupt tails, duplicates, poison records,
+ * rotation, a failing append.
+ *
+ * A "crash" is a forked child that builds a pool with the journal, admits
+ * (and maybe submits) writes, and dies with _exit or SIGKILL without
+ * shutting the pool down; the test's process then opens a pool on the
+ * same files, which replays.  Every assertion runs in the test's thread
+ * (the child only reports through its exit status).
+ */
+#define _GNU_SOURCE
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <dirent.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "defer.h"
+#include "qb.h"
+#include "testutil.h"
+
+static char *g_dir;
+static char g_db[4096], g_jp[4096];
+
+static void db_exec(const char *sql)
+{
+    sqlite3 *db = NULL;
+    char *err = NULL;
+    ck_assert_int_eq(sqlite3_open(g_db, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    ck_assert_msg(sqlite3_exec(db, sql, NULL, NULL, &err) == SQLITE_OK,
+                  "%s: %s", sql, err ? err : "?");
+    sqlite3_close(db);
+}
+
+static int64_t db_scalar(const char *sql)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int64_t v = -1;
+    ck_assert_int_eq(sqlite3_open(g_db, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+static void setup(void)
+{
+    g_dir = tu_mkdtemp("check_journal");
+    ck_assert_ptr_nonnull(g_dir);
+    snprintf(g_db, sizeof g_db, "%s/t.db", g_dir);
+    snprintf(g_jp, sizeof g_jp, "%s/journal", g_dir);
+    db_exec("PRAGMA journal_mode=WAL;"
+            "CREATE TABLE t(id INTEGER PRIMARY KEY, v INTEGER, note TEXT);"
+            "CREATE TABLE t2(v INTEGER)");
+}
+
+static void teardown(void)
+{
+    tu_rmtree(g_dir);
+    free(g_dir);
+    g_dir = NULL;
+}
+
+static void quiet(void *ud, int level, const char *line)
+{
+    (void)ud;
+    if (level >= DEFER_LOG_WARN && getenv("CHECK_JOURNAL_LOG") != NULL)
+        fprintf(stderr, "%s\n", line);
+}
+
+static defer_config jcfg(void)
+{
+    defer_config c;
+    defer_config_init(&c);
+    c.db_path = g_db;
+    c.journal = DEFER_JOURNAL_WRITE;
+    c.journal_path = g_jp;
+    c.log = quiet;
+    c.db.busy_timeout_ms = 2000;
+    return c;
+}
+
+static defer_pool *mkpool_cfg(const defer_config *c)
+{
+    defer_pool *p = NULL;
+    char err[256] = "";
+    int rc = defer_pool_create(&p, c, err, sizeof err);
+    ck_assert_msg(rc == DEFER_OK, "create: %s (%s)", defer_strerror(rc), err);
+    return p;
+}
+
+static qb_query *q_ins(const char *table, int64_t v)
+{
+    qb_query *q = NULL;
+    char sql[128];
+    qb_value a[2] = {qb_int(v), qb_text("n\xc3\xa9 'quoted'")};
+    snprintf(sql, sizeof sql, "INSERT INTO %s(v%s) VALUES (?1%s)", table,
+             strcmp(table, "t") == 0 ? ", note" : "",
+             strcmp(table, "t") == 0 ? ", ?2" : "");
+    ck_assert_int_eq(qb_query_raw(&q, sql, strcmp(table, "t") == 0 ? 2 : 1,
+                                  a, QB_FETCH_NONE), QB_OK);
+    return q;
+}
+
+/* In a child: admit writes v = from..to-1 (to t, or to t2 for the
+ * values in poison), submit the first `submit` of them, wait until `ok`
+ * of them committed, then die (SIGKILL).  Exit status 0 never: the
+ * parent checks the signal. */
+static void child_run(int from, int to, int submit, int ok, int poison)
+{
+    defer_config c = jcfg();
+    defer_pool *p = NULL;
+    defer_ctx *ctx = NULL;
+    char err[256];
+    int v;
+
+    c.workers = 2;
+    if (defer_pool_create(&p, &c, err, sizeof err) != DEFER_OK)
+        _exit(10);
+    if (defer_ctx_create(p, &ctx) != DEFER_OK)
+        _exit(11);
+    for (v = from; v < to; v++) {
+        const char *tb = v == poison ? "t2" : "t";
+        if (defer_wait_until_query(ctx, q_ins(tb, v), "/w") != DEFER_OK)
+            _exit(12);
+        if (defer_admit(p, ctx) != DEFER_OK)
+            _exit(13);
+        if (v - from < submit)
+            defer_submit(p, ctx);
+        else
+            break; /* admitted, journaled, never submitted: a crash
+                      between the answer and the queue */
+    }
+    for (;;) {
+        defer_stats st;
+        defer_pool_stats(p, &st);
+        if ((int)st.ok >= ok)
+            break;
+        usleep(1000);
+    }
+    kill(getpid(), SIGKILL);
+    _exit(14);
+}
+
+static void crash_child(int from, int to, int submit, int ok, int poison)
+{
+    int status = 0;
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0)
+        child_run(from, to, submit, ok, poison);
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
+                  "child status %d", status);
+}
+
+static void run_and_close(defer_pool *p)
+{
+    ck_assert_int_eq(defer_pool_shutdown(p, 30000), DEFER_OK);
+    defer_pool_destroy(p);
+}
+
+static int count_files(const char *suffix_prefix)
+{
+    DIR *d = opendir(g_dir);
+    struct dirent *e;
+    int n = 0;
+    ck_assert_ptr_nonnull(d);
+    /* journal.<16 hex>: the journal's files (not .lock, .dead...) */
+    while ((e = readdir(d)) != NULL)
+        if (strncmp(e->d_name, suffix_prefix, strlen(suffix_prefix)) == 0 &&
+            strlen(e->d_name) == strlen(suffix_prefix) + 16)
+            n++;
+    closedir(d);
+    return n;
+}
+
+/* The one journal file (the crash leaves one: no rotation). */
+static void journal_file(char *out, size_t len)
+{
+    DIR *d = opendir(g_dir);
+    struct dirent *e;
+    int n = 0;
+    ck_assert_ptr_nonnull(d);
+    while ((e = readdir(d)) != NULL)
+        if (strncmp(e->d_name, "journal.", 8) == 0 &&
+            strlen(e->d_name) == 8 + 16) {
+            snprintf(out, len, "%s/%s", g_dir, e->d_name);
+            n++;
+        }
+    closedir(d);
+    ck_assert_int_eq(n, 1);
+}
+
+/* ---- tests ---------------------------------------------------------------- */
+
+START_TEST(test_clean_run_leaves_nothing)
+{
+    defer_config c = jcfg();
+    defer_pool *p = mkpool_cfg(&c);
+    defer_ctx *ctx = NULL;
+    defer_stats st;
+    int v;
+
+    ck_assert_int_eq(defer_ctx_create(p, &ctx), DEFER_OK);
+    for (v = 0; v < 500; v++) {
+        ck_assert_int_eq(defer_wait_until_query(ctx, q_ins("t", v), "/w"),
+                         DEFER_OK);
+        ck_assert_int_eq(defer_admit(p, ctx), DEFER_OK);
+        defer_submit(p, ctx);
+    }
+    defer_ctx_free(ctx);
+    ck_assert_int_eq(defer_pool_shutdown(p, 30000), DEFER_OK);
+    defer_pool_stats(p, &st);
+    ck_assert_uint_eq(st.j_records, 500);
+    ck_assert_uint_eq(st.j_pending, 0);
+    ck_assert_uint_ge(st.j_appends, 1);
+    defer_pool_destroy(p);
+    ck_assert_int_eq(db_scalar("SELECT count(*) FROM t"), 500);
+    ck_assert_int_eq(db_scalar("SELECT count(*) FROM t WHERE note = "
+                               "'n\xc3\xa9 ''quoted'''"), 500);
+    /* Nothing pending: no journal file is left to replay. */
+    ck_assert_int_eq(count_files("journal."), 0);
+    /* The next start replays nothing and numbers on. */
+    p = mkpool_cfg(&c);
+    defer_pool_stats(p, &st);
+    ck_assert_uint_eq(st.j_replayed, 0);
+    run_and_close(p);
+    ck_assert_int_eq(db_scalar("SELECT count(*) FROM t"), 500);
+    ck_assert_int_ge(db_scalar("SELECT max(seq) FROM waituntil_applied"),
+                     500);
+}
+END_TEST
+
+START_TEST(test_crash_replays_exactly_once)
+{
+    defer_config c = jcfg();
+    defer_pool *p;
+    defer_stats st;
+
+    /* 3000 admitted and journaled; all submitted; killed once 1000 have
+     * committed (others may have too: the kill is not synchronised). */
+    crash_child(0, 3000, 3000, 1000, -1);
+    ck_assert_int_ge(db_scalar("SELECT count(*) FROM t"), 1000);
+    p = mkpool_cfg(&c);
+    defer_pool_stats(p, &st);
+    ck_assert_uint_eq(st.j_replayed + st.j_skipped, 3000);
+    ck_assert_uint_eq(st.j_dead, 0);
+    run_and_close(p);
+    ck_assert_int_eq(db_scalar("SELECT count(*) FROM t"), 3000);
+    ck_assert_int_eq(db_scalar("SELECT count(DISTINCT v) FROM t"), 3000);
+    /* Replaying again finds nothing. */
+    p = mkpool_cfg(&c);
+    defer_pool_stats(p, &st);
+    ck_assert_uint_eq(st.j_replayed, 0);
+    run_and_close(p);
+    ck_assert_int_eq(db_scalar("SELECT count(*) FROM t"), 3000);
+}
+END_TEST
+
+START_TEST(test_admitted_not_submitted_is_replayed)
+{
+    defer_config c = jcfg();
+    defer_pool *p;
+    defer_stats st;
+
+    /* The last request was admitted (answered) but the process died
+     * before defer_submit: the journal still has it. */
+    crash_child(0, 50, 49, 49, -1);
+    ck_assert_int_eq(db_scalar("SELECT count(*) FROM t"), 49);
+    p = mkpool_cfg(&c);
+    defer_pool_stats(p, &st);
+    ck_assert_uint_eq(st.j_replayed, 1);
+    run_and_close(p);
+    ck_assert_int_eq(db_scalar("SELECT count(*) FROM t WHERE v = 49"), 1);
+    ck_assert_int_eq(db_scalar("SELECT count(*) FROM t"), 50);
+}
+END_TEST
+
+START_TEST(test_torn_tail_dropped)
+{
+    defer_config c = jcfg();
+    defer_pool *p;
+    defer_stats st;
+    defer_journal_info ji;
+    char path[4200], eb[256];
+    struct stat sb;
+
+    crash_child(0, 10, 9, 0, -1);
+    /* Stop after admission only: nothing committed.  (ok = 0 returns at
+     * once; the workers may have committed some, that is fine.) */
+    journal_file(path, sizeof path);
+    ck_assert_int_eq(stat(path, &sb), 0);
+    /* A crash in the middle of the last write(2): cut 3 bytes. */
+    ck_assert_int_eq(truncate(path, sb.st_size - 3), 0);
+    ck_assert_int_eq(defer_journal_inspect(g_jp, &ji, eb, sizeof eb),
+                     DEFER_OK);
+    ck_assert_uint_eq(ji.records, 9);
+    ck_assert_uint_gt(ji.torn_bytes, 0);
+    ck_assert_uint_eq(ji.corrupt_bytes, 0);
+    p = mkpool_cfg(&c);
+    defer_pool_stats(p, &st);
+    ck_assert_uint_eq(st.j_torn, 1);
+    run_and_close(p);
+    ck_assert_int_eq(db_scalar("SELECT count(*) FROM t WHERE v < 9"), 9);
+    ck_assert_int_eq(db_scalar("SELECT count(*) FROM t WHERE v = 9"), 0);
+}
+END_TEST
+
+START_TEST(test_corrupt_record_set_aside)
+{
+    defer_config c = jcfg();
+    defer_pool *p;
+    defer_stats st;
+    char path[4200], cpath[4200];
+    struct stat sb;
+    unsigned char b;
+    int fd;
+
+    /* A journal with 10 records of one size, none committed. */
+    {
+        int status = 0;
+        pid_t pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+            defer_config cc = jcfg();
+            defer_pool *cp = NULL;
+            defer_ctx *ctx = NULL;
+            char err[256];
+            int v;
+            if (defer_pool_create(&cp, &cc, err, sizeof err) != DEFER_OK ||
+                defer_ctx_create(cp, &ctx) != DEFER_OK)
+                _exit(10);
+            for (v = 100; v < 110; v++) {
+                if (defer_wait_until_query(ctx, q_ins("t", v), "/w") ||
+                    defer_admit(cp, ctx) != DEFER_OK)
+                    _exit(12);
+                ctx = NULL; /* leak it: admitted, never submitted */
+                if (defer_ctx_create(cp, &ctx) != DEFER_OK)
+                    _exit(11);
+            }
+            kill(getpid(), SIGKILL);
+            _exit(14);
+        }
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    }
+    journal_file(path, sizeof path);
+    ck_assert_int_eq(stat(path, &sb), 0);
+    /* Flip a byte in the payload of the fifth record. */
+    ck_assert_int_eq(sb.st_size % 10, 0);
+    fd = open(path, O_RDWR);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(pread(fd, &b, 1, 4 * (sb.st_size / 10) + 16 + 5), 1);
+    b ^= 0x5a;
+    ck_assert_int_eq(pwrite(fd, &b, 1, 4 * (sb.st_size / 10) + 16 + 5), 1);
+    close(fd);
+    p = mkpool_cfg(&c);
+    defer_pool_stats(p, &st);
+    run_and_close(p);
+    /* The records before the bad one ran; the rest was set aside. */
+    ck_assert_int_eq(db_scalar("SELECT count(*) FROM t"), 4);
+    ck_assert_uint_eq(st.j_replayed, 4);
+    snprintf(cpath, sizeof cpath, "%s.corrupt", g_jp);
+    ck_assert_int_eq(stat(cpath, &sb), 0);
+    ck_assert_int_gt(sb.st_size, 0);
+}
+END_TEST
+
+START_TEST(test_duplicate_record_applied_once)
+{
+    defer_config c = jcfg();
+    defer_pool *p;
+    defer_stats st;
+    char path[4200];
+    size_t len = 0;
+    char *bytes;
+    FILE *f;
+
+    crash_child(0, 5, 4, 0, -1);
+    journal_file(path, sizeof path);
+    /* The whole file appended again: every record twice. */
+    bytes = tu_read_file(path, &len);
+    ck_assert_ptr_nonnull(bytes);
+    f = fopen(path, "ab");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(bytes, 1, len, f), len);
+    fclose(f);
+    free(bytes);
+    p = mkpool_cfg(&c);
+    defer_pool_stats(p, &st);
+    ck_assert_uint_eq(st.j_replayed + st.j_skipped, 10);
+    ck_assert_uint_ge(st.j_skipped, 5);
+    run_and_close(p);
+    ck_assert_int_eq(db_scalar("SELECT count(*) FROM t"), 5);
+    ck_assert_int_eq(db_scalar("SELECT count(DISTINCT v) FROM t"), 5);
+}
+END_TEST
+
+START_TEST(test_poison_goes_to_dead_letter)
+{
+    defer_config c = jcfg();
+    defer_pool *p;
+    defer_stats st;
+    char dpath[4200];
+    size_t len = 0;
+    char *dead;
+
+    /* Record v=3 writes to t2; t2 is gone by the time it is replayed. */
+    crash_child(0, 8, 7, 0, 3);
+    db_exec("DELETE FROM t; DELETE FROM t2; DELETE FROM waituntil_applied;"
+            "DROP TABLE t2");
+    p = mkpool_cfg(&c);
+    defer_pool_stats(p, &st);
+    ck_assert_uint_eq(st.j_dead, 1);
+    ck_assert_uint_eq(st.j_replayed, 7);
+    run_and_close(p);
+    ck_assert_int_eq(db_scalar("SELECT count(*) FROM t"), 7);
+    snprintf(dpath, sizeof dpath, "%s.dead", g_jp);
+    dead = tu_read_file(dpath, &len);
+    ck_assert_ptr_nonnull(dead);
+    ck_assert_ptr_nonnull(strstr(dead, "no such table"));
+    ck_assert_ptr_nonnull(strstr(dead, "INSERT INTO t2"));
+    free(dead);
+    /* Dead-lettered once: not again at the next start. */
+    p = mkpool_cfg(&c);
+    defer_pool_stats(p, &st);
+    ck_assert_uint_eq(st.j_dead, 0);
+    run_and_close(p);
+}
+END_TEST
+
+START_TEST(test_rotation_bounds_the_files)
+{
+    defer_config c = jcfg();
+    defer_pool *p;
+    defer_ctx *ctx = NULL;
+    defer_stats st;
+    int v, maxfiles = 0;
+
+    c.journal_rotate_bytes = 4096;
+    p = mkpool_cfg(&c);
+    ck_assert_int_eq(defer_ctx_create(p, &ctx), DEFER_OK);
+    for (v = 0; v < 5000; v++) {
+        int n;
+        ck_assert_int_eq(defer_wait_until_query(ctx, q_ins("t", v), "/w"),
+                         DEFER_OK);
+        ck_assert_int_eq(defer_admit(p, ctx), DEFER_OK);
+        defer_submit(p, ctx);
+        if (v % 500 == 0) {
+            n = count_files("journal.");
+            if (n > maxfiles)
+                maxfiles = n;
+        }
+    }
+    defer_ctx_free(ctx);
+    for (;;) { /* wait for the commits, then one more file turn */
+        defer_pool_stats(p, &st);
+        if (st.ok + st.failed >= 5000)
+            break;
+        usleep(2000);
+    }
+    ck_assert_uint_eq(st.j_pending, 0);
+    /* Files holding only committed records are gone (the current one
+     * stays), whatever the queue did meanwhile. */
+    ck_assert_int_le(count_files("journal."), 2);
+    ck_assert_uint_le(st.j_file_bytes, 2 * 4096 + 4096);
+    run_and_close(p);
+    ck_assert_int_eq(db_scalar("SELECT count(*) FROM t"), 5000);
+    ck_assert_int_eq(count_files("journal."), 0);
+    /* The applied rows were pruned along the way. */
+    ck_assert_int_lt(db_scalar("SELECT count(*) FROM waituntil_applied"),
+                     5000);
+    (void)maxfiles;
+}
+END_TEST
+
+START_TEST(test_append_failure_is_admission_failure)
+{
+    int status = 0;
+    pid_t pid;
+    defer_journal_info ji;
+    char eb[256];
+
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        defer_config cc = jcfg();
+        defer_pool *p = NULL;
+        defer_ctx *ctx = NULL;
+        char err[256];
+        struct rlimit rl;
+        int v, rc = DEFER_OK;
+        sqlite3 *lock = NULL;
+        signal(SIGXFSZ, SIG_IGN);
+        cc.workers = 1;
+        if (defer_pool_create(&p, &cc, err, sizeof err) != DEFER_OK ||
+            defer_ctx_create(p, &ctx) != DEFER_OK)
+            _exit(10);
+        /* Keep the workers from writing the database (they wait on the
+         * lock): only the journal meets the file-size cap. */
+        if (sqlite3_open(g_db, &lock) != SQLITE_OK ||
+            sqlite3_exec(lock, "BEGIN IMMEDIATE", NULL, NULL, NULL) !=
+                SQLITE_OK)
+            _exit(15);
+        /* The database is already big; the journal is at 0: a 4 KiB cap
+         * on file size fills the journal long before anything else. */
+        rl.rlim_cur = rl.rlim_max = 4096;
+        if (setrlimit(RLIMIT_FSIZE, &rl) != 0)
+            _exit(11);
+        for (v = 0; v < 1000 && rc == DEFER_OK; v++) {
+            if (defer_wait_until_query(ctx, q_ins("t", v), "/w") != DEFER_OK)
+                _exit(12);
+            rc = defer_admit(p, ctx);
+            if (rc == DEFER_OK)
+                defer_submit(p, ctx);
+        }
+        _exit(rc == DEFER_EJOURNAL ? 0 : 20);
+    }
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "child status %d", status);
+    /* The failed append left no partial record behind. */
+    ck_assert_int_eq(defer_journal_inspect(g_jp, &ji, eb, sizeof eb),
+                     DEFER_OK);
+    ck_assert_uint_eq(ji.torn_bytes, 0);
+    ck_assert_uint_eq(ji.corrupt_bytes, 0);
+    ck_assert_uint_gt(ji.records, 0);
+    ck_assert_uint_le(ji.bytes, 4096);
+}
+END_TEST
+
+static int cb_ok(defer_env *env, void *arg)
+{
+    (void)env;
+    (void)arg;
+    return 0;
+}
+
+START_TEST(test_callbacks_are_not_journaled)
+{
+    defer_config c = jcfg();
+    defer_pool *p = mkpool_cfg(&c);
+    defer_ctx *ctx = NULL;
+    defer_stats st;
+
+    ck_assert_int_eq(defer_ctx_create(p, &ctx), DEFER_OK);
+    ck_assert_int_eq(defer_wait_until(ctx, cb_ok, NULL, NULL, "/cb"),
+                     DEFER_OK);
+    ck_assert_int_eq(defer_wait_until_query(ctx, q_ins("t", 1), "/w"),
+                     DEFER_OK);
+    ck_assert_int_eq(defer_admit(p, ctx), DEFER_OK);
+    defer_submit(p, ctx);
+    defer_ctx_free(ctx);
+    ck_assert_int_eq(defer_pool_shutdown(p, 30000), DEFER_OK);
+    defer_pool_stats(p, &st);
+    ck_assert_uint_eq(st.j_records, 1);
+    defer_pool_destroy(p);
+}
+END_TEST
+
+START_TEST(test_fsync_level_groups_syncs)
+{
+    defer_config c = jcfg();
+    defer_pool *p;
+    defer_ctx *ctx = NULL;
+    defer_stats st;
+    int v;
+
+    c.journal = DEFER_JOURNAL_FSYNC;
+    p = mkpool_cfg(&c);
+    ck_assert_int_eq(defer_ctx_create(p, &ctx), DEFER_OK);
+    for (v = 0; v < 50; v++) {
+        ck_assert_int_eq(defer_wait_until_query(ctx, q_ins("t", v), "/w"),
+                         DEFER_OK);
+        ck_assert_int_eq(defer_admit(p, ctx), DEFER_OK);
+        defer_submit(p, ctx);
+    }
+    defer_ctx_free(ctx);
+    defer_pool_stats(p, &st);
+    /* One fdatasync per group write, before admit returned. */
+    ck_assert_uint_eq(st.j_fsyncs, st.j_appends);
+    ck_assert_uint_ge(st.j_fsyncs, 1);
+    ck_assert_uint_eq(st.j_records, 50);
+    run_and_close(p);
+    ck_assert_int_eq(db_scalar("SELECT count(*) FROM t"), 50);
+}
+END_TEST
+
+START_TEST(test_second_process_takes_next_journal)
+{
+    defer_config c = jcfg();
+    defer_pool *p;
+    defer_stats st;
+    int status = 0;
+    pid_t pid = fork();
+
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        /* Two pools on one journal_path (a binary upgrade, or two
+         * instances): the second finds it locked and writes journal.1.
+         * Both die with writes admitted and not run. */
+        defer_config cc = jcfg();
+        defer_pool *a = NULL, *b = NULL;
+        defer_ctx *ca = NULL, *cb = NULL;
+        char err[256];
+        int v;
+        if (defer_pool_create(&a, &cc, err, sizeof err) != DEFER_OK ||
+            defer_pool_create(&b, &cc, err, sizeof err) != DEFER_OK)
+            _exit(10);
+        for (v = 0; v < 3; v++) {
+            if (defer_ctx_create(a, &ca) != DEFER_OK ||
+                defer_ctx_create(b, &cb) != DEFER_OK ||
+                defer_wait_until_query(ca, q_ins("t", v), "/a") ||
+                defer_wait_until_query(cb, q_ins("t", 100 + v), "/b") ||
+                defer_admit(a, ca) != DEFER_OK ||
+                defer_admit(b, cb) != DEFER_OK)
+                _exit(11);
+        }
+        kill(getpid(), SIGKILL);
+        _exit(14);
+    }
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFSIGNALED(status));
+    ck_assert_int_eq(count_files("journal."), 1);
+    ck_assert_int_eq(count_files("journal.1."), 1);
+    /* One start replays both (their locks died with the process). */
+    p = mkpool_cfg(&c);
+    defer_pool_stats(p, &st);
+    ck_assert_uint_eq(st.j_replayed, 6);
+    run_and_close(p);
+    ck_assert_int_eq(db_scalar("SELECT count(*) FROM t"), 6);
+    ck_assert_int_eq(count_files("journal.1."), 0);
+}
+END_TEST
+
+typedef struct admitter {
+    defer_pool *p;
+    int from, n, bad;
+} admitter;
+
+static void *admit_loop(void *arg)
+{
+    admitter *a = arg;
+    defer_ctx *ctx = NULL;
+    int v;
+    if (defer_ctx_create(a->p, &ctx) != DEFER_OK) {
+        a->bad = 1;
+        return NULL;
+    }
+    for (v = a->from; v < a->from + a->n; v++) {
+        qb_query *q = NULL;
+        qb_value x[2] = {qb_int(v), qb_text("concurrent")};
+        if (qb_query_raw(&q, "INSERT INTO t(v, note) VALUES (?1, ?2)", 2, x,
+                         QB_FETCH_NONE) != QB_OK ||
+            defer_wait_until_query(ctx, q, "/c") != DEFER_OK ||
+            defer_admit(a->p, ctx) != DEFER_OK) {
+            a->bad = 1;
+            break;
+        }
+        defer_submit(a->p, ctx);
+    }
+    defer_ctx_free(ctx);
+    return NULL;
+}
+
+START_TEST(test_concurrent_admitters_group_append)
+{
+    defer_config c = jcfg();
+    defer_pool *p;
+    defer_stats st;
+    pthread_t th[4];
+    admitter a[4];
+    int k;
+
+    c.journal_rotate_bytes = 64 * 1024; /* rotate under concurrency too */
+    p = mkpool_cfg(&c);
+    for (k = 0; k < 4; k++) {
+        a[k].p = p;
+        a[k].from = k * 1000;
+        a[k].n = 1000;
+        a[k].bad = 0;
+        ck_assert_int_eq(pthread_create(&th[k], NULL, admit_loop, &a[k]), 0);
+    }
+    for (k = 0; k < 4; k++) {
+        ck_assert_int_eq(pthread_join(th[k], NULL), 0);
+        ck_assert_int_eq(a[k].bad, 0);
+    }
+    ck_assert_int_eq(defer_pool_shutdown(p, 60000), DEFER_OK);
+    defer_pool_stats(p, &st);
+    ck_assert_uint_eq(st.j_records, 4000);
+    ck_assert_uint_le(st.j_appends, 4000);
+    ck_assert_uint_eq(st.j_pending, 0);
+    defer_pool_destroy(p);
+    ck_assert_int_eq(db_scalar("SELECT count(DISTINCT v) FROM t"), 4000);
+    ck_assert_int_eq(db_scalar("SELECT count(*) FROM t"), 4000);
+    ck_assert_int_eq(count_files("journal."), 0);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("journal");
+    TCase *tc = tcase_create("journal");
+    SRunner *sr;
+    int failed;
+
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, TU_TCASE_TIMEOUT_S);
+    tcase_add_test(tc, test_clean_run_leaves_nothing);
+    tcase_add_test(tc, test_crash_replays_exactly_once);
+    tcase_add_test(tc, test_admitted_not_submitted_is_replayed);
+    tcase_add_test(tc, test_torn_tail_dropped);
+    tcase_add_test(tc, test_corrupt_record_set_aside);
+    tcase_add_test(tc, test_duplicate_record_applied_once);
+    tcase_add_test(tc, test_poison_goes_to_dead_letter);
+    tcase_add_test(tc, test_rotation_bounds_the_files);
+    tcase_add_test(tc, test_append_failure_is_admission_failure);
+    tcase_add_test(tc, test_callbacks_are_not_journaled);
+    tcase_add_test(tc, test_fsync_level_groups_syncs);
+    tcase_add_test(tc, test_second_process_takes_next_journal);
+    tcase_add_test(tc, test_concurrent_admitters_group_append);
+    suite_add_tcase(s, tc);
+    sr = srunner_create(s);
+    srunner_run_all(sr, CK_ENV);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
