@@ -745,9 +745,15 @@ int main(int argc, char **argv)
     }
     if (jpath != NULL) {
         char host[256] = "";
-        (void)gethostname(host, sizeof host - 1);
-        /* Several instances on one PostgreSQL: each its own journal id. */
-        if (asprintf(&jid, "%s:%s", host, jpath) < 0)
+        /* Several instances on one PostgreSQL: each its own journal id
+         * (host and path).  A SQLite database is local: the path alone,
+         * so that a renamed host (a recreated container) still finds
+         * what its journal already applied.  (On PostgreSQL a renamed
+         * host replays its journal's committed records again: known,
+         * see the README.) */
+        if (engine == WEB_DB_POSTGRESQL)
+            (void)gethostname(host, sizeof host - 1);
+        if (asprintf(&jid, "%s%s%s", host, host[0] ? ":" : "", jpath) < 0)
             jid = NULL;
         pc.journal = conf->pool.journal == 2 ? DEFER_JOURNAL_FSYNC
                                              : DEFER_JOURNAL_WRITE;

@@ -713,6 +713,64 @@ START_TEST(test_concurrent_admitters_group_append)
 }
 END_TEST
 
+/* A task that failed with its whole transaction (the write lock held
+ * past the busy budget) must not pin its journal file: the files after
+ * it are removed as their writes commit (review of the journal: one
+ * failure kept every later file until a restart). */
+START_TEST(test_failed_task_does_not_pin_later_files)
+{
+    defer_config c = jcfg();
+    defer_pool *p;
+    defer_ctx *ctx = NULL;
+    defer_stats st;
+    sqlite3 *lock = NULL;
+    int64_t end;
+    int v;
+
+    c.journal_rotate_bytes = 4096;
+    c.workers = 1;
+    c.busy_retries = 1;
+    c.db.busy_timeout_ms = 20;
+    p = mkpool_cfg(&c);
+    ck_assert_int_eq(defer_ctx_create(p, &ctx), DEFER_OK);
+    ck_assert_int_eq(sqlite3_open(g_db, &lock), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(lock, "BEGIN IMMEDIATE", NULL, NULL, NULL),
+                     SQLITE_OK);
+    for (v = 0; v < 5; v++) {
+        ck_assert_int_eq(defer_wait_until_query(ctx, q_ins("t", v), "/w"),
+                         DEFER_OK);
+        ck_assert_int_eq(defer_admit(p, ctx), DEFER_OK);
+        defer_submit(p, ctx);
+    }
+    end = tu_now_ms() + TU_WAIT_MS;
+    do {
+        defer_pool_stats(p, &st);
+    } while (st.failed < 5 && tu_now_ms() < end && usleep(2000) == 0);
+    ck_assert_uint_eq(st.failed, 5);
+    ck_assert_int_eq(sqlite3_exec(lock, "COMMIT", NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(lock);
+    for (v = 5; v < 5005; v++) {
+        ck_assert_int_eq(defer_wait_until_query(ctx, q_ins("t", v), "/w"),
+                         DEFER_OK);
+        ck_assert_int_eq(defer_admit(p, ctx), DEFER_OK);
+        defer_submit(p, ctx);
+    }
+    end = tu_now_ms() + TU_WAIT_MS;
+    do {
+        defer_pool_stats(p, &st);
+    } while (st.ok + st.failed < 5005 && tu_now_ms() < end &&
+             usleep(2000) == 0);
+    ck_assert_uint_eq(st.ok, 5000);
+    ck_assert_uint_eq(st.j_pending, 0);
+    /* the current file and at most two more (about 130 were written) */
+    ck_assert_int_le(count_files("journal."), 3);
+    defer_ctx_free(ctx);
+    run_and_close(p);
+    ck_assert_int_eq(db_scalar("SELECT count(*) FROM t"), 5000);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("journal");
@@ -735,6 +793,7 @@ int main(void)
     tcase_add_test(tc, test_fsync_level_groups_syncs);
     tcase_add_test(tc, test_second_process_takes_next_journal);
     tcase_add_test(tc, test_concurrent_admitters_group_append);
+    tcase_add_test(tc, test_failed_task_does_not_pin_later_files);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_ENV);

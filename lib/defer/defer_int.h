@@ -395,7 +395,9 @@ int defer__journal_admit(defer_pool *p, defer_task *head);
 /* Inside a segment's transaction, just before COMMIT: record the jseq of
  * t[0..n) in waituntil_applied.  QB_OK or the failing qb code. */
 int defer__journal_mark(defer_runner *r, defer_task **t, size_t n);
-/* After that COMMIT succeeded: the records are applied. */
+/* After that COMMIT succeeded: the records are applied.  Also for a
+ * task that failed for good with its whole transaction: its record is
+ * resolved and stops pinning its file (finish_sql). */
 void defer__journal_committed(defer_pool *p, defer_task **t, size_t n);
 /* The j_* counters into *out (not under mu). */
 void defer__journal_stats(defer_pool *p, defer_stats *out);

@@ -1193,6 +1193,16 @@ static void finish_sql(defer_runner *r, defer_task **t,
                 r->n_failed++;
                 if (s[i].timeout)
                     r->n_timeouts++;
+                /* Failed for good with its whole transaction (no applied
+                 * row committed): its journal record no longer pins its
+                 * file, or one failure episode (disk full, a lost
+                 * PostgreSQL past its reconnect budget) would keep every
+                 * later journal file until a restart.  Failed is failed,
+                 * as without a journal (its line names the request and
+                 * the values); only a crash before its file goes replays
+                 * it. */
+                if (t[i]->jseq != 0)
+                    defer__journal_committed(p, &t[i], 1);
                 emit(p, DEFER_LOG_ERROR, "task_failed", t[i], r->worker, 1,
                      s[i].rc, s[i].timeout ? "time budget exceeded"
                                            : qb_strerror(s[i].rc),
