@@ -2926,6 +2926,10 @@ START_TEST(test_db_replaced_with_its_wal_keeps_the_wal)
         sleep_ms(10);
     } while (tu_now_ms() < end);
     ck_assert_msg(s.db_reopened == 1, "not reopened: %s", s.db_reason);
+    /* db_reopened is counted a moment before the state is OK again
+     * (recovered() ends the episode after the probe connection closes):
+     * wait for the state, as the other reopen tests do */
+    ck_assert(wait_db_state(p, DEFER_DB_OK, 10000));
     /* the new database's rows are still there */
     ck_assert_int_eq(db_scalar("SELECT count(*) FROM t WHERE v >= 900"), 3);
     ck_assert_int_eq(try_insert(p, c, 5000, "/after"), DEFER_OK);
