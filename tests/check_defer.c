@@ -115,27 +115,15 @@ static long log_events(const char *n1, const char *n2, const char *n3)
 
 static void db_exec(const char *sql)
 {
-    sqlite3 *db = NULL;
-    char *err = NULL;
-    ck_assert_int_eq(sqlite3_open(g_db, &db), SQLITE_OK);
-    sqlite3_busy_timeout(db, 5000);
-    ck_assert_msg(sqlite3_exec(db, sql, NULL, NULL, &err) == SQLITE_OK,
-                  "%s: %s", sql, err ? err : "?");
-    sqlite3_close(db);
+    char eb[512];
+    ck_assert_msg(tu_sqlite_exec(g_db, sql, eb, sizeof eb) == 0, "%s: %s",
+                  sql, eb);
 }
 
 static int64_t db_scalar(const char *sql)
 {
-    sqlite3 *db = NULL;
-    sqlite3_stmt *st = NULL;
-    int64_t v = -1;
-    ck_assert_int_eq(sqlite3_open(g_db, &db), SQLITE_OK);
-    sqlite3_busy_timeout(db, 5000);
-    ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-    if (sqlite3_step(st) == SQLITE_ROW)
-        v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
+    int64_t v;
+    ck_assert_msg(tu_sqlite_scalar(g_db, sql, &v) == 0, "%s", sql);
     return v;
 }
 

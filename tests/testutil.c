@@ -1,6 +1,7 @@
 /* testutil.c -- see testutil.h */
 #define _GNU_SOURCE
 #include "testutil.h"
+#include <sqlite3.h>
 
 #include <errno.h>
 #include <ftw.h>
@@ -83,4 +84,37 @@ char *tu_read_file(const char *path, size_t *len_out)
     if (len_out)
         *len_out = len;
     return buf;
+}
+
+int tu_sqlite_exec(const char *path, const char *sql, char *eb, size_t el)
+{
+    sqlite3 *db = NULL;
+    char *err = NULL;
+    int rc = sqlite3_open(path, &db);
+    if (rc == SQLITE_OK) {
+        sqlite3_busy_timeout(db, 5000);
+        rc = sqlite3_exec(db, sql, NULL, NULL, &err);
+    }
+    if (rc != SQLITE_OK)
+        snprintf(eb, el, "%s", err != NULL ? err : sqlite3_errstr(rc));
+    sqlite3_free(err);
+    sqlite3_close(db);
+    return rc == SQLITE_OK ? 0 : -1;
+}
+
+int tu_sqlite_scalar(const char *path, const char *sql, int64_t *v)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_open(path, &db);
+    *v = -1;
+    if (rc == SQLITE_OK) {
+        sqlite3_busy_timeout(db, 5000);
+        rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+    }
+    if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        *v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return rc == SQLITE_OK ? 0 : -1;
 }

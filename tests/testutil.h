@@ -33,6 +33,14 @@ void tu_rmtree(const char *path);
 /* Read a whole file into a malloc'd NUL-terminated buffer; NULL on error. */
 char *tu_read_file(const char *path, size_t *len_out);
 
+/* SQL on the SQLite file at path through a connection of its own (busy
+ * timeout 5 s), closed before returning.  tu_sqlite_exec: 0, or -1 with
+ * the reason in eb.  tu_sqlite_scalar: 0 with *v the first column of the
+ * first row (-1 when there is none), or -1 if it could not be opened or
+ * prepared. */
+int tu_sqlite_exec(const char *path, const char *sql, char *eb, size_t el);
+int tu_sqlite_scalar(const char *path, const char *sql, int64_t *v);
+
 /* A TCP proxy from 127.0.0.1 (an ephemeral port) to a unix socket, to put
  * a hung or vanished server between a client and a real one.  It forwards
  * until tu_proxy_hang(p, 1): from then on it accepts new connections and

@@ -156,3 +156,26 @@ rel_curl_codes() {
     curl -s --no-progress-meter --max-time 120 --parallel --parallel-max "$3" \
         -K "$1" -w '%{http_code} %{time_total}\n' > "$2" 2>/dev/null
 }
+
+# After a SIGKILL round and a restart: every path answered 200 in
+# $T_TMP/codes.ROUND must be in the rows in $T_TMP/rows.ROUND (the
+# caller's SELECT, sorted), none twice; a stalled round (STALLED 1)
+# must have come back from the journal (the last journal_replayed line
+# of LOG).  One figure line, NAME round=ROUND ...
+rel_sigkill_account() { # ROUND STALLED LOG NAME
+    sk_ok=$T_TMP/ok.$1 sk_rows=$T_TMP/rows.$1
+    grep '^200 ' "$T_TMP/codes.$1" | sed 's|.*/log/|/log/|' | sort > "$sk_ok"
+    sk_n200=$(wc -l < "$sk_ok")
+    sk_nrows=$(wc -l < "$sk_rows")
+    sk_lost=$(comm -23 "$sk_ok" "$sk_rows" | sort -u | wc -l)
+    sk_dup=$(uniq -d "$sk_rows" | wc -l)
+    sk_replayed=$(grep 'event=journal_replayed' "$3" | tail -n 1 |
+        sed -n 's/.*replayed=\([0-9]*\).*/\1/p')
+    [ "$sk_n200" -gt 0 ] && t_ok "$1: $sk_n200 writes answered 200 before SIGKILL" ||
+        t_fail "$1: nothing answered"
+    expect "$1: every answered write is in the database after restart" "$sk_lost" 0
+    expect "$1: no write ran twice" "$sk_dup" 0
+    [ "$2" = 0 ] || expect "$1: the answered writes came back from the journal" \
+        "$([ "${sk_replayed:-0}" -ge "$sk_n200" ] && echo yes)" yes
+    rel_figure "$4 round=$1 requests=$N answered_200=$sk_n200 rows=$sk_nrows lost=$sk_lost duplicated=$sk_dup replayed=${sk_replayed:-0}"
+}

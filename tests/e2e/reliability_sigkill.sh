@@ -59,22 +59,9 @@ round() { # round NAME STALL(0/1)
     wait "$cpid"
     [ "$2" = 0 ] || rel_lock_release
     app_restart || { t_fail "$rn: the app restarts" "$(tail -n 20 "$REL_LOG")"; return; }
-    grep '^200 ' "$T_TMP/codes.$rn" | sed 's|.*/log/|/log/|' | sort > "$T_TMP/ok.$rn"
-    n200=$(wc -l < "$T_TMP/ok.$rn")
     # The replay ran before the first accept: the rows are all there now.
     sql "SELECT path FROM logs WHERE path LIKE '/log/$rn-%'" | sort > "$T_TMP/rows.$rn"
-    rows=$(wc -l < "$T_TMP/rows.$rn")
-    lost=$(comm -23 "$T_TMP/ok.$rn" "$T_TMP/rows.$rn" | sort -u | wc -l)
-    dup=$(uniq -d "$T_TMP/rows.$rn" | wc -l)
-    replayed=$(grep 'event=journal_replayed' "$REL_LOG" | tail -n 1 |
-        sed -n 's/.*replayed=\([0-9]*\).*/\1/p')
-    [ "$n200" -gt 0 ] && t_ok "$rn: $n200 writes answered 200 before SIGKILL" ||
-        t_fail "$rn: nothing answered"
-    expect "$rn: every answered write is in the database after restart" "$lost" 0
-    expect "$rn: no write ran twice" "$dup" 0
-    [ "$2" = 0 ] || expect "$rn: the answered writes came back from the journal" \
-        "$([ "${replayed:-0}" -ge "$n200" ] && echo yes)" yes
-    rel_figure "sigkill round=$rn requests=$N answered_200=$n200 rows=$rows lost=$lost duplicated=$dup replayed=${replayed:-0}"
+    rel_sigkill_account "$rn" "$2" "$REL_LOG" sigkill
 }
 
 round stalled 1
