@@ -1,30 +1,27 @@
 /*
- * handlers.c -- the C handlers a conf can name with `handler NAME;`.
+ * handlers.c -- the waituntil program's own C handlers, which a conf
+ * names with `handler NAME;` (besides the built-in "status"):
  *
- *   status    server and pool counters (lib/web's status handler)
- *   touch     the lib/web API by example: answer 202 at once, upsert
+ *   touch     the application API by example: answer 202 at once, upsert
  *             users(id, last_seen) after the response
  *   slow      for tests: a deferred callback that sleeps ?ms= (<= 10 s)
  *             and then inserts a logs row; shows that the answer does not
  *             wait for it
  *   log_sync  for benchmarks: the same insert as /log, but done before the
- *             answer on the request thread's own connection (the
- *             synchronous baseline; SQLite only: 501 on PostgreSQL)
+ *             answer on the request thread's own connection
+ *             (web_call_db: the synchronous baseline)
  *
- * SQL for the pool is built in the pool's dialect (web_call_dialect):
- * a PostgreSQL pool refuses queries rendered for SQLite.
+ * Queries are built in the default (SQLite) dialect: the pool converts
+ * them to its own (waituntil_defer_query, defer_wait_until_query).
  */
 #define _GNU_SOURCE
-#include "app.h"
+#include "handlers.h"
 
-#include <pthread.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "config.h"
 
 /* ---- touch: respond now, upsert later ---------------------------------- */
 
@@ -43,7 +40,6 @@ static int h_touch(web_call *call, void *ud)
     ins = qb_insert_new("users");
     if (ins == NULL)
         return WEB_ENOMEM;
-    qb_insert_dialect(ins, web_call_dialect(call));
     qb_insert_set(ins, "id", qb_textn(id, id_len)); /* copied: arena dies */
     qb_insert_set(ins, "last_seen", qb_raw("CURRENT_TIMESTAMP"));
     qb_insert_on_conflict(ins, 1, conflict);
@@ -53,11 +49,9 @@ static int h_touch(web_call *call, void *ud)
     if (rc != QB_OK)
         return rc == QB_ENOMEM ? WEB_ENOMEM : WEB_EINVAL;
     /* Takes q on every path.  Admission happens after we return. */
-    rc = defer_wait_until_query(web_call_defer(call), q, web_call_label(call));
-    if (rc != DEFER_OK)
-        return rc == DEFER_ETOOMANY ? WEB_ETOOMANY
-               : rc == DEFER_ENOMEM ? WEB_ENOMEM
-                                    : WEB_EINVAL;
+    rc = waituntil_defer_query(call, q);
+    if (rc != WEB_OK)
+        return rc;
     return web_respond(call, 202, "application/json", "{\"queued\":true}\n",
                        16);
 }
@@ -134,33 +128,12 @@ static int h_slow(web_call *call, void *ud)
 
 /* ---- log_sync: the synchronous baseline -------------------------------- */
 
-/* One connection per request thread, opened on first use and closed when
- * the thread exits. */
-static pthread_key_t sync_key;
-static pthread_once_t sync_once = PTHREAD_ONCE_INIT;
-static const char *sync_db_path;
-static qb_conn_config sync_db_cfg;
-
-static void sync_close(void *p) { qb_close(p); }
-static int sync_key_rc = -1; /* pthread_key_create's result */
-static void sync_init(void)
-{
-    sync_key_rc = pthread_key_create(&sync_key, sync_close);
-}
-
-void app_set_sync_db(const char *path, const qb_conn_config *cfg)
-{
-    sync_db_path = path;
-    if (cfg != NULL)
-        sync_db_cfg = *cfg;
-}
-
 static int h_log_sync(web_call *call, void *ud)
 {
     const web_request *r = web_call_request(call);
     struct timespec ts = web_request_time(r);
     char iso[25];
-    qb_conn *db;
+    qb_conn *db = web_call_db(call); /* this request thread's own */
     qb_insert *ins;
     qb_query *q = NULL;
     size_t plen = 0;
@@ -168,25 +141,8 @@ static int h_log_sync(web_call *call, void *ud)
     int rc;
     (void)ud;
 
-    /* The baseline compares a write before the answer with a deferred
-     * one on the same SQLite file; on PostgreSQL there is no such file. */
-    if (web_call_dialect(call) != QB_DIALECT_SQLITE) {
-        static const char msg[] = "log_sync is the SQLite-only benchmark "
-                                  "baseline: not available on PostgreSQL\n";
-        return web_respond(call, 501, NULL, msg, sizeof msg - 1);
-    }
-    if (sync_db_path == NULL || pthread_once(&sync_once, sync_init) != 0 ||
-        sync_key_rc != 0)
-        return WEB_EINVAL;
-    db = pthread_getspecific(sync_key);
-    if (db == NULL) {
-        if (qb_open(&db, sync_db_path, &sync_db_cfg, NULL, 0) != QB_OK)
-            return WEB_EIO;
-        if (pthread_setspecific(sync_key, db) != 0) {
-            qb_close(db); /* not kept: open again next time */
-            return WEB_ENOMEM;
-        }
-    }
+    if (db == NULL)
+        return WEB_EIO;
     web_time_iso(&ts, iso);
     ins = qb_insert_new("logs");
     if (ins == NULL)
@@ -197,7 +153,7 @@ static int h_log_sync(web_call *call, void *ud)
     rc = qb_insert_build(ins, &q);
     qb_insert_free(ins);
     if (rc == QB_OK)
-        rc = qb_exec(db, q, NULL);
+        rc = qb_exec(db, q, NULL); /* converted to db's dialect */
     qb_query_free(q);
     if (rc != QB_OK)
         return WEB_EIO;
@@ -205,12 +161,7 @@ static int h_log_sync(web_call *call, void *ud)
                        33);
 }
 
-/* sqlite3_version: the library the program runs with, not the header it
- * was built with. */
-static web_status_info status_info = {PACKAGE_VERSION, sqlite3_version};
-
 const web_handler_def app_handlers[] = {
-    {"status", web_handler_status, &status_info},
     {"touch", h_touch, NULL},
     {"slow", h_slow, NULL},
     {"log_sync", h_log_sync, NULL},

@@ -518,6 +518,15 @@ DEFER_API int defer_ctx_set_request_id(defer_ctx *ctx, const char *id);
 /* Number of tasks registered on ctx and not yet handed over. */
 DEFER_API size_t defer_ctx_count(const defer_ctx *ctx);
 
+/* The i-th task registered on ctx (0 = the first) while ctx is not
+ * admitted: *q (if q non-NULL) its query as it will run (already in the
+ * pool's dialect), or NULL for a callback task; *label (if non-NULL) its
+ * label.  Both owned by ctx, valid until the task is handed over or
+ * dropped (admit, discard, free).  For test kits and tracing: O(i).
+ * DEFER_OK, or DEFER_EINVAL (NULL ctx, admitted ctx, i out of range). */
+DEFER_API int defer_ctx_task(const defer_ctx *ctx, size_t i,
+                             const qb_query **q, const char **label);
+
 /*
  * Reserve queue slots for all of ctx's tasks at once (all or nothing).
  * Call before the response is final.  Returns:

@@ -999,6 +999,21 @@ DEFER_API size_t defer_ctx_count(const defer_ctx *c)
     return c != NULL ? c->n : 0;
 }
 
+DEFER_API int defer_ctx_task(const defer_ctx *c, size_t i, const qb_query **q,
+                             const char **label)
+{
+    const defer_task *t;
+    if (c == NULL || c->admitted || i >= c->n)
+        return DEFER_EINVAL;
+    for (t = c->head; i > 0; i--)
+        t = t->next;
+    if (q != NULL)
+        *q = t->fn == NULL ? (const qb_query *)t->arg : NULL;
+    if (label != NULL)
+        *label = t->label;
+    return DEFER_OK;
+}
+
 static void count_refused(defer_pool *p)
 {
     defer__lock(p);

@@ -141,6 +141,9 @@ struct web_server {
     size_t nhandlers;
     size_t max_body;        /* server.max_body at start (arenas are sized
                                from it): a reload cannot raise it */
+    char *db_path;          /* web_call_db's database; NULL: none */
+    qb_conn_config db_cfg;  /* its strings borrowed (web_server_config) */
+    int has_db_cfg;         /* 0: qb_open's defaults */
 
     pthread_mutex_t gen_lock; /* leaf: guards `gen` (the pointer) */
     gen *gen;                 /* current; the server holds one reference */
@@ -183,6 +186,7 @@ struct web_call {
     web_match match;
     const web_route_conf *route;
     defer_ctx *dctx;
+    qb_conn **db;            /* the thread's own connection (web_call_db) */
     const char *label;
     int json_errors;         /* the request's Content-Type is JSON: the
                                 server's own error answers are JSON */
@@ -207,6 +211,24 @@ web_log *web_call_log(web_call *c) { return c ? c->srv->log : NULL; }
 qb_dialect web_call_dialect(const web_call *c)
 {
     return c ? defer_pool_dialect(c->srv->pool) : QB_DIALECT_SQLITE;
+}
+
+qb_conn *web_call_db(web_call *c)
+{
+    char eb[256], qe[300];
+    if (c == NULL || c->db == NULL || c->srv->db_path == NULL)
+        return NULL;
+    if (*c->db != NULL)
+        return *c->db;
+    if (qb_open(c->db, c->srv->db_path,
+                c->srv->has_db_cfg ? &c->srv->db_cfg : NULL, eb, sizeof eb) !=
+        QB_OK) {
+        *c->db = NULL;
+        web_logf(c->srv->log, WEB_LOG_ERROR, "request_db_failed", "error=%s",
+                 web_log_q(qe, sizeof qe, eb));
+        return NULL;
+    }
+    return *c->db;
 }
 
 const web_defer_tpl *web_call_defer_tpl(const web_call *c, size_t k)
@@ -547,6 +569,7 @@ struct thread_state {
     FCGX_Request rq;
     web_arena *arena;
     defer_ctx *dctx;
+    qb_conn *db;             /* web_call_db: opened on first use */
     char *body;
     size_t body_cap;
 };
@@ -615,17 +638,41 @@ static const web_handler_def *find_handler(const web_server *s,
     return NULL;
 }
 
+/* Where a request's body comes from: libfcgi's stream on a request
+ * thread, or a caller's buffer (web_srv_call). */
+typedef struct body_src {
+    struct thread_state *t; /* NULL: buf[0..len) */
+    const char *buf;
+    size_t len;
+} body_src;
+
+/* The whole body (read_body's results), *out pointing at it when kept. */
+static size_t body_take(body_src *b, size_t max, int keep, const char **out)
+{
+    size_t n;
+    if (b->t == NULL) {
+        *out = b->buf;
+        return b->len > max ? BODY_TOO_BIG : b->len;
+    }
+    if (!keep)
+        return drain_body(b->t, max);
+    n = read_body(b->t, max);
+    *out = b->t->body; /* after: reading may move the buffer */
+    return n;
+}
+
 /* Steps 1 and 2: params, route, body.  Returns WEB_OK when the route
  * is to run; otherwise the answer is already set on the call. */
-static int take_request(struct thread_state *t, web_call *call, int *head)
+static int take_request(web_call *call, char **envp, body_src *src,
+                        int *head)
 {
     const gen *g = call->gen;
     web_request *req = NULL;
-    const char *path;
+    const char *path, *body = NULL;
     size_t path_len = 0, limit = g->limits.max_body, body_len;
     int rc, mrc = WEB_ENOTFOUND, keep = 0;
 
-    rc = web_request_begin(&req, t->arena, t->rq.envp, &g->limits);
+    rc = web_request_begin(&req, call->arena, envp, &g->limits);
     if (rc == WEB_ETOOBIG) {
         /* CONTENT_LENGTH over max_body: answered without reading. */
         set_error(call, 413, "body larger than max_body");
@@ -649,7 +696,7 @@ static int take_request(struct thread_state *t, web_call *call, int *head)
             return WEB_ETOOBIG;
         }
     }
-    body_len = keep ? read_body(t, limit) : drain_body(t, limit);
+    body_len = body_take(src, limit, keep, &body);
     if (body_len == BODY_TOO_BIG) {
         set_error(call, 413, "body larger than max_body");
         return WEB_ETOOBIG;
@@ -671,7 +718,7 @@ static int take_request(struct thread_state *t, web_call *call, int *head)
         set_error(call, mrc == WEB_ENOTFOUND ? 404 : 500, NULL);
         return mrc;
     }
-    rc = web_request_set_body(req, keep ? t->body : NULL, body_len, limit);
+    rc = web_request_set_body(req, keep ? body : NULL, body_len, limit);
     if (rc != WEB_OK) {
         set_error(call, web_http_status(rc), web_strerror(rc));
         return rc;
@@ -725,116 +772,152 @@ static size_t access_line(struct thread_state *t, const web_call *c,
     return web_access_format(buf, len, &r, t->srv->redact_query);
 }
 
+/* Step 3: "require", then the handler or the declarative action.
+ * Returns 1 when the route ran and its tasks (if any) wait for
+ * admission; 0 when the answer is final (an error answer is set, the
+ * registered work discarded). */
+static int run_route(web_call *call)
+{
+    web_server *s = call->srv;
+    const web_source *missing = NULL;
+    char qbuf[256];
+    int rc;
+
+    /* "require" first: a missing value is the client's error, answered
+     * before the handler runs or any write is registered. */
+    rc = web_route_check_required(call->route, call->req, &call->match,
+                                  &missing);
+    if (rc == WEB_OK && call->route->handler != NULL) {
+        const web_handler_def *h = find_handler(s, call->route->handler);
+        rc = h ? h->fn(call, h->ud) : WEB_EINVAL; /* checked at create */
+    } else if (rc == WEB_OK) {
+        rc = web_respond(call, call->route->status, call->route->content_type,
+                         call->route->body, call->route->body_len);
+        if (rc == WEB_OK)
+            rc = web_call_register_defers(call, call->route);
+    }
+    if (web_request_body_parses(call->req) > 0) {
+        atomic_fetch_add(&s->bodies_parsed, 1);
+        if (web_request_body_result(call->req, NULL) != WEB_OK)
+            atomic_fetch_add(&s->bodies_refused, 1);
+    }
+    if (rc == WEB_EREQUIRED && missing != NULL) {
+        defer_ctx_discard(call->dctx);
+        atomic_fetch_add(&s->missing_required, 1);
+        set_missing(call, missing);
+        return 0;
+    }
+    if (rc != WEB_OK) {
+        int st = web_http_status(rc);
+        defer_ctx_discard(call->dctx);
+        if (st >= 500)
+            web_logf(s->log, WEB_LOG_ERROR, "handler_failed",
+                     "route=%s rc=%d", web_log_q(qbuf, sizeof qbuf, call->label),
+                     rc);
+        set_route_error(call, rc);
+        return 0;
+    }
+    return 1;
+}
+
+/* Step 4: admission of the call's tasks before the answer is final.
+ * Returns 1 when they were admitted (submit them after the answer);
+ * 0 otherwise, with *ninline the tasks that ran in this thread, or a 503
+ * (500) answer set. */
+static int admit_call(web_call *call, size_t *nwrites, size_t *ninline)
+{
+    web_server *s = call->srv;
+    size_t ntasks = defer_ctx_count(call->dctx);
+    char qbuf[256];
+    /* A request without deferred work has nothing to reserve: skip the
+     * pool's lock. */
+    int rc = ntasks == 0 ? DEFER_INLINE : defer_admit(s->pool, call->dctx);
+
+    switch (rc) {
+    case DEFER_OK:
+        *nwrites = ntasks;
+        return 1;
+    case DEFER_INLINE:
+        *ninline = ntasks;
+        return 0; /* the work already ran in this thread, or there was none */
+    case DEFER_EFULL:
+    case DEFER_ESHUTDOWN:
+        atomic_fetch_add(&s->rejected_503, 1);
+        set_error(call, 503, rc == DEFER_EFULL ? "deferred-work queue full"
+                                               : "shutting down");
+        web_add_header(call, "Retry-After", "1");
+        return 0;
+    case DEFER_EJOURNAL: /* disk full under the journal: nothing promised */
+        atomic_fetch_add(&s->unavail_503, 1);
+        set_error(call, 503, "journal unavailable");
+        web_add_header(call, "Retry-After", "1");
+        return 0;
+    case DEFER_EUNAVAIL:
+        /* The pool probes the database once a second. */
+        atomic_fetch_add(&s->unavail_503, 1);
+        set_error(call, 503, "database unavailable");
+        web_add_header(call, "Retry-After", "1");
+        return 0;
+    default:
+        defer_ctx_discard(call->dctx);
+        web_logf(s->log, WEB_LOG_ERROR, "admit_failed", "route=%s rc=%d",
+                 web_log_q(qbuf, sizeof qbuf, call->label), rc);
+        set_error(call, 500, NULL);
+        return 0;
+    }
+}
+
+/* A call on arena and dctx of generation g, before anything is read. */
+static void call_init(web_call *call, web_server *s, const gen *g,
+                      web_arena *arena, defer_ctx *dctx, qb_conn **db,
+                      char **envp)
+{
+    memset(call, 0, sizeof *call);
+    call->srv = s;
+    call->gen = g;
+    call->arena = arena;
+    call->dctx = dctx;
+    call->db = db;
+    call->label = "-";
+    /* The rule for the server's own error answers: JSON to a client that
+     * sent JSON, text to anyone else (read before anything can fail). */
+    call->json_errors = web_media_type_is(FCGX_GetParam("CONTENT_TYPE", envp),
+                                          "application/json");
+}
+
+/* Steps 1-3 of one request (take_request, then run_route).  Returns 1
+ * when the route ran and its tasks wait for admission. */
+static int call_run(web_call *call, char **envp, body_src *src, int *head)
+{
+    int rc = take_request(call, envp, src, head);
+    /* Every task the route registers is logged with this request's id
+     * (the pool copies it into each task; a failed write's line names
+     * it).  Set for every request, so a reused ctx never keeps the last
+     * one's. */
+    defer_ctx_set_request_id(call->dctx, call->req != NULL
+                                             ? web_request_id(call->req)
+                                             : NULL);
+    return rc == WEB_OK && run_route(call);
+}
+
 static void serve_one(struct thread_state *t, const gen *g)
 {
     web_server *s = t->srv;
     web_call call;
-    const web_source *missing = NULL;
+    body_src src = {t, NULL, 0};
     int rc, head = 0, admitted = 0, sent = 0;
-    size_t ntasks = 0, nwrites = 0, ninline = 0, alen = 0;
+    size_t nwrites = 0, ninline = 0, alen = 0;
     uint64_t sent_bytes = 0;
     struct timespec t0 = {0, 0};
     char qbuf[256];
     char aline[WEB_ACCESS_LINE_MAX];
 
-    memset(&call, 0, sizeof call);
-    call.srv = s;
-    call.gen = g;
-    call.arena = t->arena;
-    call.dctx = t->dctx;
-    call.label = "-";
+    call_init(&call, s, g, t->arena, t->dctx, &t->db, t->rq.envp);
     if (s->access_log != NULL)
         clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (call_run(&call, t->rq.envp, &src, &head))
+        admitted = admit_call(&call, &nwrites, &ninline);
 
-    /* The rule for the server's own error answers: JSON to a client that
-     * sent JSON, text to anyone else (read before anything can fail). */
-    call.json_errors = web_media_type_is(FCGX_GetParam("CONTENT_TYPE",
-                                                       t->rq.envp),
-                                         "application/json");
-    rc = take_request(t, &call, &head);
-    /* Every task the route registers is logged with this request's id
-     * (the pool copies it into each task; a failed write's line names
-     * it).  Set for every request, so a reused ctx never keeps the last
-     * one's. */
-    defer_ctx_set_request_id(t->dctx, call.req != NULL
-                                          ? web_request_id(call.req)
-                                          : NULL);
-    if (rc != WEB_OK)
-        goto answer;
-
-    /* "require" first: a missing value is the client's error, answered
-     * before the handler runs or any write is registered. */
-    rc = web_route_check_required(call.route, call.req, &call.match,
-                                  &missing);
-    if (rc == WEB_OK && call.route->handler != NULL) {
-        const web_handler_def *h = find_handler(s, call.route->handler);
-        rc = h ? h->fn(&call, h->ud) : WEB_EINVAL; /* checked at create */
-    } else if (rc == WEB_OK) {
-        rc = web_respond(&call, call.route->status, call.route->content_type,
-                         call.route->body, call.route->body_len);
-        if (rc == WEB_OK)
-            rc = web_call_register_defers(&call, call.route);
-    }
-    if (web_request_body_parses(call.req) > 0) {
-        atomic_fetch_add(&s->bodies_parsed, 1);
-        if (web_request_body_result(call.req, NULL) != WEB_OK)
-            atomic_fetch_add(&s->bodies_refused, 1);
-    }
-    if (rc == WEB_EREQUIRED && missing != NULL) {
-        atomic_fetch_add(&s->missing_required, 1);
-        set_missing(&call, missing);
-        goto answer;
-    }
-    if (rc != WEB_OK) {
-        int st = web_http_status(rc);
-        defer_ctx_discard(t->dctx);
-        if (st >= 500)
-            web_logf(s->log, WEB_LOG_ERROR, "handler_failed",
-                     "route=%s rc=%d", web_log_q(qbuf, sizeof qbuf, call.label),
-                     rc);
-        set_route_error(&call, rc);
-        goto answer;
-    }
-
-    /* Admission before the response is final (a request without deferred
-     * work has nothing to reserve: skip the pool's lock). */
-    ntasks = defer_ctx_count(t->dctx);
-    rc = ntasks == 0 ? DEFER_INLINE : defer_admit(s->pool, t->dctx);
-    switch (rc) {
-    case DEFER_OK:
-        admitted = 1;
-        nwrites = ntasks;
-        break;
-    case DEFER_INLINE:
-        ninline = ntasks;
-        break; /* the work already ran in this thread, or there was none */
-    case DEFER_EFULL:
-    case DEFER_ESHUTDOWN:
-        atomic_fetch_add(&s->rejected_503, 1);
-        set_error(&call, 503, rc == DEFER_EFULL ? "deferred-work queue full"
-                                                : "shutting down");
-        web_add_header(&call, "Retry-After", "1");
-        break;
-    case DEFER_EJOURNAL: /* disk full under the journal: nothing promised */
-        atomic_fetch_add(&s->unavail_503, 1);
-        set_error(&call, 503, "journal unavailable");
-        web_add_header(&call, "Retry-After", "1");
-        break;
-    case DEFER_EUNAVAIL:
-        /* The pool probes the database once a second. */
-        atomic_fetch_add(&s->unavail_503, 1);
-        set_error(&call, 503, "database unavailable");
-        web_add_header(&call, "Retry-After", "1");
-        break;
-    default:
-        defer_ctx_discard(t->dctx);
-        web_logf(s->log, WEB_LOG_ERROR, "admit_failed", "route=%s rc=%d",
-                 web_log_q(qbuf, sizeof qbuf, call.label), rc);
-        set_error(&call, 500, NULL);
-        break;
-    }
-
-answer:
     rc = write_response(&t->rq, &call, head, &sent, &sent_bytes);
     count_status(s, sent); /* the status actually sent (500 if cut) */
     if (s->access_log != NULL)
@@ -856,6 +939,44 @@ answer:
     if (alen > 0)
         web_access_log_line(s->access_log, aline, alen);
     web_arena_reset(t->arena);
+}
+
+int web_srv_call(web_server *s, char **envp, const void *body, size_t len,
+                 web_arena *arena, defer_ctx *dctx, qb_conn **db,
+                 web_srv_answer *out)
+{
+    web_call call;
+    body_src src = {NULL, body, len};
+    gen *g;
+    int head = 0, ran;
+
+    if (s == NULL || envp == NULL || arena == NULL || dctx == NULL ||
+        out == NULL || (body == NULL && len > 0))
+        return WEB_EINVAL;
+    memset(out, 0, sizeof *out);
+    g = gen_acquire(s);
+    atomic_fetch_add(&s->accepted, 1);
+    call_init(&call, s, g, arena, dctx, db, envp);
+    ran = call_run(&call, envp, &src, &head);
+    out->status = call.status ? call.status : 204;
+    out->ctype = out->status == 204 || out->status == 304
+                     ? NULL
+                 : call.ctype ? call.ctype
+                              : "text/plain; charset=utf-8";
+    if (!head && out->status != 204 && out->status != 304) {
+        out->body = call.body;
+        out->body_len = call.body_len;
+    }
+    out->nhdrs = call.nhdrs;
+    for (size_t i = 0; i < call.nhdrs; i++) {
+        out->hdr_name[i] = call.hdrs[i].name;
+        out->hdr_value[i] = call.hdrs[i].value;
+    }
+    out->ran = ran;
+    count_status(s, out->status);
+    atomic_fetch_add(&s->finished, 1);
+    gen_release(s, g);
+    return WEB_OK;
 }
 
 /* Until the listening socket has a connection for us or the server is
@@ -1337,12 +1458,28 @@ int web_server_create(web_server **out, const web_server_config *cfg,
         web_server_free(s);
         return rc;
     }
+    if (cfg->db_path != NULL) {
+        s->db_path = strdup(cfg->db_path);
+        if (s->db_path == NULL) {
+            web_server_free(s);
+            return WEB_ENOMEM;
+        }
+        s->has_db_cfg = cfg->db_cfg != NULL;
+        if (cfg->db_cfg != NULL)
+            s->db_cfg = *cfg->db_cfg;
+    }
     if (FCGX_Init() != 0) {
         web_server_free(s);
         return err(eb, el, WEB_EIO, "FCGX_Init failed");
     }
-    rc = open_listener(s, cfg->listen ? cfg->listen : cfg->conf->server.listen,
-                       eb, el);
+    if (cfg->listen != NULL && strcmp(cfg->listen, WEB_LISTEN_NONE) == 0) {
+        snprintf(s->listen_name, sizeof s->listen_name, "none");
+        rc = WEB_OK;
+    } else {
+        rc = open_listener(s,
+                           cfg->listen ? cfg->listen : cfg->conf->server.listen,
+                           eb, el);
+    }
     if (rc != WEB_OK) {
         web_server_free(s);
         return rc;
@@ -1393,6 +1530,7 @@ static void free_thread_state(struct thread_state *t)
     if (t == NULL)
         return;
     defer_ctx_free(t->dctx);
+    qb_close(t->db);
     web_arena_free(t->arena);
     free(t->body);
     free(t);
@@ -1410,7 +1548,7 @@ int web_server_start(web_server *s)
     sigset_t all, old;
     int rc = WEB_OK;
 
-    if (s == NULL || s->started)
+    if (s == NULL || s->started || s->listen_fd < 0)
         return WEB_EINVAL;
     /* Threads inherit the mask: block every signal so only main's sigwait
      * sees them. */
@@ -1532,6 +1670,7 @@ void web_server_free(web_server *s)
         gen_release(s, s->gen);
     pthread_mutex_destroy(&s->gen_lock);
     free(s->handlers);
+    free(s->db_path);
     free(s);
 }
 

@@ -172,6 +172,23 @@ WEB_API web_log *web_call_log(web_call *call);
  * call gives QB_DIALECT_SQLITE. */
 WEB_API qb_dialect web_call_dialect(const web_call *call);
 
+/*
+ * The request thread's own connection to the server's database
+ * (web_server_config.db_path), for what a handler must do before it
+ * answers: a read (SELECT the user the route names), or a write the
+ * client must wait for.  Writes that can wait belong in the pool
+ * (waituntil_defer_sql, defer_wait_until_query): they are group-committed
+ * and never hold the request thread.  Opened on the thread's first call,
+ * kept for the thread's life (one per request thread: at most
+ * server.threads), closed when the thread ends.  Returns NULL when the
+ * server has no database or the open failed (logged as
+ * request_db_failed; the next call tries again): answer WEB_EIO.  Use
+ * it from this call only, never from a deferred task, and leave no
+ * transaction open when the handler returns.  Unlike the pool's
+ * connections it is not watched for a lost database file.
+ */
+WEB_API qb_conn *web_call_db(web_call *call);
+
 /* Set the response.  content_type NULL = "text/plain; charset=utf-8".
  * body is copied into the request's arena.  WEB_OK, WEB_EINVAL (status
  * outside 100..599), WEB_ETOOBIG/WEB_ENOMEM. */
@@ -237,6 +254,11 @@ typedef struct web_server_config {
     web_log *log;                /* borrowed; NULL = stderr */
     const char *listen;          /* overrides conf->server.listen if set */
     web_access_log *access_log;  /* borrowed; NULL: no access log */
+    /* The database web_call_db opens for handlers (NULL: none): a path or
+     * a postgresql:// URI (copied) and its settings (copied; the strings
+     * in it borrowed, outliving the server; NULL: qb_open's defaults). */
+    const char *db_path;
+    const qb_conn_config *db_cfg;
 } web_server_config;
 
 typedef struct web_server_stats {
@@ -285,6 +307,11 @@ typedef struct web_server_stats {
  */
 WEB_API int web_server_create(web_server **out, const web_server_config *cfg,
                               char *errbuf, size_t errlen);
+
+/* listen value for a server that never listens (WEB_LISTEN_NONE): it
+ * only answers requests handed to it in memory (the test kit,
+ * <waituntil/test.h>); web_server_start refuses it. */
+#define WEB_LISTEN_NONE "none"
 
 /* Start conf->server.threads request threads (all signals blocked in
  * them).  WEB_OK or WEB_EIO (pthread_create failed; started threads are

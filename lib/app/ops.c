@@ -53,7 +53,7 @@
  * (a successor may have written its own).
  */
 #define _GNU_SOURCE
-#include "app.h"
+#include "app_int.h"
 
 #include <errno.h>
 #include <fcntl.h>

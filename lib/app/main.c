@@ -1,5 +1,7 @@
 /*
- * main.c -- the waituntil program: wiring and signals.
+ * main.c -- waituntil_main: the waituntil program's wiring and signals,
+ * for any table of handlers (app/waituntil.c passes ours; an application
+ * passes its own, <waituntil/waituntil.h>).
  *
  *   waituntil [-c FILE] [-p PREFIX] [-l LISTEN] [-d DB] [-t|-T] [-v|-V|-h]
  *   waituntil -s reload|stop|quit|reopen|upgrade [-c FILE] [-p PREFIX]
@@ -37,7 +39,7 @@
  * without libpq (qb_engine_available) refuses a URI at start and in -t.
  */
 #define _GNU_SOURCE
-#include "app.h"
+#include "app_int.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -55,6 +57,8 @@
 
 #include "config.h"
 #include "notify.h"
+
+#include <sqlite3.h>
 
 static void usage(FILE *f)
 {
@@ -84,7 +88,7 @@ static void usage(FILE *f)
 
 /* PREFIX/path for relative paths; returns a malloc'd string.  The prefix
  * has no trailing '/' ("" is the root). */
-static char *resolve(const char *prefix, const char *path)
+char *app_resolve(const char *prefix, const char *path)
 {
     char *out;
     if (path == NULL)
@@ -107,7 +111,7 @@ static char *journal_path(const web_conf *conf, const char *prefix,
     if (conf->pool.journal == 0)
         return NULL;
     if (conf->pool.journal_path != NULL)
-        return resolve(prefix, conf->pool.journal_path);
+        return app_resolve(prefix, conf->pool.journal_path);
     if (engine == WEB_DB_SQLITE) {
         if (strcmp(db_path, ":memory:") == 0)
             return NULL;
@@ -127,7 +131,7 @@ static char *journal_path(const web_conf *conf, const char *prefix,
         return asprintf(&out, "%.*s/waituntil.journal", n, path) < 0 ? NULL
                                                                      : out;
     }
-    return resolve(prefix, "var/waituntil.journal");
+    return app_resolve(prefix, "var/waituntil.journal");
 }
 
 /* What -t says about the journal: what is in it, and whether it can be
@@ -178,7 +182,7 @@ static const char *listen_spec(const char *prefix, const char *opt,
     const char *spec = opt ? opt : conf->server.listen;
     *owned = NULL;
     if (spec != NULL && strncmp(spec, "unix:", 5) == 0 && spec[5] != '/') {
-        char *p = resolve(prefix, spec + 5);
+        char *p = app_resolve(prefix, spec + 5);
         if (p != NULL && asprintf(owned, "unix:%s", p) < 0)
             *owned = NULL;
         free(p);
@@ -275,7 +279,7 @@ char *app_migrations_dir(const char *mig_dir, web_db_engine engine)
     return out;
 }
 
-static void db_config(const web_conf *conf, web_db_engine engine,
+void app_db_config(const web_conf *conf, web_db_engine engine,
                       qb_conn_config *db)
 {
     memset(db, 0, sizeof *db);
@@ -330,7 +334,7 @@ static void one_line(char *s)
  * locked while a migration runs, so instances starting together queue
  * and each migration runs once; the statements are checked on that
  * session (EXPLAIN: nothing runs). */
-static int migrate(const web_conf *conf, web_db_engine engine,
+int app_migrate(const web_conf *conf, web_db_engine engine,
                    const char *db_path, const char *mig_dir, web_log *log)
 {
     int pg = engine == WEB_DB_POSTGRESQL;
@@ -371,7 +375,7 @@ static int migrate(const web_conf *conf, web_db_engine engine,
                  web_log_q(q, sizeof q, eb));
         return WEB_EIO;
     }
-    db_config(conf, engine, &cfg);
+    app_db_config(conf, engine, &cfg);
     if (qb_open(&db, db_path, &cfg, eb, sizeof eb) != QB_OK) {
         one_line(eb);
         web_logf(log, WEB_LOG_ERROR, "db_open_failed", "%s=%s error=%s",
@@ -401,8 +405,8 @@ static int migrate(const web_conf *conf, web_db_engine engine,
     return rc;
 }
 
-static void pool_config(const web_conf *conf, web_db_engine engine,
-                        const char *db_path, web_log *log, defer_config *pc)
+void app_pool_config(const web_conf *conf, web_db_engine engine,
+                     const char *db_path, web_log *log, defer_config *pc)
 {
     defer_config_init(pc);
     pc->name = "waituntil";
@@ -424,7 +428,7 @@ static void pool_config(const web_conf *conf, web_db_engine engine,
     else
         pc->db_path = db_path;
     pc->reconnect_ms = (unsigned)conf->database.reconnect_ms;
-    db_config(conf, engine, &pc->db);
+    app_db_config(conf, engine, &pc->db);
     pc->log = web_log_defer_sink;
     pc->log_ud = log;
     pc->log_values = conf->server.log_values == WEB_LOG_VALUES_REDACT
@@ -514,7 +518,40 @@ static long upgrade(long upgrade_pid, const app_inherited *inh,
     return pid;
 }
 
-int main(int argc, char **argv)
+/* sqlite3_version: the library the program runs with, not the header it
+ * was built with. */
+static const web_status_info status_info = {PACKAGE_VERSION, sqlite3_version};
+static const web_handler_def builtin_handlers[] = {
+    {"status", web_handler_status, (void *)&status_info},
+};
+
+int app_handlers_merge(const web_handler_def *handlers, size_t n,
+                       web_handler_def **out, size_t *nout)
+{
+    size_t nb = sizeof builtin_handlers / sizeof builtin_handlers[0];
+    web_handler_def *all;
+    *out = NULL;
+    *nout = 0;
+    if (n > 0 && handlers == NULL)
+        return WEB_EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (handlers[i].name == NULL || handlers[i].fn == NULL)
+            return WEB_EINVAL;
+    all = calloc(n + nb, sizeof *all);
+    if (all == NULL)
+        return WEB_ENOMEM;
+    /* The application's first: a name found first wins (find_handler). */
+    if (n > 0)
+        memcpy(all, handlers, n * sizeof *all);
+    memcpy(all + n, builtin_handlers, sizeof builtin_handlers);
+    *out = all;
+    *nout = n + nb;
+    return WEB_OK;
+}
+
+WAITUNTIL_API int waituntil_main(int argc, char **argv,
+                                 const web_handler_def *app_handlers,
+                                 size_t app_nhandlers)
 {
     static const struct option longopts[] = {
         {"help", no_argument, NULL, 'h'},
@@ -545,10 +582,21 @@ int main(int argc, char **argv)
     app_inherited inh;
     sigset_t set;
     defer_config pc;
+    web_handler_def *handlers = NULL;
+    size_t nhandlers = 0;
 
+    rc = app_handlers_merge(app_handlers, app_nhandlers, &handlers,
+                            &nhandlers);
+    if (rc != WEB_OK) {
+        fprintf(stderr, "waituntil: %s\n",
+                rc == WEB_ENOMEM ? "out of memory"
+                                 : "a handler without a name or function");
+        return 1;
+    }
     /* Before getopt: the upgrade execs the very same argv. */
     if (app_upgrade_init(argc, argv) != WEB_OK) {
         fprintf(stderr, "waituntil: out of memory\n");
+        free(handlers);
         return 1;
     }
     while ((opt = getopt_long(argc, argv, "c:p:l:d:s:tTvVh", longopts,
@@ -616,21 +664,21 @@ int main(int argc, char **argv)
     }
     engine = web_db_engine_of(db_spec);
     rc = web_db_path_resolve(prefix, db_spec, &db_path);
-    mig_dir = resolve(prefix, conf->database.migrations);
+    mig_dir = app_resolve(prefix, conf->database.migrations);
     if (rc != WEB_OK || mig_dir == NULL) {
         fprintf(stderr, "waituntil: out of memory\n");
         goto out;
     }
     if (conf->server.log != NULL && strcmp(conf->server.log, "stderr") != 0)
-        log_path = resolve(prefix, conf->server.log);
+        log_path = app_resolve(prefix, conf->server.log);
     if (conf->server.access_log != NULL &&
         strcmp(conf->server.access_log, "stderr") != 0)
-        access_path = resolve(prefix, conf->server.access_log);
+        access_path = app_resolve(prefix, conf->server.access_log);
     {
         const char *spec = listen ? listen : conf->server.listen;
         /* unix:relative/path is resolved against the prefix too. */
         if (spec != NULL && strncmp(spec, "unix:", 5) == 0 && spec[5] != '/') {
-            char *p = resolve(prefix, spec + 5);
+            char *p = app_resolve(prefix, spec + 5);
             if (p == NULL || asprintf(&listen_resolved, "unix:%s", p) < 0)
                 listen_resolved = NULL;
             free(p);
@@ -641,7 +689,10 @@ int main(int argc, char **argv)
         }
     }
     if (test_only) {
-        exit_code = app_check(conf, conf_path, db_path, mig_dir) == 0 ? 0 : 1;
+        exit_code = app_check(conf, conf_path, db_path, mig_dir, handlers,
+                              nhandlers) == 0
+                        ? 0
+                        : 1;
         {
             char *jp = journal_path(conf, prefix, engine, db_path,
                                     listen_resolved ? listen_resolved
@@ -727,9 +778,9 @@ int main(int argc, char **argv)
                  web_log_q(qe, sizeof qe, eb));
         goto out;
     }
-    if (migrate(conf, engine, db_path, eng_dir, log) != WEB_OK)
+    if (app_migrate(conf, engine, db_path, eng_dir, log) != WEB_OK)
         goto out;
-    pool_config(conf, engine, db_path, log, &pc);
+    app_pool_config(conf, engine, db_path, log, &pc);
     jpath = journal_path(conf, prefix, engine, db_path,
                          listen_resolved ? listen_resolved
                          : listen        ? listen
@@ -760,7 +811,6 @@ int main(int argc, char **argv)
         pc.journal_path = jpath;
         pc.journal_id = jid;
     }
-    app_set_sync_db(engine == WEB_DB_SQLITE ? db_path : NULL, &pc.db);
     rc = defer_pool_create(&pool, &pc, eb, sizeof eb);
     if (rc != DEFER_OK) {
         web_logf(log, WEB_LOG_ERROR, "pool_failed", "engine=%s db=%s error=%s",
@@ -782,11 +832,13 @@ int main(int argc, char **argv)
         web_server_config sc = {
             .conf = conf,
             .pool = pool,
-            .handlers = app_handlers,
-            .nhandlers = app_nhandlers,
+            .handlers = handlers,
+            .nhandlers = nhandlers,
             .log = log,
             .listen = spec,
             .access_log = access,
+            .db_path = db_path,
+            .db_cfg = &pc.db,
         };
         rc = web_server_create(&srv, &sc, eb, sizeof eb);
     }
@@ -975,6 +1027,7 @@ out:
     free(conf_default);
     free(pid_path);
     free(oldbin);
+    free(handlers);
     app_upgrade_free();
     return exit_code;
 }

@@ -1,28 +1,42 @@
-/* app.h -- the waituntil program's parts: handlers and the -t check. */
-#ifndef WAITUNTIL_APP_H
-#define WAITUNTIL_APP_H
+/* app_int.h -- lib/app's private parts (libwaituntil): waituntil_main's
+ * pieces, the -t check, operations, shared with the test kit.  Not
+ * installed; nothing here is exported (app_ prefix, hidden). */
+#ifndef WAITUNTIL_APP_INT_H
+#define WAITUNTIL_APP_INT_H
 
 #include <stddef.h>
 #include <stdio.h>
 
-#include "defer.h"
-#include "qb.h"
-#include "qb_conn.h"
-#include "web.h"
-#include "web_server.h"
+#include "waituntil.h"
 
-/* The C handlers a conf can name with `handler NAME;`. */
-extern const web_handler_def app_handlers[];
-extern const size_t app_nhandlers;
+/* The handler table a server gets: handlers[0..n) (the application's),
+ * then the built-in ones ("status"); the first of a name wins.  *out
+ * malloc'd.  WEB_OK, WEB_ENOMEM, WEB_EINVAL (a NULL name or fn). */
+int app_handlers_merge(const web_handler_def *handlers, size_t n,
+                       web_handler_def **out, size_t *nout);
+
+/* PREFIX/path for a relative path (absolute ones and ":memory:" as they
+ * are); prefix without a trailing '/' ("" is the root).  malloc'd; NULL
+ * for a NULL path or out of memory. */
+char *app_resolve(const char *prefix, const char *path);
+
+/* The connection settings and the pool config a conf asks for (strings
+ * borrowed from conf and db_path). */
+void app_db_config(const web_conf *conf, web_db_engine engine,
+                   qb_conn_config *db);
+void app_pool_config(const web_conf *conf, web_db_engine engine,
+                     const char *db_path, web_log *log, defer_config *pc);
+
+/* The start's migration step: make a SQLite database's missing folder,
+ * apply the migrations of mig_dir (the engine's folder), check every
+ * deferred statement against the result.  Failures are logged.  WEB_OK
+ * or the failure's code. */
+int app_migrate(const web_conf *conf, web_db_engine engine,
+                const char *db_path, const char *mig_dir, web_log *log);
 
 /* What a PostgreSQL conf gets from a build without libpq (start and -t). */
 #define APP_NO_PG "built without PostgreSQL support (configure " \
                   "--with-postgresql, Debian libpq-dev)"
-
-/* Where log_sync opens its per-thread connections (set before start).
- * NULL path: log_sync has no database (a PostgreSQL pool: it answers
- * 501, being the SQLite-only benchmark baseline). */
-void app_set_sync_db(const char *path, const qb_conn_config *cfg);
 
 /* Load the .sql files of dir in name order into a list of migrations (malloc'd).
  * WEB_OK, or WEB_EIO/WEB_ENOMEM with a message in errbuf. */
@@ -74,7 +88,8 @@ int app_check_live(const web_conf *conf, const char *db_path,
                    app_report_fn report, void *ud, size_t *nbad, char *eb,
                    size_t el);
 
-/* `waituntil -t`: conf already parsed; db_path is the database to use
+/* `waituntil -t`: conf already parsed; handlers: the server's table
+ * (app_handlers_merge); db_path is the database to use
  * (the conf's or -d's, resolved), its engine told by web_db_engine_of.
  * Checks every route's handler, that no route has more defer blocks than
  * tasks_per_request, and every deferred statement in the engine's
@@ -94,7 +109,8 @@ int app_check_live(const web_conf *conf, const char *db_path,
  * live schema; an unreachable server is only a warning.
  * Prints nginx -t style lines; returns 0 if all is well, -1 if not. */
 int app_check(const web_conf *conf, const char *conf_path,
-              const char *db_path, const char *mig_dir);
+              const char *db_path, const char *mig_dir,
+              const web_handler_def *handlers, size_t nhandlers);
 
 /* ---- info.c: -V and -T -------------------------------------------------- */
 

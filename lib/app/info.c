@@ -6,7 +6,7 @@
 #define _GNU_SOURCE
 #include "config.h" /* HAVE_LIBPQ, before the includes it selects */
 
-#include "app.h"
+#include "app_int.h"
 
 #include <jansson.h>
 #include <sqlite3.h>

@@ -19,7 +19,7 @@
  * migration and creates nothing.
  */
 #define _GNU_SOURCE
-#include "app.h"
+#include "app_int.h"
 
 #include <limits.h>
 #include <sqlite3.h>
@@ -42,27 +42,21 @@ static const char *kind_name(web_defer_kind k)
 }
 
 /* Handlers exist, defer blocks fit tasks_per_request.  1 if not. */
-static int check_routes(const web_conf *conf, web_db_engine engine)
+static int check_routes(const web_conf *conf,
+                        const web_handler_def *handlers, size_t nhandlers)
 {
     int bad = 0;
     for (size_t r = 0; r < conf->nroutes; r++) {
         const web_route_conf *rc = &conf->routes[r];
         if (rc->handler != NULL) {
             size_t h;
-            for (h = 0; h < app_nhandlers; h++)
-                if (strcmp(app_handlers[h].name, rc->handler) == 0)
+            for (h = 0; h < nhandlers; h++)
+                if (strcmp(handlers[h].name, rc->handler) == 0)
                     break;
-            if (h == app_nhandlers) {
+            if (h == nhandlers) {
                 fprintf(stderr, "waituntil: %s:%d: unknown handler \"%s\"\n",
                         rc->file, rc->line, rc->handler);
                 bad = 1;
-            } else if (engine == WEB_DB_POSTGRESQL &&
-                       strcmp(rc->handler, "log_sync") == 0) {
-                /* Allowed, but say it: it is the SQLite baseline. */
-                fprintf(stderr,
-                        "waituntil: warning: %s:%d: handler \"log_sync\" "
-                        "answers 501 on PostgreSQL (SQLite only)\n",
-                        rc->file, rc->line);
             }
         }
         if (rc->ndefers > conf->pool.tasks_per_request) {
@@ -569,7 +563,8 @@ int app_check_live(const web_conf *conf, const char *db_path,
 }
 
 int app_check(const web_conf *conf, const char *conf_path, const char *db_path,
-              const char *mig_dir)
+              const char *mig_dir, const web_handler_def *handlers,
+              size_t nhandlers)
 {
     web_db_engine engine = web_db_engine_of(db_path);
     char *dir = app_migrations_dir(mig_dir, engine);
@@ -577,7 +572,7 @@ int app_check(const web_conf *conf, const char *conf_path, const char *db_path,
 
     fprintf(stderr, "waituntil: the configuration file %s syntax is ok\n",
             conf_path);
-    bad = check_routes(conf, engine);
+    bad = check_routes(conf, handlers, nhandlers);
     if (dir == NULL) {
         fprintf(stderr, "waituntil: out of memory\n");
         bad = 1;
