@@ -21,7 +21,7 @@
 static int h_seed(web_call *call, void *ud)
 {
     const web_request *r = web_call_request(call);
-    const char *id = web_match_param(web_call_match(call), "id", NULL);
+    const char *id = waituntil_param(call, "id");
     const char *sid = web_request_header(r, "X-Session-Id", NULL);
     int rc;
     (void)ud;
@@ -273,7 +273,7 @@ START_TEST(test_defer_sql_three_writes)
     ck_assert_int_eq(qb_exec(waituntil_test_db(t), q, NULL), QB_OK);
     qb_query_free(q);
 
-    r = waituntil_test_request(t, "POST", "/seed/7", hdrs, NULL, 0);
+    r = waituntil_test_request(t, "POST", "/seed/7/visit", hdrs, NULL, 0);
     ck_assert_ptr_nonnull(r);
     ck_assert_int_eq(r->status, 202);
     ck_assert_uint_eq(r->nwrites, 3);
@@ -286,6 +286,7 @@ START_TEST(test_defer_sql_three_writes)
                      "id = '7'");
     ck_assert_str_eq(r->writes[2].debug_sql,
                      "DELETE FROM sessions WHERE id = 's1'");
+    ck_assert_str_eq(r->writes[0].label, "/seed/:id/visit");
     ck_assert_uint_eq(r->writes_ok, 3);
     ck_assert_int_eq(waituntil_test_int(t, "SELECT count(*) FROM logs"), 1);
     ck_assert_int_eq(waituntil_test_int(t, "SELECT count(*) FROM users WHERE "

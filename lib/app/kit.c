@@ -8,6 +8,8 @@
  */
 #include "app_int.h"
 
+#include <string.h>
+
 /* A DEFER_* code of registration as the WEB_* code a handler returns. */
 static int web_code(int rc)
 {
@@ -42,4 +44,22 @@ WAITUNTIL_API int waituntil_defer_sqlv(web_call *call, const char *sql,
     if (rc != QB_OK)
         return rc == QB_ENOMEM ? WEB_ENOMEM : WEB_EINVAL;
     return waituntil_defer_query(call, q);
+}
+
+WAITUNTIL_API const char *waituntil_param(web_call *call, const char *name)
+{
+    size_t len = 0;
+    const char *v;
+    char *copy;
+    if (call == NULL || name == NULL)
+        return NULL;
+    v = web_match_param(web_call_match(call), name, &len);
+    if (v == NULL)
+        return NULL;
+    copy = web_arena_alloc(web_call_arena(call), len + 1);
+    if (copy == NULL)
+        return NULL;
+    memcpy(copy, v, len);
+    copy[len] = '\0';
+    return copy;
 }

@@ -9,7 +9,7 @@
  *
  *     static int h_seen(web_call *call, void *ud)
  *     {
- *         const char *id = web_match_param(web_call_match(call), "id", NULL);
+ *         const char *id = waituntil_param(call, "id");
  *         int rc = waituntil_defer_sql(call,
  *             "UPDATE users SET last_seen = CURRENT_TIMESTAMP WHERE id = ?",
  *             qb_text(id));
@@ -69,6 +69,12 @@ extern "C" {
 WAITUNTIL_API int waituntil_main(int argc, char **argv,
                                  const web_handler_def *handlers,
                                  size_t nhandlers);
+
+/* The route's named capture (":id" in "/users/:id/seen") as a
+ * NUL-terminated copy in the request's arena (web_match_param's value
+ * points into the path and is not terminated), valid until the handler
+ * returns; NULL when the route has no such capture (or out of memory). */
+WAITUNTIL_API const char *waituntil_param(web_call *call, const char *name);
 
 /*
  * Defer one SQL write from a handler: the statement runs after the
