@@ -196,6 +196,7 @@ start_wu() {
     mkdir -p "$BENCH_WORK/wu/db"
     { cat "$SRC/conf/waituntil.conf"
       printf '\n# tests/bench: the synchronous baseline\nroute any /log_sync {\n    handler log_sync;\n}\n'
+      printf '\n# tests/bench: /log as a C handler (waituntil_defer_sql)\nroute any /log_c {\n    handler log_defer;\n}\n'
     } > "$WU_CONF"
     WU_DB=$BENCH_WORK/wu/db/waituntil.db
     WU_PORT=$(stack_free_port)
@@ -258,7 +259,7 @@ sys_url() { case $1 in wu) echo "$WU_URL" ;; bare) echo "$BARE_URL" ;; php) echo
 sys_db() { case $1 in wu) echo "$WU_DB" ;; php) echo "$PHP_DB" ;; cf) echo "$CF_DB" ;; *) echo ;; esac; }
 sys_endpoints() {
     case $1 in
-    wu) echo "/hello /log /log_sync" ;;
+    wu) echo "/hello /log /log_c /log_sync" ;;
     bare) echo "/hello" ;;
     php) echo "/hello /sync /deferred /deferred_normal" ;;
     cf) echo "/hello /log" ;;
@@ -414,6 +415,7 @@ exact() {
     say "exact $s $e: requests=$n http_200=$ok rows_added=$(($1 - before)) drain_s=$2"
 }
 want wu && exact wu /log "$LOSS_N"
+want wu && exact wu /log_c "$LOSS_N"
 want wu && exact wu /log_sync "$LOSS_N"
 want php && exact php /deferred "$LOSS_N_SLOW"
 want cf && exact cf /log "$LOSS_N_SLOW"

@@ -54,6 +54,24 @@ else
     t_fail "make builds the seed app" "$(tail -n 30 "$T_TMP/make.log")"
     t_done; exit 1
 fi
+# The README's shortest application, as printed, builds the same way
+# and is the waituntil program (-v).
+awk '/^## Write your own handlers/ { on = 1 }
+     on && /^```c$/ { code = 1; next }
+     code && /^```$/ { exit }
+     code { print }' "$TOP_SRCDIR/README.md" > "$T_TMP/readme_app.c"
+pcf() { PKG_CONFIG_PATH=$pcdir PKG_CONFIG_SYSROOT_DIR=$dest pkg-config "$@"; }
+# shellcheck disable=SC2046,SC2086
+if grep -q waituntil_main "$T_TMP/readme_app.c" &&
+   ${CC:-cc} -std=c11 -Wall -Wextra -Werror $san "$T_TMP/readme_app.c" \
+        -o "$T_TMP/readme_app" $(pcf --cflags --libs waituntil) $extra \
+        >"$T_TMP/readme_cc.log" 2>&1 &&
+   "$T_TMP/readme_app" -v | grep -q '^waituntil '; then
+    t_ok "the README's shortest application builds and runs as printed"
+else
+    t_fail "the README's shortest application builds and runs as printed" \
+        "$(head -n 20 "$T_TMP/readme_cc.log") $(head -n 5 "$T_TMP/readme_app.c")"
+fi
 if mk check >"$T_TMP/check.log" 2>&1; then
     t_ok "make check: the seed's Check tests pass ($(grep -o 'Checks: [0-9]*' "$T_TMP/check.log"))"
 else

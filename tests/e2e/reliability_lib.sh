@@ -162,16 +162,18 @@ rel_curl_codes() {
 # caller's SELECT, sorted), none twice; a stalled round (STALLED 1)
 # must have come back from the journal (the last journal_replayed line
 # of LOG).  One figure line, NAME round=ROUND ...
-rel_sigkill_account() { # ROUND STALLED LOG NAME
-    sk_ok=$T_TMP/ok.$1 sk_rows=$T_TMP/rows.$1
-    grep '^200 ' "$T_TMP/codes.$1" | sed 's|.*/log/|/log/|' | sort > "$sk_ok"
+rel_sigkill_account() { # ROUND STALLED LOG NAME [STATUS (200)]
+    sk_ok=$T_TMP/ok.$1 sk_rows=$T_TMP/rows.$1 sk_st=${5:-200}
+    # The request's path: the URL without its scheme and authority.
+    grep "^$sk_st " "$T_TMP/codes.$1" | sed 's|^[0-9]* [a-z]*://[^/]*||' |
+        sort > "$sk_ok"
     sk_n200=$(wc -l < "$sk_ok")
     sk_nrows=$(wc -l < "$sk_rows")
     sk_lost=$(comm -23 "$sk_ok" "$sk_rows" | sort -u | wc -l)
     sk_dup=$(uniq -d "$sk_rows" | wc -l)
     sk_replayed=$(grep 'event=journal_replayed' "$3" | tail -n 1 |
         sed -n 's/.*replayed=\([0-9]*\).*/\1/p')
-    [ "$sk_n200" -gt 0 ] && t_ok "$1: $sk_n200 writes answered 200 before SIGKILL" ||
+    [ "$sk_n200" -gt 0 ] && t_ok "$1: $sk_n200 writes answered $sk_st before SIGKILL" ||
         t_fail "$1: nothing answered"
     expect "$1: every answered write is in the database after restart" "$sk_lost" 0
     expect "$1: no write ran twice" "$sk_dup" 0

@@ -9,6 +9,9 @@
 #              them must come back from the journal.
 #   running -- the pool commits freely; SIGKILL once a quarter landed
 #              (some committed, some queued, some being committed).
+#   handler -- as stalled, through a C handler (POST /users/<id>/touch:
+#              waituntil_defer_query's upsert, answered 202): a write
+#              deferred from C is journaled like a declarative one.
 # After each kill the app is started again (nginx stays), replays before
 # serving, and the rows are counted against the 200s: every 200 has its
 # row, no path has two rows.  A row without a 200 is allowed (journaled,
@@ -36,19 +39,27 @@ app_restart() {
 }
 landed() { [ "$(sql "SELECT count(*) FROM logs WHERE path LIKE '/log/$1-%'")" -ge "$2" ]; }
 
-round() { # round NAME STALL(0/1)
+round() { # round NAME STALL(0/1) [handler]
     rn=$1
-    seq 1 "$N" | sed "s|.*|url = \"$E2E_URL/log/$rn-&\"\noutput = \"/dev/null\"|" \
-        > "$T_TMP/urls.$rn"
+    if [ "${3:-}" = handler ]; then
+        # The row's "path" is the request's: /users/<id>/touch.
+        seq 1 "$N" | sed "s|.*|url = \"$E2E_URL/users/$rn-&/touch\"\noutput = \"/dev/null\"|" \
+            > "$T_TMP/urls.$rn"
+        method=POST want=202
+    else
+        seq 1 "$N" | sed "s|.*|url = \"$E2E_URL/log/$rn-&\"\noutput = \"/dev/null\"|" \
+            > "$T_TMP/urls.$rn"
+        method=GET want=200
+    fi
     [ "$2" = 0 ] || rel_lock_hold "$E2E_DB" ||
         { t_fail "lock held"; return; }
     curl -s --no-progress-meter --max-time 120 --parallel --parallel-max 32 \
-        -K "$T_TMP/urls.$rn" -w '%{http_code} %{url_effective}\n' \
+        -X "$method" -K "$T_TMP/urls.$rn" -w '%{http_code} %{url_effective}\n' \
         > "$T_TMP/codes.$rn" 2>/dev/null &
     cpid=$!
     if [ "$2" = 1 ]; then
         # Half of them answered (and journaled), none landed.
-        answered() { [ "$(grep -c '^200 ' "$T_TMP/codes.$rn")" -ge $((N / 2)) ]; }
+        answered() { [ "$(grep -c "^$want " "$T_TMP/codes.$rn")" -ge $((N / 2)) ]; }
         t_wait_for "" answered || t_fail "$rn: half answered"
     else
         t_wait_for "" landed "$rn" $((N / 4)) || t_fail "$rn: a quarter landed"
@@ -60,11 +71,16 @@ round() { # round NAME STALL(0/1)
     [ "$2" = 0 ] || rel_lock_release
     app_restart || { t_fail "$rn: the app restarts" "$(tail -n 20 "$REL_LOG")"; return; }
     # The replay ran before the first accept: the rows are all there now.
-    sql "SELECT path FROM logs WHERE path LIKE '/log/$rn-%'" | sort > "$T_TMP/rows.$rn"
-    rel_sigkill_account "$rn" "$2" "$REL_LOG" sigkill
+    if [ "${3:-}" = handler ]; then
+        sql "SELECT '/users/' || id || '/touch' FROM users WHERE id LIKE '$rn-%'"
+    else
+        sql "SELECT path FROM logs WHERE path LIKE '/log/$rn-%'"
+    fi | sort > "$T_TMP/rows.$rn"
+    rel_sigkill_account "$rn" "$2" "$REL_LOG" sigkill "$want"
 }
 
 round stalled 1
 round running 0
+round handler 1 handler
 rel_log_clean
 t_done
