@@ -139,6 +139,16 @@ static void ck_text(const qb_value *v, const char *s)
     ck_assert_int_eq(memcmp(v->u.b.p, s, v->u.b.n), 0);
 }
 
+/* Run sql on the kit's own connection (seed rows before a request). */
+static void exec_sql(waituntil_test *t, const char *sql)
+{
+    qb_query *q = NULL;
+    ck_assert_int_eq(qb_query_raw(&q, sql, 0, NULL, QB_FETCH_NONE), QB_OK);
+    ck_assert_msg(qb_exec(waituntil_test_db(t), q, NULL) == QB_OK, "%s: %s",
+                  sql, qb_errmsg(waituntil_test_db(t)));
+    qb_query_free(q);
+}
+
 /* ---- declarative routes ------------------------------------------------- */
 
 START_TEST(test_declarative_insert)
@@ -260,18 +270,8 @@ START_TEST(test_defer_sql_three_writes)
     waituntil_test *t = open_kit();
     const waituntil_test_response *r;
     const char *hdrs[] = {"X-Session-Id: s1", NULL};
-    qb_query *q = NULL;
-    ck_assert_int_eq(qb_query_raw(&q, "INSERT INTO users(id) VALUES ('7'); ",
-                                  0, NULL, QB_FETCH_NONE),
-                     QB_OK);
-    ck_assert_int_eq(qb_exec(waituntil_test_db(t), q, NULL), QB_OK);
-    qb_query_free(q);
-    ck_assert_int_eq(qb_query_raw(&q, "INSERT INTO sessions(id, user_id) "
-                                      "VALUES ('s1', '7')",
-                                  0, NULL, QB_FETCH_NONE),
-                     QB_OK);
-    ck_assert_int_eq(qb_exec(waituntil_test_db(t), q, NULL), QB_OK);
-    qb_query_free(q);
+    exec_sql(t, "INSERT INTO users(id) VALUES ('7')");
+    exec_sql(t, "INSERT INTO sessions(id, user_id) VALUES ('s1', '7')");
 
     r = waituntil_test_request(t, "POST", "/seed/7/visit", hdrs, NULL, 0);
     ck_assert_ptr_nonnull(r);
