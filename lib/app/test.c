@@ -7,7 +7,7 @@
  * server -- with two differences: the server never listens
  * (WEB_LISTEN_NONE) and the database is a fresh file in a temporary
  * folder, migrated and checked by the start's own step (app_migrate).
- * A request is the server's own path (web_srv_call: route, body,
+ * A request is the server's own path (web__srv_call: route, body,
  * "require", handler or action) on the kit's arena and defer_ctx, run
  * on the calling thread; its tasks are copied for the response
  * (defer_ctx_task: the query as it will run), then admitted and
@@ -412,7 +412,7 @@ waituntil_test_request(waituntil_test *t, const char *method, const char *uri,
                        const char *const *headers, const void *body,
                        size_t len)
 {
-    web_srv_answer ans;
+    web__srv_answer ans;
     char **envp;
     size_t ntasks;
     int rc;
@@ -431,11 +431,11 @@ waituntil_test_request(waituntil_test *t, const char *method, const char *uri,
         set_err(t, "out of memory, or a header without \"Name: value\"");
         return NULL;
     }
-    rc = web_srv_call(t->srv, envp, body, len, t->arena, t->dctx, &t->req_db,
+    rc = web__srv_call(t->srv, envp, body, len, t->arena, t->dctx, &t->req_db,
                       &ans);
     free_envp(envp);
     if (rc != WEB_OK) {
-        set_err(t, "web_srv_call: %s", web_strerror(rc));
+        set_err(t, "web__srv_call: %s", web_strerror(rc));
         return NULL;
     }
     t->resp.status = ans.status;

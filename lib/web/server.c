@@ -639,7 +639,7 @@ static const web_handler_def *find_handler(const web_server *s,
 }
 
 /* Where a request's body comes from: libfcgi's stream on a request
- * thread, or a caller's buffer (web_srv_call). */
+ * thread, or a caller's buffer (web__srv_call). */
 typedef struct body_src {
     struct thread_state *t; /* NULL: buf[0..len) */
     const char *buf;
@@ -941,9 +941,9 @@ static void serve_one(struct thread_state *t, const gen *g)
     web_arena_reset(t->arena);
 }
 
-int web_srv_call(web_server *s, char **envp, const void *body, size_t len,
+int web__srv_call(web_server *s, char **envp, const void *body, size_t len,
                  web_arena *arena, defer_ctx *dctx, qb_conn **db,
-                 web_srv_answer *out)
+                 web__srv_answer *out)
 {
     web_call call;
     body_src src = {NULL, body, len};
@@ -1708,4 +1708,4 @@ const char *web_server_listen_name(const web_server *s)
 }
 
 /* Used by status.c. */
-defer_pool *web_srv_pool(const web_server *s) { return s->pool; }
+defer_pool *web__srv_pool(const web_server *s) { return s->pool; }

@@ -125,8 +125,8 @@ int web_handler_status(web_call *call, void *ud)
     time_t now;
 
     web_server_stats_get(web_call_server(call), &ss);
-    defer_pool_stats(web_srv_pool(web_call_server(call)), &ds);
-    engine = defer_pool_dialect(web_srv_pool(web_call_server(call))) ==
+    defer_pool_stats(web__srv_pool(web_call_server(call)), &ds);
+    engine = defer_pool_dialect(web__srv_pool(web_call_server(call))) ==
                      QB_DIALECT_POSTGRES
                  ? "postgresql"
                  : "sqlite";

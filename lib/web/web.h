@@ -16,6 +16,10 @@
  *     at a time.  A router and a web_conf are immutable after they are
  *     built, so any number of threads may read them concurrently.
  *   - No global mutable state; nothing to initialise.
+ *   - Names: what is API starts with web_ / WEB_ and is marked WEB_API;
+ *     lib/web's private functions (web_int.h, web_srv_int.h) start with
+ *     web__ and are hidden (-fvisibility=hidden): never exported from
+ *     libwaituntil.
  *
  * Why jansson for JSON bodies (and not json-c or cJSON): it is packaged in
  * Debian (libjansson-dev 2.14), it validates UTF-8 strictly and refuses

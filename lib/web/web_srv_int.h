@@ -5,21 +5,21 @@
 
 #include "web_server.h"
 
-defer_pool *web_srv_pool(const web_server *s);
+defer_pool *web__srv_pool(const web_server *s);
 
-/* One request's answer as it would be written (web_srv_call). */
-#define WEB_SRV_MAX_HEADERS 16
-typedef struct web_srv_answer {
+/* One request's answer as it would be written (web__srv_call). */
+#define WEB__SRV_MAX_HEADERS 16
+typedef struct web__srv_answer {
     int status;                 /* 204 when the handler set none */
     const char *ctype;          /* NULL for 204 and 304 */
     const char *body;           /* NULL for HEAD, 204, 304 */
     size_t body_len;
     size_t nhdrs;
-    const char *hdr_name[WEB_SRV_MAX_HEADERS];
-    const char *hdr_value[WEB_SRV_MAX_HEADERS];
+    const char *hdr_name[WEB__SRV_MAX_HEADERS];
+    const char *hdr_value[WEB__SRV_MAX_HEADERS];
     int ran;                    /* the route ran: its tasks are on dctx,
                                    not admitted */
-} web_srv_answer;
+} web__srv_answer;
 
 /* Run one request through the server without FastCGI: envp as libfcgi
  * gives the params (NULL-terminated "NAME=value"), body[0..len).  Steps
@@ -30,8 +30,8 @@ typedef struct web_srv_answer {
  * strings live in arena (reset it after).  Counted in the server's
  * counters like a request.  One thread per arena/dctx; any number of
  * calls may run at once.  WEB_OK, or WEB_EINVAL. */
-int web_srv_call(web_server *s, char **envp, const void *body, size_t len,
+int web__srv_call(web_server *s, char **envp, const void *body, size_t len,
                  web_arena *arena, defer_ctx *dctx, qb_conn **db,
-                 web_srv_answer *out);
+                 web__srv_answer *out);
 
 #endif
