@@ -88,8 +88,12 @@ static const char *last_log_line(waituntil_test *t, char *buf, size_t len)
         size_t n = strlen(line);
         while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
             line[--n] = '\0';
-        if (n > 0)
-            snprintf(buf, len, "%s", line);
+        if (n > 0) { /* cut to fit */
+            if (n >= len)
+                n = len - 1;
+            memcpy(buf, line, n);
+            buf[n] = '\0';
+        }
     }
     fclose(f);
     return buf;
