@@ -98,6 +98,21 @@ static int h_echo(web_call *call, void *ud)
     return web_respond(call, 200, "text/x-echo", body, (size_t)n);
 }
 
+/* More header bytes than a FastCGI header block holds (4 KiB). */
+static int h_fat(web_call *call, void *ud)
+{
+    char name[32], value[301];
+    (void)ud;
+    memset(value, 'v', 300);
+    value[300] = '\0';
+    for (int i = 0; i < 16; i++) {
+        snprintf(name, sizeof name, "X-Fat-%d", i);
+        if (web_add_header(call, name, value) != WEB_OK)
+            return WEB_EINVAL;
+    }
+    return web_respond(call, 200, NULL, "fat\n", 4);
+}
+
 static web_handler_def handlers[16];
 static size_t nhandlers;
 
@@ -106,7 +121,7 @@ static void setup_handlers(void)
     static const web_handler_def mine[] = {
         {"seed", h_seed, NULL},   {"many", h_many, NULL},
         {"broken", h_broken, NULL}, {"count", h_count, NULL},
-        {"echo", h_echo, NULL},
+        {"echo", h_echo, NULL},   {"fat", h_fat, NULL},
     };
     nhandlers = 0;
     for (size_t i = 0; i < app_nhandlers; i++)
@@ -115,7 +130,7 @@ static void setup_handlers(void)
         handlers[nhandlers++] = mine[i];
 }
 
-static waituntil_test *open_kit(void)
+static waituntil_test *open_conf(const char *name)
 {
     waituntil_test *t = NULL;
     char err[512];
@@ -123,12 +138,17 @@ static waituntil_test *open_kit(void)
     char conf[4096];
     if (top == NULL)
         top = TOP_SRCDIR_DEFAULT;
-    snprintf(conf, sizeof conf, "%s/tests/app/app.conf", top);
+    snprintf(conf, sizeof conf, "%s/tests/app/%s", top, name);
     setup_handlers();
     ck_assert_msg(waituntil_test_open(&t, conf, top, handlers, nhandlers, err,
                                       sizeof err) == WEB_OK,
                   "open: %s", err);
     return t;
+}
+
+static waituntil_test *open_kit(void)
+{
+    return open_conf("app.conf");
 }
 
 /* A bound TEXT value equals s. */
@@ -366,6 +386,40 @@ START_TEST(test_headers_and_args)
 }
 END_TEST
 
+/* ---- answers the server makes after the handler ------------------------ */
+
+START_TEST(test_refused_writes_answer_503_like_the_server)
+{
+    waituntil_test *t = open_conf("refuse.conf");
+    const waituntil_test_response *r;
+    /* Twice: the second request reuses the kit after a refusal (and
+     * ASan's leak check sees the first one's copies freed). */
+    for (int i = 0; i < 2; i++) {
+        r = waituntil_test_post(t, "/two", "application/json", "{}");
+        ck_assert_ptr_nonnull(r);
+        ck_assert_int_eq(r->status, 503);
+        ck_assert_str_eq(waituntil_test_header(r, "Retry-After"), "1");
+        ck_assert_str_eq(r->content_type, "application/json");
+        ck_assert_ptr_nonnull(strstr(r->body, "\"status\":503"));
+        ck_assert_uint_eq(r->nwrites, 0); /* nothing promised */
+        ck_assert_uint_eq(r->writes_ok, 0);
+    }
+    ck_assert_int_eq(waituntil_test_int(t, "SELECT count(*) FROM logs"), 0);
+    waituntil_test_close(t);
+}
+END_TEST
+
+START_TEST(test_headers_too_large_answer_500_like_the_server)
+{
+    waituntil_test *t = open_conf("refuse.conf");
+    const waituntil_test_response *r = waituntil_test_get(t, "/fat");
+    ck_assert_int_eq(r->status, 500);
+    ck_assert_uint_eq(r->nheaders, 0);
+    ck_assert_str_eq(r->body, "500 response headers too large\n");
+    waituntil_test_close(t);
+}
+END_TEST
+
 /* ---- the kit's own errors ----------------------------------------------- */
 
 START_TEST(test_open_unknown_handler)
@@ -415,6 +469,8 @@ static Suite *app_suite(void)
     tcase_add_test(tc, test_defer_helpers_refuse_bad_arguments);
     tcase_add_test(tc, test_call_db_reads_before_answer);
     tcase_add_test(tc, test_headers_and_args);
+    tcase_add_test(tc, test_refused_writes_answer_503_like_the_server);
+    tcase_add_test(tc, test_headers_too_large_answer_500_like_the_server);
     tcase_add_test(tc, test_open_unknown_handler);
     tcase_add_test(tc, test_open_missing_conf);
     suite_add_tcase(s, tc);

@@ -631,6 +631,8 @@ WAITUNTIL_API int waituntil_main(int argc, char **argv,
                                     WU_DEFAULT_CONF) < 0)) {
         fprintf(stderr, "waituntil: out of memory\n");
         free(prefix);
+        free(handlers);
+        app_upgrade_free();
         return 1;
     }
     if (conf_path == NULL)

@@ -8,14 +8,17 @@
  * (WEB_LISTEN_NONE) and the database is a fresh file in a temporary
  * folder, migrated and checked by the start's own step (app_migrate).
  * A request is the server's own path (web__srv_call: route, body,
- * "require", handler or action) on the kit's arena and defer_ctx, run
- * on the calling thread; its tasks are copied for the response
- * (defer_ctx_task: the query as it will run), then admitted and
- * submitted as a request thread does, and the call waits until the
- * pool's ok + failed + left counters have moved by that many: one
- * request at a time per kit, so the counters' deltas are this
+ * "require", handler or action, admission with its 503 answers) on the
+ * kit's arena and defer_ctx, run on the calling thread; just before
+ * admission its tasks are copied for the response (defer_ctx_task: the
+ * query as it will run).  Admitted tasks are submitted as a request
+ * thread does, and the call waits until the pool's ok + failed + left
+ * counters have moved by that many and nothing is queued or running:
+ * one request at a time per kit, so the counters' deltas are this
  * request's.  The wait polls the counters (1 ms steps, 60 s bound):
- * the pool has no "done" notification, and a kit is test code.
+ * the pool has no "done" notification, and a kit is test code.  A wait
+ * that gives up leaves tasks in the pool whose results would be counted
+ * for the next request: the kit refuses every request after it.
  *
  * The log is a file in the kit's folder: the server's and the pool's
  * lines land there, and waituntil_test_log reads it back from the
@@ -25,6 +28,9 @@
 #include "app_int.h"
 #include "test.h"
 #include "web_srv_int.h"
+
+_Static_assert(WAITUNTIL_TEST_MAX_HEADERS >= WEB__SRV_MAX_HEADERS,
+               "the kit keeps every header the server can send");
 
 #include <errno.h>
 #include <fcntl.h>
@@ -63,6 +69,9 @@ struct waituntil_test {
     char *body;
     char *logbuf;
     off_t log_from;
+    int broken;             /* a wait gave up: counts no longer exact */
+    int record_rc;          /* record_writes' result in the hook */
+    defer_stats before;     /* pool counters just before admission */
     char err[512];
 };
 
@@ -282,8 +291,7 @@ static char *header_param(const char *h)
     if (p == NULL)
         return NULL;
     o = p;
-    if (!((nlen == 12 && strncasecmp(h, "Content-Type", 12) == 0) ||
-          (nlen == 14 && strncasecmp(h, "Content-Length", 14) == 0))) {
+    if (!(nlen == 12 && strncasecmp(h, "Content-Type", 12) == 0)) {
         memcpy(o, "HTTP_", 5);
         o += 5;
     }
@@ -315,20 +323,25 @@ static char **make_envp(const char *method, const char *uri,
     char **envp;
     while (headers != NULL && headers[nh] != NULL)
         nh++;
-    envp = calloc(nh + 6, sizeof *envp);
+    envp = calloc(nh + 7, sizeof *envp);
     if (envp == NULL)
         return NULL;
     if (asprintf(&envp[k++], "REQUEST_METHOD=%s", method) < 0 ||
         asprintf(&envp[k++], "REQUEST_URI=%s", uri) < 0 ||
         asprintf(&envp[k++], "SERVER_PROTOCOL=HTTP/1.1") < 0 ||
         asprintf(&envp[k++], "REMOTE_ADDR=127.0.0.1") < 0 ||
+        asprintf(&envp[k++], "QUERY_STRING=%s",
+                 strchr(uri, '?') ? strchr(uri, '?') + 1 : "") < 0 ||
         (len > 0 && asprintf(&envp[k++], "CONTENT_LENGTH=%zu", len) < 0)) {
         envp[k - 1] = NULL;
         free_envp(envp);
         return NULL;
     }
     for (size_t i = 0; i < nh; i++) {
-        char *p = header_param(headers[i]);
+        char *p;
+        if (strncasecmp(headers[i], "Content-Length:", 15) == 0)
+            continue; /* the kit's own, from len */
+        p = header_param(headers[i]);
         if (p == NULL) {
             free_envp(envp);
             return NULL;
@@ -373,42 +386,45 @@ static int record_writes(waituntil_test *t, size_t n)
     return WEB_OK;
 }
 
-/* Wait until the pool finished `want` more tasks than before. */
-static int wait_done(waituntil_test *t, const defer_stats *before,
-                     size_t want, defer_stats *after)
+/* web__srv_call's hook: the tasks as they will run, and the counters
+ * before their admission. */
+static void before_admit(void *ud, defer_ctx *dctx)
 {
+    waituntil_test *t = ud;
+    (void)dctx; /* t->dctx */
+    t->record_rc = record_writes(t, defer_ctx_count(t->dctx));
+    defer_pool_stats(t->pool, &t->before);
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Wait until the pool finished `want` more tasks than before and holds
+ * none (queued, running or reserved). */
+static int wait_done(waituntil_test *t, size_t want, defer_stats *after)
+{
+    const defer_stats *b = &t->before;
     struct timespec step = {0, 1000000L};
-    for (unsigned ms = 0;; ms++) {
+    int64_t end = now_ms() + WAIT_LIMIT_MS;
+    for (;;) {
         defer_pool_stats(t->pool, after);
         if ((after->ok + after->failed + after->left) -
-                (before->ok + before->failed + before->left) >=
-            want)
+                    (b->ok + b->failed + b->left) >=
+                want &&
+            after->depth == 0)
             return WEB_OK;
-        if (ms >= WAIT_LIMIT_MS)
+        if (now_ms() >= end)
             break;
         nanosleep(&step, NULL);
     }
+    t->broken = 1;
     set_err(t, "the request's %zu writes did not finish within %d ms", want,
             WAIT_LIMIT_MS);
     return WEB_EIO;
-}
-
-static void refuse(waituntil_test *t, int rc)
-{
-    static const char full[] = "503 Service Unavailable: deferred-work "
-                               "queue full\n";
-    static const char other[] = "503 Service Unavailable\n";
-    const char *b = rc == DEFER_EFULL ? full : other;
-    free(t->body);
-    t->body = strdup(b);
-    t->resp.status = rc == DEFER_EFULL || rc == DEFER_ESHUTDOWN ||
-                             rc == DEFER_EUNAVAIL || rc == DEFER_EJOURNAL
-                         ? 503
-                         : 500;
-    t->resp.content_type = "text/plain; charset=utf-8";
-    t->resp.body = t->body != NULL ? t->body : "";
-    t->resp.body_len = t->body != NULL ? strlen(t->body) : 0;
-    t->resp.nheaders = 0;
 }
 
 WAITUNTIL_API const waituntil_test_response *
@@ -418,7 +434,6 @@ waituntil_test_request(waituntil_test *t, const char *method, const char *uri,
 {
     web__srv_answer ans;
     char **envp;
-    size_t ntasks;
     int rc;
 
     if (t == NULL)
@@ -428,6 +443,11 @@ waituntil_test_request(waituntil_test *t, const char *method, const char *uri,
         set_err(t, "a request needs a method and a uri");
         return NULL;
     }
+    if (t->broken) {
+        set_err(t, "an earlier request's writes never finished: the kit's "
+                   "counts are no longer exact");
+        return NULL;
+    }
     clear_response(t);
     web_arena_reset(t->arena);
     envp = make_envp(method, uri, headers, len);
@@ -435,11 +455,31 @@ waituntil_test_request(waituntil_test *t, const char *method, const char *uri,
         set_err(t, "out of memory, or a header without \"Name: value\"");
         return NULL;
     }
-    rc = web__srv_call(t->srv, envp, body, len, t->arena, t->dctx, &t->req_db,
-                      &ans);
+    t->record_rc = WEB_OK;
+    rc = web__srv_call(t->srv, envp, body, len, t->arena, t->dctx,
+                       &t->req_db, before_admit, t, &ans);
     free_envp(envp);
     if (rc != WEB_OK) {
         set_err(t, "web__srv_call: %s", web_strerror(rc));
+        return NULL;
+    }
+    if (ans.admitted) {
+        /* Promised: submitted whatever happens next. */
+        defer_stats after;
+        defer_submit(t->pool, t->dctx);
+        if (wait_done(t, ans.nwrites, &after) != WEB_OK)
+            return NULL;
+        t->resp.writes_ok = (size_t)(after.ok - t->before.ok);
+        t->resp.writes_failed = (size_t)(after.failed - t->before.failed);
+    } else if (ans.ninline > 0) {
+        defer_stats after;
+        defer_pool_stats(t->pool, &after);
+        t->resp.writes_failed =
+            (size_t)(after.inline_failed - t->before.inline_failed);
+        t->resp.writes_ok = ans.ninline - t->resp.writes_failed;
+    }
+    if (t->record_rc != WEB_OK) {
+        set_err(t, "recording the writes: %s", web_strerror(t->record_rc));
         return NULL;
     }
     t->resp.status = ans.status;
@@ -447,7 +487,6 @@ waituntil_test_request(waituntil_test *t, const char *method, const char *uri,
     t->body = malloc(ans.body_len + 1);
     if (t->body == NULL) {
         set_err(t, "out of memory");
-        defer_ctx_discard(t->dctx);
         return NULL;
     }
     if (ans.body_len > 0)
@@ -455,42 +494,21 @@ waituntil_test_request(waituntil_test *t, const char *method, const char *uri,
     t->body[ans.body_len] = '\0';
     t->resp.body = t->body;
     t->resp.body_len = ans.body_len;
-    t->resp.nheaders = ans.nhdrs;
-    for (size_t i = 0; i < ans.nhdrs && i < WAITUNTIL_TEST_MAX_HEADERS; i++) {
+    t->resp.nheaders = ans.nhdrs < WAITUNTIL_TEST_MAX_HEADERS
+                           ? ans.nhdrs
+                           : WAITUNTIL_TEST_MAX_HEADERS;
+    for (size_t i = 0; i < t->resp.nheaders; i++) {
         t->resp.header_name[i] = ans.hdr_name[i];
         t->resp.header_value[i] = ans.hdr_value[i];
     }
-
-    ntasks = ans.ran ? defer_ctx_count(t->dctx) : 0;
-    if (ntasks > 0) {
-        defer_stats before, after;
-        rc = record_writes(t, ntasks);
-        if (rc != WEB_OK) {
-            set_err(t, "recording the writes: %s", web_strerror(rc));
-            defer_ctx_discard(t->dctx);
-            return NULL;
-        }
-        defer_pool_stats(t->pool, &before);
-        rc = defer_admit(t->pool, t->dctx);
-        if (rc == DEFER_OK) {
-            defer_submit(t->pool, t->dctx);
-            if (wait_done(t, &before, ntasks, &after) != WEB_OK)
-                return NULL;
-            t->resp.writes_ok = (size_t)(after.ok - before.ok);
-            t->resp.writes_failed = (size_t)(after.failed - before.failed);
-        } else if (rc == DEFER_INLINE) {
-            defer_pool_stats(t->pool, &after);
-            t->resp.writes_failed =
-                (size_t)(after.inline_failed - before.inline_failed);
-            t->resp.writes_ok = ntasks - t->resp.writes_failed;
-        } else {
-            refuse(t, rc);
-            t->nwrites = 0; /* nothing was promised */
-        }
+    /* Refused (503) or none: nothing was promised.  t->nwrites stays
+     * for clear_response. */
+    if (ans.admitted || ans.ninline > 0) {
+        t->resp.nwrites = t->nwrites;
+        t->resp.writes = t->writes;
     }
-    t->resp.nwrites = t->nwrites;
-    t->resp.writes = t->writes;
     return &t->resp;
+
 }
 
 WAITUNTIL_API const waituntil_test_response *

@@ -113,7 +113,7 @@
 
 #define MAX_THREADS 256
 #define LISTEN_BACKLOG 1024
-#define MAX_RESP_HEADERS 16
+#define MAX_RESP_HEADERS WEB__SRV_MAX_HEADERS
 
 /* What a request reads from the conf (see DESIGN): immutable once
  * published, freed when the last reference is dropped. */
@@ -218,8 +218,18 @@ qb_conn *web_call_db(web_call *c)
     char eb[256], qe[300];
     if (c == NULL || c->db == NULL || c->srv->db_path == NULL)
         return NULL;
-    if (*c->db != NULL)
-        return *c->db;
+    if (*c->db != NULL) {
+        /* A PostgreSQL session learns of its loss when a call fails
+         * (QB_ECONN): reconnect here, once per handler call at most,
+         * bounded by the connect timeout. */
+        if (qb_connected(*c->db))
+            return *c->db;
+        if (qb_reset(*c->db) == QB_OK)
+            return *c->db;
+        web_logf(c->srv->log, WEB_LOG_ERROR, "request_db_failed",
+                 "error=%s", web_log_q(qe, sizeof qe, qb_errmsg(*c->db)));
+        return NULL;
+    }
     if (qb_open(c->db, c->srv->db_path,
                 c->srv->has_db_cfg ? &c->srv->db_cfg : NULL, eb, sizeof eb) !=
         QB_OK) {
@@ -344,6 +354,60 @@ static void count_status(web_server *s, int status)
         atomic_fetch_add(&s->s5xx, 1);
 }
 
+/* What an answer really is on the wire (header_block). */
+typedef struct final_resp {
+    int status;
+    const char *ctype; /* as sent in Content-Type (unused for 204/304) */
+    const char *body;
+    size_t body_len;
+    size_t nhdrs;      /* the call's extra headers sent (0 after a 500) */
+} final_resp;
+
+/* The FastCGI header block of c's answer into hdr[0..cap), final
+ * CRLF included, and the answer it stands for in *f.  A block that does
+ * not fit is never cut (the body would be read as headers): the answer
+ * becomes a bare 500.  Returns the block's length. */
+static size_t header_block(const web_call *c, char *hdr, size_t cap,
+                           final_resp *f)
+{
+    size_t n = 0;
+    int k;
+
+    f->status = c->status ? c->status : 204;
+    f->ctype = c->ctype ? c->ctype : "text/plain; charset=utf-8";
+    f->body = c->body;
+    f->body_len = c->body_len;
+    f->nhdrs = c->nhdrs;
+    for (;;) {
+        int fits = 1;
+        k = snprintf(hdr, cap, "Status: %d %s\r\n", f->status,
+                     reason(f->status));
+        n = (size_t)k;
+        if (f->status != 204 && f->status != 304) {
+            k = snprintf(hdr + n, cap - n,
+                         "Content-Type: %s\r\nContent-Length: %zu\r\n",
+                         f->ctype, f->body_len);
+            fits = k >= 0 && (size_t)k < cap - n;
+            n += fits ? (size_t)k : 0;
+        }
+        for (size_t i = 0; fits && i < f->nhdrs; i++) {
+            k = snprintf(hdr + n, cap - n, "%s: %s\r\n", c->hdrs[i].name,
+                         c->hdrs[i].value);
+            fits = k >= 0 && (size_t)k < cap - n;
+            n += fits ? (size_t)k : 0;
+        }
+        if (fits && cap - n >= 3)
+            break;
+        f->status = 500;
+        f->ctype = "text/plain; charset=utf-8";
+        f->body = "500 response headers too large\n";
+        f->body_len = strlen(f->body);
+        f->nhdrs = 0;
+    }
+    memcpy(hdr + n, "\r\n", 2);
+    return n + 2;
+}
+
 /* Write status line, headers and (unless HEAD) the body.  Returns 0 or the
  * stream's error (EPIPE when nginx/the client went away).  *sent_bytes:
  * the body bytes handed to libfcgi. */
@@ -351,42 +415,12 @@ static int write_response(FCGX_Request *rq, const web_call *c, int head,
                           int *sent_status, uint64_t *sent_bytes)
 {
     char hdr[4096];
-    size_t n = 0;
-    int k, status = c->status ? c->status : 204;
-    const char *ctype = c->ctype ? c->ctype : "text/plain; charset=utf-8";
-    const char *body = c->body;
-    size_t body_len = c->body_len, nh = c->nhdrs;
+    final_resp f;
+    size_t n = header_block(c, hdr, sizeof hdr, &f);
+    int status = f.status;
+    const char *body = f.body;
+    size_t body_len = f.body_len;
 
-    for (;;) {
-        int fits = 1;
-        k = snprintf(hdr, sizeof hdr, "Status: %d %s\r\n", status,
-                     reason(status));
-        n = (size_t)k;
-        if (status != 204 && status != 304) {
-            k = snprintf(hdr + n, sizeof hdr - n,
-                         "Content-Type: %s\r\nContent-Length: %zu\r\n", ctype,
-                         body_len);
-            fits = k >= 0 && (size_t)k < sizeof hdr - n;
-            n += fits ? (size_t)k : 0;
-        }
-        for (size_t i = 0; fits && i < nh; i++) {
-            k = snprintf(hdr + n, sizeof hdr - n, "%s: %s\r\n",
-                         c->hdrs[i].name, c->hdrs[i].value);
-            fits = k >= 0 && (size_t)k < sizeof hdr - n;
-            n += fits ? (size_t)k : 0;
-        }
-        if (fits && sizeof hdr - n >= 3)
-            break;
-        /* Never send a cut header block (the body would be read as
-         * headers): answer 500 with nothing but the status instead. */
-        status = 500;
-        ctype = "text/plain; charset=utf-8";
-        body = "500 response headers too large\n";
-        body_len = strlen(body);
-        nh = 0;
-    }
-    memcpy(hdr + n, "\r\n", 2);
-    n += 2;
     *sent_status = status;
     *sent_bytes = 0;
     FCGX_PutStr(hdr, (int)n, rq->out);
@@ -942,13 +976,16 @@ static void serve_one(struct thread_state *t, const gen *g)
 }
 
 int web__srv_call(web_server *s, char **envp, const void *body, size_t len,
-                 web_arena *arena, defer_ctx *dctx, qb_conn **db,
-                 web__srv_answer *out)
+                  web_arena *arena, defer_ctx *dctx, qb_conn **db,
+                  web__srv_hook before_admit, void *ud,
+                  web__srv_answer *out)
 {
     web_call call;
     body_src src = {NULL, body, len};
+    final_resp f;
+    char hdr[4096];
     gen *g;
-    int head = 0, ran;
+    int head = 0;
 
     if (s == NULL || envp == NULL || arena == NULL || dctx == NULL ||
         out == NULL || (body == NULL && len > 0))
@@ -957,23 +994,24 @@ int web__srv_call(web_server *s, char **envp, const void *body, size_t len,
     g = gen_acquire(s);
     atomic_fetch_add(&s->accepted, 1);
     call_init(&call, s, g, arena, dctx, db, envp);
-    ran = call_run(&call, envp, &src, &head);
-    out->status = call.status ? call.status : 204;
-    out->ctype = out->status == 204 || out->status == 304
-                     ? NULL
-                 : call.ctype ? call.ctype
-                              : "text/plain; charset=utf-8";
-    if (!head && out->status != 204 && out->status != 304) {
-        out->body = call.body;
-        out->body_len = call.body_len;
+    if (call_run(&call, envp, &src, &head)) {
+        if (before_admit != NULL && defer_ctx_count(dctx) > 0)
+            before_admit(ud, dctx);
+        out->admitted = admit_call(&call, &out->nwrites, &out->ninline);
     }
-    out->nhdrs = call.nhdrs;
-    for (size_t i = 0; i < call.nhdrs; i++) {
+    (void)header_block(&call, hdr, sizeof hdr, &f);
+    out->status = f.status;
+    out->ctype = f.status == 204 || f.status == 304 ? NULL : f.ctype;
+    if (!head && f.status != 204 && f.status != 304) {
+        out->body = f.body;
+        out->body_len = f.body_len;
+    }
+    out->nhdrs = f.nhdrs;
+    for (size_t i = 0; i < f.nhdrs; i++) {
         out->hdr_name[i] = call.hdrs[i].name;
         out->hdr_value[i] = call.hdrs[i].value;
     }
-    out->ran = ran;
-    count_status(s, out->status);
+    count_status(s, f.status);
     atomic_fetch_add(&s->finished, 1);
     gen_release(s, g);
     return WEB_OK;

@@ -180,9 +180,11 @@ WEB_API qb_dialect web_call_dialect(const web_call *call);
  * (waituntil_defer_sql, defer_wait_until_query): they are group-committed
  * and never hold the request thread.  Opened on the thread's first call,
  * kept for the thread's life (one per request thread: at most
- * server.threads), closed when the thread ends.  Returns NULL when the
- * server has no database or the open failed (logged as
- * request_db_failed; the next call tries again): answer WEB_EIO.  Use
+ * server.threads), closed when the thread ends; a PostgreSQL session
+ * that was lost (a call on it returned QB_ECONN) is reconnected by the
+ * next web_call_db.  Returns NULL when the server has no database or
+ * the open or reconnect failed (logged as request_db_failed; the next
+ * call tries again): answer WEB_EIO.  Use
  * it from this call only, never from a deferred task, and leave no
  * transaction open when the handler returns.  Unlike the pool's
  * connections it is not watched for a lost database file.

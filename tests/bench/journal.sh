@@ -1,0 +1,87 @@
+#!/bin/sh
+# tests/bench/journal.sh SRCDIR BUILDDIR -- `make bench-journal`: what
+# each durability level costs.  wrk through nginx on /log (one deferred
+# write per request) with the shipped conf and
+#   off      journal off
+#   write    journal write (the default: survives a crash of the process)
+#   fsync    journal fsync (survives power loss: a group fdatasync before
+#            the answers)
+#   full     journal off, database.synchronous full (SQLite's own fsync
+#            at every group commit)
+# and /hello (no write) as the baseline, all interleaved per rep (hello,
+# off, write, fsync, full, hello, ...) so each rep sees one machine
+# state.  Prints req/s and p99 per run; for fsync, the fdatasyncs per
+# second and requests per fdatasync (from /_status); then per level the
+# median of the per-rep ratios to /hello.  Each run starts from an empty
+# database.  Run on purpose, never by make check.
+# Knobs: REPS (3), DURATION (10s), CONNS (32), THREADS (2), LEVELS.
+# Bounded: every wrk run has a fixed duration; the EXIT trap stops what
+# this script started, by PID.
+set -u
+SRC=$(cd "$1" && pwd) BUILD=$(cd "$2" && pwd)
+REPS=${REPS:-3} DURATION=${DURATION:-10s} CONNS=${CONNS:-32}
+THREADS=${THREADS:-2} LEVELS=${LEVELS:-off write fsync full}
+WORK=${BENCH_WORK:-$BUILD/bench-journal}
+. "$SRC/tools/stack.sh"
+command -v wrk >/dev/null || { echo "wrk not installed" >&2; exit 77; }
+rm -rf "$WORK"
+mkdir -p "$WORK"
+trap 'stack_stop' EXIT INT TERM
+
+# conf_for LEVEL: the shipped conf with that level's two lines changed.
+conf_for() {
+    j=write s=normal
+    case $1 in off) j=off ;; fsync) j=fsync ;; full) j=off s=full ;; hello) ;; esac
+    sed -e "s|^\(    journal\) write;|\1 $j;|" \
+        -e "s|^\(    synchronous\) normal;|\1 $s;|" "$SRC/conf/waituntil.conf" \
+        > "$WORK/$1.conf"
+    [ "$(grep -c -e "^    journal $j;" -e "^    synchronous $s;" "$WORK/$1.conf")" = 2 ] ||
+        { echo "conf/waituntil.conf: no 'journal write;' or 'synchronous normal;' line" >&2; exit 1; }
+}
+
+status_num() { # status_num PORT KEY: a number from /_status (JSON)
+    curl -s "http://127.0.0.1:$1/_status" | tr ',{}' '\n\n\n' |
+        sed -n "s/^ *\"$2\": *\([0-9.]*\).*/\1/p" | head -n 1
+}
+
+run() { # run LEVEL ENDPOINT REP: prints "req/s p99_ms fsyncs_per_s req_per_fsync"
+    conf_for "$1"
+    rm -rf "$WORK/db"
+    port=$(stack_free_port)
+    STACK_ACCESS_LOG=off STACK_APP_ARGS='' stack_start "$SRC" "$BUILD" \
+        "$WORK/prefix" "$port" "$WORK/db/wu.db" "$WORK/$1.conf" >/dev/null 2>&1 ||
+        { echo "stack did not start ($1)" >&2; exit 1; }
+    wrk -t "$THREADS" -c "$CONNS" -d 2s "http://127.0.0.1:$port$2" >/dev/null 2>&1
+    f0=$(status_num "$port" journal_fsyncs)
+    wrk -t "$THREADS" -c "$CONNS" -d "$DURATION" --latency \
+        "http://127.0.0.1:$port$2" > "$WORK/wrk.$1.$3" 2>/dev/null
+    f1=$(status_num "$port" journal_fsyncs)
+    stack_stop
+    awk -v f0="${f0:-0}" -v f1="${f1:-0}" -v d="$DURATION" '
+        /^Requests\/sec:/ { rps = $2 }
+        /^ *99%/ { v = $2; u = v; sub(/[a-z]+$/, "", v); sub(/^[0-9.]+/, "", u)
+                   p99 = (u == "us") ? v / 1000 : ((u == "s") ? v * 1000 : v) }
+        /requests in/ { n = $1 }
+        END { secs = d; sub(/s$/, "", secs); f = f1 - f0
+              printf "%s %.2f %.0f %s\n", rps, p99, f / secs,
+                     ((f > 0) ? sprintf("%.1f", n / f) : "-") }' "$WORK/wrk.$1.$3"
+}
+
+r=1
+while [ "$r" -le "$REPS" ]; do
+    set -- $(run hello /hello "$r")
+    hello=$1
+    echo "rep $r: /hello $hello req/s p99 $2 ms"
+    for lv in $LEVELS; do
+        set -- $(run "$lv" /log "$r")
+        ratio=$(awk -v a="$1" -v b="$hello" 'BEGIN { printf "%.3f", a / b }')
+        echo "rep $r: /log journal=$lv $1 req/s p99 $2 ms fsyncs/s $3 requests/fsync $4 ratio_to_hello $ratio"
+        echo "$lv $ratio" >> "$WORK/ratios"
+    done
+    r=$((r + 1))
+done
+for lv in $LEVELS; do
+    med=$(awk -v l="$lv" '$1 == l { print $2 }' "$WORK/ratios" | sort -n |
+        awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
+    echo "median /log ÷ /hello, $lv: $med"
+done
