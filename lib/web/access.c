@@ -32,6 +32,7 @@
  */
 #define _GNU_SOURCE
 #include "web_server.h"
+#include "web_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -50,15 +51,6 @@ struct web_access_log {
     atomic_int failing;  /* the last write failed */
     atomic_int torn;     /* ... and left part of its line */
 };
-
-static int open_path(const char *path, char *errbuf, size_t errlen)
-{
-    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-    if (fd < 0 && errbuf != NULL && errlen > 0)
-        snprintf(errbuf, errlen, "cannot open access log %s: %s", path,
-                 strerror(errno));
-    return fd;
-}
 
 int web_access_log_open(web_access_log **out, const char *target,
                         web_log *log, char *errbuf, size_t errlen)
@@ -82,7 +74,7 @@ int web_access_log_open(web_access_log **out, const char *target,
             free(al);
             return WEB_ENOMEM;
         }
-        al->fd = open_path(target, errbuf, errlen);
+        al->fd = web__open_append("access log", target, errbuf, errlen);
         if (al->fd < 0) {
             free(al->path);
             free(al);
@@ -108,7 +100,7 @@ int web_access_log_reopen(web_access_log *al)
     int fd, rc = WEB_OK;
     if (al == NULL || al->path == NULL)
         return WEB_OK;
-    fd = open_path(al->path, NULL, 0);
+    fd = web__open_append("access log", al->path, NULL, 0);
     if (fd < 0)
         return WEB_EIO;
     if (fd != al->fd) {

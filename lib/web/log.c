@@ -16,6 +16,7 @@
  */
 #define _GNU_SOURCE
 #include "web_server.h"
+#include "web_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -51,15 +52,6 @@ static const char *level_name(web_log_level l)
     return "info";
 }
 
-static int open_target(const char *path, char *errbuf, size_t errlen)
-{
-    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-    if (fd < 0 && errbuf != NULL && errlen > 0)
-        snprintf(errbuf, errlen, "cannot open log %s: %s", path,
-                 strerror(errno));
-    return fd;
-}
-
 int web_log_open(web_log **out, const char *target, web_log_level level,
                  char *errbuf, size_t errlen)
 {
@@ -83,7 +75,7 @@ int web_log_open(web_log **out, const char *target, web_log_level level,
             web_log_close(log);
             return WEB_ENOMEM;
         }
-        log->fd = open_target(target, errbuf, errlen);
+        log->fd = web__open_append("log", target, errbuf, errlen);
         if (log->fd < 0) {
             log->fd = STDERR_FILENO;
             web_log_close(log);
@@ -110,7 +102,7 @@ int web_log_reopen(web_log *log)
     int fd, old;
     if (log == NULL || log->path == NULL)
         return WEB_OK;
-    fd = open_target(log->path, NULL, 0);
+    fd = web__open_append("log", log->path, NULL, 0);
     if (fd < 0)
         return WEB_EIO;
     if (pthread_mutex_lock(&log->mu) != 0) {

@@ -612,48 +612,37 @@ struct thread_state {
 #define BODY_BROKEN ((size_t)-2)
 #define DRAIN_CHUNK 16384
 
-/* Read the whole body; returns its length, BODY_TOO_BIG past max (or when
- * the buffer cannot grow), BODY_BROKEN when the stream failed midway (a
- * truncated body must not feed deferred writes). */
-static size_t read_body(struct thread_state *t, size_t max)
-{
-    size_t len = 0;
-    for (;;) {
-        int want, got;
-        if (t->body_cap - len < 4096) {
-            size_t ncap = t->body_cap ? t->body_cap * 2 : 16384;
-            char *nb;
-            if (ncap > max + 4096 + 1)
-                ncap = max + 4096 + 1;
-            if (ncap <= t->body_cap)
-                return BODY_TOO_BIG; /* at the bound and still more */
-            nb = realloc(t->body, ncap);
-            if (nb == NULL)
-                return BODY_TOO_BIG;
-            t->body = nb;
-            t->body_cap = ncap;
-        }
-        want = (int)((t->body_cap - len) > (1u << 20) ? (1u << 20)
-                                                       : t->body_cap - len);
-        got = FCGX_GetStr(t->body + len, want, t->rq.in);
-        if (got <= 0)
-            break;
-        len += (size_t)got;
-        if (len > max)
-            return BODY_TOO_BIG;
-    }
-    return FCGX_GetError(t->rq.in) != 0 ? BODY_BROKEN : len;
-}
-
-/* Read the body to its end without keeping it, for a route that never
- * reads it (or no route at all): the same bounds and results as
- * read_body, in a fixed buffer. */
-static size_t drain_body(struct thread_state *t, size_t max)
+/* Read the whole body, into t->body when keep (else into a scratch
+ * buffer and dropped: a route that never reads it, or no route at all).
+ * Returns its length, BODY_TOO_BIG past max (or when the buffer cannot
+ * grow), BODY_BROKEN when the stream failed midway (a truncated body
+ * must not feed deferred writes). */
+static size_t read_body(struct thread_state *t, size_t max, int keep)
 {
     char scratch[DRAIN_CHUNK];
     size_t len = 0;
     for (;;) {
-        int got = FCGX_GetStr(scratch, (int)sizeof scratch, t->rq.in);
+        char *dst = scratch;
+        int want = (int)sizeof scratch, got;
+        if (keep) {
+            if (t->body_cap - len < 4096) {
+                size_t ncap = t->body_cap ? t->body_cap * 2 : 16384;
+                char *nb;
+                if (ncap > max + 4096 + 1)
+                    ncap = max + 4096 + 1;
+                if (ncap <= t->body_cap)
+                    return BODY_TOO_BIG; /* at the bound and still more */
+                nb = realloc(t->body, ncap);
+                if (nb == NULL)
+                    return BODY_TOO_BIG;
+                t->body = nb;
+                t->body_cap = ncap;
+            }
+            dst = t->body + len;
+            want = (int)((t->body_cap - len) > (1u << 20) ? (1u << 20)
+                                                           : t->body_cap - len);
+        }
+        got = FCGX_GetStr(dst, want, t->rq.in);
         if (got <= 0)
             break;
         len += (size_t)got;
@@ -688,9 +677,7 @@ static size_t body_take(body_src *b, size_t max, int keep, const char **out)
         *out = b->buf;
         return b->len > max ? BODY_TOO_BIG : b->len;
     }
-    if (!keep)
-        return drain_body(b->t, max);
-    n = read_body(b->t, max);
+    n = read_body(b->t, max, keep);
     *out = b->t->body; /* after: reading may move the buffer */
     return n;
 }

@@ -1,8 +1,11 @@
 /*
- * util.c -- status codes, methods, UTF-8 and time formatting for lib/web.
+ * util.c -- status codes, methods, UTF-8, time formatting and log files
+ * for lib/web.
  */
 #include "web_int.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -225,4 +228,14 @@ int web__header_name_eq(const char *a, size_t an, const char *b, size_t bn)
         if (hfold((unsigned char)a[i]) != hfold((unsigned char)b[i]))
             return 0;
     return 1;
+}
+
+int web__open_append(const char *what, const char *path, char *errbuf,
+                     size_t errlen)
+{
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0 && errbuf != NULL && errlen > 0)
+        snprintf(errbuf, errlen, "cannot open %s %s: %s", what, path,
+                 strerror(errno));
+    return fd;
 }

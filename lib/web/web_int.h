@@ -19,4 +19,9 @@ WEB_INTERNAL int web__hexval(unsigned char c);
 WEB_INTERNAL int web__header_name_eq(const char *a, size_t an, const char *b,
                                      size_t bn);
 
+/* Open path to append log lines (O_APPEND, created 0640, close-on-exec):
+ * the descriptor, or -1 with "cannot open WHAT PATH: reason" in errbuf. */
+WEB_INTERNAL int web__open_append(const char *what, const char *path,
+                                  char *errbuf, size_t errlen);
+
 #endif
