@@ -198,6 +198,38 @@ static void journal_file(char *out, size_t len)
     ck_assert_int_eq(n, 1);
 }
 
+/* In a child: admit writes v = from..to-1, one request each, none
+ * submitted (every record stays in the journal), then SIGKILL. */
+static void journal_unsubmitted(int from, int to)
+{
+    int status = 0;
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        defer_config cc = jcfg();
+        defer_pool *cp = NULL;
+        defer_ctx *ctx = NULL;
+        char err[256];
+        int v;
+        if (defer_pool_create(&cp, &cc, err, sizeof err) != DEFER_OK ||
+            defer_ctx_create(cp, &ctx) != DEFER_OK)
+            _exit(10);
+        for (v = from; v < to; v++) {
+            if (defer_wait_until_query(ctx, q_ins("t", v), "/w") ||
+                defer_admit(cp, ctx) != DEFER_OK)
+                _exit(12);
+            ctx = NULL; /* leak it: admitted, never submitted */
+            if (defer_ctx_create(cp, &ctx) != DEFER_OK)
+                _exit(11);
+        }
+        kill(getpid(), SIGKILL);
+        _exit(14);
+    }
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
+                  "child status %d", status);
+}
+
 /* ---- tests ---------------------------------------------------------------- */
 
 START_TEST(test_clean_run_leaves_nothing)
@@ -363,12 +395,67 @@ START_TEST(test_corrupt_record_set_aside)
     p = mkpool_cfg(&c);
     defer_pool_stats(p, &st);
     run_and_close(p);
-    /* The records before the bad one ran; the rest was set aside. */
-    ck_assert_int_eq(db_scalar("SELECT count(*) FROM t"), 4);
-    ck_assert_uint_eq(st.j_replayed, 4);
+    /* The bad record was set aside; the records before it and after it
+     * (found again by their checksums) ran. */
+    ck_assert_int_eq(db_scalar("SELECT count(*) FROM t"), 9);
+    ck_assert_int_eq(db_scalar("SELECT count(*) FROM t WHERE v = 104"), 0);
+    ck_assert_uint_eq(st.j_replayed, 9);
+    ck_assert_uint_eq(st.j_corrupt, 1);
     snprintf(cpath, sizeof cpath, "%s.corrupt", g_jp);
     ck_assert_int_eq(stat(cpath, &sb), 0);
     ck_assert_int_gt(sb.st_size, 0);
+}
+END_TEST
+
+/* Records A, B, C, D (one file, the last); B's length field damaged:
+ * (0) far past the end of the file, (1) one byte too long (its checksum
+ * then fails).  Review of the journal: both were read as a torn tail (or
+ * set the rest of the file aside) and C and D were dropped.  B is
+ * corruption: set aside and counted; A, C and D run. */
+START_TEST(test_damaged_length_resyncs)
+{
+    defer_config c = jcfg();
+    defer_pool *p;
+    defer_stats st;
+    defer_journal_info ji;
+    char path[4200], cpath[4200], eb[256];
+    struct stat sb;
+    unsigned char h[4];
+    uint32_t len;
+    off_t rec;
+    int fd;
+
+    journal_unsubmitted(200, 204);
+    journal_file(path, sizeof path);
+    ck_assert_int_eq(stat(path, &sb), 0);
+    ck_assert_int_eq(sb.st_size % 4, 0); /* four records of one size */
+    rec = sb.st_size / 4;
+    fd = open(path, O_RDWR);
+    ck_assert_int_ge(fd, 0);
+    len = _i == 0 ? 0x00FFFFFFu : (uint32_t)(rec - 16 + 1);
+    h[0] = (unsigned char)len;
+    h[1] = (unsigned char)(len >> 8);
+    h[2] = (unsigned char)(len >> 16);
+    h[3] = (unsigned char)(len >> 24);
+    ck_assert_int_eq(pwrite(fd, h, 4, rec), 4); /* B's u32 len */
+    close(fd);
+    ck_assert_int_eq(defer_journal_inspect(g_jp, &ji, eb, sizeof eb),
+                     DEFER_OK);
+    ck_assert_uint_eq(ji.records, 3);
+    ck_assert_uint_eq(ji.torn_bytes, 0);
+    ck_assert_uint_eq(ji.corrupt_bytes, (uint64_t)rec);
+    p = mkpool_cfg(&c); /* the server starts */
+    defer_pool_stats(p, &st);
+    ck_assert_uint_eq(st.j_replayed, 3);
+    ck_assert_uint_eq(st.j_corrupt, 1);
+    ck_assert_uint_eq(st.j_torn, 0);
+    run_and_close(p);
+    ck_assert_int_eq(db_scalar("SELECT count(*) FROM t"), 3);
+    ck_assert_int_eq(db_scalar("SELECT count(*) FROM t WHERE v IN "
+                               "(200, 202, 203)"), 3);
+    snprintf(cpath, sizeof cpath, "%s.corrupt", g_jp);
+    ck_assert_int_eq(stat(cpath, &sb), 0);
+    ck_assert_int_eq(sb.st_size, rec); /* B's bytes, and only those */
 }
 END_TEST
 
@@ -775,6 +862,7 @@ int main(void)
     tcase_add_test(tc, test_admitted_not_submitted_is_replayed);
     tcase_add_test(tc, test_torn_tail_dropped);
     tcase_add_test(tc, test_corrupt_record_set_aside);
+    tcase_add_loop_test(tc, test_damaged_length_resyncs, 0, 2);
     tcase_add_test(tc, test_duplicate_record_applied_once);
     tcase_add_test(tc, test_poison_goes_to_dead_letter);
     tcase_add_test(tc, test_rotation_bounds_the_files);

@@ -428,6 +428,9 @@ typedef struct defer_stats {
     uint64_t j_skipped;     /* records at start already applied (or dups) */
     uint64_t j_dead;        /* records moved to the dead-letter file */
     uint64_t j_torn;        /* torn tail records dropped at start */
+    uint64_t j_corrupt;     /* bad stretches inside the journal found at
+                               start (set aside in journal_path.corrupt;
+                               the records after them still replayed) */
     char db_reason[400];    /* why not OK ("" when OK) */
 } defer_stats;
 
@@ -449,7 +452,8 @@ typedef struct defer_journal_info {
                                knows which) */
     uint64_t first_seq, last_seq; /* of those records; 0 when none */
     uint64_t torn_bytes;    /* a cut last record (dropped at start) */
-    uint64_t corrupt_bytes; /* bytes after a bad record (set aside) */
+    uint64_t corrupt_bytes; /* bad bytes not at the end of the last file
+                               (set aside at start) */
 } defer_journal_info;
 
 /* Read the journal files of journal_path (no database, no locks: run it

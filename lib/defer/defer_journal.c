@@ -73,13 +73,38 @@
  * text line: seq, reason, label, SQL with values) -- poison never stops
  * the start; the failure is logged and counted.  A transaction-level
  * failure (busy, disk full) is retried busy_retries times, then the
- * pool fails to start with the journal intact.  A record that fails its
- * checksum or is cut short at the end of the last file is a torn tail:
- * its write never returned, so it was never acknowledged; it is dropped
- * and counted.  A bad record followed by more bytes is corruption: the
- * rest of that file is copied to journal_path.corrupt and logged.  When
- * every file is applied they are removed and a new file starts at the
- * next seq.
+ * pool fails to start with the journal intact.  When every file is
+ * applied they are removed and a new file starts at the next seq.
+ *
+ * BAD BYTES.  A record whose header or checksum does not hold starts a
+ * bad stretch, which ends at the next record that holds (RESYNC) or at
+ * the end of the file.  A bad stretch that runs to the end of the LAST
+ * file is a torn tail: the process died inside write(2) (or, at the
+ * fsync level, power went before the group's fdatasync returned), so it
+ * was never acknowledged; it is dropped, counted (torn) and logged at
+ * WARN.  Any other bad stretch -- followed by a good record, or at the
+ * end of an older file, which was complete when the next file started
+ * -- is corruption: its bytes are appended to journal_path.corrupt
+ * (synced at the fsync level: the journal file goes after replay),
+ * counted (corrupt) and logged at ERROR, and replay goes on after it.
+ * defer_journal_inspect classifies the same way.
+ *
+ * RESYNC.  A damaged length field hides where the next record starts,
+ * so we look for it: first where the bad record's own length points (a
+ * bad checksum with an intact length: its payload, client values
+ * included, is skipped whole), then at every later byte.  A candidate
+ * must hold as a record (length in bounds, CRC-32C over payload and seq)
+ * and carry a seq above the last good one, by at most 1 + (bytes
+ * skipped) / (smallest record size) -- records in between each took at
+ * least that much room.  A random false match needs a 32-bit checksum to
+ * agree on top of that: about 2^-32 per offset tried, and only ever
+ * tried inside bytes already known bad.  The one residual risk is a
+ * crafted client value that contains a whole record-shaped byte string
+ * (CRC-32C is not a MAC): it could only be picked up if the storage
+ * itself damaged the length of the record that holds it, and its seq
+ * would have to fall in the window above.  We take that over dropping
+ * every acknowledged record after a damaged byte, which is what reading
+ * the rest as a torn tail did.
  *
  * ROTATION.  Files are journal_path.<16 hex digits: first seq>.  Past
  * journal_rotate_bytes the leader starts a new file.  Each file counts
@@ -106,11 +131,9 @@
  * restart).  Only a crash before that file is removed replays it.
  *
  * NOT COVERED (yet), found by review: a journal id that changes between
- * runs (PostgreSQL: host:path) replays committed records again; a
- * damaged length field inside a file is read as a torn tail (the records
- * after it are dropped instead of set aside); rows of a rotated file are
- * pruned before its unlink, and the unlink is not followed by a folder
- * fsync at the fsync level.
+ * runs (PostgreSQL: host:path) replays committed records again; rows of
+ * a rotated file are pruned before its unlink, and the unlink is not
+ * followed by a folder fsync at the fsync level.
  *
  * LOCK ORDER: j->mu is a leaf lock, never held with pool->mu, never held
  * across I/O or SQL.
@@ -597,34 +620,81 @@ static void free_qs(qb_query **qs, size_t n)
 
 /* ---- scanning a file ---------------------------------------------------- */
 
-enum { SCAN_OK = 0, SCAN_TORN, SCAN_CORRUPT };
-
-/* Next record at buf[*pos..n): SCAN_OK with *r filled and *pos advanced,
- * or SCAN_TORN (nothing valid from *pos to the end: a cut or a bad last
- * record), or SCAN_CORRUPT (a bad record with bytes after it). */
-static int scan_next(const unsigned char *buf, size_t n, size_t *pos, jrec *r)
+/* The record at buf[pos..n), if its header and checksum hold: 1 with *r
+ * filled, else 0 (cut short, a length out of bounds, a bad checksum). */
+static int rec_at(const unsigned char *buf, size_t n, size_t pos, jrec *r)
 {
-    size_t left = n - *pos;
+    size_t left = n - pos;
     uint32_t len, crc;
     uint64_t seq;
 
-    if (left == 0)
-        return SCAN_TORN; /* the caller checks for the clean end first */
     if (left < JHDR)
-        return SCAN_TORN;
-    len = get32(buf + *pos);
-    crc = get32(buf + *pos + 4);
-    seq = get64(buf + *pos + 8);
+        return 0;
+    len = get32(buf + pos);
+    crc = get32(buf + pos + 4);
+    seq = get64(buf + pos + 8);
     if (len > JREC_MAX || len > left - JHDR)
-        return len > JREC_MAX && left > JHDR + JREC_MAX ? SCAN_CORRUPT
-                                                        : SCAN_TORN;
-    if (rec_crc(crc_update(0xFFFFFFFFu, buf + *pos + JHDR, len), seq) != crc)
-        return left - JHDR - len == 0 ? SCAN_TORN : SCAN_CORRUPT;
+        return 0;
+    if (rec_crc(crc_update(0xFFFFFFFFu, buf + pos + JHDR, len), seq) != crc)
+        return 0;
     r->seq = seq;
-    r->rec = buf + *pos;
+    r->rec = buf + pos;
     r->rec_len = JHDR + (size_t)len;
-    *pos += JHDR + (size_t)len;
-    return SCAN_OK;
+    return 1;
+}
+
+/* Smallest record: header + version, dialect, label length, links. */
+#define JREC_MIN (JHDR + 6u)
+
+/* The bad record at buf[bad..n): where does the next good one start?
+ * n when none does (the bad bytes run to the end of the file).  prev is
+ * the seq of the last good record before it (or the file's first seq -
+ * 1).  See RESYNC in the DESIGN comment: the bad record's own length is
+ * tried first (only its checksum may be bad: its payload, which holds
+ * client values, is then skipped whole), then every later offset; a
+ * candidate must validate and carry a seq that fits between prev and
+ * the bytes skipped (each record in between takes >= JREC_MIN bytes). */
+static size_t resync(const unsigned char *buf, size_t n, size_t bad,
+                     uint64_t prev)
+{
+    size_t q;
+    jrec r;
+
+    if (n - bad >= JHDR) {
+        uint32_t len = get32(buf + bad);
+        if (len <= JREC_MAX && len <= n - bad - JHDR) {
+            q = bad + JHDR + len;
+            if (q < n && rec_at(buf, n, q, &r) && r.seq > prev &&
+                r.seq - prev <= 1 + (q - bad) / JREC_MIN)
+                return q;
+        }
+    }
+    for (q = bad + 1; q + JREC_MIN <= n; q++) {
+        if (buf[q + JHDR] != JVERSION) /* cheap filter before the CRC */
+            continue;
+        if (rec_at(buf, n, q, &r) && r.seq > prev &&
+            r.seq - prev <= 1 + (q - bad) / JREC_MIN)
+            return q;
+    }
+    return n;
+}
+
+/* The next stretch of buf from *pos: SCAN_OK, a good record in *r
+ * (*pos past it, *prev its seq); or SCAN_BAD, bad bytes from *pos to
+ * *bad_end (the next good record, or n).  The caller decides what a bad
+ * stretch is: a torn tail only when it ends the last file. */
+enum { SCAN_OK = 0, SCAN_BAD };
+
+static int scan_next(const unsigned char *buf, size_t n, size_t *pos,
+                     uint64_t *prev, jrec *r, size_t *bad_end)
+{
+    if (rec_at(buf, n, *pos, r)) {
+        *pos += r->rec_len;
+        *prev = r->seq;
+        return SCAN_OK;
+    }
+    *bad_end = resync(buf, n, *pos, *prev);
+    return SCAN_BAD;
 }
 
 /* The file's bytes, mapped read-only (no copy: replay reads each byte
@@ -735,7 +805,7 @@ struct defer_journal {
     uint64_t prune_below, pruned; /* rows seq < prune_below may go */
     /* counters (under mu) */
     uint64_t appends, records, bytes, pending, file_bytes, fsyncs, fsync_ns,
-        failed, replayed, skipped, dead, torn;
+        failed, replayed, skipped, dead, torn, corrupt;
 };
 
 static void jlog(defer_pool *p, int level, const char *event, int rc,
@@ -952,21 +1022,28 @@ static void dead_letter(defer_journal *j, uint64_t seq, const char *label,
     fclose(f);
 }
 
-/* Copy buf[from..n) of file path to journal_path.corrupt. */
+/* A bad stretch buf[from..to) of file path (not a torn tail): appended
+ * to journal_path.corrupt, logged at ERROR.  The journal file goes once
+ * replayed, so the copy is synced first at the fsync level. */
 static void save_corrupt(defer_journal *j, const char *path,
-                         const unsigned char *buf, size_t from, size_t n)
+                         const unsigned char *buf, size_t from, size_t to)
 {
     char *cp = NULL;
     FILE *f;
+    int ok = 0;
     if (asprintf(&cp, "%s.corrupt", j->base) < 0)
-        return;
-    f = fopen(cp, "ae");
+        cp = NULL;
+    f = cp != NULL ? fopen(cp, "ae") : NULL;
     if (f != NULL) {
-        (void)fwrite(buf + from, 1, n - from, f);
-        fclose(f);
+        ok = fwrite(buf + from, 1, to - from, f) == to - from;
+        if (ok && j->level == DEFER_JOURNAL_FSYNC)
+            ok = fflush(f) == 0 && fdatasync(fileno(f)) == 0;
+        if (fclose(f) != 0)
+            ok = 0;
     }
     jlog(j->pool, DEFER_LOG_ERROR, "journal_corrupt", 0,
-         "file=%s offset=%zu bytes=%zu saved=%s", path, from, n - from, cp);
+         "file=%s offset=%zu bytes=%zu saved=%s%s", path, from, to - from,
+         cp ? cp : "-", ok ? "" : " (could not save them: lost)");
     free(cp);
 }
 
@@ -1200,21 +1277,37 @@ static int replay_records(replay *rp, const jrec *recs, size_t n)
     return QB_OK;
 }
 
-/* Replay one file: scan, replay the valid records, deal with the tail.
- * last_file: a bad record at the end is a torn tail. */
-static int replay_file(replay *rp, const char *path, char *eb, size_t el)
+/* Replay one file: scan, replay the valid records, deal with the bad
+ * stretches.  first: the file's first seq (from its name); last_file: a
+ * bad stretch that runs to its end is a torn tail (see DESIGN). */
+static int replay_file(replay *rp, const char *path, uint64_t first,
+                       int last_file, char *eb, size_t el)
 {
     defer_journal *j = rp->j;
     unsigned char *buf;
-    size_t n, pos = 0, nrec = 0, cap = 0;
+    size_t n, pos = 0, nrec = 0, cap = 0, bad_end = 0;
+    uint64_t prev = first > 0 ? first - 1 : 0;
     jrec *recs = NULL, r;
-    int st = SCAN_OK, rc;
+    int rc;
 
     if (map_all(path, &buf, &n) != 0) {
         snprintf(eb, el, "journal: read %s: %s", path, strerror(errno));
         return QB_ESQL;
     }
-    while (pos < n && (st = scan_next(buf, n, &pos, &r)) == SCAN_OK) {
+    while (pos < n) {
+        if (scan_next(buf, n, &pos, &prev, &r, &bad_end) == SCAN_BAD) {
+            if (bad_end == n && last_file) {
+                j->torn++;
+                jlog(j->pool, DEFER_LOG_WARN, "journal_torn_tail", 0,
+                     "file=%s offset=%zu bytes=%zu (never acknowledged: "
+                     "dropped)", path, pos, n - pos);
+            } else {
+                j->corrupt++;
+                save_corrupt(j, path, buf, pos, bad_end);
+            }
+            pos = bad_end;
+            continue;
+        }
         if (nrec == cap) {
             jrec *nr;
             cap = cap ? cap * 2 : 1024;
@@ -1230,14 +1323,6 @@ static int replay_file(replay *rp, const char *path, char *eb, size_t el)
         recs[nrec++] = r;
         if (r.seq > rp->max_seq)
             rp->max_seq = r.seq;
-    }
-    if (pos < n && st == SCAN_TORN) {
-        j->torn++;
-        jlog(j->pool, DEFER_LOG_WARN, "journal_torn_tail", 0,
-             "file=%s offset=%zu bytes=%zu (never acknowledged: dropped)",
-             path, pos, n - pos);
-    } else if (pos < n && st == SCAN_CORRUPT) {
-        save_corrupt(j, path, buf, pos, n);
     }
     rc = replay_records(rp, recs, nrec);
     if (rc != QB_OK)
@@ -1338,7 +1423,8 @@ static int replay_base(defer_journal *j, qb_conn *db, uint64_t *max_seq,
     for (i = 0; i < nn; i++) {
         if (names[i].first > 0 && names[i].first - 1 > rp.max_seq)
             rp.max_seq = names[i].first - 1;
-        rc = replay_file(&rp, names[i].path, eb, el);
+        rc = replay_file(&rp, names[i].path, names[i].first,
+                         i + 1 == nn, eb, el);
         if (rc != QB_OK) {
             replay_free(&rp);
             free_names(names, nn);
@@ -1906,6 +1992,7 @@ void defer__journal_stats(defer_pool *p, defer_stats *out)
     out->j_skipped = j->skipped;
     out->j_dead = j->dead;
     out->j_torn = j->torn;
+    out->j_corrupt = j->corrupt;
     (void)pthread_mutex_unlock(&j->mu);
 }
 
@@ -1951,25 +2038,28 @@ DEFER_API int defer_journal_inspect(const char *path, defer_journal_info *out,
     }
     for (i = 0; i < nn; i++) {
         unsigned char *buf;
-        size_t n, pos = 0;
+        size_t n, pos = 0, bad_end = 0;
+        uint64_t prev = names[i].first > 0 ? names[i].first - 1 : 0;
         jrec r;
-        int st = SCAN_OK;
         if (read_all(names[i].path, &buf, &n) != 0)
             continue;
         out->files++;
         out->bytes += n;
-        while (pos < n && (st = scan_next(buf, n, &pos, &r)) == SCAN_OK) {
+        while (pos < n) {
+            if (scan_next(buf, n, &pos, &prev, &r, &bad_end) == SCAN_BAD) {
+                /* as replay_file counts them */
+                if (bad_end == n && i + 1 == nn)
+                    out->torn_bytes += n - pos;
+                else
+                    out->corrupt_bytes += bad_end - pos;
+                pos = bad_end;
+                continue;
+            }
             out->records++;
             if (out->first_seq == 0 || r.seq < out->first_seq)
                 out->first_seq = r.seq;
             if (r.seq > out->last_seq)
                 out->last_seq = r.seq;
-        }
-        if (pos < n) {
-            if (st == SCAN_TORN)
-                out->torn_bytes += n - pos;
-            else
-                out->corrupt_bytes += n - pos;
         }
         free(buf);
     }

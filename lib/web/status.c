@@ -285,6 +285,9 @@ int web_handler_status(web_call *call, void *ud)
          "(written to the dead-letter file)."},
         {"journal_torn", "journal_torn_total", NULL, COUNTER, 0, ds.j_torn,
          "Torn journal tails dropped at start (never acknowledged)."},
+        {"journal_corrupt", "journal_corrupt_total", NULL, COUNTER, 0,
+         ds.j_corrupt, "Damaged stretches inside the journal found at "
+         "start (set aside in the .corrupt file; later records replayed)."},
         {"log_repeated", "log_repeated_total", NULL, COUNTER, 0,
          ds.log_repeated, "Log lines folded into repeated=N summaries."},
         {"log_dropped", "log_dropped_total", NULL, COUNTER, 0, log_dropped,
