@@ -166,6 +166,10 @@ int web_handler_status(web_call *call, void *ud)
          NULL, COUNTER, 0, ss.unavail_503,
          "503 answers because the database was failing or lost (also in "
          "responses_total code 5xx)."},
+        {"responses_503_journal_unavailable",
+         "responses_503_journal_unavailable_total", NULL, COUNTER, 0,
+         ss.journal_503, "503 answers because the journal append failed "
+         "(disk full, I/O error; also in responses_total code 5xx)."},
         {"client_gone", "client_gone_total", NULL, COUNTER, 0, ss.client_gone,
          "Responses whose write to nginx failed (the client left)."},
         {"accept_errors", "accept_errors_total", NULL, COUNTER, 0,
