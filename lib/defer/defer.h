@@ -181,7 +181,8 @@
  *   WRITE  write(2) before the answer: survives SIGKILL and crashes of
  *          the process, not an OS crash or power loss.
  *   FSYNC  + a group fdatasync before the answer: survives power loss
- *          (with a durable database: SQLite synchronous=FULL).
+ *          (any synchronous: a journal file is removed only after a
+ *          barrier transaction made the commits of its records durable).
  *
  * ACCOUNTING: once shutdown has returned and every admitted ctx has been
  * submitted, admitted == ok + failed + left exactly.  Tasks run inline

@@ -42,12 +42,32 @@
  * WHAT EACH LEVEL SURVIVES.  write: once write(2) returned, the bytes
  * are in the kernel's page cache; the process may die at any instant
  * (SIGKILL, a crash) and nothing answered is lost.  Not power loss or an
- * OS crash.  fsync: the answer waits for the group's fdatasync (and a
- * new file's directory entry is synced): power loss loses nothing
- * answered either -- as long as the database itself is durable
- * (synchronous=FULL on SQLite: a commit lost to power loss would be
- * replayed only while its records are still in the journal).  off: the
- * queue (up to pool.queue tasks) is lost on any crash.
+ * OS crash.  fsync: the answer waits for the group's fdatasync, a new
+ * file's directory entry is synced, and so is the folder after a file is
+ * removed: power loss loses nothing answered either (DURABILITY).  off:
+ * the queue (up to pool.queue tasks) is lost on any crash.
+ *
+ * DURABILITY (fsync level).  A commit the database may still lose to
+ * power (SQLite WAL with synchronous NORMAL or OFF: the WAL is synced
+ * at checkpoints, not at COMMIT; PostgreSQL with synchronous_commit
+ * off) is harmless while its records are in the journal: the writes and
+ * their applied rows are lost together (a WAL keeps a prefix of its
+ * transactions), and the next start replays them.  It only matters once
+ * a file is removed.  So before any journal file is removed -- a rotated
+ * file in defer__journal_tidy, every file after replay, the current file
+ * at a clean stop -- a barrier makes every commit so far durable: one
+ * tiny transaction committed with synchronous=FULL (SQLite) or
+ * synchronous_commit=on (PostgreSQL), which syncs the log up to itself,
+ * hence every commit before it.  That costs one log sync per removed
+ * file (one per journal_rotate_bytes, 64 MiB by default) instead of one
+ * per group commit, which forcing synchronous=FULL on every commit would
+ * cost; with synchronous FULL or EXTRA on SQLite it is skipped.  A
+ * barrier that fails keeps the files (retried after the next batch; at
+ * a stop they stay, and the next start skips their records; at the
+ * start itself the pool fails to start).  Each worker runs one more
+ * barrier as it leaves, so a clean stop can remove the current file.
+ * Power loss itself cannot be tested here: the tests check the order
+ * of the steps by killing the process between them.
  *
  * EXACTLY ONCE.  The transaction that commits a segment of SQL tasks
  * also inserts (jid, seq) of every journaled task of the segment into
@@ -58,9 +78,9 @@
  * not commit (left at the shutdown deadline, a busy or lost database)
  * have no row and are replayed at the next start.  Segments commit out
  * of seq order (several workers), hence a row per record, not one
- * high-water mark; rows below the first seq of the oldest file still
- * present are pruned (in a later segment's transaction), the newest row
- * is always kept, so sequence numbers stay increasing across restarts.
+ * high-water mark; rows of files already removed are pruned (ROTATION),
+ * the newest row is always kept, so sequence numbers stay increasing
+ * across restarts.
  *
  * REPLAY (defer_pool_create, after the connections opened, before any
  * worker starts, so before the first accept).  Files in seq order, the
@@ -108,10 +128,18 @@
  *
  * ROTATION.  Files are journal_path.<16 hex digits: first seq>.  Past
  * journal_rotate_bytes the leader starts a new file.  Each file counts
- * its records not yet committed (defer__journal_committed); an older
- * file whose count reaches zero is unlinked.  A record whose segment
- * never committed keeps its file until the next start replays it.  At
- * a clean shutdown with nothing pending every file is removed.
+ * its records not yet resolved (defer__journal_committed).  After each
+ * batch a worker (one at a time) removes the older files whose count is
+ * zero, in this order: barrier (fsync level, DURABILITY), unlink, folder
+ * fsync (fsync level), and only then publishes "rows below the oldest
+ * file left may go", which a later segment's transaction prunes.  A
+ * crash between any two steps is safe: a file still present still has
+ * all its rows (its records are skipped), a file gone may leave rows
+ * (pruned at the next start).  The reverse order (prune, then unlink)
+ * replayed a whole file after a crash in between.  A record whose
+ * segment never committed keeps its file until the next start replays
+ * it.  At a clean shutdown with nothing pending every file is removed
+ * (fsync level: once the workers' last barriers succeeded).
  *
  * ONE WRITER PER JOURNAL.  A process holds flock(journal_path.lock) for
  * its life.  A second process on the same path (a binary upgrade, whose
@@ -131,9 +159,7 @@
  * restart).  Only a crash before that file is removed replays it.
  *
  * NOT COVERED (yet), found by review: a journal id that changes between
- * runs (PostgreSQL: host:path) replays committed records again; rows of
- * a rotated file are pruned before its unlink, and the unlink is not
- * followed by a folder fsync at the fsync level.
+ * runs (PostgreSQL: host:path) replays committed records again.
  *
  * LOCK ORDER: j->mu is a leaf lock, never held with pool->mu, never held
  * across I/O or SQL.
@@ -149,6 +175,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <strings.h>
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -801,6 +829,12 @@ struct defer_journal {
     jfile *files, *cur;        /* oldest first; cur is the last */
     jreq *qhead, *qtail;
     int writing, broken;
+    int removing;              /* a worker is removing files (tidy) */
+    int need_barrier;          /* fsync level, commits not durable at
+                                  COMMIT: see DURABILITY */
+    uint64_t resolved_gen;     /* bumped by each defer__journal_committed */
+    uint64_t durable_gen;      /* resolved_gen at the last barrier */
+    char *sync_restore;        /* SQLite: the configured synchronous */
     qb_query *mark_tpl, *prune_tpl;
     uint64_t prune_below, pruned; /* rows seq < prune_below may go */
     /* counters (under mu) */
@@ -978,6 +1012,7 @@ static void journal_free(defer_journal *j)
     free(j->name);
     free(j->dead_path);
     free(j->jid);
+    free(j->sync_restore);
     (void)pthread_cond_destroy(&j->cv);
     (void)pthread_mutex_destroy(&j->mu);
     free(j);
@@ -995,6 +1030,58 @@ static int run_raw(qb_conn *db, qb_dialect d, const char *sql, size_t n,
         rc = qb_exec(db, q, res);
     qb_query_free(q);
     return rc;
+}
+
+/* ---- durability barrier (DURABILITY above) ------------------------------ */
+
+atomic_int defer__journal_fault;
+
+/* Make every transaction committed on this database so far durable: one
+ * tiny write transaction whose COMMIT waits for the disk (SQLite:
+ * synchronous=FULL for it, which syncs the WAL, hence every frame
+ * before it; PostgreSQL: synchronous_commit=on for it, which flushes the
+ * WAL up to its commit record).  It inserts and deletes a row (jid, 0):
+ * a transaction that changed nothing would not sync anything.  QB_OK or
+ * a qb code; db is left outside any transaction. */
+static int barrier(defer_journal *j, qb_conn *db)
+{
+    qb_dialect d = qb_conn_dialect(db);
+    qb_value v[2] = {qb_text(j->jid), qb_int(0)};
+    int rc, rc2 = QB_OK;
+
+    if (qb_in_transaction(db))
+        return QB_EMISUSE;
+    rc = d == QB_DIALECT_SQLITE
+             ? run_raw(db, d, "PRAGMA synchronous=FULL", 0, NULL, NULL)
+             : QB_OK;
+    if (rc == QB_OK)
+        rc = qb_begin(db);
+    if (rc == QB_OK && d != QB_DIALECT_SQLITE)
+        rc = run_raw(db, d, "SET LOCAL synchronous_commit = on", 0, NULL,
+                     NULL);
+    if (rc == QB_OK)
+        rc = run_raw(db, d, "INSERT INTO waituntil_applied (jid, seq) "
+                     "VALUES (?1, ?2)", 2, v, NULL);
+    if (rc == QB_OK)
+        rc = run_raw(db, d, "DELETE FROM waituntil_applied WHERE jid = ?1 "
+                     "AND seq = ?2", 2, v, NULL);
+    if (rc == QB_OK)
+        rc = qb_commit(db);
+    if (rc != QB_OK && qb_in_transaction(db))
+        (void)qb_rollback(db);
+    if (d == QB_DIALECT_SQLITE) {
+        char sql[64];
+        snprintf(sql, sizeof sql, "PRAGMA synchronous=%s",
+                 j->sync_restore ? j->sync_restore : "NORMAL");
+        rc2 = run_raw(db, d, sql, 0, NULL, NULL);
+    }
+    return rc != QB_OK ? rc : rc2;
+}
+
+static void fault_point(int which)
+{
+    if (atomic_load(&defer__journal_fault) == which)
+        (void)raise(SIGKILL);
 }
 
 /* The dead-letter file: one line per record that failed at replay. */
@@ -1439,9 +1526,24 @@ static int replay_base(defer_journal *j, qb_conn *db, uint64_t *max_seq,
              j->base, nn, (unsigned long long)j->replayed,
              (unsigned long long)j->skipped, (unsigned long long)j->dead,
              (unsigned long long)j->torn);
-    /* Everything is committed now: the files can go. */
+    /* Everything is committed now: the files can go -- once those
+     * commits are durable (fsync level), and their rows only after. */
+    if (nn > 0 && j->need_barrier && (rc = barrier(j, db)) != QB_OK) {
+        snprintf(eb, el, "journal: making the replayed writes durable: "
+                 "%s (%s)", qb_strerror(rc), qb_errmsg(db));
+        replay_free(&rp);
+        free_names(names, nn);
+        return DEFER_EDB;
+    }
     for (i = 0; i < nn; i++)
-        (void)unlink(names[i].path);
+        if (unlink(names[i].path) != 0 && errno != ENOENT) {
+            /* Its rows must stay while it does (see ROTATION). */
+            snprintf(eb, el, "journal: cannot remove %s: %s",
+                     names[i].path, strerror(errno));
+            replay_free(&rp);
+            free_names(names, nn);
+            return DEFER_EDB;
+        }
     free_names(names, nn);
     if (nn > 0)
         sync_dir(j);
@@ -1535,6 +1637,22 @@ int defer__journal_start(defer_pool *p, defer_runner *r, char *eb, size_t el)
         free(j);
         snprintf(eb, el, "journal: cond init failed");
         return DEFER_ETHREAD;
+    }
+    if (j->level == DEFER_JOURNAL_FSYNC) {
+        if (qb_conn_dialect(r->db) == QB_DIALECT_SQLITE) {
+            const char *sy = p->cfg.db.synchronous ? p->cfg.db.synchronous
+                                                   : "NORMAL";
+            /* FULL and EXTRA sync the WAL at every COMMIT already. */
+            j->need_barrier = strcasecmp(sy, "FULL") != 0 &&
+                              strcasecmp(sy, "EXTRA") != 0;
+            if (j->need_barrier && (j->sync_restore = strdup(sy)) == NULL) {
+                journal_free(j);
+                snprintf(eb, el, "out of memory");
+                return DEFER_ENOMEM;
+            }
+        } else {
+            j->need_barrier = 1; /* synchronous_commit may be off */
+        }
     }
     jid0 = p->cfg.journal_id ? p->cfg.journal_id : p->cfg.journal_path;
     for (k = 0; k < JCANDIDATES && rc == DEFER_OK; k++) {
@@ -1641,10 +1759,17 @@ void defer__journal_free(defer_pool *p)
     jfile *f;
     if (j == NULL)
         return;
-    /* Nothing pending (every record committed): nothing to replay. */
-    if (j->pending == 0 && !j->broken)
+    /* Nothing pending (every record committed): nothing to replay --
+     * if those commits are durable (the workers' last barrier, see
+     * DURABILITY; else the files stay, and the next start skips their
+     * records). */
+    if (j->pending == 0 && !j->broken &&
+        (!j->need_barrier || j->durable_gen == j->resolved_gen)) {
         for (f = j->files; f != NULL; f = f->next)
             (void)unlink(f->path);
+        if (j->level == DEFER_JOURNAL_FSYNC && j->files != NULL)
+            sync_dir(j);
+    }
     journal_free(j);
     p->journal = NULL;
 }
@@ -1934,9 +2059,8 @@ int defer__journal_mark(defer_runner *r, defer_task **t, size_t n)
 void defer__journal_committed(defer_pool *p, defer_task **t, size_t n)
 {
     defer_journal *j = p->journal;
-    char *gone[8];
-    size_t ngone = 0, i;
-    jfile *f, **pf;
+    size_t i;
+    jfile *f;
 
     if (j == NULL)
         return;
@@ -1955,21 +2079,96 @@ void defer__journal_committed(defer_pool *p, defer_task **t, size_t n)
         }
         t[i]->jseq = 0; /* committed once */
     }
-    /* Older files with nothing pending go, oldest first. */
-    pf = &j->files;
-    while ((f = *pf) != NULL && f != j->cur && f->pending == 0 &&
-           ngone < 8) {
-        *pf = f->next;
-        j->file_bytes -= f->size;
-        gone[ngone++] = f->path;
-        free(f);
-    }
-    if (ngone > 0)
-        j->prune_below = j->files->first;
+    j->resolved_gen++;
     (void)pthread_mutex_unlock(&j->mu);
-    for (i = 0; i < ngone; i++) {
-        (void)unlink(gone[i]);
-        free(gone[i]);
+}
+
+/* See ROTATION and DURABILITY above.  One worker at a time (removing):
+ * the files it removes stay at the head of the list (no one else
+ * detaches a file, and only the tail grows) until they are unlinked. */
+void defer__journal_tidy(defer_runner *r, int last)
+{
+    defer_journal *j = r->pool->journal;
+    jfile *f, *gone = NULL;
+    size_t k = 0, nun = 0, i;
+    uint64_t gen, nbytes = 0;
+    int rc;
+
+    if (j == NULL || r->worker < 0)
+        return;
+    if (pthread_mutex_lock(&j->mu) != 0)
+        abort();
+    for (f = j->files; f != NULL && f != j->cur && f->pending == 0 && k < 8;
+         f = f->next)
+        k++;
+    if (j->removing ||
+        (k == 0 && !(last && j->need_barrier &&
+                     j->durable_gen != j->resolved_gen))) {
+        (void)pthread_mutex_unlock(&j->mu);
+        return;
+    }
+    j->removing = 1;
+    gen = j->resolved_gen;
+    f = j->files;
+    (void)pthread_mutex_unlock(&j->mu);
+
+    if (j->need_barrier) {
+        /* Every record of those files was resolved before gen was read:
+         * the commits that applied them returned before this one. */
+        rc = r->db != NULL ? barrier(j, r->db) : QB_ECONN;
+        if (rc != QB_OK) {
+            jlog(j->pool, DEFER_LOG_WARN, "journal_barrier_failed", 0,
+                 "error=\"%s\" (%s); the journal's older files stay until "
+                 "a later batch succeeds", qb_strerror(rc),
+                 r->db ? qb_errmsg(r->db) : "no connection");
+            k = 0;
+        } else if (pthread_mutex_lock(&j->mu) == 0) {
+            if (gen > j->durable_gen)
+                j->durable_gen = gen;
+            (void)pthread_mutex_unlock(&j->mu);
+        } else {
+            abort();
+        }
+    }
+    /* Unlink first, rows after: a crash in between leaves rows without a
+     * file (harmless: pruned at the next start), never a file without
+     * its rows (its records would run twice). */
+    for (i = 0; i < k; i++, f = f->next) {
+        if (i == 0)
+            fault_point(DEFER_JFAULT_KILL_BEFORE_UNLINK);
+        if (unlink(f->path) != 0 && errno != ENOENT) {
+            jlog(j->pool, DEFER_LOG_ERROR, "journal_unlink_failed", 0,
+                 "file=%s error=\"%s\" (its rows are kept; retried)",
+                 f->path, strerror(errno));
+            break;
+        }
+        nun++;
+        nbytes += f->size;
+    }
+    if (nun > 0 && j->level == DEFER_JOURNAL_FSYNC)
+        sync_dir(j);
+    if (nun > 0)
+        fault_point(DEFER_JFAULT_KILL_AFTER_UNLINK);
+    if (pthread_mutex_lock(&j->mu) != 0)
+        abort();
+    for (i = 0; i < nun; i++) {
+        f = j->files;
+        j->files = f->next;
+        f->next = gone;
+        gone = f;
+    }
+    j->file_bytes -= nbytes;
+    /* Rows below the oldest file left may go now (the row just below it
+     * is kept: the newest row keeps seqs increasing across restarts). */
+    if (nun > 0 && j->files->first - 1 > j->prune_below)
+        j->prune_below = j->files->first - 1;
+    j->removing = 0;
+    (void)pthread_mutex_unlock(&j->mu);
+    while (gone != NULL) {
+        f = gone->next;
+        free(gone->path);
+        free(gone);
+        gone = f;
     }
 }
 

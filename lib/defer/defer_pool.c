@@ -302,6 +302,7 @@ static void *worker_main(void *arg)
 
         /* Settled segment by segment (defer__settle). */
         defer__run_batch(&w->run, w->batch, n);
+        defer__journal_tidy(&w->run, 0); /* files whose records all landed */
 
         /* Once nbatch is 0 (under mu) no one else changes a state. */
         defer__lock(p);
@@ -326,6 +327,7 @@ static void *worker_main(void *arg)
     defer__broadcast(&p->done_cv);
     defer__unlock(p);
 
+    defer__journal_tidy(&w->run, 1);
     defer__db_close(&w->run);
     if (!det)
         return NULL; /* shutdown joins us and owns the pool */
