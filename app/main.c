@@ -745,12 +745,11 @@ int main(int argc, char **argv)
     }
     if (jpath != NULL) {
         char host[256] = "";
-        /* Several instances on one PostgreSQL: each its own journal id
-         * (host and path).  A SQLite database is local: the path alone,
-         * so that a renamed host (a recreated container) still finds
-         * what its journal already applied.  (On PostgreSQL a renamed
-         * host replays its journal's committed records again: known,
-         * see the README.) */
+        /* A journal's id is the random one in its .id file (the pool
+         * creates it once).  This one only names a journal written
+         * before id files, as that version did: several instances on
+         * one PostgreSQL, each its own (host and path); a SQLite
+         * database is local: the path alone. */
         if (engine == WEB_DB_POSTGRESQL)
             (void)gethostname(host, sizeof host - 1);
         if (asprintf(&jid, "%s%s%s", host, host[0] ? ":" : "", jpath) < 0)

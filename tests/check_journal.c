@@ -34,6 +34,7 @@
 
 static char *g_dir;
 static char g_db[4096], g_jp[4096];
+static const char *g_jid; /* cfg.journal_id of jcfg(); NULL: default */
 
 static void db_exec(const char *sql)
 {
@@ -62,6 +63,7 @@ static void setup(void)
 
 static void teardown(void)
 {
+    g_jid = NULL;
     tu_rmtree(g_dir);
     free(g_dir);
     g_dir = NULL;
@@ -81,6 +83,7 @@ static defer_config jcfg(void)
     c.db_path = g_db;
     c.journal = DEFER_JOURNAL_WRITE;
     c.journal_path = g_jp;
+    c.journal_id = g_jid;
     c.log = quiet;
     c.db.busy_timeout_ms = 2000;
     return c;
@@ -947,6 +950,100 @@ START_TEST(test_rotated_file_unlinked_before_rows_pruned)
 }
 END_TEST
 
+/* The journal's id, as its id file says ("" when there is none). */
+static void read_id_file(char *out, size_t len)
+{
+    char path[4200];
+    size_t n = 0;
+    char *text;
+    snprintf(path, sizeof path, "%s.id", g_jp);
+    text = tu_read_file(path, &n);
+    out[0] = '\0';
+    if (text == NULL)
+        return;
+    ck_assert_uint_eq(n, 33);
+    ck_assert_int_eq(text[32], '\n');
+    snprintf(out, len, "%.32s", text);
+    free(text);
+}
+
+/* The name a deployment gives its journal changes between two runs (on
+ * PostgreSQL it was host:path, and the host was renamed): the id file
+ * keeps the journal's id, so the committed records are skipped, not run
+ * again.  Before the id file, every committed record ran twice. */
+START_TEST(test_renamed_host_keeps_journal_id)
+{
+    defer_config c;
+    defer_pool *p;
+    defer_stats st;
+    char id1[64], id2[64], q[256];
+    int64_t n1;
+
+    g_jid = "host-a:/srv/journal";
+    crash_child(0, 3000, 3000, 1000, -1);
+    read_id_file(id1, sizeof id1);
+    snprintf(q, sizeof q, "SELECT count(*) FROM waituntil_applied WHERE "
+             "jid = '%s'", id1);
+    n1 = db_scalar(q);
+    g_jid = "host-b:/srv/journal";
+    c = jcfg();
+    p = mkpool_cfg(&c);
+    defer_pool_stats(p, &st);
+    ck_assert_uint_eq(st.j_replayed + st.j_skipped, 3000);
+    ck_assert_uint_ge(st.j_skipped, 1000);
+    run_and_close(p);
+    ck_assert_int_eq(db_scalar("SELECT count(*) FROM t"), 3000);
+    ck_assert_int_eq(db_scalar("SELECT count(DISTINCT v) FROM t"), 3000);
+    ck_assert_uint_eq(strlen(id1), 32);
+    ck_assert_int_ge(n1, 1000); /* the rows were named by the id */
+    read_id_file(id2, sizeof id2);
+    ck_assert_str_eq(id1, id2);
+}
+END_TEST
+
+/* A journal written before id files (rows under the legacy id, no id
+ * file): replayed once under the legacy id, then it gets an id file and
+ * the legacy rows go. */
+START_TEST(test_journal_without_id_file_is_adopted)
+{
+    defer_config c;
+    defer_pool *p;
+    defer_stats st;
+    char id1[64], id2[64], q[8400], path[4200];
+
+    crash_child(0, 3000, 3000, 1000, -1);
+    read_id_file(id1, sizeof id1);
+    ck_assert_uint_eq(strlen(id1), 32);
+    /* As the version before id files left it: rows named by the path. */
+    snprintf(q, sizeof q, "UPDATE waituntil_applied SET jid = '%s' WHERE "
+             "jid = '%s'", g_jp, id1);
+    db_exec(q);
+    snprintf(path, sizeof path, "%s.id", g_jp);
+    ck_assert_int_eq(unlink(path), 0);
+    c = jcfg();
+    p = mkpool_cfg(&c);
+    defer_pool_stats(p, &st);
+    ck_assert_uint_eq(st.j_replayed + st.j_skipped, 3000);
+    ck_assert_uint_ge(st.j_skipped, 1000);
+    run_and_close(p);
+    ck_assert_int_eq(db_scalar("SELECT count(*) FROM t"), 3000);
+    ck_assert_int_eq(db_scalar("SELECT count(DISTINCT v) FROM t"), 3000);
+    read_id_file(id2, sizeof id2);
+    ck_assert_uint_eq(strlen(id2), 32);
+    ck_assert_str_ne(id1, id2);
+    snprintf(q, sizeof q, "SELECT count(*) FROM waituntil_applied WHERE "
+             "jid = '%s'", g_jp);
+    ck_assert_int_eq(db_scalar(q), 0);
+    /* The next start names it by the id file. */
+    p = mkpool_cfg(&c);
+    defer_pool_stats(p, &st);
+    ck_assert_uint_eq(st.j_replayed, 0);
+    run_and_close(p);
+    read_id_file(id1, sizeof id1);
+    ck_assert_str_eq(id1, id2);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("journal");
@@ -973,6 +1070,8 @@ int main(void)
     tcase_add_test(tc, test_failed_task_does_not_pin_later_files);
     tcase_add_loop_test(tc, test_rotated_file_unlinked_before_rows_pruned, 0,
                         4);
+    tcase_add_test(tc, test_renamed_host_keeps_journal_id);
+    tcase_add_test(tc, test_journal_without_id_file_is_adopted);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_ENV);

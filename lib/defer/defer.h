@@ -311,10 +311,13 @@ typedef struct defer_config {
     const char *journal_path;    /* journal files are journal_path.<seq>,
                                     dead letters journal_path.dead;
                                     required unless journal is OFF */
-    const char *journal_id;      /* this journal's name in the database's
-                                    waituntil_applied table (several
-                                    instances on one PostgreSQL need
-                                    distinct ids); NULL: journal_path */
+    const char *journal_id;      /* legacy name of this journal in the
+                                    database's waituntil_applied table:
+                                    used only for a journal without an
+                                    id file (journal_path.id, written
+                                    once with a random 128-bit id, the
+                                    name from then on); NULL:
+                                    journal_path */
     size_t journal_rotate_bytes; /* start a new file past this size;
                                     default 64 MiB */
     defer_log_fn log;            /* NULL: one line to stderr (a line that

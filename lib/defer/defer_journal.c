@@ -158,8 +158,23 @@
  * failure episode would otherwise keep every later file until a
  * restart).  Only a crash before that file is removed replays it.
  *
- * NOT COVERED (yet), found by review: a journal id that changes between
- * runs (PostgreSQL: host:path) replays committed records again.
+ * ID.  Rows of waituntil_applied are keyed by the journal's id, so the
+ * id must not change while the journal holds records (a new id replays
+ * every committed record again: the review found PostgreSQL's id,
+ * host:path, changing with a renamed host).  The id is random (128 bits
+ * from getrandom, hex), kept in journal_path.id (journal_path.K.id for
+ * the others), written once -- whole to a temporary file, fsynced,
+ * linked to its name (which fails if it exists, as O_EXCL), folder
+ * fsynced -- and read at every start; the same rule for both engines.
+ * A journal without an id file (written by a version before id files)
+ * is replayed under its legacy id (cfg.journal_id, else journal_path,
+ * plus .K), as that version named it; once its files are applied and
+ * removed the process that will write it creates its id file and
+ * deletes the legacy id's rows.  An id file that is not a whole id was
+ * never used (nothing is written under an id before its file is whole)
+ * and counts as none.  Deleting the id file, or going back to a version
+ * without id files, while journal files remain would replay their
+ * committed records again: the file belongs with the journal.
  *
  * LOCK ORDER: j->mu is a leaf lock, never held with pool->mu, never held
  * across I/O or SQL.
@@ -179,6 +194,7 @@
 #include <strings.h>
 #include <sys/file.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -1553,6 +1569,97 @@ static int replay_base(defer_journal *j, qb_conn *db, uint64_t *max_seq,
     return DEFER_OK;
 }
 
+/* ---- the journal's id (ID above) ----------------------------------------- */
+
+#define JID_HEX 32 /* 128 bits */
+
+/* base.id: 1 with the id in out (JID_HEX hex digits and a NUL), 0 when
+ * there is none (or not a whole one: it is written whole before any
+ * journal file uses it, so a partial one was never used), -1 on an I/O
+ * error (errno). */
+static int id_read(const char *base, char out[JID_HEX + 1])
+{
+    char *path = NULL, buf[JID_HEX + 2];
+    ssize_t k;
+    int fd, i;
+
+    if (asprintf(&path, "%s.id", base) < 0) {
+        errno = ENOMEM;
+        return -1;
+    }
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    free(path);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : -1;
+    do
+        k = read(fd, buf, sizeof buf);
+    while (k < 0 && errno == EINTR);
+    close(fd);
+    if (k < 0)
+        return -1;
+    if (k != JID_HEX + 1 || buf[JID_HEX] != '\n')
+        return 0;
+    for (i = 0; i < JID_HEX; i++)
+        if (!strchr("0123456789abcdef", buf[i]) || buf[i] == '\0')
+            return 0;
+    memcpy(out, buf, JID_HEX);
+    out[JID_HEX] = '\0';
+    return 1;
+}
+
+/* Create base.id (j->base, j->dir) with a new random id, durable before
+ * it returns: written whole to base.id.tmp and fsynced, then linked to
+ * base.id (link fails if it exists: O_EXCL's rule, and a reader never
+ * sees half an id), then the folder fsynced.  0, or -1 with eb set. */
+static int id_create(defer_journal *j, char out[JID_HEX + 1], char *eb,
+                     size_t el)
+{
+    unsigned char rnd[JID_HEX / 2];
+    char *path = NULL, *tmp = NULL, line[JID_HEX + 1];
+    size_t got = 0;
+    int fd = -1, i, ok = 0;
+
+    while (got < sizeof rnd) {
+        ssize_t k = getrandom(rnd + got, sizeof rnd - got, 0);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0) {
+            snprintf(eb, el, "journal: getrandom: %s", strerror(errno));
+            return -1;
+        }
+        got += (size_t)k;
+    }
+    for (i = 0; i < JID_HEX / 2; i++)
+        snprintf(out + 2 * i, 3, "%02x", rnd[i]);
+    memcpy(line, out, JID_HEX);
+    line[JID_HEX] = '\n';
+    if (asprintf(&path, "%s.id", j->base) < 0)
+        path = NULL;
+    if (path == NULL || asprintf(&tmp, "%s.id.tmp", j->base) < 0) {
+        free(path);
+        snprintf(eb, el, "out of memory");
+        return -1;
+    }
+    (void)unlink(tmp); /* a crash's leftover */
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd >= 0 && write(fd, line, sizeof line) == (ssize_t)sizeof line &&
+        fsync(fd) == 0 && close(fd) == 0) {
+        fd = -1;
+        ok = link(tmp, path) == 0;
+    }
+    if (!ok)
+        snprintf(eb, el, "journal: cannot create %s: %s", path,
+                 strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    (void)unlink(tmp);
+    if (ok)
+        sync_dir(j);
+    free(path);
+    free(tmp);
+    return ok ? 0 : -1;
+}
+
 /* Take base's lock (base.lock, flock): >= 0 the fd holding it; -1 with
  * errno EWOULDBLOCK when another live process holds it. */
 static int lock_base(const char *base)
@@ -1584,6 +1691,63 @@ static void names_free(defer_journal *j)
     free(j->dead_path);
     free(j->jid);
     j->base = j->dir = j->name = j->dead_path = j->jid = NULL;
+}
+
+/* Replay base (j's names set, j->jid its legacy id) under its id: the
+ * one in base.id, else the legacy id.  mine: the journal this process
+ * will write; without an id file it gets one once its files are applied
+ * (the legacy id's rows are deleted after that: no file of it is left).
+ * On DEFER_OK j->jid is the id to write under. */
+static int start_base(defer_journal *j, qb_conn *db, const char *base,
+                      int mine, uint64_t *ms, char *eb, size_t el)
+{
+    char id[JID_HEX + 1];
+    char *legacy = j->jid;
+    int st = id_read(base, id), rc;
+
+    if (st < 0) {
+        snprintf(eb, el, "journal: read %s.id: %s", base, strerror(errno));
+        return DEFER_EDB;
+    }
+    if (st == 1 && (j->jid = strdup(id)) == NULL) {
+        j->jid = legacy;
+        snprintf(eb, el, "out of memory");
+        return DEFER_ENOMEM;
+    }
+    rc = replay_base(j, db, ms, eb, el);
+    if (rc == DEFER_OK && st == 0 && mine) {
+        char *idp = NULL, *bad = NULL;
+        /* Not a whole id (a hand-edited file): set aside, not reused. */
+        if (asprintf(&idp, "%s.id", base) >= 0 &&
+            asprintf(&bad, "%s.id.bad", base) >= 0 &&
+            rename(idp, bad) == 0)
+            jlog(j->pool, DEFER_LOG_WARN, "journal_id_invalid", 0,
+                 "file=%s (not a whole id: moved to %s)", idp, bad);
+        free(idp);
+        free(bad);
+        if (id_create(j, id, eb, el) != 0)
+            return DEFER_EDB;
+        if ((j->jid = strdup(id)) == NULL) {
+            j->jid = legacy;
+            snprintf(eb, el, "out of memory");
+            return DEFER_ENOMEM;
+        }
+        jlog(j->pool, DEFER_LOG_INFO, "journal_id_created", 0,
+             "journal=%s id=%s previous_id=%s", base, id, legacy);
+        st = 1;
+    }
+    if (rc == DEFER_OK && st == 1) {
+        /* Rows of the legacy id: its files were all applied and removed
+         * before the id file was made (a crash in between leaves them to
+         * this delete at the next start). */
+        qb_value v = qb_text(legacy);
+        (void)run_raw(db, qb_conn_dialect(db),
+                      "DELETE FROM waituntil_applied WHERE jid = ?1", 1, &v,
+                      NULL);
+    }
+    if (j->jid != legacy)
+        free(legacy);
+    return rc;
 }
 
 /* Which journal a process writes: journal_path, or while another live
@@ -1682,12 +1846,12 @@ int defer__journal_start(defer_pool *p, defer_runner *r, char *eb, size_t el)
             rc = DEFER_ENOMEM;
             break;
         }
-        j->jid = cj;
+        j->jid = cj; /* the legacy id, unless base.id says otherwise */
         if (!split_base(j, cb)) {
             snprintf(eb, el, "journal: bad journal_path %s", cb);
             rc = DEFER_EINVAL;
         } else {
-            rc = replay_base(j, r->db, &ms, eb, el);
+            rc = start_base(j, r->db, cb, own_lock < 0, &ms, eb, el);
         }
         free(cb);
         if (rc == DEFER_OK && own_lock < 0) {
