@@ -1044,6 +1044,80 @@ START_TEST(test_journal_without_id_file_is_adopted)
 }
 END_TEST
 
+/* Records out of seq order in one file (R1 R3 R2 R3: a second copy of
+ * R3 after a lower seq): R3 runs once.  seen() took "seq above the last
+ * record done" for "not done" even when that list was not sorted, so
+ * the second R3 ran again. */
+START_TEST(test_out_of_order_duplicate_applied_once)
+{
+    defer_config c = jcfg();
+    defer_pool *p;
+    defer_stats st;
+    char path[4200];
+    size_t len = 0, rec;
+    char *b;
+    FILE *f;
+
+    journal_unsubmitted(300, 303);
+    journal_file(path, sizeof path);
+    b = tu_read_file(path, &len);
+    ck_assert_ptr_nonnull(b);
+    ck_assert_uint_eq(len % 3, 0);
+    rec = len / 3;
+    f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(b, 1, rec, f), rec);               /* R1 */
+    ck_assert_uint_eq(fwrite(b + 2 * rec, 1, rec, f), rec);     /* R3 */
+    ck_assert_uint_eq(fwrite(b + rec, 1, rec, f), rec);         /* R2 */
+    ck_assert_uint_eq(fwrite(b + 2 * rec, 1, rec, f), rec);     /* R3 */
+    ck_assert_int_eq(fclose(f), 0);
+    free(b);
+    p = mkpool_cfg(&c);
+    defer_pool_stats(p, &st);
+    ck_assert_uint_eq(st.j_replayed, 3);
+    ck_assert_uint_eq(st.j_skipped, 1);
+    run_and_close(p);
+    ck_assert_int_eq(db_scalar("SELECT count(*) FROM t"), 3);
+    ck_assert_int_eq(db_scalar("SELECT count(DISTINCT v) FROM t"), 3);
+}
+END_TEST
+
+static int count_lock_files(void)
+{
+    DIR *d = opendir(g_dir);
+    struct dirent *e;
+    int n = 0;
+    ck_assert_ptr_nonnull(d);
+    while ((e = readdir(d)) != NULL) {
+        size_t l = strlen(e->d_name);
+        if (l > 5 && strcmp(e->d_name + l - 5, ".lock") == 0)
+            n++;
+    }
+    closedir(d);
+    return n;
+}
+
+/* A clean stop leaves no lock file next to the database (it used to
+ * leave journal.lock and journal.1.lock ... journal.7.lock, empty); a
+ * running pool holds exactly one. */
+START_TEST(test_clean_stop_removes_lock_files)
+{
+    defer_config c = jcfg();
+    defer_pool *p = mkpool_cfg(&c);
+    defer_pool *q = mkpool_cfg(&c); /* a second process's: journal.1 */
+
+    ck_assert_int_eq(count_lock_files(), 2);
+    run_and_close(q);
+    ck_assert_int_eq(count_lock_files(), 1);
+    run_and_close(p);
+    ck_assert_int_eq(count_lock_files(), 0);
+    /* and the next start still works, and locks */
+    p = mkpool_cfg(&c);
+    ck_assert_int_eq(count_lock_files(), 1);
+    run_and_close(p);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("journal");
@@ -1072,6 +1146,8 @@ int main(void)
                         4);
     tcase_add_test(tc, test_renamed_host_keeps_journal_id);
     tcase_add_test(tc, test_journal_without_id_file_is_adopted);
+    tcase_add_test(tc, test_out_of_order_duplicate_applied_once);
+    tcase_add_test(tc, test_clean_stop_removes_lock_files);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_ENV);

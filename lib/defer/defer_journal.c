@@ -148,7 +148,11 @@
  * waituntil_applied (journal_id.K).  At start every journal whose lock
  * is free is replayed (a crashed process's journal is replayed by the
  * next start, whatever name that one takes); a journal whose lock is
- * held belongs to a live process and is left alone.
+ * held belongs to a live process and is left alone.  A lock file is
+ * removed by its holder (unlinked while the flock is held: the journal
+ * it owned at its stop, the others once replayed), and a process that
+ * gets a flock checks that the path still names the file it locked
+ * (lock_base), so a clean stop leaves no lock file behind.
  *
  * A task whose transaction failed as a whole (busy past busy_retries, a
  * lost PostgreSQL connection past reconnect_ms, a failing or lost
@@ -1007,6 +1011,8 @@ static int split_base(defer_journal *j, const char *base)
     return j->base && j->dir && j->name && j->dead_path && j->name[0];
 }
 
+static void unlock_base(const char *base, int fd);
+
 static void journal_free(defer_journal *j)
 {
     jfile *f, *next;
@@ -1014,8 +1020,7 @@ static void journal_free(defer_journal *j)
         return;
     if (j->fd >= 0)
         close(j->fd);
-    if (j->lock_fd >= 0)
-        close(j->lock_fd);
+    unlock_base(j->base, j->lock_fd);
     for (f = j->files; f != NULL; f = next) {
         next = f->next;
         free(f->path);
@@ -1211,16 +1216,22 @@ static int load_applied(replay *rp)
     return QB_OK;
 }
 
+/* Run or dead-lettered already: in the table's rows (applied, sorted by
+ * load_applied) or in this replay's (done: a binary search only while
+ * it came in order -- it is not sorted in place, as a chunk that is
+ * retried truncates it back to its length before the chunk; "above the
+ * last one" means "not there" only while it is sorted). */
 static int seen(replay *rp, uint64_t seq)
 {
     size_t i;
     if (has_seq(rp->applied, rp->napplied, seq))
         return 1;
-    if (rp->ndone == 0 || seq > rp->done[rp->ndone - 1])
+    if (rp->ndone == 0)
         return 0;
     if (rp->done_sorted)
-        return has_seq(rp->done, rp->ndone, seq);
-    for (i = 0; i < rp->ndone; i++) /* files out of order: rare */
+        return seq <= rp->done[rp->ndone - 1] &&
+               has_seq(rp->done, rp->ndone, seq);
+    for (i = 0; i < rp->ndone; i++) /* records out of seq order: rare */
         if (rp->done[i] == seq)
             return 1;
     return 0;
@@ -1661,26 +1672,62 @@ static int id_create(defer_journal *j, char out[JID_HEX + 1], char *eb,
 }
 
 /* Take base's lock (base.lock, flock): >= 0 the fd holding it; -1 with
- * errno EWOULDBLOCK when another live process holds it. */
+ * errno EWOULDBLOCK when another live process holds it.
+ *
+ * LOCK FILES are removed by their holder (unlock_base: unlinked while
+ * the flock is held, then closed), so that a clean stop leaves none
+ * behind.  The race that makes this safe to do: another process may
+ * have opened the file just before the unlink and get the flock once
+ * the holder closes -- on an inode no longer at the path, while a third
+ * process creates and locks a new file there: two owners.  So after
+ * taking the flock we check that the path still names the inode we
+ * locked, and start again if not (the pattern of lock-file daemons).  A
+ * process of a version without this check starting at the same instant
+ * could still be fooled; versions mix only during a binary upgrade,
+ * whose new process starts while the old one runs (and holds its
+ * lock), not at the same instant. */
 static int lock_base(const char *base)
 {
     char *lp = NULL;
-    int fd;
+    int fd = -1, tries;
     if (asprintf(&lp, "%s.lock", base) < 0) {
         errno = ENOMEM;
         return -1;
     }
-    fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    free(lp);
-    if (fd < 0)
-        return -1;
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        int e = errno;
-        close(fd);
-        errno = e == EWOULDBLOCK ? EWOULDBLOCK : e;
-        return -1;
+    for (tries = 0; tries < 100; tries++) {
+        struct stat a, b;
+        fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (fd < 0)
+            break;
+        if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+            int e = errno;
+            close(fd);
+            fd = -1;
+            errno = e == EWOULDBLOCK ? EWOULDBLOCK : e;
+            break;
+        }
+        if (fstat(fd, &a) == 0 && stat(lp, &b) == 0 && a.st_dev == b.st_dev &&
+            a.st_ino == b.st_ino)
+            break; /* ours, and still the one at the path */
+        close(fd); /* removed by its last holder meanwhile: again */
+        fd = -1;
+        errno = EAGAIN;
     }
+    free(lp);
     return fd;
+}
+
+/* Remove base.lock (ours: fd holds its flock) and release it. */
+static void unlock_base(const char *base, int fd)
+{
+    char *lp = NULL;
+    if (fd < 0)
+        return;
+    if (base != NULL && asprintf(&lp, "%s.lock", base) >= 0) {
+        (void)unlink(lp); /* still holding the flock: see lock_base */
+        free(lp);
+    }
+    close(fd);
 }
 
 static void names_free(defer_journal *j)
@@ -1865,8 +1912,8 @@ int defer__journal_start(defer_pool *p, defer_runner *r, char *eb, size_t el)
             own_lock = lfd;
             own_max = ms;
         } else {
+            unlock_base(j->base, lfd); /* replayed and empty: free */
             names_free(j);
-            close(lfd); /* replayed and empty: free for others */
         }
     }
     if (rc == DEFER_OK && own_lock < 0) {
@@ -2093,12 +2140,16 @@ static int append(defer_journal *j, unsigned char *buf, size_t len,
         j->writing = 0;
         (void)pthread_cond_broadcast(&j->cv);
         if (err != 0) {
+            /* Copied under mu: the next leader may rotate j->cur as soon
+             * as mu is dropped. */
+            char *path = strdup(j->cur->path);
             (void)pthread_mutex_unlock(&j->mu);
             jlog(j->pool, DEFER_LOG_ERROR, "journal_append_failed",
-                 DEFER_EJOURNAL, "file=%s error=\"%s\"%s", j->cur->path,
-                 strerror(err < 0 ? -err : err),
+                 DEFER_EJOURNAL, "file=%s error=\"%s\"%s",
+                 path ? path : "?", strerror(err < 0 ? -err : err),
                  err < 0 ? " (could not cut the group off: journal broken "
                            "until restart)" : "");
+            free(path);
             if (pthread_mutex_lock(&j->mu) != 0)
                 abort();
         }
