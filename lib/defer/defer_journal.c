@@ -2274,7 +2274,7 @@ int defer__journal_mark(defer_runner *r, defer_task **t, size_t n)
 void defer__journal_committed(defer_pool *p, defer_task **t, size_t n)
 {
     defer_journal *j = p->journal;
-    size_t i;
+    size_t i, nres = 0;
     jfile *f;
 
     if (j == NULL)
@@ -2285,6 +2285,7 @@ void defer__journal_committed(defer_pool *p, defer_task **t, size_t n)
         uint64_t s = t[i]->jseq;
         if (s == 0)
             continue;
+        nres++;
         for (f = j->files; f != NULL; f = f->next)
             if (s >= f->first && s <= f->last)
                 break;
@@ -2294,7 +2295,8 @@ void defer__journal_committed(defer_pool *p, defer_task **t, size_t n)
         }
         t[i]->jseq = 0; /* committed once */
     }
-    j->resolved_gen++;
+    if (nres > 0) /* (a batch with nothing journaled asks no barrier) */
+        j->resolved_gen++;
     (void)pthread_mutex_unlock(&j->mu);
 }
 
