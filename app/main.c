@@ -147,12 +147,13 @@ static int journal_check(const char *jpath)
     fprintf(stderr,
             "waituntil: journal %s: %llu file(s), %llu bytes, %llu "
             "record(s) (seq %llu..%llu; those not yet applied are replayed "
-            "at start)%s\n",
+            "at start)%s%s\n",
             jpath, (unsigned long long)ji.files, (unsigned long long)ji.bytes,
             (unsigned long long)ji.records,
             (unsigned long long)ji.first_seq, (unsigned long long)ji.last_seq,
-            ji.torn_bytes || ji.corrupt_bytes ? ", with a torn or corrupt tail"
-                                              : "");
+            ji.torn_bytes ? ", with a torn tail (dropped at start)" : "",
+            ji.corrupt_bytes ? ", with damaged bytes (set aside in the "
+                               ".corrupt file at start)" : "");
     return 0;
 }
 

@@ -1,7 +1,8 @@
 /*
  * check_journal.c -- lib/defer's journal (issue 15): append, replay
- * exactly once, torn and corrupt tails, duplicates, poison records,
- * rotation, a failing append.
+ * exactly once, torn tails, damaged records (set aside, replay resumes
+ * after them), duplicates, poison records, rotation and the order of
+ * its steps, a failing append, the journal's id file, lock files.
  *
  * A "crash" is a forked child that builds a pool with the journal, admits
  * (and maybe submits) writes, and dies with _exit or SIGKILL without

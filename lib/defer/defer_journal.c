@@ -145,7 +145,7 @@
  * its life.  A second process on the same path (a binary upgrade, whose
  * old process is still draining; instances sharing a folder) takes the
  * first free of journal_path.1 ... .7, each with its own id in
- * waituntil_applied (journal_id.K).  At start every journal whose lock
+ * waituntil_applied (ID below).  At start every journal whose lock
  * is free is replayed (a crashed process's journal is replayed by the
  * next start, whatever name that one takes); a journal whose lock is
  * held belongs to a live process and is left alone.  A lock file is
@@ -181,7 +181,9 @@
  * committed records again: the file belongs with the journal.
  *
  * LOCK ORDER: j->mu is a leaf lock, never held with pool->mu, never held
- * across I/O or SQL.
+ * across I/O or SQL.  j->removing (set under j->mu) lets one worker at a
+ * time remove files without holding j->mu across its barrier and
+ * unlinks.
  */
 #define _GNU_SOURCE
 #include "config.h"
