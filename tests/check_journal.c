@@ -469,6 +469,41 @@ START_TEST(test_damaged_length_resyncs)
 }
 END_TEST
 
+/* A cut at the end of a file that is NOT the last one is not a torn
+ * tail (only the last file was being written when the process died):
+ * it is damage, set aside and counted corrupt.  It used to be counted
+ * torn and dropped silently. */
+START_TEST(test_cut_older_file_is_corrupt)
+{
+    defer_config c = jcfg();
+    defer_pool *p;
+    defer_stats st;
+    char path[4200], next[4200], cpath[4200];
+    struct stat sb;
+    int fd;
+
+    journal_unsubmitted(400, 404);
+    journal_file(path, sizeof path);
+    ck_assert_int_eq(stat(path, &sb), 0);
+    ck_assert_int_eq(truncate(path, sb.st_size - 3), 0);
+    /* A newer (empty) file after it, as rotation leaves one. */
+    snprintf(next, sizeof next, "%s.%016llx", g_jp, 5ULL);
+    fd = open(next, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    p = mkpool_cfg(&c);
+    defer_pool_stats(p, &st);
+    ck_assert_uint_eq(st.j_replayed, 3);
+    ck_assert_uint_eq(st.j_torn, 0);
+    ck_assert_uint_eq(st.j_corrupt, 1);
+    run_and_close(p);
+    ck_assert_int_eq(db_scalar("SELECT count(*) FROM t"), 3);
+    snprintf(cpath, sizeof cpath, "%s.corrupt", g_jp);
+    ck_assert_int_eq(stat(cpath, &sb), 0);
+    ck_assert_int_gt(sb.st_size, 0);
+}
+END_TEST
+
 START_TEST(test_duplicate_record_applied_once)
 {
     defer_config c = jcfg();
@@ -1138,6 +1173,7 @@ int main(void)
     tcase_add_test(tc, test_torn_tail_dropped);
     tcase_add_test(tc, test_corrupt_record_set_aside);
     tcase_add_loop_test(tc, test_damaged_length_resyncs, 0, 2);
+    tcase_add_test(tc, test_cut_older_file_is_corrupt);
     tcase_add_test(tc, test_duplicate_record_applied_once);
     tcase_add_test(tc, test_poison_goes_to_dead_letter);
     tcase_add_test(tc, test_rotation_bounds_the_files);
