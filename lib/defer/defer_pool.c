@@ -302,7 +302,6 @@ static void *worker_main(void *arg)
 
         /* Settled segment by segment (defer__settle). */
         defer__run_batch(&w->run, w->batch, n);
-        defer__journal_tidy(&w->run, 0); /* files whose records all landed */
 
         /* Once nbatch is 0 (under mu) no one else changes a state. */
         defer__lock(p);
@@ -319,6 +318,10 @@ static void *worker_main(void *arg)
                 t->arg_free(t->arg);
             free(t);
         }
+        /* The batch is over: journal files whose records all landed go
+         * (it may wait for the write lock: not while the batch counts
+         * as in flight). */
+        defer__journal_tidy(&w->run, 0);
 
         defer__lock(p);
     }
