@@ -800,6 +800,63 @@ static int cb_env(defer_env *env, void *arg)
     return rc == QB_OK ? 0 : 1;
 }
 
+/* The journal at level fsync on PostgreSQL: rotated files go only after
+ * the barrier transaction (SET LOCAL synchronous_commit = on) commits,
+ * and the clean stop removes the last one; the journal's rows are named
+ * by the id in its id file (not host:path). */
+START_TEST(journal_fsync_barrier_removes_files)
+{
+    PGconn *c = fresh();
+    defer_config cfg;
+    defer_pool *p;
+    defer_ctx *ctx;
+    defer_stats st;
+    char *dir = tu_mkdtemp("defer_pg_journal"), jp[4200], idp[4300];
+    const int n = 1500;
+    size_t len = 0;
+    char *id;
+
+    ck_assert_ptr_nonnull(dir);
+    snprintf(jp, sizeof jp, "%s/journal", dir);
+    pg_cfg(&cfg, g_dsn, 2);
+    cfg.journal = DEFER_JOURNAL_FSYNC;
+    cfg.journal_path = jp;
+    cfg.journal_id = "some-host:/old/name";
+    cfg.journal_rotate_bytes = 4096;
+    p = pool_new(&cfg);
+    ck_assert_int_eq(defer_ctx_create(p, &ctx), DEFER_OK);
+    for (int i = 0; i < n; i++)
+        one(p, ctx, q_ins(i));
+    ck_assert_int_eq(defer_pool_shutdown(p, 20000), DEFER_OK);
+    defer_pool_stats(p, &st);
+    ck_assert_uint_eq(st.ok, (uint64_t)n);
+    ck_assert_uint_eq(st.j_records, (uint64_t)n);
+    ck_assert_uint_eq(st.j_pending, 0);
+    defer_ctx_free(ctx);
+    defer_pool_destroy(p);
+    ck_assert_int_eq(scalar(c, "SELECT count(*) FROM t"), n);
+    ck_assert_msg(!log_has("journal_barrier_failed"), "%s", g_log);
+    snprintf(idp, sizeof idp, "%s.id", jp);
+    id = tu_read_file(idp, &len);
+    ck_assert_ptr_nonnull(id);
+    ck_assert_uint_eq(len, 33);
+    ck_assert_int_eq(scalar(c, "SELECT count(*) FROM waituntil_applied "
+                               "WHERE jid = 'some-host:/old/name'"), 0);
+    ck_assert_int_ge(scalar(c, "SELECT count(*) FROM waituntil_applied "
+                               "WHERE length(jid) = 32"), 1);
+    free(id);
+    /* Every file removed: the next pool replays nothing. */
+    p = pool_new(&cfg);
+    defer_pool_stats(p, &st);
+    ck_assert_uint_eq(st.j_replayed + st.j_skipped, 0);
+    ck_assert_int_eq(defer_pool_shutdown(p, 20000), DEFER_OK);
+    defer_pool_destroy(p);
+    tu_rmtree(dir);
+    free(dir);
+    PQfinish(c);
+}
+END_TEST
+
 START_TEST(callback_gets_pg)
 {
     PGconn *c = fresh();
@@ -873,6 +930,7 @@ static int run_suite(size_t cache)
     tcase_add_test(tc, deadline_with_hung_server);
     tcase_add_test(tc, lost_commit_answer_resolved);
     tcase_add_test(tc, server_restart_mid_load);
+    tcase_add_test(tc, journal_fsync_barrier_removes_files);
     tcase_add_test(tc, callback_gets_pg);
     tcase_add_test(tc, create_fails_cleanly);
     suite_add_tcase(s, tc);

@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -627,6 +629,10 @@ typedef struct cap {
 } cap;
 static cap g_cap = {PTHREAD_MUTEX_INITIALIZER, "", 0};
 static int g_fix_capture;
+/* Set by a test before start_server: journal level write, the files
+ * next to the database (app.db.journal.<seq>). */
+static int g_fix_journal;
+static char g_fix_jpath[300];
 
 static void cap_line(void *ud, int level, const char *line)
 {
@@ -675,6 +681,11 @@ static void start_server_db(struct fixture *f, const char *conf_text,
     pc.queue_capacity = f->conf->pool.queue;
     pc.db_path = f->db;
     pc.log_level = DEFER_LOG_ERROR;
+    if (g_fix_journal) {
+        snprintf(g_fix_jpath, sizeof g_fix_jpath, "%s.journal", f->db);
+        pc.journal = DEFER_JOURNAL_WRITE;
+        pc.journal_path = g_fix_jpath;
+    }
     if (g_fix_capture) {
         pc.log = cap_line;
         pc.log_ud = &g_cap;
@@ -1102,6 +1113,67 @@ START_TEST(server_db_lost_answers_503)
     free(out);
     stop_server(&f);
     ck_assert_int_ne(access(f.db, F_OK), 0); /* nothing made at the path */
+    cleanup(&f);
+}
+END_TEST
+
+/* A journal append that fails (here: the file-size limit, as a full
+ * disk) answers 503 "journal unavailable", counted on its own: it used
+ * to be counted in responses_503_db_unavailable. */
+START_TEST(server_journal_failure_has_its_own_503_counter)
+{
+    struct fixture f;
+    char *out = NULL;
+    int status = 0, i;
+    sqlite3 *lock = NULL;
+    struct rlimit rl, old;
+    const char *log[] = {"REQUEST_METHOD=GET", "DOCUMENT_URI=/log", NULL};
+    const char *st[] = {"REQUEST_METHOD=GET", "DOCUMENT_URI=/_status", NULL};
+    const char *st_prom[] = {"REQUEST_METHOD=GET", "DOCUMENT_URI=/_status",
+                             "QUERY_STRING=format=prometheus", NULL};
+
+    g_fix_journal = 1;
+    start_server(&f, server_conf);
+    g_fix_journal = 0;
+    /* The worker waits on the write lock: only the journal grows. */
+    ck_assert_int_eq(sqlite3_open(f.db, &lock), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(lock, "BEGIN IMMEDIATE", NULL, NULL, NULL),
+                     SQLITE_OK);
+    signal(SIGXFSZ, SIG_IGN);
+    ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &old), 0);
+    rl = old;
+    rl.rlim_cur = 2048; /* the journal is new: about a dozen records */
+    ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &rl), 0);
+    for (i = 0; i < 60; i++) {
+        ck_assert_int_eq(fc_request(f.sock, log, NULL, 0, 5000, &out,
+                                    &status), 0);
+        if (status == 503)
+            break;
+        ck_assert_int_eq(status, 200);
+        free(out);
+        out = NULL;
+    }
+    ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &old), 0);
+    ck_assert_int_eq(status, 503);
+    ck_assert_ptr_nonnull(strstr(out, ": journal unavailable\n"));
+    free(out);
+    ck_assert_int_eq(fc_request(f.sock, st, NULL, 0, 5000, &out, &status), 0);
+    ck_assert_int_eq(status, 200);
+    ck_assert_ptr_nonnull(
+        strstr(out, ",\"responses_503_journal_unavailable\":1,"));
+    ck_assert_ptr_nonnull(strstr(out, ",\"responses_503_db_unavailable\":0,"));
+    free(out);
+    ck_assert_int_eq(fc_request(f.sock, st_prom, NULL, 0, 5000, &out, &status),
+                     0);
+    ck_assert_ptr_nonnull(strstr(
+        out, "\nwaituntil_responses_503_journal_unavailable_total 1\n"));
+    ck_assert_ptr_nonnull(
+        strstr(out, "\nwaituntil_responses_503_db_unavailable_total 0\n"));
+    free(out);
+    ck_assert_int_eq(sqlite3_exec(lock, "COMMIT", NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(lock);
+    stop_server(&f);
     cleanup(&f);
 }
 END_TEST
@@ -1726,6 +1798,7 @@ static Suite *suite(void)
     tcase_add_test(tc, server_answers_straight_fastcgi);
     tcase_add_test(tc, server_limits_straight_fastcgi);
     tcase_add_test(tc, server_db_lost_answers_503);
+    tcase_add_test(tc, server_journal_failure_has_its_own_503_counter);
     tcase_add_test(tc, server_status_escapes_db_reason);
     tcase_add_test(tc, server_status_without_info);
     tcase_add_test(tc, server_failed_write_names_request);

@@ -151,12 +151,13 @@ static int journal_check(const char *jpath)
     fprintf(stderr,
             "waituntil: journal %s: %llu file(s), %llu bytes, %llu "
             "record(s) (seq %llu..%llu; those not yet applied are replayed "
-            "at start)%s\n",
+            "at start)%s%s\n",
             jpath, (unsigned long long)ji.files, (unsigned long long)ji.bytes,
             (unsigned long long)ji.records,
             (unsigned long long)ji.first_seq, (unsigned long long)ji.last_seq,
-            ji.torn_bytes || ji.corrupt_bytes ? ", with a torn or corrupt tail"
-                                              : "");
+            ji.torn_bytes ? ", with a torn tail (dropped at start)" : "",
+            ji.corrupt_bytes ? ", with damaged bytes (set aside in the "
+                               ".corrupt file at start)" : "");
     return 0;
 }
 
@@ -798,12 +799,11 @@ WAITUNTIL_API int waituntil_main(int argc, char **argv,
     }
     if (jpath != NULL) {
         char host[256] = "";
-        /* Several instances on one PostgreSQL: each its own journal id
-         * (host and path).  A SQLite database is local: the path alone,
-         * so that a renamed host (a recreated container) still finds
-         * what its journal already applied.  (On PostgreSQL a renamed
-         * host replays its journal's committed records again: known,
-         * see the README.) */
+        /* A journal's id is the random one in its .id file (the pool
+         * creates it once).  This one only names a journal written
+         * before id files, as that version did: several instances on
+         * one PostgreSQL, each its own (host and path); a SQLite
+         * database is local: the path alone. */
         if (engine == WEB_DB_POSTGRESQL)
             (void)gethostname(host, sizeof host - 1);
         if (asprintf(&jid, "%s%s%s", host, host[0] ? ":" : "", jpath) < 0)

@@ -181,7 +181,8 @@
  *   WRITE  write(2) before the answer: survives SIGKILL and crashes of
  *          the process, not an OS crash or power loss.
  *   FSYNC  + a group fdatasync before the answer: survives power loss
- *          (with a durable database: SQLite synchronous=FULL).
+ *          (any synchronous: a journal file is removed only after a
+ *          barrier transaction made the commits of its records durable).
  *
  * ACCOUNTING: once shutdown has returned and every admitted ctx has been
  * submitted, admitted == ok + failed + left exactly.  Tasks run inline
@@ -310,10 +311,13 @@ typedef struct defer_config {
     const char *journal_path;    /* journal files are journal_path.<seq>,
                                     dead letters journal_path.dead;
                                     required unless journal is OFF */
-    const char *journal_id;      /* this journal's name in the database's
-                                    waituntil_applied table (several
-                                    instances on one PostgreSQL need
-                                    distinct ids); NULL: journal_path */
+    const char *journal_id;      /* legacy name of this journal in the
+                                    database's waituntil_applied table:
+                                    used only for a journal without an
+                                    id file (journal_path.id, written
+                                    once with a random 128-bit id, the
+                                    name from then on); NULL:
+                                    journal_path */
     size_t journal_rotate_bytes; /* start a new file past this size;
                                     default 64 MiB */
     defer_log_fn log;            /* NULL: one line to stderr (a line that
@@ -428,6 +432,9 @@ typedef struct defer_stats {
     uint64_t j_skipped;     /* records at start already applied (or dups) */
     uint64_t j_dead;        /* records moved to the dead-letter file */
     uint64_t j_torn;        /* torn tail records dropped at start */
+    uint64_t j_corrupt;     /* bad stretches inside the journal found at
+                               start (set aside in journal_path.corrupt;
+                               the records after them still replayed) */
     char db_reason[400];    /* why not OK ("" when OK) */
 } defer_stats;
 
@@ -449,7 +456,8 @@ typedef struct defer_journal_info {
                                knows which) */
     uint64_t first_seq, last_seq; /* of those records; 0 when none */
     uint64_t torn_bytes;    /* a cut last record (dropped at start) */
-    uint64_t corrupt_bytes; /* bytes after a bad record (set aside) */
+    uint64_t corrupt_bytes; /* bad bytes not at the end of the last file
+                               (set aside at start) */
 } defer_journal_info;
 
 /* Read the journal files of journal_path (no database, no locks: run it

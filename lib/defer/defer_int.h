@@ -399,6 +399,20 @@ int defer__journal_mark(defer_runner *r, defer_task **t, size_t n);
  * task that failed for good with its whole transaction: its record is
  * resolved and stops pinning its file (finish_sql). */
 void defer__journal_committed(defer_pool *p, defer_task **t, size_t n);
+/* A worker, after a batch, outside any transaction: remove older files
+ * whose records are all resolved (at the fsync level after making the
+ * commits that applied them durable on r's connection), then let a later
+ * transaction prune their applied rows.  last: the worker is leaving
+ * (shutdown): make the commits durable even with no file to remove, so
+ * that defer__journal_free may remove the current file. */
+void defer__journal_tidy(defer_runner *r, int last);
+/* Test-only fault injection (tests/check_journal.c), 0 in production:
+ * SIGKILL the process in defer__journal_tidy just before the first
+ * unlink of a rotated file, or just after its unlink (and folder sync)
+ * and before its rows may be pruned. */
+enum { DEFER_JFAULT_KILL_BEFORE_UNLINK = 1,
+       DEFER_JFAULT_KILL_AFTER_UNLINK = 2 };
+extern atomic_int defer__journal_fault;
 /* The j_* counters into *out (not under mu). */
 void defer__journal_stats(defer_pool *p, defer_stats *out);
 

@@ -42,12 +42,32 @@
  * WHAT EACH LEVEL SURVIVES.  write: once write(2) returned, the bytes
  * are in the kernel's page cache; the process may die at any instant
  * (SIGKILL, a crash) and nothing answered is lost.  Not power loss or an
- * OS crash.  fsync: the answer waits for the group's fdatasync (and a
- * new file's directory entry is synced): power loss loses nothing
- * answered either -- as long as the database itself is durable
- * (synchronous=FULL on SQLite: a commit lost to power loss would be
- * replayed only while its records are still in the journal).  off: the
- * queue (up to pool.queue tasks) is lost on any crash.
+ * OS crash.  fsync: the answer waits for the group's fdatasync, a new
+ * file's directory entry is synced, and so is the folder after a file is
+ * removed: power loss loses nothing answered either (DURABILITY).  off:
+ * the queue (up to pool.queue tasks) is lost on any crash.
+ *
+ * DURABILITY (fsync level).  A commit the database may still lose to
+ * power (SQLite WAL with synchronous NORMAL or OFF: the WAL is synced
+ * at checkpoints, not at COMMIT; PostgreSQL with synchronous_commit
+ * off) is harmless while its records are in the journal: the writes and
+ * their applied rows are lost together (a WAL keeps a prefix of its
+ * transactions), and the next start replays them.  It only matters once
+ * a file is removed.  So before any journal file is removed -- a rotated
+ * file in defer__journal_tidy, every file after replay, the current file
+ * at a clean stop -- a barrier makes every commit so far durable: one
+ * tiny transaction committed with synchronous=FULL (SQLite) or
+ * synchronous_commit=on (PostgreSQL), which syncs the log up to itself,
+ * hence every commit before it.  That costs one log sync per removed
+ * file (one per journal_rotate_bytes, 64 MiB by default) instead of one
+ * per group commit, which forcing synchronous=FULL on every commit would
+ * cost; with synchronous FULL or EXTRA on SQLite it is skipped.  A
+ * barrier that fails keeps the files (retried after the next batch; at
+ * a stop they stay, and the next start skips their records; at the
+ * start itself the pool fails to start).  Each worker runs one more
+ * barrier as it leaves, so a clean stop can remove the current file.
+ * Power loss itself cannot be tested here: the tests check the order
+ * of the steps by killing the process between them.
  *
  * EXACTLY ONCE.  The transaction that commits a segment of SQL tasks
  * also inserts (jid, seq) of every journaled task of the segment into
@@ -58,9 +78,9 @@
  * not commit (left at the shutdown deadline, a busy or lost database)
  * have no row and are replayed at the next start.  Segments commit out
  * of seq order (several workers), hence a row per record, not one
- * high-water mark; rows below the first seq of the oldest file still
- * present are pruned (in a later segment's transaction), the newest row
- * is always kept, so sequence numbers stay increasing across restarts.
+ * high-water mark; rows of files already removed are pruned (ROTATION),
+ * the newest row is always kept, so sequence numbers stay increasing
+ * across restarts.
  *
  * REPLAY (defer_pool_create, after the connections opened, before any
  * worker starts, so before the first accept).  Files in seq order, the
@@ -73,29 +93,66 @@
  * text line: seq, reason, label, SQL with values) -- poison never stops
  * the start; the failure is logged and counted.  A transaction-level
  * failure (busy, disk full) is retried busy_retries times, then the
- * pool fails to start with the journal intact.  A record that fails its
- * checksum or is cut short at the end of the last file is a torn tail:
- * its write never returned, so it was never acknowledged; it is dropped
- * and counted.  A bad record followed by more bytes is corruption: the
- * rest of that file is copied to journal_path.corrupt and logged.  When
- * every file is applied they are removed and a new file starts at the
- * next seq.
+ * pool fails to start with the journal intact.  When every file is
+ * applied they are removed and a new file starts at the next seq.
+ *
+ * BAD BYTES.  A record whose header or checksum does not hold starts a
+ * bad stretch, which ends at the next record that holds (RESYNC) or at
+ * the end of the file.  A bad stretch that runs to the end of the LAST
+ * file is a torn tail: the process died inside write(2) (or, at the
+ * fsync level, power went before the group's fdatasync returned), so it
+ * was never acknowledged; it is dropped, counted (torn) and logged at
+ * WARN.  Any other bad stretch -- followed by a good record, or at the
+ * end of an older file, which was complete when the next file started
+ * -- is corruption: its bytes are appended to journal_path.corrupt
+ * (synced at the fsync level: the journal file goes after replay),
+ * counted (corrupt) and logged at ERROR, and replay goes on after it.
+ * defer_journal_inspect classifies the same way.
+ *
+ * RESYNC.  A damaged length field hides where the next record starts,
+ * so we look for it: first where the bad record's own length points (a
+ * bad checksum with an intact length: its payload, client values
+ * included, is skipped whole), then at every later byte.  A candidate
+ * must hold as a record (length in bounds, CRC-32C over payload and seq)
+ * and carry a seq above the last good one, by at most 1 + (bytes
+ * skipped) / (smallest record size) -- records in between each took at
+ * least that much room.  A random false match needs a 32-bit checksum to
+ * agree on top of that: about 2^-32 per offset tried, and only ever
+ * tried inside bytes already known bad.  The one residual risk is a
+ * crafted client value that contains a whole record-shaped byte string
+ * (CRC-32C is not a MAC): it could only be picked up if the storage
+ * itself damaged the length of the record that holds it, and its seq
+ * would have to fall in the window above.  We take that over dropping
+ * every acknowledged record after a damaged byte, which is what reading
+ * the rest as a torn tail did.
  *
  * ROTATION.  Files are journal_path.<16 hex digits: first seq>.  Past
  * journal_rotate_bytes the leader starts a new file.  Each file counts
- * its records not yet committed (defer__journal_committed); an older
- * file whose count reaches zero is unlinked.  A record whose segment
- * never committed keeps its file until the next start replays it.  At
- * a clean shutdown with nothing pending every file is removed.
+ * its records not yet resolved (defer__journal_committed).  After each
+ * batch a worker (one at a time) removes the older files whose count is
+ * zero, in this order: barrier (fsync level, DURABILITY), unlink, folder
+ * fsync (fsync level), and only then publishes "rows below the oldest
+ * file left may go", which a later segment's transaction prunes.  A
+ * crash between any two steps is safe: a file still present still has
+ * all its rows (its records are skipped), a file gone may leave rows
+ * (pruned at the next start).  The reverse order (prune, then unlink)
+ * replayed a whole file after a crash in between.  A record whose
+ * segment never committed keeps its file until the next start replays
+ * it.  At a clean shutdown with nothing pending every file is removed
+ * (fsync level: once the workers' last barriers succeeded).
  *
  * ONE WRITER PER JOURNAL.  A process holds flock(journal_path.lock) for
  * its life.  A second process on the same path (a binary upgrade, whose
  * old process is still draining; instances sharing a folder) takes the
  * first free of journal_path.1 ... .7, each with its own id in
- * waituntil_applied (journal_id.K).  At start every journal whose lock
+ * waituntil_applied (ID below).  At start every journal whose lock
  * is free is replayed (a crashed process's journal is replayed by the
  * next start, whatever name that one takes); a journal whose lock is
- * held belongs to a live process and is left alone.
+ * held belongs to a live process and is left alone.  A lock file is
+ * removed by its holder (unlinked while the flock is held: the journal
+ * it owned at its stop, the others once replayed), and a process that
+ * gets a flock checks that the path still names the file it locked
+ * (lock_base), so a clean stop leaves no lock file behind.
  *
  * A task whose transaction failed as a whole (busy past busy_retries, a
  * lost PostgreSQL connection past reconnect_ms, a failing or lost
@@ -105,15 +162,28 @@
  * failure episode would otherwise keep every later file until a
  * restart).  Only a crash before that file is removed replays it.
  *
- * NOT COVERED (yet), found by review: a journal id that changes between
- * runs (PostgreSQL: host:path) replays committed records again; a
- * damaged length field inside a file is read as a torn tail (the records
- * after it are dropped instead of set aside); rows of a rotated file are
- * pruned before its unlink, and the unlink is not followed by a folder
- * fsync at the fsync level.
+ * ID.  Rows of waituntil_applied are keyed by the journal's id, so the
+ * id must not change while the journal holds records (a new id replays
+ * every committed record again: the review found PostgreSQL's id,
+ * host:path, changing with a renamed host).  The id is random (128 bits
+ * from getrandom, hex), kept in journal_path.id (journal_path.K.id for
+ * the others), written once -- whole to a temporary file, fsynced,
+ * linked to its name (which fails if it exists, as O_EXCL), folder
+ * fsynced -- and read at every start; the same rule for both engines.
+ * A journal without an id file (written by a version before id files)
+ * is replayed under its legacy id (cfg.journal_id, else journal_path,
+ * plus .K), as that version named it; once its files are applied and
+ * removed the process that will write it creates its id file and
+ * deletes the legacy id's rows.  An id file that is not a whole id was
+ * never used (nothing is written under an id before its file is whole)
+ * and counts as none.  Deleting the id file, or going back to a version
+ * without id files, while journal files remain would replay their
+ * committed records again: the file belongs with the journal.
  *
  * LOCK ORDER: j->mu is a leaf lock, never held with pool->mu, never held
- * across I/O or SQL.
+ * across I/O or SQL.  j->removing (set under j->mu) lets one worker at a
+ * time remove files without holding j->mu across its barrier and
+ * unlinks.
  */
 #define _GNU_SOURCE
 #include "config.h"
@@ -126,8 +196,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <strings.h>
 #include <sys/file.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -597,34 +670,81 @@ static void free_qs(qb_query **qs, size_t n)
 
 /* ---- scanning a file ---------------------------------------------------- */
 
-enum { SCAN_OK = 0, SCAN_TORN, SCAN_CORRUPT };
-
-/* Next record at buf[*pos..n): SCAN_OK with *r filled and *pos advanced,
- * or SCAN_TORN (nothing valid from *pos to the end: a cut or a bad last
- * record), or SCAN_CORRUPT (a bad record with bytes after it). */
-static int scan_next(const unsigned char *buf, size_t n, size_t *pos, jrec *r)
+/* The record at buf[pos..n), if its header and checksum hold: 1 with *r
+ * filled, else 0 (cut short, a length out of bounds, a bad checksum). */
+static int rec_at(const unsigned char *buf, size_t n, size_t pos, jrec *r)
 {
-    size_t left = n - *pos;
+    size_t left = n - pos;
     uint32_t len, crc;
     uint64_t seq;
 
-    if (left == 0)
-        return SCAN_TORN; /* the caller checks for the clean end first */
     if (left < JHDR)
-        return SCAN_TORN;
-    len = get32(buf + *pos);
-    crc = get32(buf + *pos + 4);
-    seq = get64(buf + *pos + 8);
+        return 0;
+    len = get32(buf + pos);
+    crc = get32(buf + pos + 4);
+    seq = get64(buf + pos + 8);
     if (len > JREC_MAX || len > left - JHDR)
-        return len > JREC_MAX && left > JHDR + JREC_MAX ? SCAN_CORRUPT
-                                                        : SCAN_TORN;
-    if (rec_crc(crc_update(0xFFFFFFFFu, buf + *pos + JHDR, len), seq) != crc)
-        return left - JHDR - len == 0 ? SCAN_TORN : SCAN_CORRUPT;
+        return 0;
+    if (rec_crc(crc_update(0xFFFFFFFFu, buf + pos + JHDR, len), seq) != crc)
+        return 0;
     r->seq = seq;
-    r->rec = buf + *pos;
+    r->rec = buf + pos;
     r->rec_len = JHDR + (size_t)len;
-    *pos += JHDR + (size_t)len;
-    return SCAN_OK;
+    return 1;
+}
+
+/* Smallest record: header + version, dialect, label length, links. */
+#define JREC_MIN (JHDR + 6u)
+
+/* The bad record at buf[bad..n): where does the next good one start?
+ * n when none does (the bad bytes run to the end of the file).  prev is
+ * the seq of the last good record before it (or the file's first seq -
+ * 1).  See RESYNC in the DESIGN comment: the bad record's own length is
+ * tried first (only its checksum may be bad: its payload, which holds
+ * client values, is then skipped whole), then every later offset; a
+ * candidate must validate and carry a seq that fits between prev and
+ * the bytes skipped (each record in between takes >= JREC_MIN bytes). */
+static size_t resync(const unsigned char *buf, size_t n, size_t bad,
+                     uint64_t prev)
+{
+    size_t q;
+    jrec r;
+
+    if (n - bad >= JHDR) {
+        uint32_t len = get32(buf + bad);
+        if (len <= JREC_MAX && len <= n - bad - JHDR) {
+            q = bad + JHDR + len;
+            if (q < n && rec_at(buf, n, q, &r) && r.seq > prev &&
+                r.seq - prev <= 1 + (q - bad) / JREC_MIN)
+                return q;
+        }
+    }
+    for (q = bad + 1; q + JREC_MIN <= n; q++) {
+        if (buf[q + JHDR] != JVERSION) /* cheap filter before the CRC */
+            continue;
+        if (rec_at(buf, n, q, &r) && r.seq > prev &&
+            r.seq - prev <= 1 + (q - bad) / JREC_MIN)
+            return q;
+    }
+    return n;
+}
+
+/* The next stretch of buf from *pos: SCAN_OK, a good record in *r
+ * (*pos past it, *prev its seq); or SCAN_BAD, bad bytes from *pos to
+ * *bad_end (the next good record, or n).  The caller decides what a bad
+ * stretch is: a torn tail only when it ends the last file. */
+enum { SCAN_OK = 0, SCAN_BAD };
+
+static int scan_next(const unsigned char *buf, size_t n, size_t *pos,
+                     uint64_t *prev, jrec *r, size_t *bad_end)
+{
+    if (rec_at(buf, n, *pos, r)) {
+        *pos += r->rec_len;
+        *prev = r->seq;
+        return SCAN_OK;
+    }
+    *bad_end = resync(buf, n, *pos, *prev);
+    return SCAN_BAD;
 }
 
 /* The file's bytes, mapped read-only (no copy: replay reads each byte
@@ -731,11 +851,17 @@ struct defer_journal {
     jfile *files, *cur;        /* oldest first; cur is the last */
     jreq *qhead, *qtail;
     int writing, broken;
+    int removing;              /* a worker is removing files (tidy) */
+    int need_barrier;          /* fsync level, commits not durable at
+                                  COMMIT: see DURABILITY */
+    uint64_t resolved_gen;     /* bumped by each defer__journal_committed */
+    uint64_t durable_gen;      /* resolved_gen at the last barrier */
+    char *sync_restore;        /* SQLite: the configured synchronous */
     qb_query *mark_tpl, *prune_tpl;
     uint64_t prune_below, pruned; /* rows seq < prune_below may go */
     /* counters (under mu) */
     uint64_t appends, records, bytes, pending, file_bytes, fsyncs, fsync_ns,
-        failed, replayed, skipped, dead, torn;
+        failed, replayed, skipped, dead, torn, corrupt;
 };
 
 static void jlog(defer_pool *p, int level, const char *event, int rc,
@@ -887,6 +1013,8 @@ static int split_base(defer_journal *j, const char *base)
     return j->base && j->dir && j->name && j->dead_path && j->name[0];
 }
 
+static void unlock_base(const char *base, int fd);
+
 static void journal_free(defer_journal *j)
 {
     jfile *f, *next;
@@ -894,8 +1022,7 @@ static void journal_free(defer_journal *j)
         return;
     if (j->fd >= 0)
         close(j->fd);
-    if (j->lock_fd >= 0)
-        close(j->lock_fd);
+    unlock_base(j->base, j->lock_fd);
     for (f = j->files; f != NULL; f = next) {
         next = f->next;
         free(f->path);
@@ -908,6 +1035,7 @@ static void journal_free(defer_journal *j)
     free(j->name);
     free(j->dead_path);
     free(j->jid);
+    free(j->sync_restore);
     (void)pthread_cond_destroy(&j->cv);
     (void)pthread_mutex_destroy(&j->mu);
     free(j);
@@ -925,6 +1053,58 @@ static int run_raw(qb_conn *db, qb_dialect d, const char *sql, size_t n,
         rc = qb_exec(db, q, res);
     qb_query_free(q);
     return rc;
+}
+
+/* ---- durability barrier (DURABILITY above) ------------------------------ */
+
+atomic_int defer__journal_fault;
+
+/* Make every transaction committed on this database so far durable: one
+ * tiny write transaction whose COMMIT waits for the disk (SQLite:
+ * synchronous=FULL for it, which syncs the WAL, hence every frame
+ * before it; PostgreSQL: synchronous_commit=on for it, which flushes the
+ * WAL up to its commit record).  It inserts and deletes a row (jid, 0):
+ * a transaction that changed nothing would not sync anything.  QB_OK or
+ * a qb code; db is left outside any transaction. */
+static int barrier(defer_journal *j, qb_conn *db)
+{
+    qb_dialect d = qb_conn_dialect(db);
+    qb_value v[2] = {qb_text(j->jid), qb_int(0)};
+    int rc, rc2 = QB_OK;
+
+    if (qb_in_transaction(db))
+        return QB_EMISUSE;
+    rc = d == QB_DIALECT_SQLITE
+             ? run_raw(db, d, "PRAGMA synchronous=FULL", 0, NULL, NULL)
+             : QB_OK;
+    if (rc == QB_OK)
+        rc = qb_begin(db);
+    if (rc == QB_OK && d != QB_DIALECT_SQLITE)
+        rc = run_raw(db, d, "SET LOCAL synchronous_commit = on", 0, NULL,
+                     NULL);
+    if (rc == QB_OK)
+        rc = run_raw(db, d, "INSERT INTO waituntil_applied (jid, seq) "
+                     "VALUES (?1, ?2)", 2, v, NULL);
+    if (rc == QB_OK)
+        rc = run_raw(db, d, "DELETE FROM waituntil_applied WHERE jid = ?1 "
+                     "AND seq = ?2", 2, v, NULL);
+    if (rc == QB_OK)
+        rc = qb_commit(db);
+    if (rc != QB_OK && qb_in_transaction(db))
+        (void)qb_rollback(db);
+    if (d == QB_DIALECT_SQLITE) {
+        char sql[64];
+        snprintf(sql, sizeof sql, "PRAGMA synchronous=%s",
+                 j->sync_restore ? j->sync_restore : "NORMAL");
+        rc2 = run_raw(db, d, sql, 0, NULL, NULL);
+    }
+    return rc != QB_OK ? rc : rc2;
+}
+
+static void fault_point(int which)
+{
+    if (atomic_load(&defer__journal_fault) == which)
+        (void)raise(SIGKILL);
 }
 
 /* The dead-letter file: one line per record that failed at replay. */
@@ -952,21 +1132,28 @@ static void dead_letter(defer_journal *j, uint64_t seq, const char *label,
     fclose(f);
 }
 
-/* Copy buf[from..n) of file path to journal_path.corrupt. */
+/* A bad stretch buf[from..to) of file path (not a torn tail): appended
+ * to journal_path.corrupt, logged at ERROR.  The journal file goes once
+ * replayed, so the copy is synced first at the fsync level. */
 static void save_corrupt(defer_journal *j, const char *path,
-                         const unsigned char *buf, size_t from, size_t n)
+                         const unsigned char *buf, size_t from, size_t to)
 {
     char *cp = NULL;
     FILE *f;
+    int ok = 0;
     if (asprintf(&cp, "%s.corrupt", j->base) < 0)
-        return;
-    f = fopen(cp, "ae");
+        cp = NULL;
+    f = cp != NULL ? fopen(cp, "ae") : NULL;
     if (f != NULL) {
-        (void)fwrite(buf + from, 1, n - from, f);
-        fclose(f);
+        ok = fwrite(buf + from, 1, to - from, f) == to - from;
+        if (ok && j->level == DEFER_JOURNAL_FSYNC)
+            ok = fflush(f) == 0 && fdatasync(fileno(f)) == 0;
+        if (fclose(f) != 0)
+            ok = 0;
     }
     jlog(j->pool, DEFER_LOG_ERROR, "journal_corrupt", 0,
-         "file=%s offset=%zu bytes=%zu saved=%s", path, from, n - from, cp);
+         "file=%s offset=%zu bytes=%zu saved=%s%s", path, from, to - from,
+         cp ? cp : "-", ok ? "" : " (could not save them: lost)");
     free(cp);
 }
 
@@ -1031,16 +1218,22 @@ static int load_applied(replay *rp)
     return QB_OK;
 }
 
+/* Run or dead-lettered already: in the table's rows (applied, sorted by
+ * load_applied) or in this replay's (done: a binary search only while
+ * it came in order -- it is not sorted in place, as a chunk that is
+ * retried truncates it back to its length before the chunk; "above the
+ * last one" means "not there" only while it is sorted). */
 static int seen(replay *rp, uint64_t seq)
 {
     size_t i;
     if (has_seq(rp->applied, rp->napplied, seq))
         return 1;
-    if (rp->ndone == 0 || seq > rp->done[rp->ndone - 1])
+    if (rp->ndone == 0)
         return 0;
     if (rp->done_sorted)
-        return has_seq(rp->done, rp->ndone, seq);
-    for (i = 0; i < rp->ndone; i++) /* files out of order: rare */
+        return seq <= rp->done[rp->ndone - 1] &&
+               has_seq(rp->done, rp->ndone, seq);
+    for (i = 0; i < rp->ndone; i++) /* records out of seq order: rare */
         if (rp->done[i] == seq)
             return 1;
     return 0;
@@ -1200,21 +1393,37 @@ static int replay_records(replay *rp, const jrec *recs, size_t n)
     return QB_OK;
 }
 
-/* Replay one file: scan, replay the valid records, deal with the tail.
- * last_file: a bad record at the end is a torn tail. */
-static int replay_file(replay *rp, const char *path, char *eb, size_t el)
+/* Replay one file: scan, replay the valid records, deal with the bad
+ * stretches.  first: the file's first seq (from its name); last_file: a
+ * bad stretch that runs to its end is a torn tail (see DESIGN). */
+static int replay_file(replay *rp, const char *path, uint64_t first,
+                       int last_file, char *eb, size_t el)
 {
     defer_journal *j = rp->j;
     unsigned char *buf;
-    size_t n, pos = 0, nrec = 0, cap = 0;
+    size_t n, pos = 0, nrec = 0, cap = 0, bad_end = 0;
+    uint64_t prev = first > 0 ? first - 1 : 0;
     jrec *recs = NULL, r;
-    int st = SCAN_OK, rc;
+    int rc;
 
     if (map_all(path, &buf, &n) != 0) {
         snprintf(eb, el, "journal: read %s: %s", path, strerror(errno));
         return QB_ESQL;
     }
-    while (pos < n && (st = scan_next(buf, n, &pos, &r)) == SCAN_OK) {
+    while (pos < n) {
+        if (scan_next(buf, n, &pos, &prev, &r, &bad_end) == SCAN_BAD) {
+            if (bad_end == n && last_file) {
+                j->torn++;
+                jlog(j->pool, DEFER_LOG_WARN, "journal_torn_tail", 0,
+                     "file=%s offset=%zu bytes=%zu (never acknowledged: "
+                     "dropped)", path, pos, n - pos);
+            } else {
+                j->corrupt++;
+                save_corrupt(j, path, buf, pos, bad_end);
+            }
+            pos = bad_end;
+            continue;
+        }
         if (nrec == cap) {
             jrec *nr;
             cap = cap ? cap * 2 : 1024;
@@ -1230,14 +1439,6 @@ static int replay_file(replay *rp, const char *path, char *eb, size_t el)
         recs[nrec++] = r;
         if (r.seq > rp->max_seq)
             rp->max_seq = r.seq;
-    }
-    if (pos < n && st == SCAN_TORN) {
-        j->torn++;
-        jlog(j->pool, DEFER_LOG_WARN, "journal_torn_tail", 0,
-             "file=%s offset=%zu bytes=%zu (never acknowledged: dropped)",
-             path, pos, n - pos);
-    } else if (pos < n && st == SCAN_CORRUPT) {
-        save_corrupt(j, path, buf, pos, n);
     }
     rc = replay_records(rp, recs, nrec);
     if (rc != QB_OK)
@@ -1338,7 +1539,8 @@ static int replay_base(defer_journal *j, qb_conn *db, uint64_t *max_seq,
     for (i = 0; i < nn; i++) {
         if (names[i].first > 0 && names[i].first - 1 > rp.max_seq)
             rp.max_seq = names[i].first - 1;
-        rc = replay_file(&rp, names[i].path, eb, el);
+        rc = replay_file(&rp, names[i].path, names[i].first,
+                         i + 1 == nn, eb, el);
         if (rc != QB_OK) {
             replay_free(&rp);
             free_names(names, nn);
@@ -1353,9 +1555,24 @@ static int replay_base(defer_journal *j, qb_conn *db, uint64_t *max_seq,
              j->base, nn, (unsigned long long)j->replayed,
              (unsigned long long)j->skipped, (unsigned long long)j->dead,
              (unsigned long long)j->torn);
-    /* Everything is committed now: the files can go. */
+    /* Everything is committed now: the files can go -- once those
+     * commits are durable (fsync level), and their rows only after. */
+    if (nn > 0 && j->need_barrier && (rc = barrier(j, db)) != QB_OK) {
+        snprintf(eb, el, "journal: making the replayed writes durable: "
+                 "%s (%s)", qb_strerror(rc), qb_errmsg(db));
+        replay_free(&rp);
+        free_names(names, nn);
+        return DEFER_EDB;
+    }
     for (i = 0; i < nn; i++)
-        (void)unlink(names[i].path);
+        if (unlink(names[i].path) != 0 && errno != ENOENT) {
+            /* Its rows must stay while it does (see ROTATION). */
+            snprintf(eb, el, "journal: cannot remove %s: %s",
+                     names[i].path, strerror(errno));
+            replay_free(&rp);
+            free_names(names, nn);
+            return DEFER_EDB;
+        }
     free_names(names, nn);
     if (nn > 0)
         sync_dir(j);
@@ -1365,27 +1582,154 @@ static int replay_base(defer_journal *j, qb_conn *db, uint64_t *max_seq,
     return DEFER_OK;
 }
 
+/* ---- the journal's id (ID above) ----------------------------------------- */
+
+#define JID_HEX 32 /* 128 bits */
+
+/* base.id: 1 with the id in out (JID_HEX hex digits and a NUL), 0 when
+ * there is none (or not a whole one: it is written whole before any
+ * journal file uses it, so a partial one was never used), -1 on an I/O
+ * error (errno). */
+static int id_read(const char *base, char out[JID_HEX + 1])
+{
+    char *path = NULL, buf[JID_HEX + 2];
+    ssize_t k;
+    int fd, i;
+
+    if (asprintf(&path, "%s.id", base) < 0) {
+        errno = ENOMEM;
+        return -1;
+    }
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    free(path);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : -1;
+    do
+        k = read(fd, buf, sizeof buf);
+    while (k < 0 && errno == EINTR);
+    close(fd);
+    if (k < 0)
+        return -1;
+    if (k != JID_HEX + 1 || buf[JID_HEX] != '\n')
+        return 0;
+    for (i = 0; i < JID_HEX; i++)
+        if (!strchr("0123456789abcdef", buf[i]) || buf[i] == '\0')
+            return 0;
+    memcpy(out, buf, JID_HEX);
+    out[JID_HEX] = '\0';
+    return 1;
+}
+
+/* Create base.id (j->base, j->dir) with a new random id, durable before
+ * it returns: written whole to base.id.tmp and fsynced, then linked to
+ * base.id (link fails if it exists: O_EXCL's rule, and a reader never
+ * sees half an id), then the folder fsynced.  0, or -1 with eb set. */
+static int id_create(defer_journal *j, char out[JID_HEX + 1], char *eb,
+                     size_t el)
+{
+    unsigned char rnd[JID_HEX / 2];
+    char *path = NULL, *tmp = NULL, line[JID_HEX + 1];
+    size_t got = 0;
+    int fd = -1, i, ok = 0;
+
+    while (got < sizeof rnd) {
+        ssize_t k = getrandom(rnd + got, sizeof rnd - got, 0);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0) {
+            snprintf(eb, el, "journal: getrandom: %s", strerror(errno));
+            return -1;
+        }
+        got += (size_t)k;
+    }
+    for (i = 0; i < JID_HEX / 2; i++)
+        snprintf(out + 2 * i, 3, "%02x", rnd[i]);
+    memcpy(line, out, JID_HEX);
+    line[JID_HEX] = '\n';
+    if (asprintf(&path, "%s.id", j->base) < 0)
+        path = NULL;
+    if (path == NULL || asprintf(&tmp, "%s.id.tmp", j->base) < 0) {
+        free(path);
+        snprintf(eb, el, "out of memory");
+        return -1;
+    }
+    (void)unlink(tmp); /* a crash's leftover */
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd >= 0 && write(fd, line, sizeof line) == (ssize_t)sizeof line &&
+        fsync(fd) == 0 && close(fd) == 0) {
+        fd = -1;
+        ok = link(tmp, path) == 0;
+    }
+    if (!ok)
+        snprintf(eb, el, "journal: cannot create %s: %s", path,
+                 strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    (void)unlink(tmp);
+    if (ok)
+        sync_dir(j);
+    free(path);
+    free(tmp);
+    return ok ? 0 : -1;
+}
+
 /* Take base's lock (base.lock, flock): >= 0 the fd holding it; -1 with
- * errno EWOULDBLOCK when another live process holds it. */
+ * errno EWOULDBLOCK when another live process holds it.
+ *
+ * LOCK FILES are removed by their holder (unlock_base: unlinked while
+ * the flock is held, then closed), so that a clean stop leaves none
+ * behind.  The race that makes this safe to do: another process may
+ * have opened the file just before the unlink and get the flock once
+ * the holder closes -- on an inode no longer at the path, while a third
+ * process creates and locks a new file there: two owners.  So after
+ * taking the flock we check that the path still names the inode we
+ * locked, and start again if not (the pattern of lock-file daemons).  A
+ * process of a version without this check starting at the same instant
+ * could still be fooled; versions mix only during a binary upgrade,
+ * whose new process starts while the old one runs (and holds its
+ * lock), not at the same instant. */
 static int lock_base(const char *base)
 {
     char *lp = NULL;
-    int fd;
+    int fd = -1, tries;
     if (asprintf(&lp, "%s.lock", base) < 0) {
         errno = ENOMEM;
         return -1;
     }
-    fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    free(lp);
-    if (fd < 0)
-        return -1;
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        int e = errno;
-        close(fd);
-        errno = e == EWOULDBLOCK ? EWOULDBLOCK : e;
-        return -1;
+    for (tries = 0; tries < 100; tries++) {
+        struct stat a, b;
+        fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (fd < 0)
+            break;
+        if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+            int e = errno;
+            close(fd);
+            fd = -1;
+            errno = e == EWOULDBLOCK ? EWOULDBLOCK : e;
+            break;
+        }
+        if (fstat(fd, &a) == 0 && stat(lp, &b) == 0 && a.st_dev == b.st_dev &&
+            a.st_ino == b.st_ino)
+            break; /* ours, and still the one at the path */
+        close(fd); /* removed by its last holder meanwhile: again */
+        fd = -1;
+        errno = EAGAIN;
     }
+    free(lp);
     return fd;
+}
+
+/* Remove base.lock (ours: fd holds its flock) and release it. */
+static void unlock_base(const char *base, int fd)
+{
+    char *lp = NULL;
+    if (fd < 0)
+        return;
+    if (base != NULL && asprintf(&lp, "%s.lock", base) >= 0) {
+        (void)unlink(lp); /* still holding the flock: see lock_base */
+        free(lp);
+    }
+    close(fd);
 }
 
 static void names_free(defer_journal *j)
@@ -1396,6 +1740,63 @@ static void names_free(defer_journal *j)
     free(j->dead_path);
     free(j->jid);
     j->base = j->dir = j->name = j->dead_path = j->jid = NULL;
+}
+
+/* Replay base (j's names set, j->jid its legacy id) under its id: the
+ * one in base.id, else the legacy id.  mine: the journal this process
+ * will write; without an id file it gets one once its files are applied
+ * (the legacy id's rows are deleted after that: no file of it is left).
+ * On DEFER_OK j->jid is the id to write under. */
+static int start_base(defer_journal *j, qb_conn *db, const char *base,
+                      int mine, uint64_t *ms, char *eb, size_t el)
+{
+    char id[JID_HEX + 1];
+    char *legacy = j->jid;
+    int st = id_read(base, id), rc;
+
+    if (st < 0) {
+        snprintf(eb, el, "journal: read %s.id: %s", base, strerror(errno));
+        return DEFER_EDB;
+    }
+    if (st == 1 && (j->jid = strdup(id)) == NULL) {
+        j->jid = legacy;
+        snprintf(eb, el, "out of memory");
+        return DEFER_ENOMEM;
+    }
+    rc = replay_base(j, db, ms, eb, el);
+    if (rc == DEFER_OK && st == 0 && mine) {
+        char *idp = NULL, *bad = NULL;
+        /* Not a whole id (a hand-edited file): set aside, not reused. */
+        if (asprintf(&idp, "%s.id", base) >= 0 &&
+            asprintf(&bad, "%s.id.bad", base) >= 0 &&
+            rename(idp, bad) == 0)
+            jlog(j->pool, DEFER_LOG_WARN, "journal_id_invalid", 0,
+                 "file=%s (not a whole id: moved to %s)", idp, bad);
+        free(idp);
+        free(bad);
+        if (id_create(j, id, eb, el) != 0)
+            return DEFER_EDB;
+        if ((j->jid = strdup(id)) == NULL) {
+            j->jid = legacy;
+            snprintf(eb, el, "out of memory");
+            return DEFER_ENOMEM;
+        }
+        jlog(j->pool, DEFER_LOG_INFO, "journal_id_created", 0,
+             "journal=%s id=%s previous_id=%s", base, id, legacy);
+        st = 1;
+    }
+    if (rc == DEFER_OK && st == 1) {
+        /* Rows of the legacy id: its files were all applied and removed
+         * before the id file was made (a crash in between leaves them to
+         * this delete at the next start). */
+        qb_value v = qb_text(legacy);
+        (void)run_raw(db, qb_conn_dialect(db),
+                      "DELETE FROM waituntil_applied WHERE jid = ?1", 1, &v,
+                      NULL);
+    }
+    if (j->jid != legacy)
+        free(legacy);
+    return rc;
 }
 
 /* Which journal a process writes: journal_path, or while another live
@@ -1450,6 +1851,22 @@ int defer__journal_start(defer_pool *p, defer_runner *r, char *eb, size_t el)
         snprintf(eb, el, "journal: cond init failed");
         return DEFER_ETHREAD;
     }
+    if (j->level == DEFER_JOURNAL_FSYNC) {
+        if (qb_conn_dialect(r->db) == QB_DIALECT_SQLITE) {
+            const char *sy = p->cfg.db.synchronous ? p->cfg.db.synchronous
+                                                   : "NORMAL";
+            /* FULL and EXTRA sync the WAL at every COMMIT already. */
+            j->need_barrier = strcasecmp(sy, "FULL") != 0 &&
+                              strcasecmp(sy, "EXTRA") != 0;
+            if (j->need_barrier && (j->sync_restore = strdup(sy)) == NULL) {
+                journal_free(j);
+                snprintf(eb, el, "out of memory");
+                return DEFER_ENOMEM;
+            }
+        } else {
+            j->need_barrier = 1; /* synchronous_commit may be off */
+        }
+    }
     jid0 = p->cfg.journal_id ? p->cfg.journal_id : p->cfg.journal_path;
     for (k = 0; k < JCANDIDATES && rc == DEFER_OK; k++) {
         char *cb = NULL, *cj = NULL;
@@ -1478,12 +1895,12 @@ int defer__journal_start(defer_pool *p, defer_runner *r, char *eb, size_t el)
             rc = DEFER_ENOMEM;
             break;
         }
-        j->jid = cj;
+        j->jid = cj; /* the legacy id, unless base.id says otherwise */
         if (!split_base(j, cb)) {
             snprintf(eb, el, "journal: bad journal_path %s", cb);
             rc = DEFER_EINVAL;
         } else {
-            rc = replay_base(j, r->db, &ms, eb, el);
+            rc = start_base(j, r->db, cb, own_lock < 0, &ms, eb, el);
         }
         free(cb);
         if (rc == DEFER_OK && own_lock < 0) {
@@ -1497,8 +1914,8 @@ int defer__journal_start(defer_pool *p, defer_runner *r, char *eb, size_t el)
             own_lock = lfd;
             own_max = ms;
         } else {
+            unlock_base(j->base, lfd); /* replayed and empty: free */
             names_free(j);
-            close(lfd); /* replayed and empty: free for others */
         }
     }
     if (rc == DEFER_OK && own_lock < 0) {
@@ -1555,10 +1972,17 @@ void defer__journal_free(defer_pool *p)
     jfile *f;
     if (j == NULL)
         return;
-    /* Nothing pending (every record committed): nothing to replay. */
-    if (j->pending == 0 && !j->broken)
+    /* Nothing pending (every record committed): nothing to replay --
+     * if those commits are durable (the workers' last barrier, see
+     * DURABILITY; else the files stay, and the next start skips their
+     * records). */
+    if (j->pending == 0 && !j->broken &&
+        (!j->need_barrier || j->durable_gen == j->resolved_gen)) {
         for (f = j->files; f != NULL; f = f->next)
             (void)unlink(f->path);
+        if (j->level == DEFER_JOURNAL_FSYNC && j->files != NULL)
+            sync_dir(j);
+    }
     journal_free(j);
     p->journal = NULL;
 }
@@ -1718,12 +2142,16 @@ static int append(defer_journal *j, unsigned char *buf, size_t len,
         j->writing = 0;
         (void)pthread_cond_broadcast(&j->cv);
         if (err != 0) {
+            /* Copied under mu: the next leader may rotate j->cur as soon
+             * as mu is dropped. */
+            char *path = strdup(j->cur->path);
             (void)pthread_mutex_unlock(&j->mu);
             jlog(j->pool, DEFER_LOG_ERROR, "journal_append_failed",
-                 DEFER_EJOURNAL, "file=%s error=\"%s\"%s", j->cur->path,
-                 strerror(err < 0 ? -err : err),
+                 DEFER_EJOURNAL, "file=%s error=\"%s\"%s",
+                 path ? path : "?", strerror(err < 0 ? -err : err),
                  err < 0 ? " (could not cut the group off: journal broken "
                            "until restart)" : "");
+            free(path);
             if (pthread_mutex_lock(&j->mu) != 0)
                 abort();
         }
@@ -1848,9 +2276,8 @@ int defer__journal_mark(defer_runner *r, defer_task **t, size_t n)
 void defer__journal_committed(defer_pool *p, defer_task **t, size_t n)
 {
     defer_journal *j = p->journal;
-    char *gone[8];
-    size_t ngone = 0, i;
-    jfile *f, **pf;
+    size_t i, nres = 0;
+    jfile *f;
 
     if (j == NULL)
         return;
@@ -1860,6 +2287,7 @@ void defer__journal_committed(defer_pool *p, defer_task **t, size_t n)
         uint64_t s = t[i]->jseq;
         if (s == 0)
             continue;
+        nres++;
         for (f = j->files; f != NULL; f = f->next)
             if (s >= f->first && s <= f->last)
                 break;
@@ -1869,21 +2297,97 @@ void defer__journal_committed(defer_pool *p, defer_task **t, size_t n)
         }
         t[i]->jseq = 0; /* committed once */
     }
-    /* Older files with nothing pending go, oldest first. */
-    pf = &j->files;
-    while ((f = *pf) != NULL && f != j->cur && f->pending == 0 &&
-           ngone < 8) {
-        *pf = f->next;
-        j->file_bytes -= f->size;
-        gone[ngone++] = f->path;
-        free(f);
-    }
-    if (ngone > 0)
-        j->prune_below = j->files->first;
+    if (nres > 0) /* (a batch with nothing journaled asks no barrier) */
+        j->resolved_gen++;
     (void)pthread_mutex_unlock(&j->mu);
-    for (i = 0; i < ngone; i++) {
-        (void)unlink(gone[i]);
-        free(gone[i]);
+}
+
+/* See ROTATION and DURABILITY above.  One worker at a time (removing):
+ * the files it removes stay at the head of the list (no one else
+ * detaches a file, and only the tail grows) until they are unlinked. */
+void defer__journal_tidy(defer_runner *r, int last)
+{
+    defer_journal *j = r->pool->journal;
+    jfile *f, *gone = NULL;
+    size_t k = 0, nun = 0, i;
+    uint64_t gen, nbytes = 0;
+    int rc;
+
+    if (j == NULL || r->worker < 0)
+        return;
+    if (pthread_mutex_lock(&j->mu) != 0)
+        abort();
+    for (f = j->files; f != NULL && f != j->cur && f->pending == 0 && k < 8;
+         f = f->next)
+        k++;
+    if (j->removing ||
+        (k == 0 && !(last && j->need_barrier &&
+                     j->durable_gen != j->resolved_gen))) {
+        (void)pthread_mutex_unlock(&j->mu);
+        return;
+    }
+    j->removing = 1;
+    gen = j->resolved_gen;
+    f = j->files;
+    (void)pthread_mutex_unlock(&j->mu);
+
+    if (j->need_barrier) {
+        /* Every record of those files was resolved before gen was read:
+         * the commits that applied them returned before this one. */
+        rc = r->db != NULL ? barrier(j, r->db) : QB_ECONN;
+        if (rc != QB_OK) {
+            jlog(j->pool, DEFER_LOG_WARN, "journal_barrier_failed", 0,
+                 "error=\"%s\" (%s); the journal's older files stay until "
+                 "a later batch succeeds", qb_strerror(rc),
+                 r->db ? qb_errmsg(r->db) : "no connection");
+            k = 0;
+        } else if (pthread_mutex_lock(&j->mu) == 0) {
+            if (gen > j->durable_gen)
+                j->durable_gen = gen;
+            (void)pthread_mutex_unlock(&j->mu);
+        } else {
+            abort();
+        }
+    }
+    /* Unlink first, rows after: a crash in between leaves rows without a
+     * file (harmless: pruned at the next start), never a file without
+     * its rows (its records would run twice). */
+    for (i = 0; i < k; i++, f = f->next) {
+        if (i == 0)
+            fault_point(DEFER_JFAULT_KILL_BEFORE_UNLINK);
+        if (unlink(f->path) != 0 && errno != ENOENT) {
+            jlog(j->pool, DEFER_LOG_ERROR, "journal_unlink_failed", 0,
+                 "file=%s error=\"%s\" (its rows are kept; retried)",
+                 f->path, strerror(errno));
+            break;
+        }
+        nun++;
+        nbytes += f->size;
+    }
+    if (nun > 0 && j->level == DEFER_JOURNAL_FSYNC)
+        sync_dir(j);
+    if (nun > 0)
+        fault_point(DEFER_JFAULT_KILL_AFTER_UNLINK);
+    if (pthread_mutex_lock(&j->mu) != 0)
+        abort();
+    for (i = 0; i < nun; i++) {
+        f = j->files;
+        j->files = f->next;
+        f->next = gone;
+        gone = f;
+    }
+    j->file_bytes -= nbytes;
+    /* Rows below the oldest file left may go now (the row just below it
+     * is kept: the newest row keeps seqs increasing across restarts). */
+    if (nun > 0 && j->files->first - 1 > j->prune_below)
+        j->prune_below = j->files->first - 1;
+    j->removing = 0;
+    (void)pthread_mutex_unlock(&j->mu);
+    while (gone != NULL) {
+        f = gone->next;
+        free(gone->path);
+        free(gone);
+        gone = f;
     }
 }
 
@@ -1906,6 +2410,7 @@ void defer__journal_stats(defer_pool *p, defer_stats *out)
     out->j_skipped = j->skipped;
     out->j_dead = j->dead;
     out->j_torn = j->torn;
+    out->j_corrupt = j->corrupt;
     (void)pthread_mutex_unlock(&j->mu);
 }
 
@@ -1951,25 +2456,28 @@ DEFER_API int defer_journal_inspect(const char *path, defer_journal_info *out,
     }
     for (i = 0; i < nn; i++) {
         unsigned char *buf;
-        size_t n, pos = 0;
+        size_t n, pos = 0, bad_end = 0;
+        uint64_t prev = names[i].first > 0 ? names[i].first - 1 : 0;
         jrec r;
-        int st = SCAN_OK;
         if (read_all(names[i].path, &buf, &n) != 0)
             continue;
         out->files++;
         out->bytes += n;
-        while (pos < n && (st = scan_next(buf, n, &pos, &r)) == SCAN_OK) {
+        while (pos < n) {
+            if (scan_next(buf, n, &pos, &prev, &r, &bad_end) == SCAN_BAD) {
+                /* as replay_file counts them */
+                if (bad_end == n && i + 1 == nn)
+                    out->torn_bytes += n - pos;
+                else
+                    out->corrupt_bytes += bad_end - pos;
+                pos = bad_end;
+                continue;
+            }
             out->records++;
             if (out->first_seq == 0 || r.seq < out->first_seq)
                 out->first_seq = r.seq;
             if (r.seq > out->last_seq)
                 out->last_seq = r.seq;
-        }
-        if (pos < n) {
-            if (st == SCAN_TORN)
-                out->torn_bytes += n - pos;
-            else
-                out->corrupt_bytes += n - pos;
         }
         free(buf);
     }

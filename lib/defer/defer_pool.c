@@ -318,6 +318,10 @@ static void *worker_main(void *arg)
                 t->arg_free(t->arg);
             free(t);
         }
+        /* The batch is over: journal files whose records all landed go
+         * (it may wait for the write lock: not while the batch counts
+         * as in flight). */
+        defer__journal_tidy(&w->run, 0);
 
         defer__lock(p);
     }
@@ -326,6 +330,7 @@ static void *worker_main(void *arg)
     defer__broadcast(&p->done_cv);
     defer__unlock(p);
 
+    defer__journal_tidy(&w->run, 1);
     defer__db_close(&w->run);
     if (!det)
         return NULL; /* shutdown joins us and owns the pool */

@@ -169,7 +169,7 @@ struct web_server {
     time_t started_at;
 
     atomic_uint_fast64_t accepted, finished, s2xx, s3xx, s4xx, s5xx,
-        rejected_503, unavail_503, client_gone, accept_errors,
+        rejected_503, unavail_503, journal_503, client_gone, accept_errors,
         bodies_parsed, bodies_refused, missing_required;
 };
 
@@ -869,7 +869,7 @@ static int admit_call(web_call *call, size_t *nwrites, size_t *ninline)
         web_add_header(call, "Retry-After", "1");
         return 0;
     case DEFER_EJOURNAL: /* disk full under the journal: nothing promised */
-        atomic_fetch_add(&s->unavail_503, 1);
+        atomic_fetch_add(&s->journal_503, 1);
         set_error(call, 503, "journal unavailable");
         web_add_header(call, "Retry-After", "1");
         return 0;
@@ -1712,6 +1712,7 @@ void web_server_stats_get(web_server *s, web_server_stats *o)
     o->status_5xx = atomic_load(&s->s5xx);
     o->rejected_503 = atomic_load(&s->rejected_503);
     o->unavail_503 = atomic_load(&s->unavail_503);
+    o->journal_503 = atomic_load(&s->journal_503);
     o->client_gone = atomic_load(&s->client_gone);
     o->accept_errors = atomic_load(&s->accept_errors);
     o->bodies_parsed = atomic_load(&s->bodies_parsed);

@@ -166,6 +166,10 @@ int web_handler_status(web_call *call, void *ud)
          NULL, COUNTER, 0, ss.unavail_503,
          "503 answers because the database was failing or lost (also in "
          "responses_total code 5xx)."},
+        {"responses_503_journal_unavailable",
+         "responses_503_journal_unavailable_total", NULL, COUNTER, 0,
+         ss.journal_503, "503 answers because the journal append failed "
+         "(disk full, I/O error; also in responses_total code 5xx)."},
         {"client_gone", "client_gone_total", NULL, COUNTER, 0, ss.client_gone,
          "Responses whose write to nginx failed (the client left)."},
         {"accept_errors", "accept_errors_total", NULL, COUNTER, 0,
@@ -285,6 +289,9 @@ int web_handler_status(web_call *call, void *ud)
          "(written to the dead-letter file)."},
         {"journal_torn", "journal_torn_total", NULL, COUNTER, 0, ds.j_torn,
          "Torn journal tails dropped at start (never acknowledged)."},
+        {"journal_corrupt", "journal_corrupt_total", NULL, COUNTER, 0,
+         ds.j_corrupt, "Damaged stretches inside the journal found at "
+         "start (set aside in the .corrupt file; later records replayed)."},
         {"log_repeated", "log_repeated_total", NULL, COUNTER, 0,
          ds.log_repeated, "Log lines folded into repeated=N summaries."},
         {"log_dropped", "log_dropped_total", NULL, COUNTER, 0, log_dropped,

@@ -272,6 +272,8 @@ typedef struct web_server_stats {
                                 (DEFER_ESHUTDOWN) */
     uint64_t unavail_503;    /* answered 503 because the database was
                                 failing or lost (DEFER_EUNAVAIL) */
+    uint64_t journal_503;    /* answered 503 because the journal append
+                                failed (DEFER_EJOURNAL: disk full, I/O) */
     uint64_t client_gone;    /* the write to nginx failed (client left) */
     uint64_t accept_errors;  /* FCGX_Accept_r failures (EMFILE...) */
     uint64_t bodies_parsed;  /* form/JSON bodies parsed (only routes that
