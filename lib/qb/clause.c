@@ -745,17 +745,22 @@ static int params_grow(qbi_rctx *r)
     return QB_OK;
 }
 
-void qbi_rctx_bind(qbi_rctx *r, const qb_value *v, int bare)
+void qbi_rctx_bind(qbi_rctx *r, const qb_value *v, const void *bytes,
+                   int bare)
 {
     size_t g = ++r->counter;
 
     if (!r->no_push) {
+        qb_value *d;
         if (r->nparams == r->cap && params_grow(r) != QB_OK) {
             if (r->err == QB_OK)
                 r->err = QB_ENOMEM;
             return;
         }
-        r->params[r->nparams++] = *v; /* bytes borrowed until finish */
+        d = &r->params[r->nparams++];
+        *d = *v; /* bytes borrowed until finish */
+        if (bytes != NULL)
+            d->u.b.p = bytes;
     }
     emit(r, g, bare);
 }
@@ -784,7 +789,7 @@ static void render_value(qbi_rctx *r, const qb_value *v, int bare,
         qbi_select_render(r, v->u.sel);
         qbi_sb_addc(&r->sb, ')');
     } else {
-        qbi_rctx_bind(r, v, bare);
+        qbi_rctx_bind(r, v, NULL, bare);
         *gidx = r->counter;
     }
 }

@@ -275,8 +275,11 @@ void qbi_rctx_init(qbi_rctx *r, qb_dialect d, int explicit_num);
 void qbi_rctx_free(qbi_rctx *r);
 /* Bind one value: assign the next index, remember the value (copied by
  * value; its bytes stay borrowed until finish copies them), write the
- * placeholder (bare ? only when allowed and it is what SQLite would pick). */
-void qbi_rctx_bind(qbi_rctx *r, const qb_value *v, int bare);
+ * placeholder (bare ? only when allowed and it is what SQLite would pick).
+ * bytes, if not NULL, replaces the value's bytes pointer (a builder that
+ * keeps them at an offset in a pool that may move). */
+void qbi_rctx_bind(qbi_rctx *r, const qb_value *v, const void *bytes,
+                   int bare);
 void qbi_rctx_emit_index(qbi_rctx *r, size_t g, int bare);
 void qbi_clause_render(qbi_rctx *r, const qbi_clause *c);
 /* Finish: collapse whitespace (only if the text may need it), copy params,

@@ -104,14 +104,20 @@ int qbi_query_make(qb_kind kind, qb_fetch fetch, qb_dialect dialect,
         at += count_len + 1;
     }
     for (i = 0; i < nparams; i++) {
-        q->params[i] = params[i];
-        if (!owns_bytes(&params[i]))
+        qb_value *d = &q->params[i];
+        if (!owns_bytes(&params[i])) {
+            *d = params[i];
             continue;
-        n = params[i].u.b.n;
+        }
+        /* field by field: params[i] may have been written that way, and a
+         * whole-struct load across those stores would stall */
+        d->type = params[i].type;
+        d->flags = params[i].flags;
+        n = d->u.b.n = params[i].u.b.n;
         if (n > 0)
             memcpy(at, params[i].u.b.p, n);
         at[n] = '\0';
-        q->params[i].u.b.p = at;
+        d->u.b.p = at;
         at += n + 1;
     }
     q->blk_lo = (const char *)q;

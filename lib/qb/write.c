@@ -113,13 +113,11 @@ static const char *kv_name(const kvset *kv, const kcell *c)
     return kv->names.p + c->name;
 }
 
-/* The value with its bytes pointer resolved (valid until the pool grows). */
-static qb_value kv_val(const kvset *kv, const kcell *c)
+/* The cell's bytes (valid until the pool grows), for any bytes value. */
+static const char *kv_bytes(const kvset *kv, const kcell *c)
 {
-    qb_value v = c->v;
-    if (c->off != KV_NO_OFF)
-        v.u.b.p = kv->bytes.p + c->off;
-    return v;
+    return c->off != KV_NO_OFF ? kv->bytes.p + c->off
+                               : (const char *)c->v.u.b.p;
 }
 
 /* Index of the cell named name[len] in cells [from, to), or to.  Names
@@ -285,11 +283,13 @@ static size_t kv_nbind(const kvset *kv, size_t from, size_t to)
 /* One cell's value: RAW inlined, anything else bound. */
 static void render_cell(qbi_rctx *r, const kvset *kv, const kcell *c)
 {
-    qb_value v = kv_val(kv, c);
-    if (v.type == QB_V_RAW)
-        qbi_sb_addu(&r->sb, v.u.b.p, v.u.b.n);
+    /* (no copy of the value with its pointer patched: binding straight
+     * from the cell saves a store-forwarding stall per value) */
+    if (c->v.type == QB_V_RAW)
+        qbi_sb_addu(&r->sb, kv_bytes(kv, c), c->v.u.b.n);
     else
-        qbi_rctx_bind(r, &v, 0);
+        qbi_rctx_bind(r, &c->v, c->off != KV_NO_OFF ? kv_bytes(kv, c)
+                                                    : NULL, 0);
 }
 
 /* Render "a = ?N, b = raw" with values in column order. */
