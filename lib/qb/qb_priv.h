@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "qb.h"
@@ -30,15 +31,17 @@ typedef struct qbi_sb {
                             SQL needs qbi_sql_collapse_inplace (sticky) */
 } qbi_sb;
 
-void qbi_sb_init(qbi_sb *sb);
+/* init, init_buf, free and addc are inline (below): every builder calls
+ * them several times per statement. */
+static inline void qbi_sb_init(qbi_sb *sb);
 /* Start in caller storage buf[cap] (cap >= 1), e.g. a stack array: small
  * texts never touch the heap.  The buffer must outlive the builder. */
-void qbi_sb_init_buf(qbi_sb *sb, char *buf, size_t cap);
-void qbi_sb_free(qbi_sb *sb);
+static inline void qbi_sb_init_buf(qbi_sb *sb, char *buf, size_t cap);
+static inline void qbi_sb_free(qbi_sb *sb);
 void qbi_sb_reset(qbi_sb *sb);            /* len = 0, keeps memory, err, ws */
 void qbi_sb_add_slow(qbi_sb *sb, const char *s, size_t n);
 void qbi_sb_adds(qbi_sb *sb, const char *s);
-void qbi_sb_addc(qbi_sb *sb, char c);
+static inline void qbi_sb_addc(qbi_sb *sb, char c);
 void qbi_sb_addf(qbi_sb *sb, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* Trusted SQL text from a caller (fragment, raw value): like qbi_sb_add,
@@ -72,6 +75,37 @@ static inline void qbi_sb_add(qbi_sb *sb, const char *s, size_t n)
         return;
     }
     qbi_sb_add_slow(sb, s, n);
+}
+
+static inline void qbi_sb_addc(qbi_sb *sb, char c)
+{
+    qbi_sb_add(sb, &c, 1);
+}
+
+static inline void qbi_sb_init(qbi_sb *sb)
+{
+    sb->p = NULL;
+    sb->len = 0;
+    sb->cap = 0;
+    sb->err = QB_OK;
+    sb->fixed = 0;
+    sb->ws = 0;
+}
+
+static inline void qbi_sb_init_buf(qbi_sb *sb, char *buf, size_t cap)
+{
+    qbi_sb_init(sb);
+    sb->p = buf;
+    sb->cap = cap;
+    sb->fixed = 1;
+    buf[0] = '\0';
+}
+
+static inline void qbi_sb_free(qbi_sb *sb)
+{
+    if (!sb->fixed)
+        free(sb->p);
+    qbi_sb_init(sb);
 }
 
 /* ---- SQL lexing -------------------------------------------------------- */

@@ -45,32 +45,6 @@
 #include <string.h>
 #include <strings.h>
 
-void qbi_sb_init(qbi_sb *sb)
-{
-    sb->p = NULL;
-    sb->len = 0;
-    sb->cap = 0;
-    sb->err = QB_OK;
-    sb->fixed = 0;
-    sb->ws = 0;
-}
-
-void qbi_sb_init_buf(qbi_sb *sb, char *buf, size_t cap)
-{
-    qbi_sb_init(sb);
-    sb->p = buf;
-    sb->cap = cap;
-    sb->fixed = 1;
-    buf[0] = '\0';
-}
-
-void qbi_sb_free(qbi_sb *sb)
-{
-    if (!sb->fixed)
-        free(sb->p);
-    qbi_sb_init(sb);
-}
-
 void qbi_sb_reset(qbi_sb *sb)
 {
     sb->len = 0;
@@ -131,11 +105,6 @@ void qbi_sb_add_slow(qbi_sb *sb, const char *s, size_t n)
 void qbi_sb_adds(qbi_sb *sb, const char *s)
 {
     qbi_sb_add(sb, s, strlen(s));
-}
-
-void qbi_sb_addc(qbi_sb *sb, char c)
-{
-    qbi_sb_add(sb, &c, 1);
 }
 
 void qbi_sb_addu(qbi_sb *sb, const char *s, size_t n)

@@ -681,9 +681,8 @@ static int insert_link(const qb_insert *ins, size_t from, size_t to,
     int rc;
 
     qbi_rctx_init(&r, ins->dialect, 1);
-    qbi_sb_init(&where.sb);
-    qbi_sb_init(&set.sb);
     if (up != NULL) {
+        qbi_sb_init(&where.sb);
         /* binding order: upsert WHERE, upsert SET, then the rows */
         if (up->where.top.n > 0) {
             part_begin(&r, &where);
@@ -749,8 +748,10 @@ static int insert_link(const qb_insert *ins, size_t from, size_t to,
         qbi_strlist_join(&r.sb, &ins->returning, ", ");
     }
     rc = qbi_rctx_finish(&r, QB_KIND_INSERT, fetch, NULL, out);
-    part_free(&where);
-    part_free(&set);
+    if (up != NULL) {
+        part_free(&where);
+        part_free(&set);
+    }
     qbi_rctx_free(&r);
     return rc;
 }
