@@ -53,6 +53,14 @@ void qbi_sb_addnum(qbi_sb *sb, char mark, int64_t v);
  * error returns NULL and frees.  The builder is reset either way. */
 char *qbi_sb_take(qbi_sb *sb, size_t *len_out);
 
+/* Room for one more element in array v (n in use, *cap allocated, elem
+ * bytes each): when full, twice the capacity (first if it was 0).  inl,
+ * if not NULL, is inline storage v may still be: it is copied out, never
+ * reallocated or freed.  Returns the array (moved or not), or NULL on
+ * ENOMEM with v and *cap unchanged. */
+void *qbi_grow(void *v, size_t *cap, size_t n, size_t elem, size_t first,
+               const void *inl);
+
 /* JavaScript's \s for the ASCII range, which is what trimQuery used. */
 static inline int qbi_is_space(char c)
 {
@@ -325,6 +333,53 @@ int qbi_rctx_finish(qbi_rctx *r, qb_kind kind, qb_fetch fetch,
 /* ORDER BY item (shared by select and delete). */
 void qbi_order_add(qbi_strlist *l, qbi_err *e, const char *expr,
                    qb_order o);
+/* LIMIT or OFFSET n (what: "limit" or "offset", for the message): n must
+ * not be negative; sets *has and *val. */
+void qbi_count_set(qbi_err *e, const char *what, int64_t n, int *has,
+                   int64_t *val);
+/* 1 if d is a known dialect, else 0 with the error recorded in e. */
+int qbi_dialect_ok(qbi_err *e, qb_dialect d);
+
+/* ---- accessors the builders share ------------------------------------
+ * Builders name their common fields alike (err, dialect, order_by,
+ * has_limit/limit, has_offset/offset), so the public accessors that only
+ * pass them on are written once, here, and defined per builder type T
+ * (qb_T_error, ...).  okf(b) is the builder's "may take a call" test. */
+
+/* qb_T_error, qb_T_errmsg and qb_T_dialect. */
+#define QBI_DEFINE_ERR_DIALECT(T, okf)                                       \
+    QB_API int qb_##T##_error(const qb_##T *b)                               \
+    {                                                                        \
+        return b ? b->err.code : QB_EINVAL;                                  \
+    }                                                                        \
+    QB_API const char *qb_##T##_errmsg(const qb_##T *b)                      \
+    {                                                                        \
+        return b ? qbi_errmsg(&b->err) : qb_strerror(QB_EINVAL);             \
+    }                                                                        \
+    QB_API void qb_##T##_dialect(qb_##T *b, qb_dialect d)                    \
+    {                                                                        \
+        if (okf(b) && qbi_dialect_ok(&b->err, d))                            \
+            b->dialect = d;                                                  \
+    }
+
+/* qb_T_order_by, qb_T_limit and qb_T_offset (SELECT and DELETE). */
+#define QBI_DEFINE_ORDER_LIMIT(T, okf)                                       \
+    QB_API void qb_##T##_order_by(qb_##T *b, const char *expr, qb_order o)   \
+    {                                                                        \
+        if (okf(b))                                                          \
+            qbi_order_add(&b->order_by, &b->err, expr, o);                   \
+    }                                                                        \
+    QB_API void qb_##T##_limit(qb_##T *b, int64_t n)                         \
+    {                                                                        \
+        if (okf(b))                                                          \
+            qbi_count_set(&b->err, "limit", n, &b->has_limit, &b->limit);    \
+    }                                                                        \
+    QB_API void qb_##T##_offset(qb_##T *b, int64_t n)                        \
+    {                                                                        \
+        if (okf(b))                                                          \
+            qbi_count_set(&b->err, "offset", n, &b->has_offset,              \
+                          &b->offset);                                       \
+    }
 
 /* select.c hooks used by clause.c */
 struct qb_select *qbi_select_clone(const struct qb_select *s);

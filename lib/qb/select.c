@@ -83,19 +83,13 @@ static int ok(const qb_select *s)
 
 static int grow(void **v, size_t *cap, size_t n, size_t elsz)
 {
-    size_t ncap;
     void *nv;
 
     if (n >= QBI_MAX_ITEMS)
         return QB_EINVAL;
-    if (n < *cap)
-        return QB_OK;
-    ncap = *cap ? *cap * 2 : 4;
-    nv = realloc(*v, ncap * elsz);
-    if (nv == NULL)
+    if ((nv = qbi_grow(*v, cap, n, elsz, 4, NULL)) == NULL)
         return QB_ENOMEM;
     *v = nv;
-    *cap = ncap;
     return QB_OK;
 }
 
@@ -292,28 +286,9 @@ QB_API qb_select *qb_select_dup(const qb_select *s)
     return qbi_select_clone(s);
 }
 
-QB_API int qb_select_error(const qb_select *s)
-{
-    return s ? s->err.code : QB_EINVAL;
-}
-
-QB_API const char *qb_select_errmsg(const qb_select *s)
-{
-    return s ? qbi_errmsg(&s->err) : qb_strerror(QB_EINVAL);
-}
+QBI_DEFINE_ERR_DIALECT(select, ok)
 
 /* ---- settings ---------------------------------------------------------- */
-
-QB_API void qb_select_dialect(qb_select *s, qb_dialect d)
-{
-    if (!ok(s))
-        return;
-    if (d != QB_DIALECT_SQLITE && d != QB_DIALECT_POSTGRES) {
-        qbi_seterr(&s->err, QB_EINVAL, "Unknown dialect %d", (int)d);
-        return;
-    }
-    s->dialect = d;
-}
 
 QB_API void qb_select_table(qb_select *s, const char *table)
 {
@@ -383,37 +358,28 @@ void qbi_order_add(qbi_strlist *l, qbi_err *e, const char *expr,
         qbi_seterr(e, rc, rc == QB_EINVAL ? "Too many ORDER BY items" : NULL);
 }
 
-QB_API void qb_select_order_by(qb_select *s, const char *expr, qb_order o)
+void qbi_count_set(qbi_err *e, const char *what, int64_t n, int *has,
+                   int64_t *val)
 {
-    if (ok(s))
-        qbi_order_add(&s->order_by, &s->err, expr, o);
-}
-
-QB_API void qb_select_limit(qb_select *s, int64_t n)
-{
-    if (!ok(s))
-        return;
     if (n < 0) {
-        qbi_seterr(&s->err, QB_EINVAL, "Invalid limit value: %lld",
+        qbi_seterr(e, QB_EINVAL, "Invalid %s value: %lld", what,
                    (long long)n);
         return;
     }
-    s->has_limit = 1;
-    s->limit = n;
+    *has = 1;
+    *val = n;
 }
 
-QB_API void qb_select_offset(qb_select *s, int64_t n)
+int qbi_dialect_ok(qbi_err *e, qb_dialect d)
 {
-    if (!ok(s))
-        return;
-    if (n < 0) {
-        qbi_seterr(&s->err, QB_EINVAL, "Invalid offset value: %lld",
-                   (long long)n);
-        return;
+    if (d != QB_DIALECT_SQLITE && d != QB_DIALECT_POSTGRES) {
+        qbi_seterr(e, QB_EINVAL, "Unknown dialect %d", (int)d);
+        return 0;
     }
-    s->has_offset = 1;
-    s->offset = n;
+    return 1;
 }
+
+QBI_DEFINE_ORDER_LIMIT(select, ok)
 
 /* ---- where / having ---------------------------------------------------- */
 

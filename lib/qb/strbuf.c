@@ -45,6 +45,29 @@
 #include <string.h>
 #include <strings.h>
 
+void *qbi_grow(void *v, size_t *cap, size_t n, size_t elem, size_t first,
+               const void *inl)
+{
+    size_t ncap;
+    void *nv;
+
+    if (n < *cap)
+        return v;
+    ncap = *cap ? *cap * 2 : first;
+    if (ncap < *cap || ncap > SIZE_MAX / elem)
+        return NULL;
+    if (v != NULL && v == inl) {
+        nv = malloc(ncap * elem);
+        if (nv != NULL && n > 0)
+            memcpy(nv, v, n * elem);
+    } else {
+        nv = realloc(v, ncap * elem);
+    }
+    if (nv != NULL)
+        *cap = ncap;
+    return nv;
+}
+
 void qbi_sb_reset(qbi_sb *sb)
 {
     sb->len = 0;

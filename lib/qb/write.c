@@ -171,23 +171,10 @@ static size_t ident_len(const char *s, int dot_ok)
 
 static int kv_grow(kvset *kv)
 {
-    size_t ncap = kv->cap ? kv->cap * 2 : 4;
-    kcell *nc;
-
-    /* cells per set are bounded by QBI_MAX_ROWS * QBI_MAX_ITEMS checks */
-    if (ncap > SIZE_MAX / sizeof *nc)
-        return QB_ENOMEM;
-    if (kv->c == kv->c_inl) {
-        nc = malloc(ncap * sizeof *nc);
-        if (nc != NULL && kv->n > 0)
-            memcpy(nc, kv->c, kv->n * sizeof *nc);
-    } else {
-        nc = realloc(kv->c, ncap * sizeof *nc);
-    }
+    kcell *nc = qbi_grow(kv->c, &kv->cap, kv->n, sizeof *nc, 4, kv->c_inl);
     if (nc == NULL)
         return QB_ENOMEM;
     kv->c = nc;
-    kv->cap = ncap;
     return QB_OK;
 }
 
@@ -377,15 +364,6 @@ static int conflict_ok(qbi_err *e, qb_conflict c)
     return 1;
 }
 
-static int dialect_ok(qbi_err *e, qb_dialect d)
-{
-    if (d != QB_DIALECT_SQLITE && d != QB_DIALECT_POSTGRES) {
-        qbi_seterr(e, QB_EINVAL, "Unknown dialect %d", (int)d);
-        return 0;
-    }
-    return 1;
-}
-
 static void returning_add(qbi_err *e, qbi_strlist *l, const char *expr)
 {
     int rc;
@@ -396,6 +374,33 @@ static void returning_add(qbi_err *e, qbi_strlist *l, const char *expr)
     if (rc != QB_OK)
         qbi_seterr(e, rc, rc == QB_EINVAL ? "Too many RETURNING items" : NULL);
 }
+
+/* The accessors the write builders share (see QBI_DEFINE_ERR_DIALECT):
+ * qb_T_returning (fields err, returning) for all three ... */
+#define WRITE_DEFINE_RETURNING(T, okf)                                       \
+    QB_API void qb_##T##_returning(qb_##T *b, const char *expr)              \
+    {                                                                        \
+        if (okf(b))                                                          \
+            returning_add(&b->err, &b->returning, expr);                     \
+    }
+
+/* ... and qb_T_where, qb_T_where_list (field where) for UPDATE and DELETE. */
+#define WRITE_DEFINE_WHERE(T, okf)                                           \
+    QB_API void qb_##T##_where(qb_##T *b, const char *cond, size_t n,        \
+                               const qb_value *vals)                         \
+    {                                                                        \
+        if (okf(b))                                                          \
+            qbi_clause_add(&b->where, &b->err, "WHERE", 0, 1, &cond, n,      \
+                           vals);                                            \
+    }                                                                        \
+    QB_API void qb_##T##_where_list(qb_##T *b, size_t ncond,                 \
+                                    const char *const *conds, size_t n,      \
+                                    const qb_value *vals)                    \
+    {                                                                        \
+        if (okf(b))                                                          \
+            qbi_clause_add(&b->where, &b->err, "WHERE", 0, ncond, conds, n,  \
+                           vals);                                            \
+    }
 
 /* A build-time error becomes the builder's sticky error too, so *_errmsg
  * explains it.  Builders are always heap objects made by *_new, never
@@ -520,21 +525,7 @@ static ins_upsert *ins_up(qb_insert *ins)
     return ins->up;
 }
 
-QB_API int qb_insert_error(const qb_insert *ins)
-{
-    return ins ? ins->err.code : QB_EINVAL;
-}
-
-QB_API const char *qb_insert_errmsg(const qb_insert *ins)
-{
-    return ins ? qbi_errmsg(&ins->err) : qb_strerror(QB_EINVAL);
-}
-
-QB_API void qb_insert_dialect(qb_insert *ins, qb_dialect d)
-{
-    if (iok(ins) && dialect_ok(&ins->err, d))
-        ins->dialect = d;
-}
+QBI_DEFINE_ERR_DIALECT(insert, iok)
 
 /* Cells [*from, *to) of row i. */
 static void ins_row(const qb_insert *ins, size_t i, size_t *from, size_t *to)
@@ -545,7 +536,7 @@ static void ins_row(const qb_insert *ins, size_t i, size_t *from, size_t *to)
 
 QB_API void qb_insert_set(qb_insert *ins, const char *col, qb_value v)
 {
-    size_t row0;
+    size_t row0, *nr;
 
     if (!iok(ins))
         return;
@@ -555,22 +546,13 @@ QB_API void qb_insert_set(qb_insert *ins, const char *col, qb_value v)
                        QBI_MAX_ROWS);
             return;
         }
-        if (ins->nrows == ins->caprows) {
-            size_t ncap = ins->caprows * 2, *nr;
-            if (ins->rows == ins->rows_inl) {
-                nr = malloc(ncap * sizeof *nr);
-                if (nr != NULL)
-                    memcpy(nr, ins->rows, ins->nrows * sizeof *nr);
-            } else {
-                nr = realloc(ins->rows, ncap * sizeof *nr);
-            }
-            if (nr == NULL) {
-                qbi_seterr(&ins->err, QB_ENOMEM, NULL);
-                return;
-            }
-            ins->rows = nr;
-            ins->caprows = ncap;
+        nr = qbi_grow(ins->rows, &ins->caprows, ins->nrows, sizeof *nr,
+                      INS_ROWS, ins->rows_inl);
+        if (nr == NULL) {
+            qbi_seterr(&ins->err, QB_ENOMEM, NULL);
+            return;
         }
+        ins->rows = nr;
         ins->rows[ins->nrows++] = ins->cells.n;
         ins->row_open = 1;
     }
@@ -587,11 +569,7 @@ QB_API void qb_insert_next_row(qb_insert *ins)
         ins->row_open = 0;
 }
 
-QB_API void qb_insert_returning(qb_insert *ins, const char *expr)
-{
-    if (iok(ins))
-        returning_add(&ins->err, &ins->returning, expr);
-}
+WRITE_DEFINE_RETURNING(insert, iok)
 
 QB_API void qb_insert_or(qb_insert *ins, qb_conflict c)
 {
@@ -894,21 +872,7 @@ QB_API void qb_update_free(qb_update *u)
     free(u);
 }
 
-QB_API int qb_update_error(const qb_update *u)
-{
-    return u ? u->err.code : QB_EINVAL;
-}
-
-QB_API const char *qb_update_errmsg(const qb_update *u)
-{
-    return u ? qbi_errmsg(&u->err) : qb_strerror(QB_EINVAL);
-}
-
-QB_API void qb_update_dialect(qb_update *u, qb_dialect d)
-{
-    if (uok(u) && dialect_ok(&u->err, d))
-        u->dialect = d;
-}
+QBI_DEFINE_ERR_DIALECT(update, uok)
 
 QB_API void qb_update_set(qb_update *u, const char *col, qb_value v)
 {
@@ -916,26 +880,8 @@ QB_API void qb_update_set(qb_update *u, const char *col, qb_value v)
         kv_set(&u->set, 0, SIZE_MAX, &u->err, "column", col, &v);
 }
 
-QB_API void qb_update_where(qb_update *u, const char *cond, size_t n,
-                            const qb_value *vals)
-{
-    if (uok(u))
-        qbi_clause_add(&u->where, &u->err, "WHERE", 0, 1, &cond, n, vals);
-}
-
-QB_API void qb_update_where_list(qb_update *u, size_t ncond,
-                                 const char *const *conds, size_t n,
-                                 const qb_value *vals)
-{
-    if (uok(u))
-        qbi_clause_add(&u->where, &u->err, "WHERE", 0, ncond, conds, n, vals);
-}
-
-QB_API void qb_update_returning(qb_update *u, const char *expr)
-{
-    if (uok(u))
-        returning_add(&u->err, &u->returning, expr);
-}
+WRITE_DEFINE_WHERE(update, uok)
+WRITE_DEFINE_RETURNING(update, uok)
 
 QB_API void qb_update_or(qb_update *u, qb_conflict c)
 {
@@ -1039,74 +985,10 @@ QB_API void qb_delete_free(qb_delete *d)
     free(d);
 }
 
-QB_API int qb_delete_error(const qb_delete *d)
-{
-    return d ? d->err.code : QB_EINVAL;
-}
-
-QB_API const char *qb_delete_errmsg(const qb_delete *d)
-{
-    return d ? qbi_errmsg(&d->err) : qb_strerror(QB_EINVAL);
-}
-
-QB_API void qb_delete_dialect(qb_delete *d, qb_dialect dl)
-{
-    if (dok(d) && dialect_ok(&d->err, dl))
-        d->dialect = dl;
-}
-
-QB_API void qb_delete_where(qb_delete *d, const char *cond, size_t n,
-                            const qb_value *vals)
-{
-    if (dok(d))
-        qbi_clause_add(&d->where, &d->err, "WHERE", 0, 1, &cond, n, vals);
-}
-
-QB_API void qb_delete_where_list(qb_delete *d, size_t ncond,
-                                 const char *const *conds, size_t n,
-                                 const qb_value *vals)
-{
-    if (dok(d))
-        qbi_clause_add(&d->where, &d->err, "WHERE", 0, ncond, conds, n, vals);
-}
-
-QB_API void qb_delete_returning(qb_delete *d, const char *expr)
-{
-    if (dok(d))
-        returning_add(&d->err, &d->returning, expr);
-}
-
-QB_API void qb_delete_order_by(qb_delete *d, const char *expr, qb_order o)
-{
-    if (dok(d))
-        qbi_order_add(&d->order_by, &d->err, expr, o);
-}
-
-QB_API void qb_delete_limit(qb_delete *d, int64_t n)
-{
-    if (!dok(d))
-        return;
-    if (n < 0) {
-        qbi_seterr(&d->err, QB_EINVAL, "Invalid limit value: %lld",
-                   (long long)n);
-        return;
-    }
-    d->has_limit = 1;
-    d->limit = n;
-}
-
-QB_API void qb_delete_offset(qb_delete *d, int64_t n)
-{
-    if (!dok(d))
-        return;
-    if (n < 0) {
-        qbi_seterr(&d->err, QB_EINVAL, "Invalid offset value: %lld",
-                   (long long)n);
-        return;
-    }
-    d->has_offset = 1;
-    d->offset = n;
-}
+QBI_DEFINE_ERR_DIALECT(delete, dok)
+WRITE_DEFINE_WHERE(delete, dok)
+WRITE_DEFINE_RETURNING(delete, dok)
+QBI_DEFINE_ORDER_LIMIT(delete, dok)
 
 QB_API int qb_delete_build(const qb_delete *d, qb_query **out)
 {
@@ -1307,7 +1189,7 @@ QB_API int qb_create_table(qb_query **out, qb_dialect d, const char *table,
     if (out == NULL)
         return QB_EINVAL;
     *out = NULL;
-    if (!dialect_ok(&e, d) ||
+    if (!qbi_dialect_ok(&e, d) ||
         qbi_name_check(&e, "tableName", table, 1) != QB_OK ||
         qbi_fragment_check(&e, "CREATE TABLE", schema) != QB_OK) {
         rc = e.code;
@@ -1338,7 +1220,7 @@ QB_API int qb_drop_table(qb_query **out, qb_dialect d, const char *table,
     if (out == NULL)
         return QB_EINVAL;
     *out = NULL;
-    if (!dialect_ok(&e, d) ||
+    if (!qbi_dialect_ok(&e, d) ||
         qbi_name_check(&e, "tableName", table, 1) != QB_OK) {
         rc = e.code;
         qbi_err_free(&e);
