@@ -92,12 +92,7 @@ static inline void qbi_sb_addc(qbi_sb *sb, char c)
 
 static inline void qbi_sb_init(qbi_sb *sb)
 {
-    sb->p = NULL;
-    sb->len = 0;
-    sb->cap = 0;
-    sb->err = QB_OK;
-    sb->fixed = 0;
-    sb->ws = 0;
+    *sb = (qbi_sb){ .p = NULL, .err = QB_OK };
 }
 
 static inline void qbi_sb_init_buf(qbi_sb *sb, char *buf, size_t cap)
@@ -158,6 +153,10 @@ size_t qbi_sql_skip(const char *s, size_t n, size_t i, qb_dialect d,
 /* If s[i] starts a PostgreSQL parameter $N, return the index past it and
  * set *num to N (capped); otherwise return i and set *num to 0. */
 size_t qbi_pg_param(const char *s, size_t n, size_t i, size_t *num);
+/* The index SQLite gives the placeholder token s[i..j) (`?` or `?N`, j
+ * past its digits): N, or for a bare `?` one more than *maxidx, which is
+ * raised to it.  N is capped just past 10^6. */
+size_t qbi_sqlite_param(const char *s, size_t i, size_t j, size_t *maxidx);
 /* Highest $N in s[0..n) outside literals and comments (0 if none). */
 size_t qbi_pg_max_param(const char *s, size_t n);
 

@@ -368,14 +368,9 @@ static void debug_one(qbi_sb *sb, const qb_query *q)
             i = j;
             continue;
         } else if (!pg && s[i] == '?') {
-            idx = 0;
             for (j = i + 1; j < n && s[j] >= '0' && s[j] <= '9'; j++)
-                if (idx < 1000000)
-                    idx = idx * 10 + (size_t)(s[j] - '0');
-            if (j == i + 1)
-                idx = maxidx + 1;
-            if (idx > maxidx)
-                maxidx = idx;
+                ;
+            idx = qbi_sqlite_param(s, i, j, &maxidx);
         } else {
             qbi_sb_addc(sb, s[i++]);
             continue;

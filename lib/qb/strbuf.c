@@ -398,6 +398,20 @@ size_t qbi_pg_param(const char *s, size_t n, size_t i, size_t *num)
     return j;
 }
 
+size_t qbi_sqlite_param(const char *s, size_t i, size_t j, size_t *maxidx)
+{
+    size_t k, idx = 0;
+
+    for (k = i + 1; k < j; k++)
+        if (idx < 1000000)
+            idx = idx * 10 + (size_t)(s[k] - '0');
+    if (j == i + 1)
+        idx = *maxidx + 1;
+    if (idx > *maxidx)
+        *maxidx = idx;
+    return idx;
+}
+
 size_t qbi_pg_max_param(const char *s, size_t n)
 {
     size_t i = 0, j, v, max = 0;

@@ -66,21 +66,30 @@ typedef struct kvset {
     qbi_sb bytes;
 } kvset;
 
-static void kv_init(kvset *kv, kcell *c_inl, size_t ncells, char *names_inl,
-                    size_t nnames, char *bytes_inl, size_t nbytes)
+/* Storage inside a builder for its first cells, names and value bytes:
+ * a statement of up to KV_INL_CELLS columns with short names and values
+ * needs no allocation besides the builder, which stays within malloc's
+ * small-size caches (glibc: <= 1032 bytes). */
+#define KV_INL_CELLS 6
+typedef struct kv_inl {
+    kcell c[KV_INL_CELLS];
+    char names[48];
+    char bytes[96];
+} kv_inl;
+
+/* Start empty, in st if given (else on the heap from the first cell). */
+static void kv_init(kvset *kv, kv_inl *st)
 {
-    kv->c = c_inl;
+    kv->c = kv->c_inl = st != NULL ? st->c : NULL;
     kv->n = 0;
-    kv->cap = c_inl != NULL ? ncells : 0;
-    kv->c_inl = c_inl;
-    if (names_inl != NULL)
-        qbi_sb_init_buf(&kv->names, names_inl, nnames);
-    else
+    kv->cap = st != NULL ? KV_INL_CELLS : 0;
+    if (st != NULL) {
+        qbi_sb_init_buf(&kv->names, st->names, sizeof st->names);
+        qbi_sb_init_buf(&kv->bytes, st->bytes, sizeof st->bytes);
+    } else {
         qbi_sb_init(&kv->names);
-    if (bytes_inl != NULL)
-        qbi_sb_init_buf(&kv->bytes, bytes_inl, nbytes);
-    else
         qbi_sb_init(&kv->bytes);
+    }
 }
 
 static int owns_heap_bytes(const kcell *c)
@@ -292,6 +301,18 @@ static void render_set(qbi_rctx *r, const kvset *kv)
     }
 }
 
+static const char *conflict_sql(qb_conflict c)
+{
+    switch (c) {
+    case QB_CONFLICT_ROLLBACK: return "ROLLBACK";
+    case QB_CONFLICT_ABORT: return "ABORT";
+    case QB_CONFLICT_FAIL: return "FAIL";
+    case QB_CONFLICT_IGNORE: return "IGNORE";
+    case QB_CONFLICT_REPLACE: return "REPLACE";
+    default: return NULL;
+    }
+}
+
 /* Statements whose binding order differs from their text order render a
  * part into its own text first (numbering state is shared). */
 typedef struct part {
@@ -326,6 +347,66 @@ static void part_free(part *pt)
     qbi_sb_free(&pt->sb);
 }
 
+/* "SET a = ?N ... [WHERE ...]" of an UPDATE or an upsert, whose WHERE
+ * values bind first, then the SET values, then whatever follows. */
+typedef struct set_where {
+    part where, set;
+    int has_where;
+} set_where;
+
+/* Render both parts (in binding order) ahead of the statement's text. */
+static void sw_render(qbi_rctx *r, set_where *sw, const kvset *set,
+                      const qbi_clause *where)
+{
+    sw->has_where = where->top.n > 0;
+    qbi_sb_init(&sw->where.sb);
+    if (sw->has_where) {
+        part_begin(r, &sw->where);
+        qbi_clause_render(r, where);
+        part_end(r, &sw->where);
+    }
+    part_begin(r, &sw->set);
+    render_set(r, set);
+    part_end(r, &sw->set);
+}
+
+/* Append kw (" SET " or " DO UPDATE SET "), the SET part, the WHERE. */
+static void sw_add(qbi_rctx *r, const set_where *sw, const char *kw)
+{
+    qbi_sb_adds(&r->sb, kw);
+    part_add(r, &sw->set);
+    if (sw->has_where) {
+        qbi_sb_add(&r->sb, " WHERE ", 7);
+        part_add(r, &sw->where);
+    }
+}
+
+static void sw_free(set_where *sw)
+{
+    part_free(&sw->where);
+    part_free(&sw->set);
+}
+
+/* "INSERT " or "UPDATE ", with "OR <conflict> " (SQLite's) if set. */
+static void verb_add(qbi_rctx *r, const char *verb, qb_conflict orc)
+{
+    qbi_sb_adds(&r->sb, verb);
+    if (orc != QB_CONFLICT_NONE) {
+        r->sqlite_only = 1;
+        qbi_sb_add(&r->sb, "OR ", 3);
+        qbi_sb_adds(&r->sb, conflict_sql(orc));
+        qbi_sb_addc(&r->sb, ' ');
+    }
+}
+
+static void returning_render(qbi_rctx *r, const qbi_strlist *l)
+{
+    if (l->n > 0) {
+        qbi_sb_adds(&r->sb, " RETURNING ");
+        qbi_strlist_join(&r->sb, l, ", ");
+    }
+}
+
 /* Check a table name (schema. prefix allowed) and copy it into dst[129];
  * returns its length, or 0 with the error recorded in e. */
 static size_t table_copy(qbi_err *e, char *dst, const char *table)
@@ -341,18 +422,6 @@ static size_t table_copy(qbi_err *e, char *dst, const char *table)
     }
     memcpy(dst, table, n + 1);
     return n;
-}
-
-static const char *conflict_sql(qb_conflict c)
-{
-    switch (c) {
-    case QB_CONFLICT_ROLLBACK: return "ROLLBACK";
-    case QB_CONFLICT_ABORT: return "ABORT";
-    case QB_CONFLICT_FAIL: return "FAIL";
-    case QB_CONFLICT_IGNORE: return "IGNORE";
-    case QB_CONFLICT_REPLACE: return "REPLACE";
-    default: return NULL;
-    }
 }
 
 static int conflict_ok(qbi_err *e, qb_conflict c)
@@ -423,13 +492,7 @@ static int build_fail(const qbi_err *ce, int code, const char *fmt, ...)
 
 /* ---- INSERT ------------------------------------------------------------ */
 
-/* Inline storage sizes: a builder for a statement of up to INS_CELLS
- * columns with short names and values is one allocation that stays within
- * malloc's small-size caches (glibc: <= 1032 bytes). */
-#define INS_CELLS 6
-#define INS_NAMES 48
-#define INS_BYTES 96
-#define INS_ROWS 2
+#define INS_ROWS 2 /* rows whose start the builder holds inline */
 
 /* Upsert parts, allocated on first use (most inserts have none). */
 typedef struct ins_upsert {
@@ -453,9 +516,7 @@ struct qb_insert {
     size_t table_len;
     char table[129];       /* a checked name: at most 128 bytes */
     size_t rows_inl[INS_ROWS];
-    kcell cells_inl[INS_CELLS];
-    char names_inl[INS_NAMES];
-    char bytes_inl[INS_BYTES];
+    kv_inl inl;
 };
 
 static int iok(const qb_insert *ins)
@@ -475,8 +536,7 @@ QB_API qb_insert *qb_insert_new(const char *table)
     ins->row_open = 0;
     ins->upsert = 0;
     ins->orc = QB_CONFLICT_NONE;
-    kv_init(&ins->cells, ins->cells_inl, INS_CELLS, ins->names_inl,
-            INS_NAMES, ins->bytes_inl, INS_BYTES);
+    kv_init(&ins->cells, &ins->inl);
     ins->rows = ins->rows_inl;
     ins->nrows = 0;
     ins->caprows = INS_ROWS;
@@ -520,7 +580,7 @@ static ins_upsert *ins_up(qb_insert *ins)
             qbi_seterr(&ins->err, QB_ENOMEM, NULL);
             return NULL;
         }
-        kv_init(&ins->up->set, NULL, 0, NULL, 0, NULL, 0);
+        kv_init(&ins->up->set, NULL);
     }
     return ins->up;
 }
@@ -654,31 +714,16 @@ static int insert_link(const qb_insert *ins, size_t from, size_t to,
     const ins_upsert *up = ins->upsert ? ins->up : NULL;
     size_t n0 = ins->nrows > 1 ? ins->rows[1] : kv->n; /* row 0's columns */
     size_t i, k, rf, rt, j;
-    part where, set;
+    set_where sw;
     qbi_rctx r;
     int rc;
 
     qbi_rctx_init(&r, ins->dialect, 1);
-    if (up != NULL) {
-        qbi_sb_init(&where.sb);
-        /* binding order: upsert WHERE, upsert SET, then the rows */
-        if (up->where.top.n > 0) {
-            part_begin(&r, &where);
-            qbi_clause_render(&r, &up->where);
-            part_end(&r, &where);
-        }
-        part_begin(&r, &set);
-        render_set(&r, &up->set);
-        part_end(&r, &set);
-    }
+    /* binding order: upsert WHERE, upsert SET, then the rows */
+    if (up != NULL)
+        sw_render(&r, &sw, &up->set, &up->where);
     /* The statement proper; rows continue the numbering. */
-    qbi_sb_add(&r.sb, "INSERT ", 7);
-    if (ins->orc != QB_CONFLICT_NONE) {
-        r.sqlite_only = 1;
-        qbi_sb_add(&r.sb, "OR ", 3);
-        qbi_sb_adds(&r.sb, conflict_sql(ins->orc));
-        qbi_sb_addc(&r.sb, ' ');
-    }
+    verb_add(&r, "INSERT ", ins->orc);
     qbi_sb_add(&r.sb, "INTO ", 5);
     qbi_sb_add(&r.sb, ins->table, ins->table_len);
     qbi_sb_add(&r.sb, " (", 2);
@@ -710,26 +755,15 @@ static int insert_link(const qb_insert *ins, size_t from, size_t to,
         qbi_sb_adds(&r.sb, " ON CONFLICT (");
         qbi_strlist_join(&r.sb, &up->cols, ", ");
         qbi_sb_addc(&r.sb, ')');
-        if (up->set.n == 0) {
+        if (up->set.n == 0)
             qbi_sb_adds(&r.sb, " DO NOTHING");
-        } else {
-            qbi_sb_adds(&r.sb, " DO UPDATE SET ");
-            part_add(&r, &set);
-            if (up->where.top.n > 0) {
-                qbi_sb_adds(&r.sb, " WHERE ");
-                part_add(&r, &where);
-            }
-        }
+        else
+            sw_add(&r, &sw, " DO UPDATE SET ");
     }
-    if (ins->returning.n > 0) {
-        qbi_sb_adds(&r.sb, " RETURNING ");
-        qbi_strlist_join(&r.sb, &ins->returning, ", ");
-    }
+    returning_render(&r, &ins->returning);
     rc = qbi_rctx_finish(&r, QB_KIND_INSERT, fetch, NULL, out);
-    if (up != NULL) {
-        part_free(&where);
-        part_free(&set);
-    }
+    if (up != NULL)
+        sw_free(&sw);
     qbi_rctx_free(&r);
     return rc;
 }
@@ -821,10 +855,6 @@ QB_API int qb_insert_build(const qb_insert *ins, qb_query **out)
 
 /* ---- UPDATE ------------------------------------------------------------ */
 
-#define UPD_CELLS 4
-#define UPD_NAMES 48
-#define UPD_BYTES 96
-
 struct qb_update {
     qbi_err err;
     qb_dialect dialect;
@@ -834,9 +864,7 @@ struct qb_update {
     qbi_strlist returning;
     size_t table_len;
     char table[129];
-    kcell cells_inl[UPD_CELLS];
-    char names_inl[UPD_NAMES];
-    char bytes_inl[UPD_BYTES];
+    kv_inl inl;
 };
 
 static int uok(const qb_update *u)
@@ -853,8 +881,7 @@ QB_API qb_update *qb_update_new(const char *table)
     u->err.msg = NULL;
     u->dialect = QB_DIALECT_SQLITE;
     u->orc = QB_CONFLICT_NONE;
-    kv_init(&u->set, u->cells_inl, UPD_CELLS, u->names_inl, UPD_NAMES,
-            u->bytes_inl, UPD_BYTES);
+    kv_init(&u->set, &u->inl);
     memset(&u->where, 0, sizeof u->where);
     memset(&u->returning, 0, sizeof u->returning);
     u->table_len = table_copy(&u->err, u->table, table);
@@ -892,7 +919,7 @@ QB_API void qb_update_or(qb_update *u, qb_conflict c)
 QB_API int qb_update_build(const qb_update *u, qb_query **out)
 {
     qbi_rctx r;
-    part where, set;
+    set_where sw;
     int rc;
 
     if (out == NULL)
@@ -912,38 +939,15 @@ QB_API int qb_update_build(const qb_update *u, qb_query **out)
 
     /* binding order: WHERE values first, then SET */
     qbi_rctx_init(&r, u->dialect, 1);
-    qbi_sb_init(&where.sb);
-    if (u->where.top.n > 0) {
-        part_begin(&r, &where);
-        qbi_clause_render(&r, &u->where);
-        part_end(&r, &where);
-    }
-    part_begin(&r, &set);
-    render_set(&r, &u->set);
-    part_end(&r, &set);
-    qbi_sb_add(&r.sb, "UPDATE ", 7);
-    if (u->orc != QB_CONFLICT_NONE) {
-        r.sqlite_only = 1;
-        qbi_sb_add(&r.sb, "OR ", 3);
-        qbi_sb_adds(&r.sb, conflict_sql(u->orc));
-        qbi_sb_addc(&r.sb, ' ');
-    }
+    sw_render(&r, &sw, &u->set, &u->where);
+    verb_add(&r, "UPDATE ", u->orc);
     qbi_sb_add(&r.sb, u->table, u->table_len);
-    qbi_sb_add(&r.sb, " SET ", 5);
-    part_add(&r, &set);
-    if (u->where.top.n > 0) {
-        qbi_sb_add(&r.sb, " WHERE ", 7);
-        part_add(&r, &where);
-    }
-    if (u->returning.n > 0) {
-        qbi_sb_adds(&r.sb, " RETURNING ");
-        qbi_strlist_join(&r.sb, &u->returning, ", ");
-    }
+    sw_add(&r, &sw, " SET ");
+    returning_render(&r, &u->returning);
     if (r.err == QB_OK && r.nparams > QBI_DEFAULT_MAX_PARAMS)
         r.err = QB_EINVAL;
     rc = qbi_rctx_finish(&r, QB_KIND_UPDATE, QB_FETCH_ALL, NULL, out);
-    part_free(&where);
-    part_free(&set);
+    sw_free(&sw);
     qbi_rctx_free(&r);
     return rc;
 }
@@ -1021,10 +1025,8 @@ QB_API int qb_delete_build(const qb_delete *d, qb_query **out)
     /* SQLite's grammar puts RETURNING before ORDER BY / LIMIT; workers-qb
      * 1.14.0 (#157) moved it last, which SQLite rejects with a syntax
      * error.  (PostgreSQL has no DELETE ... LIMIT: refused above.) */
-    if (d->returning.n > 0 && d->dialect == QB_DIALECT_SQLITE) {
-        qbi_sb_adds(&r.sb, " RETURNING ");
-        qbi_strlist_join(&r.sb, &d->returning, ", ");
-    }
+    if (d->dialect == QB_DIALECT_SQLITE)
+        returning_render(&r, &d->returning);
     /* (PostgreSQL has no DELETE ... ORDER BY / LIMIT / OFFSET) */
     if (d->order_by.n > 0 || d->has_limit || d->has_offset)
         r.sqlite_only = 1;
@@ -1042,10 +1044,8 @@ QB_API int qb_delete_build(const qb_delete *d, qb_query **out)
         qbi_sb_adds(&r.sb, " OFFSET ");
         qbi_sb_addnum(&r.sb, 0, d->offset);
     }
-    if (d->returning.n > 0 && d->dialect != QB_DIALECT_SQLITE) {
-        qbi_sb_adds(&r.sb, " RETURNING ");
-        qbi_strlist_join(&r.sb, &d->returning, ", ");
-    }
+    if (d->dialect != QB_DIALECT_SQLITE)
+        returning_render(&r, &d->returning);
     if (r.err == QB_OK && r.nparams > QBI_DEFAULT_MAX_PARAMS)
         r.err = QB_EINVAL;
     rc = qbi_rctx_finish(&r, QB_KIND_DELETE, QB_FETCH_ALL, NULL, out);
@@ -1060,7 +1060,7 @@ QB_API int qb_delete_build(const qb_delete *d, qb_query **out)
  * a `?` inside a PostgreSQL literal or comment is not a placeholder. */
 static void pg_placeholders(qbi_sb *sb, const char *sql, size_t n)
 {
-    size_t i, j, k, idx, maxidx = 0;
+    size_t i, j, idx, maxidx = 0;
     int closed;
 
     for (i = 0; i < n;) {
@@ -1075,14 +1075,7 @@ static void pg_placeholders(qbi_sb *sb, const char *sql, size_t n)
             continue;
         }
         /* a placeholder token, ? or ?N */
-        idx = 0;
-        for (k = i + 1; k < j; k++)
-            if (idx < 1000000)
-                idx = idx * 10 + (size_t)(sql[k] - '0');
-        if (j == i + 1)
-            idx = maxidx + 1;
-        if (idx > maxidx)
-            maxidx = idx;
+        idx = qbi_sqlite_param(sql, i, j, &maxidx);
         /* keep the parameter a token of its own, as `?` was: a$1 is a
          * name, and PostgreSQL 16 refuses $1abc ("trailing junk") */
         if (sb->len > 0 && qbi_pg_idchar((unsigned char)sb->p[sb->len - 1]))
