@@ -339,6 +339,15 @@ void qbi_count_set(qbi_err *e, const char *what, int64_t n, int *has,
 /* 1 if d is a known dialect, else 0 with the error recorded in e. */
 int qbi_dialect_ok(qbi_err *e, qb_dialect d);
 
+/* How every build starts: QB_EINVAL without out (else *out = NULL from
+ * here on) or without a builder b, then b's sticky error or QB_OK. */
+#define QBI_BUILD_BEGIN(b, out) \
+    qbi_build_begin((out), (b) != NULL ? &(b)->err : NULL)
+int qbi_build_begin(qb_query **out, const qbi_err *e);
+
+/* A builder that may take a call: not NULL, no sticky error yet. */
+#define QBI_USABLE(b) ((b) != NULL && (b)->err.code == QB_OK)
+
 /* ---- accessors the builders share ------------------------------------
  * Builders name their common fields alike (err, dialect, order_by,
  * has_limit/limit, has_offset/offset), so the public accessors that only

@@ -76,10 +76,7 @@ static void setnomem(qb_select *s)
 }
 
 /* Can s accept another call? */
-static int ok(const qb_select *s)
-{
-    return s != NULL && s->err.code == QB_OK;
-}
+#define ok(s) QBI_USABLE(s)
 
 static int grow(void **v, size_t *cap, size_t n, size_t elsz)
 {
@@ -368,6 +365,14 @@ void qbi_count_set(qbi_err *e, const char *what, int64_t n, int *has,
     }
     *has = 1;
     *val = n;
+}
+
+int qbi_build_begin(qb_query **out, const qbi_err *e)
+{
+    if (out == NULL)
+        return QB_EINVAL;
+    *out = NULL;
+    return e != NULL ? e->code : QB_EINVAL;
 }
 
 int qbi_dialect_ok(qbi_err *e, qb_dialect d)
@@ -935,13 +940,8 @@ static int build_mode(const qb_select *s, const sel_mode *m, qb_fetch fetch,
     qb_query *q = NULL;
     int rc;
 
-    if (out == NULL)
-        return QB_EINVAL;
-    *out = NULL;
-    if (s == NULL)
-        return QB_EINVAL;
-    if (s->err.code != QB_OK)
-        return s->err.code;
+    if ((rc = QBI_BUILD_BEGIN(s, out)) != QB_OK)
+        return rc;
     if (fetch != QB_FETCH_NONE && fetch != QB_FETCH_ONE &&
         fetch != QB_FETCH_ALL)
         return QB_EINVAL;

@@ -519,11 +519,6 @@ struct qb_insert {
     kv_inl inl;
 };
 
-static int iok(const qb_insert *ins)
-{
-    return ins != NULL && ins->err.code == QB_OK;
-}
-
 QB_API qb_insert *qb_insert_new(const char *table)
 {
     /* malloc, not calloc: the inline storage needs no clearing */
@@ -585,7 +580,7 @@ static ins_upsert *ins_up(qb_insert *ins)
     return ins->up;
 }
 
-QBI_DEFINE_ERR_DIALECT(insert, iok)
+QBI_DEFINE_ERR_DIALECT(insert, QBI_USABLE)
 
 /* Cells [*from, *to) of row i. */
 static void ins_row(const qb_insert *ins, size_t i, size_t *from, size_t *to)
@@ -598,7 +593,7 @@ QB_API void qb_insert_set(qb_insert *ins, const char *col, qb_value v)
 {
     size_t row0, *nr;
 
-    if (!iok(ins))
+    if (!QBI_USABLE(ins))
         return;
     if (!ins->row_open) {
         if (ins->nrows >= QBI_MAX_ROWS) {
@@ -625,15 +620,15 @@ QB_API void qb_insert_set(qb_insert *ins, const char *col, qb_value v)
 QB_API void qb_insert_next_row(qb_insert *ins)
 {
     /* The next set() opens a row; calling this twice adds no empty row. */
-    if (iok(ins))
+    if (QBI_USABLE(ins))
         ins->row_open = 0;
 }
 
-WRITE_DEFINE_RETURNING(insert, iok)
+WRITE_DEFINE_RETURNING(insert, QBI_USABLE)
 
 QB_API void qb_insert_or(qb_insert *ins, qb_conflict c)
 {
-    if (iok(ins) && conflict_ok(&ins->err, c))
+    if (QBI_USABLE(ins) && conflict_ok(&ins->err, c))
         ins->orc = c;
 }
 
@@ -643,7 +638,7 @@ QB_API void qb_insert_on_conflict(qb_insert *ins, size_t ncols,
     ins_upsert *up;
     size_t i;
 
-    if (!iok(ins))
+    if (!QBI_USABLE(ins))
         return;
     if (ncols == 0 || cols == NULL) {
         qbi_seterr(&ins->err, QB_EMISSING, "column is required for "
@@ -671,7 +666,7 @@ QB_API void qb_insert_on_conflict_set(qb_insert *ins, const char *col,
 {
     ins_upsert *up;
 
-    if (iok(ins) && (up = ins_up(ins)) != NULL)
+    if (QBI_USABLE(ins) && (up = ins_up(ins)) != NULL)
         kv_set(&up->set, 0, SIZE_MAX, &ins->err, "onConflict column", col,
                &v);
 }
@@ -682,14 +677,14 @@ QB_API void qb_insert_on_conflict_where(qb_insert *ins, size_t ncond,
 {
     ins_upsert *up;
 
-    if (iok(ins) && (up = ins_up(ins)) != NULL)
+    if (QBI_USABLE(ins) && (up = ins_up(ins)) != NULL)
         qbi_clause_add(&up->where, &ins->err, "WHERE", 0, ncond, conds, n,
                        vals);
 }
 
 QB_API void qb_insert_max_params(qb_insert *ins, size_t max)
 {
-    if (!iok(ins))
+    if (!QBI_USABLE(ins))
         return;
     if (max == 0 || max > QBI_MAX_PARAMS_LIMIT) {
         qbi_seterr(&ins->err, QB_EINVAL, "Invalid max_params %zu (1..%u)",
@@ -775,13 +770,8 @@ QB_API int qb_insert_build(const qb_insert *ins, qb_query **out)
     qb_fetch fetch;
     int rc;
 
-    if (out == NULL)
-        return QB_EINVAL;
-    *out = NULL;
-    if (ins == NULL)
-        return QB_EINVAL;
-    if (ins->err.code != QB_OK)
-        return ins->err.code;
+    if ((rc = QBI_BUILD_BEGIN(ins, out)) != QB_OK)
+        return rc;
     nrows = ins->nrows;
     if (nrows > 0 && ins->rows[nrows - 1] == ins->cells.n)
         nrows--; /* an opened row that got nothing */
@@ -867,23 +857,13 @@ struct qb_update {
     kv_inl inl;
 };
 
-static int uok(const qb_update *u)
-{
-    return u != NULL && u->err.code == QB_OK;
-}
-
 QB_API qb_update *qb_update_new(const char *table)
 {
-    qb_update *u = malloc(sizeof *u);
+    /* (zeroed: no error, SQLite, no conflict clause, empty lists) */
+    qb_update *u = calloc(1, sizeof *u);
     if (u == NULL)
         return NULL;
-    u->err.code = QB_OK;
-    u->err.msg = NULL;
-    u->dialect = QB_DIALECT_SQLITE;
-    u->orc = QB_CONFLICT_NONE;
     kv_init(&u->set, &u->inl);
-    memset(&u->where, 0, sizeof u->where);
-    memset(&u->returning, 0, sizeof u->returning);
     u->table_len = table_copy(&u->err, u->table, table);
     return u;
 }
@@ -899,20 +879,20 @@ QB_API void qb_update_free(qb_update *u)
     free(u);
 }
 
-QBI_DEFINE_ERR_DIALECT(update, uok)
+QBI_DEFINE_ERR_DIALECT(update, QBI_USABLE)
 
 QB_API void qb_update_set(qb_update *u, const char *col, qb_value v)
 {
-    if (uok(u))
+    if (QBI_USABLE(u))
         kv_set(&u->set, 0, SIZE_MAX, &u->err, "column", col, &v);
 }
 
-WRITE_DEFINE_WHERE(update, uok)
-WRITE_DEFINE_RETURNING(update, uok)
+WRITE_DEFINE_WHERE(update, QBI_USABLE)
+WRITE_DEFINE_RETURNING(update, QBI_USABLE)
 
 QB_API void qb_update_or(qb_update *u, qb_conflict c)
 {
-    if (uok(u) && conflict_ok(&u->err, c))
+    if (QBI_USABLE(u) && conflict_ok(&u->err, c))
         u->orc = c;
 }
 
@@ -922,13 +902,8 @@ QB_API int qb_update_build(const qb_update *u, qb_query **out)
     set_where sw;
     int rc;
 
-    if (out == NULL)
-        return QB_EINVAL;
-    *out = NULL;
-    if (u == NULL)
-        return QB_EINVAL;
-    if (u->err.code != QB_OK)
-        return u->err.code;
+    if ((rc = QBI_BUILD_BEGIN(u, out)) != QB_OK)
+        return rc;
     if (u->set.n == 0)
         return build_fail(&u->err, QB_EMISSING, "data is required for "
                           "UPDATE operation\n  Hint: Provide a valid data "
@@ -964,11 +939,6 @@ struct qb_delete {
     char table[129];
 };
 
-static int dok(const qb_delete *d)
-{
-    return d != NULL && d->err.code == QB_OK;
-}
-
 QB_API qb_delete *qb_delete_new(const char *table)
 {
     qb_delete *d = calloc(1, sizeof *d);
@@ -989,23 +959,18 @@ QB_API void qb_delete_free(qb_delete *d)
     free(d);
 }
 
-QBI_DEFINE_ERR_DIALECT(delete, dok)
-WRITE_DEFINE_WHERE(delete, dok)
-WRITE_DEFINE_RETURNING(delete, dok)
-QBI_DEFINE_ORDER_LIMIT(delete, dok)
+QBI_DEFINE_ERR_DIALECT(delete, QBI_USABLE)
+WRITE_DEFINE_WHERE(delete, QBI_USABLE)
+WRITE_DEFINE_RETURNING(delete, QBI_USABLE)
+QBI_DEFINE_ORDER_LIMIT(delete, QBI_USABLE)
 
 QB_API int qb_delete_build(const qb_delete *d, qb_query **out)
 {
     qbi_rctx r;
     int rc;
 
-    if (out == NULL)
-        return QB_EINVAL;
-    *out = NULL;
-    if (d == NULL)
-        return QB_EINVAL;
-    if (d->err.code != QB_OK)
-        return d->err.code;
+    if ((rc = QBI_BUILD_BEGIN(d, out)) != QB_OK)
+        return rc;
     /* PostgreSQL's DELETE has no ORDER BY / LIMIT / OFFSET (a syntax error
      * there); the dialect may be set after them, so only build can tell. */
     if (d->dialect == QB_DIALECT_POSTGRES &&
