@@ -213,6 +213,20 @@ int qbi_query_make(qb_kind kind, qb_fetch fetch, qb_dialect dialect,
                    size_t count_len, const qb_value *params, size_t nparams,
                    qb_query **out);
 
+/* The block qbi_query_make fills, for a builder that writes into it:
+ * header set, room for the SQL at q->sql (sql_len bytes, NUL already at
+ * the end), for count SQL at q->count_sql unless count_len is SIZE_MAX
+ * (likewise), nparams values (unset) and bytes bytes of value data at
+ * *data.  QB_OK, QB_ENOMEM or QB_EINVAL (too large). */
+int qbi_query_alloc(qb_kind kind, qb_fetch fetch, qb_dialect dialect,
+                    size_t sql_len, size_t count_len, size_t nparams,
+                    size_t bytes, char **data, qb_query **out);
+/* Set *d to v, copying its bytes (from bytes if not NULL, else v's own)
+ * to at when v owns them (n + 1 bytes, NUL-terminated); returns where
+ * the next value's bytes go. */
+char *qbi_query_put_value(qb_value *d, const qb_value *v, const void *bytes,
+                          char *at);
+
 /* qb_query_raw in dialect d: the same checks, whitespace collapsed by d's
  * lexical rules; placeholders are left as written. */
 int qbi_query_raw(qb_query **out, qb_dialect d, const char *sql,

@@ -20,7 +20,10 @@
  *   first cells, names and value bytes live inside it) and the query
  *   (struct, params, value bytes and SQL in one block).  Names are checked
  *   once, when set; rows after the first are matched to row 0's columns
- *   then too, so rendering never compares names.
+ *   then too, so rendering never compares names.  An INSERT without
+ *   upsert, RETURNING or raw values (the hot one) is written straight into
+ *   the query's block (insert_link_plain): its length is known up front,
+ *   so it needs no render buffer, parameter list or second copy.
  *
  *   DELETE keeps `?` bare where SQLite would number it the same (workers-qb
  *   leaves DELETE placeholders as written).  On SQLite its RETURNING comes
@@ -30,6 +33,7 @@
  */
 #include "qb_priv.h"
 
+#include <assert.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -701,6 +705,122 @@ static size_t ins_row_nbind(const qb_insert *ins, size_t i)
     return kv_nbind(&ins->cells, from, to);
 }
 
+/* Decimal digits of 1, 2, ..., n together. */
+static size_t digits_upto(size_t n)
+{
+    size_t sum = 0, lo = 1, d = 1;
+
+    while (lo <= n) {
+        size_t hi = lo <= SIZE_MAX / 10 ? lo * 10 - 1 : SIZE_MAX;
+        sum += ((hi < n ? hi : n) - lo + 1) * d;
+        if (hi == SIZE_MAX)
+            break;
+        lo *= 10;
+        d++;
+    }
+    return sum;
+}
+
+/* The cell of row [rf, rt) for row-0 column k (matched by name when set:
+ * rows may list their columns in any order; the same order is usual). */
+static const kcell *row_cell(const kvset *kv, size_t rf, size_t rt, size_t k)
+{
+    size_t j = rf + k;
+    if (j >= rt || kv->c[j].col != k)
+        for (j = rf; j < rt && kv->c[j].col != k; j++)
+            ;
+    return &kv->c[j];
+}
+
+/* Rows [from, to) of an INSERT with no upsert, no RETURNING and no raw
+ * value, written straight into the query's block: the text's length is
+ * known up front (names, numbered placeholders), so there is no render
+ * buffer, no parameter list and no second copy.  Same text as
+ * insert_link; returns 1 (nothing done) when the rows do not qualify. */
+static int insert_link_plain(const qb_insert *ins, size_t from, size_t to,
+                             qb_fetch fetch, qb_query **out)
+{
+    const kvset *kv = &ins->cells;
+    size_t n0 = ins->nrows > 1 ? ins->rows[1] : kv->n; /* row 0's columns */
+    size_t i, k, rf, rt, len, np = (to - from) * n0, bytes = 0, g = 0;
+    const char *orc = conflict_sql(ins->orc);
+    char mark = ins->dialect == QB_DIALECT_POSTGRES ? '$' : '?', *p, *at;
+    qb_query *q;
+    int rc;
+
+    if (ins->upsert || ins->returning.n > 0)
+        return 1;
+    ins_row(ins, from, &rf, &rt);
+    rt = to < ins->nrows ? ins->rows[to] : kv->n; /* the links' cells */
+    for (i = rf; i < rt; i++) {
+        const qb_value *v = &kv->c[i].v;
+        if (v->type == QB_V_RAW)
+            return 1;
+        if ((v->type == QB_V_TEXT || v->type == QB_V_BLOB) &&
+            !(v->flags & QB_VF_BORROWED)) {
+            if (v->u.b.n + 1 > SIZE_MAX - bytes)
+                return QB_EINVAL;
+            bytes += v->u.b.n + 1;
+        }
+    }
+    /* "INSERT [OR x ]INTO t (names) VALUES (?1, ...), (...)": every size
+     * is bounded (names <= 128 bytes, QBI_MAX_ITEMS columns, max_params
+     * placeholders), far from overflow */
+    len = 7 + (orc != NULL ? 4 + strlen(orc) : 0) + 5 + ins->table_len + 2;
+    for (k = 0; k < n0; k++)
+        len += kv->c[k].namelen + (k > 0 ? 2 : 0);
+    len += 9 + (to - from) * (2 + 2 * (n0 - 1)) + 2 * (to - from - 1) +
+           np + digits_upto(np);
+    rc = qbi_query_alloc(QB_KIND_INSERT, fetch, ins->dialect, len, SIZE_MAX,
+                         np, bytes, &at, &q);
+    if (rc != QB_OK)
+        return rc;
+    q->portable = ins->dialect == QB_DIALECT_SQLITE && orc == NULL;
+    p = q->sql;
+    memcpy(p, "INSERT ", 7), p += 7;
+    if (orc != NULL) {
+        memcpy(p, "OR ", 3), p += 3;
+        memcpy(p, orc, strlen(orc)), p += strlen(orc);
+        *p++ = ' ';
+    }
+    memcpy(p, "INTO ", 5), p += 5;
+    memcpy(p, ins->table, ins->table_len), p += ins->table_len;
+    memcpy(p, " (", 2), p += 2;
+    for (k = 0; k < n0; k++) {
+        if (k > 0)
+            memcpy(p, ", ", 2), p += 2;
+        memcpy(p, kv_name(kv, &kv->c[k]), kv->c[k].namelen);
+        p += kv->c[k].namelen;
+    }
+    memcpy(p, ") VALUES ", 9), p += 9;
+    for (i = from; i < to; i++) {
+        ins_row(ins, i, &rf, &rt);
+        if (i > from)
+            memcpy(p, ", ", 2), p += 2;
+        *p++ = '(';
+        for (k = 0; k < n0; k++) {
+            const kcell *c = row_cell(kv, rf, rt, k);
+            char dig[24], *e = dig + sizeof dig, *d = e;
+            size_t u = ++g;
+            if (k > 0)
+                memcpy(p, ", ", 2), p += 2;
+            do {
+                *--d = (char)('0' + u % 10);
+                u /= 10;
+            } while (u != 0);
+            *p++ = mark;
+            memcpy(p, d, (size_t)(e - d)), p += e - d;
+            at = qbi_query_put_value(&q->params[g - 1], &c->v,
+                                     c->off != KV_NO_OFF ? kv_bytes(kv, c)
+                                                         : NULL, at);
+        }
+        *p++ = ')';
+    }
+    assert((size_t)(p - q->sql) == len);
+    *out = q;
+    return QB_OK;
+}
+
 /* Render one link: rows [from, to).  Explicit numbering throughout. */
 static int insert_link(const qb_insert *ins, size_t from, size_t to,
                        qb_fetch fetch, qb_query **out)
@@ -708,7 +828,7 @@ static int insert_link(const qb_insert *ins, size_t from, size_t to,
     const kvset *kv = &ins->cells;
     const ins_upsert *up = ins->upsert ? ins->up : NULL;
     size_t n0 = ins->nrows > 1 ? ins->rows[1] : kv->n; /* row 0's columns */
-    size_t i, k, rf, rt, j;
+    size_t i, k, rf, rt;
     set_where sw;
     qbi_rctx r;
     int rc;
@@ -734,15 +854,9 @@ static int insert_link(const qb_insert *ins, size_t from, size_t to,
             qbi_sb_add(&r.sb, ", ", 2);
         qbi_sb_addc(&r.sb, '(');
         for (k = 0; k < n0; k++) {
-            /* by name (matched when set): rows may list their columns in
-             * any order; the same order is the common case */
-            j = rf + k;
-            if (j >= rt || kv->c[j].col != k)
-                for (j = rf; j < rt && kv->c[j].col != k; j++)
-                    ;
             if (k > 0)
                 qbi_sb_add(&r.sb, ", ", 2);
-            render_cell(&r, kv, &kv->c[j]);
+            render_cell(&r, kv, row_cell(kv, rf, rt, k));
         }
         qbi_sb_addc(&r.sb, ')');
     }
@@ -831,7 +945,9 @@ QB_API int qb_insert_build(const qb_insert *ins, qb_query **out)
                               fixed + ins_row_nbind(ins, from),
                               ins->max_params);
         }
-        rc = insert_link(ins, from, to, fetch, tail);
+        rc = insert_link_plain(ins, from, to, fetch, tail);
+        if (rc == 1)
+            rc = insert_link(ins, from, to, fetch, tail);
         if (rc != QB_OK) {
             qb_query_free(head);
             return rc;
