@@ -94,16 +94,13 @@ int qbi_strlist_add(qbi_strlist *l, const char *s)
 {
     char *c;
 
+    char **nv;
+
     if (l->n >= QBI_MAX_ITEMS)
         return QB_EINVAL;
-    if (l->n == l->cap) {
-        size_t ncap = l->cap ? l->cap * 2 : 4;
-        char **nv = realloc(l->v, ncap * sizeof *nv);
-        if (nv == NULL)
-            return QB_ENOMEM;
-        l->v = nv;
-        l->cap = ncap;
-    }
+    if ((nv = qbi_grow(l->v, &l->cap, l->n, sizeof *nv, 4, NULL)) == NULL)
+        return QB_ENOMEM;
+    l->v = nv;
     c = strdup(s);
     if (c == NULL)
         return QB_ENOMEM;
@@ -191,16 +188,13 @@ static int labelset_find(const labelset *ls, size_t label)
 
 static int labelset_add(labelset *ls, size_t label)
 {
+    size_t *nv;
+
     if (labelset_find(ls, label))
         return QB_OK;
-    if (ls->n == ls->cap) {
-        size_t ncap = ls->cap ? ls->cap * 2 : 8;
-        size_t *nv = realloc(ls->v, ncap * sizeof *nv);
-        if (nv == NULL)
-            return QB_ENOMEM;
-        ls->v = nv;
-        ls->cap = ncap;
-    }
+    if ((nv = qbi_grow(ls->v, &ls->cap, ls->n, sizeof *nv, 8, NULL)) == NULL)
+        return QB_ENOMEM;
+    ls->v = nv;
     ls->v[ls->n++] = label;
     return QB_OK;
 }
@@ -353,14 +347,11 @@ static void node_free(qbi_node *nd)
 
 static int nlist_push(qbi_nlist *l, qbi_node *nd)
 {
-    if (l->n == l->cap) {
-        size_t ncap = l->cap ? l->cap * 2 : 4;
-        qbi_node **nv = realloc(l->v, ncap * sizeof *nv);
-        if (nv == NULL)
-            return QB_ENOMEM;
-        l->v = nv;
-        l->cap = ncap;
-    }
+    qbi_node **nv = qbi_grow(l->v, &l->cap, l->n, sizeof *nv, 4, NULL);
+
+    if (nv == NULL)
+        return QB_ENOMEM;
+    l->v = nv;
     l->v[l->n++] = nd;
     return QB_OK;
 }
@@ -518,6 +509,7 @@ void qbi_clause_add(qbi_clause *c, qbi_err *e, const char *clause, int or_,
     qbi_call call = { NULL, 0 };
     qbi_nlist fresh = { NULL, 0, 0 };
     qbi_node *ornode = NULL;
+    qbi_call *nc;
 
     if (e->code != QB_OK)
         return;
@@ -606,14 +598,10 @@ void qbi_clause_add(qbi_clause *c, qbi_err *e, const char *clause, int or_,
             goto nomem;
         }
     }
-    if (c->ncalls == c->capcalls) {
-        size_t ncap = c->capcalls ? c->capcalls * 2 : 4;
-        qbi_call *nc = realloc(c->calls, ncap * sizeof *nc);
-        if (nc == NULL)
-            goto nomem;
-        c->calls = nc;
-        c->capcalls = ncap;
-    }
+    nc = qbi_grow(c->calls, &c->capcalls, c->ncalls, sizeof *nc, 4, NULL);
+    if (nc == NULL)
+        goto nomem;
+    c->calls = nc;
     if (or_ && c->top.n > 0) {
         /* (existing ANDed) OR (new ANDed): one term replaces them all. */
         ornode = calloc(1, sizeof *ornode);
@@ -725,37 +713,30 @@ void qbi_rctx_emit_index(qbi_rctx *r, size_t g, int bare)
 
 static int params_grow(qbi_rctx *r)
 {
-    size_t ncap = r->cap * 2;
-    qb_value *np;
-
-    /* indexes are bounded far below this by QBI_MAX_PARAMS_LIMIT checks */
-    if (ncap > SIZE_MAX / sizeof *np)
-        return QB_ENOMEM;
-    if (r->params == r->params_inl) {
-        np = malloc(ncap * sizeof *np);
-        if (np != NULL)
-            memcpy(np, r->params, r->nparams * sizeof *np);
-    } else {
-        np = realloc(r->params, ncap * sizeof *np);
-    }
+    qb_value *np = qbi_grow(r->params, &r->cap, r->nparams, sizeof *np,
+                            QBI_RCTX_PARAMS, r->params_inl);
     if (np == NULL)
         return QB_ENOMEM;
     r->params = np;
-    r->cap = ncap;
     return QB_OK;
 }
 
-void qbi_rctx_bind(qbi_rctx *r, const qb_value *v, int bare)
+void qbi_rctx_bind(qbi_rctx *r, const qb_value *v, const void *bytes,
+                   int bare)
 {
     size_t g = ++r->counter;
 
     if (!r->no_push) {
+        qb_value *d;
         if (r->nparams == r->cap && params_grow(r) != QB_OK) {
             if (r->err == QB_OK)
                 r->err = QB_ENOMEM;
             return;
         }
-        r->params[r->nparams++] = *v; /* bytes borrowed until finish */
+        d = &r->params[r->nparams++];
+        *d = *v; /* bytes borrowed until finish */
+        if (bytes != NULL)
+            d->u.b.p = bytes;
     }
     emit(r, g, bare);
 }
@@ -784,7 +765,7 @@ static void render_value(qbi_rctx *r, const qb_value *v, int bare,
         qbi_select_render(r, v->u.sel);
         qbi_sb_addc(&r->sb, ')');
     } else {
-        qbi_rctx_bind(r, v, bare);
+        qbi_rctx_bind(r, v, NULL, bare);
         *gidx = r->counter;
     }
 }

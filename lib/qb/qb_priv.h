@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "qb.h"
@@ -30,15 +31,17 @@ typedef struct qbi_sb {
                             SQL needs qbi_sql_collapse_inplace (sticky) */
 } qbi_sb;
 
-void qbi_sb_init(qbi_sb *sb);
+/* init, init_buf, free and addc are inline (below): every builder calls
+ * them several times per statement. */
+static inline void qbi_sb_init(qbi_sb *sb);
 /* Start in caller storage buf[cap] (cap >= 1), e.g. a stack array: small
  * texts never touch the heap.  The buffer must outlive the builder. */
-void qbi_sb_init_buf(qbi_sb *sb, char *buf, size_t cap);
-void qbi_sb_free(qbi_sb *sb);
+static inline void qbi_sb_init_buf(qbi_sb *sb, char *buf, size_t cap);
+static inline void qbi_sb_free(qbi_sb *sb);
 void qbi_sb_reset(qbi_sb *sb);            /* len = 0, keeps memory, err, ws */
 void qbi_sb_add_slow(qbi_sb *sb, const char *s, size_t n);
 void qbi_sb_adds(qbi_sb *sb, const char *s);
-void qbi_sb_addc(qbi_sb *sb, char c);
+static inline void qbi_sb_addc(qbi_sb *sb, char c);
 void qbi_sb_addf(qbi_sb *sb, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* Trusted SQL text from a caller (fragment, raw value): like qbi_sb_add,
@@ -49,6 +52,14 @@ void qbi_sb_addnum(qbi_sb *sb, char mark, int64_t v);
 /* Hand over the buffer (never NULL on success; "" when empty).  On a sticky
  * error returns NULL and frees.  The builder is reset either way. */
 char *qbi_sb_take(qbi_sb *sb, size_t *len_out);
+
+/* Room for one more element in array v (n in use, *cap allocated, elem
+ * bytes each): when full, twice the capacity (first if it was 0).  inl,
+ * if not NULL, is inline storage v may still be: it is copied out, never
+ * reallocated or freed.  Returns the array (moved or not), or NULL on
+ * ENOMEM with v and *cap unchanged. */
+void *qbi_grow(void *v, size_t *cap, size_t n, size_t elem, size_t first,
+               const void *inl);
 
 /* JavaScript's \s for the ASCII range, which is what trimQuery used. */
 static inline int qbi_is_space(char c)
@@ -72,6 +83,32 @@ static inline void qbi_sb_add(qbi_sb *sb, const char *s, size_t n)
         return;
     }
     qbi_sb_add_slow(sb, s, n);
+}
+
+static inline void qbi_sb_addc(qbi_sb *sb, char c)
+{
+    qbi_sb_add(sb, &c, 1);
+}
+
+static inline void qbi_sb_init(qbi_sb *sb)
+{
+    *sb = (qbi_sb){ .p = NULL, .err = QB_OK };
+}
+
+static inline void qbi_sb_init_buf(qbi_sb *sb, char *buf, size_t cap)
+{
+    qbi_sb_init(sb);
+    sb->p = buf;
+    sb->cap = cap;
+    sb->fixed = 1;
+    buf[0] = '\0';
+}
+
+static inline void qbi_sb_free(qbi_sb *sb)
+{
+    if (!sb->fixed)
+        free(sb->p);
+    qbi_sb_init(sb);
 }
 
 /* ---- SQL lexing -------------------------------------------------------- */
@@ -116,6 +153,10 @@ size_t qbi_sql_skip(const char *s, size_t n, size_t i, qb_dialect d,
 /* If s[i] starts a PostgreSQL parameter $N, return the index past it and
  * set *num to N (capped); otherwise return i and set *num to 0. */
 size_t qbi_pg_param(const char *s, size_t n, size_t i, size_t *num);
+/* The index SQLite gives the placeholder token s[i..j) (`?` or `?N`, j
+ * past its digits): N, or for a bare `?` one more than *maxidx, which is
+ * raised to it.  N is capped just past 10^6. */
+size_t qbi_sqlite_param(const char *s, size_t i, size_t j, size_t *maxidx);
 /* Highest $N in s[0..n) outside literals and comments (0 if none). */
 size_t qbi_pg_max_param(const char *s, size_t n);
 
@@ -171,6 +212,20 @@ int qbi_query_make(qb_kind kind, qb_fetch fetch, qb_dialect dialect,
                    const char *sql, size_t sql_len, const char *count_sql,
                    size_t count_len, const qb_value *params, size_t nparams,
                    qb_query **out);
+
+/* The block qbi_query_make fills, for a builder that writes into it:
+ * header set, room for the SQL at q->sql (sql_len bytes, NUL already at
+ * the end), for count SQL at q->count_sql unless count_len is SIZE_MAX
+ * (likewise), nparams values (unset) and bytes bytes of value data at
+ * *data.  QB_OK, QB_ENOMEM or QB_EINVAL (too large). */
+int qbi_query_alloc(qb_kind kind, qb_fetch fetch, qb_dialect dialect,
+                    size_t sql_len, size_t count_len, size_t nparams,
+                    size_t bytes, char **data, qb_query **out);
+/* Set *d to v, copying its bytes (from bytes if not NULL, else v's own)
+ * to at when v owns them (n + 1 bytes, NUL-terminated); returns where
+ * the next value's bytes go. */
+char *qbi_query_put_value(qb_value *d, const qb_value *v, const void *bytes,
+                          char *at);
 
 /* qb_query_raw in dialect d: the same checks, whitespace collapsed by d's
  * lexical rules; placeholders are left as written. */
@@ -275,8 +330,11 @@ void qbi_rctx_init(qbi_rctx *r, qb_dialect d, int explicit_num);
 void qbi_rctx_free(qbi_rctx *r);
 /* Bind one value: assign the next index, remember the value (copied by
  * value; its bytes stay borrowed until finish copies them), write the
- * placeholder (bare ? only when allowed and it is what SQLite would pick). */
-void qbi_rctx_bind(qbi_rctx *r, const qb_value *v, int bare);
+ * placeholder (bare ? only when allowed and it is what SQLite would pick).
+ * bytes, if not NULL, replaces the value's bytes pointer (a builder that
+ * keeps them at an offset in a pool that may move). */
+void qbi_rctx_bind(qbi_rctx *r, const qb_value *v, const void *bytes,
+                   int bare);
 void qbi_rctx_emit_index(qbi_rctx *r, size_t g, int bare);
 void qbi_clause_render(qbi_rctx *r, const qbi_clause *c);
 /* Finish: collapse whitespace (only if the text may need it), copy params,
@@ -288,6 +346,62 @@ int qbi_rctx_finish(qbi_rctx *r, qb_kind kind, qb_fetch fetch,
 /* ORDER BY item (shared by select and delete). */
 void qbi_order_add(qbi_strlist *l, qbi_err *e, const char *expr,
                    qb_order o);
+/* LIMIT or OFFSET n (what: "limit" or "offset", for the message): n must
+ * not be negative; sets *has and *val. */
+void qbi_count_set(qbi_err *e, const char *what, int64_t n, int *has,
+                   int64_t *val);
+/* 1 if d is a known dialect, else 0 with the error recorded in e. */
+int qbi_dialect_ok(qbi_err *e, qb_dialect d);
+
+/* How every build starts: QB_EINVAL without out (else *out = NULL from
+ * here on) or without a builder b, then b's sticky error or QB_OK. */
+#define QBI_BUILD_BEGIN(b, out) \
+    qbi_build_begin((out), (b) != NULL ? &(b)->err : NULL)
+int qbi_build_begin(qb_query **out, const qbi_err *e);
+
+/* A builder that may take a call: not NULL, no sticky error yet. */
+#define QBI_USABLE(b) ((b) != NULL && (b)->err.code == QB_OK)
+
+/* ---- accessors the builders share ------------------------------------
+ * Builders name their common fields alike (err, dialect, order_by,
+ * has_limit/limit, has_offset/offset), so the public accessors that only
+ * pass them on are written once, here, and defined per builder type T
+ * (qb_T_error, ...).  okf(b) is the builder's "may take a call" test. */
+
+/* qb_T_error, qb_T_errmsg and qb_T_dialect. */
+#define QBI_DEFINE_ERR_DIALECT(T, okf)                                       \
+    QB_API int qb_##T##_error(const qb_##T *b)                               \
+    {                                                                        \
+        return b ? b->err.code : QB_EINVAL;                                  \
+    }                                                                        \
+    QB_API const char *qb_##T##_errmsg(const qb_##T *b)                      \
+    {                                                                        \
+        return b ? qbi_errmsg(&b->err) : qb_strerror(QB_EINVAL);             \
+    }                                                                        \
+    QB_API void qb_##T##_dialect(qb_##T *b, qb_dialect d)                    \
+    {                                                                        \
+        if (okf(b) && qbi_dialect_ok(&b->err, d))                            \
+            b->dialect = d;                                                  \
+    }
+
+/* qb_T_order_by, qb_T_limit and qb_T_offset (SELECT and DELETE). */
+#define QBI_DEFINE_ORDER_LIMIT(T, okf)                                       \
+    QB_API void qb_##T##_order_by(qb_##T *b, const char *expr, qb_order o)   \
+    {                                                                        \
+        if (okf(b))                                                          \
+            qbi_order_add(&b->order_by, &b->err, expr, o);                   \
+    }                                                                        \
+    QB_API void qb_##T##_limit(qb_##T *b, int64_t n)                         \
+    {                                                                        \
+        if (okf(b))                                                          \
+            qbi_count_set(&b->err, "limit", n, &b->has_limit, &b->limit);    \
+    }                                                                        \
+    QB_API void qb_##T##_offset(qb_##T *b, int64_t n)                        \
+    {                                                                        \
+        if (okf(b))                                                          \
+            qbi_count_set(&b->err, "offset", n, &b->has_offset,              \
+                          &b->offset);                                       \
+    }
 
 /* select.c hooks used by clause.c */
 struct qb_select *qbi_select_clone(const struct qb_select *s);

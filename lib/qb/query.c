@@ -31,25 +31,25 @@ static int owns_bytes(const qb_value *v)
             v->type == QB_V_RAW) && !(v->flags & QB_VF_BORROWED);
 }
 
-int qbi_query_make(qb_kind kind, qb_fetch fetch, qb_dialect dialect,
-                   const char *sql, size_t sql_len, const char *count_sql,
-                   size_t count_len, const qb_value *params, size_t nparams,
-                   qb_query **out)
+int qbi_query_alloc(qb_kind kind, qb_fetch fetch, qb_dialect dialect,
+                    size_t sql_len, size_t count_len, size_t nparams,
+                    size_t bytes, char **data, qb_query **out)
 {
     /* Layout: the struct, params (aligned for qb_value), then char data:
      * sql, count_sql, value bytes.  Every size is checked by subtraction
      * against what is left of SIZE_MAX. */
     const size_t al = _Alignof(qb_value);
     size_t poff = (sizeof(qb_query) + al - 1) / al * al;
-    size_t total, i, n;
+    size_t total;
     qb_query *q;
     char *at, *apart = NULL;
     /* A raw query keeps its SQL in an allocation of its own: holders of
      * raw queries may swap the text (the executor's tests do). */
     int sql_apart = kind == QB_KIND_RAW;
+    int has_count = count_len != SIZE_MAX;
 
     *out = NULL;
-    if (sql_len >= QBI_SQL_MAX || count_len >= QBI_SQL_MAX ||
+    if (sql_len >= QBI_SQL_MAX || (has_count && count_len >= QBI_SQL_MAX) ||
         nparams > (SIZE_MAX - poff) / sizeof(qb_value))
         return QB_EINVAL;
     total = poff + nparams * sizeof(qb_value);
@@ -58,21 +58,14 @@ int qbi_query_make(qb_kind kind, qb_fetch fetch, qb_dialect dialect,
             return QB_EINVAL;
         total += sql_len + 1;
     }
-    if (count_sql != NULL) {
+    if (has_count) {
         if (count_len + 1 > SIZE_MAX - total)
             return QB_EINVAL;
         total += count_len + 1;
     }
-    for (i = 0; i < nparams; i++) {
-        if (!owns_bytes(&params[i]))
-            continue;
-        n = params[i].u.b.n;
-        /* (n + 1 always: a NUL for text and a non-NULL pointer for an
-         * empty blob, which SQLite would otherwise bind as NULL) */
-        if (n >= QBI_SQL_MAX || n + 1 > SIZE_MAX - total)
-            return QB_EINVAL;
-        total += n + 1;
-    }
+    if (bytes > SIZE_MAX - total)
+        return QB_EINVAL;
+    total += bytes;
     if (sql_apart && (apart = malloc(sql_len + 1)) == NULL)
         return QB_ENOMEM;
     q = malloc(total);
@@ -90,33 +83,74 @@ int qbi_query_make(qb_kind kind, qb_fetch fetch, qb_dialect dialect,
     at = (char *)q + poff + nparams * sizeof(qb_value);
     q->sql = sql_apart ? apart : at;
     q->sql_len = sql_len;
-    if (sql_len > 0)
-        memcpy(q->sql, sql, sql_len);
     q->sql[sql_len] = '\0';
     if (!sql_apart)
         at += sql_len + 1;
     q->count_sql = NULL;
-    if (count_sql != NULL) {
+    if (has_count) {
         q->count_sql = at;
-        if (count_len > 0)
-            memcpy(at, count_sql, count_len);
         at[count_len] = '\0';
         at += count_len + 1;
     }
+    q->blk_lo = (const char *)q;
+    q->blk_hi = (const char *)q + total;
+    *data = at;
+    *out = q;
+    return QB_OK;
+}
+
+char *qbi_query_put_value(qb_value *d, const qb_value *v, const void *bytes,
+                          char *at)
+{
+    size_t n;
+
+    if (!owns_bytes(v)) {
+        *d = *v;
+        return at;
+    }
+    /* field by field: v may have been written that way, and a
+     * whole-struct load across those stores would stall */
+    d->type = v->type;
+    d->flags = v->flags;
+    n = d->u.b.n = v->u.b.n;
+    if (n > 0)
+        memcpy(at, bytes != NULL ? bytes : v->u.b.p, n);
+    at[n] = '\0';
+    d->u.b.p = at;
+    return at + n + 1;
+}
+
+int qbi_query_make(qb_kind kind, qb_fetch fetch, qb_dialect dialect,
+                   const char *sql, size_t sql_len, const char *count_sql,
+                   size_t count_len, const qb_value *params, size_t nparams,
+                   qb_query **out)
+{
+    size_t bytes = 0, i, n;
+    char *at;
+    int rc;
+
+    *out = NULL;
     for (i = 0; i < nparams; i++) {
-        q->params[i] = params[i];
         if (!owns_bytes(&params[i]))
             continue;
         n = params[i].u.b.n;
-        if (n > 0)
-            memcpy(at, params[i].u.b.p, n);
-        at[n] = '\0';
-        q->params[i].u.b.p = at;
-        at += n + 1;
+        /* (n + 1 always: a NUL for text and a non-NULL pointer for an
+         * empty blob, which SQLite would otherwise bind as NULL) */
+        if (n >= QBI_SQL_MAX || n + 1 > SIZE_MAX - bytes)
+            return QB_EINVAL;
+        bytes += n + 1;
     }
-    q->blk_lo = (const char *)q;
-    q->blk_hi = (const char *)q + total;
-    *out = q;
+    rc = qbi_query_alloc(kind, fetch, dialect, sql_len,
+                         count_sql != NULL ? count_len : SIZE_MAX, nparams,
+                         bytes, &at, out);
+    if (rc != QB_OK)
+        return rc;
+    if (sql_len > 0)
+        memcpy((*out)->sql, sql, sql_len);
+    if (count_sql != NULL && count_len > 0)
+        memcpy((*out)->count_sql, count_sql, count_len);
+    for (i = 0; i < nparams; i++)
+        at = qbi_query_put_value(&(*out)->params[i], &params[i], NULL, at);
     return QB_OK;
 }
 
@@ -362,14 +396,9 @@ static void debug_one(qbi_sb *sb, const qb_query *q)
             i = j;
             continue;
         } else if (!pg && s[i] == '?') {
-            idx = 0;
             for (j = i + 1; j < n && s[j] >= '0' && s[j] <= '9'; j++)
-                if (idx < 1000000)
-                    idx = idx * 10 + (size_t)(s[j] - '0');
-            if (j == i + 1)
-                idx = maxidx + 1;
-            if (idx > maxidx)
-                maxidx = idx;
+                ;
+            idx = qbi_sqlite_param(s, i, j, &maxidx);
         } else {
             qbi_sb_addc(sb, s[i++]);
             continue;

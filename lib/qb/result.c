@@ -241,38 +241,24 @@ static size_t col_of(const qb_result *r, const char *name)
     return i < 0 ? SIZE_MAX : (size_t)i;
 }
 
-QB_API qb_vtype qb_result_type_by(const qb_result *r, size_t row,
-                                  const char *name)
-{
-    return qb_result_type(r, row, col_of(r, name));
-}
+/* qb_result_<what>_by(r, row, name [, len]): qb_result_<what> at the
+ * column named name. */
+#define RESULT_BY(R, what)                                                   \
+    QB_API R qb_result_##what##_by(const qb_result *r, size_t row,           \
+                                   const char *name)                         \
+    {                                                                        \
+        return qb_result_##what(r, row, col_of(r, name));                    \
+    }
+#define RESULT_BY_LEN(R, what)                                               \
+    QB_API R qb_result_##what##_by(const qb_result *r, size_t row,           \
+                                   const char *name, size_t *len)            \
+    {                                                                        \
+        return qb_result_##what(r, row, col_of(r, name), len);               \
+    }
 
-QB_API int qb_result_is_null_by(const qb_result *r, size_t row,
-                                const char *name)
-{
-    return qb_result_is_null(r, row, col_of(r, name));
-}
-
-QB_API int64_t qb_result_int_by(const qb_result *r, size_t row,
-                                const char *name)
-{
-    return qb_result_int(r, row, col_of(r, name));
-}
-
-QB_API double qb_result_real_by(const qb_result *r, size_t row,
-                                const char *name)
-{
-    return qb_result_real(r, row, col_of(r, name));
-}
-
-QB_API const char *qb_result_text_by(const qb_result *r, size_t row,
-                                     const char *name, size_t *len)
-{
-    return qb_result_text(r, row, col_of(r, name), len);
-}
-
-QB_API const void *qb_result_blob_by(const qb_result *r, size_t row,
-                                     const char *name, size_t *len)
-{
-    return qb_result_blob(r, row, col_of(r, name), len);
-}
+RESULT_BY(qb_vtype, type)
+RESULT_BY(int, is_null)
+RESULT_BY(int64_t, int)
+RESULT_BY(double, real)
+RESULT_BY_LEN(const char *, text)
+RESULT_BY_LEN(const void *, blob)

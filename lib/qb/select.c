@@ -76,26 +76,17 @@ static void setnomem(qb_select *s)
 }
 
 /* Can s accept another call? */
-static int ok(const qb_select *s)
-{
-    return s != NULL && s->err.code == QB_OK;
-}
+#define ok(s) QBI_USABLE(s)
 
 static int grow(void **v, size_t *cap, size_t n, size_t elsz)
 {
-    size_t ncap;
     void *nv;
 
     if (n >= QBI_MAX_ITEMS)
         return QB_EINVAL;
-    if (n < *cap)
-        return QB_OK;
-    ncap = *cap ? *cap * 2 : 4;
-    nv = realloc(*v, ncap * elsz);
-    if (nv == NULL)
+    if ((nv = qbi_grow(*v, cap, n, elsz, 4, NULL)) == NULL)
         return QB_ENOMEM;
     *v = nv;
-    *cap = ncap;
     return QB_OK;
 }
 
@@ -292,28 +283,9 @@ QB_API qb_select *qb_select_dup(const qb_select *s)
     return qbi_select_clone(s);
 }
 
-QB_API int qb_select_error(const qb_select *s)
-{
-    return s ? s->err.code : QB_EINVAL;
-}
-
-QB_API const char *qb_select_errmsg(const qb_select *s)
-{
-    return s ? qbi_errmsg(&s->err) : qb_strerror(QB_EINVAL);
-}
+QBI_DEFINE_ERR_DIALECT(select, ok)
 
 /* ---- settings ---------------------------------------------------------- */
-
-QB_API void qb_select_dialect(qb_select *s, qb_dialect d)
-{
-    if (!ok(s))
-        return;
-    if (d != QB_DIALECT_SQLITE && d != QB_DIALECT_POSTGRES) {
-        qbi_seterr(&s->err, QB_EINVAL, "Unknown dialect %d", (int)d);
-        return;
-    }
-    s->dialect = d;
-}
 
 QB_API void qb_select_table(qb_select *s, const char *table)
 {
@@ -383,37 +355,36 @@ void qbi_order_add(qbi_strlist *l, qbi_err *e, const char *expr,
         qbi_seterr(e, rc, rc == QB_EINVAL ? "Too many ORDER BY items" : NULL);
 }
 
-QB_API void qb_select_order_by(qb_select *s, const char *expr, qb_order o)
+void qbi_count_set(qbi_err *e, const char *what, int64_t n, int *has,
+                   int64_t *val)
 {
-    if (ok(s))
-        qbi_order_add(&s->order_by, &s->err, expr, o);
-}
-
-QB_API void qb_select_limit(qb_select *s, int64_t n)
-{
-    if (!ok(s))
-        return;
     if (n < 0) {
-        qbi_seterr(&s->err, QB_EINVAL, "Invalid limit value: %lld",
+        qbi_seterr(e, QB_EINVAL, "Invalid %s value: %lld", what,
                    (long long)n);
         return;
     }
-    s->has_limit = 1;
-    s->limit = n;
+    *has = 1;
+    *val = n;
 }
 
-QB_API void qb_select_offset(qb_select *s, int64_t n)
+int qbi_build_begin(qb_query **out, const qbi_err *e)
 {
-    if (!ok(s))
-        return;
-    if (n < 0) {
-        qbi_seterr(&s->err, QB_EINVAL, "Invalid offset value: %lld",
-                   (long long)n);
-        return;
-    }
-    s->has_offset = 1;
-    s->offset = n;
+    if (out == NULL)
+        return QB_EINVAL;
+    *out = NULL;
+    return e != NULL ? e->code : QB_EINVAL;
 }
+
+int qbi_dialect_ok(qbi_err *e, qb_dialect d)
+{
+    if (d != QB_DIALECT_SQLITE && d != QB_DIALECT_POSTGRES) {
+        qbi_seterr(e, QB_EINVAL, "Unknown dialect %d", (int)d);
+        return 0;
+    }
+    return 1;
+}
+
+QBI_DEFINE_ORDER_LIMIT(select, ok)
 
 /* ---- where / having ---------------------------------------------------- */
 
@@ -969,13 +940,8 @@ static int build_mode(const qb_select *s, const sel_mode *m, qb_fetch fetch,
     qb_query *q = NULL;
     int rc;
 
-    if (out == NULL)
-        return QB_EINVAL;
-    *out = NULL;
-    if (s == NULL)
-        return QB_EINVAL;
-    if (s->err.code != QB_OK)
-        return s->err.code;
+    if ((rc = QBI_BUILD_BEGIN(s, out)) != QB_OK)
+        return rc;
     if (fetch != QB_FETCH_NONE && fetch != QB_FETCH_ONE &&
         fetch != QB_FETCH_ALL)
         return QB_EINVAL;

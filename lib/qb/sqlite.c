@@ -286,8 +286,10 @@ static void cache_release(qb_db *db, qb_stmt *e)
         free(e);
         return;
     }
+    /* No sqlite3_clear_bindings: every use binds all parameters again
+     * (bind_params refuses a count mismatch), and a stale SQLITE_STATIC
+     * pointer in an idle statement is never read. */
     sqlite3_reset(e->stmt);
-    sqlite3_clear_bindings(e->stmt);
     e->in_use = 0;
 }
 

@@ -45,30 +45,27 @@
 #include <string.h>
 #include <strings.h>
 
-void qbi_sb_init(qbi_sb *sb)
+void *qbi_grow(void *v, size_t *cap, size_t n, size_t elem, size_t first,
+               const void *inl)
 {
-    sb->p = NULL;
-    sb->len = 0;
-    sb->cap = 0;
-    sb->err = QB_OK;
-    sb->fixed = 0;
-    sb->ws = 0;
-}
+    size_t ncap;
+    void *nv;
 
-void qbi_sb_init_buf(qbi_sb *sb, char *buf, size_t cap)
-{
-    qbi_sb_init(sb);
-    sb->p = buf;
-    sb->cap = cap;
-    sb->fixed = 1;
-    buf[0] = '\0';
-}
-
-void qbi_sb_free(qbi_sb *sb)
-{
-    if (!sb->fixed)
-        free(sb->p);
-    qbi_sb_init(sb);
+    if (n < *cap)
+        return v;
+    ncap = *cap ? *cap * 2 : first;
+    if (ncap < *cap || ncap > SIZE_MAX / elem)
+        return NULL;
+    if (v != NULL && v == inl) {
+        nv = malloc(ncap * elem);
+        if (nv != NULL && n > 0)
+            memcpy(nv, v, n * elem);
+    } else {
+        nv = realloc(v, ncap * elem);
+    }
+    if (nv != NULL)
+        *cap = ncap;
+    return nv;
 }
 
 void qbi_sb_reset(qbi_sb *sb)
@@ -131,11 +128,6 @@ void qbi_sb_add_slow(qbi_sb *sb, const char *s, size_t n)
 void qbi_sb_adds(qbi_sb *sb, const char *s)
 {
     qbi_sb_add(sb, s, strlen(s));
-}
-
-void qbi_sb_addc(qbi_sb *sb, char c)
-{
-    qbi_sb_add(sb, &c, 1);
 }
 
 void qbi_sb_addu(qbi_sb *sb, const char *s, size_t n)
@@ -404,6 +396,20 @@ size_t qbi_pg_param(const char *s, size_t n, size_t i, size_t *num)
         return i;
     *num = v > QBI_PARAM_CAP ? QBI_PARAM_CAP + 1 : v;
     return j;
+}
+
+size_t qbi_sqlite_param(const char *s, size_t i, size_t j, size_t *maxidx)
+{
+    size_t k, idx = 0;
+
+    for (k = i + 1; k < j; k++)
+        if (idx < 1000000)
+            idx = idx * 10 + (size_t)(s[k] - '0');
+    if (j == i + 1)
+        idx = *maxidx + 1;
+    if (idx > *maxidx)
+        *maxidx = idx;
+    return idx;
 }
 
 size_t qbi_pg_max_param(const char *s, size_t n)

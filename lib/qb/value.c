@@ -3,6 +3,7 @@
  */
 #include "qb_priv.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,49 +29,82 @@ QB_API const char *qb_strerror(int rc)
     }
 }
 
-QB_API qb_value qb_null(void)
+/* Every constructor writes the returned object once, straight, as its
+ * first 16 bytes and then the last 8, the way callers copy a qb_value:
+ * building it in a zeroed temporary and patching fields made each copy
+ * load across several partial stores, a store-forwarding stall per value
+ * (bench_qb, issue #14).  lo and hi are the union's two words (a bytes
+ * value: pointer and length); the bytes past the member set are zero, as
+ * they always were. */
+#if defined(__GNUC__) && UINTPTR_MAX == UINT64_MAX && SIZE_MAX == UINT64_MAX
+typedef uint64_t qbi_u64x2 __attribute__((vector_size(16)));
+
+static inline qb_value mkval(qb_vtype type, unsigned flags, uint64_t lo,
+                             uint64_t hi)
+{
+    qb_value v;
+    uint32_t head[2] = { (uint32_t)type, flags };
+    uint64_t h;
+    qbi_u64x2 w;
+
+    _Static_assert(sizeof v == 24 && offsetof(qb_value, u) == 8,
+                   "qb_value layout");
+    memcpy(&h, head, sizeof h);
+    w = (qbi_u64x2){ h, lo };
+    memcpy(&v, &w, sizeof w);
+    memcpy((char *)&v + sizeof w, &hi, sizeof hi);
+    return v;
+}
+#else
+static inline qb_value mkval(qb_vtype type, unsigned flags, uint64_t lo,
+                             uint64_t hi)
 {
     qb_value v;
     memset(&v, 0, sizeof v);
-    v.type = QB_V_NULL;
+    v.type = type;
+    v.flags = flags;
+    if (type == QB_V_TEXT || type == QB_V_BLOB || type == QB_V_RAW) {
+        v.u.b.p = (const void *)(uintptr_t)lo;
+        v.u.b.n = (size_t)hi;
+    } else if (type == QB_V_SELECT) {
+        v.u.sel = (const struct qb_select *)(uintptr_t)lo;
+    } else if (type == QB_V_REAL) {
+        memcpy(&v.u.d, &lo, sizeof v.u.d);
+    } else {
+        v.u.i = (int64_t)lo;
+    }
     return v;
+}
+#endif
+
+QB_API qb_value qb_null(void)
+{
+    return mkval(QB_V_NULL, 0, 0, 0);
 }
 
 QB_API qb_value qb_int(int64_t i)
 {
-    qb_value v = qb_null();
-    v.type = QB_V_INT;
-    v.u.i = i;
-    return v;
+    return mkval(QB_V_INT, 0, (uint64_t)i, 0);
 }
 
 QB_API qb_value qb_real(double d)
 {
-    qb_value v = qb_null();
-    v.type = QB_V_REAL;
-    v.u.d = d;
-    return v;
+    uint64_t bits;
+    memcpy(&bits, &d, sizeof bits);
+    return mkval(QB_V_REAL, 0, bits, 0);
 }
 
 QB_API qb_value qb_bool(int b)
 {
-    qb_value v = qb_null();
-    v.type = QB_V_BOOL;
-    v.u.i = b != 0;
-    return v;
+    return mkval(QB_V_BOOL, 0, b != 0, 0);
 }
 
 static qb_value bytes_value(qb_vtype type, const void *p, size_t n,
                             unsigned flags)
 {
-    qb_value v = qb_null();
     if (p == NULL && (type != QB_V_BLOB || n != 0))
-        return v;
-    v.type = type;
-    v.flags = flags;
-    v.u.b.p = p;
-    v.u.b.n = n;
-    return v;
+        return qb_null();
+    return mkval(type, flags, (uint64_t)(uintptr_t)p, n);
 }
 
 QB_API qb_value qb_text(const char *s)
@@ -105,10 +139,7 @@ QB_API qb_value qb_raw(const char *sql)
 
 QB_API qb_value qb_subquery(const struct qb_select *sel)
 {
-    qb_value v = qb_null();
-    v.type = QB_V_SELECT;
-    v.u.sel = sel;
-    return v;
+    return mkval(QB_V_SELECT, 0, (uint64_t)(uintptr_t)sel, 0);
 }
 
 int qbi_value_bindable(const qb_value *v)

@@ -20,7 +20,10 @@
  *   first cells, names and value bytes live inside it) and the query
  *   (struct, params, value bytes and SQL in one block).  Names are checked
  *   once, when set; rows after the first are matched to row 0's columns
- *   then too, so rendering never compares names.
+ *   then too, so rendering never compares names.  An INSERT without
+ *   upsert, RETURNING or raw values (the hot one) is written straight into
+ *   the query's block (insert_link_plain): its length is known up front,
+ *   so it needs no render buffer, parameter list or second copy.
  *
  *   DELETE keeps `?` bare where SQLite would number it the same (workers-qb
  *   leaves DELETE placeholders as written).  On SQLite its RETURNING comes
@@ -30,6 +33,7 @@
  */
 #include "qb_priv.h"
 
+#include <assert.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,21 +70,30 @@ typedef struct kvset {
     qbi_sb bytes;
 } kvset;
 
-static void kv_init(kvset *kv, kcell *c_inl, size_t ncells, char *names_inl,
-                    size_t nnames, char *bytes_inl, size_t nbytes)
+/* Storage inside a builder for its first cells, names and value bytes:
+ * a statement of up to KV_INL_CELLS columns with short names and values
+ * needs no allocation besides the builder, which stays within malloc's
+ * small-size caches (glibc: <= 1032 bytes). */
+#define KV_INL_CELLS 6
+typedef struct kv_inl {
+    kcell c[KV_INL_CELLS];
+    char names[48];
+    char bytes[96];
+} kv_inl;
+
+/* Start empty, in st if given (else on the heap from the first cell). */
+static void kv_init(kvset *kv, kv_inl *st)
 {
-    kv->c = c_inl;
+    kv->c = kv->c_inl = st != NULL ? st->c : NULL;
     kv->n = 0;
-    kv->cap = c_inl != NULL ? ncells : 0;
-    kv->c_inl = c_inl;
-    if (names_inl != NULL)
-        qbi_sb_init_buf(&kv->names, names_inl, nnames);
-    else
+    kv->cap = st != NULL ? KV_INL_CELLS : 0;
+    if (st != NULL) {
+        qbi_sb_init_buf(&kv->names, st->names, sizeof st->names);
+        qbi_sb_init_buf(&kv->bytes, st->bytes, sizeof st->bytes);
+    } else {
         qbi_sb_init(&kv->names);
-    if (bytes_inl != NULL)
-        qbi_sb_init_buf(&kv->bytes, bytes_inl, nbytes);
-    else
         qbi_sb_init(&kv->bytes);
+    }
 }
 
 static int owns_heap_bytes(const kcell *c)
@@ -113,13 +126,11 @@ static const char *kv_name(const kvset *kv, const kcell *c)
     return kv->names.p + c->name;
 }
 
-/* The value with its bytes pointer resolved (valid until the pool grows). */
-static qb_value kv_val(const kvset *kv, const kcell *c)
+/* The cell's bytes (valid until the pool grows), for any bytes value. */
+static const char *kv_bytes(const kvset *kv, const kcell *c)
 {
-    qb_value v = c->v;
-    if (c->off != KV_NO_OFF)
-        v.u.b.p = kv->bytes.p + c->off;
-    return v;
+    return c->off != KV_NO_OFF ? kv->bytes.p + c->off
+                               : (const char *)c->v.u.b.p;
 }
 
 /* Index of the cell named name[len] in cells [from, to), or to.  Names
@@ -173,23 +184,10 @@ static size_t ident_len(const char *s, int dot_ok)
 
 static int kv_grow(kvset *kv)
 {
-    size_t ncap = kv->cap ? kv->cap * 2 : 4;
-    kcell *nc;
-
-    /* cells per set are bounded by QBI_MAX_ROWS * QBI_MAX_ITEMS checks */
-    if (ncap > SIZE_MAX / sizeof *nc)
-        return QB_ENOMEM;
-    if (kv->c == kv->c_inl) {
-        nc = malloc(ncap * sizeof *nc);
-        if (nc != NULL && kv->n > 0)
-            memcpy(nc, kv->c, kv->n * sizeof *nc);
-    } else {
-        nc = realloc(kv->c, ncap * sizeof *nc);
-    }
+    kcell *nc = qbi_grow(kv->c, &kv->cap, kv->n, sizeof *nc, 4, kv->c_inl);
     if (nc == NULL)
         return QB_ENOMEM;
     kv->c = nc;
-    kv->cap = ncap;
     return QB_OK;
 }
 
@@ -285,11 +283,13 @@ static size_t kv_nbind(const kvset *kv, size_t from, size_t to)
 /* One cell's value: RAW inlined, anything else bound. */
 static void render_cell(qbi_rctx *r, const kvset *kv, const kcell *c)
 {
-    qb_value v = kv_val(kv, c);
-    if (v.type == QB_V_RAW)
-        qbi_sb_addu(&r->sb, v.u.b.p, v.u.b.n);
+    /* (no copy of the value with its pointer patched: binding straight
+     * from the cell saves a store-forwarding stall per value) */
+    if (c->v.type == QB_V_RAW)
+        qbi_sb_addu(&r->sb, kv_bytes(kv, c), c->v.u.b.n);
     else
-        qbi_rctx_bind(r, &v, 0);
+        qbi_rctx_bind(r, &c->v, c->off != KV_NO_OFF ? kv_bytes(kv, c)
+                                                    : NULL, 0);
 }
 
 /* Render "a = ?N, b = raw" with values in column order. */
@@ -302,6 +302,18 @@ static void render_set(qbi_rctx *r, const kvset *kv)
         qbi_sb_add(&r->sb, kv_name(kv, &kv->c[i]), kv->c[i].namelen);
         qbi_sb_add(&r->sb, " = ", 3);
         render_cell(r, kv, &kv->c[i]);
+    }
+}
+
+static const char *conflict_sql(qb_conflict c)
+{
+    switch (c) {
+    case QB_CONFLICT_ROLLBACK: return "ROLLBACK";
+    case QB_CONFLICT_ABORT: return "ABORT";
+    case QB_CONFLICT_FAIL: return "FAIL";
+    case QB_CONFLICT_IGNORE: return "IGNORE";
+    case QB_CONFLICT_REPLACE: return "REPLACE";
+    default: return NULL;
     }
 }
 
@@ -339,6 +351,66 @@ static void part_free(part *pt)
     qbi_sb_free(&pt->sb);
 }
 
+/* "SET a = ?N ... [WHERE ...]" of an UPDATE or an upsert, whose WHERE
+ * values bind first, then the SET values, then whatever follows. */
+typedef struct set_where {
+    part where, set;
+    int has_where;
+} set_where;
+
+/* Render both parts (in binding order) ahead of the statement's text. */
+static void sw_render(qbi_rctx *r, set_where *sw, const kvset *set,
+                      const qbi_clause *where)
+{
+    sw->has_where = where->top.n > 0;
+    qbi_sb_init(&sw->where.sb);
+    if (sw->has_where) {
+        part_begin(r, &sw->where);
+        qbi_clause_render(r, where);
+        part_end(r, &sw->where);
+    }
+    part_begin(r, &sw->set);
+    render_set(r, set);
+    part_end(r, &sw->set);
+}
+
+/* Append kw (" SET " or " DO UPDATE SET "), the SET part, the WHERE. */
+static void sw_add(qbi_rctx *r, const set_where *sw, const char *kw)
+{
+    qbi_sb_adds(&r->sb, kw);
+    part_add(r, &sw->set);
+    if (sw->has_where) {
+        qbi_sb_add(&r->sb, " WHERE ", 7);
+        part_add(r, &sw->where);
+    }
+}
+
+static void sw_free(set_where *sw)
+{
+    part_free(&sw->where);
+    part_free(&sw->set);
+}
+
+/* "INSERT " or "UPDATE ", with "OR <conflict> " (SQLite's) if set. */
+static void verb_add(qbi_rctx *r, const char *verb, qb_conflict orc)
+{
+    qbi_sb_adds(&r->sb, verb);
+    if (orc != QB_CONFLICT_NONE) {
+        r->sqlite_only = 1;
+        qbi_sb_add(&r->sb, "OR ", 3);
+        qbi_sb_adds(&r->sb, conflict_sql(orc));
+        qbi_sb_addc(&r->sb, ' ');
+    }
+}
+
+static void returning_render(qbi_rctx *r, const qbi_strlist *l)
+{
+    if (l->n > 0) {
+        qbi_sb_adds(&r->sb, " RETURNING ");
+        qbi_strlist_join(&r->sb, l, ", ");
+    }
+}
+
 /* Check a table name (schema. prefix allowed) and copy it into dst[129];
  * returns its length, or 0 with the error recorded in e. */
 static size_t table_copy(qbi_err *e, char *dst, const char *table)
@@ -356,31 +428,10 @@ static size_t table_copy(qbi_err *e, char *dst, const char *table)
     return n;
 }
 
-static const char *conflict_sql(qb_conflict c)
-{
-    switch (c) {
-    case QB_CONFLICT_ROLLBACK: return "ROLLBACK";
-    case QB_CONFLICT_ABORT: return "ABORT";
-    case QB_CONFLICT_FAIL: return "FAIL";
-    case QB_CONFLICT_IGNORE: return "IGNORE";
-    case QB_CONFLICT_REPLACE: return "REPLACE";
-    default: return NULL;
-    }
-}
-
 static int conflict_ok(qbi_err *e, qb_conflict c)
 {
     if (c < QB_CONFLICT_NONE || c > QB_CONFLICT_REPLACE) {
         qbi_seterr(e, QB_EINVAL, "Invalid conflict type %d", (int)c);
-        return 0;
-    }
-    return 1;
-}
-
-static int dialect_ok(qbi_err *e, qb_dialect d)
-{
-    if (d != QB_DIALECT_SQLITE && d != QB_DIALECT_POSTGRES) {
-        qbi_seterr(e, QB_EINVAL, "Unknown dialect %d", (int)d);
         return 0;
     }
     return 1;
@@ -396,6 +447,33 @@ static void returning_add(qbi_err *e, qbi_strlist *l, const char *expr)
     if (rc != QB_OK)
         qbi_seterr(e, rc, rc == QB_EINVAL ? "Too many RETURNING items" : NULL);
 }
+
+/* The accessors the write builders share (see QBI_DEFINE_ERR_DIALECT):
+ * qb_T_returning (fields err, returning) for all three ... */
+#define WRITE_DEFINE_RETURNING(T, okf)                                       \
+    QB_API void qb_##T##_returning(qb_##T *b, const char *expr)              \
+    {                                                                        \
+        if (okf(b))                                                          \
+            returning_add(&b->err, &b->returning, expr);                     \
+    }
+
+/* ... and qb_T_where, qb_T_where_list (field where) for UPDATE and DELETE. */
+#define WRITE_DEFINE_WHERE(T, okf)                                           \
+    QB_API void qb_##T##_where(qb_##T *b, const char *cond, size_t n,        \
+                               const qb_value *vals)                         \
+    {                                                                        \
+        if (okf(b))                                                          \
+            qbi_clause_add(&b->where, &b->err, "WHERE", 0, 1, &cond, n,      \
+                           vals);                                            \
+    }                                                                        \
+    QB_API void qb_##T##_where_list(qb_##T *b, size_t ncond,                 \
+                                    const char *const *conds, size_t n,      \
+                                    const qb_value *vals)                    \
+    {                                                                        \
+        if (okf(b))                                                          \
+            qbi_clause_add(&b->where, &b->err, "WHERE", 0, ncond, conds, n,  \
+                           vals);                                            \
+    }
 
 /* A build-time error becomes the builder's sticky error too, so *_errmsg
  * explains it.  Builders are always heap objects made by *_new, never
@@ -418,13 +496,7 @@ static int build_fail(const qbi_err *ce, int code, const char *fmt, ...)
 
 /* ---- INSERT ------------------------------------------------------------ */
 
-/* Inline storage sizes: a builder for a statement of up to INS_CELLS
- * columns with short names and values is one allocation that stays within
- * malloc's small-size caches (glibc: <= 1032 bytes). */
-#define INS_CELLS 6
-#define INS_NAMES 48
-#define INS_BYTES 96
-#define INS_ROWS 2
+#define INS_ROWS 2 /* rows whose start the builder holds inline */
 
 /* Upsert parts, allocated on first use (most inserts have none). */
 typedef struct ins_upsert {
@@ -448,15 +520,8 @@ struct qb_insert {
     size_t table_len;
     char table[129];       /* a checked name: at most 128 bytes */
     size_t rows_inl[INS_ROWS];
-    kcell cells_inl[INS_CELLS];
-    char names_inl[INS_NAMES];
-    char bytes_inl[INS_BYTES];
+    kv_inl inl;
 };
-
-static int iok(const qb_insert *ins)
-{
-    return ins != NULL && ins->err.code == QB_OK;
-}
 
 QB_API qb_insert *qb_insert_new(const char *table)
 {
@@ -470,8 +535,7 @@ QB_API qb_insert *qb_insert_new(const char *table)
     ins->row_open = 0;
     ins->upsert = 0;
     ins->orc = QB_CONFLICT_NONE;
-    kv_init(&ins->cells, ins->cells_inl, INS_CELLS, ins->names_inl,
-            INS_NAMES, ins->bytes_inl, INS_BYTES);
+    kv_init(&ins->cells, &ins->inl);
     ins->rows = ins->rows_inl;
     ins->nrows = 0;
     ins->caprows = INS_ROWS;
@@ -515,26 +579,12 @@ static ins_upsert *ins_up(qb_insert *ins)
             qbi_seterr(&ins->err, QB_ENOMEM, NULL);
             return NULL;
         }
-        kv_init(&ins->up->set, NULL, 0, NULL, 0, NULL, 0);
+        kv_init(&ins->up->set, NULL);
     }
     return ins->up;
 }
 
-QB_API int qb_insert_error(const qb_insert *ins)
-{
-    return ins ? ins->err.code : QB_EINVAL;
-}
-
-QB_API const char *qb_insert_errmsg(const qb_insert *ins)
-{
-    return ins ? qbi_errmsg(&ins->err) : qb_strerror(QB_EINVAL);
-}
-
-QB_API void qb_insert_dialect(qb_insert *ins, qb_dialect d)
-{
-    if (iok(ins) && dialect_ok(&ins->err, d))
-        ins->dialect = d;
-}
+QBI_DEFINE_ERR_DIALECT(insert, QBI_USABLE)
 
 /* Cells [*from, *to) of row i. */
 static void ins_row(const qb_insert *ins, size_t i, size_t *from, size_t *to)
@@ -545,9 +595,9 @@ static void ins_row(const qb_insert *ins, size_t i, size_t *from, size_t *to)
 
 QB_API void qb_insert_set(qb_insert *ins, const char *col, qb_value v)
 {
-    size_t row0;
+    size_t row0, *nr;
 
-    if (!iok(ins))
+    if (!QBI_USABLE(ins))
         return;
     if (!ins->row_open) {
         if (ins->nrows >= QBI_MAX_ROWS) {
@@ -555,22 +605,13 @@ QB_API void qb_insert_set(qb_insert *ins, const char *col, qb_value v)
                        QBI_MAX_ROWS);
             return;
         }
-        if (ins->nrows == ins->caprows) {
-            size_t ncap = ins->caprows * 2, *nr;
-            if (ins->rows == ins->rows_inl) {
-                nr = malloc(ncap * sizeof *nr);
-                if (nr != NULL)
-                    memcpy(nr, ins->rows, ins->nrows * sizeof *nr);
-            } else {
-                nr = realloc(ins->rows, ncap * sizeof *nr);
-            }
-            if (nr == NULL) {
-                qbi_seterr(&ins->err, QB_ENOMEM, NULL);
-                return;
-            }
-            ins->rows = nr;
-            ins->caprows = ncap;
+        nr = qbi_grow(ins->rows, &ins->caprows, ins->nrows, sizeof *nr,
+                      INS_ROWS, ins->rows_inl);
+        if (nr == NULL) {
+            qbi_seterr(&ins->err, QB_ENOMEM, NULL);
+            return;
         }
+        ins->rows = nr;
         ins->rows[ins->nrows++] = ins->cells.n;
         ins->row_open = 1;
     }
@@ -583,19 +624,15 @@ QB_API void qb_insert_set(qb_insert *ins, const char *col, qb_value v)
 QB_API void qb_insert_next_row(qb_insert *ins)
 {
     /* The next set() opens a row; calling this twice adds no empty row. */
-    if (iok(ins))
+    if (QBI_USABLE(ins))
         ins->row_open = 0;
 }
 
-QB_API void qb_insert_returning(qb_insert *ins, const char *expr)
-{
-    if (iok(ins))
-        returning_add(&ins->err, &ins->returning, expr);
-}
+WRITE_DEFINE_RETURNING(insert, QBI_USABLE)
 
 QB_API void qb_insert_or(qb_insert *ins, qb_conflict c)
 {
-    if (iok(ins) && conflict_ok(&ins->err, c))
+    if (QBI_USABLE(ins) && conflict_ok(&ins->err, c))
         ins->orc = c;
 }
 
@@ -605,7 +642,7 @@ QB_API void qb_insert_on_conflict(qb_insert *ins, size_t ncols,
     ins_upsert *up;
     size_t i;
 
-    if (!iok(ins))
+    if (!QBI_USABLE(ins))
         return;
     if (ncols == 0 || cols == NULL) {
         qbi_seterr(&ins->err, QB_EMISSING, "column is required for "
@@ -633,7 +670,7 @@ QB_API void qb_insert_on_conflict_set(qb_insert *ins, const char *col,
 {
     ins_upsert *up;
 
-    if (iok(ins) && (up = ins_up(ins)) != NULL)
+    if (QBI_USABLE(ins) && (up = ins_up(ins)) != NULL)
         kv_set(&up->set, 0, SIZE_MAX, &ins->err, "onConflict column", col,
                &v);
 }
@@ -644,14 +681,14 @@ QB_API void qb_insert_on_conflict_where(qb_insert *ins, size_t ncond,
 {
     ins_upsert *up;
 
-    if (iok(ins) && (up = ins_up(ins)) != NULL)
+    if (QBI_USABLE(ins) && (up = ins_up(ins)) != NULL)
         qbi_clause_add(&up->where, &ins->err, "WHERE", 0, ncond, conds, n,
                        vals);
 }
 
 QB_API void qb_insert_max_params(qb_insert *ins, size_t max)
 {
-    if (!iok(ins))
+    if (!QBI_USABLE(ins))
         return;
     if (max == 0 || max > QBI_MAX_PARAMS_LIMIT) {
         qbi_seterr(&ins->err, QB_EINVAL, "Invalid max_params %zu (1..%u)",
@@ -668,6 +705,122 @@ static size_t ins_row_nbind(const qb_insert *ins, size_t i)
     return kv_nbind(&ins->cells, from, to);
 }
 
+/* Decimal digits of 1, 2, ..., n together. */
+static size_t digits_upto(size_t n)
+{
+    size_t sum = 0, lo = 1, d = 1;
+
+    while (lo <= n) {
+        size_t hi = lo <= SIZE_MAX / 10 ? lo * 10 - 1 : SIZE_MAX;
+        sum += ((hi < n ? hi : n) - lo + 1) * d;
+        if (hi == SIZE_MAX)
+            break;
+        lo *= 10;
+        d++;
+    }
+    return sum;
+}
+
+/* The cell of row [rf, rt) for row-0 column k (matched by name when set:
+ * rows may list their columns in any order; the same order is usual). */
+static const kcell *row_cell(const kvset *kv, size_t rf, size_t rt, size_t k)
+{
+    size_t j = rf + k;
+    if (j >= rt || kv->c[j].col != k)
+        for (j = rf; j < rt && kv->c[j].col != k; j++)
+            ;
+    return &kv->c[j];
+}
+
+/* Rows [from, to) of an INSERT with no upsert, no RETURNING and no raw
+ * value, written straight into the query's block: the text's length is
+ * known up front (names, numbered placeholders), so there is no render
+ * buffer, no parameter list and no second copy.  Same text as
+ * insert_link; returns 1 (nothing done) when the rows do not qualify. */
+static int insert_link_plain(const qb_insert *ins, size_t from, size_t to,
+                             qb_fetch fetch, qb_query **out)
+{
+    const kvset *kv = &ins->cells;
+    size_t n0 = ins->nrows > 1 ? ins->rows[1] : kv->n; /* row 0's columns */
+    size_t i, k, rf, rt, len, np = (to - from) * n0, bytes = 0, g = 0;
+    const char *orc = conflict_sql(ins->orc);
+    char mark = ins->dialect == QB_DIALECT_POSTGRES ? '$' : '?', *p, *at;
+    qb_query *q;
+    int rc;
+
+    if (ins->upsert || ins->returning.n > 0)
+        return 1;
+    ins_row(ins, from, &rf, &rt);
+    rt = to < ins->nrows ? ins->rows[to] : kv->n; /* the links' cells */
+    for (i = rf; i < rt; i++) {
+        const qb_value *v = &kv->c[i].v;
+        if (v->type == QB_V_RAW)
+            return 1;
+        if ((v->type == QB_V_TEXT || v->type == QB_V_BLOB) &&
+            !(v->flags & QB_VF_BORROWED)) {
+            if (v->u.b.n + 1 > SIZE_MAX - bytes)
+                return QB_EINVAL;
+            bytes += v->u.b.n + 1;
+        }
+    }
+    /* "INSERT [OR x ]INTO t (names) VALUES (?1, ...), (...)": every size
+     * is bounded (names <= 128 bytes, QBI_MAX_ITEMS columns, max_params
+     * placeholders), far from overflow */
+    len = 7 + (orc != NULL ? 4 + strlen(orc) : 0) + 5 + ins->table_len + 2;
+    for (k = 0; k < n0; k++)
+        len += kv->c[k].namelen + (k > 0 ? 2 : 0);
+    len += 9 + (to - from) * (2 + 2 * (n0 - 1)) + 2 * (to - from - 1) +
+           np + digits_upto(np);
+    rc = qbi_query_alloc(QB_KIND_INSERT, fetch, ins->dialect, len, SIZE_MAX,
+                         np, bytes, &at, &q);
+    if (rc != QB_OK)
+        return rc;
+    q->portable = ins->dialect == QB_DIALECT_SQLITE && orc == NULL;
+    p = q->sql;
+    memcpy(p, "INSERT ", 7), p += 7;
+    if (orc != NULL) {
+        memcpy(p, "OR ", 3), p += 3;
+        memcpy(p, orc, strlen(orc)), p += strlen(orc);
+        *p++ = ' ';
+    }
+    memcpy(p, "INTO ", 5), p += 5;
+    memcpy(p, ins->table, ins->table_len), p += ins->table_len;
+    memcpy(p, " (", 2), p += 2;
+    for (k = 0; k < n0; k++) {
+        if (k > 0)
+            memcpy(p, ", ", 2), p += 2;
+        memcpy(p, kv_name(kv, &kv->c[k]), kv->c[k].namelen);
+        p += kv->c[k].namelen;
+    }
+    memcpy(p, ") VALUES ", 9), p += 9;
+    for (i = from; i < to; i++) {
+        ins_row(ins, i, &rf, &rt);
+        if (i > from)
+            memcpy(p, ", ", 2), p += 2;
+        *p++ = '(';
+        for (k = 0; k < n0; k++) {
+            const kcell *c = row_cell(kv, rf, rt, k);
+            char dig[24], *e = dig + sizeof dig, *d = e;
+            size_t u = ++g;
+            if (k > 0)
+                memcpy(p, ", ", 2), p += 2;
+            do {
+                *--d = (char)('0' + u % 10);
+                u /= 10;
+            } while (u != 0);
+            *p++ = mark;
+            memcpy(p, d, (size_t)(e - d)), p += e - d;
+            at = qbi_query_put_value(&q->params[g - 1], &c->v,
+                                     c->off != KV_NO_OFF ? kv_bytes(kv, c)
+                                                         : NULL, at);
+        }
+        *p++ = ')';
+    }
+    assert((size_t)(p - q->sql) == len);
+    *out = q;
+    return QB_OK;
+}
+
 /* Render one link: rows [from, to).  Explicit numbering throughout. */
 static int insert_link(const qb_insert *ins, size_t from, size_t to,
                        qb_fetch fetch, qb_query **out)
@@ -675,33 +828,17 @@ static int insert_link(const qb_insert *ins, size_t from, size_t to,
     const kvset *kv = &ins->cells;
     const ins_upsert *up = ins->upsert ? ins->up : NULL;
     size_t n0 = ins->nrows > 1 ? ins->rows[1] : kv->n; /* row 0's columns */
-    size_t i, k, rf, rt, j;
-    part where, set;
+    size_t i, k, rf, rt;
+    set_where sw;
     qbi_rctx r;
     int rc;
 
     qbi_rctx_init(&r, ins->dialect, 1);
-    qbi_sb_init(&where.sb);
-    qbi_sb_init(&set.sb);
-    if (up != NULL) {
-        /* binding order: upsert WHERE, upsert SET, then the rows */
-        if (up->where.top.n > 0) {
-            part_begin(&r, &where);
-            qbi_clause_render(&r, &up->where);
-            part_end(&r, &where);
-        }
-        part_begin(&r, &set);
-        render_set(&r, &up->set);
-        part_end(&r, &set);
-    }
+    /* binding order: upsert WHERE, upsert SET, then the rows */
+    if (up != NULL)
+        sw_render(&r, &sw, &up->set, &up->where);
     /* The statement proper; rows continue the numbering. */
-    qbi_sb_add(&r.sb, "INSERT ", 7);
-    if (ins->orc != QB_CONFLICT_NONE) {
-        r.sqlite_only = 1;
-        qbi_sb_add(&r.sb, "OR ", 3);
-        qbi_sb_adds(&r.sb, conflict_sql(ins->orc));
-        qbi_sb_addc(&r.sb, ' ');
-    }
+    verb_add(&r, "INSERT ", ins->orc);
     qbi_sb_add(&r.sb, "INTO ", 5);
     qbi_sb_add(&r.sb, ins->table, ins->table_len);
     qbi_sb_add(&r.sb, " (", 2);
@@ -717,15 +854,9 @@ static int insert_link(const qb_insert *ins, size_t from, size_t to,
             qbi_sb_add(&r.sb, ", ", 2);
         qbi_sb_addc(&r.sb, '(');
         for (k = 0; k < n0; k++) {
-            /* by name (matched when set): rows may list their columns in
-             * any order; the same order is the common case */
-            j = rf + k;
-            if (j >= rt || kv->c[j].col != k)
-                for (j = rf; j < rt && kv->c[j].col != k; j++)
-                    ;
             if (k > 0)
                 qbi_sb_add(&r.sb, ", ", 2);
-            render_cell(&r, kv, &kv->c[j]);
+            render_cell(&r, kv, row_cell(kv, rf, rt, k));
         }
         qbi_sb_addc(&r.sb, ')');
     }
@@ -733,24 +864,15 @@ static int insert_link(const qb_insert *ins, size_t from, size_t to,
         qbi_sb_adds(&r.sb, " ON CONFLICT (");
         qbi_strlist_join(&r.sb, &up->cols, ", ");
         qbi_sb_addc(&r.sb, ')');
-        if (up->set.n == 0) {
+        if (up->set.n == 0)
             qbi_sb_adds(&r.sb, " DO NOTHING");
-        } else {
-            qbi_sb_adds(&r.sb, " DO UPDATE SET ");
-            part_add(&r, &set);
-            if (up->where.top.n > 0) {
-                qbi_sb_adds(&r.sb, " WHERE ");
-                part_add(&r, &where);
-            }
-        }
+        else
+            sw_add(&r, &sw, " DO UPDATE SET ");
     }
-    if (ins->returning.n > 0) {
-        qbi_sb_adds(&r.sb, " RETURNING ");
-        qbi_strlist_join(&r.sb, &ins->returning, ", ");
-    }
+    returning_render(&r, &ins->returning);
     rc = qbi_rctx_finish(&r, QB_KIND_INSERT, fetch, NULL, out);
-    part_free(&where);
-    part_free(&set);
+    if (up != NULL)
+        sw_free(&sw);
     qbi_rctx_free(&r);
     return rc;
 }
@@ -762,13 +884,8 @@ QB_API int qb_insert_build(const qb_insert *ins, qb_query **out)
     qb_fetch fetch;
     int rc;
 
-    if (out == NULL)
-        return QB_EINVAL;
-    *out = NULL;
-    if (ins == NULL)
-        return QB_EINVAL;
-    if (ins->err.code != QB_OK)
-        return ins->err.code;
+    if ((rc = QBI_BUILD_BEGIN(ins, out)) != QB_OK)
+        return rc;
     nrows = ins->nrows;
     if (nrows > 0 && ins->rows[nrows - 1] == ins->cells.n)
         nrows--; /* an opened row that got nothing */
@@ -828,7 +945,9 @@ QB_API int qb_insert_build(const qb_insert *ins, qb_query **out)
                               fixed + ins_row_nbind(ins, from),
                               ins->max_params);
         }
-        rc = insert_link(ins, from, to, fetch, tail);
+        rc = insert_link_plain(ins, from, to, fetch, tail);
+        if (rc == 1)
+            rc = insert_link(ins, from, to, fetch, tail);
         if (rc != QB_OK) {
             qb_query_free(head);
             return rc;
@@ -842,10 +961,6 @@ QB_API int qb_insert_build(const qb_insert *ins, qb_query **out)
 
 /* ---- UPDATE ------------------------------------------------------------ */
 
-#define UPD_CELLS 4
-#define UPD_NAMES 48
-#define UPD_BYTES 96
-
 struct qb_update {
     qbi_err err;
     qb_dialect dialect;
@@ -855,29 +970,16 @@ struct qb_update {
     qbi_strlist returning;
     size_t table_len;
     char table[129];
-    kcell cells_inl[UPD_CELLS];
-    char names_inl[UPD_NAMES];
-    char bytes_inl[UPD_BYTES];
+    kv_inl inl;
 };
-
-static int uok(const qb_update *u)
-{
-    return u != NULL && u->err.code == QB_OK;
-}
 
 QB_API qb_update *qb_update_new(const char *table)
 {
-    qb_update *u = malloc(sizeof *u);
+    /* (zeroed: no error, SQLite, no conflict clause, empty lists) */
+    qb_update *u = calloc(1, sizeof *u);
     if (u == NULL)
         return NULL;
-    u->err.code = QB_OK;
-    u->err.msg = NULL;
-    u->dialect = QB_DIALECT_SQLITE;
-    u->orc = QB_CONFLICT_NONE;
-    kv_init(&u->set, u->cells_inl, UPD_CELLS, u->names_inl, UPD_NAMES,
-            u->bytes_inl, UPD_BYTES);
-    memset(&u->where, 0, sizeof u->where);
-    memset(&u->returning, 0, sizeof u->returning);
+    kv_init(&u->set, &u->inl);
     u->table_len = table_copy(&u->err, u->table, table);
     return u;
 }
@@ -893,68 +995,31 @@ QB_API void qb_update_free(qb_update *u)
     free(u);
 }
 
-QB_API int qb_update_error(const qb_update *u)
-{
-    return u ? u->err.code : QB_EINVAL;
-}
-
-QB_API const char *qb_update_errmsg(const qb_update *u)
-{
-    return u ? qbi_errmsg(&u->err) : qb_strerror(QB_EINVAL);
-}
-
-QB_API void qb_update_dialect(qb_update *u, qb_dialect d)
-{
-    if (uok(u) && dialect_ok(&u->err, d))
-        u->dialect = d;
-}
+QBI_DEFINE_ERR_DIALECT(update, QBI_USABLE)
 
 QB_API void qb_update_set(qb_update *u, const char *col, qb_value v)
 {
-    if (uok(u))
+    if (QBI_USABLE(u))
         kv_set(&u->set, 0, SIZE_MAX, &u->err, "column", col, &v);
 }
 
-QB_API void qb_update_where(qb_update *u, const char *cond, size_t n,
-                            const qb_value *vals)
-{
-    if (uok(u))
-        qbi_clause_add(&u->where, &u->err, "WHERE", 0, 1, &cond, n, vals);
-}
-
-QB_API void qb_update_where_list(qb_update *u, size_t ncond,
-                                 const char *const *conds, size_t n,
-                                 const qb_value *vals)
-{
-    if (uok(u))
-        qbi_clause_add(&u->where, &u->err, "WHERE", 0, ncond, conds, n, vals);
-}
-
-QB_API void qb_update_returning(qb_update *u, const char *expr)
-{
-    if (uok(u))
-        returning_add(&u->err, &u->returning, expr);
-}
+WRITE_DEFINE_WHERE(update, QBI_USABLE)
+WRITE_DEFINE_RETURNING(update, QBI_USABLE)
 
 QB_API void qb_update_or(qb_update *u, qb_conflict c)
 {
-    if (uok(u) && conflict_ok(&u->err, c))
+    if (QBI_USABLE(u) && conflict_ok(&u->err, c))
         u->orc = c;
 }
 
 QB_API int qb_update_build(const qb_update *u, qb_query **out)
 {
     qbi_rctx r;
-    part where, set;
+    set_where sw;
     int rc;
 
-    if (out == NULL)
-        return QB_EINVAL;
-    *out = NULL;
-    if (u == NULL)
-        return QB_EINVAL;
-    if (u->err.code != QB_OK)
-        return u->err.code;
+    if ((rc = QBI_BUILD_BEGIN(u, out)) != QB_OK)
+        return rc;
     if (u->set.n == 0)
         return build_fail(&u->err, QB_EMISSING, "data is required for "
                           "UPDATE operation\n  Hint: Provide a valid data "
@@ -965,38 +1030,15 @@ QB_API int qb_update_build(const qb_update *u, qb_query **out)
 
     /* binding order: WHERE values first, then SET */
     qbi_rctx_init(&r, u->dialect, 1);
-    qbi_sb_init(&where.sb);
-    if (u->where.top.n > 0) {
-        part_begin(&r, &where);
-        qbi_clause_render(&r, &u->where);
-        part_end(&r, &where);
-    }
-    part_begin(&r, &set);
-    render_set(&r, &u->set);
-    part_end(&r, &set);
-    qbi_sb_add(&r.sb, "UPDATE ", 7);
-    if (u->orc != QB_CONFLICT_NONE) {
-        r.sqlite_only = 1;
-        qbi_sb_add(&r.sb, "OR ", 3);
-        qbi_sb_adds(&r.sb, conflict_sql(u->orc));
-        qbi_sb_addc(&r.sb, ' ');
-    }
+    sw_render(&r, &sw, &u->set, &u->where);
+    verb_add(&r, "UPDATE ", u->orc);
     qbi_sb_add(&r.sb, u->table, u->table_len);
-    qbi_sb_add(&r.sb, " SET ", 5);
-    part_add(&r, &set);
-    if (u->where.top.n > 0) {
-        qbi_sb_add(&r.sb, " WHERE ", 7);
-        part_add(&r, &where);
-    }
-    if (u->returning.n > 0) {
-        qbi_sb_adds(&r.sb, " RETURNING ");
-        qbi_strlist_join(&r.sb, &u->returning, ", ");
-    }
+    sw_add(&r, &sw, " SET ");
+    returning_render(&r, &u->returning);
     if (r.err == QB_OK && r.nparams > QBI_DEFAULT_MAX_PARAMS)
         r.err = QB_EINVAL;
     rc = qbi_rctx_finish(&r, QB_KIND_UPDATE, QB_FETCH_ALL, NULL, out);
-    part_free(&where);
-    part_free(&set);
+    sw_free(&sw);
     qbi_rctx_free(&r);
     return rc;
 }
@@ -1012,11 +1054,6 @@ struct qb_delete {
     int64_t limit, offset;
     char table[129];
 };
-
-static int dok(const qb_delete *d)
-{
-    return d != NULL && d->err.code == QB_OK;
-}
 
 QB_API qb_delete *qb_delete_new(const char *table)
 {
@@ -1038,87 +1075,18 @@ QB_API void qb_delete_free(qb_delete *d)
     free(d);
 }
 
-QB_API int qb_delete_error(const qb_delete *d)
-{
-    return d ? d->err.code : QB_EINVAL;
-}
-
-QB_API const char *qb_delete_errmsg(const qb_delete *d)
-{
-    return d ? qbi_errmsg(&d->err) : qb_strerror(QB_EINVAL);
-}
-
-QB_API void qb_delete_dialect(qb_delete *d, qb_dialect dl)
-{
-    if (dok(d) && dialect_ok(&d->err, dl))
-        d->dialect = dl;
-}
-
-QB_API void qb_delete_where(qb_delete *d, const char *cond, size_t n,
-                            const qb_value *vals)
-{
-    if (dok(d))
-        qbi_clause_add(&d->where, &d->err, "WHERE", 0, 1, &cond, n, vals);
-}
-
-QB_API void qb_delete_where_list(qb_delete *d, size_t ncond,
-                                 const char *const *conds, size_t n,
-                                 const qb_value *vals)
-{
-    if (dok(d))
-        qbi_clause_add(&d->where, &d->err, "WHERE", 0, ncond, conds, n, vals);
-}
-
-QB_API void qb_delete_returning(qb_delete *d, const char *expr)
-{
-    if (dok(d))
-        returning_add(&d->err, &d->returning, expr);
-}
-
-QB_API void qb_delete_order_by(qb_delete *d, const char *expr, qb_order o)
-{
-    if (dok(d))
-        qbi_order_add(&d->order_by, &d->err, expr, o);
-}
-
-QB_API void qb_delete_limit(qb_delete *d, int64_t n)
-{
-    if (!dok(d))
-        return;
-    if (n < 0) {
-        qbi_seterr(&d->err, QB_EINVAL, "Invalid limit value: %lld",
-                   (long long)n);
-        return;
-    }
-    d->has_limit = 1;
-    d->limit = n;
-}
-
-QB_API void qb_delete_offset(qb_delete *d, int64_t n)
-{
-    if (!dok(d))
-        return;
-    if (n < 0) {
-        qbi_seterr(&d->err, QB_EINVAL, "Invalid offset value: %lld",
-                   (long long)n);
-        return;
-    }
-    d->has_offset = 1;
-    d->offset = n;
-}
+QBI_DEFINE_ERR_DIALECT(delete, QBI_USABLE)
+WRITE_DEFINE_WHERE(delete, QBI_USABLE)
+WRITE_DEFINE_RETURNING(delete, QBI_USABLE)
+QBI_DEFINE_ORDER_LIMIT(delete, QBI_USABLE)
 
 QB_API int qb_delete_build(const qb_delete *d, qb_query **out)
 {
     qbi_rctx r;
     int rc;
 
-    if (out == NULL)
-        return QB_EINVAL;
-    *out = NULL;
-    if (d == NULL)
-        return QB_EINVAL;
-    if (d->err.code != QB_OK)
-        return d->err.code;
+    if ((rc = QBI_BUILD_BEGIN(d, out)) != QB_OK)
+        return rc;
     /* PostgreSQL's DELETE has no ORDER BY / LIMIT / OFFSET (a syntax error
      * there); the dialect may be set after them, so only build can tell. */
     if (d->dialect == QB_DIALECT_POSTGRES &&
@@ -1138,10 +1106,8 @@ QB_API int qb_delete_build(const qb_delete *d, qb_query **out)
     /* SQLite's grammar puts RETURNING before ORDER BY / LIMIT; workers-qb
      * 1.14.0 (#157) moved it last, which SQLite rejects with a syntax
      * error.  (PostgreSQL has no DELETE ... LIMIT: refused above.) */
-    if (d->returning.n > 0 && d->dialect == QB_DIALECT_SQLITE) {
-        qbi_sb_adds(&r.sb, " RETURNING ");
-        qbi_strlist_join(&r.sb, &d->returning, ", ");
-    }
+    if (d->dialect == QB_DIALECT_SQLITE)
+        returning_render(&r, &d->returning);
     /* (PostgreSQL has no DELETE ... ORDER BY / LIMIT / OFFSET) */
     if (d->order_by.n > 0 || d->has_limit || d->has_offset)
         r.sqlite_only = 1;
@@ -1159,10 +1125,8 @@ QB_API int qb_delete_build(const qb_delete *d, qb_query **out)
         qbi_sb_adds(&r.sb, " OFFSET ");
         qbi_sb_addnum(&r.sb, 0, d->offset);
     }
-    if (d->returning.n > 0 && d->dialect != QB_DIALECT_SQLITE) {
-        qbi_sb_adds(&r.sb, " RETURNING ");
-        qbi_strlist_join(&r.sb, &d->returning, ", ");
-    }
+    if (d->dialect != QB_DIALECT_SQLITE)
+        returning_render(&r, &d->returning);
     if (r.err == QB_OK && r.nparams > QBI_DEFAULT_MAX_PARAMS)
         r.err = QB_EINVAL;
     rc = qbi_rctx_finish(&r, QB_KIND_DELETE, QB_FETCH_ALL, NULL, out);
@@ -1177,7 +1141,7 @@ QB_API int qb_delete_build(const qb_delete *d, qb_query **out)
  * a `?` inside a PostgreSQL literal or comment is not a placeholder. */
 static void pg_placeholders(qbi_sb *sb, const char *sql, size_t n)
 {
-    size_t i, j, k, idx, maxidx = 0;
+    size_t i, j, idx, maxidx = 0;
     int closed;
 
     for (i = 0; i < n;) {
@@ -1192,14 +1156,7 @@ static void pg_placeholders(qbi_sb *sb, const char *sql, size_t n)
             continue;
         }
         /* a placeholder token, ? or ?N */
-        idx = 0;
-        for (k = i + 1; k < j; k++)
-            if (idx < 1000000)
-                idx = idx * 10 + (size_t)(sql[k] - '0');
-        if (j == i + 1)
-            idx = maxidx + 1;
-        if (idx > maxidx)
-            maxidx = idx;
+        idx = qbi_sqlite_param(sql, i, j, &maxidx);
         /* keep the parameter a token of its own, as `?` was: a$1 is a
          * name, and PostgreSQL 16 refuses $1abc ("trailing junk") */
         if (sb->len > 0 && qbi_pg_idchar((unsigned char)sb->p[sb->len - 1]))
@@ -1306,7 +1263,7 @@ QB_API int qb_create_table(qb_query **out, qb_dialect d, const char *table,
     if (out == NULL)
         return QB_EINVAL;
     *out = NULL;
-    if (!dialect_ok(&e, d) ||
+    if (!qbi_dialect_ok(&e, d) ||
         qbi_name_check(&e, "tableName", table, 1) != QB_OK ||
         qbi_fragment_check(&e, "CREATE TABLE", schema) != QB_OK) {
         rc = e.code;
@@ -1337,7 +1294,7 @@ QB_API int qb_drop_table(qb_query **out, qb_dialect d, const char *table,
     if (out == NULL)
         return QB_EINVAL;
     *out = NULL;
-    if (!dialect_ok(&e, d) ||
+    if (!qbi_dialect_ok(&e, d) ||
         qbi_name_check(&e, "tableName", table, 1) != QB_OK) {
         rc = e.code;
         qbi_err_free(&e);
