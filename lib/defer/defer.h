@@ -19,6 +19,9 @@
  * Conventions: int status codes (DEFER_OK = 0, named negatives,
  * defer_strerror()); opaque handles with create/free pairs, every free
  * accepts NULL; no global mutable state (two pools are independent).
+ * Names: the API is defer_ / DEFER_ and marked DEFER_API; lib/defer's
+ * private names start with defer__ (defer_int.h) and are hidden
+ * (-fvisibility=hidden): never exported from libwaituntil-defer.
  *
  * ORDERING GUARANTEES (exactly these, nothing more):
  *   - The tasks of one request run in registration order, one after the

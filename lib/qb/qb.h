@@ -16,6 +16,10 @@
  *     text (qb_raw() is the one explicit exception: trusted SQL text).
  *   - Thread-safety: a builder or query handle is used by one thread at a
  *     time; distinct handles are independent.  No global mutable state.
+ *   - Names: the API is qb_ / QB_ and marked QB_API (qb.h, qb_conn.h);
+ *     lib/qb's private names start with qbi_ (qb_int.h, qb_priv.h,
+ *     qb_drv.h) and are hidden (-fvisibility=hidden): never exported
+ *     from libwaituntil-qb.
  */
 #ifndef WAITUNTIL_QB_H
 #define WAITUNTIL_QB_H
