@@ -345,6 +345,10 @@ int64_t defer__now_ns(void);
  * misuse we cannot recover from, so they abort with a message. */
 void defer__lock(defer_pool *p);
 void defer__unlock(defer_pool *p);
+/* Any of lib/defer's mutexes: a failure is a bug, and aborts with a
+ * line on stderr (as every pthread_* failure here does). */
+void defer__mutex_lock(pthread_mutex_t *mu);
+void defer__mutex_unlock(pthread_mutex_t *mu);
 void defer__broadcast(pthread_cond_t *cv);
 void defer__signal(pthread_cond_t *cv);
 /* Wait on cv until abs_ns (CLOCK_MONOTONIC; 0 = forever).  Returns 0 or

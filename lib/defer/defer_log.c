@@ -61,22 +61,12 @@ struct defer_rl {
 
 static void rl_lock(defer_rl *rl)
 {
-    int rc = pthread_mutex_lock(&rl->mu);
-    if (rc != 0) {
-        fprintf(stderr, "defer: fatal: pthread_mutex_lock: %s\n",
-                strerror(rc));
-        abort();
-    }
+    defer__mutex_lock(&rl->mu);
 }
 
 static void rl_unlock(defer_rl *rl)
 {
-    int rc = pthread_mutex_unlock(&rl->mu);
-    if (rc != 0) {
-        fprintf(stderr, "defer: fatal: pthread_mutex_unlock: %s\n",
-                strerror(rc));
-        abort();
-    }
+    defer__mutex_unlock(&rl->mu);
 }
 
 int defer__rl_init(defer_pool *p)

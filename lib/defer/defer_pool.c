@@ -405,6 +405,17 @@ static void pool_free(defer_pool *p)
     free(p);
 }
 
+/* Drop one reference (the creator's, or a ctx's); the last frees p. */
+static void pool_unref(defer_pool *p)
+{
+    int last;
+    defer__lock(p);
+    last = --p->refs == 0;
+    defer__unlock(p);
+    if (last)
+        pool_free(p);
+}
+
 static int check_config(const defer_config *c, char *errbuf, size_t len)
 {
     if (c->workers < 1 || c->workers > MAX_WORKERS) {
@@ -872,7 +883,7 @@ DEFER_API int defer_pool_shutdown(defer_pool *p, unsigned deadline_ms)
 
 DEFER_API void defer_pool_destroy(defer_pool *p)
 {
-    int last, called;
+    int called;
     if (p == NULL)
         return;
     defer__lock(p);
@@ -880,11 +891,7 @@ DEFER_API void defer_pool_destroy(defer_pool *p)
     defer__unlock(p);
     if (!called)
         (void)defer_pool_shutdown(p, p->cfg.drain_ms);
-    defer__lock(p);
-    last = --p->refs == 0;
-    defer__unlock(p);
-    if (last)
-        pool_free(p);
+    pool_unref(p);
 }
 
 DEFER_API qb_dialect defer_pool_dialect(const defer_pool *p)
@@ -984,7 +991,6 @@ DEFER_API void defer_ctx_discard(defer_ctx *c)
 DEFER_API void defer_ctx_free(defer_ctx *c)
 {
     defer_pool *p;
-    int last;
     if (c == NULL)
         return;
     p = c->pool;
@@ -992,11 +998,7 @@ DEFER_API void defer_ctx_free(defer_ctx *c)
     defer__runner_fini(&c->run);
     free(c->scratch);
     free(c);
-    defer__lock(p);
-    last = --p->refs == 0;
-    defer__unlock(p);
-    if (last)
-        pool_free(p);
+    pool_unref(p);
 }
 
 DEFER_API size_t defer_ctx_count(const defer_ctx *c)

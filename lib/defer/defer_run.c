@@ -96,18 +96,28 @@ static void die(const char *what, int rc)
     abort();
 }
 
-void defer__lock(defer_pool *p)
+void defer__mutex_lock(pthread_mutex_t *mu)
 {
-    int rc = pthread_mutex_lock(&p->mu);
+    int rc = pthread_mutex_lock(mu);
     if (rc != 0)
         die("pthread_mutex_lock", rc);
 }
 
-void defer__unlock(defer_pool *p)
+void defer__mutex_unlock(pthread_mutex_t *mu)
 {
-    int rc = pthread_mutex_unlock(&p->mu);
+    int rc = pthread_mutex_unlock(mu);
     if (rc != 0)
         die("pthread_mutex_unlock", rc);
+}
+
+void defer__lock(defer_pool *p)
+{
+    defer__mutex_lock(&p->mu);
+}
+
+void defer__unlock(defer_pool *p)
+{
+    defer__mutex_unlock(&p->mu);
 }
 
 void defer__broadcast(pthread_cond_t *cv)
