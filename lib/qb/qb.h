@@ -432,7 +432,7 @@ QB_API qb_delete *qb_delete_new(const char *table);
 QB_API void qb_delete_free(qb_delete *d);
 QB_API int qb_delete_error(const qb_delete *d);
 QB_API const char *qb_delete_errmsg(const qb_delete *d);
-QB_API void qb_delete_dialect(qb_delete *d, qb_dialect dl);
+QB_API void qb_delete_dialect(qb_delete *b, qb_dialect d);
 QB_API void qb_delete_where(qb_delete *d, const char *cond, size_t n,
                             const qb_value *vals);
 QB_API void qb_delete_where_list(qb_delete *d, size_t ncond,
