@@ -478,6 +478,7 @@ static int encode_task(jbuf *b, const defer_task *t, uint32_t *pcrc)
 #define QCACHE 8
 typedef struct qcache {
     char *sql[QCACHE];
+    size_t len[QCACHE];
     unsigned dialect[QCACHE];
     size_t np[QCACHE];
     qb_query *tpl[QCACHE];
@@ -494,27 +495,40 @@ static void qcache_free(qcache *c)
     memset(c, 0, sizeof *c);
 }
 
+/* sql: up to sl bytes, not NUL-terminated (the record's own bytes:
+ * copied only when the cache misses); the text ends at a NUL inside,
+ * as the copy it used to be (strndup) did. */
 static int build_query(qcache *c, unsigned dialect, const char *sql,
-                       size_t np, const qb_value *vals, qb_query **out)
+                       size_t sl, size_t np, const qb_value *vals,
+                       qb_query **out)
 {
     unsigned i;
     int rc;
-    if (c == NULL)
-        return qb_query_raw_dialect(out, (qb_dialect)dialect, sql, np, vals,
-                                    QB_FETCH_NONE);
+    sl = strnlen(sql, sl);
+    if (c == NULL) {
+        char *z = strndup(sql, sl);
+        if (z == NULL)
+            return QB_ENOMEM;
+        rc = qb_query_raw_dialect(out, (qb_dialect)dialect, z, np, vals,
+                                  QB_FETCH_NONE);
+        free(z);
+        return rc;
+    }
     for (i = 0; i < QCACHE; i++)
         if (c->tpl[i] != NULL && c->dialect[i] == dialect &&
-            c->np[i] == np && strcmp(c->sql[i], sql) == 0)
+            c->np[i] == np && c->len[i] == sl &&
+            memcmp(c->sql[i], sql, sl) == 0)
             return qb_query_rebind(c->tpl[i], np, vals, out);
     i = c->next++ % QCACHE;
     free(c->sql[i]);
     qb_query_free(c->tpl[i]);
     c->tpl[i] = NULL;
-    c->sql[i] = strdup(sql);
+    c->sql[i] = strndup(sql, sl);
     if (c->sql[i] == NULL)
         return QB_ENOMEM;
-    rc = qb_query_raw_dialect(&c->tpl[i], (qb_dialect)dialect, sql, np, vals,
-                              QB_FETCH_NONE);
+    c->len[i] = sl;
+    rc = qb_query_raw_dialect(&c->tpl[i], (qb_dialect)dialect, c->sql[i], np,
+                              vals, QB_FETCH_NONE);
     if (rc != QB_OK) {
         free(c->sql[i]);
         c->sql[i] = NULL;
@@ -544,7 +558,7 @@ static int decode(qcache *cache, const unsigned char *p, size_t n,
     size_t pos = 0, nl, k, i;
     unsigned dialect, lab;
     qb_query **qs = NULL;
-    qb_value *vals = NULL;
+    qb_value vbuf[16], *vals = NULL, *vheap = NULL;
     int rc = QB_EINVAL;
 
 #define NEED(x)                                                              \
@@ -566,7 +580,13 @@ static int decode(qcache *cache, const unsigned char *p, size_t n,
     lab = (unsigned)p[2] | (unsigned)p[3] << 8;
     pos = 4;
     NEED(lab);
-    snprintf(label, label_len, "%.*s", (int)lab, (const char *)p + pos);
+    if (label_len > 0) { /* as snprintf "%.*s" did, without its cost */
+        size_t ll = strnlen((const char *)p + pos, lab);
+        if (ll > label_len - 1)
+            ll = label_len - 1;
+        memcpy(label, p + pos, ll);
+        label[ll] = '\0';
+    }
     pos += lab;
     NEED(2);
     nl = (size_t)p[pos] | (size_t)p[pos + 1] << 8;
@@ -578,37 +598,30 @@ static int decode(qcache *cache, const unsigned char *p, size_t n,
     }
     for (k = 0; k < nl; k++) {
         size_t sl, np;
-        char *sql;
+        const char *sql;
         NEED(4);
         sl = get32(p + pos);
         pos += 4;
         NEED(sl);
-        sql = strndup((const char *)p + pos, sl);
-        if (sql == NULL) {
-            rc = QB_ENOMEM;
-            goto fail;
-        }
+        sql = (const char *)p + pos; /* sl bytes, in the record */
         pos += sl;
-        if (pos > n - 2) {
-            free(sql);
-            NEED(2);
-        }
+        NEED(2);
         np = (size_t)p[pos] | (size_t)p[pos + 1] << 8;
         pos += 2;
-        free(vals);
-        vals = calloc(np ? np : 1, sizeof *vals);
-        if (vals == NULL) {
-            free(sql);
-            rc = QB_ENOMEM;
-            goto fail;
+        if (np <= sizeof vbuf / sizeof vbuf[0]) {
+            vals = vbuf; /* no allocation for the usual few values */
+        } else {
+            free(vheap);
+            vals = vheap = calloc(np, sizeof *vals);
+            if (vals == NULL) {
+                rc = QB_ENOMEM;
+                goto fail;
+            }
         }
         for (i = 0; i < np; i++) {
             unsigned ty;
             uint64_t u;
-            if (pos >= n) {
-                free(sql);
-                NEED(1);
-            }
+            NEED(1);
             ty = p[pos++];
             switch (ty) {
             case QB_V_NULL:
@@ -617,10 +630,7 @@ static int decode(qcache *cache, const unsigned char *p, size_t n,
             case QB_V_INT:
             case QB_V_BOOL:
             case QB_V_REAL:
-                if (8 > n - pos) {
-                    free(sql);
-                    NEED(8);
-                }
+                NEED(8);
                 u = get64(p + pos);
                 pos += 8;
                 if (ty == QB_V_INT) {
@@ -636,16 +646,10 @@ static int decode(qcache *cache, const unsigned char *p, size_t n,
             case QB_V_TEXT:
             case QB_V_BLOB: {
                 size_t vl;
-                if (4 > n - pos) {
-                    free(sql);
-                    NEED(4);
-                }
+                NEED(4);
                 vl = get32(p + pos);
                 pos += 4;
-                if (vl > n - pos) {
-                    free(sql);
-                    NEED(vl);
-                }
+                NEED(vl);
                 vals[i] = ty == QB_V_TEXT
                               ? qb_textn((const char *)p + pos, vl)
                               : qb_blob(p + pos, vl);
@@ -653,13 +657,11 @@ static int decode(qcache *cache, const unsigned char *p, size_t n,
                 break;
             }
             default:
-                free(sql);
                 snprintf(why, why_len, "unknown value type %u", ty);
                 goto fail;
             }
         }
-        rc = build_query(cache, dialect, sql, np, vals, &qs[k]);
-        free(sql);
+        rc = build_query(cache, dialect, sql, sl, np, vals, &qs[k]);
         if (rc != QB_OK) {
             snprintf(why, why_len, "rebuilding the query: %s",
                      qb_strerror(rc));
@@ -671,12 +673,12 @@ static int decode(qcache *cache, const unsigned char *p, size_t n,
         rc = QB_EINVAL;
         goto fail;
     }
-    free(vals);
+    free(vheap);
     *qs_out = qs;
     *nq_out = nl;
     return QB_OK;
 fail:
-    free(vals);
+    free(vheap);
     if (qs != NULL)
         for (k = 0; k < nl; k++)
             qb_query_free(qs[k]);
