@@ -1268,11 +1268,17 @@ static int load_applied(replay *rp)
         qsort(rp->applied, ns, sizeof *rp->applied, cmp_u64);
     if (nr > 1)
         qsort(rp->ranges, nr, 2 * sizeof *rp->ranges, cmp_range);
+    /* Each hi becomes the highest hi so far: then "some range holds
+     * seq" is "the last range with lo <= seq has hi >= seq" even if
+     * ranges overlapped (replay never writes overlapping ones). */
+    for (i = 1; i < nr; i++)
+        if (rp->ranges[2 * i + 1] < rp->ranges[2 * i - 1])
+            rp->ranges[2 * i + 1] = rp->ranges[2 * i - 1];
     return QB_OK;
 }
 
-/* In a range row: the last range whose lo <= seq (they do not overlap:
- * a seq is run once, so it is in one row at most). */
+/* In a range row: the last range whose lo <= seq, with its hi raised to
+ * the highest of the ranges before it (load_applied). */
 static int in_ranges(const replay *rp, uint64_t seq)
 {
     size_t lo = 0, hi = rp->nranges;
