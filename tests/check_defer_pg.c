@@ -20,6 +20,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <signal.h>
+#include <sys/wait.h>
 
 #include "defer.h"
 #include "defer_int.h" /* defer__fault_commit: test-only fault injection */
@@ -857,6 +859,84 @@ START_TEST(journal_fsync_barrier_removes_files)
 }
 END_TEST
 
+/* Replay on PostgreSQL with a waituntil_applied made before range rows
+ * (no hi column: added at start), killed after its first 8-record
+ * chunk committed (a range row and a plain row), then replayed to the
+ * end: every journaled write once (RANGE ROWS in defer_journal.c). */
+START_TEST(journal_replay_range_rows)
+{
+    PGconn *c = fresh();
+    defer_config cfg;
+    defer_pool *p;
+    defer_stats st;
+    char *dir = tu_mkdtemp("defer_pg_replay"), jp[4200];
+    int status = 0;
+    pid_t pid;
+
+    ck_assert_ptr_nonnull(dir);
+    snprintf(jp, sizeof jp, "%s/journal", dir);
+    sh(c, "CREATE TABLE waituntil_applied (jid TEXT NOT NULL, "
+          "seq BIGINT NOT NULL, PRIMARY KEY (jid, seq))");
+    pg_cfg(&cfg, g_dsn, 1);
+    cfg.journal = DEFER_JOURNAL_WRITE;
+    cfg.journal_path = jp;
+    /* 50 records admitted, never submitted, then a crash. */
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        defer_pool *cp = NULL;
+        defer_ctx *ctx = NULL;
+        char err[256];
+        if (defer_pool_create(&cp, &cfg, err, sizeof err) != DEFER_OK)
+            _exit(10);
+        for (int i = 0; i < 50; i++) {
+            if (defer_ctx_create(cp, &ctx) != DEFER_OK ||
+                defer_wait_until_query(ctx, q_ins(i), "/t") != DEFER_OK ||
+                defer_admit(cp, ctx) != DEFER_OK)
+                _exit(12);
+            ctx = NULL; /* admitted, never submitted */
+        }
+        kill(getpid(), SIGKILL);
+        _exit(14);
+    }
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
+                  "child status %d", status);
+    ck_assert_int_eq(scalar(c, "SELECT count(*) FROM t"), 0);
+    /* A replay killed after its first chunk. */
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        defer_pool *cp = NULL;
+        char err[256];
+        atomic_store(&defer__journal_replay_chunk, 8);
+        atomic_store(&defer__journal_fault,
+                     DEFER_JFAULT_KILL_AFTER_REPLAY_CHUNK);
+        (void)defer_pool_create(&cp, &cfg, err, sizeof err);
+        _exit(15);
+    }
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
+                  "child status %d", status);
+    ck_assert_int_eq(scalar(c, "SELECT count(*) FROM t"), 8);
+    ck_assert_int_eq(scalar(c, "SELECT count(*) FROM waituntil_applied "
+                               "WHERE hi IS NOT NULL"), 1);
+    p = pool_new(&cfg);
+    defer_pool_stats(p, &st);
+    ck_assert_uint_eq(st.j_skipped, 8);
+    ck_assert_uint_eq(st.j_replayed, 42);
+    ck_assert_uint_eq(st.j_dead, 0);
+    ck_assert_int_eq(defer_pool_shutdown(p, 20000), DEFER_OK);
+    defer_pool_destroy(p);
+    ck_assert_int_eq(scalar(c, "SELECT count(*) FROM t"), 50);
+    ck_assert_int_eq(scalar(c, "SELECT count(*) FROM waituntil_applied "
+                               "WHERE hi IS NOT NULL"), 0);
+    tu_rmtree(dir);
+    free(dir);
+    PQfinish(c);
+}
+END_TEST
+
 START_TEST(callback_gets_pg)
 {
     PGconn *c = fresh();
@@ -931,6 +1011,7 @@ static int run_suite(size_t cache)
     tcase_add_test(tc, lost_commit_answer_resolved);
     tcase_add_test(tc, server_restart_mid_load);
     tcase_add_test(tc, journal_fsync_barrier_removes_files);
+    tcase_add_test(tc, journal_replay_range_rows);
     tcase_add_test(tc, callback_gets_pg);
     tcase_add_test(tc, create_fails_cleanly);
     suite_add_tcase(s, tc);

@@ -209,8 +209,9 @@ static void journal_file(char *out, size_t len)
 }
 
 /* In a child: admit writes v = from..to-1, one request each, none
- * submitted (every record stays in the journal), then SIGKILL. */
-static void journal_unsubmitted(int from, int to)
+ * submitted (every record stays in the journal), then SIGKILL.  v ==
+ * poison writes to t2 instead of t. */
+static void journal_unsubmitted_p(int from, int to, int poison)
 {
     int status = 0;
     pid_t pid = fork();
@@ -225,7 +226,9 @@ static void journal_unsubmitted(int from, int to)
             defer_ctx_create(cp, &ctx) != DEFER_OK)
             _exit(10);
         for (v = from; v < to; v++) {
-            if (defer_wait_until_query(ctx, q_ins("t", v), "/w") ||
+            if (defer_wait_until_query(ctx,
+                                       q_ins(v == poison ? "t2" : "t", v),
+                                       "/w") ||
                 defer_admit(cp, ctx) != DEFER_OK)
                 _exit(12);
             ctx = NULL; /* leak it: admitted, never submitted */
@@ -238,6 +241,11 @@ static void journal_unsubmitted(int from, int to)
     ck_assert_int_eq(waitpid(pid, &status, 0), pid);
     ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
                   "child status %d", status);
+}
+
+static void journal_unsubmitted(int from, int to)
+{
+    journal_unsubmitted_p(from, to, -1);
 }
 
 /* ---- tests ---------------------------------------------------------------- */
@@ -1122,6 +1130,147 @@ START_TEST(test_out_of_order_duplicate_applied_once)
 }
 END_TEST
 
+/* A replay killed after its first chunk committed (RANGE ROWS in
+ * defer_journal.c: the chunk's rows are one range row and one row for
+ * its last record): the next start skips exactly that chunk and runs
+ * the rest once.  _i == 1: record v=5, in the first chunk, is poison
+ * (its table is gone): the chunk that took the fast path (no
+ * savepoints) is redone with savepoints, v=5 alone is dead-lettered,
+ * the chunk's 7 others are applied, and at the next start v=5 is not
+ * dead-lettered again. */
+START_TEST(test_crash_during_replay_range_rows)
+{
+    defer_config c = jcfg();
+    defer_pool *p;
+    defer_stats st;
+    int status = 0, poison = _i == 1 ? 5 : -1;
+    size_t len = 0;
+    char dpath[4200], *dead;
+    pid_t pid;
+
+    journal_unsubmitted_p(0, 50, poison);
+    if (poison >= 0)
+        db_exec("DROP TABLE t2");
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        defer_config cc = jcfg();
+        defer_pool *cp = NULL;
+        char err[256];
+        atomic_store(&defer__journal_replay_chunk, 8);
+        atomic_store(&defer__journal_fault,
+                     DEFER_JFAULT_KILL_AFTER_REPLAY_CHUNK);
+        (void)defer_pool_create(&cp, &cc, err, sizeof err);
+        _exit(15); /* the replay kills us after its first chunk */
+    }
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
+                  "child status %d", status);
+    /* The first chunk (v = 0..7) committed, with its rows. */
+    ck_assert_int_eq(db_scalar("SELECT count(*) FROM t"),
+                     poison >= 0 ? 7 : 8);
+    ck_assert_int_eq(db_scalar("SELECT count(*) FROM waituntil_applied "
+                               "WHERE hi IS NOT NULL"), 1);
+    ck_assert_int_eq(db_scalar("SELECT count(*) FROM waituntil_applied"),
+                     2);
+    ck_assert_int_eq(db_scalar("SELECT max(seq) - min(seq) FROM "
+                               "waituntil_applied"), 7);
+    ck_assert_int_eq(db_scalar("SELECT hi - seq FROM waituntil_applied "
+                               "WHERE hi IS NOT NULL"), 6);
+    p = mkpool_cfg(&c);
+    defer_pool_stats(p, &st);
+    ck_assert_uint_eq(st.j_skipped, 8);
+    ck_assert_uint_eq(st.j_replayed, 42);
+    ck_assert_uint_eq(st.j_dead, 0);
+    run_and_close(p);
+    ck_assert_int_eq(db_scalar("SELECT count(*) FROM t"),
+                     poison >= 0 ? 49 : 50);
+    ck_assert_int_eq(db_scalar("SELECT count(DISTINCT v) FROM t"),
+                     poison >= 0 ? 49 : 50);
+    ck_assert_int_eq(db_scalar("SELECT count(*) FROM t WHERE v = 5"),
+                     poison >= 0 ? 0 : 1);
+    /* Replay done: no range row is left behind. */
+    ck_assert_int_eq(db_scalar("SELECT count(*) FROM waituntil_applied "
+                               "WHERE hi IS NOT NULL"), 0);
+    snprintf(dpath, sizeof dpath, "%s.dead", g_jp);
+    dead = tu_read_file(dpath, &len);
+    if (poison >= 0) {
+        char *second;
+        ck_assert_ptr_nonnull(dead);
+        ck_assert_ptr_nonnull(strstr(dead, "INSERT INTO t2"));
+        second = strchr(dead, '\n');
+        ck_assert_ptr_nonnull(second);
+        ck_assert_int_eq(second[1], '\0'); /* one line: once */
+    } else {
+        ck_assert_ptr_null(dead);
+    }
+    free(dead);
+}
+END_TEST
+
+/* A waituntil_applied made before range rows (no hi column) gets the
+ * column at the next start; its rows (one per record) still count. */
+START_TEST(test_applied_table_without_hi_is_migrated)
+{
+    defer_config c = jcfg();
+    defer_pool *p;
+    defer_stats st;
+    char jid[64], q[512];
+
+    journal_unsubmitted(0, 10);
+    read_id_file(jid, sizeof jid);
+    ck_assert_str_ne(jid, "");
+    /* The table as an older version made it, v = 0..3 already applied
+     * by it (one row per record: seqs 1..4 of this journal). */
+    db_exec("DROP TABLE waituntil_applied;"
+            "CREATE TABLE waituntil_applied (jid TEXT NOT NULL, "
+            "seq BIGINT NOT NULL, PRIMARY KEY (jid, seq)) WITHOUT ROWID;"
+            "INSERT INTO t(v, note) VALUES (0, 'x'), (1, 'x'), (2, 'x'), "
+            "(3, 'x')");
+    snprintf(q, sizeof q, "INSERT INTO waituntil_applied (jid, seq) "
+             "VALUES ('%s', 1), ('%s', 2), ('%s', 3), ('%s', 4)",
+             jid, jid, jid, jid);
+    db_exec(q);
+    p = mkpool_cfg(&c);
+    defer_pool_stats(p, &st);
+    ck_assert_uint_eq(st.j_skipped, 4);
+    ck_assert_uint_eq(st.j_replayed, 6);
+    run_and_close(p);
+    ck_assert_int_eq(db_scalar("SELECT count(*) FROM t"), 10);
+    ck_assert_int_eq(db_scalar("SELECT count(DISTINCT v) FROM t"), 10);
+    ck_assert_int_eq(db_scalar("SELECT count(hi) FROM waituntil_applied"),
+                     0);
+}
+END_TEST
+
+/* Range rows that overlap (replay never writes them, but a table is
+ * outside our control): a record inside any of them is skipped, not
+ * only inside the last one that starts at or below it. */
+START_TEST(test_overlapping_range_rows_skip)
+{
+    defer_config c = jcfg();
+    defer_pool *p;
+    defer_stats st;
+    char jid[64], q[512];
+
+    journal_unsubmitted(0, 10); /* seqs 1..10: v = seq - 1 */
+    read_id_file(jid, sizeof jid);
+    ck_assert_str_ne(jid, "");
+    db_exec("INSERT INTO t(v, note) VALUES (0, 'x'), (1, 'x'), (2, 'x'), "
+            "(3, 'x'), (4, 'x'), (5, 'x')");
+    snprintf(q, sizeof q, "INSERT INTO waituntil_applied (jid, seq, hi) "
+             "VALUES ('%s', 1, 6), ('%s', 2, 3)", jid, jid);
+    db_exec(q);
+    p = mkpool_cfg(&c);
+    defer_pool_stats(p, &st);
+    ck_assert_uint_eq(st.j_skipped, 6);
+    ck_assert_uint_eq(st.j_replayed, 4);
+    run_and_close(p);
+    ck_assert_int_eq(db_scalar("SELECT count(*) FROM t"), 10);
+    ck_assert_int_eq(db_scalar("SELECT count(DISTINCT v) FROM t"), 10);
+}
+END_TEST
+
 static int count_lock_files(void)
 {
     DIR *d = opendir(g_dir);
@@ -1189,6 +1338,9 @@ int main(void)
     tcase_add_test(tc, test_journal_without_id_file_is_adopted);
     tcase_add_test(tc, test_out_of_order_duplicate_applied_once);
     tcase_add_test(tc, test_clean_stop_removes_lock_files);
+    tcase_add_loop_test(tc, test_crash_during_replay_range_rows, 0, 2);
+    tcase_add_test(tc, test_applied_table_without_hi_is_migrated);
+    tcase_add_test(tc, test_overlapping_range_rows_skip);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_ENV);

@@ -415,8 +415,12 @@ void defer__journal_tidy(defer_runner *r, int last);
  * unlink of a rotated file, or just after its unlink (and folder sync)
  * and before its rows may be pruned. */
 enum { DEFER_JFAULT_KILL_BEFORE_UNLINK = 1,
-       DEFER_JFAULT_KILL_AFTER_UNLINK = 2 };
+       DEFER_JFAULT_KILL_AFTER_UNLINK = 2,
+       DEFER_JFAULT_KILL_AFTER_REPLAY_CHUNK = 3 /* after the first
+                                                  replayed chunk's COMMIT */ };
 extern atomic_int defer__journal_fault;
+/* Test-only: records per replay transaction (0: JREPLAY_CHUNK). */
+extern atomic_uint defer__journal_replay_chunk;
 /* The j_* counters into *out (not under mu). */
 void defer__journal_stats(defer_pool *p, defer_stats *out);
 

@@ -85,16 +85,43 @@
  * REPLAY (defer_pool_create, after the connections opened, before any
  * worker starts, so before the first accept).  Files in seq order, the
  * records of each in file order (= seq order).  A record whose (jid,
- * seq) row exists is skipped (so is a second copy of a record).  Others
+ * seq) row exists, or a range row holding it, is skipped (so is a
+ * second copy of a record).  Others
  * run on the first worker's connection, in transactions of up to
- * JREPLAY_CHUNK records, each under a savepoint, and get their row in
- * the same transaction.  A record that fails is rolled back to its
+ * JREPLAY_CHUNK records, and get their rows in the same transaction
+ * (RANGE ROWS).  A chunk runs first without savepoints; if a record
+ * fails alone, the chunk is rolled back and run again with a savepoint
+ * per record.  A record that fails there is rolled back to its
  * savepoint and written to the dead-letter file (journal_path.dead, one
  * text line: seq, reason, label, SQL with values) -- poison never stops
  * the start; the failure is logged and counted.  A transaction-level
  * failure (busy, disk full) is retried busy_retries times, then the
  * pool fails to start with the journal intact.  When every file is
- * applied they are removed and a new file starts at the next seq.
+ * applied they are removed, the rows pruned down to one for the highest
+ * seq, and a new file starts at the next seq.
+ *
+ * RANGE ROWS.  A row of waituntil_applied is (jid, seq, hi): hi NULL is
+ * the record seq alone (what the pool writes for its segments), hi set
+ * is every record seq..hi.  Replay meets records in seq order, so the
+ * records a chunk ran or dead-lettered are runs of consecutive seqs
+ * a..b (usually one per chunk); each run gets a range row (a, b-1) and
+ * a plain row for b, in the chunk's transaction: two rows instead of
+ * one per record, which halved replay's time (its rows were half the
+ * b-tree work, and all of them were deleted again at the end).  The
+ * last row of every run is plain, so max(seq) still finds the highest
+ * applied seq (setup_table's index lookup, and any older version's).
+ * The rows matter only until replay ends: a replay killed after some
+ * chunks committed leaves their rows, and the next start's load_applied
+ * reads the ranges so that seen() skips their records.  Ranges never
+ * overlap (a record is run once) and never span two files (a chunk is
+ * part of one file), so "rows below a file's first seq" (ROTATION)
+ * still means whole rows; at the end of replay every row below the
+ * highest seq goes, ranges included.  A table made before hi gets the
+ * column (ALTER TABLE ADD COLUMN, its rows NULL: one record each).
+ * An older version does not read ranges: going back to one after a
+ * replay was killed, with its files still there, would run the records
+ * inside range rows again (once a start has finished replaying, no
+ * range row is left, and going back is safe).
  *
  * BAD BYTES.  A record whose header or checksum does not hold starts a
  * bad stretch, which ends at the next record that holds (RESYNC) or at
@@ -451,6 +478,7 @@ static int encode_task(jbuf *b, const defer_task *t, uint32_t *pcrc)
 #define QCACHE 8
 typedef struct qcache {
     char *sql[QCACHE];
+    size_t len[QCACHE];
     unsigned dialect[QCACHE];
     size_t np[QCACHE];
     qb_query *tpl[QCACHE];
@@ -467,27 +495,40 @@ static void qcache_free(qcache *c)
     memset(c, 0, sizeof *c);
 }
 
+/* sql: up to sl bytes, not NUL-terminated (the record's own bytes:
+ * copied only when the cache misses); the text ends at a NUL inside,
+ * as the copy it used to be (strndup) did. */
 static int build_query(qcache *c, unsigned dialect, const char *sql,
-                       size_t np, const qb_value *vals, qb_query **out)
+                       size_t sl, size_t np, const qb_value *vals,
+                       qb_query **out)
 {
     unsigned i;
     int rc;
-    if (c == NULL)
-        return qb_query_raw_dialect(out, (qb_dialect)dialect, sql, np, vals,
-                                    QB_FETCH_NONE);
+    sl = strnlen(sql, sl);
+    if (c == NULL) {
+        char *z = strndup(sql, sl);
+        if (z == NULL)
+            return QB_ENOMEM;
+        rc = qb_query_raw_dialect(out, (qb_dialect)dialect, z, np, vals,
+                                  QB_FETCH_NONE);
+        free(z);
+        return rc;
+    }
     for (i = 0; i < QCACHE; i++)
         if (c->tpl[i] != NULL && c->dialect[i] == dialect &&
-            c->np[i] == np && strcmp(c->sql[i], sql) == 0)
+            c->np[i] == np && c->len[i] == sl &&
+            memcmp(c->sql[i], sql, sl) == 0)
             return qb_query_rebind(c->tpl[i], np, vals, out);
     i = c->next++ % QCACHE;
     free(c->sql[i]);
     qb_query_free(c->tpl[i]);
     c->tpl[i] = NULL;
-    c->sql[i] = strdup(sql);
+    c->sql[i] = strndup(sql, sl);
     if (c->sql[i] == NULL)
         return QB_ENOMEM;
-    rc = qb_query_raw_dialect(&c->tpl[i], (qb_dialect)dialect, sql, np, vals,
-                              QB_FETCH_NONE);
+    c->len[i] = sl;
+    rc = qb_query_raw_dialect(&c->tpl[i], (qb_dialect)dialect, c->sql[i], np,
+                              vals, QB_FETCH_NONE);
     if (rc != QB_OK) {
         free(c->sql[i]);
         c->sql[i] = NULL;
@@ -517,7 +558,7 @@ static int decode(qcache *cache, const unsigned char *p, size_t n,
     size_t pos = 0, nl, k, i;
     unsigned dialect, lab;
     qb_query **qs = NULL;
-    qb_value *vals = NULL;
+    qb_value vbuf[16], *vals = NULL, *vheap = NULL;
     int rc = QB_EINVAL;
 
 #define NEED(x)                                                              \
@@ -539,7 +580,13 @@ static int decode(qcache *cache, const unsigned char *p, size_t n,
     lab = (unsigned)p[2] | (unsigned)p[3] << 8;
     pos = 4;
     NEED(lab);
-    snprintf(label, label_len, "%.*s", (int)lab, (const char *)p + pos);
+    if (label_len > 0) { /* as snprintf "%.*s" did, without its cost */
+        size_t ll = strnlen((const char *)p + pos, lab);
+        if (ll > label_len - 1)
+            ll = label_len - 1;
+        memcpy(label, p + pos, ll);
+        label[ll] = '\0';
+    }
     pos += lab;
     NEED(2);
     nl = (size_t)p[pos] | (size_t)p[pos + 1] << 8;
@@ -551,37 +598,30 @@ static int decode(qcache *cache, const unsigned char *p, size_t n,
     }
     for (k = 0; k < nl; k++) {
         size_t sl, np;
-        char *sql;
+        const char *sql;
         NEED(4);
         sl = get32(p + pos);
         pos += 4;
         NEED(sl);
-        sql = strndup((const char *)p + pos, sl);
-        if (sql == NULL) {
-            rc = QB_ENOMEM;
-            goto fail;
-        }
+        sql = (const char *)p + pos; /* sl bytes, in the record */
         pos += sl;
-        if (pos > n - 2) {
-            free(sql);
-            NEED(2);
-        }
+        NEED(2);
         np = (size_t)p[pos] | (size_t)p[pos + 1] << 8;
         pos += 2;
-        free(vals);
-        vals = calloc(np ? np : 1, sizeof *vals);
-        if (vals == NULL) {
-            free(sql);
-            rc = QB_ENOMEM;
-            goto fail;
+        if (np <= sizeof vbuf / sizeof vbuf[0]) {
+            vals = vbuf; /* no allocation for the usual few values */
+        } else {
+            free(vheap);
+            vals = vheap = calloc(np, sizeof *vals);
+            if (vals == NULL) {
+                rc = QB_ENOMEM;
+                goto fail;
+            }
         }
         for (i = 0; i < np; i++) {
             unsigned ty;
             uint64_t u;
-            if (pos >= n) {
-                free(sql);
-                NEED(1);
-            }
+            NEED(1);
             ty = p[pos++];
             switch (ty) {
             case QB_V_NULL:
@@ -590,10 +630,7 @@ static int decode(qcache *cache, const unsigned char *p, size_t n,
             case QB_V_INT:
             case QB_V_BOOL:
             case QB_V_REAL:
-                if (8 > n - pos) {
-                    free(sql);
-                    NEED(8);
-                }
+                NEED(8);
                 u = get64(p + pos);
                 pos += 8;
                 if (ty == QB_V_INT) {
@@ -609,16 +646,10 @@ static int decode(qcache *cache, const unsigned char *p, size_t n,
             case QB_V_TEXT:
             case QB_V_BLOB: {
                 size_t vl;
-                if (4 > n - pos) {
-                    free(sql);
-                    NEED(4);
-                }
+                NEED(4);
                 vl = get32(p + pos);
                 pos += 4;
-                if (vl > n - pos) {
-                    free(sql);
-                    NEED(vl);
-                }
+                NEED(vl);
                 vals[i] = ty == QB_V_TEXT
                               ? qb_textn((const char *)p + pos, vl)
                               : qb_blob(p + pos, vl);
@@ -626,13 +657,11 @@ static int decode(qcache *cache, const unsigned char *p, size_t n,
                 break;
             }
             default:
-                free(sql);
                 snprintf(why, why_len, "unknown value type %u", ty);
                 goto fail;
             }
         }
-        rc = build_query(cache, dialect, sql, np, vals, &qs[k]);
-        free(sql);
+        rc = build_query(cache, dialect, sql, sl, np, vals, &qs[k]);
         if (rc != QB_OK) {
             snprintf(why, why_len, "rebuilding the query: %s",
                      qb_strerror(rc));
@@ -644,12 +673,12 @@ static int decode(qcache *cache, const unsigned char *p, size_t n,
         rc = QB_EINVAL;
         goto fail;
     }
-    free(vals);
+    free(vheap);
     *qs_out = qs;
     *nq_out = nl;
     return QB_OK;
 fail:
-    free(vals);
+    free(vheap);
     if (qs != NULL)
         for (k = 0; k < nl; k++)
             qb_query_free(qs[k]);
@@ -1058,6 +1087,7 @@ static int run_raw(qb_conn *db, qb_dialect d, const char *sql, size_t n,
 /* ---- durability barrier (DURABILITY above) ------------------------------ */
 
 atomic_int defer__journal_fault;
+atomic_uint defer__journal_replay_chunk;
 
 /* Make every transaction committed on this database so far durable: one
  * tiny write transaction whose COMMIT waits for the disk (SQLite:
@@ -1164,11 +1194,13 @@ typedef struct replay {
     uint64_t max_seq;          /* highest seq seen (files and table) */
     uint64_t *applied;         /* rows of waituntil_applied at start, */
     size_t napplied;           /* sorted */
+    uint64_t *ranges;          /* its range rows (lo, hi) at start, as */
+    size_t nranges;            /* pairs sorted by lo (RANGE ROWS) */
     uint64_t *done;            /* seqs run or dead-lettered by this */
     size_t ndone, cap_done;    /* replay, in the order they were */
     int done_sorted;           /* (sorted while they come in order) */
     qcache cache;
-    qb_query *mark_tpl;
+    qb_query *mark_tpl, *range_tpl;
 } replay;
 
 static int has_seq(const uint64_t *v, size_t n, uint64_t seq)
@@ -1192,30 +1224,72 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* The applied rows (one query, sorted in memory): no query per record. */
+static int cmp_range(const void *a, const void *b)
+{
+    return cmp_u64(a, b); /* by lo, the pair's first element */
+}
+
+/* The applied rows (one query, sorted in memory): no query per record.
+ * A row with hi is a range lo..hi (RANGE ROWS), kept apart. */
 static int load_applied(replay *rp)
 {
     qb_value v = qb_text(rp->j->jid);
     qb_result *res = NULL;
-    size_t i, n;
+    size_t i, n, ns = 0, nr = 0;
     int rc = run_raw(rp->db, rp->d,
-                     "SELECT seq FROM waituntil_applied WHERE jid = ?1", 1,
-                     &v, &res);
+                     "SELECT seq, hi FROM waituntil_applied WHERE jid = ?1",
+                     1, &v, &res);
     if (rc != QB_OK)
         return rc;
     n = qb_result_rows(res);
-    rp->applied = malloc((n ? n : 1) * sizeof *rp->applied);
-    if (rp->applied == NULL) {
+    for (i = 0; i < n; i++)
+        nr += !qb_result_is_null(res, i, 1);
+    rp->applied = malloc((n - nr ? n - nr : 1) * sizeof *rp->applied);
+    rp->ranges = malloc((nr ? 2 * nr : 1) * sizeof *rp->ranges);
+    if (rp->applied == NULL || rp->ranges == NULL) {
         qb_result_free(res);
         return QB_ENOMEM;
     }
-    for (i = 0; i < n; i++)
-        rp->applied[i] = (uint64_t)qb_result_int(res, i, 0);
-    rp->napplied = n;
+    nr = 0;
+    for (i = 0; i < n; i++) {
+        uint64_t seq = (uint64_t)qb_result_int(res, i, 0);
+        if (qb_result_is_null(res, i, 1)) {
+            rp->applied[ns++] = seq;
+        } else {
+            rp->ranges[2 * nr] = seq;
+            rp->ranges[2 * nr + 1] = (uint64_t)qb_result_int(res, i, 1);
+            nr++;
+        }
+    }
+    rp->napplied = ns;
+    rp->nranges = nr;
     qb_result_free(res);
-    if (n > 1)
-        qsort(rp->applied, n, sizeof *rp->applied, cmp_u64);
+    if (ns > 1)
+        qsort(rp->applied, ns, sizeof *rp->applied, cmp_u64);
+    if (nr > 1)
+        qsort(rp->ranges, nr, 2 * sizeof *rp->ranges, cmp_range);
+    /* Each hi becomes the highest hi so far: then "some range holds
+     * seq" is "the last range with lo <= seq has hi >= seq" even if
+     * ranges overlapped (replay never writes overlapping ones). */
+    for (i = 1; i < nr; i++)
+        if (rp->ranges[2 * i + 1] < rp->ranges[2 * i - 1])
+            rp->ranges[2 * i + 1] = rp->ranges[2 * i - 1];
     return QB_OK;
+}
+
+/* In a range row: the last range whose lo <= seq, with its hi raised to
+ * the highest of the ranges before it (load_applied). */
+static int in_ranges(const replay *rp, uint64_t seq)
+{
+    size_t lo = 0, hi = rp->nranges;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (rp->ranges[2 * mid] <= seq)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo > 0 && seq <= rp->ranges[2 * (lo - 1) + 1];
 }
 
 /* Run or dead-lettered already: in the table's rows (applied, sorted by
@@ -1226,7 +1300,7 @@ static int load_applied(replay *rp)
 static int seen(replay *rp, uint64_t seq)
 {
     size_t i;
-    if (has_seq(rp->applied, rp->napplied, seq))
+    if (has_seq(rp->applied, rp->napplied, seq) || in_ranges(rp, seq))
         return 1;
     if (rp->ndone == 0)
         return 0;
@@ -1255,15 +1329,44 @@ static int note_done(replay *rp, uint64_t seq)
     return QB_OK;
 }
 
-static int mark_one(replay *rp, uint64_t seq)
+static int mark_exec(replay *rp, const qb_query *tpl, size_t n,
+                     uint64_t a, uint64_t b)
 {
-    qb_value v[2] = {qb_text_ref(rp->j->jid), qb_int((int64_t)seq)};
+    qb_value v[3];
     qb_query *q = NULL;
-    int rc = qb_query_rebind(rp->mark_tpl, 2, v, &q);
+    int rc;
+    v[0] = qb_text_ref(rp->j->jid);
+    v[1] = qb_int((int64_t)a);
+    v[2] = qb_int((int64_t)b);
+    rc = qb_query_rebind(tpl, n, v, &q);
     if (rc == QB_OK)
         rc = qb_exec(rp->db, q, NULL);
     qb_query_free(q);
-    return rc == QB_OK ? note_done(rp, seq) : rc;
+    return rc;
+}
+
+/* The rows of the records this chunk ran or dead-lettered, done[from..
+ * ndone), in the chunk's transaction just before its COMMIT: per run of
+ * consecutive seqs a..b (replay meets them in seq order, so a chunk is
+ * usually one run) a range row a..b-1 and a row for b (RANGE ROWS). */
+static int mark_done(replay *rp, size_t from)
+{
+    size_t k = from;
+    while (k < rp->ndone) {
+        size_t e = k + 1;
+        int rc = QB_OK;
+        while (e < rp->ndone && rp->done[e] == rp->done[e - 1] + 1)
+            e++;
+        if (e - k > 1)
+            rc = mark_exec(rp, rp->range_tpl, 3, rp->done[k],
+                           rp->done[e - 1] - 1);
+        if (rc == QB_OK)
+            rc = mark_exec(rp, rp->mark_tpl, 2, rp->done[e - 1], 0);
+        if (rc != QB_OK)
+            return rc;
+        k = e;
+    }
+    return QB_OK;
 }
 
 /* What became of a record in the current pass. */
@@ -1332,7 +1435,7 @@ static int replay_one(replay *rp, const jrec *r, int sp, int *what)
         *what = R_DEAD;
     }
     free_qs(qs, nq);
-    return mark_one(rp, r->seq);
+    return note_done(rp, r->seq); /* its row: mark_done, before COMMIT */
 }
 
 /* Replay records in chunks of one transaction each: first without
@@ -1342,9 +1445,11 @@ static int replay_one(replay *rp, const jrec *r, int sp, int *what)
 static int replay_records(replay *rp, const jrec *recs, size_t n)
 {
     defer_pool *p = rp->j->pool;
-    size_t at = 0;
+    size_t at = 0, chunk = atomic_load(&defer__journal_replay_chunk);
+    if (chunk == 0)
+        chunk = JREPLAY_CHUNK;
     while (at < n) {
-        size_t end = n - at > JREPLAY_CHUNK ? at + JREPLAY_CHUNK : n, i;
+        size_t end = n - at > chunk ? at + chunk : n, i;
         size_t ndone0 = rp->ndone;
         int sorted0 = rp->done_sorted;
         uint64_t nrun = 0, nskip = 0, ndead = 0;
@@ -1366,6 +1471,8 @@ static int replay_records(replay *rp, const jrec *recs, size_t n)
                 nskip += what == R_SKIPPED;
                 ndead += what == R_DEAD;
             }
+            if (rc == QB_OK && !fast_fail)
+                rc = mark_done(rp, ndone0);
             if (rc == QB_OK && !fast_fail)
                 rc = qb_commit(rp->db);
             if (rc == QB_OK && !fast_fail)
@@ -1389,6 +1496,7 @@ static int replay_records(replay *rp, const jrec *recs, size_t n)
         rp->j->skipped += nskip;
         rp->j->dead += ndead;
         at = end;
+        fault_point(DEFER_JFAULT_KILL_AFTER_REPLAY_CHUNK);
     }
     return QB_OK;
 }
@@ -1459,11 +1567,28 @@ static int setup_table(replay *rp, char *eb, size_t el)
                      rp->d == QB_DIALECT_SQLITE
                          ? "CREATE TABLE IF NOT EXISTS waituntil_applied ("
                            "jid TEXT NOT NULL, seq BIGINT NOT NULL, "
+                           "hi BIGINT, "
                            "PRIMARY KEY (jid, seq)) WITHOUT ROWID"
                          : "CREATE TABLE IF NOT EXISTS waituntil_applied ("
                            "jid TEXT NOT NULL, seq BIGINT NOT NULL, "
+                           "hi BIGINT, "
                            "PRIMARY KEY (jid, seq))",
                      0, NULL, NULL);
+    /* A table made before range rows: add hi (NULL in its rows: one
+     * record each).  Looked for first, so an existing column costs no
+     * ALTER (no table lock on PostgreSQL); an ALTER that fails is
+     * checked again (another process may have added it meanwhile). */
+    if (rc == QB_OK && run_raw(rp->db, rp->d,
+                               "SELECT hi FROM waituntil_applied LIMIT 0", 0,
+                               NULL, NULL) != QB_OK) {
+        rc = run_raw(rp->db, rp->d,
+                     "ALTER TABLE waituntil_applied ADD COLUMN hi BIGINT", 0,
+                     NULL, NULL);
+        if (rc != QB_OK)
+            rc = run_raw(rp->db, rp->d,
+                         "SELECT hi FROM waituntil_applied LIMIT 0", 0, NULL,
+                         NULL);
+    }
     if (rc == QB_OK)
         rc = run_raw(rp->db, rp->d,
                      "SELECT max(seq) FROM waituntil_applied WHERE jid = ?1",
@@ -1474,6 +1599,7 @@ static int setup_table(replay *rp, char *eb, size_t el)
         qb_result_free(res);
         return rc;
     }
+    /* max(seq), not max(hi): a run's last row is plain (RANGE ROWS). */
     if (qb_result_rows(res) > 0 && !qb_result_is_null(res, 0, 0))
         rp->max_seq = (uint64_t)qb_result_int(res, 0, 0);
     qb_result_free(res);
@@ -1483,13 +1609,17 @@ static int setup_table(replay *rp, char *eb, size_t el)
 static void replay_free(replay *rp)
 {
     free(rp->applied);
+    free(rp->ranges);
     free(rp->done);
     qcache_free(&rp->cache);
     qb_query_free(rp->mark_tpl);
-    rp->applied = rp->done = NULL;
-    rp->mark_tpl = NULL;
+    qb_query_free(rp->range_tpl);
+    rp->applied = rp->ranges = rp->done = NULL;
+    rp->mark_tpl = rp->range_tpl = NULL;
 }
 
+/* Every row below last (range rows included: their lo is below it, and
+ * every seq they cover was in a file just removed). */
 static void prune_all_but_last(replay *rp, uint64_t last)
 {
     qb_value v[2] = {qb_text(rp->j->jid), qb_int((int64_t)last)};
@@ -1506,7 +1636,7 @@ static int replay_base(defer_journal *j, qb_conn *db, uint64_t *max_seq,
     jname *names = NULL;
     size_t nn = 0, i;
     replay rp;
-    qb_value mv[2];
+    qb_value mv[3];
     int rc;
 
     memset(&rp, 0, sizeof rp);
@@ -1516,6 +1646,7 @@ static int replay_base(defer_journal *j, qb_conn *db, uint64_t *max_seq,
     rp.done_sorted = 1;
     mv[0] = qb_text(j->jid);
     mv[1] = qb_int(0);
+    mv[2] = qb_int(0);
     rc = setup_table(&rp, eb, el);
     if (rc == QB_OK)
         rc = load_applied(&rp);
@@ -1524,6 +1655,11 @@ static int replay_base(defer_journal *j, qb_conn *db, uint64_t *max_seq,
                                   "INSERT INTO waituntil_applied (jid, seq) "
                                   "VALUES (?1, ?2)",
                                   2, mv, QB_FETCH_NONE);
+    if (rc == QB_OK)
+        rc = qb_query_raw_dialect(&rp.range_tpl, rp.d,
+                                  "INSERT INTO waituntil_applied "
+                                  "(jid, seq, hi) VALUES (?1, ?2, ?3)",
+                                  3, mv, QB_FETCH_NONE);
     if (rc != QB_OK) {
         if (eb[0] == '\0')
             snprintf(eb, el, "journal: %s", qb_strerror(rc));
