@@ -1243,6 +1243,44 @@ START_TEST(test_applied_table_without_hi_is_migrated)
 }
 END_TEST
 
+/* A waituntil_applied the pool cannot add hi to (here a view over an
+ * older table, as "another role owns it" is on PostgreSQL): the start
+ * says so (journal_ranges_off) and replays with one row per record,
+ * still exactly once. */
+START_TEST(test_applied_table_not_alterable_replays_per_record)
+{
+    defer_config c = jcfg();
+    defer_pool *p;
+    defer_stats st;
+    char jid[64], q[512];
+
+    journal_unsubmitted(0, 10);
+    read_id_file(jid, sizeof jid);
+    ck_assert_str_ne(jid, "");
+    db_exec("DROP TABLE waituntil_applied;"
+            "CREATE TABLE applied_old (jid TEXT NOT NULL, "
+            "seq BIGINT NOT NULL, PRIMARY KEY (jid, seq)) WITHOUT ROWID;"
+            "CREATE VIEW waituntil_applied AS SELECT jid, seq FROM "
+            "applied_old;"
+            "CREATE TRIGGER wa_ins INSTEAD OF INSERT ON waituntil_applied "
+            "BEGIN INSERT INTO applied_old VALUES (NEW.jid, NEW.seq); END;"
+            "CREATE TRIGGER wa_del INSTEAD OF DELETE ON waituntil_applied "
+            "BEGIN DELETE FROM applied_old WHERE jid = OLD.jid AND "
+            "seq = OLD.seq; END;"
+            "INSERT INTO t(v, note) VALUES (0, 'x'), (1, 'x')");
+    snprintf(q, sizeof q, "INSERT INTO applied_old (jid, seq) "
+             "VALUES ('%s', 1), ('%s', 2)", jid, jid);
+    db_exec(q);
+    p = mkpool_cfg(&c);
+    defer_pool_stats(p, &st);
+    ck_assert_uint_eq(st.j_skipped, 2);
+    ck_assert_uint_eq(st.j_replayed, 8);
+    run_and_close(p);
+    ck_assert_int_eq(db_scalar("SELECT count(*) FROM t"), 10);
+    ck_assert_int_eq(db_scalar("SELECT count(DISTINCT v) FROM t"), 10);
+}
+END_TEST
+
 /* Range rows that overlap (replay never writes them, but a table is
  * outside our control): a record inside any of them is skipped, not
  * only inside the last one that starts at or below it. */
@@ -1341,6 +1379,7 @@ int main(void)
     tcase_add_loop_test(tc, test_crash_during_replay_range_rows, 0, 2);
     tcase_add_test(tc, test_applied_table_without_hi_is_migrated);
     tcase_add_test(tc, test_overlapping_range_rows_skip);
+    tcase_add_test(tc, test_applied_table_not_alterable_replays_per_record);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_ENV);

@@ -120,8 +120,14 @@
  * column (ALTER TABLE ADD COLUMN, its rows NULL: one record each).
  * An older version does not read ranges: going back to one after a
  * replay was killed, with its files still there, would run the records
- * inside range rows again (once a start has finished replaying, no
- * range row is left, and going back is safe).
+ * inside range rows again -- and so would an older instance sharing the
+ * folder that replays such a journal.  Rule (README): after a failed
+ * start, let this version finish its replay before going back.  Once a
+ * start has finished replaying, its range rows are pruned (a failed
+ * prune is logged, journal_prune_failed).  A table the pool may not
+ * alter (another role owns it on PostgreSQL; the ALTER waits at most
+ * 2 s for its lock there, busy_timeout on SQLite) keeps one row per
+ * record (journal_ranges_off, a WARN): slower, exactly as safe.
  *
  * BAD BYTES.  A record whose header or checksum does not hold starts a
  * bad stretch, which ends at the next record that holds (RESYNC) or at
@@ -1200,7 +1206,8 @@ typedef struct replay {
     size_t ndone, cap_done;    /* replay, in the order they were */
     int done_sorted;           /* (sorted while they come in order) */
     qcache cache;
-    qb_query *mark_tpl, *range_tpl;
+    qb_query *mark_tpl, *range_tpl; /* range_tpl NULL: no hi column */
+    int has_hi;                /* waituntil_applied has hi (RANGE ROWS) */
 } replay;
 
 static int has_seq(const uint64_t *v, size_t n, uint64_t seq)
@@ -1237,7 +1244,10 @@ static int load_applied(replay *rp)
     qb_result *res = NULL;
     size_t i, n, ns = 0, nr = 0;
     int rc = run_raw(rp->db, rp->d,
-                     "SELECT seq, hi FROM waituntil_applied WHERE jid = ?1",
+                     rp->has_hi ? "SELECT seq, hi FROM waituntil_applied "
+                                  "WHERE jid = ?1"
+                                : "SELECT seq, NULL FROM waituntil_applied "
+                                  "WHERE jid = ?1",
                      1, &v, &res);
     if (rc != QB_OK)
         return rc;
@@ -1355,7 +1365,8 @@ static int mark_done(replay *rp, size_t from)
     while (k < rp->ndone) {
         size_t e = k + 1;
         int rc = QB_OK;
-        while (e < rp->ndone && rp->done[e] == rp->done[e - 1] + 1)
+        while (rp->range_tpl != NULL && e < rp->ndone &&
+               rp->done[e] == rp->done[e - 1] + 1)
             e++;
         if (e - k > 1)
             rc = mark_exec(rp, rp->range_tpl, 3, rp->done[k],
@@ -1578,16 +1589,34 @@ static int setup_table(replay *rp, char *eb, size_t el)
      * record each).  Looked for first, so an existing column costs no
      * ALTER (no table lock on PostgreSQL); an ALTER that fails is
      * checked again (another process may have added it meanwhile). */
+    rp->has_hi = 1;
     if (rc == QB_OK && run_raw(rp->db, rp->d,
                                "SELECT hi FROM waituntil_applied LIMIT 0", 0,
                                NULL, NULL) != QB_OK) {
+        /* On PostgreSQL the ALTER waits for an exclusive lock, and every
+         * other session's insert queues behind it: wait a bounded time. */
+        int pg = rp->d == QB_DIALECT_POSTGRES;
+        if (pg)
+            (void)run_raw(rp->db, rp->d, "SET lock_timeout = '2s'", 0, NULL,
+                          NULL);
         rc = run_raw(rp->db, rp->d,
                      "ALTER TABLE waituntil_applied ADD COLUMN hi BIGINT", 0,
                      NULL, NULL);
-        if (rc != QB_OK)
-            rc = run_raw(rp->db, rp->d,
-                         "SELECT hi FROM waituntil_applied LIMIT 0", 0, NULL,
-                         NULL);
+        if (pg)
+            (void)run_raw(rp->db, rp->d, "RESET lock_timeout", 0, NULL, NULL);
+        if (rc != QB_OK &&
+            run_raw(rp->db, rp->d, "SELECT hi FROM waituntil_applied LIMIT 0",
+                    0, NULL, NULL) != QB_OK) {
+            /* Not ours to alter (another role owns the table), or locked
+             * past the bound: replay as before, one row per record --
+             * slower, exactly as safe. */
+            jlog(rp->j->pool, DEFER_LOG_WARN, "journal_ranges_off", 0,
+                 "waituntil_applied has no hi column and adding it failed "
+                 "(%s): replay writes one row per record",
+                 qb_errmsg(rp->db));
+            rp->has_hi = 0;
+        }
+        rc = QB_OK;
     }
     if (rc == QB_OK)
         rc = run_raw(rp->db, rp->d,
@@ -1623,9 +1652,14 @@ static void replay_free(replay *rp)
 static void prune_all_but_last(replay *rp, uint64_t last)
 {
     qb_value v[2] = {qb_text(rp->j->jid), qb_int((int64_t)last)};
-    (void)run_raw(rp->db, rp->d,
-                  "DELETE FROM waituntil_applied WHERE jid = ?1 AND seq < ?2",
-                  2, v, NULL);
+    /* A failure is harmless for exactly-once (the files are gone, and a
+     * later prune takes these rows), but range rows then stay: say so. */
+    if (run_raw(rp->db, rp->d,
+                "DELETE FROM waituntil_applied WHERE jid = ?1 AND seq < ?2",
+                2, v, NULL) != QB_OK)
+        jlog(rp->j->pool, DEFER_LOG_WARN, "journal_prune_failed", 0,
+             "rows below seq %llu stay in waituntil_applied: %s",
+             (unsigned long long)last, qb_errmsg(rp->db));
 }
 
 /* Replay the files of the journal j names now (j->dir, name, jid) on db:
@@ -1655,7 +1689,7 @@ static int replay_base(defer_journal *j, qb_conn *db, uint64_t *max_seq,
                                   "INSERT INTO waituntil_applied (jid, seq) "
                                   "VALUES (?1, ?2)",
                                   2, mv, QB_FETCH_NONE);
-    if (rc == QB_OK)
+    if (rc == QB_OK && rp.has_hi)
         rc = qb_query_raw_dialect(&rp.range_tpl, rp.d,
                                   "INSERT INTO waituntil_applied "
                                   "(jid, seq, hi) VALUES (?1, ?2, ?3)",
