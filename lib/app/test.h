@@ -110,7 +110,9 @@ WAITUNTIL_API void waituntil_test_close(waituntil_test *t);
  * body[0..len).  A Content-Type header sets CONTENT_TYPE.  Its writes
  * run before this returns.  The response, owned by t; NULL on a kit
  * failure (out of memory, a write that never finished within 60 s):
- * waituntil_test_error says why.
+ * waituntil_test_error says why.  After a write that never finished the
+ * kit's counts would be wrong: every later request returns NULL too
+ * (close the kit).
  */
 WAITUNTIL_API const waituntil_test_response *
 waituntil_test_request(waituntil_test *t, const char *method, const char *uri,
