@@ -24,6 +24,13 @@
 # (the instances reconnect on their own).  At the end every process's
 # final counters add up: ok == rows, failed == the failures counted.
 #
+# Also in phase 1: GET /log_sync (the log_sync handler: an insert on
+# the request thread's own connection, web_call_db) on each instance
+# before the restart, then 30 after it one at a time: a thread whose
+# session died answers 500 once (its call fails with QB_ECONN), then
+# web_call_db reconnects it; the last 10 are all 200, and no more than
+# one failure per request thread.
+#
 # SKIP (77) without PostgreSQL server binaries or psql, or when the app
 # was built without libpq.  Figures: "# figure: pg_restart ..." lines.
 . "$TESTS_SRCDIR/lib.sh"
@@ -74,6 +81,16 @@ dups() { multi_sql "SELECT count(*) - count(DISTINCT path) FROM logs WHERE path 
 idle() { multi_wait_idle 1 "${1:-300}" && multi_wait_idle 2 "${1:-300}"; }
 
 conf_with 30s "$T_TMP/conf1" || { t_fail "conf with reconnect 30s"; t_done; exit 1; }
+printf '\nroute any /log_sync {\n    handler log_sync;\n}\n' >> "$T_TMP/conf1"
+THREADS=$(sed -n 's/^[[:space:]]*threads \([0-9]*\);.*/\1/p' "$T_TMP/conf1" | head -n 1)
+# sync_codes I N: N GETs of /log_sync to instance I, one at a time.
+sync_codes() {
+    k=0
+    while [ $k -lt "$2" ]; do
+        curl -s -o /dev/null --max-time 60 -w '%{http_code}\n' "$MULTI_URL/_wu/$1/log_sync"
+        k=$((k + 1))
+    done
+}
 PORT=$(stack_free_port)
 if ! multi_start "$TOP_SRCDIR" "$TOP_BUILDDIR" "$T_TMP/prefix" "$PORT" 2 "$DB" \
     "$T_TMP/conf1" > "$T_TMP/start.out" 2>&1; then
@@ -84,6 +101,9 @@ t_ok "2 instances and nginx start on PostgreSQL"
 for i in 1 2; do curl -s -o /dev/null "$MULTI_URL/_wu/$i/log/warm$i"; done
 idle
 expect "warm-up rows" "$(multi_sql "SELECT count(*) FROM logs WHERE path LIKE '/log/warm%'")" "2"
+for i in 1 2; do sync_codes $i 20 > "$T_TMP/sync-before-$i"; done
+expect "GET /log_sync before the restart: 40 x 200" \
+    "$(cat "$T_TMP"/sync-before-* | grep -c '^200$')" 40
 
 # ---- phase 1: restart within the budget ------------------------------------
 urls r1 "$N1"
@@ -106,6 +126,15 @@ for i in 1 2; do
     seq 1 100 | sed "s|.*|url = \"$MULTI_URL/_wu/$i/log/r1t-$i-&\"\noutput = \"/dev/null\"|"
 done > "$T_TMP/urls-r1t"
 rel_curl_codes "$T_TMP/urls-r1t" "$T_TMP/codes-r1t" 8
+for i in 1 2; do
+    sync_codes $i 30 > "$T_TMP/sync-after-$i"
+    bad=$(grep -vc '^200$' "$T_TMP/sync-after-$i")
+    [ "$bad" -le "${THREADS:-4}" ] &&
+        t_ok "instance $i: /log_sync after the restart: $bad of 30 failed (<= one per request thread)" ||
+        t_fail "instance $i: /log_sync after the restart" "$(sort "$T_TMP/sync-after-$i" | uniq -c)"
+    expect "instance $i: the last 10 /log_sync after the restart are 200" \
+        "$(tail -n 10 "$T_TMP/sync-after-$i" | grep -c '^200$')" 10
+done
 idle 600 || t_fail "instances idle after the restart (60 s)" "$(multi_status 1)"
 n2xx=$(grep -c '^2' "$T_TMP/codes-r1")
 expect "all $N1 requests answered 2xx" "$n2xx" "$N1"
@@ -174,7 +203,7 @@ rel_figure "pg_restart phase=outage requests=$N2 answered_2xx=$n2xx2 failed=$fai
 
 multi_stop
 expect "both instances exit 0" "$MULTI_RCS" "1:0 2:0"
-total=$(multi_sql "SELECT count(*) FROM logs")
+total=$(multi_sql "SELECT count(*) FROM logs WHERE path <> '/log_sync'")
 expect "rows == tasks ok summed over all 4 processes" "$(multi_stopped_sum ok)" "$total"
 expect "failed summed over all processes == the outage's failures" \
     "$(multi_stopped_sum failed)" "$failed2"
