@@ -1327,6 +1327,55 @@ static int count_lock_files(void)
 /* A clean stop leaves no lock file next to the database (it used to
  * leave journal.lock and journal.1.lock ... journal.7.lock, empty); a
  * running pool holds exactly one. */
+/* A clean stop whose last barrier (fsync level, synchronous NORMAL)
+ * meets a write lock held elsewhere gives up at the stop's deadline, not
+ * after busy_timeout (10 s here): the files then stay, and the next
+ * start skips what they hold. */
+START_TEST(test_stop_deadline_bounds_the_last_barrier)
+{
+    defer_config c = jcfg();
+    defer_pool *p;
+    defer_ctx *ctx = NULL;
+    defer_stats st;
+    sqlite3 *lock = NULL;
+    int64_t end, t0, dt;
+
+    c.journal = DEFER_JOURNAL_FSYNC;
+    c.workers = 1;
+    c.db.busy_timeout_ms = 10000;
+    p = mkpool_cfg(&c);
+    ck_assert_int_eq(defer_ctx_create(p, &ctx), DEFER_OK);
+    ck_assert_int_eq(defer_wait_until_query(ctx, q_ins("t", 1), "/w"),
+                     DEFER_OK);
+    ck_assert_int_eq(defer_admit(p, ctx), DEFER_OK);
+    defer_submit(p, ctx);
+    end = tu_now_ms() + TU_WAIT_MS;
+    do {
+        defer_pool_stats(p, &st);
+    } while (st.ok < 1 && tu_now_ms() < end && usleep(2000) == 0);
+    ck_assert_uint_eq(st.ok, 1);
+    ck_assert_int_eq(sqlite3_open(g_db, &lock), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(lock, "BEGIN IMMEDIATE", NULL, NULL, NULL),
+                     SQLITE_OK);
+    defer_ctx_free(ctx);
+    t0 = tu_now_ms();
+    (void)defer_pool_shutdown(p, 200);
+    dt = tu_now_ms() - t0;
+    ck_assert_int_eq(sqlite3_exec(lock, "COMMIT", NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(lock);
+    defer_pool_destroy(p);
+    /* 200 ms deadline + 500 ms grace; before the fix: ~10 s. */
+    ck_assert_msg(dt < 5000, "shutdown took %lld ms", (long long)dt);
+    /* The next start replays nothing twice. */
+    p = mkpool_cfg(&c);
+    defer_pool_stats(p, &st);
+    ck_assert_uint_eq(st.j_replayed, 0);
+    run_and_close(p);
+    ck_assert_int_eq(db_scalar("SELECT count(*) FROM t"), 1);
+}
+END_TEST
+
 START_TEST(test_clean_stop_removes_lock_files)
 {
     defer_config c = jcfg();
@@ -1376,6 +1425,7 @@ int main(void)
     tcase_add_test(tc, test_journal_without_id_file_is_adopted);
     tcase_add_test(tc, test_out_of_order_duplicate_applied_once);
     tcase_add_test(tc, test_clean_stop_removes_lock_files);
+    tcase_add_test(tc, test_stop_deadline_bounds_the_last_barrier);
     tcase_add_loop_test(tc, test_crash_during_replay_range_rows, 0, 2);
     tcase_add_test(tc, test_applied_table_without_hi_is_migrated);
     tcase_add_test(tc, test_overlapping_range_rows_skip);

@@ -211,6 +211,9 @@ struct defer_pool {
     pthread_cond_t sleep_cv;   /* backoff sleepers: abort */
     int state;                 /* P_* */
     atomic_int abort;          /* deadline passed: interrupt, give up */
+    atomic_int_least64_t stop_end_ns; /* shutdown's deadline (0: none
+                                  yet): no lock wait outlives it, not even
+                                  a journal barrier after the drain */
     int writer_busy;           /* one SQL transaction per pool at a time */
     int shut_called, shut_done, shut_rc;
     unsigned idle, space_waiters, alive, refs;

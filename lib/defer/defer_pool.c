@@ -767,6 +767,7 @@ DEFER_API int defer_pool_shutdown(defer_pool *p, unsigned deadline_ms)
     p->state = P_DRAINING;
     defer__broadcast(&p->space_cv);
     end = defer__now_ns() + (int64_t)deadline_ms * 1000000;
+    atomic_store(&p->stop_end_ns, end);
     while (!drained(p)) {
         if (defer__wait(p, &p->done_cv, end) == ETIMEDOUT)
             break;

@@ -614,9 +614,10 @@ static int busy_cb(void *ud, int count)
     defer_runner *r = ud;
     defer_pool *p = r->pool;
     int64_t now = defer__now_ns(), limit, waited;
+    int64_t stop_end = atomic_load(&p->stop_end_ns);
     unsigned d;
 
-    if (aborted(p))
+    if (aborted(p) || (stop_end != 0 && now >= stop_end))
         return 0;
     if (count == 0)
         r->busy_start_ns = now;
