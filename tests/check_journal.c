@@ -51,6 +51,13 @@ static int64_t db_scalar(const char *sql)
     return v;
 }
 
+/* Table t holds n rows, no v twice: every write applied exactly once. */
+static void ck_rows_once(int64_t n)
+{
+    ck_assert_int_eq(db_scalar("SELECT count(*) FROM t"), n);
+    ck_assert_int_eq(db_scalar("SELECT count(DISTINCT v) FROM t"), n);
+}
+
 static void setup(void)
 {
     g_dir = tu_mkdtemp("check_journal");
@@ -303,8 +310,7 @@ START_TEST(test_crash_replays_exactly_once)
     ck_assert_uint_eq(st.j_replayed + st.j_skipped, 3000);
     ck_assert_uint_eq(st.j_dead, 0);
     run_and_close(p);
-    ck_assert_int_eq(db_scalar("SELECT count(*) FROM t"), 3000);
-    ck_assert_int_eq(db_scalar("SELECT count(DISTINCT v) FROM t"), 3000);
+    ck_rows_once(3000);
     /* Replaying again finds nothing. */
     p = mkpool_cfg(&c);
     defer_pool_stats(p, &st);
@@ -537,8 +543,7 @@ START_TEST(test_duplicate_record_applied_once)
     ck_assert_uint_eq(st.j_replayed + st.j_skipped, 10);
     ck_assert_uint_ge(st.j_skipped, 5);
     run_and_close(p);
-    ck_assert_int_eq(db_scalar("SELECT count(*) FROM t"), 5);
-    ck_assert_int_eq(db_scalar("SELECT count(DISTINCT v) FROM t"), 5);
+    ck_rows_once(5);
 }
 END_TEST
 
@@ -1040,8 +1045,7 @@ START_TEST(test_renamed_host_keeps_journal_id)
     ck_assert_uint_eq(st.j_replayed + st.j_skipped, 3000);
     ck_assert_uint_ge(st.j_skipped, 1000);
     run_and_close(p);
-    ck_assert_int_eq(db_scalar("SELECT count(*) FROM t"), 3000);
-    ck_assert_int_eq(db_scalar("SELECT count(DISTINCT v) FROM t"), 3000);
+    ck_rows_once(3000);
     ck_assert_uint_eq(strlen(id1), 32);
     ck_assert_int_ge(n1, 1000); /* the rows were named by the id */
     read_id_file(id2, sizeof id2);
@@ -1074,8 +1078,7 @@ START_TEST(test_journal_without_id_file_is_adopted)
     ck_assert_uint_eq(st.j_replayed + st.j_skipped, 3000);
     ck_assert_uint_ge(st.j_skipped, 1000);
     run_and_close(p);
-    ck_assert_int_eq(db_scalar("SELECT count(*) FROM t"), 3000);
-    ck_assert_int_eq(db_scalar("SELECT count(DISTINCT v) FROM t"), 3000);
+    ck_rows_once(3000);
     read_id_file(id2, sizeof id2);
     ck_assert_uint_eq(strlen(id2), 32);
     ck_assert_str_ne(id1, id2);
@@ -1125,8 +1128,7 @@ START_TEST(test_out_of_order_duplicate_applied_once)
     ck_assert_uint_eq(st.j_replayed, 3);
     ck_assert_uint_eq(st.j_skipped, 1);
     run_and_close(p);
-    ck_assert_int_eq(db_scalar("SELECT count(*) FROM t"), 3);
-    ck_assert_int_eq(db_scalar("SELECT count(DISTINCT v) FROM t"), 3);
+    ck_rows_once(3);
 }
 END_TEST
 
@@ -1236,8 +1238,7 @@ START_TEST(test_applied_table_without_hi_is_migrated)
     ck_assert_uint_eq(st.j_skipped, 4);
     ck_assert_uint_eq(st.j_replayed, 6);
     run_and_close(p);
-    ck_assert_int_eq(db_scalar("SELECT count(*) FROM t"), 10);
-    ck_assert_int_eq(db_scalar("SELECT count(DISTINCT v) FROM t"), 10);
+    ck_rows_once(10);
     ck_assert_int_eq(db_scalar("SELECT count(hi) FROM waituntil_applied"),
                      0);
 }
@@ -1276,8 +1277,7 @@ START_TEST(test_applied_table_not_alterable_replays_per_record)
     ck_assert_uint_eq(st.j_skipped, 2);
     ck_assert_uint_eq(st.j_replayed, 8);
     run_and_close(p);
-    ck_assert_int_eq(db_scalar("SELECT count(*) FROM t"), 10);
-    ck_assert_int_eq(db_scalar("SELECT count(DISTINCT v) FROM t"), 10);
+    ck_rows_once(10);
 }
 END_TEST
 
@@ -1304,8 +1304,7 @@ START_TEST(test_overlapping_range_rows_skip)
     ck_assert_uint_eq(st.j_skipped, 6);
     ck_assert_uint_eq(st.j_replayed, 4);
     run_and_close(p);
-    ck_assert_int_eq(db_scalar("SELECT count(*) FROM t"), 10);
-    ck_assert_int_eq(db_scalar("SELECT count(DISTINCT v) FROM t"), 10);
+    ck_rows_once(10);
 }
 END_TEST
 
