@@ -456,7 +456,7 @@ static Suite *app_suite(void)
 {
     Suite *s = suite_create("app");
     TCase *tc = tcase_create("kit");
-    tcase_set_timeout(tc, 120);
+    tcase_set_timeout(tc, TU_TCASE_TIMEOUT_S);
     tcase_add_test(tc, test_declarative_insert);
     tcase_add_test(tc, test_json_body_and_require);
     tcase_add_test(tc, test_not_found_and_method);

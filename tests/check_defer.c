@@ -3138,11 +3138,11 @@ END_TEST
 
 /* ==== main =============================================================== */
 
-static TCase *tc(Suite *s, const char *name, int timeout)
+static TCase *tc(Suite *s, const char *name)
 {
     TCase *t = tcase_create(name);
     tcase_add_checked_fixture(t, setup, teardown);
-    tcase_set_timeout(t, timeout);
+    tcase_set_timeout(t, TU_TCASE_TIMEOUT_S); /* a guard against hangs only */
     suite_add_tcase(s, t);
     return t;
 }
@@ -3154,24 +3154,24 @@ int main(void)
     TCase *t;
     int failed;
 
-    t = tc(s, "ownership", 30);
+    t = tc(s, "ownership");
     tcase_add_loop_test(t, test_ownership_every_path, 0, OWN_NPATHS);
     tcase_add_test(t, test_query_ownership_on_refusal);
     tcase_add_test(t, test_dialect_and_engine_checks);
 
-    t = tc(s, "admission", 30);
+    t = tc(s, "admission");
     tcase_add_test(t, test_wait_policy_times_out);
     tcase_add_test(t, test_wait_policy_refuses_when_stalled);
     tcase_add_test(t, test_wait_policy_gets_slot);
     tcase_add_test(t, test_reject_policy_is_immediate);
     tcase_add_test(t, test_inline_policy_runs_in_caller);
 
-    t = tc(s, "order", 30);
+    t = tc(s, "order");
     tcase_add_test(t, test_order_one_worker);
     tcase_add_test(t, test_request_larger_than_batch);
     tcase_add_test(t, test_order_sql_then_callback);
 
-    t = tc(s, "group_commit", 60);
+    t = tc(s, "group_commit");
     tcase_add_test(t, test_batch_failure_isolated);
     tcase_add_test(t, test_partial_failure_rolled_back_alone);
     tcase_add_test(t, test_busy_retried_then_succeeds);
@@ -3179,31 +3179,31 @@ int main(void)
     tcase_add_test(t, test_time_budget_interrupts);
     tcase_add_test(t, test_callback_transactions);
 
-    t = tc(s, "shutdown", 60);
+    t = tc(s, "shutdown");
     tcase_add_test(t, test_drain_within_deadline);
     tcase_add_test(t, test_deadline_with_hung_callback);
     tcase_add_test(t, test_deadline_hung_callback_mid_batch);
     tcase_add_test(t, test_deadline_interrupts_sql);
 
-    t = tc(s, "counters", 60);
+    t = tc(s, "counters");
     tcase_add_test(t, test_counters_reconcile);
     tcase_add_test(t, test_two_pools_independent);
 
-    t = tc(s, "stress", 120);
+    t = tc(s, "stress");
     tcase_add_loop_test(t, test_stress_random_shutdown, 0, 3);
 
-    t = tc(s, "hygiene", 30);
+    t = tc(s, "hygiene");
     tcase_add_test(t, test_config_errors);
     tcase_add_test(t, test_worker_threads_named_and_masked);
     tcase_add_test(t, test_log_lines_escaped);
     tcase_add_test(t, test_thread_create_failure_joins);
 
-    t = tc(s, "second_reader", 120);
+    t = tc(s, "second_reader");
     tcase_add_test(t, test_wait_after_idle_burst);
     tcase_add_test(t, test_hung_after_done_reconciles);
     tcase_add_test(t, test_hung_sql_arg_vs_report);
 
-    t = tc(s, "log", 60);
+    t = tc(s, "log");
     tcase_add_test(t, test_log_repeats_folded);
     tcase_add_test(t, test_log_distinct_failures_not_folded_together);
     tcase_add_test(t, test_log_dropped_counted);
@@ -3212,7 +3212,7 @@ int main(void)
     tcase_add_test(t, test_log_values_redact_and_off);
     tcase_add_test(t, test_log_summary_names_no_request);
 
-    t = tc(s, "db_health", 90);
+    t = tc(s, "db_health");
     tcase_add_test(t, test_db_removed_nothing_counted_ok_after);
     tcase_add_test(t, test_db_truncated_nothing_counted_ok_after);
     tcase_add_test(t, test_db_replaced_by_copy_reopens);

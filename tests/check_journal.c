@@ -198,6 +198,19 @@ static int count_files(const char *suffix_prefix)
     return n;
 }
 
+/* The journal's files once at most MAX are left, or the count at the
+ * deadline.  A worker removes a batch's landed files after it counts the
+ * batch (defer__settle, then defer__journal_tidy): "ok" comes first. */
+static int wait_files_le(int max)
+{
+    int64_t end = tu_now_ms() + TU_WAIT_MS;
+    int n;
+
+    while ((n = count_files("journal.")) > max && tu_now_ms() < end)
+        usleep(2000);
+    return n;
+}
+
 /* The one journal file (the crash leaves one: no rotation). */
 static void journal_file(char *out, size_t len)
 {
@@ -587,6 +600,7 @@ START_TEST(test_rotation_bounds_the_files)
     defer_ctx *ctx = NULL;
     defer_stats st;
     int v, maxfiles = 0;
+    int64_t end;
 
     c.journal_rotate_bytes = 4096;
     p = mkpool_cfg(&c);
@@ -604,16 +618,17 @@ START_TEST(test_rotation_bounds_the_files)
         }
     }
     defer_ctx_free(ctx);
-    for (;;) { /* wait for the commits, then one more file turn */
+    end = tu_now_ms() + TU_WAIT_MS;
+    do { /* wait for the commits */
         defer_pool_stats(p, &st);
-        if (st.ok + st.failed >= 5000)
-            break;
-        usleep(2000);
-    }
+    } while (st.ok + st.failed < 5000 && tu_now_ms() < end &&
+             usleep(2000) == 0);
+    ck_assert_uint_eq(st.ok, 5000);
     ck_assert_uint_eq(st.j_pending, 0);
-    /* Files holding only committed records are gone (the current one
-     * stays), whatever the queue did meanwhile. */
-    ck_assert_int_le(count_files("journal."), 2);
+    /* Files holding only committed records go (the current one stays),
+     * whatever the queue did meanwhile. */
+    ck_assert_int_le(wait_files_le(2), 2);
+    defer_pool_stats(p, &st);
     ck_assert_uint_le(st.j_file_bytes, 2 * 4096 + 4096);
     run_and_close(p);
     ck_assert_int_eq(db_scalar("SELECT count(*) FROM t"), 5000);
@@ -902,7 +917,7 @@ START_TEST(test_failed_task_does_not_pin_later_files)
     ck_assert_uint_eq(st.ok, 5000);
     ck_assert_uint_eq(st.j_pending, 0);
     /* the current file and at most two more (about 130 were written) */
-    ck_assert_int_le(count_files("journal."), 3);
+    ck_assert_int_le(wait_files_le(3), 3);
     defer_ctx_free(ctx);
     run_and_close(p);
     ck_assert_int_eq(db_scalar("SELECT count(*) FROM t"), 5000);
@@ -1341,7 +1356,9 @@ START_TEST(test_stop_deadline_bounds_the_last_barrier)
 
     c.journal = DEFER_JOURNAL_FSYNC;
     c.workers = 1;
-    c.db.busy_timeout_ms = 10000;
+    /* Longer than the test may take: without the deadline, the stop
+     * would wait it out and the tcase timeout would fail the test. */
+    c.db.busy_timeout_ms = 2 * TU_TCASE_TIMEOUT_S * 1000;
     p = mkpool_cfg(&c);
     ck_assert_int_eq(defer_ctx_create(p, &ctx), DEFER_OK);
     ck_assert_int_eq(defer_wait_until_query(ctx, q_ins("t", 1), "/w"),
@@ -1364,8 +1381,9 @@ START_TEST(test_stop_deadline_bounds_the_last_barrier)
                      SQLITE_OK);
     sqlite3_close(lock);
     defer_pool_destroy(p);
-    /* 200 ms deadline + 500 ms grace; before the fix: ~10 s. */
-    ck_assert_msg(dt < 5000, "shutdown took %lld ms", (long long)dt);
+    /* 200 ms deadline + 500 ms grace (a bound far from both, for a
+     * loaded machine); before the fix: the whole busy timeout. */
+    ck_assert_msg(dt < TU_WAIT_MS, "shutdown took %lld ms", (long long)dt);
     /* The next start replays nothing twice. */
     p = mkpool_cfg(&c);
     defer_pool_stats(p, &st);

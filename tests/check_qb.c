@@ -1792,13 +1792,13 @@ static Suite *qb_suite(void)
     TCase *tc;
 
     tc = tcase_create("conformance");
-    tcase_set_timeout(tc, 30);
+    tcase_set_timeout(tc, TU_TCASE_TIMEOUT_S);
     tcase_add_test(tc, test_conformance_table_complete);
     tcase_add_loop_test(tc, test_conformance_case, 0, (int)NCASES);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("fixes");
-    tcase_set_timeout(tc, 30);
+    tcase_set_timeout(tc, TU_TCASE_TIMEOUT_S);
     tcase_add_test(tc, test_fix_update_mixed_numbering);
     tcase_add_test(tc, test_fix_numbered_after_subquery);
     tcase_add_test(tc, test_fix_numbered_after_bare);
@@ -1813,7 +1813,7 @@ static Suite *qb_suite(void)
     suite_add_tcase(s, tc);
 
     tc = tcase_create("core");
-    tcase_set_timeout(tc, 30);
+    tcase_set_timeout(tc, TU_TCASE_TIMEOUT_S);
     tcase_add_test(tc, test_raw_copies_and_collapses);
     tcase_add_test(tc, test_raw_refuses_bad_args);
     tcase_add_test(tc, test_debug_sql_formats);
@@ -1822,7 +1822,7 @@ static Suite *qb_suite(void)
     suite_add_tcase(s, tc);
 
     tc = tcase_create("builder");
-    tcase_set_timeout(tc, 30);
+    tcase_set_timeout(tc, TU_TCASE_TIMEOUT_S);
     tcase_add_loop_test(tc, test_misuse, 0,
                         (int)(sizeof misuses / sizeof misuses[0]));
     tcase_add_test(tc, test_sticky_error);
@@ -1836,7 +1836,7 @@ static Suite *qb_suite(void)
     suite_add_tcase(s, tc);
 
     tc = tcase_create("regressions");
-    tcase_set_timeout(tc, 30);
+    tcase_set_timeout(tc, TU_TCASE_TIMEOUT_S);
     tcase_add_test(tc, test_reg_raw_empty_sql_terminated);
     tcase_add_test(tc, test_query_rebind);
     tcase_add_test(tc, test_query_convert);

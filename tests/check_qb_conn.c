@@ -37,6 +37,7 @@
 #include <string.h>
 
 #include "qb_conn_test.h"
+#include "testutil.h"
 
 int g_pg;
 const char *g_dsn;
@@ -293,7 +294,7 @@ void rec_init(rec *r)
 TCase *tc(Suite *s, const char *name)
 {
     TCase *t = tcase_create(name);
-    tcase_set_timeout(t, 60);
+    tcase_set_timeout(t, TU_TCASE_TIMEOUT_S);
     suite_add_tcase(s, t);
     return t;
 }

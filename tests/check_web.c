@@ -2725,7 +2725,7 @@ END_TEST
 static TCase *tc(const char *name)
 {
     TCase *t = tcase_create(name);
-    tcase_set_timeout(t, 30);
+    tcase_set_timeout(t, TU_TCASE_TIMEOUT_S);
     return t;
 }
 

@@ -1049,7 +1049,7 @@ START_TEST(server_db_lost_answers_503)
 {
     struct fixture f;
     char *out = NULL;
-    int status = 0, i;
+    int status = 0;
     int64_t end;
     const char *log[] = {"REQUEST_METHOD=GET", "DOCUMENT_URI=/log", NULL};
     const char *hello[] = {"REQUEST_METHOD=GET", "DOCUMENT_URI=/hello", NULL};
@@ -1058,7 +1058,8 @@ START_TEST(server_db_lost_answers_503)
                              "QUERY_STRING=format=prometheus", NULL};
 
     start_server(&f, server_conf);
-    ck_assert_int_eq(fc_request(f.sock, log, NULL, 0, 5000, &out, &status), 0);
+    ck_assert_int_eq(fc_request(f.sock, log, NULL, 0, TU_WAIT_MS, &out,
+                                &status), 0);
     ck_assert_int_eq(status, 200);
     free(out);
     end = tu_now_ms() + TU_WAIT_MS;
@@ -1068,10 +1069,11 @@ START_TEST(server_db_lost_answers_503)
     ck_assert_int_eq(unlink(f.db), 0);
     /* Until the pool sees it (at the latest ~0.5 s), a write is promised
      * and fails (counted failed); then every one is refused. */
-    for (i = 0; i < 1000; i++) {
-        ck_assert_int_eq(fc_request(f.sock, log, NULL, 0, 5000, &out,
+    end = tu_now_ms() + TU_WAIT_MS;
+    for (;;) {
+        ck_assert_int_eq(fc_request(f.sock, log, NULL, 0, TU_WAIT_MS, &out,
                                     &status), 0);
-        if (status == 503)
+        if (status == 503 || tu_now_ms() > end)
             break;
         ck_assert_int_eq(status, 200);
         free(out);
@@ -1083,11 +1085,13 @@ START_TEST(server_db_lost_answers_503)
     ck_assert_ptr_nonnull(strstr(out, ": database unavailable\n"));
     free(out);
     /* a request without deferred work is still answered */
-    ck_assert_int_eq(fc_request(f.sock, hello, NULL, 0, 5000, &out, &status),
+    ck_assert_int_eq(fc_request(f.sock, hello, NULL, 0, TU_WAIT_MS, &out,
+                                &status),
                      0);
     ck_assert_int_eq(status, 200);
     free(out);
-    ck_assert_int_eq(fc_request(f.sock, st, NULL, 0, 5000, &out, &status), 0);
+    ck_assert_int_eq(fc_request(f.sock, st, NULL, 0, TU_WAIT_MS, &out,
+                                &status), 0);
     ck_assert_int_eq(status, 200);
     ck_assert_ptr_nonnull(strstr(out, "\"db_status\":\"lost\""));
     ck_assert_ptr_nonnull(strstr(out, "\"db_reason\":\"database file "));
@@ -1099,7 +1103,8 @@ START_TEST(server_db_lost_answers_503)
     ck_assert_ptr_nonnull(strstr(out, ",\"db_lost\":1,"));
     ck_assert_ptr_nonnull(strstr(out, ",\"log_dropped\":0"));
     free(out);
-    ck_assert_int_eq(fc_request(f.sock, st_prom, NULL, 0, 5000, &out, &status),
+    ck_assert_int_eq(fc_request(f.sock, st_prom, NULL, 0, TU_WAIT_MS, &out,
+                                &status),
                      0);
     ck_assert_int_eq(status, 200);
     ck_assert_ptr_nonnull(strstr(out, "\nwaituntil_db_state 2\n"));
@@ -1145,7 +1150,7 @@ START_TEST(server_journal_failure_has_its_own_503_counter)
     rl.rlim_cur = 2048; /* the journal is new: about a dozen records */
     ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &rl), 0);
     for (i = 0; i < 60; i++) {
-        ck_assert_int_eq(fc_request(f.sock, log, NULL, 0, 5000, &out,
+        ck_assert_int_eq(fc_request(f.sock, log, NULL, 0, TU_WAIT_MS, &out,
                                     &status), 0);
         if (status == 503)
             break;
@@ -1157,13 +1162,15 @@ START_TEST(server_journal_failure_has_its_own_503_counter)
     ck_assert_int_eq(status, 503);
     ck_assert_ptr_nonnull(strstr(out, ": journal unavailable\n"));
     free(out);
-    ck_assert_int_eq(fc_request(f.sock, st, NULL, 0, 5000, &out, &status), 0);
+    ck_assert_int_eq(fc_request(f.sock, st, NULL, 0, TU_WAIT_MS, &out,
+                                &status), 0);
     ck_assert_int_eq(status, 200);
     ck_assert_ptr_nonnull(
         strstr(out, ",\"responses_503_journal_unavailable\":1,"));
     ck_assert_ptr_nonnull(strstr(out, ",\"responses_503_db_unavailable\":0,"));
     free(out);
-    ck_assert_int_eq(fc_request(f.sock, st_prom, NULL, 0, 5000, &out, &status),
+    ck_assert_int_eq(fc_request(f.sock, st_prom, NULL, 0, TU_WAIT_MS, &out,
+                                &status),
                      0);
     ck_assert_ptr_nonnull(strstr(
         out, "\nwaituntil_responses_503_journal_unavailable_total 1\n"));
@@ -1187,7 +1194,8 @@ START_TEST(server_status_escapes_db_reason)
 {
     struct fixture f;
     char *out = NULL;
-    int status = 0, i;
+    int status = 0;
+    int64_t end;
     json_error_t je;
     json_t *j;
     const char *reason;
@@ -1199,12 +1207,13 @@ START_TEST(server_status_escapes_db_reason)
     start_server_db(&f, server_conf, "q\"b\\s\nn\x01" "c\xff.db");
     ck_assert_int_eq(unlink(f.db), 0);
     /* Until the pool sees it (at the latest ~1 s): a write is promised. */
-    for (i = 0; i < 1000; i++) {
+    end = tu_now_ms() + TU_WAIT_MS;
+    for (;;) {
         ck_assert_int_eq(fc_request(f.sock, log, NULL, 0, TU_WAIT_MS, &out,
                                     &status), 0);
         free(out);
         out = NULL;
-        if (status == 503)
+        if (status == 503 || tu_now_ms() > end)
             break;
         ck_assert_int_eq(status, 200);
         usleep(10000);
@@ -1338,7 +1347,8 @@ static long status_counter(const char *sock, const char *name)
     char *out = NULL, key[96], *p;
     int status = 0;
     long v = -1;
-    ck_assert_int_eq(fc_request(sock, st, NULL, 0, 5000, &out, &status), 0);
+    ck_assert_int_eq(fc_request(sock, st, NULL, 0, TU_WAIT_MS, &out, &status),
+                                0);
     ck_assert_int_eq(status, 200);
     snprintf(key, sizeof key, "\"%s\":", name);
     p = strstr(out, key);
@@ -1358,7 +1368,8 @@ static int post_json(const char *sock, const char *path, const char *body,
                             "CONTENT_TYPE=application/json", NULL};
     int status = 0;
     snprintf(uri, sizeof uri, "DOCUMENT_URI=%s", path);
-    ck_assert_int_eq(fc_request(sock, params, body, len, 10000, &o, &status), 0);
+    ck_assert_int_eq(fc_request(sock, params, body, len, TU_WAIT_MS, &o,
+                                &status), 0);
     if (out != NULL)
         *out = o;
     else
@@ -1555,7 +1566,8 @@ START_TEST(body_route_max_body)
                                NULL), 201);
     ck_assert_int_eq(post_json(f.sock, "/tiny", "123456789", 9, NULL), 413);
     ck_assert_int_eq(post_json(f.sock, "/tiny", "12345678", 8, NULL), 200);
-    ck_assert_int_eq(fc_request(f.sock, claim, NULL, 0, 5000, &out, &status), 0);
+    ck_assert_int_eq(fc_request(f.sock, claim, NULL, 0, TU_WAIT_MS, &out,
+                                &status), 0);
     ck_assert_int_eq(status, 413);
     free(out);
     memset(body, 'x', sizeof body);
@@ -1705,7 +1717,8 @@ START_TEST(require_names_the_first_missing_value)
     ck_assert_str_eq(reply_body(out),
                      "400 Bad Request: missing query argument \"v\"\n");
     free(out);
-    ck_assert_int_eq(fc_request(f.sock, q, NULL, 0, 5000, &out, &status), 0);
+    ck_assert_int_eq(fc_request(f.sock, q, NULL, 0, TU_WAIT_MS, &out,
+                                &status), 0);
     ck_assert_int_eq(status, 200);
     free(out);
     stop_server(&f);
@@ -1727,7 +1740,8 @@ START_TEST(require_checked_before_a_handler)
     ck_assert_int_eq(post_ct(f.sock, "/h", NULL, NULL, NULL, &out), 400);
     free(out);
     ck_assert_int_eq(counted_calls, 0);
-    ck_assert_int_eq(fc_request(f.sock, ok, NULL, 0, 5000, &out, &status), 0);
+    ck_assert_int_eq(fc_request(f.sock, ok, NULL, 0, TU_WAIT_MS, &out,
+                                &status), 0);
     ck_assert_int_eq(status, 200);
     free(out);
     ck_assert_int_eq(counted_calls, 1);
@@ -1768,7 +1782,7 @@ static Suite *suite(void)
 {
     Suite *s = suite_create("web_server");
     TCase *tc = tcase_create("log");
-    tcase_set_timeout(tc, 10);
+    tcase_set_timeout(tc, TU_TCASE_TIMEOUT_S);
     tcase_add_loop_test(tc, log_quote, 0, sizeof q_cases / sizeof q_cases[0]);
     tcase_add_test(tc, log_quote_truncates);
     tcase_add_test(tc, log_file_levels_and_reopen);
@@ -1781,7 +1795,7 @@ static Suite *suite(void)
     suite_add_tcase(s, tc);
 
     tc = tcase_create("defer_build");
-    tcase_set_timeout(tc, 10);
+    tcase_set_timeout(tc, TU_TCASE_TIMEOUT_S);
     tcase_add_loop_test(tc, defer_build_kinds, 0,
                         sizeof defer_sql / sizeof defer_sql[0]);
     tcase_add_loop_test(tc, defer_template_kinds, 0,
@@ -1792,7 +1806,7 @@ static Suite *suite(void)
     suite_add_tcase(s, tc);
 
     tc = tcase_create("server");
-    tcase_set_timeout(tc, 60);
+    tcase_set_timeout(tc, TU_TCASE_TIMEOUT_S);
     tcase_add_test(tc, server_socket_mode_and_unlink);
     tcase_add_test(tc, server_refuses_live_socket_and_unknown_handler);
     tcase_add_test(tc, server_answers_straight_fastcgi);
@@ -1805,7 +1819,7 @@ static Suite *suite(void)
     suite_add_tcase(s, tc);
 
     tc = tcase_create("body");
-    tcase_set_timeout(tc, 60);
+    tcase_set_timeout(tc, TU_TCASE_TIMEOUT_S);
     tcase_add_test(tc, body_not_parsed_for_404);
     tcase_add_test(tc, body_not_parsed_for_route_without_body_fields);
     tcase_add_test(tc, body_parsed_once_for_body_route);
@@ -1816,7 +1830,7 @@ static Suite *suite(void)
     suite_add_tcase(s, tc);
 
     tc = tcase_create("require");
-    tcase_set_timeout(tc, 60);
+    tcase_set_timeout(tc, TU_TCASE_TIMEOUT_S);
     tcase_add_test(tc, require_missing_answers_400_text);
     tcase_add_test(tc, require_missing_answers_400_json_to_json);
     tcase_add_test(tc, require_present_answers_2xx_and_writes);

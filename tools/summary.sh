@@ -4,6 +4,7 @@
 # "N passed, N failed" over everything.  Exit 1 if any test failed or no
 # test ran.
 pass=0 fail=0
+failed_logs=
 for dir in "$@"; do
     [ -d "$dir/tests" ] || continue
     for log in $(find "$dir/tests" -name '*.log' ! -name test-suite.log | sort); do
@@ -16,9 +17,11 @@ for dir in "$@"; do
             e=$(echo "$line" | sed -E 's/.*Errors: ([0-9]+).*/\1/')
             echo "$name: $line"
             pass=$((pass + n - f - e)); fail=$((fail + f + e))
+            [ $((f + e)) -gt 0 ] && failed_logs="$failed_logs $log"
             # A crash after the summary (sanitizer, valgrind) fails the program.
             if [ -f "$trs" ] && grep -q ':test-result: FAIL\|:test-result: ERROR' "$trs" && [ $((f + e)) -eq 0 ]; then
                 echo "$name: program failed after its summary (see log)"; fail=$((fail + 1))
+                failed_logs="$failed_logs $log"
             fi
             continue
         fi
@@ -27,17 +30,25 @@ for dir in "$@"; do
             p=${line%% passed*}; f=${line#*passed, }; f=${f%% failed*}
             echo "$name: $line"
             pass=$((pass + p)); fail=$((fail + f))
+            [ "$f" -gt 0 ] && failed_logs="$failed_logs $log"
             if [ -f "$trs" ] && grep -q ':test-result: FAIL\|:test-result: ERROR' "$trs" && [ "$f" -eq 0 ]; then
                 echo "$name: script failed (see log)"; fail=$((fail + 1))
+                failed_logs="$failed_logs $log"
             fi
             continue
         fi
         if [ -f "$trs" ]; then
             r=$(sed -n 's/^:test-result: //p' "$trs" | head -n 1)
             echo "$name: $r"
-            case $r in PASS) pass=$((pass + 1)) ;; SKIP) ;; *) fail=$((fail + 1)) ;; esac
+            case $r in PASS) pass=$((pass + 1)) ;; SKIP) ;;
+            *) fail=$((fail + 1)); failed_logs="$failed_logs $log" ;; esac
         fi
     done
 done
 echo "$pass passed, $fail failed"
+# CI shows the end of the output: repeat what failed, with its own words.
+for log in $failed_logs; do
+    echo "--- $log"
+    grep -E -A3 ':[FE]:|ERROR: (Address|Thread|Leak)Sanitizer|WARNING: ThreadSanitizer|runtime error:|^not ok' "$log" | head -n 40
+done
 [ "$fail" -eq 0 ] && [ "$pass" -gt 0 ]
