@@ -49,6 +49,6 @@ echo "$pass passed, $fail failed"
 # CI shows the end of the output: repeat what failed, with its own words.
 for log in $failed_logs; do
     echo "--- $log"
-    grep -E -A3 ':[FE]:|ERROR: (Address|Thread|Leak)Sanitizer|WARNING: ThreadSanitizer|runtime error:|^not ok' "$log" | head -n 40
+    grep -E -A6 ':[FE]:|ERROR: (Address|Thread|Leak)Sanitizer|WARNING: ThreadSanitizer|runtime error:|^not ok' "$log" | head -n 60
 done
 [ "$fail" -eq 0 ] && [ "$pass" -gt 0 ]
