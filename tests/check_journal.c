@@ -1050,8 +1050,8 @@ START_TEST(test_renamed_host_keeps_journal_id)
     g_jid = "host-a:/srv/journal";
     crash_child(0, 3000, 3000, 1000, -1);
     read_id_file(id1, sizeof id1);
-    snprintf(q, sizeof q, "SELECT count(*) FROM waituntil_applied WHERE "
-             "jid = '%s'", id1);
+    snprintf(q, sizeof q, "SELECT sum(coalesce(hi, seq) - seq + 1) FROM "
+             "waituntil_applied WHERE jid = '%s'", id1); /* records named */
     n1 = db_scalar(q);
     g_jid = "host-b:/srv/journal";
     c = jcfg();
@@ -1393,6 +1393,88 @@ START_TEST(test_stop_deadline_bounds_the_last_barrier)
 }
 END_TEST
 
+/* A worker's segment marks its writes as runs (RANGE ROWS), cut at
+ * file boundaries: 200 writes queued behind a lock span several files
+ * (rotate 4096) and commit in segments of many; once the first files
+ * are removed and their rows pruned, a kill and a restart replay
+ * nothing twice.  A run that crossed a file's first seq would have been
+ * pruned with the older file while the newer one still held some of its
+ * records: the restart would write those again. */
+START_TEST(test_segment_runs_cut_at_files)
+{
+    int status = 0;
+    int64_t ranged, rows;
+    defer_config c;
+    defer_pool *p;
+    defer_stats st;
+    pid_t pid = fork();
+
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        defer_ctx *ctx = NULL;
+        sqlite3 *lock = NULL;
+        char err[256];
+        int v;
+        int64_t end = tu_now_ms() + TU_WAIT_MS;
+
+        c = jcfg();
+        c.workers = 1;
+        c.journal_rotate_bytes = 4096;
+        c.db.busy_timeout_ms = 2 * TU_WAIT_MS;
+        if (defer_pool_create(&p, &c, err, sizeof err) != DEFER_OK ||
+            sqlite3_open(g_db, &lock) != SQLITE_OK ||
+            sqlite3_exec(lock, "BEGIN IMMEDIATE", NULL, NULL, NULL) !=
+                SQLITE_OK)
+            _exit(10);
+        for (v = 0; v < 201; v++) {
+            if (defer_ctx_create(p, &ctx) != DEFER_OK ||
+                defer_wait_until_query(ctx, q_ins("t", v), "/w") ||
+                defer_admit(p, ctx) != DEFER_OK)
+                _exit(11);
+            defer_submit(p, ctx);
+            defer_ctx_free(ctx);
+            if (v == 199 &&
+                (sqlite3_exec(lock, "COMMIT", NULL, NULL, NULL) !=
+                     SQLITE_OK ||
+                 sqlite3_close(lock) != SQLITE_OK))
+                _exit(12);
+            /* 200 committed and their older files gone: the 201st's
+             * transaction prunes their rows. */
+            while (v == 199 && tu_now_ms() < end) {
+                defer_pool_stats(p, &st);
+                if (st.ok == 200 && count_files("journal.") <= 1)
+                    break;
+                usleep(2000);
+            }
+        }
+        do
+            defer_pool_stats(p, &st);
+        while (st.ok < 201 && tu_now_ms() < end && usleep(2000) == 0);
+        if (st.ok != 201 || st.commits > 100)
+            _exit(13); /* (segments of many, or the test proves nothing) */
+        kill(getpid(), SIGKILL);
+        _exit(14);
+    }
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
+                  "child status %d", status);
+    ck_rows_once(201);
+    /* the last file's records still have their rows, ranges among them */
+    ranged = db_scalar("SELECT count(*) FROM waituntil_applied "
+                       "WHERE hi IS NOT NULL");
+    rows = db_scalar("SELECT count(*) FROM waituntil_applied");
+    c = jcfg();
+    c.journal_rotate_bytes = 4096;
+    p = mkpool_cfg(&c);
+    defer_pool_stats(p, &st);
+    ck_assert_uint_eq(st.j_replayed, 0);
+    run_and_close(p);
+    ck_rows_once(201);
+    ck_assert_int_ge(ranged, 1);
+    ck_assert_int_lt(rows, 100);
+}
+END_TEST
+
 START_TEST(test_clean_stop_removes_lock_files)
 {
     defer_config c = jcfg();
@@ -1447,6 +1529,7 @@ int main(void)
     tcase_add_test(tc, test_applied_table_without_hi_is_migrated);
     tcase_add_test(tc, test_overlapping_range_rows_skip);
     tcase_add_test(tc, test_applied_table_not_alterable_replays_per_record);
+    tcase_add_test(tc, test_segment_runs_cut_at_files);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_ENV);

@@ -70,14 +70,14 @@
  * of the steps by killing the process between them.
  *
  * EXACTLY ONCE.  The transaction that commits a segment of SQL tasks
- * also inserts (jid, seq) of every journaled task of the segment into
- * waituntil_applied (defer__journal_mark, just before COMMIT), so the
- * row and the writes commit or roll back together.  A task that failed
+ * also inserts rows naming every journaled task of the segment into
+ * waituntil_applied (defer__journal_mark, just before COMMIT: RANGE
+ * ROWS), so the rows and the writes commit or roll back together.  A task that failed
  * alone (its savepoint rolled back) is marked too: its failure was
  * decided and logged; it is not retried.  Tasks of a segment that did
  * not commit (left at the shutdown deadline, a busy or lost database)
  * have no row and are replayed at the next start.  Segments commit out
- * of seq order (several workers), hence a row per record, not one
+ * of seq order (several workers), hence rows per segment, not one
  * high-water mark; rows of files already removed are pruned (ROTATION),
  * the newest row is always kept, so sequence numbers stay increasing
  * across restarts.
@@ -101,33 +101,35 @@
  * seq, and a new file starts at the next seq.
  *
  * RANGE ROWS.  A row of waituntil_applied is (jid, seq, hi): hi NULL is
- * the record seq alone (what the pool writes for its segments), hi set
- * is every record seq..hi.  Replay meets records in seq order, so the
- * records a chunk ran or dead-lettered are runs of consecutive seqs
- * a..b (usually one per chunk); each run gets a range row (a, b-1) and
- * a plain row for b, in the chunk's transaction: two rows instead of
- * one per record, which halved replay's time (its rows were half the
- * b-tree work, and all of them were deleted again at the end).  The
- * last row of every run is plain, so max(seq) still finds the highest
- * applied seq (setup_table's index lookup, and any older version's).
- * The rows matter only until replay ends: a replay killed after some
- * chunks committed leaves their rows, and the next start's load_applied
- * reads the ranges so that seen() skips their records.  Ranges never
- * overlap (a record is run once) and never span two files (a chunk is
- * part of one file), so "rows below a file's first seq" (ROTATION)
- * still means whole rows; at the end of replay every row below the
- * highest seq goes, ranges included.  A table made before hi gets the
- * column (ALTER TABLE ADD COLUMN, its rows NULL: one record each).
- * An older version does not read ranges: going back to one after a
- * replay was killed, with its files still there, would run the records
- * inside range rows again -- and so would an older instance sharing the
- * folder that replays such a journal.  Rule (README): after a failed
- * start, let this version finish its replay before going back.  Once a
- * start has finished replaying, its range rows are pruned (a failed
- * prune is logged, journal_prune_failed).  A table the pool may not
- * alter (another role owns it on PostgreSQL; the ALTER waits at most
- * 2 s for its lock there, busy_timeout on SQLite) keeps one row per
- * record (journal_ranges_off, a WARN): slower, exactly as safe.
+ * the record seq alone, hi set is every record seq..hi.  The seqs a
+ * transaction marks are cut into runs of consecutive seqs a..b that do
+ * not cross a file's first seq; a run of two or more gets a range row
+ * (a, b-1) and a plain row for b, a lone seq a plain row.  Replay meets
+ * records in seq order, so a chunk is usually one run; a worker's
+ * segment takes the queue's head, so it is mostly one run too (request
+ * threads append in one order and submit in nearly the same).  Two rows
+ * a transaction instead of one a record: replay took half the time (its
+ * rows were half the b-tree work), and on the normal path a segment of
+ * N writes adds 2 rows, not N (defer__journal_mark).  The last row of
+ * every run is plain, so max(seq) still finds the highest applied seq
+ * (setup_table's index lookup, and any older version's).  The rows
+ * matter until their file is removed: a crash leaves them, and the next
+ * start's load_applied reads the ranges so that seen() skips their
+ * records.  Ranges never overlap (a record is marked once: a segment
+ * that rolls back takes its rows with it) and never span two files, so
+ * "rows below a file's first seq" (ROTATION) still means whole rows; at
+ * the end of replay every row below the highest seq goes, ranges
+ * included.  A table made before hi gets the column (ALTER TABLE ADD
+ * COLUMN, its rows NULL: one record each).  An older version does not
+ * read ranges: going back to one while journal files are still there
+ * (after a crash, or a failed start) would run the records inside range
+ * rows again -- and so would an older instance sharing the folder that
+ * replays such a journal.  Rule (README): after a crash or a failed
+ * start, let this version start once and finish its replay before going
+ * back.  A table the pool may not alter (another role owns it on
+ * PostgreSQL; the ALTER waits at most 2 s for its lock there,
+ * busy_timeout on SQLite) keeps one row per record (journal_ranges_off,
+ * a WARN): slower, exactly as safe.
  *
  * BAD BYTES.  A record whose header or checksum does not hold starts a
  * bad stretch, which ends at the next record that holds (RESYNC) or at
@@ -907,6 +909,8 @@ struct defer_journal {
     uint64_t durable_gen;      /* resolved_gen at the last barrier */
     char *sync_restore;        /* SQLite: the configured synchronous */
     qb_query *mark_tpl, *prune_tpl;
+    qb_query *range_tpl;       /* NULL: no hi column (RANGE ROWS) */
+    int ranges;                /* waituntil_applied has hi */
     uint64_t prune_below, pruned; /* rows seq < prune_below may go */
     /* counters (under mu) */
     uint64_t appends, records, bytes, pending, file_bytes, fsyncs, fsync_ns,
@@ -1079,6 +1083,7 @@ static void journal_free(defer_journal *j)
     }
     qb_query_free(j->mark_tpl);
     qb_query_free(j->prune_tpl);
+    qb_query_free(j->range_tpl);
     free(j->base);
     free(j->dir);
     free(j->name);
@@ -1696,6 +1701,7 @@ static int replay_base(defer_journal *j, qb_conn *db, uint64_t *max_seq,
     mv[1] = qb_int(0);
     mv[2] = qb_int(0);
     rc = setup_table(&rp, eb, el);
+    j->ranges = rp.has_hi; /* one table: the same for every base */
     if (rc == QB_OK)
         rc = load_applied(&rp);
     if (rc == QB_OK)
@@ -1998,7 +2004,7 @@ int defer__journal_start(defer_pool *p, defer_runner *r, char *eb, size_t el)
     uint64_t own_max = 0;
     int own_lock = -1, rc = DEFER_OK;
     unsigned k;
-    qb_value mv[2], pv[2];
+    qb_value mv[2], pv[2], rv[3];
     const char *jid0;
 
     eb[0] = '\0';
@@ -2125,10 +2131,8 @@ int defer__journal_start(defer_pool *p, defer_runner *r, char *eb, size_t el)
         return DEFER_EDB;
     }
     j->prune_below = j->pruned = j->next_seq;
-    mv[0] = qb_text(j->jid);
-    mv[1] = qb_int(0);
-    pv[0] = qb_text(j->jid);
-    pv[1] = qb_int(0);
+    mv[0] = pv[0] = rv[0] = qb_text(j->jid);
+    mv[1] = pv[1] = rv[1] = rv[2] = qb_int(0);
     if (qb_query_raw_dialect(&j->mark_tpl, qb_conn_dialect(r->db),
                              "INSERT INTO waituntil_applied (jid, seq) "
                              "VALUES (?1, ?2)",
@@ -2136,7 +2140,12 @@ int defer__journal_start(defer_pool *p, defer_runner *r, char *eb, size_t el)
         qb_query_raw_dialect(&j->prune_tpl, qb_conn_dialect(r->db),
                              "DELETE FROM waituntil_applied WHERE jid = ?1 "
                              "AND seq < ?2",
-                             2, pv, QB_FETCH_NONE) != QB_OK) {
+                             2, pv, QB_FETCH_NONE) != QB_OK ||
+        (j->ranges &&
+         qb_query_raw_dialect(&j->range_tpl, qb_conn_dialect(r->db),
+                              "INSERT INTO waituntil_applied (jid, seq, hi) "
+                              "VALUES (?1, ?2, ?3)",
+                              3, rv, QB_FETCH_NONE) != QB_OK)) {
         snprintf(eb, el, "journal: out of memory");
         journal_free(j);
         return DEFER_ENOMEM;
@@ -2407,27 +2416,90 @@ out:
 
 /* ---- commit hooks ------------------------------------------------------- */
 
+/* One row into waituntil_applied: seq alone (tpl mark_tpl), or the
+ * range seq..hi (range_tpl). */
+static int mark_row(defer_runner *r, const qb_query *tpl, uint64_t seq,
+                    uint64_t hi)
+{
+    defer_journal *j = r->pool->journal;
+    qb_value v[3];
+    qb_query *q = NULL;
+    int rc;
+
+    v[0] = qb_text_ref(j->jid);
+    v[1] = qb_int((int64_t)seq);
+    v[2] = qb_int((int64_t)hi);
+    rc = qb_query_rebind(tpl, tpl == j->range_tpl ? 3 : 2, v, &q);
+    if (rc == QB_OK)
+        rc = defer__db_exec(r, q);
+    qb_query_free(q);
+    return rc;
+}
+
+/* Does a journal file start at seq?  (Under j->mu.) */
+static int file_starts_at(const defer_journal *j, uint64_t seq)
+{
+    const jfile *f;
+    for (f = j->files; f != NULL; f = f->next)
+        if (f->first == seq)
+            return 1;
+    return 0;
+}
+
+#define JMARK_STACK 64
+
+/* The segment's rows (EXACTLY ONCE, RANGE ROWS): its seqs sorted, cut
+ * into runs of consecutive seqs that do not cross a file's first seq; a
+ * run a..b of two or more gets a range row (a, b-1) and a plain row b,
+ * a lone seq a plain row.  A batch takes the queue's head, so its seqs
+ * are mostly one run: two rows per segment instead of one per task.
+ * Without the hi column, a plain row per seq. */
 int defer__journal_mark(defer_runner *r, defer_task **t, size_t n)
 {
     defer_journal *j = r->pool->journal;
-    uint64_t prune = 0;
-    size_t i;
+    uint64_t prune = 0, sbuf[JMARK_STACK], *s = sbuf;
+    unsigned char cbuf[JMARK_STACK], *cut = cbuf;
+    size_t i, m = 0, a;
     int rc = QB_OK;
 
     if (j == NULL || r->worker < 0)
         return QB_OK;
-    for (i = 0; i < n && rc == QB_OK; i++) {
-        qb_value v[2];
-        qb_query *q = NULL;
-        if (t[i]->jseq == 0)
-            continue;
-        v[0] = qb_text_ref(j->jid);
-        v[1] = qb_int((int64_t)t[i]->jseq);
-        rc = qb_query_rebind(j->mark_tpl, 2, v, &q);
-        if (rc == QB_OK)
-            rc = defer__db_exec(r, q);
-        qb_query_free(q);
+    if (n > JMARK_STACK) {
+        s = malloc(n * sizeof *s);
+        cut = malloc(n);
+        if (s == NULL || cut == NULL) {
+            rc = QB_ENOMEM;
+            goto out;
+        }
     }
+    for (i = 0; i < n; i++)
+        if (t[i]->jseq != 0)
+            s[m++] = t[i]->jseq;
+    for (i = 1; i < m && s[i - 1] < s[i]; i++)
+        ;
+    if (i < m) /* (usually in order already) */
+        qsort(s, m, sizeof *s, cmp_u64);
+    /* cut[i]: a run ends at s[i].  Files are listed under mu. */
+    if (pthread_mutex_lock(&j->mu) != 0)
+        abort();
+    for (i = 0; i < m; i++)
+        cut[i] = j->range_tpl == NULL || i + 1 == m ||
+                 s[i + 1] != s[i] + 1 || file_starts_at(j, s[i + 1]);
+    (void)pthread_mutex_unlock(&j->mu);
+    for (i = a = 0; i < m && rc == QB_OK; i++) {
+        if (!cut[i])
+            continue;
+        if (i > a)
+            rc = mark_row(r, j->range_tpl, s[a], s[i] - 1);
+        if (rc == QB_OK)
+            rc = mark_row(r, j->mark_tpl, s[i], 0);
+        a = i + 1;
+    }
+out:
+    if (s != sbuf)
+        free(s);
+    if (cut != cbuf)
+        free(cut);
     if (rc != QB_OK)
         return rc;
     if (pthread_mutex_lock(&j->mu) != 0)

@@ -4,7 +4,10 @@
  *
  *   1. admit+submit of one 3-value insert per request from T threads,
  *      journal off / write / fsync: requests per second (the writes are
- *      committed by the pool meanwhile, as in the server).
+ *      committed by the pool meanwhile, as in the server), and writes
+ *      per second from the first admission to the drained pool, and
+ *      the process's CPU time per write over the same span (what the
+ *      appends and the workers' commits cost, applied rows included).
  *   2. replay: N journaled inserts that never committed (a child
  *      process admits them while a connection of its own holds the write
  *      lock, so the pool's transactions fail with BUSY, then dies
@@ -12,7 +15,8 @@
  *      starts: records per second.
  *
  * Environment: BENCH_JOURNAL_N (replay records, default 1000000),
- * BENCH_JOURNAL_REQ (requests per level, default 200000), threads 4.
+ * BENCH_JOURNAL_REQ (requests per level, default 200000),
+ * BENCH_JOURNAL_LEVELS (which of "off write fsync", default all), threads 4.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -127,19 +131,30 @@ static double now_s(void)
     return (double)tu_now_ns() / 1e9;
 }
 
-static double run_level(defer_journal_level lv, long n, defer_stats *st)
+/* CPU time of the whole process (every thread, user and system): less
+ * noisy than the clock on a shared machine. */
+static double cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static double run_level(defer_journal_level lv, long n, defer_stats *st,
+                        double *drained, double *cpu_us)
 {
     defer_config c = cfg(lv);
     defer_pool *p = NULL;
     pthread_t t[THREADS];
     arg a[THREADS];
     char eb[256];
-    double t0, dt;
+    double t0, dt, c0;
     int k;
 
     if (defer_pool_create(&p, &c, eb, sizeof eb) != DEFER_OK)
         die(eb);
     t0 = now_s();
+    c0 = cpu_s();
     for (k = 0; k < THREADS; k++) {
         a[k].p = p;
         a[k].from = (long)k * (n / THREADS);
@@ -155,6 +170,8 @@ static double run_level(defer_journal_level lv, long n, defer_stats *st)
     }
     dt = now_s() - t0;
     defer_pool_shutdown(p, 60000);
+    *drained = (double)(n / THREADS * THREADS) / (now_s() - t0);
+    *cpu_us = (cpu_s() - c0) * 1e6 / (double)(n / THREADS * THREADS);
     defer_pool_stats(p, st);
     defer_pool_destroy(p);
     return (double)(n / THREADS * THREADS) / dt;
@@ -216,9 +233,15 @@ int main(int argc, char **argv)
     printf("admission, %d threads, %ld requests of one insert each:\n",
            THREADS, nreq);
     for (lv = 0; lv < 3; lv++) {
+        double drained = 0, cpu = 0;
+        if ((e = getenv("BENCH_JOURNAL_LEVELS")) != NULL &&
+            strstr(e, names[lv]) == NULL)
+            continue;
         double rate = run_level((defer_journal_level)lv,
-                                lv == 2 ? nreq / 10 : nreq, &st);
-        printf("  journal %-5s %10.0f req/s", names[lv], rate);
+                                lv == 2 ? nreq / 10 : nreq, &st, &drained,
+                                &cpu);
+        printf("  journal %-5s %10.0f req/s, %9.0f/s committed, %5.2f us "
+               "CPU each", names[lv], rate, drained, cpu);
         if (lv > 0)
             printf("  appends=%llu (%.1f records each) bytes/record=%.0f",
                    (unsigned long long)st.j_appends,
