@@ -496,6 +496,112 @@ START_TEST(test_damaged_length_resyncs)
 }
 END_TEST
 
+static uint32_t le32(const unsigned char *b)
+{
+    return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
+           (uint32_t)b[3] << 24;
+}
+
+/* RESYNC's seq window.  A client value holds the bytes of a whole valid
+ * record E (seq 50, from another journal), inside record B of A, B, C
+ * (seqs 1, 2, 3); B's length is damaged, so the byte scan walks through
+ * B's payload and meets E first.  E's seq is beyond what the bytes
+ * skipped could hold (1 + skipped / smallest record): it is not taken
+ * for a record, and the scan goes on to C.  Without the window E ran
+ * (v 1049, a write nobody asked for) and C, whose seq is below E's, was
+ * lost. */
+START_TEST(test_resync_skips_record_inside_a_value)
+{
+    defer_config c;
+    defer_pool *p;
+    defer_stats st;
+    defer_journal_info ji;
+    char path[4200], main_jp[4096], eb[256];
+    unsigned char *e_rec, *file, h[4];
+    size_t n = 0, e_len, b_off, b_len;
+    uint32_t big = 0x00FFFFFFu;
+    int status = 0, fd;
+    pid_t pid;
+
+    /* E: the 50th record of a journal of its own. */
+    snprintf(main_jp, sizeof main_jp, "%s", g_jp);
+    snprintf(g_jp, sizeof g_jp, "%s/ejournal", g_dir);
+    journal_unsubmitted(1000, 1050);
+    snprintf(path, sizeof path, "%s/ejournal.%016llx", g_dir, 1ULL);
+    file = (unsigned char *)tu_read_file(path, &n);
+    ck_assert_ptr_nonnull(file);
+    ck_assert_uint_eq(n % 50, 0); /* fifty records of one size */
+    e_len = n / 50;
+    e_rec = malloc(e_len);
+    ck_assert_ptr_nonnull(e_rec);
+    memcpy(e_rec, file + 49 * e_len, e_len);
+    ck_assert_uint_eq(le32(e_rec) + 16, e_len);
+    ck_assert_uint_eq(le32(e_rec + 8), 50); /* its seq (low half) */
+    free(file);
+    snprintf(g_jp, sizeof g_jp, "%s", main_jp);
+
+    /* A, B (E's bytes as a value), C: admitted, never submitted. */
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        defer_config cc = jcfg();
+        defer_pool *cp = NULL;
+        defer_ctx *ctx = NULL;
+        char err[256];
+        int v;
+        if (defer_pool_create(&cp, &cc, err, sizeof err) != DEFER_OK)
+            _exit(10);
+        for (v = 1; v <= 3; v++) {
+            qb_query *q = NULL;
+            qb_value a[2] = {qb_int(v), v == 2 ? qb_blob(e_rec, e_len)
+                                               : qb_text("x")};
+            if (qb_query_raw(&q, "INSERT INTO t(v, note) VALUES (?1, ?2)",
+                             2, a, QB_FETCH_NONE) != QB_OK ||
+                defer_ctx_create(cp, &ctx) != DEFER_OK ||
+                defer_wait_until_query(ctx, q, "/w") != DEFER_OK ||
+                defer_admit(cp, ctx) != DEFER_OK)
+                _exit(12);
+        }
+        kill(getpid(), SIGKILL);
+        _exit(14);
+    }
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
+                  "child status %d", status);
+    free(e_rec);
+
+    journal_file(path, sizeof path);
+    file = (unsigned char *)tu_read_file(path, &n);
+    ck_assert_ptr_nonnull(file);
+    b_off = 16 + le32(file);
+    b_len = 16 + le32(file + b_off);
+    ck_assert_uint_gt(n, b_off + b_len); /* C follows B */
+    free(file);
+    fd = open(path, O_RDWR);
+    ck_assert_int_ge(fd, 0);
+    h[0] = (unsigned char)big;
+    h[1] = (unsigned char)(big >> 8);
+    h[2] = (unsigned char)(big >> 16);
+    h[3] = (unsigned char)(big >> 24);
+    ck_assert_int_eq(pwrite(fd, h, 4, (off_t)b_off), 4); /* B's length */
+    close(fd);
+
+    ck_assert_int_eq(defer_journal_inspect(g_jp, &ji, eb, sizeof eb),
+                     DEFER_OK);
+    ck_assert_uint_eq(ji.records, 2);
+    ck_assert_uint_eq(ji.corrupt_bytes, (uint64_t)b_len);
+    c = jcfg();
+    p = mkpool_cfg(&c);
+    defer_pool_stats(p, &st);
+    ck_assert_uint_eq(st.j_replayed, 2);
+    ck_assert_uint_eq(st.j_corrupt, 1);
+    run_and_close(p);
+    ck_assert_int_eq(db_scalar("SELECT count(*) FROM t"), 2);
+    ck_assert_int_eq(db_scalar("SELECT count(*) FROM t WHERE v IN (1, 3)"),
+                     2);
+}
+END_TEST
+
 /* A cut at the end of a file that is NOT the last one is not a torn
  * tail (only the last file was being written when the process died):
  * it is damage, set aside and counted corrupt.  It used to be counted
@@ -1530,6 +1636,7 @@ int main(void)
     tcase_add_test(tc, test_overlapping_range_rows_skip);
     tcase_add_test(tc, test_applied_table_not_alterable_replays_per_record);
     tcase_add_test(tc, test_segment_runs_cut_at_files);
+    tcase_add_test(tc, test_resync_skips_record_inside_a_value);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_ENV);
