@@ -859,6 +859,65 @@ START_TEST(journal_fsync_barrier_removes_files)
 }
 END_TEST
 
+/* A stop on PostgreSQL is not held past its deadline by the workers'
+ * last journal barrier: another session holds waituntil_applied locked
+ * (as a stuck server would hold the barrier), the queue is drained, and
+ * the stop (200 ms deadline) cuts the barrier's session; the barrier
+ * fails, the files stay, and the next start skips every record.  Before,
+ * the stop waited for the lock (here: lock_timeout, 2 x TU_WAIT_MS). */
+START_TEST(journal_stop_bounds_pg_barrier)
+{
+    PGconn *c = fresh(), *lk;
+    defer_config cfg;
+    defer_pool *p;
+    defer_ctx *ctx;
+    defer_stats st;
+    char *dir = tu_mkdtemp("defer_pg_jstop"), jp[4200];
+    const int n = 50;
+    int64_t t0, dt, end;
+
+    ck_assert_ptr_nonnull(dir);
+    snprintf(jp, sizeof jp, "%s/journal", dir);
+    pg_cfg(&cfg, g_dsn, 2);
+    cfg.journal = DEFER_JOURNAL_FSYNC;
+    cfg.journal_path = jp;
+    cfg.db.busy_timeout_ms = 2 * TU_WAIT_MS; /* the session's lock_timeout */
+    cfg.task_budget_ms = 0;                  /* no statement_timeout */
+    p = pool_new(&cfg);
+    ck_assert_int_eq(defer_ctx_create(p, &ctx), DEFER_OK);
+    for (int i = 0; i < n; i++)
+        one(p, ctx, q_ins(i));
+    end = tu_now_ms() + TU_WAIT_MS;
+    do
+        defer_pool_stats(p, &st);
+    while (st.ok < (uint64_t)n && tu_now_ms() < end && usleep(5000) == 0);
+    ck_assert_uint_eq(st.ok, (uint64_t)n);
+    lk = side(g_dsn);
+    sh(lk, "BEGIN");
+    sh(lk, "LOCK TABLE waituntil_applied IN ACCESS EXCLUSIVE MODE");
+    t0 = tu_now_ms();
+    (void)defer_pool_shutdown(p, 200);
+    dt = tu_now_ms() - t0;
+    defer_ctx_free(ctx);
+    defer_pool_destroy(p);
+    sh(lk, "COMMIT");
+    PQfinish(lk);
+    ck_assert_msg(dt < TU_WAIT_MS, "stop took %lld ms", (long long)dt);
+    ck_assert_msg(log_has("journal_barrier_failed"), "%s", g_log);
+    /* The files stayed; every record committed: all skipped. */
+    p = pool_new(&cfg);
+    defer_pool_stats(p, &st);
+    ck_assert_uint_eq(st.j_replayed, 0);
+    ck_assert_uint_eq(st.j_skipped, (uint64_t)n);
+    ck_assert_int_eq(defer_pool_shutdown(p, 20000), DEFER_OK);
+    defer_pool_destroy(p);
+    ck_assert_int_eq(scalar(c, "SELECT count(*) FROM t"), n);
+    tu_rmtree(dir);
+    free(dir);
+    PQfinish(c);
+}
+END_TEST
+
 /* Replay on PostgreSQL with a waituntil_applied made before range rows
  * (no hi column: added at start), killed after its first 8-record
  * chunk committed (a range row and a plain row), then replayed to the
@@ -1012,6 +1071,7 @@ static int run_suite(size_t cache)
     tcase_add_test(tc, server_restart_mid_load);
     tcase_add_test(tc, journal_fsync_barrier_removes_files);
     tcase_add_test(tc, journal_replay_range_rows);
+    tcase_add_test(tc, journal_stop_bounds_pg_barrier);
     tcase_add_test(tc, callback_gets_pg);
     tcase_add_test(tc, create_fails_cleanly);
     suite_add_tcase(s, tc);

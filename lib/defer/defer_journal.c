@@ -223,7 +223,9 @@
  * a stop's last barrier is never skipped.  A barrier's wait for the
  * SQLite write lock ends at the shutdown's deadline (pool->stop_end_ns),
  * like every lock wait; it then fails, and the files stay for the next
- * start to skip.  (On PostgreSQL a barrier is not bounded by it yet.)
+ * start to skip.  On PostgreSQL the shutdown cuts the session of a
+ * worker still in its last barrier at the deadline (join_worker in
+ * defer_pool.c), with the same outcome.
  */
 #define _GNU_SOURCE
 #include "config.h"

@@ -374,6 +374,38 @@ void defer__settle(defer_runner *r, defer_task **t, size_t n)
     defer__unlock(p);
 }
 
+/* Join worker i (shutdown).  A worker that has left its loop may still
+ * be in its last journal barrier (defer__journal_tidy, SQL on its own
+ * connection).  On SQLite its lock waits end at the deadline (busy
+ * handler); on PostgreSQL, from the deadline on, its session is cut
+ * every 100 ms (defer__db_cancel), so a server that stopped answering
+ * cannot hold the stop: the barrier fails and the files stay for the
+ * next start to skip (DURABILITY in defer_journal.c). */
+static int join_worker(defer_pool *p, unsigned i, int64_t end)
+{
+    defer_worker *w = &p->workers[i];
+
+    if (p->journal == NULL || !defer__db_is_pg(p))
+        return pthread_join(w->tid, NULL);
+    for (;;) {
+        int64_t now = defer__now_ns();
+        int64_t ns = now < end ? end - now : 100000000;
+        struct timespec ts;
+        int rc;
+
+        if (clock_gettime(CLOCK_REALTIME, &ts) != 0)
+            return pthread_join(w->tid, NULL);
+        ns += ts.tv_nsec;
+        ts.tv_sec += (time_t)(ns / 1000000000);
+        ts.tv_nsec = (long)(ns % 1000000000);
+        rc = pthread_timedjoin_np(w->tid, NULL, &ts);
+        if (rc != ETIMEDOUT)
+            return rc;
+        if (defer__now_ns() >= end)
+            defer__db_cancel(&w->run);
+    }
+}
+
 /* ---- create / free ------------------------------------------------------ */
 
 /* Free everything; all threads are gone or never started. */
@@ -851,7 +883,7 @@ DEFER_API int defer_pool_shutdown(defer_pool *p, unsigned deadline_ms)
 
     for (i = 0; i < p->nworkers; i++) {
         if (p->workers[i].started) {
-            int jrc = pthread_join(p->workers[i].tid, NULL);
+            int jrc = join_worker(p, i, end);
             if (jrc != 0)
                 defer__log(p, DEFER_LOG_ERROR, "join_failed", NULL, (int)i,
                            DEFER_ETHREAD, strerror(jrc));
