@@ -1164,19 +1164,6 @@ static char *folder_of(const char *path)
     return out;
 }
 
-static int dir_fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int dir_fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    if (err != NULL && errlen > 0) {
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return WEB_EIO;
-}
-
 /* 0 if the calling process (effective ids, as mkdir and open use) may
  * create entries in the folder d, else -1 with errno set. */
 static int can_create_in(const char *d)
@@ -1215,17 +1202,17 @@ int web_db_dir_prepare(const char *db_path, web_db_dir_op op,
 
     if (stat(d, &st) == 0) {
         if (!S_ISDIR(st.st_mode))
-            rc = dir_fail(err, errlen, "database folder %s: %s", d,
+            rc = web__err(err, errlen, WEB_EIO, "database folder %s: %s", d,
                           strerror(ENOTDIR));
         else if (stat(db_path, &st) != 0 && errno == ENOENT &&
                  can_create_in(d) != 0)
-            rc = dir_fail(err, errlen,
+            rc = web__err(err, errlen, WEB_EIO,
                           "cannot create database %s in its folder: %s",
                           db_path, strerror(errno));
         goto out;
     }
     if (errno != ENOENT) {
-        rc = dir_fail(err, errlen, "database folder %s: %s", d,
+        rc = web__err(err, errlen, WEB_EIO, "database folder %s: %s", d,
                       strerror(errno));
         goto out;
     }
@@ -1235,18 +1222,21 @@ int web_db_dir_prepare(const char *db_path, web_db_dir_op op,
     } else if (stat(parent, &st) != 0) {
         int e = errno;
         if (e == ENOENT)
-            rc = dir_fail(err, errlen,
+            rc = web__err(err, errlen, WEB_EIO,
                           "cannot create database folder %s: %s (%s is "
                           "missing too; only the last level is created)",
                           d, strerror(e), parent);
         else
-            rc = dir_fail(err, errlen, "cannot create database folder %s: %s",
-                          d, strerror(e));
+            rc = web__err(err, errlen, WEB_EIO,
+                          "cannot create database folder %s: %s", d,
+                          strerror(e));
     } else if (!S_ISDIR(st.st_mode)) {
-        rc = dir_fail(err, errlen, "cannot create database folder %s: %s", d,
+        rc = web__err(err, errlen, WEB_EIO,
+                      "cannot create database folder %s: %s", d,
                       strerror(ENOTDIR));
     } else if (can_create_in(parent) != 0) {
-        rc = dir_fail(err, errlen, "cannot create database folder %s: %s", d,
+        rc = web__err(err, errlen, WEB_EIO,
+                      "cannot create database folder %s: %s", d,
                       strerror(errno));
     } else if (op == WEB_DB_DIR_CHECK) {
         *state = WEB_DB_DIR_MISSING;
@@ -1256,7 +1246,8 @@ int web_db_dir_prepare(const char *db_path, web_db_dir_op op,
         /* Another instance starting at the same time made it. */
         *state = WEB_DB_DIR_READY;
     } else {
-        rc = dir_fail(err, errlen, "cannot create database folder %s: %s", d,
+        rc = web__err(err, errlen, WEB_EIO,
+                      "cannot create database folder %s: %s", d,
                       strerror(errno));
     }
 out:

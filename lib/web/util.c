@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -230,12 +231,23 @@ int web__header_name_eq(const char *a, size_t an, const char *b, size_t bn)
     return 1;
 }
 
+int web__err(char *buf, size_t len, int rc, const char *fmt, ...)
+{
+    va_list ap;
+    if (buf != NULL && len > 0) {
+        va_start(ap, fmt);
+        vsnprintf(buf, len, fmt, ap);
+        va_end(ap);
+    }
+    return rc;
+}
+
 int web__open_append(const char *what, const char *path, char *errbuf,
                      size_t errlen)
 {
     int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-    if (fd < 0 && errbuf != NULL && errlen > 0)
-        snprintf(errbuf, errlen, "cannot open %s %s: %s", what, path,
+    if (fd < 0)
+        web__err(errbuf, errlen, WEB_EIO, "cannot open %s %s: %s", what, path,
                  strerror(errno));
     return fd;
 }
