@@ -225,52 +225,40 @@ qb_select *qbi_select_clone(const qb_select *s)
         qbi_strlist_copy(&c->group_by, &s->group_by) != QB_OK ||
         qbi_strlist_copy(&c->order_by, &s->order_by) != QB_OK ||
         qbi_clause_copy(&c->where, &s->where) != QB_OK ||
-        qbi_clause_copy(&c->having, &s->having) != QB_OK)
+        qbi_clause_copy(&c->having, &s->having) != QB_OK ||
+        qbi_array_new((void **)&c->joins, &c->capjoins, s->njoins,
+                      sizeof *c->joins) != QB_OK ||
+        qbi_array_new((void **)&c->ctes, &c->capctes, s->nctes,
+                      sizeof *c->ctes) != QB_OK ||
+        qbi_array_new((void **)&c->setops, &c->capsetops, s->nsetops,
+                      sizeof *c->setops) != QB_OK)
         goto fail;
-    if (s->njoins > 0) {
-        c->joins = calloc(s->njoins, sizeof *c->joins);
-        if (c->joins == NULL)
+    for (i = 0; i < s->njoins; i++) {
+        sel_join *d = &c->joins[i];
+        const sel_join *o = &s->joins[i];
+        c->njoins++;
+        if (dupstr(&d->type, o->type) != QB_OK ||
+            dupstr(&d->table, o->table) != QB_OK ||
+            dupstr(&d->alias, o->alias) != QB_OK ||
+            dupstr(&d->on, o->on) != QB_OK)
             goto fail;
-        c->capjoins = s->njoins;
-        for (i = 0; i < s->njoins; i++) {
-            sel_join *d = &c->joins[i];
-            const sel_join *o = &s->joins[i];
-            c->njoins++;
-            if (dupstr(&d->type, o->type) != QB_OK ||
-                dupstr(&d->table, o->table) != QB_OK ||
-                dupstr(&d->alias, o->alias) != QB_OK ||
-                dupstr(&d->on, o->on) != QB_OK)
-                goto fail;
-            if (o->sub != NULL && (d->sub = qbi_select_clone(o->sub)) == NULL)
-                goto fail;
-        }
+        if (o->sub != NULL && (d->sub = qbi_select_clone(o->sub)) == NULL)
+            goto fail;
     }
-    if (s->nctes > 0) {
-        c->ctes = calloc(s->nctes, sizeof *c->ctes);
-        if (c->ctes == NULL)
+    for (i = 0; i < s->nctes; i++) {
+        sel_cte *d = &c->ctes[i];
+        c->nctes++;
+        if (dupstr(&d->name, s->ctes[i].name) != QB_OK ||
+            qbi_strlist_copy(&d->cols, &s->ctes[i].cols) != QB_OK ||
+            (d->sub = qbi_select_clone(s->ctes[i].sub)) == NULL)
             goto fail;
-        c->capctes = s->nctes;
-        for (i = 0; i < s->nctes; i++) {
-            sel_cte *d = &c->ctes[i];
-            c->nctes++;
-            if (dupstr(&d->name, s->ctes[i].name) != QB_OK ||
-                qbi_strlist_copy(&d->cols, &s->ctes[i].cols) != QB_OK ||
-                (d->sub = qbi_select_clone(s->ctes[i].sub)) == NULL)
-                goto fail;
-        }
     }
-    if (s->nsetops > 0) {
-        c->setops = calloc(s->nsetops, sizeof *c->setops);
-        if (c->setops == NULL)
+    for (i = 0; i < s->nsetops; i++) {
+        c->nsetops++;
+        c->setops[i].op = s->setops[i].op;
+        c->setops[i].sub = qbi_select_clone(s->setops[i].sub);
+        if (c->setops[i].sub == NULL)
             goto fail;
-        c->capsetops = s->nsetops;
-        for (i = 0; i < s->nsetops; i++) {
-            c->nsetops++;
-            c->setops[i].op = s->setops[i].op;
-            c->setops[i].sub = qbi_select_clone(s->setops[i].sub);
-            if (c->setops[i].sub == NULL)
-                goto fail;
-        }
     }
     return c;
 fail:
