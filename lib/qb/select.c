@@ -495,7 +495,10 @@ QB_API void qb_select_where_in(qb_select *s, unsigned how, const char *col,
     qb_select_where_in_cols(s, how, 1, &col, n, vals);
 }
 
-QB_API void qb_select_where_null(qb_select *s, unsigned how, const char *col)
+/* WHERE col <op> (<not_op> with QB_NOT), binding nv values. */
+static void where_col(qb_select *s, unsigned how, const char *col,
+                      const char *op, const char *not_op, size_t nv,
+                      const qb_value *v)
 {
     qbi_sb sb;
 
@@ -503,38 +506,29 @@ QB_API void qb_select_where_null(qb_select *s, unsigned how, const char *col)
         return;
     qbi_sb_init(&sb);
     qbi_sb_adds(&sb, col);
-    qbi_sb_adds(&sb, (how & QB_NOT) ? " IS NOT NULL" : " IS NULL");
-    add_generated(s, how, &sb, 0, NULL);
+    qbi_sb_adds(&sb, (how & QB_NOT) ? not_op : op);
+    add_generated(s, how, &sb, nv, v);
+}
+
+QB_API void qb_select_where_null(qb_select *s, unsigned how, const char *col)
+{
+    where_col(s, how, col, " IS NULL", " IS NOT NULL", 0, NULL);
 }
 
 QB_API void qb_select_where_between(qb_select *s, unsigned how,
                                     const char *col, qb_value lo, qb_value hi)
 {
-    qbi_sb sb;
     qb_value v[2];
 
-    if (!ok(s) || qbi_name_check(&s->err, "column", col, 1) != QB_OK)
-        return;
     v[0] = lo;
     v[1] = hi;
-    qbi_sb_init(&sb);
-    qbi_sb_adds(&sb, col);
-    qbi_sb_adds(&sb, (how & QB_NOT) ? " NOT BETWEEN ? AND ?"
-                                    : " BETWEEN ? AND ?");
-    add_generated(s, how, &sb, 2, v);
+    where_col(s, how, col, " BETWEEN ? AND ?", " NOT BETWEEN ? AND ?", 2, v);
 }
 
 QB_API void qb_select_where_like(qb_select *s, unsigned how, const char *col,
                                  qb_value pattern)
 {
-    qbi_sb sb;
-
-    if (!ok(s) || qbi_name_check(&s->err, "column", col, 1) != QB_OK)
-        return;
-    qbi_sb_init(&sb);
-    qbi_sb_adds(&sb, col);
-    qbi_sb_adds(&sb, (how & QB_NOT) ? " NOT LIKE ?" : " LIKE ?");
-    add_generated(s, how, &sb, 1, &pattern);
+    where_col(s, how, col, " LIKE ?", " NOT LIKE ?", 1, &pattern);
 }
 
 QB_API void qb_select_when(qb_select *s, int cond,
@@ -678,29 +672,18 @@ QB_API void qb_select_join_sub(qb_select *s, const char *type,
     add_join(s, type, NULL, sub, alias, on, 0);
 }
 
-QB_API void qb_select_inner_join(qb_select *s, const char *table,
-                                 const char *alias, const char *on)
-{
-    add_join(s, "INNER", table, NULL, alias, on, 0);
-}
+/* qb_select_T_join(s, table, alias, on): qb_select_join of type TYPE. */
+#define SELECT_DEFINE_JOIN(T, TYPE)                                            \
+    QB_API void qb_select_##T##_join(qb_select *s, const char *table,          \
+                                     const char *alias, const char *on)        \
+    {                                                                          \
+        add_join(s, TYPE, table, NULL, alias, on, 0);                          \
+    }
 
-QB_API void qb_select_left_join(qb_select *s, const char *table,
-                                const char *alias, const char *on)
-{
-    add_join(s, "LEFT", table, NULL, alias, on, 0);
-}
-
-QB_API void qb_select_right_join(qb_select *s, const char *table,
-                                 const char *alias, const char *on)
-{
-    add_join(s, "RIGHT", table, NULL, alias, on, 0);
-}
-
-QB_API void qb_select_full_join(qb_select *s, const char *table,
-                                const char *alias, const char *on)
-{
-    add_join(s, "FULL", table, NULL, alias, on, 0);
-}
+SELECT_DEFINE_JOIN(inner, "INNER")
+SELECT_DEFINE_JOIN(left, "LEFT")
+SELECT_DEFINE_JOIN(right, "RIGHT")
+SELECT_DEFINE_JOIN(full, "FULL")
 
 QB_API void qb_select_cross_join(qb_select *s, const char *table,
                                  const char *alias)
