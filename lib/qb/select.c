@@ -673,11 +673,11 @@ QB_API void qb_select_join_sub(qb_select *s, const char *type,
 }
 
 /* qb_select_T_join(s, table, alias, on): qb_select_join of type TYPE. */
-#define SELECT_DEFINE_JOIN(T, TYPE)                                            \
-    QB_API void qb_select_##T##_join(qb_select *s, const char *table,          \
-                                     const char *alias, const char *on)        \
-    {                                                                          \
-        add_join(s, TYPE, table, NULL, alias, on, 0);                          \
+#define SELECT_DEFINE_JOIN(T, TYPE)                                          \
+    QB_API void qb_select_##T##_join(qb_select *s, const char *table,        \
+                                     const char *alias, const char *on)      \
+    {                                                                        \
+        add_join(s, TYPE, table, NULL, alias, on, 0);                        \
     }
 
 SELECT_DEFINE_JOIN(inner, "INNER")
