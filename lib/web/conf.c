@@ -60,8 +60,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <glob.h>
-#include <stddef.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
