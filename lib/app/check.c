@@ -22,6 +22,7 @@
 #include "app_int.h"
 
 #include <limits.h>
+#include <stdarg.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -197,6 +198,19 @@ static void print_line(void *ud, const char *line)
     fprintf(stderr, "waituntil: %s\n", line);
 }
 
+/* -t's line about a database: "waituntil: database DB: " and fmt's text. */
+static void say_db(const char *db, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void say_db(const char *db, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "waituntil: database %s: ", db);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
 /* ---- SQLite --------------------------------------------------------------- */
 
 /* Whether db has a table named name (*has: 1 or 0).  QB_OK, or QB_ESQL
@@ -368,13 +382,11 @@ static int check_sqlite(const web_conf *conf, const char *db_path,
         if (qb_open(&live, db_path, &cfg, eb, sizeof eb) != QB_OK ||
             sqlite_pending(qb_conn_sqlite(live), list, n, &pending, eb,
                            sizeof eb) != QB_OK) {
-            fprintf(stderr, "waituntil: database %s: %s\n", db_path, eb);
+            say_db(db_path, "%s", eb);
             bad = 1;
             goto out;
         }
-        fprintf(stderr,
-                "waituntil: database %s: %zu migration(s) to apply at start\n",
-                db_path, pending);
+        say_db(db_path, "%zu migration(s) to apply at start", pending);
         against = pending > 0
                       ? "schema of the database after its pending migrations"
                       : "schema of the database";
@@ -385,8 +397,7 @@ static int check_sqlite(const web_conf *conf, const char *db_path,
             (live != NULL && sqlite_copy_schema(qb_conn_sqlite(live),
                                                 qb_conn_sqlite(mem), eb,
                                                 sizeof eb) != QB_OK)) {
-            fprintf(stderr, "waituntil: database %s: %s\n",
-                    live != NULL ? db_path : ":memory:", eb);
+            say_db(live != NULL ? db_path : ":memory:", "%s", eb);
             bad = 1;
             goto out;
         }
@@ -394,10 +405,8 @@ static int check_sqlite(const web_conf *conf, const char *db_path,
             QB_OK) {
             const char *nm = failed_at < n ? list[failed_at].name : "?";
             if (live != NULL)
-                fprintf(stderr,
-                        "waituntil: database %s: pending migration %s/%s "
-                        "fails: %s\n",
-                        db_path, mig_dir, nm, qb_errmsg(mem));
+                say_db(db_path, "pending migration %s/%s fails: %s", mig_dir,
+                       nm, qb_errmsg(mem));
             else
                 fprintf(stderr, "waituntil: %s/%s: %s\n", mig_dir, nm,
                         qb_errmsg(mem));
@@ -455,7 +464,7 @@ static int check_pg(const web_conf *conf, const char *uri,
 
     web_db_path_redact(uri, red, sizeof red);
     if (!qb_engine_available(QB_ENGINE_POSTGRES)) {
-        fprintf(stderr, "waituntil: database %s: %s\n", red, APP_NO_PG);
+        say_db(red, "%s", APP_NO_PG);
         /* The statements can still be built: report their errors too. */
         app_check_defers(conf, QB_DIALECT_POSTGRES, NULL, NULL, print_line,
                          NULL, NULL);
@@ -488,13 +497,11 @@ static int check_pg(const web_conf *conf, const char *uri,
         pg_pending(db, list, n, &pending) != QB_OK) {
         snprintf(eb, sizeof eb, "%s", qb_errmsg(db));
         eb[strcspn(eb, "\n")] = '\0';
-        fprintf(stderr, "waituntil: database %s: %s\n", red, eb);
+        say_db(red, "%s", eb);
         bad = 1;
         goto out;
     }
-    fprintf(stderr,
-            "waituntil: database %s: %zu migration(s) to apply at start\n",
-            red, pending);
+    say_db(red, "%zu migration(s) to apply at start", pending);
     if (bad)
         goto out;
     if (pending > 0)

@@ -454,18 +454,14 @@ int qbi_clause_copy(qbi_clause *dst, const qbi_clause *src)
     size_t i;
 
     memset(dst, 0, sizeof *dst);
-    if (nlist_copy(&dst->top, &src->top) != QB_OK)
+    if (nlist_copy(&dst->top, &src->top) != QB_OK ||
+        qbi_array_new((void **)&dst->calls, &dst->capcalls, src->ncalls,
+                      sizeof *dst->calls) != QB_OK)
         goto fail;
-    if (src->ncalls > 0) {
-        dst->calls = calloc(src->ncalls, sizeof *dst->calls);
-        if (dst->calls == NULL)
+    for (i = 0; i < src->ncalls; i++) {
+        if (call_copy(&dst->calls[i], &src->calls[i]) != QB_OK)
             goto fail;
-        dst->capcalls = src->ncalls;
-        for (i = 0; i < src->ncalls; i++) {
-            if (call_copy(&dst->calls[i], &src->calls[i]) != QB_OK)
-                goto fail;
-            dst->ncalls++;
-        }
+        dst->ncalls++;
     }
     dst->depth = src->depth;
     dst->nleaves = src->nleaves;

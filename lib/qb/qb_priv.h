@@ -60,6 +60,9 @@ char *qbi_sb_take(qbi_sb *sb, size_t *len_out);
  * ENOMEM with v and *cap unchanged. */
 void *qbi_grow(void *v, size_t *cap, size_t n, size_t elem, size_t first,
                const void *inl);
+/* The array of a copy: *v = n zeroed elements of elem bytes, *cap = n
+ * (for n 0, *v NULL and *cap 0).  QB_OK, or QB_ENOMEM with *v NULL. */
+int qbi_array_new(void **v, size_t *cap, size_t n, size_t elem);
 
 /* JavaScript's \s for the ASCII range, which is what trimQuery used. */
 static inline int qbi_is_space(char c)

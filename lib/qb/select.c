@@ -225,52 +225,40 @@ qb_select *qbi_select_clone(const qb_select *s)
         qbi_strlist_copy(&c->group_by, &s->group_by) != QB_OK ||
         qbi_strlist_copy(&c->order_by, &s->order_by) != QB_OK ||
         qbi_clause_copy(&c->where, &s->where) != QB_OK ||
-        qbi_clause_copy(&c->having, &s->having) != QB_OK)
+        qbi_clause_copy(&c->having, &s->having) != QB_OK ||
+        qbi_array_new((void **)&c->joins, &c->capjoins, s->njoins,
+                      sizeof *c->joins) != QB_OK ||
+        qbi_array_new((void **)&c->ctes, &c->capctes, s->nctes,
+                      sizeof *c->ctes) != QB_OK ||
+        qbi_array_new((void **)&c->setops, &c->capsetops, s->nsetops,
+                      sizeof *c->setops) != QB_OK)
         goto fail;
-    if (s->njoins > 0) {
-        c->joins = calloc(s->njoins, sizeof *c->joins);
-        if (c->joins == NULL)
+    for (i = 0; i < s->njoins; i++) {
+        sel_join *d = &c->joins[i];
+        const sel_join *o = &s->joins[i];
+        c->njoins++;
+        if (dupstr(&d->type, o->type) != QB_OK ||
+            dupstr(&d->table, o->table) != QB_OK ||
+            dupstr(&d->alias, o->alias) != QB_OK ||
+            dupstr(&d->on, o->on) != QB_OK)
             goto fail;
-        c->capjoins = s->njoins;
-        for (i = 0; i < s->njoins; i++) {
-            sel_join *d = &c->joins[i];
-            const sel_join *o = &s->joins[i];
-            c->njoins++;
-            if (dupstr(&d->type, o->type) != QB_OK ||
-                dupstr(&d->table, o->table) != QB_OK ||
-                dupstr(&d->alias, o->alias) != QB_OK ||
-                dupstr(&d->on, o->on) != QB_OK)
-                goto fail;
-            if (o->sub != NULL && (d->sub = qbi_select_clone(o->sub)) == NULL)
-                goto fail;
-        }
+        if (o->sub != NULL && (d->sub = qbi_select_clone(o->sub)) == NULL)
+            goto fail;
     }
-    if (s->nctes > 0) {
-        c->ctes = calloc(s->nctes, sizeof *c->ctes);
-        if (c->ctes == NULL)
+    for (i = 0; i < s->nctes; i++) {
+        sel_cte *d = &c->ctes[i];
+        c->nctes++;
+        if (dupstr(&d->name, s->ctes[i].name) != QB_OK ||
+            qbi_strlist_copy(&d->cols, &s->ctes[i].cols) != QB_OK ||
+            (d->sub = qbi_select_clone(s->ctes[i].sub)) == NULL)
             goto fail;
-        c->capctes = s->nctes;
-        for (i = 0; i < s->nctes; i++) {
-            sel_cte *d = &c->ctes[i];
-            c->nctes++;
-            if (dupstr(&d->name, s->ctes[i].name) != QB_OK ||
-                qbi_strlist_copy(&d->cols, &s->ctes[i].cols) != QB_OK ||
-                (d->sub = qbi_select_clone(s->ctes[i].sub)) == NULL)
-                goto fail;
-        }
     }
-    if (s->nsetops > 0) {
-        c->setops = calloc(s->nsetops, sizeof *c->setops);
-        if (c->setops == NULL)
+    for (i = 0; i < s->nsetops; i++) {
+        c->nsetops++;
+        c->setops[i].op = s->setops[i].op;
+        c->setops[i].sub = qbi_select_clone(s->setops[i].sub);
+        if (c->setops[i].sub == NULL)
             goto fail;
-        c->capsetops = s->nsetops;
-        for (i = 0; i < s->nsetops; i++) {
-            c->nsetops++;
-            c->setops[i].op = s->setops[i].op;
-            c->setops[i].sub = qbi_select_clone(s->setops[i].sub);
-            if (c->setops[i].sub == NULL)
-                goto fail;
-        }
     }
     return c;
 fail:
@@ -507,7 +495,10 @@ QB_API void qb_select_where_in(qb_select *s, unsigned how, const char *col,
     qb_select_where_in_cols(s, how, 1, &col, n, vals);
 }
 
-QB_API void qb_select_where_null(qb_select *s, unsigned how, const char *col)
+/* WHERE col <op> (<not_op> with QB_NOT), binding nv values. */
+static void where_col(qb_select *s, unsigned how, const char *col,
+                      const char *op, const char *not_op, size_t nv,
+                      const qb_value *v)
 {
     qbi_sb sb;
 
@@ -515,38 +506,29 @@ QB_API void qb_select_where_null(qb_select *s, unsigned how, const char *col)
         return;
     qbi_sb_init(&sb);
     qbi_sb_adds(&sb, col);
-    qbi_sb_adds(&sb, (how & QB_NOT) ? " IS NOT NULL" : " IS NULL");
-    add_generated(s, how, &sb, 0, NULL);
+    qbi_sb_adds(&sb, (how & QB_NOT) ? not_op : op);
+    add_generated(s, how, &sb, nv, v);
+}
+
+QB_API void qb_select_where_null(qb_select *s, unsigned how, const char *col)
+{
+    where_col(s, how, col, " IS NULL", " IS NOT NULL", 0, NULL);
 }
 
 QB_API void qb_select_where_between(qb_select *s, unsigned how,
                                     const char *col, qb_value lo, qb_value hi)
 {
-    qbi_sb sb;
     qb_value v[2];
 
-    if (!ok(s) || qbi_name_check(&s->err, "column", col, 1) != QB_OK)
-        return;
     v[0] = lo;
     v[1] = hi;
-    qbi_sb_init(&sb);
-    qbi_sb_adds(&sb, col);
-    qbi_sb_adds(&sb, (how & QB_NOT) ? " NOT BETWEEN ? AND ?"
-                                    : " BETWEEN ? AND ?");
-    add_generated(s, how, &sb, 2, v);
+    where_col(s, how, col, " BETWEEN ? AND ?", " NOT BETWEEN ? AND ?", 2, v);
 }
 
 QB_API void qb_select_where_like(qb_select *s, unsigned how, const char *col,
                                  qb_value pattern)
 {
-    qbi_sb sb;
-
-    if (!ok(s) || qbi_name_check(&s->err, "column", col, 1) != QB_OK)
-        return;
-    qbi_sb_init(&sb);
-    qbi_sb_adds(&sb, col);
-    qbi_sb_adds(&sb, (how & QB_NOT) ? " NOT LIKE ?" : " LIKE ?");
-    add_generated(s, how, &sb, 1, &pattern);
+    where_col(s, how, col, " LIKE ?", " NOT LIKE ?", 1, &pattern);
 }
 
 QB_API void qb_select_when(qb_select *s, int cond,
@@ -690,29 +672,18 @@ QB_API void qb_select_join_sub(qb_select *s, const char *type,
     add_join(s, type, NULL, sub, alias, on, 0);
 }
 
-QB_API void qb_select_inner_join(qb_select *s, const char *table,
-                                 const char *alias, const char *on)
-{
-    add_join(s, "INNER", table, NULL, alias, on, 0);
-}
+/* qb_select_T_join(s, table, alias, on): qb_select_join of type TYPE. */
+#define SELECT_DEFINE_JOIN(T, TYPE)                                          \
+    QB_API void qb_select_##T##_join(qb_select *s, const char *table,        \
+                                     const char *alias, const char *on)      \
+    {                                                                        \
+        add_join(s, TYPE, table, NULL, alias, on, 0);                        \
+    }
 
-QB_API void qb_select_left_join(qb_select *s, const char *table,
-                                const char *alias, const char *on)
-{
-    add_join(s, "LEFT", table, NULL, alias, on, 0);
-}
-
-QB_API void qb_select_right_join(qb_select *s, const char *table,
-                                 const char *alias, const char *on)
-{
-    add_join(s, "RIGHT", table, NULL, alias, on, 0);
-}
-
-QB_API void qb_select_full_join(qb_select *s, const char *table,
-                                const char *alias, const char *on)
-{
-    add_join(s, "FULL", table, NULL, alias, on, 0);
-}
+SELECT_DEFINE_JOIN(inner, "INNER")
+SELECT_DEFINE_JOIN(left, "LEFT")
+SELECT_DEFINE_JOIN(right, "RIGHT")
+SELECT_DEFINE_JOIN(full, "FULL")
 
 QB_API void qb_select_cross_join(qb_select *s, const char *table,
                                  const char *alias)

@@ -68,6 +68,18 @@ void *qbi_grow(void *v, size_t *cap, size_t n, size_t elem, size_t first,
     return nv;
 }
 
+int qbi_array_new(void **v, size_t *cap, size_t n, size_t elem)
+{
+    *v = NULL;
+    *cap = 0;
+    if (n == 0)
+        return QB_OK;
+    if ((*v = calloc(n, elem)) == NULL)
+        return QB_ENOMEM;
+    *cap = n;
+    return QB_OK;
+}
+
 void qbi_sb_reset(qbi_sb *sb)
 {
     sb->len = 0;

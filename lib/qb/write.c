@@ -1253,8 +1253,10 @@ QB_API int qb_query_convert(const qb_query *q, qb_dialect d, qb_query **out)
     return QB_OK;
 }
 
-QB_API int qb_create_table(qb_query **out, qb_dialect d, const char *table,
-                           const char *schema, int if_not_exists)
+/* CREATE TABLE [IF NOT EXISTS] table ( schema ) when create, else DROP
+ * TABLE [IF EXISTS] table. */
+static int table_ddl(qb_query **out, qb_dialect d, const char *table,
+                     int create, const char *schema, int if_)
 {
     qbi_err e = { QB_OK, NULL };
     qbi_rctx r;
@@ -1265,48 +1267,35 @@ QB_API int qb_create_table(qb_query **out, qb_dialect d, const char *table,
     *out = NULL;
     if (!qbi_dialect_ok(&e, d) ||
         qbi_name_check(&e, "tableName", table, 1) != QB_OK ||
-        qbi_fragment_check(&e, "CREATE TABLE", schema) != QB_OK) {
+        (create && qbi_fragment_check(&e, "CREATE TABLE", schema) != QB_OK)) {
         rc = e.code;
         qbi_err_free(&e);
         return rc;
     }
     qbi_rctx_init(&r, d, 1);
-    qbi_sb_adds(&r.sb, "CREATE TABLE ");
-    if (if_not_exists)
-        qbi_sb_adds(&r.sb, "IF NOT EXISTS");
+    qbi_sb_adds(&r.sb, create ? "CREATE TABLE " : "DROP TABLE ");
+    if (if_)
+        qbi_sb_adds(&r.sb, create ? "IF NOT EXISTS" : "IF EXISTS");
     qbi_sb_addc(&r.sb, ' ');
     qbi_sb_adds(&r.sb, table);
-    qbi_sb_adds(&r.sb, " ( ");
-    qbi_sb_addu(&r.sb, schema, strlen(schema));
-    qbi_sb_addc(&r.sb, ')');
+    if (create) {
+        qbi_sb_adds(&r.sb, " ( ");
+        qbi_sb_addu(&r.sb, schema, strlen(schema));
+        qbi_sb_addc(&r.sb, ')');
+    }
     rc = qbi_rctx_finish(&r, QB_KIND_RAW, QB_FETCH_NONE, NULL, out);
     qbi_rctx_free(&r);
     return rc;
 }
 
+QB_API int qb_create_table(qb_query **out, qb_dialect d, const char *table,
+                           const char *schema, int if_not_exists)
+{
+    return table_ddl(out, d, table, 1, schema, if_not_exists);
+}
+
 QB_API int qb_drop_table(qb_query **out, qb_dialect d, const char *table,
                          int if_exists)
 {
-    qbi_err e = { QB_OK, NULL };
-    qbi_rctx r;
-    int rc;
-
-    if (out == NULL)
-        return QB_EINVAL;
-    *out = NULL;
-    if (!qbi_dialect_ok(&e, d) ||
-        qbi_name_check(&e, "tableName", table, 1) != QB_OK) {
-        rc = e.code;
-        qbi_err_free(&e);
-        return rc;
-    }
-    qbi_rctx_init(&r, d, 1);
-    qbi_sb_adds(&r.sb, "DROP TABLE ");
-    if (if_exists)
-        qbi_sb_adds(&r.sb, "IF EXISTS");
-    qbi_sb_addc(&r.sb, ' ');
-    qbi_sb_adds(&r.sb, table);
-    rc = qbi_rctx_finish(&r, QB_KIND_RAW, QB_FETCH_NONE, NULL, out);
-    qbi_rctx_free(&r);
-    return rc;
+    return table_ddl(out, d, table, 0, NULL, if_exists);
 }

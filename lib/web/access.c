@@ -56,30 +56,23 @@ int web_access_log_open(web_access_log **out, const char *target,
                         web_log *log, char *errbuf, size_t errlen)
 {
     web_access_log *al;
+    int rc;
     if (out == NULL || target == NULL)
         return WEB_EINVAL;
     *out = NULL;
     al = calloc(1, sizeof *al);
     if (al == NULL)
         return WEB_ENOMEM;
-    al->fd = STDERR_FILENO;
     al->log = log;
     atomic_init(&al->written, 0);
     atomic_init(&al->dropped, 0);
     atomic_init(&al->failing, 0);
     atomic_init(&al->torn, 0);
-    if (strcmp(target, "stderr") != 0) {
-        al->path = strdup(target);
-        if (al->path == NULL) {
-            free(al);
-            return WEB_ENOMEM;
-        }
-        al->fd = web__open_append("access log", target, errbuf, errlen);
-        if (al->fd < 0) {
-            free(al->path);
-            free(al);
-            return WEB_EIO;
-        }
+    rc = web__open_target("access log", target, &al->fd, &al->path, errbuf,
+                          errlen);
+    if (rc != WEB_OK) {
+        free(al);
+        return rc;
     }
     *out = al;
     return WEB_OK;
@@ -89,9 +82,7 @@ void web_access_log_close(web_access_log *al)
 {
     if (al == NULL)
         return;
-    if (al->path != NULL)
-        close(al->fd);
-    free(al->path);
+    web__close_target(al->fd, al->path);
     free(al);
 }
 
@@ -260,20 +251,6 @@ size_t web_access_format(char *buf, size_t len, const web_access_rec *r,
 
 /* ---- writing --------------------------------------------------------------- */
 
-static size_t write_all(int fd, const char *buf, size_t len)
-{
-    size_t off = 0;
-    while (off < len) {
-        ssize_t w = write(fd, buf + off, len - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            break;
-        off += (size_t)w;
-    }
-    return off;
-}
-
 void web_access_log_line(web_access_log *al, const char *line, size_t len)
 {
     size_t off;
@@ -284,8 +261,8 @@ void web_access_log_line(web_access_log *al, const char *line, size_t len)
      * see torn, only the one that clears it writes the newline). */
     if (atomic_load_explicit(&al->torn, memory_order_relaxed) &&
         atomic_exchange(&al->torn, 0))
-        (void)write_all(al->fd, "\n", 1);
-    off = write_all(al->fd, line, len);
+        (void)web__write_all(al->fd, "\n", 1);
+    off = web__write_all(al->fd, line, len);
     err = errno;
     if (off == len) {
         atomic_fetch_add_explicit(&al->written, 1, memory_order_relaxed);

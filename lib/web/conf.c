@@ -61,6 +61,7 @@
 #include <fcntl.h>
 #include <glob.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -807,246 +808,258 @@ static int no_duplicate(pctx *c, const web_route_conf *routes, size_t last)
     return WEB_OK;
 }
 
-static int do_server(pctx *c, const node *blk)
+/* ---- the server, database and pool blocks ---------------------------------
+ * Most of their directives set one field of the web_conf from one
+ * argument: a table per block names them, with the field, its kind and
+ * bounds, and set_field reads any of them.  The others (an address, a
+ * mode, a choice, a policy) are the block's own code (one_*), which also
+ * refuses an unknown name. */
+
+typedef enum field_kind {
+    F_UINT,  /* unsigned: a number in [min, max] */
+    F_SIZE,  /* size_t: a number in [min, max] */
+    F_BYTES, /* size_t: a size (get_size) up to max */
+    F_TIME,  /* int64_t: a time in milliseconds (get_time) */
+    F_STR    /* const char *: a non-empty string */
+} field_kind;
+
+typedef struct field {
+    const char *name;
+    field_kind kind;
+    uint64_t min, max;
+    size_t off; /* of the field in web_conf */
+} field;
+
+#define F_NUM(kind, name, min, max, member) \
+    {name, kind, min, max, offsetof(web_conf, member)}
+#define F_OF(kind, name, member) {name, kind, 0, 0, offsetof(web_conf, member)}
+
+static const field server_fields[] = {
+    F_NUM(F_UINT, "threads", 1, 256, server.threads), /* server.c's bound */
+    F_NUM(F_BYTES, "max_body", 0, 1024u * 1024u * 1024u, server.max_body),
+    F_NUM(F_SIZE, "max_params", 1, 100000, server.max_params),
+    F_NUM(F_SIZE, "max_args", 1, 100000, server.max_query_args),
+    /* jansson's own bound is JSON_PARSER_MAX_DEPTH (2048) */
+    F_NUM(F_SIZE, "max_json_depth", 1, 1024, server.max_json_depth),
+    F_NUM(F_SIZE, "max_json_elements", 1, 10000000, server.max_json_elements),
+    F_OF(F_STR, "log", server.log),
+    F_OF(F_STR, "pid", server.pid),
+    {NULL, F_STR, 0, 0, 0},
+};
+
+static const field database_fields[] = {
+    F_OF(F_TIME, "reconnect", database.reconnect_ms),
+    /* qb_conn's PostgreSQL bound */
+    F_NUM(F_UINT, "statement_cache", 0, 4096, database.statement_cache),
+    F_OF(F_TIME, "busy_timeout", database.busy_timeout_ms),
+    F_OF(F_STR, "migrations", database.migrations),
+    {NULL, F_STR, 0, 0, 0},
+};
+
+static const field pool_fields[] = {
+    F_NUM(F_UINT, "workers", 1, 256, pool.workers), /* the pool's bound */
+    F_NUM(F_SIZE, "queue", 1, 16u * 1024u * 1024u, pool.queue),
+    F_NUM(F_SIZE, "tasks_per_request", 1, 65536, pool.tasks_per_request),
+    F_NUM(F_SIZE, "batch", 1, 65536, pool.batch),
+    F_NUM(F_UINT, "busy_retries", 0, 1000, pool.busy_retries),
+    F_OF(F_TIME, "task_timeout", pool.task_timeout_ms),
+    F_OF(F_TIME, "drain_timeout", pool.drain_timeout_ms),
+    F_OF(F_STR, "journal_path", pool.journal_path),
+    {NULL, F_STR, 0, 0, 0},
+};
+
+/* d (one argument) into f's field of c->conf. */
+static int set_field(pctx *c, const node *d, const field *f)
+{
+    char *at = (char *)c->conf + f->off;
+    uint64_t v = 0;
+    int rc = arity(c, d, 1, 1);
+
+    if (rc != WEB_OK)
+        return rc;
+    switch (f->kind) {
+    case F_TIME:
+        return get_time(c, d, 0, (int64_t *)(void *)at);
+    case F_STR:
+        return get_str(c, d, 0, (const char **)(void *)at);
+    case F_BYTES:
+        rc = get_size(c, d, 0, f->max, &v);
+        break;
+    case F_UINT:
+    case F_SIZE:
+        rc = get_num(c, d, 0, f->min, f->max, &v);
+        break;
+    }
+    if (rc != WEB_OK)
+        return rc;
+    if (f->kind == F_UINT)
+        *(unsigned *)(void *)at = (unsigned)v;
+    else
+        *(size_t *)(void *)at = (size_t)v;
+    return WEB_OK;
+}
+
+static int unknown_in(pctx *c, const node *d, const char *block)
+{
+    return perr(c, d->name.line, "unknown directive \"%s\" in \"%s\"",
+                d->name.s, block);
+}
+
+/* A server directive that is not in server_fields. */
+static int one_server(pctx *c, const node *d)
 {
     static const char *const levels[] = {"debug", "info", "notice", "warn",
                                          "error", NULL};
     /* web_log_values order */
     static const char *const values[] = {"on", "redact", "off", NULL};
-    seen_set seen = {{0}, 0};
-    size_t k;
-    for (k = 0; k < blk->nkids; k++) {
-        const node *d = &blk->kids[k];
-        const char *nm = d->name.s;
-        uint64_t v;
-        int rc = no_block(c, d);
-        if (rc == WEB_OK)
-            rc = once(c, &seen, d);
-        if (rc != WEB_OK)
+    const char *nm = d->name.s;
+    int rc, ch;
+
+    if (strcmp(nm, "listen") == 0) {
+        if ((rc = arity(c, d, 1, 1)) || (rc = check_listen(c, d)))
             return rc;
-        if (strcmp(nm, "listen") == 0) {
-            if ((rc = arity(c, d, 1, 1)) || (rc = check_listen(c, d)))
-                return rc;
-            c->conf->server.listen = d->args[0].s;
-        } else if (strcmp(nm, "socket_mode") == 0) {
-            const tok *t;
-            size_t i;
-            if ((rc = arity(c, d, 1, 1)))
-                return rc;
-            t = &d->args[0];
-            v = 0;
-            for (i = 0; i < t->n && i < 5; i++) {
-                if (t->s[i] < '0' || t->s[i] > '7')
-                    break;
-                v = v * 8 + (uint64_t)(t->s[i] - '0');
-            }
-            if (t->n == 0 || i != t->n || v > 0777)
-                return perr(c, t->line, "invalid socket_mode \"%s\", "
-                            "expected an octal mode such as 0660", t->s);
-            c->conf->server.socket_mode = (unsigned)v;
-        } else if (strcmp(nm, "threads") == 0) {
-            if ((rc = arity(c, d, 1, 1)) ||
-                (rc = get_num(c, d, 0, 1, 256, &v))) /* server.c's bound */
-                return rc;
-            c->conf->server.threads = (unsigned)v;
-        } else if (strcmp(nm, "max_body") == 0) {
-            if ((rc = arity(c, d, 1, 1)) ||
-                (rc = get_size(c, d, 0, 1024u * 1024u * 1024u, &v)))
-                return rc;
-            c->conf->server.max_body = (size_t)v;
-        } else if (strcmp(nm, "max_params") == 0) {
-            if ((rc = arity(c, d, 1, 1)) ||
-                (rc = get_num(c, d, 0, 1, 100000, &v)))
-                return rc;
-            c->conf->server.max_params = (size_t)v;
-        } else if (strcmp(nm, "max_args") == 0) {
-            if ((rc = arity(c, d, 1, 1)) ||
-                (rc = get_num(c, d, 0, 1, 100000, &v)))
-                return rc;
-            c->conf->server.max_query_args = (size_t)v;
-        } else if (strcmp(nm, "max_json_depth") == 0) {
-            /* jansson's own bound is JSON_PARSER_MAX_DEPTH (2048) */
-            if ((rc = arity(c, d, 1, 1)) ||
-                (rc = get_num(c, d, 0, 1, 1024, &v)))
-                return rc;
-            c->conf->server.max_json_depth = (size_t)v;
-        } else if (strcmp(nm, "max_json_elements") == 0) {
-            if ((rc = arity(c, d, 1, 1)) ||
-                (rc = get_num(c, d, 0, 1, 10000000, &v)))
-                return rc;
-            c->conf->server.max_json_elements = (size_t)v;
-        } else if (strcmp(nm, "log") == 0) {
-            if ((rc = arity(c, d, 1, 1)) ||
-                (rc = get_str(c, d, 0, &c->conf->server.log)))
-                return rc;
-        } else if (strcmp(nm, "pid") == 0) {
-            if ((rc = arity(c, d, 1, 1)) ||
-                (rc = get_str(c, d, 0, &c->conf->server.pid)))
-                return rc;
-        } else if (strcmp(nm, "log_level") == 0) {
-            int ch;
-            if ((rc = arity(c, d, 1, 1)) ||
-                (rc = get_choice(c, d, 0, levels, &ch)))
-                return rc;
-            c->conf->server.log_level = (web_log_level)ch;
-        } else if (strcmp(nm, "log_values") == 0) {
-            int ch;
-            if ((rc = arity(c, d, 1, 1)) ||
-                (rc = get_choice(c, d, 0, values, &ch)))
-                return rc;
-            c->conf->server.log_values = (web_log_values)ch;
-        } else if (strcmp(nm, "access_log") == 0) {
-            const char *a = NULL;
-            if ((rc = arity(c, d, 1, 1)) || (rc = get_str(c, d, 0, &a)))
-                return rc;
-            c->conf->server.access_log = strcmp(a, "off") == 0 ? NULL : a;
-        } else {
-            return perr(c, d->name.line, "unknown directive \"%s\" in "
-                        "\"server\"", nm);
+        c->conf->server.listen = d->args[0].s;
+    } else if (strcmp(nm, "socket_mode") == 0) {
+        const tok *t;
+        uint64_t v = 0;
+        size_t i;
+        if ((rc = arity(c, d, 1, 1)))
+            return rc;
+        t = &d->args[0];
+        for (i = 0; i < t->n && i < 5; i++) {
+            if (t->s[i] < '0' || t->s[i] > '7')
+                break;
+            v = v * 8 + (uint64_t)(t->s[i] - '0');
         }
+        if (t->n == 0 || i != t->n || v > 0777)
+            return perr(c, t->line, "invalid socket_mode \"%s\", "
+                        "expected an octal mode such as 0660", t->s);
+        c->conf->server.socket_mode = (unsigned)v;
+    } else if (strcmp(nm, "log_level") == 0) {
+        if ((rc = arity(c, d, 1, 1)) ||
+            (rc = get_choice(c, d, 0, levels, &ch)))
+            return rc;
+        c->conf->server.log_level = (web_log_level)ch;
+    } else if (strcmp(nm, "log_values") == 0) {
+        if ((rc = arity(c, d, 1, 1)) ||
+            (rc = get_choice(c, d, 0, values, &ch)))
+            return rc;
+        c->conf->server.log_values = (web_log_values)ch;
+    } else if (strcmp(nm, "access_log") == 0) {
+        const char *a = NULL;
+        if ((rc = arity(c, d, 1, 1)) || (rc = get_str(c, d, 0, &a)))
+            return rc;
+        c->conf->server.access_log = strcmp(a, "off") == 0 ? NULL : a;
+    } else {
+        return unknown_in(c, d, "server");
     }
     return WEB_OK;
 }
 
-static int do_database(pctx *c, const node *blk)
+/* A database directive that is not in database_fields. */
+static int one_database(pctx *c, const node *d)
 {
     static const char *const journal[] = {"delete", "truncate", "persist",
                                           "memory", "wal", "off", NULL};
     static const char *const sync[] = {"off", "normal", "full", "extra",
                                        NULL};
-    seen_set seen = {{0}, 0};
-    size_t k;
-    for (k = 0; k < blk->nkids; k++) {
-        const node *d = &blk->kids[k];
-        const char *nm = d->name.s;
-        int rc = no_block(c, d), ch;
+    const char *nm = d->name.s;
+    int rc = arity(c, d, 1, 1), ch;
+
+    if (rc != WEB_OK)
+        return rc;
+    if (strcmp(nm, "path") == 0) {
+        char why[160];
+        rc = get_str(c, d, 0, &c->conf->database.path);
+        if (rc == WEB_OK &&
+            web_db_path_check(d->args[0].s, why, sizeof why) != WEB_OK)
+            return perr(c, d->args[0].line, "invalid \"path\": %s", why);
+        c->conf->database.engine = web_db_engine_of(d->args[0].s);
+    } else if (strcmp(nm, "journal_mode") == 0) {
+        rc = get_choice(c, d, 0, journal, &ch);
         if (rc == WEB_OK)
-            rc = once(c, &seen, d);
+            c->conf->database.journal_mode = journal[ch];
+    } else if (strcmp(nm, "synchronous") == 0) {
+        rc = get_choice(c, d, 0, sync, &ch);
         if (rc == WEB_OK)
-            rc = arity(c, d, 1, 1);
-        if (rc != WEB_OK)
-            return rc;
-        if (strcmp(nm, "path") == 0) {
-            char why[160];
-            rc = get_str(c, d, 0, &c->conf->database.path);
-            if (rc == WEB_OK &&
-                web_db_path_check(d->args[0].s, why, sizeof why) != WEB_OK)
-                return perr(c, d->args[0].line, "invalid \"path\": %s", why);
-            c->conf->database.engine = web_db_engine_of(d->args[0].s);
-        } else if (strcmp(nm, "reconnect") == 0) {
-            rc = get_time(c, d, 0, &c->conf->database.reconnect_ms);
-        } else if (strcmp(nm, "statement_cache") == 0) {
-            uint64_t v = 0;
-            rc = get_num(c, d, 0, 0, 4096, &v); /* qb_conn's PostgreSQL bound */
-            c->conf->database.statement_cache = (unsigned)v;
-        } else if (strcmp(nm, "journal_mode") == 0) {
-            rc = get_choice(c, d, 0, journal, &ch);
-            if (rc == WEB_OK)
-                c->conf->database.journal_mode = journal[ch];
-        } else if (strcmp(nm, "synchronous") == 0) {
-            rc = get_choice(c, d, 0, sync, &ch);
-            if (rc == WEB_OK)
-                c->conf->database.synchronous = sync[ch];
-        } else if (strcmp(nm, "busy_timeout") == 0) {
-            rc = get_time(c, d, 0, &c->conf->database.busy_timeout_ms);
-        } else if (strcmp(nm, "migrations") == 0) {
-            rc = get_str(c, d, 0, &c->conf->database.migrations);
-        } else {
-            return perr(c, d->name.line, "unknown directive \"%s\" in "
-                        "\"database\"", nm);
-        }
-        if (rc != WEB_OK)
-            return rc;
+            c->conf->database.synchronous = sync[ch];
+    } else {
+        return unknown_in(c, d, "database");
     }
-    return WEB_OK;
+    return rc;
 }
 
-static int do_pool(pctx *c, const node *blk)
+/* A pool directive that is not in pool_fields. */
+static int one_pool(pctx *c, const node *d)
+{
+    const char *nm = d->name.s;
+    const tok *t;
+    int rc;
+
+    if (strcmp(nm, "admission") == 0) {
+        if ((rc = arity(c, d, 1, 2)))
+            return rc;
+        t = &d->args[0];
+        if (strcmp(t->s, "wait") == 0) {
+            c->conf->pool.admission = WEB_ADMIT_WAIT;
+            if (d->nargs == 2)
+                return get_time(c, d, 1, &c->conf->pool.admission_wait_ms);
+            return WEB_OK;
+        }
+        if (strcmp(t->s, "reject") == 0)
+            c->conf->pool.admission = WEB_ADMIT_REJECT;
+        else if (strcmp(t->s, "inline") == 0)
+            c->conf->pool.admission = WEB_ADMIT_INLINE;
+        else
+            return perr(c, t->line, "invalid value \"%s\" for "
+                        "\"admission\", expected one of: wait TIME, "
+                        "reject, inline", t->s);
+        return arity(c, d, 1, 1);
+    }
+    if ((rc = arity(c, d, 1, 1)))
+        return rc;
+    t = &d->args[0];
+    if (strcmp(nm, "journal") == 0) {
+        if (strcmp(t->s, "off") == 0)
+            c->conf->pool.journal = 0;
+        else if (strcmp(t->s, "write") == 0)
+            c->conf->pool.journal = 1;
+        else if (strcmp(t->s, "fsync") == 0)
+            c->conf->pool.journal = 2;
+        else
+            return perr(c, t->line, "invalid value \"%s\" for "
+                        "\"journal\", expected one of: off, write, "
+                        "fsync", t->s);
+        return WEB_OK;
+    }
+    if (strcmp(nm, "batch_delay") == 0) {
+        rc = get_time(c, d, 0, &c->conf->pool.batch_delay_ms);
+        if (rc == WEB_OK && c->conf->pool.batch_delay_ms > 1000)
+            return perr(c, d->name.line,
+                        "\"batch_delay\" must be at most 1s");
+        return rc;
+    }
+    return unknown_in(c, d, "pool");
+}
+
+/* A server, database or pool block: each directive once, no blocks,
+ * the table's fields by set_field, the rest by one. */
+static int do_block(pctx *c, const node *blk, const field *fields,
+                    int (*one)(pctx *c, const node *d))
 {
     seen_set seen = {{0}, 0};
     size_t k;
     for (k = 0; k < blk->nkids; k++) {
         const node *d = &blk->kids[k];
-        const char *nm = d->name.s;
-        uint64_t v = 0;
+        const field *f = fields;
         int rc = no_block(c, d);
         if (rc == WEB_OK)
             rc = once(c, &seen, d);
         if (rc != WEB_OK)
             return rc;
-        if (strcmp(nm, "admission") == 0) {
-            const tok *t;
-            if ((rc = arity(c, d, 1, 2)))
-                return rc;
-            t = &d->args[0];
-            if (strcmp(t->s, "wait") == 0) {
-                c->conf->pool.admission = WEB_ADMIT_WAIT;
-                if (d->nargs == 2 &&
-                    (rc = get_time(c, d, 1, &c->conf->pool.admission_wait_ms)))
-                    return rc;
-                continue;
-            }
-            if (strcmp(t->s, "reject") == 0)
-                c->conf->pool.admission = WEB_ADMIT_REJECT;
-            else if (strcmp(t->s, "inline") == 0)
-                c->conf->pool.admission = WEB_ADMIT_INLINE;
-            else
-                return perr(c, t->line, "invalid value \"%s\" for "
-                            "\"admission\", expected one of: wait TIME, "
-                            "reject, inline", t->s);
-            if ((rc = arity(c, d, 1, 1)))
-                return rc;
-            continue;
-        }
-        if ((rc = arity(c, d, 1, 1)))
-            return rc;
-        if (strcmp(nm, "journal") == 0) {
-            const char *s = d->args[0].s;
-            if (strcmp(s, "off") == 0)
-                c->conf->pool.journal = 0;
-            else if (strcmp(s, "write") == 0)
-                c->conf->pool.journal = 1;
-            else if (strcmp(s, "fsync") == 0)
-                c->conf->pool.journal = 2;
-            else
-                return perr(c, d->args[0].line, "invalid value \"%s\" for "
-                            "\"journal\", expected one of: off, write, "
-                            "fsync", s);
-            continue;
-        }
-        if (strcmp(nm, "journal_path") == 0) {
-            if ((rc = get_str(c, d, 0, &c->conf->pool.journal_path)))
-                return rc;
-            continue;
-        }
-        if (strcmp(nm, "workers") == 0) {
-            rc = get_num(c, d, 0, 1, 256, &v); /* the pool's bound */
-            c->conf->pool.workers = (unsigned)v;
-        } else if (strcmp(nm, "queue") == 0) {
-            rc = get_num(c, d, 0, 1, 16u * 1024u * 1024u, &v);
-            c->conf->pool.queue = (size_t)v;
-        } else if (strcmp(nm, "tasks_per_request") == 0) {
-            rc = get_num(c, d, 0, 1, 65536, &v);
-            c->conf->pool.tasks_per_request = (size_t)v;
-        } else if (strcmp(nm, "batch") == 0) {
-            rc = get_num(c, d, 0, 1, 65536, &v);
-            c->conf->pool.batch = (size_t)v;
-        } else if (strcmp(nm, "batch_delay") == 0) {
-            rc = get_time(c, d, 0, &c->conf->pool.batch_delay_ms);
-            if (rc == WEB_OK && c->conf->pool.batch_delay_ms > 1000)
-                return perr(c, d->name.line,
-                            "\"batch_delay\" must be at most 1s");
-        } else if (strcmp(nm, "busy_retries") == 0) {
-            rc = get_num(c, d, 0, 0, 1000, &v);
-            c->conf->pool.busy_retries = (unsigned)v;
-        } else if (strcmp(nm, "task_timeout") == 0) {
-            rc = get_time(c, d, 0, &c->conf->pool.task_timeout_ms);
-        } else if (strcmp(nm, "drain_timeout") == 0) {
-            rc = get_time(c, d, 0, &c->conf->pool.drain_timeout_ms);
-        } else {
-            return perr(c, d->name.line, "unknown directive \"%s\" in "
-                        "\"pool\"", nm);
-        }
+        while (f->name != NULL && strcmp(f->name, d->name.s) != 0)
+            f++;
+        rc = f->name != NULL ? set_field(c, d, f) : one(c, d);
         if (rc != WEB_OK)
             return rc;
     }
@@ -1151,19 +1164,6 @@ static char *folder_of(const char *path)
     return out;
 }
 
-static int dir_fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int dir_fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    if (err != NULL && errlen > 0) {
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return WEB_EIO;
-}
-
 /* 0 if the calling process (effective ids, as mkdir and open use) may
  * create entries in the folder d, else -1 with errno set. */
 static int can_create_in(const char *d)
@@ -1202,17 +1202,17 @@ int web_db_dir_prepare(const char *db_path, web_db_dir_op op,
 
     if (stat(d, &st) == 0) {
         if (!S_ISDIR(st.st_mode))
-            rc = dir_fail(err, errlen, "database folder %s: %s", d,
+            rc = web__err(err, errlen, WEB_EIO, "database folder %s: %s", d,
                           strerror(ENOTDIR));
         else if (stat(db_path, &st) != 0 && errno == ENOENT &&
                  can_create_in(d) != 0)
-            rc = dir_fail(err, errlen,
+            rc = web__err(err, errlen, WEB_EIO,
                           "cannot create database %s in its folder: %s",
                           db_path, strerror(errno));
         goto out;
     }
     if (errno != ENOENT) {
-        rc = dir_fail(err, errlen, "database folder %s: %s", d,
+        rc = web__err(err, errlen, WEB_EIO, "database folder %s: %s", d,
                       strerror(errno));
         goto out;
     }
@@ -1222,18 +1222,21 @@ int web_db_dir_prepare(const char *db_path, web_db_dir_op op,
     } else if (stat(parent, &st) != 0) {
         int e = errno;
         if (e == ENOENT)
-            rc = dir_fail(err, errlen,
+            rc = web__err(err, errlen, WEB_EIO,
                           "cannot create database folder %s: %s (%s is "
                           "missing too; only the last level is created)",
                           d, strerror(e), parent);
         else
-            rc = dir_fail(err, errlen, "cannot create database folder %s: %s",
-                          d, strerror(e));
+            rc = web__err(err, errlen, WEB_EIO,
+                          "cannot create database folder %s: %s", d,
+                          strerror(e));
     } else if (!S_ISDIR(st.st_mode)) {
-        rc = dir_fail(err, errlen, "cannot create database folder %s: %s", d,
+        rc = web__err(err, errlen, WEB_EIO,
+                      "cannot create database folder %s: %s", d,
                       strerror(ENOTDIR));
     } else if (can_create_in(parent) != 0) {
-        rc = dir_fail(err, errlen, "cannot create database folder %s: %s", d,
+        rc = web__err(err, errlen, WEB_EIO,
+                      "cannot create database folder %s: %s", d,
                       strerror(errno));
     } else if (op == WEB_DB_DIR_CHECK) {
         *state = WEB_DB_DIR_MISSING;
@@ -1243,7 +1246,8 @@ int web_db_dir_prepare(const char *db_path, web_db_dir_op op,
         /* Another instance starting at the same time made it. */
         *state = WEB_DB_DIR_READY;
     } else {
-        rc = dir_fail(err, errlen, "cannot create database folder %s: %s", d,
+        rc = web__err(err, errlen, WEB_EIO,
+                      "cannot create database folder %s: %s", d,
                       strerror(errno));
     }
 out:
@@ -1833,11 +1837,11 @@ static int do_top(pctx *c, const node *kids, size_t nkids)
         if ((rc = once(c, &seen, d)))
             return rc;
         if (strcmp(nm, "server") == 0)
-            rc = do_server(c, d);
+            rc = do_block(c, d, server_fields, one_server);
         else if (strcmp(nm, "database") == 0)
-            rc = do_database(c, d);
+            rc = do_block(c, d, database_fields, one_database);
         else
-            rc = do_pool(c, d);
+            rc = do_block(c, d, pool_fields, one_pool);
         if (rc != WEB_OK)
             return rc;
     }

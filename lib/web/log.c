@@ -56,6 +56,7 @@ int web_log_open(web_log **out, const char *target, web_log_level level,
                  char *errbuf, size_t errlen)
 {
     web_log *log;
+    int rc;
     if (out == NULL)
         return WEB_EINVAL;
     *out = NULL;
@@ -67,20 +68,11 @@ int web_log_open(web_log **out, const char *target, web_log_level level,
         return WEB_ENOMEM;
     }
     log->level = level;
-    log->fd = STDERR_FILENO;
     atomic_init(&log->dropped, 0);
-    if (target != NULL && strcmp(target, "stderr") != 0) {
-        log->path = strdup(target);
-        if (log->path == NULL) {
-            web_log_close(log);
-            return WEB_ENOMEM;
-        }
-        log->fd = web__open_append("log", target, errbuf, errlen);
-        if (log->fd < 0) {
-            log->fd = STDERR_FILENO;
-            web_log_close(log);
-            return WEB_EIO;
-        }
+    rc = web__open_target("log", target, &log->fd, &log->path, errbuf, errlen);
+    if (rc != WEB_OK) {
+        web_log_close(log);
+        return rc;
     }
     *out = log;
     return WEB_OK;
@@ -90,10 +82,8 @@ void web_log_close(web_log *log)
 {
     if (log == NULL)
         return;
-    if (log->fd != STDERR_FILENO)
-        close(log->fd);
+    web__close_target(log->fd, log->path);
     pthread_mutex_destroy(&log->mu);
-    free(log->path);
     free(log);
 }
 
@@ -121,21 +111,6 @@ int web_log_enabled(const web_log *log, web_log_level level)
     return log == NULL ? level >= WEB_LOG_INFO : level >= log->level;
 }
 
-/* Bytes of buf written to fd (len when all of it). */
-static size_t write_all(int fd, const char *buf, size_t len)
-{
-    size_t off = 0;
-    while (off < len) {
-        ssize_t w = write(fd, buf + off, len - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            break;
-        off += (size_t)w;
-    }
-    return off;
-}
-
 /* Under mu, before a line: if lines were lost, say so first. */
 static void say_dropped(web_log *log, int fd)
 {
@@ -153,7 +128,7 @@ static void say_dropped(web_log *log, int fd)
     if (k < 0 || (size_t)k >= sizeof note)
         return;
     n = (size_t)k;
-    if (write_all(fd, note, n) == n) {
+    if (web__write_all(fd, note, n) == n) {
         log->unsaid = 0;
         log->torn = 0;
     }
@@ -166,7 +141,7 @@ static void write_line(web_log *log, const char *buf, size_t len)
     int fd = log != NULL ? log->fd : STDERR_FILENO;
     if (locked && log->unsaid > 0)
         say_dropped(log, fd);
-    off = write_all(fd, buf, len);
+    off = web__write_all(fd, buf, len);
     if (off < len && log != NULL) {
         /* Nowhere left to report a failing log: count it. */
         atomic_fetch_add(&log->dropped, 1);

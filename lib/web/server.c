@@ -89,6 +89,7 @@
 #define _GNU_SOURCE
 #include "web_server.h"
 #include "web_srv_int.h"
+#include "web_int.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -1088,19 +1089,6 @@ static void *request_thread(void *arg)
 
 /* ---- listening socket ------------------------------------------------------- */
 
-static int err(char *buf, size_t len, int rc, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int err(char *buf, size_t len, int rc, const char *fmt, ...)
-{
-    va_list ap;
-    if (buf != NULL && len > 0) {
-        va_start(ap, fmt);
-        vsnprintf(buf, len, fmt, ap);
-        va_end(ap);
-    }
-    return rc;
-}
-
 static int open_unix(web_server *s, const char *path, unsigned mode,
                      char *eb, size_t el)
 {
@@ -1112,33 +1100,35 @@ static int open_unix(web_server *s, const char *path, unsigned mode,
     memset(&sa, 0, sizeof sa);
     sa.sun_family = AF_UNIX;
     if (strlen(path) >= sizeof sa.sun_path)
-        return err(eb, el, WEB_ECONF, "socket path too long (max %zu): %s",
-                   sizeof sa.sun_path - 1, path);
+        return web__err(eb, el, WEB_ECONF, "socket path too long (max %zu): %s",
+                        sizeof sa.sun_path - 1, path);
     memcpy(sa.sun_path, path, strlen(path) + 1);
     if (lstat(path, &st) == 0) {
         int probe;
         if (!S_ISSOCK(st.st_mode))
-            return err(eb, el, WEB_EIO, "%s exists and is not a socket", path);
+            return web__err(eb, el, WEB_EIO, "%s exists and is not a socket",
+                            path);
         /* A live socket belongs to a running instance: never steal it.
          * Only "connection refused" proves nobody listens; a full backlog
          * (EAGAIN, non-blocking probe) or a permission error means a
          * process we must not replace. */
         probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (probe < 0)
-            return err(eb, el, WEB_EIO, "socket: %s", strerror(errno));
+            return web__err(eb, el, WEB_EIO, "socket: %s", strerror(errno));
         int e = connect(probe, (struct sockaddr *)&sa, sizeof sa) == 0 ? 0
                                                                         : errno;
         if (e != ECONNREFUSED) {
             close(probe);
-            return err(eb, el, WEB_EIO, "%s is in use by a running process%s%s",
-                       path, e ? ": " : "", e ? strerror(e) : "");
+            return web__err(eb, el, WEB_EIO,
+                            "%s is in use by a running process%s%s", path,
+                            e ? ": " : "", e ? strerror(e) : "");
         }
         close(probe);
         unlink(path);
     }
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
-        return err(eb, el, WEB_EIO, "socket: %s", strerror(errno));
+        return web__err(eb, el, WEB_EIO, "socket: %s", strerror(errno));
     /* Create the file with the final mode: no window where it is wider.
      * umask is process-wide, and this runs before any thread starts. */
     old_umask = umask((mode_t)(~mode & 0777));
@@ -1146,7 +1136,7 @@ static int open_unix(web_server *s, const char *path, unsigned mode,
         int e = errno;
         umask(old_umask);
         close(fd);
-        return err(eb, el, WEB_EIO, "bind %s: %s", path, strerror(e));
+        return web__err(eb, el, WEB_EIO, "bind %s: %s", path, strerror(e));
     }
     umask(old_umask);
     if (chmod(path, mode) != 0 || listen(fd, LISTEN_BACKLOG) != 0 ||
@@ -1154,7 +1144,7 @@ static int open_unix(web_server *s, const char *path, unsigned mode,
         int e = errno;
         close(fd);
         unlink(path);
-        return err(eb, el, WEB_EIO, "listen %s: %s", path, strerror(e));
+        return web__err(eb, el, WEB_EIO, "listen %s: %s", path, strerror(e));
     }
     s->unix_path = strdup(path);
     if (s->unix_path == NULL) {
@@ -1180,32 +1170,32 @@ static int open_tcp(web_server *s, const char *spec, char *eb, size_t el)
     if (spec[0] == '[') { /* [::1]:9000 */
         const char *close_br = strchr(spec, ']');
         if (close_br == NULL || close_br[1] != ':')
-            return err(eb, el, WEB_ECONF, "bad listen address %s", spec);
+            return web__err(eb, el, WEB_ECONF, "bad listen address %s", spec);
         hl = (size_t)(close_br - spec - 1);
         if (hl >= sizeof host)
-            return err(eb, el, WEB_ECONF, "bad listen address %s", spec);
+            return web__err(eb, el, WEB_ECONF, "bad listen address %s", spec);
         memcpy(host, spec + 1, hl);
         port = close_br + 2;
     } else {
         colon = strrchr(spec, ':');
         if (colon == NULL || (size_t)(colon - spec) >= sizeof host)
-            return err(eb, el, WEB_ECONF, "bad listen address %s", spec);
+            return web__err(eb, el, WEB_ECONF, "bad listen address %s", spec);
         hl = (size_t)(colon - spec);
         memcpy(host, spec, hl);
         port = colon + 1;
     }
     host[hl] = '\0';
     if (hl == 0) /* ":9000" would listen on every address */
-        return err(eb, el, WEB_ECONF,
-                   "listen %s: name the address (127.0.0.1:PORT)", spec);
+        return web__err(eb, el, WEB_ECONF,
+                        "listen %s: name the address (127.0.0.1:PORT)", spec);
     memset(&hints, 0, sizeof hints);
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE;
     rc = getaddrinfo(host, port, &hints, &ai);
     if (rc != 0 || ai == NULL)
-        return err(eb, el, WEB_ECONF,
-                   "listen %s: need a numeric address and port (%s)", spec,
-                   gai_strerror(rc));
+        return web__err(eb, el, WEB_ECONF,
+                        "listen %s: need a numeric address and port (%s)", spec,
+                        gai_strerror(rc));
     fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0 ||
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
@@ -1215,7 +1205,7 @@ static int open_tcp(web_server *s, const char *spec, char *eb, size_t el)
         if (fd >= 0)
             close(fd);
         freeaddrinfo(ai);
-        return err(eb, el, WEB_EIO, "listen %s: %s", spec, strerror(e));
+        return web__err(eb, el, WEB_EIO, "listen %s: %s", spec, strerror(e));
     }
     freeaddrinfo(ai);
     s->listen_fd = fd;
@@ -1240,16 +1230,16 @@ static int open_inherited(web_server *s, const char *spec, char *eb,
     errno = 0;
     fd = strtol(spec, &end, 10);
     if (errno != 0 || end == spec || *end != '\0' || fd < 0 || fd > 1 << 20)
-        return err(eb, el, WEB_ECONF, "listen fd:%s: not a descriptor number",
-                   spec);
+        return web__err(eb, el, WEB_ECONF,
+                        "listen fd:%s: not a descriptor number", spec);
     if (getsockopt((int)fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &len) != 0 ||
         !acc)
-        return err(eb, el, WEB_ECONF,
-                   "listen fd:%ld: not a listening socket", fd);
+        return web__err(eb, el, WEB_ECONF,
+                        "listen fd:%ld: not a listening socket", fd);
     memset(&ss, 0, sizeof ss);
     if (getsockname((int)fd, (struct sockaddr *)&ss, &sl) != 0)
-        return err(eb, el, WEB_EIO, "listen fd:%ld: getsockname: %s", fd,
-                   strerror(errno));
+        return web__err(eb, el, WEB_EIO, "listen fd:%ld: getsockname: %s", fd,
+                        strerror(errno));
     s->listen_fd = (int)fd;
     if (ss.ss_family == AF_UNIX) {
         const struct sockaddr_un *su = (const struct sockaddr_un *)&ss;
@@ -1284,7 +1274,8 @@ static int open_inherited(web_server *s, const char *spec, char *eb,
     /* Not for the handlers' children; the upgrade clears it in the one
      * child that must have it. */
     if (fcntl((int)fd, F_SETFD, FD_CLOEXEC) != 0)
-        return err(eb, el, WEB_EIO, "listen fd:%ld: %s", fd, strerror(errno));
+        return web__err(eb, el, WEB_EIO, "listen fd:%ld: %s", fd,
+                        strerror(errno));
     return WEB_OK;
 }
 
@@ -1292,7 +1283,7 @@ static int open_listener(web_server *s, const char *spec, char *eb, size_t el)
 {
     int rc, fl;
     if (spec == NULL || *spec == '\0')
-        return err(eb, el, WEB_ECONF, "no listen address");
+        return web__err(eb, el, WEB_ECONF, "no listen address");
     if (strncmp(spec, "unix:", 5) == 0) {
         rc = open_unix(s, spec + 5, s->conf->server.socket_mode, eb, el);
     } else if (strncmp(spec, "fd:", 3) == 0) {
@@ -1301,8 +1292,8 @@ static int open_listener(web_server *s, const char *spec, char *eb, size_t el)
         int acc = 0;
         socklen_t len = sizeof acc;
         if (getsockopt(0, SOL_SOCKET, SO_ACCEPTCONN, &acc, &len) != 0 || !acc)
-            return err(eb, el, WEB_ECONF,
-                       "listen stdin: fd 0 is not a listening socket");
+            return web__err(eb, el, WEB_ECONF,
+                            "listen stdin: fd 0 is not a listening socket");
         s->listen_fd = 0;
         snprintf(s->listen_name, sizeof s->listen_name, "stdin");
         rc = WEB_OK;
@@ -1316,8 +1307,10 @@ static int open_listener(web_server *s, const char *spec, char *eb, size_t el)
      * blocking as before. */
     fl = fcntl(s->listen_fd, F_GETFL);
     if (fl < 0 || fcntl(s->listen_fd, F_SETFL, fl | O_NONBLOCK) != 0)
-        return err(eb, el, WEB_EIO, "listen %s: cannot make it non-blocking: "
-                   "%s", s->listen_name, strerror(errno));
+        return web__err(eb, el, WEB_EIO,
+                        "listen %s: cannot make it non-blocking: "
+                        "%s",
+                        s->listen_name, strerror(errno));
     return WEB_OK;
 }
 
@@ -1372,24 +1365,27 @@ static int gen_build(web_server *s, const web_conf *conf, web_conf *owned,
                 if (strcmp(s->handlers[j].name, r->handler) == 0)
                     break;
             if (j == s->nhandlers) {
-                rc = err(eb, el, WEB_ECONF, "%s:%d: unknown handler \"%s\"",
-                         conf_file(conf, r->file), r->line, r->handler);
+                rc =
+                    web__err(eb, el, WEB_ECONF, "%s:%d: unknown handler \"%s\"",
+                             conf_file(conf, r->file), r->line, r->handler);
                 goto fail;
             }
         }
         if (r->ndefers > per_request) {
-            rc = err(eb, el, WEB_ECONF,
-                     "%s:%d: route has %zu defer blocks, more than pool "
-                     "tasks_per_request (%zu)",
-                     conf_file(conf, r->file), r->line, r->ndefers, per_request);
+            rc = web__err(eb, el, WEB_ECONF,
+                          "%s:%d: route has %zu defer blocks, more than pool "
+                          "tasks_per_request (%zu)",
+                          conf_file(conf, r->file), r->line, r->ndefers,
+                          per_request);
             goto fail;
         }
         if (r->max_body > s->max_body) {
-            rc = err(eb, el, WEB_ECONF,
-                     "%s:%d: route max_body %zu is above the running "
-                     "server's max_body %zu (server max_body changes need "
-                     "a restart)",
-                     conf_file(conf, r->file), r->line, r->max_body, s->max_body);
+            rc = web__err(eb, el, WEB_ECONF,
+                          "%s:%d: route max_body %zu is above the running "
+                          "server's max_body %zu (server max_body changes need "
+                          "a restart)",
+                          conf_file(conf, r->file), r->line, r->max_body,
+                          s->max_body);
             goto fail;
         }
     }
@@ -1412,15 +1408,16 @@ static int gen_build(web_server *s, const web_conf *conf, web_conf *owned,
                 goto fail;
             }
             if (qrc != QB_OK) {
-                rc = err(eb, el, WEB_ECONF, "%s:%d: defer on %s: %s",
-                         conf_file(conf, d->file), d->line, d->table, why);
+                rc = web__err(eb, el, WEB_ECONF, "%s:%d: defer on %s: %s",
+                              conf_file(conf, d->file), d->line, d->table, why);
                 goto fail;
             }
         }
     }
     rc = web_conf_router(conf, &g->router);
     if (rc != WEB_OK) {
-        rc = err(eb, el, rc, "cannot build the router: %s", web_strerror(rc));
+        rc = web__err(eb, el, rc, "cannot build the router: %s",
+                      web_strerror(rc));
         goto fail;
     }
     g->id = ++s->gen_next;
@@ -1442,10 +1439,11 @@ int web_server_create(web_server **out, const web_server_config *cfg,
         return WEB_EINVAL;
     *out = NULL;
     if (cfg == NULL || cfg->conf == NULL || cfg->pool == NULL)
-        return err(eb, el, WEB_EINVAL, "server needs a conf and a pool");
+        return web__err(eb, el, WEB_EINVAL, "server needs a conf and a pool");
     if (cfg->conf->server.threads == 0 ||
         cfg->conf->server.threads > MAX_THREADS)
-        return err(eb, el, WEB_ECONF, "threads must be 1..%d", MAX_THREADS);
+        return web__err(eb, el, WEB_ECONF, "threads must be 1..%d",
+                        MAX_THREADS);
 
     s = calloc(1, sizeof *s);
     if (s == NULL)
@@ -1461,7 +1459,8 @@ int web_server_create(web_server **out, const web_server_config *cfg,
     rc = pthread_mutex_init(&s->gen_lock, NULL);
     if (rc != 0) {
         free(s);
-        return err(eb, el, WEB_EIO, "pthread_mutex_init: %s", strerror(rc));
+        return web__err(eb, el, WEB_EIO, "pthread_mutex_init: %s",
+                        strerror(rc));
     }
     if (cfg->nhandlers > 0) {
         s->handlers = calloc(cfg->nhandlers, sizeof *s->handlers);
@@ -1479,7 +1478,7 @@ int web_server_create(web_server **out, const web_server_config *cfg,
     }
     s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (s->wake_fd < 0) {
-        rc = err(eb, el, WEB_EIO, "eventfd: %s", strerror(errno));
+        rc = web__err(eb, el, WEB_EIO, "eventfd: %s", strerror(errno));
         web_server_free(s);
         return rc;
     }
@@ -1495,7 +1494,7 @@ int web_server_create(web_server **out, const web_server_config *cfg,
     }
     if (FCGX_Init() != 0) {
         web_server_free(s);
-        return err(eb, el, WEB_EIO, "FCGX_Init failed");
+        return web__err(eb, el, WEB_EIO, "FCGX_Init failed");
     }
     if (cfg->listen != NULL && strcmp(cfg->listen, WEB_LISTEN_NONE) == 0) {
         snprintf(s->listen_name, sizeof s->listen_name, "none");
@@ -1522,7 +1521,7 @@ int web_server_reload(web_server *s, web_conf *conf, uint64_t *generation,
 
     if (s == NULL || conf == NULL) {
         web_conf_free(conf);
-        return err(eb, el, WEB_EINVAL, "reload needs a server and a conf");
+        return web__err(eb, el, WEB_EINVAL, "reload needs a server and a conf");
     }
     rc = gen_build(s, conf, conf, &g, eb, el); /* takes conf */
     if (rc != WEB_OK)

@@ -6,8 +6,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 const char *web_strerror(int rc)
 {
@@ -230,12 +233,64 @@ int web__header_name_eq(const char *a, size_t an, const char *b, size_t bn)
     return 1;
 }
 
+int web__err(char *buf, size_t len, int rc, const char *fmt, ...)
+{
+    va_list ap;
+    if (buf != NULL && len > 0) {
+        va_start(ap, fmt);
+        vsnprintf(buf, len, fmt, ap);
+        va_end(ap);
+    }
+    return rc;
+}
+
 int web__open_append(const char *what, const char *path, char *errbuf,
                      size_t errlen)
 {
     int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-    if (fd < 0 && errbuf != NULL && errlen > 0)
-        snprintf(errbuf, errlen, "cannot open %s %s: %s", what, path,
+    if (fd < 0)
+        web__err(errbuf, errlen, WEB_EIO, "cannot open %s %s: %s", what, path,
                  strerror(errno));
     return fd;
+}
+
+int web__open_target(const char *what, const char *target, int *fd, char **path,
+                     char *errbuf, size_t errlen)
+{
+    *fd = STDERR_FILENO;
+    *path = NULL;
+    if (target == NULL || strcmp(target, "stderr") == 0)
+        return WEB_OK;
+    *path = strdup(target);
+    if (*path == NULL)
+        return WEB_ENOMEM;
+    *fd = web__open_append(what, target, errbuf, errlen);
+    if (*fd < 0) {
+        free(*path);
+        *path = NULL;
+        *fd = STDERR_FILENO;
+        return WEB_EIO;
+    }
+    return WEB_OK;
+}
+
+void web__close_target(int fd, char *path)
+{
+    if (path != NULL)
+        close(fd);
+    free(path);
+}
+
+size_t web__write_all(int fd, const char *buf, size_t len)
+{
+    size_t off = 0;
+    while (off < len) {
+        ssize_t w = write(fd, buf + off, len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            break;
+        off += (size_t)w;
+    }
+    return off;
 }
