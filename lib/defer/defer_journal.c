@@ -122,11 +122,12 @@
  * included.  A table made before hi gets the column (ALTER TABLE ADD
  * COLUMN, its rows NULL: one record each).  An older version does not
  * read ranges: going back to one while journal files are still there
- * (after a crash, or a failed start) would run the records inside range
- * rows again -- and so would an older instance sharing the folder that
- * replays such a journal.  Rule (README): after a crash or a failed
- * start, let this version start once and finish its replay before going
- * back.  A table the pool may not alter (another role owns it on
+ * (after a crash, a failed start, or a stop that left records) would run
+ * the records inside range rows again -- and so would an older instance
+ * sharing the folder that replays such a journal; the primary key no
+ * longer catches a record marked twice either (seen() does, at replay).
+ * Rule (README): go back only when no journal file is left, i.e. after
+ * a clean stop of this version with nothing pending.  A table the pool may not alter (another role owns it on
  * PostgreSQL; the ALTER waits at most 2 s for its lock there,
  * busy_timeout on SQLite) keeps one row per record (journal_ranges_off,
  * a WARN): slower, exactly as safe.
@@ -1633,7 +1634,7 @@ static int setup_table(replay *rp, char *eb, size_t el)
              * slower, exactly as safe. */
             jlog(rp->j->pool, DEFER_LOG_WARN, "journal_ranges_off", 0,
                  "waituntil_applied has no hi column and adding it failed "
-                 "(%s): replay writes one row per record",
+                 "(%s): one row per record (replay and workers)",
                  qb_errmsg(rp->db));
             rp->has_hi = 0;
         }
@@ -2466,6 +2467,14 @@ int defer__journal_mark(defer_runner *r, defer_task **t, size_t n)
 
     if (j == NULL || r->worker < 0)
         return QB_OK;
+    {
+        int f = DEFER_JFAULT_ABORT_IN_MARK;
+        if (atomic_compare_exchange_strong(&defer__journal_fault, &f, 0)) {
+            atomic_store(&r->pool->abort, 1);
+            r->why = WHY_ABORT;
+            return QB_EINTERRUPT;
+        }
+    }
     if (n > JMARK_STACK) {
         s = malloc(n * sizeof *s);
         cut = malloc(n);
@@ -2519,8 +2528,9 @@ out:
             rc = defer__db_exec(r, q);
         qb_query_free(q);
         if (rc == QB_OK) {
-            /* Counted pruned only if the transaction commits: if not, a
-             * later one prunes again (deleting nothing is harmless). */
+            /* Counted pruned before the COMMIT: a transaction that rolls
+             * back leaves those rows until prune_below moves again (rows
+             * of removed files only stay longer: harmless). */
             if (pthread_mutex_lock(&j->mu) != 0)
                 abort();
             if (prune > j->pruned)

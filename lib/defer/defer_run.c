@@ -1446,9 +1446,23 @@ static void run_sql(defer_runner *r, defer_task **t, size_t n)
             break;
         }
         if (rc != QB_OK) {
+            /* As a failed COMMIT: interrupted at the deadline, or busy
+             * past it, the segment is left (its records replay at the
+             * next start), not failed (which resolves them). */
             rollback_if_open(r);
-            if (rc == QB_EBUSY && (br = busy_retry(r, &tries)) > 0)
-                continue;
+            if (r->why == WHY_ABORT) {
+                left_why = "interrupted at the shutdown deadline";
+                break;
+            }
+            if (rc == QB_EBUSY) {
+                br = busy_retry(r, &tries);
+                if (br > 0)
+                    continue;
+                if (br < 0) {
+                    left_why = "deadline passed while database busy";
+                    break;
+                }
+            }
             for (i = 0; i < n; i++)
                 if (s[i].st == S_OK)
                     s[i].st = S_PENDING;
