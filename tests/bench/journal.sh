@@ -17,7 +17,8 @@
 # inverse ratio predicts the req/s ratio); then per level the median of
 # the per-rep ratios to /hello.  Each run starts from an empty
 # database.  Run on purpose, never by make check.
-# Knobs: REPS (3), DURATION (10s), CONNS (32), THREADS (2), LEVELS.
+# Knobs: REPS (3), DURATION (10s), CONNS (32), THREADS (2), LEVELS,
+# BATCH_DELAY (the pool's batch_delay in every run; shipped 2ms).
 # Bounded: every wrk run has a fixed duration; the EXIT trap stops what
 # this script started, by PID.
 set -u
@@ -36,8 +37,9 @@ conf_for() {
     j=write s=normal
     case $1 in off) j=off ;; fsync) j=fsync ;; full) j=off s=full ;; hello) ;; esac
     sed -e "s|^\(    journal\) write;|\1 $j;|" \
-        -e "s|^\(    synchronous\) normal;|\1 $s;|" "$SRC/conf/waituntil.conf" \
-        > "$WORK/$1.conf"
+        -e "s|^\(    synchronous\) normal;|\1 $s;|" \
+        -e "s|^\(    batch_delay\) 2ms;|\1 ${BATCH_DELAY:-2ms};|" \
+        "$SRC/conf/waituntil.conf" > "$WORK/$1.conf"
     [ "$(grep -c -e "^    journal $j;" -e "^    synchronous $s;" "$WORK/$1.conf")" = 2 ] ||
         { echo "conf/waituntil.conf: no 'journal write;' or 'synchronous normal;' line" >&2; exit 1; }
 }
@@ -62,24 +64,26 @@ run() { # run LEVEL ENDPOINT REP: prints "req/s p99_ms fsyncs_per_s req_per_fsyn
         "$WORK/prefix" "$port" "$WORK/db/wu.db" "$WORK/$1.conf" >/dev/null 2>&1 ||
         { echo "stack did not start ($1)" >&2; exit 1; }
     wrk -t "$THREADS" -c "$CONNS" -d 2s "http://127.0.0.1:$port$2" >/dev/null 2>&1
-    f0=$(status_num "$port" journal_fsyncs)
+    f0=$(status_num "$port" journal_fsyncs) m0=$(status_num "$port" commits)
     pids="$STACK_APP_PID $STACK_NGINX_PID $(pgrep -P "$STACK_NGINX_PID" | tr '\n' ' ')"
     a0=$(cpu_ticks "$STACK_APP_PID") c0=$(cpu_ticks $pids)
     wrk -t "$THREADS" -c "$CONNS" -d "$DURATION" --latency \
         "http://127.0.0.1:$port$2" > "$WORK/wrk.$1.$3" 2>/dev/null
     a1=$(cpu_ticks "$STACK_APP_PID") c1=$(cpu_ticks $pids)
-    f1=$(status_num "$port" journal_fsyncs)
+    f1=$(status_num "$port" journal_fsyncs) m1=$(status_num "$port" commits)
     stack_stop
     awk -v f0="${f0:-0}" -v f1="${f1:-0}" -v d="$DURATION" \
-        -v app=$((a1 - a0)) -v all=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" '
+        -v app=$((a1 - a0)) -v all=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" \
+        -v commits=$((${m1:-0} - ${m0:-0})) '
         /^Requests\/sec:/ { rps = $2 }
         /^ *99%/ { v = $2; u = v; sub(/[a-z]+$/, "", v); sub(/^[0-9.]+/, "", u)
                    p99 = (u == "us") ? v / 1000 : ((u == "s") ? v * 1000 : v) }
         /requests in/ { n = $1 }
         END { secs = d; sub(/s$/, "", secs); f = f1 - f0
-              printf "%s %.2f %.0f %s %.1f %.1f\n", rps, p99, f / secs,
+              printf "%s %.2f %.0f %s %.1f %.1f %.0f\n", rps, p99, f / secs,
                      ((f > 0) ? sprintf("%.1f", n / f) : "-"),
-                     app * 1e6 / hz / n, all * 1e6 / hz / n }' "$WORK/wrk.$1.$3"
+                     app * 1e6 / hz / n, all * 1e6 / hz / n,
+                     commits / secs }' "$WORK/wrk.$1.$3"
 }
 
 r=1
@@ -91,7 +95,7 @@ while [ "$r" -le "$REPS" ]; do
         set -- $(run "$lv" /log "$r")
         ratio=$(awk -v a="$1" -v b="$hello" 'BEGIN { printf "%.3f", a / b }')
         cratio=$(awk -v a="$6" -v b="$hello_cpu" 'BEGIN { printf "%.3f", b / a }')
-        echo "rep $r: /log journal=$lv $1 req/s p99 $2 ms fsyncs/s $3 requests/fsync $4 cpu_us/req waituntil $5 with_nginx $6 ratio_to_hello $ratio cpu_ratio $cratio"
+        echo "rep $r: /log journal=$lv $1 req/s p99 $2 ms fsyncs/s $3 requests/fsync $4 commits/s $7 cpu_us/req waituntil $5 with_nginx $6 ratio_to_hello $ratio cpu_ratio $cratio"
         echo "$lv $ratio $cratio" >> "$WORK/ratios"
     done
     r=$((r + 1))
