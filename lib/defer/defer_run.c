@@ -1278,6 +1278,40 @@ static int after_failure(defer_runner *r, defer_task **t,
     }
 }
 
+/* The end of the segment's transaction (its journal rows, or COMMIT)
+ * failed with rc.  Rolled back; then, interrupted at the shutdown
+ * deadline or busy past it, the segment is left (*left_why: journaled
+ * records replay at the next start) -- not failed, which would resolve
+ * them; busy within busy_retries: 1, run it again.  Otherwise every
+ * task not failed alone fails with prefix.  0: the segment is over. */
+static int end_failed(defer_runner *r, defer_task **t, struct defer_slot *s,
+                      size_t n, int rc, unsigned *tries,
+                      const char **left_why, const char *prefix)
+{
+    size_t i;
+    int br;
+
+    rollback_if_open(r);
+    if (r->why == WHY_ABORT) {
+        *left_why = "interrupted at the shutdown deadline";
+        return 0;
+    }
+    if (rc == QB_EBUSY) {
+        br = busy_retry(r, tries);
+        if (br > 0)
+            return 1;
+        if (br < 0) {
+            *left_why = "deadline passed while database busy";
+            return 0;
+        }
+    }
+    for (i = 0; i < n; i++)
+        if (s[i].st == S_OK)
+            s[i].st = S_PENDING;
+    fail_rest(r, t, s, n, rc, prefix);
+    return 0;
+}
+
 static void run_sql(defer_runner *r, defer_task **t, size_t n)
 {
     defer_pool *p = r->pool;
@@ -1446,27 +1480,9 @@ static void run_sql(defer_runner *r, defer_task **t, size_t n)
             break;
         }
         if (rc != QB_OK) {
-            /* As a failed COMMIT: interrupted at the deadline, or busy
-             * past it, the segment is left (its records replay at the
-             * next start), not failed (which resolves them). */
-            rollback_if_open(r);
-            if (r->why == WHY_ABORT) {
-                left_why = "interrupted at the shutdown deadline";
-                break;
-            }
-            if (rc == QB_EBUSY) {
-                br = busy_retry(r, &tries);
-                if (br > 0)
-                    continue;
-                if (br < 0) {
-                    left_why = "deadline passed while database busy";
-                    break;
-                }
-            }
-            for (i = 0; i < n; i++)
-                if (s[i].st == S_OK)
-                    s[i].st = S_PENDING;
-            fail_rest(r, t, s, n, rc, "journal mark: ");
+            if (end_failed(r, t, s, n, rc, &tries, &left_why,
+                           "journal mark: "))
+                continue;
             break;
         }
         r->why = WHY_NONE;
@@ -1505,24 +1521,8 @@ static void run_sql(defer_runner *r, defer_task **t, size_t n)
                       "outcome unknown (the rows may have landed): ");
             break;
         }
-        rollback_if_open(r);
-        if (r->why == WHY_ABORT) {
-            left_why = "interrupted at the shutdown deadline";
-            break;
-        }
-        if (rc == QB_EBUSY) {
-            br = busy_retry(r, &tries);
-            if (br > 0)
-                continue;
-            if (br < 0) {
-                left_why = "deadline passed while database busy";
-                break;
-            }
-        }
-        for (i = 0; i < n; i++)
-            if (s[i].st == S_OK)
-                s[i].st = S_PENDING;
-        fail_rest(r, t, s, n, rc, "COMMIT: ");
+        if (end_failed(r, t, s, n, rc, &tries, &left_why, "COMMIT: "))
+            continue;
         break;
     }
     token_put(r);
