@@ -35,6 +35,7 @@
 
 static char *g_dir;
 static char g_db[4096], g_jp[4096];
+static defer_journal_level g_level; /* jcfg's level; 0: WRITE */
 static const char *g_jid; /* cfg.journal_id of jcfg(); NULL: default */
 
 static void db_exec(const char *sql)
@@ -72,6 +73,7 @@ static void setup(void)
 static void teardown(void)
 {
     g_jid = NULL;
+    g_level = DEFER_JOURNAL_OFF;
     tu_rmtree(g_dir);
     free(g_dir);
     g_dir = NULL;
@@ -89,7 +91,7 @@ static defer_config jcfg(void)
     defer_config c;
     defer_config_init(&c);
     c.db_path = g_db;
-    c.journal = DEFER_JOURNAL_WRITE;
+    c.journal = g_level ? g_level : DEFER_JOURNAL_WRITE;
     c.journal_path = g_jp;
     c.journal_id = g_jid;
     c.log = quiet;
@@ -1640,6 +1642,67 @@ START_TEST(test_mark_interrupted_at_deadline_is_left)
 }
 END_TEST
 
+/* journal fsync-interval: answers do not wait for a sync; a thread of
+ * the journal's syncs the appended bytes every interval (5 ms here), a
+ * rotated file is synced as it is left (rotation every 4 KiB: about 40
+ * files, each closed while the syncer may be syncing), the clean stop
+ * removes the files after the workers' barrier, and a crash replays
+ * exactly once. */
+START_TEST(test_fsync_interval_level)
+{
+    defer_config c;
+    defer_pool *p;
+    defer_ctx *ctx = NULL;
+    defer_stats st;
+    int v;
+    int64_t end;
+
+    g_level = DEFER_JOURNAL_FSYNC_INTERVAL;
+    c = jcfg();
+    c.journal_sync_interval_ms = 5;
+    c.journal_rotate_bytes = 4096;
+    p = mkpool_cfg(&c);
+    ck_assert_int_eq(defer_ctx_create(p, &ctx), DEFER_OK);
+    for (v = 0; v < 1000; v++) {
+        ck_assert_int_eq(defer_wait_until_query(ctx, q_ins("t", v), "/w"),
+                         DEFER_OK);
+        ck_assert_int_eq(defer_admit(p, ctx), DEFER_OK);
+        defer_submit(p, ctx);
+    }
+    defer_ctx_free(ctx);
+    end = tu_now_ms() + TU_WAIT_MS;
+    do
+        defer_pool_stats(p, &st);
+    while (st.j_fsyncs == 0 && tu_now_ms() < end && usleep(2000) == 0);
+    ck_assert_uint_ge(st.j_fsyncs, 1);
+    run_and_close(p);
+    ck_rows_once(1000);
+    ck_assert_int_eq(count_files("journal."), 0);
+
+    crash_child(1000, 3000, 2000, 500, -1);
+    p = mkpool_cfg(&c);
+    defer_pool_stats(p, &st);
+    ck_assert_uint_eq(st.j_replayed + st.j_skipped, 2000);
+    run_and_close(p);
+    ck_rows_once(3000);
+}
+END_TEST
+
+/* The sync interval is bounded: 60 s at most. */
+START_TEST(test_fsync_interval_bounds)
+{
+    defer_config c = jcfg();
+    defer_pool *p = NULL;
+    char eb[256] = "";
+
+    c.journal = DEFER_JOURNAL_FSYNC_INTERVAL;
+    c.journal_sync_interval_ms = 60001;
+    ck_assert_int_eq(defer_pool_create(&p, &c, eb, sizeof eb), DEFER_EINVAL);
+    ck_assert_ptr_nonnull(strstr(eb, "sync interval"));
+    ck_assert_ptr_null(p);
+}
+END_TEST
+
 START_TEST(test_clean_stop_removes_lock_files)
 {
     defer_config c = jcfg();
@@ -1697,6 +1760,8 @@ int main(void)
     tcase_add_test(tc, test_segment_runs_cut_at_files);
     tcase_add_test(tc, test_resync_skips_record_inside_a_value);
     tcase_add_test(tc, test_mark_interrupted_at_deadline_is_left);
+    tcase_add_test(tc, test_fsync_interval_level);
+    tcase_add_test(tc, test_fsync_interval_bounds);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_ENV);

@@ -1717,6 +1717,15 @@ static const struct {
      "wait TIME, reject, inline"},
     {"pool {\n admission reject 5s;\n}\n",
      "t.conf:2: expected ';' after \"admission reject\""},
+    {"pool {\n journal sometimes;\n}\n",
+     "t.conf:2: invalid value \"sometimes\" for \"journal\", expected one "
+     "of: off, write, fsync, fsync-interval [TIME]"},
+    {"pool {\n journal fsync 5ms;\n}\n",
+     "t.conf:2: only \"journal fsync-interval\" takes a time"},
+    {"pool {\n journal fsync-interval 2m;\n}\n",
+     "t.conf:2: \"journal fsync-interval\" must be between 1ms and 60s"},
+    {"pool {\n journal fsync-interval 1s 2s;\n}\n",
+     "t.conf:2: expected ';' after \"journal fsync-interval 1s\""},
     {"server x {\n}\n", "t.conf:1: \"server\" takes no arguments"},
     {"server {\n}\nserver {\n}\n", "t.conf:3: duplicate directive \"server\""},
     {"server;\n", "t.conf:1: \"server\" needs a block { ... }"},
@@ -1949,7 +1958,8 @@ static const char full_conf[] =
     "database { path \"/tmp/x.db\"; journal_mode delete; synchronous full; "
     "busy_timeout 250ms; migrations m; reconnect 3s; statement_cache 0; }\n"
     "pool { workers 3; queue 10; tasks_per_request 4; batch 7; "
-    "task_timeout 2m; admission inline; drain_timeout 1h; busy_retries 0; }\n"
+    "task_timeout 2m; admission inline; drain_timeout 1h; busy_retries 0; "
+    "journal fsync-interval 250ms; }\n"
     "route get|post,PUT /users/:id /people/:id/* {\n"
     "  respond 201 application/json '{\"ok\":true}';\n"
     "  defer upsert users {\n"
@@ -2005,6 +2015,8 @@ START_TEST(conf_full_grammar)
     ck_assert_int_eq(c->pool.admission, WEB_ADMIT_INLINE);
     ck_assert_int_eq(c->pool.drain_timeout_ms, 3600000);
     ck_assert_uint_eq(c->pool.busy_retries, 0);
+    ck_assert_uint_eq(c->pool.journal, 3);
+    ck_assert_int_eq(c->pool.journal_sync_ms, 250);
     ck_assert_uint_eq(c->nroutes, 3);
     rt = &c->routes[0];
     ck_assert_uint_eq(rt->methods, WEB_M_GET | WEB_M_POST | WEB_M_PUT);

@@ -808,8 +808,10 @@ WAITUNTIL_API int waituntil_main(int argc, char **argv,
             (void)gethostname(host, sizeof host - 1);
         if (asprintf(&jid, "%s%s%s", host, host[0] ? ":" : "", jpath) < 0)
             jid = NULL;
-        pc.journal = conf->pool.journal == 2 ? DEFER_JOURNAL_FSYNC
-                                             : DEFER_JOURNAL_WRITE;
+        pc.journal = conf->pool.journal == 2   ? DEFER_JOURNAL_FSYNC
+                     : conf->pool.journal == 3 ? DEFER_JOURNAL_FSYNC_INTERVAL
+                                               : DEFER_JOURNAL_WRITE;
+        pc.journal_sync_interval_ms = (unsigned)conf->pool.journal_sync_ms;
         pc.journal_path = jpath;
         pc.journal_id = jid;
     }

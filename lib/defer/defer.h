@@ -186,6 +186,13 @@
  *   FSYNC  + a group fdatasync before the answer: survives power loss
  *          (any synchronous: a journal file is removed only after a
  *          barrier transaction made the commits of its records durable).
+ *   FSYNC_INTERVAL  write(2) before the answer, and a thread of the
+ *          journal's fdatasyncs what was appended every
+ *          journal_sync_interval_ms (a rotated file as it is left, and
+ *          at a clean stop): survives the death of the process; power
+ *          loss loses at most the writes answered in the last interval
+ *          (Redis's appendfsync everysec; files go after a barrier as
+ *          with FSYNC).
  *
  * ACCOUNTING: once shutdown has returned and every admitted ctx has been
  * submitted, admitted == ok + failed + left exactly.  Tasks run inline
@@ -265,8 +272,12 @@ typedef enum defer_journal_level {
     DEFER_JOURNAL_OFF = 0,  /* no journal: a crash loses queued writes */
     DEFER_JOURNAL_WRITE,    /* write(2) before the answer: survives the
                                death of the process (SIGKILL, crash) */
-    DEFER_JOURNAL_FSYNC     /* write(2) + group fdatasync before the
+    DEFER_JOURNAL_FSYNC,    /* write(2) + group fdatasync before the
                                answer: survives power loss / OS crash */
+    DEFER_JOURNAL_FSYNC_INTERVAL /* write(2) before the answer, fdatasync
+                               every journal_sync_interval_ms: survives
+                               the death of the process; power loss
+                               loses at most the last interval */
 } defer_journal_level;
 
 typedef struct defer_config {
@@ -323,6 +334,9 @@ typedef struct defer_config {
                                     journal_path */
     size_t journal_rotate_bytes; /* start a new file past this size;
                                     default 64 MiB */
+    unsigned journal_sync_interval_ms; /* FSYNC_INTERVAL: how often the
+                                    appended bytes are synced; default
+                                    (0) 100; at most 60000 */
     defer_log_fn log;            /* NULL: one line to stderr (a line that
                                     cannot be written is counted in
                                     log_dropped) */

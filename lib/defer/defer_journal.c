@@ -216,12 +216,26 @@
  * without id files, while journal files remain would replay their
  * committed records again: the file belongs with the journal.
  *
+ * SYNC INTERVAL (level FSYNC_INTERVAL).  Answers wait for write(2)
+ * only.  A thread of the journal's (syncer_main) wakes every
+ * journal_sync_interval_ms and fdatasyncs the current file if bytes were
+ * appended since its last sync; the leader that rotates syncs the file
+ * it leaves before closing it; the clean stop syncs once more.  So power
+ * loss loses at most the records answered in the last interval (plus
+ * the time an fdatasync takes).  Removal and the folder are synced as
+ * with FSYNC (DURABILITY: the barrier before a file goes).  A failing
+ * fdatasync is logged once per episode (journal_sync_failed).
+ *
  * LOCK ORDER: j->mu is a leaf lock, never held with pool->mu, never held
  * across I/O or SQL.  j->removing (set under j->mu) lets one worker at a
  * time remove files without holding j->mu across its barrier and
  * unlinks; a tidy that finds it set leaves j->tidy_again (and whether it
  * was a last one), and the remover runs once more before it lets go, so
- * a stop's last barrier is never skipped.  A barrier's wait for the
+ * a stop's last barrier is never skipped.  j->sync_mu (SYNC INTERVAL)
+ * is taken before j->mu, never while holding it: the syncer holds it
+ * across its fdatasync, a rotating leader across closing the file it
+ * leaves, so the descriptor synced is never closed (and reused) under
+ * it.  A barrier's wait for the
  * SQLite write lock ends at the shutdown's deadline (pool->stop_end_ns),
  * like every lock wait; it then fails, and the files stay for the next
  * start to skip.  On PostgreSQL the shutdown cuts the session of a
@@ -911,6 +925,17 @@ struct defer_journal {
     uint64_t resolved_gen;     /* bumped by each defer__journal_committed */
     uint64_t durable_gen;      /* resolved_gen at the last barrier */
     char *sync_restore;        /* SQLite: the configured synchronous */
+    /* FSYNC_INTERVAL (SYNC INTERVAL above): the syncer thread.  sync_mu
+     * is held across its fdatasync and across closing a rotated file's
+     * descriptor, so the one it syncs is never closed under it; order:
+     * sync_mu before mu. */
+    pthread_mutex_t sync_mu;
+    pthread_cond_t sync_cv;    /* the syncer's sleep; stop */
+    pthread_t syncer;
+    int syncer_started, syncer_stop;
+    unsigned sync_interval_ms;
+    uint64_t synced_bytes;     /* j->bytes at the last interval sync */
+    int sync_failing;          /* the last interval sync failed (logged) */
     qb_query *mark_tpl, *prune_tpl;
     qb_query *range_tpl;       /* NULL: no hi column (RANGE ROWS) */
     int ranges;                /* waituntil_applied has hi */
@@ -932,6 +957,19 @@ static void jlog(defer_pool *p, int level, const char *event, int rc,
     vsnprintf(d, sizeof d, fmt, ap);
     va_end(ap);
     defer__log(p, level, event, NULL, -1, rc, d);
+}
+
+static int cond_init_mono(pthread_cond_t *cv);
+static void *syncer_main(void *arg);
+static void syncer_stop(defer_journal *j);
+
+/* Does this level sync what it writes (new files' folder, dead letters,
+ * corrupt copies, the barrier before removing files)?  FSYNC and
+ * FSYNC_INTERVAL; only FSYNC syncs before the answer. */
+static int syncs(const defer_journal *j)
+{
+    return j->level == DEFER_JOURNAL_FSYNC ||
+           j->level == DEFER_JOURNAL_FSYNC_INTERVAL;
 }
 
 static char *file_path(const defer_journal *j, uint64_t first)
@@ -969,7 +1007,7 @@ static jfile *file_new(defer_journal *j, uint64_t first, int *fd_out,
         free(f);
         return NULL;
     }
-    if (j->level == DEFER_JOURNAL_FSYNC)
+    if (syncs(j))
         sync_dir(j);
     f->first = first;
     f->last = first ? first - 1 : 0;
@@ -1093,6 +1131,8 @@ static void journal_free(defer_journal *j)
     free(j->dead_path);
     free(j->jid);
     free(j->sync_restore);
+    (void)pthread_cond_destroy(&j->sync_cv);
+    (void)pthread_mutex_destroy(&j->sync_mu);
     (void)pthread_cond_destroy(&j->cv);
     (void)pthread_mutex_destroy(&j->mu);
     free(j);
@@ -1185,7 +1225,7 @@ static void dead_letter(defer_journal *j, uint64_t seq, const char *label,
         free(s);
     }
     fputc('\n', f);
-    if (j->level == DEFER_JOURNAL_FSYNC)
+    if (syncs(j))
         (void)fflush(f), (void)fdatasync(fileno(f));
     fclose(f);
 }
@@ -1204,7 +1244,7 @@ static void save_corrupt(defer_journal *j, const char *path,
     f = cp != NULL ? fopen(cp, "ae") : NULL;
     if (f != NULL) {
         ok = fwrite(buf + from, 1, to - from, f) == to - from;
-        if (ok && j->level == DEFER_JOURNAL_FSYNC)
+        if (ok && syncs(j))
             ok = fflush(f) == 0 && fdatasync(fileno(f)) == 0;
         if (fclose(f) != 0)
             ok = 0;
@@ -2018,6 +2058,12 @@ int defer__journal_start(defer_pool *p, defer_runner *r, char *eb, size_t el)
         snprintf(eb, el, "journal: no journal_path");
         return DEFER_EINVAL;
     }
+    if ((unsigned)p->cfg.journal > DEFER_JOURNAL_FSYNC_INTERVAL ||
+        p->cfg.journal_sync_interval_ms > 60000) {
+        snprintf(eb, el, "journal: bad level, or a sync interval above "
+                 "60000 ms");
+        return DEFER_EINVAL;
+    }
     if (r->db == NULL) {
         snprintf(eb, el, "journal: the pool has no database");
         return DEFER_EINVAL;
@@ -2031,6 +2077,9 @@ int defer__journal_start(defer_pool *p, defer_runner *r, char *eb, size_t el)
     j->lock_fd = -1;
     j->pool = p;
     j->level = p->cfg.journal;
+    j->sync_interval_ms = p->cfg.journal_sync_interval_ms
+                              ? p->cfg.journal_sync_interval_ms
+                              : 100;
     j->rotate = p->cfg.journal_rotate_bytes ? p->cfg.journal_rotate_bytes
                                             : JROTATE_DEFAULT;
     if (pthread_mutex_init(&j->mu, NULL) != 0) {
@@ -2044,7 +2093,22 @@ int defer__journal_start(defer_pool *p, defer_runner *r, char *eb, size_t el)
         snprintf(eb, el, "journal: cond init failed");
         return DEFER_ETHREAD;
     }
-    if (j->level == DEFER_JOURNAL_FSYNC) {
+    if (pthread_mutex_init(&j->sync_mu, NULL) != 0) {
+        (void)pthread_cond_destroy(&j->cv);
+        (void)pthread_mutex_destroy(&j->mu);
+        free(j);
+        snprintf(eb, el, "journal: mutex init failed");
+        return DEFER_ETHREAD;
+    }
+    if (cond_init_mono(&j->sync_cv) != 0) {
+        (void)pthread_mutex_destroy(&j->sync_mu);
+        (void)pthread_cond_destroy(&j->cv);
+        (void)pthread_mutex_destroy(&j->mu);
+        free(j);
+        snprintf(eb, el, "journal: cond init failed");
+        return DEFER_ETHREAD;
+    }
+    if (syncs(j)) {
         if (qb_conn_dialect(r->db) == QB_DIALECT_SQLITE) {
             const char *sy = p->cfg.db.synchronous ? p->cfg.db.synchronous
                                                    : "NORMAL";
@@ -2158,6 +2222,15 @@ int defer__journal_start(defer_pool *p, defer_runner *r, char *eb, size_t el)
              "journal=%s replayed=%llu dead=%llu torn=%llu", j->base,
              (unsigned long long)j->replayed, (unsigned long long)j->dead,
              (unsigned long long)j->torn);
+    if (j->level == DEFER_JOURNAL_FSYNC_INTERVAL) {
+        int trc = pthread_create(&j->syncer, NULL, syncer_main, j);
+        if (trc != 0) {
+            snprintf(eb, el, "journal: syncer thread: %s", strerror(trc));
+            journal_free(j);
+            return DEFER_ETHREAD;
+        }
+        j->syncer_started = 1;
+    }
     p->journal = j;
     return DEFER_OK;
 }
@@ -2168,6 +2241,7 @@ void defer__journal_free(defer_pool *p)
     jfile *f;
     if (j == NULL)
         return;
+    syncer_stop(j);
     /* Nothing pending (every record committed): nothing to replay --
      * if those commits are durable (the workers' last barrier, see
      * DURABILITY; else the files stay, and the next start skips their
@@ -2176,11 +2250,109 @@ void defer__journal_free(defer_pool *p)
         (!j->need_barrier || j->durable_gen == j->resolved_gen)) {
         for (f = j->files; f != NULL; f = f->next)
             (void)unlink(f->path);
-        if (j->level == DEFER_JOURNAL_FSYNC && j->files != NULL)
+        if (syncs(j) && j->files != NULL)
             sync_dir(j);
     }
     journal_free(j);
     p->journal = NULL;
+}
+
+/* ---- sync interval (SYNC INTERVAL above) -------------------------------- */
+
+static int cond_init_mono(pthread_cond_t *cv)
+{
+    pthread_condattr_t a;
+    int rc = pthread_condattr_init(&a);
+    if (rc != 0)
+        return rc;
+    rc = pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+    if (rc == 0)
+        rc = pthread_cond_init(cv, &a);
+    (void)pthread_condattr_destroy(&a);
+    return rc;
+}
+
+/* fdatasync the current file if bytes were appended since the last
+ * sync.  Under sync_mu (the descriptor cannot be closed meanwhile). */
+static void sync_now(defer_journal *j)
+{
+    int fd, rc, e = 0;
+    uint64_t bytes;
+    int64_t t0;
+
+    if (pthread_mutex_lock(&j->mu) != 0)
+        abort();
+    fd = j->fd;
+    bytes = j->bytes;
+    (void)pthread_mutex_unlock(&j->mu);
+    if (fd < 0 || bytes == j->synced_bytes)
+        return;
+    t0 = defer__now_ns();
+    rc = fdatasync(fd);
+    if (rc != 0)
+        e = errno;
+    if (pthread_mutex_lock(&j->mu) != 0)
+        abort();
+    j->fsyncs++;
+    j->fsync_ns += (uint64_t)(defer__now_ns() - t0);
+    (void)pthread_mutex_unlock(&j->mu);
+    if (rc == 0) {
+        if (j->sync_failing)
+            jlog(j->pool, DEFER_LOG_WARN, "journal_sync_ok", 0,
+                 "fdatasync works again");
+        j->sync_failing = 0;
+        j->synced_bytes = bytes;
+    } else if (!j->sync_failing) { /* once per episode, not per interval */
+        j->sync_failing = 1;
+        jlog(j->pool, DEFER_LOG_ERROR, "journal_sync_failed", 0,
+             "error=\"%s\" (answered writes since the last sync may not "
+             "survive a power loss)", strerror(e));
+    }
+}
+
+static void *syncer_main(void *arg)
+{
+    defer_journal *j = arg;
+    struct timespec ts;
+
+    (void)pthread_setname_np(pthread_self(), "defer-jsync");
+    if (pthread_mutex_lock(&j->sync_mu) != 0)
+        abort();
+    while (!j->syncer_stop) {
+        (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += j->sync_interval_ms / 1000;
+        ts.tv_nsec += (long)(j->sync_interval_ms % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        while (!j->syncer_stop &&
+               pthread_cond_timedwait(&j->sync_cv, &j->sync_mu, &ts) == 0)
+            ; /* a signal is a stop; the deadline, a sync */
+        if (!j->syncer_stop)
+            sync_now(j);
+    }
+    (void)pthread_mutex_unlock(&j->sync_mu);
+    return NULL;
+}
+
+/* Stop the syncer and sync what it had not yet (a clean stop leaves the
+ * journal synced). */
+static void syncer_stop(defer_journal *j)
+{
+    if (!j->syncer_started)
+        return;
+    if (pthread_mutex_lock(&j->sync_mu) != 0)
+        abort();
+    j->syncer_stop = 1;
+    (void)pthread_cond_signal(&j->sync_cv);
+    (void)pthread_mutex_unlock(&j->sync_mu);
+    (void)pthread_join(j->syncer, NULL);
+    j->syncer_started = 0;
+    if (pthread_mutex_lock(&j->sync_mu) != 0)
+        abort();
+    sync_now(j);
+    (void)pthread_mutex_unlock(&j->sync_mu);
 }
 
 /* ---- append ------------------------------------------------------------- */
@@ -2278,7 +2450,7 @@ static int append(defer_journal *j, unsigned char *buf, size_t len,
     j->qtail = &me;
     while (!me.done) {
         uint64_t at, fns = 0, nbytes = 0, nr = 0, last = 0;
-        int err, rotated_fd = -1;
+        int err, rotated_fd = -1, old_fd = -1;
         jfile *nf = NULL;
         char eb[256] = "";
 
@@ -2319,11 +2491,10 @@ static int append(defer_journal *j, unsigned char *buf, size_t len,
                 j->fsync_ns += fns;
             }
             if (nf != NULL) {
-                int old = j->fd;
+                old_fd = j->fd; /* no one writes it any more */
                 j->cur->next = nf;
                 j->cur = nf;
                 j->fd = rotated_fd;
-                close(old); /* no one writes it any more */
             }
         } else {
             for (q = g; q != NULL; q = q->next)
@@ -2337,6 +2508,22 @@ static int append(defer_journal *j, unsigned char *buf, size_t len,
         }
         j->writing = 0;
         (void)pthread_cond_broadcast(&j->cv);
+        if (old_fd >= 0) {
+            /* The rotated file: closed outside mu, and at the interval
+             * level synced first (the syncer only ever syncs the current
+             * file), under sync_mu (the syncer may be syncing it). */
+            (void)pthread_mutex_unlock(&j->mu);
+            if (j->level == DEFER_JOURNAL_FSYNC_INTERVAL) {
+                if (pthread_mutex_lock(&j->sync_mu) != 0)
+                    abort();
+                (void)fdatasync(old_fd);
+            }
+            close(old_fd);
+            if (j->level == DEFER_JOURNAL_FSYNC_INTERVAL)
+                (void)pthread_mutex_unlock(&j->sync_mu);
+            if (pthread_mutex_lock(&j->mu) != 0)
+                abort();
+        }
         if (err != 0) {
             /* Copied under mu: the next leader may rotate j->cur as soon
              * as mu is dropped. */
@@ -2647,7 +2834,7 @@ again:
         nun++;
         nbytes += f->size;
     }
-    if (nun > 0 && j->level == DEFER_JOURNAL_FSYNC)
+    if (nun > 0 && syncs(j))
         sync_dir(j);
     if (nun > 0)
         fault_point(DEFER_JFAULT_KILL_AFTER_UNLINK);

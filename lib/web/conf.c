@@ -1016,22 +1016,39 @@ static int one_pool(pctx *c, const node *d)
                         "reject, inline", t->s);
         return arity(c, d, 1, 1);
     }
-    if ((rc = arity(c, d, 1, 1)))
-        return rc;
-    t = &d->args[0];
     if (strcmp(nm, "journal") == 0) {
+        if ((rc = arity(c, d, 1, 2)))
+            return rc;
+        t = &d->args[0];
+        c->conf->pool.journal_sync_ms = 100;
         if (strcmp(t->s, "off") == 0)
             c->conf->pool.journal = 0;
         else if (strcmp(t->s, "write") == 0)
             c->conf->pool.journal = 1;
         else if (strcmp(t->s, "fsync") == 0)
             c->conf->pool.journal = 2;
+        else if (strcmp(t->s, "fsync-interval") == 0)
+            c->conf->pool.journal = 3;
         else
             return perr(c, t->line, "invalid value \"%s\" for "
                         "\"journal\", expected one of: off, write, "
-                        "fsync", t->s);
+                        "fsync, fsync-interval [TIME]", t->s);
+        if (d->nargs == 2) {
+            if (c->conf->pool.journal != 3)
+                return perr(c, d->args[1].line, "only \"journal "
+                            "fsync-interval\" takes a time");
+            rc = get_time(c, d, 1, &c->conf->pool.journal_sync_ms);
+            if (rc == WEB_OK && (c->conf->pool.journal_sync_ms < 1 ||
+                                 c->conf->pool.journal_sync_ms > 60000))
+                return perr(c, d->args[1].line, "\"journal fsync-interval"
+                            "\" must be between 1ms and 60s");
+            return rc;
+        }
         return WEB_OK;
     }
+    if ((rc = arity(c, d, 1, 1)))
+        return rc;
+    t = &d->args[0];
     if (strcmp(nm, "batch_delay") == 0) {
         rc = get_time(c, d, 0, &c->conf->pool.batch_delay_ms);
         if (rc == WEB_OK && c->conf->pool.batch_delay_ms > 1000)
@@ -1909,6 +1926,7 @@ static web_conf *conf_new(const char *name)
     c->pool.busy_retries = 5;
     c->pool.batch_delay_ms = 2;
     c->pool.journal = 1;
+    c->pool.journal_sync_ms = 100;
     c->pool.journal_path = NULL;
     c->routes = NULL;
     c->nroutes = 0;

@@ -696,8 +696,9 @@ typedef struct web_conf {
         int64_t drain_timeout_ms;  /* default 30000 */
         unsigned busy_retries;     /* default 5 */
         int64_t batch_delay_ms;    /* group-commit window, default 2 */
-        unsigned journal;          /* 0 off, 1 write (default), 2 fsync:
-                                      defer_journal_level */
+        unsigned journal;          /* 0 off, 1 write (default), 2 fsync,
+                                      3 fsync-interval: defer_journal_level */
+        int64_t journal_sync_ms;   /* fsync-interval's TIME; default 100 */
         const char *journal_path;  /* NULL: the program's default
                                       (waituntil: DB.journal for SQLite,
                                       var/waituntil.journal else) */

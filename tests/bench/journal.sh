@@ -6,6 +6,7 @@
 #   write    journal write (the default: survives a crash of the process)
 #   fsync    journal fsync (survives power loss: a group fdatasync before
 #            the answers)
+#   interval journal fsync-interval (100ms: a background fdatasync)
 #   full     journal off, database.synchronous full (SQLite's own fsync
 #            at every group commit)
 # and /hello (no write) as the baseline, all interleaved per rep (hello,
@@ -24,7 +25,7 @@
 set -u
 SRC=$(cd "$1" && pwd) BUILD=$(cd "$2" && pwd)
 REPS=${REPS:-3} DURATION=${DURATION:-10s} CONNS=${CONNS:-32}
-THREADS=${THREADS:-2} LEVELS=${LEVELS:-off write fsync full}
+THREADS=${THREADS:-2} LEVELS=${LEVELS:-off write fsync interval full}
 WORK=${BENCH_WORK:-$BUILD/bench-journal}
 . "$SRC/tools/stack.sh"
 command -v wrk >/dev/null || { echo "wrk not installed" >&2; exit 77; }
@@ -35,7 +36,8 @@ trap 'stack_stop' EXIT INT TERM
 # conf_for LEVEL: the shipped conf with that level's two lines changed.
 conf_for() {
     j=write s=normal
-    case $1 in off) j=off ;; fsync) j=fsync ;; full) j=off s=full ;; hello) ;; esac
+    case $1 in off) j=off ;; fsync) j=fsync ;; interval) j=fsync-interval ;;
+        full) j=off s=full ;; hello) ;; esac
     sed -e "s|^\(    journal\) write;|\1 $j;|" \
         -e "s|^\(    synchronous\) normal;|\1 $s;|" \
         -e "s|^\(    batch_delay\) 2ms;|\1 ${BATCH_DELAY:-2ms};|" \
