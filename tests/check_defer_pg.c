@@ -918,6 +918,71 @@ START_TEST(journal_stop_bounds_pg_barrier)
 }
 END_TEST
 
+/* The same bound for the barrier a worker runs after a batch (rotated
+ * files to remove), not only its last one: with the queue drained the
+ * stop found nothing running, and waited for that barrier without a
+ * deadline.  Another session holds an uncommitted row (jid, 0), the key
+ * the barrier inserts, so the barrier waits; the stop (200 ms) cuts it. */
+START_TEST(journal_stop_bounds_pg_batch_barrier)
+{
+    PGconn *c = fresh(), *lk;
+    defer_config cfg;
+    defer_pool *p;
+    defer_ctx *ctx;
+    defer_stats st;
+    char *dir = tu_mkdtemp("defer_pg_jbatch"), jp[4200], idp[4300], q[256];
+    char *id;
+    size_t len = 0;
+    int64_t t0, dt, end;
+
+    ck_assert_ptr_nonnull(dir);
+    snprintf(jp, sizeof jp, "%s/journal", dir);
+    pg_cfg(&cfg, g_dsn, 1);
+    cfg.journal = DEFER_JOURNAL_FSYNC;
+    cfg.journal_path = jp;
+    cfg.journal_rotate_bytes = 64; /* smaller than a record: a file per write */
+    cfg.db.busy_timeout_ms = 2 * TU_WAIT_MS; /* the session's lock_timeout */
+    cfg.task_budget_ms = 0;                  /* no statement_timeout */
+    p = pool_new(&cfg);
+    snprintf(idp, sizeof idp, "%s.id", jp);
+    id = tu_read_file(idp, &len);
+    ck_assert_ptr_nonnull(id);
+    ck_assert_uint_eq(len, 33);
+    id[32] = '\0';
+    lk = side(g_dsn);
+    sh(lk, "BEGIN");
+    snprintf(q, sizeof q, "INSERT INTO waituntil_applied (jid, seq) VALUES "
+             "('%s', 0)", id);
+    sh(lk, q);
+    ck_assert_int_eq(defer_ctx_create(p, &ctx), DEFER_OK);
+    one(p, ctx, q_ins(1));
+    end = tu_now_ms() + TU_WAIT_MS;
+    do
+        defer_pool_stats(p, &st);
+    while (st.ok < 1 && tu_now_ms() < end && usleep(5000) == 0);
+    ck_assert_uint_eq(st.ok, 1);
+    defer_ctx_free(ctx); /* (a live ctx holds a reservation: not drained) */
+    t0 = tu_now_ms();
+    (void)defer_pool_shutdown(p, 200);
+    dt = tu_now_ms() - t0;
+    defer_pool_destroy(p);
+    sh(lk, "ROLLBACK");
+    PQfinish(lk);
+    ck_assert_msg(dt < TU_WAIT_MS, "stop took %lld ms", (long long)dt);
+    ck_assert_msg(log_has("journal_barrier_failed"), "%s", g_log);
+    p = pool_new(&cfg);
+    defer_pool_stats(p, &st);
+    ck_assert_uint_eq(st.j_replayed, 0);
+    ck_assert_int_eq(defer_pool_shutdown(p, 20000), DEFER_OK);
+    defer_pool_destroy(p);
+    ck_assert_int_eq(scalar(c, "SELECT count(*) FROM t"), 1);
+    free(id);
+    tu_rmtree(dir);
+    free(dir);
+    PQfinish(c);
+}
+END_TEST
+
 /* Replay on PostgreSQL with a waituntil_applied made before range rows
  * (no hi column: added at start), killed after its first 8-record
  * chunk committed (a range row and a plain row), then replayed to the
@@ -1072,6 +1137,7 @@ static int run_suite(size_t cache)
     tcase_add_test(tc, journal_fsync_barrier_removes_files);
     tcase_add_test(tc, journal_replay_range_rows);
     tcase_add_test(tc, journal_stop_bounds_pg_barrier);
+    tcase_add_test(tc, journal_stop_bounds_pg_batch_barrier);
     tcase_add_test(tc, callback_gets_pg);
     tcase_add_test(tc, create_fails_cleanly);
     suite_add_tcase(s, tc);

@@ -388,17 +388,14 @@ static int join_worker(defer_pool *p, unsigned i, int64_t end)
     if (p->journal == NULL || !defer__db_is_pg(p))
         return pthread_join(w->tid, NULL);
     for (;;) {
-        int64_t now = defer__now_ns();
-        int64_t ns = now < end ? end - now : 100000000;
+        int64_t now = defer__now_ns(); /* CLOCK_MONOTONIC */
+        int64_t at = now < end ? end : now + 100000000;
         struct timespec ts;
         int rc;
 
-        if (clock_gettime(CLOCK_REALTIME, &ts) != 0)
-            return pthread_join(w->tid, NULL);
-        ns += ts.tv_nsec;
-        ts.tv_sec += (time_t)(ns / 1000000000);
-        ts.tv_nsec = (long)(ns % 1000000000);
-        rc = pthread_timedjoin_np(w->tid, NULL, &ts);
+        ts.tv_sec = (time_t)(at / 1000000000);
+        ts.tv_nsec = (long)(at % 1000000000);
+        rc = pthread_clockjoin_np(w->tid, NULL, CLOCK_MONOTONIC, &ts);
         if (rc != ETIMEDOUT)
             return rc;
         if (defer__now_ns() >= end)
@@ -833,13 +830,20 @@ DEFER_API int defer_pool_shutdown(defer_pool *p, unsigned deadline_ms)
                     1000000;
     for (;;) {
         unsigned still = 0;
+        int jbar, past;
         int64_t until = grace_end;
         for (i = 0; i < p->nworkers; i++)
             if (p->workers[i].started && !p->workers[i].leaving)
                 still++;
         if (still == 0)
             break;
-        if (!drained_ok && defer__db_is_pg(p)) {
+        /* Drained, a worker may still be in a journal barrier after its
+         * last batch (defer__journal_tidy: SQL of its own), on
+         * PostgreSQL not bounded by the deadline (SQLite's lock waits
+         * are): treated as a running statement once the deadline passed. */
+        jbar = drained_ok && p->journal != NULL && defer__db_is_pg(p);
+        past = defer__now_ns() >= end;
+        if (defer__db_is_pg(p) && (!drained_ok || (jbar && past))) {
             /* PostgreSQL has no progress handler: close the sessions
              * of running statements, again every 100 ms for one that was
              * in COMMIT (never cut).  Not under mu (the lock is a leaf). */
@@ -850,10 +854,12 @@ DEFER_API int defer_pool_shutdown(defer_pool *p, unsigned deadline_ms)
             if (until > defer__now_ns() + 100000000)
                 until = defer__now_ns() + 100000000;
         }
-        /* Drained: nobody is inside a task, they all leave promptly. */
-        if (defer__wait(p, &p->done_cv, drained_ok ? 0 : until) ==
-                ETIMEDOUT &&
-            until == grace_end)
+        /* Drained: nobody is inside a task, they all leave promptly (a
+         * barrier: cut above; never detached, it is no callback). */
+        if (drained_ok)
+            until = !jbar ? 0 : past ? until : end;
+        if (defer__wait(p, &p->done_cv, until) == ETIMEDOUT &&
+            until == grace_end && !drained_ok)
             break;
     }
     for (i = 0; i < p->nworkers; i++) {

@@ -1292,7 +1292,7 @@ static int end_failed(defer_runner *r, defer_task **t, struct defer_slot *s,
     int br;
 
     rollback_if_open(r);
-    if (r->why == WHY_ABORT) {
+    if (r->why == WHY_ABORT || aborted(r->pool)) {
         *left_why = "interrupted at the shutdown deadline";
         return 0;
     }
