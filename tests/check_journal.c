@@ -167,16 +167,39 @@ static void child_run(int from, int to, int submit, int ok, int poison)
     _exit(14);
 }
 
-static void crash_child(int from, int to, int submit, int ok, int poison)
+/* Reap child pid, which must have died of SIGKILL (a crash). */
+static void reap_killed(pid_t pid)
 {
     int status = 0;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
+                  "child status %d", status);
+}
+
+static void crash_child(int from, int to, int submit, int ok, int poison)
+{
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0)
         child_run(from, to, submit, ok, poison);
-    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-    ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
-                  "child status %d", status);
+    reap_killed(pid);
+}
+
+/* Writes v = from..to-1 to t, one request each: admitted (journaled)
+ * and submitted. */
+static void submit_writes(defer_pool *p, int from, int to)
+{
+    defer_ctx *ctx = NULL;
+    int v;
+
+    ck_assert_int_eq(defer_ctx_create(p, &ctx), DEFER_OK);
+    for (v = from; v < to; v++) {
+        ck_assert_int_eq(defer_wait_until_query(ctx, q_ins("t", v), "/w"),
+                         DEFER_OK);
+        ck_assert_int_eq(defer_admit(p, ctx), DEFER_OK);
+        defer_submit(p, ctx);
+    }
+    defer_ctx_free(ctx);
 }
 
 static void run_and_close(defer_pool *p)
@@ -235,7 +258,6 @@ static void journal_file(char *out, size_t len)
  * poison writes to t2 instead of t. */
 static void journal_unsubmitted_p(int from, int to, int poison)
 {
-    int status = 0;
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
@@ -260,9 +282,7 @@ static void journal_unsubmitted_p(int from, int to, int poison)
         kill(getpid(), SIGKILL);
         _exit(14);
     }
-    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-    ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
-                  "child status %d", status);
+    reap_killed(pid);
 }
 
 static void journal_unsubmitted(int from, int to)
@@ -276,18 +296,9 @@ START_TEST(test_clean_run_leaves_nothing)
 {
     defer_config c = jcfg();
     defer_pool *p = mkpool_cfg(&c);
-    defer_ctx *ctx = NULL;
     defer_stats st;
-    int v;
 
-    ck_assert_int_eq(defer_ctx_create(p, &ctx), DEFER_OK);
-    for (v = 0; v < 500; v++) {
-        ck_assert_int_eq(defer_wait_until_query(ctx, q_ins("t", v), "/w"),
-                         DEFER_OK);
-        ck_assert_int_eq(defer_admit(p, ctx), DEFER_OK);
-        defer_submit(p, ctx);
-    }
-    defer_ctx_free(ctx);
+    submit_writes(p, 0, 500);
     ck_assert_int_eq(defer_pool_shutdown(p, 30000), DEFER_OK);
     defer_pool_stats(p, &st);
     ck_assert_uint_eq(st.j_records, 500);
@@ -522,7 +533,7 @@ START_TEST(test_resync_skips_record_inside_a_value)
     unsigned char *e_rec, *file, h[4];
     size_t n = 0, e_len, b_off, b_len;
     uint32_t big = 0x00FFFFFFu;
-    int status = 0, fd;
+    int fd;
     pid_t pid;
 
     /* E: the 50th record of a journal of its own. */
@@ -567,9 +578,7 @@ START_TEST(test_resync_skips_record_inside_a_value)
         kill(getpid(), SIGKILL);
         _exit(14);
     }
-    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-    ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
-                  "child status %d", status);
+    reap_killed(pid);
     free(e_rec);
 
     journal_file(path, sizeof path);
@@ -836,20 +845,11 @@ START_TEST(test_fsync_level_groups_syncs)
 {
     defer_config c = jcfg();
     defer_pool *p;
-    defer_ctx *ctx = NULL;
     defer_stats st;
-    int v;
 
     c.journal = DEFER_JOURNAL_FSYNC;
     p = mkpool_cfg(&c);
-    ck_assert_int_eq(defer_ctx_create(p, &ctx), DEFER_OK);
-    for (v = 0; v < 50; v++) {
-        ck_assert_int_eq(defer_wait_until_query(ctx, q_ins("t", v), "/w"),
-                         DEFER_OK);
-        ck_assert_int_eq(defer_admit(p, ctx), DEFER_OK);
-        defer_submit(p, ctx);
-    }
-    defer_ctx_free(ctx);
+    submit_writes(p, 0, 50);
     defer_pool_stats(p, &st);
     /* One fdatasync per group write, before admit returned. */
     ck_assert_uint_eq(st.j_fsyncs, st.j_appends);
@@ -1064,7 +1064,6 @@ START_TEST(test_rotated_file_unlinked_before_rows_pruned)
     defer_config c = jcfg();
     defer_pool *p;
     defer_stats st;
-    int status = 0;
     int64_t first_row;
     uint64_t oldest;
     pid_t pid = fork();
@@ -1096,9 +1095,7 @@ START_TEST(test_rotated_file_unlinked_before_rows_pruned)
             usleep(1000); /* the worker kills us once a file can go */
         _exit(15);
     }
-    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-    ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
-                  "child status %d", status);
+    reap_killed(pid);
     oldest = oldest_file_first();
     first_row = db_scalar("SELECT coalesce(min(seq), 0) FROM "
                           "waituntil_applied");
@@ -1268,7 +1265,7 @@ START_TEST(test_crash_during_replay_range_rows)
     defer_config c = jcfg();
     defer_pool *p;
     defer_stats st;
-    int status = 0, poison = _i == 1 ? 5 : -1;
+    int poison = _i == 1 ? 5 : -1;
     size_t len = 0;
     char dpath[4200], *dead;
     pid_t pid;
@@ -1288,9 +1285,7 @@ START_TEST(test_crash_during_replay_range_rows)
         (void)defer_pool_create(&cp, &cc, err, sizeof err);
         _exit(15); /* the replay kills us after its first chunk */
     }
-    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-    ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
-                  "child status %d", status);
+    reap_killed(pid);
     /* The first chunk (v = 0..7) committed, with its rows. */
     ck_assert_int_eq(db_scalar("SELECT count(*) FROM t"),
                      poison >= 0 ? 7 : 8);
@@ -1375,10 +1370,8 @@ START_TEST(test_applied_table_not_alterable_replays_per_record)
 {
     defer_config c = jcfg();
     defer_pool *p;
-    defer_ctx *ctx = NULL;
     defer_stats st;
     char jid[64], q[512];
-    int v;
 
     journal_unsubmitted(0, 10);
     read_id_file(jid, sizeof jid);
@@ -1402,14 +1395,7 @@ START_TEST(test_applied_table_not_alterable_replays_per_record)
     ck_assert_uint_eq(st.j_skipped, 2);
     ck_assert_uint_eq(st.j_replayed, 8);
     /* and the workers, too, write one row per record */
-    ck_assert_int_eq(defer_ctx_create(p, &ctx), DEFER_OK);
-    for (v = 10; v < 15; v++) {
-        ck_assert_int_eq(defer_wait_until_query(ctx, q_ins("t", v), "/w"),
-                         DEFER_OK);
-        ck_assert_int_eq(defer_admit(p, ctx), DEFER_OK);
-        defer_submit(p, ctx);
-    }
-    defer_ctx_free(ctx);
+    submit_writes(p, 10, 15);
     run_and_close(p);
     ck_rows_once(15);
     snprintf(q, sizeof q, "SELECT count(*) FROM applied_old WHERE jid = "
@@ -1524,7 +1510,6 @@ END_TEST
  * records: the restart would write those again. */
 START_TEST(test_segment_runs_cut_at_files)
 {
-    int status = 0;
     int64_t ranged, rows;
     defer_config c;
     defer_pool *p;
@@ -1579,9 +1564,7 @@ START_TEST(test_segment_runs_cut_at_files)
         kill(getpid(), SIGKILL);
         _exit(14);
     }
-    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-    ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
-                  "child status %d", status);
+    reap_killed(pid);
     ck_rows_once(201);
     /* the last file's records still have their rows, ranges among them */
     ranged = db_scalar("SELECT count(*) FROM waituntil_applied "
@@ -1611,21 +1594,12 @@ START_TEST(test_mark_interrupted_at_deadline_is_left)
 {
     defer_config c = jcfg();
     defer_pool *p;
-    defer_ctx *ctx = NULL;
     defer_stats st;
-    int v;
 
     c.workers = 1;
     p = mkpool_cfg(&c);
     atomic_store(&defer__journal_fault, DEFER_JFAULT_ABORT_IN_MARK);
-    for (v = 0; v < 20; v++) {
-        ck_assert_int_eq(defer_ctx_create(p, &ctx), DEFER_OK);
-        ck_assert_int_eq(defer_wait_until_query(ctx, q_ins("t", v), "/w"),
-                         DEFER_OK);
-        ck_assert_int_eq(defer_admit(p, ctx), DEFER_OK);
-        defer_submit(p, ctx);
-        defer_ctx_free(ctx);
-    }
+    submit_writes(p, 0, 20);
     (void)defer_pool_shutdown(p, 30000);
     defer_pool_stats(p, &st);
     defer_pool_destroy(p);
@@ -1652,9 +1626,7 @@ START_TEST(test_fsync_interval_level)
 {
     defer_config c;
     defer_pool *p;
-    defer_ctx *ctx = NULL;
     defer_stats st;
-    int v;
     int64_t end;
 
     g_level = DEFER_JOURNAL_FSYNC_INTERVAL;
@@ -1662,14 +1634,7 @@ START_TEST(test_fsync_interval_level)
     c.journal_sync_interval_ms = 5;
     c.journal_rotate_bytes = 4096;
     p = mkpool_cfg(&c);
-    ck_assert_int_eq(defer_ctx_create(p, &ctx), DEFER_OK);
-    for (v = 0; v < 1000; v++) {
-        ck_assert_int_eq(defer_wait_until_query(ctx, q_ins("t", v), "/w"),
-                         DEFER_OK);
-        ck_assert_int_eq(defer_admit(p, ctx), DEFER_OK);
-        defer_submit(p, ctx);
-    }
-    defer_ctx_free(ctx);
+    submit_writes(p, 0, 1000);
     end = tu_now_ms() + TU_WAIT_MS;
     do
         defer_pool_stats(p, &st);
