@@ -74,11 +74,9 @@ case $hdr in
 *"HTTP/1.1 503"*"Retry-After: 1"*) t_ok "a refused write: 503 with Retry-After: 1" ;;
 *) t_fail "503 + Retry-After" "$hdr" ;;
 esac
-i=0 # the writes answered 200 finish (failed) within a moment
-while [ $i -lt 100 ] && \
-    [ "$(($(field tasks_ok) + $(field tasks_failed)))" -lt "$(field tasks_admitted)" ]; do
-    i=$((i + 1)); sleep 0.05
-done
+# the writes answered 200 finish (failed) within a moment
+settled() { [ "$(($(field tasks_ok) + $(field tasks_failed)))" -ge "$(field tasks_admitted)" ]; }
+t_wait_for "" settled || t_fail "the writes admitted before the rm finish" "$(rel_status)"
 st=$(rel_status)
 ok1=$(rel_field "$st" tasks_ok)
 failed1=$(rel_field "$st" tasks_failed)
@@ -95,18 +93,16 @@ esac
 expect "status: db_lost 1" "$(rel_field "$st" db_lost)" "1"
 [ ! -e "$E2E_DB" ] && t_ok "nothing was created at the path" ||
     t_fail "a file appeared at the path"
-i=0 # once the old connections are closed: within a second or two
-while [ $i -lt 200 ] && { [ -e "$E2E_DB-wal" ] || [ -e "$E2E_DB-shm" ]; }; do
-    i=$((i + 1)); sleep 0.05
-done
+# once the old connections are closed: within a second or two
+no_wal() { [ ! -e "$E2E_DB-wal" ] && [ ! -e "$E2E_DB-shm" ]; }
+t_wait_for "" no_wal
 [ ! -e "$E2E_DB-wal" ] && [ ! -e "$E2E_DB-shm" ] &&
     t_ok "the old file's -wal/-shm were taken away" ||
     t_fail "-wal/-shm left at the path" "$(ls -l "$T_TMP/db")"
 expect "one db_lost line" "$(grep -c 'event=db_lost' "$REL_LOG")" "1"
-i=0 # the last repeated=N summary is written within about a second
-while [ $i -lt 100 ] && [ "$(rel_log_events 'event=task_failed' "$REL_LOG")" -lt "$failed1" ]; do
-    i=$((i + 1)); sleep 0.05
-done
+# the last repeated=N summary is written within about a second
+all_logged() { [ "$(rel_log_events 'event=task_failed' "$REL_LOG")" -ge "$failed1" ]; }
+t_wait_for "" all_logged
 expect "every failed write is in the log (repeated= counted)" \
     "$(rel_log_events 'event=task_failed' "$REL_LOG")" "$failed1"
 lines=$(grep -c 'event=task_failed' "$REL_LOG")
@@ -116,11 +112,8 @@ lines=$(grep -c 'event=task_failed' "$REL_LOG")
 # ---- 3. the backup back in place ----------------------------------------------------
 mv "$T_TMP/backup.db" "$E2E_DB"
 t1=$(date +%s%N)
-i=0
-while [ $i -lt 200 ]; do
-    case $(rel_status) in *'"db_status":"ok"'*) break ;; esac
-    i=$((i + 1)); sleep 0.05
-done
+reopened() { case $(rel_status) in *'"db_status":"ok"'*) return 0 ;; esac; return 1; }
+t_wait_for "" reopened
 reopen_ms=$(rel_ms_since "$t1")
 case $(rel_status) in
 *'"db_status":"ok"'*) t_ok "the backup put back is reopened ($reopen_ms ms)" ;;
