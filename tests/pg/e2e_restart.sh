@@ -189,12 +189,11 @@ idle 1200 && t_ok "both instances gave up on every task ($(rel_ms_since "$t0") m
     t_fail "instances still busy after 120 s" "$(multi_status 1)"
 failed2=$(multi_sum tasks_failed) unk2=$(multi_sum commit_unknown)
 # The last repeated=N summary is written within about a second.
-i=0
-while :; do
+all_logged() {
     logged=$(rel_log_events 'event=task_failed' "$(multi_log 1)" "$(multi_log 2)")
-    [ "$logged" -ge "${failed2:-0}" ] || [ $i -ge 100 ] && break
-    i=$((i + 1)); sleep 0.05
-done
+    [ "$logged" -ge "${failed2:-0}" ]
+}
+t_wait_for "" all_logged
 lines=$(cat "$(multi_log 1)" "$(multi_log 2)" | grep -c 'event=task_failed')
 wu_pg_start "$PGDIR" >/dev/null && t_ok "PostgreSQL starts again" ||
     t_fail "PostgreSQL start" "$(tail -n 5 "$PGDIR/server.log")"

@@ -137,8 +137,9 @@ phase p1 POST 2
 multi_start_app 2 && t_ok "instance 2 starts again" || t_fail "instance 2 restart"
 a2=$(multi_field "$(multi_status 2)" tasks_admitted)
 : > "$T_TMP/codes-rejoin"
-k=0
-while [ "$(multi_field "$(multi_status 2)" tasks_admitted)" = "$a2" ] && [ $k -lt 100 ]; do
+k=0 end=$(($(date +%s) + T_WAIT_S))
+while [ "$(multi_field "$(multi_status 2)" tasks_admitted)" = "$a2" ] &&
+    [ "$(date +%s)" -lt "$end" ]; do
     k=$((k + 1))
     curl -s -o /dev/null -w '%{http_code}\n' "$MULTI_URL/log/rejoin-$k" >> "$T_TMP/codes-rejoin"
     sleep 0.1
