@@ -717,19 +717,9 @@ static void *mon_main(void *arg)
 
 int defer__health_init(defer_pool *p)
 {
-    pthread_condattr_t ca;
-    int rc;
-
     atomic_init(&p->hl.state, DEFER_DB_OK);
     atomic_init(&p->hl.gen, 1);
-    rc = pthread_condattr_init(&ca);
-    if (rc != 0)
-        return DEFER_ETHREAD;
-    rc = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    if (rc == 0)
-        rc = pthread_cond_init(&p->hl.mon_cv, &ca);
-    (void)pthread_condattr_destroy(&ca);
-    if (rc != 0)
+    if (defer__cond_init_mono(&p->hl.mon_cv) != 0)
         return DEFER_ETHREAD;
     defer__runner_init(&p->hl.mon_run, p, -1, NULL);
     if (p->hl.mon_run.slots == NULL) {

@@ -354,9 +354,15 @@ void defer__mutex_lock(pthread_mutex_t *mu);
 void defer__mutex_unlock(pthread_mutex_t *mu);
 void defer__broadcast(pthread_cond_t *cv);
 void defer__signal(pthread_cond_t *cv);
-/* Wait on cv until abs_ns (CLOCK_MONOTONIC; 0 = forever).  Returns 0 or
- * ETIMEDOUT. */
+/* Wait on cv (made by defer__cond_init_mono) with mu held until abs_ns
+ * (CLOCK_MONOTONIC, as defer__now_ns; 0 = forever).  Returns 0 or
+ * ETIMEDOUT; any other failure aborts.  defer__wait: with the pool's mu. */
+int defer__cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu,
+                           int64_t abs_ns);
 int defer__wait(defer_pool *p, pthread_cond_t *cv, int64_t abs_ns);
+/* A condition variable whose timed waits are on CLOCK_MONOTONIC: 0 or
+ * the pthread error. */
+int defer__cond_init_mono(pthread_cond_t *cv);
 
 /* ---- defer_health.c -------------------------------------------------- */
 

@@ -965,7 +965,6 @@ static void jlog(defer_pool *p, int level, const char *event, int rc,
     defer__log(p, level, event, NULL, -1, rc, d);
 }
 
-static int cond_init_mono(pthread_cond_t *cv);
 static void *syncer_main(void *arg);
 static void syncer_stop(defer_journal *j);
 
@@ -2106,7 +2105,7 @@ int defer__journal_start(defer_pool *p, defer_runner *r, char *eb, size_t el)
         snprintf(eb, el, "journal: mutex init failed");
         return DEFER_ETHREAD;
     }
-    if (cond_init_mono(&j->sync_cv) != 0) {
+    if (defer__cond_init_mono(&j->sync_cv) != 0) {
         (void)pthread_mutex_destroy(&j->sync_mu);
         (void)pthread_cond_destroy(&j->cv);
         (void)pthread_mutex_destroy(&j->mu);
@@ -2272,19 +2271,6 @@ void defer__journal_free(defer_pool *p)
 
 /* ---- sync interval (SYNC INTERVAL above) -------------------------------- */
 
-static int cond_init_mono(pthread_cond_t *cv)
-{
-    pthread_condattr_t a;
-    int rc = pthread_condattr_init(&a);
-    if (rc != 0)
-        return rc;
-    rc = pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-    if (rc == 0)
-        rc = pthread_cond_init(cv, &a);
-    (void)pthread_condattr_destroy(&a);
-    return rc;
-}
-
 /* fdatasync the current file if bytes were appended since the last
  * sync.  Under sync_mu (the descriptor cannot be closed meanwhile). */
 static void sync_now(defer_journal *j)
@@ -2326,26 +2312,19 @@ static void sync_now(defer_journal *j)
 static void *syncer_main(void *arg)
 {
     defer_journal *j = arg;
-    struct timespec ts;
 
     (void)pthread_setname_np(pthread_self(), "defer-jsync");
-    if (pthread_mutex_lock(&j->sync_mu) != 0)
-        abort();
+    defer__mutex_lock(&j->sync_mu);
     while (!j->syncer_stop) {
-        (void)clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += j->sync_interval_ms / 1000;
-        ts.tv_nsec += (long)(j->sync_interval_ms % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        int64_t end = defer__now_ns() +
+                      (int64_t)j->sync_interval_ms * 1000000;
         while (!j->syncer_stop &&
-               pthread_cond_timedwait(&j->sync_cv, &j->sync_mu, &ts) == 0)
+               defer__cond_wait_until(&j->sync_cv, &j->sync_mu, end) == 0)
             ; /* a signal is a stop; the deadline, a sync */
         if (!j->syncer_stop)
             sync_now(j);
     }
-    (void)pthread_mutex_unlock(&j->sync_mu);
+    defer__mutex_unlock(&j->sync_mu);
     return NULL;
 }
 
@@ -2355,17 +2334,20 @@ static void syncer_stop(defer_journal *j)
 {
     if (!j->syncer_started)
         return;
-    if (pthread_mutex_lock(&j->sync_mu) != 0)
-        abort();
+    int rc;
+
+    defer__mutex_lock(&j->sync_mu);
     j->syncer_stop = 1;
-    (void)pthread_cond_signal(&j->sync_cv);
-    (void)pthread_mutex_unlock(&j->sync_mu);
-    (void)pthread_join(j->syncer, NULL);
+    defer__signal(&j->sync_cv);
+    defer__mutex_unlock(&j->sync_mu);
+    rc = pthread_join(j->syncer, NULL);
+    if (rc != 0)
+        jlog(j->pool, DEFER_LOG_ERROR, "join_failed", DEFER_ETHREAD,
+             "journal syncer: %s", strerror(rc));
     j->syncer_started = 0;
-    if (pthread_mutex_lock(&j->sync_mu) != 0)
-        abort();
+    defer__mutex_lock(&j->sync_mu);
     sync_now(j);
-    (void)pthread_mutex_unlock(&j->sync_mu);
+    defer__mutex_unlock(&j->sync_mu);
 }
 
 /* ---- append ------------------------------------------------------------- */
@@ -2529,18 +2511,18 @@ static int append(defer_journal *j, unsigned char *buf, size_t len,
             int64_t t0 = 0;
             (void)pthread_mutex_unlock(&j->mu);
             if (j->level == DEFER_JOURNAL_FSYNC_INTERVAL) {
-                if (pthread_mutex_lock(&j->sync_mu) != 0)
-                    abort();
+                defer__mutex_lock(&j->sync_mu);
                 t0 = defer__now_ns();
                 serr = fdatasync(old_fd) == 0 ? 0 : errno;
                 if (serr != 0) {
                     say = !j->sync_failing; /* once per episode */
                     j->sync_failing = 1;
                 }
+                close(old_fd);
+                defer__mutex_unlock(&j->sync_mu);
+            } else {
+                close(old_fd);
             }
-            close(old_fd);
-            if (j->level == DEFER_JOURNAL_FSYNC_INTERVAL)
-                (void)pthread_mutex_unlock(&j->sync_mu);
             if (say)
                 jlog(j->pool, DEFER_LOG_ERROR, "journal_sync_failed", 0,
                      "error=\"%s\" syncing a rotated file (answered writes "

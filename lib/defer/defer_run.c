@@ -134,19 +134,38 @@ void defer__signal(pthread_cond_t *cv)
         die("pthread_cond_signal", rc);
 }
 
-int defer__wait(defer_pool *p, pthread_cond_t *cv, int64_t abs_ns)
+int defer__cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu,
+                           int64_t abs_ns)
 {
     int rc;
     if (abs_ns == 0) {
-        rc = pthread_cond_wait(cv, &p->mu);
+        rc = pthread_cond_wait(cv, mu);
     } else {
         struct timespec ts;
         ts.tv_sec = (time_t)(abs_ns / 1000000000);
         ts.tv_nsec = (long)(abs_ns % 1000000000);
-        rc = pthread_cond_timedwait(cv, &p->mu, &ts);
+        rc = pthread_cond_timedwait(cv, mu, &ts);
     }
     if (rc != 0 && rc != ETIMEDOUT)
         die("pthread_cond_wait", rc);
+    return rc;
+}
+
+int defer__wait(defer_pool *p, pthread_cond_t *cv, int64_t abs_ns)
+{
+    return defer__cond_wait_until(cv, &p->mu, abs_ns);
+}
+
+int defer__cond_init_mono(pthread_cond_t *cv)
+{
+    pthread_condattr_t a;
+    int rc = pthread_condattr_init(&a);
+    if (rc != 0)
+        return rc;
+    rc = pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+    if (rc == 0)
+        rc = pthread_cond_init(cv, &a);
+    (void)pthread_condattr_destroy(&a);
     return rc;
 }
 
