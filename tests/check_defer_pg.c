@@ -859,6 +859,57 @@ START_TEST(journal_fsync_barrier_removes_files)
 }
 END_TEST
 
+/* The two stop tests below: the journal at level fsync in jp, lock and
+ * statement waits longer than a test may take (lock_timeout = the busy
+ * timeout, no statement_timeout), so only the stop's deadline ends a
+ * barrier that waits. */
+static void stuck_barrier_cfg(defer_config *cfg, const char *jp,
+                              unsigned workers)
+{
+    pg_cfg(cfg, g_dsn, workers);
+    cfg->journal = DEFER_JOURNAL_FSYNC;
+    cfg->journal_path = jp;
+    cfg->db.busy_timeout_ms = 2 * TU_WAIT_MS;
+    cfg->task_budget_ms = 0;
+}
+
+/* Wait (bounded) until n tasks of p committed. */
+static void wait_ok(defer_pool *p, uint64_t n)
+{
+    defer_stats st;
+    int64_t end = tu_now_ms() + TU_WAIT_MS;
+    do
+        defer_pool_stats(p, &st);
+    while (st.ok < n && tu_now_ms() < end && usleep(5000) == 0);
+    ck_assert_uint_eq(st.ok, n);
+}
+
+/* defer_pool_shutdown(p, 200): how long the stop took, ms. */
+static int64_t timed_stop(defer_pool *p)
+{
+    int64_t t0 = tu_now_ms();
+    (void)defer_pool_shutdown(p, 200);
+    return tu_now_ms() - t0;
+}
+
+/* After a stop whose barrier was cut (dt ms): it was bounded, the
+ * failure was logged, and the next start replays nothing and skips the
+ * n committed records whose files stayed. */
+static void after_cut_stop(const defer_config *cfg, int64_t dt, uint64_t n)
+{
+    defer_pool *p;
+    defer_stats st;
+
+    ck_assert_msg(dt < TU_WAIT_MS, "stop took %lld ms", (long long)dt);
+    ck_assert_msg(log_has("journal_barrier_failed"), "%s", g_log);
+    p = pool_new(cfg);
+    defer_pool_stats(p, &st);
+    ck_assert_uint_eq(st.j_replayed, 0);
+    ck_assert_uint_eq(st.j_skipped, n);
+    ck_assert_int_eq(defer_pool_shutdown(p, 20000), DEFER_OK);
+    defer_pool_destroy(p);
+}
+
 /* A stop on PostgreSQL is not held past its deadline by the workers'
  * last journal barrier: another session holds waituntil_applied locked
  * (as a stuck server would hold the barrier), the queue is drained, and
@@ -871,46 +922,28 @@ START_TEST(journal_stop_bounds_pg_barrier)
     defer_config cfg;
     defer_pool *p;
     defer_ctx *ctx;
-    defer_stats st;
     char *dir = tu_mkdtemp("defer_pg_jstop"), jp[4200];
     const int n = 50;
-    int64_t t0, dt, end;
+    int64_t dt;
 
     ck_assert_ptr_nonnull(dir);
     snprintf(jp, sizeof jp, "%s/journal", dir);
-    pg_cfg(&cfg, g_dsn, 2);
-    cfg.journal = DEFER_JOURNAL_FSYNC;
-    cfg.journal_path = jp;
-    cfg.db.busy_timeout_ms = 2 * TU_WAIT_MS; /* the session's lock_timeout */
-    cfg.task_budget_ms = 0;                  /* no statement_timeout */
+    stuck_barrier_cfg(&cfg, jp, 2);
     p = pool_new(&cfg);
     ck_assert_int_eq(defer_ctx_create(p, &ctx), DEFER_OK);
     for (int i = 0; i < n; i++)
         one(p, ctx, q_ins(i));
-    end = tu_now_ms() + TU_WAIT_MS;
-    do
-        defer_pool_stats(p, &st);
-    while (st.ok < (uint64_t)n && tu_now_ms() < end && usleep(5000) == 0);
-    ck_assert_uint_eq(st.ok, (uint64_t)n);
+    wait_ok(p, (uint64_t)n);
     lk = side(g_dsn);
     sh(lk, "BEGIN");
     sh(lk, "LOCK TABLE waituntil_applied IN ACCESS EXCLUSIVE MODE");
-    t0 = tu_now_ms();
-    (void)defer_pool_shutdown(p, 200);
-    dt = tu_now_ms() - t0;
+    dt = timed_stop(p); /* (ctx still live: not drained) */
     defer_ctx_free(ctx);
     defer_pool_destroy(p);
     sh(lk, "COMMIT");
     PQfinish(lk);
-    ck_assert_msg(dt < TU_WAIT_MS, "stop took %lld ms", (long long)dt);
-    ck_assert_msg(log_has("journal_barrier_failed"), "%s", g_log);
     /* The files stayed; every record committed: all skipped. */
-    p = pool_new(&cfg);
-    defer_pool_stats(p, &st);
-    ck_assert_uint_eq(st.j_replayed, 0);
-    ck_assert_uint_eq(st.j_skipped, (uint64_t)n);
-    ck_assert_int_eq(defer_pool_shutdown(p, 20000), DEFER_OK);
-    defer_pool_destroy(p);
+    after_cut_stop(&cfg, dt, (uint64_t)n);
     ck_assert_int_eq(scalar(c, "SELECT count(*) FROM t"), n);
     tu_rmtree(dir);
     free(dir);
@@ -929,20 +962,17 @@ START_TEST(journal_stop_bounds_pg_batch_barrier)
     defer_config cfg;
     defer_pool *p;
     defer_ctx *ctx;
-    defer_stats st;
-    char *dir = tu_mkdtemp("defer_pg_jbatch"), jp[4200], idp[4300], q[256];
+    char *dir = tu_mkdtemp("defer_pg_jbatch"), jp[4200], idp[4300];
     char *id;
+    const char *pv[1];
     size_t len = 0;
-    int64_t t0, dt, end;
+    int64_t dt;
+    PGresult *res;
 
     ck_assert_ptr_nonnull(dir);
     snprintf(jp, sizeof jp, "%s/journal", dir);
-    pg_cfg(&cfg, g_dsn, 1);
-    cfg.journal = DEFER_JOURNAL_FSYNC;
-    cfg.journal_path = jp;
+    stuck_barrier_cfg(&cfg, jp, 1);
     cfg.journal_rotate_bytes = 64; /* smaller than a record: a file per write */
-    cfg.db.busy_timeout_ms = 2 * TU_WAIT_MS; /* the session's lock_timeout */
-    cfg.task_budget_ms = 0;                  /* no statement_timeout */
     p = pool_new(&cfg);
     snprintf(idp, sizeof idp, "%s.id", jp);
     id = tu_read_file(idp, &len);
@@ -951,30 +981,21 @@ START_TEST(journal_stop_bounds_pg_batch_barrier)
     id[32] = '\0';
     lk = side(g_dsn);
     sh(lk, "BEGIN");
-    snprintf(q, sizeof q, "INSERT INTO waituntil_applied (jid, seq) VALUES "
-             "('%s', 0)", id);
-    sh(lk, q);
+    pv[0] = id;
+    res = PQexecParams(lk, "INSERT INTO waituntil_applied (jid, seq) "
+                           "VALUES ($1, 0)", 1, NULL, pv, NULL, NULL, 0);
+    ck_assert_msg(PQresultStatus(res) == PGRES_COMMAND_OK, "%s",
+                  PQerrorMessage(lk));
+    PQclear(res);
     ck_assert_int_eq(defer_ctx_create(p, &ctx), DEFER_OK);
     one(p, ctx, q_ins(1));
-    end = tu_now_ms() + TU_WAIT_MS;
-    do
-        defer_pool_stats(p, &st);
-    while (st.ok < 1 && tu_now_ms() < end && usleep(5000) == 0);
-    ck_assert_uint_eq(st.ok, 1);
+    wait_ok(p, 1);
     defer_ctx_free(ctx); /* (a live ctx holds a reservation: not drained) */
-    t0 = tu_now_ms();
-    (void)defer_pool_shutdown(p, 200);
-    dt = tu_now_ms() - t0;
+    dt = timed_stop(p);
     defer_pool_destroy(p);
     sh(lk, "ROLLBACK");
     PQfinish(lk);
-    ck_assert_msg(dt < TU_WAIT_MS, "stop took %lld ms", (long long)dt);
-    ck_assert_msg(log_has("journal_barrier_failed"), "%s", g_log);
-    p = pool_new(&cfg);
-    defer_pool_stats(p, &st);
-    ck_assert_uint_eq(st.j_replayed, 0);
-    ck_assert_int_eq(defer_pool_shutdown(p, 20000), DEFER_OK);
-    defer_pool_destroy(p);
+    after_cut_stop(&cfg, dt, 1);
     ck_assert_int_eq(scalar(c, "SELECT count(*) FROM t"), 1);
     free(id);
     tu_rmtree(dir);
