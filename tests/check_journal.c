@@ -208,6 +208,18 @@ static void run_and_close(defer_pool *p)
     defer_pool_destroy(p);
 }
 
+/* A pool from c started (its journal replayed) and closed again: its
+ * stats as they were right after the start. */
+static defer_stats start_and_close(const defer_config *c)
+{
+    defer_pool *p = mkpool_cfg(c);
+    defer_stats st;
+
+    defer_pool_stats(p, &st);
+    run_and_close(p);
+    return st;
+}
+
 static int count_files(const char *suffix_prefix)
 {
     DIR *d = opendir(g_dir);
@@ -311,10 +323,8 @@ START_TEST(test_clean_run_leaves_nothing)
     /* Nothing pending: no journal file is left to replay. */
     ck_assert_int_eq(count_files("journal."), 0);
     /* The next start replays nothing and numbers on. */
-    p = mkpool_cfg(&c);
-    defer_pool_stats(p, &st);
+    st = start_and_close(&c);
     ck_assert_uint_eq(st.j_replayed, 0);
-    run_and_close(p);
     ck_assert_int_eq(db_scalar("SELECT count(*) FROM t"), 500);
     ck_assert_int_ge(db_scalar("SELECT max(seq) FROM waituntil_applied"),
                      500);
@@ -324,24 +334,19 @@ END_TEST
 START_TEST(test_crash_replays_exactly_once)
 {
     defer_config c = jcfg();
-    defer_pool *p;
     defer_stats st;
 
     /* 3000 admitted and journaled; all submitted; killed once 1000 have
      * committed (others may have too: the kill is not synchronised). */
     crash_child(0, 3000, 3000, 1000, -1);
     ck_assert_int_ge(db_scalar("SELECT count(*) FROM t"), 1000);
-    p = mkpool_cfg(&c);
-    defer_pool_stats(p, &st);
+    st = start_and_close(&c);
     ck_assert_uint_eq(st.j_replayed + st.j_skipped, 3000);
     ck_assert_uint_eq(st.j_dead, 0);
-    run_and_close(p);
     ck_rows_once(3000);
     /* Replaying again finds nothing. */
-    p = mkpool_cfg(&c);
-    defer_pool_stats(p, &st);
+    st = start_and_close(&c);
     ck_assert_uint_eq(st.j_replayed, 0);
-    run_and_close(p);
     ck_assert_int_eq(db_scalar("SELECT count(*) FROM t"), 3000);
 }
 END_TEST
@@ -349,17 +354,14 @@ END_TEST
 START_TEST(test_admitted_not_submitted_is_replayed)
 {
     defer_config c = jcfg();
-    defer_pool *p;
     defer_stats st;
 
     /* The last request was admitted (answered) but the process died
      * before defer_submit: the journal still has it. */
     crash_child(0, 50, 49, 49, -1);
     ck_assert_int_eq(db_scalar("SELECT count(*) FROM t"), 49);
-    p = mkpool_cfg(&c);
-    defer_pool_stats(p, &st);
+    st = start_and_close(&c);
     ck_assert_uint_eq(st.j_replayed, 1);
-    run_and_close(p);
     ck_assert_int_eq(db_scalar("SELECT count(*) FROM t WHERE v = 49"), 1);
     ck_assert_int_eq(db_scalar("SELECT count(*) FROM t"), 50);
 }
@@ -368,7 +370,6 @@ END_TEST
 START_TEST(test_torn_tail_dropped)
 {
     defer_config c = jcfg();
-    defer_pool *p;
     defer_stats st;
     defer_journal_info ji;
     char path[4200], eb[256];
@@ -386,10 +387,8 @@ START_TEST(test_torn_tail_dropped)
     ck_assert_uint_eq(ji.records, 9);
     ck_assert_uint_gt(ji.torn_bytes, 0);
     ck_assert_uint_eq(ji.corrupt_bytes, 0);
-    p = mkpool_cfg(&c);
-    defer_pool_stats(p, &st);
+    st = start_and_close(&c);
     ck_assert_uint_eq(st.j_torn, 1);
-    run_and_close(p);
     ck_assert_int_eq(db_scalar("SELECT count(*) FROM t WHERE v < 9"), 9);
     ck_assert_int_eq(db_scalar("SELECT count(*) FROM t WHERE v = 9"), 0);
 }
@@ -526,7 +525,6 @@ static uint32_t le32(const unsigned char *b)
 START_TEST(test_resync_skips_record_inside_a_value)
 {
     defer_config c;
-    defer_pool *p;
     defer_stats st;
     defer_journal_info ji;
     char path[4200], main_jp[4096], eb[256];
@@ -602,11 +600,9 @@ START_TEST(test_resync_skips_record_inside_a_value)
     ck_assert_uint_eq(ji.records, 2);
     ck_assert_uint_eq(ji.corrupt_bytes, (uint64_t)b_len);
     c = jcfg();
-    p = mkpool_cfg(&c);
-    defer_pool_stats(p, &st);
+    st = start_and_close(&c);
     ck_assert_uint_eq(st.j_replayed, 2);
     ck_assert_uint_eq(st.j_corrupt, 1);
-    run_and_close(p);
     ck_assert_int_eq(db_scalar("SELECT count(*) FROM t"), 2);
     ck_assert_int_eq(db_scalar("SELECT count(*) FROM t WHERE v IN (1, 3)"),
                      2);
@@ -620,7 +616,6 @@ END_TEST
 START_TEST(test_cut_older_file_is_corrupt)
 {
     defer_config c = jcfg();
-    defer_pool *p;
     defer_stats st;
     char path[4200], next[4200], cpath[4200];
     struct stat sb;
@@ -635,12 +630,10 @@ START_TEST(test_cut_older_file_is_corrupt)
     fd = open(next, O_WRONLY | O_CREAT | O_EXCL, 0600);
     ck_assert_int_ge(fd, 0);
     close(fd);
-    p = mkpool_cfg(&c);
-    defer_pool_stats(p, &st);
+    st = start_and_close(&c);
     ck_assert_uint_eq(st.j_replayed, 3);
     ck_assert_uint_eq(st.j_torn, 0);
     ck_assert_uint_eq(st.j_corrupt, 1);
-    run_and_close(p);
     ck_assert_int_eq(db_scalar("SELECT count(*) FROM t"), 3);
     snprintf(cpath, sizeof cpath, "%s.corrupt", g_jp);
     ck_assert_int_eq(stat(cpath, &sb), 0);
@@ -651,7 +644,6 @@ END_TEST
 START_TEST(test_duplicate_record_applied_once)
 {
     defer_config c = jcfg();
-    defer_pool *p;
     defer_stats st;
     char path[4200];
     size_t len = 0;
@@ -668,11 +660,9 @@ START_TEST(test_duplicate_record_applied_once)
     ck_assert_uint_eq(fwrite(bytes, 1, len, f), len);
     fclose(f);
     free(bytes);
-    p = mkpool_cfg(&c);
-    defer_pool_stats(p, &st);
+    st = start_and_close(&c);
     ck_assert_uint_eq(st.j_replayed + st.j_skipped, 10);
     ck_assert_uint_ge(st.j_skipped, 5);
-    run_and_close(p);
     ck_rows_once(5);
 }
 END_TEST
@@ -680,7 +670,6 @@ END_TEST
 START_TEST(test_poison_goes_to_dead_letter)
 {
     defer_config c = jcfg();
-    defer_pool *p;
     defer_stats st;
     char dpath[4200];
     size_t len = 0;
@@ -690,11 +679,9 @@ START_TEST(test_poison_goes_to_dead_letter)
     crash_child(0, 8, 7, 0, 3);
     db_exec("DELETE FROM t; DELETE FROM t2; DELETE FROM waituntil_applied;"
             "DROP TABLE t2");
-    p = mkpool_cfg(&c);
-    defer_pool_stats(p, &st);
+    st = start_and_close(&c);
     ck_assert_uint_eq(st.j_dead, 1);
     ck_assert_uint_eq(st.j_replayed, 7);
-    run_and_close(p);
     ck_assert_int_eq(db_scalar("SELECT count(*) FROM t"), 7);
     snprintf(dpath, sizeof dpath, "%s.dead", g_jp);
     dead = tu_read_file(dpath, &len);
@@ -703,10 +690,8 @@ START_TEST(test_poison_goes_to_dead_letter)
     ck_assert_ptr_nonnull(strstr(dead, "INSERT INTO t2"));
     free(dead);
     /* Dead-lettered once: not again at the next start. */
-    p = mkpool_cfg(&c);
-    defer_pool_stats(p, &st);
+    st = start_and_close(&c);
     ck_assert_uint_eq(st.j_dead, 0);
-    run_and_close(p);
 }
 END_TEST
 
@@ -866,7 +851,6 @@ END_TEST
 START_TEST(test_second_process_takes_next_journal)
 {
     defer_config c = jcfg();
-    defer_pool *p;
     defer_stats st;
     int status = 0;
     pid_t pid = fork();
@@ -901,10 +885,8 @@ START_TEST(test_second_process_takes_next_journal)
     ck_assert_int_eq(count_files("journal."), 1);
     ck_assert_int_eq(count_files("journal.1."), 1);
     /* One start replays both (their locks died with the process). */
-    p = mkpool_cfg(&c);
-    defer_pool_stats(p, &st);
+    st = start_and_close(&c);
     ck_assert_uint_eq(st.j_replayed, 6);
-    run_and_close(p);
     ck_assert_int_eq(db_scalar("SELECT count(*) FROM t"), 6);
     ck_assert_int_eq(count_files("journal.1."), 0);
 }
@@ -1062,7 +1044,6 @@ static uint64_t oldest_file_first(void)
 START_TEST(test_rotated_file_unlinked_before_rows_pruned)
 {
     defer_config c = jcfg();
-    defer_pool *p;
     defer_stats st;
     int64_t first_row;
     uint64_t oldest;
@@ -1111,10 +1092,8 @@ START_TEST(test_rotated_file_unlinked_before_rows_pruned)
         ck_assert_int_lt(first_row, (int64_t)oldest);
     }
     c.journal_rotate_bytes = 4096;
-    p = mkpool_cfg(&c);
-    defer_pool_stats(p, &st);
+    st = start_and_close(&c);
     ck_assert_uint_eq(st.j_corrupt, 0);
-    run_and_close(p);
     /* Every answered write once: v = 0..max, no gap, no duplicate. */
     ck_assert_int_eq(db_scalar("SELECT count(*) FROM t"),
                      db_scalar("SELECT count(DISTINCT v) FROM t"));
@@ -1147,7 +1126,6 @@ static void read_id_file(char *out, size_t len)
 START_TEST(test_renamed_host_keeps_journal_id)
 {
     defer_config c;
-    defer_pool *p;
     defer_stats st;
     char id1[64], id2[64], q[256];
     int64_t n1;
@@ -1160,11 +1138,9 @@ START_TEST(test_renamed_host_keeps_journal_id)
     n1 = db_scalar(q);
     g_jid = "host-b:/srv/journal";
     c = jcfg();
-    p = mkpool_cfg(&c);
-    defer_pool_stats(p, &st);
+    st = start_and_close(&c);
     ck_assert_uint_eq(st.j_replayed + st.j_skipped, 3000);
     ck_assert_uint_ge(st.j_skipped, 1000);
-    run_and_close(p);
     ck_rows_once(3000);
     ck_assert_uint_eq(strlen(id1), 32);
     ck_assert_int_ge(n1, 1000); /* the rows were named by the id */
@@ -1179,7 +1155,6 @@ END_TEST
 START_TEST(test_journal_without_id_file_is_adopted)
 {
     defer_config c;
-    defer_pool *p;
     defer_stats st;
     char id1[64], id2[64], q[8400], path[4200];
 
@@ -1193,11 +1168,9 @@ START_TEST(test_journal_without_id_file_is_adopted)
     snprintf(path, sizeof path, "%s.id", g_jp);
     ck_assert_int_eq(unlink(path), 0);
     c = jcfg();
-    p = mkpool_cfg(&c);
-    defer_pool_stats(p, &st);
+    st = start_and_close(&c);
     ck_assert_uint_eq(st.j_replayed + st.j_skipped, 3000);
     ck_assert_uint_ge(st.j_skipped, 1000);
-    run_and_close(p);
     ck_rows_once(3000);
     read_id_file(id2, sizeof id2);
     ck_assert_uint_eq(strlen(id2), 32);
@@ -1206,10 +1179,8 @@ START_TEST(test_journal_without_id_file_is_adopted)
              "jid = '%s'", g_jp);
     ck_assert_int_eq(db_scalar(q), 0);
     /* The next start names it by the id file. */
-    p = mkpool_cfg(&c);
-    defer_pool_stats(p, &st);
+    st = start_and_close(&c);
     ck_assert_uint_eq(st.j_replayed, 0);
-    run_and_close(p);
     read_id_file(id1, sizeof id1);
     ck_assert_str_eq(id1, id2);
 }
@@ -1222,7 +1193,6 @@ END_TEST
 START_TEST(test_out_of_order_duplicate_applied_once)
 {
     defer_config c = jcfg();
-    defer_pool *p;
     defer_stats st;
     char path[4200];
     size_t len = 0, rec;
@@ -1243,11 +1213,9 @@ START_TEST(test_out_of_order_duplicate_applied_once)
     ck_assert_uint_eq(fwrite(b + 2 * rec, 1, rec, f), rec);     /* R3 */
     ck_assert_int_eq(fclose(f), 0);
     free(b);
-    p = mkpool_cfg(&c);
-    defer_pool_stats(p, &st);
+    st = start_and_close(&c);
     ck_assert_uint_eq(st.j_replayed, 3);
     ck_assert_uint_eq(st.j_skipped, 1);
-    run_and_close(p);
     ck_rows_once(3);
 }
 END_TEST
@@ -1263,7 +1231,6 @@ END_TEST
 START_TEST(test_crash_during_replay_range_rows)
 {
     defer_config c = jcfg();
-    defer_pool *p;
     defer_stats st;
     int poison = _i == 1 ? 5 : -1;
     size_t len = 0;
@@ -1297,12 +1264,10 @@ START_TEST(test_crash_during_replay_range_rows)
                                "waituntil_applied"), 7);
     ck_assert_int_eq(db_scalar("SELECT hi - seq FROM waituntil_applied "
                                "WHERE hi IS NOT NULL"), 6);
-    p = mkpool_cfg(&c);
-    defer_pool_stats(p, &st);
+    st = start_and_close(&c);
     ck_assert_uint_eq(st.j_skipped, 8);
     ck_assert_uint_eq(st.j_replayed, 42);
     ck_assert_uint_eq(st.j_dead, 0);
-    run_and_close(p);
     ck_assert_int_eq(db_scalar("SELECT count(*) FROM t"),
                      poison >= 0 ? 49 : 50);
     ck_assert_int_eq(db_scalar("SELECT count(DISTINCT v) FROM t"),
@@ -1333,7 +1298,6 @@ END_TEST
 START_TEST(test_applied_table_without_hi_is_migrated)
 {
     defer_config c = jcfg();
-    defer_pool *p;
     defer_stats st;
     char jid[64], q[512];
 
@@ -1351,11 +1315,9 @@ START_TEST(test_applied_table_without_hi_is_migrated)
              "VALUES ('%s', 1), ('%s', 2), ('%s', 3), ('%s', 4)",
              jid, jid, jid, jid);
     db_exec(q);
-    p = mkpool_cfg(&c);
-    defer_pool_stats(p, &st);
+    st = start_and_close(&c);
     ck_assert_uint_eq(st.j_skipped, 4);
     ck_assert_uint_eq(st.j_replayed, 6);
-    run_and_close(p);
     ck_rows_once(10);
     ck_assert_int_eq(db_scalar("SELECT count(hi) FROM waituntil_applied"),
                      0);
@@ -1410,7 +1372,6 @@ END_TEST
 START_TEST(test_overlapping_range_rows_skip)
 {
     defer_config c = jcfg();
-    defer_pool *p;
     defer_stats st;
     char jid[64], q[512];
 
@@ -1422,11 +1383,9 @@ START_TEST(test_overlapping_range_rows_skip)
     snprintf(q, sizeof q, "INSERT INTO waituntil_applied (jid, seq, hi) "
              "VALUES ('%s', 1, 6), ('%s', 2, 3)", jid, jid);
     db_exec(q);
-    p = mkpool_cfg(&c);
-    defer_pool_stats(p, &st);
+    st = start_and_close(&c);
     ck_assert_uint_eq(st.j_skipped, 6);
     ck_assert_uint_eq(st.j_replayed, 4);
-    run_and_close(p);
     ck_rows_once(10);
 }
 END_TEST
@@ -1493,10 +1452,8 @@ START_TEST(test_stop_deadline_bounds_the_last_barrier)
      * loaded machine); before the fix: the whole busy timeout. */
     ck_assert_msg(dt < TU_WAIT_MS, "shutdown took %lld ms", (long long)dt);
     /* The next start replays nothing twice. */
-    p = mkpool_cfg(&c);
-    defer_pool_stats(p, &st);
+    st = start_and_close(&c);
     ck_assert_uint_eq(st.j_replayed, 0);
-    run_and_close(p);
     ck_assert_int_eq(db_scalar("SELECT count(*) FROM t"), 1);
 }
 END_TEST
@@ -1575,10 +1532,8 @@ START_TEST(test_segment_runs_cut_at_files)
                      (int64_t)oldest_file_first() - 1);
     c = jcfg();
     c.journal_rotate_bytes = 4096;
-    p = mkpool_cfg(&c);
-    defer_pool_stats(p, &st);
+    st = start_and_close(&c);
     ck_assert_uint_eq(st.j_replayed, 0);
-    run_and_close(p);
     ck_rows_once(201);
     ck_assert_int_ge(ranged, 1); /* (how many rows depends on the batches) */
     ck_assert_int_ge(rows, 2);
@@ -1608,10 +1563,8 @@ START_TEST(test_mark_interrupted_at_deadline_is_left)
     ck_assert_uint_eq(st.left, 20);
     ck_assert_uint_eq(st.j_pending, 20);
     ck_assert_int_eq(db_scalar("SELECT count(*) FROM t"), 0);
-    p = mkpool_cfg(&c);
-    defer_pool_stats(p, &st);
+    st = start_and_close(&c);
     ck_assert_uint_eq(st.j_replayed, 20);
-    run_and_close(p);
     ck_rows_once(20);
 }
 END_TEST
@@ -1645,10 +1598,8 @@ START_TEST(test_fsync_interval_level)
     ck_assert_int_eq(count_files("journal."), 0);
 
     crash_child(1000, 3000, 2000, 500, -1);
-    p = mkpool_cfg(&c);
-    defer_pool_stats(p, &st);
+    st = start_and_close(&c);
     ck_assert_uint_eq(st.j_replayed + st.j_skipped, 2000);
-    run_and_close(p);
     ck_rows_once(3000);
 }
 END_TEST
