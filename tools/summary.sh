@@ -49,6 +49,14 @@ echo "$pass passed, $fail failed"
 # CI shows the end of the output: repeat what failed, with its own words.
 for log in $failed_logs; do
     echo "--- $log"
-    grep -E -A6 ':[FE]:|ERROR: (Address|Thread|Leak)Sanitizer|WARNING: ThreadSanitizer|runtime error:|^not ok' "$log" | head -n 60
+    pat=':[FE]:|ERROR: (Address|Thread|Leak)Sanitizer|WARNING: ThreadSanitizer|runtime error:|^not ok'
+    if grep -q -E "$pat" "$log"; then
+        grep -E -A6 "$pat" "$log" | head -n 60
+    else
+        # No line of a known form (the runner itself died, a script
+        # stopped early): its last lines say where.
+        echo "(no failing line of a known form; the log's last 25 lines)"
+        tail -n 25 "$log"
+    fi
 done
 [ "$fail" -eq 0 ] && [ "$pass" -gt 0 ]
