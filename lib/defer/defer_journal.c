@@ -2272,8 +2272,11 @@ void defer__journal_free(defer_pool *p)
 /* ---- sync interval (SYNC INTERVAL above) -------------------------------- */
 
 /* fdatasync the current file if bytes were appended since the last
- * sync.  Under sync_mu (the descriptor cannot be closed meanwhile). */
-static void sync_now(defer_journal *j)
+ * sync.  Under sync_mu (the descriptor cannot be closed meanwhile).
+ * Returns what sync_report must say once sync_mu is released: 0
+ * nothing, -1 the sync works again, else the errno of the first failure
+ * of an episode (once per episode, not per interval). */
+static int sync_now(defer_journal *j)
 {
     int fd, rc, e = 0;
     uint64_t bytes;
@@ -2285,28 +2288,39 @@ static void sync_now(defer_journal *j)
     bytes = j->bytes;
     (void)pthread_mutex_unlock(&j->mu);
     if (fd < 0 || bytes == j->synced_bytes)
-        return;
+        return 0;
     t0 = defer__now_ns();
     rc = fdatasync(fd);
     if (rc != 0)
-        e = errno;
+        e = errno != 0 ? errno : EIO;
     if (pthread_mutex_lock(&j->mu) != 0)
         abort();
     j->fsyncs++;
     j->fsync_ns += (uint64_t)(defer__now_ns() - t0);
     (void)pthread_mutex_unlock(&j->mu);
     if (rc == 0) {
-        if (j->sync_failing)
-            jlog(j->pool, DEFER_LOG_WARN, "journal_sync_ok", 0,
-                 "fdatasync works again");
+        int was = j->sync_failing;
         j->sync_failing = 0;
         j->synced_bytes = bytes;
-    } else if (!j->sync_failing) { /* once per episode, not per interval */
-        j->sync_failing = 1;
+        return was ? -1 : 0;
+    }
+    if (j->sync_failing)
+        return 0;
+    j->sync_failing = 1;
+    return e;
+}
+
+/* Log what sync_now returned; not under sync_mu (a slow log sink must not
+ * hold up a rotation waiting for it). */
+static void sync_report(defer_journal *j, int ev)
+{
+    if (ev < 0)
+        jlog(j->pool, DEFER_LOG_WARN, "journal_sync_ok", 0,
+             "fdatasync works again");
+    else if (ev > 0)
         jlog(j->pool, DEFER_LOG_ERROR, "journal_sync_failed", 0,
              "error=\"%s\" (answered writes since the last sync may not "
-             "survive a power loss)", strerror(e));
-    }
+             "survive a power loss)", strerror(ev));
 }
 
 static void *syncer_main(void *arg)
@@ -2318,11 +2332,18 @@ static void *syncer_main(void *arg)
     while (!j->syncer_stop) {
         int64_t end = defer__now_ns() +
                       (int64_t)j->sync_interval_ms * 1000000;
+        int ev;
         while (!j->syncer_stop &&
                defer__cond_wait_until(&j->sync_cv, &j->sync_mu, end) == 0)
             ; /* a signal is a stop; the deadline, a sync */
-        if (!j->syncer_stop)
-            sync_now(j);
+        if (j->syncer_stop)
+            break;
+        ev = sync_now(j);
+        if (ev != 0) {
+            defer__mutex_unlock(&j->sync_mu);
+            sync_report(j, ev);
+            defer__mutex_lock(&j->sync_mu);
+        }
     }
     defer__mutex_unlock(&j->sync_mu);
     return NULL;
@@ -2332,9 +2353,10 @@ static void *syncer_main(void *arg)
  * journal synced). */
 static void syncer_stop(defer_journal *j)
 {
+    int rc, ev;
+
     if (!j->syncer_started)
         return;
-    int rc;
 
     defer__mutex_lock(&j->sync_mu);
     j->syncer_stop = 1;
@@ -2346,8 +2368,9 @@ static void syncer_stop(defer_journal *j)
              "journal syncer: %s", strerror(rc));
     j->syncer_started = 0;
     defer__mutex_lock(&j->sync_mu);
-    sync_now(j);
+    ev = sync_now(j);
     defer__mutex_unlock(&j->sync_mu);
+    sync_report(j, ev);
 }
 
 /* ---- append ------------------------------------------------------------- */

@@ -95,9 +95,13 @@ int web_access_log_reopen(web_access_log *al)
     if (fd < 0)
         return WEB_EIO;
     if (fd != al->fd) {
-        /* atomic replacement of the file behind al->fd (DESIGN) */
+        /* atomic replacement of the file behind al->fd (DESIGN).  EBUSY
+         * is Linux's answer to a race with another thread's open(2) of
+         * the same descriptor number: transient, so a few tries, never an
+         * unbounded loop. */
+        int tries = 0;
         while (dup3(fd, al->fd, O_CLOEXEC) < 0) {
-            if (errno != EINTR && errno != EBUSY) {
+            if ((errno != EINTR && errno != EBUSY) || ++tries >= 100) {
                 rc = WEB_EIO;
                 break;
             }

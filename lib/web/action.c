@@ -180,19 +180,27 @@ int web_defer_tpl_create(const web_defer *d, qb_dialect dialect,
     rc = web_defer_build(d, dialect, cols, sets, wheres, &q, eb, el);
     if (rc != QB_OK)
         return rc;
-    t = calloc(1, sizeof *t);
-    if (t == NULL || qb_query_next(q) != NULL) {
-        free(t);
+    if (qb_query_next(q) != NULL) {
         qb_query_free(q);
         if (eb != NULL)
-            snprintf(eb, el, "cannot template this statement");
-        return t == NULL ? QB_ENOMEM : QB_EINVAL;
+            snprintf(eb, el, "cannot template this statement (it builds "
+                             "more than one statement)");
+        return QB_EINVAL;
+    }
+    t = calloc(1, sizeof *t);
+    if (t == NULL) {
+        qb_query_free(q);
+        if (eb != NULL)
+            snprintf(eb, el, "out of memory");
+        return QB_ENOMEM;
     }
     t->q = q;
     t->nparams = qb_query_nparams(q);
     t->map = calloc(t->nparams ? t->nparams : 1, sizeof *t->map);
     if (t->map == NULL) {
         web_defer_tpl_free(t);
+        if (eb != NULL)
+            snprintf(eb, el, "out of memory");
         return QB_ENOMEM;
     }
     for (size_t j = 0; j < t->nparams; j++)
