@@ -7,12 +7,16 @@
  * temp directory; every measurement inserts into the same 3-column table on
  * the same connection, N rows inside one transaction, table emptied between
  * measurements (outside the timed region).  Each measurement runs 3 times,
- * interleaved (a, b, e, c, a, b, e, c, ...), and the median is printed:
+ * interleaved (a, b, e, f, c, a, b, e, f, c, ...), and the median is printed:
  *   qb_insert_ns      (a) build + bind + execute via qb_exec and its cache
  *   raw_insert_ns     (b) sqlite3: prepared once; bind, step, reset
  *   ratio             a / b (target <= 1.3)
  *   qb_exec_ns        (e) qb_exec of one prebuilt query (executor alone)
  *   exec_ratio        e / b
+ *   qb_rebind_ns      (f) qb_query_rebind of a statement built once (a
+ *                     route's template, what the server does per request)
+ *                     + qb_exec + free
+ *   rebind_ratio      f / b
  *   build_ns          (c) building (+ freeing) one insert, no database
  *   *_cpu_ns, *_cpu   the same with process CPU time instead of wall time
  *   heap_growth_bytes (d) mallinfo2().uordblks after - before 10^6 builds
@@ -158,6 +162,34 @@ static timing bench_qb_exec(qb_conn *db, long n)
     return t;
 }
 
+/* (f) a template built once; per row its values rebound, executed. */
+static timing bench_qb_rebind(qb_conn *db, long n)
+{
+    qb_query *tpl = build_insert(0);
+    timing t;
+    reset_table(db);
+    t_start();
+    if (qb_begin(db) != QB_OK)
+        die("begin", qb_errmsg(db));
+    for (long i = 0; i < n; i++) {
+        qb_value v[3];
+        qb_query *q = NULL;
+        v[0] = qb_int(i);
+        v[1] = qb_text(TEXT);
+        v[2] = qb_real((double)i * 0.5);
+        if (qb_query_rebind(tpl, 3, v, &q) != QB_OK)
+            die("qb_query_rebind", "failed");
+        if (qb_exec(db, q, NULL) != QB_OK)
+            die("qb_exec", qb_errmsg(db));
+        qb_query_free(q);
+    }
+    if (qb_commit(db) != QB_OK)
+        die("commit", qb_errmsg(db));
+    t = t_stop(n);
+    qb_query_free(tpl);
+    return t;
+}
+
 /* (b) */
 static timing bench_raw_insert(qb_conn *db, long n)
 {
@@ -226,7 +258,7 @@ static double median3(const timing *t, int cpu)
 int main(int argc, char **argv)
 {
     long n = argc > 1 ? atol(argv[1]) : 100000;
-    timing a[REPS], b[REPS], c[REPS], e[REPS];
+    timing a[REPS], b[REPS], c[REPS], e[REPS], f[REPS];
     char path[4096], err[256];
     char *dir;
     qb_conn *db = NULL;
@@ -252,6 +284,7 @@ int main(int argc, char **argv)
         a[r] = bench_qb_insert(db, n);
         b[r] = bench_raw_insert(db, n);
         e[r] = bench_qb_exec(db, n);
+        f[r] = bench_qb_rebind(db, n);
         c[r] = bench_build(n);
     }
 
@@ -276,12 +309,16 @@ int main(int argc, char **argv)
     printf("ratio=%.3f\n", median3(a, 0) / median3(b, 0));
     printf("qb_exec_ns=%.1f\n", median3(e, 0));
     printf("exec_ratio=%.3f\n", median3(e, 0) / median3(b, 0));
+    printf("qb_rebind_ns=%.1f\n", median3(f, 0));
+    printf("rebind_ratio=%.3f\n", median3(f, 0) / median3(b, 0));
     printf("build_ns=%.1f\n", median3(c, 0));
     printf("qb_insert_cpu_ns=%.1f\n", median3(a, 1));
     printf("raw_insert_cpu_ns=%.1f\n", median3(b, 1));
     printf("ratio_cpu=%.3f\n", median3(a, 1) / median3(b, 1));
     printf("qb_exec_cpu_ns=%.1f\n", median3(e, 1));
     printf("exec_ratio_cpu=%.3f\n", median3(e, 1) / median3(b, 1));
+    printf("qb_rebind_cpu_ns=%.1f\n", median3(f, 1));
+    printf("rebind_ratio_cpu=%.3f\n", median3(f, 1) / median3(b, 1));
     printf("build_cpu_ns=%.1f\n", median3(c, 1));
     printf("builds=%ld\n", BUILDS);
     printf("heap_growth_bytes=%lld\n",
