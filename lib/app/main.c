@@ -60,12 +60,21 @@
 
 #include <sqlite3.h>
 
-static void usage(FILE *f)
+/* The usage text, under the program's own name (an application built on
+ * libwaituntil is not called waituntil). */
+static void usage(FILE *f, const char *argv0)
 {
+    const char *slash = argv0 != NULL ? strrchr(argv0, '/') : NULL;
+    const char *prog = slash != NULL ? slash + 1 : argv0;
+
+    if (prog == NULL || prog[0] == '\0')
+        prog = "waituntil";
     fprintf(f,
-            "usage: waituntil [-c FILE] [-p PREFIX] [-l LISTEN] [-d DB] [-t|-T]\n"
-            "       waituntil -s SIGNAL [-c FILE] [-p PREFIX] [-l LISTEN]\n"
-            "       waituntil -v | -V | --version | -h | --help\n"
+            "usage: %s [-c FILE] [-p PREFIX] [-l LISTEN] [-d DB] [-t|-T]\n"
+            "       %s -s SIGNAL [-c FILE] [-p PREFIX] [-l LISTEN]\n"
+            "       %s -v | -V | --version | -h | --help\n",
+            prog, prog, prog);
+    fprintf(f,
             "  -c FILE    configuration (default PREFIX%s)\n"
             "  -p PREFIX  folder relative paths in the conf are resolved\n"
             "             against, and the default conf (default %s)\n"
@@ -616,12 +625,12 @@ WAITUNTIL_API int waituntil_main(int argc, char **argv,
             exit_code = 0;
             goto out;
         case 'V': app_version_print(stdout); exit_code = 0; goto out;
-        case 'h': usage(stdout); exit_code = 0; goto out;
-        default: usage(stderr); goto out;
+        case 'h': usage(stdout, argv[0]); exit_code = 0; goto out;
+        default: usage(stderr, argv[0]); goto out;
         }
     }
     if (optind != argc) {
-        usage(stderr);
+        usage(stderr, argv[0]);
         goto out;
     }
     /* The default conf moves with the prefix: -p DESTDIR runs a tree

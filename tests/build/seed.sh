@@ -87,6 +87,12 @@ if (cd "$app" && ./seed -p . -c seed.conf -t) >"$T_TMP/t.log" 2>&1; then
 else
     t_fail "./seed -t passes" "$(cat "$T_TMP/t.log")"
 fi
+if (cd "$app" && ./seed -h) >"$T_TMP/h.log" 2>&1 &&
+    head -n 1 "$T_TMP/h.log" | grep -q '^usage: seed \[-c FILE\]'; then
+    t_ok "./seed -h names the program seed"
+else
+    t_fail "./seed -h names the program seed" "$(head -n 3 "$T_TMP/h.log")"
+fi
 command -v python3 >/dev/null || { t_done; exit 0; }
 (cd "$app" && exec ./seed -p . -c seed.conf) 2>"$T_TMP/seed.err" &
 pid=$!
