@@ -610,6 +610,15 @@ static int h_nofield(web_call *call, void *ud)
 }
 
 /* Counts its calls (the server runs in the test's process). */
+/* web_call_db or 503. */
+static int h_calldb(web_call *call, void *ud)
+{
+    (void)ud;
+    if (web_call_db(call) == NULL)
+        return web_respond(call, 503, NULL, "no db", 5);
+    return web_respond(call, 200, NULL, "db", 2);
+}
+
 static int counted_calls;
 static int h_counted(web_call *call, void *ud)
 {
@@ -633,6 +642,8 @@ static int g_fix_capture;
  * next to the database (app.db.journal.<seq>). */
 static int g_fix_journal;
 static char g_fix_jpath[300];
+static const char *g_fix_call_db; /* web_server_config.db_path */
+static web_log *g_fix_log;        /* web_server_config.log */
 
 static void cap_line(void *ud, int level, const char *line)
 {
@@ -659,7 +670,8 @@ static void start_server_db(struct fixture *f, const char *conf_text,
                            {"bighdr", h_bighdr, NULL},
                            {"field", h_field, NULL},
                            {"nofield", h_nofield, NULL},
-                           {"counted", h_counted, NULL}};
+                           {"counted", h_counted, NULL},
+                           {"calldb", h_calldb, NULL}};
 
     memset(f, 0, sizeof *f);
     f->dir = tu_mkdtemp("wu-srv");
@@ -702,6 +714,8 @@ static void start_server_db(struct fixture *f, const char *conf_text,
     sc.handlers = h;
     sc.nhandlers = sizeof h / sizeof h[0];
     sc.access_log = g_fix_access;
+    sc.db_path = g_fix_call_db;
+    sc.log = g_fix_log;
     {
         char listen[300];
         snprintf(listen, sizeof listen, "unix:%s", f->sock);
@@ -1119,6 +1133,77 @@ START_TEST(server_db_lost_answers_503)
     stop_server(&f);
     ck_assert_int_ne(access(f.db, F_OK), 0); /* nothing made at the path */
     cleanup(&f);
+}
+END_TEST
+
+/* A database web_call_db cannot open fails every request that asks for
+ * it: the log says so once a second, not once a request, and the line
+ * after folded ones counts them (repeated=N). */
+START_TEST(server_call_db_failures_are_folded)
+{
+    struct fixture f;
+    char path[400], missing[400], eb[256], line[1024], *out = NULL;
+    const char *req[] = {"REQUEST_METHOD=GET", "DOCUMENT_URI=/calldb", NULL};
+    const char *conf =
+        "server { threads 2; log stderr; log_level error; }\n"
+        "pool { workers 1; queue 64; }\n"
+        "route GET /calldb { handler calldb; }\n";
+    int status = 0, i, lines = 0, first_plain = 0;
+    unsigned long long repeated = 0;
+    int64_t t0, secs;
+    FILE *fp;
+
+    /* (the fixture's dir is made by start_server: the log goes beside
+     * it, in a dir of the test's own) */
+    char *dir = tu_mkdtemp("wu-calldb");
+    ck_assert_ptr_nonnull(dir);
+    snprintf(path, sizeof path, "%s/server.log", dir);
+    snprintf(missing, sizeof missing, "%s/no/such/folder/app.db", dir);
+    ck_assert_int_eq(web_log_open(&g_fix_log, path, WEB_LOG_ERROR, eb,
+                                  sizeof eb),
+                     WEB_OK);
+    g_fix_call_db = missing;
+    start_server(&f, conf);
+    g_fix_call_db = NULL;
+    t0 = tu_now_ms();
+    for (i = 0; i < 40; i++) {
+        ck_assert_int_eq(fc_request(f.sock, req, NULL, 0, TU_WAIT_MS, &out,
+                                    &status),
+                         0);
+        ck_assert_int_eq(status, 503);
+        free(out);
+        out = NULL;
+    }
+    secs = (tu_now_ms() - t0) / 1000;
+    stop_server(&f);
+    web_log_close(g_fix_log);
+    g_fix_log = NULL;
+    fp = fopen(path, "r");
+    ck_assert_ptr_nonnull(fp);
+    while (fgets(line, sizeof line, fp) != NULL) {
+        const char *r;
+        if (strstr(line, "event=request_db_failed") == NULL)
+            continue;
+        lines++;
+        r = strstr(line, " repeated=");
+        if (r != NULL)
+            repeated += strtoull(r + 10, NULL, 10);
+        else if (lines == 1)
+            first_plain = 1;
+    }
+    fclose(fp);
+    /* One line opens each window of a second: at most one per second
+     * the loop took, and one more. */
+    ck_assert_int_ge(lines, 1);
+    ck_assert_msg(lines <= secs + 2, "%d lines in %lld s", lines,
+                  (long long)secs);
+    ck_assert_int_eq(first_plain, 1);
+    /* What the lines stand for never exceeds the failures (those folded
+     * after the last line are said by the next one). */
+    ck_assert_uint_le((unsigned long long)lines + repeated, 40);
+    cleanup(&f);
+    tu_rmtree(dir);
+    free(dir);
 }
 END_TEST
 
@@ -1816,6 +1901,7 @@ static Suite *suite(void)
     tcase_add_test(tc, server_limits_straight_fastcgi);
     tcase_add_test(tc, server_db_lost_answers_503);
     tcase_add_test(tc, server_journal_failure_has_its_own_503_counter);
+    tcase_add_test(tc, server_call_db_failures_are_folded);
     tcase_add_test(tc, server_status_escapes_db_reason);
     tcase_add_test(tc, server_status_without_info);
     tcase_add_test(tc, server_failed_write_names_request);

@@ -145,6 +145,10 @@ struct web_server {
     char *db_path;          /* web_call_db's database; NULL: none */
     qb_conn_config db_cfg;  /* its strings borrowed (web_server_config) */
     int has_db_cfg;         /* 0: qb_open's defaults */
+    /* request_db_failed folding (db_failed): the window's end
+     * (CLOCK_MONOTONIC ns; 0 none open) and the failures folded in it. */
+    atomic_int_fast64_t dbfail_end;
+    atomic_uint_fast64_t dbfail_folded;
 
     pthread_mutex_t gen_lock; /* leaf: guards `gen` (the pointer) */
     gen *gen;                 /* current; the server holds one reference */
@@ -214,9 +218,40 @@ qb_dialect web_call_dialect(const web_call *c)
     return c ? defer_pool_dialect(c->srv->pool) : QB_DIALECT_SQLITE;
 }
 
+/* Log a failed open or reconnect of web_call_db.  A database that is
+ * down fails every request that asks for it, so the lines are folded:
+ * the first is written and opens a one-second window, failures inside
+ * it are only counted, and the first failure after it is written with
+ * " repeated=N" (the failures folded since the line before) and opens
+ * the next window.  Lock-free: any request thread. */
+static void db_failed(web_server *s, const char *why)
+{
+    char qe[300];
+    struct timespec ts;
+    int64_t now, end;
+    uint64_t n;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    end = atomic_load(&s->dbfail_end);
+    if ((end != 0 && now < end) ||
+        !atomic_compare_exchange_strong(&s->dbfail_end, &end,
+                                        now + 1000000000)) {
+        atomic_fetch_add(&s->dbfail_folded, 1);
+        return;
+    }
+    n = atomic_exchange(&s->dbfail_folded, 0);
+    (void)web_log_q(qe, sizeof qe, why);
+    if (n > 0)
+        web_logf(s->log, WEB_LOG_ERROR, "request_db_failed",
+                 "error=%s repeated=%llu", qe, (unsigned long long)n);
+    else
+        web_logf(s->log, WEB_LOG_ERROR, "request_db_failed", "error=%s", qe);
+}
+
 qb_conn *web_call_db(web_call *c)
 {
-    char eb[256], qe[300];
+    char eb[256];
     if (c == NULL || c->db == NULL || c->srv->db_path == NULL)
         return NULL;
     if (*c->db != NULL) {
@@ -227,16 +262,14 @@ qb_conn *web_call_db(web_call *c)
             return *c->db;
         if (qb_reset(*c->db) == QB_OK)
             return *c->db;
-        web_logf(c->srv->log, WEB_LOG_ERROR, "request_db_failed",
-                 "error=%s", web_log_q(qe, sizeof qe, qb_errmsg(*c->db)));
+        db_failed(c->srv, qb_errmsg(*c->db));
         return NULL;
     }
     if (qb_open(c->db, c->srv->db_path,
                 c->srv->has_db_cfg ? &c->srv->db_cfg : NULL, eb, sizeof eb) !=
         QB_OK) {
         *c->db = NULL;
-        web_logf(c->srv->log, WEB_LOG_ERROR, "request_db_failed", "error=%s",
-                 web_log_q(qe, sizeof qe, eb));
+        db_failed(c->srv, eb);
         return NULL;
     }
     return *c->db;
