@@ -40,6 +40,14 @@ static int eq_cond(char *buf, size_t len, const char *col)
     return n > 0 && (size_t)n < len ? 0 : -1;
 }
 
+/* rc, with its reason in eb (every failure of web_defer_build says one). */
+static int build_fail(int rc, char *eb, size_t el, const char *what)
+{
+    if (eb != NULL)
+        snprintf(eb, el, "%s", rc == QB_ENOMEM ? "out of memory" : what);
+    return rc;
+}
+
 int web_defer_build(const web_defer *d, qb_dialect dialect,
                     const web_value *cols, const web_value *sets,
                     const web_value *wheres, qb_query **out, char *eb,
@@ -56,7 +64,7 @@ int web_defer_build(const web_defer *d, qb_dialect dialect,
     case WEB_DEFER_UPSERT: {
         qb_insert *ins = qb_insert_new(d->table);
         if (ins == NULL)
-            return QB_ENOMEM;
+            return build_fail(QB_ENOMEM, eb, el, NULL);
         qb_insert_dialect(ins, dialect);
         for (i = 0; i < d->ncols; i++)
             qb_insert_set(ins, d->cols[i].column, to_qb(&cols[i]));
@@ -76,7 +84,7 @@ int web_defer_build(const web_defer *d, qb_dialect dialect,
     case WEB_DEFER_UPDATE: {
         qb_update *u = qb_update_new(d->table);
         if (u == NULL)
-            return QB_ENOMEM;
+            return build_fail(QB_ENOMEM, eb, el, NULL);
         qb_update_dialect(u, dialect);
         for (i = 0; i < d->nsets; i++)
             qb_update_set(u, d->sets[i].column, to_qb(&sets[i]));
@@ -84,7 +92,8 @@ int web_defer_build(const web_defer *d, qb_dialect dialect,
             qb_value v = to_qb(&wheres[i]);
             if (eq_cond(cond, sizeof cond, d->wheres[i].column) != 0) {
                 qb_update_free(u); /* never drop a WHERE silently */
-                return QB_EINVAL;
+                return build_fail(QB_EINVAL, eb, el,
+                                  "where column name too long");
             }
             qb_update_where(u, cond, 1, &v);
         }
@@ -97,13 +106,14 @@ int web_defer_build(const web_defer *d, qb_dialect dialect,
     case WEB_DEFER_DELETE: {
         qb_delete *del = qb_delete_new(d->table);
         if (del == NULL)
-            return QB_ENOMEM;
+            return build_fail(QB_ENOMEM, eb, el, NULL);
         qb_delete_dialect(del, dialect);
         for (i = 0; i < d->nwheres; i++) {
             qb_value v = to_qb(&wheres[i]);
             if (eq_cond(cond, sizeof cond, d->wheres[i].column) != 0) {
                 qb_delete_free(del); /* never drop a WHERE silently */
-                return QB_EINVAL;
+                return build_fail(QB_EINVAL, eb, el,
+                                  "where column name too long");
             }
             qb_delete_where(del, cond, 1, &v);
         }

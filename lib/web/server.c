@@ -145,10 +145,14 @@ struct web_server {
     char *db_path;          /* web_call_db's database; NULL: none */
     qb_conn_config db_cfg;  /* its strings borrowed (web_server_config) */
     int has_db_cfg;         /* 0: qb_open's defaults */
-    /* request_db_failed folding (db_failed): the window's end
-     * (CLOCK_MONOTONIC ns; 0 none open) and the failures folded in it. */
-    atomic_int_fast64_t dbfail_end;
-    atomic_uint_fast64_t dbfail_folded;
+    /* request_db_failed folding (db_failed), under dbfail_mu (a leaf,
+     * held across the line's write so that lines keep their order):
+     * the window's end (CLOCK_MONOTONIC ns; 0: none yet), the failures
+     * folded in it and the last one's reason. */
+    pthread_mutex_t dbfail_mu;
+    int64_t dbfail_end;
+    uint64_t dbfail_folded;
+    char dbfail_last[256];
 
     pthread_mutex_t gen_lock; /* leaf: guards `gen` (the pointer) */
     gen *gen;                 /* current; the server holds one reference */
@@ -219,34 +223,64 @@ qb_dialect web_call_dialect(const web_call *c)
 }
 
 /* Log a failed open or reconnect of web_call_db.  A database that is
- * down fails every request that asks for it, so the lines are folded:
- * the first is written and opens a one-second window, failures inside
- * it are only counted, and the first failure after it is written with
- * " repeated=N" (the failures folded since the line before) and opens
- * the next window.  Lock-free: any request thread. */
-static void db_failed(web_server *s, const char *why)
+ * down fails every request that asks for it, so the lines are folded,
+ * as the pool folds its own (lib/defer/defer_log.c): the first failure
+ * is written whole and opens a one-second window; failures inside it
+ * are counted, and the last one's reason kept.  The first failure after
+ * the window writes that window's summary (the kept reason and
+ * repeated=N); if it comes right after the window, it is the first
+ * failure counted in the next one (a database that stays down gives one
+ * summary a second), else, a new burst, it is written whole too.  A
+ * burst's last count is written by the next failure or at the server's
+ * stop (db_failed_flush).  The written lines plus their repeated= counts
+ * add up to the failures.  Any request thread; the failure path only. */
+#define DBFAIL_WINDOW_NS INT64_C(1000000000)
+
+static void dbfail_write(web_server *s, const char *why, uint64_t repeated)
 {
     char qe[300];
-    struct timespec ts;
-    int64_t now, end;
-    uint64_t n;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-    end = atomic_load(&s->dbfail_end);
-    if ((end != 0 && now < end) ||
-        !atomic_compare_exchange_strong(&s->dbfail_end, &end,
-                                        now + 1000000000)) {
-        atomic_fetch_add(&s->dbfail_folded, 1);
-        return;
-    }
-    n = atomic_exchange(&s->dbfail_folded, 0);
     (void)web_log_q(qe, sizeof qe, why);
-    if (n > 0)
+    if (repeated > 0)
         web_logf(s->log, WEB_LOG_ERROR, "request_db_failed",
-                 "error=%s repeated=%llu", qe, (unsigned long long)n);
+                 "error=%s repeated=%llu", qe, (unsigned long long)repeated);
     else
         web_logf(s->log, WEB_LOG_ERROR, "request_db_failed", "error=%s", qe);
+}
+
+static void db_failed(web_server *s, const char *why)
+{
+    struct timespec ts;
+    int64_t now = 0;
+
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) == 0)
+        now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    if (pthread_mutex_lock(&s->dbfail_mu) != 0)
+        abort();
+    if (s->dbfail_end != 0 && now < s->dbfail_end) {
+        s->dbfail_folded++;
+        snprintf(s->dbfail_last, sizeof s->dbfail_last, "%s", why);
+    } else if (s->dbfail_folded > 0 &&
+               now < s->dbfail_end + DBFAIL_WINDOW_NS) {
+        dbfail_write(s, s->dbfail_last, s->dbfail_folded);
+        s->dbfail_folded = 1;
+        snprintf(s->dbfail_last, sizeof s->dbfail_last, "%s", why);
+        s->dbfail_end = now + DBFAIL_WINDOW_NS;
+    } else {
+        if (s->dbfail_folded > 0)
+            dbfail_write(s, s->dbfail_last, s->dbfail_folded);
+        s->dbfail_folded = 0;
+        dbfail_write(s, why, 0);
+        s->dbfail_end = now + DBFAIL_WINDOW_NS;
+    }
+    (void)pthread_mutex_unlock(&s->dbfail_mu);
+}
+
+/* At the stop (every request thread joined): the last burst's count. */
+static void db_failed_flush(web_server *s)
+{
+    if (s->dbfail_folded > 0)
+        dbfail_write(s, s->dbfail_last, s->dbfail_folded);
+    s->dbfail_folded = 0;
 }
 
 qb_conn *web_call_db(web_call *c)
@@ -1489,6 +1523,7 @@ int web_server_create(web_server **out, const web_server_config *cfg,
     s->access_log = cfg->access_log;
     s->redact_query = cfg->conf->server.log_values == WEB_LOG_VALUES_REDACT;
     s->max_body = cfg->conf->server.max_body;
+    s->dbfail_mu = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
     rc = pthread_mutex_init(&s->gen_lock, NULL);
     if (rc != 0) {
         free(s);
@@ -1708,6 +1743,7 @@ void web_server_free(web_server *s)
     web_server_stop(s);
     if (s->stuck > 0)
         return; /* a stuck thread still uses s: leak it, the process ends */
+    db_failed_flush(s);
     if (s->listen_fd > 0)
         close(s->listen_fd);
     if (s->wake_fd >= 0)

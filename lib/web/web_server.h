@@ -183,8 +183,9 @@ WEB_API qb_dialect web_call_dialect(const web_call *call);
  * server.threads), closed when the thread ends; a PostgreSQL session
  * that was lost (a call on it returned QB_ECONN) is reconnected by the
  * next web_call_db.  Returns NULL when the server has no database or
- * the open or reconnect failed (logged as request_db_failed, at most one
- * line a second: a line after folded ones says repeated=N; the next call
+ * the open or reconnect failed (logged as request_db_failed, folded to
+ * about one line a second: a summary line says repeated=N, the last
+ * burst's at the next failure or at the server's stop; the next call
  * tries again): answer WEB_EIO.  Use
  * it from this call only, never from a deferred task, and leave no
  * transaction open when the handler returns.  Unlike the pool's
