@@ -1604,6 +1604,87 @@ START_TEST(test_fsync_interval_level)
 }
 END_TEST
 
+/* The journal_sync_* lines of test_fsync_interval_failure_episodes, in
+ * order: F the syncer's failure, R a rotated file's, O works again. */
+static pthread_mutex_t g_sl_mu = PTHREAD_MUTEX_INITIALIZER;
+static char g_sl[64];
+static size_t g_sl_n;
+
+static void sync_lines(void *ud, int level, const char *line)
+{
+    char ch = 0;
+    (void)ud;
+    (void)level;
+    if (strstr(line, "event=journal_sync_failed") != NULL)
+        ch = strstr(line, "rotated file") != NULL ? 'R' : 'F';
+    else if (strstr(line, "event=journal_sync_ok") != NULL)
+        ch = 'O';
+    if (ch == 0)
+        return;
+    pthread_mutex_lock(&g_sl_mu);
+    if (g_sl_n < sizeof g_sl - 1)
+        g_sl[g_sl_n++] = ch;
+    g_sl[g_sl_n] = '\0';
+    pthread_mutex_unlock(&g_sl_mu);
+}
+
+/* The lines so far once there are n of them (or at the deadline). */
+static const char *sl_wait(size_t n)
+{
+    static char out[64];
+    int64_t end = tu_now_ms() + TU_WAIT_MS;
+    for (;;) {
+        pthread_mutex_lock(&g_sl_mu);
+        memcpy(out, g_sl, sizeof out);
+        pthread_mutex_unlock(&g_sl_mu);
+        if (strlen(out) >= n || tu_now_ms() > end)
+            return out;
+        usleep(1000);
+    }
+}
+
+/* At the fsync-interval level a failing fdatasync (the syncer's, or a
+ * rotated file's) is said once per episode, and its end once; the lines
+ * come out in the order of the states they report (journal.c: written
+ * under sync_log_mu, taken before sync_mu is let go). */
+START_TEST(test_fsync_interval_failure_episodes)
+{
+    defer_config c;
+    defer_pool *p;
+    const char *got;
+
+    g_level = DEFER_JOURNAL_FSYNC_INTERVAL;
+    c = jcfg();
+    c.journal_sync_interval_ms = 1;
+    c.journal_rotate_bytes = 4096;
+    c.log = sync_lines;
+    g_sl_n = 0;
+    g_sl[0] = '\0';
+    p = mkpool_cfg(&c);
+    atomic_store(&defer__journal_fault, DEFER_JFAULT_SYNC_FAILS);
+    submit_writes(p, 0, 1);
+    ck_assert_str_eq(sl_wait(1), "F");
+    atomic_store(&defer__journal_fault, 0);
+    submit_writes(p, 1, 2);
+    ck_assert_str_eq(sl_wait(2), "FO");
+    /* A second episode, rotations in it (about 40 records a file): the
+     * first failure of it is said, by the syncer or a rotation; no
+     * other until it ends. */
+    atomic_store(&defer__journal_fault, DEFER_JFAULT_SYNC_FAILS);
+    submit_writes(p, 2, 300);
+    got = sl_wait(3);
+    ck_assert_msg(strcmp(got, "FOF") == 0 || strcmp(got, "FOR") == 0,
+                  "lines %s", got);
+    atomic_store(&defer__journal_fault, 0);
+    submit_writes(p, 300, 301);
+    got = sl_wait(4);
+    ck_assert_msg(got[3] == 'O' && got[4] == '\0', "lines %s", got);
+    run_and_close(p);
+    ck_assert_msg(strlen(sl_wait(4)) == 4, "lines %s", g_sl);
+    ck_rows_once(301);
+}
+END_TEST
+
 /* The syncer thread blocks every signal, as the workers do: a caller
  * whose main thread waits for a signal must not lose it to a pool
  * thread (it inherited the creating thread's mask, empty here). */
@@ -1728,6 +1809,7 @@ int main(void)
     tcase_add_test(tc, test_fsync_interval_level);
     tcase_add_test(tc, test_fsync_interval_bounds);
     tcase_add_test(tc, test_fsync_interval_syncer_blocks_signals);
+    tcase_add_test(tc, test_fsync_interval_failure_episodes);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_ENV);

@@ -427,9 +427,12 @@ enum { DEFER_JFAULT_KILL_BEFORE_UNLINK = 1,
        DEFER_JFAULT_KILL_AFTER_UNLINK = 2,
        DEFER_JFAULT_KILL_AFTER_REPLAY_CHUNK = 3, /* after the first
                                                   replayed chunk's COMMIT */
-       DEFER_JFAULT_ABORT_IN_MARK = 4 /* once: defer__journal_mark finds
-                                         the shutdown deadline passed (pool
-                                         abort set, QB_EINTERRUPT) */ };
+       DEFER_JFAULT_ABORT_IN_MARK = 4, /* once: defer__journal_mark finds
+                                          the shutdown deadline passed (pool
+                                          abort set, QB_EINTERRUPT) */
+       DEFER_JFAULT_SYNC_FAILS = 5 /* while set: the fsync-interval level's
+                                      fdatasyncs (syncer, rotation) fail
+                                      with EIO */ };
 extern atomic_int defer__journal_fault;
 /* Test-only: records per replay transaction (0: JREPLAY_CHUNK). */
 extern atomic_uint defer__journal_replay_chunk;

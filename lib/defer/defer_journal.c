@@ -241,7 +241,9 @@
  * is taken before j->mu, never while holding it: the syncer holds it
  * across its fdatasync, a rotating leader across closing the file it
  * leaves, so the descriptor synced is never closed (and reused) under
- * it.  A barrier's wait for the
+ * it; its journal_sync_ok/_failed lines are written under
+ * j->sync_log_mu, taken before sync_mu is released (hand over hand), so
+ * they keep the order of the state they report.  A barrier's wait for the
  * SQLite write lock ends at the shutdown's deadline (pool->stop_end_ns),
  * like every lock wait; it then fails, and the files stay for the next
  * start to skip.  On PostgreSQL the shutdown cuts the session of a
@@ -937,6 +939,11 @@ struct defer_journal {
      * sync_mu before mu. */
     pthread_mutex_t sync_mu;
     pthread_cond_t sync_cv;    /* the syncer's sleep; stop */
+    /* Taken under sync_mu and held, once sync_mu is released, across the
+     * journal_sync_ok/_failed line (hand over hand): the lines come out
+     * in the order of the state changes, and sync_mu is free while one
+     * is written.  Order: sync_mu before sync_log_mu; never with mu. */
+    pthread_mutex_t sync_log_mu;
     pthread_t syncer;
     int syncer_started, syncer_stop;
     unsigned sync_interval_ms;
@@ -1138,6 +1145,7 @@ static void journal_free(defer_journal *j)
     free(j->sync_restore);
     (void)pthread_cond_destroy(&j->sync_cv);
     (void)pthread_mutex_destroy(&j->sync_mu);
+    (void)pthread_mutex_destroy(&j->sync_log_mu);
     (void)pthread_cond_destroy(&j->cv);
     (void)pthread_mutex_destroy(&j->mu);
     free(j);
@@ -1202,6 +1210,16 @@ static int barrier(defer_journal *j, qb_conn *db)
         rc2 = run_raw(db, d, sql, 0, NULL, NULL);
     }
     return rc != QB_OK ? rc : rc2;
+}
+
+/* fdatasync, or (test-only, DEFER_JFAULT_SYNC_FAILS) EIO. */
+static int jdatasync(int fd)
+{
+    if (atomic_load(&defer__journal_fault) == DEFER_JFAULT_SYNC_FAILS) {
+        errno = EIO;
+        return -1;
+    }
+    return fdatasync(fd);
 }
 
 static void fault_point(int which)
@@ -2098,6 +2116,7 @@ int defer__journal_start(defer_pool *p, defer_runner *r, char *eb, size_t el)
         snprintf(eb, el, "journal: cond init failed");
         return DEFER_ETHREAD;
     }
+    j->sync_log_mu = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
     if (pthread_mutex_init(&j->sync_mu, NULL) != 0) {
         (void)pthread_cond_destroy(&j->cv);
         (void)pthread_mutex_destroy(&j->mu);
@@ -2290,7 +2309,7 @@ static int sync_now(defer_journal *j)
     if (fd < 0 || bytes == j->synced_bytes)
         return 0;
     t0 = defer__now_ns();
-    rc = fdatasync(fd);
+    rc = jdatasync(fd);
     if (rc != 0)
         e = errno != 0 ? errno : EIO;
     if (pthread_mutex_lock(&j->mu) != 0)
@@ -2310,10 +2329,16 @@ static int sync_now(defer_journal *j)
     return e;
 }
 
-/* Log what sync_now returned; not under sync_mu (a slow log sink must not
- * hold up a rotation waiting for it). */
+/* Log what sync_now returned.  Called under sync_mu: it takes
+ * sync_log_mu, releases sync_mu for the write (a slow log sink must not
+ * hold up a rotation waiting for sync_mu), and returns with sync_mu
+ * held again. */
 static void sync_report(defer_journal *j, int ev)
 {
+    if (ev == 0)
+        return;
+    defer__mutex_lock(&j->sync_log_mu);
+    defer__mutex_unlock(&j->sync_mu);
     if (ev < 0)
         jlog(j->pool, DEFER_LOG_WARN, "journal_sync_ok", 0,
              "fdatasync works again");
@@ -2321,6 +2346,8 @@ static void sync_report(defer_journal *j, int ev)
         jlog(j->pool, DEFER_LOG_ERROR, "journal_sync_failed", 0,
              "error=\"%s\" (answered writes since the last sync may not "
              "survive a power loss)", strerror(ev));
+    defer__mutex_unlock(&j->sync_log_mu);
+    defer__mutex_lock(&j->sync_mu);
 }
 
 static void *syncer_main(void *arg)
@@ -2339,11 +2366,7 @@ static void *syncer_main(void *arg)
         if (j->syncer_stop)
             break;
         ev = sync_now(j);
-        if (ev != 0) {
-            defer__mutex_unlock(&j->sync_mu);
-            sync_report(j, ev);
-            defer__mutex_lock(&j->sync_mu);
-        }
+        sync_report(j, ev);
     }
     defer__mutex_unlock(&j->sync_mu);
     return NULL;
@@ -2369,8 +2392,8 @@ static void syncer_stop(defer_journal *j)
     j->syncer_started = 0;
     defer__mutex_lock(&j->sync_mu);
     ev = sync_now(j);
-    defer__mutex_unlock(&j->sync_mu);
     sync_report(j, ev);
+    defer__mutex_unlock(&j->sync_mu);
 }
 
 /* ---- append ------------------------------------------------------------- */
@@ -2536,20 +2559,24 @@ static int append(defer_journal *j, unsigned char *buf, size_t len,
             if (j->level == DEFER_JOURNAL_FSYNC_INTERVAL) {
                 defer__mutex_lock(&j->sync_mu);
                 t0 = defer__now_ns();
-                serr = fdatasync(old_fd) == 0 ? 0 : errno;
+                serr = jdatasync(old_fd) == 0 ? 0 : errno;
                 if (serr != 0) {
                     say = !j->sync_failing; /* once per episode */
                     j->sync_failing = 1;
                 }
                 close(old_fd);
+                if (say) /* in order with the syncer's lines */
+                    defer__mutex_lock(&j->sync_log_mu);
                 defer__mutex_unlock(&j->sync_mu);
             } else {
                 close(old_fd);
             }
-            if (say)
+            if (say) {
                 jlog(j->pool, DEFER_LOG_ERROR, "journal_sync_failed", 0,
                      "error=\"%s\" syncing a rotated file (answered writes "
                      "in it may not survive a power loss)", strerror(serr));
+                defer__mutex_unlock(&j->sync_log_mu);
+            }
             if (pthread_mutex_lock(&j->mu) != 0)
                 abort();
             if (serr >= 0) {
