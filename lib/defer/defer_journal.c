@@ -2330,9 +2330,11 @@ static int sync_now(defer_journal *j)
 }
 
 /* Log what sync_now returned.  Called under sync_mu: it takes
- * sync_log_mu, releases sync_mu for the write (a slow log sink must not
- * hold up a rotation waiting for sync_mu), and returns with sync_mu
- * held again. */
+ * sync_log_mu, releases sync_mu for the write (a slow log sink does not
+ * hold up rotations; only one that has a state change of its own to say
+ * waits for the line before it), and returns with sync_mu held again.
+ * These two events are never folded (defer_log.c), so the lines come
+ * out in this order. */
 static void sync_report(defer_journal *j, int ev)
 {
     if (ev == 0)

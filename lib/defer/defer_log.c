@@ -25,7 +25,9 @@
  * window, a line of a new key is written unfolded (never dropped).
  * Shutdown's reports (task_left, task_hung, shutdown, drain_deadline)
  * are always written: they are bounded by the queue and each names what
- * was lost.  After defer_pool_shutdown's last flush, folding is off.
+ * was lost.  So are the journal's journal_sync_failed/_ok: said once
+ * per episode already, and a folded one would come out later than the
+ * other, saying the opposite of the state.  After defer_pool_shutdown's last flush, folding is off.
  *
  * LOCK ORDER: rl->mu is a leaf.  Nothing is written under it: a summary
  * is copied out and written after the unlock.
@@ -100,7 +102,11 @@ static int always_written(const char *event)
     return strcmp(event, "task_left") == 0 ||
            strcmp(event, "task_hung") == 0 ||
            strcmp(event, "shutdown") == 0 ||
-           strcmp(event, "drain_deadline") == 0;
+           strcmp(event, "drain_deadline") == 0 ||
+           /* once per episode already, and their order is the state:
+            * a folded one would come out later, out of order */
+           strcmp(event, "journal_sync_failed") == 0 ||
+           strcmp(event, "journal_sync_ok") == 0;
 }
 
 static uint64_t fnv1a(const char *s)

@@ -275,12 +275,16 @@ static void db_failed(web_server *s, const char *why)
     (void)pthread_mutex_unlock(&s->dbfail_mu);
 }
 
-/* At the stop (every request thread joined): the last burst's count. */
+/* At the stop: the last burst's count.  Under the mutex: a request
+ * thread the stop gave up on may still fail in db_failed. */
 static void db_failed_flush(web_server *s)
 {
+    if (pthread_mutex_lock(&s->dbfail_mu) != 0)
+        abort();
     if (s->dbfail_folded > 0)
         dbfail_write(s, s->dbfail_last, s->dbfail_folded);
     s->dbfail_folded = 0;
+    (void)pthread_mutex_unlock(&s->dbfail_mu);
 }
 
 qb_conn *web_call_db(web_call *c)
@@ -1741,9 +1745,9 @@ void web_server_free(web_server *s)
     if (s == NULL)
         return;
     web_server_stop(s);
+    db_failed_flush(s);
     if (s->stuck > 0)
         return; /* a stuck thread still uses s: leak it, the process ends */
-    db_failed_flush(s);
     if (s->listen_fd > 0)
         close(s->listen_fd);
     if (s->wake_fd >= 0)
