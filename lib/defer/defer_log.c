@@ -27,7 +27,8 @@
  * are always written: they are bounded by the queue and each names what
  * was lost.  So are the journal's journal_sync_failed/_ok: said once
  * per episode already, and a folded one would come out later than the
- * other, saying the opposite of the state.  After defer_pool_shutdown's last flush, folding is off.
+ * other, saying the opposite of the state.  After defer_pool_shutdown's
+ * last flush, folding is off.
  *
  * LOCK ORDER: rl->mu is a leaf.  Nothing is written under it: a summary
  * is copied out and written after the unlock.
