@@ -84,14 +84,20 @@ static void die(const char *what, const char *msg)
 
 /* Build the insert of row i.  Both ways produce INSERT_SQL-equivalent SQL
  * with three bound values (int, text, real). */
+/* Row i's three values (int, text, real). */
+static void insert_values(long i, qb_value v[3])
+{
+    v[0] = qb_int(i);
+    v[1] = qb_text(TEXT);
+    v[2] = qb_real((double)i * 0.5);
+}
+
 static qb_query *build_insert(long i)
 {
     qb_query *q = NULL;
 #ifdef BENCH_RAW_BUILD
     qb_value v[3];
-    v[0] = qb_int(i);
-    v[1] = qb_text(TEXT);
-    v[2] = qb_real((double)i * 0.5);
+    insert_values(i, v);
     if (qb_query_raw(&q, INSERT_SQL, 3, v, QB_FETCH_NONE) != QB_OK)
         die("qb_query_raw", "failed");
 #else
@@ -123,24 +129,34 @@ static void reset_table(qb_conn *db)
     run_sql(db, "DELETE FROM t");
 }
 
-/* (a) */
-static timing bench_qb_insert(qb_conn *db, long n)
+/* The timed region of (a), (e) and (f): an empty table, then one
+ * transaction through qb. */
+static void tx_open(qb_conn *db)
 {
-    timing t;
     reset_table(db);
     t_start();
     if (qb_begin(db) != QB_OK)
         die("begin", qb_errmsg(db));
+}
+
+static timing tx_close(qb_conn *db, long n)
+{
+    if (qb_commit(db) != QB_OK)
+        die("commit", qb_errmsg(db));
+    return t_stop(n);
+}
+
+/* (a) */
+static timing bench_qb_insert(qb_conn *db, long n)
+{
+    tx_open(db);
     for (long i = 0; i < n; i++) {
         qb_query *q = build_insert(i);
         if (qb_exec(db, q, NULL) != QB_OK)
             die("qb_exec", qb_errmsg(db));
         qb_query_free(q);
     }
-    if (qb_commit(db) != QB_OK)
-        die("commit", qb_errmsg(db));
-    t = t_stop(n);
-    return t;
+    return tx_close(db, n);
 }
 
 /* (e) the executor alone: one prebuilt query executed n times. */
@@ -148,16 +164,11 @@ static timing bench_qb_exec(qb_conn *db, long n)
 {
     qb_query *q = build_insert(7);
     timing t;
-    reset_table(db);
-    t_start();
-    if (qb_begin(db) != QB_OK)
-        die("begin", qb_errmsg(db));
+    tx_open(db);
     for (long i = 0; i < n; i++)
         if (qb_exec(db, q, NULL) != QB_OK)
             die("qb_exec", qb_errmsg(db));
-    if (qb_commit(db) != QB_OK)
-        die("commit", qb_errmsg(db));
-    t = t_stop(n);
+    t = tx_close(db, n);
     qb_query_free(q);
     return t;
 }
@@ -167,25 +178,18 @@ static timing bench_qb_rebind(qb_conn *db, long n)
 {
     qb_query *tpl = build_insert(0);
     timing t;
-    reset_table(db);
-    t_start();
-    if (qb_begin(db) != QB_OK)
-        die("begin", qb_errmsg(db));
+    tx_open(db);
     for (long i = 0; i < n; i++) {
         qb_value v[3];
         qb_query *q = NULL;
-        v[0] = qb_int(i);
-        v[1] = qb_text(TEXT);
-        v[2] = qb_real((double)i * 0.5);
+        insert_values(i, v);
         if (qb_query_rebind(tpl, 3, v, &q) != QB_OK)
             die("qb_query_rebind", "failed");
         if (qb_exec(db, q, NULL) != QB_OK)
             die("qb_exec", qb_errmsg(db));
         qb_query_free(q);
     }
-    if (qb_commit(db) != QB_OK)
-        die("commit", qb_errmsg(db));
-    t = t_stop(n);
+    t = tx_close(db, n);
     qb_query_free(tpl);
     return t;
 }
