@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "defer.h"
+#include "defer_int.h" /* the window rule; defer__commit_fault_ns */
 #include "qb.h"
 #include "qb_conn.h"
 #include "testutil.h"
@@ -2126,6 +2127,75 @@ START_TEST(test_thread_create_failure_joins)
 }
 END_TEST
 
+/* ==== the adaptive group-commit window ================================ */
+
+/* The rule: 9 x the mean COMMIT time, within [batch_delay,
+ * max(batch_delay, batch_delay_max)]; batch_delay 0 keeps no window. */
+START_TEST(test_window_rule)
+{
+    defer_config c;
+
+    defer_config_init(&c); /* 2 ms, at most 20 ms */
+    ck_assert_int_eq(defer__window_ns(&c, 0), 2000000);
+    ck_assert_int_eq(defer__window_ns(&c, 12000), 2000000); /* a cheap one */
+    ck_assert_int_eq(defer__window_ns(&c, 1000000), 9000000); /* an fsync */
+    ck_assert_int_eq(defer__window_ns(&c, 5000000), 20000000); /* ceiling */
+    c.batch_delay_max_us = 1000; /* below batch_delay: a fixed window */
+    ck_assert_int_eq(defer__window_ns(&c, 5000000), 2000000);
+    c.batch_delay_us = 0; /* no window at all, however slow the commit */
+    c.batch_delay_max_us = 20000;
+    ck_assert_int_eq(defer__window_ns(&c, 5000000), 0);
+    /* The mean: the first batch's whole, then 1/8 of the way per batch. */
+    ck_assert_int_eq(defer__commit_avg(0, 3000, 3), 1000);
+    ck_assert_int_eq(defer__commit_avg(1000, 9000, 1), 2000);
+    ck_assert_int_eq(defer__commit_avg(2000, 2000, 1), 2000);
+    ck_assert_int_eq(defer__commit_avg(2000, 400, 1), 1800);
+}
+END_TEST
+
+/* Slow commits widen the window.  Every COMMIT is measured 50 ms longer
+ * than it took: after the first, the mean passes 50 ms and the window is
+ * at its ceiling (200 ms here), so a task submitted alone then waits that
+ * long before it runs.  Elapsed time is only bounded from below (a window
+ * that did not adapt would run it after 1 ms). */
+START_TEST(test_window_adapts_to_commit_time)
+{
+    defer_config cfg = base_cfg();
+    defer_pool *p;
+    defer_ctx *c;
+    defer_stats s;
+    int64_t t0;
+
+    cfg.workers = 1;
+    cfg.batch_delay_us = 1000;
+    cfg.batch_delay_max_us = 200000;
+    p = mkpool(&cfg);
+    c = mkctx(p);
+    defer_pool_stats(p, &s);
+    ck_assert_uint_eq(s.commit_avg_us, 0);
+    ck_assert_uint_eq(s.window_us, 1000);
+    atomic_store(&defer__commit_fault_ns, 50000000);
+    ck_assert_int_eq(defer_wait_until_query(c, q_ins(1), "/w/1"), DEFER_OK);
+    admit_submit(p, c);
+    ck_assert(STAT_AT_LEAST(p, commits, 1, 30000));
+    defer_pool_stats(p, &s);
+    ck_assert_uint_ge(s.commit_avg_us, 50000);
+    ck_assert_uint_eq(s.window_us, 200000);
+    t0 = tu_now_ms();
+    ck_assert_int_eq(defer_wait_until_query(c, q_ins(2), "/w/2"), DEFER_OK);
+    admit_submit(p, c);
+    ck_assert(STAT_AT_LEAST(p, commits, 2, 30000));
+    ck_assert_int_ge(tu_now_ms() - t0, 200);
+    atomic_store(&defer__commit_fault_ns, 0);
+    ck_assert_int_eq(defer_pool_shutdown(p, 30000), DEFER_OK);
+    defer_pool_stats(p, &s);
+    defer_ctx_free(c);
+    defer_pool_destroy(p);
+    ck_assert_uint_eq(s.ok, 2);
+    ck_assert_int_eq(db_scalar("SELECT count(*) FROM t"), 2);
+}
+END_TEST
+
 /* ==== found by a second reader (issue 13 item 1 and 3 changes) ======== */
 
 /* A pool idle for longer than admit_wait_ms is not a stalled pool.  A
@@ -3172,6 +3242,8 @@ int main(void)
     tcase_add_test(t, test_order_sql_then_callback);
 
     t = tc(s, "group_commit");
+    tcase_add_test(t, test_window_rule);
+    tcase_add_test(t, test_window_adapts_to_commit_time);
     tcase_add_test(t, test_batch_failure_isolated);
     tcase_add_test(t, test_partial_failure_rolled_back_alone);
     tcase_add_test(t, test_busy_retried_then_succeeds);

@@ -1642,6 +1642,10 @@ static const struct {
      "5m; at most 1d)"},
     {"server {\n max_body 2g;\n}\n",
      "t.conf:2: \"max_body\" must be at most 1073741824 bytes, not 2g"},
+    {"pool {\n batch_delay 2s;\n}\n",
+     "t.conf:2: \"batch_delay\" must be at most 1s"},
+    {"pool {\n batch_delay_max 1001ms;\n}\n",
+     "t.conf:2: \"batch_delay_max\" must be at most 1s"},
     {"server {\n", "t.conf:2: unexpected end of file, expected \"}\" to "
      "close the block opened on line 1"},
     {"}\n", "t.conf:1: unexpected \"}\""},
@@ -1959,7 +1963,7 @@ static const char full_conf[] =
     "busy_timeout 250ms; migrations m; reconnect 3s; statement_cache 0; }\n"
     "pool { workers 3; queue 10; tasks_per_request 4; batch 7; "
     "task_timeout 2m; admission inline; drain_timeout 1h; busy_retries 0; "
-    "journal fsync-interval 250ms; }\n"
+    "journal fsync-interval 250ms; batch_delay 5ms; batch_delay_max 1s; }\n"
     "route get|post,PUT /users/:id /people/:id/* {\n"
     "  respond 201 application/json '{\"ok\":true}';\n"
     "  defer upsert users {\n"
@@ -2017,6 +2021,8 @@ START_TEST(conf_full_grammar)
     ck_assert_uint_eq(c->pool.busy_retries, 0);
     ck_assert_uint_eq(c->pool.journal, 3);
     ck_assert_int_eq(c->pool.journal_sync_ms, 250);
+    ck_assert_int_eq(c->pool.batch_delay_ms, 5);
+    ck_assert_int_eq(c->pool.batch_delay_max_ms, 1000);
     ck_assert_uint_eq(c->nroutes, 3);
     rt = &c->routes[0];
     ck_assert_uint_eq(rt->methods, WEB_M_GET | WEB_M_POST | WEB_M_PUT);
@@ -2132,6 +2138,8 @@ START_TEST(conf_defaults_and_io)
     ck_assert_uint_eq(c->pool.batch, 256);
     ck_assert_uint_eq(c->pool.tasks_per_request, 16);
     ck_assert_uint_eq(c->pool.busy_retries, 5);
+    ck_assert_int_eq(c->pool.batch_delay_ms, 2);
+    ck_assert_int_eq(c->pool.batch_delay_max_ms, 20);
     ck_assert_int_eq(c->database.engine, WEB_DB_SQLITE);
     ck_assert_int_eq(c->database.reconnect_ms, 10000);
     ck_assert_uint_eq(c->nroutes, 0);

@@ -433,6 +433,7 @@ void app_pool_config(const web_conf *conf, web_db_engine engine,
     pc->drain_ms = (unsigned)conf->pool.drain_timeout_ms;
     pc->busy_retries = conf->pool.busy_retries;
     pc->batch_delay_us = (unsigned)conf->pool.batch_delay_ms * 1000u;
+    pc->batch_delay_max_us = (unsigned)conf->pool.batch_delay_max_ms * 1000u;
     if (engine == WEB_DB_POSTGRESQL)
         pc->pg_conninfo = db_path; /* the pool copies it */
     else

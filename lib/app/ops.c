@@ -454,6 +454,7 @@ static unsigned log_restart_only(const app_reload_ctx *c, const web_conf *n)
     NUM(pool.drain_timeout_ms, "pool.drain_timeout");
     NUM(pool.busy_retries, "pool.busy_retries");
     NUM(pool.batch_delay_ms, "pool.batch_delay");
+    NUM(pool.batch_delay_max_ms, "pool.batch_delay_max");
 #undef NUM
 #undef STR
     return count;

@@ -289,8 +289,16 @@ typedef struct defer_config {
     unsigned batch_delay_us;     /* group-commit window: a woken worker
                                     waits up to this long for more tasks
                                     (or a full batch) before it starts;
-                                    default 2000; 0 = start at once.  Not
-                                    applied while draining. */
+                                    default 2000; 0 = start at once (no
+                                    window at all).  Not applied while
+                                    draining. */
+    unsigned batch_delay_max_us; /* the window adapts to the commit's cost:
+                                    it is 9 x the mean COMMIT time (so a
+                                    worker spends at most about a tenth
+                                    of its time committing), never less
+                                    than batch_delay_us nor more than
+                                    this; default 20000; <= batch_delay_us:
+                                    a fixed window of batch_delay_us */
     unsigned task_budget_ms;     /* per task; default 5000; 0 = unlimited */
     defer_policy policy;         /* default DEFER_POLICY_WAIT */
     unsigned admit_wait_ms;      /* WAIT bound; default 100 */
@@ -453,6 +461,10 @@ typedef struct defer_stats {
                                start (set aside in journal_path.corrupt;
                                the records after them still replayed) */
     char db_reason[400];    /* why not OK ("" when OK) */
+    /* the adaptive group-commit window (batch_delay_max_us) */
+    uint64_t commit_avg_us; /* moving mean of the workers' COMMIT time
+                               (gauge; 0 before the first commit) */
+    uint64_t window_us;     /* the window a worker waits now (gauge) */
 } defer_stats;
 
 /* defer_stats.db_state */

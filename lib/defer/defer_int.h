@@ -139,6 +139,7 @@ typedef struct defer_runner {
     char fatal_msg[DEFER_ERRMSG_MAX]; /* its message */
     /* outcomes since the last flush */
     uint64_t n_ok, n_failed, n_left, n_timeouts, n_commits;
+    int64_t commit_ns;         /* time in those commits */
 } defer_runner;
 
 typedef struct defer_worker {
@@ -218,6 +219,8 @@ struct defer_pool {
     int shut_called, shut_done, shut_rc;
     unsigned idle, space_waiters, alive, refs;
     unsigned windows; /* workers waiting in their group-commit window */
+    int64_t commit_avg_ns; /* moving mean of COMMIT's time (the window
+                              adapts to it: defer__window_ns) */
     int64_t progress_ns; /* last time a worker took a batch or finished
                             a segment, or work arrived in an idle pool:
                             WAIT admission waits only for a pool that has
@@ -343,6 +346,20 @@ void defer__drop_task(defer_pool *p, defer_task *t, int level,
                       const char *event, const char *why);
 
 int64_t defer__now_ns(void);
+
+/* The group-commit window for a mean COMMIT time of commit_avg_ns:
+ * DEFER_WINDOW_PER_COMMIT times it, within [batch_delay_us,
+ * max(batch_delay_us, batch_delay_max_us)]; 0 when batch_delay_us is 0.
+ * Pure (unit-tested). */
+#define DEFER_WINDOW_PER_COMMIT 9
+int64_t defer__window_ns(const defer_config *cfg, int64_t commit_avg_ns);
+
+/* The moving mean after a batch of n commits that took sum_ns in all
+ * (n > 0): weight 1/8 per batch, the first batch taken whole.  Pure. */
+int64_t defer__commit_avg(int64_t avg_ns, int64_t sum_ns, uint64_t n);
+/* Test-only (tests/check_defer.c), 0 in production: nanoseconds added to
+ * each measured COMMIT time, as if the disk were that slow. */
+extern atomic_int_least64_t defer__commit_fault_ns;
 
 /* Lock helpers: a failing pthread mutex op means memory corruption or a
  * misuse we cannot recover from, so they abort with a message. */

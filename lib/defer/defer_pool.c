@@ -139,6 +139,7 @@ DEFER_API void defer_config_init(defer_config *cfg)
     cfg->max_tasks_per_request = 16;
     cfg->batch_max = 256;
     cfg->batch_delay_us = 2000;
+    cfg->batch_delay_max_us = 20000;
     cfg->task_budget_ms = 5000;
     cfg->policy = DEFER_POLICY_WAIT;
     cfg->admit_wait_ms = 100;
@@ -226,6 +227,27 @@ static size_t full_batch(const defer_pool *p)
                                                     : p->cfg.queue_capacity;
 }
 
+atomic_int_least64_t defer__commit_fault_ns;
+
+int64_t defer__window_ns(const defer_config *cfg, int64_t commit_avg_ns)
+{
+    int64_t lo = (int64_t)cfg->batch_delay_us * 1000;
+    int64_t hi = (int64_t)cfg->batch_delay_max_us * 1000;
+    int64_t w = commit_avg_ns * DEFER_WINDOW_PER_COMMIT;
+
+    if (lo == 0)
+        return 0;
+    if (w > hi)
+        w = hi;
+    return w > lo ? w : lo;
+}
+
+int64_t defer__commit_avg(int64_t avg_ns, int64_t sum_ns, uint64_t n)
+{
+    int64_t sample = sum_ns / (int64_t)n;
+    return avg_ns == 0 ? sample : avg_ns + (sample - avg_ns) / 8;
+}
+
 static void *worker_main(void *arg)
 {
     defer_worker *w = arg;
@@ -256,11 +278,14 @@ static void *worker_main(void *arg)
         /* Group-commit window: one commit per task costs a BEGIN/COMMIT
          * and a context switch per request.  The clients already have
          * their answers, so wait briefly for the batch to grow.  Not
-         * while draining: shutdown wants the queue empty, not full. */
+         * while draining: shutdown wants the queue empty, not full.
+         * The window grows with the commit's cost (an fsync per COMMIT
+         * with synchronous=FULL, a round trip on PostgreSQL), so that
+         * fewer, larger commits pay it. */
         if (p->cfg.batch_delay_us > 0 && p->state == P_RUNNING &&
             p->st.queued < full_batch(p) && p->space_waiters == 0) {
             int64_t end = defer__now_ns() +
-                          (int64_t)p->cfg.batch_delay_us * 1000;
+                          defer__window_ns(&p->cfg, p->commit_avg_ns);
             p->windows++;
             /* Ends early on a full batch, or when admissions are waiting
              * for room (then waiting longer only makes them wait). */
@@ -363,8 +388,12 @@ void defer__settle(defer_runner *r, defer_task **t, size_t n)
     p->st.left += r->n_left;
     p->st.timeouts += r->n_timeouts;
     p->st.commits += r->n_commits;
+    if (r->n_commits > 0)
+        p->commit_avg_ns = defer__commit_avg(p->commit_avg_ns, r->commit_ns,
+                                             r->n_commits);
     r->n_ok = r->n_failed = r->n_left = 0;
     r->n_timeouts = r->n_commits = 0;
+    r->commit_ns = 0;
     p->progress_ns = defer__now_ns();
     update_hwm(p);
     if (p->space_waiters > 0)
@@ -412,6 +441,20 @@ static int join_worker(defer_pool *p, unsigned i, int64_t end)
 
 /* ---- create / free ------------------------------------------------------ */
 
+/* What defer_pool_create allocates before anything can run: the worker
+ * array, the copies of the configuration's strings, the pool itself. */
+static void free_copies(defer_pool *p)
+{
+    free(p->workers);
+    free(p->name);
+    free(p->db_path);
+    free(p->pg_conninfo);
+    free(p->pg_appname);
+    free(p->journal_mode);
+    free(p->synchronous);
+    free(p);
+}
+
 /* Free everything; all threads are gone or never started. */
 static void pool_free(defer_pool *p)
 {
@@ -422,7 +465,6 @@ static void pool_free(defer_pool *p)
         defer__runner_fini(&p->workers[i].run);
         free(p->workers[i].batch);
     }
-    free(p->workers);
     defer__journal_free(p);
     defer__health_fini(p);
     defer__rl_fini(p);
@@ -432,13 +474,7 @@ static void pool_free(defer_pool *p)
     (void)pthread_cond_destroy(&p->writer_cv);
     (void)pthread_cond_destroy(&p->sleep_cv);
     (void)pthread_mutex_destroy(&p->mu);
-    free(p->name);
-    free(p->db_path);
-    free(p->pg_conninfo);
-    free(p->pg_appname);
-    free(p->journal_mode);
-    free(p->synchronous);
-    free(p);
+    free_copies(p);
 }
 
 /* Drop one reference (the creator's, or a ctx's); the last frees p. */
@@ -472,8 +508,9 @@ static int check_config(const defer_config *c, char *errbuf, size_t len)
         set_err(errbuf, len, "batch_max must be 1..%u", MAX_BATCH);
         return DEFER_EINVAL;
     }
-    if (c->batch_delay_us > 1000000u) {
-        set_err(errbuf, len, "batch_delay_us must be <= 1000000");
+    if (c->batch_delay_us > 1000000u || c->batch_delay_max_us > 1000000u) {
+        set_err(errbuf, len, "batch_delay_us and batch_delay_max_us must be "
+                "<= 1000000");
         return DEFER_EINVAL;
     }
     if (c->policy != DEFER_POLICY_WAIT && c->policy != DEFER_POLICY_REJECT &&
@@ -616,29 +653,13 @@ DEFER_API int defer_pool_create(defer_pool **out, const defer_config *cfg,
     atomic_init(&p->abort, 0);
     p->workers = calloc(p->nworkers, sizeof *p->workers);
     if (oom || p->workers == NULL) {
-        free(p->workers);
-        p->workers = NULL;
-        p->nworkers = 0;
-        free(p->name);
-        free(p->db_path);
-        free(p->pg_conninfo);
-        free(p->pg_appname);
-        free(p->journal_mode);
-        free(p->synchronous);
-        free(p);
+        free_copies(p);
         set_err(errbuf, errbuf_len, "out of memory");
         return DEFER_ENOMEM;
     }
     rc = init_sync(p, errbuf, errbuf_len);
     if (rc != DEFER_OK) {
-        free(p->workers);
-        free(p->name);
-        free(p->db_path);
-        free(p->pg_conninfo);
-        free(p->pg_appname);
-        free(p->journal_mode);
-        free(p->synchronous);
-        free(p);
+        free_copies(p);
         return rc;
     }
     rc = defer__rl_init(p);
@@ -957,6 +978,9 @@ DEFER_API void defer_pool_stats(defer_pool *p, defer_stats *out)
     defer__lock(p);
     update_hwm(p);
     *out = p->st;
+    out->commit_avg_us = (uint64_t)(p->commit_avg_ns / 1000);
+    out->window_us = (uint64_t)(defer__window_ns(&p->cfg, p->commit_avg_ns) /
+                                1000);
     defer__health_stats(p, out);
     defer__rl_stats(p, out);
     defer__unlock(p);
@@ -1209,6 +1233,7 @@ static void run_inline(defer_pool *p, defer_ctx *c)
     defer__unlock(p);
     c->run.n_ok = c->run.n_failed = c->run.n_left = 0;
     c->run.n_timeouts = c->run.n_commits = 0;
+    c->run.commit_ns = 0;
     for (i = 0; i < n; i++)
         free(c->scratch[i]);
 }

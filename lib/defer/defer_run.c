@@ -96,18 +96,22 @@ static void die(const char *what, int rc)
     abort();
 }
 
+/* A pthread call that must not fail (see die). */
+#define MUST(call, what)                                                  \
+    do {                                                                  \
+        int must_rc_ = (call);                                            \
+        if (must_rc_ != 0)                                                \
+            die(what, must_rc_);                                          \
+    } while (0)
+
 void defer__mutex_lock(pthread_mutex_t *mu)
 {
-    int rc = pthread_mutex_lock(mu);
-    if (rc != 0)
-        die("pthread_mutex_lock", rc);
+    MUST(pthread_mutex_lock(mu), "pthread_mutex_lock");
 }
 
 void defer__mutex_unlock(pthread_mutex_t *mu)
 {
-    int rc = pthread_mutex_unlock(mu);
-    if (rc != 0)
-        die("pthread_mutex_unlock", rc);
+    MUST(pthread_mutex_unlock(mu), "pthread_mutex_unlock");
 }
 
 void defer__lock(defer_pool *p)
@@ -122,16 +126,12 @@ void defer__unlock(defer_pool *p)
 
 void defer__broadcast(pthread_cond_t *cv)
 {
-    int rc = pthread_cond_broadcast(cv);
-    if (rc != 0)
-        die("pthread_cond_broadcast", rc);
+    MUST(pthread_cond_broadcast(cv), "pthread_cond_broadcast");
 }
 
 void defer__signal(pthread_cond_t *cv)
 {
-    int rc = pthread_cond_signal(cv);
-    if (rc != 0)
-        die("pthread_cond_signal", rc);
+    MUST(pthread_cond_signal(cv), "pthread_cond_signal");
 }
 
 int defer__cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu,
@@ -1088,18 +1088,28 @@ static int first_pass_failure(defer_runner *r, int rc)
     return rc == QB_EBUSY ? X_BUSY : X_RESTART;
 }
 
+/* Run t's statement within the task budget (the progress handler or the
+ * session's statement_timeout stops it at r->stmt_deadline_ns). */
+static int exec_in_budget(defer_runner *r, defer_task *t)
+{
+    unsigned ms = r->pool->cfg.task_budget_ms;
+    int rc;
+
+    r->why = WHY_NONE;
+    r->stmt_deadline_ns = ms != 0 ? defer__now_ns() + (int64_t)ms * 1000000
+                                  : 0;
+    rc = defer__db_exec(r, t->arg);
+    r->stmt_deadline_ns = 0;
+    return rc;
+}
+
 static int exec_one(defer_runner *r, defer_task *t, struct defer_slot *s,
                     int use_sp)
 {
-    defer_pool *p = r->pool;
     int rc, x;
 
     if (!use_sp) {
-        r->why = WHY_NONE;
-        r->stmt_deadline_ns = p->cfg.task_budget_ms != 0
-            ? defer__now_ns() + (int64_t)p->cfg.task_budget_ms * 1000000 : 0;
-        rc = defer__db_exec(r, t->arg);
-        r->stmt_deadline_ns = 0;
+        rc = exec_in_budget(r, t);
         if (rc == QB_OK)
             return X_OK;
         x = first_pass_failure(r, rc);
@@ -1119,11 +1129,7 @@ static int exec_one(defer_runner *r, defer_task *t, struct defer_slot *s,
         rollback_if_open(r);
         return X_RESTART;
     }
-    r->why = WHY_NONE;
-    r->stmt_deadline_ns = p->cfg.task_budget_ms != 0
-        ? defer__now_ns() + (int64_t)p->cfg.task_budget_ms * 1000000 : 0;
-    rc = defer__db_exec(r, t->arg);
-    r->stmt_deadline_ns = 0;
+    rc = exec_in_budget(r, t);
     if (rc == QB_ECONN)
         return X_CONN;
     if (rc == QB_OK) {
@@ -1341,6 +1347,7 @@ static void run_sql(defer_runner *r, defer_task **t, size_t n)
     int rc, br, use_sp = 0;
     int pg = qb_conn_engine(r->db) == QB_ENGINE_POSTGRES;
     int lost = DEFER_FILE_OK;
+    int64_t t0;
     char lost_why[DEFER_ERRMSG_MAX] = "";
 
     for (i = 0; i < n; i++) {
@@ -1505,9 +1512,13 @@ static void run_sql(defer_runner *r, defer_task **t, size_t n)
             break;
         }
         r->why = WHY_NONE;
+        t0 = defer__now_ns();
         rc = defer__db_commit(r);
         if (rc == QB_OK) {
             r->n_commits++;
+            r->commit_ns += defer__now_ns() - t0 +
+                            atomic_load_explicit(&defer__commit_fault_ns,
+                                                 memory_order_relaxed);
             defer__journal_committed(p, t, n);
             break;
         }

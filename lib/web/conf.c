@@ -1049,11 +1049,14 @@ static int one_pool(pctx *c, const node *d)
     if ((rc = arity(c, d, 1, 1)))
         return rc;
     t = &d->args[0];
-    if (strcmp(nm, "batch_delay") == 0) {
-        rc = get_time(c, d, 0, &c->conf->pool.batch_delay_ms);
-        if (rc == WEB_OK && c->conf->pool.batch_delay_ms > 1000)
-            return perr(c, d->name.line,
-                        "\"batch_delay\" must be at most 1s");
+    if (strcmp(nm, "batch_delay") == 0 ||
+        strcmp(nm, "batch_delay_max") == 0) {
+        int64_t *ms = strcmp(nm, "batch_delay") == 0
+                          ? &c->conf->pool.batch_delay_ms
+                          : &c->conf->pool.batch_delay_max_ms;
+        rc = get_time(c, d, 0, ms);
+        if (rc == WEB_OK && *ms > 1000)
+            return perr(c, d->name.line, "\"%s\" must be at most 1s", nm);
         return rc;
     }
     return unknown_in(c, d, "pool");
@@ -1925,6 +1928,7 @@ static web_conf *conf_new(const char *name)
     c->pool.drain_timeout_ms = 30000;
     c->pool.busy_retries = 5;
     c->pool.batch_delay_ms = 2;
+    c->pool.batch_delay_max_ms = 20;
     c->pool.journal = 1;
     c->pool.journal_sync_ms = 100;
     c->pool.journal_path = NULL;

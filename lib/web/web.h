@@ -696,6 +696,9 @@ typedef struct web_conf {
         int64_t drain_timeout_ms;  /* default 30000 */
         unsigned busy_retries;     /* default 5 */
         int64_t batch_delay_ms;    /* group-commit window, default 2 */
+        int64_t batch_delay_max_ms; /* the most it grows to when commits
+                                      are slow (defer_config's
+                                      batch_delay_max_us), default 20 */
         unsigned journal;          /* 0 off, 1 write (default), 2 fsync,
                                       3 fsync-interval: defer_journal_level */
         int64_t journal_sync_ms;   /* fsync-interval's TIME; default 100 */
