@@ -246,21 +246,43 @@ typedef enum qb_conflict {
     QB_CONFLICT_FAIL, QB_CONFLICT_IGNORE, QB_CONFLICT_REPLACE
 } qb_conflict;
 
+/* ---- every builder: lifetime, errors, dialect ---------------------------- */
+
+/* The same five functions for each builder type qb_T (select, insert,
+ * update, delete):
+ *   qb_T_new      a new builder on table (a name).  NULL only on ENOMEM;
+ *                 a bad name is the sticky error.
+ *   qb_T_free     frees it (NULL is a no-op).
+ *   qb_T_error    QB_OK or the sticky error;
+ *   qb_T_errmsg   its message (never NULL).
+ *   qb_T_dialect  placeholder rendering (default QB_DIALECT_SQLITE).  A
+ *                 subquery is rendered in the dialect of the statement
+ *                 it is part of. */
+QB_API qb_select *qb_select_new(const char *table);
+QB_API qb_insert *qb_insert_new(const char *table);
+QB_API qb_update *qb_update_new(const char *table);
+QB_API qb_delete *qb_delete_new(const char *table);
+QB_API void qb_select_free(qb_select *s);
+QB_API void qb_insert_free(qb_insert *ins);
+QB_API void qb_update_free(qb_update *u);
+QB_API void qb_delete_free(qb_delete *d);
+QB_API int qb_select_error(const qb_select *s);
+QB_API int qb_insert_error(const qb_insert *ins);
+QB_API int qb_update_error(const qb_update *u);
+QB_API int qb_delete_error(const qb_delete *d);
+QB_API const char *qb_select_errmsg(const qb_select *s);
+QB_API const char *qb_insert_errmsg(const qb_insert *ins);
+QB_API const char *qb_update_errmsg(const qb_update *u);
+QB_API const char *qb_delete_errmsg(const qb_delete *d);
+QB_API void qb_select_dialect(qb_select *s, qb_dialect d);
+QB_API void qb_insert_dialect(qb_insert *ins, qb_dialect d);
+QB_API void qb_update_dialect(qb_update *u, qb_dialect d);
+QB_API void qb_delete_dialect(qb_delete *b, qb_dialect d);
+
 /* ---- SELECT -------------------------------------------------------------- */
 
-/* New SELECT on table (a name).  NULL only on ENOMEM; a bad name is the
- * sticky error.  Free with qb_select_free (NULL is a no-op). */
-QB_API qb_select *qb_select_new(const char *table);
-QB_API void qb_select_free(qb_select *s);
 /* Deep copy (sticky error included); NULL on ENOMEM or NULL s. */
 QB_API qb_select *qb_select_dup(const qb_select *s);
-/* QB_OK or the sticky error; its message (never NULL). */
-QB_API int qb_select_error(const qb_select *s);
-QB_API const char *qb_select_errmsg(const qb_select *s);
-
-/* Placeholder rendering (default QB_DIALECT_SQLITE). A subquery is
- * rendered in the dialect of the statement it is part of. */
-QB_API void qb_select_dialect(qb_select *s, qb_dialect d);
 QB_API void qb_select_table(qb_select *s, const char *table); /* replaces */
 /* Select-list fragment(s), accumulated; none means "*". */
 QB_API void qb_select_fields(qb_select *s, const char *fields);
@@ -366,13 +388,6 @@ QB_API int qb_select_build_explain(const qb_select *s, qb_query **out);
 
 /* ---- INSERT -------------------------------------------------------------- */
 
-/* New INSERT into table (a name); same lifetime and error rules as
- * qb_select_new / _free / _error / _errmsg / _dialect. */
-QB_API qb_insert *qb_insert_new(const char *table);
-QB_API void qb_insert_free(qb_insert *ins);
-QB_API int qb_insert_error(const qb_insert *ins);
-QB_API const char *qb_insert_errmsg(const qb_insert *ins);
-QB_API void qb_insert_dialect(qb_insert *ins, qb_dialect d);
 /* Set a column of the current row (QB_V_RAW inlines trusted SQL). */
 QB_API void qb_insert_set(qb_insert *ins, const char *col, qb_value v);
 /* Start the next row (bulk insert).  Every row must have the same set of
@@ -399,46 +414,34 @@ QB_API void qb_insert_max_params(qb_insert *ins, size_t max);
 /* fetch ONE for one row, ALL for several (workers-qb). */
 QB_API int qb_insert_build(const qb_insert *ins, qb_query **out);
 
-/* ---- UPDATE -------------------------------------------------------------- */
+/* ---- UPDATE and DELETE --------------------------------------------------- */
 
-/* New UPDATE of table; lifetime and error rules as qb_select_new.  _set
- * takes a plain column name and a value (QB_V_RAW inlined); _where and
- * _where_list take conditions like qb_select_where; _returning items
- * accumulate; _or renders UPDATE OR <conflict> (SQLite only). */
-QB_API qb_update *qb_update_new(const char *table);
-QB_API void qb_update_free(qb_update *u);
-QB_API int qb_update_error(const qb_update *u);
-QB_API const char *qb_update_errmsg(const qb_update *u);
-QB_API void qb_update_dialect(qb_update *u, qb_dialect d);
-QB_API void qb_update_set(qb_update *u, const char *col, qb_value v);
+/* WHERE and RETURNING, the same for both: _where and _where_list take
+ * conditions like qb_select_where; _returning items accumulate. */
 QB_API void qb_update_where(qb_update *u, const char *cond, size_t n,
+                            const qb_value *vals);
+QB_API void qb_delete_where(qb_delete *d, const char *cond, size_t n,
                             const qb_value *vals);
 QB_API void qb_update_where_list(qb_update *u, size_t ncond,
                                  const char *const *conds, size_t n,
                                  const qb_value *vals);
+QB_API void qb_delete_where_list(qb_delete *d, size_t ncond,
+                                 const char *const *conds, size_t n,
+                                 const qb_value *vals);
 QB_API void qb_update_returning(qb_update *u, const char *expr);
+QB_API void qb_delete_returning(qb_delete *d, const char *expr);
+
+/* UPDATE: _set takes a plain column name and a value (QB_V_RAW inlined);
+ * _or renders UPDATE OR <conflict> (SQLite only). */
+QB_API void qb_update_set(qb_update *u, const char *col, qb_value v);
 QB_API void qb_update_or(qb_update *u, qb_conflict c);
 /* Where values bind first (?1..), then SET values; fetch ALL. */
 QB_API int qb_update_build(const qb_update *u, qb_query **out);
 
-/* ---- DELETE -------------------------------------------------------------- */
-
-/* New DELETE from table; lifetime and error rules as qb_select_new;
- * where/returning/order_by/limit/offset as for SELECT.  ORDER BY, LIMIT
- * and OFFSET are SQLite's (PostgreSQL's DELETE has none of them): a build
- * in QB_DIALECT_POSTGRES with any of them fails with QB_EDIALECT, a
- * sticky error naming the clause, whichever order the calls came in. */
-QB_API qb_delete *qb_delete_new(const char *table);
-QB_API void qb_delete_free(qb_delete *d);
-QB_API int qb_delete_error(const qb_delete *d);
-QB_API const char *qb_delete_errmsg(const qb_delete *d);
-QB_API void qb_delete_dialect(qb_delete *b, qb_dialect d);
-QB_API void qb_delete_where(qb_delete *d, const char *cond, size_t n,
-                            const qb_value *vals);
-QB_API void qb_delete_where_list(qb_delete *d, size_t ncond,
-                                 const char *const *conds, size_t n,
-                                 const qb_value *vals);
-QB_API void qb_delete_returning(qb_delete *d, const char *expr);
+/* DELETE: order_by/limit/offset as for SELECT.  ORDER BY, LIMIT and
+ * OFFSET are SQLite's (PostgreSQL's DELETE has none of them): a build in
+ * QB_DIALECT_POSTGRES with any of them fails with QB_EDIALECT, a sticky
+ * error naming the clause, whichever order the calls came in. */
 QB_API void qb_delete_order_by(qb_delete *d, const char *expr, qb_order o);
 QB_API void qb_delete_limit(qb_delete *d, int64_t n);
 QB_API void qb_delete_offset(qb_delete *d, int64_t n);

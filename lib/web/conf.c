@@ -1359,22 +1359,21 @@ static int path_has_seg(const char *pat, const char *name, size_t n)
 static int get_source(pctx *c, const web_route_conf *route, const tok *t,
                       web_source *src)
 {
+    /* $name, or $prefixNAME for the sources that take a name (no name
+     * below starts with a prefix, so the order does not matter). */
     static const struct {
         const char *name;
         web_source_kind kind;
+        int prefix;
     } vars[] = {
-        {"request_method", WEB_SRC_METHOD}, {"uri", WEB_SRC_PATH},
-        {"path", WEB_SRC_PATH},             {"query_string", WEB_SRC_QUERY},
-        {"args", WEB_SRC_QUERY},            {"remote_addr", WEB_SRC_REMOTE_ADDR},
-        {"request_id", WEB_SRC_REQUEST_ID}, {"time_iso", WEB_SRC_TIME_ISO},
-        {"time_unix", WEB_SRC_TIME_UNIX},   {"content_type", WEB_SRC_CONTENT_TYPE},
-    };
-    static const struct {
-        const char *prefix;
-        web_source_kind kind;
-    } pre[] = {
-        {"seg_", WEB_SRC_SEG}, {"arg_", WEB_SRC_ARG},
-        {"http_", WEB_SRC_HTTP}, {"body_", WEB_SRC_BODY},
+        {"request_method", WEB_SRC_METHOD, 0}, {"uri", WEB_SRC_PATH, 0},
+        {"path", WEB_SRC_PATH, 0}, {"query_string", WEB_SRC_QUERY, 0},
+        {"args", WEB_SRC_QUERY, 0}, {"remote_addr", WEB_SRC_REMOTE_ADDR, 0},
+        {"request_id", WEB_SRC_REQUEST_ID, 0},
+        {"time_iso", WEB_SRC_TIME_ISO, 0}, {"time_unix", WEB_SRC_TIME_UNIX, 0},
+        {"content_type", WEB_SRC_CONTENT_TYPE, 0},
+        {"seg_", WEB_SRC_SEG, 1}, {"arg_", WEB_SRC_ARG, 1},
+        {"http_", WEB_SRC_HTTP, 1}, {"body_", WEB_SRC_BODY, 1},
     };
     size_t k;
     memset(src, 0, sizeof(*src));
@@ -1401,25 +1400,25 @@ static int get_source(pctx *c, const web_route_conf *route, const tok *t,
         return perr(c, t->line, "invalid value \"%s\", expected a "
                     "$variable, a \"quoted string\" or raw:SQL", t->s);
     for (k = 0; k < sizeof vars / sizeof vars[0]; k++) {
-        if (strcmp(t->s + 1, vars[k].name) == 0) {
+        size_t pl = strlen(vars[k].name), nl;
+        const char *name;
+        if (!vars[k].prefix) {
+            if (strcmp(t->s + 1, vars[k].name) != 0)
+                continue;
             src->kind = vars[k].kind;
             return WEB_OK;
         }
-    }
-    for (k = 0; k < sizeof pre / sizeof pre[0]; k++) {
-        size_t pl = strlen(pre[k].prefix);
-        const char *name = t->s + 1 + pl;
-        size_t nl;
-        if (strncmp(t->s + 1, pre[k].prefix, pl) != 0)
+        if (strncmp(t->s + 1, vars[k].name, pl) != 0)
             continue;
+        name = t->s + 1 + pl;
         nl = t->n - 1 - pl;
         if (nl == 0)
             return perr(c, t->line, "missing name after \"$%s\"",
-                        pre[k].prefix);
-        src->kind = pre[k].kind;
+                        vars[k].name);
+        src->kind = vars[k].kind;
         src->text = name;
         src->len = nl;
-        if (pre[k].kind == WEB_SRC_SEG) {
+        if (vars[k].kind == WEB_SRC_SEG) {
             size_t p;
             for (p = 0; p < route->npaths; p++)
                 if (!path_has_seg(route->paths[p], name, nl))
@@ -1427,7 +1426,7 @@ static int get_source(pctx *c, const web_route_conf *route, const tok *t,
                                 "has no segment \":%s\"", t->s,
                                 route->paths[p], name);
         }
-        if (pre[k].kind == WEB_SRC_HTTP) {
+        if (vars[k].kind == WEB_SRC_HTTP) {
             size_t i;
             for (i = 0; i < nl; i++) {
                 char ch = name[i];
@@ -1582,22 +1581,27 @@ static int do_defer(pctx *c, const web_route_conf *route, const node *d,
     df->wheres = wheres.v;
     df->nwheres = wheres.n;
     df->conflict = conflict;
-    if ((kind == WEB_DEFER_INSERT || kind == WEB_DEFER_UPSERT) &&
-        df->ncols == 0)
-        return perr(c, d->name.line, "\"%s\" needs at least one column",
-                    what);
-    if (kind == WEB_DEFER_UPDATE && df->nsets == 0)
-        return perr(c, d->name.line, "\"%s\" needs at least one \"set\"",
-                    what);
-    /* An UPDATE or DELETE without WHERE would touch the whole table on
-     * every request: refuse it rather than let a typo do that. */
-    if ((kind == WEB_DEFER_UPDATE || kind == WEB_DEFER_DELETE) &&
-        df->nwheres == 0)
-        return perr(c, d->name.line, "\"%s\" needs at least one \"where\"",
-                    what);
-    if (kind == WEB_DEFER_UPSERT && df->nconflict == 0)
-        return perr(c, d->name.line, "\"%s\" needs \"conflict COLUMN...\"",
-                    what);
+    /* What each kind cannot do without, checked in this order.  An
+     * UPDATE or DELETE without WHERE would touch the whole table on every
+     * request: refuse it rather than let a typo do that. */
+    const struct {
+        int missing;
+        const char *needs;
+    } parts[] = {
+        {(kind == WEB_DEFER_INSERT || kind == WEB_DEFER_UPSERT) &&
+             df->ncols == 0,
+         "at least one column"},
+        {kind == WEB_DEFER_UPDATE && df->nsets == 0, "at least one \"set\""},
+        {(kind == WEB_DEFER_UPDATE || kind == WEB_DEFER_DELETE) &&
+             df->nwheres == 0,
+         "at least one \"where\""},
+        {kind == WEB_DEFER_UPSERT && df->nconflict == 0,
+         "\"conflict COLUMN...\""},
+    };
+    for (k = 0; k < sizeof parts / sizeof parts[0]; k++)
+        if (parts[k].missing)
+            return perr(c, d->name.line, "\"%s\" needs %s", what,
+                        parts[k].needs);
     return WEB_OK;
 }
 

@@ -112,6 +112,16 @@ struct metric {
     const char *help;  /* the family's HELP (first entry of a family) */
 };
 
+/* Rows of m[].  A counter's family is its JSON key + "_total" and a
+ * gauge's is the key itself, so each name is written once; the rows that
+ * differ (a label, milliseconds, JSON only) are written out in full. */
+#define COUNTER_ROW(key, v, help) {key, key "_total", NULL, COUNTER, 0, v, help}
+#define GAUGE_ROW(key, v, help)   {key, key, NULL, GAUGE, 0, v, help}
+/* responses_total{code="Nxx"}, JSON key responses_Nxx */
+#define RESPONSES_ROW(cls, v, help)                                        \
+    {"responses_" cls, "responses_total", "code=\"" cls "\"", COUNTER, 0, \
+     v, help}
+
 int web_handler_status(web_call *call, void *ud)
 {
     const web_status_info *info = ud;
@@ -145,162 +155,155 @@ int web_handler_status(web_call *call, void *ud)
                  : 0;
 
     const struct metric m[] = {
-        {"requests_accepted", "requests_accepted_total", NULL, COUNTER, 0,
-         ss.accepted, "Requests accepted from nginx."},
-        {"requests_finished", "requests_finished_total", NULL, COUNTER, 0,
-         ss.finished, "Requests answered and finished."},
-        {"responses_2xx", "responses_total", "code=\"2xx\"", COUNTER, 0,
-         ss.status_2xx, "Responses by status class."},
-        {"responses_3xx", "responses_total", "code=\"3xx\"", COUNTER, 0,
-         ss.status_3xx, NULL},
-        {"responses_4xx", "responses_total", "code=\"4xx\"", COUNTER, 0,
-         ss.status_4xx, NULL},
-        {"responses_5xx", "responses_total", "code=\"5xx\"", COUNTER, 0,
-         ss.status_5xx, NULL},
-        {"responses_503_queue_full", "responses_503_queue_full_total", NULL,
-         COUNTER, 0, ss.rejected_503,
-         "503 answers because the deferred queue was full, the writer "
-         "stalled or the pool was stopping (also in responses_total code "
-         "5xx)."},
-        {"responses_503_db_unavailable", "responses_503_db_unavailable_total",
-         NULL, COUNTER, 0, ss.unavail_503,
-         "503 answers because the database was failing or lost (also in "
-         "responses_total code 5xx)."},
-        {"responses_503_journal_unavailable",
-         "responses_503_journal_unavailable_total", NULL, COUNTER, 0,
-         ss.journal_503, "503 answers because the journal append failed "
-         "(disk full, I/O error; also in responses_total code 5xx)."},
-        {"client_gone", "client_gone_total", NULL, COUNTER, 0, ss.client_gone,
-         "Responses whose write to nginx failed (the client left)."},
-        {"accept_errors", "accept_errors_total", NULL, COUNTER, 0,
-         ss.accept_errors, "FCGX_Accept_r failures (EMFILE...)."},
-        {"bodies_parsed", "bodies_parsed_total", NULL, COUNTER, 0,
-         ss.bodies_parsed, "Request bodies parsed (form or JSON; only "
-         "routes that read a body field parse one)."},
-        {"bodies_refused", "bodies_refused_total", NULL, COUNTER, 0,
-         ss.bodies_refused, "Request bodies refused by the parser or its "
-         "bounds (400, 413)."},
-        {"requests_missing_required", "requests_missing_required_total",
-         NULL, COUNTER, 0, ss.missing_required,
-         "400 answers: a value the route requires was missing."},
-        {"request_threads", "request_threads", NULL, GAUGE, 0, ss.threads,
-         "Request threads running."},
-        {"conf_generation", "conf_generation", NULL, GAUGE, 0, ss.generation,
-         "Conf generation new requests get (1 at start, +1 per reload)."},
-        {"conf_generations_live", "conf_generations_live", NULL, GAUGE, 0,
-         ss.generations_live, "Conf generations still in use (the current "
-         "one and those of requests accepted before a reload)."},
-        {"tasks_admitted", "tasks_admitted_total", NULL, COUNTER, 0,
-         ds.admitted, "Deferred tasks admitted to the queue."},
-        {"tasks_rejected", "tasks_rejected_total", NULL, COUNTER, 0,
-         ds.rejected, "Registered deferred tasks refused at admission, "
-         "before the answer (queue full, shutdown, database unavailable: "
-         "the request got 503); also inline tasks skipped at the shutdown "
-         "deadline."},
-        {"tasks_refused", "tasks_refused_total", NULL, COUNTER, 0,
-         ds.refused, "Deferred tasks never registered: the handler's "
-         "registration call failed (too many per request, misuse, out of "
-         "memory)."},
-        {"admit_waits", "admit_waits_total", NULL, COUNTER, 0, ds.admit_waits,
-         "Requests whose admission waited for queue room (admission "
-         "wait)."},
-        {"admit_stalled", "admit_stalled_total", NULL, COUNTER, 0,
-         ds.admit_stalled, "Requests refused at once: queue full and the "
-         "writer stalled."},
-        {"tasks_unavailable", "tasks_unavailable_total", NULL, COUNTER, 0,
-         ds.unavail, "Deferred tasks refused at admission because the "
-         "database was failing or lost (also in tasks_rejected_total)."},
-        {"tasks_inline", "tasks_inline_total", NULL, COUNTER, 0,
-         ds.inline_run, "Deferred tasks run inline in the request thread "
-         "(admission inline, queue full)."},
-        {"tasks_inline_failed", "tasks_inline_failed_total", NULL, COUNTER,
-         0, ds.inline_failed, "Inline tasks that failed."},
-        {"tasks_ok", "tasks_ok_total", NULL, COUNTER, 0, ds.ok,
-         "Admitted tasks that ran and succeeded."},
-        {"tasks_failed", "tasks_failed_total", NULL, COUNTER, 0, ds.failed,
-         "Admitted tasks that ran and failed (each one logged)."},
-        {"tasks_left", "tasks_left_total", NULL, COUNTER, 0, ds.left,
-         "Admitted tasks not run at the shutdown deadline."},
-        {"tasks_timeouts", "tasks_timeouts_total", NULL, COUNTER, 0,
-         ds.timeouts, "SQL tasks interrupted by the task time budget."},
-        {"busy_retries", "busy_retries_total", NULL, COUNTER, 0, ds.retried,
-         "Transaction retries (busy, deadlock, lost connection)."},
-        {"conn_lost", "conn_lost_total", NULL, COUNTER, 0, ds.conn_lost,
-         "PostgreSQL: transactions whose connection was lost."},
-        {"reconnects", "reconnects_total", NULL, COUNTER, 0, ds.reconnects,
-         "PostgreSQL: successful reconnects."},
-        {"commit_unknown", "commit_unknown_total", NULL, COUNTER, 0,
-         ds.commit_unknown, "PostgreSQL: tasks failed because the outcome "
-         "of their COMMIT could not be learnt."},
-        {"commits", "commits_total", NULL, COUNTER, 0, ds.commits,
-         "Group-commit transactions committed by the workers."},
+        COUNTER_ROW("requests_accepted", ss.accepted,
+                    "Requests accepted from nginx."),
+        COUNTER_ROW("requests_finished", ss.finished,
+                    "Requests answered and finished."),
+        RESPONSES_ROW("2xx", ss.status_2xx, "Responses by status class."),
+        RESPONSES_ROW("3xx", ss.status_3xx, NULL),
+        RESPONSES_ROW("4xx", ss.status_4xx, NULL),
+        RESPONSES_ROW("5xx", ss.status_5xx, NULL),
+        COUNTER_ROW("responses_503_queue_full", ss.rejected_503,
+                    "503 answers because the deferred queue was full, the "
+                    "writer stalled or the pool was stopping (also in "
+                    "responses_total code 5xx)."),
+        COUNTER_ROW("responses_503_db_unavailable", ss.unavail_503,
+                    "503 answers because the database was failing or lost "
+                    "(also in responses_total code 5xx)."),
+        COUNTER_ROW("responses_503_journal_unavailable", ss.journal_503,
+                    "503 answers because the journal append failed (disk "
+                    "full, I/O error; also in responses_total code 5xx)."),
+        COUNTER_ROW("client_gone", ss.client_gone,
+                    "Responses whose write to nginx failed (the client left)."),
+        COUNTER_ROW("accept_errors", ss.accept_errors,
+                    "FCGX_Accept_r failures (EMFILE...)."),
+        COUNTER_ROW("bodies_parsed", ss.bodies_parsed,
+                    "Request bodies parsed (form or JSON; only routes that "
+                    "read a body field parse one)."),
+        COUNTER_ROW("bodies_refused", ss.bodies_refused,
+                    "Request bodies refused by the parser or its bounds "
+                    "(400, 413)."),
+        COUNTER_ROW("requests_missing_required", ss.missing_required,
+                    "400 answers: a value the route requires was missing."),
+        GAUGE_ROW("request_threads", ss.threads, "Request threads running."),
+        GAUGE_ROW("conf_generation", ss.generation,
+                  "Conf generation new requests get (1 at start, +1 per "
+                  "reload)."),
+        GAUGE_ROW("conf_generations_live", ss.generations_live,
+                  "Conf generations still in use (the current one and those "
+                  "of requests accepted before a reload)."),
+        COUNTER_ROW("tasks_admitted", ds.admitted,
+                    "Deferred tasks admitted to the queue."),
+        COUNTER_ROW("tasks_rejected", ds.rejected,
+                    "Registered deferred tasks refused at admission, before "
+                    "the answer (queue full, shutdown, database unavailable: "
+                    "the request got 503); also inline tasks skipped at the "
+                    "shutdown deadline."),
+        COUNTER_ROW("tasks_refused", ds.refused,
+                    "Deferred tasks never registered: the handler's "
+                    "registration call failed (too many per request, misuse, "
+                    "out of memory)."),
+        COUNTER_ROW("admit_waits", ds.admit_waits,
+                    "Requests whose admission waited for queue room "
+                    "(admission wait)."),
+        COUNTER_ROW("admit_stalled", ds.admit_stalled,
+                    "Requests refused at once: queue full and the writer "
+                    "stalled."),
+        COUNTER_ROW("tasks_unavailable", ds.unavail,
+                    "Deferred tasks refused at admission because the "
+                    "database was failing or lost (also in "
+                    "tasks_rejected_total)."),
+        COUNTER_ROW("tasks_inline", ds.inline_run,
+                    "Deferred tasks run inline in the request thread "
+                    "(admission inline, queue full)."),
+        COUNTER_ROW("tasks_inline_failed", ds.inline_failed,
+                    "Inline tasks that failed."),
+        COUNTER_ROW("tasks_ok", ds.ok,
+                    "Admitted tasks that ran and succeeded."),
+        COUNTER_ROW("tasks_failed", ds.failed,
+                    "Admitted tasks that ran and failed (each one logged)."),
+        COUNTER_ROW("tasks_left", ds.left,
+                    "Admitted tasks not run at the shutdown deadline."),
+        COUNTER_ROW("tasks_timeouts", ds.timeouts,
+                    "SQL tasks interrupted by the task time budget."),
+        COUNTER_ROW("busy_retries", ds.retried,
+                    "Transaction retries (busy, deadlock, lost connection)."),
+        COUNTER_ROW("conn_lost", ds.conn_lost,
+                    "PostgreSQL: transactions whose connection was lost."),
+        COUNTER_ROW("reconnects", ds.reconnects,
+                    "PostgreSQL: successful reconnects."),
+        COUNTER_ROW("commit_unknown", ds.commit_unknown,
+                    "PostgreSQL: tasks failed because the outcome of their "
+                    "COMMIT could not be learnt."),
+        COUNTER_ROW("commits", ds.commits,
+                    "Group-commit transactions committed by the workers."),
         {"batches", NULL, NULL, COUNTER, 0, ds.batches, NULL},
         {"batch_tasks", NULL, NULL, COUNTER, 0, ds.batch_tasks, NULL},
-        {"queue_reserved", "queue_reserved", NULL, GAUGE, 0, ds.reserved,
-         "Queue slots reserved by admitted requests not yet submitted."},
-        {"queue_queued", "queue_queued", NULL, GAUGE, 0, ds.queued,
-         "Tasks waiting in the queue."},
-        {"queue_in_flight", "queue_in_flight", NULL, GAUGE, 0, ds.in_flight,
-         "Tasks running on a worker."},
-        {"queue_depth", "queue_depth", NULL, GAUGE, 0, ds.depth,
-         "Queue slots in use (reserved + queued + in flight)."},
-        {"queue_depth_hwm", "queue_depth_hwm", NULL, GAUGE, 0, ds.depth_hwm,
-         "High-water mark of queue slots in use."},
-        {"db_state", "db_state", NULL, GAUGE, 0, (uint64_t)ds.db_state,
-         "Database state: 0 ok, 1 failing, 2 lost."},
-        {"db_failing", "db_failing_total", NULL, COUNTER, 0, ds.db_failing,
-         "Episodes of the failing state (disk full, read-only, corrupt, "
-         "I/O error)."},
-        {"db_lost", "db_lost_total", NULL, COUNTER, 0, ds.db_lost,
-         "Episodes of the lost state (file removed, replaced or "
-         "truncated)."},
-        {"db_reopened", "db_reopened_total", NULL, COUNTER, 0, ds.db_reopened,
-         "Lost databases reopened at the path."},
-        {"db_probes", "db_probes_total", NULL, COUNTER, 0, ds.db_probes,
-         "Probe transactions while failing or lost."},
+        GAUGE_ROW("queue_reserved", ds.reserved,
+                  "Queue slots reserved by admitted requests not yet "
+                  "submitted."),
+        GAUGE_ROW("queue_queued", ds.queued, "Tasks waiting in the queue."),
+        GAUGE_ROW("queue_in_flight", ds.in_flight,
+                  "Tasks running on a worker."),
+        GAUGE_ROW("queue_depth", ds.depth,
+                  "Queue slots in use (reserved + queued + in flight)."),
+        GAUGE_ROW("queue_depth_hwm", ds.depth_hwm,
+                  "High-water mark of queue slots in use."),
+        GAUGE_ROW("db_state", (uint64_t)ds.db_state,
+                  "Database state: 0 ok, 1 failing, 2 lost."),
+        COUNTER_ROW("db_failing", ds.db_failing,
+                    "Episodes of the failing state (disk full, read-only, "
+                    "corrupt, I/O error)."),
+        COUNTER_ROW("db_lost", ds.db_lost,
+                    "Episodes of the lost state (file removed, replaced or "
+                    "truncated)."),
+        COUNTER_ROW("db_reopened", ds.db_reopened,
+                    "Lost databases reopened at the path."),
+        COUNTER_ROW("db_probes", ds.db_probes,
+                    "Probe transactions while failing or lost."),
         {"db_unavailable_ms", "db_unavailable_seconds_total", NULL, COUNTER,
          1, ds.db_unavail_ms, "Time the database spent failing or lost "
          "(the current episode included)."},
         /* the journal (all 0 with journal off) */
-        {"journal_appends", "journal_appends_total", NULL, COUNTER, 0,
-         ds.j_appends, "Journal group writes (one write(2) for every "
-         "request waiting)."},
-        {"journal_records", "journal_records_total", NULL, COUNTER, 0,
-         ds.j_records, "Journal records appended (one per SQL task)."},
-        {"journal_bytes", "journal_bytes_total", NULL, COUNTER, 0,
-         ds.j_bytes, "Journal bytes appended."},
-        {"journal_records_pending", "journal_records_pending", NULL, GAUGE, 0,
-         ds.j_pending, "Journal records not yet committed to the database."},
-        {"journal_file_bytes", "journal_file_bytes", NULL, GAUGE, 0,
-         ds.j_file_bytes, "Bytes in the journal's files."},
-        {"journal_fsyncs", "journal_fsyncs_total", NULL, COUNTER, 0,
-         ds.j_fsyncs, "Journal fdatasync calls (journal fsync)."},
+        COUNTER_ROW("journal_appends", ds.j_appends,
+                    "Journal group writes (one write(2) for every request "
+                    "waiting)."),
+        COUNTER_ROW("journal_records", ds.j_records,
+                    "Journal records appended (one per SQL task)."),
+        COUNTER_ROW("journal_bytes", ds.j_bytes, "Journal bytes appended."),
+        GAUGE_ROW("journal_records_pending", ds.j_pending,
+                  "Journal records not yet committed to the database."),
+        GAUGE_ROW("journal_file_bytes", ds.j_file_bytes,
+                  "Bytes in the journal's files."),
+        COUNTER_ROW("journal_fsyncs", ds.j_fsyncs,
+                    "Journal fdatasync calls (journal fsync)."),
         {"journal_fsync_ms", "journal_fsync_seconds_total", NULL, COUNTER, 1,
          ds.j_fsync_ns / 1000000, "Time spent in journal fdatasync."},
-        {"journal_failed", "journal_failed_total", NULL, COUNTER, 0,
-         ds.j_failed, "Deferred tasks refused (503) because the journal "
-         "append failed."},
-        {"journal_replayed", "journal_replayed_total", NULL, COUNTER, 0,
-         ds.j_replayed, "Journal records replayed at start."},
-        {"journal_skipped", "journal_skipped_total", NULL, COUNTER, 0,
-         ds.j_skipped, "Journal records found already applied at start."},
-        {"journal_dead_lettered", "journal_dead_lettered_total", NULL,
-         COUNTER, 0, ds.j_dead, "Journal records that failed at replay "
-         "(written to the dead-letter file)."},
-        {"journal_torn", "journal_torn_total", NULL, COUNTER, 0, ds.j_torn,
-         "Torn journal tails dropped at start (never acknowledged)."},
-        {"journal_corrupt", "journal_corrupt_total", NULL, COUNTER, 0,
-         ds.j_corrupt, "Damaged stretches inside the journal found at "
-         "start (set aside in the .corrupt file; later records replayed)."},
-        {"log_repeated", "log_repeated_total", NULL, COUNTER, 0,
-         ds.log_repeated, "Log lines folded into repeated=N summaries."},
-        {"log_dropped", "log_dropped_total", NULL, COUNTER, 0, log_dropped,
-         "Log lines that could not be written."},
-        {"access_lines", "access_lines_total", NULL, COUNTER, 0,
-         ss.access_lines, "Access log lines written whole."},
-        {"access_dropped", "access_dropped_total", NULL, COUNTER, 0,
-         ss.access_dropped, "Access log lines lost (write failed or cut "
-         "short)."},
+        COUNTER_ROW("journal_failed", ds.j_failed,
+                    "Deferred tasks refused (503) because the journal append "
+                    "failed."),
+        COUNTER_ROW("journal_replayed", ds.j_replayed,
+                    "Journal records replayed at start."),
+        COUNTER_ROW("journal_skipped", ds.j_skipped,
+                    "Journal records found already applied at start."),
+        COUNTER_ROW("journal_dead_lettered", ds.j_dead,
+                    "Journal records that failed at replay (written to the "
+                    "dead-letter file)."),
+        COUNTER_ROW("journal_torn", ds.j_torn,
+                    "Torn journal tails dropped at start (never "
+                    "acknowledged)."),
+        COUNTER_ROW("journal_corrupt", ds.j_corrupt,
+                    "Damaged stretches inside the journal found at start "
+                    "(set aside in the .corrupt file; later records "
+                    "replayed)."),
+        COUNTER_ROW("log_repeated", ds.log_repeated,
+                    "Log lines folded into repeated=N summaries."),
+        COUNTER_ROW("log_dropped", log_dropped,
+                    "Log lines that could not be written."),
+        COUNTER_ROW("access_lines", ss.access_lines,
+                    "Access log lines written whole."),
+        COUNTER_ROW("access_dropped", ss.access_dropped,
+                    "Access log lines lost (write failed or cut short)."),
     };
     n = sizeof m / sizeof m[0];
 
