@@ -107,7 +107,8 @@ struct metric {
                           only (the histogram's parts, written apart) */
     const char *label; /* this sample's label pair, or NULL */
     enum kind kind;
-    int ms;            /* value is in milliseconds: Prometheus gets seconds */
+    int exp;           /* value is in 10^-exp s (3: ms, 6: us):
+                          Prometheus gets seconds; 0: a plain number */
     uint64_t value;
     const char *help;  /* the family's HELP (first entry of a family) */
 };
@@ -237,6 +238,12 @@ int web_handler_status(web_call *call, void *ud)
                     "COMMIT could not be learnt."),
         COUNTER_ROW("commits", ds.commits,
                     "Group-commit transactions committed by the workers."),
+        {"commit_mean_us", "commit_mean_seconds", NULL, GAUGE, 6,
+         ds.commit_avg_us, "Moving mean of the workers' COMMIT time (the "
+         "group-commit window follows it)."},
+        {"batch_window_us", "batch_window_seconds", NULL, GAUGE, 6,
+         ds.window_us, "The group-commit window a worker waits now: 9 x the "
+         "mean COMMIT time, within batch_delay..batch_delay_max."},
         {"batches", NULL, NULL, COUNTER, 0, ds.batches, NULL},
         {"batch_tasks", NULL, NULL, COUNTER, 0, ds.batch_tasks, NULL},
         GAUGE_ROW("queue_reserved", ds.reserved,
@@ -262,7 +269,7 @@ int web_handler_status(web_call *call, void *ud)
         COUNTER_ROW("db_probes", ds.db_probes,
                     "Probe transactions while failing or lost."),
         {"db_unavailable_ms", "db_unavailable_seconds_total", NULL, COUNTER,
-         1, ds.db_unavail_ms, "Time the database spent failing or lost "
+         3, ds.db_unavail_ms, "Time the database spent failing or lost "
          "(the current episode included)."},
         /* the journal (all 0 with journal off) */
         COUNTER_ROW("journal_appends", ds.j_appends,
@@ -277,7 +284,7 @@ int web_handler_status(web_call *call, void *ud)
                   "Bytes in the journal's files."),
         COUNTER_ROW("journal_fsyncs", ds.j_fsyncs,
                     "Journal fdatasync calls (journal fsync)."),
-        {"journal_fsync_ms", "journal_fsync_seconds_total", NULL, COUNTER, 1,
+        {"journal_fsync_ms", "journal_fsync_seconds_total", NULL, COUNTER, 3,
          ds.j_fsync_ns / 1000000, "Time spent in journal fdatasync."},
         COUNTER_ROW("journal_failed", ds.j_failed,
                     "Deferred tasks refused (503) because the journal append "
@@ -338,9 +345,11 @@ int web_handler_status(web_call *call, void *ud)
             add(&o, "waituntil_%s", family);
             if (m[i].label != NULL)
                 add(&o, "{%s}", m[i].label);
-            if (m[i].ms)
-                add(&o, " %" PRIu64 ".%03u\n", m[i].value / 1000,
-                    (unsigned)(m[i].value % 1000));
+            if (m[i].exp != 0) {
+                uint64_t d = m[i].exp == 6 ? 1000000 : 1000;
+                add(&o, " %" PRIu64 ".%0*u\n", m[i].value / d, m[i].exp,
+                    (unsigned)(m[i].value % d));
+            }
             else
                 add(&o, " %" PRIu64 "\n", m[i].value);
         }

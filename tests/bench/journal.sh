@@ -19,7 +19,8 @@
 # the per-rep ratios to /hello.  Each run starts from an empty
 # database.  Run on purpose, never by make check.
 # Knobs: REPS (3), DURATION (10s), CONNS (32), THREADS (2), LEVELS,
-# BATCH_DELAY (the pool's batch_delay in every run; shipped 2ms).
+# BATCH_DELAY, BATCH_DELAY_MAX (the pool's batch_delay and batch_delay_max
+# in every run; shipped 2ms and 20ms: BATCH_DELAY_MAX=2ms is a fixed window).
 # Bounded: every wrk run has a fixed duration; the EXIT trap stops what
 # this script started, by PID.
 set -u
@@ -41,6 +42,7 @@ conf_for() {
     sed -e "s|^\(    journal\) write;|\1 $j;|" \
         -e "s|^\(    synchronous\) normal;|\1 $s;|" \
         -e "s|^\(    batch_delay\) 2ms;|\1 ${BATCH_DELAY:-2ms};|" \
+        -e "s|^\(    batch_delay_max\) 20ms;|\1 ${BATCH_DELAY_MAX:-20ms};|" \
         "$SRC/conf/waituntil.conf" > "$WORK/$1.conf"
     [ "$(grep -c -e "^    journal $j;" -e "^    synchronous $s;" "$WORK/$1.conf")" = 2 ] ||
         { echo "conf/waituntil.conf: no 'journal write;' or 'synchronous normal;' line" >&2; exit 1; }
