@@ -2196,6 +2196,55 @@ START_TEST(test_window_adapts_to_commit_time)
 }
 END_TEST
 
+/* A worker in a long window when shutdown starts leaves it at once: a
+ * drain wants the queue empty, not a full batch.  (Found by a second
+ * reader: shutdown woke no one in a window, so a stop waited out up to
+ * batch_delay_max, and a deadline shorter than what was left of the
+ * window reported a healthy queue's task as left.)  The window here is
+ * 1 s and the deadline 900 ms: the drain must not need the window. */
+START_TEST(test_shutdown_ends_window)
+{
+    defer_config cfg = base_cfg();
+    defer_pool *p;
+    defer_ctx *c;
+    defer_stats s;
+    int64_t end;
+    unsigned in_window = 0;
+
+    cfg.workers = 1;
+    cfg.batch_delay_us = 1000;
+    cfg.batch_delay_max_us = 1000000;
+    p = mkpool(&cfg);
+    c = mkctx(p);
+    atomic_store(&defer__commit_fault_ns, 200000000);
+    ck_assert_int_eq(defer_wait_until_query(c, q_ins(1), "/s/1"), DEFER_OK);
+    admit_submit(p, c);
+    ck_assert(STAT_AT_LEAST(p, commits, 1, 30000));
+    atomic_store(&defer__commit_fault_ns, 0);
+    defer_pool_stats(p, &s);
+    ck_assert_uint_eq(s.window_us, 1000000);
+    ck_assert_int_eq(defer_wait_until_query(c, q_ins(2), "/s/2"), DEFER_OK);
+    admit_submit(p, c);
+    /* The worker sits in its window (a condition, bounded). */
+    end = tu_now_ms() + 30000;
+    while (in_window == 0 && tu_now_ms() < end) {
+        defer__lock(p);
+        in_window = p->windows;
+        defer__unlock(p);
+        if (in_window == 0)
+            sleep_ms(1);
+    }
+    ck_assert_uint_eq(in_window, 1);
+    ck_assert_int_eq(defer_pool_shutdown(p, 900), DEFER_OK);
+    defer_pool_stats(p, &s);
+    defer_ctx_free(c);
+    defer_pool_destroy(p);
+    ck_assert_uint_eq(s.ok, 2);
+    ck_assert_uint_eq(s.left, 0);
+    ck_assert_int_eq(db_scalar("SELECT count(*) FROM t"), 2);
+}
+END_TEST
+
 /* ==== found by a second reader (issue 13 item 1 and 3 changes) ======== */
 
 /* A pool idle for longer than admit_wait_ms is not a stalled pool.  A
@@ -3244,6 +3293,7 @@ int main(void)
     t = tc(s, "group_commit");
     tcase_add_test(t, test_window_rule);
     tcase_add_test(t, test_window_adapts_to_commit_time);
+    tcase_add_test(t, test_shutdown_ends_window);
     tcase_add_test(t, test_batch_failure_isolated);
     tcase_add_test(t, test_partial_failure_rolled_back_alone);
     tcase_add_test(t, test_busy_retried_then_succeeds);

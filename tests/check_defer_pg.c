@@ -689,10 +689,16 @@ START_TEST(lost_commit_answer_resolved)
     ck_assert_int_eq(defer_ctx_create(p, &ctx), DEFER_OK);
 
     atomic_store(&defer__fault_commit, DEFER_FAULT_AFTER_COMMIT);
+    atomic_store(&defer__commit_fault_ns, 50000000); /* 50 ms more */
     one(p, ctx, q_ins(1));
     wait_done(p, 1);
     ck_assert_int_eq(atomic_load(&defer__fault_commit), 0);
     ck_assert(log_has("event=commit_confirmed"));
+    /* A confirmed COMMIT is timed like any other (it used to count as a
+     * 0 ns sample for the group-commit window). */
+    defer_pool_stats(p, &st);
+    ck_assert_uint_ge(st.commit_avg_us, 50000);
+    atomic_store(&defer__commit_fault_ns, 0);
 
     atomic_store(&defer__fault_commit, DEFER_FAULT_NO_COMMIT);
     one(p, ctx, q_ins(2));

@@ -823,6 +823,10 @@ DEFER_API int defer_pool_shutdown(defer_pool *p, unsigned deadline_ms)
     left_before = p->st.left;
     p->state = P_DRAINING;
     defer__broadcast(&p->space_cv);
+    /* A worker in its group-commit window (up to batch_delay_max) would
+     * otherwise wait it out: draining wants the queue empty now. */
+    if (p->windows > 0)
+        defer__broadcast(&p->work_cv);
     end = defer__now_ns() + (int64_t)deadline_ms * 1000000;
     atomic_store(&p->stop_end_ns, end);
     while (!drained(p)) {

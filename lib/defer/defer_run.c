@@ -1088,6 +1088,13 @@ static int first_pass_failure(defer_runner *r, int rc)
     return rc == QB_EBUSY ? X_BUSY : X_RESTART;
 }
 
+/* Time since t0, a COMMIT's start (plus the test-only fault). */
+static int64_t commit_time(int64_t t0)
+{
+    return defer__now_ns() - t0 +
+           atomic_load_explicit(&defer__commit_fault_ns, memory_order_relaxed);
+}
+
 /* Run t's statement within the task budget (the progress handler or the
  * session's statement_timeout stops it at r->stmt_deadline_ns). */
 static int exec_in_budget(defer_runner *r, defer_task *t)
@@ -1516,9 +1523,7 @@ static void run_sql(defer_runner *r, defer_task **t, size_t n)
         rc = defer__db_commit(r);
         if (rc == QB_OK) {
             r->n_commits++;
-            r->commit_ns += defer__now_ns() - t0 +
-                            atomic_load_explicit(&defer__commit_fault_ns,
-                                                 memory_order_relaxed);
+            r->commit_ns += commit_time(t0);
             defer__journal_committed(p, t, n);
             break;
         }
@@ -1526,6 +1531,7 @@ static void run_sql(defer_runner *r, defer_task **t, size_t n)
             int oc = r->xid[0] != '\0' ? commit_outcome(r) : -2;
             if (oc == 1) {
                 r->n_commits++;
+                r->commit_ns += commit_time(t0);
                 defer__journal_committed(p, t, n);
                 emit(p, DEFER_LOG_WARN, "commit_confirmed", NULL, r->worker,
                      0, 0, NULL, "COMMIT answer lost with the connection; "

@@ -60,7 +60,8 @@ status_num() { # status_num PORT KEY: a number from /_status (JSON)
         sed -n "s/^ *\"$2\": *\([0-9.]*\).*/\1/p" | head -n 1
 }
 
-run() { # run LEVEL ENDPOINT REP: prints "req/s p99_ms fsyncs_per_s req_per_fsync"
+run() { # run LEVEL ENDPOINT REP: prints "req/s p99_ms fsyncs_per_s
+    # req_per_fsync cpu_us_waituntil cpu_us_with_nginx commits_per_s window_ms"
     conf_for "$1"
     rm -rf "$WORK/db"
     port=$(stack_free_port)
@@ -75,19 +76,20 @@ run() { # run LEVEL ENDPOINT REP: prints "req/s p99_ms fsyncs_per_s req_per_fsyn
         "http://127.0.0.1:$port$2" > "$WORK/wrk.$1.$3" 2>/dev/null
     a1=$(cpu_ticks "$STACK_APP_PID") c1=$(cpu_ticks $pids)
     f1=$(status_num "$port" journal_fsyncs) m1=$(status_num "$port" commits)
+    win=$(status_num "$port" batch_window_us)
     stack_stop
     awk -v f0="${f0:-0}" -v f1="${f1:-0}" -v d="$DURATION" \
         -v app=$((a1 - a0)) -v all=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" \
-        -v commits=$((${m1:-0} - ${m0:-0})) '
+        -v commits=$((${m1:-0} - ${m0:-0})) -v win="${win:-0}" '
         /^Requests\/sec:/ { rps = $2 }
         /^ *99%/ { v = $2; u = v; sub(/[a-z]+$/, "", v); sub(/^[0-9.]+/, "", u)
                    p99 = (u == "us") ? v / 1000 : ((u == "s") ? v * 1000 : v) }
         /requests in/ { n = $1 }
         END { secs = d; sub(/s$/, "", secs); f = f1 - f0
-              printf "%s %.2f %.0f %s %.1f %.1f %.0f\n", rps, p99, f / secs,
-                     ((f > 0) ? sprintf("%.1f", n / f) : "-"),
+              printf "%s %.2f %.0f %s %.1f %.1f %.0f %.1f\n", rps, p99,
+                     f / secs, ((f > 0) ? sprintf("%.1f", n / f) : "-"),
                      app * 1e6 / hz / n, all * 1e6 / hz / n,
-                     commits / secs }' "$WORK/wrk.$1.$3"
+                     commits / secs, win / 1000 }' "$WORK/wrk.$1.$3"
 }
 
 r=1
@@ -99,7 +101,7 @@ while [ "$r" -le "$REPS" ]; do
         set -- $(run "$lv" /log "$r")
         ratio=$(awk -v a="$1" -v b="$hello" 'BEGIN { printf "%.3f", a / b }')
         cratio=$(awk -v a="$6" -v b="$hello_cpu" 'BEGIN { printf "%.3f", b / a }')
-        echo "rep $r: /log journal=$lv $1 req/s p99 $2 ms fsyncs/s $3 requests/fsync $4 commits/s $7 cpu_us/req waituntil $5 with_nginx $6 ratio_to_hello $ratio cpu_ratio $cratio"
+        echo "rep $r: /log journal=$lv $1 req/s p99 $2 ms fsyncs/s $3 requests/fsync $4 commits/s $7 window_ms $8 cpu_us/req waituntil $5 with_nginx $6 ratio_to_hello $ratio cpu_ratio $cratio"
         echo "$lv $ratio $cratio" >> "$WORK/ratios"
     done
     r=$((r + 1))
