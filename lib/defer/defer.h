@@ -462,8 +462,8 @@ typedef struct defer_stats {
                                the records after them still replayed) */
     char db_reason[400];    /* why not OK ("" when OK) */
     /* the adaptive group-commit window (batch_delay_max_us) */
-    uint64_t commit_avg_us; /* moving mean of the workers' COMMIT time
-                               (gauge; 0 before the first commit) */
+    uint64_t commit_mean_us; /* moving mean of the workers' COMMIT time
+                                (gauge; 0 before the first commit) */
     uint64_t window_us;     /* the window a worker waits now (gauge) */
 } defer_stats;
 

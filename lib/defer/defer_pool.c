@@ -64,6 +64,15 @@
  * BUSY then only comes from other processes/connections, and while one
  * worker commits, the others' batches grow (group commit).
  *
+ * GROUP-COMMIT WINDOW: a worker woken for a non-full queue waits for its
+ * batch to grow, for 9 x the moving mean of the pool's COMMIT times,
+ * within [batch_delay, batch_delay_max] (defer__window_ns): where a
+ * COMMIT pays an fsync (SQLite synchronous=FULL) or a round trip
+ * (PostgreSQL), fewer and larger commits pay it; where it costs tens of
+ * microseconds the window stays at batch_delay.  The window ends early
+ * on a full batch, on admissions waiting for room, and when shutdown
+ * starts draining (it wakes the workers in a window).
+ *
  * SHUTDOWN: state RUNNING -> DRAINING (admission refused, workers keep
  * going) -> STOPPED.  If the queue drains before the deadline, workers
  * see STOPPED with an empty queue and leave; all are joined.  At the
@@ -982,7 +991,7 @@ DEFER_API void defer_pool_stats(defer_pool *p, defer_stats *out)
     defer__lock(p);
     update_hwm(p);
     *out = p->st;
-    out->commit_avg_us = (uint64_t)(p->commit_avg_ns / 1000);
+    out->commit_mean_us = (uint64_t)(p->commit_avg_ns / 1000);
     out->window_us = (uint64_t)(defer__window_ns(&p->cfg, p->commit_avg_ns) /
                                 1000);
     defer__health_stats(p, out);

@@ -239,7 +239,7 @@ int web_handler_status(web_call *call, void *ud)
         COUNTER_ROW("commits", ds.commits,
                     "Group-commit transactions committed by the workers."),
         {"commit_mean_us", "commit_mean_seconds", NULL, GAUGE, 6,
-         ds.commit_avg_us, "Moving mean of the workers' COMMIT time (the "
+         ds.commit_mean_us, "Moving mean of the workers' COMMIT time (the "
          "group-commit window follows it)."},
         {"batch_window_us", "batch_window_seconds", NULL, GAUGE, 6,
          ds.window_us, "The group-commit window a worker waits now: 9 x the "
