@@ -34,7 +34,8 @@
 #
 # Knobs (environment): SCENARIOS ("pg:1 pg:2 pg:3 sqlite:1"; KIND:N, KIND
 # pg or sqlite), DURATION (10s), WARMUP (2s), CONNS (32), THREADS (wrk
-# threads, 2), WRK_TIMEOUT (10s), SCALEOUT_WORK (BUILDDIR/scaleout-run).
+# threads, 2), WRK_TIMEOUT (10s), SCALEOUT_WORK (BUILDDIR/scaleout-run),
+# SCALEOUT_CONF (the instances' conf; default the shipped conf/waituntil.conf).
 set -u
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -179,7 +180,8 @@ scenario() {
     esac
     port=$(stack_free_port)
     STACK_ACCESS_LOG=off STACK_APP_ARGS='' multi_start "$SRC" "$BUILD" "$prefix" "$port" \
-        "$n" "$db" > "$WORK/raw/$tag.start" 2>&1 ||
+        "$n" "$db" "${SCALEOUT_CONF:-$SRC/conf/waituntil.conf}" \
+        > "$WORK/raw/$tag.start" 2>&1 ||
         die "$tag: the stack did not start: $(tail -n 5 "$WORK/raw/$tag.start")"
     url=$MULTI_URL$path
 
