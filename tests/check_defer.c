@@ -2158,26 +2158,37 @@ END_TEST
  * at its ceiling (200 ms here), so a task submitted alone then waits that
  * long before it runs.  Elapsed time is only bounded from below (a window
  * that did not adapt would run it after 1 ms). */
-START_TEST(test_window_adapts_to_commit_time)
+/* One worker, a window of 1 ms .. max_us; its first task committed with
+ * every COMMIT measured fault_ns longer (the fault stays set). */
+static defer_pool *slow_commit_pool(unsigned max_us, int64_t fault_ns,
+                                    defer_ctx **c)
 {
     defer_config cfg = base_cfg();
     defer_pool *p;
-    defer_ctx *c;
     defer_stats s;
-    int64_t t0;
 
     cfg.workers = 1;
     cfg.batch_delay_us = 1000;
-    cfg.batch_delay_max_us = 200000;
+    cfg.batch_delay_max_us = max_us;
     p = mkpool(&cfg);
-    c = mkctx(p);
+    *c = mkctx(p);
     defer_pool_stats(p, &s);
     ck_assert_uint_eq(s.commit_mean_us, 0);
     ck_assert_uint_eq(s.window_us, 1000);
-    atomic_store(&defer__commit_fault_ns, 50000000);
-    ck_assert_int_eq(defer_wait_until_query(c, q_ins(1), "/w/1"), DEFER_OK);
-    admit_submit(p, c);
+    atomic_store(&defer__commit_fault_ns, fault_ns);
+    ck_assert_int_eq(defer_wait_until_query(*c, q_ins(1), "/w/1"), DEFER_OK);
+    admit_submit(p, *c);
     ck_assert(STAT_AT_LEAST(p, commits, 1, 30000));
+    return p;
+}
+
+START_TEST(test_window_adapts_to_commit_time)
+{
+    defer_ctx *c;
+    defer_pool *p = slow_commit_pool(200000, 50000000, &c);
+    defer_stats s;
+    int64_t t0;
+
     defer_pool_stats(p, &s);
     ck_assert_uint_ge(s.commit_mean_us, 50000);
     ck_assert_uint_eq(s.window_us, 200000);
@@ -2204,23 +2215,13 @@ END_TEST
  * 1 s and the deadline 900 ms: the drain must not need the window. */
 START_TEST(test_shutdown_ends_window)
 {
-    defer_config cfg = base_cfg();
-    defer_pool *p;
     defer_ctx *c;
+    defer_pool *p = slow_commit_pool(1000000, 200000000, &c);
     defer_stats s;
     int64_t end;
     unsigned in_window = 0, n;
     uint64_t committed;
 
-    cfg.workers = 1;
-    cfg.batch_delay_us = 1000;
-    cfg.batch_delay_max_us = 1000000;
-    p = mkpool(&cfg);
-    c = mkctx(p);
-    atomic_store(&defer__commit_fault_ns, 200000000);
-    ck_assert_int_eq(defer_wait_until_query(c, q_ins(1), "/s/1"), DEFER_OK);
-    admit_submit(p, c);
-    ck_assert(STAT_AT_LEAST(p, commits, 1, 30000));
     atomic_store(&defer__commit_fault_ns, 0);
     defer_pool_stats(p, &s);
     ck_assert_uint_eq(s.window_us, 1000000);
