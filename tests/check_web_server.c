@@ -609,7 +609,6 @@ static int h_nofield(web_call *call, void *ud)
     return web_respond(call, 200, NULL, "nofield", 7);
 }
 
-/* Counts its calls (the server runs in the test's process). */
 /* web_call_db or 503. */
 static int h_calldb(web_call *call, void *ud)
 {
@@ -619,6 +618,7 @@ static int h_calldb(web_call *call, void *ud)
     return web_respond(call, 200, NULL, "db", 2);
 }
 
+/* Counts its calls (the server runs in the test's process). */
 static int counted_calls;
 static int h_counted(web_call *call, void *ud)
 {

@@ -222,6 +222,26 @@ qb_dialect web_call_dialect(const web_call *c)
     return c ? defer_pool_dialect(c->srv->pool) : QB_DIALECT_SQLITE;
 }
 
+/* A mutex that cannot be locked or unlocked is a corrupted server: there
+ * is no way to serve on without it. */
+static void must_lock(web_server *s, pthread_mutex_t *mu)
+{
+    int rc = pthread_mutex_lock(mu);
+    if (rc != 0) {
+        web_logf(s->log, WEB_LOG_ERROR, "mutex_failed", "op=lock rc=%d", rc);
+        abort();
+    }
+}
+
+static void must_unlock(web_server *s, pthread_mutex_t *mu)
+{
+    int rc = pthread_mutex_unlock(mu);
+    if (rc != 0) {
+        web_logf(s->log, WEB_LOG_ERROR, "mutex_failed", "op=unlock rc=%d", rc);
+        abort();
+    }
+}
+
 /* Log a failed open or reconnect of web_call_db.  A database that is
  * down fails every request that asks for it, so the lines are folded,
  * as the pool folds its own (lib/defer/defer_log.c): the first failure
@@ -254,8 +274,7 @@ static void db_failed(web_server *s, const char *why)
 
     if (clock_gettime(CLOCK_MONOTONIC, &ts) == 0)
         now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-    if (pthread_mutex_lock(&s->dbfail_mu) != 0)
-        abort();
+    must_lock(s, &s->dbfail_mu);
     if (s->dbfail_end != 0 && now < s->dbfail_end) {
         s->dbfail_folded++;
         snprintf(s->dbfail_last, sizeof s->dbfail_last, "%s", why);
@@ -272,19 +291,18 @@ static void db_failed(web_server *s, const char *why)
         dbfail_write(s, why, 0);
         s->dbfail_end = now + DBFAIL_WINDOW_NS;
     }
-    (void)pthread_mutex_unlock(&s->dbfail_mu);
+    must_unlock(s, &s->dbfail_mu);
 }
 
 /* At the stop: the last burst's count.  Under the mutex: a request
  * thread the stop gave up on may still fail in db_failed. */
 static void db_failed_flush(web_server *s)
 {
-    if (pthread_mutex_lock(&s->dbfail_mu) != 0)
-        abort();
+    must_lock(s, &s->dbfail_mu);
     if (s->dbfail_folded > 0)
         dbfail_write(s, s->dbfail_last, s->dbfail_folded);
     s->dbfail_folded = 0;
-    (void)pthread_mutex_unlock(&s->dbfail_mu);
+    must_unlock(s, &s->dbfail_mu);
 }
 
 qb_conn *web_call_db(web_call *c)
@@ -608,26 +626,6 @@ static void set_missing(web_call *c, const web_source *missing)
 
 /* ---- generations ------------------------------------------------------------ */
 
-/* A mutex that cannot be locked or unlocked is a corrupted server: there
- * is no way to serve on without it. */
-static void gen_lock(web_server *s)
-{
-    int rc = pthread_mutex_lock(&s->gen_lock);
-    if (rc != 0) {
-        web_logf(s->log, WEB_LOG_ERROR, "mutex_failed", "op=lock rc=%d", rc);
-        abort();
-    }
-}
-
-static void gen_unlock(web_server *s)
-{
-    int rc = pthread_mutex_unlock(&s->gen_lock);
-    if (rc != 0) {
-        web_logf(s->log, WEB_LOG_ERROR, "mutex_failed", "op=unlock rc=%d", rc);
-        abort();
-    }
-}
-
 static void gen_free(gen *g)
 {
     if (g == NULL)
@@ -646,10 +644,10 @@ static void gen_free(gen *g)
 static gen *gen_acquire(web_server *s)
 {
     gen *g;
-    gen_lock(s);
+    must_lock(s, &s->gen_lock);
     g = s->gen;
     atomic_fetch_add_explicit(&g->refs, 1, memory_order_relaxed);
-    gen_unlock(s);
+    must_unlock(s, &s->gen_lock);
     return g;
 }
 
@@ -1598,10 +1596,10 @@ int web_server_reload(web_server *s, web_conf *conf, uint64_t *generation,
     rc = gen_build(s, conf, conf, &g, eb, el); /* takes conf */
     if (rc != WEB_OK)
         return rc;
-    gen_lock(s);
+    must_lock(s, &s->gen_lock);
     old = s->gen;
     s->gen = g;
-    gen_unlock(s);
+    must_unlock(s, &s->gen_lock);
     if (generation != NULL)
         *generation = g->id;
     /* The server's reference: the old generation is freed here, or by
@@ -1766,6 +1764,7 @@ void web_server_free(web_server *s)
     if (s->gen != NULL)
         gen_release(s, s->gen);
     pthread_mutex_destroy(&s->gen_lock);
+    pthread_mutex_destroy(&s->dbfail_mu);
     free(s->handlers);
     free(s->db_path);
     free(s);
@@ -1794,9 +1793,9 @@ void web_server_stats_get(web_server *s, web_server_stats *o)
     o->access_dropped = web_access_log_dropped(s->access_log);
     o->threads = atomic_load(&s->running);
     o->started_unix = (int64_t)s->started_at;
-    gen_lock(s);
+    must_lock(s, &s->gen_lock);
     o->generation = s->gen->id;
-    gen_unlock(s);
+    must_unlock(s, &s->gen_lock);
     o->generations_live = atomic_load(&s->gens_live);
 }
 
